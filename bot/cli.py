@@ -1,0 +1,156 @@
+"""The ``gatecord`` command: ``run``, ``migrate``, ``check``.
+
+Configuration problems print one line naming the key and the file and exit with code 2; no
+traceback, no secret.
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import logging
+import signal
+import sys
+from pathlib import Path
+from typing import Sequence
+
+from bot.logging_setup import configure_logging
+from bot.settings import ConfigError, Settings, load_settings, require_token
+
+EXIT_CONFIG = 2
+NO_TOKEN_HELP = (
+    "Gatecord needs a Discord bot token to connect. Create an application at "
+    "https://discord.com/developers/applications, add a bot, enable the Message Content intent, "
+    "copy its token, and either export GATECORD_DISCORD__TOKEN=<token> or put it under [discord] "
+    "token in config.toml (start from config.example.toml). Set [gateway] profile, base_url and "
+    "api_key (GATECORD_GATEWAY__API_KEY) for your AI gateway too."
+)
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(prog="gatecord", description="Gatecord: a Discord bot backed by an AI gateway.")
+    sub = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
+    for name, help_text in (
+        ("run", "start the bot"),
+        ("migrate", "apply database migrations and print the schema version"),
+        ("check", "validate the configuration and reach the configured AI gateway"),
+    ):
+        cmd = sub.add_parser(name, help=help_text)
+        cmd.add_argument("--config", metavar="PATH", default=None, help="TOML file (default ./config.toml)")
+    return parser
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    args = build_parser().parse_args(argv)
+    try:
+        settings = load_settings(args.config, require_file=args.config is not None)
+        if args.command == "run":
+            require_token(settings, args.config)
+    except ConfigError as exc:
+        print(f"gatecord: {exc}", file=sys.stderr)
+        if args.command == "run" and "discord.token is missing" in str(exc):
+            print(NO_TOKEN_HELP, file=sys.stderr)
+        return EXIT_CONFIG
+    configure_logging(settings)
+    handler = {"run": _run, "migrate": _migrate, "check": _check}[args.command]
+    try:
+        return asyncio.run(handler(settings))
+    except KeyboardInterrupt:
+        return 130
+
+
+async def _migrate(settings: Settings) -> int:
+    from bot.migrations import MigrationError
+    from bot.storage import Store
+
+    store = Store(settings.storage.path)
+    try:
+        version = await store.open()
+    except MigrationError as exc:
+        print(f"gatecord: {exc}", file=sys.stderr)
+        return 1
+    finally:
+        await store.close()
+    print(f"database {settings.storage.path}: schema version {version}")
+    return 0
+
+
+async def _run(settings: Settings) -> int:
+    import discord
+
+    from bot.factory import create_bot
+
+    bot = create_bot(settings)
+    loop = asyncio.get_running_loop()
+    stopping = asyncio.Event()
+    for sig in (signal.SIGINT, signal.SIGTERM):
+        loop.add_signal_handler(sig, stopping.set)
+    log = logging.getLogger("gatecord")
+    try:
+        async with bot:
+            runner = asyncio.create_task(bot.start(settings.discord.token.get_secret_value()))
+            stopper = asyncio.create_task(stopping.wait())
+            done, _ = await asyncio.wait({runner, stopper}, return_when=asyncio.FIRST_COMPLETED)
+            if stopper in done:
+                log.info("stopping on signal")
+                await bot.close()
+            stopper.cancel()
+            await asyncio.gather(runner, return_exceptions=stopper in done)
+    except discord.LoginFailure:
+        print("gatecord: Discord rejected the bot token (discord.token); check it and try again", file=sys.stderr)
+        return EXIT_CONFIG
+    except discord.PrivilegedIntentsRequired:
+        print(
+            "gatecord: Discord refused the Message Content intent; enable it for the bot in the developer portal",
+            file=sys.stderr,
+        )
+        return EXIT_CONFIG
+    return 0
+
+
+async def _check(settings: Settings) -> int:
+    from bot.factory import build_gateway_client
+    from gateway_client import GatewayError
+
+    problems = 0
+    token = settings.discord.token.get_secret_value().strip()
+    print(f"discord: token {'set' if token else 'MISSING (set GATECORD_DISCORD__TOKEN)'}; API {settings.discord.api_base_url}")
+    problems += 0 if token else 1
+    g = settings.gateway
+    print(f"gateway: profile {g.profile} at {g.base_url}; key {'set' if g.api_key.get_secret_value() else 'not set'}")
+    client = build_gateway_client(settings)
+    try:
+        await client.start()
+        try:
+            health = await client.health()
+            state = "ok" if health.ok else "NOT OK"
+            ready = "" if health.ready is None else f", ready: {'yes' if health.ready else 'no'}"
+            print(f"gateway health: {state}{ready}")
+            problems += 0 if health.ok else 1
+        except GatewayError as exc:
+            print(f"gateway health: FAILED ({exc})")
+            problems += 1
+        try:
+            models = await client.list_models()
+            by_kind: dict[str, list[str]] = {}
+            for model in models:
+                by_kind.setdefault(str(getattr(model.kind, "value", model.kind)), []).append(model.id)
+            print(f"gateway models: {len(models)} found")
+            for kind, ids in sorted(by_kind.items()):
+                shown = ", ".join(ids[:8]) + (f", … (+{len(ids) - 8})" if len(ids) > 8 else "")
+                print(f"  {kind}: {shown}")
+            ids = {m.id for m in models}
+            for label, wanted in (("chat_model", g.chat_model), ("vision_model", g.vision_model), ("image_model", g.image_model)):
+                if wanted and ids and wanted not in ids:
+                    print(f"  warning: gateway.{label} {wanted!r} is not in the gateway's model list")
+        except GatewayError as exc:
+            print(f"gateway models: FAILED ({exc})")
+            problems += 1
+    finally:
+        await client.close()
+    print("check: all good" if problems == 0 else f"check: {problems} problem(s) found")
+    return 0 if problems == 0 else 1
+
+
+if __name__ == "__main__":  # pragma: no cover
+    raise SystemExit(main())

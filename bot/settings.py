@@ -1,0 +1,216 @@
+"""Typed settings: a TOML file plus ``GATECORD_*`` environment variables (``__`` nests).
+
+Priority, highest first: environment, TOML file, defaults. Secrets (the bot token, gateway keys)
+are ``SecretStr`` so they never show in a repr, a log line or a validation error.
+"""
+
+from __future__ import annotations
+
+import tomllib
+from pathlib import Path
+from typing import Any, Literal
+
+from pydantic import BaseModel, ConfigDict, Field, SecretStr, ValidationError, field_validator
+from pydantic_settings import BaseSettings, PydanticBaseSettingsSource, SettingsConfigDict
+
+PROFILES = ("aicordcloud", "digicord", "aicredits", "aiproxy", "openai")
+ProfileName = Literal["aicordcloud", "digicord", "aicredits", "aiproxy", "openai"]
+DEFAULT_CONFIG_PATH = Path("config.toml")
+SECRET_KEYS = frozenset({"discord.token", "gateway.api_key"})
+
+
+class _Section(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+
+
+class DiscordSettings(_Section):
+    token: SecretStr = SecretStr("")
+    api_base_url: str = "https://discord.com/api/v10"
+    gateway_url: str = "wss://gateway.discord.gg/"
+    cdn_base_url: str = "https://cdn.discordapp.com"
+    cdn_hosts: list[str] = Field(default_factory=lambda: ["cdn.discordapp.com", "media.discordapp.net"])
+    command_guilds: list[int] = Field(default_factory=list)
+
+
+class FallbackGateway(_Section):
+    """Another gateway tried when the primary one fails (its own profile, key and models)."""
+
+    profile: ProfileName
+    base_url: str
+    api_key: SecretStr = SecretStr("")
+    chat_model: str = ""
+    vision_model: str = ""
+    image_model: str = ""
+
+
+class GatewaySettings(_Section):
+    profile: ProfileName = "aicordcloud"
+    base_url: str = "https://api.aicord.cloud"
+    api_key: SecretStr = SecretStr("")
+    chat_model: str = "aicord/fast"
+    vision_model: str = ""
+    image_model: str = ""
+    fallback_models: list[str] = Field(default_factory=list)
+    fallbacks: list[FallbackGateway] = Field(default_factory=list)
+    connect_timeout: float = Field(10.0, gt=0)
+    total_timeout: float = Field(120.0, gt=0)
+    stream_idle_timeout: float = Field(60.0, gt=0)
+    max_retries: int = Field(2, ge=0, le=10)
+    max_download_bytes: int = Field(20 * 1024 * 1024, gt=0)
+
+
+class StorageSettings(_Section):
+    path: str = "data/gatecord.db"
+
+
+class HttpSettings(_Section):
+    host: str = "127.0.0.1"
+    port: int = Field(8080, ge=0, le=65535)
+    max_body_bytes: int = Field(1024 * 1024, gt=0)
+
+
+class ChatSettings(_Section):
+    system_prompt: str = "You are Gatecord, a helpful assistant in the Discord server {server}. Today is {date}."
+    temperature: float = Field(0.7, ge=0, le=2)
+    max_tokens: int = Field(1024, gt=0)
+    edit_interval: float = Field(1.0, ge=1.0)
+    max_concurrency: int = Field(8, gt=0)
+    max_queue: int = Field(32, ge=0)
+    history_messages: int = Field(25, gt=0)
+    history_tokens: int = Field(6000, gt=0)
+    attachment_max_bytes: int = Field(100_000, gt=0)
+    attach_as_file_over: int = Field(12_000, gt=0)
+    attach_reasoning: bool = False
+
+
+class VisionSettings(_Section):
+    max_download_bytes: int = Field(10 * 1024 * 1024, gt=0)
+    max_pixels: int = Field(40_000_000, gt=0)
+    longest_side: int = Field(1024, gt=0)
+    max_images: int = Field(4, gt=0)
+
+
+class ImagineSettings(_Section):
+    default_count: int = Field(4, ge=1, le=4)
+    default_steps: int = Field(4, ge=1)
+    max_concurrent_per_user: int = Field(2, gt=0)
+    progress_interval: float = Field(2.0, ge=1.0)
+
+
+class QuotaDefaults(_Section):
+    """Per UTC day. -1 means unlimited."""
+
+    guild_chat_requests: int = -1
+    guild_tokens: int = -1
+    guild_vision_requests: int = -1
+    guild_images: int = -1
+    guild_credits: float = -1
+    member_chat_requests: int = -1
+    member_tokens: int = -1
+    member_vision_requests: int = -1
+    member_images: int = -1
+    member_credits: float = -1
+    reservation_ttl_seconds: int = Field(900, gt=0)
+
+
+class RelaySettings(_Section):
+    rate_per_minute: int = Field(120, gt=0)
+    burst: int = Field(30, gt=0)
+    wait_timeout: float = Field(15.0, gt=0)
+    max_attempts: int = Field(8, gt=0)
+    workers: int = Field(4, gt=0)
+
+
+class LoggingSettings(_Section):
+    level: Literal["DEBUG", "INFO", "WARNING", "ERROR"] = "INFO"
+
+
+class Settings(BaseSettings):
+    model_config = SettingsConfigDict(
+        env_prefix="GATECORD_", env_nested_delimiter="__", extra="forbid", case_sensitive=False
+    )
+
+    discord: DiscordSettings = Field(default_factory=DiscordSettings)
+    gateway: GatewaySettings = Field(default_factory=GatewaySettings)
+    storage: StorageSettings = Field(default_factory=StorageSettings)
+    http: HttpSettings = Field(default_factory=HttpSettings)
+    chat: ChatSettings = Field(default_factory=ChatSettings)
+    vision: VisionSettings = Field(default_factory=VisionSettings)
+    imagine: ImagineSettings = Field(default_factory=ImagineSettings)
+    quotas: QuotaDefaults = Field(default_factory=QuotaDefaults)
+    relay: RelaySettings = Field(default_factory=RelaySettings)
+    logging: LoggingSettings = Field(default_factory=LoggingSettings)
+
+    @classmethod
+    def settings_customise_sources(
+        cls,
+        settings_cls: type[BaseSettings],
+        init_settings: PydanticBaseSettingsSource,
+        env_settings: PydanticBaseSettingsSource,
+        dotenv_settings: PydanticBaseSettingsSource,
+        file_secret_settings: PydanticBaseSettingsSource,
+    ) -> tuple[PydanticBaseSettingsSource, ...]:
+        # init kwargs carry the TOML file's contents: the environment overrides them.
+        return (env_settings, init_settings)
+
+    @field_validator("discord", "gateway", mode="before")
+    @classmethod
+    def _none_is_default(cls, value: Any) -> Any:
+        return {} if value is None else value
+
+
+class ConfigError(Exception):
+    """A configuration problem, worded for the person who runs the bot (one line, no secrets)."""
+
+
+def load_settings(path: str | Path | None = None, *, require_file: bool = False) -> Settings:
+    """Read settings from ``path`` (default ``./config.toml``) and the environment.
+
+    A missing default file is fine (environment and defaults apply); a missing explicit file is
+    an error when ``require_file`` is set.
+    """
+    config_path = Path(path) if path is not None else DEFAULT_CONFIG_PATH
+    data: dict[str, Any] = {}
+    if config_path.exists():
+        try:
+            data = tomllib.loads(config_path.read_text(encoding="utf-8"))
+        except tomllib.TOMLDecodeError as exc:
+            raise ConfigError(f"{config_path}: not valid TOML ({exc})") from None
+        except OSError as exc:
+            raise ConfigError(f"{config_path}: cannot be read ({exc.strerror})") from None
+    elif require_file:
+        raise ConfigError(f"{config_path}: file not found (copy config.example.toml to start one)")
+    try:
+        return Settings(**data)
+    except ValidationError as exc:
+        raise ConfigError(describe_validation_error(exc, config_path)) from None
+
+
+def describe_validation_error(exc: ValidationError, config_path: Path) -> str:
+    """One line naming the key, the file and the env variable; never echoes a secret."""
+    err = exc.errors()[0]
+    loc = [str(part) for part in err["loc"]]
+    key = ".".join(loc)
+    env_name = "GATECORD_" + "__".join(p.upper() for p in loc)
+    kind = err["type"]
+    if kind == "extra_forbidden":
+        what = "is not a known setting"
+    elif kind == "literal_error" and loc[-1] == "profile":
+        what = f"must be one of {', '.join(PROFILES)}"
+    else:
+        what = err["msg"][0].lower() + err["msg"][1:]
+    shown = ""
+    if key not in SECRET_KEYS and kind not in ("extra_forbidden", "missing") and "input" in err:
+        shown = f" (got {err['input']!r})"
+    more = f"; {len(exc.errors()) - 1} more problem(s) after this one" if len(exc.errors()) > 1 else ""
+    return f"{config_path}: {key} {what}{shown} [env {env_name}]{more}"
+
+
+def require_token(settings: Settings, config_path: str | Path | None) -> None:
+    """``run`` needs a bot token; say where it goes when there is none."""
+    if not settings.discord.token.get_secret_value().strip():
+        where = Path(config_path) if config_path else DEFAULT_CONFIG_PATH
+        raise ConfigError(
+            f"{where}: discord.token is missing — set GATECORD_DISCORD__TOKEN in the environment "
+            f"or token under [discord] in {where}"
+        )
