@@ -1,0 +1,44 @@
+"""Gatecord's async client for AI gateways (profiles, typed results, SSE, errors, retries)."""
+
+from .config import ClientOptions, GatewayConfig
+from .errors import (
+    AuthenticationError,
+    ContextTooLong,
+    GatewayError,
+    GatewayTimeout,
+    InsufficientCredits,
+    InvalidRequest,
+    InvalidResponse,
+    ModelNotFound,
+    PermissionDenied,
+    QuotaExceeded,
+    RateLimited,
+    StreamInterrupted,
+    Unsupported,
+    UpstreamUnavailable,
+)
+from .meta import CallMeta
+from .models import (
+    ChatMessage,
+    ChatRequest,
+    ChatResult,
+    CreditsBalance,
+    EmbeddingResult,
+    GeneratedImage,
+    HealthStatus,
+    ImageRequest,
+    ImageResult,
+    ModelInfo,
+    ModelKind,
+    Usage,
+)
+from .profiles import PROFILES, Profile, get_profile, register_profile
+
+__all__ = [
+    "CallMeta", "ChatMessage", "ChatRequest", "ChatResult", "ClientOptions", "CreditsBalance", "EmbeddingResult",
+    "GatewayConfig", "GeneratedImage", "HealthStatus", "ImageRequest", "ImageResult", "ModelInfo", "ModelKind",
+    "Usage", "PROFILES", "Profile", "get_profile", "register_profile",
+    "GatewayError", "AuthenticationError", "PermissionDenied", "RateLimited", "ModelNotFound", "ContextTooLong",
+    "InvalidRequest", "UpstreamUnavailable", "GatewayTimeout", "StreamInterrupted", "QuotaExceeded",
+    "InsufficientCredits", "Unsupported", "InvalidResponse",
+]
