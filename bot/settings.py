@@ -95,6 +95,7 @@ class ImagineSettings(_Section):
     default_steps: int = Field(4, ge=1)
     max_concurrent_per_user: int = Field(2, gt=0)
     progress_interval: float = Field(2.0, ge=1.0)
+    max_concurrency: int = Field(2, gt=0)  # generations in flight at once (bot-wide); others wait in a queue
 
 
 class QuotaDefaults(_Section):
