@@ -1,0 +1,169 @@
+"""Pure budget vocabulary: features, kinds, the requester, the budget error and its wording, UTC days.
+
+No I/O here; bot/quotas.py does the storage side.
+"""
+
+from __future__ import annotations
+
+import math
+from dataclasses import dataclass
+from datetime import UTC, datetime, timedelta
+from enum import StrEnum
+from typing import Any
+
+KINDS: tuple[str, ...] = ("chat_requests", "tokens", "vision_requests", "images", "credits")
+SCOPES: tuple[str, ...] = ("guild", "member")
+UNLIMITED = -1
+
+#: a budget kind as the member reads it: (singular, plural)
+KIND_NOUNS: dict[str, tuple[str, str]] = {
+    "chat_requests": ("chat request", "chat requests"),
+    "tokens": ("token", "tokens"),
+    "vision_requests": ("image question", "image questions"),
+    "images": ("image", "images"),
+    "credits": ("credit", "credits"),
+}
+KIND_LABELS: dict[str, str] = {
+    "chat_requests": "chat",
+    "tokens": "token",
+    "vision_requests": "vision",
+    "images": "image",
+    "credits": "credit",
+}
+
+
+class Feature(StrEnum):
+    CHAT = "chat"
+    VISION = "vision"
+    IMAGE = "image"
+
+
+#: the per-request counter each feature charges (images are counted by number, not by request)
+REQUEST_KIND: dict[Feature, str | None] = {
+    Feature.CHAT: "chat_requests",
+    Feature.VISION: "vision_requests",
+    Feature.IMAGE: None,
+}
+#: features billed in tokens: refused when the token budget has nothing left
+TOKEN_FEATURES = frozenset({Feature.CHAT, Feature.VISION})
+
+
+@dataclass(frozen=True, slots=True)
+class Requester:
+    """Who asks, and where. ``guild_id`` None is a DM (member budgets from config only)."""
+
+    guild_id: int | None
+    channel_id: int | None
+    user_id: int
+    role_ids: tuple[int, ...] = ()
+
+    @classmethod
+    def from_interaction(cls, interaction: Any) -> Requester:
+        return cls(
+            guild_id=interaction.guild_id,
+            channel_id=interaction.channel_id,
+            user_id=interaction.user.id,
+            role_ids=_role_ids(interaction.user, interaction.guild_id),
+        )
+
+    @classmethod
+    def from_message(cls, message: Any) -> Requester:
+        guild = getattr(message, "guild", None)
+        guild_id = guild.id if guild is not None else None
+        channel = getattr(message, "channel", None)
+        return cls(
+            guild_id=guild_id,
+            channel_id=channel.id if channel is not None else None,
+            user_id=message.author.id,
+            role_ids=_role_ids(message.author, guild_id),
+        )
+
+
+def _role_ids(user: Any, guild_id: int | None) -> tuple[int, ...]:
+    """The member's role ids, plus @everyone (whose id is the guild id) so it can carry an override."""
+    if guild_id is None:
+        return ()
+    ids: list[int] = []
+    raw = getattr(user, "_roles", None)  # discord.Member keeps ids even for roles not in the cache
+    if raw is not None:
+        ids.extend(int(r) for r in raw)
+    else:
+        ids.extend(int(r.id) for r in getattr(user, "roles", ()) or ())
+    if guild_id not in ids:
+        ids.append(guild_id)
+    return tuple(dict.fromkeys(ids))
+
+
+def utc_day(moment: datetime) -> str:
+    return moment.astimezone(UTC).date().isoformat()
+
+
+def next_reset(moment: datetime) -> datetime:
+    """The next 00:00 UTC after ``moment``."""
+    day = moment.astimezone(UTC).date()
+    return datetime(day.year, day.month, day.day, tzinfo=UTC) + timedelta(days=1)
+
+
+def format_amount(kind: str, value: float) -> str:
+    if kind == "credits":
+        return f"{value:,.4f}".rstrip("0").rstrip(".") if value != int(value) else f"{int(value):,}"
+    return f"{int(math.floor(value + 1e-9)):,}"
+
+
+def format_duration(seconds: float) -> str:
+    """``3 h 12 min``, ``12 min``, ``under a minute``."""
+    minutes = int(seconds // 60)
+    if minutes <= 0:
+        return "under a minute"
+    hours, minutes = divmod(minutes, 60)
+    if hours and minutes:
+        return f"{hours} h {minutes} min"
+    if hours:
+        return f"{hours} h"
+    return f"{minutes} min"
+
+
+def limit_text(kind: str, limit: float) -> str:
+    return "unlimited" if limit < 0 else format_amount(kind, limit)
+
+
+class BudgetExceeded(Exception):
+    """A daily budget has no room for this request.
+
+    ``used`` counts settled plus in-flight (reserved) usage; ``at`` is when the check happened, so
+    ``user_message()`` can say how long until the reset.
+    """
+
+    def __init__(
+        self,
+        kind: str,
+        scope: str,
+        limit: float,
+        used: float,
+        resets_at: datetime,
+        *,
+        at: datetime | None = None,
+    ) -> None:
+        self.kind = kind
+        self.scope = scope
+        self.limit = limit
+        self.used = used
+        self.resets_at = resets_at
+        self.at = at or datetime.now(UTC)
+        super().__init__(f"{scope} {kind} budget exhausted ({format_amount(kind, used)}/{format_amount(kind, limit)})")
+
+    @property
+    def remaining(self) -> float:
+        return max(0.0, self.limit - self.used)
+
+    def user_message(self, now: datetime | None = None) -> str:
+        """e.g. "This server's daily image budget (20) is used up; it resets in 3 h 12 min (00:00 UTC)." """
+        whose = "This server's" if self.scope == "guild" else "Your"
+        noun = KIND_NOUNS.get(self.kind, (self.kind, self.kind))[0]
+        left = self.remaining
+        state = "is used up" if left <= 0 else f"has only {format_amount(self.kind, left)} left, not enough for this request"
+        wait = format_duration((self.resets_at - (now or self.at)).total_seconds())
+        return (
+            f"{whose} daily {noun} budget ({format_amount(self.kind, self.limit)}) {state}; "
+            f"it resets in {wait} ({self.resets_at.astimezone(UTC):%H:%M} UTC)."
+        )

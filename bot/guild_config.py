@@ -1,0 +1,274 @@
+"""Per-guild and per-channel settings (models, system prompt, temperature, …), validated and audited.
+
+Resolution, most specific first: the channel's override > its parent channel's (threads inherit)
+> the guild's > the config file's defaults. Overrides live in ``config_values`` (channel_id 0 is
+the guild level); every change goes through one transaction together with its audit row.
+"""
+
+from __future__ import annotations
+
+import json
+import math
+import logging
+from collections.abc import Callable
+from dataclasses import dataclass, fields as dc_fields
+from datetime import UTC, datetime
+from typing import TYPE_CHECKING, Any
+
+from bot import audit
+from bot.audit import InvalidSetting
+from bot.storage import Store
+
+if TYPE_CHECKING:
+    from bot.settings import Settings
+
+__all__ = ["EffectiveConfig", "GuildConfig", "InvalidSetting", "FIELDS", "FIELD_LABELS"]
+
+log = logging.getLogger(__name__)
+
+GUILD_LEVEL = 0
+MAX_SYSTEM_PROMPT = 4000
+MAX_MODEL_NAME = 200
+MAX_TOKENS_CAP = 32_768
+MAX_HISTORY = 100
+
+
+@dataclass(frozen=True, slots=True)
+class EffectiveConfig:
+    chat_model: str
+    vision_model: str
+    image_model: str
+    system_prompt: str
+    temperature: float
+    max_tokens: int
+    history_messages: int
+    answer_mentions: bool  # the bot answers mentions in this channel
+
+
+FIELDS: tuple[str, ...] = tuple(f.name for f in dc_fields(EffectiveConfig))
+FIELD_LABELS: dict[str, str] = {
+    "chat_model": "chat model",
+    "vision_model": "vision model",
+    "image_model": "image model",
+    "system_prompt": "system prompt",
+    "temperature": "temperature",
+    "max_tokens": "max tokens",
+    "history_messages": "history messages",
+    "answer_mentions": "answer mentions",
+}
+
+
+class GuildConfig:
+    def __init__(
+        self, store: Store, settings: Settings, gateway: Any = None, *, now: Callable[[], datetime] | None = None
+    ) -> None:
+        self.store = store
+        self.settings = settings
+        self.gateway = gateway
+        self.now = now or (lambda: datetime.now(UTC))
+        self._cache: dict[int, dict[int, dict[str, Any]]] = {}
+
+    # ------------------------------------------------------------------ reads
+
+    def defaults(self) -> EffectiveConfig:
+        s = self.settings
+        return EffectiveConfig(
+            chat_model=s.gateway.chat_model,
+            vision_model=s.gateway.vision_model or s.gateway.chat_model,
+            image_model=s.gateway.image_model,
+            system_prompt=s.chat.system_prompt,
+            temperature=s.chat.temperature,
+            max_tokens=s.chat.max_tokens,
+            history_messages=s.chat.history_messages,
+            answer_mentions=True,
+        )
+
+    async def overrides(self, guild_id: int) -> dict[int, dict[str, Any]]:
+        """channel_id (0 = guild level) -> {field: value}; cached until the next change."""
+        cached = self._cache.get(guild_id)
+        if cached is None:
+            cached = {}
+            for channel_id, name, value in await self.store.fetchall(
+                "SELECT channel_id, field, value FROM config_values WHERE guild_id = ?", (guild_id,)
+            ):
+                if name in FIELDS:
+                    cached.setdefault(int(channel_id), {})[name] = json.loads(value)
+            self._cache[guild_id] = cached
+        return cached
+
+    async def effective(
+        self, guild_id: int | None, channel_id: int | None, parent_channel_id: int | None = None
+    ) -> EffectiveConfig:
+        """The settings that apply in this channel (a thread passes its parent as ``parent_channel_id``)."""
+        merged: dict[str, Any] = {}
+        if guild_id:
+            layers = await self.overrides(guild_id)
+            for layer in (GUILD_LEVEL, parent_channel_id, channel_id):
+                if layer is not None and layer in layers:
+                    merged.update(layers[layer])
+        base = self.defaults()
+        if not merged:
+            return base
+        values = {name: merged.get(name, getattr(base, name)) for name in FIELDS}
+        return EffectiveConfig(**values)
+
+    # ------------------------------------------------------------ validation
+
+    async def validate(self, name: str, value: Any) -> Any:
+        """Normalise one value or raise ``InvalidSetting`` with the sentence to show the admin."""
+        if name not in FIELDS:
+            raise InvalidSetting(name, f"`{name}` is not a setting; choose one of: {', '.join(FIELDS)}.")
+        label = FIELD_LABELS[name]
+        if name.endswith("_model"):
+            model = str(value).strip()
+            if not model:
+                raise InvalidSetting(name, f"The {label} must not be empty.")
+            if len(model) > MAX_MODEL_NAME:
+                raise InvalidSetting(name, f"The {label} name is too long (at most {MAX_MODEL_NAME} characters).")
+            await self._check_model(name, model)
+            return model
+        if name == "system_prompt":
+            prompt = str(value).strip()
+            if not prompt:
+                raise InvalidSetting(name, "The system prompt must not be empty (use reset to return to the default).")
+            if len(prompt) > MAX_SYSTEM_PROMPT:
+                raise InvalidSetting(
+                    name, f"The system prompt is {len(prompt):,} characters; the most allowed is {MAX_SYSTEM_PROMPT:,}."
+                )
+            return prompt
+        if name == "temperature":
+            temp = _number(name, value)
+            if not 0.0 <= temp <= 2.0:
+                raise InvalidSetting(name, f"The temperature must be between 0 and 2 (got {temp:g}).")
+            return float(temp)
+        if name in ("max_tokens", "history_messages"):
+            number = _number(name, value)
+            top = MAX_TOKENS_CAP if name == "max_tokens" else MAX_HISTORY
+            if not math.isfinite(number) or number != int(number) or not 1 <= number <= top:
+                raise InvalidSetting(name, f"The {label} must be a whole number from 1 to {top:,} (got {number:g}).")
+            return int(number)
+        if name == "answer_mentions":
+            if isinstance(value, bool):
+                return value
+            raise InvalidSetting(name, "Answer mentions must be true or false.")
+        raise InvalidSetting(name, f"`{name}` cannot be set.")  # pragma: no cover
+
+    async def _check_model(self, name: str, model: str) -> None:
+        if self.gateway is None:
+            return
+        try:
+            if name == "vision_model":
+                available = [m.id for m in await self.gateway.vision_models()]
+                what = "a vision (image-reading) model"
+            elif name == "image_model":
+                available = [m.id for m in await self.gateway.image_models()]
+                what = "an image model"
+            else:
+                models = await self.gateway.list_models()
+                available = [m.id for m in models if str(getattr(m, "kind", "chat")) in ("chat", "vision")]
+                what = "a chat model"
+        except Exception as exc:  # the gateway could not answer: say so, change nothing
+            log.warning("model list unavailable while validating %s: %s", name, type(exc).__name__)
+            raise InvalidSetting(
+                name, f"Could not check `{model}` with the AI gateway right now ({type(exc).__name__}); nothing was changed. Try again shortly."
+            ) from None
+        if model not in available:
+            shown = ", ".join(f"`{m}`" for m in sorted(available)[:15]) or "none"
+            more = f" and {len(available) - 15} more" if len(available) > 15 else ""
+            raise InvalidSetting(name, f"`{model}` is not {what} on this gateway. Available: {shown}{more}.")
+
+    # ----------------------------------------------------------------- writes
+
+    async def set_guild(self, guild_id: int, actor_id: int, **values: Any) -> dict[str, tuple[Any, Any]]:
+        """Set guild-level values (None removes an override). Returns {field: (old, new)} effective values."""
+        return await self._set(guild_id, GUILD_LEVEL, actor_id, values)
+
+    async def set_channel(
+        self, guild_id: int, channel_id: int, actor_id: int, **values: Any
+    ) -> dict[str, tuple[Any, Any]]:
+        """Set a channel's overrides (threads of the channel inherit them)."""
+        if not channel_id or channel_id == guild_id:
+            raise InvalidSetting("channel", "Choose a channel of this server.")
+        return await self._set(guild_id, channel_id, actor_id, values)
+
+    async def _set(self, guild_id: int, channel_id: int, actor_id: int, values: dict[str, Any]) -> dict[str, tuple[Any, Any]]:
+        if not values:
+            raise InvalidSetting("fields", "Nothing to change: give at least one setting.")
+        clean: dict[str, Any] = {}
+        for name, value in values.items():
+            clean[name] = None if value is None else await self.validate(name, value)
+        ts = self.now().timestamp()
+        target = "guild" if channel_id == GUILD_LEVEL else f"channel:{channel_id}"
+        changes: dict[str, tuple[Any, Any]] = {}
+        async with self.store.transaction():
+            layer = (await self.overrides(guild_id)).get(channel_id, {})
+            for name, value in clean.items():
+                old = layer.get(name)
+                if value is None:
+                    await self.store.execute(
+                        "DELETE FROM config_values WHERE guild_id = ? AND channel_id = ? AND field = ?",
+                        (guild_id, channel_id, name),
+                    )
+                else:
+                    await self.store.execute(
+                        "INSERT INTO config_values(guild_id, channel_id, field, value, updated_at, updated_by)"
+                        " VALUES (?, ?, ?, ?, ?, ?) ON CONFLICT(guild_id, channel_id, field) DO UPDATE SET"
+                        " value = excluded.value, updated_at = excluded.updated_at, updated_by = excluded.updated_by",
+                        (guild_id, channel_id, name, json.dumps(value), ts, actor_id),
+                    )
+                if old != value:
+                    await audit.record(self.store, ts=ts, guild_id=guild_id, actor_id=actor_id, target=target,
+                                       field=name, old=old, new=value)
+                changes[name] = (old, value)
+            self._cache.pop(guild_id, None)
+        return changes
+
+    async def reset(
+        self,
+        guild_id: int,
+        actor_id: int,
+        *,
+        channel_id: int | None = None,
+        fields: list[str] | None = None,
+        include_channels: bool = False,
+    ) -> dict[int, dict[str, Any]]:
+        """Remove overrides: the guild level (``channel_id`` None) or one channel; ``fields`` None = all.
+
+        ``include_channels`` also clears every channel's overrides. Returns what was removed, by channel.
+        """
+        for name in fields or ():
+            if name not in FIELDS:
+                raise InvalidSetting(name, f"`{name}` is not a setting; choose one of: {', '.join(FIELDS)}.")
+        ts = self.now().timestamp()
+        removed: dict[int, dict[str, Any]] = {}
+        async with self.store.transaction():
+            layers = await self.overrides(guild_id)
+            if channel_id is not None:
+                targets = [channel_id]
+            else:
+                targets = [GUILD_LEVEL] + ([c for c in layers if c != GUILD_LEVEL] if include_channels else [])
+            for layer_id in targets:
+                for name, old in sorted(layers.get(layer_id, {}).items()):
+                    if fields and name not in fields:
+                        continue
+                    await self.store.execute(
+                        "DELETE FROM config_values WHERE guild_id = ? AND channel_id = ? AND field = ?",
+                        (guild_id, layer_id, name),
+                    )
+                    await audit.record(
+                        self.store, ts=ts, guild_id=guild_id, actor_id=actor_id,
+                        target="guild" if layer_id == GUILD_LEVEL else f"channel:{layer_id}",
+                        field=name, old=old, new=None,
+                    )
+                    removed.setdefault(layer_id, {})[name] = old
+            self._cache.pop(guild_id, None)
+        return removed
+
+
+def _number(name: str, value: Any) -> float:
+    if isinstance(value, bool):
+        raise InvalidSetting(name, f"The {FIELD_LABELS[name]} must be a number.")
+    try:
+        return float(value)
+    except (TypeError, ValueError):
+        raise InvalidSetting(name, f"The {FIELD_LABELS[name]} must be a number (got {value!r}).") from None
