@@ -1,0 +1,280 @@
+"""bot/rendering.py: splitting on paragraph/fence boundaries, footers, and the stream renderer's pacing."""
+
+from __future__ import annotations
+
+import asyncio
+import re
+import time
+from collections.abc import Sequence
+
+import pytest
+
+from bot.rendering import (
+    ANSWER_LIMIT,
+    WRITING_MARKER,
+    FileData,
+    StreamRenderer,
+    close_open_fence,
+    footer_line,
+    split_message,
+)
+from gateway_client.meta import CallMeta
+from gateway_client.models import Usage
+
+FENCE_LINE = re.compile(r"^ {0,3}(`{3,}|~{3,})(.*)$")
+
+
+def fences_balanced(piece: str) -> bool:
+    open_marker = None
+    for line in piece.split("\n"):
+        m = FENCE_LINE.match(line)
+        if not m:
+            continue
+        if open_marker is None:
+            open_marker = m.group(1)
+        elif m.group(1)[0] == open_marker[0] and not m.group(2).strip():
+            open_marker = None
+    return open_marker is None
+
+
+def rejoin(pieces: Sequence[str]) -> str:
+    """Undo the splitter: drop the closing/re-opening fence pairs and join on the cut."""
+    out = pieces[0]
+    for nxt in pieces[1:]:
+        m = re.search(r"\n(`{3,}|~{3,})$", out)
+        if m and not fences_balanced(out[: m.start()]):
+            opening = nxt.split("\n", 1)[0]
+            assert FENCE_LINE.match(opening), f"continuation does not reopen the fence: {opening!r}"
+            out = out[: m.start()] + "\n" + nxt.split("\n", 1)[1]
+        else:
+            out = out + "\n\n" + nxt
+    return out
+
+
+def norm(text: str) -> str:
+    return re.sub(r"\s+", " ", text).strip()
+
+
+def test_short_text_is_one_piece_and_empty_is_none() -> None:
+    assert split_message("hello") == ["hello"]
+    assert split_message("") == []
+    assert split_message("\n \n") == []
+
+
+def test_prose_splits_on_paragraphs_within_limit() -> None:
+    paragraphs = [f"Paragraph {i}. " + "word " * 60 for i in range(40)]
+    text = "\n\n".join(p.strip() for p in paragraphs)
+    pieces = split_message(text, 2000)
+    assert len(pieces) > 1
+    assert all(len(p) <= 2000 for p in pieces)
+    # every cut is on a paragraph boundary: each piece starts with "Paragraph"
+    assert all(p.startswith("Paragraph ") for p in pieces)
+    assert norm(" ".join(pieces)) == norm(text)
+
+
+def test_code_block_across_split_is_closed_and_reopened_with_language() -> None:
+    code = "\n".join(f"    result_{i} = compute({i}) + offset  # step {i}" for i in range(120))
+    text = "Here is the script:\n\n```python\n" + code + "\n```\n\nThat is all."
+    pieces = split_message(text, 2000)
+    assert len(pieces) >= 3
+    for p in pieces:
+        assert len(p) <= 2000
+        assert fences_balanced(p), p[-200:]
+    assert pieces[1].startswith("```python\n")
+    assert pieces[0].endswith("\n```")
+    assert rejoin(pieces) == text
+    # no code line is cut in the middle
+    code_lines = set(code.split("\n"))
+    for p in pieces:
+        for line in p.split("\n"):
+            if line.startswith("    result_"):
+                assert line in code_lines
+
+
+def test_nine_thousand_characters_with_code_block() -> None:
+    prose = "\n\n".join("Some explanation sentence number %d, with details." % i * 3 for i in range(40))
+    code = "\n".join(f"console.log('line {i}', value{i});" for i in range(80))
+    text = prose[:4000] + "\n\n```js\n" + code + "\n```\n\n" + prose[:2500]
+    assert len(text) > 8000
+    pieces = split_message(text, ANSWER_LIMIT)
+    assert all(len(p) <= ANSWER_LIMIT for p in pieces)
+    assert all(fences_balanced(p) for p in pieces)
+    assert rejoin(pieces).replace("\n\n", "\n") == text.replace("\n\n", "\n")
+
+
+def test_tilde_fence_and_long_fence_marker() -> None:
+    body = "\n".join("x" * 70 for _ in range(60))
+    text = "~~~~text\n" + body + "\n~~~~"
+    pieces = split_message(text, 1000)
+    assert all(len(p) <= 1000 and fences_balanced(p) for p in pieces)
+    assert all(p.startswith("~~~~text\n") for p in pieces)
+    assert rejoin(pieces) == text
+
+
+def test_single_long_word_is_hard_cut() -> None:
+    text = "a" * 4500
+    pieces = split_message(text, 2000)
+    assert [len(p) for p in pieces] == [2000 - 12, 2000 - 12, 4500 - 2 * (2000 - 12)]
+    assert "".join(pieces) == text
+
+
+def test_long_line_splits_on_spaces() -> None:
+    text = " ".join(f"w{i}" for i in range(1500))
+    pieces = split_message(text, 500)
+    assert all(len(p) <= 500 for p in pieces)
+    assert " ".join(pieces).split() == text.split()
+
+
+def test_inline_triple_backticks_are_not_a_fence() -> None:
+    text = ("Use ```inline``` here.\n\n" + "b " * 600).strip()
+    pieces = split_message(text, 500)
+    assert not any(p.endswith("```") and not p.endswith("inline```") for p in pieces[:-1])
+
+
+def test_close_open_fence() -> None:
+    assert close_open_fence("```py\nx = 1") == "```py\nx = 1\n```"
+    assert close_open_fence("```py\nx = 1\n```") == "```py\nx = 1\n```"
+    assert close_open_fence("plain") == "plain"
+
+
+def test_footer_shows_model_fallback_tokens_and_credits() -> None:
+    meta = CallMeta(profile="openai", model_used="small-model", fallback_from="big-model", fallback_depth=1,
+                    credits_used=0.0021)
+    line = footer_line(meta, Usage(prompt_tokens=1000, completion_tokens=234, total_tokens=1234))
+    assert line.startswith("-# ")
+    assert "`small-model`" in line and "fallback from `big-model`" in line
+    assert "1.2k tokens" in line and "0.0021 credits" in line
+    gw = CallMeta(profile="digicord", gateway="digicord", model_used="m", gateway_fallback_from="aicordcloud")
+    assert "fallback gateway `digicord`" in footer_line(gw, None)
+    assert footer_line(None, None) == ""
+    # model names never break out of the code span or ping anyone
+    assert "@\u200beveryone" in footer_line(CallMeta(profile="x", model_used="@everyone`"), None)
+
+
+# --------------------------------------------------------------------------------------------------
+# StreamRenderer against a recording target
+# --------------------------------------------------------------------------------------------------
+
+
+class RecordingTarget:
+    def __init__(self, delay: float = 0.0) -> None:
+        self.messages: dict[int, str] = {}
+        self.files: dict[int, list[FileData]] = {}
+        self.log: list[tuple[float, str, int, str]] = []
+        self.delay = delay
+        self.first_put = asyncio.Event()
+
+    async def put(self, index: int, content: str, *, files: Sequence[FileData] = ()) -> None:
+        assert len(content) <= 2000
+        assert index <= len(self.messages), "messages are created in order"
+        kind = "edit" if index in self.messages else "create"
+        self.log.append((time.monotonic(), kind, index, content))
+        if self.delay:
+            await asyncio.sleep(self.delay)
+        self.messages[index] = content
+        if files:
+            self.files[index] = list(files)
+        self.first_put.set()
+
+    async def remove(self, index: int) -> None:
+        self.log.append((time.monotonic(), "delete", index, ""))
+        del self.messages[index]
+
+
+def intermediate_gaps(log: list[tuple[float, str, int, str]], index: int) -> list[float]:
+    times = [t for t, kind, i, content in log if i == index and WRITING_MARKER in content]
+    return [b - a for a, b in zip(times, times[1:])]
+
+
+async def test_first_text_is_shown_at_once_and_final_edit_removes_marker() -> None:
+    target = RecordingTarget()
+    r = StreamRenderer(target, edit_interval=0.3)
+    t0 = time.monotonic()
+    r.feed("Hello")
+    await asyncio.wait_for(target.first_put.wait(), 1)
+    assert time.monotonic() - t0 < 0.05
+    assert target.messages[0] == "Hello\n" + WRITING_MARKER
+    for word in [" there", ", how", " are", " you?"]:
+        await asyncio.sleep(0.05)
+        r.feed(word)
+    t_end = time.monotonic()
+    await r.finish(footer="-# `m` · 12 tokens")
+    final_at = target.log[-1][0]
+    assert final_at - t_end < 0.05, "the final edit goes out as soon as the answer is complete"
+    assert target.messages == {0: "Hello there, how are you?\n-# `m` · 12 tokens"}
+    assert all(g >= 0.3 for g in intermediate_gaps(target.log, 0))
+
+
+async def test_intermediate_edits_are_paced_per_message() -> None:
+    target = RecordingTarget(delay=0.01)
+    r = StreamRenderer(target, edit_interval=0.2)
+    for i in range(60):
+        r.feed(f"token{i} ")
+        await asyncio.sleep(0.01)
+    await r.finish()
+    gaps = intermediate_gaps(target.log, 0)
+    assert len(gaps) >= 2
+    assert min(gaps) >= 0.2
+    assert target.messages[0] == " ".join(f"token{i}" for i in range(60))
+    assert WRITING_MARKER not in target.messages[0]
+
+
+async def test_long_stream_continues_in_more_messages_with_code_reopened() -> None:
+    code = "\n".join(f"int value_{i} = {i} * factor;" for i in range(150))
+    answer = "Intro paragraph.\n\n```c\n" + code + "\n```\n\nDone."
+    target = RecordingTarget()
+    r = StreamRenderer(target, edit_interval=0.05)
+    for i in range(0, len(answer), 97):
+        r.feed(answer[i : i + 97])
+        await asyncio.sleep(0)
+    await r.finish(footer="-# footer")
+    pieces = [target.messages[i] for i in sorted(target.messages)]
+    assert len(pieces) >= 3
+    assert pieces[-1].endswith("\n-# footer")
+    pieces[-1] = pieces[-1][: -len("\n-# footer")]
+    assert all(WRITING_MARKER not in p for p in pieces)
+    assert all(fences_balanced(p) for p in pieces)
+    assert rejoin(pieces) == answer
+    # finished parts were never rewritten after their final content
+    for index in sorted(target.messages)[:-1]:
+        contents = [c for _, _, i, c in target.log if i == index]
+        assert contents[-1] == target.messages[index]
+
+
+async def test_answer_over_threshold_becomes_a_file() -> None:
+    answer = "\n\n".join(f"Paragraph {i}: " + "text " * 50 for i in range(30))
+    target = RecordingTarget()
+    r = StreamRenderer(target, edit_interval=0.01, file_over=5000, file_name="answer.txt")
+    for i in range(0, len(answer), 500):
+        r.feed(answer[i : i + 500])
+        await asyncio.sleep(0.015)
+    await r.finish(footer="-# f")
+    assert list(target.messages) == [0]
+    assert "attached as `answer.txt`" in target.messages[0]
+    assert target.files[0][0].filename == "answer.txt"
+    assert target.files[0][0].data.decode() == answer
+    assert any(kind == "delete" for _, kind, _, _ in target.log) or len(answer) < 2 * ANSWER_LIMIT
+
+
+async def test_incomplete_notice_keeps_partial_text() -> None:
+    target = RecordingTarget()
+    r = StreamRenderer(target)
+    r.feed("Partial answer so")
+    await asyncio.wait_for(target.first_put.wait(), 1)
+    await r.finish(notice="⚠️ **Incomplete answer.** The stream was cut.", footer="-# `m`")
+    assert target.messages[0] == "Partial answer so\n⚠️ **Incomplete answer.** The stream was cut.\n-# `m`"
+
+
+async def test_nothing_streamed_shows_notice_only() -> None:
+    target = RecordingTarget()
+    r = StreamRenderer(target)
+    await r.finish(notice="The gateway is down.")
+    assert target.messages == {0: "The gateway is down."}
+
+
+@pytest.mark.parametrize("n", [1, 1999, 2000, 2001, 3999, 4000, 4001, 9000])
+def test_every_piece_within_limit_for_sizes(n: int) -> None:
+    text = ("abc def\n" * (n // 8 + 1))[:n]
+    pieces = split_message(text, 2000)
+    assert all(0 < len(p) <= 2000 for p in pieces)
+    assert norm(" ".join(pieces)) == norm(text)
