@@ -336,3 +336,351 @@ async def test_fail_next_5xx_and_path_filter(emu: GatewayEmulator, http: aiohttp
     status, body, r = await post_json(http, emu.api_base + "/chat/completions", chat_body(emu), auth(emu))
     assert_error(emu, status, body, 503)
     assert "Retry-After" not in r.headers
+
+
+async def test_html_error_and_invalid_json(emu: GatewayEmulator, http: aiohttp.ClientSession) -> None:
+    emu.faults.html_error_next(status=502)
+    async with http.post(emu.api_base + "/chat/completions", json=chat_body(emu), headers=auth(emu)) as r:
+        assert r.status == 502 and r.content_type == "text/html"
+        assert "<h1>502 Bad Gateway</h1>" in await r.text()
+    emu.faults.invalid_json_next()
+    async with http.post(emu.api_base + "/chat/completions", json=chat_body(emu), headers=auth(emu)) as r:
+        assert r.status == 200 and r.content_type == "application/json"
+        with pytest.raises(ValueError):
+            json.loads(await r.text())
+    status, body, _ = await post_json(http, emu.api_base + "/chat/completions", chat_body(emu), auth(emu))
+    assert status == 200 and body["choices"][0]["message"]["content"] == expected_reply("hello there")
+
+
+async def test_slow_next_delays_the_answer_and_the_first_stream_byte(emu: GatewayEmulator,
+                                                                    http: aiohttp.ClientSession) -> None:
+    emu.faults.slow_next(2, delay=0.3)
+    t0 = time.monotonic()
+    status, _, _ = await post_json(http, emu.api_base + "/chat/completions", chat_body(emu), auth(emu))
+    assert status == 200 and time.monotonic() - t0 >= 0.3
+    t0 = time.monotonic()
+    async with http.post(emu.api_base + "/chat/completions", json=chat_body(emu, stream=True),
+                         headers=auth(emu)) as r:
+        await r.content.readany()
+        assert time.monotonic() - t0 >= 0.3
+        await r.read()
+    t0 = time.monotonic()
+    await post_json(http, emu.api_base + "/chat/completions", chat_body(emu), auth(emu))
+    assert time.monotonic() - t0 < 0.3
+
+
+async def test_cut_stream_drops_the_connection_without_done(emu: GatewayEmulator,
+                                                           http: aiohttp.ClientSession) -> None:
+    emu.faults.cut_stream_next(after_chunks=3)
+    received = b""
+    async with http.post(emu.api_base + "/chat/completions", json=chat_body(emu, stream=True),
+                         headers=auth(emu)) as r:
+        assert r.status == 200
+        with pytest.raises(aiohttp.ClientPayloadError):
+            async for piece in r.content.iter_any():
+                received += piece
+    text = received.decode()
+    assert text.count("data: ") == 3 and "[DONE]" not in text
+    expected = expected_reply("hello there")
+    events = [json.loads(line[6:]) for line in text.splitlines() if line.startswith("data: ")]
+    assert expected.startswith(stream_text(events)) and len(stream_text(events)) < len(expected)
+    status, _, _ = await post_json(http, emu.api_base + "/chat/completions", chat_body(emu), auth(emu))
+    assert status == 200  # the server survived
+
+
+async def test_error_event_inside_a_200_stream(emu: GatewayEmulator, http: aiohttp.ClientSession) -> None:
+    emu.faults.error_in_stream_next(after_chunks=2)
+    async with http.post(emu.api_base + "/chat/completions", json=chat_body(emu, stream=True),
+                         headers=auth(emu)) as r:
+        assert r.status == 200
+        events, _, done = parse_sse(await r.text())
+    assert not done and len(events) == 3
+    err = events[-1]["error"]
+    assert set(err) == ERROR_KEYS[emu.profile.name] and err["message"]
+    async with http.post(emu.api_base + "/chat/completions", json=chat_body(emu, stream=True),
+                         headers=auth(emu)) as r:
+        events, _, done = parse_sse(await r.text())
+    assert done and stream_text(events) == expected_reply("hello there")
+
+
+async def test_revoked_key_gets_401_everywhere_authenticated(emu: GatewayEmulator,
+                                                            http: aiohttp.ClientSession) -> None:
+    emu.faults.revoke_key()
+    status, body, _ = await post_json(http, emu.api_base + "/chat/completions", chat_body(emu), auth(emu))
+    assert_error(emu, status, body, 401)
+    if emu.profile.name == "aicredits":
+        async with http.get(emu.api_base + "/credits", headers=auth(emu)) as r:
+            assert_error(emu, r.status, await r.json(), 401)
+        async with http.get(emu.root_url + "/api/models") as r:
+            assert r.status == 200  # public
+    emu.faults.reset()
+    status, _, _ = await post_json(http, emu.api_base + "/chat/completions", chat_body(emu), auth(emu))
+    assert status == 200
+
+
+async def test_budget_runs_out_with_insufficient_credits(emu: GatewayEmulator, http: aiohttp.ClientSession) -> None:
+    emu.faults.set_budget(2)
+    for _ in range(2):
+        status, _, _ = await post_json(http, emu.api_base + "/chat/completions", chat_body(emu), auth(emu))
+        assert status == 200
+    status, body, _ = await post_json(http, emu.api_base + "/chat/completions", chat_body(emu), auth(emu))
+    inner = assert_error(emu, status, body, 402)
+    assert "insufficient credits" in inner["message"].lower()
+    if emu.profile.name == "aicredits":
+        async with http.get(emu.api_base + "/credits", headers=auth(emu)) as r:
+            assert await r.json() == {"object": "credits", "balance": 0.0, "currency": "INR"}
+
+
+async def test_aicredits_credits_balance_goes_down(http: aiohttp.ClientSession) -> None:
+    async with GatewayEmulator("aicredits") as emu:
+        assert emu.api_key.startswith("sk-") and len(emu.api_key) == 67
+        async with http.get(emu.api_base + "/credits", headers=auth(emu)) as r:
+            before = await r.json()
+        assert before["currency"] == "INR" and before["balance"] > 0
+        await post_json(http, emu.api_base + "/chat/completions", chat_body(emu, "x" * 4000), auth(emu))
+        async with http.get(emu.api_base + "/credits", headers=auth(emu)) as r:
+            assert (await r.json())["balance"] < before["balance"]
+        other = "sk-" + "0" * 64
+        status, body, _ = await post_json(http, emu.api_base + "/chat/completions", chat_body(emu),
+                                          {"Authorization": f"Bearer {other}"})
+        assert_error(emu, status, body, 401)
+
+
+# -- vision ---------------------------------------------------------------------------------------
+
+def png_bytes(size: tuple[int, int], colour: tuple[int, int, int]) -> bytes:
+    import io
+
+    from PIL import Image
+
+    buf = io.BytesIO()
+    Image.new("RGB", size, colour).save(buf, format="PNG")
+    return buf.getvalue()
+
+
+def image_message(url: str, text: str = "what is this?", *, bare: bool = False) -> dict[str, Any]:
+    block = {"type": "image_url", "image_url": url if bare else {"url": url}}
+    return {"role": "user", "content": [{"type": "text", "text": text}, block]}
+
+
+@pytest.fixture
+async def cdn() -> AsyncIterator[str]:
+    """A tiny image host on 127.0.0.1 serving /red.png (64x48) and /blue.jpg (30x20)."""
+    import io
+
+    from aiohttp import web
+    from PIL import Image
+
+    jpg = io.BytesIO()
+    Image.new("RGB", (30, 20), (0, 0, 255)).save(jpg, format="JPEG", quality=95)
+    files = {"/red.png": (png_bytes((64, 48), (255, 0, 0)), "image/png"), "/blue.jpg": (jpg.getvalue(), "image/jpeg")}
+
+    async def serve(request: web.Request) -> web.Response:
+        body, ctype = files[request.path]
+        return web.Response(body=body, content_type=ctype)
+
+    app = web.Application()
+    app.router.add_get("/{name}", serve)
+    runner = web.AppRunner(app)
+    await runner.setup()
+    site = web.TCPSite(runner, "127.0.0.1", 0)
+    await site.start()
+    port = runner.addresses[0][1]
+    yield f"http://127.0.0.1:{port}"
+    await runner.cleanup()
+
+
+async def test_vision_reports_real_size_and_colour(emu: GatewayEmulator, http: aiohttp.ClientSession,
+                                                   cdn: str) -> None:
+    import base64
+
+    data_url = "data:image/png;base64," + base64.b64encode(png_bytes((64, 48), (255, 0, 0))).decode()
+    body = {"model": role(emu, "vision"), "messages": [image_message(data_url)]}
+    status, out, _ = await post_json(http, emu.api_base + "/chat/completions", body, auth(emu))
+    assert status == 200, out
+    assert out["choices"][0]["message"]["content"] == (
+        'I see a 64x48 image, mostly red (#ff0000). You asked: "what is this?"')
+    assert out["usage"]["prompt_tokens"] > 85
+    body = {"model": role(emu, "vision"), "stream": True,
+            "messages": [image_message(cdn + "/blue.jpg", bare=emu.profile.name == "digicord")]}
+    async with http.post(emu.api_base + "/chat/completions", json=body, headers=auth(emu)) as r:
+        events, _, _ = parse_sse(await r.text())
+    assert stream_text(events).startswith("I see a 30x20 image, mostly blue (#")
+
+
+async def test_vision_errors(emu: GatewayEmulator, http: aiohttp.ClientSession, cdn: str) -> None:
+    body = {"model": role(emu, "non_vision"), "messages": [image_message(cdn + "/red.png")]}
+    status, out, _ = await post_json(http, emu.api_base + "/chat/completions", body, auth(emu))
+    inner = assert_error(emu, status, out, 400)
+    assert "image" in inner["message"]
+    body = {"model": role(emu, "vision"), "messages": [image_message("data:image/png;base64,bm90IGFuIGltYWdl")]}
+    status, out, _ = await post_json(http, emu.api_base + "/chat/completions", body, auth(emu))
+    assert_error(emu, status, out, 400)
+    body = {"model": role(emu, "vision"), "messages": [image_message("https://example.com/cat.png")]}
+    status, out, _ = await post_json(http, emu.api_base + "/chat/completions", body, auth(emu))
+    assert_error(emu, status, out, 400)
+
+
+async def test_digicord_accepts_bare_image_url_in_angle_brackets(http: aiohttp.ClientSession, cdn: str) -> None:
+    async with GatewayEmulator("digicord") as emu:
+        body = {"stream": "false", "messages": [image_message(f"<{cdn}/red.png>", bare=True)]}  # default model
+        status, out, _ = await post_json(http, emu.api_base + "/chat/completions", body, auth(emu))
+        assert status == 200 and out["model"] == "google/gemini-flash-1.5" and out["provider"] == "Google"
+        assert out["choices"][0]["message"]["content"].startswith("I see a 64x48 image, mostly red (#ff0000).")
+
+
+# -- images ---------------------------------------------------------------------------------------
+
+def decode_png(data: bytes) -> tuple[tuple[int, int], tuple[int, int, int]]:
+    import io
+
+    from PIL import Image
+
+    with Image.open(io.BytesIO(data)) as img:
+        assert img.format == "PNG"
+        return img.size, img.convert("RGB").getpixel((img.width // 2, img.height // 2))
+
+
+async def test_digicord_flux_generation(http: aiohttp.ClientSession) -> None:
+    import base64
+
+    async with GatewayEmulator("digicord") as emu:
+        body = {"prompt": "a red fox", "n": 2, "steps": 2, "seed": 42, "width": 512, "height": 384,
+                "negative_prompt": "blurry", "model": "black-forest-labs/FLUX.1-schnell"}
+        status, out, _ = await post_json(http, emu.api_base + "/images/flux/generations", body, auth(emu))
+        assert status == 200, out
+        assert out["model"] == "black-forest-labs/FLUX.1-schnell" and out["seed"] == 42
+        assert [d["seed"] for d in out["data"]] == [42, 43]
+        colours = []
+        for d in out["data"]:
+            size, colour = decode_png(base64.b64decode(d["b64_json"]))
+            assert size == (512, 384)
+            async with http.get(d["url"]) as r:
+                assert r.status == 200 and r.content_type == "image/png"
+                assert decode_png(await r.read()) == (size, colour)
+            colours.append(colour)
+        assert colours[0] != colours[1]
+        status, again, _ = await post_json(http, emu.api_base + "/images/flux/generations", body, auth(emu))
+        assert base64.b64decode(again["data"][0]["b64_json"]) == base64.b64decode(out["data"][0]["b64_json"])
+        status, plain, _ = await post_json(http, emu.api_base + "/images/flux/generations", {"prompt": "x"}, auth(emu))
+        assert status == 200 and plain["model"] == "black-forest-labs/FLUX.1-schnell-Free"
+        assert decode_png(base64.b64decode(plain["data"][0]["b64_json"]))[0] == (1024, 1024)
+        assert isinstance(plain["seed"], int)
+
+
+@pytest.mark.parametrize("bad, field", [
+    ({"prompt": ""}, "prompt"), ({"prompt": "x", "steps": 5}, "steps"), ({"prompt": "x", "steps": 0}, "steps"),
+    ({"prompt": "x", "width": 1000}, "width"), ({"prompt": "x", "height": 1008}, "height"),
+    ({"prompt": "x", "n": 0}, "n"), ({"prompt": "x", "seed": "abc"}, "seed"),
+    ({"prompt": "x", "negative_prompt": 3}, "negative_prompt"),
+])
+async def test_digicord_flux_rejects_invalid_fields(http: aiohttp.ClientSession, bad: dict[str, Any],
+                                                    field: str) -> None:
+    async with GatewayEmulator("digicord") as emu:
+        status, out, _ = await post_json(http, emu.api_base + "/images/flux/generations", bad, auth(emu))
+        inner = assert_error(emu, status, out, 400)
+        assert inner["param"] == field and field in inner["message"]
+
+
+@pytest.mark.parametrize("profile", ["aicredits", "openai"])
+async def test_openai_shaped_image_generation(http: aiohttp.ClientSession, profile: str) -> None:
+    import base64
+
+    async with GatewayEmulator(profile) as emu:
+        body = {"model": "dall-e-3", "prompt": "A serene view of the Himalayas at sunrise", "size": "1792x1024"}
+        status, out, _ = await post_json(http, emu.api_base + "/images/generations", body, auth(emu))
+        assert status == 200, out
+        item = out["data"][0]
+        assert item["revised_prompt"] == body["prompt"] and isinstance(item["seed"], int)
+        assert item["url"].startswith(emu.root_url)
+        async with http.get(item["url"]) as r:  # hosted by the emulator itself, no key needed
+            assert decode_png(await r.read())[0] == (1792, 1024)
+        body = {"model": "dall-e-2", "prompt": "tiny", "size": "256x256", "n": 3, "response_format": "b64_json"}
+        status, out, _ = await post_json(http, emu.api_base + "/images/generations", body, auth(emu))
+        assert status == 200 and len(out["data"]) == 3
+        assert {decode_png(base64.b64decode(d["b64_json"]))[0] for d in out["data"]} == {(256, 256)}
+        for bad, field in [({"model": "dall-e-3", "prompt": "x", "n": 2}, "n"),
+                           ({"model": "dall-e-3", "prompt": "x", "size": "512x512"}, "size"),
+                           ({"model": "dall-e-2", "prompt": "x", "size": "1792x1024"}, "size"),
+                           ({"model": "dall-e-2", "prompt": "x", "n": 11}, "n"),
+                           ({"prompt": "x", "response_format": "png"}, "response_format"),
+                           ({"prompt": "x", "quality": "ultra"}, "quality"), ({"size": "1024x1024"}, "prompt")]:
+            status, out, _ = await post_json(http, emu.api_base + "/images/generations", bad, auth(emu))
+            assert assert_error(emu, status, out, 400)["message"], bad
+
+
+async def test_generated_image_is_seen_by_vision(http: aiohttp.ClientSession) -> None:
+    async with GatewayEmulator("openai") as emu:
+        status, out, _ = await post_json(http, emu.api_base + "/images/generations",
+                                         {"model": "dall-e-2", "prompt": "p", "size": "512x512", "seed": 7}, auth(emu))
+        url = out["data"][0]["url"]
+        async with http.get(url) as r:
+            _, colour = decode_png(await r.read())
+        body = {"model": "openai/gpt-4o", "messages": [image_message(url, "hm")]}
+        status, out, _ = await post_json(http, emu.api_base + "/chat/completions", body, auth(emu))
+        assert "I see a 512x512 image" in out["choices"][0]["message"]["content"]
+        assert "#{:02x}{:02x}{:02x}".format(*colour) in out["choices"][0]["message"]["content"]
+
+
+# -- audio and embeddings -------------------------------------------------------------------------
+
+async def test_aicredits_speech_and_json_transcription(http: aiohttp.ClientSession) -> None:
+    import base64
+
+    async with GatewayEmulator("aicredits") as emu:
+        body = {"model": "openai/tts-1", "input": "Namaste, world", "voice": "nova"}
+        async with http.post(emu.api_base + "/audio/speech", json=body, headers=auth(emu)) as r:
+            assert r.status == 200 and r.content_type == "audio/mpeg"
+            mp3 = await r.read()
+        assert mp3[:2] == b"\xff\xfb" and len(mp3) > 1000
+        body = {"model": "openai/whisper-1", "input_audio": {"data": base64.b64encode(mp3).decode(), "format": "mp3"}}
+        status, out, _ = await post_json(http, emu.api_base + "/audio/transcriptions", body, auth(emu))
+        assert status == 200 and out == {"text": "Namaste, world"}
+        status, out, _ = await post_json(http, emu.api_base + "/audio/speech",
+                                         {"model": "openai/tts-1", "input": "x", "voice": "robot"}, auth(emu))
+        assert assert_error(emu, status, out, 400)["message"].startswith("Invalid 'voice'")
+        status, out, _ = await post_json(http, emu.api_base + "/audio/transcriptions",
+                                         {"model": "openai/whisper-1"}, auth(emu))
+        assert "input_audio.data" in assert_error(emu, status, out, 400)["message"]
+
+
+async def test_openai_multipart_transcription_of_wav(http: aiohttp.ClientSession) -> None:
+    import io
+    import wave
+
+    async with GatewayEmulator("openai") as emu:
+        body = {"model": "openai/tts-1", "input": "round trip", "voice": "alloy", "response_format": "wav"}
+        async with http.post(emu.api_base + "/audio/speech", json=body, headers=auth(emu)) as r:
+            wav = await r.read()
+            assert r.headers["x-model-used"] == "openai/tts-1"
+        with wave.open(io.BytesIO(wav)) as w:
+            assert w.getframerate() == 8000 and w.getnframes() > 0
+        form = aiohttp.FormData()
+        form.add_field("file", wav, filename="speech.wav", content_type="audio/wav")
+        form.add_field("model", "whisper-1")
+        async with http.post(emu.api_base + "/audio/transcriptions", data=form, headers=auth(emu)) as r:
+            assert r.status == 200 and await r.json() == {"text": "round trip"}
+        assert emu.requests[-1].form == {"file": {"filename": "speech.wav", "content_type": "audio/wav"},
+                                         "model": "whisper-1"}
+
+
+@pytest.mark.parametrize("profile", ["aicredits", "aiproxy", "openai"])
+async def test_embeddings(http: aiohttp.ClientSession, profile: str) -> None:
+    async with GatewayEmulator(profile) as emu:
+        model = MODEL_ROLES[profile]["embedding"]
+        body = {"model": model, "input": ["The quick brown fox", "The quick brown fox", "other"]}
+        status, out, _ = await post_json(http, emu.api_base + "/embeddings", body, auth(emu))
+        assert status == 200
+        vecs = [d["embedding"] for d in out["data"]]
+        assert len(vecs[0]) == 1536 and vecs[0] == vecs[1] != vecs[2]
+        assert abs(sum(v * v for v in vecs[0]) - 1) < 1e-3
+        assert out["usage"]["prompt_tokens"] > 0
+        status, out, _ = await post_json(http, emu.api_base + "/embeddings", {**body, "dimensions": 256}, auth(emu))
+        assert status == 200 and len(out["data"][0]["embedding"]) == 256
+        status, out, _ = await post_json(http, emu.api_base + "/embeddings", {**body, "dimensions": 99999}, auth(emu))
+        assert assert_error(emu, status, out, 400)
+        if profile == "aiproxy":
+            status, out, _ = await post_json(http, emu.api_base + "/embeddings",
+                                             {"model": "text-embedding-ada-002", "input": "x", "dimensions": 8},
+                                             auth(emu))
+            assert assert_error(emu, status, out, 400)["param"] == "dimensions"

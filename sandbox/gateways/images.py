@@ -5,7 +5,6 @@ from __future__ import annotations
 
 import hashlib
 import io
-from collections import Counter
 from dataclasses import dataclass
 
 from PIL import Image, ImageDraw
@@ -86,7 +85,8 @@ def analyse(data: bytes, *, max_pixels: int = 50_000_000) -> ImageFacts:
             img.draft("RGB", (128, 128))  # cheap downscale for JPEG
             small = img.convert("RGB")
             small.thumbnail((128, 128), Image.Resampling.NEAREST)
-            colour = Counter(small.getdata()).most_common(1)[0][0]
+            counts = small.getcolors(maxcolors=small.width * small.height) or [(1, (0, 0, 0))]
+            colour = max(counts, key=lambda c: c[0])[1]
     except ValueError:
         raise
     except Exception as exc:  # Pillow raises several types for bad data
