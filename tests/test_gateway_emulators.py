@@ -684,3 +684,173 @@ async def test_embeddings(http: aiohttp.ClientSession, profile: str) -> None:
                                              {"model": "text-embedding-ada-002", "input": "x", "dimensions": 8},
                                              auth(emu))
             assert assert_error(emu, status, out, 400)["param"] == "dimensions"
+
+
+# -- tools, JSON mode, fallback, text completions -------------------------------------------------
+
+WEATHER_TOOL = {"type": "function", "function": {
+    "name": "get_weather", "description": "Weather for a city",
+    "parameters": {"type": "object", "properties": {"city": {"type": "string"}, "days": {"type": "integer"}},
+                   "required": ["city", "days"]}}}
+
+
+async def test_tool_calls_and_json_mode(emu: GatewayEmulator, http: aiohttp.ClientSession) -> None:
+    body = chat_body(emu, "please get_weather for Pune", tools=[WEATHER_TOOL])
+    status, out, _ = await post_json(http, emu.api_base + "/chat/completions", body, auth(emu))
+    choice = out["choices"][0]
+    assert status == 200 and choice["finish_reason"] == "tool_calls"
+    call = choice["message"]["tool_calls"][0]
+    assert call["function"]["name"] == "get_weather"
+    assert json.loads(call["function"]["arguments"]) == {"city": "please get_weather for Pune", "days": 1}
+    followup = body["messages"] + [choice["message"], {"role": "tool", "tool_call_id": call["id"], "content": "31C"}]
+    status, out, _ = await post_json(http, emu.api_base + "/chat/completions", {**body, "messages": followup}, auth(emu))
+    assert out["choices"][0]["message"]["content"] == "Tool result received: 31C"
+    status, out, _ = await post_json(http, emu.api_base + "/chat/completions",
+                                     chat_body(emu, "hi", tools=[WEATHER_TOOL], tool_choice="none"), auth(emu))
+    assert out["choices"][0]["message"]["content"] == expected_reply("hi")
+    async with http.post(emu.api_base + "/chat/completions", headers=auth(emu),
+                         json=chat_body(emu, "x", tools=[WEATHER_TOOL], tool_choice="required", stream=True)) as r:
+        events, _, _ = parse_sse(await r.text())
+    deltas = [e["choices"][0]["delta"] for e in events if e["choices"]]
+    args = "".join(d["tool_calls"][0]["function"].get("arguments", "") for d in deltas if "tool_calls" in d)
+    assert json.loads(args) == {"city": "x", "days": 1} and events[-1]["choices"][0]["finish_reason"] == "tool_calls"
+    status, out, _ = await post_json(http, emu.api_base + "/chat/completions",
+                                     chat_body(emu, "hi", response_format={"type": "json_object"}), auth(emu))
+    assert json.loads(out["choices"][0]["message"]["content"]) == {"answer": expected_reply("hi")}
+
+
+async def test_openai_fallback_metadata(http: aiohttp.ClientSession) -> None:
+    async with GatewayEmulator("openai") as emu:
+        body = {"model": "openai/gpt-unavailable", "messages": [{"role": "user", "content": "hi"}]}
+        status, out, r = await post_json(http, emu.api_base + "/chat/completions", body, auth(emu))
+        assert status == 200 and out["model"] == "openai/gpt-4o-mini"
+        assert r.headers["x-model-used"] == "openai/gpt-4o-mini"
+        assert r.headers["x-fallback-from"] == "openai/gpt-unavailable" and r.headers["x-fallback-depth"] == "1"
+        async with http.post(emu.api_base + "/chat/completions", headers=auth(emu),
+                             json={**body, "model": "openai/gpt-retired", "stream": True}) as r:
+            assert r.headers["x-fallback-depth"] == "2" and r.headers["x-request-id"]
+            assert stream_text(parse_sse(await r.text())[0]) == expected_reply("hi")
+
+
+async def test_aiproxy_text_completions(http: aiohttp.ClientSession) -> None:
+    async with GatewayEmulator("aiproxy") as emu:
+        body = {"model": "gpt-3.5-turbo-instruct", "prompt": "Explain quantum computing in simple terms"}
+        status, out, _ = await post_json(http, emu.api_base + "/completions", body, auth(emu))
+        assert status == 200 and out["object"] == "text_completion" and out["provider"] == "openai"
+        choice = out["choices"][0]
+        assert choice["text"] == expected_reply(body["prompt"])[:64] and choice["finish_reason"] == "length"
+        assert out["usage"]["completion_tokens"] == 16
+        status, out, _ = await post_json(http, emu.api_base + "/completions",
+                                         {**body, "max_tokens": 500, "prompt": ["a", "b"]}, auth(emu))
+        assert [c["text"] for c in out["choices"]] == [expected_reply("a"), expected_reply("b")]
+        assert {c["finish_reason"] for c in out["choices"]} == {"stop"}
+        async with http.post(emu.api_base + "/completions", json={**body, "stream": True, "max_tokens": 500},
+                             headers=auth(emu)) as r:
+            events, _, done = parse_sse(await r.text())
+        assert done and "".join(e["choices"][0]["text"] for e in events) == expected_reply(body["prompt"])
+        status, out, _ = await post_json(http, emu.api_base + "/completions",
+                                         {"model": "gpt-3.5-turbo-instruct", "prompt": "w " * 9000}, auth(emu))
+        assert assert_error(emu, status, out, 400)["code"] == "context_length_exceeded"
+        status, out, _ = await post_json(http, emu.api_base + "/chat/completions",
+                                         {"model": "gpt-3.5-turbo-instruct", "messages": [{"role": "user",
+                                                                                         "content": "x"}]}, auth(emu))
+        assert_error(emu, status, out, 400)
+
+
+# -- the official openai SDK ----------------------------------------------------------------------
+
+SDK_PROFILES = ["aicordcloud", "digicord", "aicredits", "aiproxy", "openai"]
+
+
+@pytest.mark.parametrize("profile", SDK_PROFILES)
+async def test_openai_sdk_chat_and_stream(profile: str) -> None:
+    import openai
+
+    async with GatewayEmulator(profile) as emu:
+        client = openai.AsyncOpenAI(base_url=emu.api_base, api_key=emu.api_key, max_retries=0)
+        async with client:
+            model = MODEL_ROLES[profile]["chat"]
+            messages: Any = [{"role": "user", "content": "Hello!"}]
+            resp = await client.chat.completions.create(model=model, messages=messages)
+            assert resp.choices[0].message.content == expected_reply("Hello!")
+            assert resp.usage is not None and resp.usage.total_tokens > 0
+            stream = await client.chat.completions.create(model=model, messages=messages, stream=True,
+                                                          stream_options={"include_usage": True})
+            pieces, usage = [], None
+            async for chunk in stream:
+                if chunk.choices:
+                    pieces.append(chunk.choices[0].delta.content or "")
+                usage = chunk.usage or usage
+            assert "".join(pieces) == expected_reply("Hello!") and usage is not None
+            with pytest.raises(openai.NotFoundError):
+                await client.chat.completions.create(model="no/such-model", messages=messages)
+            emu.faults.fail_next(status=429, retry_after=0)
+            with pytest.raises(openai.RateLimitError):
+                await client.chat.completions.create(model=model, messages=messages)
+        async with openai.AsyncOpenAI(base_url=emu.api_base, api_key="wrong", max_retries=0) as bad:
+            with pytest.raises(openai.AuthenticationError):
+                await bad.chat.completions.create(model=model, messages=messages)
+
+
+@pytest.mark.parametrize("profile", ["aicredits", "aiproxy", "openai"])
+async def test_openai_sdk_embeddings(profile: str) -> None:
+    import openai
+
+    async with GatewayEmulator(profile) as emu:
+        async with openai.AsyncOpenAI(base_url=emu.api_base, api_key=emu.api_key, max_retries=0) as client:
+            model = MODEL_ROLES[profile]["embedding"]
+            assert model is not None
+            res = await client.embeddings.create(model=model, input=["fox", "dog"])  # SDK asks for base64
+            assert [len(d.embedding) for d in res.data] == [1536, 1536]
+            plain = await client.embeddings.create(model=model, input="fox", encoding_format="float")
+            assert max(abs(a - b) for a, b in zip(plain.data[0].embedding, res.data[0].embedding)) < 1e-6
+
+
+@pytest.mark.parametrize("profile", ["aicredits", "openai"])
+async def test_openai_sdk_images_and_models(profile: str) -> None:
+    import base64
+
+    import openai
+
+    async with GatewayEmulator(profile) as emu:
+        async with openai.AsyncOpenAI(base_url=emu.api_base, api_key=emu.api_key, max_retries=0) as client:
+            img = await client.images.generate(model="dall-e-2", prompt="a lake", size="256x256",
+                                               response_format="b64_json", n=2)
+            assert img.data is not None and len(img.data) == 2
+            assert decode_png(base64.b64decode(img.data[0].b64_json or ""))[0] == (256, 256)
+            img = await client.images.generate(model="dall-e-3", prompt="a lake", size="1024x1792")
+            assert img.data is not None and img.data[0].url and img.data[0].url.startswith(emu.root_url)
+            models = [m.id async for m in client.models.list()]
+            assert MODEL_ROLES[profile]["chat"] in models
+
+
+async def test_openai_sdk_audio_on_openai_profile() -> None:
+    import openai
+
+    async with GatewayEmulator("openai") as emu:
+        async with openai.AsyncOpenAI(base_url=emu.api_base, api_key=emu.api_key, max_retries=0) as client:
+            speech = await client.audio.speech.create(model="openai/tts-1", voice="alloy", input="sdk says hi")
+            mp3 = speech.read()
+            result = await client.audio.transcriptions.create(model="whisper-1", file=("say.mp3", mp3, "audio/mpeg"))
+            assert result.text == "sdk says hi"
+
+
+# -- standalone -----------------------------------------------------------------------------------
+
+async def test_standalone_process_prints_ready_and_serves(http: aiohttp.ClientSession) -> None:
+    import asyncio
+    import signal
+    import sys
+
+    proc = await asyncio.create_subprocess_exec(
+        sys.executable, "-m", "sandbox.gateways", "--profile", "digicord", "--port", "0", "--api-key", "k-123456789",
+        stdout=asyncio.subprocess.PIPE, stderr=asyncio.subprocess.PIPE)
+    try:
+        assert proc.stdout is not None
+        line = (await asyncio.wait_for(proc.stdout.readline(), 20)).decode().split()
+        assert line[0] == "READY" and line[1].startswith("http://127.0.0.1:") and "k-123456789" not in line[2]
+        async with http.get(line[1] + "/api/v1/models", headers={"Authorization": "Bearer k-123456789"}) as r:
+            assert r.status == 200
+    finally:
+        proc.send_signal(signal.SIGTERM)
+        assert await asyncio.wait_for(proc.wait(), 20) == 0
