@@ -41,7 +41,7 @@ def auth(emu: GatewayEmulator) -> dict[str, str]:
 
 
 def role(emu: GatewayEmulator, name: str) -> str:
-    model = MODEL_ROLES[emu.profile.name][name]
+    model = MODEL_ROLES[emu.profile][name]
     assert model is not None
     return model
 
@@ -51,9 +51,9 @@ def assert_error(emu: GatewayEmulator, status: int, body: Any, expected_status: 
     assert status == expected_status, body
     assert set(body) == {"error"}
     inner = body["error"]
-    assert set(inner) == ERROR_KEYS[emu.profile.name]
+    assert set(inner) == ERROR_KEYS[emu.profile]
     assert isinstance(inner["message"], str) and inner["message"]
-    if emu.profile.name == "aicredits":
+    if emu.profile == "aicredits":
         assert inner["code"] == expected_status
     return inner
 
@@ -98,7 +98,7 @@ def stream_text(events: list[Any]) -> str:
 # -- health, metadata, models ---------------------------------------------------------------------
 
 async def test_health_endpoints_follow_each_document(emu: GatewayEmulator, http: aiohttp.ClientSession) -> None:
-    name = emu.profile.name
+    name = emu.profile
     if name == "aicordcloud":
         async with http.get(emu.root_url + "/health") as r:
             assert r.status == 200 and await r.json() == {"ok": True}
@@ -117,7 +117,7 @@ async def test_health_endpoints_follow_each_document(emu: GatewayEmulator, http:
 
 
 async def test_model_listings(emu: GatewayEmulator, http: aiohttp.ClientSession) -> None:
-    name = emu.profile.name
+    name = emu.profile
     url = emu.root_url + "/api/models" if name == "aicredits" else emu.api_base + "/models"
     headers = {} if name in {"aicredits", "aicordcloud"} else auth(emu)  # public listings need no key
     async with http.get(url, headers=headers) as r:
@@ -163,9 +163,9 @@ async def test_missing_or_wrong_key_is_401_in_profile_shape(emu: GatewayEmulator
                                                              headers: dict[str, str]) -> None:
     status, body, _ = await post_json(http, emu.api_base + "/chat/completions", chat_body(emu), headers)
     inner = assert_error(emu, status, body, 401)
-    if emu.profile.name == "aicordcloud":
+    if emu.profile == "aicordcloud":
         assert inner == {"message": "Unauthorized", "type": "authentication_error"}
-    if emu.profile.name == "aiproxy":
+    if emu.profile == "aiproxy":
         assert inner["code"] == "invalid_api_key" and inner["type"] == "authentication_error"
     assert emu.api_key not in json.dumps(body)
     assert emu.requests[-1].status == 401
@@ -175,7 +175,7 @@ async def test_aicordcloud_accepts_x_api_key_but_others_do_not(emu: GatewayEmula
                                                                http: aiohttp.ClientSession) -> None:
     status, body, _ = await post_json(http, emu.api_base + "/chat/completions", chat_body(emu),
                                       {"x-api-key": emu.api_key})
-    if emu.profile.name == "aicordcloud":
+    if emu.profile == "aicordcloud":
         assert status == 200 and body["choices"][0]["message"]["content"] == expected_reply("hello there")
         assert emu.requests[-1].headers["x-api-key"] == "<redacted>"
     else:
@@ -185,7 +185,7 @@ async def test_aicordcloud_accepts_x_api_key_but_others_do_not(emu: GatewayEmula
 async def test_recorded_requests_redact_the_key(emu: GatewayEmulator, http: aiohttp.ClientSession) -> None:
     await post_json(http, emu.api_base + "/chat/completions", chat_body(emu), auth(emu))
     rec = emu.requests[-1]
-    assert rec.method == "POST" and rec.path == emu.profile.base_path + "/chat/completions"
+    assert rec.method == "POST" and rec.path == emu.spec.base_path + "/chat/completions"
     assert rec.headers["Authorization"] == "Bearer <redacted>"
     assert rec.json["messages"][-1]["content"] == "hello there" and rec.status == 200
     assert emu.api_key not in repr(emu.requests)
@@ -203,7 +203,7 @@ async def test_chat_non_stream(emu: GatewayEmulator, http: aiohttp.ClientSession
     usage = body["usage"]
     assert usage["completion_tokens"] == -(-len(expected_reply("hello there")) // 4)
     assert usage["total_tokens"] == usage["prompt_tokens"] + usage["completion_tokens"] > 0
-    name = emu.profile.name
+    name = emu.profile
     if name == "aicordcloud":
         assert body["model"] == "aicord/fast"
         assert r.headers["x-aicord-tier"] == "fast" and r.headers["x-aicord-model"] == "llama-3.1-8b-instant"
@@ -239,7 +239,7 @@ async def test_chat_stream_framing_done_and_usage(emu: GatewayEmulator, http: ai
     finish = [e["choices"][0]["finish_reason"] for e in events if e["choices"]]
     assert finish[-1] == "stop" and set(finish[:-1]) == {None}
     assert events[-1]["choices"] == [] and events[-1]["usage"]["total_tokens"] > 0
-    if emu.profile.provider_in_body:
+    if emu.spec.provider_in_body:
         assert all("provider" in e for e in events)
 
 
@@ -279,7 +279,7 @@ async def test_max_tokens_cuts_with_finish_reason_length(emu: GatewayEmulator, h
 
 
 async def test_reasoning_model(emu: GatewayEmulator, http: aiohttp.ClientSession) -> None:
-    roles = MODEL_ROLES[emu.profile.name]
+    roles = MODEL_ROLES[emu.profile]
     if roles["reasoning"]:
         status, body, _ = await post_json(http, emu.api_base + "/chat/completions",
                                           {**chat_body(emu, "why?"), "model": roles["reasoning"]}, auth(emu))
@@ -298,13 +298,13 @@ async def test_unknown_model_and_context_too_long(emu: GatewayEmulator, http: ai
                                       {**chat_body(emu), "model": "nobody/no-such-model"}, auth(emu))
     inner = assert_error(emu, status, body, 404)
     assert "nobody/no-such-model" in inner["message"]
-    if emu.profile.name in {"aiproxy", "openai", "digicord"}:
+    if emu.profile in {"aiproxy", "openai", "digicord"}:
         assert inner["code"] == "model_not_found"
     status, body, _ = await post_json(http, emu.api_base + "/chat/completions",
                                       {**chat_body(emu, "word " * 2000), "model": role(emu, "small")}, auth(emu))
     inner = assert_error(emu, status, body, 400)
     assert "context length" in inner["message"]
-    key = "type" if emu.profile.name in {"aicordcloud", "aicredits"} else "code"
+    key = "type" if emu.profile in {"aicordcloud", "aicredits"} else "code"
     assert inner[key] == "context_length_exceeded"
 
 
@@ -317,11 +317,11 @@ async def test_fail_next_429_with_retry_after_then_recovers(emu: GatewayEmulator
         status, body, r = await post_json(http, emu.api_base + "/chat/completions", chat_body(emu), auth(emu))
         inner = assert_error(emu, status, body, 429)
         assert r.headers["Retry-After"] == "3"
-    if emu.profile.name == "aiproxy":
+    if emu.profile == "aiproxy":
         assert inner["code"] == "rate_limit_exceeded"
         assert r.headers["X-RateLimit-Remaining"] == "0"
         assert int(r.headers["X-RateLimit-Reset"]) >= int(time.time()) + 2
-    if emu.profile.name == "aicordcloud":
+    if emu.profile == "aicordcloud":
         assert r.headers["x-ratelimit-remaining"] == "0"
     status, body, _ = await post_json(http, emu.api_base + "/chat/completions", chat_body(emu), auth(emu))
     assert status == 200
@@ -330,7 +330,7 @@ async def test_fail_next_429_with_retry_after_then_recovers(emu: GatewayEmulator
 
 async def test_fail_next_5xx_and_path_filter(emu: GatewayEmulator, http: aiohttp.ClientSession) -> None:
     emu.faults.fail_next(status=503, retry_after=None, path="/chat/completions")
-    models_url = emu.root_url + "/api/models" if emu.profile.name == "aicredits" else emu.api_base + "/models"
+    models_url = emu.root_url + "/api/models" if emu.profile == "aicredits" else emu.api_base + "/models"
     async with http.get(models_url, headers=auth(emu)) as r:
         assert r.status == 200  # another path does not consume the fault
     status, body, r = await post_json(http, emu.api_base + "/chat/completions", chat_body(emu), auth(emu))
@@ -396,7 +396,7 @@ async def test_error_event_inside_a_200_stream(emu: GatewayEmulator, http: aioht
         events, _, done = parse_sse(await r.text())
     assert not done and len(events) == 3
     err = events[-1]["error"]
-    assert set(err) == ERROR_KEYS[emu.profile.name] and err["message"]
+    assert set(err) == ERROR_KEYS[emu.profile] and err["message"]
     async with http.post(emu.api_base + "/chat/completions", json=chat_body(emu, stream=True),
                          headers=auth(emu)) as r:
         events, _, done = parse_sse(await r.text())
@@ -408,7 +408,7 @@ async def test_revoked_key_gets_401_everywhere_authenticated(emu: GatewayEmulato
     emu.faults.revoke_key()
     status, body, _ = await post_json(http, emu.api_base + "/chat/completions", chat_body(emu), auth(emu))
     assert_error(emu, status, body, 401)
-    if emu.profile.name == "aicredits":
+    if emu.profile == "aicredits":
         async with http.get(emu.api_base + "/credits", headers=auth(emu)) as r:
             assert_error(emu, r.status, await r.json(), 401)
         async with http.get(emu.root_url + "/api/models") as r:
@@ -426,7 +426,7 @@ async def test_budget_runs_out_with_insufficient_credits(emu: GatewayEmulator, h
     status, body, _ = await post_json(http, emu.api_base + "/chat/completions", chat_body(emu), auth(emu))
     inner = assert_error(emu, status, body, 402)
     assert "insufficient credits" in inner["message"].lower()
-    if emu.profile.name == "aicredits":
+    if emu.profile == "aicredits":
         async with http.get(emu.api_base + "/credits", headers=auth(emu)) as r:
             assert await r.json() == {"object": "credits", "balance": 0.0, "currency": "INR"}
 
@@ -502,7 +502,7 @@ async def test_vision_reports_real_size_and_colour(emu: GatewayEmulator, http: a
         'I see a 64x48 image, mostly red (#ff0000). You asked: "what is this?"')
     assert out["usage"]["prompt_tokens"] > 85
     body = {"model": role(emu, "vision"), "stream": True,
-            "messages": [image_message(cdn + "/blue.jpg", bare=emu.profile.name == "digicord")]}
+            "messages": [image_message(cdn + "/blue.jpg", bare=emu.profile == "digicord")]}
     async with http.post(emu.api_base + "/chat/completions", json=body, headers=auth(emu)) as r:
         events, _, _ = parse_sse(await r.text())
     assert stream_text(events).startswith("I see a 30x20 image, mostly blue (#")
@@ -702,8 +702,10 @@ async def test_tool_calls_and_json_mode(emu: GatewayEmulator, http: aiohttp.Clie
     call = choice["message"]["tool_calls"][0]
     assert call["function"]["name"] == "get_weather"
     assert json.loads(call["function"]["arguments"]) == {"city": "please get_weather for Pune", "days": 1}
-    followup = body["messages"] + [choice["message"], {"role": "tool", "tool_call_id": call["id"], "content": "31C"}]
-    status, out, _ = await post_json(http, emu.api_base + "/chat/completions", {**body, "messages": followup}, auth(emu))
+    followup = body["messages"] + [choice["message"],
+                                   {"role": "tool", "tool_call_id": call["id"], "content": "31C"}]
+    status, out, _ = await post_json(http, emu.api_base + "/chat/completions", {**body, "messages": followup},
+                                     auth(emu))
     assert out["choices"][0]["message"]["content"] == "Tool result received: 31C"
     status, out, _ = await post_json(http, emu.api_base + "/chat/completions",
                                      chat_body(emu, "hi", tools=[WEATHER_TOOL], tool_choice="none"), auth(emu))
@@ -854,3 +856,20 @@ async def test_standalone_process_prints_ready_and_serves(http: aiohttp.ClientSe
     finally:
         proc.send_signal(signal.SIGTERM)
         assert await asyncio.wait_for(proc.wait(), 20) == 0
+
+
+async def test_emulator_attributes_for_settings() -> None:
+    emu = GatewayEmulator("aicordcloud")
+    with pytest.raises(RuntimeError):
+        emu.root_url
+    async with emu:
+        assert emu.profile == "aicordcloud" and emu.api_key == "test-aicordcloud-key"
+        assert emu.api_base == emu.root_url + "/v1" and emu.root_url.startswith("http://127.0.0.1:")
+        assert (emu.default_chat_model, emu.default_vision_model, emu.default_image_model) == (
+            "aicord/fast", "aicord/vision", "")
+        assert emu.api_key not in repr(emu)
+    async with GatewayEmulator("digicord", api_key="custom") as emu:
+        assert emu.api_base == emu.root_url + "/api/v1" and emu.api_key == "custom"
+        assert emu.default_image_model == "black-forest-labs/FLUX.1-schnell-Free"
+    with pytest.raises(ValueError):
+        GatewayEmulator("nope")

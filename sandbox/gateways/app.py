@@ -26,7 +26,7 @@ from aiohttp import ClientSession, ClientTimeout, web
 from . import chat, media, meta
 from .errors import GatewayError, error_body
 from .faults import FILES_PREFIX, Fault, FaultInjector
-from .models import ModelInfo, find_model, served_model
+from .models import MODEL_ROLES, ModelInfo, find_model, served_model
 from .profiles import Profile, default_api_key, get_profile
 
 Handler = Callable[["GatewayEmulator", web.Request], Awaitable[web.StreamResponse]]
@@ -115,7 +115,8 @@ class GatewayEmulator:
 
     def __init__(self, profile: str, *, host: str = "127.0.0.1", port: int = 0,
                  api_key: str | None = None) -> None:
-        self.profile: Profile = get_profile(profile)
+        self.spec: Profile = get_profile(profile)
+        self.profile: str = self.spec.name
         self.host = host
         self.port = port
         self.api_key: str = api_key or default_api_key(profile)
@@ -169,11 +170,27 @@ class GatewayEmulator:
 
     @property
     def api_base(self) -> str:
-        return self.root_url + self.profile.base_path
+        return self.root_url + self.spec.base_path
+
+    def model_for(self, role: str) -> str:
+        """The catalogue's model for ``role`` (see ``MODEL_ROLES``); ``""`` when the gateway has none."""
+        return MODEL_ROLES[self.profile].get(role) or ""
+
+    @property
+    def default_chat_model(self) -> str:
+        return self.model_for("chat")
+
+    @property
+    def default_vision_model(self) -> str:
+        return self.model_for("vision")
+
+    @property
+    def default_image_model(self) -> str:
+        return self.model_for("image")
 
     def __repr__(self) -> str:
         where = self.root_url if self._bound_port else "not started"
-        return f"<GatewayEmulator {self.profile.name} {where}>"
+        return f"<GatewayEmulator {self.profile} {where}>"
 
     # -- test controls --------------------------------------------------------------------------
     def queue_reply(self, text: str, *, chunk_size: int | None = None, reasoning: str | None = None) -> None:
@@ -198,7 +215,7 @@ class GatewayEmulator:
         """The catalogue entry for ``model_id``: 404 when unknown, 400 when it lacks ``cap``."""
         if not isinstance(model_id, str) or not model_id:
             raise GatewayError("invalid_request", f"'{param}' is required.", param=param)
-        info = find_model(self.profile.name, model_id)
+        info = find_model(self.profile, model_id)
         if info is None:
             raise GatewayError("model_not_found", f"The model '{model_id}' does not exist.", param=param)
         if cap not in info.caps:
@@ -207,13 +224,13 @@ class GatewayEmulator:
         return info
 
     def served(self, info: ModelInfo) -> ModelInfo:
-        return served_model(self.profile.name, info)
+        return served_model(self.profile, info)
 
     def answer_model_name(self, requested: ModelInfo, served: ModelInfo) -> str:
         """The ``model`` field of an answer."""
-        if self.profile.name == "aicordcloud":
+        if self.profile == "aicordcloud":
             return requested.id
-        if self.profile.strip_model_prefix:
+        if self.spec.strip_model_prefix:
             return served.id.split("/", 1)[-1]
         return served.id
 
@@ -229,14 +246,14 @@ class GatewayEmulator:
                           cost_usd: float) -> None:
         """The profile's per-answer metadata headers."""
         ctx = self.ctx(request)
-        if self.profile.aicord_meta_headers:
+        if self.spec.aicord_meta_headers:
             ctx.extra_headers.update({
                 "x-aicord-tier": requested.tier or "standard",
                 "x-aicord-model": requested.upstream or requested.id,
                 "x-aicord-upstream": requested.provider,
             })
             ctx.latency_header = True
-        if self.profile.openai_meta_headers:
+        if self.spec.openai_meta_headers:
             ctx.extra_headers["x-model-used"] = served.id
             ctx.extra_headers["x-credits-used"] = f"{cost_usd:.6f}"
             if requested.fallback_to:
@@ -244,7 +261,7 @@ class GatewayEmulator:
                 ctx.extra_headers["x-fallback-depth"] = str(requested.fallback_depth)
 
     def new_id(self, prefix: str = "chatcmpl-") -> str:
-        if self.profile.object_id_ids:
+        if self.spec.object_id_ids:
             return f"{int(time.time()):08x}" + secrets.token_hex(8)
         return prefix + secrets.token_urlsafe(18).replace("-", "x").replace("_", "y")[:24]
 
@@ -285,7 +302,7 @@ class GatewayEmulator:
         return data
 
     def ratelimit_headers(self, *, exhausted: bool = False, retry_after: float | None = None) -> dict[str, str]:
-        style = self.profile.ratelimit_style
+        style = self.spec.ratelimit_style
         remaining = 0 if exhausted else self._rate.remaining
         if style == "aicord":
             return {"x-ratelimit-remaining": str(remaining)}
@@ -299,8 +316,8 @@ class GatewayEmulator:
 
     # -- server internals -----------------------------------------------------------------------
     def _add_routes(self, app: web.Application) -> None:
-        routes: list[tuple[str, str, Handler]] = meta.routes(self.profile) + chat.routes(self.profile) \
-            + media.routes(self.profile)
+        routes: list[tuple[str, str, Handler]] = meta.routes(self.spec) + chat.routes(self.spec) \
+            + media.routes(self.spec)
         for method, path, handler in routes:
             app.router.add_route(method, path, self._bind(handler))
         app.router.add_get(FILES_PREFIX + "{name}", self._serve_file)
@@ -335,7 +352,7 @@ class GatewayEmulator:
         return rec
 
     def _is_public(self, path: str) -> bool:
-        return path.startswith(FILES_PREFIX) or path in self.profile.public_paths
+        return path.startswith(FILES_PREFIX) or path in self.spec.public_paths
 
     def _authenticate(self, request: web.Request) -> None:
         supplied: str | None = None
@@ -344,13 +361,13 @@ class GatewayEmulator:
             scheme, _, token = auth.partition(" ")
             if scheme.lower() == "bearer" and token.strip():
                 supplied = token.strip()
-        if supplied is None and self.profile.accepts_x_api_key:
+        if supplied is None and self.spec.accepts_x_api_key:
             supplied = request.headers.get("x-api-key") or None
-        aicord = self.profile.error_style == "aicord"
+        aicord = self.spec.error_style == "aicord"
         if supplied is None:
             raise GatewayError("authentication", "Unauthorized" if aicord else
                                "Missing API key. Send 'Authorization: Bearer <API_KEY>'.")
-        if self.profile.name == "aicredits" and not _AICREDITS_KEY.match(supplied):
+        if self.profile == "aicredits" and not _AICREDITS_KEY.match(supplied):
             raise GatewayError("authentication", "Invalid API key format: expected sk- followed by 64 "
                                "hex characters.")
         if not secrets.compare_digest(supplied.encode(), self.api_key.encode()):
@@ -390,7 +407,7 @@ class GatewayEmulator:
         return await handler(request)
 
     def error_response(self, err: GatewayError, headers: dict[str, str] | None = None) -> web.Response:
-        return web.json_response(error_body(self.profile.error_style, err), status=err.status, headers=headers)
+        return web.json_response(error_body(self.spec.error_style, err), status=err.status, headers=headers)
 
     def _fault_response(self, fault: Fault) -> web.Response:
         if fault.kind == "html":
@@ -428,11 +445,11 @@ class GatewayEmulator:
 
     async def _on_prepare(self, request: web.Request, response: web.StreamResponse) -> None:
         ctx: RequestContext | None = request.get(CTX_KEY)
-        if self.profile.request_id_header:
-            response.headers.setdefault(self.profile.request_id_header, str(uuid.uuid4()))
+        if self.spec.request_id_header:
+            response.headers.setdefault(self.spec.request_id_header, str(uuid.uuid4()))
         if ctx is None:
             return
-        counted = ctx.authed or (self.profile.ratelimit_style == "aicord" and request.path.startswith("/v1"))
+        counted = ctx.authed or (self.spec.ratelimit_style == "aicord" and request.path.startswith("/v1"))
         if counted and response.status != 429:
             for k, v in self.ratelimit_headers().items():
                 response.headers.setdefault(k, v)

@@ -129,7 +129,7 @@ def _build_answer(emu: "GatewayEmulator", served: ModelInfo, body: dict[str, Any
 
 async def chat_completions(emu: "GatewayEmulator", request: web.Request) -> web.StreamResponse:
     body = emu.json_body(request)
-    info = emu.resolve_model(body.get("model") or emu.profile.default_chat_model, "chat")
+    info = emu.resolve_model(body.get("model") or emu.spec.default_chat_model, "chat")
     served = emu.served(info)
     messages = _validate_messages(body)
     max_tokens = _validate_sampling(body)
@@ -162,7 +162,7 @@ async def chat_completions(emu: "GatewayEmulator", request: web.Request) -> web.
     emu.set_model_headers(request, info, served, cost)
     base = {"id": emu.new_id(), "object": "chat.completion", "created": int(time.time()),
             "model": emu.answer_model_name(info, served)}
-    if emu.profile.provider_in_body:
+    if emu.spec.provider_in_body:
         base["provider"] = served.provider
     if stream:
         opts = body.get("stream_options") or {}
@@ -177,7 +177,7 @@ async def chat_completions(emu: "GatewayEmulator", request: web.Request) -> web.
         message["tool_calls"] = [{"id": tc["id"], "type": "function",
                                   "function": {"name": tc["name"], "arguments": tc["arguments"]}}]
     choice: dict[str, Any] = {"index": 0, "message": message, "finish_reason": answer.finish_reason}
-    if emu.profile.name == "digicord":
+    if emu.profile == "digicord":
         message["refusal"] = ""
         choice = {"logprobs": None, **choice}
     return web.json_response({**base, "choices": [choice], "usage": answer.usage})
@@ -222,7 +222,7 @@ async def _stream(emu: "GatewayEmulator", request: web.Request, events: list[dic
             _drop_connection(request)
             return resp
         if err is not None and sent >= int(err.params["after_chunks"]):
-            inner = error_inner(emu.profile.error_style, GatewayError(
+            inner = error_inner(emu.spec.error_style, GatewayError(
                 "server", "The upstream provider failed while streaming the answer.", status=502))
             await resp.write(b"data: " + json.dumps({"error": inner}).encode() + b"\n\n")
             await resp.write_eof()

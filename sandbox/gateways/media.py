@@ -26,7 +26,6 @@ from aiohttp import web
 
 from . import answers, audio, images
 from .errors import GatewayError
-from .models import ModelInfo
 from .profiles import Profile
 
 if TYPE_CHECKING:
@@ -102,7 +101,7 @@ async def embeddings(emu: "GatewayEmulator", request: web.Request) -> web.Respon
                      "embedding": answers.embedding_b64(vec) if fmt == "base64" else vec})
     out: dict[str, Any] = {"object": "list", "data": data, "model": emu.answer_model_name(info, info),
                            "usage": {"prompt_tokens": ptoks, "total_tokens": ptoks}}
-    if emu.profile.provider_in_body:
+    if emu.spec.provider_in_body:
         out["provider"] = info.provider
     return web.json_response(out)
 
@@ -111,7 +110,7 @@ async def embeddings(emu: "GatewayEmulator", request: web.Request) -> web.Respon
 
 async def images_generations(emu: "GatewayEmulator", request: web.Request) -> web.Response:
     body = emu.json_body(request)
-    default = "dall-e-3" if emu.profile.name == "aicredits" else "openai/dall-e-3"
+    default = "dall-e-3" if emu.profile == "aicredits" else "openai/dall-e-3"
     info = emu.resolve_model(body.get("model") or default, "image")
     prompt = _prompt(body, 1000 if "dall-e-2" in info.id else 4000)
     n = _int_field(body, "n", 1, 1, info.max_images)
@@ -122,7 +121,7 @@ async def images_generations(emu: "GatewayEmulator", request: web.Request) -> we
     if size not in info.image_sizes:
         raise GatewayError("invalid_request", f"Invalid 'size' {size!r} for {info.id}: one of "
                            f"{', '.join(info.image_sizes)}.", param="size")
-    qualities = {"standard", "hd"} if emu.profile.name == "aicredits" else {"standard", "hd", "low", "medium",
+    qualities = {"standard", "hd"} if emu.profile == "aicredits" else {"standard", "hd", "low", "medium",
                                                                            "high", "auto"}
     if body.get("quality") is not None and body["quality"] not in qualities:
         raise GatewayError("invalid_request", f"Invalid 'quality': one of {', '.join(sorted(qualities))}.",
@@ -200,10 +199,10 @@ async def speech(emu: "GatewayEmulator", request: web.Request) -> web.Response:
         raise GatewayError("invalid_request", "'input' is required.", param="input")
     if len(text) > 4096:
         raise GatewayError("invalid_request", "Invalid 'input': at most 4096 characters.", param="input")
-    voices = VOICES | (OPENAI_EXTRA_VOICES if emu.profile.name == "openai" else set())
+    voices = VOICES | (OPENAI_EXTRA_VOICES if emu.profile == "openai" else set())
     if body.get("voice") not in voices:
         raise GatewayError("invalid_request", f"Invalid 'voice': one of {', '.join(sorted(voices))}.", param="voice")
-    formats = ("mp3", "opus", "aac", "flac") + (("wav", "pcm") if emu.profile.name == "openai" else ())
+    formats = ("mp3", "opus", "aac", "flac") + (("wav", "pcm") if emu.profile == "openai" else ())
     fmt = body.get("response_format") or "mp3"
     if fmt not in formats:
         raise GatewayError("invalid_request", f"Invalid 'response_format': one of {', '.join(formats)}.",
@@ -231,7 +230,7 @@ def _json_audio(body: dict[str, Any]) -> tuple[bytes, str]:
 async def transcriptions(emu: "GatewayEmulator", request: web.Request) -> web.Response:
     ctype = request.headers.get("Content-Type", "")
     response_format = "json"
-    if ctype.startswith("multipart/") and emu.profile.name == "openai":
+    if ctype.startswith("multipart/") and emu.profile == "openai":
         form = await request.post()
         emu.ctx(request).record.form = {
             k: (v if isinstance(v, str) else {"filename": v.filename, "content_type": v.content_type})

@@ -40,19 +40,19 @@ async def aicredits_ready(emu: "GatewayEmulator", request: web.Request) -> web.R
 
 
 async def models(emu: "GatewayEmulator", request: web.Request) -> web.Response:
-    return web.json_response(list_models(emu.profile.name, query=dict(request.query)))
+    return web.json_response(list_models(emu.profile, query=dict(request.query)))
 
 
 async def models_openai_shape(emu: "GatewayEmulator", request: web.Request) -> web.Response:
-    return web.json_response(list_models(emu.profile.name, openai_shape=True))
+    return web.json_response(list_models(emu.profile, openai_shape=True))
 
 
 async def vision_models(emu: "GatewayEmulator", request: web.Request) -> web.Response:
-    return web.json_response(list_models(emu.profile.name, vision_only=True))
+    return web.json_response(list_models(emu.profile, vision_only=True))
 
 
 async def flux_models(emu: "GatewayEmulator", request: web.Request) -> web.Response:
-    return web.json_response(list_models(emu.profile.name, flux=True))
+    return web.json_response(list_models(emu.profile, flux=True))
 
 
 async def credits(emu: "GatewayEmulator", request: web.Request) -> web.Response:
