@@ -1,5 +1,6 @@
 """Gatecord's async client for AI gateways (profiles, typed results, SSE, errors, retries)."""
 
+from .client import GatewayClient
 from .config import ClientOptions, GatewayConfig
 from .errors import (
     AuthenticationError,
@@ -33,8 +34,10 @@ from .models import (
     Usage,
 )
 from .profiles import PROFILES, Profile, get_profile, register_profile
+from .streaming import ChatStream
 
 __all__ = [
+    "GatewayClient", "ChatStream",
     "CallMeta", "ChatMessage", "ChatRequest", "ChatResult", "ClientOptions", "CreditsBalance", "EmbeddingResult",
     "GatewayConfig", "GeneratedImage", "HealthStatus", "ImageRequest", "ImageResult", "ModelInfo", "ModelKind",
     "Usage", "PROFILES", "Profile", "get_profile", "register_profile",

@@ -87,18 +87,21 @@ class ImageRules:
     qualities: tuple[str, ...] = ()
 
     def sizes_for(self, model: str) -> tuple[str, ...]:
-        if model in self.sizes:
-            return self.sizes[model]
-        for key, value in self.sizes.items():
-            if key != "*" and (model.startswith(key) or model.endswith("/" + key)):
-                return value
-        return self.sizes.get("*", ())
+        return _by_model(self.sizes, model, self.sizes.get("*", ()))
 
     def max_n_for(self, model: str) -> int:
-        for key, value in self.max_n_by_model.items():
-            if model == key or model.startswith(key) or model.endswith("/" + key):
-                return value
-        return self.max_n
+        return _by_model(self.max_n_by_model, model, self.max_n)
+
+
+def _by_model(table: Mapping, model: str, default):  # type: ignore[no-untyped-def]
+    """Entry for ``model`` by exact id, then by prefix of its last path segment (``openai/dall-e-3`` -> ``dall-e``)."""
+    if model in table:
+        return table[model]
+    base = model.rsplit("/", 1)[-1]
+    for key, value in table.items():
+        if key != "*" and (base == key or base.startswith(key)):
+            return value
+    return default
 
 
 #: Headers that any gateway may send; every profile reads these in addition to its own.
@@ -135,8 +138,8 @@ class Profile:
     #: error body style: "openai" ({"error": {message, type, code, param}}) — all are parsed alike.
     error_format: str = "openai"
     capabilities: frozenset[str] = frozenset({"chat", "stream"})
-    #: send ``stream_options.include_usage`` on streams.
-    stream_usage: bool = False
+    #: send ``stream_options.include_usage`` on streams (OpenAI behaviour, followed where docs are silent).
+    stream_usage: bool = True
     #: how image content blocks are sent: "object" ({"url": ...}, OpenAI) or "string" (DigiCord's doc).
     image_block_style: Literal["object", "string"] = "object"
     model_required: bool = True
@@ -145,6 +148,8 @@ class Profile:
     #: "json_base64" ({"input_audio": {"data", "format"}}) or "multipart" (OpenAI file upload).
     transcription_style: Literal["json_base64", "multipart"] = "json_base64"
     credits_currency: str | None = None
+    #: kinds of models the gateway documents, for listings that do not say (id -> kind).
+    known_model_kinds: Mapping[str, ModelKind] = field(default_factory=_frozen)
     description: str = ""
 
     def path(self, op: str) -> str | None:
@@ -219,7 +224,7 @@ PROFILES: dict[str, Profile] = {
             width_multiple=16,
             height_multiple=32,
             min_side=64,
-            max_side=2048,
+            max_side=1792,
             default_width=1024,
             default_height=1024,
             response_formats=("url", "b64_json"),
@@ -245,9 +250,14 @@ PROFILES: dict[str, Profile] = {
         meta_headers=_headers({"credits_used": ("x-credits-used",)}),
         capabilities=frozenset({"chat", "stream", "tools", "json_mode", "vision", "images", "embeddings",
                                 "speech", "transcriptions", "credits"}),
-        stream_usage=True,
         default_chat_model="openai/gpt-4o-mini",
         credits_currency="INR",
+        known_model_kinds=_frozen({
+            "openai/tts-1": ModelKind.AUDIO, "openai/tts-1-hd": ModelKind.AUDIO, "sarvam/bulbul-v2": ModelKind.AUDIO,
+            "openai/whisper-1": ModelKind.AUDIO, "sarvam/saarika-v2": ModelKind.AUDIO,
+            "dall-e-3": ModelKind.IMAGE, "dall-e-2": ModelKind.IMAGE,
+            "openai/text-embedding-3-small": ModelKind.EMBEDDING,
+        }),
         images=ImageRules(
             style="openai",
             path="images/generations",
@@ -291,7 +301,6 @@ PROFILES: dict[str, Profile] = {
         }),
         capabilities=frozenset({"chat", "stream", "tools", "json_mode", "vision", "images", "embeddings",
                                 "speech", "transcriptions"}),
-        stream_usage=True,
         images=ImageRules(
             style="openai",
             path="images/generations",

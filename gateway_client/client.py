@@ -1,0 +1,572 @@
+"""``GatewayClient``: the one object the bot talks to.
+
+Every operation goes to the primary gateway; chat, streams and image generation fall back, in
+order, to ``ClientOptions.fallback_models`` (chat, on the primary gateway) and then to the fallback
+gateways (each with its own profile, key and configured model names) when the failure is one a
+different model or gateway can cure: unavailable, timeout, rate limit, unknown model (quota and
+"unsupported" skip to the next gateway). Invalid requests and authentication failures are raised
+at once. An image generation that may already have been accepted (5xx/timeout after the body was
+sent) is neither retried nor sent elsewhere. The fallback is visible in ``CallMeta``.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import base64
+import binascii
+import dataclasses
+import logging
+import struct
+import time
+from collections.abc import Awaitable, Callable, Sequence
+from typing import Any, TypeVar
+
+import aiohttp
+
+from . import images as _images
+from .catalog import merge_models, parse_model_list
+from .chat import chat_body, parse_chat_answer
+from .config import ClientOptions, GatewayConfig
+from .errors import (
+    AuthenticationError,
+    ContextTooLong,
+    GatewayError,
+    GatewayTimeout,
+    InvalidRequest,
+    InvalidResponse,
+    ModelNotFound,
+    PermissionDenied,
+    QuotaExceeded,
+    RateLimited,
+    StreamInterrupted,
+    Unsupported,
+    UpstreamUnavailable,
+)
+from .http import Gateway, Reply, Transport
+from .meta import CallMeta, apply_body
+from .models import (
+    ChatRequest,
+    ChatResult,
+    CreditsBalance,
+    EmbeddingResult,
+    GeneratedImage,
+    HealthStatus,
+    ImageRequest,
+    ImageResult,
+    ModelInfo,
+    ModelKind,
+    Usage,
+    sniff_image_mime,
+)
+from .profiles import Profile
+from .streaming import ChatStream
+
+__all__ = ["GatewayClient"]
+
+log = logging.getLogger("gateway_client")
+T = TypeVar("T")
+
+_TYPE_FILTER = {ModelKind.CHAT: "chat", ModelKind.VISION: "chat", ModelKind.EMBEDDING: "embedding",
+                ModelKind.COMPLETION: "completion", ModelKind.IMAGE: "image", ModelKind.AUDIO: "audio"}
+_HEALTHY = {"ok", "ready", "healthy", "up", "pass", "green", "operational"}
+_BALANCE_KEYS = ("balance", "credits", "amount", "remaining", "available", "wallet_balance", "credit_balance",
+                 "remaining_credits", "total_balance")
+
+
+class GatewayClient:
+    """Async client for one primary gateway plus optional fallback gateways (see module docstring)."""
+
+    def __init__(
+        self,
+        primary: GatewayConfig,
+        *,
+        fallbacks: Sequence[GatewayConfig] = (),
+        options: ClientOptions | None = None,
+    ) -> None:
+        self.options = options if options is not None else ClientOptions()
+        self._primary = Gateway.from_config(primary)
+        self._fallbacks = [Gateway.from_config(c) for c in fallbacks]
+        self._transport = Transport(self.options)
+        self._models_cache: dict[tuple[Any, ...], tuple[float, list[ModelInfo]]] = {}
+
+    # ------------------------------------------------------------------ lifecycle & identity
+    async def start(self) -> None:
+        """Open the pooled HTTP session (nothing connects before this)."""
+        await self._transport.start()
+
+    async def close(self) -> None:
+        await self._transport.close()
+
+    async def __aenter__(self) -> GatewayClient:
+        await self.start()
+        return self
+
+    async def __aexit__(self, *exc: object) -> None:
+        await self.close()
+
+    @property
+    def profile(self) -> Profile:
+        return self._primary.profile
+
+    @property
+    def config(self) -> GatewayConfig:
+        return self._primary.config
+
+    @property
+    def fallback_configs(self) -> list[GatewayConfig]:
+        return [g.config for g in self._fallbacks]
+
+    @property
+    def started(self) -> bool:
+        return self._transport.session is not None and not self._transport.session.closed
+
+    def __repr__(self) -> str:
+        fb = ", ".join(g.label for g in self._fallbacks)
+        return f"GatewayClient(profile={self.profile.name!r}, base_url={self.config.base_url!r}, fallbacks=[{fb}])"
+
+    # ------------------------------------------------------------------ helpers
+    def _path(self, gw: Gateway, op: str) -> str:
+        path = gw.profile.path(op)
+        if path is None:
+            raise Unsupported(f"{op} is not offered by the {gw.profile.name} gateway", profile=gw.profile.name)
+        return path
+
+    def _json(self, gw: Gateway, reply: Reply) -> Any:
+        if "html" in reply.content_type:
+            raise InvalidResponse(f"the gateway answered HTTP {reply.status} with an HTML page",
+                                  status=reply.status, request_id=reply.meta.request_id, profile=gw.profile.name)
+        data = reply.json()
+        if isinstance(data, dict) and data.get("error") and not ("choices" in data or "data" in data):
+            err = self._transport.payload_error(gw, reply.meta, data)
+            if type(err) is GatewayError:
+                err = UpstreamUnavailable(err.message, request_id=err.request_id, profile=gw.profile.name)
+            raise err
+        return data
+
+    @staticmethod
+    def _default_model(gw: Gateway, kind: str) -> str | None:
+        cfg = gw.config
+        if kind == "image":
+            rules = gw.profile.images
+            return cfg.image_model or (rules.default_model if rules else "") or None
+        if kind == "vision":
+            return cfg.vision_model or cfg.chat_model or gw.profile.default_chat_model or None
+        return cfg.chat_model or gw.profile.default_chat_model or None
+
+    def _targets(self, kind: str, requested: str | None) -> list[tuple[Gateway, str | None]]:
+        out: list[tuple[Gateway, str | None]] = [(self._primary, requested or self._default_model(self._primary, kind))]
+        if kind == "chat":
+            out += [(self._primary, m) for m in self.options.fallback_models if m]
+        for gw in self._fallbacks:
+            out.append((gw, self._default_model(gw, kind) or requested))
+        seen: set[tuple[int, str | None]] = set()
+        unique = []
+        for gw, model in out:
+            key = (id(gw), model)
+            if key not in seen:
+                seen.add(key)
+                unique.append((gw, model))
+        return unique
+
+    @staticmethod
+    def _fallback_policy(err: GatewayError, *, paid_once: bool) -> tuple[bool, bool]:
+        """(may fall back, skip the rest of this gateway)."""
+        if isinstance(err, (InvalidRequest, ContextTooLong, AuthenticationError, PermissionDenied,
+                            StreamInterrupted)):
+            return False, False
+        if isinstance(err, (QuotaExceeded, Unsupported)):
+            return True, True
+        if isinstance(err, (RateLimited, ModelNotFound)):
+            return True, False
+        if isinstance(err, (UpstreamUnavailable, GatewayTimeout)):
+            if paid_once and err.request_sent:
+                return False, False  # the gateway may have accepted (and charged) it: never re-send blindly
+            return True, False
+        return False, False
+
+    async def _with_fallback(
+        self,
+        kind: str,
+        requested: str | None,
+        run: Callable[[Gateway, str | None], Awaitable[T]],
+        meta_of: Callable[[T], CallMeta],
+        *,
+        paid_once: bool = False,
+    ) -> T:
+        targets = self._targets(kind, requested)
+        first_gw, first_model = targets[0]
+        failures: list[str] = []
+        skip: set[int] = set()
+        last: GatewayError | None = None
+        for idx, (gw, model) in enumerate(targets):
+            if id(gw) in skip:
+                continue
+            try:
+                result = await run(gw, model)
+            except GatewayError as err:
+                last = err
+                allowed, skip_gw = self._fallback_policy(err, paid_once=paid_once)
+                if gw is not first_gw and isinstance(err, InvalidRequest) and err.status is None:
+                    allowed, skip_gw = True, True  # a fallback gateway's own rules refuse it: try the next
+                if not allowed:
+                    raise
+                if skip_gw:
+                    skip.add(id(gw))
+                failures.append(f"{gw.label}/{model or '-'}: {type(err).__name__}"
+                                + (f" {err.status}" if err.status else ""))
+                log.warning("gateway %s model %s failed (%s); trying the next fallback", gw.label, model,
+                            type(err).__name__)
+                continue
+            meta = meta_of(result)
+            if gw is not first_gw:
+                meta.gateway_fallback_from = first_gw.label
+            if model != first_model:
+                meta.fallback_from = first_model
+            meta.fallback_depth += len(failures)
+            meta.fallback_errors = failures
+            return result
+        assert last is not None
+        raise last
+
+    # ------------------------------------------------------------------ chat
+    async def chat(self, req: ChatRequest) -> ChatResult:
+        """A complete chat answer (reasoning separated, tool calls, usage, metadata)."""
+        kind = "vision" if req.has_images else "chat"
+
+        async def run(gw: Gateway, model: str | None) -> ChatResult:
+            path = self._path(gw, "chat")
+            body = chat_body(gw.profile, req, model, stream=False)
+            reply = await self._transport.request(gw, "chat", "POST", path, json_body=body, model=model)
+            return parse_chat_answer(self._json(gw, reply), reply.meta)
+
+        return await self._with_fallback(kind, req.model, run, lambda r: r.meta)
+
+    def stream_chat(self, req: ChatRequest) -> ChatStream:
+        """A ``ChatStream`` (nothing is sent until iteration starts)."""
+        kind = "vision" if req.has_images else "chat"
+
+        async def open_one(gw: Gateway, model: str | None) -> tuple[aiohttp.ClientResponse, CallMeta, float, Gateway]:
+            path = self._path(gw, "chat")
+            body = chat_body(gw.profile, req, model, stream=True)
+            resp, meta, started = await self._transport.open_stream(gw, "chat", path, body, model=model)
+            return resp, meta, started, gw
+
+        async def opener() -> tuple[aiohttp.ClientResponse, CallMeta, float, Gateway]:
+            return await self._with_fallback(kind, req.model, open_one, lambda r: r[1])
+
+        return ChatStream(opener)
+
+    async def complete(self, prompt: str | list[str], model: str, *, max_tokens: int | None = None,
+                       temperature: float | None = None, **extra: Any) -> ChatResult:
+        """Legacy text completion (AIProxy ``/v1/completions``)."""
+        gw = self._primary
+        path = self._path(gw, "completions")
+        if not prompt:
+            raise InvalidRequest("the prompt is empty", field="prompt")
+        body: dict[str, Any] = {"model": model, "prompt": prompt}
+        if max_tokens is not None:
+            body["max_tokens"] = max_tokens
+        if temperature is not None:
+            body["temperature"] = temperature
+        body.update(extra)
+        reply = await self._transport.request(gw, "completions", "POST", path, json_body=body, model=model)
+        return parse_chat_answer(self._json(gw, reply), reply.meta)
+
+    # ------------------------------------------------------------------ images
+    def validate_image_request(self, req: ImageRequest) -> ImageRequest:
+        """Normalised request, or ``InvalidRequest(field=..., allowed=...)`` before anything is sent."""
+        return _images.validate_image_request(self._primary.profile, self._primary.config, req)
+
+    async def generate_images(self, req: ImageRequest) -> ImageResult:
+        """Generate images; results are bytes (URL results are downloaded with a size cap)."""
+        primary_req = self.validate_image_request(req)
+
+        async def run(gw: Gateway, model: str | None) -> ImageResult:
+            if gw is self._primary and model == primary_req.model:
+                norm = primary_req
+            else:
+                norm = _images.validate_image_request(gw.profile, gw.config, dataclasses.replace(req, model=model))
+            rules = gw.profile.images
+            assert rules is not None
+            body = _images.image_body(gw.profile, norm)
+            reply = await self._transport.request(
+                gw, "images", "POST", gw.profile.resolve(rules.path), json_body=body, safe=False,
+                total=self.options.image_timeout, model=norm.model)
+            data = self._json(gw, reply)
+            apply_body(reply.meta, data)
+            if reply.meta.model_used is None and norm.model:
+                reply.meta.model_used = norm.model
+            images = await self._collect_images(gw, data, norm)
+            return ImageResult(images=images, meta=reply.meta, request=norm)
+
+        return await self._with_fallback("image", primary_req.model, run, lambda r: r.meta, paid_once=True)
+
+    async def _collect_images(self, gw: Gateway, data: Any, req: ImageRequest) -> list[GeneratedImage]:
+        items = _images.image_items(data)
+        top_seed = data.get("seed") if isinstance(data, dict) else None
+
+        async def one(item: dict[str, Any]) -> GeneratedImage:
+            raw = _images.image_b64(item)
+            url = item.get("url") if isinstance(item.get("url"), str) else None
+            ctype = ""
+            if raw is None:
+                if not url:
+                    raise InvalidResponse("an image entry has neither data nor URL", profile=gw.profile.name)
+                if url.startswith("data:"):
+                    raw, ctype = _images.decode_data_url(url)
+                    ctype = ctype or ""
+                else:
+                    raw, ctype = await self._transport.download(gw, url, cap=self.options.max_download_bytes)
+            elif len(raw) > self.options.max_download_bytes:
+                raise InvalidResponse("image above the size cap", profile=gw.profile.name)
+            mime = sniff_image_mime(raw) or (ctype.split(";", 1)[0].strip() or "image/png")
+            dims = _images.image_size(raw) or (req.width, req.height)
+            seed = item.get("seed", top_seed)
+            if not isinstance(seed, int) or isinstance(seed, bool):
+                seed = req.seed
+            revised = item.get("revised_prompt") if isinstance(item.get("revised_prompt"), str) else None
+            return GeneratedImage(data=raw, mime=mime, seed=seed, width=dims[0], height=dims[1], url=url,
+                                  revised_prompt=revised)
+
+        return list(await asyncio.gather(*(one(it) for it in items)))
+
+    # ------------------------------------------------------------------ embeddings, audio, credits
+    async def embed(self, texts: str | Sequence[str], model: str, *, dimensions: int | None = None) -> EmbeddingResult:
+        """Vectors for ``texts`` (one per input, in order)."""
+        gw = self._primary
+        path = self._path(gw, "embeddings")
+        inputs = [texts] if isinstance(texts, str) else list(texts)
+        if not inputs:
+            raise InvalidRequest("nothing to embed", field="input")
+        body: dict[str, Any] = {"model": model, "input": texts if isinstance(texts, str) else inputs}
+        if dimensions is not None:
+            body["dimensions"] = dimensions
+        reply = await self._transport.request(gw, "embeddings", "POST", path, json_body=body, model=model)
+        data = self._json(gw, reply)
+        apply_body(reply.meta, data)
+        rows = data.get("data") if isinstance(data, dict) else None
+        if not isinstance(rows, list):
+            raise InvalidResponse("the embeddings answer has no data", profile=gw.profile.name)
+        rows = sorted((r for r in rows if isinstance(r, dict)), key=lambda r: r.get("index", 0))
+        vectors = [_vector(r.get("embedding")) for r in rows]
+        return EmbeddingResult(vectors=vectors, model=reply.meta.model_used, usage=Usage.from_dict(data.get("usage")),
+                               meta=reply.meta)
+
+    async def credits(self) -> CreditsBalance:
+        """The key's wallet balance (AICredits ``/v1/credits``)."""
+        gw = self._primary
+        path = self._path(gw, "credits")
+        reply = await self._transport.request(gw, "credits", "GET", path)
+        data = self._json(gw, reply)
+        amount, currency = _balance(data)
+        return CreditsBalance(amount=amount, currency=currency or gw.profile.credits_currency, meta=reply.meta,
+                              raw=data if isinstance(data, dict) else {"value": data})
+
+    async def speech(self, text: str, model: str, voice: str = "alloy", format: str = "mp3") -> bytes:
+        """Text-to-speech audio bytes."""
+        gw = self._primary
+        path = self._path(gw, "speech")
+        if not text:
+            raise InvalidRequest("no text to speak", field="input")
+        if len(text) > 4096:
+            raise InvalidRequest("text to speak is longer than 4096 characters", field="input", allowed="<= 4096 chars")
+        body = {"model": model, "input": text, "voice": voice, "response_format": format}
+        reply = await self._transport.request(gw, "speech", "POST", path, json_body=body, model=model)
+        if "json" in reply.content_type:
+            data = self._json(gw, reply)
+            for key in ("audio", "data", "b64_json", "audio_base64"):
+                if isinstance(data, dict) and isinstance(data.get(key), str):
+                    try:
+                        return base64.b64decode(data[key])
+                    except (binascii.Error, ValueError):
+                        break
+            raise InvalidResponse("the speech answer holds no audio", profile=gw.profile.name)
+        if not reply.body:
+            raise InvalidResponse("the speech answer is empty", profile=gw.profile.name)
+        return reply.body
+
+    async def transcribe(self, audio: bytes, format: str, model: str, language: str | None = None) -> str:
+        """Speech-to-text."""
+        gw = self._primary
+        path = self._path(gw, "transcriptions")
+        if not audio:
+            raise InvalidRequest("no audio", field="audio")
+        if gw.profile.transcription_style == "multipart":
+            form = aiohttp.FormData()
+            form.add_field("model", model)
+            form.add_field("file", audio, filename=f"audio.{format}", content_type=f"audio/{format}")
+            if language:
+                form.add_field("language", language)
+            reply = await self._transport.request(gw, "transcriptions", "POST", path, data=form, model=model,
+                                                  retries=0)
+        else:
+            body: dict[str, Any] = {"model": model,
+                                    "input_audio": {"data": base64.b64encode(audio).decode("ascii"), "format": format}}
+            if language:
+                body["language"] = language
+            reply = await self._transport.request(gw, "transcriptions", "POST", path, json_body=body, model=model)
+        if "json" in reply.content_type:
+            data = self._json(gw, reply)
+            apply_body(reply.meta, data)
+            text = data.get("text") if isinstance(data, dict) else None
+            if not isinstance(text, str):
+                raise InvalidResponse("the transcription answer has no text", profile=gw.profile.name)
+            return text
+        return reply.body.decode("utf-8", "replace")
+
+    # ------------------------------------------------------------------ health
+    async def health(self) -> HealthStatus:
+        """Probe the gateway's own health endpoint (or its model list where it has none).
+
+        Never raises for a gateway problem: ``ok=False`` with the error in ``detail``.
+        """
+        gw = self._primary
+        probe = gw.profile.health
+        path = gw.profile.resolve(probe.path)
+        total = min(self.options.total_timeout, 15.0)
+        detail: dict[str, Any] = {"probe": path, "shape": probe.shape}
+        try:
+            reply = await self._transport.request(gw, "health", "GET", path, auth=probe.auth, retries=0, total=total)
+            data = self._json(gw, reply)
+        except GatewayError as err:
+            meta = gw.new_meta("health", None)
+            meta.status, meta.request_id, meta.probe = err.status, err.request_id, path
+            detail.update(error=type(err).__name__, status=err.status, message=err.message)
+            return HealthStatus(ok=False, ready=False if gw.profile.ready else None, detail=detail, meta=meta,
+                                probe=path)
+        meta = reply.meta
+        meta.probe = path
+        ok = _healthy(probe.shape, data)
+        if probe.shape == "models":
+            rows = data.get("data") if isinstance(data, dict) else data
+            detail["models"] = len(rows) if isinstance(rows, list) else None
+        else:
+            detail["response"] = data
+        ready: bool | None = None
+        if gw.profile.ready is not None:
+            rpath = gw.profile.resolve(gw.profile.ready.path)
+            detail["ready_probe"] = rpath
+            try:
+                rreply = await self._transport.request(gw, "health", "GET", rpath, auth=gw.profile.ready.auth,
+                                                       retries=0, total=total)
+                rdata = self._json(gw, rreply)
+                detail["ready_response"] = rdata
+                ready = _healthy(gw.profile.ready.shape, rdata) and _deps_ok(rdata)
+            except GatewayError as err:
+                detail["ready_error"] = f"{type(err).__name__}: {err.message}"
+                ready = False
+        return HealthStatus(ok=ok, ready=ready, detail=detail, meta=meta, probe=path)
+
+    # ------------------------------------------------------------------ models
+    def invalidate_models_cache(self) -> None:
+        self._models_cache.clear()
+
+    async def _fetch_models(self, kind: ModelKind | None, provider: str | None) -> list[ModelInfo]:
+        gw = self._primary
+        sources = gw.profile.model_sources
+        filtering = any(s.filters for s in sources)
+        key = (kind, provider) if filtering else (None, None)
+        now = time.monotonic()
+        hit = self._models_cache.get(key)
+        if hit is not None and hit[0] > now:
+            return hit[1]
+        lists: list[list[ModelInfo]] = []
+        for src in sources:
+            params: dict[str, str] = {}
+            if "provider" in src.filters and provider:
+                params[src.filters["provider"]] = provider
+            if "type" in src.filters and kind is not None and kind in _TYPE_FILTER:
+                params[src.filters["type"]] = _TYPE_FILTER[kind]
+            path = gw.profile.resolve(src.path)
+            reply = await self._transport.request(gw, "models", "GET", path, params=params or None, auth=src.auth)
+            lists.append(parse_model_list(self._json(gw, reply), src, known_kinds=gw.profile.known_model_kinds,
+                                          where=path))
+        models = merge_models(lists)
+        self._models_cache[key] = (now + self.options.models_cache_ttl, models)
+        return models
+
+    async def list_models(self, *, kind: ModelKind | None = None, provider: str | None = None) -> list[ModelInfo]:
+        """Models of the primary gateway, normalised; ``kind=CHAT`` includes vision-capable chat models."""
+        models = await self._fetch_models(kind, provider)
+        out = []
+        for m in models:
+            if kind is not None and m.kind is not kind and not (kind is ModelKind.CHAT and m.kind is ModelKind.VISION):
+                continue
+            if provider and (m.provider or "").lower() != provider.lower():
+                continue
+            out.append(m)
+        return out
+
+    async def vision_models(self) -> list[ModelInfo]:
+        """Models that accept images: as the gateway lists them, plus the configured ``vision_model``."""
+        models = [m for m in await self._fetch_models(None, None) if m.kind is ModelKind.VISION]
+        vm = self.config.vision_model
+        if vm and all(m.id != vm for m in models):
+            models.append(ModelInfo(id=vm, kind=ModelKind.VISION, source="config"))
+        return models
+
+    async def image_models(self) -> list[ModelInfo]:
+        """Models that draw: as the gateway lists them, else its documented ones, plus ``image_model``."""
+        rules = self.profile.images
+        if rules is None:
+            return []
+        models = [m for m in await self._fetch_models(None, None) if m.kind is ModelKind.IMAGE]
+        if not models:
+            models = [ModelInfo(id=mid, kind=ModelKind.IMAGE, image_price=price, source="profile")
+                      for mid, price in rules.known_models.items()]
+        im = self.config.image_model
+        if im and all(m.id != im for m in models):
+            models.append(ModelInfo(id=im, kind=ModelKind.IMAGE, source="config"))
+        return models
+
+    async def can_see_images(self, model_id: str) -> bool:
+        return any(m.id == model_id for m in await self.vision_models())
+
+    async def can_draw(self, model_id: str) -> bool:
+        return any(m.id == model_id for m in await self.image_models())
+
+
+def _vector(v: Any) -> list[float]:
+    if isinstance(v, list):
+        return [float(x) for x in v]
+    if isinstance(v, str):  # encoding_format=base64: little-endian float32
+        raw = base64.b64decode(v)
+        return list(struct.unpack(f"<{len(raw) // 4}f", raw))
+    raise InvalidResponse("an embedding is neither a list nor base64")
+
+
+def _healthy(shape: str, data: Any) -> bool:
+    if shape == "ok_flag":
+        return isinstance(data, dict) and data.get("ok") is True
+    if shape == "status":
+        return isinstance(data, dict) and str(data.get("status", "")).lower() in _HEALTHY
+    return True  # "models"/"any_2xx": a 2xx JSON answer is health
+
+
+def _deps_ok(data: Any) -> bool:
+    if not isinstance(data, dict):
+        return False
+    for k, v in data.items():
+        if k != "status" and isinstance(v, str) and v.lower() not in _HEALTHY:
+            return False
+    return True
+
+
+def _balance(data: Any) -> tuple[float | None, str | None]:
+    if not isinstance(data, dict):
+        return (float(data), None) if isinstance(data, (int, float)) and not isinstance(data, bool) else (None, None)
+    inner = data.get("data") if isinstance(data.get("data"), dict) else data
+    currency = inner.get("currency") or data.get("currency")
+    for key in _BALANCE_KEYS:
+        v = inner.get(key)
+        if isinstance(v, (int, float)) and not isinstance(v, bool):
+            return float(v), currency
+        if isinstance(v, str):
+            try:
+                return float(v), currency
+            except ValueError:
+                pass
+    total, used = inner.get("total_credits"), inner.get("total_usage")
+    if isinstance(total, (int, float)) and isinstance(used, (int, float)):
+        return float(total) - float(used), currency
+    return None, currency

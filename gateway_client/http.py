@@ -1,0 +1,351 @@
+"""HTTP transport: one pooled aiohttp session, per-operation timeouts, retries with backoff.
+
+Retries happen only on 429, 5xx and connection errors, and — for operations that are not safe to
+repeat (image generation: the gateway may already have charged) — only when the request certainly
+did not run: a 429, or a connection that was never established. The wait is Retry-After first,
+then the rate-limit reset header, then exponential backoff with jitter; a wait above
+``max_retry_after`` is not slept: the error is raised at once.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import logging
+import random
+import time
+from collections.abc import Callable, Mapping
+from dataclasses import dataclass, field
+from typing import Any
+from urllib.parse import urlsplit
+
+import aiohttp
+
+from .config import ClientOptions, GatewayConfig
+from .errors import (
+    GatewayError,
+    GatewayTimeout,
+    InvalidResponse,
+    RateLimited,
+    UpstreamUnavailable,
+    error_from_payload,
+    error_from_response,
+)
+from .meta import CallMeta, apply_headers
+from .profiles import Profile, get_profile
+
+__all__ = ["Gateway", "Transport", "Reply", "log"]
+
+log = logging.getLogger("gateway_client")
+
+
+@dataclass(slots=True)
+class Gateway:
+    """A configured gateway: its config, profile, root URL and authentication headers."""
+
+    config: GatewayConfig
+    profile: Profile
+    root: str
+    auth_headers: dict[str, str] = field(repr=False)
+
+    @classmethod
+    def from_config(cls, config: GatewayConfig) -> Gateway:
+        profile = get_profile(config.profile)
+        root = config.base_url.strip().rstrip("/")
+        base = profile.base_path.rstrip("/")
+        if base and root.endswith(base):  # accept a base URL that already ends with /v1 or /api/v1
+            root = root[: -len(base)]
+        if profile.auth_style == "x-api-key":
+            auth = {"x-api-key": config.api_key}
+        else:
+            auth = {"Authorization": f"Bearer {config.api_key}"}
+        return cls(config=config, profile=profile, root=root, auth_headers=auth)
+
+    @property
+    def label(self) -> str:
+        return self.config.label
+
+    @property
+    def secrets(self) -> tuple[str, ...]:
+        return (self.config.api_key,) if self.config.api_key else ()
+
+    def url(self, path: str) -> str:
+        return self.root + (path if path.startswith("/") else self.profile.resolve(path))
+
+    def same_origin(self, url: str) -> bool:
+        a, b = urlsplit(url), urlsplit(self.root)
+        return (a.scheme, a.netloc) == (b.scheme, b.netloc)
+
+    def new_meta(self, operation: str, model: str | None) -> CallMeta:
+        return CallMeta(profile=self.profile.name, gateway=self.label, operation=operation, model_requested=model)
+
+
+@dataclass(slots=True)
+class Reply:
+    """A complete (non-streamed) answer."""
+
+    status: int
+    body: bytes
+    content_type: str
+    meta: CallMeta
+    headers: Mapping[str, str] = field(repr=False)
+
+    def json(self) -> Any:
+        """The decoded JSON body; a 2xx body that is not JSON raises InvalidResponse."""
+        try:
+            return json.loads(self.body)
+        except ValueError:
+            snippet = self.body[:80].decode("utf-8", "replace")
+            raise InvalidResponse(f"the gateway sent invalid JSON: {snippet!r}", status=self.status,
+                                  request_id=self.meta.request_id, profile=self.meta.profile) from None
+
+
+def _transport_error(exc: BaseException, gw: Gateway, what: str, timeout: float | None) -> GatewayError:
+    """Map an aiohttp/asyncio failure to the hierarchy, noting whether the request may have been sent."""
+    err: GatewayError
+    if isinstance(exc, aiohttp.ConnectionTimeoutError):
+        err = GatewayTimeout(f"could not connect to {gw.label} in time", profile=gw.profile.name)
+        err.request_sent = False
+        err.connection_error = True
+    elif isinstance(exc, asyncio.TimeoutError):
+        limit = f" within {timeout:g}s" if timeout else ""
+        err = GatewayTimeout(f"{gw.label} did not answer {what}{limit}", profile=gw.profile.name)
+    elif isinstance(exc, (aiohttp.ClientConnectorError, aiohttp.UploadAbortedError)):
+        err = UpstreamUnavailable(f"cannot connect to {gw.label}: {type(exc).__name__}", profile=gw.profile.name,
+                                  secrets=gw.secrets)
+        err.request_sent = False
+        err.connection_error = True
+    else:
+        err = UpstreamUnavailable(f"connection to {gw.label} failed: {type(exc).__name__}", profile=gw.profile.name,
+                                  secrets=gw.secrets)
+        err.connection_error = True
+    return err
+
+
+class Transport:
+    """Owns the aiohttp session (created in ``start``) and runs requests with the retry policy."""
+
+    def __init__(self, options: ClientOptions) -> None:
+        self.options = options
+        self.session: aiohttp.ClientSession | None = None
+        self._sleep: Callable[[float], Any] = asyncio.sleep
+
+    async def start(self) -> None:
+        if self.session is None or self.session.closed:
+            connector = aiohttp.TCPConnector(limit=self.options.pool_limit, ttl_dns_cache=300)
+            self.session = aiohttp.ClientSession(
+                connector=connector,
+                headers={"User-Agent": self.options.user_agent},
+                timeout=aiohttp.ClientTimeout(total=None),
+            )
+
+    async def close(self) -> None:
+        if self.session is not None:
+            await self.session.close()
+            self.session = None
+
+    def _session(self) -> aiohttp.ClientSession:
+        if self.session is None or self.session.closed:
+            raise RuntimeError("GatewayClient is not started: call `await client.start()` or use `async with`")
+        return self.session
+
+    def timeout(self, total: float | None = None, *, stream: bool = False) -> aiohttp.ClientTimeout:
+        o = self.options
+        return aiohttp.ClientTimeout(
+            total=total if total is not None else o.total_timeout,
+            connect=o.connect_timeout,
+            sock_connect=o.connect_timeout,
+            sock_read=o.stream_idle_timeout if stream else None,
+        )
+
+    # ------------------------------------------------------------------ retry policy
+
+    def should_retry(self, err: GatewayError, safe: bool) -> bool:
+        if isinstance(err, RateLimited):
+            return True  # refused before any work: safe even for image generation
+        if err.connection_error and not err.request_sent:
+            return True
+        if not safe or isinstance(err, InvalidResponse):
+            return False
+        if isinstance(err, GatewayTimeout):
+            return True
+        if isinstance(err, UpstreamUnavailable):
+            return err.status is None or err.status >= 500
+        return False
+
+    def retry_wait(self, err: GatewayError, attempt: int, meta: CallMeta | None) -> float:
+        """Seconds to wait before the next attempt; raises ``err`` when the wait exceeds the cap."""
+        o = self.options
+        if err.retry_after is not None:
+            wait = err.retry_after
+        elif isinstance(err, RateLimited) and meta is not None and meta.ratelimit_reset is not None \
+                and not meta.ratelimit_remaining:
+            wait = meta.ratelimit_reset
+        else:
+            ceiling = min(o.backoff_max, o.backoff_base * (2 ** (attempt - 1)))
+            wait = random.uniform(ceiling / 2, ceiling)
+        if wait > o.max_retry_after:
+            if err.retry_after is None:
+                err.retry_after = wait
+            raise err
+        return wait
+
+    # ------------------------------------------------------------------ requests
+
+    async def request(
+        self,
+        gw: Gateway,
+        operation: str,
+        method: str,
+        path: str,
+        *,
+        json_body: Any = None,
+        data: Any = None,
+        params: Mapping[str, str] | None = None,
+        auth: bool = True,
+        safe: bool = True,
+        retries: int | None = None,
+        total: float | None = None,
+        model: str | None = None,
+        extra_headers: Mapping[str, str] | None = None,
+    ) -> Reply:
+        """One call with retries; returns the 2xx reply or raises the mapped error."""
+        max_retries = self.options.max_retries if retries is None else retries
+        attempt = 0
+        while True:
+            attempt += 1
+            meta = gw.new_meta(operation, model)
+            meta.attempts = attempt
+            try:
+                return await self._once(gw, method, path, meta, json_body=json_body, data=data, params=params,
+                                        auth=auth, total=total, extra_headers=extra_headers)
+            except GatewayError as err:
+                if attempt > max_retries or not self.should_retry(err, safe):
+                    raise
+                wait = self.retry_wait(err, attempt, meta)
+                log.warning("gateway %s %s: %s; retry %d/%d in %.2fs", gw.label, operation, type(err).__name__,
+                            attempt, max_retries, wait)
+                await self._sleep(wait)
+
+    async def _once(
+        self,
+        gw: Gateway,
+        method: str,
+        path: str,
+        meta: CallMeta,
+        *,
+        json_body: Any,
+        data: Any,
+        params: Mapping[str, str] | None,
+        auth: bool,
+        total: float | None,
+        extra_headers: Mapping[str, str] | None,
+    ) -> Reply:
+        session = self._session()
+        headers = dict(gw.auth_headers) if auth else {}
+        if extra_headers:
+            headers.update(extra_headers)
+        timeout = self.timeout(total)
+        started = time.perf_counter()
+        try:
+            async with session.request(method, gw.url(path), json=json_body, data=data, params=params,
+                                       headers=headers, timeout=timeout) as resp:
+                meta.status = resp.status
+                apply_headers(meta, resp.headers, gw.profile.meta_headers)
+                body = await resp.read()
+                content_type = resp.headers.get("Content-Type", "")
+                resp_headers = resp.headers
+        except GatewayError:
+            raise
+        except (aiohttp.ClientError, asyncio.TimeoutError) as exc:
+            raise _transport_error(exc, gw, "", timeout.total) from None
+        meta.latency_ms = (time.perf_counter() - started) * 1000.0
+        log.debug("gateway %s %s %s -> %s in %.0f ms (request %s)", gw.label, method, path, meta.status,
+                  meta.latency_ms, meta.request_id)
+        if meta.status >= 400:
+            raise self.error(gw, meta, body, resp_headers)
+        return Reply(meta.status, body, content_type, meta, resp_headers)
+
+    def error(self, gw: Gateway, meta: CallMeta, body: bytes, headers: Mapping[str, str]) -> GatewayError:
+        err = error_from_response(meta.status or 0, body, headers, request_id=meta.request_id,
+                                  profile=gw.profile.name, secrets=gw.secrets)
+        return err
+
+    def payload_error(self, gw: Gateway, meta: CallMeta, payload: Any, status: int | None = None) -> GatewayError:
+        return error_from_payload(payload, status=status, request_id=meta.request_id, profile=gw.profile.name,
+                                  secrets=gw.secrets)
+
+    async def open_stream(
+        self,
+        gw: Gateway,
+        operation: str,
+        path: str,
+        body: Any,
+        *,
+        model: str | None,
+    ) -> tuple[aiohttp.ClientResponse, CallMeta, float]:
+        """POST and return the open 2xx response (caller releases it); errors are mapped, with retries
+        only while nothing has been received."""
+        session = self._session()
+        headers = dict(gw.auth_headers)
+        headers["Accept"] = "text/event-stream"
+        timeout = self.timeout(stream=True)
+        attempt = 0
+        while True:
+            attempt += 1
+            meta = gw.new_meta(operation, model)
+            meta.attempts = attempt
+            started = time.perf_counter()
+            try:
+                try:
+                    resp = await session.post(gw.url(path), json=body, headers=headers, timeout=timeout)
+                except (aiohttp.ClientError, asyncio.TimeoutError) as exc:
+                    raise _transport_error(exc, gw, "", timeout.total) from None
+                meta.status = resp.status
+                apply_headers(meta, resp.headers, gw.profile.meta_headers)
+                if resp.status >= 400:  # HTTP status first: an error comes back as plain JSON or HTML
+                    try:
+                        raw = await resp.read()
+                    except (aiohttp.ClientError, asyncio.TimeoutError):
+                        raw = b""
+                    finally:
+                        resp.release()
+                    raise self.error(gw, meta, raw, resp.headers)
+                return resp, meta, started
+            except GatewayError as err:
+                if attempt > self.options.max_retries or not self.should_retry(err, True):
+                    raise
+                wait = self.retry_wait(err, attempt, meta)
+                log.warning("gateway %s %s: %s; retry %d/%d in %.2fs", gw.label, operation, type(err).__name__,
+                            attempt, self.options.max_retries, wait)
+                await self._sleep(wait)
+
+    async def download(self, gw: Gateway, url: str, *, cap: int) -> tuple[bytes, str]:
+        """GET a result URL with a size cap. The API key is sent only to the gateway's own origin."""
+        session = self._session()
+        headers = dict(gw.auth_headers) if gw.same_origin(url) else {}
+        timeout = self.timeout()
+        try:
+            async with session.get(url, headers=headers, timeout=timeout) as resp:
+                if resp.status >= 400:
+                    body = await resp.content.read(4096)
+                    meta = gw.new_meta("download", None)
+                    meta.status = resp.status
+                    raise self.error(gw, meta, body, resp.headers)
+                length = resp.content_length
+                if length is not None and length > cap:
+                    raise InvalidResponse(f"result file is {length} bytes, above the {cap}-byte cap",
+                                          status=resp.status, profile=gw.profile.name)
+                chunks: list[bytes] = []
+                size = 0
+                async for chunk in resp.content.iter_chunked(65536):
+                    size += len(chunk)
+                    if size > cap:
+                        raise InvalidResponse(f"result file exceeds the {cap}-byte cap", status=resp.status,
+                                              profile=gw.profile.name)
+                    chunks.append(chunk)
+                return b"".join(chunks), resp.headers.get("Content-Type", "")
+        except GatewayError:
+            raise
+        except (aiohttp.ClientError, asyncio.TimeoutError) as exc:
+            raise _transport_error(exc, gw, "with the result file", timeout.total) from None
