@@ -1,0 +1,98 @@
+"""Discord emulator for Gatecord's tests: REST + websocket gateway + CDN on 127.0.0.1, spoken to
+by the real discord.py 2.7 client through its own HTTP and websocket code.
+
+Point discord.py at it::
+
+    emu = await DiscordEmulator(token="T").start()      # or: async with DiscordEmulator() as emu
+    discord.http.Route.BASE = emu.api_base_url            # http://127.0.0.1:<port>/api/v10
+    discord.gateway.DiscordWebSocket.DEFAULT_GATEWAY = yarl.URL(emu.gateway_url)
+    discord.asset.Asset.BASE = emu.cdn_base_url
+
+Standalone: ``python -m sandbox.discord_emulator --host 127.0.0.1 --port 0 --token T`` prints
+``READY <api_base_url> <gateway_url>`` and serves until SIGTERM.
+
+Constructor and lifecycle
+    DiscordEmulator(*, host="127.0.0.1", port=0, token="emulator-token", schemas_path=None)
+    await emu.start() / await emu.close() / async with; emu.api_base_url, emu.gateway_url,
+    emu.cdn_base_url, emu.base_url. A wrong bot token gets 401 on REST, close code 4004 on the gateway.
+
+Default world (attributes)
+    emu.guild_id ("Gatecord Test": #general = emu.channel_id, #random = emu.channel2_id, public
+    thread "general-thread" under #general = emu.thread_id), emu.guild2_id ("Other Guild": #lobby =
+    emu.other_guild_channel_id). emu.users["admin" | "alice" | "bob" | "bot"] -> User (.id, .username).
+    admin owns both guilds and has the Admin role (Manage Guild); alice and bob are plain members.
+    emu.admin_role_id, emu.moderator_role_id (Manage Messages, no Manage Guild; nobody has it),
+    emu.bot_role_id; emu.bot_user_id == emu.application_id. The bot may view, send, embed, attach,
+    read history, react and create public threads.
+    Helpers (async, each dispatches the gateway event): add_user(name, guild_ids=None, roles=None),
+    add_member(guild_id, user_id, roles), set_member_roles(guild_id, user_id, roles),
+    add_role(name, permissions, guild_id=None) -> Role, add_channel(name, guild_id=None, type=0,
+    parent_id=None, topic=None) -> id, set_channel_permissions(channel_id, target_id, allow=0, deny=0).
+    emu.permissions_for(user, channel_id) -> int. Permission bits: sandbox.discord_emulator.permissions.
+
+Users acting (async; each returns once the event is dispatched)
+    inject_slash_command(name, options=None, *, user="alice", guild_id=None, channel_id=None,
+        attachments={opt: (filename, bytes, content_type)}, locale="en-US", attachment_size_limit=None)
+        -> InteractionRecord. name may be "relay key create". Option types come from the registered
+        schema (plain Python values; users by name or id, roles/channels by name or id). Sent even if
+        the user lacks default_member_permissions. Raises KeyError when the command is not registered.
+    inject_autocomplete(name, options, focused, *, user=...) -> list of choices (waits for type 8).
+    inject_context_menu(name, target_message_id=None, *, target_user=None, user=...) -> InteractionRecord
+    press_button(message_id, custom_id, *, user="alice") -> InteractionRecord
+    select_menu(message_id, custom_id, values, *, user="alice") -> InteractionRecord
+    submit_modal(custom_id, {input_custom_id: value}, *, user=..., interaction=None) -> InteractionRecord
+    send_user_message(content, *, user="alice", channel_id=None, reply_to=None,
+        attachments=[(filename, bytes, content_type)], mention_bot=False, embeds=None) -> MessageState
+    edit_user_message(message_id, content), delete_user_message(message_id)
+
+Observing
+    emu.messages: {id: MessageState} (every message incl. ephemeral and interaction responses);
+    emu.channel_messages(channel_id, include_deleted=False, include_ephemeral=True); emu.bot_messages().
+    MessageState: id, channel_id, guild_id, author_id, content, embeds, components, attachments
+    (Attachment: filename, data, content_type, size, url), flags, ephemeral, loading, allowed_mentions
+    (as sent), mention_ids, message_reference, nonce, created_at/edits[] (monotonic .at, content,
+    embeds...), edit_count, deleted, thread_id, reactions.
+    emu.interactions: {id: InteractionRecord}. InteractionRecord: id, token, type, payload, created_at,
+    first_response_at, ack_latency, response_type, response_data, original (MessageState|None),
+    followups, autocomplete_choices, modal, callbacks (every attempt with status);
+    await rec.wait_acked(timeout); await rec.wait_final(predicate=None, timeout) -> original message
+    (default predicate: answered and no longer "thinking").
+    await emu.wait_for(predicate, timeout) (wakes on every state change, no polling);
+    await emu.wait_for_message(predicate, timeout); await emu.wait_until_connected().
+    emu.requests: [RecordedRequest(method, path, route, query, json, files, status, response, at)];
+    emu.requests_to(substring, method=None); emu.rate_limited: [RateLimitHit]; emu.typing;
+    emu.commands.list(guild_id|None) / .find(name, type, guild_id) (registered schemas);
+    emu.gateway.sessions, emu.gateway.identify_payloads; await emu.drop_gateway(code=4000).
+
+Faults and limits
+    emu.inject_rate_limit(route_substring, count=1, retry_after=0.5, is_global=False)
+    emu.inject_error(route_substring, status, code=0, message="Injected error", count=1)
+    emu.set_rate_limits(enabled=None, scale=None); emu.configure_bucket(name, limit, per)
+    (buckets: message_create and message_edit 5/5 s per channel, webhook 5/2 s per token, global
+    50/s with interaction endpoints exempt). emu.interaction_ack_deadline (3 s: later callbacks get
+    404 10062), emu.interaction_token_ttl (15 min: then 401 50027), emu.default_attachment_size_limit.
+    Every limit lives in sandbox.discord_emulator.limits.
+
+Validation (what the bot sends): JSON schema from discord-schemas.json (schemas_path, else
+$GATECORD_DISCORD_SCHEMAS, else ../shared/discord-schemas.json, else the copy in this package) plus
+Discord's own limits (content 2000, embeds 10/6000 total and per-field limits, 5 action rows of 5
+buttons, custom_id 100) -> 400 code 50035 with an ``errors`` tree naming the field. Empty message
+-> 400 50006. A file over the attachment size limit or a request over 25 MiB -> 413 code 40005 (as
+Discord). Unknown route -> 404 {"message", "code": 0}; unknown channel 404 10003; unknown message
+404 10008; missing access 403 50001; missing permissions 403 50013. ``nonce`` + ``enforce_nonce``
+within 5 minutes returns the first message instead of creating another.
+"""
+
+from .models import Attachment, InteractionRecord, MessageEdit, MessageState, RateLimitHit, RecordedRequest, User
+from .server import DiscordEmulator
+
+__all__ = [
+    "Attachment",
+    "DiscordEmulator",
+    "InteractionRecord",
+    "MessageEdit",
+    "MessageState",
+    "RateLimitHit",
+    "RecordedRequest",
+    "User",
+]

@@ -1,0 +1,251 @@
+"""The websocket gateway: HELLO, heartbeats, IDENTIFY → READY + GUILD_CREATE, RESUME, dispatch."""
+
+from __future__ import annotations
+
+import asyncio
+import collections
+import json
+import logging
+import secrets
+from dataclasses import dataclass, field
+from typing import TYPE_CHECKING, Any, Optional
+
+from aiohttp import WSMsgType, web
+
+from . import limits as L
+
+if TYPE_CHECKING:
+    from .server import DiscordEmulator
+
+log = logging.getLogger(__name__)
+
+DISPATCH, HEARTBEAT, IDENTIFY, PRESENCE, VOICE, RESUME, RECONNECT, REQUEST_MEMBERS, INVALID_SESSION, HELLO, HEARTBEAT_ACK = (
+    0, 1, 2, 3, 4, 6, 7, 8, 9, 10, 11,
+)
+INTENT_GUILD_MESSAGES = 1 << 9
+INTENT_MESSAGE_CONTENT = 1 << 15
+MESSAGE_EVENTS = {"MESSAGE_CREATE", "MESSAGE_UPDATE", "MESSAGE_DELETE"}
+
+
+@dataclass
+class GatewaySession:
+    session_id: str
+    intents: int
+    shard: Optional[list[int]] = None
+    seq: int = 0
+    ws: Optional[web.WebSocketResponse] = None
+    buffer: collections.deque = field(default_factory=lambda: collections.deque(maxlen=L.RESUME_BUFFER_EVENTS))
+    lock: asyncio.Lock = field(default_factory=asyncio.Lock)
+    ready: bool = False
+    identified_count: int = 1
+    resumed_count: int = 0
+    heartbeats: int = 0
+    presence: Optional[dict[str, Any]] = None
+
+
+class Gateway:
+    """Serves ``GET /gateway``; keeps sessions across disconnects so RESUME can replay events."""
+
+    def __init__(self, emu: "DiscordEmulator") -> None:
+        self.emu = emu
+        self.sessions: dict[str, GatewaySession] = {}
+        self.heartbeat_interval_ms = L.HEARTBEAT_INTERVAL_MS
+        self.identify_payloads: list[dict[str, Any]] = []  # token removed
+        self._sockets: set[web.WebSocketResponse] = set()
+
+    # -- helpers ---------------------------------------------------------------------------
+    @property
+    def ready_sessions(self) -> list[GatewaySession]:
+        return [s for s in self.sessions.values() if s.ready and s.ws is not None and not s.ws.closed]
+
+    async def _send(self, ws: web.WebSocketResponse, payload: dict[str, Any]) -> None:
+        try:
+            await ws.send_str(json.dumps(payload))
+        except (ConnectionResetError, RuntimeError) as exc:  # peer went away
+            log.debug("gateway send failed: %s", exc)
+
+    async def _dispatch_to(self, session: GatewaySession, event: str, data: dict[str, Any]) -> None:
+        async with session.lock:
+            session.seq += 1
+            payload = {"op": DISPATCH, "t": event, "s": session.seq, "d": data}
+            session.buffer.append(payload)
+            if session.ws is not None and not session.ws.closed:
+                await self._send(session.ws, payload)
+
+    def _filter(self, session: GatewaySession, event: str, data: dict[str, Any]) -> Optional[dict[str, Any]]:
+        """Apply intents: GUILD_MESSAGES gates message events; without MESSAGE_CONTENT, content is
+        blanked except for the bot's own messages and messages that mention it."""
+        if event not in MESSAGE_EVENTS:
+            return data
+        if data.get("guild_id") and not session.intents & INTENT_GUILD_MESSAGES:
+            return None
+        if event == "MESSAGE_DELETE" or session.intents & INTENT_MESSAGE_CONTENT:
+            return data
+        bot_id = str(self.emu.bot_user_id)
+        author = (data.get("author") or {}).get("id")
+        mentioned = any(m.get("id") == bot_id for m in data.get("mentions") or [])
+        if author == bot_id or mentioned:
+            return data
+        return dict(data, content="", embeds=[], attachments=[], components=[])
+
+    async def dispatch(self, event: str, data: dict[str, Any]) -> None:
+        """Send a DISPATCH to every identified session (buffered for sessions awaiting RESUME)."""
+        for session in list(self.sessions.values()):
+            if not session.ready:
+                continue
+            filtered = self._filter(session, event, data)
+            if filtered is not None:
+                await self._dispatch_to(session, event, filtered)
+        self.emu.signal.changed()
+
+    async def drop_connections(self, code: int = 4000) -> int:
+        """Close every socket with ``code`` (4000 lets discord.py RESUME); returns how many."""
+        count = 0
+        for session in self.sessions.values():
+            if session.ws is not None and not session.ws.closed:
+                await session.ws.close(code=code)
+                session.ws = None
+                count += 1
+        return count
+
+    async def close(self) -> None:
+        for ws in list(self._sockets):
+            await ws.close(code=1001)
+
+    # -- the socket ------------------------------------------------------------------------
+    async def handle(self, request: web.Request) -> web.StreamResponse:
+        ws = web.WebSocketResponse(max_msg_size=0, autoping=True)
+        await ws.prepare(request)
+        self._sockets.add(ws)
+        session: Optional[GatewaySession] = None
+        try:
+            await self._send(ws, {"op": HELLO, "d": {"heartbeat_interval": self.heartbeat_interval_ms}, "s": None, "t": None})
+            async for msg in ws:
+                if msg.type != WSMsgType.TEXT:
+                    if msg.type == WSMsgType.BINARY:
+                        await ws.close(code=4002, message=b"Decode error")
+                    continue
+                try:
+                    packet = json.loads(msg.data)
+                    op = packet["op"]
+                except (ValueError, KeyError, TypeError):
+                    await ws.close(code=4002, message=b"Decode error")
+                    break
+                data = packet.get("d")
+                if op == HEARTBEAT:
+                    if session is not None:
+                        session.heartbeats += 1
+                    await self._send(ws, {"op": HEARTBEAT_ACK, "d": None, "s": None, "t": None})
+                elif op == IDENTIFY:
+                    if session is not None:
+                        await ws.close(code=4005, message=b"Already authenticated")
+                        break
+                    session = await self._identify(ws, data or {})
+                    if session is None:
+                        break
+                elif op == RESUME:
+                    if session is not None:
+                        await ws.close(code=4005, message=b"Already authenticated")
+                        break
+                    session = await self._resume(ws, data or {})
+                    if session is None and ws.closed:
+                        break
+                elif session is None:
+                    await ws.close(code=4003, message=b"Not authenticated")
+                    break
+                elif op == PRESENCE:
+                    session.presence = data
+                elif op == REQUEST_MEMBERS:
+                    await self._members_chunk(session, data or {})
+                elif op == VOICE:
+                    pass
+                else:
+                    await ws.close(code=4001, message=b"Unknown opcode")
+                    break
+        finally:
+            self._sockets.discard(ws)
+            if session is not None and session.ws is ws:
+                session.ws = None
+            self.emu.signal.changed()
+        return ws
+
+    def _token_ok(self, token: Any) -> bool:
+        if not isinstance(token, str):
+            return False
+        token = token[4:] if token.startswith("Bot ") else token
+        return secrets.compare_digest(token.encode(), self.emu.token.encode())
+
+    async def _identify(self, ws: web.WebSocketResponse, data: dict[str, Any]) -> Optional[GatewaySession]:
+        if not self._token_ok(data.get("token")):
+            await ws.close(code=4004, message=b"Authentication failed.")
+            return None
+        intents = data.get("intents")
+        if not isinstance(intents, int):
+            await ws.close(code=4013, message=b"Invalid intent(s).")
+            return None
+        self.identify_payloads.append({k: v for k, v in data.items() if k != "token"})
+        session = GatewaySession(session_id=secrets.token_hex(16), intents=intents, shard=data.get("shard"), ws=ws)
+        self.sessions[session.session_id] = session
+        emu = self.emu
+        ready = {
+            "v": 10,
+            "user": dict(emu.world.users[emu.bot_user_id].payload(), verified=True, mfa_enabled=False, email=None),
+            "guilds": [{"id": str(g), "unavailable": True} for g in emu.world.guilds],
+            "session_id": session.session_id,
+            "session_type": "normal",
+            "resume_gateway_url": emu.gateway_url,
+            "application": {"id": str(emu.application_id), "flags": emu.application_flags},
+            "private_channels": [],
+            "relationships": [],
+            "presences": [],
+            "guild_join_requests": [],
+            "geo_ordered_rtc_regions": ["us-east"],
+            "user_settings": {},
+            "auth": {},
+        }
+        if session.shard is not None:
+            ready["shard"] = session.shard
+        session.ready = True
+        await self._dispatch_to(session, "READY", ready)
+        for guild_id in list(emu.world.guilds):
+            await self._dispatch_to(session, "GUILD_CREATE", emu.world.guild_create_payload(guild_id))
+        emu.signal.changed()
+        return session
+
+    async def _resume(self, ws: web.WebSocketResponse, data: dict[str, Any]) -> Optional[GatewaySession]:
+        if not self._token_ok(data.get("token")):
+            await ws.close(code=4004, message=b"Authentication failed.")
+            return None
+        session = self.sessions.get(str(data.get("session_id")))
+        seq = data.get("seq")
+        if session is None or not isinstance(seq, int):
+            await self._send(ws, {"op": INVALID_SESSION, "d": False, "s": None, "t": None})
+            return None
+        async with session.lock:
+            session.ws = ws
+            session.resumed_count += 1
+            missed = [p for p in session.buffer if p["s"] > seq]
+            for payload in missed:
+                await self._send(ws, payload)
+        await self._dispatch_to(session, "RESUMED", {})
+        self.emu.signal.changed()
+        return session
+
+    async def _members_chunk(self, session: GatewaySession, data: dict[str, Any]) -> None:
+        world = self.emu.world
+        guild_id = int(data.get("guild_id", 0))
+        if guild_id not in world.guilds:
+            return
+        wanted = data.get("user_ids")
+        query = (data.get("query") or "").lower()
+        members = []
+        for uid in world.guilds[guild_id].members:
+            if wanted is not None and str(uid) not in {str(w) for w in (wanted if isinstance(wanted, list) else [wanted])}:
+                continue
+            if query and not world.users[uid].username.lower().startswith(query):
+                continue
+            members.append(world.member_payload(guild_id, uid))
+        chunk: dict[str, Any] = {"guild_id": str(guild_id), "members": members, "chunk_index": 0, "chunk_count": 1}
+        if data.get("nonce") is not None:
+            chunk["nonce"] = data["nonce"]
+        await self._dispatch_to(session, "GUILD_MEMBERS_CHUNK", chunk)

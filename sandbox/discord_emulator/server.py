@@ -1,0 +1,417 @@
+"""DiscordEmulator: the aiohttp application, its middleware (auth, faults, rate limits, recording),
+the default world, and the state helpers shared by the REST, gateway and injection modules."""
+
+from __future__ import annotations
+
+import logging
+import secrets
+import time
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any, Awaitable, Callable, Optional, TypeVar, Union
+
+from aiohttp import web
+
+from . import limits as L
+from . import permissions as P
+from .bodies import FILES, JSON_BODY, read_body
+from .cdn import CDN
+from .changes import ChangeSignal
+from .commands import CommandRegistry
+from .errors import APIError, json_response
+from .gateway_ws import Gateway
+from .injection import InjectionMixin
+from .messages import MessageStore
+from .models import InteractionRecord, MessageState, RateLimitHit, RecordedRequest, Role, User
+from .ratelimit import RateLimiter
+from .rest import rest_routes
+from .rest_interactions import interaction_routes
+from .snowflake import SnowflakeFactory
+from .validation import MessageValidator, SchemaValidator
+from .world import World
+
+log = logging.getLogger(__name__)
+T = TypeVar("T")
+API_PREFIX = "/api/v10"
+# Application flags: GATEWAY_GUILD_MEMBERS_LIMITED | GATEWAY_MESSAGE_CONTENT_LIMITED | APPLICATION_COMMAND_BADGE
+DEFAULT_APPLICATION_FLAGS = (1 << 15) | (1 << 19) | (1 << 23)
+
+
+@dataclass
+class InjectedError:
+    route_substring: str
+    status: int
+    code: int
+    message: str
+    count: int
+
+
+class DiscordEmulator(InjectionMixin):
+    """An emulated Discord (REST + gateway + CDN) on 127.0.0.1 for the real discord.py client.
+
+    See the package docstring for the full public API.
+    """
+
+    def __init__(
+        self,
+        *,
+        host: str = "127.0.0.1",
+        port: int = 0,
+        token: str = "emulator-token",
+        schemas_path: Optional[Union[str, Path]] = None,
+    ) -> None:
+        self.host = host
+        self.port = port
+        self._token = token
+        self.ids = SnowflakeFactory()
+        self.signal = ChangeSignal()
+        self.world = World(self.ids)
+        self.store = MessageStore(self.world, self.ids, self._attachment_url)
+        self.store_interaction_meta: Callable[[int], Optional[dict[str, Any]]] = self._interaction_meta
+        self.validator = MessageValidator(SchemaValidator(Path(schemas_path) if schemas_path else None))
+        self.ratelimits = RateLimiter()
+        self.gateway = Gateway(self)
+        self.cdn = CDN(self)
+        self.requests: list[RecordedRequest] = []
+        self.rate_limited: list[RateLimitHit] = []
+        self.injected_errors: list[InjectedError] = []
+        self.interactions: dict[int, InteractionRecord] = {}
+        self.interaction_ack_deadline = L.INTERACTION_ACK_DEADLINE_S
+        self.interaction_token_ttl = L.INTERACTION_TOKEN_TTL_S
+        self.default_attachment_size_limit = L.ATTACHMENT_SIZE_LIMIT_DEFAULT
+        self.typing: list[tuple[int, float]] = []  # (channel_id, monotonic)
+        self.application_flags = DEFAULT_APPLICATION_FLAGS
+        self._runner: Optional[web.AppRunner] = None
+        self._base = ""
+        self._build_default_world()
+        self.commands = CommandRegistry(self.application_id, self.ids)
+
+    def __repr__(self) -> str:  # never shows the token
+        return f"<DiscordEmulator {self._base or 'not started'}>"
+
+    @property
+    def token(self) -> str:
+        return self._token
+
+    # -- lifecycle -------------------------------------------------------------------------
+    async def start(self) -> "DiscordEmulator":
+        app = web.Application(client_max_size=64 * L.MIB, middlewares=[self._middleware])
+        app.router.add_routes(rest_routes(self) + interaction_routes(self))
+        app.router.add_get("/gateway", self.gateway.handle)
+        app.router.add_routes(self.cdn.routes())
+        self._runner = web.AppRunner(app, access_log=None, handle_signals=False)
+        await self._runner.setup()
+        site = web.TCPSite(self._runner, self.host, self.port)
+        await site.start()
+        server = site._server
+        assert server is not None and server.sockets
+        self.port = server.sockets[0].getsockname()[1]
+        self._base = f"http://{self.host}:{self.port}"
+        return self
+
+    async def close(self) -> None:
+        await self.gateway.close()
+        if self._runner is not None:
+            await self._runner.cleanup()
+            self._runner = None
+
+    async def __aenter__(self) -> "DiscordEmulator":
+        return await self.start()
+
+    async def __aexit__(self, *exc: object) -> None:
+        await self.close()
+
+    @property
+    def base_url(self) -> str:
+        return self._base
+
+    @property
+    def api_base_url(self) -> str:
+        return f"{self._base}{API_PREFIX}"
+
+    @property
+    def gateway_url(self) -> str:
+        return f"ws://{self.host}:{self.port}/gateway"
+
+    @property
+    def cdn_base_url(self) -> str:
+        return f"{self._base}/cdn"
+
+    def _attachment_url(self, channel_id: int, attachment_id: int, filename: str) -> str:
+        return f"{self.cdn_base_url}/attachments/{channel_id}/{attachment_id}/{filename}"
+
+    # -- default world ---------------------------------------------------------------------
+    def _build_default_world(self) -> None:
+        w = self.world
+        bot = w.add_user("Gatecord", bot=True, global_name=None)
+        self.bot_user_id = bot.id
+        self.application_id = bot.id
+        admin, alice, bob = w.add_user("admin"), w.add_user("alice"), w.add_user("bob")
+        self.users: dict[str, User] = {"admin": admin, "alice": alice, "bob": bob, "bot": bot}
+
+        g1 = w.add_guild("Gatecord Test", owner_id=admin.id)
+        self.guild_id = g1.id
+        self.admin_role_id = w.add_role(g1.id, "Admin", P.ADMIN_ROLE).id
+        self.moderator_role_id = w.add_role(g1.id, "Moderator", P.MODERATOR_ROLE).id
+        self.bot_role_id = w.add_role(g1.id, "Gatecord", P.BOT_ROLE, managed=True).id
+        w.add_member(g1.id, admin.id, [self.admin_role_id])
+        w.add_member(g1.id, alice.id)
+        w.add_member(g1.id, bob.id)
+        w.add_member(g1.id, bot.id, [self.bot_role_id])
+        self.channel_id = w.add_channel(g1.id, "general", topic="General chat").id
+        self.channel2_id = w.add_channel(g1.id, "random").id
+        self.thread_id = w.add_channel(g1.id, "general-thread", type=11, parent_id=self.channel_id, owner_id=alice.id).id
+
+        g2 = w.add_guild("Other Guild", owner_id=admin.id)
+        self.guild2_id = g2.id
+        self.guild2_admin_role_id = w.add_role(g2.id, "Admin", P.ADMIN_ROLE).id
+        self.guild2_bot_role_id = w.add_role(g2.id, "Gatecord", P.BOT_ROLE, managed=True).id
+        w.add_member(g2.id, admin.id, [self.guild2_admin_role_id])
+        w.add_member(g2.id, alice.id)
+        w.add_member(g2.id, bob.id)
+        w.add_member(g2.id, bot.id, [self.guild2_bot_role_id])
+        self.other_guild_channel_id = w.add_channel(g2.id, "lobby").id
+
+    # -- world helpers (dispatch the matching gateway events) ------------------------------
+    def user(self, ref: Union[str, int, User]) -> User:
+        return self.world.user(ref)
+
+    async def add_user(self, username: str, *, guild_ids: Optional[list[int]] = None, roles: Optional[list[int]] = None) -> User:
+        """New user, made a member of ``guild_ids`` (default: guild 1) with ``roles``."""
+        user = self.world.add_user(username)
+        self.users[username] = user
+        for gid in guild_ids if guild_ids is not None else [self.guild_id]:
+            await self.add_member(gid, user.id, roles=[r for r in roles or [] if r in self.world.guilds[gid].roles])
+        return user
+
+    async def add_member(self, guild_id: int, user_id: int, roles: Optional[list[int]] = None) -> None:
+        self.world.add_member(guild_id, user_id, roles)
+        payload = dict(self.world.member_payload(guild_id, user_id), guild_id=str(guild_id))
+        await self.gateway.dispatch("GUILD_MEMBER_ADD", payload)
+
+    async def set_member_roles(self, guild_id: int, user_id: int, roles: list[int]) -> None:
+        self.world.guilds[guild_id].members[user_id].roles = list(roles)
+        payload = dict(self.world.member_payload(guild_id, user_id), guild_id=str(guild_id))
+        await self.gateway.dispatch("GUILD_MEMBER_UPDATE", payload)
+
+    async def add_role(self, name: str, permissions: int = 0, *, guild_id: Optional[int] = None) -> Role:
+        gid = guild_id or self.guild_id
+        role = self.world.add_role(gid, name, permissions)
+        await self.gateway.dispatch("GUILD_ROLE_CREATE", {"guild_id": str(gid), "role": role.payload()})
+        return role
+
+    async def add_channel(
+        self, name: str, *, guild_id: Optional[int] = None, type: int = 0, parent_id: Optional[int] = None, topic: Optional[str] = None
+    ) -> int:
+        gid = guild_id or self.guild_id
+        channel = self.world.add_channel(gid, name, type=type, parent_id=parent_id, topic=topic, owner_id=self.users["admin"].id)
+        event = "THREAD_CREATE" if channel.is_thread else "CHANNEL_CREATE"
+        data = channel.payload()
+        if channel.is_thread:
+            data["newly_created"] = True
+        await self.gateway.dispatch(event, data)
+        return channel.id
+
+    async def set_channel_permissions(
+        self, channel_id: int, target_id: int, *, allow: int = 0, deny: int = 0, is_member: Optional[bool] = None
+    ) -> None:
+        """Add a permission overwrite (role or member; guessed from the id when not given)."""
+        if is_member is None:
+            is_member = target_id in self.world.users
+        self.world.set_overwrite(channel_id, target_id, type=1 if is_member else 0, allow=allow, deny=deny)
+        await self.gateway.dispatch("CHANNEL_UPDATE", self.world.channels[channel_id].payload())
+
+    def permissions_for(self, user: Union[str, int, User], channel_id: int) -> int:
+        return self.world.permissions_for(self.world.user(user).id, channel_id)
+
+    # -- messages --------------------------------------------------------------------------
+    @property
+    def messages(self) -> dict[int, MessageState]:
+        return self.store.messages
+
+    def channel_messages(self, channel_id: int, *, include_deleted: bool = False, include_ephemeral: bool = True) -> list[MessageState]:
+        """Messages of a channel in creation order (ephemeral interaction replies included)."""
+        return self.store.channel_messages(channel_id, include_deleted=include_deleted, include_ephemeral=include_ephemeral)
+
+    def bot_messages(self, channel_id: Optional[int] = None) -> list[MessageState]:
+        return [
+            m
+            for m in self.store.messages.values()
+            if m.author_id == self.bot_user_id and not m.deleted and (channel_id is None or m.channel_id == channel_id)
+        ]
+
+    def message_payload(self, msg: MessageState, *, with_referenced: bool = True) -> dict[str, Any]:
+        meta = self._interaction_meta(msg.interaction_id) if msg.interaction_id else None
+        return self.store.payload(msg, with_referenced=with_referenced, interaction=meta)
+
+    def _interaction_meta(self, interaction_id: Optional[int]) -> Optional[dict[str, Any]]:
+        rec = self.interactions.get(interaction_id or 0)
+        if rec is None:
+            return None
+        meta: dict[str, Any] = {
+            "id": str(rec.id),
+            "type": rec.type,
+            "user": self.world.users[rec.user_id].payload(),
+            "authorizing_integration_owners": {"0": str(rec.guild_id)} if rec.guild_id else {"1": str(rec.user_id)},
+        }
+        if rec.name:
+            meta["name"] = rec.name
+            meta["command_type"] = 1
+        if rec.message_id:
+            meta["interacted_message_id"] = str(rec.message_id)
+        return meta
+
+    async def announce(self, event: str, msg: MessageState) -> None:
+        """Dispatch MESSAGE_CREATE/UPDATE/DELETE for a message (never for ephemeral ones)."""
+        if msg.ephemeral:
+            self.signal.changed()
+            return
+        if event == "MESSAGE_DELETE":
+            data: dict[str, Any] = {"id": str(msg.id), "channel_id": str(msg.channel_id)}
+            if msg.guild_id:
+                data["guild_id"] = str(msg.guild_id)
+        else:
+            data = self.message_payload(msg)
+            if msg.guild_id and msg.author_id in self.world.guilds[msg.guild_id].members and msg.webhook_id is None:
+                data["member"] = self.world.member_payload(msg.guild_id, msg.author_id, with_user=False)
+        await self.gateway.dispatch(event, data)
+
+    # -- waiting ---------------------------------------------------------------------------
+    async def wait_for(self, predicate: Callable[[], T], timeout: float = 10.0) -> T:
+        """Wait (without polling) until ``predicate()`` is truthy; returns its value."""
+        return await self.signal.wait_for(predicate, timeout)
+
+    async def wait_for_message(
+        self, predicate: Callable[[MessageState], Any], timeout: float = 10.0
+    ) -> MessageState:
+        """First live message (in creation order) matching ``predicate``."""
+
+        def find() -> Optional[MessageState]:
+            return next((m for m in self.store.messages.values() if not m.deleted and predicate(m)), None)
+
+        return await self.signal.wait_for(find, timeout)
+
+    async def wait_until_connected(self, timeout: float = 10.0) -> None:
+        await self.signal.wait_for(lambda: bool(self.gateway.ready_sessions), timeout)
+
+    async def drop_gateway(self, code: int = 4000) -> int:
+        """Close the bot's websocket(s); 4000 lets discord.py RESUME."""
+        return await self.gateway.drop_connections(code)
+
+    # -- fault injection -------------------------------------------------------------------
+    def inject_rate_limit(self, route_substring: str, count: int = 1, retry_after: float = 0.5, is_global: bool = False) -> None:
+        """The next ``count`` requests whose path (or "METHOD path") contains the substring get a 429."""
+        self.ratelimits.inject(route_substring, count, retry_after, is_global)
+
+    def inject_error(self, route_substring: str, status: int, code: int = 0, message: str = "Injected error", count: int = 1) -> None:
+        """The next ``count`` matching requests get ``status`` with Discord's error JSON."""
+        self.injected_errors.append(InjectedError(route_substring, status, code, message, count))
+
+    def set_rate_limits(self, *, enabled: Optional[bool] = None, scale: Optional[float] = None) -> None:
+        if enabled is not None:
+            self.ratelimits.enabled = enabled
+        if scale is not None:
+            self.ratelimits.scale = scale
+
+    def configure_bucket(self, bucket: str, limit: int, per: float) -> None:
+        """Bucket names: message_create, message_edit, message_delete, webhook, typing, thread_create, commands."""
+        self.ratelimits.configure(bucket, limit, per)
+
+    def requests_to(self, route_substring: str, method: Optional[str] = None) -> list[RecordedRequest]:
+        return [
+            r
+            for r in self.requests
+            if (route_substring in r.path or route_substring in r.route) and (method is None or r.method == method)
+        ]
+
+    def _take_injected_error(self, method: str, path: str) -> Optional[InjectedError]:
+        for inj in self.injected_errors:
+            if inj.count > 0 and (inj.route_substring in path or inj.route_substring in f"{method} {path}"):
+                inj.count -= 1
+                self.injected_errors = [i for i in self.injected_errors if i.count > 0]
+                return inj
+        return None
+
+    # -- middleware ------------------------------------------------------------------------
+    def _auth_ok(self, request: web.Request) -> bool:
+        header = request.headers.get("Authorization", "")
+        expected = f"Bot {self._token}"
+        return secrets.compare_digest(header.encode(), expected.encode())
+
+    @web.middleware
+    async def _middleware(self, request: web.Request, handler: Callable[[web.Request], Awaitable[web.StreamResponse]]) -> web.StreamResponse:
+        if not request.path.startswith(API_PREFIX + "/"):
+            return await handler(request)
+        path = request.path[len(API_PREFIX):]
+        resource = request.match_info.route.resource
+        route = resource.canonical[len(API_PREFIX):] if resource is not None and resource.canonical.startswith(API_PREFIX) else path
+        rec = RecordedRequest(
+            method=request.method, path=path, route=route, query=dict(request.query), json=None, files=[], at=time.monotonic()
+        )
+        self.requests.append(rec)
+        response: web.StreamResponse
+        try:
+            response = await self._handle_api(request, handler, rec, path, route)
+        finally:
+            self.signal.changed()
+        return response
+
+    async def _handle_api(
+        self,
+        request: web.Request,
+        handler: Callable[[web.Request], Awaitable[web.StreamResponse]],
+        rec: RecordedRequest,
+        path: str,
+        route: str,
+    ) -> web.StreamResponse:
+        headers: dict[str, str] = {}
+        try:
+            body, files = await read_body(request)
+            rec.json = body
+            rec.files = [{"index": f.index, "filename": f.filename, "size": len(f.data), "content_type": f.content_type} for f in files]
+            request[JSON_BODY] = body
+            request[FILES] = files
+            exc = request.match_info.http_exception
+            if exc is not None:
+                raise APIError(exc.status, 0, f"{exc.status}: {exc.reason}")
+            token_route = route.startswith("/interactions/") or route.startswith("/webhooks/{webhook_id}/{webhook_token}")
+            if not token_route and not self._auth_ok(request):
+                raise APIError(401, 0, "401: Unauthorized")
+            injected = self._take_injected_error(request.method, path)
+            if injected is not None:
+                raise APIError(injected.status, injected.code, injected.message)
+            decision = self.ratelimits.check(request.method, path, route, dict(request.match_info))
+            headers = decision.headers
+            if decision.limited:
+                assert decision.retry_after is not None
+                rec.rate_limited = True
+                self.rate_limited.append(
+                    RateLimitHit(
+                        method=request.method,
+                        path=path,
+                        route=route,
+                        bucket=decision.bucket,
+                        retry_after=decision.retry_after,
+                        is_global=decision.is_global,
+                        scope=decision.scope,
+                        injected=decision.injected,
+                        at=time.monotonic(),
+                    )
+                )
+                rec.status, rec.response = 429, decision.body()
+                return json_response(decision.body(), status=429, headers=headers)
+            response = await handler(request)
+        except APIError as err:
+            rec.status, rec.response = err.status, err.body()
+            return json_response(err.body(), status=err.status, headers=headers)
+        for key, value in headers.items():
+            response.headers[key] = value
+        rec.status = response.status
+        rec.response = getattr(response, "_emulator_json", None)
+        return response
+
+    def json(self, data: Any, status: int = 200) -> web.Response:
+        """JSON response that also remembers its body for ``emu.requests``."""
+        resp = json_response(data, status=status)
+        resp._emulator_json = data  # type: ignore[attr-defined]
+        return resp
