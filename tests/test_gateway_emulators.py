@@ -873,3 +873,50 @@ async def test_emulator_attributes_for_settings() -> None:
         assert emu.default_image_model == "black-forest-labs/FLUX.1-schnell-Free"
     with pytest.raises(ValueError):
         GatewayEmulator("nope")
+
+
+async def test_digicord_send_data(http: aiohttp.ClientSession) -> None:
+    async with GatewayEmulator("digicord") as emu:
+        body = {"channelId": "123456789012345678", "content": "Hello",
+                "embeds": [{"title": "Title here", "fields": [{"name": "a", "value": "b", "inline": True}]}],
+                "components": []}
+        status, out, _ = await post_json(http, emu.api_base + "/send-data", body, auth(emu))
+        assert status == 200 and out["success"] is True and out["channelId"] == body["channelId"]
+        assert emu.sent_data == [body]
+        status, out, _ = await post_json(http, emu.api_base + "/send-data", {**body, "channelId": ""}, auth(emu))
+        assert assert_error(emu, status, out, 400)["param"] == "channelId"
+        status, out, _ = await post_json(http, emu.api_base + "/send-data", body)
+        assert_error(emu, status, out, 401)
+
+
+async def test_aicredits_responses_endpoint_with_sdk() -> None:
+    import openai
+
+    async with GatewayEmulator("aicredits") as emu:
+        async with openai.AsyncOpenAI(base_url=emu.api_base, api_key=emu.api_key, max_retries=0) as client:
+            resp = await client.responses.create(model="openai/gpt-4o-mini", input="Hello!", instructions="be nice")
+            assert resp.output_text == expected_reply("Hello!") and resp.status == "completed"
+            assert resp.usage is not None and resp.usage.output_tokens > 0
+            short = await client.responses.create(model="openai/gpt-4o-mini", input="Hello!", max_output_tokens=2)
+            assert short.output_text == expected_reply("Hello!")[:8] and short.status == "incomplete"
+
+
+async def test_slow_call_abandoned_by_the_client_does_no_work(http: aiohttp.ClientSession) -> None:
+    import asyncio
+
+    async with GatewayEmulator("openai") as emu:
+        emu.faults.slow_next(delay=0.4)
+        emu.faults.set_budget(1)
+        emu.queue_reply("the queued answer")
+        with pytest.raises(asyncio.TimeoutError):
+            await http.post(emu.api_base + "/chat/completions", json=chat_body(emu), headers=auth(emu),
+                            timeout=aiohttp.ClientTimeout(total=0.1))
+
+        async def finished() -> None:
+            while emu.requests[0].status is None:
+                await asyncio.sleep(0.01)
+
+        await asyncio.wait_for(finished(), 5)
+        assert emu.requests[0].status == 499
+        status, out, _ = await post_json(http, emu.api_base + "/chat/completions", chat_body(emu), auth(emu))
+        assert status == 200 and out["choices"][0]["message"]["content"] == "the queued answer"

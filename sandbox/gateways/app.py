@@ -23,7 +23,7 @@ from typing import Any, Awaitable, Callable
 
 from aiohttp import ClientSession, ClientTimeout, web
 
-from . import chat, media, meta
+from . import chat, media, meta, relay
 from .errors import GatewayError, error_body
 from .faults import FILES_PREFIX, Fault, FaultInjector
 from .models import MODEL_ROLES, ModelInfo, find_model, served_model
@@ -126,6 +126,7 @@ class GatewayEmulator:
         self.keepalive_comments: bool = True
         self.chunk_delay: float = 0.0  # optional pause between streamed chunks
         self.balance_inr: float = 1000.0  # aicredits wallet shown by /v1/credits
+        self.sent_data: list[dict[str, Any]] = []  # digicord /send-data bodies accepted
         self._replies: deque[QueuedReply] = deque()
         self._files: dict[str, tuple[bytes, str]] = {}
         self._rate = _RateWindow(RATE_LIMIT, RATE_WINDOW)
@@ -316,8 +317,8 @@ class GatewayEmulator:
 
     # -- server internals -----------------------------------------------------------------------
     def _add_routes(self, app: web.Application) -> None:
-        routes: list[tuple[str, str, Handler]] = meta.routes(self.spec) + chat.routes(self.spec) \
-            + media.routes(self.spec)
+        routes: list[tuple[str, str, Handler]] = (meta.routes(self.spec) + chat.routes(self.spec)
+                                                  + media.routes(self.spec) + relay.routes(self.spec))
         for method, path, handler in routes:
             app.router.add_route(method, path, self._bind(handler))
         app.router.add_get(FILES_PREFIX + "{name}", self._serve_file)
@@ -398,6 +399,9 @@ class GatewayEmulator:
         fault = self.faults.take(("fail", "html", "invalid_json"), path)
         if slow is not None:
             await asyncio.sleep(float(slow.params["delay"]))
+            if request.transport is None or request.transport.is_closing():
+                # The caller gave up while we were "slow": do no work (no queued reply or budget spent).
+                return web.Response(status=499, text="client closed request")
         if fault is not None:
             return self._fault_response(fault)
         if not self._is_public(path):

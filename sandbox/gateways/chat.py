@@ -1,4 +1,4 @@
-"""Chat completions (every profile) and text completions (aiproxy), streamed or not.
+"""Chat completions (every profile), text completions (aiproxy) and responses (aicredits).
 
 Stream framing: ``data: {json}\\n\\n`` events; the first carries ``delta.role``; then content
 pieces; then a chunk with ``finish_reason``; with ``stream_options.include_usage`` one more chunk
@@ -19,6 +19,7 @@ from aiohttp import web
 
 from . import answers, images
 from .errors import GatewayError, error_inner
+from .faults import Fault
 from .models import ModelInfo
 from .profiles import Profile
 
@@ -52,11 +53,13 @@ def truthy(value: Any) -> bool:
     return bool(value)
 
 
-def _validate_sampling(body: dict[str, Any]) -> int | None:
+def _validate_sampling(body: dict[str, Any],
+                       names: tuple[str, ...] = ("max_tokens", "max_completion_tokens")) -> int | None:
+    """Check ``temperature``; return the token limit (first of ``names`` given)."""
     temp = body.get("temperature")
     if temp is not None and (isinstance(temp, bool) or not isinstance(temp, (int, float)) or not 0 <= temp <= 2):
         raise GatewayError("invalid_request", "'temperature' must be a number between 0 and 2.", param="temperature")
-    for name in ("max_tokens", "max_completion_tokens"):
+    for name in names:
         value = body.get(name)
         if value is None:
             continue
@@ -127,14 +130,10 @@ def _build_answer(emu: "GatewayEmulator", served: ModelInfo, body: dict[str, Any
     return Answer(content, reasoning, None, finish, ptoks, comp)
 
 
-async def chat_completions(emu: "GatewayEmulator", request: web.Request) -> web.StreamResponse:
-    body = emu.json_body(request)
-    info = emu.resolve_model(body.get("model") or emu.spec.default_chat_model, "chat")
+async def _answer(emu: "GatewayEmulator", request: web.Request, info: ModelInfo, body: dict[str, Any],
+                  messages: list[dict[str, Any]], max_tokens: int | None) -> tuple[ModelInfo, Answer]:
+    """Check the request against the model, look at its images, charge, and build the answer."""
     served = emu.served(info)
-    messages = _validate_messages(body)
-    max_tokens = _validate_sampling(body)
-    stream = truthy(body.get("stream"))
-
     if any(answers.image_refs(m.get("content")) for m in messages) and "vision" not in served.caps:
         raise GatewayError("unsupported_content", f"The model '{info.id}' does not support image input.",
                            param="messages", code="image_not_supported_by_model")
@@ -160,6 +159,16 @@ async def chat_completions(emu: "GatewayEmulator", request: web.Request) -> web.
     cost = _cost(served, answer.prompt_tokens, answer.completion_tokens)
     emu.charge(cost)
     emu.set_model_headers(request, info, served, cost)
+    return served, answer
+
+
+async def chat_completions(emu: "GatewayEmulator", request: web.Request) -> web.StreamResponse:
+    body = emu.json_body(request)
+    info = emu.resolve_model(body.get("model") or emu.spec.default_chat_model, "chat")
+    messages = _validate_messages(body)
+    max_tokens = _validate_sampling(body)
+    stream = truthy(body.get("stream"))
+    served, answer = await _answer(emu, request, info, body, messages, max_tokens)
     base = {"id": emu.new_id(), "object": "chat.completion", "created": int(time.time()),
             "model": emu.answer_model_name(info, served)}
     if emu.spec.provider_in_body:
@@ -214,19 +223,28 @@ async def _stream(emu: "GatewayEmulator", request: web.Request, events: list[dic
     resp = web.StreamResponse(status=200, headers={"Content-Type": "text/event-stream; charset=utf-8",
                                                    "Cache-Control": "no-cache"})
     await resp.prepare(request)
+    try:
+        await _write_events(emu, request, resp, events, cut, err)
+    except ConnectionError:  # the client went away mid-stream
+        pass
+    return resp
+
+
+async def _write_events(emu: "GatewayEmulator", request: web.Request, resp: web.StreamResponse,
+                        events: list[dict[str, Any]], cut: Fault | None, err: Fault | None) -> None:
     keepalive = b": PROCESSING\n\n"
     if emu.keepalive_comments:
         await resp.write(keepalive)
     for sent, event in enumerate(events):
         if cut is not None and sent >= int(cut.params["after_chunks"]):
             _drop_connection(request)
-            return resp
+            return
         if err is not None and sent >= int(err.params["after_chunks"]):
             inner = error_inner(emu.spec.error_style, GatewayError(
                 "server", "The upstream provider failed while streaming the answer.", status=502))
             await resp.write(b"data: " + json.dumps({"error": inner}).encode() + b"\n\n")
             await resp.write_eof()
-            return resp
+            return
         await resp.write(b"data: " + json.dumps(event, separators=(",", ":")).encode() + b"\n\n")
         if emu.keepalive_comments and (sent + 1) % 5 == 0:
             await resp.write(keepalive)
@@ -234,10 +252,9 @@ async def _stream(emu: "GatewayEmulator", request: web.Request, events: list[dic
             await asyncio.sleep(emu.chunk_delay)
     if cut is not None:  # fewer events than after_chunks: still drop before [DONE]
         _drop_connection(request)
-        return resp
+        return
     await resp.write(b"data: [DONE]\n\n")
     await resp.write_eof()
-    return resp
 
 
 def _drop_connection(request: web.Request) -> None:
@@ -294,8 +311,60 @@ async def completions(emu: "GatewayEmulator", request: web.Request) -> web.Strea
     return await _stream(emu, request, events)
 
 
+def _responses_messages(body: dict[str, Any]) -> list[dict[str, Any]]:
+    """Responses-API ``instructions``/``input`` as chat messages (input_image → image_url blocks)."""
+    messages: list[dict[str, Any]] = []
+    if isinstance(body.get("instructions"), str):
+        messages.append({"role": "system", "content": body["instructions"]})
+    raw = body.get("input")
+    if isinstance(raw, str) and raw:
+        return messages + [{"role": "user", "content": raw}]
+    if not isinstance(raw, list) or not raw:
+        raise GatewayError("invalid_request", "'input' must be a string or a non-empty array.", param="input")
+    for item in raw:
+        if not isinstance(item, dict) or item.get("role") not in {"user", "assistant", "system", "developer"}:
+            raise GatewayError("invalid_request", "Each 'input' item must be a message with a role.", param="input")
+        content = item.get("content")
+        if isinstance(content, list):
+            blocks: list[dict[str, Any]] = []
+            for b in content:
+                if isinstance(b, dict) and b.get("type") in {"input_text", "output_text", "text"}:
+                    blocks.append({"type": "text", "text": b.get("text", "")})
+                elif isinstance(b, dict) and b.get("type") == "input_image":
+                    blocks.append({"type": "image_url", "image_url": {"url": b.get("image_url", "")}})
+            content = blocks
+        messages.append({"role": item["role"], "content": content})
+    return messages
+
+
+async def responses(emu: "GatewayEmulator", request: web.Request) -> web.Response:
+    """aicredits ``POST /v1/responses`` ("where supported"): non-streaming text answers only."""
+    body = emu.json_body(request)
+    info = emu.resolve_model(body.get("model"), "chat")
+    if truthy(body.get("stream")):
+        raise GatewayError("invalid_request", "Streaming is not supported on /v1/responses; use "
+                           "/v1/chat/completions.", param="stream")
+    messages = _responses_messages(body)
+    max_tokens = _validate_sampling(body, ("max_output_tokens",))
+    served, answer = await _answer(emu, request, info, {"response_format": None}, messages, max_tokens)
+    out: dict[str, Any] = {
+        "id": "resp_" + emu.new_id("")[:24], "object": "response", "created_at": int(time.time()),
+        "status": "completed" if answer.finish_reason == "stop" else "incomplete",
+        "incomplete_details": None if answer.finish_reason == "stop" else {"reason": "max_output_tokens"},
+        "model": emu.answer_model_name(info, served),
+        "output": [{"type": "message", "id": "msg_" + emu.new_id("")[:24], "status": "completed",
+                    "role": "assistant",
+                    "content": [{"type": "output_text", "text": answer.content or "", "annotations": []}]}],
+        "usage": {"input_tokens": answer.prompt_tokens, "output_tokens": answer.completion_tokens,
+                  "total_tokens": answer.prompt_tokens + answer.completion_tokens},
+    }
+    return web.json_response(out)
+
+
 def routes(profile: Profile) -> list[tuple[str, str, "Handler"]]:
     out: list[tuple[str, str, Handler]] = [("POST", f"{profile.base_path}/chat/completions", chat_completions)]
     if profile.name == "aiproxy":
         out.append(("POST", f"{profile.base_path}/completions", completions))
+    if profile.name == "aicredits":
+        out.append(("POST", f"{profile.base_path}/responses", responses))
     return out
