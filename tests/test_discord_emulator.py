@@ -66,6 +66,8 @@ class EmuBot(commands.Bot):
         super().__init__(command_prefix="!", intents=intents, guild_ready_timeout=0.1)
         self.test_guild_id = guild_id
         self.seen_messages: list[discord.Message] = []
+        self.release = asyncio.Event()  # lets a test hold the "slow" command
+        self.fallback_errors: list[int] = []
 
     async def setup_hook(self) -> None:
         tree = self.tree
@@ -100,6 +102,29 @@ class EmuBot(commands.Bot):
         async def fruit_auto(interaction: discord.Interaction, current: str) -> list[app_commands.Choice[str]]:
             fruits = ["apple", "apricot", "banana"]
             return [app_commands.Choice(name=f, value=f) for f in fruits if f.startswith(current)]
+
+        @tree.command(name="steps", description="Ephemeral defer and followups")
+        async def steps(interaction: discord.Interaction) -> None:
+            await interaction.response.defer(ephemeral=True, thinking=True)
+            await interaction.followup.send("step one")  # replaces the thinking message
+            await interaction.followup.send("step two", ephemeral=True)
+
+        @tree.command(name="slow", description="Answers after the test says so")
+        async def slow(interaction: discord.Interaction) -> None:
+            await interaction.response.defer()
+            await self.release.wait()
+            try:
+                await interaction.edit_original_response(content="late answer")
+            except discord.HTTPException as exc:
+                self.fallback_errors.append(exc.code)
+                await interaction.channel.send("late answer (posted to the channel)")
+
+        @tree.command(name="long", description="Answers with too much text")
+        async def long(interaction: discord.Interaction) -> None:
+            try:
+                await interaction.response.send_message("y" * 2001)
+            except discord.HTTPException as exc:
+                self.fallback_errors.append(exc.code)
 
         @tree.context_menu(name="Quote")
         async def quote(interaction: discord.Interaction, message: discord.Message) -> None:
@@ -437,3 +462,88 @@ async def test_standalone_process_prints_ready() -> None:
     finally:
         proc.send_signal(signal.SIGTERM)
         assert await asyncio.wait_for(proc.wait(), 10) == 0
+
+
+async def test_deferred_ephemeral_followups(emu: DiscordEmulator, bot: EmuBot) -> None:
+    rec = await emu.inject_slash_command("steps")
+    await rec.wait_final(lambda r: len(r.followups) == 1, timeout=5)
+    assert rec.original is not None and rec.original.content == "step one" and rec.original.ephemeral
+    assert [m.content for m in rec.followups] == ["step two"] and rec.followups[0].ephemeral
+    # ephemeral messages never reach the channel history the bot can read
+    assert [m async for m in bot.get_channel(emu.channel_id).history(limit=10)] == []
+
+
+async def test_expired_token_falls_back_to_channel(emu: DiscordEmulator, bot: EmuBot) -> None:
+    rec = await emu.inject_slash_command("slow")
+    await rec.wait_acked(5)
+    emu.expire_interaction(rec)
+    bot.release.set()
+    posted = await emu.wait_for_message(lambda m: m.content.startswith("late answer"), timeout=5)
+    assert posted.content == "late answer (posted to the channel)" and posted.interaction_id is None
+    assert bot.fallback_errors == [50027]
+    assert rec.original is not None and rec.original.loading  # the thinking message was never edited
+
+
+async def test_interaction_callback_validated(emu: DiscordEmulator, bot: EmuBot) -> None:
+    rec = await emu.inject_slash_command("long")
+    await emu.wait_for(lambda: bot.fallback_errors, timeout=5)
+    assert bot.fallback_errors == [50035]
+    assert rec.callbacks[0]["status"] == 400 and not rec.acked
+    assert last_error(emu, 400)["errors"]["data"]["content"]["_errors"][0]["code"] == "BASE_TYPE_MAX_LENGTH"
+
+
+async def test_resume_replays_missed_events(emu: DiscordEmulator, bot: EmuBot) -> None:
+    session = next(iter(emu.gateway.sessions.values()))
+    resumed = asyncio.ensure_future(bot.wait_for("resumed", timeout=10))
+    got = asyncio.ensure_future(bot.wait_for("message", check=lambda m: m.content == "while you were away", timeout=10))
+    assert await emu.drop_gateway(4000) == 1
+    await emu.send_user_message("while you were away")  # buffered for the dropped session
+    await resumed
+    assert (await got).author.name == "alice"
+    assert session.resumed_count == 1 and len(emu.gateway.sessions) == 1
+    rec = await emu.inject_slash_command("ask", {"prompt": "still there?"})
+    assert (await rec.wait_final(timeout=5)).content == "answer: still there?"
+
+
+async def test_history_pagination(emu: DiscordEmulator, bot: EmuBot) -> None:
+    sent = [await emu.send_user_message(f"m{i}") for i in range(5)]
+    channel = bot.get_channel(emu.channel_id)
+    newest = [m.content async for m in channel.history(limit=2)]
+    assert newest == ["m4", "m3"]
+    before = [m.content async for m in channel.history(limit=10, before=discord.Object(sent[2].id))]
+    assert before == ["m1", "m0"]
+    after = [m.content async for m in channel.history(limit=2, after=discord.Object(sent[1].id))]
+    assert after == ["m2", "m3"]
+    fetched = await channel.fetch_message(sent[3].id)
+    assert fetched.content == "m3"
+
+
+async def test_global_limit_spares_interactions(emu: DiscordEmulator, bot: EmuBot) -> None:
+    emu.configure_bucket("global", 2, 30.0)
+    headers = {"Authorization": f"Bot {TOKEN}"}
+    async with aiohttp.ClientSession() as http:
+        statuses = []
+        for _ in range(3):
+            async with http.get(f"{emu.api_base_url}/channels/{emu.channel_id}", headers=headers) as resp:
+                statuses.append(resp.status)
+                body = await resp.json()
+    assert statuses == [200, 200, 429] and body["global"] is True
+    rec = await emu.inject_slash_command("ask", {"prompt": "exempt"})
+    assert (await rec.wait_final(timeout=5)).content == "answer: exempt"
+    assert [hit.is_global for hit in emu.rate_limited] == [True]
+
+
+async def test_injected_error_surfaces(emu: DiscordEmulator, bot: EmuBot) -> None:
+    emu.inject_error("/messages", 403, 50013, "Missing Permissions")
+    with pytest.raises(discord.Forbidden) as info:
+        await bot.get_channel(emu.channel_id).send("nope")
+    assert info.value.code == 50013
+    ok = await bot.get_channel(emu.channel_id).send("yes")
+    assert emu.messages[ok.id].content == "yes"
+
+
+async def test_thread_without_message(emu: DiscordEmulator, bot: EmuBot) -> None:
+    created = asyncio.ensure_future(bot.wait_for("thread_create", timeout=5))
+    thread = await bot.get_channel(emu.channel_id).create_thread(name="side", type=discord.ChannelType.public_thread)
+    assert (await created).id == thread.id
+    assert emu.world.channels[thread.id].parent_id == emu.channel_id and emu.world.channels[thread.id].type == 11

@@ -24,6 +24,7 @@ DISPATCH, HEARTBEAT, IDENTIFY, PRESENCE, VOICE, RESUME, RECONNECT, REQUEST_MEMBE
 )
 INTENT_GUILD_MESSAGES = 1 << 9
 INTENT_MESSAGE_CONTENT = 1 << 15
+RENOTIFY_DELAYS = (0.02, 0.1, 0.5)
 MESSAGE_EVENTS = {"MESSAGE_CREATE", "MESSAGE_UPDATE", "MESSAGE_DELETE"}
 
 
@@ -96,7 +97,16 @@ class Gateway:
             filtered = self._filter(session, event, data)
             if filtered is not None:
                 await self._dispatch_to(session, event, filtered)
-        self.emu.signal.changed()
+        self.renotify()
+
+    def renotify(self) -> None:
+        """Wake waiters now and again shortly after, once the bot has had time to process the event,
+        so ``emu.wait_for`` predicates over bot-side state (its cache, its database) are re-checked."""
+        signal = self.emu.signal
+        signal.changed()
+        loop = asyncio.get_running_loop()
+        for delay in RENOTIFY_DELAYS:
+            loop.call_later(delay, signal.changed)
 
     async def drop_connections(self, code: int = 4000) -> int:
         """Close every socket with ``code`` (4000 lets discord.py RESUME); returns how many."""

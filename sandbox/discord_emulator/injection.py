@@ -40,7 +40,7 @@ class InjectionMixin:
 
     if TYPE_CHECKING:
 
-        async def wait_until_connected(self, timeout: float = 10.0) -> None: ...
+        async def wait_for_session(self, timeout: float = 10.0) -> None: ...
 
         def message_payload(self, msg: MessageState, *, with_referenced: bool = True) -> dict[str, Any]: ...
 
@@ -77,7 +77,7 @@ class InjectionMixin:
         custom_id: Optional[str] = None,
         connect_timeout: float = 10.0,
     ) -> InteractionRecord:
-        await self.wait_until_connected(connect_timeout)
+        await self.wait_for_session(connect_timeout)
         world = self.world
         u = world.user(user)
         self._require_member(u, guild_id)
@@ -408,7 +408,7 @@ class InjectionMixin:
         embeds: Optional[list[dict[str, Any]]] = None,
     ) -> MessageState:
         """A user posts a message (MESSAGE_CREATE to the bot), optionally replying or mentioning it."""
-        await self.wait_until_connected()
+        await self.wait_for_session()
         cid = channel_id or self.channel_id
         channel = self.world.channels[cid]
         u = self.world.user(user)

@@ -344,6 +344,23 @@ class InteractionRecord:
     def ephemeral(self) -> bool:
         return self.original is not None and self.original.ephemeral
 
+    # Mirrors of the original response, so a predicate written for a message works on the record.
+    @property
+    def content(self) -> str:
+        return self.original.content if self.original is not None else ""
+
+    @property
+    def embeds(self) -> list[dict[str, Any]]:
+        return self.original.embeds if self.original is not None else []
+
+    @property
+    def components(self) -> list[dict[str, Any]]:
+        return self.original.components if self.original is not None else []
+
+    @property
+    def attachments(self) -> list[Attachment]:
+        return self.original.attachments if self.original is not None else []
+
     @property
     def messages(self) -> list[MessageState]:
         """Original response (if any) followed by the followups."""
@@ -361,6 +378,8 @@ class InteractionRecord:
     ) -> Optional[MessageState]:
         """Wait until `predicate(record)` is truthy and return the original response message.
 
+        The record mirrors the original's ``content``/``embeds``/``components``/``attachments``, so
+        ``rec.wait_final(lambda m: "done" in m.content)`` reads naturally.
         Default predicate: acknowledged, and the original response exists and is no longer
         "thinking" (a deferred response that has been edited), or the bot answered with a
         type that carries no message (6 deferred update with an edit, 8 autocomplete, 9 modal).

@@ -67,7 +67,6 @@ class DiscordEmulator(InjectionMixin):
         self.signal = ChangeSignal()
         self.world = World(self.ids)
         self.store = MessageStore(self.world, self.ids, self._attachment_url)
-        self.store_interaction_meta: Callable[[int], Optional[dict[str, Any]]] = self._interaction_meta
         self.validator = MessageValidator(SchemaValidator(Path(schemas_path) if schemas_path else None))
         self.ratelimits = RateLimiter()
         self.gateway = Gateway(self)
@@ -224,6 +223,14 @@ class DiscordEmulator(InjectionMixin):
     def permissions_for(self, user: Union[str, int, User], channel_id: int) -> int:
         return self.world.permissions_for(self.world.user(user).id, channel_id)
 
+    # -- commands --------------------------------------------------------------------------
+    def global_commands(self) -> list[dict[str, Any]]:
+        """Global application commands as registered (with ids, options, default_member_permissions)."""
+        return self.commands.list(None)
+
+    def guild_commands(self, guild_id: Optional[int] = None) -> list[dict[str, Any]]:
+        return self.commands.list(guild_id or self.guild_id)
+
     # -- messages --------------------------------------------------------------------------
     @property
     def messages(self) -> dict[int, MessageState]:
@@ -292,7 +299,12 @@ class DiscordEmulator(InjectionMixin):
         return await self.signal.wait_for(find, timeout)
 
     async def wait_until_connected(self, timeout: float = 10.0) -> None:
+        """Wait until the bot has an identified, connected gateway session."""
         await self.signal.wait_for(lambda: bool(self.gateway.ready_sessions), timeout)
+
+    async def wait_for_session(self, timeout: float = 10.0) -> None:
+        """Wait until the bot has identified once (events for a dropped session are buffered for RESUME)."""
+        await self.signal.wait_for(lambda: any(s.ready for s in self.gateway.sessions.values()), timeout)
 
     async def drop_gateway(self, code: int = 4000) -> int:
         """Close the bot's websocket(s); 4000 lets discord.py RESUME."""
@@ -308,14 +320,24 @@ class DiscordEmulator(InjectionMixin):
         self.injected_errors.append(InjectedError(route_substring, status, code, message, count))
 
     def set_rate_limits(self, *, enabled: Optional[bool] = None, scale: Optional[float] = None) -> None:
+        """Turn bucket/global enforcement off, or scale every window (0.1 = ten times shorter)."""
         if enabled is not None:
             self.ratelimits.enabled = enabled
         if scale is not None:
             self.ratelimits.scale = scale
 
     def configure_bucket(self, bucket: str, limit: int, per: float) -> None:
-        """Bucket names: message_create, message_edit, message_delete, webhook, typing, thread_create, commands."""
-        self.ratelimits.configure(bucket, limit, per)
+        """Bucket names: message_create, message_edit, message_delete, webhook, typing, thread_create,
+        commands, or "global" (the 50/s limit that interaction endpoints are exempt from)."""
+        if bucket == "global":
+            self.ratelimits.global_limit = (limit, per)
+            self.ratelimits.reset()
+        else:
+            self.ratelimits.configure(bucket, limit, per)
+
+    def expire_interaction(self, rec: InteractionRecord) -> None:
+        """Age the interaction's token past 15 minutes: its webhook calls now get 401 50027."""
+        rec.token_expired = True
 
     def requests_to(self, route_substring: str, method: Optional[str] = None) -> list[RecordedRequest]:
         return [
@@ -353,7 +375,7 @@ class DiscordEmulator(InjectionMixin):
         try:
             response = await self._handle_api(request, handler, rec, path, route)
         finally:
-            self.signal.changed()
+            self.gateway.renotify()
         return response
 
     async def _handle_api(
