@@ -3,6 +3,7 @@ documents in shared/gateway-docs/."""
 
 from __future__ import annotations
 
+import functools
 import json
 import time
 from collections.abc import AsyncIterator
@@ -463,9 +464,23 @@ def image_message(url: str, text: str = "what is this?", *, bare: bool = False) 
     return {"role": "user", "content": [{"type": "text", "text": text}, block]}
 
 
+@functools.cache
+def noise_png() -> bytes:
+    """~2.4 MB of incompressible PNG: arrives in many chunks."""
+    import io
+    import os
+
+    from PIL import Image
+
+    buf = io.BytesIO()
+    Image.frombytes("RGB", (1000, 800), os.urandom(1000 * 800 * 3)).save(buf, format="PNG")
+    return buf.getvalue()
+
+
 @pytest.fixture
 async def cdn() -> AsyncIterator[str]:
-    """A tiny image host on 127.0.0.1 serving /red.png (64x48) and /blue.jpg (30x20)."""
+    """A tiny image host on 127.0.0.1 serving /red.png (64x48), /blue.jpg (30x20), /noise.png (1000x800)."""
+    import asyncio
     import io
 
     from aiohttp import web
@@ -473,7 +488,8 @@ async def cdn() -> AsyncIterator[str]:
 
     jpg = io.BytesIO()
     Image.new("RGB", (30, 20), (0, 0, 255)).save(jpg, format="JPEG", quality=95)
-    files = {"/red.png": (png_bytes((64, 48), (255, 0, 0)), "image/png"), "/blue.jpg": (jpg.getvalue(), "image/jpeg")}
+    files = {"/red.png": (png_bytes((64, 48), (255, 0, 0)), "image/png"), "/blue.jpg": (jpg.getvalue(), "image/jpeg"),
+             "/noise.png": (await asyncio.to_thread(noise_png), "image/png")}
 
     async def serve(request: web.Request) -> web.Response:
         body, ctype = files[request.path]
@@ -506,6 +522,9 @@ async def test_vision_reports_real_size_and_colour(emu: GatewayEmulator, http: a
     async with http.post(emu.api_base + "/chat/completions", json=body, headers=auth(emu)) as r:
         events, _, _ = parse_sse(await r.text())
     assert stream_text(events).startswith("I see a 30x20 image, mostly blue (#")
+    body = {"model": role(emu, "vision"), "messages": [image_message(cdn + "/noise.png")]}
+    status, out, _ = await post_json(http, emu.api_base + "/chat/completions", body, auth(emu))
+    assert out["choices"][0]["message"]["content"].startswith("I see a 1000x800 image, mostly ")
 
 
 async def test_vision_errors(emu: GatewayEmulator, http: aiohttp.ClientSession, cdn: str) -> None:

@@ -1,13 +1,33 @@
 """Local emulators of the five AI gateways Gatecord supports, written from their documents.
 
-    from sandbox.gateways import GatewayEmulator, PROFILES
-    async with GatewayEmulator("digicord") as emu:
-        emu.api_base  # OpenAI SDK base_url; emu.root_url goes into settings gateway.base_url
+    from sandbox.gateways import GatewayEmulator, PROFILES, expected_reply
+    async with GatewayEmulator("digicord") as emu:   # port 0, 127.0.0.1
+        emu.root_url      # goes into settings gateway.base_url (every profile)
+        emu.api_base      # root + "/v1" ("/api/v1" for digicord): an OpenAI SDK's base_url
+        emu.api_key       # aicredits: deterministic "sk-" + 64 hex; others "test-<profile>-key"
+        emu.profile       # the profile name; emu.spec holds its Profile description
+        emu.default_chat_model / default_vision_model / default_image_model  ("" if none)
+        emu.requests      # RecordedRequest(method, path, query, headers (auth redacted), json,
+                          #                 time (monotonic), status, form, body_size)
+        emu.faults        # FaultInjector: fail_next, html_error_next, invalid_json_next, slow_next,
+                          # cut_stream_next, error_in_stream_next, revoke_key, set_budget, reset
+        emu.queue_reply("exact text", chunk_size=5, reasoning=None)
+        emu.stream_chunk_count = 2000; emu.keepalive_comments = True; emu.chunk_delay = 0.0
+        emu.sent_data     # digicord /send-data bodies accepted
 
-Module map: ``profiles`` (per-gateway surface and the choices made where documents are silent),
-``errors`` (error shapes), ``models`` (catalogues and listing shapes), ``answers`` (deterministic
-fake output), ``faults`` (fault injection), ``images`` (Pillow), ``audio`` (fake speech),
-``chat``/``media``/``meta`` (handlers), ``app`` (server), ``__main__`` (standalone).
+Answers are deterministic (see :mod:`.answers`): ``expected_reply(last_user_text)``, vision
+``I see a WxH image, mostly <name> (#rrggbb).``, reasoning ``<think>`` blocks or ``reasoning``
+deltas. ``MODEL_ROLES[profile]`` names a model per role (chat, vision, non_vision, reasoning,
+reasoning_field, small (1024-token context), image, embedding, tts, stt, fallback).
+
+Where the documents are silent the choices are written down in the module that makes them:
+``profiles`` (auth, public endpoints, headers), ``errors`` (error types/codes per profile),
+``models`` (listing shapes), ``media`` (FLUX and image answers), ``meta`` (aicordcloud ``GET /``,
+aicredits credits), ``relay`` (digicord ``/send-data`` answer), ``chat`` (SSE framing),
+``faults`` (which calls a fault matches). Requests the emulator makes to itself (vision fetching
+an image it generated) are recorded too.
+
+Run one alone: ``python -m sandbox.gateways --profile aicredits --port 0`` → ``READY <url> <masked key>``.
 """
 
 from .answers import FIXED_SENTENCE, expected_reply, expected_thought

@@ -22,6 +22,7 @@ from dataclasses import dataclass, field
 from typing import Any, Awaitable, Callable
 
 from aiohttp import ClientSession, ClientTimeout, web
+from yarl import URL
 
 from . import chat, media, meta, relay
 from .errors import GatewayError, error_body
@@ -283,7 +284,11 @@ class GatewayEmulator:
             except (binascii.Error, ValueError):
                 raise GatewayError("invalid_request", "Image data URL is not valid base64.",
                                    param="messages") from None
-        if not (url.startswith("http://127.0.0.1") or url.startswith("http://localhost")):
+        try:
+            parsed = URL(url)
+        except ValueError:
+            parsed = URL()
+        if parsed.scheme != "http" or parsed.host not in {"127.0.0.1", "localhost"}:
             raise GatewayError("invalid_request", "Failed to download image: only loopback URLs are "
                                "reachable from the emulator.", param="messages", code="invalid_image_url")
         assert self._session is not None
@@ -292,7 +297,11 @@ class GatewayEmulator:
                 if resp.status != 200:
                     raise GatewayError("invalid_request", f"Failed to download image (HTTP {resp.status}).",
                                        param="messages", code="invalid_image_url")
-                data = await resp.content.read(max_bytes + 1)
+                data = bytearray()
+                async for piece in resp.content.iter_any():
+                    data += piece
+                    if len(data) > max_bytes:
+                        break
         except GatewayError:
             raise
         except Exception as exc:
@@ -300,7 +309,7 @@ class GatewayEmulator:
                                param="messages", code="invalid_image_url") from None
         if len(data) > max_bytes:
             raise GatewayError("invalid_request", "Image too large.", param="messages")
-        return data
+        return bytes(data)
 
     def ratelimit_headers(self, *, exhausted: bool = False, retry_after: float | None = None) -> dict[str, str]:
         style = self.spec.ratelimit_style
