@@ -1,0 +1,119 @@
+"""Wording of the admin and /mylimits replies (pure functions, no Discord calls)."""
+
+from __future__ import annotations
+
+from collections.abc import Iterable, Mapping
+from datetime import datetime
+from typing import Any
+
+from bot.audit import AuditEntry
+from bot.budget_rules import KIND_NOUNS, KINDS, format_amount, format_duration, limit_text
+from bot.guild_config import FIELD_LABELS, FIELDS, EffectiveConfig
+from bot.quotas import GuildLimits, UsageLimits
+
+MAX_SHOWN_PROMPT = 300
+
+
+def _value(name: str, value: Any) -> str:
+    if value is None:
+        return "default"
+    if isinstance(value, bool):
+        return "yes" if value else "no"
+    if name == "system_prompt":
+        text = str(value).replace("`", "'")
+        short = text if len(text) <= MAX_SHOWN_PROMPT else text[: MAX_SHOWN_PROMPT - 1] + "…"
+        return f"“{short}”"
+    if isinstance(value, float):
+        return f"{value:g}"
+    if isinstance(value, int):
+        return f"{value:,}"
+    return "`" + str(value).replace("`", "'") + "`"
+
+
+def mylimits_text(limits: UsageLimits, now: datetime) -> str:
+    """The member's remaining budgets, tighter scope first; unlimited kinds on one line."""
+    wait = format_duration((limits.resets_at - now).total_seconds())
+    lines = [f"**Your budgets today** (reset in {wait}, at 00:00 UTC)"]
+    unlimited = []
+    for kind in KINDS:
+        scoped = [l for l in (limits.line("member", kind), limits.line("guild", kind)) if l is not None and not l.unlimited]
+        noun = KIND_NOUNS[kind][1]
+        if not scoped:
+            unlimited.append(noun)
+            continue
+        tight = min(scoped, key=lambda l: l.remaining or 0)
+        left = format_amount(kind, tight.remaining or 0)
+        where = " (server-wide budget)" if tight.scope == "guild" else ""
+        pending = f", {format_amount(kind, tight.reserved)} in progress" if tight.reserved else ""
+        lines.append(f"• {noun}: **{left}** of {limit_text(kind, tight.limit)} left{where}{pending}")
+    if unlimited:
+        lines.append("• unlimited: " + ", ".join(unlimited))
+    return "\n".join(lines)
+
+
+def quota_show_text(limits: GuildLimits, today: Mapping[str, float], role_names: Mapping[int, str]) -> str:
+    lines = ["**Daily budgets** (UTC day; -1 = unlimited)", "", "__Whole server__"]
+    for kind in KINDS:
+        value, source = limits.guild[kind]
+        lines.append(f"• {KIND_NOUNS[kind][1]}: {format_amount(kind, today.get(kind, 0))} used of "
+                     f"{limit_text(kind, value)}" + (" (config default)" if source == "config" else ""))
+    lines += ["", "__Each member__"]
+    for kind in KINDS:
+        value, source = limits.member[kind]
+        lines.append(f"• {KIND_NOUNS[kind][1]}: {limit_text(kind, value)}" + (" (config default)" if source == "config" else ""))
+    if limits.roles:
+        lines += ["", "__Role overrides__ (the most generous of a member's roles applies)"]
+        for role_id, kinds in sorted(limits.roles.items()):
+            name = role_names.get(role_id, f"<@&{role_id}>")
+            parts = ", ".join(f"{KIND_NOUNS[k][1]} {limit_text(k, v)}" for k, v in sorted(kinds.items()))
+            lines.append(f"• {name}: {parts}")
+    return "\n".join(lines)
+
+
+def config_show_text(
+    cfg: EffectiveConfig,
+    sources: Mapping[str, str],
+    channel_overrides: Mapping[int, Mapping[str, Any]],
+    history: Iterable[AuditEntry],
+    where: str,
+) -> str:
+    lines = [f"**Settings in {where}**"]
+    for name in FIELDS:
+        lines.append(f"• {FIELD_LABELS[name]}: {_value(name, getattr(cfg, name))} — {sources.get(name, 'config default')}")
+    channels = [(cid, vals) for cid, vals in sorted(channel_overrides.items()) if cid]
+    if channels:
+        lines += ["", "**Channel overrides**"]
+        for cid, vals in channels[:15]:
+            lines.append(f"• <#{cid}>: " + ", ".join(f"{FIELD_LABELS[k]} {_value(k, v)}" for k, v in sorted(vals.items())))
+    history = list(history)
+    if history:
+        lines += ["", "**Recent changes**"]
+        for e in history:
+            lines.append(f"• <t:{int(e.ts)}:R> <@{e.actor_id}> {e.target} {e.field}: "
+                         f"{_audit_value(e.old_value)} → {_audit_value(e.new_value)}")
+    return "\n".join(lines)
+
+
+def _audit_value(value: Any) -> str:
+    if value is None:
+        return "default"
+    text = str(value)
+    return text if len(text) <= 60 else text[:59] + "…"
+
+
+def changes_text(changes: Mapping[str, tuple[Any, Any]], where: str) -> str:
+    parts = [f"• {FIELD_LABELS[n]}: {_value(n, old)} → {_value(n, new)}" for n, (old, new) in changes.items()]
+    return f"Updated {where}:\n" + "\n".join(parts)
+
+
+def top_members_text(top: list[tuple[int, Mapping[str, float]]]) -> str:
+    if not top:
+        return "No usage recorded in this period."
+    lines = ["**Top members**"]
+    for i, (user_id, v) in enumerate(top, 1):
+        lines.append(
+            f"{i}. <@{user_id}> — {format_amount('chat_requests', v['chat_requests'])} chat, "
+            f"{format_amount('vision_requests', v['vision_requests'])} vision, "
+            f"{format_amount('images', v['images'])} images, {format_amount('tokens', v['tokens'])} tokens"
+        )
+    return "\n".join(lines)

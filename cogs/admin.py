@@ -1,0 +1,399 @@
+"""Server admin commands (/config, /quota, /usage, /credits) and the member's /mylimits.
+
+Admin commands are hidden from members without Manage Server (default_member_permissions) and
+checked again at run time, because a client can send the interaction anyway. Every reply is
+ephemeral with no mentions; every change is validated and audited by the service it goes through.
+The cog also runs the periodic sweep that returns expired budget reservations.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import io
+import logging
+from typing import Any, Literal
+
+import discord
+from discord import app_commands
+from discord.ext import commands, tasks
+
+from bot import audit
+from bot.audit import InvalidSetting
+from bot.budget_rules import KINDS, Requester, limit_text, utc_day
+from bot.factory import GatecordBot
+from bot.guild_config import FIELDS, GUILD_LEVEL
+from bot.usage_chart import render_usage_chart_async
+from bot.user_errors import user_error_message
+from cogs._admin_text import (
+    changes_text,
+    config_show_text,
+    mylimits_text,
+    quota_show_text,
+    top_members_text,
+)
+
+log = logging.getLogger(__name__)
+
+NO_MENTIONS = discord.AllowedMentions.none()
+ADMIN_PERMISSIONS = discord.Permissions(manage_guild=True)
+SWEEP_SECONDS = 60.0
+
+KindChoice = Literal["chat_requests", "tokens", "vision_requests", "images", "credits"]
+ModelKindChoice = Literal["chat", "vision", "image"]
+FieldChoice = Literal[
+    "chat_model", "vision_model", "image_model", "system_prompt", "temperature", "max_tokens",
+    "history_messages", "answer_mentions",
+]
+ConfigChannel = discord.TextChannel | discord.Thread | discord.VoiceChannel | discord.ForumChannel
+
+
+class NotServerAdmin(app_commands.CheckFailure):
+    """The member lacks Manage Server (the command was sent despite being hidden)."""
+
+
+def _is_admin(interaction: discord.Interaction) -> bool:
+    if interaction.guild_id is None:
+        raise app_commands.NoPrivateMessage()
+    if not interaction.permissions.manage_guild:
+        raise NotServerAdmin()
+    return True
+
+
+class AdminGroup(app_commands.Group):
+    """A command group only members with Manage Server see — and only they can run."""
+
+    async def interaction_check(self, interaction: discord.Interaction) -> bool:
+        return _is_admin(interaction)
+
+
+async def _reply(interaction: discord.Interaction, content: str, *, file: discord.File | None = None) -> None:
+    """Ephemeral, no mentions; as the first response or as a followup after a defer."""
+    content = content if len(content) <= 2000 else content[:1999] + "…"
+    kwargs: dict[str, Any] = {"ephemeral": True, "allowed_mentions": NO_MENTIONS}
+    if file is not None:
+        kwargs["file"] = file
+    if not interaction.response.is_done():
+        await interaction.response.send_message(content, **kwargs)
+    elif (
+        interaction.response.type is discord.InteractionResponseType.deferred_channel_message
+        and not interaction.extras.get("gatecord_answered")
+    ):
+        # the "thinking…" message becomes the answer (it is ephemeral already)
+        interaction.extras["gatecord_answered"] = True
+        await interaction.edit_original_response(
+            content=content, allowed_mentions=NO_MENTIONS, attachments=[file] if file is not None else discord.utils.MISSING
+        )
+    else:
+        await interaction.followup.send(content, **kwargs)
+
+
+def _requester_for(guild_id: int, member: discord.abc.User, channel_id: int | None = None) -> Requester:
+    roles = [int(r) for r in getattr(member, "_roles", ())]
+    return Requester(guild_id, channel_id, member.id, tuple(dict.fromkeys([*roles, guild_id])))
+
+
+class Admin(commands.Cog):
+    config = AdminGroup(
+        name="config", description="Models, prompts and per-channel settings of this server",
+        guild_only=True, default_permissions=ADMIN_PERMISSIONS,
+    )
+    quota = AdminGroup(
+        name="quota", description="Daily budgets of this server and its members",
+        guild_only=True, default_permissions=ADMIN_PERMISSIONS,
+    )
+
+    def __init__(self, bot: GatecordBot) -> None:
+        self.bot = bot
+        self._prices_task: asyncio.Task[None] | None = None
+
+    async def cog_load(self) -> None:
+        self.sweeper.change_interval(seconds=min(SWEEP_SECONDS, self.bot.settings.quotas.reservation_ttl_seconds / 2))
+        self.sweeper.start()
+        self._prices_task = asyncio.create_task(self._load_prices(), name="gatecord-prices")
+
+    async def cog_unload(self) -> None:
+        self.sweeper.cancel()
+        if self._prices_task is not None:
+            self._prices_task.cancel()
+
+    async def _load_prices(self) -> None:
+        """Published prices let the ledger estimate credits when a gateway sends no figure."""
+        try:
+            self.bot.quotas.set_prices(await self.bot.gateway.list_models())
+        except asyncio.CancelledError:
+            raise
+        except Exception as exc:
+            log.info("model prices unavailable (%s); credits come only from the gateway's headers", type(exc).__name__)
+
+    @tasks.loop(seconds=SWEEP_SECONDS)
+    async def sweeper(self) -> None:
+        if self.bot.store.is_open:
+            try:
+                await self.bot.quotas.sweep_expired()
+            except Exception:
+                log.warning("budget sweep failed", exc_info=True)
+
+    # ------------------------------------------------------------------ errors
+
+    async def cog_app_command_error(self, interaction: discord.Interaction, error: app_commands.AppCommandError) -> None:
+        name = interaction.command.qualified_name if interaction.command else "this command"
+        if isinstance(error, (NotServerAdmin, app_commands.MissingPermissions)):
+            text = f"You need the **Manage Server** permission to use `/{name}`."
+        elif isinstance(error, app_commands.NoPrivateMessage):
+            text = f"`/{name}` works only in a server."
+        else:
+            original = getattr(error, "original", error)
+            log.error("/%s failed", name, exc_info=original)
+            text = user_error_message(original)
+        try:
+            await _reply(interaction, text)
+        except discord.HTTPException:
+            log.warning("could not send the error reply for /%s", name)
+
+    # ------------------------------------------------------------------ /config
+
+    @config.command(name="show", description="Show the settings that apply in a channel, and recent changes")
+    @app_commands.describe(channel="The channel to look at (default: this one)")
+    async def config_show(self, interaction: discord.Interaction, channel: ConfigChannel | None = None) -> None:
+        assert interaction.guild_id is not None
+        target = channel or interaction.channel
+        channel_id = target.id if target is not None else interaction.channel_id
+        parent_id = getattr(target, "parent_id", None)
+        gc = self.bot.guild_config
+        cfg = await gc.effective(interaction.guild_id, channel_id, parent_id)
+        layers = await gc.overrides(interaction.guild_id)
+        sources: dict[str, str] = {}
+        for name in FIELDS:
+            if name in layers.get(channel_id or -1, {}):
+                sources[name] = f"set for <#{channel_id}>"
+            elif parent_id is not None and name in layers.get(parent_id, {}):
+                sources[name] = f"inherited from <#{parent_id}>"
+            elif name in layers.get(GUILD_LEVEL, {}):
+                sources[name] = "server setting"
+        history = await audit.recent(self.bot.store, interaction.guild_id, 5)
+        await _reply(interaction, config_show_text(cfg, sources, layers, history, f"<#{channel_id}>"))
+
+    @config.command(name="model", description="Set the server's model for chat, image questions or image generation")
+    @app_commands.describe(model="A model id offered by the AI gateway", kind="Which model to set (default: chat)")
+    async def config_model(self, interaction: discord.Interaction, model: str, kind: ModelKindChoice = "chat") -> None:
+        await self._set(interaction, None, {f"{kind}_model": model})
+
+    @config_model.autocomplete("model")
+    async def _model_autocomplete(self, interaction: discord.Interaction, current: str) -> list[app_commands.Choice[str]]:
+        kind = getattr(interaction.namespace, "kind", None) or "chat"
+        try:
+            if kind == "vision":
+                models = await self.bot.gateway.vision_models()
+            elif kind == "image":
+                models = await self.bot.gateway.image_models()
+            else:
+                models = await self.bot.gateway.list_models()
+        except Exception:
+            return []
+        ids = sorted({m.id for m in models if current.lower() in m.id.lower()})
+        return [app_commands.Choice(name=i[:100], value=i[:100]) for i in ids[:25]]
+
+    @config.command(name="system-prompt", description="Set the server's system prompt ({server} and {date} are filled in)")
+    @app_commands.describe(prompt="The instructions the model gets before every conversation")
+    async def config_system_prompt(self, interaction: discord.Interaction, prompt: str) -> None:
+        await self._set(interaction, None, {"system_prompt": prompt})
+
+    @config.command(name="defaults", description="Set the server's temperature, max tokens, history length or mention answers")
+    @app_commands.describe(
+        temperature="0 to 2", max_tokens="Longest answer in tokens", history_messages="Messages of context to send",
+        answer_mentions="Answer when the bot is mentioned",
+    )
+    async def config_defaults(
+        self, interaction: discord.Interaction, temperature: float | None = None, max_tokens: int | None = None,
+        history_messages: int | None = None, answer_mentions: bool | None = None,
+    ) -> None:
+        values = {k: v for k, v in {"temperature": temperature, "max_tokens": max_tokens,
+                                    "history_messages": history_messages, "answer_mentions": answer_mentions}.items()
+                  if v is not None}
+        await self._set(interaction, None, values)
+
+    @config.command(name="channel", description="Override settings in one channel (its threads inherit them)")
+    @app_commands.describe(
+        channel="The channel", model="Chat model id", system_prompt="System prompt", temperature="0 to 2",
+        max_tokens="Longest answer in tokens", answer_mentions="Answer when the bot is mentioned there",
+    )
+    async def config_channel(
+        self, interaction: discord.Interaction, channel: ConfigChannel, model: str | None = None,
+        system_prompt: str | None = None, temperature: float | None = None, max_tokens: int | None = None,
+        answer_mentions: bool | None = None,
+    ) -> None:
+        values = {k: v for k, v in {"chat_model": model, "system_prompt": system_prompt, "temperature": temperature,
+                                    "max_tokens": max_tokens, "answer_mentions": answer_mentions}.items()
+                  if v is not None}
+        await self._set(interaction, channel.id, values)
+
+    @config.command(name="reset", description="Return settings to the defaults (server level, or one channel)")
+    @app_commands.describe(
+        channel="Only this channel's overrides", setting="Only this setting",
+        everything="Also clear every channel's overrides",
+    )
+    async def config_reset(
+        self, interaction: discord.Interaction, channel: ConfigChannel | None = None,
+        setting: FieldChoice | None = None, everything: bool = False,
+    ) -> None:
+        assert interaction.guild_id is not None
+        removed = await self.bot.guild_config.reset(
+            interaction.guild_id, interaction.user.id, channel_id=channel.id if channel else None,
+            fields=[setting] if setting else None, include_channels=everything and channel is None,
+        )
+        if not removed:
+            await _reply(interaction, "Nothing to reset: those settings were already the defaults.")
+            return
+        parts = []
+        for layer, values in removed.items():
+            where = "server" if layer == GUILD_LEVEL else f"<#{layer}>"
+            parts.append(f"• {where}: " + ", ".join(sorted(n.replace("_", " ") for n in values)))
+        await _reply(interaction, "Back to the defaults:\n" + "\n".join(parts))
+
+    async def _set(self, interaction: discord.Interaction, channel_id: int | None, values: dict[str, Any]) -> None:
+        assert interaction.guild_id is not None
+        if any(k.endswith("_model") for k in values):
+            await interaction.response.defer(ephemeral=True, thinking=True)  # the model check asks the gateway
+        gc = self.bot.guild_config
+        try:
+            if channel_id is None:
+                changes = await gc.set_guild(interaction.guild_id, interaction.user.id, **values)
+                where = "the server settings"
+            else:
+                changes = await gc.set_channel(interaction.guild_id, channel_id, interaction.user.id, **values)
+                where = f"<#{channel_id}>"
+        except InvalidSetting as exc:
+            await _reply(interaction, f"Not changed: {exc}")
+            return
+        await _reply(interaction, changes_text(changes, where))
+
+    # ------------------------------------------------------------------ /quota
+
+    @quota.command(name="show", description="Show the server's daily budgets, member defaults and role overrides")
+    async def quota_show(self, interaction: discord.Interaction) -> None:
+        assert interaction.guild_id is not None and interaction.guild is not None
+        q = self.bot.quotas
+        limits = await q.guild_limits(interaction.guild_id)
+        day = utc_day(q.now())
+        today = {k: (await q.counter("guild", interaction.guild_id, 0, k, day))[0] for k in KINDS}
+        names = {}
+        for role_id in limits.roles:
+            role = interaction.guild.get_role(role_id)
+            names[role_id] = ("@everyone" if role_id == interaction.guild_id else f"@{role.name}") if role else f"<@&{role_id}>"
+        await _reply(interaction, quota_show_text(limits, today, names))
+
+    @quota.command(name="set", description="Set a daily budget for the whole server or for each member")
+    @app_commands.describe(
+        scope="server = everyone together; member = each member", kind="Which budget",
+        limit="The daily limit; -1 = unlimited; leave empty to return to the config default",
+    )
+    async def quota_set(
+        self, interaction: discord.Interaction, scope: Literal["server", "member"], kind: KindChoice,
+        limit: float | None = None,
+    ) -> None:
+        assert interaction.guild_id is not None
+        try:
+            old, new = await self.bot.quotas.set_limit(
+                interaction.guild_id, "guild" if scope == "server" else "member", kind, limit, interaction.user.id
+            )
+        except InvalidSetting as exc:
+            await _reply(interaction, f"Not changed: {exc}")
+            return
+        who = "The server's" if scope == "server" else "Each member's"
+        await _reply(interaction, f"{who} daily {kind.replace('_', ' ')} budget: {_limit(kind, old)} → {_limit(kind, new)}.")
+
+    @quota.command(name="role", description="Give a role its own per-member budget (or unlimited)")
+    @app_commands.describe(
+        role="The role", kind="Which budget", limit="Per-member daily limit for this role; -1 = unlimited; empty removes the override",
+    )
+    async def quota_role(
+        self, interaction: discord.Interaction, role: discord.Role, kind: KindChoice, limit: float | None = None,
+    ) -> None:
+        assert interaction.guild_id is not None
+        try:
+            old, new = await self.bot.quotas.set_role_limit(interaction.guild_id, role.id, kind, limit, interaction.user.id)
+        except InvalidSetting as exc:
+            await _reply(interaction, f"Not changed: {exc}")
+            return
+        label = "@everyone" if role.is_default() else f"@{role.name}"
+        old_text = "no override" if old is None else _limit(kind, old)
+        new_text = "no override (member default applies)" if new is None else _limit(kind, new)
+        await _reply(interaction, f"{label} — daily {kind.replace('_', ' ')} per member: {old_text} → {new_text}.")
+
+    @quota.command(name="reset-user", description="Give a member a fresh budget for today")
+    @app_commands.describe(member="The member")
+    async def quota_reset_user(self, interaction: discord.Interaction, member: discord.Member) -> None:
+        assert interaction.guild_id is not None
+        cleared = await self.bot.quotas.reset_user(interaction.guild_id, member.id, interaction.user.id)
+        what = ", ".join(f"{_limit(k, v)} {k.replace('_', ' ')}" for k, v in cleared.items()) or "nothing used yet"
+        await _reply(interaction, f"<@{member.id}> has a fresh budget for today (cleared: {what}).")
+
+    # ------------------------------------------------------------------ /usage, /credits
+
+    @app_commands.command(name="usage", description="Chart of daily use per feature against the budget, and top members")
+    @app_commands.describe(days="How many days (1-30, default 7)", member="Only this member")
+    @app_commands.guild_only()
+    @app_commands.default_permissions(manage_guild=True)
+    @app_commands.check(_is_admin)
+    async def usage(
+        self, interaction: discord.Interaction, days: app_commands.Range[int, 1, 30] = 7,
+        member: discord.Member | None = None,
+    ) -> None:
+        assert interaction.guild_id is not None
+        await interaction.response.defer(ephemeral=True, thinking=True)
+        q = self.bot.quotas
+        series = await q.daily_usage(interaction.guild_id, days, member.id if member else None)
+        if member is not None:
+            limits = await q.usage_limits(_requester_for(interaction.guild_id, member))
+            budget = {k: limits.line("member", k).limit for k in KINDS}  # type: ignore[union-attr]
+            title = f"Daily use of {member.display_name} - last {days} day(s)"
+            summary = f"Usage of <@{member.id}> over the last {days} day(s), against the per-member budget."
+        else:
+            guild_limits = await q.guild_limits(interaction.guild_id)
+            budget = {k: guild_limits.guild[k][0] for k in KINDS}
+            title = f"Daily use in {interaction.guild.name if interaction.guild else 'this server'} - last {days} day(s)"
+            summary = top_members_text(await q.top_members(interaction.guild_id, days))
+        png = await render_usage_chart_async(series, budget, title)
+        totals = {k: sum(v[k] for _, v in series) for k in ("chat_requests", "vision_requests", "images", "tokens")}
+        head = (f"Totals: {int(totals['chat_requests']):,} chat, {int(totals['vision_requests']):,} vision, "
+                f"{int(totals['images']):,} images, {int(totals['tokens']):,} tokens.")
+        await _reply(interaction, f"{head}\n{summary}", file=discord.File(io.BytesIO(png), filename="usage.png"))
+
+    @app_commands.command(name="credits", description="The AI gateway's credit balance")
+    @app_commands.guild_only()
+    @app_commands.default_permissions(manage_guild=True)
+    @app_commands.check(_is_admin)
+    async def credits(self, interaction: discord.Interaction) -> None:
+        await interaction.response.defer(ephemeral=True, thinking=True)
+        from gateway_client.errors import Unsupported
+
+        profile = self.bot.settings.gateway.profile
+        try:
+            balance = await self.bot.gateway.credits()
+        except Unsupported:
+            await _reply(interaction, f"The AI gateway (`{profile}` profile) does not report a credit balance.")
+            return
+        except Exception as exc:
+            await _reply(interaction, f"Could not read the credit balance: {user_error_message(exc)}")
+            return
+        if balance.amount is None:
+            await _reply(interaction, f"The AI gateway (`{profile}`) answered without a balance figure.")
+            return
+        currency = f" {balance.currency}" if balance.currency else " credits"
+        await _reply(interaction, f"Gateway balance: **{balance.amount:,.4f}**{currency} (`{profile}`).")
+
+    # ------------------------------------------------------------------ /mylimits
+
+    @app_commands.command(name="mylimits", description="Your remaining daily budgets")
+    async def mylimits(self, interaction: discord.Interaction) -> None:
+        requester = Requester.from_interaction(interaction)
+        limits = await self.bot.quotas.usage_limits(requester)
+        await _reply(interaction, mylimits_text(limits, self.bot.quotas.now()))
+
+
+def _limit(kind: str, value: float) -> str:
+    return limit_text(kind, value)
+
+
+async def setup(bot: GatecordBot) -> None:
+    await bot.add_cog(Admin(bot))
