@@ -355,19 +355,19 @@ async def test_html_error_and_invalid_json(emu: GatewayEmulator, http: aiohttp.C
 
 async def test_slow_next_delays_the_answer_and_the_first_stream_byte(emu: GatewayEmulator,
                                                                     http: aiohttp.ClientSession) -> None:
-    emu.faults.slow_next(2, delay=0.3)
+    emu.faults.slow_next(2, delay=0.15)
     t0 = time.monotonic()
     status, _, _ = await post_json(http, emu.api_base + "/chat/completions", chat_body(emu), auth(emu))
-    assert status == 200 and time.monotonic() - t0 >= 0.3
+    assert status == 200 and time.monotonic() - t0 >= 0.15
     t0 = time.monotonic()
     async with http.post(emu.api_base + "/chat/completions", json=chat_body(emu, stream=True),
                          headers=auth(emu)) as r:
         await r.content.readany()
-        assert time.monotonic() - t0 >= 0.3
+        assert time.monotonic() - t0 >= 0.15
         await r.read()
     t0 = time.monotonic()
     await post_json(http, emu.api_base + "/chat/completions", chat_body(emu), auth(emu))
-    assert time.monotonic() - t0 < 0.3
+    assert time.monotonic() - t0 < 0.15
 
 
 async def test_cut_stream_drops_the_connection_without_done(emu: GatewayEmulator,
