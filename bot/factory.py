@@ -1,0 +1,170 @@
+"""``create_bot(settings)``: builds every service and connects nothing.
+
+``setup_hook`` opens storage (migrating), the gateway session, loads every cog in ``cogs/``, starts
+the web server and syncs the commands; ``close()`` shuts all of it down in reverse order.
+"""
+
+from __future__ import annotations
+
+import importlib
+import logging
+import pkgutil
+import time
+
+import discord
+import yarl
+from discord.ext import commands
+
+from bot.guild_config import GuildConfig
+from bot.quotas import Quotas
+from bot.settings import Settings
+from bot.storage import Store
+from bot.web import WebServer
+from gateway_client import ClientOptions, GatewayClient, GatewayConfig
+
+log = logging.getLogger(__name__)
+
+VERSION = "0.1.0"
+COGS_PACKAGE = "cogs"
+
+
+def apply_discord_urls(settings: Settings) -> None:
+    """Point discord.py at the configured REST base, websocket gateway and CDN (proxy or emulator)."""
+    discord.http.Route.BASE = settings.discord.api_base_url.rstrip("/")
+    discord.gateway.DiscordWebSocket.DEFAULT_GATEWAY = yarl.URL(settings.discord.gateway_url)
+    discord.asset.Asset.BASE = settings.discord.cdn_base_url.rstrip("/")
+
+
+def build_gateway_client(settings: Settings) -> GatewayClient:
+    g = settings.gateway
+    primary = GatewayConfig(
+        profile=g.profile,
+        base_url=g.base_url,
+        api_key=g.api_key.get_secret_value(),
+        chat_model=g.chat_model,
+        vision_model=g.vision_model,
+        image_model=g.image_model,
+    )
+    fallbacks = [
+        GatewayConfig(
+            profile=f.profile,
+            base_url=f.base_url,
+            api_key=f.api_key.get_secret_value(),
+            chat_model=f.chat_model,
+            vision_model=f.vision_model,
+            image_model=f.image_model,
+        )
+        for f in g.fallbacks
+    ]
+    options = ClientOptions(
+        connect_timeout=g.connect_timeout,
+        total_timeout=g.total_timeout,
+        stream_idle_timeout=g.stream_idle_timeout,
+        max_retries=g.max_retries,
+        max_download_bytes=g.max_download_bytes,
+        fallback_models=list(g.fallback_models),
+    )
+    return GatewayClient(primary, fallbacks=fallbacks, options=options)
+
+
+def discover_cogs(package: str = COGS_PACKAGE) -> list[str]:
+    """Every module in ``cogs/`` that defines an extension ``setup``; private modules are helpers."""
+    pkg = importlib.import_module(package)
+    names = []
+    for info in pkgutil.iter_modules(pkg.__path__):
+        if info.name.startswith("_"):
+            continue
+        names.append(f"{package}.{info.name}")
+    return sorted(names)
+
+
+class GatecordBot(commands.Bot):
+    def __init__(self, settings: Settings) -> None:
+        intents = discord.Intents.default()
+        intents.message_content = True
+        super().__init__(
+            command_prefix=commands.when_mentioned,
+            intents=intents,
+            help_command=None,
+            allowed_mentions=discord.AllowedMentions.none(),
+        )
+        self.settings = settings
+        self.version = VERSION
+        self.started_at = time.monotonic()
+        self.store = Store(settings.storage.path)
+        self.gateway = build_gateway_client(settings)
+        self.web = WebServer(settings.http.host, settings.http.port, max_body_bytes=settings.http.max_body_bytes)
+        self.quotas = Quotas(self.store, settings)
+        self.guild_config = GuildConfig(self.store, settings, self.gateway)
+        self.web.add_readiness_check("database", self._database_ready)
+        self.web.add_readiness_check("discord", self._discord_ready)
+        self.commands_synced = False
+
+    async def login(self, token: str) -> None:
+        apply_discord_urls(self.settings)
+        await super().login(token)
+
+    async def setup_hook(self) -> None:
+        await self.store.open()
+        await self.gateway.start()
+        for extension in discover_cogs():
+            await self.load_extension(extension)
+        await self.web.start()
+        await self.sync_commands()
+
+    async def sync_commands(self) -> None:
+        guilds = self.settings.discord.command_guilds
+        if guilds:
+            for guild_id in guilds:
+                guild = discord.Object(id=guild_id)
+                self.tree.copy_global_to(guild=guild)
+                await self.tree.sync(guild=guild)
+        else:
+            await self.tree.sync()
+        self.commands_synced = True
+        log.info("application commands synced (%s)", f"guilds {guilds}" if guilds else "global")
+
+    async def on_guild_available(self, guild: discord.Guild) -> None:
+        await self._record_guild(guild)
+
+    async def on_guild_join(self, guild: discord.Guild) -> None:
+        await self._record_guild(guild)
+
+    async def on_guild_remove(self, guild: discord.Guild) -> None:
+        if self.store.is_open:
+            await self.store.execute(
+                "UPDATE guilds SET left_at = strftime('%s','now') WHERE guild_id = ?", (guild.id,)
+            )
+
+    async def _record_guild(self, guild: discord.Guild) -> None:
+        if self.store.is_open:
+            await self.store.execute(
+                "INSERT INTO guilds(guild_id, name, joined_at) VALUES (?, ?, strftime('%s','now'))"
+                " ON CONFLICT(guild_id) DO UPDATE SET name = excluded.name, left_at = NULL",
+                (guild.id, guild.name),
+            )
+
+    async def close(self) -> None:
+        try:
+            await super().close()
+        finally:
+            await self.web.close()
+            await self.gateway.close()
+            await self.store.close()
+
+    def uptime_seconds(self) -> float:
+        return time.monotonic() - self.started_at
+
+    async def _database_ready(self) -> tuple[bool, str]:
+        ok = self.store.is_open and await self.store.ping()
+        return ok, f"schema version {self.store.schema_version}" if ok else "database not open"
+
+    async def _discord_ready(self) -> tuple[bool, str]:
+        if self.is_ready() and not self.is_closed():
+            return True, f"connected, latency {self.latency * 1000:.0f} ms"
+        return False, "not connected to Discord"
+
+
+def create_bot(settings: Settings) -> GatecordBot:
+    """Build the bot and its services; nothing connects until ``start()``."""
+    return GatecordBot(settings)

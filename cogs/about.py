@@ -1,0 +1,44 @@
+"""/about: version, gateway profile, uptime and Discord latency — the smallest end-to-end path."""
+
+from __future__ import annotations
+
+import discord
+from discord import app_commands
+from discord.ext import commands
+
+from bot.factory import GatecordBot
+
+
+def format_uptime(seconds: float) -> str:
+    minutes, secs = divmod(int(seconds), 60)
+    hours, minutes = divmod(minutes, 60)
+    days, hours = divmod(hours, 24)
+    parts = [f"{days}d"] if days else []
+    if days or hours:
+        parts.append(f"{hours}h")
+    if days or hours or minutes:
+        parts.append(f"{minutes}m")
+    parts.append(f"{secs}s")
+    return " ".join(parts)
+
+
+class About(commands.Cog):
+    def __init__(self, bot: GatecordBot) -> None:
+        self.bot = bot
+
+    @app_commands.command(name="about", description="What this bot is, which AI gateway it uses, and how it is doing")
+    async def about(self, interaction: discord.Interaction) -> None:
+        latency = self.bot.latency
+        latency_text = f"{latency * 1000:.0f} ms" if latency == latency and latency != float("inf") else "unknown"
+        gateway = self.bot.settings.gateway
+        await interaction.response.send_message(
+            f"**Gatecord** {self.bot.version}\n"
+            f"AI gateway: `{gateway.profile}` (chat model `{gateway.chat_model}`)\n"
+            f"Uptime: {format_uptime(self.bot.uptime_seconds())}\n"
+            f"Discord latency: {latency_text}",
+            allowed_mentions=discord.AllowedMentions.none(),
+        )
+
+
+async def setup(bot: GatecordBot) -> None:
+    await bot.add_cog(About(bot))

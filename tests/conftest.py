@@ -1,0 +1,79 @@
+"""Shared fixtures: emulators, settings and a started bot (see tests/e2e.py)."""
+
+from __future__ import annotations
+
+from collections.abc import AsyncIterator, Callable, Iterator
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+from bot.settings import Settings
+
+
+def pytest_configure(config: pytest.Config) -> None:
+    config.addinivalue_line("markers", "gateway_profile(name): gateway emulator profile for bot_env (default openai)")
+    config.addinivalue_line("markers", "bot_settings(**sections): settings overrides for bot_env")
+
+
+@pytest.fixture(autouse=True)
+def _no_gatecord_env(monkeypatch: pytest.MonkeyPatch) -> Iterator[None]:
+    """Tests build their settings explicitly; a developer's GATECORD_* variables must not leak in."""
+    import os
+
+    for name in list(os.environ):
+        if name.startswith("GATECORD_"):
+            monkeypatch.delenv(name)
+    yield
+
+
+@pytest.fixture
+async def discord_emu() -> AsyncIterator[Any]:
+    from sandbox.discord_emulator import DiscordEmulator
+
+    emu = DiscordEmulator()
+    await emu.start()
+    try:
+        yield emu
+    finally:
+        await emu.close()
+
+
+@pytest.fixture
+async def gateway_emu(request: pytest.FixtureRequest) -> AsyncIterator[Any]:
+    from sandbox.gateways import GatewayEmulator
+
+    marker = request.node.get_closest_marker("gateway_profile")
+    profile = marker.args[0] if marker else getattr(request, "param", "openai")
+    emu = GatewayEmulator(profile)
+    await emu.start()
+    try:
+        yield emu
+    finally:
+        await emu.close()
+
+
+@pytest.fixture
+def make_settings(discord_emu: Any, gateway_emu: Any, tmp_path: Path) -> Callable[..., Settings]:
+    from tests.e2e import settings_for
+
+    def make(**overrides: Any) -> Settings:
+        return settings_for(discord_emu, gateway_emu, tmp_path / "gatecord.db", **overrides)
+
+    return make
+
+
+@pytest.fixture
+async def bot_env(request: pytest.FixtureRequest, discord_emu: Any, gateway_emu: Any, tmp_path: Path) -> AsyncIterator[Any]:
+    from tests.e2e import BotEnv, settings_for, start_bot
+
+    marker = request.node.get_closest_marker("bot_settings")
+    overrides = dict(marker.kwargs) if marker else {}
+    db_path = tmp_path / "gatecord.db"
+    settings = settings_for(discord_emu, gateway_emu, db_path, **overrides)
+    running = await start_bot(settings)
+    env = BotEnv(discord=discord_emu, gateway=gateway_emu, settings=settings, running=running, db_path=db_path)
+    try:
+        yield env
+    finally:
+        await env.running.stop()
