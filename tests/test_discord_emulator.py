@@ -49,6 +49,16 @@ class PressView(discord.ui.View):
         await interaction.response.edit_message(content=f"pressed by {interaction.user.name}", view=None)
 
 
+class PickView(discord.ui.View):
+    def __init__(self) -> None:
+        super().__init__(timeout=None)
+
+    @discord.ui.select(custom_id="pick:1", options=[discord.SelectOption(label=x, value=x) for x in ("red", "blue")])
+    async def pick(self, interaction: discord.Interaction, select: discord.ui.Select) -> None:
+        await interaction.response.defer()  # type 6: deferred update of the component's message
+        await interaction.edit_original_response(content=f"picked {select.values[0]}", view=None)
+
+
 class NoteModal(discord.ui.Modal, title="Note"):
     text = discord.ui.TextInput(label="Text", custom_id="note:text", max_length=50)
 
@@ -89,6 +99,10 @@ class EmuBot(commands.Bot):
         @tree.command(name="buttons", description="Show a button")
         async def buttons(interaction: discord.Interaction) -> None:
             await interaction.response.send_message("press it", view=PressView())
+
+        @tree.command(name="pick", description="Show a select menu")
+        async def pick(interaction: discord.Interaction) -> None:
+            await interaction.response.send_message("pick one", view=PickView())
 
         @tree.command(name="note", description="Open a modal")
         async def note(interaction: discord.Interaction) -> None:
@@ -274,7 +288,7 @@ async def test_modal_roundtrip(emu: DiscordEmulator, bot: EmuBot) -> None:
     await rec.wait_acked(5)
     assert rec.response_type == 9 and rec.modal is not None and rec.modal["title"] == "Note"
     with pytest.raises(ValueError):
-        await emu.submit_modal("note:" if False else rec.modal["custom_id"], {"note:text": "x" * 51})
+        await emu.submit_modal(rec.modal["custom_id"], {"note:text": "x" * 51})  # over max_length
     sub = await emu.submit_modal(rec.modal["custom_id"], {"note:text": "remember milk"})
     final = await sub.wait_final(timeout=5)
     assert final is not None and final.content == "noted: remember milk"
@@ -547,3 +561,14 @@ async def test_thread_without_message(emu: DiscordEmulator, bot: EmuBot) -> None
     thread = await bot.get_channel(emu.channel_id).create_thread(name="side", type=discord.ChannelType.public_thread)
     assert (await created).id == thread.id
     assert emu.world.channels[thread.id].parent_id == emu.channel_id and emu.world.channels[thread.id].type == 11
+
+
+async def test_select_menu_with_deferred_update(emu: DiscordEmulator, bot: EmuBot) -> None:
+    msg = await (await emu.inject_slash_command("pick")).wait_final(timeout=5)
+    assert msg is not None
+    with pytest.raises(ValueError):
+        await emu.select_menu(msg.id, "pick:1", ["green"])
+    rec = await emu.select_menu(msg.id, "pick:1", ["blue"], user="bob")
+    final = await rec.wait_final(timeout=5)
+    assert rec.response_type == 6 and final is not None and final.id == msg.id
+    assert final.content == "picked blue" and final.components == []

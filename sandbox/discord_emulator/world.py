@@ -8,7 +8,7 @@ from . import permissions as P
 from .models import Channel, Guild, Member, Overwrite, Role, User
 from .snowflake import SnowflakeFactory, iso_now
 
-UserRef = Union[str, int, User]
+UserRef = Union[str, int, User, Any]
 
 
 class World:
@@ -85,6 +85,8 @@ class World:
     def user(self, ref: UserRef) -> User:
         if isinstance(ref, User):
             return ref
+        if not isinstance(ref, (int, str)) and isinstance(getattr(ref, "id", None), int):
+            ref = ref.id  # a discord.py User/Member/Object
         if isinstance(ref, int) or (isinstance(ref, str) and ref.isdigit()):
             return self.users[int(ref)]
         for user in self.users.values():
