@@ -572,3 +572,42 @@ async def test_select_menu_with_deferred_update(emu: DiscordEmulator, bot: EmuBo
     final = await rec.wait_final(timeout=5)
     assert rec.response_type == 6 and final is not None and final.id == msg.id
     assert final.content == "picked blue" and final.components == []
+
+
+# -- validators without a bot (fast) ----------------------------------------------------------
+
+
+def test_message_limits_name_the_field() -> None:
+    from sandbox.discord_emulator.validation import MessageValidator, SchemaValidator
+
+    v = MessageValidator(SchemaValidator())
+    row = {"type": 1, "components": [{"type": 2, "style": 1, "custom_id": f"b{i}", "label": "x"} for i in range(5)]}
+    too_many_rows = v.message("message_create", {"content": "x", "components": [row] * 6})
+    assert too_many_rows["components"]["_errors"][0]["code"] == "BASE_TYPE_MAX_LENGTH"
+    long_id = {"type": 1, "components": [{"type": 2, "style": 1, "custom_id": "c" * 101, "label": "x"}]}
+    errors = v.message("message_create", {"components": [long_id]})
+    assert "custom_id" in errors["components"]["0"]["components"]["0"]
+    embed = {"title": "t" * 257, "fields": [{"name": "n", "value": "v" * 1025}], "footer": {"text": "f" * 2049}}
+    errors = v.message("webhook_edit", {"embeds": [embed]})["embeds"]["0"]
+    assert {"title", "fields", "footer"} <= set(errors)
+    assert v.message("message_edit", {"content": "ok", "embeds": [{"title": "fine"}], "allowed_mentions": {"parse": []}}) == {}
+    assert "nonce" in v.message("message_create", {"content": "x", "nonce": "n" * 26})
+    assert v.callback({"type": 5, "data": {"flags": 64}}) == {}
+    assert "data" in v.callback({"type": 9, "data": {"custom_id": "m", "title": "t" * 46, "components": []}})
+
+
+def test_command_schema_limits() -> None:
+    from sandbox.discord_emulator.commands import validate_commands
+
+    option = {"type": 3, "name": "o", "description": "d"}
+    assert validate_commands([{"name": "ok", "description": "fine", "options": [option]}]) == {}
+    many = [dict(option, name=f"o{i}") for i in range(26)]
+    assert "options" in validate_commands([{"name": "many", "description": "d", "options": many}])["0"]
+    choices = [{"name": f"c{i}", "value": str(i)} for i in range(26)]
+    bad = validate_commands([{"name": "pick", "description": "d", "options": [dict(option, choices=choices)]}])
+    assert "choices" in bad["0"]["options"]["0"]
+    assert "description" in validate_commands([{"name": "x", "description": "d" * 101}])["0"]
+    assert "name" in validate_commands([{"name": "x" * 33, "description": "d"}])["0"]
+    order = [dict(option, name="a"), dict(option, name="b", required=True)]
+    assert "required" in validate_commands([{"name": "order", "description": "d", "options": order}])["0"]["options"]["1"]
+    assert validate_commands([{"name": "Quote", "type": 3}]) == {}  # context menus may use capitals

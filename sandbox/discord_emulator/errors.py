@@ -40,10 +40,6 @@ def json_response(data: Any, status: int = 200, headers: Optional[dict[str, str]
     return resp
 
 
-def empty_response(status: int = 204) -> web.Response:
-    return web.Response(status=status)
-
-
 class APIError(Exception):
     """Raised by handlers; turned into Discord's error JSON by the middleware."""
 

@@ -2,8 +2,6 @@
 
 from __future__ import annotations
 
-import asyncio
-import dataclasses
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any, Callable, Optional
 
@@ -323,7 +321,7 @@ class InteractionRecord:
     modal: Optional[dict[str, Any]] = None
     callbacks: list[dict[str, Any]] = field(default_factory=list)  # every callback attempt with its status
     token_expired: bool = False
-    _signal: Optional["ChangeSignal"] = dataclasses.field(default=None, repr=False)
+    _signal: Optional["ChangeSignal"] = field(default=None, repr=False)
 
     @property
     def acked(self) -> bool:

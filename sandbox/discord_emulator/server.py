@@ -399,9 +399,6 @@ class DiscordEmulator(InjectionMixin):
             token_route = route.startswith("/interactions/") or route.startswith("/webhooks/{webhook_id}/{webhook_token}")
             if not token_route and not self._auth_ok(request):
                 raise APIError(401, 0, "401: Unauthorized")
-            injected = self._take_injected_error(request.method, path)
-            if injected is not None:
-                raise APIError(injected.status, injected.code, injected.message)
             decision = self.ratelimits.check(request.method, path, route, dict(request.match_info))
             headers = decision.headers
             if decision.limited:
@@ -422,6 +419,9 @@ class DiscordEmulator(InjectionMixin):
                 )
                 rec.status, rec.response = 429, decision.body()
                 return json_response(decision.body(), status=429, headers=headers)
+            injected = self._take_injected_error(request.method, path)
+            if injected is not None:
+                raise APIError(injected.status, injected.code, injected.message)
             response = await handler(request)
         except APIError as err:
             rec.status, rec.response = err.status, err.body()
