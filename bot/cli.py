@@ -123,9 +123,13 @@ async def _check(settings: Settings) -> int:
         await client.start()
         try:
             health = await client.health()
-            state = "ok" if health.ok else "NOT OK"
             ready = "" if health.ready is None else f", ready: {'yes' if health.ready else 'no'}"
-            print(f"gateway health: {state}{ready}")
+            probe = f" (probed {health.probe})" if health.probe else ""
+            reason = health.detail.get("message") or health.detail.get("error")
+            if health.ok:
+                print(f"gateway health: ok{ready}{probe}")
+            else:
+                print(f"gateway health: FAILED{probe}: {reason or 'no healthy answer'}")
             problems += 0 if health.ok else 1
         except GatewayError as exc:
             print(f"gateway health: FAILED ({exc})")
