@@ -160,6 +160,18 @@ class Quotas:
         self.now: Clock = now or _utcnow
         self._cache: dict[int, _GuildLimitCache] = {}
         self.prices: dict[str, tuple[float | None, float | None, float | None]] = {}
+        # earliest expiry among open reservations (None: unknown, look in the database)
+        self._next_expiry: float | None = None
+
+    # ------------------------------------------------------------ in-transaction I/O
+
+    async def _rows(self, sql: str, params: Any = ()) -> list[Any]:
+        """One thread hop per query (the store lock is held by the surrounding transaction)."""
+        return list(await self.store.db.execute_fetchall(sql, params))
+
+    async def _write(self, sql: str, params: Any = ()) -> int:
+        cursor = await self.store.db.execute(sql, params)
+        return cursor.rowcount
 
     # ------------------------------------------------------------------ limits
 
@@ -202,7 +214,7 @@ class Quotas:
     # ---------------------------------------------------------------- counters
 
     async def _counters(self, guild_id: int, user_id: int, day: str) -> dict[tuple[str, str], tuple[float, float]]:
-        rows = await self.store.fetchall(
+        rows = await self._rows(
             "SELECT scope, kind, used, reserved FROM quota_counters WHERE day = ? AND guild_id = ?"
             " AND ((scope = 'member' AND user_id = ?) OR (scope = 'guild' AND user_id = 0))",
             (day, guild_id, user_id),
@@ -329,12 +341,14 @@ class Quotas:
                 rid = uuid.uuid4().hex
                 expires = moment + timedelta(seconds=self.defaults.reservation_ttl_seconds)
                 await self._apply(gid, requester.user_id, day, with_guild, {}, hold)
-                await self.store.execute(
+                await self._write(
                     "INSERT INTO quota_reservations(id, guild_id, channel_id, user_id, day, feature, model, amounts,"
                     " check_guild, created_at, expires_at) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
                     (rid, gid, requester.channel_id, requester.user_id, day, feature.value, model,
                      json.dumps(hold), int(with_guild), ts, expires.timestamp()),
                 )
+                known = float("inf") if self._next_expiry is None else self._next_expiry
+                self._next_expiry = min(known, expires.timestamp())
                 reservation = Reservation(
                     id=rid, feature=feature, requester=requester, day=day, granted_tokens=granted,
                     images=images, requested_tokens=tokens, model=model, expires_at=expires,
@@ -392,10 +406,11 @@ class Quotas:
     ) -> None:
         moment = self.now()
         async with self.store.transaction():
-            row = await self.store.fetchone(
+            found = await self._rows(
                 "SELECT state, amounts, check_guild, guild_id, user_id, day FROM quota_reservations WHERE id = ?",
                 (reservation.id,),
             )
+            row = found[0] if found else None
             if row is None:
                 log.warning("reservation %s not found; nothing to %s", reservation.id, state)
                 reservation.closed = True
@@ -407,7 +422,7 @@ class Quotas:
             held = json.loads(row[1]) if prior == "open" else {}
             gid, uid, day, with_guild = int(row[3]), int(row[4]), row[5], bool(row[2])
             await self._apply(gid, uid, day, with_guild, actual, {k: -float(v) for k, v in held.items()})
-            await self.store.execute(
+            await self._write(
                 "UPDATE quota_reservations SET state = ?, closed_at = ? WHERE id = ?",
                 (state, moment.timestamp(), reservation.id),
             )
@@ -422,14 +437,14 @@ class Quotas:
             )
             changed = 0
             if prior == "expired":  # the sweep wrote a placeholder row: complete it
-                changed = await self.store.execute(
+                changed = await self._write(
                     "UPDATE usage_ledger SET ts = ?, day = ?, guild_id = ?, channel_id = ?, user_id = ?, feature = ?,"
                     " model_requested = ?, model_used = ?, tokens = ?, images = ?, credits = ?, latency_ms = ?,"
                     " request_id = ?, outcome = ?, charged = ?, error_code = ? WHERE reservation_id = ?",
                     values,
                 )
             if not changed:
-                await self.store.execute(
+                await self._write(
                     "INSERT INTO usage_ledger(ts, day, guild_id, channel_id, user_id, feature, model_requested,"
                     " model_used, tokens, images, credits, latency_ms, request_id, outcome, charged, error_code,"
                     " reservation_id) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
@@ -471,7 +486,9 @@ class Quotas:
             return await self._sweep(self.now().timestamp())
 
     async def _sweep(self, ts: float) -> int:
-        rows = await self.store.fetchall(
+        if self._next_expiry is not None and ts < self._next_expiry:
+            return 0  # nothing can have expired yet: skip the query
+        rows = await self._rows(
             "SELECT id, guild_id, channel_id, user_id, day, feature, model, amounts, check_guild"
             " FROM quota_reservations WHERE state = 'open' AND expires_at <= ?",
             (ts,),
@@ -489,6 +506,8 @@ class Quotas:
             )
         if rows:
             log.info("returned %d expired budget reservation(s)", len(rows))
+        [(earliest,)] = await self._rows("SELECT MIN(expires_at) FROM quota_reservations WHERE state = 'open'")
+        self._next_expiry = float(earliest) if earliest is not None else float("inf")
         return len(rows)
 
     # ------------------------------------------------------------------ reads
