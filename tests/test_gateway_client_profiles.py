@@ -446,3 +446,52 @@ async def test_speech_and_transcription(emu: GatewayEmulator, client: GatewayCli
     assert audio[:2] == b"\xff\xfb"  # MPEG audio frames
     text = await client.transcribe(audio, "mp3", r["stt"], language="en")
     assert text == "Hello from Gatecord"
+
+
+async def test_gateway_side_invalid_request_names_field(emu: GatewayEmulator, client: GatewayClient) -> None:
+    with pytest.raises(InvalidRequest) as ei:
+        await client.chat(ChatRequest([{"role": "robot", "content": "x"}]))
+    assert ei.value.status == 400
+    if emu.profile in ("digicord", "aiproxy", "openai"):  # their error shape carries "param"
+        assert ei.value.field == "messages[0]"
+
+
+# ------------------------------------------------------------------------------------------- profiles as data
+
+
+async def test_new_gateway_is_a_profile_entry() -> None:
+    """Another OpenAI-compatible gateway: x-api-key auth, its own headers and probe — data only, no code."""
+    from gateway_client import PROFILES as CLIENT_PROFILES
+    from gateway_client import Profile, register_profile
+    from gateway_client.profiles import HealthProbe
+
+    register_profile(Profile(
+        name="keyed-gateway",
+        auth_style="x-api-key",
+        endpoints={"chat": "chat/completions"},
+        health=HealthProbe("/", "any_2xx"),
+        meta_headers={"tier": ("x-aicord-tier",), "upstream": ("x-aicord-upstream",)},
+    ))
+    register_profile(Profile(
+        name="multipart-stt",
+        endpoints={"chat": "chat/completions", "speech": "audio/speech", "transcriptions": "audio/transcriptions"},
+        transcription_style="multipart",
+    ))
+    try:
+        async with GatewayEmulator("aicordcloud") as emu:
+            async with GatewayClient(GatewayConfig("keyed-gateway", emu.root_url, emu.api_key,
+                                                   chat_model="aicord/smart")) as c:
+                res = await c.chat(ChatRequest([ChatMessage.user("hi")]))
+                assert res.text == expected_reply("hi") and res.meta.tier == "smart" and res.meta.upstream == "openai"
+                assert (await c.health()).probe == "/"
+            headers = api_posts(emu)[-1].headers
+            assert headers.get("x-api-key") == "<redacted>" and "Authorization" not in headers
+        async with GatewayEmulator("openai") as emu:
+            async with GatewayClient(GatewayConfig("multipart-stt", emu.root_url, emu.api_key)) as c:
+                audio = await c.speech("multipart works", "openai/tts-1", "alloy", "wav")
+                assert await c.transcribe(audio, "wav", "openai/whisper-1") == "multipart works"
+            form = api_posts(emu)[-1].form
+            assert form["model"] == "openai/whisper-1" and form["file"]["filename"] == "audio.wav"
+    finally:
+        CLIENT_PROFILES.pop("keyed-gateway", None)
+        CLIENT_PROFILES.pop("multipart-stt", None)

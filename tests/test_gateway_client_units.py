@@ -282,3 +282,45 @@ def test_chat_message_user_with_images() -> None:
     assert msg.content[1] == {"type": "image_url", "image_url": {"url": "https://example.test/a.png"}}
     assert msg.content[2]["image_url"]["url"].startswith("data:image/png;base64,")
     assert ChatMessage.user("hi").content == "hi"
+
+
+# ---------------------------------------------------------------- model catalogues
+
+
+def test_catalog_shapes_normalised() -> None:
+    from gateway_client import ModelKind
+    from gateway_client.catalog import merge_models, parse_model_list
+    from gateway_client.profiles import ModelSource
+
+    flux = parse_model_list(["black-forest-labs/FLUX.1-schnell-Free", "black-forest-labs/FLUX.1-schnell ($0,003375)"],
+                            ModelSource("images/flux/models", kind=ModelKind.IMAGE))
+    assert [(m.id, m.kind, m.image_price) for m in flux] == [
+        ("black-forest-labs/FLUX.1-schnell-Free", ModelKind.IMAGE, None),
+        ("black-forest-labs/FLUX.1-schnell", ModelKind.IMAGE, 0.003375)]
+
+    aiproxy = parse_model_list({"object": "list", "data": [
+        {"id": "gpt-4-turbo", "object": "model", "provider": "openai", "type": "chat", "context_window": 128000,
+         "pricing": {"input": 0.01, "output": 0.03}}]}, ModelSource("models", price_unit="per_1k"))
+    m = aiproxy[0]
+    assert (m.kind, m.provider, m.context_window, m.input_price_per_1m, m.output_price_per_1m) == \
+        (ModelKind.CHAT, "openai", 128000, 10.0, 30.0)
+
+    aicredits = parse_model_list({"object": "list", "data": [
+        {"id": "openai/gpt-4o-mini", "name": "GPT-4o Mini", "provider": "openai", "context_window": 128000,
+         "input_cost_per_1m": 0.15, "output_cost_per_1m": 0.60},
+        {"id": "openai/text-embedding-3-small", "provider": "openai", "input_cost_per_1m": 0.02}]},
+        ModelSource("/api/models"))
+    assert (aicredits[0].name, aicredits[0].input_price_per_1m, aicredits[0].output_price_per_1m) == \
+        ("GPT-4o Mini", 0.15, 0.6)
+    assert aicredits[1].kind is ModelKind.EMBEDDING
+
+    openrouter_like = parse_model_list({"data": [
+        {"id": "x/vl", "architecture": {"input_modalities": ["text", "image"], "output_modalities": ["text"]},
+         "pricing": {"prompt": "0.000001", "completion": "0.000002"}, "context_length": 32000}]},
+        ModelSource("models", price_unit="per_token"))
+    assert (openrouter_like[0].kind, openrouter_like[0].input_price_per_1m, openrouter_like[0].context_window) == \
+        (ModelKind.VISION, 1.0, 32000)
+
+    merged = merge_models([parse_model_list({"data": [{"id": "a"}, {"id": "b"}]}, ModelSource("models")),
+                           parse_model_list({"data": [{"id": "b"}]}, ModelSource("vision-models", kind=ModelKind.VISION))])
+    assert [(m.id, m.kind) for m in merged] == [("a", ModelKind.CHAT), ("b", ModelKind.VISION)]
