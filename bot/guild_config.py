@@ -74,7 +74,7 @@ class GuildConfig:
         s = self.settings
         return EffectiveConfig(
             chat_model=s.gateway.chat_model,
-            vision_model=s.gateway.vision_model or s.gateway.chat_model,
+            vision_model=s.gateway.vision_model,  # "" = not configured: the vision feature picks one
             image_model=s.gateway.image_model,
             system_prompt=s.chat.system_prompt,
             temperature=s.chat.temperature,

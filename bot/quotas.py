@@ -365,12 +365,19 @@ class Quotas:
         reservation: Reservation,
         *,
         usage_tokens: int,
-        images: int = 0,
+        images: int | None = None,
         credits: float | None = None,
         meta: CallMeta | None = None,
         outcome: str = "ok",
     ) -> None:
-        """Charge the real usage (the request, tokens, images, credits) and write the ledger row."""
+        """Charge the real usage (the request, tokens, images, credits) and write the ledger row.
+
+        ``images`` defaults to the number reserved for an image reservation (0 otherwise); pass the
+        number actually delivered when it differs. ``credits`` defaults to ``meta.credits_used``,
+        else an estimate from published prices (``set_prices``), else nothing.
+        """
+        if images is None:
+            images = reservation.images if reservation.feature is Feature.IMAGE else 0
         if credits is None and meta is not None:
             credits = meta.credits_used
         if credits is None:

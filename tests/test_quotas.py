@@ -88,8 +88,10 @@ async def test_release_charges_nothing_and_records_outcome(store: Store, clock: 
     [row] = await ledger(store)
     assert (row["outcome"], row["charged"], row["images"], row["error_code"]) == ("error", 0, 0, "upstream_unavailable")
     r2 = await q.reserve(ALICE, Feature.IMAGE, images=4)  # the budget is whole again
-    await q.settle(r2, usage_tokens=0, images=3)
+    await q.settle(r2, usage_tokens=0, images=3)  # one of four images failed: three are charged
     assert await q.counter("member", GUILD, 1, "images") == (3, 0)
+    await q.settle(await q.reserve(BOB, Feature.IMAGE, images=2), usage_tokens=0)  # default: as reserved
+    assert await q.counter("member", GUILD, 2, "images") == (2, 0)
 
 
 async def test_exhausted_budget_says_which_and_when(store: Store, clock: Clock) -> None:
