@@ -119,7 +119,11 @@ class RelaySettings(_Section):
     burst: int = Field(30, gt=0)
     wait_timeout: float = Field(15.0, gt=0)
     max_attempts: int = Field(8, gt=0)
-    workers: int = Field(4, gt=0)
+    workers: int = Field(50, gt=0)  # channels delivered to at once (each channel: one post at a time, in order)
+    max_requests_per_second: float = Field(45.0, gt=0, le=50)  # relay's share of Discord's 50/s global limit
+    request_timeout: float = Field(30.0, gt=0)
+    retry_base_delay: float = Field(1.0, gt=0)
+    retry_max_delay: float = Field(300.0, gt=0)
 
 
 class LoggingSettings(_Section):

@@ -1,0 +1,225 @@
+"""HTTP handlers: ``POST /send-data``, ``GET /send-data/{id}``.
+
+Checks run cheapest first and every refusal is JSON ``{"error", "message", …}``:
+401 key → 415 content type → 413 size → 429 per-key rate → 400 JSON → 400 body (path + rule) →
+403 channel scope (same answer whether or not the channel exists) → 422 idempotency key reused
+with another body → store (group commit) → 202 ``{"id", "status": "queued"}``.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import logging
+from dataclasses import dataclass
+from typing import Any, Protocol
+
+from aiohttp import web
+
+from bot.relay.delivery import DeliveryWorker
+from bot.relay.keys import KeyStore, RelayKey
+from bot.relay.metrics import Registry
+from bot.relay.outbox import Accepted, NewPost, Outbox, OutboxUnavailable
+from bot.relay.ratelimit import KeyRateLimiter
+from bot.relay.validation import PayloadError, validate_payload
+
+log = logging.getLogger(__name__)
+
+IDEMPOTENCY_KEY_MAX = 255
+JSON_CONTENT_TYPES = ("application/json",)
+TRUE_VALUES = ("1", "true", "yes")
+
+
+@dataclass(frozen=True, slots=True)
+class ChannelInfo:
+    guild_id: int
+    parent_id: int | None  # a thread's parent channel
+    messageable: bool
+
+
+class ChannelScope(Protocol):
+    """What the relay needs to know about Discord channels when accepting a post."""
+
+    def ready(self) -> bool: ...
+
+    def lookup(self, channel_id: int) -> ChannelInfo | None: ...
+
+
+def error_response(status: int, code: str, message: str, *, headers: dict[str, str] | None = None, **extra: Any) -> web.Response:
+    return web.json_response({"error": code, "message": message, **extra}, status=status, headers=headers)
+
+
+class RelayApi:
+    def __init__(
+        self,
+        *,
+        keys: KeyStore,
+        limiter: KeyRateLimiter,
+        outbox: Outbox,
+        worker: DeliveryWorker,
+        scope: ChannelScope,
+        registry: Registry,
+        max_body_bytes: int,
+        wait_timeout: float,
+    ) -> None:
+        self.keys = keys
+        self.limiter = limiter
+        self.outbox = outbox
+        self.worker = worker
+        self.scope = scope
+        self.max_body_bytes = max_body_bytes
+        self.wait_timeout = wait_timeout
+        self.posts = registry.counter(
+            "gatecord_relay_posts_total", "POST /send-data results (accepted, replayed, rejected reason)", ("result",)
+        )
+
+    def add_routes(self, router: web.UrlDispatcher) -> None:
+        router.add_post("/send-data", self.post)
+        router.add_get("/send-data/{id}", self.get)
+
+    # -- helpers ----------------------------------------------------------------------------------
+    async def _authenticate(self, request: web.Request) -> RelayKey | web.Response:
+        header = request.headers.get("Authorization", "")
+        scheme, _, token = header.partition(" ")
+        headers = {"WWW-Authenticate": 'Bearer realm="gatecord-relay"'}
+        if scheme.lower() != "bearer" or not token.strip():
+            return error_response(401, "unauthorized", "send the relay key as 'Authorization: Bearer <key>'", headers=headers)
+        key = await self.keys.authenticate(token.strip())
+        if key is None:
+            return error_response(401, "unauthorized", "unknown or revoked relay key", headers=headers)
+        return key
+
+    async def _read_body(self, request: web.Request) -> bytes | web.Response:
+        too_large = error_response(
+            413, "payload_too_large", f"the body must be at most {self.max_body_bytes} bytes",
+            max_bytes=self.max_body_bytes,
+        )
+        length = request.content_length
+        if length is not None and length > self.max_body_bytes:
+            return too_large
+        chunks: list[bytes] = []
+        size = 0
+        while True:
+            chunk = await request.content.read(65536)
+            if not chunk:
+                break
+            size += len(chunk)
+            if size > self.max_body_bytes:
+                return too_large
+            chunks.append(chunk)
+        return b"".join(chunks)
+
+    def _reject(self, result: str, response: web.Response) -> web.Response:
+        self.posts.inc(result=result)
+        return response
+
+    # -- POST /send-data --------------------------------------------------------------------------
+    async def post(self, request: web.Request) -> web.Response:
+        key = await self._authenticate(request)
+        if isinstance(key, web.Response):
+            return self._reject("unauthorized", key)
+        if request.content_type not in JSON_CONTENT_TYPES:
+            shown = request.content_type if request.headers.get("Content-Type") else "none"
+            return self._reject("unsupported_media_type", error_response(
+                415, "unsupported_media_type", f"Content-Type must be application/json (got {shown})"))
+        charset = request.charset
+        if charset is not None and charset.lower().replace("-", "") != "utf8":
+            return self._reject("unsupported_media_type", error_response(
+                415, "unsupported_media_type", f"the body must be UTF-8 JSON (got charset {charset})"))
+        raw = await self._read_body(request)
+        if isinstance(raw, web.Response):
+            return self._reject("payload_too_large", raw)
+        wait_for = self.limiter.acquire(key.key_id)
+        if wait_for > 0:
+            retry = self.limiter.retry_after_header(wait_for)
+            return self._reject("rate_limited", error_response(
+                429, "rate_limited", f"this key is over its rate limit; retry after {retry} s",
+                headers={"Retry-After": retry}, retry_after=round(wait_for, 3)))
+        try:
+            body = json.loads(raw.decode("utf-8"))
+        except UnicodeDecodeError:
+            return self._reject("invalid_json", error_response(400, "invalid_json", "the body is not valid UTF-8"))
+        except json.JSONDecodeError as exc:
+            return self._reject("invalid_json", error_response(
+                400, "invalid_json", f"the body is not valid JSON: {exc.msg} at line {exc.lineno} column {exc.colno}"))
+        try:
+            message = validate_payload(body)
+        except PayloadError as exc:
+            first = exc.issues[0]
+            return self._reject("invalid_body", error_response(
+                400, "invalid_body", f"{first.path}: {first.message}", errors=[i.as_dict() for i in exc.issues]))
+        idempotency_key = request.headers.get("Idempotency-Key")
+        if idempotency_key is not None:
+            idempotency_key = idempotency_key.strip()
+            if not idempotency_key or len(idempotency_key) > IDEMPOTENCY_KEY_MAX or not idempotency_key.isprintable():
+                return self._reject("invalid_idempotency_key", error_response(
+                    400, "invalid_idempotency_key", f"Idempotency-Key must be 1–{IDEMPOTENCY_KEY_MAX} printable characters"))
+        refusal = self._check_scope(key, message.channel_id)
+        if refusal is not None:
+            return self._reject(refusal[0], refusal[1])
+        try:
+            accepted = await self.outbox.accept(NewPost(key, message, idempotency_key))
+        except OutboxUnavailable:
+            return self._reject("unavailable", error_response(
+                503, "unavailable", "the post could not be stored; retry later", headers={"Retry-After": "1"}))
+        if accepted.replayed and not accepted.same_body:
+            return self._reject("idempotency_conflict", error_response(
+                422, "idempotency_key_reused", "this Idempotency-Key was used for a different post", id=accepted.id))
+        self.posts.inc(result="replayed" if accepted.replayed else "accepted")
+        headers = {"Location": f"/send-data/{accepted.id}"}
+        if accepted.replayed:
+            headers["Idempotent-Replayed"] = "true"
+        if request.query.get("wait", "").lower() in TRUE_VALUES:
+            return await self._wait(accepted, headers)
+        answer: dict[str, Any] = {"id": accepted.id, "status": "queued"}
+        if message.warnings:
+            answer["warnings"] = message.warnings
+        return web.json_response(answer, status=202, headers=headers)
+
+    def _check_scope(self, key: RelayKey, channel_id: int) -> tuple[str, web.Response] | None:
+        """None when ``key`` may post to ``channel_id``; the same 403 whether or not the channel exists."""
+        forbidden = ("forbidden", error_response(403, "forbidden", "this key may not post to that channel"))
+        info = self.scope.lookup(channel_id)
+        if info is None:
+            if not self.scope.ready():
+                return ("not_ready", error_response(
+                    503, "not_ready", "the bot is still connecting to Discord; retry shortly", headers={"Retry-After": "5"}))
+            return forbidden
+        if info.guild_id != key.guild_id:
+            return forbidden
+        if key.channel_ids and channel_id not in key.channel_ids and info.parent_id not in key.channel_ids:
+            return forbidden
+        if not info.messageable:
+            reason = "that channel cannot hold messages (a category or forum); post to a text channel or thread"
+            return ("invalid_channel", error_response(
+                400, "invalid_body", f"$.channelId: {reason}",
+                errors=[{"path": "$.channelId", "rule": "channel:messageable", "message": reason}]))
+        return None
+
+    async def _wait(self, accepted: Accepted, headers: dict[str, str]) -> web.Response:
+        future = self.worker.waiter(accepted.id)
+        try:
+            record = await self.outbox.get(accepted.id)
+            if record is not None and record.status not in ("delivered", "failed"):
+                try:
+                    await asyncio.wait_for(asyncio.shield(future), self.wait_timeout)
+                except asyncio.TimeoutError:
+                    pass
+                record = await self.outbox.get(accepted.id)
+        finally:
+            self.worker.drop_waiter(accepted.id, future)
+        assert record is not None
+        status = {"delivered": 200, "failed": 502}.get(record.status, 202)
+        return web.json_response(record.public(), status=status, headers=headers)
+
+    # -- GET /send-data/{id} ----------------------------------------------------------------------
+    async def get(self, request: web.Request) -> web.Response:
+        key = await self._authenticate(request)
+        if isinstance(key, web.Response):
+            return key
+        post_id = request.match_info["id"]
+        record = await self.outbox.get(post_id) if len(post_id) <= 64 else None
+        if record is None or record.key_id != key.key_id:
+            return error_response(404, "not_found", "no post with that id was sent with this key")
+        return web.json_response(record.public())
+

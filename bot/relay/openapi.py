@@ -1,0 +1,307 @@
+"""The OpenAPI 3.1 document of the bot's web server (relay, health, readiness, metrics).
+
+Schemas are JSON Schema 2020-12, so ``validate_response`` (used by the tests) checks a real answer
+against the document with ``jsonschema``.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+from bot import discord_limits as L
+
+_NULLABLE_STR = ["string", "null"]
+
+
+def _str(max_len: int | None = None, *, nullable: bool = True, **extra: Any) -> dict[str, Any]:
+    schema: dict[str, Any] = {"type": _NULLABLE_STR if nullable else "string", **extra}
+    if max_len is not None:
+        schema["maxLength"] = max_len
+    return schema
+
+
+def _ref(name: str) -> dict[str, str]:
+    return {"$ref": f"#/components/schemas/{name}"}
+
+
+def _json(schema: dict[str, Any], description: str, headers: dict[str, Any] | None = None) -> dict[str, Any]:
+    out: dict[str, Any] = {"description": description, "content": {"application/json": {"schema": schema}}}
+    if headers:
+        out["headers"] = headers
+    return out
+
+
+SNOWFLAKE = {"anyOf": [{"type": "string", "pattern": "^[0-9]{1,20}$"}, {"type": "integer", "minimum": 1}]}
+RETRY_AFTER = {"Retry-After": {"description": "Seconds to wait before retrying", "schema": {"type": "string", "pattern": "^[0-9]+$"}}}
+
+SCHEMAS: dict[str, Any] = {
+    "Snowflake": SNOWFLAKE,
+    "EmbedField": {
+        "type": ["object", "null"],
+        "properties": {
+            "name": _str(L.EMBED_FIELD_NAME), "value": _str(L.EMBED_FIELD_VALUE), "inline": {"type": ["boolean", "null"]},
+        },
+    },
+    "Embed": {
+        "type": "object",
+        "description": "Empty strings and nulls count as absent; a field with an empty name and value is dropped.",
+        "properties": {
+            "title": _str(L.EMBED_TITLE),
+            "description": _str(L.EMBED_DESCRIPTION),
+            "url": _str(2048, format="uri"),
+            "color": {"type": ["integer", "string", "null"], "minimum": 0, "maximum": 0xFFFFFF},
+            "timestamp": _str(None, format="date-time"),
+            "footer": {"type": ["object", "null"], "properties": {"text": _str(L.EMBED_FOOTER), "icon_url": _str(2048)}},
+            "image": {"type": ["object", "null"], "properties": {"url": _str(2048)}},
+            "thumbnail": {"type": ["object", "null"], "properties": {"url": _str(2048)}},
+            "author": {
+                "type": ["object", "null"],
+                "properties": {"name": _str(L.EMBED_AUTHOR), "url": _str(2048), "icon_url": _str(2048)},
+            },
+            "fields": {"type": ["array", "null"], "maxItems": L.EMBED_FIELDS, "items": _ref("EmbedField")},
+        },
+    },
+    "LinkButton": {
+        "type": "object",
+        "required": ["type", "style", "url"],
+        "properties": {
+            "type": {"const": 2},
+            "style": {"const": 5, "description": "Only link buttons: interactive components are refused"},
+            "url": {"type": "string", "maxLength": 512},
+            "label": _str(L.BUTTON_LABEL),
+            "emoji": {"type": ["object", "null"]},
+            "disabled": {"type": ["boolean", "null"]},
+        },
+    },
+    "ActionRow": {
+        "type": "object",
+        "required": ["type", "components"],
+        "properties": {
+            "type": {"const": 1},
+            "components": {"type": "array", "minItems": 1, "maxItems": L.BUTTONS_PER_ROW, "items": _ref("LinkButton")},
+        },
+    },
+    "AllowedMentions": {
+        "type": ["object", "null"],
+        "description": "Honoured only when the key was created with allow_mentions; otherwise nothing pings.",
+        "properties": {
+            "parse": {"type": "array", "items": {"enum": ["users", "roles", "everyone"]}},
+            "users": {"type": "array", "maxItems": 100, "items": SNOWFLAKE},
+            "roles": {"type": "array", "maxItems": 100, "items": SNOWFLAKE},
+            "replied_user": {"type": "boolean"},
+        },
+    },
+    "SendDataRequest": {
+        "type": "object",
+        "description": (
+            "DigiCord's /send-data payload, also accepting the message fields of Discohook's JSON. channelId "
+            "(or channel_id) is required; the message needs content, an embed or a link button. With username or "
+            "avatar_url the post goes through a webhook the bot owns in that channel. Unknown fields are ignored "
+            "and listed in `warnings`."
+        ),
+        "properties": {
+            "channelId": SNOWFLAKE,
+            "channel_id": SNOWFLAKE,
+            "content": _str(L.MESSAGE_CONTENT),
+            "embeds": {"type": ["array", "null"], "maxItems": L.EMBEDS_PER_MESSAGE, "items": _ref("Embed")},
+            "components": {"type": ["array", "null"], "maxItems": L.ACTION_ROWS, "items": _ref("ActionRow")},
+            "allowed_mentions": _ref("AllowedMentions"),
+            "username": _str(L.USERNAME),
+            "avatar_url": _str(2048),
+            "tts": {"type": ["boolean", "null"]},
+            "flags": {"type": ["integer", "null"], "description": "Only SUPPRESS_EMBEDS (4) and SUPPRESS_NOTIFICATIONS (4096)"},
+            "attachments": {"type": ["array", "null"], "maxItems": 0},
+        },
+    },
+    "Queued": {
+        "type": "object",
+        "required": ["id", "status"],
+        "additionalProperties": False,
+        "properties": {
+            "id": {"type": "string", "pattern": "^rp_[a-z2-7]{20}$"},
+            "status": {"const": "queued"},
+            "warnings": {"type": "array", "items": {"type": "string"}},
+        },
+    },
+    "PostError": {
+        "type": "object",
+        "required": ["code", "message"],
+        "additionalProperties": False,
+        "properties": {"code": {"type": "string"}, "message": {"type": "string"}},
+    },
+    "PostStatus": {
+        "type": "object",
+        "required": ["id", "status", "channel_id", "attempts", "created_at", "message_id"],
+        "additionalProperties": False,
+        "properties": {
+            "id": {"type": "string", "pattern": "^rp_[a-z2-7]{20}$"},
+            "status": {"enum": ["queued", "sending", "delivered", "failed"]},
+            "channel_id": {"type": "string", "pattern": "^[0-9]+$"},
+            "message_id": {"type": ["string", "null"], "pattern": "^[0-9]+$"},
+            "attempts": {"type": "integer", "minimum": 0},
+            "created_at": {"type": "string", "format": "date-time"},
+            "delivered_at": {"type": "string", "format": "date-time"},
+            "next_attempt_at": {"type": "string", "format": "date-time"},
+            "error": _ref("PostError"),
+            "last_error": _ref("PostError"),
+            "note": {"type": "string"},
+        },
+    },
+    "Issue": {
+        "type": "object",
+        "required": ["path", "rule", "message"],
+        "additionalProperties": False,
+        "properties": {
+            "path": {"type": "string", "description": "JSON path, e.g. $.embeds[0].title"},
+            "rule": {"type": "string", "description": "The rule broken, e.g. max_length:256"},
+            "message": {"type": "string"},
+        },
+    },
+    "Error": {
+        "type": "object",
+        "required": ["error", "message"],
+        "properties": {
+            "error": {"type": "string"},
+            "message": {"type": "string"},
+            "errors": {"type": "array", "items": _ref("Issue")},
+            "retry_after": {"type": "number"},
+            "max_bytes": {"type": "integer"},
+            "id": {"type": "string"},
+        },
+    },
+    "ValidationError": {
+        "allOf": [_ref("Error"), {"required": ["errors"], "properties": {"error": {"const": "invalid_body"}}}],
+    },
+    "Health": {
+        "type": "object", "required": ["status"], "properties": {"status": {"const": "ok"}},
+    },
+    "Ready": {
+        "type": "object",
+        "required": ["ready", "checks"],
+        "properties": {
+            "ready": {"type": "boolean"},
+            "checks": {
+                "type": "object",
+                "additionalProperties": {
+                    "type": "object", "required": ["ok", "detail"],
+                    "properties": {"ok": {"type": "boolean"}, "detail": {"type": "string"}},
+                },
+            },
+        },
+    },
+}
+
+_AUTH = [{"relayKey": []}]
+_ERR = _ref("Error")
+
+
+def build_document(version: str = "0.1.0") -> dict[str, Any]:
+    return {
+        "openapi": "3.1.0",
+        "jsonSchemaDialect": "https://json-schema.org/draft/2020-12/schema",
+        "info": {
+            "title": "Gatecord web server",
+            "version": version,
+            "description": (
+                "Relay rich messages into Discord channels (compatible with DigiCord's /send-data), plus health, "
+                "readiness, Prometheus metrics and this document. Relay keys are created by server admins with "
+                "`/relay key create`."
+            ),
+        },
+        "components": {
+            "securitySchemes": {"relayKey": {"type": "http", "scheme": "bearer", "description": "A relay key (gcr_…)"}},
+            "schemas": SCHEMAS,
+        },
+        "paths": {
+            "/send-data": {
+                "post": {
+                    "operationId": "sendData",
+                    "summary": "Queue a message for a channel (durably stored before the answer)",
+                    "security": _AUTH,
+                    "parameters": [
+                        {"name": "wait", "in": "query", "required": False, "schema": {"enum": ["true", "false", "1", "0"]},
+                         "description": "Wait (up to relay.wait_timeout) for delivery and answer with the message id"},
+                        {"name": "Idempotency-Key", "in": "header", "required": False,
+                         "schema": {"type": "string", "maxLength": 255},
+                         "description": "A repeated post with the same key returns the first answer (same id)"},
+                    ],
+                    "requestBody": {"required": True, "content": {"application/json": {"schema": _ref("SendDataRequest")}}},
+                    "responses": {
+                        "200": _json(_ref("PostStatus"), "wait=true: delivered; message_id is set"),
+                        "202": _json({"oneOf": [_ref("Queued"), _ref("PostStatus")]},
+                                     "Stored and queued (with wait=true: not delivered yet when the wait ended)"),
+                        "400": _json({"anyOf": [_ref("ValidationError"), _ERR]},
+                                     "Invalid JSON, or a field breaks a rule (errors[] name the JSON path and rule)"),
+                        "401": _json(_ERR, "Missing, unknown or revoked key"),
+                        "403": _json(_ERR, "The key may not post to that channel (whether or not it exists)"),
+                        "413": _json(_ERR, "Body larger than http.max_body_bytes"),
+                        "415": _json(_ERR, "Content-Type is not application/json"),
+                        "422": _json(_ERR, "The Idempotency-Key was used before with a different body"),
+                        "429": _json(_ERR, "The key is over its rate limit", RETRY_AFTER),
+                        "502": _json(_ref("PostStatus"), "wait=true: Discord refused the post for good (see error)"),
+                        "503": _json(_ERR, "Not connected to Discord yet, or the database is unavailable", RETRY_AFTER),
+                    },
+                }
+            },
+            "/send-data/{id}": {
+                "get": {
+                    "operationId": "getSendData",
+                    "summary": "Delivery status of a post (only with the key that sent it)",
+                    "security": _AUTH,
+                    "parameters": [{"name": "id", "in": "path", "required": True, "schema": {"type": "string"}}],
+                    "responses": {
+                        "200": _json(_ref("PostStatus"), "The post's status and, once delivered, its Discord message id"),
+                        "401": _json(_ERR, "Missing, unknown or revoked key"),
+                        "404": _json(_ERR, "No such post for this key"),
+                    },
+                }
+            },
+            "/health": {
+                "get": {
+                    "operationId": "health",
+                    "summary": "Liveness: the process answers",
+                    "responses": {"200": _json(_ref("Health"), "Alive")},
+                }
+            },
+            "/ready": {
+                "get": {
+                    "operationId": "ready",
+                    "summary": "Readiness: database open and Discord connected",
+                    "responses": {"200": _json(_ref("Ready"), "Ready"), "503": _json(_ref("Ready"), "Not ready")},
+                }
+            },
+            "/metrics": {
+                "get": {
+                    "operationId": "metrics",
+                    "summary": "Prometheus metrics (text format 0.0.4)",
+                    "responses": {"200": {"description": "Metrics", "content": {"text/plain": {"schema": {"type": "string"}}}}},
+                }
+            },
+            "/openapi.json": {
+                "get": {
+                    "operationId": "openapi",
+                    "summary": "This document",
+                    "responses": {"200": _json({"type": "object", "required": ["openapi", "paths"]}, "OpenAPI 3.1 document")},
+                }
+            },
+        },
+    }
+
+
+def response_schema(document: dict[str, Any], path: str, method: str, status: int) -> dict[str, Any]:
+    """The JSON schema of one documented response, resolvable on its own (components attached)."""
+    responses = document["paths"][path][method.lower()]["responses"]
+    if str(status) not in responses:
+        raise KeyError(f"{method.upper()} {path} does not document status {status}")
+    content = responses[str(status)].get("content", {})
+    if "application/json" not in content:
+        raise KeyError(f"{method.upper()} {path} {status} is not JSON")
+    return {**content["application/json"]["schema"], "components": document["components"]}
+
+
+def validate_response(document: dict[str, Any], path: str, method: str, status: int, body: Any) -> None:
+    """Raise ``jsonschema.ValidationError`` when ``body`` does not match the documented response."""
+    import jsonschema
+
+    schema = response_schema(document, path, method, status)
+    jsonschema.Draft202012Validator(schema, format_checker=jsonschema.FormatChecker()).validate(body)

@@ -1,0 +1,315 @@
+"""The relay outbox: accepted posts are committed here before ``202``; the delivery worker drains it.
+
+Acceptance uses group commit: every post accepted during one event-loop tick is inserted in one
+``BEGIN IMMEDIATE … COMMIT`` transaction, and each caller is answered only after that commit. While a
+batch is being written the next one gathers, so throughput grows with load instead of paying one
+commit per post.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import base64
+import json
+import logging
+import secrets
+import time
+from collections.abc import Callable
+from dataclasses import dataclass
+from typing import Any
+
+from bot.relay.keys import RelayKey
+from bot.relay.validation import RelayMessage
+from bot.storage import Store
+
+log = logging.getLogger(__name__)
+
+MAX_BATCH = 1000
+STATUSES = ("queued", "sending", "delivered", "failed")
+ID_PREFIX = "rp_"
+
+
+def new_post_id() -> str:
+    """23 characters (``rp_`` + 20 base32): fits Discord's 25-character nonce."""
+    return ID_PREFIX + base64.b32encode(secrets.token_bytes(12)).decode("ascii").lower().rstrip("=")
+
+
+@dataclass(frozen=True, slots=True)
+class NewPost:
+    key: RelayKey
+    message: RelayMessage
+    idempotency_key: str | None = None
+
+
+@dataclass(frozen=True, slots=True)
+class Accepted:
+    """The answer to an accepted post. ``replayed``: an earlier post with the same Idempotency-Key."""
+
+    id: str
+    channel_id: int
+    replayed: bool = False
+    same_body: bool = True
+
+
+@dataclass(frozen=True, slots=True)
+class QueuedPost:
+    id: str
+    channel_id: int
+    next_attempt_at: float = 0.0
+
+
+@dataclass(frozen=True, slots=True)
+class PostRecord:
+    id: str
+    key_id: str
+    guild_id: int
+    channel_id: int
+    body: dict[str, Any]
+    via: str
+    status: str
+    attempts: int
+    next_attempt_at: float
+    in_doubt_since: float | None
+    created_at: float
+    delivered_at: float | None
+    message_id: int | None
+    error_code: str | None
+    error_message: str | None
+    note: str | None
+
+    def public(self) -> dict[str, Any]:
+        """The JSON a client sees for ``GET /send-data/{id}``."""
+        out: dict[str, Any] = {
+            "id": self.id,
+            "status": self.status,
+            "channel_id": str(self.channel_id),
+            "attempts": self.attempts,
+            "created_at": _iso(self.created_at),
+            "message_id": str(self.message_id) if self.message_id is not None else None,
+        }
+        if self.delivered_at is not None:
+            out["delivered_at"] = _iso(self.delivered_at)
+        if self.status == "failed":
+            out["error"] = {"code": self.error_code or "failed", "message": self.error_message or ""}
+        elif self.status != "delivered" and self.error_message:
+            out["last_error"] = {"code": self.error_code or "error", "message": self.error_message}
+            out["next_attempt_at"] = _iso(self.next_attempt_at)
+        if self.note:
+            out["note"] = self.note
+        return out
+
+
+def _iso(ts: float) -> str:
+    return time.strftime("%Y-%m-%dT%H:%M:%S", time.gmtime(ts)) + f".{int(ts % 1 * 1000):03d}Z"
+
+
+_RECORD_COLUMNS = (
+    "id, key_id, guild_id, channel_id, body, via, status, attempts, next_attempt_at, in_doubt_since, created_at,"
+    " delivered_at, message_id, error_code, error_message, note"
+)
+
+
+def _record(row: Any) -> PostRecord:
+    return PostRecord(
+        id=row["id"], key_id=row["key_id"], guild_id=int(row["guild_id"]), channel_id=int(row["channel_id"]),
+        body=json.loads(row["body"]), via=row["via"], status=row["status"], attempts=int(row["attempts"]),
+        next_attempt_at=float(row["next_attempt_at"]), in_doubt_since=row["in_doubt_since"],
+        created_at=float(row["created_at"]), delivered_at=row["delivered_at"],
+        message_id=int(row["message_id"]) if row["message_id"] is not None else None,
+        error_code=row["error_code"], error_message=row["error_message"], note=row["note"],
+    )
+
+
+_INSERT = (
+    "INSERT INTO relay_outbox(id, key_id, guild_id, channel_id, body, via, idempotency_key, fingerprint, status,"
+    " next_attempt_at, created_at) VALUES (?, ?, ?, ?, ?, ?, ?, ?, 'queued', ?, ?)"
+)
+
+
+class Outbox:
+    def __init__(self, store: Store, *, on_commit: Callable[[list[QueuedPost]], None] | None = None) -> None:
+        self.store = store
+        self.on_commit = on_commit
+        self._batch: list[tuple[NewPost, asyncio.Future[Accepted]]] = []
+        self._wakeup = asyncio.Event()
+        self._task: asyncio.Task[None] | None = None
+        self.batches_written = 0
+
+    # -- group commit -----------------------------------------------------------------------------
+    def start(self) -> None:
+        if self._task is None:
+            self._task = asyncio.create_task(self._run(), name="relay-outbox-writer")
+
+    async def close(self) -> None:
+        """Write what is gathered, then stop."""
+        if self._task is None:
+            return
+        task, self._task = self._task, None
+        while self._batch:
+            batch, self._batch = self._batch[:MAX_BATCH], self._batch[MAX_BATCH:]
+            await self._write(batch)
+        task.cancel()
+        try:
+            await task
+        except asyncio.CancelledError:
+            pass
+
+    async def accept(self, post: NewPost) -> Accepted:
+        """Store ``post`` durably; return once its transaction has committed."""
+        if self._task is None:
+            raise OutboxUnavailable("the outbox writer is not running")
+        future: asyncio.Future[Accepted] = asyncio.get_running_loop().create_future()
+        self._batch.append((post, future))
+        self._wakeup.set()
+        return await asyncio.shield(future)
+
+    async def _run(self) -> None:
+        while True:
+            await self._wakeup.wait()
+            self._wakeup.clear()
+            await asyncio.sleep(0)  # let the handlers of this tick join the batch
+            while self._batch:
+                batch, self._batch = self._batch[:MAX_BATCH], self._batch[MAX_BATCH:]
+                await self._write(batch)
+
+    async def _write(self, batch: list[tuple[NewPost, asyncio.Future[Accepted]]]) -> None:
+        now = time.time()
+        results: list[Accepted] = []
+        fresh: list[QueuedPost] = []
+        try:
+            async with self.store.transaction() as db:
+                plain: list[tuple[Any, ...]] = []
+                for post, _ in batch:
+                    msg = post.message
+                    post_id = new_post_id()
+                    body = msg.discord_body(allow_mentions=post.key.allow_mentions)
+                    row = (
+                        post_id, post.key.key_id, post.key.guild_id, msg.channel_id,
+                        json.dumps(body, separators=(",", ":"), ensure_ascii=False),
+                        "webhook" if msg.via_webhook else "bot", post.idempotency_key, msg.fingerprint(), now, now,
+                    )
+                    if post.idempotency_key is None:
+                        plain.append(row)
+                        results.append(Accepted(post_id, msg.channel_id))
+                        fresh.append(QueuedPost(post_id, msg.channel_id))
+                        continue
+                    if plain:  # keep insertion order = acceptance order
+                        await db.executemany(_INSERT, plain)
+                        plain = []
+                    async with db.execute(
+                        _INSERT + " ON CONFLICT(key_id, idempotency_key) WHERE idempotency_key IS NOT NULL DO NOTHING",
+                        row,
+                    ) as cur:
+                        inserted = cur.rowcount == 1
+                    if inserted:
+                        results.append(Accepted(post_id, msg.channel_id))
+                        fresh.append(QueuedPost(post_id, msg.channel_id))
+                        continue
+                    async with db.execute(
+                        "SELECT id, channel_id, fingerprint FROM relay_outbox WHERE key_id = ? AND idempotency_key = ?",
+                        (post.key.key_id, post.idempotency_key),
+                    ) as cur:
+                        first = await cur.fetchone()
+                    results.append(Accepted(first["id"], int(first["channel_id"]), replayed=True,
+                                            same_body=first["fingerprint"] == msg.fingerprint()))
+                if plain:
+                    await db.executemany(_INSERT, plain)
+                used = sorted({post.key.key_id for post, _ in batch})
+                await db.executemany(
+                    "UPDATE relay_keys SET last_used_at = ? WHERE key_id = ?", [(int(now), k) for k in used]
+                )
+        except Exception as exc:
+            log.exception("relay outbox: a batch of %d post(s) could not be stored", len(batch))
+            for _, future in batch:
+                if not future.done():
+                    future.set_exception(OutboxUnavailable(str(type(exc).__name__)))
+            return
+        self.batches_written += 1
+        for (_, future), result in zip(batch, results):
+            if not future.done():
+                future.set_result(result)
+        if fresh and self.on_commit is not None:
+            self.on_commit(fresh)
+
+    # -- reads and state changes ------------------------------------------------------------------
+    async def get(self, post_id: str) -> PostRecord | None:
+        row = await self.store.fetchone(f"SELECT {_RECORD_COLUMNS} FROM relay_outbox WHERE id = ?", (post_id,))
+        return _record(row) if row else None
+
+    async def pending(self) -> list[QueuedPost]:
+        """Every post not yet delivered or failed, in acceptance order (for the worker after a restart)."""
+        rows = await self.store.fetchall(
+            "SELECT id, channel_id, next_attempt_at FROM relay_outbox WHERE status IN ('queued', 'sending') ORDER BY seq"
+        )
+        return [QueuedPost(r["id"], int(r["channel_id"]), float(r["next_attempt_at"])) for r in rows]
+
+    async def counts(self) -> dict[str, int]:
+        rows = await self.store.fetchall(
+            "SELECT status, COUNT(*) AS n FROM relay_outbox WHERE status IN ('queued', 'sending') GROUP BY status"
+        )
+        out = {"queued": 0, "sending": 0}
+        out.update({r["status"]: int(r["n"]) for r in rows})
+        return out
+
+    async def key_counts(self, key_id: str) -> dict[str, int]:
+        rows = await self.store.fetchall(
+            "SELECT status, COUNT(*) AS n FROM relay_outbox WHERE key_id = ? GROUP BY status", (key_id,)
+        )
+        out = dict.fromkeys(STATUSES, 0)
+        out.update({r["status"]: int(r["n"]) for r in rows})
+        return out
+
+    async def mark_attempt(self, post_id: str, started_at: float) -> None:
+        """Before a send: count the attempt and remember that its outcome is unknown until recorded."""
+        await self.store.execute(
+            "UPDATE relay_outbox SET status = 'sending', attempts = attempts + 1,"
+            " in_doubt_since = COALESCE(in_doubt_since, ?) WHERE id = ? AND status IN ('queued', 'sending')",
+            (started_at, post_id),
+        )
+
+    async def mark_delivered(self, post_id: str, message_id: int, *, note: str | None = None) -> None:
+        await self.store.execute(
+            "UPDATE relay_outbox SET status = 'delivered', message_id = ?, delivered_at = ?, in_doubt_since = NULL,"
+            " error_code = NULL, error_message = NULL, note = COALESCE(?, note) WHERE id = ?",
+            (message_id, time.time(), note, post_id),
+        )
+
+    async def mark_failed(self, post_id: str, code: str, message: str) -> None:
+        await self.store.execute(
+            "UPDATE relay_outbox SET status = 'failed', in_doubt_since = NULL, error_code = ?, error_message = ?"
+            " WHERE id = ?",
+            (code, message, post_id),
+        )
+
+    async def mark_retry(self, post_id: str, *, at: float, in_doubt_since: float | None, code: str, message: str) -> None:
+        """Schedule another attempt. ``in_doubt_since``: when the earliest attempt that may have reached
+        Discord started (None when every attempt so far is known not to have created a message)."""
+        await self.store.execute(
+            "UPDATE relay_outbox SET status = ?, next_attempt_at = ?, in_doubt_since = ?, error_code = ?,"
+            " error_message = ? WHERE id = ?",
+            ("sending" if in_doubt_since is not None else "queued", at, in_doubt_since, code, message, post_id),
+        )
+
+    async def settle_doubt(self, post_id: str) -> None:
+        """The previous attempts are known not to have created a message (e.g. checked against history)."""
+        await self.store.execute("UPDATE relay_outbox SET in_doubt_since = NULL WHERE id = ?", (post_id,))
+
+    async def switch_to_bot(self, post_id: str, body: dict[str, Any], note: str) -> None:
+        await self.store.execute(
+            "UPDATE relay_outbox SET via = 'bot', body = ?, note = ? WHERE id = ?",
+            (json.dumps(body, separators=(",", ":"), ensure_ascii=False), note, post_id),
+        )
+
+    async def recorded_message_ids(self, channel_id: int, message_ids: list[int]) -> set[int]:
+        if not message_ids:
+            return set()
+        marks = ",".join("?" * len(message_ids))
+        rows = await self.store.fetchall(
+            f"SELECT message_id FROM relay_outbox WHERE channel_id = ? AND message_id IN ({marks})",
+            (channel_id, *message_ids),
+        )
+        return {int(r["message_id"]) for r in rows}
+
+
+class OutboxUnavailable(Exception):
+    """The outbox could not store a post (database error); the client should retry later."""

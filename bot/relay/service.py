@@ -1,0 +1,123 @@
+"""``RelayService``: wires keys, rate limiter, outbox, delivery worker, HTTP handlers and metrics.
+
+The relay cog builds one, calls ``install(bot.web)`` in ``cog_load`` (before the web server starts)
+and ``start()`` / ``stop()`` around the bot's life.
+"""
+
+from __future__ import annotations
+
+import logging
+
+import discord
+from aiohttp import web
+
+from bot.relay.api import ChannelInfo, ChannelScope, RelayApi
+from bot.relay.delivery import DeliveryWorker, DiscordTransport, Transport
+from bot.relay.keys import KeyStore
+from bot.relay.metrics import HttpMetrics, Registry
+from bot.relay.openapi import build_document
+from bot.relay.outbox import Outbox, QueuedPost
+from bot.relay.ratelimit import KeyRateLimiter, Pacer
+from bot.settings import Settings
+from bot.storage import Store
+
+log = logging.getLogger(__name__)
+
+MESSAGEABLE = (discord.TextChannel, discord.VoiceChannel, discord.StageChannel, discord.Thread)
+
+
+class ClientChannelScope:
+    """Channel facts from discord.py's cache (no REST call per post)."""
+
+    def __init__(self, client: discord.Client) -> None:
+        self.client = client
+
+    def ready(self) -> bool:
+        return self.client.is_ready()
+
+    def lookup(self, channel_id: int) -> ChannelInfo | None:
+        channel = self.client.get_channel(channel_id)
+        guild = getattr(channel, "guild", None)
+        if channel is None or guild is None:
+            return None
+        parent = channel.parent_id if isinstance(channel, discord.Thread) else None
+        return ChannelInfo(guild.id, parent, isinstance(channel, MESSAGEABLE))
+
+
+class RelayService:
+    def __init__(
+        self,
+        client: discord.Client | None,
+        store: Store,
+        settings: Settings,
+        *,
+        version: str = "0.1.0",
+        scope: ChannelScope | None = None,
+        transport: Transport | None = None,
+    ) -> None:
+        """``scope``/``transport`` replace the discord.py-backed ones (tests without Discord)."""
+        relay = settings.relay
+        self.settings = settings
+        self.registry = Registry()
+        self.http_metrics = HttpMetrics(self.registry)
+        self.keys = KeyStore(store)
+        self.limiter = KeyRateLimiter(relay.rate_per_minute, relay.burst)
+        self.outbox = Outbox(store, on_commit=self._committed)
+        self.pacer = Pacer(relay.max_requests_per_second)
+        if transport is None:
+            assert client is not None
+            transport = DiscordTransport(client, store, self.outbox, self.pacer, request_timeout=relay.request_timeout)
+        if scope is None:
+            assert client is not None
+            scope = ClientChannelScope(client)
+        self.transport = transport
+        self.worker = DeliveryWorker(
+            self.outbox, self.transport, self.registry,
+            concurrency=relay.workers, max_attempts=relay.max_attempts,
+            retry_base_delay=relay.retry_base_delay, retry_max_delay=relay.retry_max_delay,
+        )
+        self.api = RelayApi(
+            keys=self.keys, limiter=self.limiter, outbox=self.outbox, worker=self.worker,
+            scope=scope, registry=self.registry,
+            max_body_bytes=settings.http.max_body_bytes, wait_timeout=relay.wait_timeout,
+        )
+        self.document = build_document(version)
+        self.queue_depth = self.registry.gauge(
+            "gatecord_relay_queue_depth", "Relay posts stored but not yet delivered or failed", ("status",)
+        )
+        self.registry.add_collector(self._collect_queue_depth)
+        self._started = False
+
+    def _committed(self, posts: list[QueuedPost]) -> None:
+        self.worker.enqueue(posts)
+
+    async def _collect_queue_depth(self) -> None:
+        counts = await self.outbox.counts()
+        for status in ("queued", "sending"):
+            self.queue_depth.set(counts.get(status, 0), status=status)
+
+    def install(self, app: web.Application) -> None:
+        """Routes, the request-counting middleware, /metrics and /openapi.json (before the server starts)."""
+        app.middlewares.append(self.http_metrics.middleware)
+        self.api.add_routes(app.router)
+        app.router.add_get("/metrics", self.http_metrics.metrics_handler)
+        app.router.add_get("/openapi.json", self._openapi)
+
+    async def _openapi(self, request: web.Request) -> web.Response:
+        return web.json_response(self.document)
+
+    async def start(self) -> None:
+        """Start the group-commit writer and the delivery worker (resuming undelivered posts)."""
+        if self._started:
+            return
+        self.outbox.start()
+        await self.worker.start()
+        self._started = True
+
+    async def stop(self, grace: float = 5.0) -> None:
+        """Store what is being accepted, let in-flight sends finish (up to ``grace`` s), stop the worker."""
+        if not self._started:
+            return
+        self._started = False
+        await self.outbox.close()
+        await self.worker.stop(grace)

@@ -1,0 +1,426 @@
+"""The /send-data HTTP API against a real aiohttp server and a real SQLite outbox, with Discord
+replaced by a scripted transport (the end-to-end tests use the Discord emulator)."""
+
+from __future__ import annotations
+
+import asyncio
+import json
+from collections.abc import AsyncIterator
+from pathlib import Path
+from typing import Any
+
+import aiohttp
+import pytest
+from aiohttp import web
+from aiohttp.test_utils import TestClient, TestServer
+
+from bot.relay.api import ChannelInfo
+from bot.relay.delivery import Delivered, PermanentError, RetryableError
+from bot.relay.openapi import validate_response
+from bot.relay.outbox import PostRecord
+from bot.relay.service import RelayService
+from bot.settings import Settings
+from bot.storage import Store
+
+GUILD, OTHER_GUILD = 1000, 2000
+CHAN, CHAN2, THREAD, OTHER_CHAN, CATEGORY = 1001, 1002, 1003, 2001, 1009
+
+
+class FakeScope:
+    def __init__(self) -> None:
+        self.channels = {
+            CHAN: ChannelInfo(GUILD, None, True), CHAN2: ChannelInfo(GUILD, None, True),
+            THREAD: ChannelInfo(GUILD, CHAN, True), OTHER_CHAN: ChannelInfo(OTHER_GUILD, None, True),
+            CATEGORY: ChannelInfo(GUILD, None, False),
+        }
+        self.is_ready = True
+
+    def ready(self) -> bool:
+        return self.is_ready
+
+    def lookup(self, channel_id: int) -> ChannelInfo | None:
+        return self.channels.get(channel_id)
+
+
+class ScriptedTransport:
+    """Delivers unless a scripted exception is queued; records every attempt."""
+
+    def __init__(self) -> None:
+        self.script: list[BaseException] = []
+        self.attempts: list[tuple[str, float | None]] = []
+        self.delivered: dict[str, int] = {}
+        self.gate: asyncio.Event | None = None
+        self.next_id = 900_000
+
+    async def deliver(self, record: PostRecord, *, prior_doubt: float | None) -> Delivered:
+        self.attempts.append((record.id, prior_doubt))
+        if self.gate is not None:
+            await self.gate.wait()
+        if self.script:
+            raise self.script.pop(0)
+        self.next_id += 1
+        self.delivered[record.id] = self.next_id
+        return Delivered(self.next_id)
+
+
+class Env:
+    def __init__(self, service: RelayService, client: TestClient, transport: ScriptedTransport, scope: FakeScope, store: Store) -> None:
+        self.service, self.client, self.transport, self.scope, self.store = service, client, transport, scope, store
+        self.doc = service.document
+
+    async def key(self, *, channels: tuple[int, ...] = (), guild: int = GUILD, allow_mentions: bool = False, name: str | None = None) -> str:
+        new = await self.service.keys.create(guild, name=name, created_by=1, channel_ids=channels, allow_mentions=allow_mentions)
+        return new.secret
+
+    async def post(self, key: str | None, body: Any, *, path: str = "/send-data", headers: dict[str, str] | None = None,
+                   raw: bytes | None = None, content_type: str = "application/json") -> tuple[int, Any, aiohttp.ClientResponse]:
+        hdrs = {"Content-Type": content_type, **(headers or {})}
+        if key is not None:
+            hdrs["Authorization"] = f"Bearer {key}"
+        data = raw if raw is not None else json.dumps(body).encode()
+        resp = await self.client.post(path, data=data, headers=hdrs)
+        payload = await resp.json() if resp.content_type == "application/json" else await resp.text()
+        return resp.status, payload, resp
+
+    async def get(self, key: str, post_id: str) -> tuple[int, Any]:
+        resp = await self.client.get(f"/send-data/{post_id}", headers={"Authorization": f"Bearer {key}"})
+        return resp.status, await resp.json()
+
+    def check(self, path: str, method: str, status: int, body: Any) -> None:
+        validate_response(self.doc, path, method, status, body)
+
+    async def wait_status(self, key: str, post_id: str, status: str, timeout: float = 5.0) -> dict[str, Any]:
+        async def poll() -> dict[str, Any]:
+            while True:
+                _, body = await self.get(key, post_id)
+                if body.get("status") == status:
+                    return body
+                await asyncio.sleep(0.01)
+        return await asyncio.wait_for(poll(), timeout)
+
+
+def make_settings(tmp_path: Path, **relay: Any) -> Settings:
+    base = {"rate_per_minute": 600, "burst": 100, "wait_timeout": 3.0, "retry_base_delay": 0.01, "retry_max_delay": 0.05,
+            "max_attempts": 4}
+    base.update(relay)
+    return Settings(storage={"path": str(tmp_path / "relay.db")}, http={"max_body_bytes": 1024 * 1024}, relay=base)
+
+
+async def build(tmp_path: Path, **relay: Any) -> tuple[Env, Any]:
+    store = Store(tmp_path / "relay.db")
+    await store.open()
+    transport = ScriptedTransport()
+    scope = FakeScope()
+    service = RelayService(None, store, make_settings(tmp_path, **relay), scope=scope, transport=transport)
+    app = web.Application()
+    service.install(app)
+    client = TestClient(TestServer(app))
+    await client.start_server()
+    await service.start()
+
+    async def close(grace: float = 5.0) -> None:
+        await service.stop(grace)
+        await client.close()
+        await store.close()
+
+    return Env(service, client, transport, scope, store), close
+
+
+@pytest.fixture
+async def env(tmp_path: Path) -> AsyncIterator[Env]:
+    e, close = await build(tmp_path)
+    try:
+        yield e
+    finally:
+        await close()
+
+
+DIGICORD = {
+    "channelId": str(CHAN), "content": "Hello",
+    "embeds": [{"title": "Title here", "description": "", "url": "", "color": None, "image": {"url": ""},
+                "author": {"name": ""}, "footer": {"text": "", "icon_url": ""},
+                "fields": [{"name": "", "value": "", "inline": True}]}],
+    "components": [],
+}
+
+
+async def test_accept_then_deliver_and_status(env: Env) -> None:
+    key = await env.key()
+    status, body, resp = await env.post(key, DIGICORD)
+    assert status == 202
+    assert body == {"id": body["id"], "status": "queued"}
+    assert resp.headers["Location"] == f"/send-data/{body['id']}"
+    env.check("/send-data", "post", 202, body)
+    done = await env.wait_status(key, body["id"], "delivered")
+    assert done["message_id"] == str(env.transport.delivered[body["id"]])
+    assert done["channel_id"] == str(CHAN) and done["attempts"] == 1
+    env.check("/send-data/{id}", "get", 200, done)
+    row = await env.store.fetchone("SELECT body FROM relay_outbox WHERE id = ?", (body["id"],))
+    assert json.loads(row["body"]) == {"content": "Hello", "embeds": [{"title": "Title here"}], "allowed_mentions": {"parse": []}}
+
+
+async def test_wait_true_answers_with_message_id(env: Env) -> None:
+    key = await env.key()
+    status, body, _ = await env.post(key, DIGICORD, path="/send-data?wait=true")
+    assert status == 200
+    assert body["status"] == "delivered" and body["message_id"] == str(env.transport.delivered[body["id"]])
+    env.check("/send-data", "post", 200, body)
+
+
+async def test_wait_is_bounded(tmp_path: Path) -> None:
+    env, close = await build(tmp_path, wait_timeout=0.2)
+    try:
+        env.transport.gate = asyncio.Event()
+        key = await env.key()
+        status, body, _ = await env.post(key, DIGICORD, path="/send-data?wait=true")
+        assert status == 202 and body["status"] in ("queued", "sending") and body["message_id"] is None
+        env.check("/send-data", "post", 202, body)
+        env.transport.gate.set()
+        await env.wait_status(key, body["id"], "delivered")
+    finally:
+        await close()
+
+
+async def test_auth_errors(env: Env) -> None:
+    key = await env.key()
+    for header in (None, "Basic abc", "Bearer ", "Bearer gcr_nothex00000_x", "Bearer " + key[:-2] + "xx"):
+        hdrs = {"Content-Type": "application/json"}
+        if header is not None:
+            hdrs["Authorization"] = header
+        resp = await env.client.post("/send-data", data=json.dumps(DIGICORD), headers=hdrs)
+        body = await resp.json()
+        assert resp.status == 401, header
+        assert resp.headers["WWW-Authenticate"].startswith("Bearer")
+        assert key not in json.dumps(body)
+        env.check("/send-data", "post", 401, body)
+
+
+async def test_revoked_key_gets_401_at_once(env: Env) -> None:
+    key = await env.key(name="ci")
+    status, first, _ = await env.post(key, DIGICORD)
+    assert status == 202
+    record = await env.service.keys.find(GUILD, "ci")
+    assert record is not None and await env.service.keys.revoke(GUILD, record.key_id, revoked_by=1)
+    status, body, _ = await env.post(key, DIGICORD)
+    assert status == 401 and body["message"] == "unknown or revoked relay key"
+    resp = await env.client.get(f"/send-data/{first['id']}", headers={"Authorization": f"Bearer {key}"})
+    assert resp.status == 401
+
+
+async def test_content_type_json_and_body_errors(env: Env) -> None:
+    key = await env.key()
+    status, body, _ = await env.post(key, None, raw=b"channelId=1", content_type="application/x-www-form-urlencoded")
+    assert status == 415 and "application/json" in body["message"]
+    env.check("/send-data", "post", 415, body)
+    status, body, _ = await env.post(key, None, raw=b'{"channelId": ', content_type="application/json")
+    assert status == 400 and body["error"] == "invalid_json" and "line 1" in body["message"]
+    env.check("/send-data", "post", 400, body)
+    status, body, _ = await env.post(key, {**DIGICORD, "embeds": [{"title": "x" * 300}]})
+    assert status == 400 and body["error"] == "invalid_body"
+    assert body["errors"] == [{"path": "$.embeds[0].title", "rule": "max_length:256",
+                               "message": "must be at most 256 characters (got 300)"}]
+    env.check("/send-data", "post", 400, body)
+    status, body, _ = await env.post(key, {**DIGICORD, "components": [
+        {"type": 1, "components": [{"type": 2, "style": 1, "label": "Buy", "custom_id": "buy"}]}]})
+    assert status == 400 and body["errors"][0]["path"] == "$.components[0].components[0].style"
+    assert "only link buttons" in body["errors"][0]["message"]
+    assert await env.store.fetchval("SELECT COUNT(*) FROM relay_outbox") == 0
+
+
+async def test_two_megabyte_body_gets_413(env: Env) -> None:
+    key = await env.key()
+    big = json.dumps({"channelId": str(CHAN), "content": "x" * (2 * 1024 * 1024)}).encode()
+    status, body, _ = await env.post(key, None, raw=big)
+    assert status == 413 and body["max_bytes"] == 1024 * 1024
+    env.check("/send-data", "post", 413, body)
+
+    async def chunks() -> AsyncIterator[bytes]:  # no Content-Length: the cap applies while reading
+        for i in range(0, len(big), 65536):
+            yield big[i:i + 65536]
+
+    resp = await env.client.post("/send-data", data=chunks(), headers={
+        "Authorization": f"Bearer {key}", "Content-Type": "application/json"})
+    assert resp.status == 413
+    assert await env.store.fetchval("SELECT COUNT(*) FROM relay_outbox") == 0
+
+
+async def test_per_key_rate_limit(tmp_path: Path) -> None:
+    env, close = await build(tmp_path, rate_per_minute=60, burst=3)
+    try:
+        key, other = await env.key(name="a"), await env.key(name="b")
+        for _ in range(3):
+            assert (await env.post(key, DIGICORD))[0] == 202
+        status, body, resp = await env.post(key, DIGICORD)
+        assert status == 429 and resp.headers["Retry-After"] == "1" and 0 < body["retry_after"] <= 1
+        env.check("/send-data", "post", 429, body)
+        assert (await env.post(other, DIGICORD))[0] == 202  # per key
+    finally:
+        await close()
+
+
+async def test_channel_scope_403_reveals_nothing(env: Env) -> None:
+    key = await env.key()
+    answers = []
+    for channel in (OTHER_CHAN, 999_999_999_999):  # another guild's channel, a channel that does not exist
+        status, body, _ = await env.post(key, {**DIGICORD, "channelId": str(channel)})
+        assert status == 403
+        env.check("/send-data", "post", 403, body)
+        answers.append(body)
+    assert answers[0] == answers[1]
+    listed = await env.key(channels=(CHAN,), name="listed")
+    assert (await env.post(listed, {**DIGICORD, "channelId": str(CHAN2)}))[0] == 403
+    assert (await env.post(listed, {**DIGICORD, "channelId": str(CHAN)}))[0] == 202
+    assert (await env.post(listed, {**DIGICORD, "channelId": str(THREAD)}))[0] == 202  # a thread of a listed channel
+    status, body, _ = await env.post(key, {**DIGICORD, "channelId": str(CATEGORY)})
+    assert status == 400 and body["errors"][0]["rule"] == "channel:messageable"
+
+
+async def test_not_ready_is_503(env: Env) -> None:
+    key = await env.key()
+    env.scope.is_ready = False
+    status, body, resp = await env.post(key, {**DIGICORD, "channelId": "5"})
+    assert status == 503 and resp.headers["Retry-After"] == "5"
+    env.check("/send-data", "post", 503, body)
+
+
+async def test_get_with_another_key_is_404(env: Env) -> None:
+    key, other = await env.key(name="a"), await env.key(name="b")
+    _, body, _ = await env.post(key, DIGICORD)
+    status, answer = await env.get(other, body["id"])
+    assert status == 404
+    env.check("/send-data/{id}", "get", 404, answer)
+
+
+async def test_idempotency_key_returns_the_first_answer(env: Env) -> None:
+    key = await env.key()
+    headers = {"Idempotency-Key": "order-42"}
+    first = await env.post(key, DIGICORD, headers=headers)
+    again = await asyncio.gather(*(env.post(key, DIGICORD, headers=headers) for _ in range(5)))
+    assert first[0] == 202
+    for status, body, resp in again:
+        assert status == 202 and body == first[1] and resp.headers["Idempotent-Replayed"] == "true"
+    assert await env.store.fetchval("SELECT COUNT(*) FROM relay_outbox") == 1
+    await env.wait_status(key, first[1]["id"], "delivered")
+    assert [a for a, _ in env.transport.attempts] == [first[1]["id"]]
+    status, body, _ = await env.post(key, {**DIGICORD, "content": "other"}, headers=headers)
+    assert status == 422 and body["error"] == "idempotency_key_reused"
+    env.check("/send-data", "post", 422, body)
+    other_key = await env.key(name="other")
+    assert (await env.post(other_key, DIGICORD, headers=headers))[1]["id"] != first[1]["id"]
+
+
+async def test_retryable_errors_are_retried_then_delivered_once(env: Env) -> None:
+    key = await env.key()
+    env.transport.script = [RetryableError("discord_500", "boom", in_doubt=True),
+                            RetryableError("rate_limited", "slow down", in_doubt=False, retry_after=0.05)]
+    _, body, _ = await env.post(key, DIGICORD)
+    done = await env.wait_status(key, body["id"], "delivered")
+    assert done["attempts"] == 3
+    attempts = [(pid, doubt) for pid, doubt in env.transport.attempts if pid == body["id"]]
+    assert attempts[0][1] is None and attempts[1][1] is not None and attempts[2][1] == attempts[1][1]
+    assert len(env.transport.delivered) == 1
+    assert env.service.worker.deliveries.get(outcome="retried") == 2
+
+
+async def test_permanent_failure_is_recorded_with_reason(env: Env) -> None:
+    key = await env.key()
+    env.transport.script = [PermanentError("missing_access", "Discord answered 403 (code 50001): Missing Access")]
+    status, body, _ = await env.post(key, DIGICORD, path="/send-data?wait=1")
+    assert status == 502 and body["status"] == "failed"
+    assert body["error"] == {"code": "missing_access", "message": "Discord answered 403 (code 50001): Missing Access"}
+    env.check("/send-data", "post", 502, body)
+    status, answer = await env.get(key, body["id"])
+    assert answer["status"] == "failed" and answer["attempts"] == 1
+    env.check("/send-data/{id}", "get", 200, answer)
+
+
+async def test_gives_up_after_max_attempts(env: Env) -> None:
+    key = await env.key()
+    env.transport.script = [RetryableError("discord_502", "bad gateway", in_doubt=True) for _ in range(4)]
+    _, body, _ = await env.post(key, DIGICORD)
+    failed = await env.wait_status(key, body["id"], "failed")
+    assert failed["attempts"] == 4 and failed["error"]["message"].startswith("gave up after 4 attempts")
+
+
+async def test_channel_order_is_kept_and_retry_blocks_only_its_channel(env: Env) -> None:
+    key = await env.key()
+    env.transport.script = [RetryableError("discord_500", "boom", in_doubt=True)]
+    ids = []
+    for i in range(5):
+        _, body, _ = await env.post(key, {"channelId": str(CHAN), "content": f"m{i}"})
+        ids.append(body["id"])
+    for i in ids:
+        await env.wait_status(key, i, "delivered")
+    order = [pid for pid, _ in env.transport.attempts]
+    assert order == [ids[0], *ids]  # first failed, was retried, then the rest in order
+    delivered_ids = [env.transport.delivered[i] for i in ids]
+    assert delivered_ids == sorted(delivered_ids)
+
+
+async def test_group_commit_batches_concurrent_posts(env: Env) -> None:
+    key = await env.key()
+    env.service.limiter.capacity = 1000
+    results = await asyncio.gather(*(env.post(key, {"channelId": str(CHAN2), "content": f"n{i}"}) for i in range(200)))
+    assert all(status == 202 for status, _, _ in results)
+    assert len({body["id"] for _, body, _ in results}) == 200
+    assert await env.store.fetchval("SELECT COUNT(*) FROM relay_outbox") == 200
+    assert env.service.outbox.batches_written < 100
+
+
+async def test_restart_resumes_queued_and_in_doubt_posts(tmp_path: Path) -> None:
+    env, close = await build(tmp_path)
+    env.transport.gate = asyncio.Event()  # nothing gets through before the "crash"
+    key = await env.key()
+    ids = [(await env.post(key, {"channelId": str(c), "content": "x"}))[1]["id"] for c in (CHAN, CHAN, CHAN2)]
+    await asyncio.sleep(0.05)
+    await close(0.05)  # stop: the in-flight attempts are cancelled and stay in the outbox
+    rows = await _statuses(tmp_path, ids)
+    assert set(rows.values()) <= {"queued", "sending"} and "sending" in rows.values()
+    env2, close2 = await build(tmp_path)
+    try:
+        for i in ids:
+            await env2.wait_status(key, i, "delivered")
+        doubts = {pid: doubt for pid, doubt in env2.transport.attempts}
+        assert doubts[ids[0]] is not None  # re-sent knowing an earlier attempt may have reached Discord
+        assert doubts[ids[1]] is None
+        assert sorted(env2.transport.delivered) == sorted(ids)
+    finally:
+        await close2()
+
+
+async def _statuses(tmp_path: Path, ids: list[str]) -> dict[str, str]:
+    store = Store(tmp_path / "relay.db")
+    await store.open()
+    try:
+        rows = await store.fetchall("SELECT id, status FROM relay_outbox")
+        return {r["id"]: r["status"] for r in rows if r["id"] in ids}
+    finally:
+        await store.close()
+
+
+async def test_metrics_and_openapi(env: Env) -> None:
+    key = await env.key()
+    await env.post(key, DIGICORD, path="/send-data?wait=true")
+    await env.post(key, {"channelId": "x"})
+    await env.post(None, DIGICORD)
+    env.transport.gate = asyncio.Event()
+    await env.post(key, DIGICORD)
+    resp = await env.client.get("/metrics")
+    assert resp.status == 200 and resp.headers["Content-Type"].startswith("text/plain; version=0.0.4")
+    text = await resp.text()
+    assert 'gatecord_http_requests_total{route="/send-data",method="POST",status="200"} 1' in text
+    assert 'gatecord_http_requests_total{route="/send-data",method="POST",status="400"} 1' in text
+    assert 'gatecord_http_requests_total{route="/send-data",method="POST",status="401"} 1' in text
+    assert 'gatecord_http_requests_total{route="/send-data",method="POST",status="202"} 1' in text
+    assert 'gatecord_relay_queue_depth{status="sending"} 1' in text or 'gatecord_relay_queue_depth{status="queued"} 1' in text
+    assert 'gatecord_relay_deliveries_total{outcome="delivered"} 1' in text
+    assert "gatecord_relay_delivery_latency_seconds_count 1" in text
+    assert 'gatecord_relay_posts_total{result="accepted"} 2' in text
+    env.transport.gate.set()
+    resp = await env.client.get("/openapi.json")
+    doc = await resp.json()
+    assert set(doc["paths"]) == {"/send-data", "/send-data/{id}", "/health", "/ready", "/metrics", "/openapi.json"}
+    env.check("/openapi.json", "get", 200, doc)
+    import jsonschema
+    with pytest.raises(jsonschema.ValidationError):  # the document can reject a wrong answer
+        env.check("/send-data", "post", 202, {"id": "nope", "status": "queued"})
