@@ -611,3 +611,28 @@ def test_command_schema_limits() -> None:
     order = [dict(option, name="a"), dict(option, name="b", required=True)]
     assert "required" in validate_commands([{"name": "order", "description": "d", "options": order}])["0"]["options"]["1"]
     assert validate_commands([{"name": "Quote", "type": 3}]) == {}  # context menus may use capitals
+
+
+async def test_channel_webhooks_need_manage_webhooks(emu: DiscordEmulator, bot: EmuBot) -> None:
+    list_route = discord.http.Route("GET", "/channels/{channel_id}/webhooks", channel_id=emu.channel_id)
+    with pytest.raises(discord.Forbidden) as info:
+        await bot.http.request(list_route)
+    assert info.value.code == 50013
+    await emu.grant_bot_permissions(P.MANAGE_WEBHOOKS)
+    create = discord.http.Route("POST", "/channels/{channel_id}/webhooks", channel_id=emu.channel_id)
+    hook = await bot.http.request(create, json={"name": "Gatecord Relay"})
+    assert [h["id"] for h in await bot.http.request(list_route)] == [hook["id"]]
+    execute = discord.http.Route("POST", "/webhooks/{webhook_id}/{webhook_token}", webhook_id=hook["id"], webhook_token=hook["token"])
+    body = {"content": "from CI", "username": "CI bot", "allowed_mentions": {"parse": []}}
+    posted = await bot.http.request(execute, json=body, params={"wait": "true", "thread_id": str(emu.thread_id)})
+    stored = emu.messages[int(posted["id"])]
+    assert posted["webhook_id"] == hook["id"] and posted["author"]["username"] == "CI bot"
+    assert stored.channel_id == emu.thread_id and stored.webhook_username == "CI bot"
+    history = await bot.http.request(
+        discord.http.Route("GET", "/channels/{channel_id}/messages", channel_id=emu.thread_id), params={"limit": 5}
+    )
+    assert [m["id"] for m in history] == [posted["id"]]
+    emu.channel_webhooks.remove(int(hook["id"]))
+    with pytest.raises(discord.NotFound) as gone:
+        await bot.http.request(execute, json=body, params={"wait": "true"})
+    assert gone.value.code == 10015

@@ -28,7 +28,9 @@ Default world (attributes)
     add_member(guild_id, user_id, roles), set_member_roles(guild_id, user_id, roles),
     add_role(name, permissions, guild_id=None) -> Role, add_channel(name, guild_id=None, type=0,
     parent_id=None, topic=None) -> id, set_channel_permissions(channel_id, target_id, allow=0, deny=0).
-    emu.permissions_for(user, channel_id) -> int. Permission bits: sandbox.discord_emulator.permissions.
+    grant_bot_permissions(perms, guild_id=None) (e.g. permissions.MANAGE_WEBHOOKS, which the bot lacks
+    by default). emu.permissions_for(user, channel_id) -> int. Bits: sandbox.discord_emulator.permissions.
+    Per-guild upload limit: emu.world.guilds[gid].filesize_limit (10 MiB).
 
 Users acting (async; each returns once the event is dispatched)
     inject_slash_command(name, options=None, *, user="alice", guild_id=None, channel_id=None,
@@ -57,11 +59,14 @@ Observing
     followups, autocomplete_choices, modal, callbacks (every attempt with status);
     await rec.wait_acked(timeout); await rec.wait_final(predicate=None, timeout) -> original message
     (default predicate: answered and no longer "thinking").
-    await emu.wait_for(predicate, timeout) (wakes on every state change, no polling);
-    await emu.wait_for_message(predicate, timeout); await emu.wait_until_connected().
+    await emu.wait_for(predicate, timeout): woken by every emulator state change (requests, events),
+    re-checked shortly after each dispatch and at least every 0.25 s so predicates may also read the
+    bot's own state; raises asyncio.TimeoutError. await emu.wait_for_message(predicate, timeout);
+    await emu.wait_until_connected(); await emu.wait_for_session().
     emu.requests: [RecordedRequest(method, path, route, query, json, files, status, response, at)];
     emu.requests_to(substring, method=None); emu.rate_limited: [RateLimitHit]; emu.typing;
-    emu.commands.list(guild_id|None) / .find(name, type, guild_id) (registered schemas);
+    emu.global_commands(), emu.guild_commands(guild_id=None), emu.commands.find(name, type, guild_id)
+    (registered schemas with ids, options, default_member_permissions; emu.commands.sync_count);
     emu.gateway.sessions, emu.gateway.identify_payloads; await emu.drop_gateway(code=4000).
 
 Faults and limits
@@ -71,7 +76,13 @@ Faults and limits
     (buckets: message_create and message_edit 5/5 s per channel, webhook 5/2 s per token, global
     50/s with interaction endpoints exempt). emu.interaction_ack_deadline (3 s: later callbacks get
     404 10062), emu.interaction_token_ttl (15 min: then 401 50027), emu.default_attachment_size_limit.
-    Every limit lives in sandbox.discord_emulator.limits.
+    emu.expire_interaction(rec) ages a token past 15 minutes. Every limit lives in
+    sandbox.discord_emulator.limits.
+
+Channel webhooks (relay): GET/POST /channels/{id}/webhooks (need Manage Webhooks), POST
+/webhooks/{id}/{token}?wait=true&thread_id=..., GET/PATCH/DELETE .../messages/{id}; messages carry
+webhook_id and the per-message username. emu.channel_webhooks.live(channel_id), .add(channel_id,
+name), .remove(webhook_id) (later executions get 404 10015).
 
 Validation (what the bot sends): JSON schema from discord-schemas.json (schemas_path, else
 $GATECORD_DISCORD_SCHEMAS, else ../shared/discord-schemas.json, else the copy in this package) plus

@@ -172,6 +172,8 @@ class MessageStore:
             mention_role_ids=roles,
             mention_everyone=everyone,
             webhook_id=webhook_id,
+            webhook_username=body.get("username") if webhook_id is not None else None,
+            webhook_avatar_url=body.get("avatar_url") if webhook_id is not None else None,
             application_id=application_id,
             interaction_id=interaction_id,
             created_at=time.monotonic(),
@@ -261,11 +263,13 @@ class MessageStore:
     # -- payloads --------------------------------------------------------------------------
     def payload(self, msg: MessageState, *, with_referenced: bool = True, interaction: Optional[dict[str, Any]] = None) -> dict[str, Any]:
         world = self.world
-        author = world.users[msg.author_id]
+        author = world.users[msg.author_id].payload()
+        if msg.webhook_username:
+            author["username"] = msg.webhook_username
         data: dict[str, Any] = {
             "id": str(msg.id),
             "channel_id": str(msg.channel_id),
-            "author": author.payload(),
+            "author": author,
             "content": msg.content,
             "timestamp": msg.timestamp,
             "edited_timestamp": msg.edited_timestamp,

@@ -220,6 +220,8 @@ class MessageState:
     mention_role_ids: list[int] = field(default_factory=list)
     mention_everyone: bool = False
     webhook_id: Optional[int] = None
+    webhook_username: Optional[str] = None  # per-message username of a channel-webhook post
+    webhook_avatar_url: Optional[str] = None
     application_id: Optional[int] = None
     interaction_id: Optional[int] = None
     thread_id: Optional[int] = None  # thread started from this message

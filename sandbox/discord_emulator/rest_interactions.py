@@ -143,6 +143,10 @@ class _Interactions:
         return 0
 
     # -- webhook side ----------------------------------------------------------------------
+    def _is_channel_webhook(self, request: web.Request) -> bool:
+        """Interaction webhooks use the application id; any other id is a channel webhook."""
+        return request.match_info["webhook_id"] != str(self.emu.application_id)
+
     def _record(self, request: web.Request) -> InteractionRecord:
         emu = self.emu
         wid = snowflake_param(request, "webhook_id", E.UNKNOWN_WEBHOOK, "Webhook")
@@ -172,6 +176,8 @@ class _Interactions:
         return msg
 
     async def followup(self, request: web.Request) -> web.Response:
+        if self._is_channel_webhook(request):
+            return await self.emu.channel_webhooks.execute(request)
         emu = self.emu
         rec = self._record(request)
         body = require_dict(request[JSON_BODY])
@@ -205,10 +211,14 @@ class _Interactions:
         return web.Response(status=204)
 
     async def get_message(self, request: web.Request) -> web.Response:
+        if self._is_channel_webhook(request):
+            return await self.emu.channel_webhooks.get_message(request)
         rec = self._record(request)
         return self.emu.json(self.emu.message_payload(self._message(request, rec)))
 
     async def edit_message(self, request: web.Request) -> web.Response:
+        if self._is_channel_webhook(request):
+            return await self.emu.channel_webhooks.edit_message(request)
         emu = self.emu
         rec = self._record(request)
         msg = self._message(request, rec)
@@ -224,6 +234,8 @@ class _Interactions:
         return emu.json(emu.message_payload(msg))
 
     async def delete_message(self, request: web.Request) -> web.Response:
+        if self._is_channel_webhook(request):
+            return await self.emu.channel_webhooks.delete_message(request)
         emu = self.emu
         rec = self._record(request)
         msg = self._message(request, rec)

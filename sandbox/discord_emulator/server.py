@@ -28,6 +28,7 @@ from .rest import rest_routes
 from .rest_interactions import interaction_routes
 from .snowflake import SnowflakeFactory
 from .validation import MessageValidator, SchemaValidator
+from .webhooks import ChannelWebhooks
 from .world import World
 
 log = logging.getLogger(__name__)
@@ -71,6 +72,7 @@ class DiscordEmulator(InjectionMixin):
         self.ratelimits = RateLimiter()
         self.gateway = Gateway(self)
         self.cdn = CDN(self)
+        self.channel_webhooks = ChannelWebhooks(self)
         self.requests: list[RecordedRequest] = []
         self.rate_limited: list[RateLimitHit] = []
         self.injected_errors: list[InjectedError] = []
@@ -95,7 +97,7 @@ class DiscordEmulator(InjectionMixin):
     # -- lifecycle -------------------------------------------------------------------------
     async def start(self) -> "DiscordEmulator":
         app = web.Application(client_max_size=64 * L.MIB, middlewares=[self._middleware])
-        app.router.add_routes(rest_routes(self) + interaction_routes(self))
+        app.router.add_routes(rest_routes(self) + interaction_routes(self) + self.channel_webhooks.routes())
         app.router.add_get("/gateway", self.gateway.handle)
         app.router.add_routes(self.cdn.routes())
         self._runner = web.AppRunner(app, access_log=None, handle_signals=False)
@@ -219,6 +221,14 @@ class DiscordEmulator(InjectionMixin):
             is_member = target_id in self.world.users
         self.world.set_overwrite(channel_id, target_id, type=1 if is_member else 0, allow=allow, deny=deny)
         await self.gateway.dispatch("CHANNEL_UPDATE", self.world.channels[channel_id].payload())
+
+    async def grant_bot_permissions(self, permissions: int, *, guild_id: Optional[int] = None) -> None:
+        """Add permissions to the bot's managed role (e.g. permissions.MANAGE_WEBHOOKS for the relay)."""
+        for gid in [guild_id] if guild_id else list(self.world.guilds):
+            guild = self.world.guilds[gid]
+            role = next(r for r in guild.roles.values() if r.managed and r.id in guild.members[self.bot_user_id].roles)
+            role.permissions |= permissions
+            await self.gateway.dispatch("GUILD_ROLE_UPDATE", {"guild_id": str(gid), "role": role.payload()})
 
     def permissions_for(self, user: Union[str, int, User], channel_id: int) -> int:
         return self.world.permissions_for(self.world.user(user).id, channel_id)
