@@ -163,16 +163,18 @@ def encode_to_fit(img: Image.Image, limit: int, *, first: tuple[str, int] | None
         attempts = list(_LADDER)
         if first is not None and not scaled:
             attempts.insert(0, first)
+        smallest = 0
         for fmt, quality in attempts:
             data = _encode(current, fmt, quality)
             if len(data) <= limit:
                 return EncodedImage(data, _MIME[fmt], current.width, current.height, True, scaled)
+            smallest = len(data) if not smallest else min(smallest, len(data))
         longest = max(current.width, current.height)
         if longest <= MIN_SIDE:
             raise ImageTooLarge(f"no rendition fits in {limit} bytes")
         factor = max(_DOWNSCALE, MIN_SIDE / longest)
-        # Estimate the needed factor from the last (smallest) attempt to skip useless steps.
-        estimate = math.sqrt(limit / max(1, len(data))) * 0.95
+        # Bytes scale roughly with area: estimate the factor from the smallest attempt to skip useless steps.
+        estimate = math.sqrt(limit / max(1, smallest)) * 0.95
         factor = max(MIN_SIDE / longest, min(factor, estimate))
         size = (max(1, int(current.width * factor)), max(1, int(current.height * factor)))
         current = current.resize(size, Image.Resampling.LANCZOS)

@@ -1,0 +1,342 @@
+"""/imagine end to end: the real bot against the Discord emulator and the DigiCord (FLUX) and
+AICredits (OpenAI images) gateway emulators. Assertions are on what members see: messages, files,
+buttons — and on what was charged (quota counters, ledger)."""
+
+from __future__ import annotations
+
+import io
+from typing import Any
+
+import pytest
+from PIL import Image
+
+from sandbox.gateways.images import colour_for
+from tests.e2e import start_bot
+
+FLUX_FREE = "black-forest-labs/FLUX.1-schnell-Free"
+NO_MENTIONS = {"parse": []}
+
+
+# -- helpers ----------------------------------------------------------------------------------------
+
+def decode(data: bytes) -> Image.Image:
+    img = Image.open(io.BytesIO(data))
+    img.load()
+    return img.convert("RGB")
+
+
+def close_to(actual: tuple[int, ...], expected: tuple[int, ...], tolerance: int = 12) -> bool:
+    return all(abs(a - b) <= tolerance for a, b in zip(actual, expected, strict=True))
+
+
+def buttons(message: Any) -> dict[str, str]:
+    """label → custom_id of every button on a message."""
+    return {c["label"]: c["custom_id"] for row in message.components for c in row["components"]}
+
+
+def has_result(rec: Any) -> bool:
+    msg = rec.original
+    return msg is not None and bool(msg.attachments) and bool(msg.components)
+
+
+def posted_file(rec: Any) -> Any:
+    """The message a button press posted with a file (the deferred response or a followup)."""
+    return next((m for m in reversed(rec.messages) if m.attachments and not m.loading), None)
+
+
+def image_calls(gateway: Any) -> list[Any]:
+    return [r for r in gateway.requests if "images" in r.path and r.method == "POST"]
+
+
+async def images_used(bot: Any, guild_id: int, user_id: int) -> tuple[float, float]:
+    return await bot.quotas.counter("member", guild_id, user_id, "images")
+
+
+async def ledger_rows(bot: Any) -> list[Any]:
+    return await bot.store.fetchall("SELECT * FROM usage_ledger ORDER BY ts")
+
+
+async def imagine(env: Any, options: dict[str, Any], *, user: str = "alice", **kw: Any) -> Any:
+    return await env.discord.inject_slash_command("imagine", {"prompt": "a red fox", **options}, user=user, **kw)
+
+
+# -- the full flow ----------------------------------------------------------------------------------
+
+@pytest.mark.gateway_profile("digicord")
+@pytest.mark.bot_settings(imagine={"progress_interval": 1.0})
+async def test_flux_full_flow_progress_grid_and_buttons(bot_env: Any) -> None:
+    env, emu = bot_env, bot_env.discord
+    env.gateway.faults.slow_next(delay=2.6, path="images/flux/generations")
+    rec = await imagine(env, {"count": 4, "seed": 42, "width": 512, "height": 512, "steps": 2})
+    await rec.wait_acked()
+    assert rec.response_type == 4 and rec.ack_latency is not None and rec.ack_latency < 3
+    msg = await rec.wait_final(has_result, timeout=20)
+    assert msg is not None
+
+    # progress: shown at once, updated while generating, edits ≥ 1 s apart
+    first = msg.edits[0]
+    assert "a red fox" in first.content and "job #" in first.content and not first.attachment_ids
+    progress = [e for e in msg.edits[1:] if "%" in e.content and "generating" in e.content]
+    assert progress, [e.content for e in msg.edits]
+    gaps = [b.at - a.at for a, b in zip(msg.edits, msg.edits[1:])]
+    assert min(gaps) >= 0.95, gaps
+
+    # the result: one grid, prompt, seeds and model; allowed_mentions none
+    assert "a red fox" in msg.content and "seeds 42, 43, 44, 45" in msg.content and FLUX_FREE in msg.content
+    assert msg.allowed_mentions == NO_MENTIONS
+    assert len(msg.attachments) == 1
+    grid = decode(msg.attachments[0].data)
+    assert grid.size == (512 * 2 + 8, 512 * 2 + 8)
+    for i, (x, y) in enumerate([(256, 256), (776, 256), (256, 776), (776, 776)]):
+        assert close_to(grid.getpixel((x, y)), colour_for("a red fox", 42 + i)), i
+    labels = buttons(msg)
+    assert list(labels) == ["U1", "U2", "U3", "U4", "V1", "V2", "V3", "V4", "Re-roll", "Delete"]
+
+    # the gateway got the validated FLUX request; the budget was charged per image
+    (call,) = image_calls(env.gateway)
+    assert call.json["n"] == 4 and call.json["steps"] == 2 and call.json["seed"] == 42
+    assert (call.json["width"], call.json["height"]) == (512, 512)
+    alice = emu.users["alice"].id
+    assert await images_used(env.bot, emu.guild_id, alice) == (4, 0)
+    rows = await ledger_rows(env.bot)
+    assert [(r["feature"], r["images"], r["charged"], r["outcome"]) for r in rows] == [("image", 4, 1, "ok")]
+
+    # U3: that image alone at full size (no second gateway call, nothing charged)
+    u3 = await emu.press_button(msg.id, labels["U3"])
+    await u3.wait_final(posted_file)
+    single = posted_file(u3)
+    img = decode(single.attachments[0].data)
+    assert img.size == (512, 512)
+    assert close_to(img.getpixel((256, 256)), colour_for("a red fox", 44))
+    assert "Image 3 of 4" in single.content and "seed 44" in single.content
+    assert single.allowed_mentions == NO_MENTIONS
+    assert len(image_calls(env.gateway)) == 1
+
+    # Re-roll pressed by bob: a new job, charged to bob, with a new seed
+    rr = await emu.press_button(msg.id, labels["Re-roll"], user="bob")
+    new = await rr.wait_final(has_result, timeout=20)
+    assert new is not None and new.id != msg.id
+    second = image_calls(env.gateway)[1]
+    assert second.json["seed"] != 42 and second.json["n"] == 4 and second.json["prompt"] == "a red fox"
+    assert await images_used(env.bot, emu.guild_id, emu.users["bob"].id) == (4, 0)
+
+
+@pytest.mark.gateway_profile("aicredits")
+async def test_openai_images_through_the_same_command(bot_env: Any) -> None:
+    env, emu = bot_env, bot_env.discord
+    rec = await imagine(env, {"prompt": "a blue whale"})
+    msg = await rec.wait_final(has_result, timeout=20)
+    assert msg is not None
+    (call,) = image_calls(env.gateway)
+    assert call.path.endswith("/v1/images/generations")
+    # DALL·E 3 draws one image per call: the default count (4) was lowered, no FLUX-only fields sent
+    assert call.json["n"] == 1 and "steps" not in call.json and "seed" not in call.json
+    assert list(buttons(msg)) == ["U1", "V1", "Re-roll", "Delete"]
+    img = decode(msg.attachments[0].data)
+    assert img.size == (1024, 1024)
+    seed = call.json.get("seed")
+    assert seed is None
+    assert "a blue whale" in msg.content and "dall-e-3" in msg.content
+    assert await images_used(env.bot, emu.guild_id, emu.users["alice"].id) == (1, 0)
+
+    # a size the model does not offer is refused before anything is charged
+    bad = await imagine(env, {"prompt": "x", "size": "640x480"})
+    refusal = await bad.wait_final()
+    assert refusal is not None and refusal.ephemeral
+    assert "**size**" in refusal.content and "1024x1024, 1792x1024, 1024x1792" in refusal.content
+    assert len(image_calls(env.gateway)) == 1
+
+
+# -- validation -------------------------------------------------------------------------------------
+
+INVALID = [
+    ({"width": 1000}, ["**width**", "`1000`", "multiples of 16"]),
+    ({"height": 1000}, ["**height**", "multiples of 32"]),
+    ({"steps": 9}, ["**steps**", "`9`", "1, 2, 3, 4"]),
+    ({"count": 5}, ["**count**", "`5`", "1, 2, 3, 4"]),
+    ({"count": 0}, ["**count**", "1, 2, 3, 4"]),
+    ({"size": "1024x1024", "width": 512}, ["**size**", "not both"]),
+]
+
+
+@pytest.mark.gateway_profile("digicord")
+async def test_invalid_options_are_refused_and_nothing_is_charged(bot_env: Any) -> None:
+    env, emu = bot_env, bot_env.discord
+    for options, expected in INVALID:
+        rec = await imagine(env, options)
+        msg = await rec.wait_final()
+        assert msg is not None and msg.ephemeral, options
+        for fragment in expected:
+            assert fragment in msg.content, (options, msg.content)
+    assert image_calls(env.gateway) == []
+    assert await ledger_rows(env.bot) == []
+    assert await images_used(env.bot, emu.guild_id, emu.users["alice"].id) == (0, 0)
+    assert await env.bot.store.fetchval("SELECT COUNT(*) FROM imagine_jobs") == 0
+
+
+# -- failures, budgets, limits ------------------------------------------------------------------------
+
+@pytest.mark.gateway_profile("digicord")
+async def test_gateway_failure_refunds_and_tells_the_user(bot_env: Any) -> None:
+    env, emu = bot_env, bot_env.discord
+    env.gateway.faults.fail_next(status=503, retry_after=None, path="images/flux/generations")
+    rec = await imagine(env, {"count": 2})
+    msg = await rec.wait_final(lambda r: r.original is not None and "failed" in r.original.content, timeout=20)
+    assert msg is not None
+    assert "unavailable" in msg.content and "Nothing was charged" in msg.content
+    assert list(buttons(msg)) == ["Retry", "Delete"]
+    assert await images_used(env.bot, emu.guild_id, emu.users["alice"].id) == (0, 0)
+    rows = await ledger_rows(env.bot)
+    assert [(r["charged"], r["images"], r["outcome"]) for r in rows] == [(0, 0, "error")]
+
+    # Retry: the same job again, charged this time because it succeeds
+    retry = await emu.press_button(msg.id, buttons(msg)["Retry"])
+    again = await retry.wait_final(has_result, timeout=20)
+    assert again is not None and len(image_calls(env.gateway)) == 2
+    assert await images_used(env.bot, emu.guild_id, emu.users["alice"].id) == (2, 0)
+
+
+@pytest.mark.gateway_profile("digicord")
+@pytest.mark.bot_settings(quotas={"member_images": 3})
+async def test_image_budget_refuses_before_the_paid_call(bot_env: Any) -> None:
+    env = bot_env
+    rec = await imagine(env, {"count": 4})
+    msg = await rec.wait_final()
+    assert msg is not None and msg.ephemeral
+    assert "image" in msg.content.lower() and "3" in msg.content
+    assert image_calls(env.gateway) == []
+    ok = await imagine(env, {"count": 3})
+    assert await ok.wait_final(has_result, timeout=20) is not None
+
+
+@pytest.mark.gateway_profile("digicord")
+@pytest.mark.bot_settings(imagine={"max_concurrent_per_user": 1})
+async def test_per_user_concurrency_limit(bot_env: Any) -> None:
+    env, emu = bot_env, bot_env.discord
+    env.gateway.faults.slow_next(delay=1.5, path="images/flux/generations")
+    first = await imagine(env, {"count": 1})
+    await first.wait_acked()
+    second = await imagine(env, {"count": 1})
+    refusal = await second.wait_final()
+    assert refusal is not None and refusal.ephemeral
+    assert "limit is 1 at a time" in refusal.content
+    # someone else is not limited by alice's job
+    bobs = await imagine(env, {"count": 1}, user="bob")
+    assert await bobs.wait_final(has_result, timeout=20) is not None
+    assert await first.wait_final(has_result, timeout=20) is not None
+    assert len(image_calls(env.gateway)) == 2
+
+
+@pytest.mark.gateway_profile("digicord")
+async def test_over_the_upload_limit_is_reencoded_or_downscaled(bot_env: Any) -> None:
+    env, emu = bot_env, bot_env.discord
+    limit = 5_000  # below one 1024×1024 PNG from the emulator (~5.3 kB) and far below the grid
+    rec = await imagine(env, {"count": 4, "seed": 7}, attachment_size_limit=limit)
+    msg = await rec.wait_final(has_result, timeout=20)
+    assert msg is not None
+    grid = msg.attachments[0]
+    assert grid.size <= limit
+    img = decode(grid.data)
+    assert max(img.size) < 1024 * 2 and img.size[0] == img.size[1]
+    assert close_to(img.getpixel((img.width // 4, img.height // 4)), colour_for("a red fox", 7), 20)
+    assert close_to(img.getpixel((3 * img.width // 4, 3 * img.height // 4)), colour_for("a red fox", 10), 20)
+    assert "downscaled" in msg.content
+
+    emu.default_attachment_size_limit = limit  # what the next interaction reports
+    u1 = await emu.press_button(msg.id, buttons(msg)["U1"])
+    await u1.wait_final(posted_file, timeout=20)
+    posted = posted_file(u1)
+    single = posted.attachments[0]
+    assert single.size <= limit
+    one = decode(single.data)
+    assert one.size == (1024, 1024)  # re-encoding was enough: full size kept
+    assert close_to(one.getpixel((512, 512)), colour_for("a red fox", 7), 20)
+    assert "re-encoded" in posted.content
+
+
+# -- restart-proof buttons and crash recovery --------------------------------------------------------
+
+@pytest.mark.gateway_profile("digicord")
+async def test_buttons_work_after_a_restart(bot_env: Any) -> None:
+    env, emu = bot_env, bot_env.discord
+    rec = await imagine(env, {"count": 4, "seed": 1000, "width": 256, "height": 256})
+    msg = await rec.wait_final(has_result, timeout=20)
+    assert msg is not None
+    labels = buttons(msg)
+
+    await env.running.stop()
+    env.running = await start_bot(env.settings)
+
+    u2 = await emu.press_button(msg.id, labels["U2"])
+    await u2.wait_final(posted_file, timeout=20)
+    img = decode(posted_file(u2).attachments[0].data)
+    assert img.size == (256, 256)
+    assert close_to(img.getpixel((128, 128)), colour_for("a red fox", 1001))
+
+    v3 = await emu.press_button(msg.id, labels["V3"], user="bob")
+    variation = await v3.wait_final(has_result, timeout=20)
+    assert variation is not None
+    calls = image_calls(env.gateway)
+    assert len(calls) == 2
+    assert calls[1].json["prompt"] == "a red fox" and calls[1].json["seed"] != 1000
+    assert (calls[1].json["width"], calls[1].json["height"], calls[1].json["n"]) == (256, 256, 4)
+    new_seed = calls[1].json["seed"]
+    assert f"seeds {new_seed}, {new_seed + 1}" in variation.content
+    assert await images_used(env.bot, emu.guild_id, emu.users["bob"].id) == (4, 0)
+    job = await env.bot.store.fetchone("SELECT * FROM imagine_jobs ORDER BY id DESC LIMIT 1")
+    assert (job["origin"], job["source_index"], job["user_id"]) == ("variation", 3, emu.users["bob"].id)
+
+
+@pytest.mark.gateway_profile("digicord")
+async def test_job_interrupted_mid_call_is_unknown_and_never_resubmitted(bot_env: Any) -> None:
+    env, emu = bot_env, bot_env.discord
+    env.gateway.faults.slow_next(delay=4, path="images/flux/generations")
+    rec = await imagine(env, {"count": 1})
+    await rec.wait_acked()
+    await emu.wait_for(lambda: bool(image_calls(env.gateway)) or None, timeout=10)
+
+    await env.running.stop()  # the paid call is cut off: the gateway may or may not have run it
+    env.gateway.faults.reset()
+    env.running = await start_bot(env.settings)
+
+    msg = await rec.wait_final(lambda r: r.original is not None and "unknown" in r.original.content, timeout=20)
+    assert msg is not None and "not resubmitted" in msg.content
+    assert list(buttons(msg)) == ["Retry", "Delete"]
+    assert len(image_calls(env.gateway)) == 1  # nothing was resubmitted on its own
+    alice = emu.users["alice"].id
+    assert await images_used(env.bot, emu.guild_id, alice) == (0, 0)
+
+    retry = await emu.press_button(msg.id, buttons(msg)["Retry"])
+    assert await retry.wait_final(has_result, timeout=20) is not None
+    assert len(image_calls(env.gateway)) == 2
+    assert await images_used(env.bot, emu.guild_id, alice) == (1, 0)
+
+
+# -- delete and autocomplete ----------------------------------------------------------------------------
+
+@pytest.mark.gateway_profile("digicord")
+async def test_delete_is_for_the_requester_or_an_admin(bot_env: Any) -> None:
+    env, emu = bot_env, bot_env.discord
+    rec = await imagine(env, {"count": 1})
+    msg = await rec.wait_final(has_result, timeout=20)
+    assert msg is not None
+    delete_id = buttons(msg)["Delete"]
+
+    bob = await emu.press_button(msg.id, delete_id, user="bob")
+    refusal = await bob.wait_final()
+    assert refusal is not None and refusal.ephemeral and "Only the member who asked" in refusal.content
+    assert not emu.messages[msg.id].deleted
+
+    admin = await emu.press_button(msg.id, delete_id, user="admin")
+    await emu.wait_for(lambda: emu.messages[msg.id].deleted or None, timeout=10)
+    await admin.wait_acked()
+    job = await env.bot.store.fetchone("SELECT status FROM imagine_jobs")
+    assert job["status"] == "deleted"
+    assert await env.bot.store.fetchval("SELECT COUNT(*) FROM imagine_images") == 0
+
+
+@pytest.mark.gateway_profile("digicord")
+async def test_model_autocomplete_lists_the_gateways_image_models(bot_env: Any) -> None:
+    choices = await bot_env.discord.inject_autocomplete("imagine", {"prompt": "x", "model": "pro"}, "model")
+    values = [c["value"] for c in choices]
+    assert values == ["black-forest-labs/FLUX.1-pro", "black-forest-labs/FLUX.1.1-pro"]
