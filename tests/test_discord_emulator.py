@@ -515,6 +515,10 @@ async def test_resume_replays_missed_events(emu: DiscordEmulator, bot: EmuBot) -
     await resumed
     assert (await got).author.name == "alice"
     assert session.resumed_count == 1 and len(emu.gateway.sessions) == 1
+    resumed_again = asyncio.ensure_future(bot.wait_for("resumed", timeout=10))
+    assert await emu.gateway.request_reconnect() == 1  # op 7
+    await resumed_again
+    assert session.resumed_count == 2
     rec = await emu.inject_slash_command("ask", {"prompt": "still there?"})
     assert (await rec.wait_final(timeout=5)).content == "answer: still there?"
 

@@ -67,7 +67,8 @@ Observing
     emu.requests_to(substring, method=None); emu.rate_limited: [RateLimitHit]; emu.typing;
     emu.global_commands(), emu.guild_commands(guild_id=None), emu.commands.find(name, type, guild_id)
     (registered schemas with ids, options, default_member_permissions; emu.commands.sync_count);
-    emu.gateway.sessions, emu.gateway.identify_payloads; await emu.drop_gateway(code=4000).
+    emu.gateway.sessions, emu.gateway.identify_payloads; await emu.drop_gateway(code=4000) (discord.py
+    RESUMEs; events meanwhile are buffered and replayed); await emu.gateway.request_reconnect() (op 7).
 
 Faults and limits
     emu.inject_rate_limit(route_substring, count=1, retry_after=0.5, is_global=False)

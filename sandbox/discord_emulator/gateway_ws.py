@@ -118,6 +118,15 @@ class Gateway:
                 count += 1
         return count
 
+    async def request_reconnect(self) -> int:
+        """Send op 7 RECONNECT to every connected session (discord.py then reconnects and RESUMEs)."""
+        count = 0
+        for session in self.ready_sessions:
+            assert session.ws is not None
+            await self._send(session.ws, {"op": RECONNECT, "d": None, "s": None, "t": None})
+            count += 1
+        return count
+
     async def close(self) -> None:
         for ws in list(self._sockets):
             await ws.close(code=1001)

@@ -14,6 +14,11 @@ from . import limits as L
 GLOBAL_EXEMPT_PREFIXES = ("/interactions/", "/webhooks/")
 
 
+def route_matches(substring: str, method: str, path: str) -> bool:
+    """Fault-injection matching: the substring occurs in the path or in "METHOD path"."""
+    return substring in f"{method} {path}"
+
+
 def classify(method: str, route: str, match: dict[str, str]) -> tuple[str, str]:
     """(bucket name, major parameter) for a request."""
     if route.startswith("/interactions/"):
@@ -125,7 +130,7 @@ class RateLimiter:
         decision = Decision(bucket=bucket)
 
         for inj in self.injected:
-            if inj.count > 0 and (inj.route_substring in path or inj.route_substring in f"{method} {path}"):
+            if inj.count > 0 and route_matches(inj.route_substring, method, path):
                 inj.count -= 1
                 self.injected = [i for i in self.injected if i.count > 0]
                 decision.retry_after = inj.retry_after

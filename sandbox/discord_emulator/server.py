@@ -23,7 +23,7 @@ from .gateway_ws import Gateway
 from .injection import InjectionMixin
 from .messages import MessageStore
 from .models import InteractionRecord, MessageState, RateLimitHit, RecordedRequest, Role, User
-from .ratelimit import RateLimiter
+from .ratelimit import RateLimiter, route_matches
 from .rest import rest_routes
 from .rest_interactions import interaction_routes
 from .snowflake import SnowflakeFactory
@@ -358,7 +358,7 @@ class DiscordEmulator(InjectionMixin):
 
     def _take_injected_error(self, method: str, path: str) -> Optional[InjectedError]:
         for inj in self.injected_errors:
-            if inj.count > 0 and (inj.route_substring in path or inj.route_substring in f"{method} {path}"):
+            if inj.count > 0 and route_matches(inj.route_substring, method, path):
                 inj.count -= 1
                 self.injected_errors = [i for i in self.injected_errors if i.count > 0]
                 return inj
