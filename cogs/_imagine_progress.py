@@ -75,7 +75,13 @@ class JobMessage:
             try:
                 if self.token_alive:
                     assert self.interaction is not None
-                    await self.interaction.edit_original_response(**fields)
+                    try:
+                        await self.interaction.edit_original_response(**fields)
+                    except discord.HTTPException as exc:
+                        if not _token_expired(exc):
+                            raise
+                        self.interaction = None  # Discord says the token is gone: use the channel
+                        await self._partial().edit(**_rewound(fields))
                 else:
                     await self._partial().edit(**fields)
             finally:
@@ -87,3 +93,16 @@ class JobMessage:
             raise RuntimeError("no message to edit")
         channel = self.client.get_partial_messageable(self.channel_id)
         return channel.get_partial_message(self.message_id)
+
+
+def _token_expired(exc: discord.HTTPException) -> bool:
+    """401 / 50027 Invalid Webhook Token, or 404 / 10015 Unknown Webhook: the interaction token is unusable."""
+    return exc.status == 401 or exc.code in (50027, 10015)
+
+
+def _rewound(fields: dict[str, Any]) -> dict[str, Any]:
+    """Files were read by the failed attempt: rewind them so the retry uploads the same bytes."""
+    for f in fields.get("attachments") or ():
+        if isinstance(f, discord.File):
+            f.reset()
+    return fields

@@ -43,6 +43,7 @@ log = logging.getLogger(__name__)
 
 MODEL_CACHE_SECONDS = 300.0
 AUTOCOMPLETE_TIMEOUT = 2.0
+MODEL_CHECK_TIMEOUT = 1.5
 DEFAULT_EXPECTED_SECONDS = 8.0
 
 
@@ -127,7 +128,7 @@ class Imagine(commands.Cog):
                 self.bot.gateway, opts, default_model=default_model,
                 default_count=self.settings.default_count, default_steps=self.settings.default_steps,
             )
-            self._check_model_listed(model)
+            await self._check_model_listed(model)
         except OptionError as exc:
             await self._refuse(interaction, exc.user_message())
             return
@@ -160,10 +161,18 @@ class Imagine(commands.Cog):
         self._models = (now, ids)
         return ids
 
-    def _check_model_listed(self, model: str | None) -> None:
-        """Refuse a typed model the gateway's (cached) image list does not have; unknown list → let it try."""
-        if model and self._models and self._models[1] and model not in self._models[1]:
-            raise OptionError("model", self._models[1], model)
+    async def _check_model_listed(self, model: str | None) -> None:
+        """Refuse a typed model missing from the gateway's image model list (when the list can be had
+        quickly; otherwise the gateway decides, and a refusal there is refunded)."""
+        if not model:
+            return
+        try:
+            ids = await asyncio.wait_for(self._image_model_ids(), MODEL_CHECK_TIMEOUT)
+        except Exception as exc:
+            log.info("image model list unavailable, not checking %r: %r", model, exc)
+            return
+        if ids and not any(_same_model(model, listed) for listed in ids):
+            raise OptionError("model", ids, model)
 
     async def _default_model(self, interaction: discord.Interaction) -> str | None:
         guild_config = getattr(self.bot, "guild_config", None)
@@ -439,6 +448,12 @@ class Imagine(commands.Cog):
             await interaction.followup.send(text, ephemeral=True, allowed_mentions=NONE)
         else:
             await interaction.response.send_message(text, ephemeral=True, allowed_mentions=NONE)
+
+
+def _same_model(typed: str, listed: str) -> bool:
+    """Equal, or equal up to a provider prefix ("dall-e-3" ~ "openai/dall-e-3")."""
+    a, b = typed.lower(), listed.lower()
+    return a == b or a.endswith("/" + b) or b.endswith("/" + a)
 
 
 def _may_delete(interaction: discord.Interaction, job: ImageJob) -> bool:

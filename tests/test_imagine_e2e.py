@@ -120,6 +120,15 @@ async def test_flux_full_flow_progress_grid_and_buttons(bot_env: Any) -> None:
     assert second.json["seed"] != 42 and second.json["n"] == 4 and second.json["prompt"] == "a red fox"
     assert await images_used(env.bot, emu.guild_id, emu.users["bob"].id) == (4, 0)
 
+    # every message and edit the bot sent carried allowed_mentions none
+    sent = [r for r in emu.requests if r.method in ("POST", "PATCH") and isinstance(r.json, dict)
+            and ("content" in r.json or "data" in r.json)]
+    assert sent
+    for r in sent:
+        body = r.json.get("data", r.json) if r.json.get("type") in (4, 5) else r.json
+        if "content" in body:
+            assert body.get("allowed_mentions") == NO_MENTIONS, (r.path, body)
+
 
 @pytest.mark.gateway_profile("aicredits")
 async def test_openai_images_through_the_same_command(bot_env: Any) -> None:
@@ -156,6 +165,7 @@ INVALID = [
     ({"count": 5}, ["**count**", "`5`", "1, 2, 3, 4"]),
     ({"count": 0}, ["**count**", "1, 2, 3, 4"]),
     ({"size": "1024x1024", "width": 512}, ["**size**", "not both"]),
+    ({"model": "black-forest-labs/FLUX.9"}, ["**model**", "`black-forest-labs/FLUX.9`", FLUX_FREE]),
 ]
 
 
@@ -210,8 +220,8 @@ async def test_image_budget_refuses_before_the_paid_call(bot_env: Any) -> None:
 
 
 @pytest.mark.gateway_profile("digicord")
-@pytest.mark.bot_settings(imagine={"max_concurrent_per_user": 1})
-async def test_per_user_concurrency_limit(bot_env: Any) -> None:
+@pytest.mark.bot_settings(imagine={"max_concurrent_per_user": 1, "max_concurrency": 1})
+async def test_per_user_limit_and_queue_position(bot_env: Any) -> None:
     env, emu = bot_env, bot_env.discord
     env.gateway.faults.slow_next(delay=1.5, path="images/flux/generations")
     first = await imagine(env, {"count": 1})
@@ -220,11 +230,34 @@ async def test_per_user_concurrency_limit(bot_env: Any) -> None:
     refusal = await second.wait_final()
     assert refusal is not None and refusal.ephemeral
     assert "limit is 1 at a time" in refusal.content
-    # someone else is not limited by alice's job
+    # bob is not limited by alice's job, but waits for the only generation slot
     bobs = await imagine(env, {"count": 1}, user="bob")
-    assert await bobs.wait_final(has_result, timeout=20) is not None
+    await bobs.wait_acked()
+    assert bobs.original is not None
+    assert "Waiting in the queue — position 1" in bobs.original.edits[0].content
     assert await first.wait_final(has_result, timeout=20) is not None
+    assert await bobs.wait_final(has_result, timeout=20) is not None
     assert len(image_calls(env.gateway)) == 2
+
+
+@pytest.mark.gateway_profile("digicord")
+async def test_result_arrives_after_the_interaction_token_expired(bot_env: Any) -> None:
+    env, emu = bot_env, bot_env.discord
+    emu.interaction_token_ttl = 1.0
+    env.gateway.faults.slow_next(delay=1.5, path="images/flux/generations")
+    rec = await imagine(env, {"count": 2, "seed": 5})
+    msg = await rec.wait_final(has_result, timeout=20)
+    assert msg is not None and "seeds 5, 6" in msg.content
+    channel_edits = emu.requests_to(f"/channels/{emu.channel_id}/messages/{msg.id}", "PATCH")
+    assert channel_edits and channel_edits[-1].status == 200
+
+
+@pytest.mark.gateway_profile("aiproxy")
+async def test_gateway_without_images_says_so(bot_env: Any) -> None:
+    rec = await imagine(bot_env, {})
+    msg = await rec.wait_final()
+    assert msg is not None and msg.ephemeral and "does not generate images" in msg.content
+    assert await bot_env.bot.store.fetchval("SELECT COUNT(*) FROM imagine_jobs") == 0
 
 
 @pytest.mark.gateway_profile("digicord")
@@ -263,9 +296,15 @@ async def test_buttons_work_after_a_restart(bot_env: Any) -> None:
     msg = await rec.wait_final(has_result, timeout=20)
     assert msg is not None
     labels = buttons(msg)
+    edits_before = msg.edit_count
+    # as if the bot had stopped after storing the images but before posting them
+    await env.bot.store.execute("UPDATE imagine_jobs SET status = 'generated'")
 
     await env.running.stop()
     env.running = await start_bot(env.settings)
+    # the stored result is posted again (no new gateway call), then the old buttons are pressed
+    await emu.wait_for(lambda: msg.edit_count > edits_before or None, timeout=10)
+    assert len(image_calls(env.gateway)) == 1 and msg.attachments and buttons(msg) == labels
 
     u2 = await emu.press_button(msg.id, labels["U2"])
     await u2.wait_final(posted_file, timeout=20)
