@@ -203,6 +203,21 @@ def format_tokens(n: int) -> str:
     return str(n)
 
 
+def format_credits(value: float) -> str:
+    """0.0021 -> '0.0021', 0.0000123 -> '0.000012', 12.5 -> '12.5' (never scientific notation)."""
+    if value >= 100:
+        return f"{value:.0f}"
+    text = f"{value:.6f}".rstrip("0").rstrip(".")
+    if text in ("0", "-0") and value:
+        return "<0.000001"
+    if "." in text:
+        whole, frac = text.split(".")
+        significant = frac.lstrip("0")
+        frac = frac[: len(frac) - len(significant) + 3].rstrip("0")
+        text = f"{whole}.{frac}" if frac else whole
+    return text
+
+
 def _clean(value: str) -> str:
     """Model names come from the gateway: keep them from breaking the markdown or pinging."""
     return value.replace("`", "'").replace("@", "@\u200b").replace("\n", " ")[:80]
@@ -245,7 +260,7 @@ def footer_line(
     if credits is None and usage is not None:
         credits = getattr(usage, "cost", None)
     if credits is not None:
-        parts.append(f"{credits:.4g} credits")
+        parts.append(f"{format_credits(float(credits))} credits")
     parts.extend(extra)
     if not parts:
         return ""

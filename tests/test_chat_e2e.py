@@ -1,0 +1,391 @@
+"""/chat, mentions, replies and threads end to end: the real bot against the Discord and gateway emulators."""
+
+from __future__ import annotations
+
+import asyncio
+import re
+from typing import Any
+
+import pytest
+
+from bot.discord_limits import INTERACTION_ACK_SECONDS, MESSAGE_CONTENT
+from bot.rendering import WRITING_MARKER
+from sandbox.gateways import expected_reply
+
+FOOTER = re.compile(r"\n-# [^\n]*$")
+
+
+def answer_text(content: str) -> str:
+    """The answer without its footer line."""
+    return FOOTER.sub("", content)
+
+
+def final(m: Any) -> bool:
+    return bool(m.content) and WRITING_MARKER not in m.content
+
+
+def chat_requests(gateway: Any) -> list[Any]:
+    return [r for r in gateway.requests if r.path.endswith("/chat/completions")]
+
+
+def prompt_texts(request: Any) -> list[tuple[str, str]]:
+    return [(m["role"], m["content"] if isinstance(m["content"], str) else str(m["content"]))
+            for m in request.json["messages"]]
+
+
+def bot_write_requests(emu: Any) -> list[Any]:
+    return [r for r in emu.requests if r.method in ("POST", "PATCH")
+            and ("/messages" in r.path or r.path.endswith("/callback") or r.route.startswith("/webhooks"))]
+
+
+async def wait_reply(emu: Any, user_msg: Any, timeout: float = 10.0) -> Any:
+    """The bot's finished reply to ``user_msg``."""
+    def find() -> Any:
+        for m in emu.messages.values():
+            ref = m.message_reference or {}
+            if (m.author_id == emu.bot_user_id and str(ref.get("message_id")) == str(user_msg.id)
+                    and final(m) and not m.deleted):
+                return m
+        return None
+
+    return await emu.wait_for(find, timeout)
+
+
+async def run_chat(env: Any, prompt: str, *, user: str = "alice", timeout: float = 10.0, **options: Any) -> Any:
+    rec = await env.discord.inject_slash_command("chat", {"prompt": prompt, **options}, user=user)
+    await rec.wait_final(final, timeout=timeout)
+    return rec
+
+
+# --------------------------------------------------------------------------------------------------
+# Streaming
+# --------------------------------------------------------------------------------------------------
+
+
+async def test_streaming_paced_edits_final_text_and_no_marker(bot_env: Any) -> None:
+    emu, gw = bot_env.discord, bot_env.gateway
+    answer = " ".join(f"word{i}" for i in range(60)) + " — done."
+    gw.queue_reply(answer, chunk_size=8)
+    gw.chunk_delay = 0.05  # ~60 chunks over ~3 s
+    rec = await run_chat(bot_env, "stream please")
+    msg = rec.original
+    assert answer_text(msg.content) == answer
+    assert WRITING_MARKER not in msg.content
+    assert msg.content.endswith("tokens · " + msg.content.rsplit(" · ", 1)[-1])  # footer present
+    assert "`" + gw.default_chat_model + "`" in msg.content
+    intermediate = [e for e in msg.edits if WRITING_MARKER in e.content]
+    assert len(intermediate) >= 2, "the answer was visibly streamed"
+    gaps = [b.at - a.at for a, b in zip(intermediate, intermediate[1:])]
+    assert min(gaps) >= 1.0, gaps
+    # every intermediate text is a prefix of the answer (no garbage while streaming)
+    for e in intermediate:
+        shown = e.content.replace("\n" + WRITING_MARKER, "")
+        assert answer.startswith(shown), shown
+    # the final edit went out promptly after the previous one allowed it
+    assert msg.edits[-1].at - intermediate[-1].at < 1.6
+    assert emu.rate_limited == []
+    assert rec.ack_latency is not None and rec.ack_latency < INTERACTION_ACK_SECONDS
+
+
+async def test_first_text_is_shown_with_the_first_chunk(bot_env: Any) -> None:
+    gw = bot_env.gateway
+    gw.queue_reply("First chunk then a pause and the rest of the answer.", chunk_size=12)
+    gw.chunk_delay = 0.4
+    rec = await bot_env.discord.inject_slash_command("chat", {"prompt": "hi"}, user="alice")
+    first = await rec.wait_final(lambda m: m.content.startswith("First chunk"), timeout=5)
+    assert WRITING_MARKER in first.content
+    assert first.content.startswith("First chunk\n")
+    await rec.wait_final(final, timeout=10)
+    assert answer_text(rec.original.content) == "First chunk then a pause and the rest of the answer."
+
+
+async def test_long_answer_with_code_block_is_split_readably(bot_env: Any) -> None:
+    emu, gw = bot_env.discord, bot_env.gateway
+    prose = "\n\n".join(f"Paragraph {i}: " + "explanation " * 25 for i in range(12))
+    code = "\n".join(f"    total += compute_value({i}, factor)  # line {i}" for i in range(70))
+    answer = prose + "\n\nHere is the code:\n\n```python\ndef run():\n" + code + "\n    return total\n```\n\n" + prose[:2000]
+    assert 8500 <= len(answer) <= 10000
+    gw.queue_reply(answer, chunk_size=400)
+    rec = await run_chat(bot_env, "long one")
+    # the footer goes on the last message, with the final edit (the webhook bucket may pace the followups)
+    await emu.wait_for(lambda: all(final(m) for m in rec.messages) and " tokens" in rec.messages[-1].content,
+                       timeout=15)
+    messages = rec.messages
+    contents = [m.content for m in messages]
+    assert all(len(c) <= MESSAGE_CONTENT for c in contents)
+    assert all(WRITING_MARKER not in c for c in contents)
+    contents[-1] = answer_text(contents[-1])
+    # code fences balanced in every message; the continuation reopens with the language tag
+    for c in contents:
+        assert c.count("```") % 2 == 0, c[-300:]
+    reopened = [c for c in contents if c.startswith("```python\n")]
+    assert reopened, "the code block continues in the next message with its language tag"
+    # rejoin: drop the closing/reopening fences at the cut, then compare ignoring blank-line layout
+    joined = contents[0]
+    for c in contents[1:]:
+        if joined.endswith("\n```") and c.startswith("```python\n") and joined.count("```") % 2 == 0:
+            joined = joined[: -len("\n```")] + "\n" + c[len("```python\n"):]
+        else:
+            joined += "\n\n" + c
+    assert re.sub(r"\s+", " ", joined) == re.sub(r"\s+", " ", answer)
+    for m in messages:
+        assert m.allowed_mentions == {"parse": []}
+
+
+@pytest.mark.bot_settings(chat={"attach_as_file_over": 3000})
+async def test_answer_past_threshold_is_attached_as_file(bot_env: Any) -> None:
+    emu, gw = bot_env.discord, bot_env.gateway
+    answer = "\n\n".join(f"Section {i}. " + "content " * 40 for i in range(20))
+    gw.queue_reply(answer, chunk_size=500)
+    rec = await run_chat(bot_env, "big")
+    await emu.wait_for(lambda: rec.original.attachments and all(final(m) for m in rec.messages), timeout=10)
+    live = [m for m in rec.messages if not m.deleted]
+    assert len(live) == 1
+    att = live[0].attachments[0]
+    assert att.filename == "answer.txt" and att.data.decode() == answer
+    assert "attached as `answer.txt`" in live[0].content
+    assert len(live[0].content) <= MESSAGE_CONTENT
+
+
+async def test_output_never_pings(bot_env: Any) -> None:
+    emu, gw = bot_env.discord, bot_env.gateway
+    alice = emu.users["alice"].id
+    text = f"Hey @everyone and @here, <@&{emu.admin_role_id}> and <@{alice}>!"
+    gw.queue_reply(text, chunk_size=10)
+    rec = await run_chat(bot_env, "ping them")
+    assert answer_text(rec.original.content) == text
+    assert rec.original.mention_ids == [] and rec.original.mention_role_ids == []
+    assert rec.original.mention_everyone is False
+    # by mention too (a channel reply)
+    gw.queue_reply(text, chunk_size=10)
+    user_msg = await emu.send_user_message("ping them", user="bob", mention_bot=True)
+    reply = await wait_reply(emu, user_msg)
+    assert answer_text(reply.content) == text
+    assert reply.mention_ids == [] and not reply.mention_everyone
+    writes = [r for r in bot_write_requests(emu) if isinstance(r.json, dict) and
+              ("content" in r.json or "data" in r.json)]
+    assert writes
+    for r in writes:
+        body = r.json.get("data", r.json) if r.path.endswith("/callback") else r.json
+        if body and "content" in body:
+            sent = body.get("allowed_mentions")
+            assert sent is not None and sent["parse"] == [] and not sent.get("replied_user"), (r.path, sent)
+            assert not sent.get("users") and not sent.get("roles")
+
+
+# --------------------------------------------------------------------------------------------------
+# Failures
+# --------------------------------------------------------------------------------------------------
+
+
+async def test_gateway_429_then_next_turn_works(bot_env: Any) -> None:
+    gw = bot_env.gateway
+    gw.faults.fail_next(1, status=429, retry_after=7)
+    rec = await run_chat(bot_env, "first")
+    assert rec.original.content.startswith("⚠️ ")
+    assert "rate limiting" in rec.original.content and "try again in 7 s" in rec.original.content
+    rec = await run_chat(bot_env, "second")
+    assert answer_text(rec.original.content) == expected_reply("second")
+
+
+async def test_gateway_500_then_next_turn_works(bot_env: Any) -> None:
+    gw = bot_env.gateway
+    gw.faults.fail_next(1, status=500)
+    rec = await run_chat(bot_env, "first")
+    assert "unavailable right now (HTTP 500)" in rec.original.content
+    rec = await run_chat(bot_env, "second")
+    assert answer_text(rec.original.content) == expected_reply("second")
+
+
+@pytest.mark.bot_settings(gateway={"total_timeout": 1.0, "stream_idle_timeout": 1.0, "max_retries": 0})
+async def test_gateway_timeout_then_next_turn_works(bot_env: Any) -> None:
+    gw = bot_env.gateway
+    gw.faults.slow_next(1, delay=3.0)
+    rec = await run_chat(bot_env, "first", timeout=15)
+    assert "did not answer in time" in rec.original.content
+    rec = await run_chat(bot_env, "second")
+    assert answer_text(rec.original.content) == expected_reply("second")
+
+
+async def test_stream_cut_keeps_partial_text_marked_incomplete(bot_env: Any) -> None:
+    gw = bot_env.gateway
+    gw.queue_reply("Alpha beta gamma delta epsilon zeta eta theta.", chunk_size=6)
+    gw.faults.cut_stream_next(1, after_chunks=4)
+    rec = await run_chat(bot_env, "cut me")
+    content = rec.original.content
+    assert "Incomplete answer" in content
+    shown = content.split("\n")[0]
+    assert shown and "Alpha beta gamma delta epsilon zeta eta theta.".startswith(shown)
+    assert shown != "Alpha beta gamma delta epsilon zeta eta theta."
+    assert WRITING_MARKER not in content
+    rec = await run_chat(bot_env, "next")
+    assert answer_text(rec.original.content) == expected_reply("next")
+
+
+async def test_unknown_model_suggests_close_names(bot_env: Any) -> None:
+    gw = bot_env.gateway
+    real = gw.default_chat_model
+    typo = real[:-1] + ("x" if real[-1] != "x" else "y")
+    rec = await run_chat(bot_env, "hello", model=typo)
+    assert f"`{typo}` is not available" in rec.original.content
+    assert f"`{real}`" in rec.original.content
+
+
+@pytest.mark.bot_settings(chat={"max_concurrency": 1, "max_queue": 0})
+async def test_busy_is_told_at_once(bot_env: Any) -> None:
+    emu, gw = bot_env.discord, bot_env.gateway
+    gw.queue_reply("slow answer " * 5, chunk_size=6)
+    gw.chunk_delay = 0.1
+    first = await emu.inject_slash_command("chat", {"prompt": "one"}, user="alice")
+    await first.wait_final(lambda m: bool(m.content), timeout=5)
+    second = await emu.inject_slash_command("chat", {"prompt": "two"}, user="bob")
+    await second.wait_acked(timeout=3)
+    assert second.ack_latency < 1.0
+    assert "too many requests" in second.content and second.original.ephemeral
+    await first.wait_final(final, timeout=15)
+
+
+async def test_budget_exhausted_message(bot_env: Any) -> None:
+    await bot_env.bot.quotas.set_limit(bot_env.discord.guild_id, "member", "chat_requests", 1, actor_id=1) \
+        if hasattr(bot_env.bot.quotas, "set_limit") else None
+    bot_env.bot.quotas.defaults.member_chat_requests = 1
+    rec = await run_chat(bot_env, "one")
+    assert answer_text(rec.original.content) == expected_reply("one")
+    rec = await run_chat(bot_env, "two")
+    assert rec.original.content.startswith("⚠️ ") and "budget" in rec.original.content.lower()
+    assert len(chat_requests(bot_env.gateway)) == 1
+
+
+# --------------------------------------------------------------------------------------------------
+# Conversations
+# --------------------------------------------------------------------------------------------------
+
+
+async def test_users_do_not_see_each_other_and_replies_continue(bot_env: Any) -> None:
+    emu, gw = bot_env.discord, bot_env.gateway
+    a1 = await emu.send_user_message("my secret number is 42", user="alice", mention_bot=True)
+    r1 = await wait_reply(emu, a1)
+    assert answer_text(r1.content) == expected_reply("my secret number is 42")
+    b1 = await emu.send_user_message("what is my secret number?", user="bob", mention_bot=True)
+    await wait_reply(emu, b1)
+    bob_req = chat_requests(gw)[-1]
+    assert all("42" not in c for _, c in prompt_texts(bob_req))
+    # alice replies to her answer: the conversation continues
+    a2 = await emu.send_user_message("and doubled?", user="alice", reply_to=r1.id)
+    r2 = await wait_reply(emu, a2)
+    roles = prompt_texts(chat_requests(gw)[-1])
+    assert [r for r, _ in roles] == ["system", "user", "assistant", "user"]
+    assert "my secret number is 42" in roles[1][1] and roles[2][1] == expected_reply("my secret number is 42")
+    assert roles[3][1] == "and doubled?"
+    # a reply to the OLD answer continues from that answer (not from the newer one)
+    a3 = await emu.send_user_message("halved instead?", user="alice", reply_to=r1.id)
+    await wait_reply(emu, a3)
+    texts = [c for _, c in prompt_texts(chat_requests(gw)[-1])]
+    assert "and doubled?" not in texts and texts[-1] == "halved instead?"
+    assert any("my secret number is 42" in t for t in texts)
+    # bob replying to alice's answer sees that answer only, not alice's question
+    b2 = await emu.send_user_message("what does that mean?", user="bob", reply_to=r2.id)
+    await wait_reply(emu, b2)
+    texts = [c for _, c in prompt_texts(chat_requests(gw)[-1])]
+    assert texts[-2] == expected_reply("and doubled?")
+    assert all("42" not in t for t in texts)
+
+
+async def test_thread_keeps_its_history(bot_env: Any) -> None:
+    emu, gw = bot_env.discord, bot_env.gateway
+    rec = await run_chat(bot_env, "let's talk about cats", thread=True)
+    thread_id = await emu.wait_for(lambda: rec.original.thread_id, timeout=5)
+    intro = await emu.wait_for_message(lambda m: m.channel_id == thread_id and m.author_id == emu.bot_user_id)
+    assert "continue here" in intro.content
+    m1 = await emu.send_user_message("how many legs?", user="alice", channel_id=thread_id)
+    await wait_reply(emu, m1)
+    texts = [c for _, c in prompt_texts(chat_requests(gw)[-1])]
+    assert texts[1:] == ["let's talk about cats", expected_reply("let's talk about cats"), "how many legs?"]
+    m2 = await emu.send_user_message("and whiskers?", user="bob", channel_id=thread_id)  # shared on purpose
+    await wait_reply(emu, m2)
+    texts = [c for _, c in prompt_texts(chat_requests(gw)[-1])]
+    assert texts[1:] == ["let's talk about cats", expected_reply("let's talk about cats"), "how many legs?",
+                         expected_reply("how many legs?"), "and whiskers?"]
+
+
+async def test_mention_in_a_plain_channel_message_is_ignored_without_mention(bot_env: Any) -> None:
+    emu, gw = bot_env.discord, bot_env.gateway
+    before = len(chat_requests(gw))
+    await emu.send_user_message("just chatting, no bot here", user="alice")
+    m = await emu.send_user_message("hello bot", user="alice", mention_bot=True)
+    await wait_reply(emu, m)
+    assert len(chat_requests(gw)) == before + 1
+
+
+async def test_text_attachment_is_read_into_the_prompt(bot_env: Any) -> None:
+    emu, gw = bot_env.discord, bot_env.gateway
+    m = await emu.send_user_message("summarise this", user="alice", mention_bot=True,
+                                    attachments=[("notes.md", b"# Notes\nThe launch is on Friday.", "text/markdown")])
+    await wait_reply(emu, m)
+    last_user = prompt_texts(chat_requests(gw)[-1])[-1][1]
+    assert last_user.startswith("summarise this")
+    assert "notes.md" in last_user and "The launch is on Friday." in last_user
+
+
+async def test_reasoning_is_removed_and_attached(bot_env: Any) -> None:
+    bot_env.bot.settings.chat.attach_reasoning = True
+    gw = bot_env.gateway
+    gw.queue_reply("The answer is 4.", reasoning="2 plus 2 is 4", chunk_size=5)
+    rec = await run_chat(bot_env, "2+2?")
+    await bot_env.discord.wait_for(lambda: rec.original.attachments, timeout=5)
+    assert answer_text(rec.original.content) == "The answer is 4."
+    assert "2 plus 2" not in rec.original.content
+    assert rec.original.attachments[0].filename == "reasoning.txt"
+    assert rec.original.attachments[0].data.decode() == "2 plus 2 is 4"
+
+
+async def test_private_answer_is_ephemeral(bot_env: Any) -> None:
+    rec = await run_chat(bot_env, "secret", private=True)
+    assert rec.original.ephemeral
+    assert answer_text(rec.original.content) == expected_reply("secret")
+
+
+# --------------------------------------------------------------------------------------------------
+# Acknowledgement under load, /models, autocomplete
+# --------------------------------------------------------------------------------------------------
+
+
+async def test_fifty_at_once_are_all_acknowledged_quickly(bot_env: Any) -> None:
+    emu = bot_env.discord
+    recs = await asyncio.gather(*[
+        emu.inject_slash_command("chat", {"prompt": f"q{i}"}, user="alice" if i % 2 else "bob") for i in range(50)
+    ])
+    await asyncio.gather(*[r.wait_final(final, timeout=30) for r in recs])
+    assert max(r.ack_latency for r in recs) < INTERACTION_ACK_SECONDS
+    for i, r in enumerate(recs):
+        assert answer_text(r.original.content) == expected_reply(f"q{i}") or "too many requests" in r.content
+    assert emu.rate_limited == []
+
+
+async def test_models_lists_and_pages(bot_env: Any) -> None:
+    emu = bot_env.discord
+    rec = await emu.inject_slash_command("models", {"kind": "all"}, user="alice")
+    msg = await rec.wait_final(lambda m: bool(m.embeds), timeout=10)
+    embed = msg.embeds[0]
+    listed = await bot_env.bot.gateway.list_models()
+    assert "models" in embed["title"].lower()
+    first_ids = re.findall(r"`([^`]+)`", embed["description"])
+    assert first_ids and set(first_ids) <= {m.id for m in listed}
+    if len(listed) > 15:
+        nxt = [cid for cid in msg.custom_ids()][-1]
+        press = await emu.press_button(msg.id, nxt, user="alice")
+        await press.wait_acked()
+        await emu.wait_for(lambda: msg.embeds[0]["description"] != embed["description"], timeout=5)
+        assert "Page 2/" in msg.embeds[0]["footer"]["text"]
+
+
+async def test_model_autocomplete_filters_chat_models(bot_env: Any) -> None:
+    emu = bot_env.discord
+    listed = await bot_env.bot.gateway.list_models()
+    chat_ids = {m.id for m in listed if m.kind.value in ("chat", "vision")}
+    choices = await emu.inject_autocomplete("chat", {"prompt": "x", "model": ""}, "model", user="alice")
+    assert 0 < len(choices) <= 25
+    assert {c["value"] for c in choices} <= chat_ids
+    needle = sorted(chat_ids)[0].split("/")[-1][:4]
+    choices = await emu.inject_autocomplete("chat", {"prompt": "x", "model": needle}, "model", user="alice")
+    assert choices and all(needle.lower() in c["value"].lower() for c in choices)
