@@ -140,7 +140,7 @@ class GatewayEmulator:
         app = web.Application(client_max_size=64 * 1024 * 1024, middlewares=[self._middleware])
         app.on_response_prepare.append(self._on_prepare)
         self._add_routes(app)
-        self._runner = web.AppRunner(app, access_log=None, handle_signals=False)
+        self._runner = web.AppRunner(app, access_log=None, handle_signals=False, shutdown_timeout=0.5)
         await self._runner.setup()
         site = web.TCPSite(self._runner, self.host, self.port)
         await site.start()
