@@ -153,7 +153,16 @@ async def test_openai_images_through_the_same_command(bot_env: Any) -> None:
     refusal = await bad.wait_final()
     assert refusal is not None and refusal.ephemeral
     assert "**size**" in refusal.content and "1024x1024, 1792x1024, 1024x1792" in refusal.content
+    # DALL·E 3's documented count is 1; FLUX-only options are refused by name
+    for options, expected in (({"count": 2}, ["**count**", "`2`", "Allowed: 1."]),
+                              ({"steps": 2}, ["**steps**", "not supported"])):
+        rec = await imagine(env, {"prompt": "x", **options})
+        refusal = await rec.wait_final()
+        assert refusal is not None and refusal.ephemeral
+        for fragment in expected:
+            assert fragment in refusal.content, refusal.content
     assert len(image_calls(env.gateway)) == 1
+    assert await images_used(env.bot, emu.guild_id, emu.users["alice"].id) == (1, 0)
 
 
 # -- validation -------------------------------------------------------------------------------------

@@ -113,3 +113,46 @@ async def test_result_view_layout() -> None:
     retry = retry_view(42).to_components()
     assert [c["custom_id"] for c in retry[0]["components"]] == ["img:retry:42", "img:delete:42"]
     assert result_view(1, 1).to_components()[0]["components"][0]["style"] == discord.ButtonStyle.secondary.value
+
+
+# -- options → validated request (pure: the gateway client's validator, no I/O) ---------------------
+
+def _client(profile: str) -> object:
+    from gateway_client import GatewayConfig
+    from gateway_client.client import GatewayClient
+
+    return GatewayClient(GatewayConfig(profile=profile, base_url="http://127.0.0.1:9", api_key="k"))
+
+
+def _build(profile: str, **opts: object):  # type: ignore[no-untyped-def]
+    from cogs._imagine_options import ImagineOptions, build_request
+
+    return build_request(_client(profile), ImagineOptions(prompt="a fox", **opts),  # type: ignore[arg-type]
+                         default_model=None, default_count=4, default_steps=4)
+
+
+def test_flux_defaults_fill_seed_steps_and_size() -> None:
+    req = _build("digicord")
+    assert (req.n, req.steps, req.width, req.height) == (4, 4, 1024, 1024)
+    assert req.model == "black-forest-labs/FLUX.1-schnell-Free"
+    assert req.seed is not None and 0 <= req.seed < 2**32
+    assert _build("digicord", seed=7, count=2, width=512, height=256).seed == 7
+
+
+def test_openai_profile_drops_defaults_it_does_not_take() -> None:
+    req = _build("aicredits")
+    assert (req.n, req.steps, req.seed, req.model) == (1, None, None, "dall-e-3")
+
+
+def test_option_errors_name_the_option_and_allowed_values() -> None:
+    from cogs._imagine_options import OptionError
+
+    with pytest.raises(OptionError) as err:
+        _build("digicord", width=1000)
+    assert err.value.option == "width" and "multiples of 16" in err.value.user_message()
+    with pytest.raises(OptionError) as err:
+        _build("aicredits", count=3)
+    assert err.value.option == "count" and err.value.user_message().endswith("Allowed: 1.")
+    with pytest.raises(OptionError) as err:
+        _build("aicredits", negative_prompt="blur")
+    assert "not supported" in err.value.user_message()
