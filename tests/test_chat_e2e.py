@@ -10,7 +10,7 @@ import pytest
 
 from bot.discord_limits import INTERACTION_ACK_SECONDS, MESSAGE_CONTENT
 from bot.rendering import WRITING_MARKER
-from sandbox.gateways import expected_reply
+from sandbox.gateways import MODEL_ROLES, expected_reply, expected_thought
 
 FOOTER = re.compile(r"\n-# [^\n]*$")
 
@@ -246,9 +246,7 @@ async def test_busy_is_told_at_once(bot_env: Any) -> None:
 
 
 async def test_budget_exhausted_message(bot_env: Any) -> None:
-    await bot_env.bot.quotas.set_limit(bot_env.discord.guild_id, "member", "chat_requests", 1, actor_id=1) \
-        if hasattr(bot_env.bot.quotas, "set_limit") else None
-    bot_env.bot.quotas.defaults.member_chat_requests = 1
+    await bot_env.bot.quotas.set_limit(bot_env.discord.guild_id, "member", "chat_requests", 1, actor_id=1)
     rec = await run_chat(bot_env, "one")
     assert answer_text(rec.original.content) == expected_reply("one")
     rec = await run_chat(bot_env, "two")
@@ -389,3 +387,80 @@ async def test_model_autocomplete_filters_chat_models(bot_env: Any) -> None:
     needle = sorted(chat_ids)[0].split("/")[-1][:4]
     choices = await emu.inject_autocomplete("chat", {"prompt": "x", "model": needle}, "model", user="alice")
     assert choices and all(needle.lower() in c["value"].lower() for c in choices)
+
+
+# --------------------------------------------------------------------------------------------------
+# Settings, models, profiles
+# --------------------------------------------------------------------------------------------------
+
+
+async def test_channel_settings_apply_and_threads_inherit(bot_env: Any) -> None:
+    emu, gw, bot = bot_env.discord, bot_env.gateway, bot_env.bot
+    other_model = MODEL_ROLES[gw.profile]["non_vision"]
+    await bot.guild_config.set_channel(
+        emu.guild_id, emu.channel_id, emu.users["admin"].id, chat_model=other_model,
+        system_prompt="You are terse. Server {server}, channel {channel}, user {user}.", temperature=0.2,
+        max_tokens=300,
+    )
+    rec = await run_chat(bot_env, "configured?")
+    body = chat_requests(gw)[-1].json
+    assert body["model"] == other_model
+    assert body["temperature"] == 0.2 and body.get("max_tokens", body.get("max_completion_tokens")) == 300
+    assert body["messages"][0] == {"role": "system",
+                                   "content": "You are terse. Server Gatecord Test, channel general, user Alice."}
+    assert f"`{other_model}`" in rec.original.content
+    # a thread of #general inherits the channel's settings (mention inside the existing public thread)
+    m = await emu.send_user_message("in the thread", user="bob", channel_id=emu.thread_id, mention_bot=True)
+    await wait_reply(emu, m)
+    body = chat_requests(gw)[-1].json
+    assert body["model"] == other_model and body["temperature"] == 0.2
+
+
+async def test_mentions_can_be_turned_off_per_channel(bot_env: Any) -> None:
+    emu, gw, bot = bot_env.discord, bot_env.gateway, bot_env.bot
+    await bot.guild_config.set_channel(emu.guild_id, emu.channel2_id, emu.users["admin"].id, answer_mentions=False)
+    before = len(chat_requests(gw))
+    await emu.send_user_message("are you there?", user="alice", channel_id=emu.channel2_id, mention_bot=True)
+    m = await emu.send_user_message("and here?", user="alice", mention_bot=True)  # #general still answers
+    await wait_reply(emu, m)
+    assert len(chat_requests(gw)) == before + 1
+    assert prompt_texts(chat_requests(gw)[-1])[-1][1] == "and here?"
+    assert not [x for x in emu.bot_messages(emu.channel2_id)]
+
+
+async def test_fallback_model_is_shown_in_the_footer(bot_env: Any) -> None:
+    gw = bot_env.gateway
+    fallback = MODEL_ROLES[gw.profile]["fallback"]
+    rec = await run_chat(bot_env, "who answers?", model=fallback)
+    footer = rec.original.content.rsplit("\n", 1)[-1]
+    assert footer.startswith("-# ")
+    assert f"fallback from `{fallback}`" in footer
+    assert f"`{gw.default_chat_model}`" in footer
+
+
+async def test_think_blocks_are_not_shown(bot_env: Any) -> None:
+    gw = bot_env.gateway
+    model = MODEL_ROLES[gw.profile]["reasoning"]
+    rec = await run_chat(bot_env, "think first", model=model)
+    assert answer_text(rec.original.content) == expected_reply("think first")
+    assert expected_thought("think first") not in rec.original.content and "<think>" not in rec.original.content
+    assert not rec.original.attachments  # attach_reasoning is off by default
+
+
+async def test_context_too_long_says_what_to_do(bot_env: Any) -> None:
+    gw = bot_env.gateway
+    small = MODEL_ROLES[gw.profile]["small"]
+    rec = await run_chat(bot_env, "word " * 1500, model=small)
+    assert "too long for" in rec.original.content and "new conversation" in rec.original.content
+    rec = await run_chat(bot_env, "short", model=small)
+    assert answer_text(rec.original.content) == expected_reply("short")
+
+
+@pytest.mark.parametrize("gateway_emu", ["aicordcloud", "digicord", "aicredits", "aiproxy", "openai"], indirect=True)
+async def test_chat_streams_on_every_gateway(bot_env: Any) -> None:
+    gw = bot_env.gateway
+    gw.queue_reply("One two three four five six seven.", chunk_size=4)
+    rec = await run_chat(bot_env, "hello")
+    assert answer_text(rec.original.content) == "One two three four five six seven."
+    footer = rec.original.content.rsplit("\n", 1)[-1]
+    assert footer.startswith("-# `") and " tokens" in footer  # the model the gateway says answered
