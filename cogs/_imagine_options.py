@@ -10,7 +10,7 @@ from __future__ import annotations
 
 import secrets
 from collections.abc import Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from typing import Any, Protocol
 
 from gateway_client import ImageRequest, InvalidRequest
@@ -124,8 +124,6 @@ def build_request(
 
 
 def _adjust_default(req: ImageRequest, field: str, allowed: Any) -> ImageRequest | None:
-    from dataclasses import replace
-
     if field == "seed":
         return replace(req, seed=None)
     if field == "steps":

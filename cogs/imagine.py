@@ -11,6 +11,7 @@ start-up is shown as unknown with a Retry button — never resubmitted on its ow
 from __future__ import annotations
 
 import asyncio
+import io
 import logging
 import time
 from dataclasses import dataclass, field
@@ -471,9 +472,7 @@ def _size_notes(encoded: EncodedImage, what: str) -> list[str]:
     return []
 
 
-def _bytes_io(data: bytes) -> Any:
-    import io
-
+def _bytes_io(data: bytes) -> io.BytesIO:
     return io.BytesIO(data)
 
 
