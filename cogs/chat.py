@@ -301,11 +301,13 @@ class Chat(commands.Cog):
         channel = message.channel
         prompt = re.sub(rf"<@!?{me.id}>", "", message.content).strip()
         extra, notes = await self._read_attachments(message.attachments)
-        if not prompt and not extra:
+        vision: Any = self.bot.get_cog("Vision")  # pictures (and image links) are the vision cog's
+        seeing = vision is not None and vision.wants(message)
+        if not prompt and not extra and not seeing:
             ticket.cancel()
             await self._reply_quietly(message, "Ask me something: mention me with a question, or reply to one of my answers.")
             return
-        prompt_text = (prompt or "(see the attached file)") + extra
+        prompt_text = (prompt or ("Describe this image." if seeing else "(see the attached file)")) + extra
         async with ticket:  # the conversation lock covers history → answer → record
             cfg = await self._config(message.guild.id if message.guild else None, channel)
             if turn.key.startswith("thread:"):
@@ -317,6 +319,10 @@ class Chat(commands.Cog):
             spec = self._spec(cfg, turn, prompt_text, model=None, requester=Requester.from_message(message),
                               user=message.author, guild=message.guild, channel=channel, notes=notes)
             target = ChannelReplyTarget(message)
+            if seeing:
+                spec = await vision.with_images(message, spec, target)
+                if spec is None:  # the images were refused; the vision cog told the member why
+                    return
 
             async def shown(outcome: AnswerOutcome) -> None:
                 await self._record(turn, outcome, prompt_text,
