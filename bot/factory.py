@@ -87,6 +87,7 @@ class GatecordBot(commands.Bot):
             intents=intents,
             help_command=None,
             allowed_mentions=discord.AllowedMentions.none(),
+            guild_ready_timeout=settings.discord.guild_ready_timeout,
         )
         self.settings = settings
         self.version = VERSION

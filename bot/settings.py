@@ -30,6 +30,7 @@ class DiscordSettings(_Section):
     cdn_base_url: str = "https://cdn.discordapp.com"
     cdn_hosts: list[str] = Field(default_factory=lambda: ["cdn.discordapp.com", "media.discordapp.net"])
     command_guilds: list[int] = Field(default_factory=list)
+    guild_ready_timeout: float = Field(2.0, gt=0, le=60)
 
 
 class FallbackGateway(_Section):

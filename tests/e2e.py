@@ -44,6 +44,7 @@ def settings_for(
             "gateway_url": discord_emu.gateway_url,
             "cdn_base_url": discord_emu.cdn_base_url,
             "cdn_hosts": ["127.0.0.1"],
+            "guild_ready_timeout": 0.2,  # the emulator sends every GUILD_CREATE at once
         },
         "storage": {"path": str(db_path)},
         "http": {"host": "127.0.0.1", "port": 0},

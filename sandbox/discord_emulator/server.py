@@ -100,7 +100,7 @@ class DiscordEmulator(InjectionMixin):
         app.router.add_routes(rest_routes(self) + interaction_routes(self) + self.channel_webhooks.routes())
         app.router.add_get("/gateway", self.gateway.handle)
         app.router.add_routes(self.cdn.routes())
-        self._runner = web.AppRunner(app, access_log=None, handle_signals=False)
+        self._runner = web.AppRunner(app, access_log=None, handle_signals=False, shutdown_timeout=0.5)
         await self._runner.setup()
         site = web.TCPSite(self._runner, self.host, self.port)
         await site.start()
