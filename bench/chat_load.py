@@ -1,0 +1,233 @@
+"""Chat under load: N concurrent /chat interactions, the real bot against the Discord and gateway emulators.
+
+    python bench/chat_load.py [--n 200] [--chunks 20] [--chunk-delay 0.1] [--profile openai] [--in-process]
+
+The bot runs as its own process (``python -m bot run``, as in production); both emulators run in
+this process and share its monotonic clock. The Discord emulator records when each interaction was
+acknowledged and when every message create/edit arrived; the gateway emulator's stream writer is
+wrapped to note when each answer's first text chunk and its last event (``[DONE]``) were written.
+Every interaction streams a deterministic answer of ``--chunks`` text chunks ``--chunk-delay``
+seconds apart (the emulator also paces the finish, usage and ``[DONE]`` events that way). Prints
+p50/p99 of:
+
+* acknowledgement (interaction created → its callback reaches Discord),  target p99 < 100 ms
+* first gateway chunk → first visible text in Discord,                   target p50 < 50 ms
+* last gateway chunk ([DONE]) → final edit in Discord,                   target p50 < 150 ms
+  (also shown from the last *text* chunk, which the emulator sends 3 × chunk-delay before [DONE])
+* edits per message, the shortest gap between two intermediate edits of one message (≥ 1 s),
+  and how many 429s the Discord emulator answered.
+
+``--in-process`` runs the bot in this process too (one event loop for everything; slower figures,
+handy under a profiler). Figures only — nothing here is a test.
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import os
+import statistics
+import sys
+import tempfile
+import time
+from pathlib import Path
+from typing import Any
+
+ROOT = Path(__file__).resolve().parent.parent
+sys.path.insert(0, str(ROOT))
+
+from bot.rendering import WRITING_MARKER  # noqa: E402
+
+PROMPT = "load test question {i}"
+
+
+def pct(values: list[float], q: float) -> float:
+    if not values:
+        return float("nan")
+    values = sorted(values)
+    return values[min(len(values) - 1, max(0, round(q / 100 * (len(values) - 1))))]
+
+
+def ms(v: float) -> str:
+    return f"{v * 1000:8.1f} ms"
+
+
+def instrument_gateway(marks: dict[str, dict[str, float]]) -> None:
+    """Note, per prompt, when the emulator wrote the first text chunk and the last event of a stream."""
+    from sandbox.gateways import chat as chat_mod
+
+    original = chat_mod._write_events
+
+    async def timed(emu: Any, request: Any, resp: Any, events: Any, cut: Any, err: Any) -> None:
+        body = emu.ctx(request).record.json or {}
+        last = (body.get("messages") or [{}])[-1].get("content")
+        mark = marks.setdefault(str(last), {})
+        write = resp.write
+
+        async def recording_write(data: bytes) -> None:
+            await write(data)
+            now = time.monotonic()
+            if data.startswith(b"data: "):
+                if b'"content"' in data:
+                    mark.setdefault("first_chunk", now)
+                    mark["last_text_chunk"] = now
+                mark["last_event"] = now
+
+        resp.write = recording_write
+        await original(emu, request, resp, events, cut, err)
+
+    chat_mod._write_events = timed
+
+
+def write_config(path: Path, discord_emu: Any, gateway_emu: Any, db: Path, n: int) -> None:
+    path.write_text(
+        f"""
+[discord]
+api_base_url = "{discord_emu.api_base_url}"
+gateway_url = "{discord_emu.gateway_url}"
+cdn_base_url = "{discord_emu.cdn_base_url}"
+cdn_hosts = ["127.0.0.1"]
+[gateway]
+profile = "{gateway_emu.profile}"
+base_url = "{gateway_emu.root_url}"
+chat_model = "{gateway_emu.default_chat_model}"
+max_retries = 0
+[storage]
+path = "{db}"
+[http]
+port = 0
+[chat]
+max_concurrency = {n}
+max_queue = {n}
+[logging]
+level = "WARNING"
+"""
+    )
+
+
+async def start_bot_process(discord_emu: Any, gateway_emu: Any, workdir: Path, n: int) -> asyncio.subprocess.Process:
+    cfg = workdir / "bench.toml"
+    write_config(cfg, discord_emu, gateway_emu, workdir / "bench.db", n)
+    env = {k: v for k, v in os.environ.items() if not k.startswith("GATECORD_")}
+    env["GATECORD_DISCORD__TOKEN"] = discord_emu.token
+    env["GATECORD_GATEWAY__API_KEY"] = gateway_emu.api_key
+    env["PYTHONPATH"] = str(ROOT)
+    proc = await asyncio.create_subprocess_exec(
+        sys.executable, "-m", "bot", "run", "--config", str(cfg), cwd=workdir, env=env,
+        stdout=asyncio.subprocess.DEVNULL, stderr=asyncio.subprocess.PIPE,
+    )
+    await discord_emu.wait_for(lambda: any(c["name"] == "chat" for c in discord_emu.global_commands()), timeout=60)
+    return proc
+
+
+async def run(n: int, chunks: int, chunk_delay: float, profile: str, in_process: bool) -> int:
+    from sandbox.discord_emulator import DiscordEmulator
+    from sandbox.gateways import GatewayEmulator
+
+    marks: dict[str, dict[str, float]] = {}
+    instrument_gateway(marks)
+    discord_emu = DiscordEmulator()
+    await discord_emu.start()
+    gateway_emu = GatewayEmulator(profile)
+    await gateway_emu.start()
+    gateway_emu.stream_chunk_count = chunks
+    gateway_emu.chunk_delay = chunk_delay
+    tmp = tempfile.TemporaryDirectory(prefix="gatecord-bench-")
+    workdir = Path(tmp.name)
+    proc = None
+    running = None
+    try:
+        if in_process:
+            from tests.e2e import settings_for, start_bot
+
+            settings = settings_for(discord_emu, gateway_emu, workdir / "bench.db",
+                                    chat={"max_concurrency": n, "max_queue": n})
+            running = await start_bot(settings, timeout=60)
+        else:
+            proc = await start_bot_process(discord_emu, gateway_emu, workdir, n)
+
+        def finished(rec: Any) -> bool:
+            msgs = rec.messages
+            return bool(msgs) and all(m.content and WRITING_MARKER not in m.content for m in msgs) \
+                and " tokens" in msgs[-1].content
+
+        warm = await discord_emu.inject_slash_command("chat", {"prompt": "warm-up"}, user="alice")
+        await discord_emu.wait_for(lambda: finished(warm), timeout=60)
+
+        users = ["alice", "bob", "admin"]
+        started = time.monotonic()
+        recs = await asyncio.gather(*[
+            discord_emu.inject_slash_command("chat", {"prompt": PROMPT.format(i=i)}, user=users[i % 3])
+            for i in range(n)
+        ])
+        await discord_emu.wait_for(lambda: all(finished(r) for r in recs), timeout=120 + n * chunk_delay)
+        wall = time.monotonic() - started
+    finally:
+        if running is not None:
+            await running.stop()
+        if proc is not None and proc.returncode is None:
+            proc.terminate()
+            try:
+                await asyncio.wait_for(proc.wait(), 30)
+            except TimeoutError:
+                proc.kill()
+        await gateway_emu.close()
+        await discord_emu.close()
+        tmp.cleanup()
+
+    acks: list[float] = []
+    first_visible: list[float] = []
+    from_last_event: list[float] = []
+    from_last_text: list[float] = []
+    edits_per_message: list[int] = []
+    min_gap = float("inf")
+    for i, rec in enumerate(recs):
+        acks.append(rec.ack_latency)
+        mark = marks.get(PROMPT.format(i=i), {})
+        shown = [e.at for e in rec.original.edits if e.content]
+        if "first_chunk" in mark and shown:
+            first_visible.append(shown[0] - mark["first_chunk"])
+        final_at = max(m.edits[-1].at for m in rec.messages)
+        if "last_event" in mark:
+            from_last_event.append(final_at - mark["last_event"])
+        if "last_text_chunk" in mark:
+            from_last_text.append(final_at - mark["last_text_chunk"])
+        for m in rec.messages:
+            edits_per_message.append(m.edit_count)
+            inter = [e.at for e in m.edits if WRITING_MARKER in e.content]
+            min_gap = min([min_gap, *(b - a for a, b in zip(inter, inter[1:]))])
+
+    where = "in this process" if in_process else "as its own process"
+    print(f"chat load: {n} concurrent /chat, {chunks} chunks × {chunk_delay * 1000:.0f} ms, profile {profile}, "
+          f"bot {where}; all answers final after {wall:.2f} s")
+    print(f"  acknowledgement             p50 {ms(pct(acks, 50))}   p99 {ms(pct(acks, 99))}   (target p99 < 100 ms)")
+    print(f"  first chunk → visible text  p50 {ms(pct(first_visible, 50))}   p99 {ms(pct(first_visible, 99))}"
+          "   (target p50 < 50 ms)")
+    print(f"  last chunk → final edit     p50 {ms(pct(from_last_event, 50))}   p99 {ms(pct(from_last_event, 99))}"
+          "   (target p50 < 150 ms)")
+    print(f"  last text chunk → final     p50 {ms(pct(from_last_text, 50))}   p99 {ms(pct(from_last_text, 99))}"
+          f"   (includes the emulator's {3 * chunk_delay * 1000:.0f} ms of finish/usage/[DONE] pacing)")
+    print(f"  edits per message           mean {statistics.mean(edits_per_message):.2f}   "
+          f"max {max(edits_per_message)}   ({len(edits_per_message)} messages)")
+    gap = "n/a" if min_gap == float("inf") else f"{min_gap:.3f} s"
+    print(f"  shortest gap between two intermediate edits of one message: {gap} (must be ≥ 1 s)")
+    print(f"  429 answers from the Discord emulator: {len(discord_emu.rate_limited)}")
+    ok = (pct(acks, 99) < 0.1 and pct(first_visible, 50) < 0.05 and pct(from_last_event, 50) < 0.15
+          and min_gap >= 1.0 and not discord_emu.rate_limited)
+    print("  all targets met" if ok else "  TARGETS MISSED")
+    return 0
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--n", type=int, default=200, help="concurrent /chat interactions")
+    parser.add_argument("--chunks", type=int, default=20, help="text chunks per streamed answer")
+    parser.add_argument("--chunk-delay", type=float, default=0.1, help="seconds between chunks")
+    parser.add_argument("--profile", default="openai", help="gateway emulator profile")
+    parser.add_argument("--in-process", action="store_true", help="run the bot in this process too")
+    args = parser.parse_args()
+    sys.exit(asyncio.run(run(args.n, args.chunks, args.chunk_delay, args.profile, args.in_process)))
+
+
+if __name__ == "__main__":
+    main()
