@@ -27,7 +27,7 @@ from bot.conversation import estimate_tokens
 from bot.quotas import BudgetExceeded, Feature, Requester, Reservation
 from bot.rendering import FileData, RenderStats, StreamRenderer, footer_line
 from bot.user_errors import describe_error, error_code, incomplete_notice
-from gateway_client import ChatMessage, ChatRequest, ChatResult, GatewayError, ModelKind, StreamInterrupted
+from gateway_client import ChatMessage, ChatRequest, ChatResult, ModelKind, StreamInterrupted
 
 log = logging.getLogger(__name__)
 

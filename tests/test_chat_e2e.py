@@ -325,6 +325,19 @@ async def test_text_attachment_is_read_into_the_prompt(bot_env: Any) -> None:
     assert "notes.md" in last_user and "The launch is on Friday." in last_user
 
 
+async def test_chat_file_option_reads_a_text_file(bot_env: Any) -> None:
+    emu, gw = bot_env.discord, bot_env.gateway
+    rec = await emu.inject_slash_command(
+        "chat", {"prompt": "what does this do?"}, user="alice",
+        attachments={"file": ("main.py", b"print('hello from the file')\n", "text/x-python")},
+    )
+    await rec.wait_final(final, timeout=10)
+    last_user = prompt_texts(chat_requests(gw)[-1])[-1][1]
+    assert last_user.startswith("what does this do?")
+    assert "```python\nprint('hello from the file')" in last_user
+    assert answer_text(rec.original.content) == expected_reply(last_user)
+
+
 async def test_reasoning_is_removed_and_attached(bot_env: Any) -> None:
     bot_env.bot.settings.chat.attach_reasoning = True
     gw = bot_env.gateway
