@@ -30,7 +30,7 @@ CREATE TABLE relay_outbox (
     body             TEXT    NOT NULL,                   -- the JSON sent to Discord (mentions already resolved)
     via              TEXT    NOT NULL CHECK (via IN ('bot', 'webhook')),
     idempotency_key  TEXT,
-    fingerprint      TEXT    NOT NULL,
+    fingerprint      TEXT,                               -- hash of the post, kept with an Idempotency-Key
     status           TEXT    NOT NULL DEFAULT 'queued'
                              CHECK (status IN ('queued', 'sending', 'delivered', 'failed')),
     attempts         INTEGER NOT NULL DEFAULT 0,

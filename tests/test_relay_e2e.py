@@ -211,3 +211,24 @@ async def test_web_server_documents_itself(bot_env: Any) -> None:
     assert 'gatecord_relay_deliveries_total{outcome="delivered"} 1' in text
     assert 'gatecord_relay_queue_depth{status="queued"} 0' in text
     assert "gatecord_relay_delivery_latency_seconds_bucket" in text
+
+
+async def test_request_errors_over_the_real_web_server(bot_env: Any) -> None:
+    key = await create_key(bot_env)
+    url = bot_env.http + "/send-data"
+    auth = {"Authorization": f"Bearer {key}"}
+    async with aiohttp.ClientSession() as session:
+        big = json.dumps({"channelId": str(bot_env.discord.channel_id), "content": "x" * (2 * 1024 * 1024)})
+        async with session.post(url, data=big, headers={**auth, "Content-Type": "application/json"}) as resp:
+            assert resp.status == 413
+            validate_response(DOC, "/send-data", "post", 413, await resp.json())
+        async with session.post(url, data="content=hi", headers={**auth, "Content-Type": "text/plain"}) as resp:
+            body = await resp.json()
+            assert resp.status == 415 and "application/json" in body["message"]
+        async with session.post(url, data="{oops", headers={**auth, "Content-Type": "application/json"}) as resp:
+            body = await resp.json()
+            assert resp.status == 400 and body["error"] == "invalid_json"
+    status, body = await post(bot_env, key, {"channelId": str(bot_env.discord.channel_id), "embeds": [{"title": "t"}] * 11})
+    assert status == 400 and body["errors"][0] == {"path": "$.embeds", "rule": "max_items:10",
+                                                   "message": "must have at most 10 items (got 11)"}
+    assert await bot_env.bot.store.fetchval("SELECT COUNT(*) FROM relay_outbox") == 0

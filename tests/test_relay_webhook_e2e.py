@@ -4,6 +4,7 @@ cannot post under another name otherwise); without Manage Webhooks the post goes
 from __future__ import annotations
 
 import json
+import logging
 import time
 from typing import Any
 
@@ -15,7 +16,8 @@ from tests.test_relay_e2e import create_key, post, wait_delivered
 AVATAR = "https://cdn.example/shop.png"
 
 
-async def test_username_and_avatar_go_through_the_bots_webhook(bot_env: Any) -> None:
+async def test_username_and_avatar_go_through_the_bots_webhook(bot_env: Any, caplog: Any) -> None:
+    caplog.set_level(logging.DEBUG, logger="discord")
     emu = bot_env.discord
     await emu.grant_bot_permissions(P.MANAGE_WEBHOOKS)
     key = await create_key(bot_env)
@@ -44,6 +46,10 @@ async def test_username_and_avatar_go_through_the_bots_webhook(bot_env: Any) -> 
     new_hooks = emu.channel_webhooks.live(emu.channel_id)
     assert len(new_hooks) == 1 and new_hooks[0].id != hooks[0].id
     assert [m.content for m in emu.channel_messages(emu.channel_id)].count("after delete") == 1
+    # discord.py logs request URLs and (at DEBUG) the created webhook: its token never shows
+    assert "/webhooks/" in caplog.text
+    for hook in [*hooks, *new_hooks]:
+        assert hook.token not in caplog.text
 
 
 async def test_without_manage_webhooks_the_post_goes_out_as_the_bot(bot_env: Any) -> None:

@@ -49,6 +49,10 @@ def error_response(status: int, code: str, message: str, *, headers: dict[str, s
     return web.json_response({"error": code, "message": message, **extra}, status=status, headers=headers)
 
 
+def _forbidden() -> tuple[str, web.Response]:
+    return ("forbidden", error_response(403, "forbidden", "this key may not post to that channel"))
+
+
 class RelayApi:
     def __init__(
         self,
@@ -89,25 +93,23 @@ class RelayApi:
             return error_response(401, "unauthorized", "unknown or revoked relay key", headers=headers)
         return key
 
+    def _too_large(self) -> web.Response:
+        return error_response(413, "payload_too_large", f"the body must be at most {self.max_body_bytes} bytes",
+                              max_bytes=self.max_body_bytes)
+
     async def _read_body(self, request: web.Request) -> bytes | web.Response:
-        too_large = error_response(
-            413, "payload_too_large", f"the body must be at most {self.max_body_bytes} bytes",
-            max_bytes=self.max_body_bytes,
-        )
+        """The body, or 413 as soon as it passes the cap (also without a Content-Length)."""
         length = request.content_length
         if length is not None and length > self.max_body_bytes:
-            return too_large
+            return self._too_large()
         chunks: list[bytes] = []
         size = 0
-        while True:
-            chunk = await request.content.read(65536)
-            if not chunk:
-                break
+        while chunk := await request.content.readany():
             size += len(chunk)
             if size > self.max_body_bytes:
-                return too_large
+                return self._too_large()
             chunks.append(chunk)
-        return b"".join(chunks)
+        return chunks[0] if len(chunks) == 1 else b"".join(chunks)
 
     def _reject(self, result: str, response: web.Response) -> web.Response:
         self.posts.inc(result=result)
@@ -178,17 +180,16 @@ class RelayApi:
 
     def _check_scope(self, key: RelayKey, channel_id: int) -> tuple[str, web.Response] | None:
         """None when ``key`` may post to ``channel_id``; the same 403 whether or not the channel exists."""
-        forbidden = ("forbidden", error_response(403, "forbidden", "this key may not post to that channel"))
         info = self.scope.lookup(channel_id)
         if info is None:
             if not self.scope.ready():
                 return ("not_ready", error_response(
                     503, "not_ready", "the bot is still connecting to Discord; retry shortly", headers={"Retry-After": "5"}))
-            return forbidden
+            return _forbidden()
         if info.guild_id != key.guild_id:
-            return forbidden
+            return _forbidden()
         if key.channel_ids and channel_id not in key.channel_ids and info.parent_id not in key.channel_ids:
-            return forbidden
+            return _forbidden()
         if not info.messageable:
             reason = "that channel cannot hold messages (a category or forum); post to a text channel or thread"
             return ("invalid_channel", error_response(

@@ -186,7 +186,8 @@ class Outbox:
                     row = (
                         post_id, post.key.key_id, post.key.guild_id, msg.channel_id,
                         json.dumps(body, separators=(",", ":"), ensure_ascii=False),
-                        "webhook" if msg.via_webhook else "bot", post.idempotency_key, msg.fingerprint(), now, now,
+                        "webhook" if msg.via_webhook else "bot", post.idempotency_key,
+                        msg.fingerprint() if post.idempotency_key is not None else None, now, now,
                     )
                     if post.idempotency_key is None:
                         plain.append(row)

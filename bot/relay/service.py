@@ -11,6 +11,7 @@ import logging
 import discord
 from aiohttp import web
 
+from bot.relay import logfilter
 from bot.relay.api import ChannelInfo, ChannelScope, RelayApi
 from bot.relay.delivery import DeliveryWorker, DiscordTransport, Transport
 from bot.relay.keys import KeyStore
@@ -57,6 +58,7 @@ class RelayService:
     ) -> None:
         """``scope``/``transport`` replace the discord.py-backed ones (tests without Discord)."""
         relay = settings.relay
+        logfilter.install()
         self.settings = settings
         self.registry = Registry()
         self.http_metrics = HttpMetrics(self.registry)
