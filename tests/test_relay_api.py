@@ -424,3 +424,34 @@ async def test_metrics_and_openapi(env: Env) -> None:
     import jsonschema
     with pytest.raises(jsonschema.ValidationError):  # the document can reject a wrong answer
         env.check("/send-data", "post", 202, {"id": "nope", "status": "queued"})
+
+
+async def test_stopping_answers_every_post_already_taken_and_refuses_later_ones(env: Env) -> None:
+    key = await env.key()
+    env.service.limiter.capacity = 1000
+    env.transport.gate = asyncio.Event()
+    posts = [asyncio.create_task(env.post(key, {"channelId": str(CHAN), "content": f"s{i}"})) for i in range(50)]
+    while await env.store.fetchval("SELECT COUNT(*) FROM relay_outbox") == 0:
+        await asyncio.sleep(0.001)
+    await env.service.outbox.close()
+    answers = await asyncio.gather(*posts)
+    accepted = [body["id"] for status, body, _ in answers if status == 202]
+    refused = [body for status, body, _ in answers if status != 202]
+    assert all(body["error"] == "unavailable" for body in refused)
+    rows = {r["id"] for r in await env.store.fetchall("SELECT id FROM relay_outbox")}
+    assert set(accepted) == rows and accepted
+    status, body, resp = await env.post(key, DIGICORD)
+    assert status == 503 and resp.headers["Retry-After"] == "1"
+    env.check("/send-data", "post", 503, body)
+    env.transport.gate.set()
+    env.service.outbox.start()  # for the fixture's orderly close
+
+
+async def test_worker_restarts_cleanly(env: Env) -> None:
+    key = await env.key()
+    env.transport.gate = asyncio.Event()
+    _, body, _ = await env.post(key, DIGICORD)
+    await env.service.worker.stop(grace=0.01)
+    env.transport.gate.set()
+    await env.service.worker.start()
+    await env.wait_status(key, body["id"], "delivered")

@@ -300,6 +300,10 @@ class DeliveryWorker:
     async def start(self) -> None:
         """Load every undelivered post (after a restart: including in-flight ones) and start the workers."""
         self._stopping = False
+        self._channels.clear()
+        self._known.clear()
+        self._active.clear()
+        self._ready = asyncio.Queue()
         pending = await self.outbox.pending()
         self._add(pending)
         for i in range(self.concurrency):

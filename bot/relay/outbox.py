@@ -133,26 +133,23 @@ class Outbox:
         self._batch: list[tuple[NewPost, asyncio.Future[Accepted]]] = []
         self._wakeup = asyncio.Event()
         self._task: asyncio.Task[None] | None = None
+        self._closing = False
         self.batches_written = 0
 
     # -- group commit -----------------------------------------------------------------------------
     def start(self) -> None:
         if self._task is None:
+            self._closing = False
             self._task = asyncio.create_task(self._run(), name="relay-outbox-writer")
 
     async def close(self) -> None:
-        """Write what is gathered, then stop."""
+        """Write everything gathered so far (answering its callers), then stop the writer."""
         if self._task is None:
             return
-        task, self._task = self._task, None
-        while self._batch:
-            batch, self._batch = self._batch[:MAX_BATCH], self._batch[MAX_BATCH:]
-            await self._write(batch)
-        task.cancel()
-        try:
-            await task
-        except asyncio.CancelledError:
-            pass
+        task, self._task = self._task, None  # accept() now refuses new posts
+        self._closing = True
+        self._wakeup.set()
+        await task
 
     async def accept(self, post: NewPost) -> Accepted:
         """Store ``post`` durably; return once its transaction has committed."""
@@ -164,7 +161,7 @@ class Outbox:
         return await asyncio.shield(future)
 
     async def _run(self) -> None:
-        while True:
+        while not self._closing or self._batch:
             await self._wakeup.wait()
             self._wakeup.clear()
             await asyncio.sleep(0)  # let the handlers of this tick join the batch
