@@ -1,0 +1,253 @@
+"""``gatecord sandbox``: try Gatecord in a browser with no Discord account and no gateway key.
+
+Starts, in this one process: the Discord emulator, a gateway emulator (or the real gateway from the
+configuration, when it has an API key), the real bot — ``bot.factory.create_bot``, unchanged,
+pointed at the emulator through its ordinary settings — and the web UI. Prints one URL on
+127.0.0.1 and serves until SIGINT/SIGTERM.
+
+This is the only module of ``sandbox/`` that imports the bot: it has to start it.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import errno
+import logging
+import secrets
+import signal
+import sys
+import tempfile
+from dataclasses import dataclass
+from pathlib import Path
+from typing import IO, Any, Optional
+
+from pydantic import SecretStr
+
+from bot.factory import GatecordBot, create_bot
+from bot.settings import Settings
+from sandbox.discord_emulator import DiscordEmulator
+from sandbox.gateways import GatewayEmulator
+from sandbox.web_ui import WebUI
+
+log = logging.getLogger(__name__)
+
+DEFAULT_PORT = 8765
+DEFAULT_EMULATED_PROFILE = "digicord"  # chat, vision and FLUX images (U1…V4 buttons) all work there
+BOT_READY_TIMEOUT = 60.0
+
+
+@dataclass
+class SandboxOptions:
+    port: int = DEFAULT_PORT  # the page's port; taken → any free port. 0 = any free port
+    gateway_profile: Optional[str] = None  # emulate this profile (default: the configured one, else digicord)
+    data_dir: Optional[Path] = None  # keep the sandbox database here (default: a temporary directory)
+    use_real_gateway: Optional[bool] = None  # None: the real gateway exactly when it has an API key
+
+
+def uses_real_gateway(settings: Settings, options: SandboxOptions) -> bool:
+    if options.use_real_gateway is not None:
+        return options.use_real_gateway
+    return bool(settings.gateway.api_key.get_secret_value().strip())
+
+
+def emulated_profile(settings: Settings, options: SandboxOptions) -> str:
+    """The profile asked for, else the one named in the configuration, else one that can do everything."""
+    if options.gateway_profile:
+        return options.gateway_profile
+    if "profile" in settings.gateway.model_fields_set:
+        return settings.gateway.profile
+    return DEFAULT_EMULATED_PROFILE
+
+
+def sandbox_settings(
+    settings: Settings, discord: DiscordEmulator, gateway: Optional[GatewayEmulator], db_path: Path
+) -> Settings:
+    """The configuration with Discord (and, without a key, the gateway) pointed at the emulators.
+
+    Built with ``model_copy`` rather than re-validated, so a ``GATECORD_DISCORD__TOKEN`` in the
+    environment cannot override the emulator's token.
+    """
+    discord_section = settings.discord.model_copy(
+        update={
+            "token": SecretStr(discord.token),
+            "api_base_url": discord.api_base_url,
+            "gateway_url": discord.gateway_url,
+            "cdn_base_url": discord.cdn_base_url,
+            "cdn_hosts": ["127.0.0.1"],
+            "command_guilds": [],
+        }
+    )
+    update: dict[str, Any] = {
+        "discord": discord_section,
+        "storage": settings.storage.model_copy(update={"path": str(db_path)}),
+        "http": settings.http.model_copy(update={"host": "127.0.0.1", "port": 0}),
+    }
+    if gateway is not None:
+        update["gateway"] = settings.gateway.model_copy(
+            update={
+                "profile": gateway.profile,
+                "base_url": gateway.root_url,
+                "api_key": SecretStr(gateway.api_key),
+                "chat_model": gateway.default_chat_model,
+                "vision_model": gateway.default_vision_model,
+                "image_model": gateway.default_image_model,
+                "fallback_models": [],
+                "fallbacks": [],
+            }
+        )
+    return settings.model_copy(update=update)
+
+
+class Sandbox:
+    """Everything of the sandbox, started and closed together (``async with Sandbox(settings)``)."""
+
+    def __init__(self, settings: Settings, options: Optional[SandboxOptions] = None) -> None:
+        self.base_settings = settings
+        self.options = options or SandboxOptions()
+        self.discord = DiscordEmulator(token=secrets.token_urlsafe(24))
+        self.gateway: Optional[GatewayEmulator] = None
+        self.settings: Optional[Settings] = None
+        self.bot: Optional[GatecordBot] = None
+        self.ui: Optional[WebUI] = None
+        self._bot_task: Optional[asyncio.Task[None]] = None
+        self._tmp: Optional[tempfile.TemporaryDirectory[str]] = None
+
+    @property
+    def url(self) -> str:
+        assert self.ui is not None, "the sandbox is not started"
+        return self.ui.url
+
+    @property
+    def bot_url(self) -> Optional[str]:
+        """The bot's own web server (``/send-data``, ``/health``) once it listens."""
+        if self.bot is None or self.bot.web.bound_port is None:
+            return None
+        return self.bot.web.base_url
+
+    async def start(self) -> "Sandbox":
+        try:
+            await self._start()
+        except BaseException:
+            await self.close()
+            raise
+        return self
+
+    async def _start(self) -> None:
+        await self.discord.start()
+        if not uses_real_gateway(self.base_settings, self.options):
+            self.gateway = GatewayEmulator(emulated_profile(self.base_settings, self.options))
+            await self.gateway.start()
+        if self.options.data_dir is not None:
+            data_dir = Path(self.options.data_dir)
+            data_dir.mkdir(parents=True, exist_ok=True)
+        else:
+            self._tmp = tempfile.TemporaryDirectory(prefix="gatecord-sandbox-")
+            data_dir = Path(self._tmp.name)
+        self.settings = sandbox_settings(self.base_settings, self.discord, self.gateway, data_dir / "sandbox.db")
+        await self._start_ui()
+        await self._start_bot(self.settings)
+
+    async def _start_ui(self) -> None:
+        self.ui = WebUI(self.discord, relay_url=lambda: self.bot_url, port=self.options.port)
+        try:
+            await self.ui.start()
+        except OSError as exc:
+            if exc.errno != errno.EADDRINUSE or self.options.port == 0:
+                raise
+            log.warning("port %s is taken; using a free one", self.options.port)
+            await self.ui.close()
+            self.ui = WebUI(self.discord, relay_url=lambda: self.bot_url)
+            await self.ui.start()
+
+    async def _start_bot(self, settings: Settings) -> None:
+        self.bot = create_bot(settings)
+        bot = self.bot
+        self._bot_task = asyncio.create_task(bot.start(settings.discord.token.get_secret_value()), name="gatecord-bot")
+
+        async def ready() -> None:
+            await bot.wait_until_ready()
+            while not bot.commands_synced:
+                await asyncio.sleep(0.05)
+
+        waiter = asyncio.create_task(ready())
+        done, _ = await asyncio.wait({self._bot_task, waiter}, timeout=BOT_READY_TIMEOUT, return_when=asyncio.FIRST_COMPLETED)
+        if waiter not in done:
+            waiter.cancel()
+            if self._bot_task in done:
+                self._bot_task.result()  # raises the bot's start-up error
+            raise TimeoutError(f"the bot was not ready within {BOT_READY_TIMEOUT:.0f} s")
+
+    @property
+    def bot_stopped(self) -> Optional[asyncio.Task[None]]:
+        """The bot's task (done when the bot stops on its own)."""
+        return self._bot_task
+
+    async def close(self) -> None:
+        if self.ui is not None:
+            with contextlib.suppress(Exception):
+                await self.ui.close()
+        if self.bot is not None:
+            with contextlib.suppress(Exception):
+                await self.bot.close()
+        if self._bot_task is not None:
+            with contextlib.suppress(asyncio.CancelledError, Exception):
+                await asyncio.wait_for(self._bot_task, 10)
+            self._bot_task = None
+        if self.gateway is not None:
+            with contextlib.suppress(Exception):
+                await self.gateway.close()
+        with contextlib.suppress(Exception):
+            await self.discord.close()
+        if self._tmp is not None:
+            self._tmp.cleanup()
+            self._tmp = None
+
+    async def __aenter__(self) -> "Sandbox":
+        return await self.start()
+
+    async def __aexit__(self, *exc: object) -> None:
+        await self.close()
+
+
+def describe(sandbox: Sandbox) -> str:
+    """One line for the console: the page's URL and what is behind it (no other URL, no secret)."""
+    if sandbox.gateway is not None:
+        gateway = f"emulated {sandbox.gateway.profile} gateway"
+    else:
+        gateway = f"your {sandbox.base_settings.gateway.profile} gateway"
+    return f"Gatecord sandbox ready: open {sandbox.url} (emulated Discord, {gateway}; Ctrl+C to stop)"
+
+
+async def run_sandbox(settings: Settings, options: Optional[SandboxOptions] = None, *, out: IO[str] = sys.stdout) -> int:
+    """Run the sandbox until SIGINT/SIGTERM (or until the bot stops); returns the exit code."""
+    if "level" not in settings.logging.model_fields_set:
+        for name in ("", "discord.gateway"):  # the page is the interface; keep the console to one line
+            logging.getLogger(name).setLevel(logging.WARNING)
+    loop = asyncio.get_running_loop()
+    stopping = asyncio.Event()
+    for sig in (signal.SIGINT, signal.SIGTERM):
+        with contextlib.suppress(NotImplementedError, RuntimeError):
+            loop.add_signal_handler(sig, stopping.set)
+    sandbox = Sandbox(settings, options)
+    try:
+        await sandbox.start()
+    except Exception as exc:
+        print(f"gatecord: the sandbox could not start: {exc}", file=sys.stderr)
+        return 1
+    try:
+        print(describe(sandbox), file=out, flush=True)
+        stopper = asyncio.create_task(stopping.wait())
+        bot_task = sandbox.bot_stopped
+        waiting: set[asyncio.Future[Any]] = {stopper} | ({bot_task} if bot_task is not None else set())
+        done, _ = await asyncio.wait(waiting, return_when=asyncio.FIRST_COMPLETED)
+        stopper.cancel()
+        if stopper not in done:
+            print("gatecord: the bot stopped; closing the sandbox", file=sys.stderr)
+            return 1
+        return 0
+    finally:
+        await sandbox.close()
+        for sig in (signal.SIGINT, signal.SIGTERM):
+            with contextlib.suppress(Exception):
+                loop.remove_signal_handler(sig)

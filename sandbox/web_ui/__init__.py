@@ -1,0 +1,35 @@
+"""A Discord-like page for trying Gatecord in a browser, driving an in-process ``DiscordEmulator``.
+
+    ui = await WebUI(discord_emu, relay_url=lambda: bot_web_base_url).start()
+    ui.url            # http://127.0.0.1:<port>/ — the page
+    await ui.close()
+
+The page (``static/``: plain HTML, CSS and JavaScript, no build step, nothing fetched from elsewhere)
+shows the emulated guilds, channels and threads, and every message as a member would see it: bot
+replies streaming in (pushed over the ``/api/live`` websocket on each emulator change), embeds,
+images, buttons, select menus, ephemeral replies (only for the member they are for), errors. The
+composer runs the slash commands the bot registered (read from the emulator's command registry,
+with options, attachments and the bot's own autocomplete answers) or posts plain messages with
+images; a switch picks the member (admin or a plain member). A relay panel posts JSON to the bot's
+``/send-data``.
+
+Everything the page does is a user action of the emulator (``inject_slash_command``,
+``inject_autocomplete``, ``press_button``, ``select_menu``, ``submit_modal``, ``inject_context_menu``,
+``send_user_message``), so the bot receives the same gateway events as from Discord.
+
+HTTP API (JSON; refusals are ``400 {"error"}``):
+    GET  /api/state                 snapshot {world, commands, messages, typing}
+    GET  /api/live                  websocket: snapshot, then {type: world|commands|messages|typing|notice|modal}
+    POST /api/command               {name, options, user, channel_id} (multipart: json + files "option:<name>")
+    POST /api/autocomplete          {name, options, focused, user, channel_id} -> {choices}
+    POST /api/button | /api/select  {message_id, custom_id, user[, values]}
+    POST /api/modal                 {interaction_id, values, user}
+    POST /api/context-menu          {name, message_id, user}
+    POST /api/message               {content, user, channel_id, reply_to} (multipart: json + files "files")
+    POST /api/relay                 {key, body} -> forwarded to <bot>/send-data -> {status, body}
+    GET  /attachments/<id>/<name>   attachment bytes
+"""
+
+from .server import WebUI
+
+__all__ = ["WebUI"]

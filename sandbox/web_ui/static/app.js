@@ -1,0 +1,319 @@
+// Gatecord sandbox page: live state over a websocket, the channel list, the message list, member switch.
+import { post } from "./api.js";
+import { notify } from "./notices.js";
+import { renderMessage, startsGroup, avatar } from "./render.js";
+import { state, me, channel, guildOf, visibleCommands, isVisible } from "./state.js";
+import { initComposer, refreshComposer, setReply } from "./composer.js";
+import { initRelay, refreshRelay } from "./relay.js";
+import { escapeHtml } from "./markdown.js";
+
+const $ = (sel) => document.querySelector(sel);
+
+// ---------------------------------------------------------------------------------------------
+// live updates
+function connect() {
+  const ws = new WebSocket(`${location.protocol === "https:" ? "wss" : "ws"}://${location.host}/api/live`);
+  ws.onopen = () => setConnection(true);
+  ws.onmessage = (ev) => apply(JSON.parse(ev.data));
+  ws.onclose = () => { setConnection(false); setTimeout(connect, 1000); };
+}
+
+function setConnection(ok) {
+  state.connected = ok;
+  const label = $("#connection");
+  label.textContent = ok ? "" : "reconnecting…";
+  document.body.dataset.connected = ok ? "1" : "0";
+}
+
+function apply(event) {
+  switch (event.type) {
+    case "snapshot":
+      state.world = event.world;
+      state.commands = event.commands;
+      state.messages = new Map(event.messages.map((m) => [m.id, m]));
+      state.typing = event.typing;
+      if (!state.channelId || !channel(state.channelId)) state.channelId = event.world.default_channel_id;
+      state.guildId = guildOf(state.channelId)?.id;
+      renderAll();
+      document.body.dataset.ready = "1";
+      break;
+    case "world":
+      state.world = event.world;
+      renderPersonas(); renderGuilds(); renderChannels(); renderMessages();
+      break;
+    case "commands":
+      state.commands = event.commands;
+      refreshComposer(); refreshRelay();
+      break;
+    case "messages":
+      for (const m of event.messages) {
+        const known = state.messages.has(m.id);
+        if (m.deleted) state.messages.delete(m.id); else state.messages.set(m.id, m);
+        if (!known && !m.deleted && m.channel_id !== state.channelId && isVisible(m)) state.unread.add(m.channel_id);
+      }
+      renderChannels();
+      renderMessages(event.messages.map((m) => m.id));
+      refreshRelay();
+      break;
+    case "typing":
+      state.typing = event.typing;
+      renderTyping();
+      break;
+    case "notice":
+      if (event.user_id === me()?.id) notify(event.text, event.level || "info");
+      break;
+    case "modal":
+      if (event.user_id === me()?.id) openModal(event);
+      break;
+    default: break;
+  }
+}
+
+// ---------------------------------------------------------------------------------------------
+// layout
+function renderAll() {
+  renderPersonas(); renderGuilds(); renderChannels(); renderHeader(); renderMessages(); renderTyping();
+  refreshComposer(); refreshRelay();
+}
+
+function renderPersonas() {
+  const select = $("#user-switch");
+  const current = me();
+  select.innerHTML = "";
+  for (const p of state.world.personas) {
+    const member = state.world.guilds[0]?.members.find((m) => m.id === p.id);
+    const o = document.createElement("option");
+    o.value = p.username;
+    o.textContent = `${p.name} — ${member?.admin ? "admin" : "member"}`;
+    select.appendChild(o);
+  }
+  select.value = current?.username ?? "";
+  const av = avatar(current?.name, current?.id);
+  av.id = "me-avatar";
+  $("#me-avatar").replaceWith(av);
+}
+
+function renderGuilds() {
+  const rail = $("#guilds");
+  rail.innerHTML = "";
+  for (const g of state.world.guilds) {
+    const icon = document.createElement("div");
+    icon.className = `guild-icon${g.id === state.guildId ? " active" : ""}`;
+    icon.title = g.name;
+    icon.dataset.guildId = g.id;
+    icon.textContent = g.name.split(/\s+/).map((w) => w[0]).join("").slice(0, 3);
+    icon.addEventListener("click", () => {
+      const first = g.channels.find((c) => !c.thread);
+      if (first) selectChannel(first.id);
+    });
+    rail.appendChild(icon);
+  }
+}
+
+function renderChannels() {
+  const guild = state.world.guilds.find((g) => g.id === state.guildId) ?? state.world.guilds[0];
+  $("#guild-name").textContent = guild.name;
+  const box = $("#channels");
+  box.innerHTML = '<div class="channel-category">Text channels</div>';
+  const add = (c) => {
+    const item = document.createElement("div");
+    item.className = `channel${c.thread ? " thread" : ""}${c.id === state.channelId ? " active" : ""}${state.unread.has(c.id) ? " unread" : ""}`;
+    item.setAttribute("role", "listitem");
+    item.dataset.channelId = c.id;
+    item.innerHTML = `<span class="icon">${c.thread ? "🧵" : "#"}</span><span class="name">${escapeHtml(c.name)}</span>`;
+    item.addEventListener("click", () => selectChannel(c.id));
+    box.appendChild(item);
+  };
+  for (const c of guild.channels.filter((x) => !x.thread)) {
+    add(c);
+    for (const t of guild.channels.filter((x) => x.thread && x.parent_id === c.id && !x.archived)) add(t);
+  }
+}
+
+function renderHeader() {
+  const c = channel(state.channelId);
+  $("#channel-name").textContent = c?.name ?? "";
+  $("#channel-header .hash").textContent = c?.thread ? "🧵" : "#";
+  $("#channel-topic").textContent = c?.topic ?? "";
+  $("#composer-input").placeholder = `Message ${c?.thread ? "" : "#"}${c?.name ?? ""} — type / for commands, @Gatecord to mention the bot`;
+  document.title = `#${c?.name ?? ""} — Gatecord sandbox`;
+}
+
+export function selectChannel(id) {
+  stick = true;
+  state.channelId = id;
+  state.guildId = guildOf(id)?.id;
+  state.unread.delete(id);
+  setReply(null);
+  renderGuilds(); renderChannels(); renderHeader(); renderMessages(); renderTyping(); refreshComposer(); refreshRelay();
+}
+
+function atBottom(box) {
+  return box.scrollHeight - box.scrollTop - box.clientHeight < 80;
+}
+
+// Rendered messages are kept by id and reused while their view is unchanged, so a streaming
+// answer re-renders one message, and images already shown are not loaded again.
+const rendered = new Map(); // id -> {key, node}
+let stick = true;
+
+// Re-render the channel's messages; keeps the scroll at the bottom when it was there.
+function renderMessages(changedIds) {
+  const box = $("#messages");
+  if (changedIds && !changedIds.some((id) => state.messages.get(id)?.channel_id === state.channelId || !state.messages.has(id))) return;
+  const list = [...state.messages.values()]
+    .filter((m) => m.channel_id === state.channelId && isVisible(m))
+    .sort((a, b) => (BigInt(a.id) < BigInt(b.id) ? -1 : 1));
+  const nodes = [];
+  if (!list.length) {
+    const c = channel(state.channelId);
+    const empty = document.createElement("div");
+    empty.className = "empty-channel";
+    empty.innerHTML = `<h2>Welcome to #${escapeHtml(c?.name ?? "")}!</h2>This is the start of the channel. Type <b>/</b> to see what Gatecord can do, or mention <b>@Gatecord</b>.`;
+    nodes.push(empty);
+  }
+  let prev = null;
+  const keep = new Set();
+  for (const m of list) {
+    const first = startsGroup(m, prev);
+    const key = `${first}|${state.persona}|${JSON.stringify(m)}`;
+    let entry = rendered.get(m.id);
+    if (!entry || entry.key !== key) {
+      entry = { key, node: renderMessage(m, first) };
+      rendered.set(m.id, entry);
+    }
+    keep.add(m.id);
+    nodes.push(entry.node);
+    prev = m;
+  }
+  for (const id of [...rendered.keys()]) if (!keep.has(id) && !state.messages.has(id)) rendered.delete(id);
+  const same = nodes.length === box.childNodes.length && nodes.every((n, i) => box.childNodes[i] === n);
+  if (!same) box.replaceChildren(...nodes);
+  if (stick) box.scrollTop = box.scrollHeight;
+  for (const img of box.querySelectorAll("img")) {
+    if (!img.complete) img.addEventListener("load", () => { if (stick) box.scrollTop = box.scrollHeight; }, { once: true });
+  }
+}
+
+function renderTyping() {
+  const left = state.typing[state.channelId];
+  $("#typing").textContent = left ? `${state.world.bot.name} is typing…` : "";
+}
+
+// ---------------------------------------------------------------------------------------------
+// message interactions (buttons, selects, reply, apps, dismiss, lightbox, thread links)
+async function onMessagesClick(ev) {
+  const target = ev.target.closest("[data-action], [data-zoom], .thread-link, .channel-mention, .spoiler");
+  if (!target) return;
+  if (target.classList.contains("spoiler")) { target.classList.toggle("shown"); return; }
+  if (target.classList.contains("thread-link") || target.classList.contains("channel-mention")) {
+    if (channel(target.dataset.channelId)) selectChannel(target.dataset.channelId);
+    return;
+  }
+  if (target.dataset.zoom) {
+    ev.preventDefault();
+    const box = $("#lightbox");
+    box.querySelector("img").src = target.src;
+    box.hidden = false;
+    return;
+  }
+  const action = target.dataset.action;
+  const id = target.dataset.messageId;
+  if (action === "button") {
+    target.classList.add("busy");
+    try {
+      await post("/api/button", { message_id: id, custom_id: target.dataset.customId, user: state.persona });
+    } finally { setTimeout(() => target.classList.remove("busy"), 600); }
+  } else if (action === "reply") {
+    setReply(state.messages.get(id));
+  } else if (action === "dismiss") {
+    state.dismissed.add(id);
+    renderMessages();
+  } else if (action === "apps") {
+    showApps(target, id);
+  }
+}
+
+function showApps(anchor, messageId) {
+  document.querySelectorAll(".apps-menu").forEach((m) => m.remove());
+  const apps = visibleCommands(3);
+  const menu = document.createElement("div");
+  menu.className = "apps-menu";
+  if (!apps.length) menu.innerHTML = '<div class="muted small" style="padding:4px 8px">No apps for messages</div>';
+  for (const app of apps) {
+    const b = document.createElement("button");
+    b.type = "button";
+    b.textContent = app.path;
+    b.dataset.app = app.path;
+    b.addEventListener("click", async () => {
+      menu.remove();
+      await post("/api/context-menu", { name: app.path, message_id: messageId, user: state.persona });
+    });
+    menu.appendChild(b);
+  }
+  anchor.closest(".message").appendChild(menu);
+  setTimeout(() => document.addEventListener("click", () => menu.remove(), { once: true }), 0);
+}
+
+async function onSelectChange(ev) {
+  const s = ev.target;
+  if (s.dataset.action !== "select" || !s.value) return;
+  await post("/api/select", { message_id: s.dataset.messageId, custom_id: s.dataset.customId, values: [s.value], user: state.persona });
+}
+
+// ---------------------------------------------------------------------------------------------
+// modals the bot opens
+function openModal(event) {
+  const dialog = $("#modal");
+  $("#modal-title").textContent = event.modal.title || "Form";
+  const fields = $("#modal-fields");
+  fields.innerHTML = "";
+  const inputs = [];
+  const walk = (items, labelText) => {
+    for (const c of items || []) {
+      if (c.type === 1) walk(c.components);
+      else if (c.type === 18) walk([c.component], c.label);
+      else if (c.type === 4) {
+        const label = document.createElement("label");
+        label.className = "field";
+        label.textContent = labelText || c.label || c.custom_id;
+        const input = document.createElement(c.style === 2 ? "textarea" : "input");
+        input.value = c.value || "";
+        input.placeholder = c.placeholder || "";
+        if (c.max_length) input.maxLength = c.max_length;
+        input.required = c.required !== false;
+        input.dataset.customId = c.custom_id;
+        label.appendChild(input);
+        fields.appendChild(label);
+        inputs.push(input);
+      }
+    }
+  };
+  walk(event.modal.components);
+  $("#modal-form").onsubmit = async (ev) => {
+    ev.preventDefault();
+    const values = Object.fromEntries(inputs.map((i) => [i.dataset.customId, i.value]));
+    dialog.close();
+    await post("/api/modal", { interaction_id: event.interaction_id, values, user: state.persona });
+  };
+  $("#modal-cancel").onclick = () => dialog.close();
+  dialog.showModal();
+}
+
+// ---------------------------------------------------------------------------------------------
+function init() {
+  $("#messages").addEventListener("click", onMessagesClick);
+  $("#messages").addEventListener("scroll", () => { stick = atBottom($("#messages")); });
+  $("#messages").addEventListener("change", onSelectChange);
+  $("#lightbox").addEventListener("click", () => { $("#lightbox").hidden = true; });
+  $("#user-switch").addEventListener("change", (ev) => {
+    state.persona = ev.target.value;
+    localStorage.setItem("gatecord.persona", state.persona);
+    renderAll();
+  });
+  initComposer({ onSent: () => { const box = $("#messages"); box.scrollTop = box.scrollHeight; } });
+  initRelay({ selectChannel });
+  connect();
+}
+
+init();

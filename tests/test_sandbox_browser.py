@@ -1,0 +1,254 @@
+"""The sandbox page in a real headless Chromium (Debian's, driven by Playwright): a member runs /chat
+and watches the answer stream in, runs /imagine and presses U1, creates a relay key and posts to
+/send-data from the relay panel. Everything goes through the sandbox as a newcomer starts it: the
+Discord emulator, a gateway emulator and the real bot.
+
+Assertions are on what the page shows (text, loaded images, embed titles), not on wording owned by
+the cogs. A missing browser FAILS these tests: ``make test`` installs it (target ``browser``).
+"""
+
+from __future__ import annotations
+
+import io
+import json
+import re
+from collections.abc import AsyncIterator
+from pathlib import Path
+from typing import Any
+
+import pytest
+from PIL import Image
+
+from bot.settings import Settings
+from sandbox.launcher import Sandbox, SandboxOptions
+
+CHROMIUM = Path("/usr/bin/chromium")
+CHROMIUM_ARGS = [
+    "--headless", "--no-sandbox", "--disable-gpu", "--disable-background-networking",
+    "--disable-component-update", "--disable-sync", "--no-first-run",
+]
+UI_TIMEOUT_MS = 30_000
+KEY_RE = re.compile(r"gcr_[A-Za-z0-9]+_[A-Za-z0-9_-]{16,}")
+
+
+@pytest.fixture
+async def sandbox(tmp_path: Path) -> AsyncIterator[Sandbox]:
+    """The sandbox with the emulated DigiCord gateway (chat, vision, FLUX), as `gatecord sandbox` starts it."""
+    settings = Settings(gateway={"profile": "digicord"})
+    async with Sandbox(settings, SandboxOptions(port=0, data_dir=tmp_path)) as sbx:
+        yield sbx
+
+
+@pytest.fixture
+async def page(sandbox: Sandbox) -> AsyncIterator[Any]:
+    if not CHROMIUM.exists():
+        pytest.fail(f"{CHROMIUM} is missing: `make test` installs it (apt-get install -y chromium)")
+    try:
+        from playwright.async_api import async_playwright
+    except ImportError:
+        pytest.fail("the playwright package is missing: install the test extra (pip install -e '.[test]')")
+    errors: list[str] = []
+    async with async_playwright() as pw:
+        browser = await pw.chromium.launch(executable_path=str(CHROMIUM), args=CHROMIUM_ARGS)
+        try:
+            pg = await browser.new_page(viewport={"width": 1400, "height": 900})
+            pg.set_default_timeout(UI_TIMEOUT_MS)
+            pg.on("pageerror", lambda exc: errors.append(str(exc)))
+            await pg.goto(sandbox.url)
+            await pg.wait_for_selector("body[data-ready='1']")
+            yield pg
+        finally:
+            await browser.close()
+    assert not errors, f"JavaScript errors on the page: {errors}"
+
+
+# -- what a person does ---------------------------------------------------------------------------
+
+async def open_channel(pg: Any, name: str) -> None:
+    await pg.locator("#channels .channel", has=pg.locator(".name", has_text=re.compile(f"^{re.escape(name)}$"))).click()
+    await pg.wait_for_function("n => document.querySelector('#channel-name').textContent === n", arg=name)
+
+
+async def run_command(pg: Any, path: str, **options: str) -> None:
+    """Type /path, pick it from the suggestions, fill the options (adding optional ones), press Enter."""
+    box = pg.locator("#composer-input")
+    await box.click()
+    await box.fill("/" + path.split()[0])
+    await pg.locator(f'#command-suggestions .suggestion[data-path="{path}"]').click()
+    for name, value in options.items():
+        field = pg.locator(f'#command-options .option[data-option="{name}"]')
+        if await field.count() == 0:
+            await pg.locator(f'#command-optional [data-add-option="{name}"]').click()
+        await field.locator(".opt-input").fill(value)
+    await field_enter(pg)
+
+
+async def field_enter(pg: Any) -> None:
+    """Enter in the last option field (as a person would), or Send for a command without options."""
+    inputs = pg.locator("#command-options .opt-input")
+    if await inputs.count():
+        await inputs.last.press("Enter")
+    else:
+        await pg.locator("#send-button").click()
+    await pg.wait_for_selector("#command-form", state="hidden")
+
+
+def bot_messages(pg: Any) -> Any:
+    return pg.locator("#messages .message[data-author='Gatecord']")
+
+
+async def loaded_images(pg: Any, scope: str) -> int:
+    return await pg.evaluate(
+        "sel => [...document.querySelectorAll(sel + ' img')].filter(i => i.complete && i.naturalWidth > 0).length", scope
+    )
+
+
+# -- tests ----------------------------------------------------------------------------------------
+
+async def test_page_looks_like_a_text_channel(sandbox: Sandbox, page: Any) -> None:
+    channels = await page.locator("#channels .channel .name").all_inner_texts()
+    assert {"general", "random", "general-thread"} <= set(channels)
+    assert await page.locator("#channels .channel.thread .name").all_inner_texts() == ["general-thread"]
+    personas = await page.locator("#user-switch option").all_inner_texts()
+    assert any("admin" in p for p in personas) and any("member" in p for p in personas)
+    # The commands offered are the ones the bot registered with the emulator.
+    await page.locator("#composer-input").fill("/")
+    offered = set(await page.locator("#command-suggestions .suggestion").evaluate_all("els => els.map(e => e.dataset.path)"))
+    registered = {c["name"] for c in sandbox.discord.global_commands() if c["type"] == 1}
+    assert registered and {p.split()[0] for p in offered} == registered
+
+
+async def test_chat_answer_streams_into_the_page(sandbox: Sandbox, page: Any) -> None:
+    gateway = sandbox.gateway
+    assert gateway is not None
+    first, last = "The first part arrives early.", "The very last words arrive at the end."
+    answer = " ".join([first] + [f"Sentence number {i} of a longer streamed answer." for i in range(12)] + [last])
+    gateway.queue_reply(answer, chunk_size=6)
+    gateway.chunk_delay = 0.04  # ~4 s of streaming: the bot edits its message several times meanwhile
+
+    await run_command(page, "chat", prompt="Tell me a long story")
+    # Part of the answer is on the page while the rest is still coming…
+    await page.wait_for_function(
+        """([a, b]) => [...document.querySelectorAll('#messages .message[data-author="Gatecord"] .content')]
+             .some(e => e.textContent.includes(a) && !e.textContent.includes(b))""",
+        arg=[first, last], polling="raf",
+    )
+    # …then all of it, in the same message.
+    final = bot_messages(page).filter(has_text=last)
+    await final.wait_for()
+    text = await final.locator(".content").inner_text()
+    assert first in text and last in text
+    assert await bot_messages(page).filter(has_text=first).count() == 1
+    assert "used /chat" in await page.locator("#messages .context").first.inner_text()
+
+
+async def test_imagine_grid_then_u1_posts_the_upscaled_image(sandbox: Sandbox, page: Any) -> None:
+    await open_channel(page, "random")
+    await run_command(page, "imagine", prompt="a red fox in the snow")
+    grid = bot_messages(page).filter(has=page.locator("button.component-button", has_text=re.compile(r"^U1$")))
+    await grid.wait_for()
+    grid_id = await grid.get_attribute("data-message-id")
+    scope = f'#messages .message[data-message-id="{grid_id}"]'
+    await page.wait_for_function(
+        "sel => [...document.querySelectorAll(sel + ' img')].some(i => i.complete && i.naturalWidth > 0)", arg=scope
+    )
+    src = await page.locator(f"{scope} .attachment-image img").first.evaluate("img => img.src")
+    served = await page.request.get(src)
+    assert served.status == 200 and served.headers["content-type"].startswith("image/")
+    Image.open(io.BytesIO(await served.body())).verify()  # real image bytes
+
+    before = set(await page.locator("#messages .message").evaluate_all("els => els.map(e => e.dataset.messageId)"))
+    await grid.locator("button.component-button", has_text=re.compile(r"^U1$")).click()
+    # A new message from the bot with a loaded image: the upscale of image 1.
+    await page.wait_for_function(
+        """known => [...document.querySelectorAll('#messages .message[data-author="Gatecord"]')]
+             .some(m => !known.includes(m.dataset.messageId)
+                        && [...m.querySelectorAll('.attachment-image img')].some(i => i.complete && i.naturalWidth > 0))""",
+        arg=sorted(before),
+    )
+    presses = [r for r in sandbox.discord.interactions.values() if r.type == 3]
+    assert presses and presses[-1].custom_id and presses[-1].message_id == int(grid_id)
+
+
+async def test_relay_key_from_admin_command_then_post_from_the_panel(sandbox: Sandbox, page: Any) -> None:
+    await page.select_option("#user-switch", "admin")
+    await run_command(page, "relay key create", name="browser-test")
+    reply = page.locator("#messages .message.ephemeral").filter(has_text=KEY_RE)
+    await reply.wait_for()
+    assert "Only you can see this" in await reply.inner_text()
+    key = KEY_RE.search(await reply.inner_text())
+    assert key is not None
+
+    await page.locator("#relay-toggle").click()
+    await page.locator("#relay-use-key").click()
+    assert await page.locator("#relay-key").input_value() == key.group(0)
+    payload = {
+        "channelId": str(sandbox.discord.channel_id),
+        "content": "Relayed from the browser",
+        "embeds": [{"title": "Nightly build passed", "description": "All **green**.", "color": 0x57F287}],
+    }
+    await page.locator("#relay-body").fill(json.dumps(payload))
+    await page.locator("#relay-send").click()
+    await page.wait_for_selector("#relay-result[data-status]")
+    assert await page.locator("#relay-result").get_attribute("data-status") in ("200", "201", "202")
+    embed = page.locator("#messages .embed .embed-title", has_text="Nightly build passed")
+    await embed.wait_for()
+    assert await page.locator("#messages .message", has_text="Relayed from the browser").count() == 1
+
+    # A plain member sees the relayed post, but neither the admin's key nor the admin-only command.
+    await page.select_option("#user-switch", "alice")
+    await page.locator("#messages .message.ephemeral").filter(has_text=KEY_RE).wait_for(state="detached")
+    await embed.wait_for()
+    await page.locator("#composer-input").fill("/relay")
+    await page.wait_for_selector("#command-suggestions .ac-empty")
+    assert await page.locator('#command-suggestions .suggestion[data-path="relay key create"]').count() == 0
+
+    # A wrong key gets the bot's 401, shown in the panel.
+    await page.locator("#relay-key").fill("gcr_nope_" + "x" * 20)
+    await page.locator("#relay-send").click()
+    await page.wait_for_selector('#relay-result[data-status="401"]')
+
+
+async def test_autocomplete_comes_from_the_bot(sandbox: Sandbox, page: Any) -> None:
+    gateway = sandbox.gateway
+    assert gateway is not None
+    box = page.locator("#composer-input")
+    await box.fill("/chat")
+    await page.locator('#command-suggestions .suggestion[data-path="chat"]').click()
+    await page.locator('#command-options .option[data-option="prompt"] .opt-input').fill("hello")
+    await page.locator('#command-optional [data-add-option="model"]').click()
+    model = page.locator('#command-options .option[data-option="model"] .opt-input')
+    await model.fill(gateway.default_chat_model[:6])
+    choice = page.locator(f'.ac-list .ac-choice[data-value="{gateway.default_chat_model}"]')
+    await choice.wait_for()
+    autocompletes = [r for r in sandbox.discord.interactions.values() if r.type == 4]
+    assert autocompletes and autocompletes[-1].autocomplete_choices
+    await choice.click()
+    assert await model.input_value() == gateway.default_chat_model
+
+
+async def test_image_attachment_on_a_plain_message(sandbox: Sandbox, page: Any, tmp_path: Path) -> None:
+    picture = tmp_path / "red.png"
+    Image.new("RGB", (64, 48), (220, 30, 30)).save(picture)
+    await page.locator("#file-input").set_input_files(str(picture))
+    await page.locator("#file-chips .chip", has_text="red.png").wait_for()
+    await page.locator("#composer-input").fill("@Gatecord what colour is this?")
+    await page.locator("#composer-input").press("Enter")
+    mine = page.locator("#messages .message", has=page.locator(".attachment-image img"))
+    await mine.first.wait_for()
+    await page.wait_for_function(
+        "() => [...document.querySelectorAll('#messages .attachment-image img')].some(i => i.naturalWidth === 64)"
+    )
+    sent = [m for m in sandbox.discord.messages.values() if m.attachments and m.author_id == sandbox.discord.users["admin"].id]
+    assert sent and sent[0].attachments[0].data == picture.read_bytes()
+    assert f"<@{sandbox.discord.bot_user_id}>" in sent[0].content  # a real mention, as Discord's client sends it
+    # The bot answers the mention (whatever it says) as a reply in the channel.
+    await page.locator("#messages .message-wrap", has=page.locator(".context", has_text="@Admin")).first.wait_for()
+
+
+async def test_an_interaction_the_bot_cannot_answer_shows_an_error(sandbox: Sandbox, page: Any) -> None:
+    sandbox.discord.interaction_ack_deadline = 0.5
+    sandbox.discord.inject_error("/callback", 500, message="Injected failure", count=20)
+    await run_command(page, "about")
+    notice = page.locator("#notices .notice.error", has_text="did not respond")
+    await notice.wait_for()
