@@ -5,7 +5,7 @@ PY     := $(VENV)/bin/python
 STAMP  := $(VENV)/.installed
 TEST_STAMP := $(VENV)/.installed-test
 
-.PHONY: run test bench check migrate clean
+.PHONY: run test bench check migrate clean browser
 
 $(PY):
 	@command -v $(PYTHON) >/dev/null 2>&1 || { echo "make: $(PYTHON) not found; install Python 3.11 (or run make PYTHON=/path/to/python3.11)"; exit 2; }
@@ -24,7 +24,20 @@ run: $(STAMP)
 	$(VENV)/bin/gatecord migrate
 	$(VENV)/bin/gatecord run
 
-test: $(TEST_STAMP)
+# The browser tests drive Debian's Chromium (never a downloaded browser); installed here when missing.
+CHROMIUM := /usr/bin/chromium
+browser:
+	@if [ ! -x $(CHROMIUM) ]; then \
+	  if command -v apt-get >/dev/null 2>&1; then \
+	    SUDO=$$( [ "$$(id -u)" = 0 ] || echo sudo ); \
+	    echo "make: installing Debian's chromium for the browser tests"; \
+	    $$SUDO apt-get update -qq && DEBIAN_FRONTEND=noninteractive $$SUDO apt-get install -y -qq chromium >/dev/null; \
+	  else \
+	    echo "make: $(CHROMIUM) is missing and apt-get is not available: install Chromium, or the browser tests fail"; \
+	  fi; \
+	fi
+
+test: $(TEST_STAMP) browser
 	$(PY) -m pytest -q -p no:cacheprovider
 
 bench: $(TEST_STAMP)
