@@ -200,6 +200,12 @@ async def test_sigkill_loses_no_accepted_post_and_delivers_none_twice(discord_em
                     await asyncio.sleep(0.1)
 
             results = await asyncio.wait_for(asyncio.gather(*(delivered(pid) for pid in accepted.values())), 90)
+            # posts stored just before the kill whose 202 never reached the client are delivered too
+            store = Store(db_path)
+            await store.open()
+            ids = [r["id"] for r in await store.fetchall("SELECT id FROM relay_outbox")]
+            await store.close()
+            await asyncio.wait_for(asyncio.gather(*(delivered(pid) for pid in ids)), 60)
         store = Store(db_path)
         await store.open()
         pending = await store.fetchval("SELECT COUNT(*) FROM relay_outbox WHERE status NOT IN ('delivered')")
@@ -222,6 +228,7 @@ async def test_sigkill_loses_no_accepted_post_and_delivers_none_twice(discord_em
     assert len(rows) == len(messages)                                       # one outbox row per message
     assert {int(r["message_id"]) for r in rows} == {m.id for m in messages}
     resent = Counter((r.json or {}).get("nonce") for r in emu.requests_to("/messages", "POST") if r.status == 200)
-    print(f"\naccepted {len(accepted)}, unanswered {len(unanswered)}, delivered before kill {delivered_before},"
+    print(f"\naccepted {len(accepted)}, unanswered {len(unanswered)} (of which stored and delivered: "
+          f"{len(rows) - len(accepted)}), delivered before kill {delivered_before},"
           f" outbox at kill {dict(states)}, re-sent after restart and de-duplicated by nonce"
           f" {sum(1 for n in resent.values() if n > 1)}")
