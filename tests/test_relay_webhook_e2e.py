@@ -60,6 +60,10 @@ async def test_without_manage_webhooks_the_post_goes_out_as_the_bot(bot_env: Any
     msg = emu.messages[int(answer["message_id"])]
     assert msg.author_id == emu.bot_user_id and msg.webhook_id is None and msg.nonce == answer["id"]
     assert "Manage Webhooks" in answer["note"]
+    status, again = await post(bot_env, key, {"channelId": str(emu.channel_id), "content": "again", "username": "Shop"}, wait=True)
+    assert status == 200 and "Manage Webhooks" in again["note"]
+    # the refusal is remembered: Discord counts refused requests against the bot
+    assert len(emu.requests_to(f"/channels/{emu.channel_id}/webhooks")) == 1
 
 
 async def test_a_webhook_post_whose_answer_was_lost_is_not_sent_twice(bot_env: Any) -> None:

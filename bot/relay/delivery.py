@@ -35,7 +35,8 @@ from bot.storage import Store
 log = logging.getLogger(__name__)
 
 WEBHOOK_NAME = "Gatecord relay"
-RECONCILE_MARGIN = 120.0  # seconds of history before the first in-doubt attempt to search
+RECONCILE_MARGIN = 120.0
+NO_WEBHOOK_RECHECK = 300.0  # seconds before asking again for a webhook in a channel where that was refused  # seconds of history before the first in-doubt attempt to search
 THREAD_TYPES = (10, 11, 12)
 PERMANENT_NAMES = {
     10003: "unknown_channel",
@@ -122,6 +123,7 @@ class DiscordTransport:
         self.pacer = pacer
         self.request_timeout = request_timeout
         self._webhook_locks: dict[int, asyncio.Lock] = {}
+        self._no_webhook_until: dict[int, float] = {}  # channel -> monotonic time: no permission, don't ask again yet
 
     async def _call(self, route: Route, **kwargs: Any) -> Any:
         await self.pacer.wait()
@@ -173,10 +175,14 @@ class DiscordTransport:
             row = await self.store.fetchone("SELECT webhook_id, token FROM relay_webhooks WHERE channel_id = ?", (parent_id,))
             if row is not None:
                 return int(row["webhook_id"]), row["token"], thread_id
+            if self._no_webhook_until.get(parent_id, 0.0) > time.monotonic():
+                return None
             try:
                 webhook = await self._find_or_create_webhook(parent_id)
             except discord.HTTPException as exc:
                 if exc.code in WEBHOOK_FALLBACK_CODES or (exc.status == 403 and exc.code == 0):
+                    # Refused requests count against Discord's invalid-request limit: don't retry for a while.
+                    self._no_webhook_until[parent_id] = time.monotonic() + NO_WEBHOOK_RECHECK
                     return None
                 raise classify(exc) from exc
             except Exception as exc:
