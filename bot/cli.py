@@ -1,4 +1,4 @@
-"""The ``gatecord`` command: ``run``, ``migrate``, ``check``.
+"""The ``gatecord`` command: ``run``, ``migrate``, ``check``, ``sandbox``.
 
 Configuration problems print one line naming the key and the file and exit with code 2; no
 traceback, no secret.
@@ -9,6 +9,7 @@ from __future__ import annotations
 import argparse
 import asyncio
 import logging
+import os
 import signal
 import sys
 from pathlib import Path
@@ -31,19 +32,38 @@ def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog="gatecord", description="Gatecord: a Discord bot backed by an AI gateway.")
     sub = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
     for name, help_text in (
-        ("run", "start the bot"),
+        ("run", "start the bot (without a Discord token: the sandbox, unless GATECORD_NO_SANDBOX=1)"),
         ("migrate", "apply database migrations and print the schema version"),
         ("check", "validate the configuration and reach the configured AI gateway"),
+        ("sandbox", "try Gatecord in a browser: emulated Discord and gateway, the real bot, one local URL"),
     ):
         cmd = sub.add_parser(name, help=help_text)
         cmd.add_argument("--config", metavar="PATH", default=None, help="TOML file (default ./config.toml)")
+        if name in ("run", "sandbox"):
+            cmd.add_argument("--port", type=int, default=None, help="sandbox page port (default 8765; 0 = any free port)")
+            cmd.add_argument("--gateway-profile", default=None, help="sandbox: gateway profile to emulate")
     return parser
+
+
+def _no_sandbox() -> bool:
+    return os.environ.get("GATECORD_NO_SANDBOX", "").strip().lower() in ("1", "true", "yes")
+
+
+async def _sandbox(settings: Settings, args: argparse.Namespace) -> int:
+    from sandbox.launcher import DEFAULT_PORT, SandboxOptions, run_sandbox  # lazily: bot/ never needs the sandbox
+
+    port = DEFAULT_PORT if args.port is None else args.port
+    return await run_sandbox(settings, SandboxOptions(port=port, gateway_profile=args.gateway_profile))
 
 
 def main(argv: Sequence[str] | None = None) -> int:
     args = build_parser().parse_args(argv)
     try:
         settings = load_settings(args.config, require_file=args.config is not None)
+        if args.command == "run" and not settings.discord.token.get_secret_value().strip() and not _no_sandbox():
+            print("gatecord: no Discord token configured (discord.token): starting the sandbox instead "
+                  "(set GATECORD_NO_SANDBOX=1 to get the error instead)", file=sys.stderr)
+            args.command = "sandbox"
         if args.command == "run":
             require_token(settings, args.config)
     except ConfigError as exc:
@@ -52,7 +72,8 @@ def main(argv: Sequence[str] | None = None) -> int:
             print(NO_TOKEN_HELP, file=sys.stderr)
         return EXIT_CONFIG
     configure_logging(settings)
-    handler = {"run": _run, "migrate": _migrate, "check": _check}[args.command]
+    handler = {"run": _run, "migrate": _migrate, "check": _check,
+               "sandbox": lambda s: _sandbox(s, args)}[args.command]
     try:
         return asyncio.run(handler(settings))
     except KeyboardInterrupt:
