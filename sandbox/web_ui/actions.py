@@ -5,7 +5,6 @@ modals, context menus and plain messages; plus the relay form, forwarded to the 
 from __future__ import annotations
 
 import asyncio
-import contextlib
 import json
 import logging
 import re
@@ -25,6 +24,7 @@ log = logging.getLogger(__name__)
 FileSpec = tuple[str, bytes, str]
 ACK_GRACE_S = 0.5
 RELAY_TIMEOUT_S = 30.0
+CLOSE_TIMEOUT_S = 3.0
 
 
 class BadAction(Exception):
@@ -86,11 +86,11 @@ class Actions:
         ]
 
     async def close(self) -> None:
-        for task in list(self._tasks):
+        tasks = list(self._tasks)
+        for task in tasks:
             task.cancel()
-        for task in list(self._tasks):
-            with contextlib.suppress(asyncio.CancelledError, Exception):
-                await task
+        if tasks:  # bounded: each watcher ends by itself within the ack deadline anyway
+            await asyncio.wait(tasks, timeout=CLOSE_TIMEOUT_S)
         if self._http is not None:
             await self._http.close()
             self._http = None

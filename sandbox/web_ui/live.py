@@ -23,6 +23,7 @@ if TYPE_CHECKING:
 
 log = logging.getLogger(__name__)
 WAIT_SLICE_S = 5.0
+CLOSE_TIMEOUT_S = 3.0
 TYPING_SHOWN_S = 10.0
 QUEUE_MAX = 1000
 
@@ -90,16 +91,20 @@ class LiveUpdates:
         self._commands: Any = None
         self._typing: dict[str, float] = {}
         self._task: Optional[asyncio.Task[None]] = None
+        self._closing = False
 
     def start(self) -> None:
         self._remember_all()
         self._task = asyncio.create_task(self._watch(), name="web-ui-live")
 
     async def close(self) -> None:
+        # A flag as well as cancel(): Python 3.11's wait_for can swallow a cancellation that races
+        # with its inner wait, and the watcher must end all the same.
+        self._closing = True
         if self._task is not None:
             self._task.cancel()
-            with contextlib.suppress(asyncio.CancelledError):
-                await self._task
+            with contextlib.suppress(asyncio.CancelledError, asyncio.TimeoutError):
+                await asyncio.wait_for(asyncio.shield(self._task), CLOSE_TIMEOUT_S)
             self._task = None
         for client in list(self.clients):
             client.send({"type": "bye"})
@@ -166,12 +171,15 @@ class LiveUpdates:
         signal = self.emu.signal
         seen_version = signal.version
         seen_typing = len(self.emu.typing)
-        while True:
+        while not self._closing:
             with contextlib.suppress(asyncio.TimeoutError):
                 await self.emu.wait_for(
-                    lambda: signal.version != seen_version or len(self.emu.typing) != seen_typing or bool(self._typing),
+                    lambda: self._closing or signal.version != seen_version or len(self.emu.typing) != seen_typing
+                    or bool(self._typing),
                     timeout=WAIT_SLICE_S,
                 )
+            if self._closing:
+                return
             seen_version = signal.version
             seen_typing = len(self.emu.typing)
             try:
