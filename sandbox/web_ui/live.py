@@ -19,7 +19,7 @@ from aiohttp import web
 from .views import commands_view, message_view, world_view
 
 if TYPE_CHECKING:
-    from sandbox.discord_emulator import DiscordEmulator
+    from sandbox.discord_emulator import DiscordEmulator, MessageState
 
 log = logging.getLogger(__name__)
 WAIT_SLICE_S = 5.0
@@ -56,6 +56,12 @@ def typing_view(emu: "DiscordEmulator") -> dict[str, float]:
     return out
 
 
+def _fingerprint(msg: "MessageState") -> tuple[Any, ...]:
+    """Changes whenever anything the page shows of a message can have changed (every create and
+    edit appends to ``edits``; reactions, threads and deletion do not)."""
+    return (len(msg.edits), msg.deleted, msg.flags, len(msg.reactions), msg.thread_id, len(msg.attachments))
+
+
 class Client:
     """One browser tab: an outgoing queue drained by its own writer task."""
 
@@ -87,6 +93,7 @@ class LiveUpdates:
         self.emu = emu
         self.clients: set[Client] = set()
         self._messages: dict[str, dict[str, Any]] = {}
+        self._fingerprints: dict[str, tuple[Any, ...]] = {}
         self._world: Any = None
         self._commands: Any = None
         self._typing: dict[str, float] = {}
@@ -137,6 +144,7 @@ class LiveUpdates:
     # -- diffing ------------------------------------------------------------------------------
     def _remember_all(self) -> None:
         self._messages = {str(m.id): message_view(self.emu, m) for m in self.emu.messages.values()}
+        self._fingerprints = {str(m.id): _fingerprint(m) for m in self.emu.messages.values()}
         self._world = world_view(self.emu)
         self._commands = commands_view(self.emu)
         self._typing = typing_view(self.emu)
@@ -155,6 +163,10 @@ class LiveUpdates:
         upserts = []
         for msg in self.emu.messages.values():
             key = str(msg.id)
+            fingerprint = _fingerprint(msg)
+            if self._fingerprints.get(key) == fingerprint:
+                continue  # unchanged since it was last sent: skip building its view
+            self._fingerprints[key] = fingerprint
             view = message_view(self.emu, msg)
             if self._messages.get(key) != view:
                 self._messages[key] = view
