@@ -200,3 +200,41 @@ def _png() -> bytes:
     buf = io.BytesIO()
     Image.new("RGB", (3, 2), (10, 200, 30)).save(buf, format="PNG")
     return buf.getvalue()
+
+
+def test_sandbox_needs_only_the_runtime_dependencies() -> None:
+    """`make run` installs the package without the test extra: every third-party module the sandbox
+    imports must come from [project].dependencies (directly or through one of them)."""
+    import ast
+    import tomllib
+    from importlib import metadata
+
+    from packaging.requirements import Requirement
+
+    project = tomllib.loads((REPO / "pyproject.toml").read_text())["project"]
+    wanted = [Requirement(r).name.lower() for r in project["dependencies"]]
+    provided: set[str] = set()
+    while wanted:  # the runtime dependencies and everything they require
+        name = wanted.pop()
+        if name in provided:
+            continue
+        provided.add(name)
+        for req in metadata.requires(name) or []:
+            parsed = Requirement(req)
+            if parsed.marker is None or parsed.marker.evaluate({"extra": ""}):
+                wanted.append(parsed.name.lower())
+    local = {"sandbox", "bot", "cogs", "gateway_client"}
+    owners = metadata.packages_distributions()
+    missing = set()
+    for path in (REPO / "sandbox").rglob("*.py"):
+        for node in ast.walk(ast.parse(path.read_text())):
+            names = [a.name for a in node.names] if isinstance(node, ast.Import) else (
+                [node.module] if isinstance(node, ast.ImportFrom) and node.level == 0 and node.module else [])
+            for name in names:
+                top = name.split(".")[0]
+                if top in sys.stdlib_module_names or top in local:
+                    continue
+                dists = {d.lower() for d in owners.get(top, [top])}
+                if not dists & provided:
+                    missing.add(f"{top} ({path.relative_to(REPO)})")
+    assert not missing, f"the sandbox imports modules that only the test extra installs: {sorted(missing)}"

@@ -102,7 +102,7 @@ export function renderEmbed(embed) {
 
 function renderButton(msg, comp) {
   const emoji = comp.emoji?.name && !comp.emoji.id ? `${comp.emoji.name} ` : "";
-  if (comp.style === 5 && comp.url) {
+  if (comp.style === 5 && safeUrl(comp.url || "")) {
     const a = el("a", "component-button style-5", `${escapeHtml(emoji + (comp.label || ""))} ↗`);
     a.href = comp.url; a.target = "_blank"; a.rel = "noreferrer noopener";
     return a;
