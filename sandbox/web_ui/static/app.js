@@ -120,7 +120,7 @@ function renderChannels() {
     item.className = `channel${c.thread ? " thread" : ""}${c.id === state.channelId ? " active" : ""}${state.unread.has(c.id) ? " unread" : ""}`;
     item.setAttribute("role", "listitem");
     item.dataset.channelId = c.id;
-    item.innerHTML = `<span class="icon">${c.thread ? "🧵" : "#"}</span><span class="name">${escapeHtml(c.name)}</span>`;
+    item.innerHTML = `<span class="icon">${c.thread ? "↳" : "#"}</span><span class="name">${escapeHtml(c.name)}</span>`;
     item.addEventListener("click", () => selectChannel(c.id));
     box.appendChild(item);
   };
@@ -133,7 +133,7 @@ function renderChannels() {
 function renderHeader() {
   const c = channel(state.channelId);
   $("#channel-name").textContent = c?.name ?? "";
-  $("#channel-header .hash").textContent = c?.thread ? "🧵" : "#";
+  $("#channel-header .hash").textContent = c?.thread ? "↳" : "#";
   $("#channel-topic").textContent = c?.topic ?? "";
   $("#composer-input").placeholder = `Message ${c?.thread ? "" : "#"}${c?.name ?? ""} — type / for commands, @Gatecord to mention the bot`;
   document.title = `#${c?.name ?? ""} — Gatecord sandbox`;

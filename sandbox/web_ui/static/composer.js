@@ -217,7 +217,7 @@ function choicesFor(opt) {
     case T.MENTIONABLE: return [...(guild?.members || []).map((m) => [m.id, `@${m.name}`]), ...(guild?.roles || []).map((r) => [r.id, `@${r.name}`])];
     case T.CHANNEL: return (guild?.channels || [])
       .filter((ch) => !opt.channel_types?.length || opt.channel_types.includes(ch.type))
-      .map((ch) => [ch.id, `${ch.thread ? "🧵 " : "#"}${ch.name}`]);
+      .map((ch) => [ch.id, `${ch.thread ? "↳ " : "#"}${ch.name}`]);
     default: return (opt.choices || []).map((ch) => [String(ch.value), ch.name]);
   }
 }

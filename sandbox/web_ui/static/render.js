@@ -259,7 +259,7 @@ export function renderMessage(msg, first) {
     body.appendChild(comps);
   }
   if (msg.thread) {
-    const link = el("div", "thread-link", `🧵 <b>${escapeHtml(msg.thread.name)}</b> — open thread`);
+    const link = el("div", "thread-link", `↳ <b>${escapeHtml(msg.thread.name)}</b> — open thread`);
     link.dataset.channelId = msg.thread.id;
     body.appendChild(link);
   }
@@ -269,7 +269,7 @@ export function renderMessage(msg, first) {
     body.appendChild(r);
   }
   if (msg.ephemeral) {
-    const note = el("div", "ephemeral-note", '👁 Only you can see this • <button type="button" data-action="dismiss">Dismiss message</button>');
+    const note = el("div", "ephemeral-note", 'Only you can see this • <button type="button" data-action="dismiss">Dismiss message</button>');
     note.querySelector("button").dataset.messageId = msg.id;
     body.appendChild(note);
   }
