@@ -13,7 +13,6 @@ import logging
 import os
 import signal
 import sys
-from pathlib import Path
 from typing import TYPE_CHECKING, Sequence
 
 from bot.logging_setup import configure_logging

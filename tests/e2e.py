@@ -11,16 +11,53 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+from collections.abc import AsyncIterator
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+from aiohttp import web
+
 from bot.factory import GatecordBot, create_bot
+from bot.rendering import WRITING_MARKER
 from bot.settings import Settings
 from sandbox.discord_emulator import DiscordEmulator
 from sandbox.gateways import GatewayEmulator
 
 BOT_READY_TIMEOUT = 20.0
+
+
+def final(message: Any) -> bool:
+    """A bot message that has finished streaming (text shown, no "still writing" marker)."""
+    return bool(message.content) and WRITING_MARKER not in message.content
+
+
+async def wait_reply(emu: DiscordEmulator, user_msg: Any, timeout: float = 10.0) -> Any:
+    """The bot's finished reply to ``user_msg`` (a message that references it)."""
+
+    def find() -> Any:
+        for m in emu.messages.values():
+            ref = m.message_reference or {}
+            if (m.author_id == emu.bot_user_id and str(ref.get("message_id")) == str(user_msg.id)
+                    and final(m) and not m.deleted):
+                return m
+        return None
+
+    return await emu.wait_for(find, timeout)
+
+
+@contextlib.asynccontextmanager
+async def serve_app(app: web.Application) -> AsyncIterator[str]:
+    """Serve ``app`` on a free 127.0.0.1 port for the block; yields its base URL."""
+    runner = web.AppRunner(app, shutdown_timeout=0.5)
+    await runner.setup()
+    site = web.TCPSite(runner, "127.0.0.1", 0)
+    await site.start()
+    port = site._server.sockets[0].getsockname()[1]  # type: ignore[union-attr]
+    try:
+        yield f"http://127.0.0.1:{port}"
+    finally:
+        await runner.cleanup()
 
 
 def deep_merge(base: dict[str, Any], extra: dict[str, Any]) -> dict[str, Any]:

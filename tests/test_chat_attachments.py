@@ -9,6 +9,8 @@ import aiohttp
 import pytest
 from aiohttp import web
 
+from tests.e2e import serve_app
+
 from cogs._chat_attachments import host_allowed, is_text_attachment, read_text_attachments
 
 
@@ -34,15 +36,8 @@ async def cdn() -> AsyncIterator[tuple[str, list[str]]]:
 
     app = web.Application()
     app.router.add_get("/files/{name}", serve)
-    runner = web.AppRunner(app)
-    await runner.setup()
-    site = web.TCPSite(runner, "127.0.0.1", 0)
-    await site.start()
-    port = site._server.sockets[0].getsockname()[1]  # type: ignore[union-attr]
-    try:
-        yield f"http://127.0.0.1:{port}", hits
-    finally:
-        await runner.cleanup()
+    async with serve_app(app) as base_url:
+        yield base_url, hits
 
 
 def test_text_detection_and_hosts() -> None:

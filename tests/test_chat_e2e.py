@@ -11,6 +11,7 @@ import pytest
 from bot.discord_limits import INTERACTION_ACK_SECONDS, MESSAGE_CONTENT
 from bot.rendering import WRITING_MARKER
 from sandbox.gateways import MODEL_ROLES, expected_reply, expected_thought
+from tests.e2e import final, wait_reply
 
 FOOTER = re.compile(r"\n-# [^\n]*$")
 
@@ -18,10 +19,6 @@ FOOTER = re.compile(r"\n-# [^\n]*$")
 def answer_text(content: str) -> str:
     """The answer without its footer line."""
     return FOOTER.sub("", content)
-
-
-def final(m: Any) -> bool:
-    return bool(m.content) and WRITING_MARKER not in m.content
 
 
 def chat_requests(gateway: Any) -> list[Any]:
@@ -37,18 +34,6 @@ def bot_write_requests(emu: Any) -> list[Any]:
     return [r for r in emu.requests if r.method in ("POST", "PATCH")
             and ("/messages" in r.path or r.path.endswith("/callback") or r.route.startswith("/webhooks"))]
 
-
-async def wait_reply(emu: Any, user_msg: Any, timeout: float = 10.0) -> Any:
-    """The bot's finished reply to ``user_msg``."""
-    def find() -> Any:
-        for m in emu.messages.values():
-            ref = m.message_reference or {}
-            if (m.author_id == emu.bot_user_id and str(ref.get("message_id")) == str(user_msg.id)
-                    and final(m) and not m.deleted):
-                return m
-        return None
-
-    return await emu.wait_for(find, timeout)
 
 
 async def run_chat(env: Any, prompt: str, *, user: str = "alice", timeout: float = 10.0, **options: Any) -> Any:

@@ -60,7 +60,7 @@ def test_malformed_toml(tmp_path: Path) -> None:
 def test_unknown_profile(tmp_path: Path) -> None:
     cfg = write(tmp_path, '[discord]\ntoken = "t0ken-value"\n[gateway]\nprofile = "nope"\n')
     proc = run_cli("run", "--config", str(cfg), cwd=tmp_path)
-    line = assert_one_line_error(proc, "gateway.profile", str(cfg), "aicordcloud", "digicord", "'nope'")
+    assert_one_line_error(proc, "gateway.profile", str(cfg), "aicordcloud", "digicord", "'nope'")
     assert "t0ken-value" not in proc.stderr
 
 

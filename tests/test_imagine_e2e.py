@@ -231,7 +231,7 @@ async def test_image_budget_refuses_before_the_paid_call(bot_env: Any) -> None:
 @pytest.mark.gateway_profile("digicord")
 @pytest.mark.bot_settings(imagine={"max_concurrent_per_user": 1, "max_concurrency": 1})
 async def test_per_user_limit_and_queue_position(bot_env: Any) -> None:
-    env, emu = bot_env, bot_env.discord
+    env = bot_env
     env.gateway.faults.slow_next(delay=1.5, path="images/flux/generations")
     first = await imagine(env, {"count": 1})
     await first.wait_acked()

@@ -8,7 +8,6 @@ import re
 from typing import Any
 
 import aiohttp
-import pytest
 
 from bot.relay.openapi import build_document, validate_response
 

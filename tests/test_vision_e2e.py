@@ -16,9 +16,8 @@ import yarl
 from aiohttp import web
 from PIL import Image
 
-from bot.rendering import WRITING_MARKER
 from sandbox.gateways import MODEL_ROLES
-from tests.e2e import start_bot
+from tests.e2e import final, serve_app, start_bot, wait_reply
 
 OPENAI_NON_VISION = MODEL_ROLES["openai"]["non_vision"]
 DIGICORD_CHAT = MODEL_ROLES["digicord"]["chat"]
@@ -56,10 +55,6 @@ def animated_gif() -> bytes:
     return out.getvalue()
 
 
-def final(m: Any) -> bool:
-    return bool(m.content) and WRITING_MARKER not in m.content
-
-
 def footer(content: str) -> str:
     lines = content.strip().splitlines()
     return lines[-1] if lines and lines[-1].startswith("-# ") else ""
@@ -90,17 +85,6 @@ async def run_vision(env: Any, image: tuple[str, bytes, str], timeout: float = 1
     rec = await env.discord.inject_slash_command("vision", options, attachments={"image": image})
     return await rec.wait_final(final, timeout=timeout)
 
-
-async def wait_reply(emu: Any, user_msg: Any, timeout: float = 10.0) -> Any:
-    def find() -> Any:
-        for m in emu.messages.values():
-            ref = m.message_reference or {}
-            if (m.author_id == emu.bot_user_id and str(ref.get("message_id")) == str(user_msg.id)
-                    and final(m) and not m.deleted):
-                return m
-        return None
-
-    return await emu.wait_for(find, timeout)
 
 
 RED = ("red.png", png(64, 48), "image/png")
@@ -331,15 +315,8 @@ async def outside_host() -> AsyncIterator[dict[str, Any]]:
 
     app = web.Application()
     app.router.add_get("/{tail:.*}", serve)
-    runner = web.AppRunner(app)
-    await runner.setup()
-    site = web.TCPSite(runner, "127.0.0.1", 0)
-    await site.start()
-    port = site._server.sockets[0].getsockname()[1]  # type: ignore[union-attr]
-    try:
-        yield {"url": f"http://127.0.0.1:{port}", "hits": hits}
-    finally:
-        await runner.cleanup()
+    async with serve_app(app) as base_url:
+        yield {"url": base_url, "hits": hits}
 
 
 @pytest.fixture

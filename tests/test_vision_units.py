@@ -17,6 +17,8 @@ from typing import Any
 
 import aiohttp
 import pytest
+
+from tests.e2e import serve_app
 from aiohttp import web
 from PIL import Image
 
@@ -290,15 +292,8 @@ async def server() -> AsyncIterator[Server]:
     app.router.add_get("/declared.png", declared)
     app.router.add_get("/redirect.png", redirect)
     app.router.add_get("/missing.png", missing)
-    runner = web.AppRunner(app)
-    await runner.setup()
-    site = web.TCPSite(runner, "127.0.0.1", 0)
-    await site.start()
-    port = site._server.sockets[0].getsockname()[1]  # type: ignore[union-attr]
-    try:
-        yield Server(f"http://127.0.0.1:{port}", hits, sent)
-    finally:
-        await runner.cleanup()
+    async with serve_app(app) as base_url:
+        yield Server(base_url, hits, sent)
 
 
 async def fetch(url: str, hosts: list[str], max_bytes: int = MB) -> bytes:
