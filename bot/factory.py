@@ -80,6 +80,10 @@ def discover_cogs(package: str = COGS_PACKAGE) -> list[str]:
 
 class GatecordBot(commands.Bot):
     def __init__(self, settings: Settings) -> None:
+        # Gatecord has no voice features: discord.py's warnings about missing voice libraries
+        # would only confuse whoever reads the start-up log.
+        discord.VoiceClient.warn_nacl = False
+        discord.VoiceClient.warn_dave = False
         intents = discord.Intents.default()
         intents.message_content = True
         super().__init__(
