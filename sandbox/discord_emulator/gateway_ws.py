@@ -104,9 +104,8 @@ class Gateway:
         so ``emu.wait_for`` predicates over bot-side state (its cache, its database) are re-checked."""
         signal = self.emu.signal
         signal.changed()
-        loop = asyncio.get_running_loop()
         for delay in RENOTIFY_DELAYS:
-            loop.call_later(delay, signal.changed)
+            signal.changed_later(delay)
 
     async def drop_connections(self, code: int = 4000) -> int:
         """Close every socket with ``code`` (4000 lets discord.py RESUME); returns how many."""

@@ -368,8 +368,13 @@ class InteractionRecord:
 
     async def wait_acked(self, timeout: float = 5.0) -> "InteractionRecord":
         assert self._signal is not None
-        await self._signal.wait_for(lambda: self.acked, timeout)
+        await self._signal.wait_for(lambda: self.acked, timeout, topic=self.ack_topic)
         return self
+
+    @property
+    def ack_topic(self) -> tuple[str, int]:
+        """Change-signal topic the emulator signals when this interaction is acknowledged."""
+        return ("ack", self.id)
 
     async def wait_final(
         self,

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import functools
 import hashlib
 import math
 import time
@@ -164,7 +165,7 @@ class RateLimiter:
             "X-RateLimit-Remaining": str(remaining),
             "X-RateLimit-Reset": f"{time.time() + reset_after:.3f}",
             "X-RateLimit-Reset-After": f"{reset_after:.3f}",
-            "X-RateLimit-Bucket": hashlib.sha1(bucket.encode()).hexdigest()[:32],
+            "X-RateLimit-Bucket": _bucket_hash(bucket),
         }
         if decision.limited:
             assert decision.retry_after is not None
@@ -178,3 +179,9 @@ class RateLimiter:
             if decision.is_global:
                 decision.headers["X-RateLimit-Global"] = "true"
         return decision
+
+
+@functools.lru_cache(maxsize=256)
+def _bucket_hash(bucket: str) -> str:
+    """The opaque X-RateLimit-Bucket value for a bucket name (stable, so computed once)."""
+    return hashlib.sha1(bucket.encode()).hexdigest()[:32]

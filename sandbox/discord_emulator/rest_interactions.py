@@ -119,7 +119,7 @@ class _Interactions:
             await emu.announce("MESSAGE_CREATE", created)
         if updated is not None:
             await emu.announce("MESSAGE_UPDATE", updated)
-        emu.signal.changed()
+        emu.signal.changed(rec.ack_topic)
 
         if request.query.get("with_response") not in ("1", "true", "True"):
             return web.Response(status=204)
