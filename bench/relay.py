@@ -31,7 +31,7 @@ sys.path.insert(0, str(REPO))
 import aiohttp  # noqa: E402
 
 from sandbox.discord_emulator import DiscordEmulator  # noqa: E402
-from tests.test_relay_crash import BotProcess, make_key, write_config  # noqa: E402
+from bench._relay_process import BotProcess, make_key, write_config  # noqa: E402
 
 
 def percentile(values: list[float], q: float) -> float:
