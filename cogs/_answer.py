@@ -46,6 +46,8 @@ NO_MENTIONS = discord.AllowedMentions.none()
 ERROR_PREFIX = "⚠️ "
 #: interaction tokens live 15 minutes; past this age new messages go to the channel instead
 TOKEN_SAFE_SECONDS = 14 * 60
+#: Discord's error code for an interaction token past its 15 minutes ("Invalid Webhook Token")
+INVALID_WEBHOOK_TOKEN = 50027
 
 
 OnShown = Callable[["AnswerOutcome"], Awaitable[None]]
@@ -74,15 +76,30 @@ class InteractionTarget:
         self.ephemeral = ephemeral
         self.messages: list[discord.Message] = []
         self._started = time.monotonic()
+        self._refused = False  # Discord already said the token is no longer valid
 
     @property
     def message_ids(self) -> list[int]:
         return [m.id for m in self.messages]
 
     def _token_expired(self) -> bool:
-        return time.monotonic() - self._started > TOKEN_SAFE_SECONDS
+        return self._refused or time.monotonic() - self._started > TOKEN_SAFE_SECONDS
+
+    def _channel_usable(self) -> bool:
+        return not self.ephemeral and self.interaction.channel is not None
 
     async def put(self, index: int, content: str, *, files: Sequence[FileData] = ()) -> None:
+        try:
+            await self._put(index, content, files)
+        except discord.HTTPException as exc:
+            # The clock is only an estimate: once Discord refuses the token, carry on in the channel.
+            if exc.code != INVALID_WEBHOOK_TOKEN or self._refused or not self._channel_usable():
+                raise
+            log.info("interaction token refused; continuing the answer in the channel")
+            self._refused = True
+            await self._put(index, content, files)
+
+    async def _put(self, index: int, content: str, files: Sequence[FileData]) -> None:
         if index < len(self.messages):
             kwargs: dict[str, Any] = {"content": content, "allowed_mentions": NO_MENTIONS}
             if files:
@@ -95,11 +112,11 @@ class InteractionTarget:
             else:
                 await msg.edit(**kwargs)
             return
-        if index == 0:
+        if index == 0 and not (self._token_expired() and self._channel_usable()):
             msg = await self.interaction.edit_original_response(
                 content=content, allowed_mentions=NO_MENTIONS, attachments=_files(files)
             )
-        elif self._token_expired() and not self.ephemeral and self.interaction.channel is not None:
+        elif self._token_expired() and self._channel_usable():
             msg = await self.interaction.channel.send(  # type: ignore[union-attr]
                 content, files=_files(files), allowed_mentions=NO_MENTIONS
             )

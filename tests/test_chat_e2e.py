@@ -462,3 +462,64 @@ async def test_chat_streams_on_every_gateway(bot_env: Any) -> None:
     assert answer_text(rec.original.content) == "One two three four five six seven."
     footer = rec.original.content.rsplit("\n", 1)[-1]
     assert footer.startswith("-# `") and " tokens" in footer  # the model the gateway says answered
+
+
+# --------------------------------------------------------------------------------------------------
+# Interaction token expiry (Discord's 15-minute limit) while the answer is still streaming
+# --------------------------------------------------------------------------------------------------
+
+
+def answer_messages(emu: Any, rec: Any) -> list[Any]:
+    """What the member sees of one answer in the channel: the interaction's messages, then any bot
+    message posted in the channel after the answer began (the fallback once the token is gone)."""
+    start = rec.original.id
+    return sorted((m for m in emu.messages.values()
+                   if m.channel_id == emu.channel_id and m.author_id == emu.bot_user_id
+                   and m.id >= start and not m.deleted), key=lambda m: m.id)
+
+
+def shown_answer(messages: list[Any]) -> str | None:
+    """The whole answer once every message is final and the footer is on the last one, else None."""
+    if not messages or not all(final(m) for m in messages) or " tokens" not in messages[-1].content:
+        return None
+    return "\n\n".join([m.content for m in messages[:-1]] + [answer_text(messages[-1].content)])
+
+
+async def test_answer_still_arrives_after_the_token_expires_mid_stream(bot_env: Any) -> None:
+    emu, gw = bot_env.discord, bot_env.gateway
+    answer = " ".join(f"token{i}" for i in range(80)) + " — the end."
+    gw.queue_reply(answer, chunk_size=10)
+    gw.chunk_delay = 0.05  # ~60 chunks: about 3 s of streaming
+    rec = await emu.inject_slash_command("chat", {"prompt": "a slow one"}, user="alice")
+    await rec.wait_final(lambda m: WRITING_MARKER in m.content, timeout=5)  # streaming has begun
+    emu.expire_interaction(rec)  # 15 minutes have passed: webhook calls now get 401 50027
+
+    shown = await emu.wait_for(lambda: shown_answer(answer_messages(emu, rec)), timeout=15)
+    assert shown == answer
+    messages = answer_messages(emu, rec)
+    assert all(WRITING_MARKER not in m.content for m in messages), "no message is left 'still writing'"
+    assert all(not m.ephemeral for m in messages)
+    # the bot noticed the refusal and wrote through the channel afterwards
+    refused = [r for r in emu.requests if r.route.startswith("/webhooks") and r.status == 401]
+    assert refused
+    through_channel = emu.requests_to(f"/channels/{emu.channel_id}/messages/{rec.original.id}", "PATCH")
+    assert any(r.at > refused[0].at and r.status == 200 for r in through_channel)
+
+
+async def test_long_answer_continues_in_the_channel_after_the_token_expires(bot_env: Any) -> None:
+    emu, gw = bot_env.discord, bot_env.gateway
+    answer = "\n\n".join(f"Paragraph {i}: " + "words " * 60 for i in range(14))  # ~5,000 chars: 3 messages
+    assert len(answer) > 2 * MESSAGE_CONTENT
+    gw.queue_reply(answer, chunk_size=60)
+    gw.chunk_delay = 0.03
+    rec = await emu.inject_slash_command("chat", {"prompt": "a long slow one"}, user="alice")
+    await rec.wait_final(lambda m: WRITING_MARKER in m.content, timeout=5)
+    emu.expire_interaction(rec)
+
+    await emu.wait_for(lambda: shown_answer(answer_messages(emu, rec)), timeout=20)
+    messages = answer_messages(emu, rec)
+    assert len(messages) >= 3
+    assert all(len(m.content) <= MESSAGE_CONTENT for m in messages)
+    joined = "\n\n".join([m.content for m in messages[:-1]] + [answer_text(messages[-1].content)])
+    assert re.sub(r"\s+", " ", joined).strip() == re.sub(r"\s+", " ", answer).strip()
+    assert all(m.allowed_mentions == {"parse": []} for m in messages)
