@@ -388,3 +388,48 @@ async def test_model_autocomplete_lists_the_gateways_image_models(bot_env: Any) 
     choices = await bot_env.discord.inject_autocomplete("imagine", {"prompt": "x", "model": "pro"}, "model")
     values = [c["value"] for c in choices]
     assert values == ["black-forest-labs/FLUX.1-pro", "black-forest-labs/FLUX.1.1-pro"]
+
+
+@pytest.mark.gateway_profile("digicord")
+@pytest.mark.bot_settings(imagine={"max_concurrency": 1})
+async def test_job_waiting_in_the_queue_at_a_restart_fails_cleanly_and_is_never_sent(bot_env: Any) -> None:
+    env, emu = bot_env, bot_env.discord
+    alice, bob = emu.users["alice"].id, emu.users["bob"].id
+    env.gateway.faults.slow_next(delay=4, path="images/flux/generations")
+    running = await imagine(env, {"count": 1})
+    await running.wait_acked()
+    await emu.wait_for(lambda: bool(image_calls(env.gateway)) or None, timeout=10)
+    queued = await imagine(env, {"prompt": "a blue whale", "count": 2}, user="bob")
+    await queued.wait_acked()
+    assert queued.original is not None and "Waiting in the queue — position 1" in queued.original.content
+    assert await images_used(env.bot, emu.guild_id, bob) == (0, 2)  # held while it waits
+
+    await env.restart()  # the paid call of the first job is cut off; the second never got a slot
+
+    msg = await queued.wait_final(lambda r: r.original is not None and "failed" in r.original.content, timeout=20)
+    assert msg is not None and not msg.ephemeral
+    assert "a blue whale" in msg.content and "restarted before it was sent" in msg.content
+    assert "Nothing was charged" in msg.content and "Waiting in the queue" not in msg.content
+    assert list(buttons(msg)) == ["Retry", "Delete"]
+    # the running job is shown as unknown; neither is sent to the gateway on its own
+    first = await running.wait_final(lambda r: r.original is not None and "unknown" in r.original.content,
+                                     timeout=20)
+    assert first is not None
+    calls = image_calls(env.gateway)
+    assert len(calls) == 1 and calls[0].json["prompt"] == "a red fox"
+    # bob's hold was returned and nothing was charged for it
+    assert await images_used(env.bot, emu.guild_id, bob) == (0, 0)
+    assert await env.bot.store.fetchval(
+        "SELECT COUNT(*) FROM quota_reservations WHERE state = 'open'") == 0
+    bobs_rows = [r for r in await ledger_rows(env.bot) if r["user_id"] == bob]
+    assert bobs_rows and all(r["charged"] == 0 and r["images"] == 0 for r in bobs_rows)
+    job = await env.bot.store.fetchone("SELECT status FROM imagine_jobs WHERE user_id = ?", (bob,))
+    assert job["status"] == "failed"
+
+    # Retry runs it as a new, charged generation — only when bob asks
+    retry = await emu.press_button(msg.id, buttons(msg)["Retry"], user="bob")
+    assert await retry.wait_final(has_result, timeout=20) is not None
+    calls = image_calls(env.gateway)
+    assert len(calls) == 2 and calls[1].json["prompt"] == "a blue whale" and calls[1].json["n"] == 2
+    assert await images_used(env.bot, emu.guild_id, bob) == (2, 0)
+    assert await images_used(env.bot, emu.guild_id, alice) == (0, 0)
