@@ -126,6 +126,16 @@ class RelaySettings(_Section):
     request_timeout: float = Field(30.0, gt=0)
     retry_base_delay: float = Field(1.0, gt=0)
     retry_max_delay: float = Field(300.0, gt=0)
+    retention_days: float = Field(7.0, gt=0)  # delivered/failed posts older than this are deleted (queued never)
+    idempotency_hours: float = Field(24.0, gt=0)  # an Idempotency-Key is honoured this long; then it makes a new post
+
+    @field_validator("idempotency_hours")
+    @classmethod
+    def _idempotency_within_retention(cls, value: float, info: Any) -> float:
+        days = info.data.get("retention_days")
+        if days is not None and value > days * 24:
+            raise ValueError(f"must be at most retention_days × 24 ({days * 24:g}): the post a key points to is deleted then")
+        return value
 
 
 class LoggingSettings(_Section):

@@ -11,6 +11,8 @@ from __future__ import annotations
 import asyncio
 import json
 import logging
+import time
+from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any, Protocol
 
@@ -19,7 +21,7 @@ from aiohttp import web
 from bot.relay.delivery import DeliveryWorker
 from bot.relay.keys import KeyStore, RelayKey
 from bot.relay.metrics import Registry
-from bot.relay.outbox import Accepted, NewPost, Outbox, OutboxUnavailable
+from bot.relay.outbox import Accepted, NewPost, Outbox, OutboxUnavailable, post_id_time
 from bot.relay.ratelimit import KeyRateLimiter
 from bot.relay.validation import PayloadError, validate_payload
 
@@ -65,7 +67,10 @@ class RelayApi:
         registry: Registry,
         max_body_bytes: int,
         wait_timeout: float,
+        retention: float | None = None,
+        clock: Callable[[], float] = time.time,
     ) -> None:
+        """``retention``: seconds after which finished posts are deleted (for the 404 of such a post)."""
         self.keys = keys
         self.limiter = limiter
         self.outbox = outbox
@@ -73,6 +78,8 @@ class RelayApi:
         self.scope = scope
         self.max_body_bytes = max_body_bytes
         self.wait_timeout = wait_timeout
+        self.retention = retention
+        self.clock = clock
         self.posts = registry.counter(
             "gatecord_relay_posts_total", "POST /send-data results (accepted, replayed, rejected reason)", ("result",)
         )
@@ -220,7 +227,18 @@ class RelayApi:
             return key
         post_id = request.match_info["id"]
         record = await self.outbox.get(post_id) if len(post_id) <= 64 else None
+        if record is None and self.retention is not None and self._expired(post_id, self.retention):
+            days = round(self.retention / 86400, 3)
+            return error_response(
+                404, "not_found",
+                f"post {post_id} is older than the retention period ({days:g} days): delivered and failed posts"
+                " are deleted after that", reason="retention", retention_days=days)
         if record is None or record.key_id != key.key_id:
             return error_response(404, "not_found", "no post with that id was sent with this key")
         return web.json_response(record.public())
+
+    def _expired(self, post_id: str, retention: float) -> bool:
+        """The id carries a creation time older than the retention period (so it may have been deleted)."""
+        created = post_id_time(post_id)
+        return created is not None and created < self.clock() - retention
 

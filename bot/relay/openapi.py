@@ -118,7 +118,7 @@ SCHEMAS: dict[str, Any] = {
         "required": ["id", "status"],
         "additionalProperties": False,
         "properties": {
-            "id": {"type": "string", "pattern": "^rp_[a-z2-7]{20}$"},
+            "id": {"type": "string", "pattern": "^rp_[a-z2-7]{20,21}$"},
             "status": {"const": "queued"},
             "warnings": {"type": "array", "items": {"type": "string"}},
         },
@@ -134,7 +134,7 @@ SCHEMAS: dict[str, Any] = {
         "required": ["id", "status", "channel_id", "attempts", "created_at", "message_id"],
         "additionalProperties": False,
         "properties": {
-            "id": {"type": "string", "pattern": "^rp_[a-z2-7]{20}$"},
+            "id": {"type": "string", "pattern": "^rp_[a-z2-7]{20,21}$"},
             "status": {"enum": ["queued", "sending", "delivered", "failed"]},
             "channel_id": {"type": "string", "pattern": "^[0-9]+$"},
             "message_id": {"type": ["string", "null"], "pattern": "^[0-9]+$"},
@@ -167,6 +167,8 @@ SCHEMAS: dict[str, Any] = {
             "retry_after": {"type": "number"},
             "max_bytes": {"type": "integer"},
             "id": {"type": "string"},
+            "reason": {"enum": ["retention"], "description": "404 of a post deleted after the retention period"},
+            "retention_days": {"type": "number"},
         },
     },
     "ValidationError": {
@@ -223,7 +225,8 @@ def build_document(version: str = "0.1.0") -> dict[str, Any]:
                          "description": "Wait (up to relay.wait_timeout) for delivery and answer with the message id"},
                         {"name": "Idempotency-Key", "in": "header", "required": False,
                          "schema": {"type": "string", "maxLength": 255},
-                         "description": "A repeated post with the same key returns the first answer (same id)"},
+                         "description": "A repeated post with the same key returns the first answer (same id) for "
+                                        "relay.idempotency_hours (default 24); after that the same key makes a new post"},
                     ],
                     "requestBody": {"required": True, "content": {"application/json": {"schema": _ref("SendDataRequest")}}},
                     "responses": {
@@ -247,12 +250,18 @@ def build_document(version: str = "0.1.0") -> dict[str, Any]:
                 "get": {
                     "operationId": "getSendData",
                     "summary": "Delivery status of a post (only with the key that sent it)",
+                    "description": (
+                        "Delivered and failed posts are kept for relay.retention_days (default 7), then deleted; "
+                        "queued and sending posts are kept until they finish. A deleted post answers 404 with "
+                        "reason `retention`."
+                    ),
                     "security": _AUTH,
                     "parameters": [{"name": "id", "in": "path", "required": True, "schema": {"type": "string"}}],
                     "responses": {
                         "200": _json(_ref("PostStatus"), "The post's status and, once delivered, its Discord message id"),
                         "401": _json(_ERR, "Missing, unknown or revoked key"),
-                        "404": _json(_ERR, "No such post for this key"),
+                        "404": _json(_ERR, "No such post for this key, or (reason `retention`, with retention_days) "
+                                           "the post is older than the retention period and was deleted"),
                     },
                 }
             },

@@ -4,6 +4,11 @@ Acceptance uses group commit: every post accepted during one event-loop tick is 
 ``BEGIN IMMEDIATE … COMMIT`` transaction, and each caller is answered only after that commit. While a
 batch is being written the next one gathers, so throughput grows with load instead of paying one
 commit per post.
+
+Retention (see ``bot.relay.retention``): delivered and failed posts are deleted after
+``relay.retention_days``; an Idempotency-Key is honoured for ``relay.idempotency_hours`` only, after
+which the same key makes a new post. Post ids carry their creation time, so a lookup of a deleted
+post can say why it is gone.
 """
 
 from __future__ import annotations
@@ -26,12 +31,35 @@ log = logging.getLogger(__name__)
 
 MAX_BATCH = 1000
 STATUSES = ("queued", "sending", "delivered", "failed")
+FINISHED = ("delivered", "failed")
 ID_PREFIX = "rp_"
+_ID_TIME_BYTES = 6  # milliseconds since the epoch, big-endian
+_ID_RANDOM_BYTES = 7
+_ID_CHARS = 21  # base32 of 13 bytes, padding stripped
+DEFAULT_IDEMPOTENCY_WINDOW = 24 * 3600.0
 
 
-def new_post_id() -> str:
-    """23 characters (``rp_`` + 20 base32): fits Discord's 25-character nonce."""
-    return ID_PREFIX + base64.b32encode(secrets.token_bytes(12)).decode("ascii").lower().rstrip("=")
+def new_post_id(now: float | None = None) -> str:
+    """24 characters (``rp_`` + 21 base32): fits Discord's 25-character nonce.
+
+    The first 6 bytes are the creation time in ms, so ``post_id_time`` can tell, for an id that is no
+    longer stored, whether it was old enough to have been deleted. (Ids from before this format have
+    20 characters and no time.)"""
+    ms = int((time.time() if now is None else now) * 1000)
+    raw = ms.to_bytes(_ID_TIME_BYTES, "big") + secrets.token_bytes(_ID_RANDOM_BYTES)
+    return ID_PREFIX + base64.b32encode(raw).decode("ascii").lower().rstrip("=")
+
+
+def post_id_time(post_id: str) -> float | None:
+    """The creation time (epoch seconds) carried by a post id; None for any other string."""
+    body = post_id[len(ID_PREFIX):]
+    if not post_id.startswith(ID_PREFIX) or len(body) != _ID_CHARS:
+        return None
+    try:
+        raw = base64.b32decode(body.upper() + "===")
+    except ValueError:  # binascii.Error is a ValueError
+        return None
+    return int.from_bytes(raw[:_ID_TIME_BYTES], "big") / 1000
 
 
 @dataclass(frozen=True, slots=True)
@@ -127,9 +155,20 @@ _INSERT = (
 
 
 class Outbox:
-    def __init__(self, store: Store, *, on_commit: Callable[[list[QueuedPost]], None] | None = None) -> None:
+    def __init__(
+        self,
+        store: Store,
+        *,
+        on_commit: Callable[[list[QueuedPost]], None] | None = None,
+        clock: Callable[[], float] = time.time,
+        idempotency_window: float = DEFAULT_IDEMPOTENCY_WINDOW,
+    ) -> None:
+        """``clock``: wall-clock seconds (injected by tests); ``idempotency_window``: seconds an
+        Idempotency-Key keeps pointing at its first post."""
         self.store = store
         self.on_commit = on_commit
+        self.clock = clock
+        self.idempotency_window = idempotency_window
         self._batch: list[tuple[NewPost, asyncio.Future[Accepted]]] = []
         self._wakeup = asyncio.Event()
         self._task: asyncio.Task[None] | None = None
@@ -170,7 +209,7 @@ class Outbox:
                 await self._write(batch)
 
     async def _write(self, batch: list[tuple[NewPost, asyncio.Future[Accepted]]]) -> None:
-        now = time.time()
+        now = self.clock()
         results: list[Accepted] = []
         fresh: list[QueuedPost] = []
         try:
@@ -178,7 +217,7 @@ class Outbox:
                 plain: list[tuple[Any, ...]] = []
                 for post, _ in batch:
                     msg = post.message
-                    post_id = new_post_id()
+                    post_id = new_post_id(now)
                     body = msg.discord_body(allow_mentions=post.key.allow_mentions)
                     row = (
                         post_id, post.key.key_id, post.key.guild_id, msg.channel_id,
@@ -194,20 +233,11 @@ class Outbox:
                     if plain:  # keep insertion order = acceptance order
                         await db.executemany(_INSERT, plain)
                         plain = []
-                    async with db.execute(
-                        _INSERT + " ON CONFLICT(key_id, idempotency_key) WHERE idempotency_key IS NOT NULL DO NOTHING",
-                        row,
-                    ) as cur:
-                        inserted = cur.rowcount == 1
-                    if inserted:
+                    first = await self._insert_keyed(db, row, post.key.key_id, post.idempotency_key, now)
+                    if first is None:
                         results.append(Accepted(post_id, msg.channel_id))
                         fresh.append(QueuedPost(post_id, msg.channel_id))
                         continue
-                    async with db.execute(
-                        "SELECT id, channel_id, fingerprint FROM relay_outbox WHERE key_id = ? AND idempotency_key = ?",
-                        (post.key.key_id, post.idempotency_key),
-                    ) as cur:
-                        first = await cur.fetchone()
                     results.append(Accepted(first["id"], int(first["channel_id"]), replayed=True,
                                             same_body=first["fingerprint"] == msg.fingerprint()))
                 if plain:
@@ -228,6 +258,43 @@ class Outbox:
                 future.set_result(result)
         if fresh and self.on_commit is not None:
             self.on_commit(fresh)
+
+    async def _insert_keyed(self, db: Any, row: tuple[Any, ...], key_id: str, idempotency_key: str, now: float) -> Any:
+        """Insert a post that has an Idempotency-Key. Returns None when inserted, else the earlier post
+        (``id, channel_id, fingerprint``) the key still points at. A key older than the window is
+        released first (the earlier post keeps its row, without the key) and the new post inserted."""
+        conflict = " ON CONFLICT(key_id, idempotency_key) WHERE idempotency_key IS NOT NULL DO NOTHING"
+        async with db.execute(_INSERT + conflict, row) as cur:
+            if cur.rowcount == 1:
+                return None
+        async with db.execute(
+            "SELECT id, channel_id, fingerprint, created_at FROM relay_outbox WHERE key_id = ? AND idempotency_key = ?",
+            (key_id, idempotency_key),
+        ) as cur:
+            first = await cur.fetchone()
+        if float(first["created_at"]) >= now - self.idempotency_window:
+            return first
+        await db.execute("UPDATE relay_outbox SET idempotency_key = NULL, fingerprint = NULL WHERE id = ?", (first["id"],))
+        await db.execute(_INSERT, row)
+        return None
+
+    # -- retention --------------------------------------------------------------------------------
+    async def prune_finished(self, before: float, limit: int) -> int:
+        """Delete up to ``limit`` delivered/failed posts created before ``before`` (one short
+        transaction); return how many. Queued and sending posts are never touched."""
+        return await self.store.execute(
+            "DELETE FROM relay_outbox WHERE seq IN (SELECT seq FROM relay_outbox"
+            " WHERE status IN ('delivered', 'failed') AND created_at < ? ORDER BY created_at LIMIT ?)",
+            (before, limit),
+        )
+
+    async def expire_idempotency_keys(self, before: float, limit: int) -> int:
+        """Release up to ``limit`` Idempotency-Keys of posts created before ``before``; return how many."""
+        return await self.store.execute(
+            "UPDATE relay_outbox SET idempotency_key = NULL, fingerprint = NULL WHERE seq IN (SELECT seq"
+            " FROM relay_outbox WHERE idempotency_key IS NOT NULL AND created_at < ? ORDER BY created_at LIMIT ?)",
+            (before, limit),
+        )
 
     # -- reads and state changes ------------------------------------------------------------------
     async def get(self, post_id: str) -> PostRecord | None:
@@ -269,7 +336,7 @@ class Outbox:
         await self.store.execute(
             "UPDATE relay_outbox SET status = 'delivered', message_id = ?, delivered_at = ?, in_doubt_since = NULL,"
             " error_code = NULL, error_message = NULL, note = COALESCE(?, note) WHERE id = ?",
-            (message_id, time.time(), note, post_id),
+            (message_id, self.clock(), note, post_id),
         )
 
     async def mark_failed(self, post_id: str, code: str, message: str) -> None:

@@ -7,6 +7,8 @@ and ``start()`` / ``stop()`` around the bot's life.
 from __future__ import annotations
 
 import logging
+import time
+from collections.abc import Callable
 
 import discord
 from aiohttp import web
@@ -19,6 +21,7 @@ from bot.relay.metrics import HttpMetrics, Registry
 from bot.relay.openapi import build_document
 from bot.relay.outbox import Outbox, QueuedPost
 from bot.relay.ratelimit import KeyRateLimiter, Pacer
+from bot.relay.retention import RetentionSweeper
 from bot.settings import Settings
 from bot.storage import Store
 
@@ -55,8 +58,10 @@ class RelayService:
         version: str = "0.1.0",
         scope: ChannelScope | None = None,
         transport: Transport | None = None,
+        clock: Callable[[], float] = time.time,
     ) -> None:
-        """``scope``/``transport`` replace the discord.py-backed ones (tests without Discord)."""
+        """``scope``/``transport`` replace the discord.py-backed ones (tests without Discord); ``clock``
+        is the wall clock of the outbox timestamps and the retention sweep (tests move it)."""
         relay = settings.relay
         logfilter.install()
         self.settings = settings
@@ -64,7 +69,8 @@ class RelayService:
         self.http_metrics = HttpMetrics(self.registry)
         self.keys = KeyStore(store)
         self.limiter = KeyRateLimiter(relay.rate_per_minute, relay.burst)
-        self.outbox = Outbox(store, on_commit=self._committed)
+        retention, idempotency_window = relay.retention_days * 86400, relay.idempotency_hours * 3600
+        self.outbox = Outbox(store, on_commit=self._committed, clock=clock, idempotency_window=idempotency_window)
         self.pacer = Pacer(relay.max_requests_per_second)
         if transport is None:
             assert client is not None
@@ -82,6 +88,10 @@ class RelayService:
             keys=self.keys, limiter=self.limiter, outbox=self.outbox, worker=self.worker,
             scope=scope, registry=self.registry,
             max_body_bytes=settings.http.max_body_bytes, wait_timeout=relay.wait_timeout,
+            retention=retention, clock=clock,
+        )
+        self.retention = RetentionSweeper(
+            self.outbox, retention=retention, idempotency_window=idempotency_window, registry=self.registry, clock=clock,
         )
         self.document = build_document(version)
         self.queue_depth = self.registry.gauge(
@@ -109,11 +119,13 @@ class RelayService:
         return web.json_response(self.document)
 
     async def start(self) -> None:
-        """Start the group-commit writer and the delivery worker (resuming undelivered posts)."""
+        """Start the group-commit writer, the delivery worker (resuming undelivered posts) and the
+        retention sweep (a first pass right away, then hourly)."""
         if self._started:
             return
         self.outbox.start()
         await self.worker.start()
+        self.retention.start()
         self._started = True
 
     async def stop(self, grace: float = 5.0) -> None:
@@ -121,5 +133,6 @@ class RelayService:
         if not self._started:
             return
         self._started = False
+        await self.retention.stop()
         await self.outbox.close()
         await self.worker.stop(grace)
