@@ -11,6 +11,7 @@ import logging
 import pkgutil
 import time
 
+import aiohttp
 import discord
 import yarl
 from discord.ext import commands
@@ -104,6 +105,14 @@ class GatecordBot(commands.Bot):
         self.web.add_readiness_check("database", self._database_ready)
         self.web.add_readiness_check("discord", self._discord_ready)
         self.commands_synced = False
+        self._cdn_http: aiohttp.ClientSession | None = None
+
+    @property
+    def cdn_http(self) -> aiohttp.ClientSession:
+        """One pooled session for downloading Discord attachments (callers check ``discord.cdn_hosts``)."""
+        if self._cdn_http is None:
+            raise RuntimeError("the bot is not set up yet")
+        return self._cdn_http
 
     async def login(self, token: str) -> None:
         apply_discord_urls(self.settings)
@@ -112,6 +121,7 @@ class GatecordBot(commands.Bot):
     async def setup_hook(self) -> None:
         await self.store.open()
         await self.gateway.start()
+        self._cdn_http = aiohttp.ClientSession(timeout=aiohttp.ClientTimeout(total=60, sock_connect=10))
         for extension in discover_cogs():
             await self.load_extension(extension)
         await self.web.start()
@@ -154,6 +164,9 @@ class GatecordBot(commands.Bot):
             await super().close()
         finally:
             await self.web.close()
+            if self._cdn_http is not None:
+                await self._cdn_http.close()
+                self._cdn_http = None
             await self.gateway.close()
             await self.store.close()
 

@@ -17,7 +17,6 @@ from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from typing import Any
 
-import aiohttp
 import discord
 from discord import app_commands
 from discord.ext import commands
@@ -80,7 +79,6 @@ class Chat(commands.Cog):
         self.runner = AnswerRunner(bot)
         self.conversations = ConversationStore(bot.store)
         self.bot_threads: set[int] = set()
-        self._http: aiohttp.ClientSession | None = None
         self._in_flight: set[asyncio.Task[Any]] = set()
 
     @contextlib.asynccontextmanager
@@ -96,7 +94,6 @@ class Chat(commands.Cog):
                 self._in_flight.discard(task)
 
     async def cog_load(self) -> None:
-        self._http = aiohttp.ClientSession()
         rows = await self.bot.store.fetchall("SELECT thread_id FROM chat_threads")
         self.bot_threads = {int(r[0]) for r in rows}
 
@@ -109,9 +106,6 @@ class Chat(commands.Cog):
                 task.cancel()
             if still:
                 await asyncio.wait(still, timeout=2.0)
-        if self._http is not None:
-            await self._http.close()
-            self._http = None
 
     # ------------------------------------------------------------------------------------------
     # /chat
@@ -379,10 +373,10 @@ class Chat(commands.Cog):
         turn.parent_turn = records[-1].id if records else await self.conversations.last_turn_id(turn.key)
 
     async def _read_attachments(self, attachments: Any) -> tuple[str, list[str]]:
-        if not attachments or self._http is None:
+        if not attachments:
             return "", []
         result = await read_text_attachments(
-            self._http, attachments, hosts=self.bot.settings.discord.cdn_hosts,
+            self.bot.cdn_http, attachments, hosts=self.bot.settings.discord.cdn_hosts,
             max_bytes=self.chat_settings.attachment_max_bytes,
         )
         return result.text, result.notes

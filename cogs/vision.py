@@ -17,7 +17,6 @@ import logging
 from datetime import UTC, datetime
 from typing import Any
 
-import aiohttp
 import discord
 from discord import app_commands
 from discord.ext import commands
@@ -54,18 +53,13 @@ class Vision(commands.Cog):
         self.bot = bot
         self.admission = shared_admission(bot)
         self.runner = AnswerRunner(bot)
-        self._http: aiohttp.ClientSession | None = None
         self.describe_menu = app_commands.ContextMenu(name=DESCRIBE_IMAGE, callback=self.describe_image)
 
     async def cog_load(self) -> None:
-        self._http = aiohttp.ClientSession()
         self.bot.tree.add_command(self.describe_menu)
 
     async def cog_unload(self) -> None:
         self.bot.tree.remove_command(self.describe_menu.name, type=self.describe_menu.type)
-        if self._http is not None:
-            await self._http.close()
-            self._http = None
 
     # ------------------------------------------------------------------------------------------
     # /vision and "Describe image"
@@ -168,9 +162,7 @@ class Vision(commands.Cog):
         return await self.bot.guild_config.effective(guild_id, getattr(channel, "id", None), parent_id)
 
     async def _gather(self, attachments: list[Any], links: Any, *, chosen: bool = False) -> Gathered:
-        if self._http is None:
-            raise RuntimeError("vision cog is not loaded")
-        return await gather_images(self._http, attachments, self.bot.settings, links=list(links), chosen=chosen)
+        return await gather_images(self.bot.cdn_http, attachments, self.bot.settings, links=list(links), chosen=chosen)
 
     async def _choose(self, wanted: str | None, cfg: Any) -> VisionChoice:
         configured = self.bot.settings.gateway.vision_model
