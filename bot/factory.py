@@ -16,6 +16,7 @@ import discord
 import yarl
 from discord.ext import commands
 
+from bot.early_ack import EarlyAcks
 from bot.guild_config import GuildConfig
 from bot.quotas import Quotas
 from bot.settings import Settings
@@ -106,6 +107,8 @@ class GatecordBot(commands.Bot):
         self.web.add_readiness_check("discord", self._discord_ready)
         self.commands_synced = False
         self._cdn_http: aiohttp.ClientSession | None = None
+        self.early_acks = EarlyAcks()  # cogs register the slash commands they always defer
+        self.early_acks.install(self._connection)
 
     @property
     def cdn_http(self) -> aiohttp.ClientSession:

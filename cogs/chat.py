@@ -12,6 +12,7 @@ import asyncio
 import contextlib
 import logging
 import re
+import time
 from collections.abc import AsyncIterator
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
@@ -30,6 +31,7 @@ from bot.conversation import (
     render_system_prompt,
     thread_conversation_id,
 )
+from bot.early_ack import EarlyDefer, option_value
 from bot.factory import GatecordBot
 from bot.quotas import Requester
 from bot.rendering import truncate
@@ -52,9 +54,14 @@ from gateway_client import ChatMessage, ModelKind
 log = logging.getLogger(__name__)
 
 THREAD_NAME_MAX = 90
+EARLY_TICKET_TTL = 60.0  # s: a ticket taken at early acknowledgement whose command never ran is given back
 DRAIN_SECONDS = 10.0  # on shutdown, answers in progress get this long to finish
 THREAD_INTRO = "💬 Let's continue here — I answer every message in this thread, with the conversation so far."
 _DECORATION = re.compile(r"^(-# .*|⚠️ \*\*Incomplete answer\*\*.*)$", re.MULTILINE)
+
+
+def _plain_error(error: Exception) -> str:
+    return truncate(str(error).replace("@", "@\u200b").replace("`", "'"), 200) or "invalid value"
 
 
 def strip_decorations(content: str) -> str:
@@ -80,6 +87,9 @@ class Chat(commands.Cog):
         self.conversations = ConversationStore(bot.store)
         self.bot_threads: set[int] = set()
         self._in_flight: set[asyncio.Task[Any]] = set()
+        # Admission tickets taken when /chat was acknowledged straight from the gateway event
+        # (bot/early_ack.py), by interaction id, with when they were taken.
+        self._early_tickets: dict[int, tuple[str, Ticket, float]] = {}
 
     @contextlib.asynccontextmanager
     async def _tracked(self) -> AsyncIterator[None]:
@@ -96,8 +106,67 @@ class Chat(commands.Cog):
     async def cog_load(self) -> None:
         rows = await self.bot.store.fetchall("SELECT thread_id FROM chat_threads")
         self.bot_threads = {int(r[0]) for r in rows}
+        self.bot.early_acks.register("chat", self._early_defer)
+
+    def _conversation_key(self, channel_id: int | None) -> str:
+        """A thread the bot started is one shared conversation; anywhere else /chat starts a new one."""
+        if channel_id is not None and channel_id in self.bot_threads:
+            return thread_conversation_id(channel_id)
+        return new_conversation_id()
+
+    def _early_defer(self, data: dict[str, Any]) -> EarlyDefer | None:
+        """Policy for early acknowledgement: take the admission ticket now; when the line is full,
+        decline so the command tells the member at once that the bot is busy."""
+        now = time.monotonic()
+        for iid, (_, stale, taken) in list(self._early_tickets.items()):
+            if now - taken > EARLY_TICKET_TTL:  # its command never ran (e.g. the bot was closing)
+                stale.cancel()
+                del self._early_tickets[iid]
+        key = self._conversation_key(int(data["channel_id"]) if data.get("channel_id") else None)
+        try:
+            ticket = self.admission.admit(key)
+        except Busy:
+            return None
+        iid = int(data["id"])
+        self._early_tickets[iid] = (key, ticket, now)
+
+        def undo() -> None:
+            entry = self._early_tickets.pop(iid, None)
+            if entry is not None:
+                entry[1].cancel()
+
+        return EarlyDefer(ephemeral=bool(option_value(data, "private")), on_failed=undo)
+
+    async def cog_app_command_error(self, interaction: discord.Interaction, error: app_commands.AppCommandError) -> None:
+        """Errors discord.py raised around a command: options it could not convert, failed checks,
+        or an exception that escaped a command. The member always gets a sentence."""
+        early = self._early_tickets.pop(interaction.id, None)
+        if early is not None:
+            early[1].cancel()
+        original = getattr(error, "original", error)
+        if isinstance(error, app_commands.TransformerError):
+            text = f"I couldn't read the option `{error.transformer.display_name}`: {_plain_error(error)}"
+        elif isinstance(error, app_commands.CheckFailure):
+            text = "You can't use this command here."
+        else:
+            log.error("/%s failed", interaction.command.qualified_name if interaction.command else "?", exc_info=original)
+            text = user_error_message(original)
+        text = ERROR_PREFIX + text
+        try:
+            if not interaction.response.is_done():
+                await interaction.response.send_message(text, ephemeral=True, allowed_mentions=NO_MENTIONS)
+            elif isinstance(error, app_commands.CommandInvokeError):
+                await interaction.followup.send(text, ephemeral=True, allowed_mentions=NO_MENTIONS)
+            else:  # acknowledged early, then refused before the command ran: the "thinking…" reply says why
+                await interaction.edit_original_response(content=text, allowed_mentions=NO_MENTIONS)
+        except discord.HTTPException:
+            log.warning("could not tell the member why the command failed")
 
     async def cog_unload(self) -> None:
+        self.bot.early_acks.unregister("chat")
+        for _, ticket, _ in self._early_tickets.values():
+            ticket.cancel()
+        self._early_tickets.clear()
         pending = {t for t in self._in_flight if not t.done() and t is not asyncio.current_task()}
         if pending:
             log.info("waiting for %d answer(s) in progress", len(pending))
@@ -129,20 +198,24 @@ class Chat(commands.Cog):
         thread: bool = False,
         file: discord.Attachment | None = None,
     ) -> None:
-        channel = interaction.channel
-        in_thread = isinstance(channel, discord.Thread) and channel.id in self.bot_threads
-        key = thread_conversation_id(channel.id) if in_thread and channel is not None else new_conversation_id()
-        try:
-            ticket = self.admission.admit(key)
-        except Busy as exc:
-            await interaction.response.send_message(exc.user_message(), ephemeral=True,
-                                                    allowed_mentions=NO_MENTIONS)
-            return
-        try:
-            await interaction.response.defer(ephemeral=private, thinking=True)
-        except BaseException:
-            ticket.cancel()
-            raise
+        early = self._early_tickets.pop(interaction.id, None)
+        if early is not None and interaction.response.is_done():
+            key, ticket, _ = early  # acknowledged straight from the gateway event
+        else:
+            if early is not None:
+                early[1].cancel()
+            key = self._conversation_key(interaction.channel_id)
+            try:
+                ticket = self.admission.admit(key)
+            except Busy as exc:
+                await interaction.response.send_message(exc.user_message(), ephemeral=True,
+                                                        allowed_mentions=NO_MENTIONS)
+                return
+            try:
+                await interaction.response.defer(ephemeral=private, thinking=True)
+            except BaseException:
+                ticket.cancel()
+                raise
         try:
             async with self._tracked():
                 await self._slash_turn(interaction, ticket, key, prompt, model, private, thread, file)

@@ -358,6 +358,68 @@ async def test_fifty_at_once_are_all_acknowledged_quickly(bot_env: Any) -> None:
     assert emu.rate_limited == []
 
 
+async def wait_admission_idle(chat_cog: Any, timeout: float = 5.0) -> None:
+    """A turn keeps its admission slot until it is recorded, just after its final edit."""
+    deadline = asyncio.get_running_loop().time() + timeout
+    while chat_cog.admission.running or chat_cog.admission.waiting:
+        if asyncio.get_running_loop().time() > deadline:
+            break
+        await asyncio.sleep(0.02)
+
+
+def callbacks_of(rec: Any) -> list[tuple[Any, Any]]:
+    """(type, status) of every interaction callback the bot sent for ``rec``."""
+    return [(c["type"], c.get("status")) for c in rec.callbacks]
+
+
+async def test_chat_is_acknowledged_once_straight_from_the_gateway_event(bot_env: Any) -> None:
+    emu = bot_env.discord
+    before = bot_env.bot.early_acks.acknowledged
+    public = await run_chat(bot_env, "early public")
+    private = await run_chat(bot_env, "early private", private=True)
+    assert bot_env.bot.early_acks.acknowledged == before + 2
+    for rec, text in ((public, "early public"), (private, "early private")):
+        assert callbacks_of(rec) == [(5, 200)]  # one deferral, never a second "already acknowledged"
+        assert answer_text(rec.original.content) == expected_reply(text)
+    assert not public.original.ephemeral and private.original.ephemeral
+    callback_bodies = [r.json for r in emu.requests if r.path.endswith("/callback")][-2:]
+    assert callback_bodies == [{"type": 5}, {"type": 5, "data": {"flags": 64}}]
+
+
+async def test_chat_still_answers_when_the_early_acknowledgement_fails(bot_env: Any) -> None:
+    emu = bot_env.discord
+    before = bot_env.bot.early_acks.acknowledged
+    emu.inject_error("/callback", 400, code=50035, message="Invalid Form Body", count=1)
+    rec = await run_chat(bot_env, "after a refused ack")
+    statuses = [r.status for r in emu.requests if r.path.endswith("/callback") and f"/{rec.id}/" in r.path]
+    assert statuses == [400, 200]  # refused early, then the command deferred itself
+    assert callbacks_of(rec) == [(5, 200)]
+    assert answer_text(rec.original.content) == expected_reply("after a refused ack")
+    assert bot_env.bot.early_acks.acknowledged == before
+    # the admission ticket taken for the refused early acknowledgement was given back
+    chat_cog = bot_env.bot.get_cog("Chat")
+    assert chat_cog._early_tickets == {}
+    await wait_admission_idle(chat_cog)
+    assert chat_cog.admission.running == 0 and chat_cog.admission.waiting == 0
+
+
+@pytest.mark.bot_settings(chat={"max_concurrency": 1, "max_queue": 0})
+async def test_busy_is_not_acknowledged_early_and_gives_no_ticket_away(bot_env: Any) -> None:
+    emu, gw = bot_env.discord, bot_env.gateway
+    gw.queue_reply("slow answer " * 5, chunk_size=6)
+    gw.chunk_delay = 0.1
+    first = await emu.inject_slash_command("chat", {"prompt": "one"}, user="alice")
+    await first.wait_final(lambda m: bool(m.content), timeout=5)
+    second = await emu.inject_slash_command("chat", {"prompt": "two"}, user="bob")
+    await second.wait_acked(timeout=3)
+    assert callbacks_of(second) == [(4, 200)]  # the busy message is the first and only response
+    assert "too many requests" in second.content and second.original.ephemeral
+    await first.wait_final(final, timeout=15)
+    await wait_admission_idle(bot_env.bot.get_cog("Chat"))
+    third = await run_chat(bot_env, "three", user="bob")  # the slot is free again
+    assert answer_text(third.original.content) == expected_reply("three")
+
+
 async def test_models_lists_and_pages(bot_env: Any) -> None:
     emu = bot_env.discord
     rec = await emu.inject_slash_command("models", {"kind": "all"}, user="alice")
