@@ -131,6 +131,7 @@ class InjectionMixin:
             _signal=self.signal,
         )
         self.interactions[iid] = rec
+        self.interactions_by_token[token] = rec
         rec.created_at = time.monotonic()
         await self.gateway.dispatch("INTERACTION_CREATE", payload)
         return rec

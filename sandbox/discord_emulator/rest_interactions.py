@@ -151,7 +151,7 @@ class _Interactions:
         emu = self.emu
         wid = snowflake_param(request, "webhook_id", E.UNKNOWN_WEBHOOK, "Webhook")
         token = request.match_info["webhook_token"]
-        rec = next((r for r in emu.interactions.values() if r.token == token), None)
+        rec = emu.interactions_by_token.get(token)
         if wid != emu.application_id or rec is None:
             raise E.not_found(E.UNKNOWN_WEBHOOK, "Webhook")
         if rec.token_expired or time.monotonic() - rec.created_at > emu.interaction_token_ttl:

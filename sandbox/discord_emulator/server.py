@@ -77,6 +77,7 @@ class DiscordEmulator(InjectionMixin):
         self.rate_limited: list[RateLimitHit] = []
         self.injected_errors: list[InjectedError] = []
         self.interactions: dict[int, InteractionRecord] = {}
+        self.interactions_by_token: dict[str, InteractionRecord] = {}
         self.interaction_ack_deadline = L.INTERACTION_ACK_DEADLINE_S
         self.interaction_token_ttl = L.INTERACTION_TOKEN_TTL_S
         self.default_attachment_size_limit = L.ATTACHMENT_SIZE_LIMIT_DEFAULT
