@@ -1,6 +1,6 @@
 """Chat under load: N concurrent /chat interactions, the real bot against the Discord and gateway emulators.
 
-    python bench/chat_load.py [--n 200] [--chunks 20] [--chunk-delay 0.1] [--profile openai] [--in-process]
+    python bench/chat_load.py [--n 200] [--chunks 20] [--chunk-delay 0.1] [--profile openai] [--in-process] [--no-pin]
 
 The bot runs as its own process (``python -m bot run``, as in production); both emulators run in
 this process and share its monotonic clock. The Discord emulator records when each interaction was
@@ -16,6 +16,11 @@ p50/p99 of:
   (also shown from the last *text* chunk, which the emulator sends 3 × chunk-delay before [DONE])
 * edits per message, the shortest gap between two intermediate edits of one message (≥ 1 s),
   and how many 429s the Discord emulator answered.
+
+With two or more CPUs the bot process is pinned to its own CPU(s) and the emulators to CPU 0, as in
+production, where Discord and the gateway don't run on the bot's machine (``--no-pin`` leaves the
+scheduler free; on a 2-core box the two busy processes then sometimes share one core and the
+figures swing by ±50 %).
 
 ``--in-process`` runs the bot in this process too (one event loop for everything; slower figures,
 handy under a profiler). Figures only — nothing here is a test.
@@ -121,6 +126,21 @@ async def start_bot_process(discord_emu: Any, gateway_emu: Any, workdir: Path, n
     return proc
 
 
+def pin_processes(bot_pid: int) -> str:
+    """Emulators (this process) on CPU 0, the bot on the other CPUs; every existing thread of each."""
+    cpus = sorted(os.sched_getaffinity(0))
+    if len(cpus) < 2:
+        return "not pinned (one CPU)"
+    mine, theirs = {cpus[0]}, set(cpus[1:])
+    for pid, cpu_set in ((os.getpid(), mine), (bot_pid, theirs)):
+        for tid in os.listdir(f"/proc/{pid}/task"):
+            try:
+                os.sched_setaffinity(int(tid), cpu_set)
+            except (ProcessLookupError, PermissionError):
+                pass
+    return f"emulators on CPU {cpus[0]}, bot on CPU {','.join(map(str, sorted(theirs)))}"
+
+
 async def wait_all_finished(recs: list[Any], finished: Any, timeout: float, interval: float = 0.05) -> None:
     """Poll the records every ``interval`` s, re-checking only the unfinished ones.
 
@@ -139,7 +159,7 @@ async def wait_all_finished(recs: list[Any], finished: Any, timeout: float, inte
         await asyncio.sleep(interval)
 
 
-async def run(n: int, chunks: int, chunk_delay: float, profile: str, in_process: bool) -> int:
+async def run(n: int, chunks: int, chunk_delay: float, profile: str, in_process: bool, pin: bool = True) -> int:
     from sandbox.discord_emulator import DiscordEmulator
     from sandbox.gateways import GatewayEmulator
 
@@ -155,6 +175,7 @@ async def run(n: int, chunks: int, chunk_delay: float, profile: str, in_process:
     workdir = Path(tmp.name)
     proc = None
     running = None
+    pinning = "not pinned"
     try:
         if in_process:
             from tests.e2e import settings_for, start_bot
@@ -164,6 +185,8 @@ async def run(n: int, chunks: int, chunk_delay: float, profile: str, in_process:
             running = await start_bot(settings, timeout=60)
         else:
             proc = await start_bot_process(discord_emu, gateway_emu, workdir, n)
+            if pin:
+                pinning = pin_processes(proc.pid)
 
         def finished(rec: Any) -> bool:
             msgs = rec.messages
@@ -223,7 +246,7 @@ async def run(n: int, chunks: int, chunk_delay: float, profile: str, in_process:
 
     where = "in this process" if in_process else "as its own process"
     print(f"chat load: {n} concurrent /chat, {chunks} chunks × {chunk_delay * 1000:.0f} ms, profile {profile}, "
-          f"bot {where}; all answers final after {wall:.2f} s")
+          f"bot {where} ({pinning}); all answers final after {wall:.2f} s")
     print(f"  acknowledgement             p50 {ms(pct(acks, 50))}   p99 {ms(pct(acks, 99))}   (target p99 < 100 ms)")
     print(f"  first chunk → visible text  p50 {ms(pct(first_visible, 50))}   p99 {ms(pct(first_visible, 99))}"
           "   (target p50 < 50 ms)")
@@ -249,8 +272,9 @@ def main() -> None:
     parser.add_argument("--chunk-delay", type=float, default=0.1, help="seconds between chunks")
     parser.add_argument("--profile", default="openai", help="gateway emulator profile")
     parser.add_argument("--in-process", action="store_true", help="run the bot in this process too")
+    parser.add_argument("--no-pin", action="store_true", help="don't pin the bot and the emulators to separate CPUs")
     args = parser.parse_args()
-    sys.exit(asyncio.run(run(args.n, args.chunks, args.chunk_delay, args.profile, args.in_process)))
+    sys.exit(asyncio.run(run(args.n, args.chunks, args.chunk_delay, args.profile, args.in_process, pin=not args.no_pin)))
 
 
 if __name__ == "__main__":
