@@ -118,10 +118,12 @@ class Chat(commands.Cog):
         """Policy for early acknowledgement: take the admission ticket now; when the line is full,
         decline so the command tells the member at once that the bot is busy."""
         now = time.monotonic()
-        for iid, (_, stale, taken) in list(self._early_tickets.items()):
-            if now - taken > EARLY_TICKET_TTL:  # its command never ran (e.g. the bot was closing)
-                stale.cancel()
-                del self._early_tickets[iid]
+        while self._early_tickets:  # oldest first
+            oldest, (_, stale, taken) = next(iter(self._early_tickets.items()))
+            if now - taken <= EARLY_TICKET_TTL:
+                break
+            stale.cancel()  # its command never ran (e.g. the bot was closing)
+            del self._early_tickets[oldest]
         key = self._conversation_key(int(data["channel_id"]) if data.get("channel_id") else None)
         try:
             ticket = self.admission.admit(key)
