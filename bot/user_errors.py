@@ -35,7 +35,7 @@ from gateway_client.errors import (
 
 log = logging.getLogger(__name__)
 
-__all__ = ["closest_models", "describe_error", "error_code", "incomplete_notice", "user_error_message"]
+__all__ = ["closest_models", "describe_error", "error_code", "incomplete_notice", "plain_text", "user_error_message"]
 
 MAX_MESSAGE = 600
 
@@ -177,11 +177,11 @@ def _sentence_for(exc: BaseException, *, model: str | None, suggestions: Sequenc
         if exc.allowed:
             shown = exc.allowed if isinstance(exc.allowed, str) else ", ".join(str(a) for a in list(exc.allowed)[:10])
             allowed = f" Allowed: {shown}."
-        return f"The AI gateway refused the request{field}: {_plain(exc.message)}.{allowed}"
+        return f"The AI gateway refused the request{field}: {plain_text(exc.message)}.{allowed}"
     if isinstance(exc, Unsupported):
         return "This AI gateway does not support that request."
     if isinstance(exc, GatewayError):
-        return f"The AI gateway returned an error: {_plain(exc.message)}. Please try again."
+        return f"The AI gateway returned an error: {plain_text(exc.message)}. Please try again."
     if isinstance(exc, discord.Forbidden):
         return "I don't have permission to do that here (check my channel permissions)."
     if isinstance(exc, discord.NotFound):
@@ -193,9 +193,10 @@ def _sentence_for(exc: BaseException, *, model: str | None, suggestions: Sequenc
     return f"Something went wrong on my side (ref `{ref}`). Please try again."
 
 
-def _plain(text: str) -> str:
+def plain_text(text: str, fallback: str = "no details") -> str:
+    """Someone else's words (a gateway's or a library's) made safe to quote to a member: no pings, no code spans."""
     text = (text or "").strip().rstrip(".")
-    return text.replace("@", "@\u200b").replace("`", "'")[:250] or "no details"
+    return text.replace("@", "@\u200b").replace("`", "'")[:250] or fallback
 
 
 def _model_from(exc: GatewayError) -> str | None:

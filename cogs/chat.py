@@ -35,7 +35,7 @@ from bot.early_ack import EarlyDefer, option_value
 from bot.factory import GatecordBot
 from bot.quotas import Requester
 from bot.rendering import truncate
-from bot.user_errors import describe_error, user_error_message
+from bot.user_errors import describe_error, plain_text, user_error_message
 from cogs._answer import (
     ERROR_PREFIX,
     NO_MENTIONS,
@@ -58,10 +58,6 @@ EARLY_TICKET_TTL = 60.0  # s: a ticket taken at early acknowledgement whose comm
 DRAIN_SECONDS = 10.0  # on shutdown, answers in progress get this long to finish
 THREAD_INTRO = "💬 Let's continue here — I answer every message in this thread, with the conversation so far."
 _DECORATION = re.compile(r"^(-# .*|⚠️ \*\*Incomplete answer\*\*.*)$", re.MULTILINE)
-
-
-def _plain_error(error: Exception) -> str:
-    return truncate(str(error).replace("@", "@\u200b").replace("`", "'"), 200) or "invalid value"
 
 
 def strip_decorations(content: str) -> str:
@@ -147,7 +143,7 @@ class Chat(commands.Cog):
             early[1].cancel()
         original = getattr(error, "original", error)
         if isinstance(error, app_commands.TransformerError):
-            text = f"I couldn't read the option `{error.transformer.display_name}`: {_plain_error(error)}"
+            text = f"I couldn't read the option `{error.transformer.display_name}`: {plain_text(str(error), 'invalid value')}."
         elif isinstance(error, app_commands.CheckFailure):
             text = "You can't use this command here."
         else:
