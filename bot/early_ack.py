@@ -12,6 +12,11 @@ command then finds ``interaction.response.is_done()`` already true.
 An event whose policy declines (returns ``None``), whose early deferral fails, or that no policy
 covers goes through discord.py unchanged, so the command acknowledges it itself as before.
 
+The deferrals go out through their own pool of at most ``ACK_CONNECTIONS`` keep-alive
+connections (bot/ack_http.py). discord.py's session has no connection limit, so a burst of 200
+acknowledgements opened a new connection for nearly every one of them (a TCP handshake on each
+side, and in production a TLS handshake too); a bounded pool reuses a few warm ones instead.
+
 This wraps ``ConnectionState.parsers["INTERACTION_CREATE"]`` and repeats what discord.py's own
 ``parse_interaction_create`` does for application commands (discord.py is pinned to 2.7.*).
 """
@@ -19,14 +24,17 @@ This wraps ``ConnectionState.parsers["INTERACTION_CREATE"]`` and repeats what di
 from __future__ import annotations
 
 import asyncio
+import json
 import logging
 from dataclasses import dataclass, field
 from typing import Any, Callable
+from urllib.parse import quote
 
 import discord
-from discord.webhook.async_ import Route, async_context
 
-__all__ = ["EarlyAcks", "EarlyDefer", "option_value"]
+from bot.ack_http import AckHttpError, HttpAnswer, KeepAlivePool
+
+__all__ = ["AckRefused", "EarlyAcks", "EarlyDefer", "option_value"]
 
 log = logging.getLogger(__name__)
 
@@ -36,6 +44,23 @@ DEFERRED_CHANNEL_MESSAGE = discord.InteractionResponseType.deferred_channel_mess
 EPHEMERAL = 64
 HOLD_MAX = 0.25  # s: the longest an acknowledged event waits for the others before discord.py builds it
 ACK_TIMEOUT = 3.0  # s: Discord's own limit; an acknowledgement later than this is refused anyway
+ACK_CONNECTIONS = 32  # keep-alive connections for deferrals (measured: 16–64 alike, unbounded far worse)
+
+
+class AckRefused(Exception):
+    """Discord answered an early deferral with an error status (the command then answers itself)."""
+
+    def __init__(self, answer: HttpAnswer) -> None:
+        try:
+            code = json.loads(answer.body).get("code")
+        except (ValueError, AttributeError):
+            code = None
+        super().__init__(f"HTTP {answer.status}" + (f", Discord code {code}" if code else ""))
+        self.status = answer.status
+
+
+_DEFER_PUBLIC = json.dumps({"type": DEFERRED_CHANNEL_MESSAGE.value}).encode()
+_DEFER_EPHEMERAL = json.dumps({"type": DEFERRED_CHANNEL_MESSAGE.value, "data": {"flags": EPHEMERAL}}).encode()
 
 
 @dataclass(frozen=True)
@@ -69,6 +94,8 @@ class EarlyAcks:
     """Early deferrals for registered slash commands (see the module docstring)."""
 
     hold_max: float = HOLD_MAX
+    max_connections: int = ACK_CONNECTIONS
+    _pool: KeepAlivePool | None = None
     _policies: dict[str, Policy] = field(default_factory=dict)
     _held: list[_Held] = field(default_factory=list)
     _in_flight: int = 0
@@ -83,6 +110,21 @@ class EarlyAcks:
 
     def unregister(self, command: str) -> None:
         self._policies.pop(command, None)
+
+    async def close(self) -> None:
+        """Close the acknowledgement connections (the bot calls this when it closes)."""
+        if self._pool is not None:
+            self._pool.close()
+            self._pool = None
+
+    def _ack_pool(self, user_agent: str) -> KeepAlivePool:
+        base = discord.http.Route.BASE  # the API the bot was pointed at (bot.factory.apply_discord_urls)
+        if self._pool is None or self._pool.base_url != base:
+            if self._pool is not None:
+                self._pool.close()
+            self._pool = KeepAlivePool(base, user_agent=user_agent, max_connections=self.max_connections,
+                                       timeout=ACK_TIMEOUT)
+        return self._pool
 
     def install(self, state: Any) -> None:
         """Wrap discord.py's INTERACTION_CREATE parser of ``state`` (a ``ConnectionState``)."""
@@ -110,6 +152,8 @@ class EarlyAcks:
             return None
         if self._state is None or self._state._command_tree is None:
             return None
+        if self._state.http.proxy is not None:  # bot/ack_http.py speaks to Discord directly only
+            return None
         policy = self._policies.get(str(inner.get("name")))
         if policy is None:
             return None
@@ -122,26 +166,18 @@ class EarlyAcks:
     async def _acknowledge(self, held: _Held, decision: EarlyDefer) -> None:
         state = self._state
         try:
-            payload: dict[str, Any] = {"type": DEFERRED_CHANNEL_MESSAGE.value}
-            if decision.ephemeral:
-                payload["data"] = {"flags": EPHEMERAL}
-            route = Route("POST", "/interactions/{webhook_id}/{webhook_token}/callback",
-                          webhook_id=int(held.data["id"]), webhook_token=held.data["token"])
-            async with asyncio.timeout(ACK_TIMEOUT):
-                # Unlike discord.py's defer() this doesn't ask for the callback resource back
-                # (``with_response``): Discord answers 204, less work on both ends in a burst.
-                await async_context.get().request(
-                    route,
-                    session=state.http._HTTPClient__session,  # the session discord.py's own defer() uses
-                    payload=payload,
-                    proxy=state.http.proxy,
-                    proxy_auth=state.http.proxy_auth,
-                )
+            body = _DEFER_EPHEMERAL if decision.ephemeral else _DEFER_PUBLIC
+            path = f"/interactions/{int(held.data['id'])}/{quote(held.data['token'], safe='')}/callback"
+            # What discord.py's defer() sends, without asking for the callback resource back
+            # (``with_response``): Discord answers 204, less work on both ends in a burst.
+            answer = await self._ack_pool(state.http.user_agent).post_json(path, body)
+            if answer.status >= 300:
+                raise AckRefused(answer)
             held.acked = True
             self.acknowledged += 1
         except Exception as exc:  # the command acknowledges (or reports) it itself
             log.info("early acknowledgement of interaction %s failed (%s); the command will answer it",
-                     held.data.get("id"), type(exc).__name__)
+                     held.data.get("id"), exc if isinstance(exc, (AckRefused, AckHttpError)) else type(exc).__name__)
             if decision.on_failed is not None:
                 try:
                     decision.on_failed()

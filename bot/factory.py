@@ -167,6 +167,7 @@ class GatecordBot(commands.Bot):
             await super().close()
         finally:
             await self.web.close()
+            await self.early_acks.close()
             if self._cdn_http is not None:
                 await self._cdn_http.close()
                 self._cdn_http = None
