@@ -2,10 +2,11 @@
 
 from __future__ import annotations
 
-import json
 from typing import Any, Optional
 
 from aiohttp import web
+
+from .jsoncodec import dumps_bytes
 
 JSON_CONTENT_TYPE = "application/json"
 
@@ -35,7 +36,7 @@ THREAD_ALREADY_CREATED = 160004
 
 def json_response(data: Any, status: int = 200, headers: Optional[dict[str, str]] = None) -> web.Response:
     """JSON response whose Content-Type is exactly ``application/json`` (discord.py compares it verbatim)."""
-    resp = web.Response(body=json.dumps(data).encode(), status=status, headers=headers)
+    resp = web.Response(body=dumps_bytes(data), status=status, headers=headers)
     resp.headers["Content-Type"] = JSON_CONTENT_TYPE
     return resp
 

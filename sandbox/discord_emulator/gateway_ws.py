@@ -13,6 +13,7 @@ from typing import TYPE_CHECKING, Any, Optional
 from aiohttp import WSMsgType, web
 
 from . import limits as L
+from .jsoncodec import dumps_str
 
 if TYPE_CHECKING:
     from .server import DiscordEmulator
@@ -61,7 +62,7 @@ class Gateway:
 
     async def _send(self, ws: web.WebSocketResponse, payload: dict[str, Any]) -> None:
         try:
-            await ws.send_str(json.dumps(payload))
+            await ws.send_str(dumps_str(payload))
         except (ConnectionResetError, RuntimeError) as exc:  # peer went away
             log.debug("gateway send failed: %s", exc)
 
