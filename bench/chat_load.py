@@ -10,7 +10,8 @@ Every interaction streams a deterministic answer of ``--chunks`` text chunks ``-
 seconds apart (the emulator also paces the finish, usage and ``[DONE]`` events that way). Prints
 p50/p99 of:
 
-* acknowledgement (interaction created → its callback reaches Discord),  target p99 < 100 ms
+* acknowledgement (interaction created → its callback reaches Discord),  target p99 < 100 ms;
+  with the CPU time the bot and the emulators used until the last acknowledgement (Linux)
 * first gateway chunk → first visible text in Discord,                   target p50 < 50 ms
 * last gateway chunk ([DONE]) → final edit in Discord,                   target p50 < 150 ms
   (also shown from the last *text* chunk, which the emulator sends 3 × chunk-delay before [DONE])
@@ -126,6 +127,23 @@ async def start_bot_process(discord_emu: Any, gateway_emu: Any, workdir: Path, n
     return proc
 
 
+def cpu_seconds(pid: int) -> float | None:
+    """CPU time a process has used so far (Linux ``/proc/<pid>/schedstat``, in ns); None elsewhere."""
+    try:
+        return int(Path(f"/proc/{pid}/schedstat").read_text().split()[0]) / 1e9
+    except (OSError, ValueError, IndexError):
+        return None
+
+
+async def wait_all_acknowledged(recs: list[Any], timeout: float, interval: float = 0.001) -> None:
+    """Until every interaction has its first response (cheap: one attribute per pending record)."""
+    deadline = time.monotonic() + timeout
+    pending = recs
+    while pending and time.monotonic() < deadline:
+        await asyncio.sleep(interval)
+        pending = [r for r in pending if r.first_response_at is None]
+
+
 def pin_processes(bot_pid: int) -> str:
     """Emulators (this process) on CPU 0, the bot on the other CPUs; every existing thread of each."""
     cpus = sorted(os.sched_getaffinity(0))
@@ -202,11 +220,16 @@ async def run(n: int, chunks: int, chunk_delay: float, profile: str, in_process:
         gc.collect()
         gc.freeze()
         users = ["alice", "bob", "admin"]
+        bot_pid = proc.pid if proc is not None else os.getpid()
+        cpu_before = (cpu_seconds(bot_pid), cpu_seconds(os.getpid()))
         started = time.monotonic()
         recs = await asyncio.gather(*[
             discord_emu.inject_slash_command("chat", {"prompt": PROMPT.format(i=i)}, user=users[i % 3])
             for i in range(n)
         ])
+        await wait_all_acknowledged(recs, timeout=10)
+        burst = time.monotonic() - started
+        cpu_after = (cpu_seconds(bot_pid), cpu_seconds(os.getpid()))
         await wait_all_finished(recs, finished, timeout=120 + n * chunk_delay)
         wall = time.monotonic() - started
     finally:
@@ -248,6 +271,10 @@ async def run(n: int, chunks: int, chunk_delay: float, profile: str, in_process:
     print(f"chat load: {n} concurrent /chat, {chunks} chunks × {chunk_delay * 1000:.0f} ms, profile {profile}, "
           f"bot {where} ({pinning}); all answers final after {wall:.2f} s")
     print(f"  acknowledgement             p50 {ms(pct(acks, 50))}   p99 {ms(pct(acks, 99))}   (target p99 < 100 ms)")
+    if None not in cpu_before + cpu_after and not in_process:
+        bot_cpu, emu_cpu = (after - before for before, after in zip(cpu_before, cpu_after))  # type: ignore[operator]
+        print(f"  CPU used until the last acknowledgement ({burst * 1000:.0f} ms): bot {bot_cpu * 1000:.0f} ms, "
+              f"emulators {emu_cpu * 1000:.0f} ms ({bot_cpu / n * 1e6:.0f} / {emu_cpu / n * 1e6:.0f} µs per interaction)")
     print(f"  first chunk → visible text  p50 {ms(pct(first_visible, 50))}   p99 {ms(pct(first_visible, 99))}"
           "   (target p50 < 50 ms)")
     print(f"  last chunk → final edit     p50 {ms(pct(from_last_event, 50))}   p99 {ms(pct(from_last_event, 99))}"
