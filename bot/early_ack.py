@@ -44,7 +44,7 @@ DEFERRED_CHANNEL_MESSAGE = discord.InteractionResponseType.deferred_channel_mess
 EPHEMERAL = 64
 HOLD_MAX = 0.25  # s: the longest an acknowledged event waits for the others before discord.py builds it
 ACK_TIMEOUT = 3.0  # s: Discord's own limit; an acknowledgement later than this is refused anyway
-ACK_CONNECTIONS = 32  # keep-alive connections for deferrals (measured: 16–64 alike, unbounded far worse)
+ACK_CONNECTIONS = 32  # keep-alive connections for deferrals (8–64 measured alike; unbounded far worse)
 
 
 class AckRefused(Exception):

@@ -11,6 +11,7 @@ from pathlib import Path
 from typing import Any, Optional
 
 import jsonschema
+import orjson
 from jsonschema.exceptions import best_match
 
 from . import limits as L
@@ -65,7 +66,7 @@ _ERROR_CODES = {
 }
 
 
-_MEMO_MAX_PAYLOAD = 2048  # characters of canonical JSON; larger bodies are validated every time
+_MEMO_MAX_PAYLOAD = 2048  # bytes of canonical JSON; larger bodies are validated every time
 _MEMO_ENTRIES = 4096
 
 
@@ -104,8 +105,8 @@ class SchemaValidator:
         interaction and distort latency measurements of the bot.
         """
         try:
-            key = (name, json.dumps(payload, sort_keys=True), prefix)
-        except (TypeError, ValueError):
+            key = (name, orjson.dumps(payload, option=orjson.OPT_SORT_KEYS), prefix)
+        except TypeError:  # not JSON (orjson's errors are TypeErrors)
             return self._errors(name, payload, prefix)
         if len(key[1]) > _MEMO_MAX_PAYLOAD:
             return self._errors(name, payload, prefix)
