@@ -8,6 +8,7 @@ from typing import Any
 
 import pytest
 
+from bot.ack_http import KeepAlivePool
 from bot.discord_limits import INTERACTION_ACK_SECONDS, MESSAGE_CONTENT
 from bot.rendering import WRITING_MARKER
 from sandbox.gateways import MODEL_ROLES, expected_reply, expected_thought
@@ -401,6 +402,32 @@ async def test_chat_still_answers_when_the_early_acknowledgement_fails(bot_env: 
     assert chat_cog._early_tickets == {}
     await wait_admission_idle(chat_cog)
     assert chat_cog.admission.running == 0 and chat_cog.admission.waiting == 0
+
+
+async def test_a_slow_acknowledgement_holds_the_others_back_only_briefly(bot_env: Any, monkeypatch: Any) -> None:
+    """One deferral hangs for 1.5 s: the /chat acknowledged after it is answered meanwhile (released after
+    early_ack.HOLD_MAX), and the slow one is answered too once its deferral lands."""
+    emu = bot_env.discord
+    real_post = KeepAlivePool.post_json
+    slowed: list[str] = []
+
+    async def first_one_slow(self: KeepAlivePool, path: str, body: bytes) -> Any:
+        if not slowed:
+            slowed.append(path)
+            await asyncio.sleep(1.5)
+        return await real_post(self, path, body)
+
+    monkeypatch.setattr(KeepAlivePool, "post_json", first_one_slow)
+    slow = await emu.inject_slash_command("chat", {"prompt": "slow to acknowledge"}, user="alice")
+    fast = await emu.inject_slash_command("chat", {"prompt": "quick to acknowledge"}, user="bob")
+    await fast.wait_final(final, timeout=10)
+    await slow.wait_final(final, timeout=10)
+    assert f"/{slow.id}/" in slowed[0]
+    fast_first_text = next(e.at for e in fast.original.edits if e.content)
+    assert fast_first_text < slow.callbacks[0]["at"]  # not held until the slow deferral was out
+    for rec, text in ((slow, "slow to acknowledge"), (fast, "quick to acknowledge")):
+        assert callbacks_of(rec) == [(5, 200)]
+        assert answer_text(rec.original.content) == expected_reply(text)
 
 
 @pytest.mark.bot_settings(chat={"max_concurrency": 1, "max_queue": 0})
