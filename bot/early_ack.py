@@ -34,7 +34,7 @@ import discord
 
 from bot.ack_http import AckHttpError, HttpAnswer, KeepAlivePool
 
-__all__ = ["AckRefused", "EarlyAcks", "EarlyDefer", "option_value"]
+__all__ = ["ALREADY_ACKNOWLEDGED", "AckRefused", "EarlyAcks", "EarlyDefer", "option_value"]
 
 log = logging.getLogger(__name__)
 
@@ -43,6 +43,7 @@ CHAT_INPUT = 1
 DEFERRED_CHANNEL_MESSAGE = discord.InteractionResponseType.deferred_channel_message
 EPHEMERAL = 64
 HOLD_MAX = 0.25  # s: the longest an acknowledged event waits for the others before discord.py builds it
+ALREADY_ACKNOWLEDGED = 40060  # Discord's error code for a second response to one interaction
 ACK_TIMEOUT = 3.0  # s: Discord's own limit; an acknowledgement later than this is refused anyway
 ACK_CONNECTIONS = 32  # keep-alive connections for deferrals (8–64 measured alike; unbounded far worse)
 

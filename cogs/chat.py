@@ -31,7 +31,7 @@ from bot.conversation import (
     render_system_prompt,
     thread_conversation_id,
 )
-from bot.early_ack import EarlyDefer, option_value
+from bot.early_ack import ALREADY_ACKNOWLEDGED, EarlyDefer, option_value
 from bot.factory import GatecordBot
 from bot.quotas import Requester
 from bot.rendering import truncate
@@ -211,6 +211,13 @@ class Chat(commands.Cog):
                 return
             try:
                 await interaction.response.defer(ephemeral=private, thinking=True)
+            except discord.HTTPException as exc:
+                if exc.code != ALREADY_ACKNOWLEDGED:
+                    ticket.cancel()
+                    raise
+                # The early deferral reached Discord but its answer was lost on the way back: the
+                # interaction is deferred all the same, so the turn goes on.
+                interaction.response._response_type = discord.InteractionResponseType.deferred_channel_message
             except BaseException:
                 ticket.cancel()
                 raise

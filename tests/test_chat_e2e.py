@@ -8,7 +8,7 @@ from typing import Any
 
 import pytest
 
-from bot.ack_http import KeepAlivePool
+from bot.ack_http import AckHttpError, KeepAlivePool
 from bot.discord_limits import INTERACTION_ACK_SECONDS, MESSAGE_CONTENT
 from bot.rendering import WRITING_MARKER
 from sandbox.gateways import MODEL_ROLES, expected_reply, expected_thought
@@ -428,6 +428,23 @@ async def test_a_slow_acknowledgement_holds_the_others_back_only_briefly(bot_env
     for rec, text in ((slow, "slow to acknowledge"), (fast, "quick to acknowledge")):
         assert callbacks_of(rec) == [(5, 200)]
         assert answer_text(rec.original.content) == expected_reply(text)
+
+
+async def test_an_early_acknowledgement_whose_answer_was_lost_still_gets_its_reply(bot_env: Any, monkeypatch: Any) -> None:
+    """Discord took the deferral but the connection broke before its answer came back: the command's own
+    deferral is then refused as "already acknowledged", and the answer must still arrive."""
+    emu = bot_env.discord
+    real_post = KeepAlivePool.post_json
+
+    async def answer_lost(self: KeepAlivePool, path: str, body: bytes) -> Any:
+        await real_post(self, path, body)
+        raise AckHttpError("the connection was lost before an answer")
+
+    monkeypatch.setattr(KeepAlivePool, "post_json", answer_lost)
+    rec = await run_chat(bot_env, "answer lost on the way back")
+    assert callbacks_of(rec) == [(5, 200), (5, 400)]  # landed early; the command's second deferral refused
+    assert answer_text(rec.original.content) == expected_reply("answer lost on the way back")
+    await wait_admission_idle(bot_env.bot.get_cog("Chat"))
 
 
 @pytest.mark.bot_settings(chat={"max_concurrency": 1, "max_queue": 0})
