@@ -94,6 +94,8 @@ class _Connection(asyncio.Protocol):
             self._body += body[:room]
 
     def on_message_complete(self) -> None:
+        if 100 <= self._status < 200:  # informational (103 Early Hints, say): the answer is still to come
+            return
         self.keep_alive = self.parser.should_keep_alive()
         waiter, self.waiter = self.waiter, None
         if waiter is not None and not waiter.done():
@@ -193,8 +195,9 @@ class KeepAlivePool:
     async def _connect(self) -> _Connection:
         loop = asyncio.get_running_loop()
         if self._https:
-            if self._ssl_context is None:
-                self._ssl_context = ssl.create_default_context()
+            if self._ssl_context is None:  # reading the system's trust store blocks: not on the loop
+                context = await asyncio.to_thread(ssl.create_default_context)
+                self._ssl_context = self._ssl_context or context
             _, conn = await loop.create_connection(
                 _Connection, self._host, self._port, ssl=self._ssl_context, server_hostname=self._host
             )

@@ -231,6 +231,20 @@ async def test_a_body_ended_by_closing_the_connection_is_an_answer() -> None:
     server.close()
 
 
+async def test_an_informational_answer_is_followed_by_the_real_one() -> None:
+    async def early_hints_first(reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
+        await read_request(reader)
+        writer.write(b"HTTP/1.1 103 Early Hints\r\nLink: </style.css>\r\n\r\nHTTP/1.1 204 No Content\r\n\r\n")
+        await writer.drain()
+        await reader.read()
+
+    server, base = await raw_server(early_hints_first)
+    pool = KeepAlivePool(base, user_agent=UA)
+    assert await pool.post_json("/a", b"{}") == HttpAnswer(204, b"")
+    pool.close()
+    server.close()
+
+
 async def test_nothing_listening_raises_an_os_error() -> None:
     server, base = await raw_server(lambda r, w: asyncio.sleep(0))
     server.close()
