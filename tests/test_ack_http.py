@@ -68,6 +68,22 @@ async def read_request(reader: asyncio.StreamReader) -> bytes:
     return head + await reader.readexactly(length)
 
 
+def replying(reply: bytes, *, hang_up_after: float = 0.0, seen: list[bytes] | None = None) -> Callable[
+        [asyncio.StreamReader, asyncio.StreamWriter], Awaitable[None]]:
+    """A raw-server handler: read one request, write ``reply`` as is, close ``hang_up_after`` s later."""
+
+    async def handle(reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
+        request = await read_request(reader)
+        if seen is not None:
+            seen.append(request)
+        writer.write(reply)
+        await writer.drain()
+        await asyncio.sleep(hang_up_after)
+        writer.close()
+
+    return handle
+
+
 async def test_posts_the_json_body_to_the_path_under_the_base_url(recorder: tuple[Recorder, str]) -> None:
     rec, base = recorder
     pool = KeepAlivePool(base, user_agent=UA)
@@ -135,14 +151,7 @@ async def test_a_chunked_answer_is_read_whole_and_the_connection_reused(recorder
 
 async def test_connection_close_and_idle_timeout_open_a_fresh_connection() -> None:
     seen: list[bytes] = []
-
-    async def answer_then_close(reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
-        seen.append(await read_request(reader))
-        writer.write(b"HTTP/1.1 204 No Content\r\nConnection: close\r\n\r\n")
-        await writer.drain()
-        writer.close()
-
-    server, base = await raw_server(answer_then_close)
+    server, base = await raw_server(replying(b"HTTP/1.1 204 No Content\r\nConnection: close\r\n\r\n", seen=seen))
     pool = KeepAlivePool(base, user_agent=UA)
     assert (await pool.post_json("/a", b"{}")).status == 204
     assert (await pool.post_json("/b", b"{}")).status == 204
@@ -163,14 +172,8 @@ async def test_an_idle_connection_past_idle_timeout_is_not_reused(recorder: tupl
 
 
 async def test_a_connection_the_server_closed_while_idle_is_replaced() -> None:
-    async def answer_keep_alive_then_hang_up(reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
-        await read_request(reader)
-        writer.write(b"HTTP/1.1 204 No Content\r\n\r\n")
-        await writer.drain()
-        await asyncio.sleep(0.02)
-        writer.close()  # a server's keep-alive timeout
-
-    server, base = await raw_server(answer_keep_alive_then_hang_up)
+    # keep-alive allowed, then the server's own keep-alive timeout closes the connection
+    server, base = await raw_server(replying(b"HTTP/1.1 204 No Content\r\n\r\n", hang_up_after=0.02))
     pool = KeepAlivePool(base, user_agent=UA)
     assert (await pool.post_json("/a", b"{}")).status == 204
     await asyncio.sleep(0.1)
@@ -205,13 +208,7 @@ async def test_a_silent_server_times_out_and_its_connection_is_closed() -> None:
     ids=["closed-without-answer", "not-http", "body-cut-short"],
 )
 async def test_broken_answers_raise_ack_http_error(reply: bytes, message: str) -> None:
-    async def answer(reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
-        await read_request(reader)
-        writer.write(reply)
-        await writer.drain()
-        writer.close()
-
-    server, base = await raw_server(answer)
+    server, base = await raw_server(replying(reply))
     pool = KeepAlivePool(base, user_agent=UA)
     with pytest.raises(AckHttpError, match=message):
         await pool.post_json("/a", b"{}")
@@ -219,13 +216,7 @@ async def test_broken_answers_raise_ack_http_error(reply: bytes, message: str) -
 
 
 async def test_a_body_ended_by_closing_the_connection_is_an_answer() -> None:
-    async def http10_style(reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
-        await read_request(reader)
-        writer.write(b"HTTP/1.1 200 OK\r\nConnection: close\r\n\r\nall of it")
-        await writer.drain()
-        writer.close()
-
-    server, base = await raw_server(http10_style)
+    server, base = await raw_server(replying(b"HTTP/1.1 200 OK\r\nConnection: close\r\n\r\nall of it"))
     pool = KeepAlivePool(base, user_agent=UA)
     assert await pool.post_json("/a", b"{}") == HttpAnswer(200, b"all of it")
     server.close()
