@@ -18,7 +18,7 @@ from typing import Any
 import aiohttp
 
 from bot.relay.keys import KeyStore
-from bot.storage import Store
+from bot.storage.store import Store
 
 REPO = Path(__file__).resolve().parent.parent
 LISTENING = re.compile(r"web server listening on (http://127\.0\.0\.1:\d+)")

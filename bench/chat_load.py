@@ -43,7 +43,7 @@ from typing import Any
 ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
 
-from bot.rendering import WRITING_MARKER  # noqa: E402
+from bot.rendering.stream import WRITING_MARKER  # noqa: E402
 
 PROMPT = "load test question {i}"
 

@@ -17,8 +17,8 @@ sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
 from PIL import Image, ImageDraw, ImageFilter  # noqa: E402
 
-from bot.discord_limits import DEFAULT_FILE_SIZE  # noqa: E402
-from bot.image_grid import compose_grid, encode_to_fit  # noqa: E402
+from bot.rendering.limits import DEFAULT_FILE_SIZE  # noqa: E402
+from bot.media.grid import compose_grid, encode_to_fit  # noqa: E402
 
 SIDE = 1024
 ROUNDS = 3

@@ -19,9 +19,9 @@ from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
-from bot.quotas import BudgetExceeded, Feature, Quotas, Requester  # noqa: E402
-from bot.settings import Settings  # noqa: E402
-from bot.storage import Store  # noqa: E402
+from bot.budgets.quotas import BudgetExceeded, Feature, Quotas, Requester  # noqa: E402
+from bot.app.settings import Settings  # noqa: E402
+from bot.storage.store import Store  # noqa: E402
 
 
 def percentile(values: list[float], p: float) -> float:

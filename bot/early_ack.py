@@ -119,7 +119,7 @@ class EarlyAcks:
             self._pool = None
 
     def _ack_pool(self, user_agent: str) -> KeepAlivePool:
-        base = discord.http.Route.BASE  # the API the bot was pointed at (bot.factory.apply_discord_urls)
+        base = discord.http.Route.BASE  # the API the bot was pointed at (bot.app.factory.apply_discord_urls)
         if self._pool is None or self._pool.base_url != base:
             if self._pool is not None:
                 self._pool.close()

@@ -6,10 +6,10 @@ from collections.abc import Iterable, Mapping
 from datetime import datetime
 from typing import Any
 
-from bot.audit import AuditEntry
-from bot.budget_rules import KIND_NOUNS, KINDS, format_amount, format_duration, limit_text
-from bot.guild_config import FIELD_LABELS, FIELDS, EffectiveConfig
-from bot.quotas import GuildLimits, UsageLimits
+from bot.guilds.audit import AuditEntry
+from bot.budgets.rules import KIND_NOUNS, KINDS, format_amount, format_duration, limit_text
+from bot.guilds.config import FIELD_LABELS, FIELDS, EffectiveConfig
+from bot.budgets.quotas import GuildLimits, UsageLimits
 
 MAX_SHOWN_PROMPT = 300
 

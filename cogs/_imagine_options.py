@@ -14,6 +14,7 @@ from dataclasses import dataclass, replace
 from typing import Any, Protocol
 
 from gateway_client import ImageRequest, InvalidRequest
+from bot.rendering.user_facing import UserFacingError
 
 MAX_COUNT = 4
 SEED_LIMIT = 2**32
@@ -41,8 +42,10 @@ class ImagineOptions:
     negative_prompt: str | None = None
 
 
-class OptionError(Exception):
+class OptionError(UserFacingError):
     """A refused option: ``option`` as members know it, ``allowed`` values, the ``given`` value."""
+
+    code = "invalid_option"
 
     def __init__(self, option: str, allowed: Any, given: Any = None, detail: str = "") -> None:
         super().__init__(f"{option}: {detail or 'not allowed'}")

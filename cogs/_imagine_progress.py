@@ -15,7 +15,7 @@ from typing import Any
 
 import discord
 
-from bot import discord_limits
+from bot.rendering import limits as discord_limits
 
 log = logging.getLogger(__name__)
 

@@ -11,7 +11,7 @@ from collections.abc import Sequence
 
 import discord
 
-from bot import discord_limits
+from bot.rendering import limits as discord_limits
 
 BAR_WIDTH = 12
 PROMPT_SHOWN = 600  # characters of the prompt quoted in a message (well under the 2000 limit)

@@ -12,7 +12,7 @@ from typing import Any, Protocol
 
 import discord
 
-from bot import discord_limits
+from bot.rendering import limits as discord_limits
 
 ACTIONS = ("u", "v", "reroll", "delete", "retry")
 TEMPLATE = r"img:(?P<action>u|v|reroll|delete|retry):(?P<job>[0-9]{1,19})(?::(?P<index>[1-9]))?"

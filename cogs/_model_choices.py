@@ -16,7 +16,7 @@ from typing import Any
 import discord
 from discord import app_commands
 
-from bot import discord_limits as limits
+from bot.rendering import limits as limits
 from gateway_client import ModelInfo, ModelKind
 
 log = logging.getLogger(__name__)

@@ -6,7 +6,7 @@ import discord
 from discord import app_commands
 from discord.ext import commands
 
-from bot.factory import GatecordBot
+from bot.app.factory import GatecordBot
 
 
 def format_uptime(seconds: float) -> str:

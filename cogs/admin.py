@@ -17,13 +17,13 @@ import discord
 from discord import app_commands
 from discord.ext import commands, tasks
 
-from bot import audit
-from bot.audit import InvalidSetting
-from bot.budget_rules import KINDS, Requester, limit_text, utc_day
-from bot.factory import GatecordBot
-from bot.guild_config import FIELDS, GUILD_LEVEL
-from bot.usage_chart import render_usage_chart_async
-from bot.user_errors import user_error_message
+from bot.guilds import audit
+from bot.guilds.audit import InvalidSetting
+from bot.budgets.rules import KINDS, Requester, limit_text, utc_day
+from bot.app.factory import GatecordBot
+from bot.guilds.config import FIELDS, GUILD_LEVEL
+from bot.budgets.chart import render_usage_chart_async
+from bot.rendering.errors import user_error_message
 from cogs._admin_text import (
     changes_text,
     config_show_text,

@@ -2,7 +2,7 @@
 
 Every turn: acknowledge at once (defer, or an immediate "busy") → settings for the channel (a thread
 inherits its parent's) → history (thread, or reply chain; per-guild message cap and a token budget
-keeping whole turns) → text attachments → the shared answer pipeline (cogs/_answer.py: admission,
+keeping whole turns) → text attachments → the shared answer pipeline (bot/chat/answer.py: admission,
 budget, streaming, footer, errors) → the exchange recorded so the next reply continues from it.
 """
 
@@ -22,8 +22,8 @@ import discord
 from discord import app_commands
 from discord.ext import commands
 
-from bot.admission import Busy, Ticket
-from bot.conversation import (
+from bot.chat.admission import Busy, Ticket
+from bot.chat.conversation import (
     ConversationStore,
     HistoryTurn,
     fit_history,
@@ -32,11 +32,11 @@ from bot.conversation import (
     thread_conversation_id,
 )
 from bot.early_ack import ALREADY_ACKNOWLEDGED, EarlyDefer, option_value
-from bot.factory import GatecordBot
-from bot.quotas import Requester
-from bot.rendering import truncate
-from bot.user_errors import describe_error, plain_text, user_error_message
-from cogs._answer import (
+from bot.app.factory import GatecordBot
+from bot.budgets.quotas import Requester
+from bot.rendering.stream import truncate
+from bot.rendering.errors import describe_error, plain_text, user_error_message
+from bot.chat.answer import (
     ERROR_PREFIX,
     NO_MENTIONS,
     AnswerOutcome,
@@ -46,7 +46,7 @@ from cogs._answer import (
     InteractionTarget,
     shared_admission,
 )
-from cogs._chat_attachments import is_text_attachment, read_text_attachments
+from bot.chat.attachments import is_text_attachment, read_text_attachments
 from cogs._chat_models_view import ModelPages
 from cogs._model_choices import CHAT_KINDS, IMAGE_KINDS, VISION_KINDS, autocomplete_for, models_of_kind
 from gateway_client import ChatMessage, ModelKind

@@ -21,15 +21,15 @@ import discord
 from discord import app_commands
 from discord.ext import commands
 
-from bot import discord_limits
-from bot.factory import GatecordBot
-from bot.image_grid import EncodedImage, ImageTooLarge, fit_image, make_grid
-from bot.image_jobs import ConcurrencyLimitReached, ImageJob, ImageToStore, JobParams, JobStore, images_dir_for
-from bot.quotas import BudgetExceeded, Feature, Requester, Reservation
-from bot.user_errors import describe_error, error_code
+from bot.rendering import limits as discord_limits
+from bot.app.factory import GatecordBot
+from bot.media.grid import EncodedImage, ImageTooLarge, fit_image, make_grid
+from bot.media.jobs import ConcurrencyLimitReached, ImageJob, ImageToStore, JobParams, JobStore, images_dir_for
+from bot.budgets.quotas import BudgetExceeded, Feature, Requester, Reservation
+from bot.rendering.errors import describe_error, error_code
 from cogs._imagine_options import ImagineOptions, OptionError, build_request, new_seed
 from cogs._imagine_progress import NONE, JobMessage
-from cogs._imagine_queue import FairQueue, Ticket
+from bot.media.queue import FairQueue, Ticket
 from cogs._imagine_render import (
     render_failure,
     render_progress,

@@ -13,7 +13,7 @@ import discord
 from discord import app_commands
 from discord.ext import commands
 
-from bot.factory import GatecordBot
+from bot.app.factory import GatecordBot
 from bot.relay.keys import KeyNameTaken, NAME_MAX, RelayKey
 from bot.relay.service import RelayService
 

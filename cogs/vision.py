@@ -1,9 +1,9 @@
 """Vision: ``/vision``, the "Describe image" message command, and images in messages for the bot.
 
 Every request: acknowledge at once (defer, or an immediate "busy") → the image attachments, checked
-and prepared (bot/vision_images.py: declared type/size, CDN host, capped download, pixel cap, thread
-decoding, downscale, data URL) → a model that can see images (cogs/_vision_models.py; the footer says
-when the bot switched) → the shared answer pipeline (cogs/_answer.py: admission, the VISION budget,
+and prepared (bot/vision/images.py: declared type/size, CDN host, capped download, pixel cap, thread
+decoding, downscale, data URL) → a model that can see images (bot/vision/models.py; the footer says
+when the bot switched) → the shared answer pipeline (bot/chat/answer.py: admission, the VISION budget,
 streaming, footer, error messages).
 
 Mentions and replies are the chat cog's: it asks ``wants(message)`` and hands the turn's spec to
@@ -21,15 +21,15 @@ import discord
 from discord import app_commands
 from discord.ext import commands
 
-from bot.admission import Busy
-from bot.conversation import new_conversation_id, render_system_prompt
-from bot.factory import GatecordBot
-from bot.quotas import Feature, Requester
-from bot.rendering import truncate
-from bot.user_errors import user_error_message
-from cogs._answer import ERROR_PREFIX, NO_MENTIONS, AnswerRunner, AnswerSpec, InteractionTarget, shared_admission
+from bot.chat.admission import Busy
+from bot.chat.conversation import new_conversation_id, render_system_prompt
+from bot.app.factory import GatecordBot
+from bot.budgets.quotas import Feature, Requester
+from bot.rendering.stream import truncate
+from bot.rendering.errors import user_error_message
+from bot.chat.answer import ERROR_PREFIX, NO_MENTIONS, AnswerRunner, AnswerSpec, InteractionTarget, shared_admission
 from cogs._model_choices import VISION_KINDS, autocomplete_for
-from cogs._vision_inputs import (
+from bot.vision.inputs import (
     DEFAULT_PROMPT,
     Gathered,
     gather_images,
@@ -37,7 +37,7 @@ from cogs._vision_inputs import (
     image_links,
     vision_message,
 )
-from cogs._vision_models import VisionChoice, choose_vision_model
+from bot.vision.models import VisionChoice, choose_vision_model
 from gateway_client import ChatMessage
 
 log = logging.getLogger(__name__)

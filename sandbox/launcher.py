@@ -1,7 +1,7 @@
 """``gatecord sandbox``: try Gatecord in a browser with no Discord account and no gateway key.
 
 Starts, in this one process: the Discord emulator, a gateway emulator (or the real gateway from the
-configuration, when it has an API key), the real bot — ``bot.factory.create_bot``, unchanged,
+configuration, when it has an API key), the real bot — ``bot.app.factory.create_bot``, unchanged,
 pointed at the emulator through its ordinary settings — and the web UI. Prints one URL on
 127.0.0.1 and serves until SIGINT/SIGTERM.
 
@@ -24,8 +24,8 @@ from typing import IO, Any, Optional
 
 from pydantic import SecretStr
 
-from bot.factory import GatecordBot, create_bot
-from bot.settings import Settings
+from bot.app.factory import GatecordBot, create_bot
+from bot.app.settings import Settings
 from sandbox.discord_emulator import DiscordEmulator
 from sandbox.gateways import GatewayEmulator
 from sandbox.web_ui import WebUI

@@ -6,7 +6,7 @@ import io
 
 from PIL import Image
 
-from bot.usage_chart import PLOT, PLOT_HEIGHT, PLOT_WIDTH, SERIES
+from bot.budgets.chart import PLOT, PLOT_HEIGHT, PLOT_WIDTH, SERIES
 
 
 def measure_bars(png: bytes) -> tuple[list[str], float, dict[str, dict[int, int]]]:

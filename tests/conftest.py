@@ -8,7 +8,7 @@ from typing import Any
 
 import pytest
 
-from bot.settings import Settings
+from bot.app.settings import Settings
 
 
 def pytest_configure(config: pytest.Config) -> None:

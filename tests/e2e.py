@@ -18,9 +18,9 @@ from typing import Any
 
 from aiohttp import web
 
-from bot.factory import GatecordBot, create_bot
-from bot.rendering import WRITING_MARKER
-from bot.settings import Settings
+from bot.app.factory import GatecordBot, create_bot
+from bot.rendering.stream import WRITING_MARKER
+from bot.app.settings import Settings
 from sandbox.discord_emulator import DiscordEmulator
 from sandbox.gateways import GatewayEmulator
 

@@ -11,7 +11,7 @@ from typing import Any
 
 import aiohttp
 
-from bot.discord_limits import INTERACTION_ACK_SECONDS
+from bot.rendering.limits import INTERACTION_ACK_SECONDS
 
 REPO = Path(__file__).resolve().parent.parent
 

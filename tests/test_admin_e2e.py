@@ -10,7 +10,7 @@ from typing import Any
 
 import pytest
 
-from bot.quotas import Feature, Requester
+from bot.budgets.quotas import Feature, Requester
 from sandbox.discord_emulator import permissions as P
 from tests.chart_probe import expected_height, measure_bars
 

@@ -8,10 +8,10 @@ from pathlib import Path
 
 import pytest
 
-from bot.quotas import Feature, Quotas, Requester
-from bot.settings import Settings
-from bot.storage import Store
-from bot.usage_chart import nice_ceiling, render_usage_chart, render_usage_chart_async
+from bot.budgets.quotas import Feature, Quotas, Requester
+from bot.app.settings import Settings
+from bot.storage.store import Store
+from bot.budgets.chart import nice_ceiling, render_usage_chart, render_usage_chart_async
 from tests.chart_probe import expected_height, measure_bars
 
 GUILD = 77

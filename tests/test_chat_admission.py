@@ -1,4 +1,4 @@
-"""bot/admission.py: conversation lock, global slots, bounded queue with an immediate Busy."""
+"""bot/chat/admission.py: conversation lock, global slots, bounded queue with an immediate Busy."""
 
 from __future__ import annotations
 
@@ -6,7 +6,7 @@ import asyncio
 
 import pytest
 
-from bot.admission import Admission, Busy
+from bot.chat.admission import Admission, Busy
 
 
 async def test_global_limit_and_bounded_queue() -> None:

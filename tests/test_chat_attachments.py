@@ -1,4 +1,4 @@
-"""cogs/_chat_attachments.py: text files read from allowed CDN hosts only, within a byte cap."""
+"""bot/chat/attachments.py: text files read from allowed CDN hosts only, within a byte cap."""
 
 from __future__ import annotations
 
@@ -11,7 +11,7 @@ from aiohttp import web
 
 from tests.e2e import serve_app
 
-from cogs._chat_attachments import host_allowed, is_text_attachment, read_text_attachments
+from bot.chat.attachments import host_allowed, is_text_attachment, read_text_attachments
 
 
 @dataclass

@@ -1,4 +1,4 @@
-"""bot/conversation.py: history fitting, prompt placeholders, and turn chains in a real SQLite file."""
+"""bot/chat/conversation.py: history fitting, prompt placeholders, and turn chains in a real SQLite file."""
 
 from __future__ import annotations
 
@@ -7,7 +7,7 @@ from pathlib import Path
 
 import pytest
 
-from bot.conversation import (
+from bot.chat.conversation import (
     ConversationStore,
     HistoryTurn,
     estimate_tokens,
@@ -16,7 +16,7 @@ from bot.conversation import (
     render_system_prompt,
     thread_conversation_id,
 )
-from bot.storage import Store
+from bot.storage.store import Store
 
 
 def test_system_prompt_placeholders() -> None:

@@ -9,8 +9,8 @@ from typing import Any
 import pytest
 
 from bot.ack_http import AckHttpError, KeepAlivePool
-from bot.discord_limits import INTERACTION_ACK_SECONDS, MESSAGE_CONTENT
-from bot.rendering import WRITING_MARKER
+from bot.rendering.limits import INTERACTION_ACK_SECONDS, MESSAGE_CONTENT
+from bot.rendering.stream import WRITING_MARKER
 from sandbox.gateways import MODEL_ROLES, expected_reply, expected_thought
 from tests.e2e import final, wait_reply
 

@@ -1,11 +1,16 @@
-"""bot/user_errors.py: each failure becomes a short, specific sentence."""
+"""bot/rendering/errors.py: each failure becomes a short, specific sentence."""
 
 from __future__ import annotations
+
+from datetime import UTC, datetime, timedelta
 
 import discord
 import pytest
 
-from bot.user_errors import closest_models, describe_error, error_code, incomplete_notice, user_error_message
+from bot.budgets.rules import BudgetExceeded
+from bot.chat.admission import Busy
+from bot.media.jobs import ConcurrencyLimitReached
+from bot.rendering.errors import closest_models, describe_error, error_code, incomplete_notice, user_error_message
 from gateway_client.errors import (
     ContextTooLong,
     GatewayTimeout,
@@ -16,6 +21,7 @@ from gateway_client.errors import (
     StreamInterrupted,
     UpstreamUnavailable,
 )
+from bot.vision.models import NoVisionModel
 from gateway_client.models import ModelInfo, ModelKind
 
 
@@ -45,12 +51,20 @@ def test_stream_cut_is_marked_incomplete() -> None:
 
 
 def test_budget_exceeded_uses_its_own_sentence() -> None:
-    class BudgetExceeded(Exception):
-        def user_message(self) -> str:
-            return "This server's daily chat budget (50) is used up; it resets in 3 h."
+    moment = datetime(2026, 1, 1, 21, 0, tzinfo=UTC)
+    exc = BudgetExceeded("chat_requests", "guild", 50, 50, moment + timedelta(hours=3), at=moment)
+    assert user_error_message(exc) == (
+        "This server's daily chat request budget (50) is used up; it resets in 3 h (00:00 UTC)."
+    )
+    assert error_code(exc) == "budget_exceeded"
 
-    assert user_error_message(BudgetExceeded()) == "This server's daily chat budget (50) is used up; it resets in 3 h."
-    assert error_code(BudgetExceeded()) == "budget_exceeded"
+
+def test_each_refusal_kind_has_its_own_code() -> None:
+    assert error_code(Busy(3, 2)) == "busy"
+    assert error_code(NoVisionModel("x")) == "no_vision_model"
+    assert error_code(ConcurrencyLimitReached(2, 2)) == "too_many_jobs"
+    assert len({error_code(Busy(1, 1)), error_code(ConcurrencyLimitReached(1, 1)),
+                error_code(BudgetExceeded("images", "member", 1, 1, datetime.now(UTC)))}) == 3
 
 
 def test_invalid_request_names_field_and_allowed_values_without_pinging() -> None:

@@ -92,7 +92,7 @@ def test_explicit_config_file_must_exist(tmp_path: Path) -> None:
 
 
 def test_environment_overrides_file(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
-    from bot.settings import load_settings
+    from bot.app.settings import load_settings
 
     cfg = write(tmp_path, '[gateway]\nprofile = "digicord"\nchat_model = "from-file"\n')
     monkeypatch.setenv("GATECORD_GATEWAY__CHAT_MODEL", "from-env")

@@ -8,9 +8,9 @@ from pathlib import Path
 
 import pytest
 
-from bot.guild_config import EffectiveConfig, GuildConfig, InvalidSetting
-from bot.settings import Settings
-from bot.storage import Store
+from bot.guilds.config import EffectiveConfig, GuildConfig, InvalidSetting
+from bot.app.settings import Settings
+from bot.storage.store import Store
 from gateway_client.models import ModelInfo, ModelKind
 
 GUILD, CHANNEL, THREAD, OTHER = 1, 100, 101, 200

@@ -1,4 +1,4 @@
-"""bot/image_grid.py: grid layout, pixel placement, and encoding that always fits the upload limit."""
+"""bot/media/grid.py: grid layout, pixel placement, and encoding that always fits the upload limit."""
 
 from __future__ import annotations
 
@@ -10,8 +10,8 @@ import threading
 import pytest
 from PIL import Image
 
-from bot import image_grid
-from bot.image_grid import EncodedImage, ImageTooLarge, compose_grid, encode_to_fit, fit_bytes, grid_shape
+from bot.media import grid as image_grid
+from bot.media.grid import EncodedImage, ImageTooLarge, compose_grid, encode_to_fit, fit_bytes, grid_shape
 
 
 def solid_png(color: tuple[int, int, int], size: tuple[int, int] = (64, 64)) -> bytes:

@@ -1,4 +1,4 @@
-"""bot/image_jobs.py + migrations/0004: jobs survive a reopen, limits are atomic, crashes never resubmit."""
+"""bot/media/jobs.py + bot/storage/sql/0004: jobs survive a reopen, limits are atomic, crashes never resubmit."""
 
 from __future__ import annotations
 
@@ -8,8 +8,8 @@ from pathlib import Path
 
 import pytest
 
-from bot.image_jobs import ConcurrencyLimitReached, ImageToStore, JobParams, JobStore, images_dir_for
-from bot.storage import Store
+from bot.media.jobs import ConcurrencyLimitReached, ImageToStore, JobParams, JobStore, images_dir_for
+from bot.storage.store import Store
 
 PARAMS = JobParams(prompt="a red fox", model="flux", count=2, width=512, height=512, steps=4, seed=42)
 

@@ -7,7 +7,7 @@ import asyncio
 import discord
 import pytest
 
-from cogs._imagine_queue import FairQueue
+from bot.media.queue import FairQueue
 from cogs._imagine_render import (
     progress_bar,
     progress_fraction,

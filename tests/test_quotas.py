@@ -10,9 +10,9 @@ from pathlib import Path
 
 import pytest
 
-from bot.quotas import BudgetExceeded, Feature, InvalidSetting, Quotas, Requester, describe_line
-from bot.settings import Settings
-from bot.storage import Store
+from bot.budgets.quotas import BudgetExceeded, Feature, InvalidSetting, Quotas, Requester, describe_line
+from bot.app.settings import Settings
+from bot.storage.store import Store
 from gateway_client.meta import CallMeta
 
 GUILD = 1000

@@ -12,10 +12,10 @@ from typing import Any
 
 import pytest
 
-from bot.factory import build_gateway_client
-from bot.quotas import Feature, Quotas, Requester
-from bot.settings import Settings
-from bot.storage import Store
+from bot.app.factory import build_gateway_client
+from bot.budgets.quotas import Feature, Quotas, Requester
+from bot.app.settings import Settings
+from bot.storage.store import Store
 from gateway_client import ChatMessage, ChatRequest, GatewayError
 from sandbox.gateways import GatewayEmulator
 

@@ -19,8 +19,8 @@ from bot.relay.delivery import Delivered, PermanentError, RetryableError
 from bot.relay.openapi import validate_response
 from bot.relay.outbox import PostRecord
 from bot.relay.service import RelayService
-from bot.settings import Settings
-from bot.storage import Store
+from bot.app.settings import Settings
+from bot.storage.store import Store
 
 GUILD, OTHER_GUILD = 1000, 2000
 CHAN, CHAN2, THREAD, OTHER_CHAN, CATEGORY = 1001, 1002, 1003, 2001, 1009

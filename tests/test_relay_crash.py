@@ -12,7 +12,7 @@ import aiohttp
 import pytest
 
 from bench._relay_process import BotProcess, make_key, write_config
-from bot.storage import Store
+from bot.storage.store import Store
 
 POSTS = 500
 CLIENT_CONCURRENCY = 32

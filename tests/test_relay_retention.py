@@ -25,8 +25,8 @@ from bot.relay.outbox import NewPost, PostRecord, new_post_id, post_id_time
 from bot.relay.retention import RetentionSweeper
 from bot.relay.service import RelayService
 from bot.relay.validation import validate_payload
-from bot.settings import RelaySettings, Settings
-from bot.storage import Store
+from bot.app.settings import RelaySettings, Settings
+from bot.storage.store import Store
 
 GUILD, CHAN, STUCK_CHAN = 1000, 1001, 1002
 DAY, HOUR = 86400.0, 3600.0

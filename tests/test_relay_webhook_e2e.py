@@ -86,7 +86,7 @@ async def test_a_webhook_post_whose_answer_was_lost_is_not_sent_twice(bot_env: A
         async with session.post(url, json=body) as resp:
             assert resp.status == 200
             created = await resp.json()
-    from bot.storage import Store
+    from bot.storage.store import Store
 
     db = Store(bot_env.db_path)
     await db.open()

@@ -1,4 +1,4 @@
-"""bot/rendering.py: splitting on paragraph/fence boundaries, footers, and the stream renderer's pacing."""
+"""bot/rendering/stream.py: splitting on paragraph/fence boundaries, footers, and the stream renderer's pacing."""
 
 from __future__ import annotations
 
@@ -9,7 +9,7 @@ from collections.abc import Sequence
 
 import pytest
 
-from bot.rendering import (
+from bot.rendering.stream import (
     ANSWER_LIMIT,
     WRITING_MARKER,
     FileData,

@@ -19,7 +19,7 @@ from typing import Any
 import pytest
 from PIL import Image
 
-from bot.settings import Settings
+from bot.app.settings import Settings
 from sandbox.launcher import Sandbox, SandboxOptions
 
 CHROMIUM = Path("/usr/bin/chromium")

@@ -17,7 +17,7 @@ from typing import Any
 import aiohttp
 import pytest
 
-from bot.settings import Settings
+from bot.app.settings import Settings
 from sandbox.gateways import GatewayEmulator, expected_reply
 from sandbox.launcher import Sandbox, SandboxOptions
 
@@ -82,7 +82,7 @@ async def test_run_without_a_token_brings_up_the_sandbox(tmp_path: Path) -> None
 def test_sandbox_is_not_imported_by_the_bot_and_imports_no_bot_code() -> None:
     code = (
         "import sys\n"
-        "import bot.cli, bot.factory\n"
+        "import bot.app.cli, bot.app.factory\n"
         "assert not [m for m in sys.modules if m.split('.')[0] == 'sandbox'], 'bot imports the sandbox'\n"
         "for m in list(sys.modules):\n"
         "    if m.split('.')[0] in ('bot', 'cogs', 'gateway_client'): del sys.modules[m]\n"

@@ -7,8 +7,8 @@ from pathlib import Path
 
 import pytest
 
-from bot.migrations import MIGRATIONS_DIR, MigrationError, discover, split_statements
-from bot.storage import Store
+from bot.storage.migrations import MIGRATIONS_DIR, MigrationError, discover, split_statements
+from bot.storage.store import Store
 
 
 def make_migrations(directory: Path, files: dict[str, str]) -> Path:

@@ -22,9 +22,9 @@ from tests.e2e import serve_app
 from aiohttp import web
 from PIL import Image
 
-from bot import vision_images as vi
-from bot.user_errors import user_error_message
-from bot.vision_images import (
+from bot.vision import images as vi
+from bot.rendering.errors import user_error_message
+from bot.vision.images import (
     AnimatedImage,
     ImageDownloadFailed,
     ImageNotFromDiscord,
@@ -38,9 +38,9 @@ from bot.vision_images import (
     prepare_image,
     prepare_image_async,
 )
-from cogs._chat_attachments import host_allowed
-from cogs._vision_inputs import AllImagesRefused, ImageLinksOnly, image_attachments, image_links, vision_message
-from cogs._vision_models import NoVisionModel, choose_vision_model
+from bot.chat.attachments import host_allowed
+from bot.vision.inputs import AllImagesRefused, ImageLinksOnly, image_attachments, image_links, vision_message
+from bot.vision.models import NoVisionModel, choose_vision_model
 
 MB = 1024 * 1024
 
@@ -421,7 +421,7 @@ def test_link_and_refusal_messages() -> None:
 
 
 def test_vision_message_blocks() -> None:
-    from cogs._vision_inputs import Gathered
+    from bot.vision.inputs import Gathered
 
     img = prep(encode(Image.new("RGB", (4, 4)), "PNG"))
     gathered = Gathered(images=[img], urls=["https://cdn.discordapp.com/attachments/1/2/a.png"])

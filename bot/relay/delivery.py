@@ -30,7 +30,7 @@ from discord.http import Route
 from bot.relay.metrics import DELIVERY_BUCKETS, Registry
 from bot.relay.outbox import Outbox, PostRecord, QueuedPost
 from bot.relay.ratelimit import Pacer
-from bot.storage import Store
+from bot.storage.store import Store
 
 log = logging.getLogger(__name__)
 

@@ -14,7 +14,7 @@ import time
 from dataclasses import dataclass
 from typing import Any
 
-from bot.storage import Store
+from bot.storage.store import Store
 
 KEY_PREFIX = "gcr_"
 CACHE_TTL = 5.0

@@ -8,7 +8,7 @@ from __future__ import annotations
 
 from typing import Any
 
-from bot import discord_limits as L
+from bot.rendering import limits as L
 
 _NULLABLE_STR = ["string", "null"]
 

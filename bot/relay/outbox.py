@@ -25,7 +25,7 @@ from typing import Any
 
 from bot.relay.keys import RelayKey
 from bot.relay.validation import RelayMessage
-from bot.storage import Store
+from bot.storage.store import Store
 
 log = logging.getLogger(__name__)
 

@@ -22,8 +22,8 @@ from bot.relay.openapi import build_document
 from bot.relay.outbox import Outbox, QueuedPost
 from bot.relay.ratelimit import KeyRateLimiter, Pacer
 from bot.relay.retention import RetentionSweeper
-from bot.settings import Settings
-from bot.storage import Store
+from bot.app.settings import Settings
+from bot.storage.store import Store
 
 log = logging.getLogger(__name__)
 

@@ -15,7 +15,7 @@ from datetime import datetime
 from typing import Any
 from urllib.parse import urlsplit
 
-from bot import discord_limits as L
+from bot.rendering import limits as L
 
 MAX_ISSUES = 50
 URL_MAX = 2048

@@ -1,4 +1,4 @@
-"""Schema migrations: ``migrations/NNNN_name.sql`` applied in order, each in its own transaction.
+"""Schema migrations: ``bot/storage/sql/NNNN_name.sql`` applied in order, each in its own transaction.
 
 The applied versions are recorded in ``schema_migrations``; running the runner twice changes
 nothing, and a file that fails half-way is rolled back whole, leaving the previous version intact.
@@ -13,7 +13,7 @@ from pathlib import Path
 
 import aiosqlite
 
-MIGRATIONS_DIR = Path(__file__).resolve().parent.parent / "migrations"
+MIGRATIONS_DIR = Path(__file__).resolve().parent / "sql"
 _FILE_RE = re.compile(r"^(\d{4})_([a-z0-9_]+)\.sql$")
 
 

@@ -1,7 +1,7 @@
 """Images for vision requests: safe download, decoding, downscaling and data-URL encoding.
 
 Every step refuses with an ``ImageRefused`` subclass whose ``user_message()`` is the sentence the
-member sees (``bot.user_errors.user_error_message`` shows it as is) and whose ``short()`` fits a footer:
+member sees (``bot.rendering.errors.user_error_message`` shows it as is) and whose ``short()`` fits a footer:
 
 1. ``check_declared`` — by the attachment's declared type and size, before any byte is downloaded;
 2. ``fetch_image_bytes`` — only from an allowed URL (the caller's CDN-host check), redirects off,
@@ -24,6 +24,7 @@ from urllib.parse import urlsplit
 
 import aiohttp
 from PIL import Image, UnidentifiedImageError
+from bot.rendering.user_facing import UserFacingError
 
 __all__ = [
     "AnimatedImage",
@@ -87,8 +88,10 @@ def _size(n: int) -> str:
     return f"{n} bytes"
 
 
-class ImageRefused(Exception):
+class ImageRefused(UserFacingError):
     """An image the bot will not use; ``user_message()`` says why, specifically."""
+
+    code = "image_refused"
 
     code = "image_refused"
 

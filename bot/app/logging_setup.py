@@ -5,7 +5,7 @@ from __future__ import annotations
 import logging
 from collections.abc import Iterable
 
-from bot.settings import Settings
+from bot.app.settings import Settings
 
 MASK = "***"
 

@@ -21,7 +21,7 @@ from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from typing import Any, Protocol
 
-from bot import discord_limits as limits
+from bot.rendering import limits as limits
 
 log = logging.getLogger(__name__)
 

@@ -17,7 +17,7 @@ from typing import Any
 
 import aiosqlite
 
-from bot import migrations
+from bot.storage import migrations
 
 _in_transaction: contextvars.ContextVar[bool] = contextvars.ContextVar("gatecord_in_tx", default=False)
 

@@ -4,7 +4,7 @@
 lock, then a global slot) → reserve the budget (its granted tokens become ``max_tokens``) → stream
 from the gateway into a ``StreamRenderer`` → final edit with footer (model, fallback, tokens/credits)
 and optional reasoning/answer files → settle the real usage, or release the reservation on failure.
-Failures end as one short, specific message (bot/user_errors.py); a stream cut mid-way keeps the text
+Failures end as one short, specific message (bot/rendering/errors.py); a stream cut mid-way keeps the text
 received so far, marked incomplete. The targets below pass ``allowed_mentions`` explicitly (nobody
 is ever pinged by model output).
 """
@@ -22,11 +22,11 @@ from typing import Any
 
 import discord
 
-from bot.admission import Admission, Ticket
-from bot.conversation import estimate_tokens
-from bot.quotas import BudgetExceeded, Feature, Requester, Reservation
-from bot.rendering import FileData, RenderStats, StreamRenderer, footer_line
-from bot.user_errors import describe_error, error_code, incomplete_notice
+from bot.chat.admission import Admission, Ticket
+from bot.chat.conversation import estimate_tokens
+from bot.budgets.quotas import BudgetExceeded, Feature, Requester, Reservation
+from bot.rendering.stream import FileData, RenderStats, StreamRenderer, footer_line
+from bot.rendering.errors import describe_error, error_code, incomplete_notice
 from gateway_client import ChatMessage, ChatRequest, ChatResult, ModelKind, StreamInterrupted
 
 log = logging.getLogger(__name__)

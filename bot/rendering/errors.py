@@ -17,6 +17,7 @@ from typing import Any
 
 import discord
 
+from bot.rendering.user_facing import UserFacingError
 from gateway_client.errors import (
     AuthenticationError,
     ContextTooLong,
@@ -84,8 +85,8 @@ def error_code(exc: BaseException) -> str:
     for cls, code in _CODES:
         if isinstance(exc, cls):
             return code
-    if callable(getattr(exc, "user_message", None)):
-        return "budget_exceeded"
+    if isinstance(exc, UserFacingError):
+        return exc.code
     if isinstance(exc, (asyncio.TimeoutError, TimeoutError)):
         return "timeout"
     return type(exc).__name__.lower()[:40]
@@ -133,7 +134,7 @@ def user_error_message(
 
 
 def _sentence_for(exc: BaseException, *, model: str | None, suggestions: Sequence[str]) -> str:
-    # Budgets (bot.quotas.BudgetExceeded) and anything else that words its own message.
+    # Budgets (bot.budgets.quotas.BudgetExceeded) and anything else that words its own message.
     own = getattr(exc, "user_message", None)
     if callable(own):
         try:

@@ -1,6 +1,6 @@
 """The audit trail of admin changes (who changed what, when, old -> new) and the validation error.
 
-Both the budgets (bot/quotas.py) and the guild configuration (bot/guild_config.py) record every
+Both the budgets (bot/budgets/quotas.py) and the guild configuration (bot/guilds/config.py) record every
 change here, inside the same transaction as the change itself.
 """
 
@@ -10,7 +10,7 @@ import json
 from dataclasses import dataclass
 from typing import Any
 
-from bot.storage import Store
+from bot.storage.store import Store
 
 
 class InvalidSetting(ValueError):

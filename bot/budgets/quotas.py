@@ -22,9 +22,9 @@ from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
 from typing import TYPE_CHECKING, Any
 
-from bot import audit
-from bot.audit import InvalidSetting
-from bot.budget_rules import (
+from bot.guilds import audit
+from bot.guilds.audit import InvalidSetting
+from bot.budgets.rules import (
     KIND_NOUNS,
     KINDS,
     REQUEST_KIND,
@@ -39,10 +39,10 @@ from bot.budget_rules import (
     next_reset,
     utc_day,
 )
-from bot.storage import Store
+from bot.storage.store import Store
 
 if TYPE_CHECKING:
-    from bot.settings import Settings
+    from bot.app.settings import Settings
     from gateway_client.meta import CallMeta
     from gateway_client.models import ModelInfo
 

@@ -17,7 +17,8 @@ from dataclasses import dataclass, replace
 from pathlib import Path
 from typing import Any
 
-from bot.storage import Store
+from bot.storage.store import Store
+from bot.rendering.user_facing import UserFacingError
 
 __all__ = [
     "ACTIVE_STATUSES",
@@ -35,8 +36,10 @@ ACTIVE_STATUSES = ("pending", "running")
 _EXT = {"image/png": "png", "image/jpeg": "jpg", "image/webp": "webp", "image/gif": "gif"}
 
 
-class ConcurrencyLimitReached(Exception):
+class ConcurrencyLimitReached(UserFacingError):
     """The member already has ``limit`` jobs waiting or running."""
+
+    code = "too_many_jobs"
 
     def __init__(self, active: int, limit: int) -> None:
         super().__init__(f"{active} image jobs already running (limit {limit})")

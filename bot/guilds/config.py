@@ -15,12 +15,12 @@ from dataclasses import dataclass, fields as dc_fields
 from datetime import UTC, datetime
 from typing import TYPE_CHECKING, Any
 
-from bot import audit
-from bot.audit import InvalidSetting
-from bot.storage import Store
+from bot.guilds import audit
+from bot.guilds.audit import InvalidSetting
+from bot.storage.store import Store
 
 if TYPE_CHECKING:
-    from bot.settings import Settings
+    from bot.app.settings import Settings
 
 __all__ = ["EffectiveConfig", "GuildConfig", "InvalidSetting", "FIELDS", "FIELD_LABELS"]
 

@@ -15,11 +15,11 @@ import signal
 import sys
 from typing import TYPE_CHECKING, Sequence
 
-from bot.logging_setup import configure_logging
-from bot.settings import ConfigError, Settings, load_settings, require_token
+from bot.app.logging_setup import configure_logging
+from bot.app.settings import ConfigError, Settings, load_settings, require_token
 
 if TYPE_CHECKING:
-    from bot.factory import GatecordBot
+    from bot.app.factory import GatecordBot
 
 EXIT_CONFIG = 2
 NO_TOKEN_HELP = (
@@ -84,8 +84,8 @@ def main(argv: Sequence[str] | None = None) -> int:
 
 
 async def _migrate(settings: Settings) -> int:
-    from bot.migrations import MigrationError
-    from bot.storage import Store
+    from bot.storage.migrations import MigrationError
+    from bot.storage.store import Store
 
     store = Store(settings.storage.path)
     try:
@@ -102,7 +102,7 @@ async def _migrate(settings: Settings) -> int:
 async def _run(settings: Settings) -> int:
     import discord
 
-    from bot.factory import create_bot
+    from bot.app.factory import create_bot
 
     bot = create_bot(settings)
     loop = asyncio.get_running_loop()
@@ -143,7 +143,7 @@ async def _freeze_startup_objects(bot: "GatecordBot") -> None:
 
 
 async def _check(settings: Settings) -> int:
-    from bot.factory import build_gateway_client
+    from bot.app.factory import build_gateway_client
     from gateway_client import GatewayError
 
     problems = 0

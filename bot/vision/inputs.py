@@ -17,8 +17,8 @@ from urllib.parse import urlsplit
 
 import aiohttp
 
-from bot.settings import Settings
-from bot.vision_images import (
+from bot.app.settings import Settings
+from bot.vision.images import (
     SUPPORTED_EXTENSIONS,
     ImageRefused,
     PreparedImage,
@@ -28,8 +28,9 @@ from bot.vision_images import (
     prepare_image_async,
     url_host,
 )
-from cogs._chat_attachments import host_allowed
+from bot.chat.attachments import host_allowed
 from gateway_client import ChatMessage
+from bot.rendering.user_facing import UserFacingError
 
 __all__ = ["AllImagesRefused", "DEFAULT_PROMPT", "Gathered", "ImageLinksOnly", "NoImage", "gather_images", "image_attachments",
            "image_links", "vision_message"]
@@ -38,15 +39,19 @@ DEFAULT_PROMPT = "Describe this image."
 _URL = re.compile(r"https?://[^\s<>()\"']+", re.IGNORECASE)
 
 
-class NoImage(Exception):
+class NoImage(UserFacingError):
     """Nothing to look at (a context-menu target without pictures)."""
+
+    code = "no_image"
 
     def user_message(self) -> str:
         return "That message has no image attached. Use it on a message with an uploaded picture."
 
 
-class ImageLinksOnly(Exception):
+class ImageLinksOnly(UserFacingError):
     """Only image links were given; the bot reads uploaded attachments only."""
+
+    code = "image_links_only"
 
     def __init__(self, hosts: Sequence[str]) -> None:
         super().__init__("image links only")
@@ -58,8 +63,10 @@ class ImageLinksOnly(Exception):
                 "Download the picture and attach it to your message.")
 
 
-class AllImagesRefused(Exception):
+class AllImagesRefused(UserFacingError):
     """Every image was refused; the message lists each one's reason."""
+
+    code = "images_refused"
 
     def __init__(self, refusals: Sequence[ImageRefused]) -> None:
         super().__init__("all images refused")

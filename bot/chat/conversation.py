@@ -19,7 +19,7 @@ from dataclasses import dataclass
 from datetime import datetime
 from typing import Any
 
-from bot.storage import Store
+from bot.storage.store import Store
 
 __all__ = [
     "HistoryTurn",

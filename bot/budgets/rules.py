@@ -1,6 +1,6 @@
 """Pure budget vocabulary: features, kinds, the requester, the budget error and its wording, UTC days.
 
-No I/O here; bot/quotas.py does the storage side.
+No I/O here; bot/budgets/quotas.py does the storage side.
 """
 
 from __future__ import annotations
@@ -10,6 +10,7 @@ from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
 from enum import StrEnum
 from typing import Any
+from bot.rendering.user_facing import UserFacingError
 
 KINDS: tuple[str, ...] = ("chat_requests", "tokens", "vision_requests", "images", "credits")
 SCOPES: tuple[str, ...] = ("guild", "member")
@@ -127,12 +128,14 @@ def limit_text(kind: str, limit: float) -> str:
     return "unlimited" if limit < 0 else format_amount(kind, limit)
 
 
-class BudgetExceeded(Exception):
+class BudgetExceeded(UserFacingError):
     """A daily budget has no room for this request.
 
     ``used`` counts settled plus in-flight (reserved) usage; ``at`` is when the check happened, so
     ``user_message()`` can say how long until the reset.
     """
+
+    code = "budget_exceeded"
 
     def __init__(
         self,

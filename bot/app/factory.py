@@ -17,11 +17,11 @@ import yarl
 from discord.ext import commands
 
 from bot.early_ack import EarlyAcks
-from bot.guild_config import GuildConfig
-from bot.quotas import Quotas
-from bot.settings import Settings
-from bot.storage import Store
-from bot.web import WebServer
+from bot.guilds.config import GuildConfig
+from bot.budgets.quotas import Quotas
+from bot.app.settings import Settings
+from bot.storage.store import Store
+from bot.app.web import WebServer
 from gateway_client import ClientOptions, GatewayClient, GatewayConfig
 
 log = logging.getLogger(__name__)

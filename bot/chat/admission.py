@@ -12,12 +12,15 @@ from __future__ import annotations
 import asyncio
 from dataclasses import dataclass
 from types import TracebackType
+from bot.rendering.user_facing import UserFacingError
 
 __all__ = ["Admission", "Busy", "Ticket"]
 
 
-class Busy(Exception):
+class Busy(UserFacingError):
     """Too many requests are running or waiting; the member is told at once."""
+
+    code = "busy"
 
     def __init__(self, running: int, waiting: int) -> None:
         super().__init__(f"busy: {running} running, {waiting} waiting")

@@ -13,6 +13,7 @@ import logging
 from collections.abc import Sequence
 from dataclasses import dataclass
 from typing import Any
+from bot.rendering.user_facing import UserFacingError
 
 log = logging.getLogger(__name__)
 
@@ -23,8 +24,10 @@ def _code(name: str) -> str:
     return "`" + name.replace("`", "'").replace("@", "@\u200b").replace("\n", " ")[:80] + "`"
 
 
-class NoVisionModel(Exception):
+class NoVisionModel(UserFacingError):
     """The wanted model cannot see images and no vision model is configured or listed."""
+
+    code = "no_vision_model"
 
     def __init__(self, wanted: str | None) -> None:
         super().__init__("no vision model")
