@@ -8,7 +8,6 @@ from typing import Any
 
 import pytest
 
-from bot.ack_http import AckHttpError, KeepAlivePool
 from bot.rendering.limits import INTERACTION_ACK_SECONDS, MESSAGE_CONTENT
 from bot.rendering.stream import WRITING_MARKER
 from sandbox.gateways import MODEL_ROLES, expected_reply, expected_thought
@@ -359,13 +358,9 @@ async def test_fifty_at_once_are_all_acknowledged_quickly(bot_env: Any) -> None:
     assert emu.rate_limited == []
 
 
-async def wait_admission_idle(chat_cog: Any, timeout: float = 5.0) -> None:
-    """A turn keeps its admission slot until it is recorded, just after its final edit."""
-    deadline = asyncio.get_running_loop().time() + timeout
-    while chat_cog.admission.running or chat_cog.admission.waiting:
-        if asyncio.get_running_loop().time() > deadline:
-            break
-        await asyncio.sleep(0.02)
+async def wait_admission_idle(bot: Any, timeout: float = 5.0) -> None:
+    """Every admitted turn has given its slot and conversation lock back."""
+    await asyncio.wait_for(bot.chat.admission.wait_idle(), timeout)
 
 
 def callbacks_of(rec: Any) -> list[tuple[Any, Any]]:
@@ -373,82 +368,37 @@ def callbacks_of(rec: Any) -> list[tuple[Any, Any]]:
     return [(c["type"], c.get("status")) for c in rec.callbacks]
 
 
-async def test_chat_is_acknowledged_once_straight_from_the_gateway_event(bot_env: Any) -> None:
+async def test_chat_is_acknowledged_once_by_a_deferral(bot_env: Any) -> None:
     emu = bot_env.discord
-    before = bot_env.bot.early_acks.acknowledged
-    public = await run_chat(bot_env, "early public")
-    private = await run_chat(bot_env, "early private", private=True)
-    assert bot_env.bot.early_acks.acknowledged == before + 2
-    for rec, text in ((public, "early public"), (private, "early private")):
+    public = await run_chat(bot_env, "deferred public")
+    private = await run_chat(bot_env, "deferred private", private=True)
+    for rec, text in ((public, "deferred public"), (private, "deferred private")):
         assert callbacks_of(rec) == [(5, 200)]  # one deferral, never a second "already acknowledged"
         assert answer_text(rec.original.content) == expected_reply(text)
     assert not public.original.ephemeral and private.original.ephemeral
     callback_bodies = [r.json for r in emu.requests if r.path.endswith("/callback")][-2:]
-    assert callback_bodies == [{"type": 5}, {"type": 5, "data": {"flags": 64}}]
+    assert [{k: v for k, v in b.items() if k != "data" or v.get("flags")} for b in callback_bodies] == [
+        {"type": 5}, {"type": 5, "data": {"flags": 64}}]
 
 
-async def test_chat_still_answers_when_the_early_acknowledgement_fails(bot_env: Any) -> None:
+async def test_a_refused_deferral_tells_the_member_and_gives_the_slot_back(bot_env: Any) -> None:
     emu = bot_env.discord
-    before = bot_env.bot.early_acks.acknowledged
     emu.inject_error("/callback", 400, code=50035, message="Invalid Form Body", count=1)
-    rec = await run_chat(bot_env, "after a refused ack")
+    rec = await emu.inject_slash_command("chat", {"prompt": "after a refused deferral"}, user="alice")
+    msg = await rec.wait_final(lambda m: "Discord refused" in m.content, timeout=10)
+    assert msg.ephemeral
     statuses = [r.status for r in emu.requests if r.path.endswith("/callback") and f"/{rec.id}/" in r.path]
-    assert statuses == [400, 200]  # refused early, then the command deferred itself
-    assert callbacks_of(rec) == [(5, 200)]
-    assert answer_text(rec.original.content) == expected_reply("after a refused ack")
-    assert bot_env.bot.early_acks.acknowledged == before
-    # the admission ticket taken for the refused early acknowledgement was given back
-    chat_cog = bot_env.bot.get_cog("Chat")
-    assert chat_cog._early_tickets == {}
-    await wait_admission_idle(chat_cog)
-    assert chat_cog.admission.running == 0 and chat_cog.admission.waiting == 0
-
-
-async def test_a_slow_acknowledgement_holds_the_others_back_only_briefly(bot_env: Any, monkeypatch: Any) -> None:
-    """One deferral hangs for 1.5 s: the /chat acknowledged after it is answered meanwhile (released after
-    early_ack.HOLD_MAX), and the slow one is answered too once its deferral lands."""
-    emu = bot_env.discord
-    real_post = KeepAlivePool.post_json
-    slowed: list[str] = []
-
-    async def first_one_slow(self: KeepAlivePool, path: str, body: bytes) -> Any:
-        if not slowed:
-            slowed.append(path)
-            await asyncio.sleep(1.5)
-        return await real_post(self, path, body)
-
-    monkeypatch.setattr(KeepAlivePool, "post_json", first_one_slow)
-    slow = await emu.inject_slash_command("chat", {"prompt": "slow to acknowledge"}, user="alice")
-    fast = await emu.inject_slash_command("chat", {"prompt": "quick to acknowledge"}, user="bob")
-    await fast.wait_final(final, timeout=10)
-    await slow.wait_final(final, timeout=10)
-    assert f"/{slow.id}/" in slowed[0]
-    fast_first_text = next(e.at for e in fast.original.edits if e.content)
-    assert fast_first_text < slow.callbacks[0]["at"]  # not held until the slow deferral was out
-    for rec, text in ((slow, "slow to acknowledge"), (fast, "quick to acknowledge")):
-        assert callbacks_of(rec) == [(5, 200)]
-        assert answer_text(rec.original.content) == expected_reply(text)
-
-
-async def test_an_early_acknowledgement_whose_answer_was_lost_still_gets_its_reply(bot_env: Any, monkeypatch: Any) -> None:
-    """Discord took the deferral but the connection broke before its answer came back: the command's own
-    deferral is then refused as "already acknowledged", and the answer must still arrive."""
-    emu = bot_env.discord
-    real_post = KeepAlivePool.post_json
-
-    async def answer_lost(self: KeepAlivePool, path: str, body: bytes) -> Any:
-        await real_post(self, path, body)
-        raise AckHttpError("the connection was lost before an answer")
-
-    monkeypatch.setattr(KeepAlivePool, "post_json", answer_lost)
-    rec = await run_chat(bot_env, "answer lost on the way back")
-    assert callbacks_of(rec) == [(5, 200), (5, 400)]  # landed early; the command's second deferral refused
-    assert answer_text(rec.original.content) == expected_reply("answer lost on the way back")
-    await wait_admission_idle(bot_env.bot.get_cog("Chat"))
+    assert statuses == [400, 200]  # the deferral refused, then the error is the response
+    assert callbacks_of(rec) == [(4, 200)]
+    assert not any(r.path.endswith("/chat/completions") for r in bot_env.gateway.requests
+                   if "after a refused deferral" in str(r.json))
+    await wait_admission_idle(bot_env.bot)
+    again = await run_chat(bot_env, "after a refused deferral, again")
+    assert answer_text(again.original.content) == expected_reply("after a refused deferral, again")
 
 
 @pytest.mark.bot_settings(chat={"max_concurrency": 1, "max_queue": 0})
-async def test_busy_is_not_acknowledged_early_and_gives_no_ticket_away(bot_env: Any) -> None:
+async def test_busy_is_answered_at_once_and_gives_no_ticket_away(bot_env: Any) -> None:
     emu, gw = bot_env.discord, bot_env.gateway
     gw.queue_reply("slow answer " * 5, chunk_size=6)
     gw.chunk_delay = 0.1
@@ -459,7 +409,7 @@ async def test_busy_is_not_acknowledged_early_and_gives_no_ticket_away(bot_env: 
     assert callbacks_of(second) == [(4, 200)]  # the busy message is the first and only response
     assert "too many requests" in second.content and second.original.ephemeral
     await first.wait_final(final, timeout=15)
-    await wait_admission_idle(bot_env.bot.get_cog("Chat"))
+    await wait_admission_idle(bot_env.bot)
     third = await run_chat(bot_env, "three", user="bob")  # the slot is free again
     assert answer_text(third.original.content) == expected_reply("three")
 

@@ -16,10 +16,12 @@ import discord
 import yarl
 from discord.ext import commands
 
-from bot.early_ack import EarlyAcks
 from bot.guilds.config import GuildConfig
 from bot.budgets.quotas import Quotas
 from bot.app.settings import Settings
+from bot.app.tree import GatecordTree
+from bot.chat.service import ChatService
+from bot.vision.service import VisionService
 from bot.storage.store import Store
 from bot.app.web import WebServer
 from gateway_client import ClientOptions, GatewayClient, GatewayConfig
@@ -94,6 +96,7 @@ class GatecordBot(commands.Bot):
             help_command=None,
             allowed_mentions=discord.AllowedMentions.none(),
             guild_ready_timeout=settings.discord.guild_ready_timeout,
+            tree_cls=GatecordTree,
         )
         self.settings = settings
         self.version = VERSION
@@ -107,8 +110,10 @@ class GatecordBot(commands.Bot):
         self.web.add_readiness_check("discord", self._discord_ready)
         self.commands_synced = False
         self._cdn_http: aiohttp.ClientSession | None = None
-        self.early_acks = EarlyAcks()  # cogs register the slash commands they always defer
-        self.early_acks.install(self._connection)
+        self.chat = ChatService(settings, self.store, self.gateway, self.quotas, self.guild_config,
+                                cdn_http=lambda: self.cdn_http)
+        self.vision = VisionService(settings, self.chat, cdn_http=lambda: self.cdn_http)
+        self.chat.vision = self.vision
 
     @property
     def cdn_http(self) -> aiohttp.ClientSession:
@@ -125,6 +130,7 @@ class GatecordBot(commands.Bot):
         await self.store.open()
         await self.gateway.start()
         self._cdn_http = aiohttp.ClientSession(timeout=aiohttp.ClientTimeout(total=60, sock_connect=10))
+        await self.chat.start()
         for extension in discover_cogs():
             await self.load_extension(extension)
         await self.web.start()
@@ -164,10 +170,10 @@ class GatecordBot(commands.Bot):
 
     async def close(self) -> None:
         try:
+            await self.chat.close()  # answers in progress finish (bounded) while Discord is still reachable
             await super().close()
         finally:
             await self.web.close()
-            await self.early_acks.close()
             if self._cdn_http is not None:
                 await self._cdn_http.close()
                 self._cdn_http = None

@@ -86,6 +86,7 @@ class Ticket:
             self._gate._running -= 1
             self._state = "done"
             self._drop_conv()
+            self._gate._note_idle()
 
     def cancel(self) -> None:
         """Give the place back without running (e.g. the interaction could not be acknowledged)."""
@@ -97,6 +98,7 @@ class Ticket:
             self._gate._waiting -= 1
         self._state = "done"
         self._drop_conv()
+        self._gate._note_idle()
 
     def _drop_conv(self) -> None:
         conv, self._conv = self._conv, None
@@ -118,6 +120,8 @@ class Admission:
         self._locks: dict[str, _ConvLock] = {}
         self._running = 0
         self._waiting = 0
+        self._idle = asyncio.Event()
+        self._idle.set()
 
     @property
     def running(self) -> int:
@@ -132,4 +136,13 @@ class Admission:
         if self._running + self._waiting >= self.max_concurrency + self.max_queue:
             raise Busy(self._running, self._waiting)
         self._waiting += 1
+        self._idle.clear()
         return Ticket(self, key)
+
+    async def wait_idle(self) -> None:
+        """Return once nothing is running or waiting."""
+        await self._idle.wait()
+
+    def _note_idle(self) -> None:
+        if self._running == 0 and self._waiting == 0:
+            self._idle.set()

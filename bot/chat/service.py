@@ -1,0 +1,390 @@
+"""The chat use case: one turn of a conversation, from a slash command or a message, top to bottom.
+
+A turn: admission (conversation lock, then a global slot; "busy" at once past a bounded queue) →
+the channel's settings (a thread inherits its parent's) → history (the bot's thread, or the reply
+chain; a per-guild message cap and a token budget keeping whole turns) → text attachments → images,
+handed to the vision service → the answer (bot/chat/answer.py: budget, stream, footer, errors) →
+the exchange recorded, so the next reply continues from it → slot and lock freed → the final edit
+awaited (it may wait on a Discord rate limit; nobody else waits with it).
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import logging
+import re
+from collections.abc import AsyncIterator, Awaitable, Callable
+from dataclasses import dataclass, field
+from datetime import UTC, datetime
+from typing import TYPE_CHECKING, Any
+
+import discord
+
+from bot.budgets.quotas import Quotas, Requester
+from bot.chat.admission import Admission, Busy, Ticket
+from bot.chat.answer import AnswerOutcome, AnswerRunner, AnswerSpec
+from bot.chat.attachments import is_text_attachment, read_text_attachments
+from bot.chat.conversation import (
+    ConversationStore,
+    HistoryTurn,
+    fit_history,
+    new_conversation_id,
+    render_system_prompt,
+    thread_conversation_id,
+)
+from bot.guilds.config import EffectiveConfig, GuildConfig
+from bot.rendering.errors import user_error_message
+from bot.rendering.replies import (
+    ERROR_PREFIX,
+    NO_MENTIONS,
+    ChannelReplyTarget,
+    InteractionTarget,
+    reply_quietly,
+)
+from bot.rendering.stream import truncate
+from bot.storage.store import Store
+from gateway_client import ChatMessage, GatewayClient, ModelKind
+
+if TYPE_CHECKING:
+    import aiohttp
+
+    from bot.app.settings import Settings
+    from bot.vision.service import VisionService
+
+log = logging.getLogger(__name__)
+
+__all__ = ["ChatService", "SlashPrompt", "strip_decorations"]
+
+THREAD_NAME_MAX = 90
+DRAIN_SECONDS = 10.0  # on shutdown, answers in progress get this long to finish
+THREAD_INTRO = "💬 Let's continue here — I answer every message in this thread, with the conversation so far."
+EMPTY_MENTION = "Ask me something: mention me with a question, or reply to one of my answers."
+_DECORATION = re.compile(r"^(-# .*|⚠️ \*\*Incomplete answer\*\*.*)$", re.MULTILINE)
+
+
+def strip_decorations(content: str) -> str:
+    """A bot message's answer text without footer, writing marker or incomplete notice lines."""
+    return _DECORATION.sub("", content).strip()
+
+
+@dataclass
+class Turn:
+    """Where a new turn goes: its conversation, the turn it follows, and the history before it."""
+
+    key: str
+    parent_turn: int | None = None
+    history: list[HistoryTurn] = field(default_factory=list)
+
+
+@dataclass(frozen=True)
+class SlashPrompt:
+    """The options of one ``/chat``."""
+
+    prompt: str
+    model: str | None = None
+    private: bool = False
+    thread: bool = False
+    file: discord.Attachment | None = None
+
+
+class ChatService:
+    """Chat turns for one bot; built once by the factory (``bot.chat``)."""
+
+    def __init__(
+        self, settings: Settings, store: Store, gateway: GatewayClient, quotas: Quotas, guild_config: GuildConfig,
+        *, cdn_http: Callable[[], aiohttp.ClientSession],
+    ) -> None:
+        self.settings = settings.chat
+        self.cdn_hosts = settings.discord.cdn_hosts
+        self.gateway = gateway
+        self.guild_config = guild_config
+        self.conversations = ConversationStore(store)
+        #: one gate for every chat-like gateway call (chat, mentions, vision)
+        self.admission = Admission(self.settings.max_concurrency, self.settings.max_queue)
+        self.runner = AnswerRunner(gateway, quotas, self.settings)
+        self.vision: VisionService | None = None  # wired by the factory
+        self.bot_threads: set[int] = set()
+        self._cdn_http = cdn_http
+        self._store = store
+        self._in_flight: set[asyncio.Task[Any]] = set()
+
+    async def start(self) -> None:
+        rows = await self._store.fetchall("SELECT thread_id FROM chat_threads")
+        self.bot_threads = {int(r[0]) for r in rows}
+
+    async def close(self) -> None:
+        """Let answers in progress finish (bounded), then cancel what is left."""
+        pending = {t for t in self._in_flight if not t.done() and t is not asyncio.current_task()}
+        if pending:
+            log.info("waiting for %d answer(s) in progress", len(pending))
+            _, still = await asyncio.wait(pending, timeout=DRAIN_SECONDS)
+            for task in still:
+                task.cancel()
+            if still:
+                await asyncio.wait(still, timeout=2.0)
+
+    @contextlib.asynccontextmanager
+    async def tracked(self) -> AsyncIterator[None]:
+        """Mark the current task as an answer in progress (drained on close)."""
+        task = asyncio.current_task()
+        if task is not None:
+            self._in_flight.add(task)
+        try:
+            yield
+        finally:
+            if task is not None:
+                self._in_flight.discard(task)
+
+    # ------------------------------------------------------------------------------------------
+    # /chat
+    # ------------------------------------------------------------------------------------------
+
+    def admit_slash(self, channel_id: int | None) -> tuple[str, Ticket]:
+        """The conversation a ``/chat`` here goes to, and its admission ticket; raises ``Busy``."""
+        key = self._conversation_key(channel_id)
+        return key, self.admission.admit(key)
+
+    def _conversation_key(self, channel_id: int | None) -> str:
+        """A thread the bot started is one shared conversation; anywhere else /chat starts a new one."""
+        if channel_id is not None and channel_id in self.bot_threads:
+            return thread_conversation_id(channel_id)
+        return new_conversation_id()
+
+    async def slash_turn(self, interaction: discord.Interaction, key: str, ticket: Ticket, ask: SlashPrompt) -> None:
+        """Answer a deferred ``/chat``; ``ticket`` is given back whatever happens."""
+        try:
+            async with self.tracked():
+                await self._slash_turn(interaction, key, ticket, ask)
+        finally:
+            ticket.cancel()  # a no-op once the turn used it
+
+    async def _slash_turn(self, interaction: discord.Interaction, key: str, ticket: Ticket, ask: SlashPrompt) -> None:
+        channel = interaction.channel
+        notes: list[str] = []
+        prompt_text = ask.prompt
+        if ask.file is not None:
+            if is_text_attachment(ask.file.filename, ask.file.content_type):
+                extra, more_notes = await self._read_attachments([ask.file])
+                prompt_text += extra
+                notes += more_notes
+            else:
+                notes.append(f"ignored {truncate(ask.file.filename, 40)} (not a text file)")
+        target = InteractionTarget(interaction, ephemeral=ask.private)
+        turn = Turn(key=key)
+        where = dict(guild_id=interaction.guild_id, channel_id=interaction.channel_id, user_id=interaction.user.id)
+        recorded: list[int] = []
+        async with ticket:  # the conversation lock covers history → answer → record
+            cfg = await self._config(interaction.guild_id, channel)
+            if key.startswith("thread:"):
+                await self._load_thread_history(turn, cfg.history_messages)
+            spec = self._spec(cfg, turn, prompt_text, model=ask.model, requester=Requester.from_interaction(interaction),
+                              user=interaction.user, guild=interaction.guild, channel=channel, notes=notes)
+
+            async def answered(outcome: AnswerOutcome) -> None:
+                if not ask.thread:  # a new thread's turn is recorded there once it exists
+                    recorded.extend(await self._record(turn, outcome, prompt_text, prompt_message_ids=(),
+                                                       answer_message_ids=target.message_ids, **where))
+
+            outcome = await self.runner.answer(target, spec, on_answered=answered)
+        await outcome.wait_shown()
+        if ask.thread and outcome.complete:
+            thread_id = await self._start_thread(interaction, target, ask.prompt, ask.private)
+            record_turn = Turn(key=thread_conversation_id(thread_id)) if thread_id is not None else turn
+            await self._record(record_turn, outcome, prompt_text, prompt_message_ids=(),
+                               answer_message_ids=target.message_ids, **where)
+        else:
+            await self._link_late_messages(recorded, target.message_ids)
+
+    async def _start_thread(
+        self, interaction: discord.Interaction, target: InteractionTarget, prompt: str, private: bool
+    ) -> int | None:
+        channel = interaction.channel
+        reason = None
+        if private:
+            reason = "private answers can't start a thread"
+        elif not isinstance(channel, discord.TextChannel):
+            reason = "threads can only be started in a server text channel"
+        if reason is None and target.messages:
+            assert isinstance(channel, discord.TextChannel)
+            try:
+                name = truncate(" ".join(prompt.split()), THREAD_NAME_MAX) or "Chat"
+                thread = await target.messages[0].create_thread(name=name, auto_archive_duration=1440)
+                await self.conversations.register_thread(thread.id, guild_id=interaction.guild_id,
+                                                         parent_channel_id=channel.id, owner_id=interaction.user.id)
+                self.bot_threads.add(thread.id)
+                await thread.send(THREAD_INTRO, allowed_mentions=NO_MENTIONS)
+                return thread.id
+            except discord.HTTPException as exc:
+                log.info("could not start a thread: %r", exc)
+                reason = user_error_message(exc)
+        if reason:
+            try:
+                await interaction.followup.send(f"{ERROR_PREFIX}No thread: {reason}", ephemeral=True,
+                                                allowed_mentions=NO_MENTIONS)
+            except discord.HTTPException:
+                log.warning("could not say why no thread was started")
+        return None
+
+    # ------------------------------------------------------------------------------------------
+    # mentions, replies, threads
+    # ------------------------------------------------------------------------------------------
+
+    async def on_message(self, message: discord.Message, me: discord.ClientUser) -> None:
+        """Answer ``message`` if it is for the bot (a mention, a reply to an answer, the bot's thread)."""
+        if message.author.bot or message.webhook_id is not None:
+            return
+        if message.type not in (discord.MessageType.default, discord.MessageType.reply):
+            return
+        turn = await self._message_trigger(message, me)
+        if turn is None:
+            return
+        try:
+            ticket = self.admission.admit(turn.key)
+        except Busy as exc:
+            await reply_quietly(message, exc.user_message())
+            return
+        try:
+            async with self.tracked():
+                await self._message_turn(message, me, turn, ticket)
+        except Exception as exc:
+            log.exception("answering a message failed")
+            await reply_quietly(message, ERROR_PREFIX + user_error_message(exc))
+        finally:
+            ticket.cancel()
+
+    async def _message_trigger(self, message: discord.Message, me: discord.ClientUser) -> Turn | None:
+        """The turn to answer, or None when the message is not for the bot."""
+        channel = message.channel
+        if isinstance(channel, discord.Thread) and channel.id in self.bot_threads:
+            return Turn(key=thread_conversation_id(channel.id))  # history read once admitted (in order)
+        ref = message.reference
+        if ref is not None and ref.message_id is not None and ref.channel_id in (None, channel.id):
+            answered = await self.conversations.turn_for_message(ref.message_id)
+            if answered is not None and answered.role == "assistant":
+                # Your own conversation continues; someone else's answer seeds a new one of yours.
+                key = answered.conversation_id
+                if not key.startswith("thread:") and answered.user_id != message.author.id:
+                    key = new_conversation_id()
+                return Turn(key=key, parent_turn=answered.id)  # the chain is read once admitted
+            resolved = ref.resolved
+            if isinstance(resolved, discord.Message) and resolved.author.id == me.id:
+                turn = Turn(key=new_conversation_id())
+                seed = strip_decorations(resolved.content)
+                if seed and not resolved.content.startswith(ERROR_PREFIX):
+                    turn.history = [HistoryTurn.of("assistant", seed)]
+                return turn
+        if message.guild is None:
+            return Turn(key=new_conversation_id())
+        if f"<@{me.id}>" in message.content or f"<@!{me.id}>" in message.content:
+            cfg = await self._config(message.guild.id, channel)
+            if cfg.answer_mentions:
+                return Turn(key=new_conversation_id())
+        return None
+
+    async def _message_turn(self, message: discord.Message, me: discord.ClientUser, turn: Turn, ticket: Ticket) -> None:
+        channel = message.channel
+        prompt = re.sub(rf"<@!?{me.id}>", "", message.content).strip()
+        extra, notes = await self._read_attachments(message.attachments)
+        seeing = self.vision is not None and self.vision.wants(message)
+        if not prompt and not extra and not seeing:
+            await reply_quietly(message, EMPTY_MENTION)
+            return
+        prompt_text = (prompt or ("Describe this image." if seeing else "(see the attached file)")) + extra
+        target = ChannelReplyTarget(message)
+        where = dict(guild_id=message.guild.id if message.guild else None, channel_id=channel.id,
+                     user_id=message.author.id)
+        recorded: list[int] = []
+        async with ticket:  # the conversation lock covers history → answer → record
+            cfg = await self._config(message.guild.id if message.guild else None, channel)
+            if turn.key.startswith("thread:"):
+                await self._load_thread_history(turn, cfg.history_messages)
+            elif turn.parent_turn is not None:
+                chain = await self.conversations.chain(turn.parent_turn, conversation_id=turn.key,
+                                                       limit=cfg.history_messages)
+                turn.history = [t.as_history() for t in chain]
+            spec: AnswerSpec | None = self._spec(cfg, turn, prompt_text, model=None,
+                                                 requester=Requester.from_message(message), user=message.author,
+                                                 guild=message.guild, channel=channel, notes=notes)
+            if seeing and self.vision is not None and spec is not None:
+                spec = await self.vision.with_images(message, spec, target)
+            if spec is None:  # the images were refused; the member was told why
+                return
+
+            async def answered(outcome: AnswerOutcome) -> None:
+                recorded.extend(await self._record(turn, outcome, prompt_text, prompt_message_ids=(message.id,),
+                                                   answer_message_ids=target.message_ids, **where))
+
+            outcome = await self.runner.answer(target, spec, on_answered=answered)
+        await outcome.wait_shown()
+        await self._link_late_messages(recorded, target.message_ids)
+
+    # ------------------------------------------------------------------------------------------
+    # helpers
+    # ------------------------------------------------------------------------------------------
+
+    async def _config(self, guild_id: int | None, channel: Any) -> EffectiveConfig:
+        parent_id = channel.parent_id if isinstance(channel, discord.Thread) else None
+        return await self.guild_config.effective(guild_id, getattr(channel, "id", None), parent_id)
+
+    async def _load_thread_history(self, turn: Turn, limit: int) -> None:
+        records = await self.conversations.thread_history(turn.key, limit=limit)
+        turn.history = [r.as_history() for r in records]
+        turn.parent_turn = records[-1].id if records else await self.conversations.last_turn_id(turn.key)
+
+    async def _read_attachments(self, attachments: Any) -> tuple[str, list[str]]:
+        if not attachments:
+            return "", []
+        result = await read_text_attachments(
+            self._cdn_http(), attachments, hosts=self.cdn_hosts, max_bytes=self.settings.attachment_max_bytes,
+        )
+        return result.text, result.notes
+
+    def _spec(
+        self, cfg: EffectiveConfig, turn: Turn, prompt: str, *, model: str | None, requester: Requester, user: Any,
+        guild: discord.Guild | None, channel: Any, notes: list[str],
+    ) -> AnswerSpec:
+        system = render_system_prompt(
+            cfg.system_prompt, now=datetime.now(UTC), server=guild.name if guild else None,
+            channel=getattr(channel, "name", None), user=getattr(user, "display_name", None),
+        )
+        history = [t for t in turn.history if t.content]
+        fitted = fit_history(history, max_messages=cfg.history_messages, max_tokens=self.settings.history_tokens)
+        messages = [ChatMessage.system(system)] if system.strip() else []
+        messages += [ChatMessage(t.role, t.content) for t in fitted]
+        messages.append(ChatMessage.user(prompt))
+        return AnswerSpec(
+            messages=messages, requester=requester, model=model or cfg.chat_model or None,
+            temperature=cfg.temperature, max_tokens=cfg.max_tokens, model_kinds=(ModelKind.CHAT, ModelKind.VISION),
+            footer_extra=tuple(truncate(n, 60) for n in notes[:2]),
+        )
+
+    async def _record(
+        self, turn: Turn, outcome: AnswerOutcome, prompt: str, *, guild_id: int | None, channel_id: int | None,
+        user_id: int, prompt_message_ids: tuple[int, ...], answer_message_ids: list[int],
+    ) -> list[int]:
+        """Keep the exchange so replies (and the thread) continue from it; returns the answer's turn id
+        (empty when nothing was recorded). Failures here are logged."""
+        if not outcome.text.strip():
+            return []
+        meta = outcome.result.meta if outcome.result is not None else None
+        try:
+            _, answer_turn = await self.conversations.record_exchange(
+                conversation_id=turn.key, parent_id=turn.parent_turn, guild_id=guild_id, channel_id=channel_id,
+                user_id=user_id, prompt=prompt, answer=outcome.text, model=meta.model_used if meta else None,
+                complete=outcome.complete, prompt_message_ids=prompt_message_ids,
+                answer_message_ids=answer_message_ids,
+            )
+        except Exception:
+            log.exception("could not record the conversation turn")
+            return []
+        return [answer_turn]
+
+    async def _link_late_messages(self, recorded: list[int], message_ids: list[int]) -> None:
+        """Messages the final edit added after the turn was recorded also lead back to it."""
+        if recorded:
+            try:
+                await self.conversations.link_messages(recorded[0], message_ids)
+            except Exception:
+                log.exception("could not link the answer's messages")
+

@@ -1,0 +1,156 @@
+"""The vision use case: a question about images, from ``/vision``, "Describe image", or a message.
+
+Every question: the image attachments, checked and prepared (bot/vision/images.py: declared
+type/size, CDN host, capped download, pixel cap, thread decoding, downscale, data URL) → a model
+that can see images (bot/vision/models.py; the footer says when the bot switched) → the chat
+service's answer pipeline with the VISION budget (admission, streaming, footer, error messages).
+
+Mentions and replies stay chat turns: the chat service asks ``wants(message)`` and hands the
+turn's spec to ``with_images``, so conversation history and recording stay in one place.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import logging
+from collections.abc import Callable, Sequence
+from datetime import UTC, datetime
+from typing import TYPE_CHECKING, Any
+
+import discord
+
+from bot.budgets.quotas import Feature, Requester
+from bot.chat.answer import AnswerSpec
+from bot.chat.conversation import new_conversation_id, render_system_prompt
+from bot.rendering.errors import user_error_message
+from bot.rendering.replies import ERROR_PREFIX, InteractionTarget
+from bot.rendering.stream import MessageTarget, truncate
+from bot.vision.inputs import DEFAULT_PROMPT, Gathered, gather_images, image_attachments, image_links, vision_message
+from bot.vision.models import VisionChoice, choose_vision_model
+from gateway_client import ChatMessage, ModelKind
+
+if TYPE_CHECKING:
+    import aiohttp
+
+    from bot.app.settings import Settings
+    from bot.chat.admission import Ticket
+    from bot.chat.service import ChatService
+
+log = logging.getLogger(__name__)
+
+__all__ = ["VISION_KINDS", "VisionQuestion", "VisionService"]
+
+VISION_KINDS: tuple[ModelKind, ...] = (ModelKind.VISION,)
+FOOTER_NOTE_MAX = 80
+MAX_NOTES = 3
+MESSAGE_MAX = 1900
+
+
+@dataclasses.dataclass(frozen=True)
+class VisionQuestion:
+    """What a member asked about which pictures."""
+
+    attachments: Sequence[Any]
+    links: Sequence[str] = ()
+    prompt: str = DEFAULT_PROMPT
+    model: str | None = None
+    #: the member picked this attachment themselves (an unreadable one is an error, not skipped)
+    chosen: bool = False
+
+
+class VisionService:
+    """Vision questions for one bot; built once by the factory (``bot.vision``)."""
+
+    def __init__(self, settings: Settings, chat: ChatService, *, cdn_http: Callable[[], aiohttp.ClientSession]) -> None:
+        self.settings = settings
+        self.chat = chat
+        self._cdn_http = cdn_http
+
+    def admit(self) -> Ticket:
+        """A place in the chat service's admission line (a new conversation); raises ``Busy``."""
+        return self.chat.admission.admit(new_conversation_id())
+
+    async def answer_interaction(self, interaction: discord.Interaction, ticket: Ticket, ask: VisionQuestion) -> None:
+        """Answer a deferred ``/vision`` or "Describe image"; ``ticket`` is given back whatever happens."""
+        target = InteractionTarget(interaction)
+        try:
+            async with self.chat.tracked():
+                try:
+                    cfg = await self.chat.guild_config.effective(
+                        interaction.guild_id, interaction.channel_id,
+                        interaction.channel.parent_id if isinstance(interaction.channel, discord.Thread) else None,
+                    )
+                    gathered = await self._gather(list(ask.attachments), ask.links, chosen=ask.chosen)
+                    choice = await self._choose(ask.model or cfg.vision_model, cfg.vision_model)
+                except Exception as exc:
+                    await self._refuse(target, exc)
+                    return
+                system = render_system_prompt(
+                    cfg.system_prompt, now=datetime.now(UTC),
+                    server=interaction.guild.name if interaction.guild else None,
+                    channel=getattr(interaction.channel, "name", None),
+                    user=getattr(interaction.user, "display_name", None),
+                )
+                messages = [ChatMessage.system(system)] if system.strip() else []
+                messages.append(vision_message(ask.prompt, gathered, send_as=self.settings.vision.send_as))
+                spec = AnswerSpec(
+                    messages=messages, requester=Requester.from_interaction(interaction), model=choice.model,
+                    temperature=cfg.temperature, max_tokens=cfg.max_tokens, feature=Feature.VISION,
+                    model_kinds=VISION_KINDS, footer_extra=self._footer(choice, gathered),
+                )
+                async with ticket:
+                    outcome = await self.chat.runner.answer(target, spec)
+                await outcome.wait_shown()
+        finally:
+            ticket.cancel()  # a no-op once the question used it
+
+    def wants(self, message: discord.Message) -> bool:
+        """Whether a message for the bot carries pictures (or image links) that are this service's to answer."""
+        return bool(image_attachments(message.attachments) or image_links(message))
+
+    async def with_images(self, message: discord.Message, spec: AnswerSpec, target: MessageTarget) -> AnswerSpec | None:
+        """The chat turn ``spec`` with the message's images added, a vision model and the VISION budget;
+        None when the images were refused — the member was told why through ``target``."""
+        try:
+            gathered = await self._gather(list(message.attachments), image_links(message))
+            channel = message.channel
+            parent_id = channel.parent_id if isinstance(channel, discord.Thread) else None
+            cfg = await self.chat.guild_config.effective(message.guild.id if message.guild else None,
+                                                         channel.id, parent_id)
+            choice = await self._choose(spec.model or cfg.chat_model, cfg.vision_model)
+        except Exception as exc:
+            await self._refuse(target, exc)
+            return None
+        last = spec.messages[-1]
+        text = last.content if isinstance(last.content, str) else DEFAULT_PROMPT
+        messages = [*spec.messages[:-1], vision_message(text, gathered, send_as=self.settings.vision.send_as)]
+        return dataclasses.replace(
+            spec, messages=messages, model=choice.model, feature=Feature.VISION, model_kinds=VISION_KINDS,
+            footer_extra=self._footer(choice, gathered) + tuple(spec.footer_extra), prompt_tokens=None,
+        )
+
+    async def _gather(self, attachments: list[Any], links: Sequence[str], *, chosen: bool = False) -> Gathered:
+        return await gather_images(self._cdn_http(), attachments, self.settings, links=list(links), chosen=chosen)
+
+    async def _choose(self, wanted: str | None, channel_vision_model: str) -> VisionChoice:
+        configured = self.settings.gateway.vision_model
+        return await choose_vision_model(self.chat.gateway, wanted=wanted,
+                                         preferred=(channel_vision_model, configured), configured=configured)
+
+    @staticmethod
+    def _footer(choice: VisionChoice, gathered: Gathered) -> tuple[str, ...]:
+        notes = [n for n in (choice.footer_note(),) if n]
+        notes += [truncate(n, FOOTER_NOTE_MAX) for n in gathered.notes[:MAX_NOTES]]
+        return tuple(notes)
+
+    @staticmethod
+    async def _refuse(target: MessageTarget, exc: BaseException) -> None:
+        own = getattr(exc, "user_message", None)
+        if callable(own):  # image refusals word their own (possibly several lines) message
+            text = truncate(own(), MESSAGE_MAX)
+        else:
+            text = user_error_message(exc)  # logs unexpected errors with a reference
+        try:
+            await target.put(0, ERROR_PREFIX + text)
+        except Exception as show_error:
+            log.warning("could not tell the member why the image was refused: %r", show_error)
