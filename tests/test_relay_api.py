@@ -15,7 +15,7 @@ from aiohttp import web
 from aiohttp.test_utils import TestClient, TestServer
 
 from bot.relay.api import ChannelInfo
-from bot.relay.delivery import Delivered, PermanentError, RetryableError
+from bot.relay.transport import Delivered, PermanentError, RetryableError
 from bot.relay.openapi import validate_response
 from bot.relay.outbox import PostRecord
 from bot.relay.service import RelayService

@@ -18,7 +18,7 @@ from typing import Any, Protocol
 
 from aiohttp import web
 
-from bot.relay.delivery import DeliveryWorker
+from bot.relay.worker import DeliveryWorker
 from bot.relay.keys import KeyStore, RelayKey
 from bot.relay.metrics import Registry
 from bot.relay.outbox import Accepted, NewPost, Outbox, OutboxUnavailable, post_id_time

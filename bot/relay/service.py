@@ -15,7 +15,8 @@ from aiohttp import web
 
 from bot.relay import logfilter
 from bot.relay.api import ChannelInfo, ChannelScope, RelayApi
-from bot.relay.delivery import DeliveryWorker, DiscordTransport, Transport
+from bot.relay.transport import DiscordTransport, Transport
+from bot.relay.worker import DeliveryWorker
 from bot.relay.keys import KeyStore
 from bot.relay.metrics import HttpMetrics, Registry
 from bot.relay.openapi import build_document
