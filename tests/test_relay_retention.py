@@ -107,7 +107,7 @@ async def env(tmp_path: Path) -> AsyncIterator[Env]:
                         relay={"rate_per_minute": 6000, "burst": 1000, "wait_timeout": 5.0})
     service = RelayService(None, store, settings, scope=Scope(), transport=transport, clock=clock)
     app = web.Application()
-    service.install(app)
+    service.add_routes(app.router)
     client = TestClient(TestServer(app))
     await client.start_server()
     await service.start()

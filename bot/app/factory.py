@@ -22,6 +22,7 @@ from bot.budgets.quotas import Quotas
 from bot.app.settings import Settings
 from bot.storage.store import Store
 from bot.app.web import WebServer
+from bot.relay.service import RelayService
 from gateway_client import ClientOptions, GatewayClient, GatewayConfig
 
 log = logging.getLogger(__name__)
@@ -105,6 +106,9 @@ class GatecordBot(commands.Bot):
         self.guild_config = GuildConfig(self.store, settings, self.gateway)
         self.web.add_readiness_check("database", self._database_ready)
         self.web.add_readiness_check("discord", self._discord_ready)
+        # The relay's routes go on the web server now: aiohttp freezes its router when it starts.
+        self.relay = RelayService(self, self.store, settings, metrics=self.web.metrics, version=VERSION)
+        self.relay.add_routes(self.web.router)
         self.commands_synced = False
         self._cdn_http: aiohttp.ClientSession | None = None
         self.early_acks = EarlyAcks()  # cogs register the slash commands they always defer
@@ -123,6 +127,7 @@ class GatecordBot(commands.Bot):
 
     async def setup_hook(self) -> None:
         await self.store.open()
+        await self.relay.start()  # resumes undelivered posts from the outbox
         await self.gateway.start()
         self._cdn_http = aiohttp.ClientSession(timeout=aiohttp.ClientTimeout(total=60, sock_connect=10))
         for extension in discover_cogs():
@@ -163,6 +168,10 @@ class GatecordBot(commands.Bot):
             )
 
     async def close(self) -> None:
+        try:  # first: in-flight relay sends finish while discord.py's HTTP session is still open
+            await self.relay.stop()
+        except Exception:
+            log.exception("relay: stopping the delivery worker failed")
         try:
             await super().close()
         finally:

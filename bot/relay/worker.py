@@ -16,7 +16,7 @@ import time
 from collections import deque
 from collections.abc import Callable
 
-from bot.relay.metrics import DELIVERY_BUCKETS, Registry
+from bot.relay.metrics import RelayMetrics
 from bot.relay.outbox import Outbox, QueuedPost
 from bot.relay.transport import RetryableError, Transport, classify
 
@@ -30,7 +30,7 @@ class DeliveryWorker:
         self,
         outbox: Outbox,
         transport: Transport,
-        registry: Registry,
+        metrics: RelayMetrics,
         *,
         concurrency: int,
         max_attempts: int,
@@ -54,16 +54,9 @@ class DeliveryWorker:
         self._busy: dict[asyncio.Task[None], str] = {}
         self._waiters: dict[str, list[asyncio.Future[str]]] = {}
         self._stopping = False
-        self.deliveries = registry.counter(
-            "gatecord_relay_deliveries_total", "Relay delivery outcomes (delivered, failed, retried)", ("outcome",)
-        )
-        self.latency = registry.histogram(
-            "gatecord_relay_delivery_latency_seconds", "Seconds from acceptance to delivery in Discord",
-            buckets=DELIVERY_BUCKETS,
-        )
-        self.pending_gauge = registry.gauge(
-            "gatecord_relay_scheduled_posts", "Posts held by the delivery scheduler (queued or retrying)"
-        )
+        self.deliveries = metrics.deliveries
+        self.latency = metrics.delivery_latency
+        self.pending_gauge = metrics.scheduled
 
     # -- lifecycle --------------------------------------------------------------------------------
     async def start(self) -> None:
@@ -211,19 +204,19 @@ class DeliveryWorker:
                 doubt = (prior_doubt or started) if error.in_doubt else prior_doubt
                 await self.outbox.mark_retry(post_id, at=self.clock() + delay, in_doubt_since=doubt,
                                              code=error.code, message=error.message)
-                self.deliveries.inc(outcome="retried")
+                self.deliveries.labels(outcome="retried").inc()
                 log.info("relay %s: attempt %d failed (%s); retrying in %.1fs", post_id, attempts, error.code, delay)
                 return delay
             message = error.message
             if isinstance(error, RetryableError):
                 message = f"gave up after {attempts} attempts; last error: {error.message}"
             await self.outbox.mark_failed(post_id, error.code, message)
-            self.deliveries.inc(outcome="failed")
+            self.deliveries.labels(outcome="failed").inc()
             log.warning("relay %s: failed (%s)", post_id, error.code)
             self._settle(post_id, "failed")
             return None
         await self.outbox.mark_delivered(post_id, result.message_id, note=result.note)
-        self.deliveries.inc(outcome="delivered")
+        self.deliveries.labels(outcome="delivered").inc()
         self.latency.observe(max(0.0, self.clock() - record.created_at))
         self._settle(post_id, "delivered")
         return None
