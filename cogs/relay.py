@@ -1,4 +1,6 @@
-"""/relay key create|list|revoke, and the /send-data relay's HTTP routes and delivery worker.
+"""/relay key create|list|revoke: Discord input into calls on the relay service (``bot.relay``),
+and the result into an ephemeral reply. The service (HTTP routes, delivery worker) belongs to the
+bot, so reloading this cog leaves the relay running.
 
 Key commands are for members with Manage Server: hidden through default_member_permissions and
 checked again at run time. A new key is shown once, ephemerally; only its hash is stored.
@@ -15,7 +17,6 @@ from discord.ext import commands
 
 from bot.app.factory import GatecordBot
 from bot.relay.keys import KeyNameTaken, NAME_MAX, RelayKey
-from bot.relay.service import RelayService
 
 log = logging.getLogger(__name__)
 
@@ -42,7 +43,7 @@ def parse_channels(guild: discord.Guild, text: str) -> tuple[list[int], list[str
     unknown: list[str] = []
     for match in _CHANNEL_TOKEN.finditer(text):
         mention, raw_id, name = match.groups()
-        channel: object | None = None
+        channel: discord.abc.GuildChannel | discord.Thread | None = None
         if mention or raw_id:
             channel = guild.get_channel_or_thread(int(mention or raw_id))
         elif name:
@@ -73,14 +74,7 @@ class Relay(commands.Cog):
 
     def __init__(self, bot: GatecordBot) -> None:
         self.bot = bot
-        self.service = RelayService(bot, bot.store, bot.settings, version=bot.version)
-
-    async def cog_load(self) -> None:
-        self.service.install(self.bot.web.app)
-        await self.service.start()
-
-    async def cog_unload(self) -> None:
-        await self.service.stop()
+        self.service = bot.relay
 
     async def cog_app_command_error(self, interaction: discord.Interaction, error: app_commands.AppCommandError) -> None:
         if isinstance(error, NotServerAdmin):
@@ -151,7 +145,7 @@ class Relay(commands.Cog):
             return
         lines = [f"**Relay keys** ({len(keys)}):"]
         for key in keys:
-            counts = await self.service.outbox.key_counts(key.key_id)
+            counts = await self.service.key_counts(key.key_id)
             line = (f"• {describe_key(key)} — delivered {counts['delivered']}, failed {counts['failed']}, "
                     f"waiting {counts['queued'] + counts['sending']}")
             if sum(len(x) + 1 for x in lines) + len(line) > 1900:
@@ -165,15 +159,11 @@ class Relay(commands.Cog):
     @app_commands.check(_require_admin)
     async def revoke(self, interaction: discord.Interaction, key: str) -> None:
         assert interaction.guild_id is not None
-        wanted = key.strip()
-        if wanted.startswith("gcr_"):
-            wanted = wanted[4:].split("_", 1)[0]
-        record = await self.service.keys.find(interaction.guild_id, wanted)
+        record = await self.service.find_key(interaction.guild_id, key)
         if record is None:
             await self._reply(interaction, f"No active relay key named **{discord.utils.escape_markdown(key)}** in this server.")
             return
-        await self.service.keys.revoke(interaction.guild_id, record.key_id, revoked_by=interaction.user.id)
-        self.service.limiter.forget(record.key_id)
+        await self.service.revoke_key(interaction.guild_id, record.key_id, revoked_by=interaction.user.id)
         await self._reply(
             interaction,
             f"Relay key **{discord.utils.escape_markdown(record.name)}** revoked: it now gets 401. "

@@ -11,16 +11,18 @@ from typing import Any
 
 import aiohttp
 import pytest
-from aiohttp import web
 from aiohttp.test_utils import TestClient, TestServer
 
 from bot.relay.api import ChannelInfo
-from bot.relay.delivery import Delivered, PermanentError, RetryableError
+from bot.relay.transport import Delivered, PermanentError, RetryableError
 from bot.relay.openapi import validate_response
+from prometheus_client import CONTENT_TYPE_LATEST
+from bot.app.web import WebServer
 from bot.relay.outbox import PostRecord
 from bot.relay.service import RelayService
 from bot.app.settings import Settings
 from bot.storage.store import Store
+from tests import prometheus_text as metrics_text
 
 GUILD, OTHER_GUILD = 1000, 2000
 CHAN, CHAN2, THREAD, OTHER_CHAN, CATEGORY = 1001, 1002, 1003, 2001, 1009
@@ -64,8 +66,10 @@ class ScriptedTransport:
 
 
 class Env:
-    def __init__(self, service: RelayService, client: TestClient, transport: ScriptedTransport, scope: FakeScope, store: Store) -> None:
+    def __init__(self, service: RelayService, client: TestClient, transport: ScriptedTransport, scope: FakeScope, store: Store,
+                 web_server: WebServer) -> None:
         self.service, self.client, self.transport, self.scope, self.store = service, client, transport, scope, store
+        self.web = web_server
         self.doc = service.document
 
     async def key(self, *, channels: tuple[int, ...] = (), guild: int = GUILD, allow_mentions: bool = False, name: str | None = None) -> str:
@@ -111,10 +115,11 @@ async def build(tmp_path: Path, **relay: Any) -> tuple[Env, Any]:
     await store.open()
     transport = ScriptedTransport()
     scope = FakeScope()
-    service = RelayService(None, store, make_settings(tmp_path, **relay), scope=scope, transport=transport)
-    app = web.Application()
-    service.install(app)
-    client = TestClient(TestServer(app))
+    web_server = WebServer("127.0.0.1", 0)  # the bot's web server: /health, /ready, /metrics and the relay's routes
+    service = RelayService(None, store, make_settings(tmp_path, **relay), metrics=web_server.metrics, scope=scope,
+                           transport=transport)
+    service.add_routes(web_server.router)
+    client = TestClient(TestServer(web_server.app))
     await client.start_server()
     await service.start()
 
@@ -123,7 +128,7 @@ async def build(tmp_path: Path, **relay: Any) -> tuple[Env, Any]:
         await client.close()
         await store.close()
 
-    return Env(service, client, transport, scope, store), close
+    return Env(service, client, transport, scope, store, web_server), close
 
 
 @pytest.fixture
@@ -319,7 +324,7 @@ async def test_retryable_errors_are_retried_then_delivered_once(env: Env) -> Non
     attempts = [(pid, doubt) for pid, doubt in env.transport.attempts if pid == body["id"]]
     assert attempts[0][1] is None and attempts[1][1] is not None and attempts[2][1] == attempts[1][1]
     assert len(env.transport.delivered) == 1
-    assert env.service.worker.deliveries.get(outcome="retried") == 2
+    assert env.web.metrics.registry.get_sample_value("gatecord_relay_deliveries_total", {"outcome": "retried"}) == 2
 
 
 async def test_permanent_failure_is_recorded_with_reason(env: Env) -> None:
@@ -406,16 +411,15 @@ async def test_metrics_and_openapi(env: Env) -> None:
     env.transport.gate = asyncio.Event()
     await env.post(key, DIGICORD)
     resp = await env.client.get("/metrics")
-    assert resp.status == 200 and resp.headers["Content-Type"].startswith("text/plain; version=0.0.4")
-    text = await resp.text()
-    assert 'gatecord_http_requests_total{route="/send-data",method="POST",status="200"} 1' in text
-    assert 'gatecord_http_requests_total{route="/send-data",method="POST",status="400"} 1' in text
-    assert 'gatecord_http_requests_total{route="/send-data",method="POST",status="401"} 1' in text
-    assert 'gatecord_http_requests_total{route="/send-data",method="POST",status="202"} 1' in text
-    assert 'gatecord_relay_queue_depth{status="sending"} 1' in text or 'gatecord_relay_queue_depth{status="queued"} 1' in text
-    assert 'gatecord_relay_deliveries_total{outcome="delivered"} 1' in text
-    assert "gatecord_relay_delivery_latency_seconds_count 1" in text
-    assert 'gatecord_relay_posts_total{result="accepted"} 2' in text
+    assert resp.status == 200 and resp.headers["Content-Type"] == CONTENT_TYPE_LATEST
+    m = metrics_text.parse(await resp.text())
+    for status in ("200", "400", "401", "202"):
+        assert metrics_text.value(m, "gatecord_http_requests_total", route="/send-data", method="POST", status=status) == 1
+    depth = [metrics_text.value(m, "gatecord_relay_queue_depth", status=s) for s in ("queued", "sending")]
+    assert sorted(depth) == [0, 1]
+    assert metrics_text.value(m, "gatecord_relay_deliveries_total", outcome="delivered") == 1
+    assert metrics_text.value(m, "gatecord_relay_delivery_latency_seconds_count") == 1
+    assert metrics_text.value(m, "gatecord_relay_posts_total", result="accepted") == 2
     env.transport.gate.set()
     resp = await env.client.get("/openapi.json")
     doc = await resp.json()

@@ -10,6 +10,7 @@ from typing import Any
 import aiohttp
 
 from bot.relay.openapi import build_document, validate_response
+from tests import prometheus_text as metrics_text
 
 DOC = build_document()
 KEY_RE = re.compile(r"gcr_[0-9a-f]{12}_[A-Za-z0-9_-]+")
@@ -205,11 +206,12 @@ async def test_web_server_documents_itself(bot_env: Any) -> None:
         validate_response(DOC, path, "get", status, body)
     status, _, text = await http_get(bot_env, "/metrics")
     assert status == 200
-    assert 'gatecord_http_requests_total{route="/send-data",method="POST",status="200"} 1' in text
-    assert 'gatecord_http_requests_total{route="/health",method="GET",status="200"} 1' in text
-    assert 'gatecord_relay_deliveries_total{outcome="delivered"} 1' in text
-    assert 'gatecord_relay_queue_depth{status="queued"} 0' in text
-    assert "gatecord_relay_delivery_latency_seconds_bucket" in text
+    m = metrics_text.parse(text)
+    assert metrics_text.value(m, "gatecord_http_requests_total", route="/send-data", method="POST", status="200") == 1
+    assert metrics_text.value(m, "gatecord_http_requests_total", route="/health", method="GET", status="200") == 1
+    assert metrics_text.value(m, "gatecord_relay_deliveries_total", outcome="delivered") == 1
+    assert metrics_text.value(m, "gatecord_relay_queue_depth", status="queued") == 0
+    assert metrics_text.value(m, "gatecord_relay_delivery_latency_seconds_bucket", le="+Inf") == 1
 
 
 async def test_request_errors_over_the_real_web_server(bot_env: Any) -> None:
@@ -231,3 +233,19 @@ async def test_request_errors_over_the_real_web_server(bot_env: Any) -> None:
     assert status == 400 and body["errors"][0] == {"path": "$.embeds", "rule": "max_items:10",
                                                    "message": "must have at most 10 items (got 11)"}
     assert await bot_env.bot.store.fetchval("SELECT COUNT(*) FROM relay_outbox") == 0
+
+
+async def test_reloading_the_relay_cog_keeps_the_relay_running(bot_env: Any) -> None:
+    emu, bot = bot_env.discord, bot_env.bot
+    before = await create_key(bot_env, name="before")
+    await bot.reload_extension("cogs.relay")
+    status, body = await post(bot_env, before, {"channelId": str(emu.channel_id), "content": "after reload"}, wait=True)
+    assert status == 200, body
+    msg = emu.messages[int(body["message_id"])]
+    assert msg.content == "after reload" and msg.channel_id == emu.channel_id
+    after = await create_key(bot_env, name="after")  # the reloaded cog's commands answer
+    rec = await emu.inject_slash_command("relay key list", user="admin")
+    listing = await rec.wait_final()
+    assert "before" in listing.content and "after" in listing.content and "delivered 1" in listing.content
+    status, body = await post(bot_env, after, {"channelId": str(emu.channel_id), "content": "new key"}, wait=True)
+    assert status == 200 and emu.messages[int(body["message_id"])].content == "new key"

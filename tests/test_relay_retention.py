@@ -19,7 +19,7 @@ from aiohttp import web
 from aiohttp.test_utils import TestClient, TestServer
 
 from bot.relay.api import ChannelInfo
-from bot.relay.delivery import Delivered, PermanentError, RetryableError
+from bot.relay.transport import Delivered, PermanentError, RetryableError
 from bot.relay.openapi import validate_response
 from bot.relay.outbox import NewPost, PostRecord, new_post_id, post_id_time
 from bot.relay.retention import RetentionSweeper
@@ -107,7 +107,7 @@ async def env(tmp_path: Path) -> AsyncIterator[Env]:
                         relay={"rate_per_minute": 6000, "burst": 1000, "wait_timeout": 5.0})
     service = RelayService(None, store, settings, scope=Scope(), transport=transport, clock=clock)
     app = web.Application()
-    service.install(app)
+    service.add_routes(app.router)
     client = TestClient(TestServer(app))
     await client.start_server()
     await service.start()

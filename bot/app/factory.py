@@ -24,6 +24,7 @@ from bot.chat.service import ChatService
 from bot.vision.service import VisionService
 from bot.storage.store import Store
 from bot.app.web import WebServer
+from bot.relay.service import RelayService
 from gateway_client import ClientOptions, GatewayClient, GatewayConfig
 
 log = logging.getLogger(__name__)
@@ -108,6 +109,9 @@ class GatecordBot(commands.Bot):
         self.guild_config = GuildConfig(self.store, settings, self.gateway)
         self.web.add_readiness_check("database", self._database_ready)
         self.web.add_readiness_check("discord", self._discord_ready)
+        # The relay's routes go on the web server now: aiohttp freezes its router when it starts.
+        self.relay = RelayService(self, self.store, settings, metrics=self.web.metrics, version=VERSION)
+        self.relay.add_routes(self.web.router)
         self.commands_synced = False
         self._cdn_http: aiohttp.ClientSession | None = None
         self.chat = ChatService(settings, self.store, self.gateway, self.quotas, self.guild_config,
@@ -128,6 +132,7 @@ class GatecordBot(commands.Bot):
 
     async def setup_hook(self) -> None:
         await self.store.open()
+        await self.relay.start()  # resumes undelivered posts from the outbox
         await self.gateway.start()
         self._cdn_http = aiohttp.ClientSession(timeout=aiohttp.ClientTimeout(total=60, sock_connect=10))
         await self.chat.start()
@@ -169,6 +174,10 @@ class GatecordBot(commands.Bot):
             )
 
     async def close(self) -> None:
+        try:  # first: in-flight relay sends finish while discord.py's HTTP session is still open
+            await self.relay.stop()
+        except Exception:
+            log.exception("relay: stopping the delivery worker failed")
         try:
             await self.chat.close()  # answers in progress finish (bounded) while Discord is still reachable
             await super().close()

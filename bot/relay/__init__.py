@@ -1,7 +1,8 @@
 """The authenticated, durable ``/send-data`` relay (issue 8).
 
 validation (Discord limits, JSON paths) · keys (hashed, constant-time) · ratelimit (per key) ·
-outbox (group-commit store) · delivery (worker, nonce / webhook reconciliation) · api (HTTP) ·
+outbox (group-commit store) · transport (Discord calls, nonce / webhook reconciliation, error
+classes) · worker (per-channel delivery scheduling and retries) · api (HTTP) ·
 metrics (Prometheus) · openapi (the web server's document) · service (wiring).
 """
 

@@ -18,9 +18,9 @@ from typing import Any, Protocol
 
 from aiohttp import web
 
-from bot.relay.delivery import DeliveryWorker
+from bot.relay.worker import DeliveryWorker
 from bot.relay.keys import KeyStore, RelayKey
-from bot.relay.metrics import Registry
+from bot.relay.metrics import RelayMetrics
 from bot.relay.outbox import Accepted, NewPost, Outbox, OutboxUnavailable, post_id_time
 from bot.relay.ratelimit import KeyRateLimiter
 from bot.relay.validation import PayloadError, validate_payload
@@ -64,7 +64,7 @@ class RelayApi:
         outbox: Outbox,
         worker: DeliveryWorker,
         scope: ChannelScope,
-        registry: Registry,
+        metrics: RelayMetrics,
         max_body_bytes: int,
         wait_timeout: float,
         retention: float | None = None,
@@ -80,9 +80,7 @@ class RelayApi:
         self.wait_timeout = wait_timeout
         self.retention = retention
         self.clock = clock
-        self.posts = registry.counter(
-            "gatecord_relay_posts_total", "POST /send-data results (accepted, replayed, rejected reason)", ("result",)
-        )
+        self.posts = metrics.posts
 
     def add_routes(self, router: web.UrlDispatcher) -> None:
         router.add_post("/send-data", self.post)
@@ -119,7 +117,7 @@ class RelayApi:
         return chunks[0] if len(chunks) == 1 else b"".join(chunks)
 
     def _reject(self, result: str, response: web.Response) -> web.Response:
-        self.posts.inc(result=result)
+        self.posts.labels(result=result).inc()
         return response
 
     # -- POST /send-data --------------------------------------------------------------------------
@@ -174,7 +172,7 @@ class RelayApi:
         if accepted.replayed and not accepted.same_body:
             return self._reject("idempotency_conflict", error_response(
                 422, "idempotency_key_reused", "this Idempotency-Key was used for a different post", id=accepted.id))
-        self.posts.inc(result="replayed" if accepted.replayed else "accepted")
+        self.posts.labels(result="replayed" if accepted.replayed else "accepted").inc()
         headers = {"Location": f"/send-data/{accepted.id}"}
         if accepted.replayed:
             headers["Idempotent-Replayed"] = "true"

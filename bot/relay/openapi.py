@@ -193,7 +193,7 @@ SCHEMAS: dict[str, Any] = {
     },
 }
 
-_AUTH = [{"relayKey": []}]
+_AUTH: list[dict[str, list[str]]] = [{"relayKey": []}]
 _ERR = _ref("Error")
 
 
@@ -282,7 +282,7 @@ def build_document(version: str = "0.1.0") -> dict[str, Any]:
             "/metrics": {
                 "get": {
                     "operationId": "metrics",
-                    "summary": "Prometheus metrics (text format 0.0.4)",
+                    "summary": "Prometheus metrics (text exposition format)",
                     "responses": {"200": {"description": "Metrics", "content": {"text/plain": {"schema": {"type": "string"}}}}},
                 }
             },

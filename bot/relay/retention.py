@@ -13,7 +13,7 @@ import time
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
 
-from bot.relay.metrics import Registry
+from bot.relay.metrics import RelayMetrics
 from bot.relay.outbox import Outbox
 
 log = logging.getLogger(__name__)
@@ -36,7 +36,7 @@ class RetentionSweeper:
         *,
         retention: float,
         idempotency_window: float,
-        registry: Registry | None = None,
+        metrics: RelayMetrics | None = None,
         clock: Callable[[], float] = time.time,
         interval: float = SWEEP_INTERVAL,
         batch_size: int = BATCH_SIZE,
@@ -52,12 +52,7 @@ class RetentionSweeper:
         self._swept = asyncio.Condition()
         self._stop = asyncio.Event()
         self._task: asyncio.Task[None] | None = None
-        self.pruned = (
-            registry.counter("gatecord_relay_pruned_total",
-                             "Relay rows cleaned by the retention sweep (posts deleted, idempotency keys released)",
-                             ("what",))
-            if registry is not None else None
-        )
+        self.pruned = metrics.pruned if metrics is not None else None
 
     async def sweep(self) -> SweepResult:
         """One full pass: batches until nothing old is left (or ``stop()`` was called)."""
@@ -71,8 +66,8 @@ class RetentionSweeper:
             self.sweeps += 1
             self._swept.notify_all()
         if self.pruned is not None:
-            self.pruned.inc(deleted[0], what="posts")
-            self.pruned.inc(released[0], what="idempotency_keys")
+            self.pruned.labels(what="posts").inc(deleted[0])
+            self.pruned.labels(what="idempotency_keys").inc(released[0])
         if deleted[0] or released[0]:
             log.info("relay retention: deleted %d post(s), released %d idempotency key(s) in %d batch(es)",
                      deleted[0], released[0], batches)

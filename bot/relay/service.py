@@ -1,7 +1,8 @@
 """``RelayService``: wires keys, rate limiter, outbox, delivery worker, HTTP handlers and metrics.
 
-The relay cog builds one, calls ``install(bot.web)`` in ``cog_load`` (before the web server starts)
-and ``start()`` / ``stop()`` around the bot's life.
+The factory builds one per bot (``bot.relay``), adds its routes to the web server before that starts,
+``start()``s it once storage is open and ``stop()``s it (draining in-flight sends) on close. The relay
+cog only turns /relay commands into calls on it.
 """
 
 from __future__ import annotations
@@ -15,9 +16,11 @@ from aiohttp import web
 
 from bot.relay import logfilter
 from bot.relay.api import ChannelInfo, ChannelScope, RelayApi
-from bot.relay.delivery import DeliveryWorker, DiscordTransport, Transport
-from bot.relay.keys import KeyStore
-from bot.relay.metrics import HttpMetrics, Registry
+from bot.relay.transport import DiscordTransport, Transport
+from bot.relay.worker import DeliveryWorker
+from bot.relay.keys import KEY_PREFIX, KeyStore, RelayKey
+from bot.app.metrics import Metrics
+from bot.relay.metrics import RelayMetrics
 from bot.relay.openapi import build_document
 from bot.relay.outbox import Outbox, QueuedPost
 from bot.relay.ratelimit import KeyRateLimiter, Pacer
@@ -55,18 +58,21 @@ class RelayService:
         store: Store,
         settings: Settings,
         *,
+        metrics: Metrics | None = None,
         version: str = "0.1.0",
         scope: ChannelScope | None = None,
         transport: Transport | None = None,
         clock: Callable[[], float] = time.time,
     ) -> None:
         """``scope``/``transport`` replace the discord.py-backed ones (tests without Discord); ``clock``
-        is the wall clock of the outbox timestamps and the retention sweep (tests move it)."""
+        is the wall clock of the outbox timestamps and the retention sweep (tests move it). ``metrics``
+        is the bot's registry (its web server's, so ``/metrics`` shows the relay); None = a private one."""
         relay = settings.relay
         logfilter.install()
         self.settings = settings
-        self.registry = Registry()
-        self.http_metrics = HttpMetrics(self.registry)
+        bot_metrics = metrics if metrics is not None else Metrics()
+        self.metrics = RelayMetrics(bot_metrics.registry)
+        bot_metrics.add_refresher("relay_queue_depth", self._collect_queue_depth)
         self.keys = KeyStore(store)
         self.limiter = KeyRateLimiter(relay.rate_per_minute, relay.burst)
         retention, idempotency_window = relay.retention_days * 86400, relay.idempotency_hours * 3600
@@ -80,24 +86,20 @@ class RelayService:
             scope = ClientChannelScope(client)
         self.transport = transport
         self.worker = DeliveryWorker(
-            self.outbox, self.transport, self.registry,
+            self.outbox, self.transport, self.metrics,
             concurrency=relay.workers, max_attempts=relay.max_attempts,
             retry_base_delay=relay.retry_base_delay, retry_max_delay=relay.retry_max_delay,
         )
         self.api = RelayApi(
             keys=self.keys, limiter=self.limiter, outbox=self.outbox, worker=self.worker,
-            scope=scope, registry=self.registry,
+            scope=scope, metrics=self.metrics,
             max_body_bytes=settings.http.max_body_bytes, wait_timeout=relay.wait_timeout,
             retention=retention, clock=clock,
         )
         self.retention = RetentionSweeper(
-            self.outbox, retention=retention, idempotency_window=idempotency_window, registry=self.registry, clock=clock,
+            self.outbox, retention=retention, idempotency_window=idempotency_window, metrics=self.metrics, clock=clock,
         )
         self.document = build_document(version)
-        self.queue_depth = self.registry.gauge(
-            "gatecord_relay_queue_depth", "Relay posts stored but not yet delivered or failed", ("status",)
-        )
-        self.registry.add_collector(self._collect_queue_depth)
         self._started = False
 
     def _committed(self, posts: list[QueuedPost]) -> None:
@@ -106,17 +108,32 @@ class RelayService:
     async def _collect_queue_depth(self) -> None:
         counts = await self.outbox.counts()
         for status in ("queued", "sending"):
-            self.queue_depth.set(counts.get(status, 0), status=status)
+            self.metrics.queue_depth.labels(status=status).set(counts.get(status, 0))
 
-    def install(self, app: web.Application) -> None:
-        """Routes, the request-counting middleware, /metrics and /openapi.json (before the server starts)."""
-        app.middlewares.append(self.http_metrics.middleware)
-        self.api.add_routes(app.router)
-        app.router.add_get("/metrics", self.http_metrics.metrics_handler)
-        app.router.add_get("/openapi.json", self._openapi)
+    def add_routes(self, router: web.UrlDispatcher) -> None:
+        """``/send-data`` and ``/openapi.json`` (before the web server starts: aiohttp freezes its router)."""
+        self.api.add_routes(router)
+        router.add_get("/openapi.json", self._openapi)
 
     async def _openapi(self, request: web.Request) -> web.Response:
         return web.json_response(self.document)
+
+    # -- key management (what /relay key … does) ----------------------------------------------------
+    async def find_key(self, guild_id: int, wanted: str) -> RelayKey | None:
+        """An active key of this guild by name, by id, or by the full key text (``gcr_<id>_…``)."""
+        wanted = wanted.strip()
+        if wanted.startswith(KEY_PREFIX):
+            wanted = wanted[len(KEY_PREFIX):].split("_", 1)[0]
+        return await self.keys.find(guild_id, wanted)
+
+    async def revoke_key(self, guild_id: int, key_id: str, *, revoked_by: int) -> None:
+        """Revoke at once (its next post gets 401) and drop the key's rate-limit bucket."""
+        await self.keys.revoke(guild_id, key_id, revoked_by=revoked_by)
+        self.limiter.forget(key_id)
+
+    async def key_counts(self, key_id: str) -> dict[str, int]:
+        """Posts sent with this key, by status (queued, sending, delivered, failed)."""
+        return await self.outbox.key_counts(key_id)
 
     async def start(self) -> None:
         """Start the group-commit writer, the delivery worker (resuming undelivered posts) and the

@@ -29,12 +29,12 @@ ALLOWED_FLAGS = FLAG_SUPPRESS_EMBEDS | FLAG_SUPPRESS_NOTIFICATIONS
 FORBIDDEN_USERNAME_PARTS = ("discord", "clyde")
 FORBIDDEN_USERNAMES = ("everyone", "here")
 LINK_BUTTON_STYLE = 5
-COMPONENT_NAMES = {
+COMPONENT_NAMES: dict[Any, str] = {  # looked up with whatever "type" a payload sent
     1: "action row", 2: "button", 3: "string select", 4: "text input", 5: "user select", 6: "role select",
     7: "mentionable select", 8: "channel select", 9: "section", 10: "text display", 11: "thumbnail",
     12: "media gallery", 13: "file", 14: "separator", 17: "container",
 }
-BUTTON_STYLES = {1: "primary", 2: "secondary", 3: "success", 4: "danger", 5: "link", 6: "premium"}
+BUTTON_STYLES: dict[Any, str] = {1: "primary", 2: "secondary", 3: "success", 4: "danger", 5: "link", 6: "premium"}
 
 TOP_LEVEL_FIELDS = frozenset(
     {"channelId", "channel_id", "content", "embeds", "components", "allowed_mentions", "username", "avatar_url",
