@@ -173,7 +173,6 @@ class ChatService:
         target = InteractionTarget(interaction, ephemeral=ask.private)
         turn = Turn(key=key)
         where = dict(guild_id=interaction.guild_id, channel_id=interaction.channel_id, user_id=interaction.user.id)
-        recorded: list[int] = []
         async with ticket:  # the conversation lock covers history → answer → record
             cfg = await self._config(interaction.guild_id, channel)
             if key.startswith("thread:"):
@@ -183,18 +182,14 @@ class ChatService:
 
             async def answered(outcome: AnswerOutcome) -> None:
                 if not ask.thread:  # a new thread's turn is recorded there once it exists
-                    recorded.extend(await self._record(turn, outcome, prompt_text, prompt_message_ids=(),
-                                                       answer_message_ids=target.message_ids, **where))
+                    await self._record(turn, outcome, prompt_text, target=target, prompt_message_ids=(), **where)
 
             outcome = await self.runner.answer(target, spec, on_answered=answered)
         await outcome.wait_shown()
         if ask.thread and outcome.complete:
             thread_id = await self._start_thread(interaction, target, ask.prompt, ask.private)
             record_turn = Turn(key=thread_conversation_id(thread_id)) if thread_id is not None else turn
-            await self._record(record_turn, outcome, prompt_text, prompt_message_ids=(),
-                               answer_message_ids=target.message_ids, **where)
-        else:
-            await self._link_late_messages(recorded, target.message_ids)
+            await self._record(record_turn, outcome, prompt_text, target=target, prompt_message_ids=(), **where)
 
     async def _start_thread(
         self, interaction: discord.Interaction, target: InteractionTarget, prompt: str, private: bool
@@ -294,7 +289,6 @@ class ChatService:
         target = ChannelReplyTarget(message)
         where = dict(guild_id=message.guild.id if message.guild else None, channel_id=channel.id,
                      user_id=message.author.id)
-        recorded: list[int] = []
         async with ticket:  # the conversation lock covers history → answer → record
             cfg = await self._config(message.guild.id if message.guild else None, channel)
             if turn.key.startswith("thread:"):
@@ -312,12 +306,11 @@ class ChatService:
                 return
 
             async def answered(outcome: AnswerOutcome) -> None:
-                recorded.extend(await self._record(turn, outcome, prompt_text, prompt_message_ids=(message.id,),
-                                                   answer_message_ids=target.message_ids, **where))
+                await self._record(turn, outcome, prompt_text, target=target, prompt_message_ids=(message.id,),
+                                   **where)
 
             outcome = await self.runner.answer(target, spec, on_answered=answered)
         await outcome.wait_shown()
-        await self._link_late_messages(recorded, target.message_ids)
 
     # ------------------------------------------------------------------------------------------
     # helpers
@@ -360,31 +353,33 @@ class ChatService:
         )
 
     async def _record(
-        self, turn: Turn, outcome: AnswerOutcome, prompt: str, *, guild_id: int | None, channel_id: int | None,
-        user_id: int, prompt_message_ids: tuple[int, ...], answer_message_ids: list[int],
-    ) -> list[int]:
-        """Keep the exchange so replies (and the thread) continue from it; returns the answer's turn id
-        (empty when nothing was recorded). Failures here are logged."""
+        self, turn: Turn, outcome: AnswerOutcome, prompt: str, *, target: InteractionTarget | ChannelReplyTarget,
+        guild_id: int | None, channel_id: int | None, user_id: int, prompt_message_ids: tuple[int, ...],
+    ) -> None:
+        """Keep the exchange so replies (and the thread) continue from it. Answer messages that Discord
+        creates later (a create still waiting on a rate limit, the final edit's overflow) are linked to
+        it as soon as they exist. Failures here are logged."""
         if not outcome.text.strip():
-            return []
+            return
         meta = outcome.result.meta if outcome.result is not None else None
+        known = target.message_ids
         try:
             _, answer_turn = await self.conversations.record_exchange(
                 conversation_id=turn.key, parent_id=turn.parent_turn, guild_id=guild_id, channel_id=channel_id,
                 user_id=user_id, prompt=prompt, answer=outcome.text, model=meta.model_used if meta else None,
-                complete=outcome.complete, prompt_message_ids=prompt_message_ids,
-                answer_message_ids=answer_message_ids,
+                complete=outcome.complete, prompt_message_ids=prompt_message_ids, answer_message_ids=known,
             )
         except Exception:
             log.exception("could not record the conversation turn")
-            return []
-        return [answer_turn]
+            return
 
-    async def _link_late_messages(self, recorded: list[int], message_ids: list[int]) -> None:
-        """Messages the final edit added after the turn was recorded also lead back to it."""
-        if recorded:
+        async def link(*message_ids: int) -> None:
             try:
-                await self.conversations.link_messages(recorded[0], message_ids)
+                await self.conversations.link_messages(answer_turn, message_ids)
             except Exception:
                 log.exception("could not link the answer's messages")
 
+        target.on_created = link
+        created_meanwhile = [m for m in target.message_ids if m not in known]
+        if created_meanwhile:
+            await link(*created_meanwhile)

@@ -11,7 +11,7 @@ from __future__ import annotations
 import io
 import logging
 import time
-from collections.abc import Callable, Sequence
+from collections.abc import Awaitable, Callable, Sequence
 from typing import Any
 
 import discord
@@ -40,6 +40,9 @@ TOKEN_SAFE_SECONDS = 14 * 60
 INVALID_WEBHOOK_TOKEN = 50027
 #: ``interaction.extras`` flag: the deferred "thinking…" message already became an answer
 _ANSWERED = "gatecord_answered"
+
+#: called with each new answer message's id as soon as Discord created it
+OnCreated = Callable[[int], Awaitable[None]]
 
 
 def discord_files(files: Sequence[FileData]) -> list[discord.File]:
@@ -95,6 +98,7 @@ class InteractionTarget:
         self._clock = clock
         self._started = clock()
         self._refused = False  # Discord already said the token is no longer valid
+        self.on_created: OnCreated | None = None
 
     @property
     def message_ids(self) -> list[int]:
@@ -145,6 +149,8 @@ class InteractionTarget:
                 content, files=discord_files(files), ephemeral=self.ephemeral, allowed_mentions=NO_MENTIONS, wait=True
             )
         self.messages.append(msg)
+        if self.on_created is not None:
+            await self.on_created(msg.id)
 
     async def remove(self, index: int) -> None:
         msg = self.messages.pop(index)
@@ -157,6 +163,7 @@ class ChannelReplyTarget:
     def __init__(self, message: discord.Message) -> None:
         self.source = message
         self.messages: list[discord.Message] = []
+        self.on_created: OnCreated | None = None
 
     @property
     def message_ids(self) -> list[int]:
@@ -176,6 +183,8 @@ class ChannelReplyTarget:
         else:
             msg = await self.source.channel.send(content, files=discord_files(files), allowed_mentions=NO_MENTIONS)
         self.messages.append(msg)
+        if self.on_created is not None:
+            await self.on_created(msg.id)
 
     async def remove(self, index: int) -> None:
         msg = self.messages.pop(index)
