@@ -16,12 +16,12 @@ import discord
 import yarl
 from discord.ext import commands
 
+from bot.app.settings import Settings
+from bot.app.web import WebServer
+from bot.budgets.quotas import Quotas
 from bot.early_ack import EarlyAcks
 from bot.guilds.config import GuildConfig
-from bot.budgets.quotas import Quotas
-from bot.app.settings import Settings
 from bot.storage.store import Store
-from bot.app.web import WebServer
 from gateway_client import ClientOptions, GatewayClient, GatewayConfig
 
 log = logging.getLogger(__name__)
