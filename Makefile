@@ -37,7 +37,10 @@ browser:
 	  fi; \
 	fi
 
+# Lint, type check, then the tests (import contract included); the scopes are in pyproject.toml.
 test: $(TEST_STAMP) browser
+	$(VENV)/bin/ruff check
+	$(VENV)/bin/mypy
 	$(PY) -m pytest -q -p no:cacheprovider
 
 bench: $(TEST_STAMP)

@@ -6,10 +6,10 @@ from collections.abc import Iterable, Mapping
 from datetime import datetime
 from typing import Any
 
-from bot.guilds.audit import AuditEntry
-from bot.budgets.rules import KIND_NOUNS, KINDS, format_amount, format_duration, limit_text
-from bot.guilds.config import FIELD_LABELS, FIELDS, EffectiveConfig
 from bot.budgets.quotas import GuildLimits, UsageLimits
+from bot.budgets.rules import KIND_NOUNS, KINDS, format_amount, format_duration, limit_text
+from bot.guilds.audit import AuditEntry
+from bot.guilds.config import FIELD_LABELS, FIELDS, EffectiveConfig
 
 MAX_SHOWN_PROMPT = 300
 
@@ -36,12 +36,13 @@ def mylimits_text(limits: UsageLimits, now: datetime) -> str:
     lines = [f"**Your budgets today** (reset in {wait}, at 00:00 UTC)"]
     unlimited = []
     for kind in KINDS:
-        scoped = [l for l in (limits.line("member", kind), limits.line("guild", kind)) if l is not None and not l.unlimited]
+        scoped = [line for line in (limits.line("member", kind), limits.line("guild", kind))
+                  if line is not None and not line.unlimited]
         noun = KIND_NOUNS[kind][1]
         if not scoped:
             unlimited.append(noun)
             continue
-        tight = min(scoped, key=lambda l: l.remaining or 0)
+        tight = min(scoped, key=lambda line: line.remaining or 0)
         left = format_amount(kind, tight.remaining or 0)
         where = " (server-wide budget)" if tight.scope == "guild" else ""
         pending = f", {format_amount(kind, tight.reserved)} in progress" if tight.reserved else ""
@@ -60,7 +61,8 @@ def quota_show_text(limits: GuildLimits, today: Mapping[str, float], role_names:
     lines += ["", "__Each member__"]
     for kind in KINDS:
         value, source = limits.member[kind]
-        lines.append(f"• {KIND_NOUNS[kind][1]}: {limit_text(kind, value)}" + (" (config default)" if source == "config" else ""))
+        default = " (config default)" if source == "config" else ""
+        lines.append(f"• {KIND_NOUNS[kind][1]}: {limit_text(kind, value)}{default}")
     if limits.roles:
         lines += ["", "__Role overrides__ (the most generous of a member's roles applies)"]
         for role_id, kinds in sorted(limits.roles.items()):
@@ -79,12 +81,14 @@ def config_show_text(
 ) -> str:
     lines = [f"**Settings in {where}**"]
     for name in FIELDS:
-        lines.append(f"• {FIELD_LABELS[name]}: {_value(name, getattr(cfg, name))} — {sources.get(name, 'config default')}")
+        source = sources.get(name, "config default")
+        lines.append(f"• {FIELD_LABELS[name]}: {_value(name, getattr(cfg, name))} — {source}")
     channels = [(cid, vals) for cid, vals in sorted(channel_overrides.items()) if cid]
     if channels:
         lines += ["", "**Channel overrides**"]
         for cid, vals in channels[:15]:
-            lines.append(f"• <#{cid}>: " + ", ".join(f"{FIELD_LABELS[k]} {_value(k, v)}" for k, v in sorted(vals.items())))
+            values = ", ".join(f"{FIELD_LABELS[k]} {_value(k, v)}" for k, v in sorted(vals.items()))
+            lines.append(f"• <#{cid}>: {values}")
     history = list(history)
     if history:
         lines += ["", "**Recent changes**"]

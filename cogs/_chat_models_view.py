@@ -29,7 +29,8 @@ def model_line(m: ModelInfo) -> str:
     if m.provider:
         parts.append(m.provider)
     if m.context_window:
-        parts.append(f"{m.context_window // 1000}k context" if m.context_window >= 1000 else f"{m.context_window} context")
+        window = f"{m.context_window // 1000}k" if m.context_window >= 1000 else f"{m.context_window}"
+        parts.append(f"{window} context")
     if m.input_price_per_1m is not None or m.output_price_per_1m is not None:
         parts.append(f"{_price(m.input_price_per_1m)}/{_price(m.output_price_per_1m)} per 1M tokens")
     if m.image_price is not None:

@@ -13,8 +13,8 @@ from collections.abc import Sequence
 from dataclasses import dataclass, replace
 from typing import Any, Protocol
 
-from gateway_client import ImageRequest, InvalidRequest
 from bot.rendering.user_facing import UserFacingError
+from gateway_client import ImageRequest, InvalidRequest
 
 MAX_COUNT = 4
 SEED_LIMIT = 2**32

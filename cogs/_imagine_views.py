@@ -19,7 +19,8 @@ TEMPLATE = r"img:(?P<action>u|v|reroll|delete|retry):(?P<job>[0-9]{1,19})(?::(?P
 
 
 class ButtonHandler(Protocol):
-    async def handle_button(self, interaction: discord.Interaction, action: str, job_id: int, index: int | None) -> None: ...
+    async def handle_button(self, interaction: discord.Interaction, action: str, job_id: int,
+                            index: int | None) -> None: ...
 
 
 def custom_id(action: str, job_id: int, index: int | None = None) -> str:
@@ -50,7 +51,7 @@ class ImagineButton(discord.ui.DynamicItem[discord.ui.Button], template=TEMPLATE
         return cls(match["action"], int(match["job"]), int(index) if index else None)
 
     async def callback(self, interaction: discord.Interaction) -> None:
-        handler: ButtonHandler | None = interaction.client.get_cog("Imagine")  # type: ignore[attr-defined, assignment]
+        handler: ButtonHandler | None = interaction.client.get_cog("Imagine")  # type: ignore[attr-defined]
         if handler is None:
             await interaction.response.send_message(
                 "Image generation is not available right now.", ephemeral=True,
@@ -67,8 +68,10 @@ def result_view(job_id: int, count: int) -> discord.ui.View:
         view.add_item(ImagineButton("u", job_id, i, label=f"U{i}", row=0))
     for i in range(1, count + 1):
         view.add_item(ImagineButton("v", job_id, i, label=f"V{i}", row=1))
-    view.add_item(ImagineButton("reroll", job_id, label="Re-roll", emoji="🔄", style=discord.ButtonStyle.primary, row=2))
-    view.add_item(ImagineButton("delete", job_id, label="Delete", emoji="🗑️", style=discord.ButtonStyle.danger, row=2))
+    view.add_item(ImagineButton("reroll", job_id, label="Re-roll", emoji="🔄", style=discord.ButtonStyle.primary,
+                                row=2))
+    view.add_item(ImagineButton("delete", job_id, label="Delete", emoji="🗑️", style=discord.ButtonStyle.danger,
+                                row=2))
     return view
 
 
@@ -76,5 +79,6 @@ def retry_view(job_id: int, *, with_delete: bool = True) -> discord.ui.View:
     view = discord.ui.View(timeout=None)
     view.add_item(ImagineButton("retry", job_id, label="Retry", emoji="🔁", style=discord.ButtonStyle.primary, row=0))
     if with_delete:
-        view.add_item(ImagineButton("delete", job_id, label="Delete", emoji="🗑️", style=discord.ButtonStyle.danger, row=0))
+        view.add_item(ImagineButton("delete", job_id, label="Delete", emoji="🗑️", style=discord.ButtonStyle.danger,
+                                    row=0))
     return view

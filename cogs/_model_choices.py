@@ -50,7 +50,8 @@ def _label(m: ModelInfo) -> str:
     return text[: limits.CHOICE_NAME]
 
 
-def filter_models(models: Iterable[ModelInfo], current: str, limit: int = limits.AUTOCOMPLETE_CHOICES) -> list[ModelInfo]:
+def filter_models(models: Iterable[ModelInfo], current: str,
+                  limit: int = limits.AUTOCOMPLETE_CHOICES) -> list[ModelInfo]:
     """Models matching ``current`` (case-insensitive): prefix matches of the id or its last part first."""
     needle = current.strip().lower()
     scored: list[tuple[int, str, ModelInfo]] = []

@@ -162,12 +162,13 @@ def parse_model_list(
         model_id = item.get("id") or item.get("model") or item.get("slug") or item.get("name")
         if not isinstance(model_id, str) or not model_id:
             continue
-        kind = source.kind
-        if kind is ModelKind.CHAT and _says_vision(item):
-            kind = ModelKind.VISION
-        if kind is None:
+        if source.kind is None:
             kind = (_kind_from_entry(item) or (known_kinds or {}).get(model_id) or kind_from_id(model_id)
                     or ModelKind.CHAT)
+        elif source.kind is ModelKind.CHAT and _says_vision(item):
+            kind = ModelKind.VISION
+        else:
+            kind = source.kind
         provider = item.get("provider") or item.get("owned_by")
         if not isinstance(provider, str) or not provider:
             provider = model_id.split("/", 1)[0] if "/" in model_id else None

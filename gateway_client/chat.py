@@ -168,7 +168,8 @@ def parse_chat_answer(data: Any, meta: CallMeta, *, error: Any = None) -> ChatRe
         reasoning = reasoning_of(message)
         tool_calls = message.get("tool_calls") or []
     else:  # text completion
-        raw_text = choice.get("text") if isinstance(choice.get("text"), str) else ""
+        completion_text = choice.get("text")
+        raw_text = completion_text if isinstance(completion_text, str) else ""
         reasoning = ""
         tool_calls = []
     text, think = split_think(raw_text)

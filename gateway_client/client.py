@@ -59,6 +59,7 @@ from .models import (
     sniff_image_mime,
 )
 from .profiles import Profile
+from .retry import Jitter, Sleep
 from .streaming import ChatStream
 
 __all__ = ["GatewayClient"]
@@ -82,11 +83,14 @@ class GatewayClient:
         *,
         fallbacks: Sequence[GatewayConfig] = (),
         options: ClientOptions | None = None,
+        sleep: Sleep | None = None,
+        jitter: Jitter | None = None,
     ) -> None:
+        """``sleep``/``jitter`` replace ``asyncio.sleep``/``random.uniform`` in retry waits (for tests)."""
         self.options = options if options is not None else ClientOptions()
         self._primary = Gateway.from_config(primary)
         self._fallbacks = [Gateway.from_config(c) for c in fallbacks]
-        self._transport = Transport(self.options)
+        self._transport = Transport(self.options, sleep=sleep, jitter=jitter)
         self._models_cache: dict[tuple[Any, ...], tuple[float, list[ModelInfo]]] = {}
 
     # ------------------------------------------------------------------ lifecycle & identity
@@ -198,7 +202,7 @@ class GatewayClient:
         failures: list[str] = []
         skip: set[int] = set()
         last: GatewayError | None = None
-        for idx, (gw, model) in enumerate(targets):
+        for gw, model in targets:
             if id(gw) in skip:
                 continue
             try:
@@ -313,8 +317,8 @@ class GatewayClient:
                 if not url:
                     raise InvalidResponse("an image entry has neither data nor URL", profile=gw.profile.name)
                 if url.startswith("data:"):
-                    raw, ctype = _images.decode_data_url(url)
-                    ctype = ctype or ""
+                    raw, data_mime = _images.decode_data_url(url)
+                    ctype = data_mime or ""
                 else:
                     raw, ctype = await self._transport.download(gw, url, cap=self.options.max_download_bytes)
             elif len(raw) > self.options.max_download_bytes:
@@ -555,7 +559,8 @@ def _deps_ok(data: Any) -> bool:
 def _balance(data: Any) -> tuple[float | None, str | None]:
     if not isinstance(data, dict):
         return (float(data), None) if isinstance(data, (int, float)) and not isinstance(data, bool) else (None, None)
-    inner = data.get("data") if isinstance(data.get("data"), dict) else data
+    nested = data.get("data")
+    inner: dict[str, Any] = nested if isinstance(nested, dict) else data
     currency = inner.get("currency") or data.get("currency")
     for key in _BALANCE_KEYS:
         v = inner.get(key)

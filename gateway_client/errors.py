@@ -9,7 +9,9 @@ from __future__ import annotations
 
 import json
 import re
+import time
 from collections.abc import Iterable, Mapping, Sequence
+from email.utils import parsedate_to_datetime
 from typing import Any
 
 __all__ = [
@@ -296,9 +298,6 @@ def parse_retry_after(headers: Mapping[str, str] | None, body_error: Mapping[str
             v = _num(ra)
             if v is not None:
                 return max(0.0, v)
-            from email.utils import parsedate_to_datetime
-            import time
-
             try:
                 when = parsedate_to_datetime(ra)
             except (TypeError, ValueError, IndexError):

@@ -1,10 +1,7 @@
-"""HTTP transport: one pooled aiohttp session, per-operation timeouts, retries with backoff.
+"""HTTP transport: one pooled aiohttp session, per-operation timeouts, retries (see ``retry``).
 
-Retries happen only on 429, 5xx and connection errors, and — for operations that are not safe to
-repeat (image generation: the gateway may already have charged) — only when the request certainly
-did not run: a 429, or a connection that was never established. The wait is Retry-After first,
-then the rate-limit reset header, then exponential backoff with jitter; a wait above
-``max_retry_after`` is not slept: the error is raised at once.
+``request`` and ``open_stream`` both go through ``retry.call_with_retries``; a stream is retried
+only while it is being opened, never once its 2xx response is handed to the caller.
 """
 
 from __future__ import annotations
@@ -12,9 +9,8 @@ from __future__ import annotations
 import asyncio
 import json
 import logging
-import random
 import time
-from collections.abc import Callable, Mapping
+from collections.abc import Mapping
 from dataclasses import dataclass, field
 from typing import Any
 from urllib.parse import urlsplit
@@ -26,13 +22,13 @@ from .errors import (
     GatewayError,
     GatewayTimeout,
     InvalidResponse,
-    RateLimited,
     UpstreamUnavailable,
     error_from_payload,
     error_from_response,
 )
 from .meta import CallMeta, apply_headers
 from .profiles import Profile, get_profile
+from .retry import Jitter, RetryPolicy, Sleep, call_with_retries
 
 __all__ = ["Gateway", "Transport", "Reply", "log"]
 
@@ -123,12 +119,15 @@ def _transport_error(exc: BaseException, gw: Gateway, what: str, timeout: float 
 
 
 class Transport:
-    """Owns the aiohttp session (created in ``start``) and runs requests with the retry policy."""
+    """Owns the aiohttp session (created in ``start``) and runs requests with the retry policy.
 
-    def __init__(self, options: ClientOptions) -> None:
+    ``sleep`` and ``jitter`` replace ``asyncio.sleep`` and ``random.uniform`` in the retry waits (tests).
+    """
+
+    def __init__(self, options: ClientOptions, *, sleep: Sleep | None = None, jitter: Jitter | None = None) -> None:
         self.options = options
+        self.retry = RetryPolicy.from_options(options, sleep=sleep, jitter=jitter)
         self.session: aiohttp.ClientSession | None = None
-        self._sleep: Callable[[float], Any] = asyncio.sleep
 
     async def start(self) -> None:
         if self.session is None or self.session.closed:
@@ -158,38 +157,6 @@ class Transport:
             sock_read=o.stream_idle_timeout if stream else None,
         )
 
-    # ------------------------------------------------------------------ retry policy
-
-    def should_retry(self, err: GatewayError, safe: bool) -> bool:
-        if isinstance(err, RateLimited):
-            return True  # refused before any work: safe even for image generation
-        if err.connection_error and not err.request_sent:
-            return True
-        if not safe or isinstance(err, InvalidResponse):
-            return False
-        if isinstance(err, GatewayTimeout):
-            return True
-        if isinstance(err, UpstreamUnavailable):
-            return err.status is None or err.status >= 500
-        return False
-
-    def retry_wait(self, err: GatewayError, attempt: int, meta: CallMeta | None) -> float:
-        """Seconds to wait before the next attempt; raises ``err`` when the wait exceeds the cap."""
-        o = self.options
-        if err.retry_after is not None:
-            wait = err.retry_after
-        elif isinstance(err, RateLimited) and meta is not None and meta.ratelimit_reset is not None \
-                and not meta.ratelimit_remaining:
-            wait = meta.ratelimit_reset
-        else:
-            ceiling = min(o.backoff_max, o.backoff_base * (2 ** (attempt - 1)))
-            wait = random.uniform(ceiling / 2, ceiling)
-        if wait > o.max_retry_after:
-            if err.retry_after is None:
-                err.retry_after = wait
-            raise err
-        return wait
-
     # ------------------------------------------------------------------ requests
 
     async def request(
@@ -210,22 +177,13 @@ class Transport:
         extra_headers: Mapping[str, str] | None = None,
     ) -> Reply:
         """One call with retries; returns the 2xx reply or raises the mapped error."""
-        max_retries = self.options.max_retries if retries is None else retries
-        attempt = 0
-        while True:
-            attempt += 1
-            meta = gw.new_meta(operation, model)
-            meta.attempts = attempt
-            try:
-                return await self._once(gw, method, path, meta, json_body=json_body, data=data, params=params,
-                                        auth=auth, total=total, extra_headers=extra_headers)
-            except GatewayError as err:
-                if attempt > max_retries or not self.should_retry(err, safe):
-                    raise
-                wait = self.retry_wait(err, attempt, meta)
-                log.warning("gateway %s %s: %s; retry %d/%d in %.2fs", gw.label, operation, type(err).__name__,
-                            attempt, max_retries, wait)
-                await self._sleep(wait)
+
+        async def once(meta: CallMeta) -> Reply:
+            return await self._once(gw, method, path, meta, json_body=json_body, data=data, params=params,
+                                    auth=auth, total=total, extra_headers=extra_headers)
+
+        return await call_with_retries(once, lambda: gw.new_meta(operation, model), self.retry, safe=safe,
+                                       what=f"{gw.label} {operation}", max_retries=retries)
 
     async def _once(
         self,
@@ -257,7 +215,7 @@ class Transport:
                 resp_headers = resp.headers
         except GatewayError:
             raise
-        except (aiohttp.ClientError, asyncio.TimeoutError) as exc:
+        except (TimeoutError, aiohttp.ClientError) as exc:
             raise _transport_error(exc, gw, "", timeout.total) from None
         meta.latency_ms = (time.perf_counter() - started) * 1000.0
         log.debug("gateway %s %s %s -> %s in %.0f ms (request %s)", gw.label, method, path, meta.status,
@@ -290,35 +248,28 @@ class Transport:
         headers = dict(gw.auth_headers)
         headers["Accept"] = "text/event-stream"
         timeout = self.timeout(stream=True)
-        attempt = 0
-        while True:
-            attempt += 1
-            meta = gw.new_meta(operation, model)
-            meta.attempts = attempt
+
+        async def once(meta: CallMeta) -> tuple[aiohttp.ClientResponse, CallMeta, float]:
             started = time.perf_counter()
             try:
+                resp = await session.post(gw.url(path), json=body, headers=headers, timeout=timeout)
+            except (TimeoutError, aiohttp.ClientError) as exc:
+                raise _transport_error(exc, gw, "", timeout.total) from None
+            meta.status = resp.status
+            apply_headers(meta, resp.headers, gw.profile.meta_headers)
+            if resp.status >= 400:  # HTTP status first: an error comes back as plain JSON or HTML
                 try:
-                    resp = await session.post(gw.url(path), json=body, headers=headers, timeout=timeout)
-                except (aiohttp.ClientError, asyncio.TimeoutError) as exc:
-                    raise _transport_error(exc, gw, "", timeout.total) from None
-                meta.status = resp.status
-                apply_headers(meta, resp.headers, gw.profile.meta_headers)
-                if resp.status >= 400:  # HTTP status first: an error comes back as plain JSON or HTML
-                    try:
-                        raw = await resp.read()
-                    except (aiohttp.ClientError, asyncio.TimeoutError):
-                        raw = b""
-                    finally:
-                        resp.release()
-                    raise self.error(gw, meta, raw, resp.headers)
-                return resp, meta, started
-            except GatewayError as err:
-                if attempt > self.options.max_retries or not self.should_retry(err, True):
-                    raise
-                wait = self.retry_wait(err, attempt, meta)
-                log.warning("gateway %s %s: %s; retry %d/%d in %.2fs", gw.label, operation, type(err).__name__,
-                            attempt, self.options.max_retries, wait)
-                await self._sleep(wait)
+                    raw = await resp.read()
+                except (TimeoutError, aiohttp.ClientError):
+                    raw = b""
+                finally:
+                    resp.release()
+                raise self.error(gw, meta, raw, resp.headers)
+            return resp, meta, started
+
+        # Only the opening is retried: once the 2xx response is returned, its bytes belong to the caller.
+        return await call_with_retries(once, lambda: gw.new_meta(operation, model), self.retry, safe=True,
+                                       what=f"{gw.label} {operation}")
 
     async def download(self, gw: Gateway, url: str, *, cap: int) -> tuple[bytes, str]:
         """GET a result URL with a size cap. The API key is sent only to the gateway's own origin."""
@@ -347,5 +298,5 @@ class Transport:
                 return b"".join(chunks), resp.headers.get("Content-Type", "")
         except GatewayError:
             raise
-        except (aiohttp.ClientError, asyncio.TimeoutError) as exc:
+        except (TimeoutError, aiohttp.ClientError) as exc:
             raise _transport_error(exc, gw, "with the result file", timeout.total) from None

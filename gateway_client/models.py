@@ -5,7 +5,7 @@ from __future__ import annotations
 import base64
 from collections.abc import Sequence
 from dataclasses import dataclass, field
-from enum import Enum
+from enum import StrEnum
 from typing import Any
 
 from .meta import CallMeta
@@ -28,16 +28,13 @@ __all__ = [
 ]
 
 
-class ModelKind(str, Enum):
+class ModelKind(StrEnum):
     CHAT = "chat"
     VISION = "vision"  # a chat model that also accepts images
     IMAGE = "image"  # draws images
     EMBEDDING = "embedding"
     COMPLETION = "completion"  # legacy text completion
     AUDIO = "audio"
-
-    def __str__(self) -> str:
-        return self.value
 
 
 @dataclass(slots=True)

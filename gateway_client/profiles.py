@@ -14,7 +14,7 @@ from __future__ import annotations
 from collections.abc import Mapping
 from dataclasses import dataclass, field
 from types import MappingProxyType
-from typing import Literal
+from typing import Literal, TypeVar
 
 from .models import ModelKind
 
@@ -30,6 +30,8 @@ __all__ = [
 ]
 
 AuthStyle = Literal["bearer", "x-api-key"]
+
+_V = TypeVar("_V")
 
 
 def _frozen(d: Mapping | None = None) -> Mapping:
@@ -93,7 +95,7 @@ class ImageRules:
         return _by_model(self.max_n_by_model, model, self.max_n)
 
 
-def _by_model(table: Mapping, model: str, default):  # type: ignore[no-untyped-def]
+def _by_model(table: Mapping[str, _V], model: str, default: _V) -> _V:
     """Entry for ``model`` by exact id, then by prefix of its last path segment (``openai/dall-e-3`` -> ``dall-e``)."""
     if model in table:
         return table[model]

@@ -9,7 +9,6 @@ when the body ends without ``[DONE]``. Once text has been yielded a stream is ne
 
 from __future__ import annotations
 
-import asyncio
 import json
 import time
 from collections.abc import AsyncIterator, Awaitable, Callable
@@ -228,7 +227,7 @@ class ChatStream:
                         usage = u
         except GatewayError:
             raise
-        except asyncio.TimeoutError:
+        except TimeoutError:
             raise self._interrupted("the stream stalled (no data within the idle timeout)", None, gw) from None
         except (aiohttp.ClientPayloadError, aiohttp.ClientConnectionError) as exc:
             raise self._interrupted(f"the connection dropped mid-stream ({type(exc).__name__})", None, gw) from None

@@ -55,7 +55,8 @@ def test_sse_basic_events_and_done() -> None:
 
 
 def test_sse_split_anywhere_gives_same_events() -> None:
-    raw = b': keep-alive\n\ndata: {"x":"h\\u00e9llo"}\r\n\r\nevent: error\ndata: {"error":{"message":"boom"}}\n\ndata: [DONE]\n\n'
+    raw = (b': keep-alive\n\ndata: {"x":"h\\u00e9llo"}\r\n\r\n'
+           b'event: error\ndata: {"error":{"message":"boom"}}\n\ndata: [DONE]\n\n')
     whole = _events([raw])
     assert whole == [(None, b'{"x":"h\\u00e9llo"}'), ("error", b'{"error":{"message":"boom"}}'), (None, b"[DONE]")]
     for cut in range(1, len(raw)):
@@ -94,7 +95,8 @@ def test_sse_data_without_space_and_unknown_fields() -> None:
         (401, {"error": {"message": "Unauthorized", "type": "authentication_error"}}, AuthenticationError),
         (400, {"error": {"type": "invalid_request_error", "code": "invalid_api_key", "message": "bad", "param": None}},
          AuthenticationError),
-        (429, {"error": {"type": "rate_limit_error", "code": "rate_limit_exceeded", "message": "slow down"}}, RateLimited),
+        (429, {"error": {"type": "rate_limit_error", "code": "rate_limit_exceeded", "message": "slow down"}},
+         RateLimited),
         (404, {"error": {"type": "invalid_request_error", "code": "model_not_found", "message": "no"}}, ModelNotFound),
         (400, {"error": {"type": "invalid_request_error", "code": "context_length_exceeded", "message": "x"}},
          ContextTooLong),
@@ -128,7 +130,8 @@ def test_error_code_number_string_or_null() -> None:
 
 
 def test_invalid_request_carries_field() -> None:
-    err = error_from_response(400, b'{"error":{"message":"bad temperature","param":"temperature","code":"invalid_value"}}')
+    err = error_from_response(
+        400, b'{"error":{"message":"bad temperature","param":"temperature","code":"invalid_value"}}')
     assert isinstance(err, InvalidRequest)
     assert err.field == "temperature"
 
@@ -321,6 +324,7 @@ def test_catalog_shapes_normalised() -> None:
     assert (openrouter_like[0].kind, openrouter_like[0].input_price_per_1m, openrouter_like[0].context_window) == \
         (ModelKind.VISION, 1.0, 32000)
 
+    vision = ModelSource("vision-models", kind=ModelKind.VISION)
     merged = merge_models([parse_model_list({"data": [{"id": "a"}, {"id": "b"}]}, ModelSource("models")),
-                           parse_model_list({"data": [{"id": "b"}]}, ModelSource("vision-models", kind=ModelKind.VISION))])
+                           parse_model_list({"data": [{"id": "b"}]}, vision)])
     assert [(m.id, m.kind) for m in merged] == [("a", ModelKind.CHAT), ("b", ModelKind.VISION)]

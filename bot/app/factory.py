@@ -16,15 +16,15 @@ import discord
 import yarl
 from discord.ext import commands
 
-from bot.guilds.config import GuildConfig
-from bot.budgets.quotas import Quotas
 from bot.app.settings import Settings
 from bot.app.tree import GatecordTree
-from bot.chat.service import ChatService
-from bot.vision.service import VisionService
-from bot.storage.store import Store
 from bot.app.web import WebServer
+from bot.budgets.quotas import Quotas
+from bot.chat.service import ChatService
+from bot.guilds.config import GuildConfig
 from bot.relay.service import RelayService
+from bot.storage.store import Store
+from bot.vision.service import VisionService
 from gateway_client import ClientOptions, GatewayClient, GatewayConfig
 
 log = logging.getLogger(__name__)

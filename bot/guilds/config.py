@@ -8,10 +8,11 @@ the guild level); every change goes through one transaction together with its au
 from __future__ import annotations
 
 import json
-import math
 import logging
+import math
 from collections.abc import Callable
-from dataclasses import dataclass, fields as dc_fields
+from dataclasses import dataclass
+from dataclasses import fields as dc_fields
 from datetime import UTC, datetime
 from typing import TYPE_CHECKING, Any
 
@@ -170,7 +171,8 @@ class GuildConfig:
         except Exception as exc:  # the gateway could not answer: say so, change nothing
             log.warning("model list unavailable while validating %s: %s", name, type(exc).__name__)
             raise InvalidSetting(
-                name, f"Could not check `{model}` with the AI gateway right now ({type(exc).__name__}); nothing was changed. Try again shortly."
+                name, f"Could not check `{model}` with the AI gateway right now ({type(exc).__name__}); "
+                "nothing was changed. Try again shortly."
             ) from None
         if model not in available:
             shown = ", ".join(f"`{m}`" for m in sorted(available)[:15]) or "none"
@@ -191,7 +193,8 @@ class GuildConfig:
             raise InvalidSetting("channel", "Choose a channel of this server.")
         return await self._set(guild_id, channel_id, actor_id, values)
 
-    async def _set(self, guild_id: int, channel_id: int, actor_id: int, values: dict[str, Any]) -> dict[str, tuple[Any, Any]]:
+    async def _set(self, guild_id: int, channel_id: int, actor_id: int,
+                   values: dict[str, Any]) -> dict[str, tuple[Any, Any]]:
         if not values:
             raise InvalidSetting("fields", "Nothing to change: give at least one setting.")
         clean: dict[str, Any] = {}

@@ -243,8 +243,8 @@ def footer_line(
         gw_from = getattr(meta, "gateway_fallback_from", None)
         m_from = getattr(meta, "fallback_from", None)
         if gw_from:
-            parts.append(f"↪ fallback gateway `{_clean(str(getattr(meta, 'gateway', '') or getattr(meta, 'profile', '')))}`"
-                         f" (primary `{_clean(str(gw_from))}` failed)")
+            gateway = getattr(meta, "gateway", "") or getattr(meta, "profile", "")
+            parts.append(f"↪ fallback gateway `{_clean(str(gateway))}` (primary `{_clean(str(gw_from))}` failed)")
         if m_from:
             parts.append(f"↪ fallback from `{_clean(str(m_from))}`")
         elif getattr(meta, "fallback_depth", 0) and not gw_from:
@@ -414,7 +414,8 @@ class StreamRenderer:
         chunks[-1] = last + "\n" + WRITING_MARKER
         return chunks
 
-    def _final_layout(self, text: str, footer: str, notice: str, files: tuple[FileData, ...]) -> tuple[list[str], tuple[FileData, ...]]:
+    def _final_layout(self, text: str, footer: str, notice: str,
+                      files: tuple[FileData, ...]) -> tuple[list[str], tuple[FileData, ...]]:
         tail = [line for line in (truncate(notice, NOTICE_MAX) if notice else "", footer) if line]
         if self.file_over is not None and len(text) > self.file_over:
             preview = split_message(text, self.chunk_limit - 200)[:1] or [""]
