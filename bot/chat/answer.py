@@ -142,6 +142,7 @@ class AnswerRunner:
             extra.append(f"answer capped at {reservation.granted_tokens} tokens by the budget")
         outcome = AnswerOutcome(complete=True, text=result.text, reasoning=result.reasoning, result=result,
                                 stats=renderer.stats)
+        renderer.settle()
         await self._notify(on_answered, outcome)  # recorded before the member can see the final state
         outcome.showing = _start(renderer.finish(text=result.text, footer=footer_line(result.meta, result.usage,
                                                                                       extra=extra),
@@ -166,6 +167,7 @@ class AnswerRunner:
             # Keep what arrived, marked incomplete; it was (probably) paid for: charge the estimate.
             reasoning = getattr(exc, "partial_reasoning", "") or ""
             outcome = AnswerOutcome(complete=False, text=partial, reasoning=reasoning, error=exc, stats=renderer.stats)
+            renderer.settle()
             await self._notify(on_answered, outcome)
             outcome.showing = _start(renderer.finish(text=partial, notice=incomplete_notice(exc),
                                                      footer=footer_line(meta, None, extra=spec.footer_extra),

@@ -339,6 +339,7 @@ class StreamRenderer:
         self._shown: list[_Shown] = []
         self._wake = asyncio.Event()
         self._final = asyncio.Event()
+        self._settling = False  # the answer is complete; only the final edit is still to come
         self._final_args: tuple[str, str, str, tuple[FileData, ...]] | None = None
         self._task: asyncio.Task[None] | None = None
         self._failed: BaseException | None = None
@@ -367,6 +368,11 @@ class StreamRenderer:
         self._wake.set()
         if self._task is None:
             self.start()
+
+    def settle(self) -> None:
+        """The answer is complete: send no more intermediate edits while the caller records it; the
+        final state follows with ``finish()``."""
+        self._settling = True
 
     async def finish(
         self,
@@ -459,7 +465,7 @@ class StreamRenderer:
     async def _push_streaming(self) -> None:
         layout = self._streaming_layout()
         for index, content in enumerate(layout):
-            if self._final.is_set():
+            if self._final.is_set() or self._settling:
                 return
             if index >= len(self._shown):
                 await self._put(index, content)  # a new message: show it at once
@@ -478,6 +484,8 @@ class StreamRenderer:
                     return
                 except TimeoutError:
                     pass
+                if self._settling:
+                    return
                 layout = self._streaming_layout()
                 if len(layout) != index + 1:
                     self._wake.set()  # the text moved on into a new message meanwhile: new pass
