@@ -9,7 +9,7 @@ from typing import Any
 from bot.guilds.audit import AuditEntry
 from bot.budgets.rules import KIND_NOUNS, KINDS, format_amount, format_duration, limit_text
 from bot.guilds.config import FIELD_LABELS, FIELDS, EffectiveConfig
-from bot.budgets.quotas import GuildLimits, UsageLimits
+from bot.budgets.reports import GuildLimits, UsageLimits
 
 MAX_SHOWN_PROMPT = 300
 

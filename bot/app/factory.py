@@ -18,8 +18,9 @@ from discord.ext import commands
 
 from bot.early_ack import EarlyAcks
 from bot.guilds.config import GuildConfig
-from bot.budgets.quotas import Quotas
+from bot.budgets.service import BudgetService
 from bot.app.settings import Settings
+from bot.rendering.errors import error_code
 from bot.storage.store import Store
 from bot.app.web import WebServer
 from gateway_client import ClientOptions, GatewayClient, GatewayConfig
@@ -101,7 +102,8 @@ class GatecordBot(commands.Bot):
         self.store = Store(settings.storage.path)
         self.gateway = build_gateway_client(settings)
         self.web = WebServer(settings.http.host, settings.http.port, max_body_bytes=settings.http.max_body_bytes)
-        self.quotas = Quotas(self.store, settings)
+        # budgets: one service (engine, reports, admin writes, prices, expiry sweep); codes as the ledger shows them
+        self.quotas = BudgetService(self.store, settings, gateway=self.gateway, error_code=error_code)
         self.guild_config = GuildConfig(self.store, settings, self.gateway)
         self.web.add_readiness_check("database", self._database_ready)
         self.web.add_readiness_check("discord", self._discord_ready)
@@ -124,6 +126,7 @@ class GatecordBot(commands.Bot):
     async def setup_hook(self) -> None:
         await self.store.open()
         await self.gateway.start()
+        await self.quotas.start()  # sweep of expired reservations, published prices
         self._cdn_http = aiohttp.ClientSession(timeout=aiohttp.ClientTimeout(total=60, sock_connect=10))
         for extension in discover_cogs():
             await self.load_extension(extension)
@@ -171,6 +174,7 @@ class GatecordBot(commands.Bot):
             if self._cdn_http is not None:
                 await self._cdn_http.close()
                 self._cdn_http = None
+            await self.quotas.close()
             await self.gateway.close()
             await self.store.close()
 
