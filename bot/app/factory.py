@@ -18,6 +18,7 @@ from discord.ext import commands
 
 from bot.early_ack import EarlyAcks
 from bot.guilds.config import GuildConfig
+from bot.media.service import ImageJobService
 from bot.budgets.service import BudgetService
 from bot.app.settings import Settings
 from bot.rendering.errors import error_code
@@ -105,6 +106,8 @@ class GatecordBot(commands.Bot):
         # budgets: one service (engine, reports, admin writes, prices, expiry sweep); codes as the ledger shows them
         self.quotas = BudgetService(self.store, settings, gateway=self.gateway, error_code=error_code)
         self.guild_config = GuildConfig(self.store, settings, self.gateway)
+        # /imagine jobs: queue, budget flow, progress, delivery, restart recovery (the cog only adapts Discord)
+        self.image_jobs = ImageJobService(settings, self.store, self.gateway, self.quotas, self.guild_config, self)
         self.web.add_readiness_check("database", self._database_ready)
         self.web.add_readiness_check("discord", self._discord_ready)
         self.commands_synced = False
@@ -127,6 +130,7 @@ class GatecordBot(commands.Bot):
         await self.store.open()
         await self.gateway.start()
         await self.quotas.start()  # sweep of expired reservations, published prices
+        await self.image_jobs.start()  # jobs a previous run left: shown as failed/unknown, never resubmitted
         self._cdn_http = aiohttp.ClientSession(timeout=aiohttp.ClientTimeout(total=60, sock_connect=10))
         for extension in discover_cogs():
             await self.load_extension(extension)
@@ -166,6 +170,7 @@ class GatecordBot(commands.Bot):
             )
 
     async def close(self) -> None:
+        await self.image_jobs.close()  # stop jobs while Discord and the store are still reachable
         try:
             await super().close()
         finally:

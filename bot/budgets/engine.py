@@ -116,8 +116,10 @@ class Reservation:
         if exc is None:
             await engine.release_quietly(self, "not_settled", None, None)
         else:
-            outcome = "cancelled" if isinstance(exc, asyncio.CancelledError) else "error"
-            await engine.release_quietly(self, outcome, getattr(exc, "meta", None), engine.error_code(exc))
+            if isinstance(exc, asyncio.CancelledError):
+                await engine.release_quietly(self, "cancelled", None, "cancelled")
+            else:
+                await engine.release_quietly(self, "error", getattr(exc, "meta", None), engine.error_code(exc))
 
     def _engine(self) -> BudgetEngine:
         if self.engine is None:
