@@ -19,7 +19,8 @@ from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
-from bot.budgets.quotas import BudgetExceeded, Feature, Quotas, Requester  # noqa: E402
+from bot.budgets.rules import BudgetExceeded, Feature, Requester  # noqa: E402
+from bot.budgets.service import BudgetService  # noqa: E402
 from bot.app.settings import Settings  # noqa: E402
 from bot.storage.store import Store  # noqa: E402
 
@@ -29,7 +30,7 @@ def percentile(values: list[float], p: float) -> float:
     return ordered[min(len(ordered) - 1, int(round(p / 100 * (len(ordered) - 1))))]
 
 
-async def guild_worker(q: Quotas, guild_id: int, members: int, stop: float, reserve_ms: list[float], cycle_ms: list[float]) -> None:
+async def guild_worker(q: BudgetService, guild_id: int, members: int, stop: float, reserve_ms: list[float], cycle_ms: list[float]) -> None:
     i = 0
     while time.perf_counter() < stop:
         req = Requester(guild_id, guild_id * 10, 1 + i % members, (guild_id,))
@@ -50,7 +51,7 @@ async def main(guilds: int, seconds: float, members: int) -> None:
         store = Store(Path(tmp) / "bench.db")
         await store.open()
         settings = Settings(quotas={"guild_chat_requests": 10**9, "guild_tokens": 10**12, "member_chat_requests": 10**9})
-        q = Quotas(store, settings)
+        q = BudgetService(store, settings)
         reserve_ms: list[float] = []
         cycle_ms: list[float] = []
         start = time.perf_counter()

@@ -6,7 +6,7 @@ from collections.abc import Iterable, Mapping
 from datetime import datetime
 from typing import Any
 
-from bot.budgets.quotas import GuildLimits, UsageLimits
+from bot.budgets.reports import GuildLimits, UsageLimits
 from bot.budgets.rules import KIND_NOUNS, KINDS, format_amount, format_duration, limit_text
 from bot.guilds.audit import AuditEntry
 from bot.guilds.config import FIELD_LABELS, FIELDS, EffectiveConfig

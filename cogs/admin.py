@@ -2,28 +2,28 @@
 
 Admin commands are hidden from members without Manage Server (default_member_permissions) and
 checked again at run time, because a client can send the interaction anyway. Every reply is
-ephemeral with no mentions; every change is validated and audited by the service it goes through.
-The cog also runs the periodic sweep that returns expired budget reservations.
+ephemeral with no mentions; every change is validated and audited by the service it goes through
+(``bot.guild_config`` for settings, ``bot.quotas`` for budgets). This cog only turns options into
+service calls and results into replies.
 """
 
 from __future__ import annotations
 
-import asyncio
 import io
 import logging
 from typing import Any, Literal
 
 import discord
 from discord import app_commands
-from discord.ext import commands, tasks
+from discord.ext import commands
 
-from bot.guilds import audit
-from bot.guilds.audit import InvalidSetting
-from bot.budgets.rules import KINDS, Requester, limit_text, utc_day
 from bot.app.factory import GatecordBot
-from bot.guilds.config import FIELDS, GUILD_LEVEL
 from bot.budgets.chart import render_usage_chart_async
+from bot.budgets.rules import Requester, limit_text
+from bot.guilds.audit import InvalidSetting
+from bot.guilds.config import GUILD_LEVEL
 from bot.rendering.errors import user_error_message
+from gateway_client.errors import Unsupported
 from cogs._admin_text import (
     changes_text,
     config_show_text,
@@ -36,7 +36,6 @@ log = logging.getLogger(__name__)
 
 NO_MENTIONS = discord.AllowedMentions.none()
 ADMIN_PERMISSIONS = discord.Permissions(manage_guild=True)
-SWEEP_SECONDS = 60.0
 
 KindChoice = Literal["chat_requests", "tokens", "vision_requests", "images", "credits"]
 ModelKindChoice = Literal["chat", "vision", "image"]
@@ -87,11 +86,6 @@ async def _reply(interaction: discord.Interaction, content: str, *, file: discor
         await interaction.followup.send(content, **kwargs)
 
 
-def _requester_for(guild_id: int, member: discord.abc.User, channel_id: int | None = None) -> Requester:
-    roles = [int(r) for r in getattr(member, "_roles", ())]
-    return Requester(guild_id, channel_id, member.id, tuple(dict.fromkeys([*roles, guild_id])))
-
-
 class Admin(commands.Cog):
     config = AdminGroup(
         name="config", description="Models, prompts and per-channel settings of this server",
@@ -104,34 +98,6 @@ class Admin(commands.Cog):
 
     def __init__(self, bot: GatecordBot) -> None:
         self.bot = bot
-        self._prices_task: asyncio.Task[None] | None = None
-
-    async def cog_load(self) -> None:
-        self.sweeper.change_interval(seconds=min(SWEEP_SECONDS, self.bot.settings.quotas.reservation_ttl_seconds / 2))
-        self.sweeper.start()
-        self._prices_task = asyncio.create_task(self._load_prices(), name="gatecord-prices")
-
-    async def cog_unload(self) -> None:
-        self.sweeper.cancel()
-        if self._prices_task is not None:
-            self._prices_task.cancel()
-
-    async def _load_prices(self) -> None:
-        """Published prices let the ledger estimate credits when a gateway sends no figure."""
-        try:
-            self.bot.quotas.set_prices(await self.bot.gateway.list_models())
-        except asyncio.CancelledError:
-            raise
-        except Exception as exc:
-            log.info("model prices unavailable (%s); credits come only from the gateway's headers", type(exc).__name__)
-
-    @tasks.loop(seconds=SWEEP_SECONDS)
-    async def sweeper(self) -> None:
-        if self.bot.store.is_open:
-            try:
-                await self.bot.quotas.sweep_expired()
-            except Exception:
-                log.warning("budget sweep failed", exc_info=True)
 
     # ------------------------------------------------------------------ errors
 
@@ -159,19 +125,9 @@ class Admin(commands.Cog):
         target = channel or interaction.channel
         channel_id = target.id if target is not None else interaction.channel_id
         parent_id = getattr(target, "parent_id", None)
-        gc = self.bot.guild_config
-        cfg = await gc.effective(interaction.guild_id, channel_id, parent_id)
-        layers = await gc.overrides(interaction.guild_id)
-        sources: dict[str, str] = {}
-        for name in FIELDS:
-            if name in layers.get(channel_id or -1, {}):
-                sources[name] = f"set for <#{channel_id}>"
-            elif parent_id is not None and name in layers.get(parent_id, {}):
-                sources[name] = f"inherited from <#{parent_id}>"
-            elif name in layers.get(GUILD_LEVEL, {}):
-                sources[name] = "server setting"
-        history = await audit.recent(self.bot.store, interaction.guild_id, 5)
-        await _reply(interaction, config_show_text(cfg, sources, layers, history, f"<#{channel_id}>"))
+        report = await self.bot.guild_config.explain(interaction.guild_id, channel_id, parent_id)
+        await _reply(interaction, config_show_text(report.config, report.sources, report.layers, report.history,
+                                                   f"<#{channel_id}>"))
 
     @config.command(name="model", description="Set the server's model for chat, image questions or image generation")
     @app_commands.describe(model="A model id offered by the AI gateway", kind="Which model to set (default: chat)")
@@ -182,15 +138,9 @@ class Admin(commands.Cog):
     async def _model_autocomplete(self, interaction: discord.Interaction, current: str) -> list[app_commands.Choice[str]]:
         kind = getattr(interaction.namespace, "kind", None) or "chat"
         try:
-            if kind == "vision":
-                models = await self.bot.gateway.vision_models()
-            elif kind == "image":
-                models = await self.bot.gateway.image_models()
-            else:
-                models = await self.bot.gateway.list_models()
+            ids = await self.bot.guild_config.model_ids(kind, current)
         except Exception:
             return []
-        ids = sorted({m.id for m in models if current.lower() in m.id.lower()})
         return [app_commands.Choice(name=i[:100], value=i[:100]) for i in ids[:25]]
 
     @config.command(name="system-prompt", description="Set the server's system prompt ({server} and {date} are filled in)")
@@ -274,8 +224,7 @@ class Admin(commands.Cog):
         assert interaction.guild_id is not None and interaction.guild is not None
         q = self.bot.quotas
         limits = await q.guild_limits(interaction.guild_id)
-        day = utc_day(q.now())
-        today = {k: (await q.counter("guild", interaction.guild_id, 0, k, day))[0] for k in KINDS}
+        today = await q.guild_today(interaction.guild_id)
         names = {}
         for role_id in limits.roles:
             role = interaction.guild.get_role(role_id)
@@ -341,20 +290,16 @@ class Admin(commands.Cog):
     ) -> None:
         assert interaction.guild_id is not None
         await interaction.response.defer(ephemeral=True, thinking=True)
-        q = self.bot.quotas
-        series = await q.daily_usage(interaction.guild_id, days, member.id if member else None)
+        who = Requester.for_member(interaction.guild_id, member) if member is not None else None
+        report = await self.bot.quotas.usage_report(interaction.guild_id, days, who)
         if member is not None:
-            limits = await q.usage_limits(_requester_for(interaction.guild_id, member))
-            budget = {k: limits.line("member", k).limit for k in KINDS}  # type: ignore[union-attr]
             title = f"Daily use of {member.display_name} - last {days} day(s)"
             summary = f"Usage of <@{member.id}> over the last {days} day(s), against the per-member budget."
         else:
-            guild_limits = await q.guild_limits(interaction.guild_id)
-            budget = {k: guild_limits.guild[k][0] for k in KINDS}
             title = f"Daily use in {interaction.guild.name if interaction.guild else 'this server'} - last {days} day(s)"
-            summary = top_members_text(await q.top_members(interaction.guild_id, days))
-        png = await render_usage_chart_async(series, budget, title)
-        totals = {k: sum(v[k] for _, v in series) for k in ("chat_requests", "vision_requests", "images", "tokens")}
+            summary = top_members_text(report.top)
+        png = await render_usage_chart_async(report.series, report.budget, title)
+        totals = report.totals
         head = (f"Totals: {int(totals['chat_requests']):,} chat, {int(totals['vision_requests']):,} vision, "
                 f"{int(totals['images']):,} images, {int(totals['tokens']):,} tokens.")
         await _reply(interaction, f"{head}\n{summary}", file=discord.File(io.BytesIO(png), filename="usage.png"))
@@ -365,11 +310,9 @@ class Admin(commands.Cog):
     @app_commands.check(_is_admin)
     async def credits(self, interaction: discord.Interaction) -> None:
         await interaction.response.defer(ephemeral=True, thinking=True)
-        from gateway_client.errors import Unsupported
-
         profile = self.bot.settings.gateway.profile
         try:
-            balance = await self.bot.gateway.credits()
+            balance = await self.bot.quotas.balance()
         except Unsupported:
             await _reply(interaction, f"The AI gateway (`{profile}` profile) does not report a credit balance.")
             return

@@ -10,7 +10,7 @@ from typing import Any
 
 import pytest
 
-from bot.budgets.quotas import Feature, Requester
+from bot.budgets.rules import Feature, Requester
 from sandbox.discord_emulator import permissions as P
 from tests.chart_probe import expected_height, measure_bars
 
@@ -51,7 +51,7 @@ async def test_admin_commands_are_hidden_and_refused_for_members(bot_env: Any) -
             msg = await run(bot_env, name, options, user=user)
             assert msg.content == f"You need the **Manage Server** permission to use `/{name}`.", (name, user)
             assert not msg.attachments
-    assert bot_env.bot.get_cog("Admin").sweeper.is_running()  # returns expired reservations periodically
+    assert bot_env.bot.quotas.sweeper.running  # returns expired reservations periodically
     store = bot_env.bot.store
     for table in ("quota_limits", "config_values", "audit_log"):
         assert await store.fetchval(f"SELECT COUNT(*) FROM {table}") == 0, table

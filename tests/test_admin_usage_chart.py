@@ -8,7 +8,8 @@ from pathlib import Path
 
 import pytest
 
-from bot.budgets.quotas import Feature, Quotas, Requester
+from bot.budgets.rules import Feature, Requester
+from bot.budgets.service import BudgetService
 from bot.app.settings import Settings
 from bot.storage.store import Store
 from bot.budgets.chart import nice_ceiling, render_usage_chart, render_usage_chart_async
@@ -39,7 +40,7 @@ def test_nice_ceiling() -> None:
 
 async def test_chart_bars_match_ledger(store: Store) -> None:
     clock = Clock()
-    q = Quotas(store, Settings(quotas={"guild_images": 30}), now=clock)
+    q = BudgetService(store, Settings(quotas={"guild_images": 30}), now=clock)
     plan = {  # days ago -> (chat requests, vision requests, images)
         4: (3, 0, 4), 3: (0, 0, 0), 2: (12, 2, 0), 1: (5, 5, 9), 0: (1, 0, 22),
     }

@@ -8,14 +8,14 @@ import discord
 import pytest
 
 from bot.media.queue import FairQueue
-from cogs._imagine_render import (
+from bot.media.render import (
     progress_bar,
     progress_fraction,
     quote_prompt,
     render_progress,
     render_result,
 )
-from cogs._imagine_views import TEMPLATE, ImagineButton, custom_id, result_view, retry_view
+from bot.media.buttons import TEMPLATE, ImagineButton, custom_id, result_view, retry_view
 
 
 async def test_queue_grants_in_order_and_reports_positions() -> None:
@@ -125,7 +125,7 @@ def _client(profile: str) -> object:
 
 
 def _build(profile: str, **opts: object):  # type: ignore[no-untyped-def]
-    from cogs._imagine_options import ImagineOptions, build_request
+    from bot.media.options import ImagineOptions, build_request
 
     return build_request(_client(profile), ImagineOptions(prompt="a fox", **opts),  # type: ignore[arg-type]
                          default_model=None, default_count=4, default_steps=4)
@@ -145,7 +145,7 @@ def test_openai_profile_drops_defaults_it_does_not_take() -> None:
 
 
 def test_option_errors_name_the_option_and_allowed_values() -> None:
-    from cogs._imagine_options import OptionError
+    from bot.media.options import OptionError
 
     with pytest.raises(OptionError) as err:
         _build("digicord", width=1000)

@@ -10,7 +10,10 @@ from pathlib import Path
 
 import pytest
 
-from bot.budgets.quotas import BudgetExceeded, Feature, InvalidSetting, Quotas, Requester, describe_line
+from bot.budgets.reports import describe_line
+from bot.budgets.rules import BudgetExceeded, Feature, Requester
+from bot.budgets.service import BudgetService
+from bot.guilds.audit import InvalidSetting
 from bot.app.settings import Settings
 from bot.storage.store import Store
 from gateway_client.meta import CallMeta
@@ -44,8 +47,8 @@ async def store(tmp_path: Path) -> AsyncIterator[Store]:
     await s.close()
 
 
-def make_quotas(store: Store, clock: Clock, **quotas: float) -> Quotas:
-    return Quotas(store, Settings(quotas=quotas), now=clock)
+def make_quotas(store: Store, clock: Clock, **quotas: float) -> BudgetService:
+    return BudgetService(store, Settings(quotas=quotas), now=clock)
 
 
 async def ledger(store: Store, **where: object) -> list[dict]:
@@ -215,7 +218,7 @@ async def test_day_rollover_resets_budgets_and_old_reservation_settles_on_its_da
 
 
 async def test_expired_reservations_return_lazily_and_by_sweep(store: Store, clock: Clock) -> None:
-    q = Quotas(store, Settings(quotas={"member_images": 4, "reservation_ttl_seconds": 60}), now=clock)
+    q = BudgetService(store, Settings(quotas={"member_images": 4, "reservation_ttl_seconds": 60}), now=clock)
     await q.reserve(ALICE, Feature.IMAGE, images=4)  # never settled: the bot crashed
     with pytest.raises(BudgetExceeded):
         await q.reserve(ALICE, Feature.IMAGE, images=1)
@@ -237,12 +240,12 @@ async def test_expired_reservation_survives_restart(tmp_path: Path, clock: Clock
     path = tmp_path / "restart.db"
     s1 = Store(path)
     await s1.open()
-    q1 = Quotas(s1, Settings(quotas={"guild_tokens": 1000, "reservation_ttl_seconds": 30}), now=clock)
+    q1 = BudgetService(s1, Settings(quotas={"guild_tokens": 1000, "reservation_ttl_seconds": 30}), now=clock)
     await q1.reserve(ALICE, Feature.CHAT, tokens=1000)
     await s1.close()  # crash mid-request
     s2 = Store(path)
     await s2.open()
-    q2 = Quotas(s2, Settings(quotas={"guild_tokens": 1000, "reservation_ttl_seconds": 30}), now=clock)
+    q2 = BudgetService(s2, Settings(quotas={"guild_tokens": 1000, "reservation_ttl_seconds": 30}), now=clock)
     assert (await q2.usage_limits(ALICE)).remaining("tokens") == 0
     clock.advance(seconds=31)
     assert (await q2.usage_limits(ALICE)).remaining("tokens") == 1000
@@ -380,9 +383,13 @@ async def test_limit_validation_messages(store: Store, clock: Clock, kind: str, 
 
 
 async def test_requester_from_discord_like_objects() -> None:
+    class Role:
+        def __init__(self, id: int) -> None:
+            self.id = id
+
     class Member:
         id = 7
-        _roles = [11, 12]
+        roles = [Role(11), Role(12)]
 
     class Interaction:
         guild_id = 1000

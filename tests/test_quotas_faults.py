@@ -13,7 +13,8 @@ from typing import Any
 import pytest
 
 from bot.app.factory import build_gateway_client
-from bot.budgets.quotas import Feature, Quotas, Requester
+from bot.budgets.rules import Feature, Requester
+from bot.budgets.service import BudgetService
 from bot.app.settings import Settings
 from bot.storage.store import Store
 from gateway_client import ChatMessage, ChatRequest, GatewayError
@@ -58,7 +59,7 @@ async def test_settle_with_real_usage_release_on_gateway_error(gateway: GatewayE
     await store.open()
     client = build_gateway_client(settings)
     await client.start()
-    q = Quotas(store, settings, now=Clock())
+    q = BudgetService(store, settings, now=Clock())
     try:
         req = ChatRequest(messages=[ChatMessage("user", "hello")])
         async with q.charge(ME, Feature.CHAT, tokens=200, model=gateway.default_chat_model) as r:
@@ -93,7 +94,7 @@ async def test_bot_closing_mid_request_releases(gateway: GatewayEmulator, tmp_pa
     await store.open()
     client = build_gateway_client(settings)
     await client.start()
-    q = Quotas(store, settings, now=Clock())
+    q = BudgetService(store, settings, now=Clock())
     reserved = asyncio.Event()
     gateway.faults.slow_next(1, delay=2)
 
@@ -122,15 +123,15 @@ async def test_crash_with_open_reservation_is_returned_after_ttl(gateway: Gatewa
     clock = Clock()
     store = Store(tmp_path / "crash.db")
     await store.open()
-    q = Quotas(store, settings, now=clock)
+    q = BudgetService(store, settings, now=clock)
     r = await q.reserve(ME, Feature.IMAGE, images=4)
     await store.close()  # the process dies: the release below cannot reach the database
-    await q._release_quietly(r, "error", None, "crash")
+    await q.engine.release_quietly(r, "error", None, "crash")
     assert not r.closed
 
     store = Store(tmp_path / "crash.db")
     await store.open()
-    q = Quotas(store, settings, now=clock)
+    q = BudgetService(store, settings, now=clock)
     assert (await q.usage_limits(ME)).remaining("images") == 0
     clock.t += timedelta(seconds=121)
     assert await q.sweep_expired() == 1

@@ -19,10 +19,12 @@ from discord.ext import commands
 from bot.app.settings import Settings
 from bot.app.tree import GatecordTree
 from bot.app.web import WebServer
-from bot.budgets.quotas import Quotas
+from bot.budgets.service import BudgetService
 from bot.chat.service import ChatService
 from bot.guilds.config import GuildConfig
+from bot.media.service import ImageJobService
 from bot.relay.service import RelayService
+from bot.rendering.errors import error_code
 from bot.storage.store import Store
 from bot.vision.service import VisionService
 from gateway_client import ClientOptions, GatewayClient, GatewayConfig
@@ -105,8 +107,11 @@ class GatecordBot(commands.Bot):
         self.store = Store(settings.storage.path)
         self.gateway = build_gateway_client(settings)
         self.web = WebServer(settings.http.host, settings.http.port, max_body_bytes=settings.http.max_body_bytes)
-        self.quotas = Quotas(self.store, settings)
+        # budgets: one service (engine, reports, admin writes, prices, expiry sweep); codes as the ledger shows them
+        self.quotas = BudgetService(self.store, settings, gateway=self.gateway, error_code=error_code)
         self.guild_config = GuildConfig(self.store, settings, self.gateway)
+        # /imagine jobs: queue, budget flow, progress, delivery, restart recovery (the cog only adapts Discord)
+        self.image_jobs = ImageJobService(settings, self.store, self.gateway, self.quotas, self.guild_config, self)
         self.web.add_readiness_check("database", self._database_ready)
         self.web.add_readiness_check("discord", self._discord_ready)
         # The relay's routes go on the web server now: aiohttp freezes its router when it starts.
@@ -134,6 +139,8 @@ class GatecordBot(commands.Bot):
         await self.store.open()
         await self.relay.start()  # resumes undelivered posts from the outbox
         await self.gateway.start()
+        await self.quotas.start()  # sweep of expired reservations, published prices
+        await self.image_jobs.start()  # jobs a previous run left: shown as failed/unknown, never resubmitted
         self._cdn_http = aiohttp.ClientSession(timeout=aiohttp.ClientTimeout(total=60, sock_connect=10))
         await self.chat.start()
         for extension in discover_cogs():
@@ -174,7 +181,8 @@ class GatecordBot(commands.Bot):
             )
 
     async def close(self) -> None:
-        try:  # first: in-flight relay sends finish while discord.py's HTTP session is still open
+        await self.image_jobs.close()  # stop jobs while Discord and the store are still reachable
+        try:  # in-flight relay sends finish while discord.py's HTTP session is still open
             await self.relay.stop()
         except Exception:
             log.exception("relay: stopping the delivery worker failed")
@@ -186,6 +194,7 @@ class GatecordBot(commands.Bot):
             if self._cdn_http is not None:
                 await self._cdn_http.close()
                 self._cdn_http = None
+            await self.quotas.close()
             await self.gateway.close()
             await self.store.close()
 

@@ -1,6 +1,6 @@
 """Pure budget vocabulary: features, kinds, the requester, the budget error and its wording, UTC days.
 
-No I/O here; bot/budgets/quotas.py does the storage side.
+No I/O here; bot/budgets/engine.py does the storage side.
 """
 
 from __future__ import annotations
@@ -68,6 +68,11 @@ class Requester:
         )
 
     @classmethod
+    def for_member(cls, guild_id: int, member: Any, channel_id: int | None = None) -> Requester:
+        """A member other than the one asking (e.g. the member an admin looks at)."""
+        return cls(guild_id, channel_id, member.id, _role_ids(member, guild_id))
+
+    @classmethod
     def from_message(cls, message: Any) -> Requester:
         guild = getattr(message, "guild", None)
         guild_id = guild.id if guild is not None else None
@@ -81,15 +86,14 @@ class Requester:
 
 
 def _role_ids(user: Any, guild_id: int | None) -> tuple[int, ...]:
-    """The member's role ids, plus @everyone (whose id is the guild id) so it can carry an override."""
+    """The member's role ids, plus @everyone (whose id is the guild id) so it can carry an override.
+
+    ``discord.Member.roles`` (public) lists the roles found in the guild's cache; the bot has the
+    guilds intent, so every role an admin can pick for an override is there.
+    """
     if guild_id is None:
         return ()
-    ids: list[int] = []
-    raw = getattr(user, "_roles", None)  # discord.Member keeps ids even for roles not in the cache
-    if raw is not None:
-        ids.extend(int(r) for r in raw)
-    else:
-        ids.extend(int(r.id) for r in getattr(user, "roles", ()) or ())
+    ids = [int(r.id) for r in getattr(user, "roles", ()) or ()]
     if guild_id not in ids:
         ids.append(guild_id)
     return tuple(dict.fromkeys(ids))

@@ -12,6 +12,7 @@ from __future__ import annotations
 import asyncio
 from dataclasses import dataclass
 from types import TracebackType
+
 from bot.rendering.user_facing import UserFacingError
 
 __all__ = ["Admission", "Busy", "Ticket"]

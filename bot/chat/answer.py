@@ -28,7 +28,7 @@ from gateway_client import ChatMessage, ChatRequest, ChatResult, GatewayClient, 
 
 if TYPE_CHECKING:
     from bot.app.settings import ChatSettings
-    from bot.budgets.quotas import Quotas
+    from bot.budgets.service import BudgetService
 
 log = logging.getLogger(__name__)
 
@@ -85,7 +85,7 @@ class AnswerOutcome:
 class AnswerRunner:
     """Streams chat answers: built once by the chat service, used for chat turns and vision questions."""
 
-    def __init__(self, gateway: GatewayClient, quotas: Quotas, settings: ChatSettings) -> None:
+    def __init__(self, gateway: GatewayClient, quotas: BudgetService, settings: ChatSettings) -> None:
         self.gateway = gateway
         self.quotas = quotas
         self.settings = settings

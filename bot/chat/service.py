@@ -14,14 +14,15 @@ import asyncio
 import contextlib
 import logging
 import re
-from collections.abc import AsyncIterator, Awaitable, Callable
+from collections.abc import AsyncIterator, Callable
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from typing import TYPE_CHECKING, Any
 
 import discord
 
-from bot.budgets.quotas import Quotas, Requester
+from bot.budgets.quotas import Requester
+from bot.budgets.service import BudgetService
 from bot.chat.admission import Admission, Busy, Ticket
 from bot.chat.answer import AnswerOutcome, AnswerRunner, AnswerSpec
 from bot.chat.attachments import is_text_attachment, read_text_attachments
@@ -92,7 +93,7 @@ class ChatService:
     """Chat turns for one bot; built once by the factory (``bot.chat``)."""
 
     def __init__(
-        self, settings: Settings, store: Store, gateway: GatewayClient, quotas: Quotas, guild_config: GuildConfig,
+        self, settings: Settings, store: Store, gateway: GatewayClient, quotas: BudgetService, guild_config: GuildConfig,
         *, cdn_http: Callable[[], aiohttp.ClientSession],
     ) -> None:
         self.settings = settings.chat

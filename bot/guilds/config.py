@@ -23,7 +23,7 @@ from bot.storage.store import Store
 if TYPE_CHECKING:
     from bot.app.settings import Settings
 
-__all__ = ["EffectiveConfig", "GuildConfig", "InvalidSetting", "FIELDS", "FIELD_LABELS"]
+__all__ = ["ConfigReport", "EffectiveConfig", "GuildConfig", "InvalidSetting", "FIELDS", "FIELD_LABELS"]
 
 log = logging.getLogger(__name__)
 
@@ -57,6 +57,16 @@ FIELD_LABELS: dict[str, str] = {
     "history_messages": "history messages",
     "answer_mentions": "answer mentions",
 }
+
+
+@dataclass(frozen=True, slots=True)
+class ConfigReport:
+    """``GuildConfig.explain``: effective settings, their sources, every override layer, recent audit rows."""
+
+    config: EffectiveConfig
+    sources: dict[str, str]
+    layers: dict[int, dict[str, Any]]
+    history: list[audit.AuditEntry]
 
 
 class GuildConfig:
@@ -112,6 +122,33 @@ class GuildConfig:
             return base
         values = {name: merged.get(name, getattr(base, name)) for name in FIELDS}
         return EffectiveConfig(**values)
+
+    async def explain(self, guild_id: int, channel_id: int | None, parent_channel_id: int | None = None,
+                      history: int = 5) -> ConfigReport:
+        """What /config show lists: the settings in a channel, where each came from, recent changes."""
+        cfg = await self.effective(guild_id, channel_id, parent_channel_id)
+        layers = await self.overrides(guild_id)
+        sources: dict[str, str] = {}
+        for name in FIELDS:
+            if name in layers.get(channel_id or -1, {}):
+                sources[name] = f"set for <#{channel_id}>"
+            elif parent_channel_id is not None and name in layers.get(parent_channel_id, {}):
+                sources[name] = f"inherited from <#{parent_channel_id}>"
+            elif name in layers.get(GUILD_LEVEL, {}):
+                sources[name] = "server setting"
+        return ConfigReport(cfg, sources, layers, await audit.recent(self.store, guild_id, history))
+
+    async def model_ids(self, kind: str, current: str = "") -> list[str]:
+        """Sorted model ids of ``kind`` ("chat" | "vision" | "image") containing ``current`` (autocomplete)."""
+        if self.gateway is None:
+            return []
+        if kind == "vision":
+            models = await self.gateway.vision_models()
+        elif kind == "image":
+            models = await self.gateway.image_models()
+        else:
+            models = await self.gateway.list_models()
+        return sorted({m.id for m in models if current.lower() in m.id.lower()})
 
     # ------------------------------------------------------------ validation
 

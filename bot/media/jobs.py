@@ -46,6 +46,11 @@ class ConcurrencyLimitReached(UserFacingError):
         self.active = active
         self.limit = limit
 
+    def user_message(self) -> str:
+        plural = "s" if self.active != 1 else ""
+        return (f"You already have {self.active} image job{plural} in progress — the limit is {self.limit} at a "
+                "time. Try again when one has finished.")
+
 
 @dataclass(frozen=True, slots=True)
 class JobParams:

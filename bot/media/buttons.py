@@ -2,7 +2,8 @@
 
 ``ImagineButton`` is a discord.py ``DynamicItem`` registered with ``bot.add_dynamic_items``; any
 message carrying one of these ids works after a restart because everything else (parameters, seed,
-stored images) is looked up in SQLite by job id.
+stored images) is looked up in SQLite by job id. A press goes to the handler the /imagine cog
+attached to the image job service (``bot.image_jobs.buttons``); bot/ never imports the cog.
 """
 
 from __future__ import annotations
@@ -51,7 +52,8 @@ class ImagineButton(discord.ui.DynamicItem[discord.ui.Button], template=TEMPLATE
         return cls(match["action"], int(match["job"]), int(index) if index else None)
 
     async def callback(self, interaction: discord.Interaction) -> None:
-        handler: ButtonHandler | None = interaction.client.get_cog("Imagine")  # type: ignore[attr-defined]
+        service = getattr(interaction.client, "image_jobs", None)
+        handler: ButtonHandler | None = getattr(service, "buttons", None)
         if handler is None:
             await interaction.response.send_message(
                 "Image generation is not available right now.", ephemeral=True,

@@ -1,0 +1,173 @@
+"""What the budgets look like: a member's remaining budgets, a server's limits, daily usage from the
+ledger and the top members. Reads only."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from datetime import UTC, datetime, timedelta
+from typing import Any
+
+from bot.budgets import counters
+from bot.budgets.book import LimitBook
+from bot.budgets.engine import BudgetEngine
+from bot.budgets.rules import KIND_NOUNS, KINDS, Requester, format_amount, limit_text, next_reset, utc_day
+from bot.storage.store import Store
+
+__all__ = ["BudgetLine", "UsageLimits", "GuildLimits", "UsageReport", "BudgetReports", "describe_line"]
+
+
+@dataclass(frozen=True, slots=True)
+class BudgetLine:
+    kind: str
+    scope: str
+    limit: float  # -1 unlimited
+    used: float
+    reserved: float
+    source: str = "config"  # config | server | role
+
+    @property
+    def unlimited(self) -> bool:
+        return self.limit < 0
+
+    @property
+    def remaining(self) -> float | None:
+        return None if self.unlimited else max(0.0, self.limit - self.used - self.reserved)
+
+
+@dataclass(frozen=True, slots=True)
+class UsageLimits:
+    """A member's budgets for today (``usage_limits``); ``remaining(kind)`` is the tighter scope."""
+
+    guild_id: int | None
+    user_id: int
+    day: str
+    resets_at: datetime
+    lines: tuple[BudgetLine, ...]
+
+    def line(self, scope: str, kind: str) -> BudgetLine | None:
+        return next((l for l in self.lines if l.scope == scope and l.kind == kind), None)
+
+    def remaining(self, kind: str) -> float | None:
+        values = [l.remaining for l in self.lines if l.kind == kind and l.remaining is not None]
+        return min(values) if values else None
+
+
+@dataclass(frozen=True, slots=True)
+class GuildLimits:
+    """What /quota show lists: effective guild and member-default limits, and role overrides."""
+
+    guild: dict[str, tuple[float, str]]  # kind -> (limit, source "config"|"server")
+    member: dict[str, tuple[float, str]]
+    roles: dict[int, dict[str, float]]
+
+
+@dataclass(frozen=True, slots=True)
+class UsageReport:
+    """What /usage shows: charged use per day, the budget it is measured against, totals, top members."""
+
+    series: list[tuple[str, dict[str, float]]]
+    budget: dict[str, float]  # kind -> daily limit (-1 unlimited)
+    totals: dict[str, float]
+    top: list[tuple[int, dict[str, float]]]  # empty for one member's report
+
+
+def describe_line(line: BudgetLine) -> str:
+    """``chat requests: 3 of 20 left`` / ``tokens: unlimited``."""
+    noun = KIND_NOUNS[line.kind][1]
+    if line.unlimited:
+        return f"{noun}: unlimited"
+    return f"{noun}: {format_amount(line.kind, line.remaining or 0)} of {limit_text(line.kind, line.limit)} left"
+
+
+def _usage(row: Any) -> dict[str, float]:
+    """chat, vision, images, tokens, credits columns (in that order, from index 1) of a ledger sum."""
+    names = ("chat_requests", "vision_requests", "images", "tokens", "credits")
+    return {name: float(row[i] or 0) if row else 0.0 for i, name in enumerate(names, start=1)}
+
+
+class BudgetReports:
+    def __init__(self, store: Store, book: LimitBook, engine: BudgetEngine) -> None:
+        self.store = store
+        self.book = book
+        self.engine = engine
+
+    async def usage_limits(self, requester: Requester) -> UsageLimits:
+        """Today's budgets for this member (guild scope too when in a guild)."""
+        moment = self.engine.now()
+        day = utc_day(moment)
+        gid = requester.guild_id or 0
+        async with self.store.transaction():
+            await self.engine.sweep(moment.timestamp())
+            guild_limits, member_limits = await self.book.effective(gid, requester.role_ids)
+            today = await counters.read(self.store, gid, requester.user_id, day)
+        lines = []
+        scopes = ([("guild", guild_limits)] if requester.guild_id is not None else []) + [("member", member_limits)]
+        for scope, limits in scopes:
+            for kind in KINDS:
+                used, reserved = today.get((scope, kind), (0.0, 0.0))
+                limit, source = limits[kind]
+                lines.append(BudgetLine(kind, scope, limit, used, reserved, source))
+        return UsageLimits(requester.guild_id, requester.user_id, day, next_reset(moment), tuple(lines))
+
+    async def guild_limits(self, guild_id: int) -> GuildLimits:
+        rows = await self.book.rows(guild_id)
+        guild, member = self.book.resolve(rows, ())
+        return GuildLimits(guild, member, {r: dict(v) for r, v in rows.roles.items()})
+
+    async def counter(self, scope: str, guild_id: int, user_id: int, kind: str, day: str | None = None) -> tuple[float, float]:
+        """(used, reserved) of one counter (day defaults to today)."""
+        return await counters.one(self.store, scope, guild_id, user_id, kind, day or utc_day(self.engine.now()))
+
+    def _first_day(self, days: int) -> tuple[Any, str]:
+        today = self.engine.now().astimezone(UTC).date()
+        return today, (today - timedelta(days=days - 1)).isoformat()
+
+    async def daily_usage(
+        self, guild_id: int, days: int, user_id: int | None = None
+    ) -> list[tuple[str, dict[str, float]]]:
+        """Charged usage per UTC day (oldest first, ``days`` days ending today) from the ledger."""
+        today, first = self._first_day(days)
+        sql = (
+            "SELECT day, SUM(feature = 'chat'), SUM(feature = 'vision'), SUM(images), SUM(tokens), SUM(COALESCE(credits, 0))"
+            " FROM usage_ledger WHERE guild_id = ? AND charged = 1 AND day >= ?"
+        )
+        params: list[Any] = [guild_id, first]
+        if user_id is not None:
+            sql += " AND user_id = ?"
+            params.append(user_id)
+        rows = {r[0]: r for r in await self.store.fetchall(sql + " GROUP BY day", params)}
+        out = []
+        for i in range(days):
+            day = (today - timedelta(days=days - 1 - i)).isoformat()
+            out.append((day, _usage(rows.get(day))))
+        return out
+
+    async def top_members(self, guild_id: int, days: int, limit: int = 5) -> list[tuple[int, dict[str, float]]]:
+        """The members with the most charged requests over the period."""
+        _, first = self._first_day(days)
+        rows = await self.store.fetchall(
+            "SELECT user_id, SUM(feature = 'chat'), SUM(feature = 'vision'), SUM(images), SUM(tokens),"
+            " SUM(COALESCE(credits, 0)), COUNT(*) AS n FROM usage_ledger"
+            " WHERE guild_id = ? AND charged = 1 AND day >= ? GROUP BY user_id ORDER BY n DESC, SUM(tokens) DESC LIMIT ?",
+            (guild_id, first, limit),
+        )
+        return [(int(r[0]), _usage(r)) for r in rows]
+
+    async def guild_today(self, guild_id: int) -> dict[str, float]:
+        """What the whole server has used today, per kind (settled only)."""
+        day = utc_day(self.engine.now())
+        return {k: (await self.counter("guild", guild_id, 0, k, day))[0] for k in KINDS}
+
+    async def usage_report(self, guild_id: int, days: int, member: Requester | None = None) -> UsageReport:
+        """The server's use (with its top members) or one member's, against the matching budget."""
+        series = await self.daily_usage(guild_id, days, member.user_id if member else None)
+        top: list[tuple[int, dict[str, float]]] = []
+        if member is not None:
+            limits = await self.usage_limits(member)
+            budget = {k: line.limit for k in KINDS if (line := limits.line("member", k)) is not None}
+        else:
+            guild_limits = await self.guild_limits(guild_id)
+            budget = {k: guild_limits.guild[k][0] for k in KINDS}
+            top = await self.top_members(guild_id, days)
+        totals = {k: sum(v[k] for _, v in series) for k in ("chat_requests", "vision_requests", "images", "tokens")}
+        return UsageReport(series, budget, totals, top)

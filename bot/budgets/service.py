@@ -1,0 +1,176 @@
+"""``BudgetService``: the budgets use case, built once by the factory as ``bot.quotas``.
+
+It puts together the engine (reserve/settle/release and the ``charge`` flow), the reports, the
+admin writes and the price book, and runs the upkeep: a periodic sweep that returns expired
+reservations, and one load of the gateway's published prices. ``start()`` after the store opens,
+``close()`` before it closes.
+"""
+
+from __future__ import annotations
+
+import asyncio
+from collections.abc import AsyncIterator, Iterable
+from contextlib import asynccontextmanager
+from typing import TYPE_CHECKING, Any, Protocol
+
+from bot.budgets.book import LimitBook
+from bot.budgets.engine import BudgetEngine, Clock, ErrorCode, Reservation
+from bot.budgets.limits import LimitAdmin, validate_limit
+from bot.budgets.prices import PriceBook
+from bot.budgets.reports import BudgetReports, GuildLimits, UsageLimits, UsageReport
+from bot.budgets.rules import Feature, Requester
+from bot.budgets.sweeper import Periodic, Sleep
+from bot.storage.store import Store
+
+if TYPE_CHECKING:
+    from bot.app.settings import Settings
+    from gateway_client.meta import CallMeta
+    from gateway_client.models import CreditsBalance, ModelInfo
+
+__all__ = ["BudgetService", "SWEEP_SECONDS", "PricedGateway"]
+
+#: how often expired reservations are returned (at most half the reservation TTL)
+SWEEP_SECONDS = 60.0
+
+
+class PricedGateway(Protocol):
+    """What the budgets need from the AI gateway: its published prices and its credit balance."""
+
+    async def list_models(self) -> Iterable[ModelInfo]: ...
+
+    async def credits(self) -> CreditsBalance: ...
+
+
+class BudgetService:
+    def __init__(
+        self,
+        store: Store,
+        settings: Settings,
+        *,
+        now: Clock | None = None,
+        gateway: PricedGateway | None = None,
+        error_code: ErrorCode | None = None,
+        sleep: Sleep = asyncio.sleep,
+    ) -> None:
+        self.store = store
+        self.defaults = settings.quotas
+        self.book = LimitBook(store, settings.quotas)
+        self.price_book = PriceBook()
+        self.engine = BudgetEngine(store, settings.quotas, self.book, self.price_book, now=now, error_code=error_code)
+        self.now: Clock = self.engine.now
+        self.reports = BudgetReports(store, self.book, self.engine)
+        self.limits = LimitAdmin(store, self.book, self.now)
+        interval = min(SWEEP_SECONDS, settings.quotas.reservation_ttl_seconds / 2)
+        self.sweeper = Periodic("gatecord-budget-sweep", self._sweep_if_open, interval, sleep=sleep)
+        self.gateway = gateway
+        self._prices_task: asyncio.Task[bool] | None = None
+
+    # -- lifecycle ----------------------------------------------------------------------------------
+
+    async def start(self) -> None:
+        """Start the sweep, and load the published prices in the background (if a gateway was given)."""
+        self.sweeper.start()
+        if self.gateway is not None and self._prices_task is None:
+            self._prices_task = asyncio.create_task(self.price_book.load(self.gateway.list_models),
+                                                    name="gatecord-prices")
+
+    async def close(self) -> None:
+        await self.sweeper.stop()
+        task, self._prices_task = self._prices_task, None
+        if task is not None:
+            task.cancel()
+            await asyncio.gather(task, return_exceptions=True)
+
+    async def _sweep_if_open(self) -> int:
+        return await self.engine.sweep_expired() if self.store.is_open else 0
+
+    # -- the flow (engine) ----------------------------------------------------------------------------
+
+    async def reserve(
+        self, requester: Requester, feature: Feature | str, *, tokens: int = 0, images: int = 0,
+        prompt_tokens: int = 0, min_tokens: int | None = None, credits: float = 0.0, model: str | None = None,
+    ) -> Reservation:
+        """See ``BudgetEngine.reserve``; raises ``BudgetExceeded``."""
+        return await self.engine.reserve(requester, feature, tokens=tokens, images=images, prompt_tokens=prompt_tokens,
+                                         min_tokens=min_tokens, credits=credits, model=model)
+
+    async def settle(
+        self, reservation: Reservation, *, usage_tokens: int = 0, images: int | None = None,
+        credits: float | None = None, meta: CallMeta | None = None, outcome: str = "ok",
+    ) -> None:
+        await self.engine.settle(reservation, usage_tokens=usage_tokens, images=images, credits=credits, meta=meta,
+                                 outcome=outcome)
+
+    async def release(
+        self, reservation: Reservation, *, outcome: str, meta: CallMeta | None = None, error_code: str | None = None,
+    ) -> None:
+        await self.engine.release(reservation, outcome=outcome, meta=meta, error_code=error_code)
+
+    @asynccontextmanager
+    async def charge(
+        self, requester: Requester, feature: Feature | str, *, tokens: int = 0, images: int = 0, **kwargs: Any
+    ) -> AsyncIterator[Reservation]:
+        """Reserve; settle inside the block; an exception, a cancellation or no settle releases."""
+        async with self.engine.charge(requester, feature, tokens=tokens, images=images, **kwargs) as hold:
+            yield hold
+
+    async def sweep_expired(self) -> int:
+        return await self.engine.sweep_expired()
+
+    # -- reports --------------------------------------------------------------------------------------
+
+    async def usage_limits(self, requester: Requester) -> UsageLimits:
+        return await self.reports.usage_limits(requester)
+
+    async def guild_limits(self, guild_id: int) -> GuildLimits:
+        return await self.reports.guild_limits(guild_id)
+
+    async def counter(self, scope: str, guild_id: int, user_id: int, kind: str, day: str | None = None) -> tuple[float, float]:
+        return await self.reports.counter(scope, guild_id, user_id, kind, day)
+
+    async def daily_usage(self, guild_id: int, days: int, user_id: int | None = None) -> list[tuple[str, dict[str, float]]]:
+        return await self.reports.daily_usage(guild_id, days, user_id)
+
+    async def top_members(self, guild_id: int, days: int, limit: int = 5) -> list[tuple[int, dict[str, float]]]:
+        return await self.reports.top_members(guild_id, days, limit)
+
+    async def guild_today(self, guild_id: int) -> dict[str, float]:
+        return await self.reports.guild_today(guild_id)
+
+    async def usage_report(self, guild_id: int, days: int, member: Requester | None = None) -> UsageReport:
+        return await self.reports.usage_report(guild_id, days, member)
+
+    async def balance(self) -> CreditsBalance:
+        """The gateway account's credit balance; raises ``Unsupported`` when the gateway has none."""
+        if self.gateway is None:
+            from gateway_client.errors import Unsupported
+
+            raise Unsupported("no AI gateway configured")
+        return await self.gateway.credits()
+
+    # -- admin writes ---------------------------------------------------------------------------------
+
+    validate_limit = staticmethod(validate_limit)
+
+    async def set_limit(self, guild_id: int, scope: str, kind: str, value: float | None, actor_id: int) -> tuple[float, float]:
+        return await self.limits.set_limit(guild_id, scope, kind, value, actor_id)
+
+    async def set_role_limit(
+        self, guild_id: int, role_id: int, kind: str, value: float | None, actor_id: int
+    ) -> tuple[float | None, float | None]:
+        return await self.limits.set_role_limit(guild_id, role_id, kind, value, actor_id)
+
+    async def reset_user(self, guild_id: int, user_id: int, actor_id: int) -> dict[str, float]:
+        return await self.limits.reset_user(guild_id, user_id, actor_id)
+
+    # -- prices ---------------------------------------------------------------------------------------
+
+    @property
+    def prices(self) -> dict[str, tuple[float | None, float | None, float | None]]:
+        return self.price_book.prices
+
+    def set_prices(self, models: Iterable[ModelInfo]) -> None:
+        self.price_book.set_prices(models)
+
+    def estimate_credits(self, meta: CallMeta | None, model: str | None, tokens: int, images: int) -> float | None:
+        return self.price_book.estimate_credits(meta, model, tokens, images)
