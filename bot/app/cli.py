@@ -16,19 +16,8 @@ import sys
 from typing import TYPE_CHECKING, Sequence
 
 from bot.app.logging_setup import configure_logging
-from bot.app.settings import (
-    ConfigError,
-    Settings,
-    has_token,
-    load_settings,
-    require_token,
-)
-from bot.storage.migrations import (
-    MigrationError,
-    ensure_usable,
-    latest_version,
-    stored_version,
-)
+from bot.app.settings import ConfigError, Settings, has_token, load_settings, require_token
+from bot.storage.migrations import MigrationError, ensure_usable, latest_version, stored_version
 
 if TYPE_CHECKING:
     from bot.app.factory import GatecordBot
@@ -71,11 +60,7 @@ def choose_command(args: argparse.Namespace, settings: Settings) -> str:
 
 
 async def _sandbox(settings: Settings, args: argparse.Namespace) -> int:
-    from sandbox.launcher import (  # lazily: bot/ never needs the sandbox
-        DEFAULT_PORT,
-        SandboxOptions,
-        run_sandbox,
-    )
+    from sandbox.launcher import DEFAULT_PORT, SandboxOptions, run_sandbox  # lazily: bot/ never needs the sandbox
 
     port = DEFAULT_PORT if args.port is None else args.port
     return await run_sandbox(settings, SandboxOptions(port=port, gateway_profile=args.gateway_profile))
