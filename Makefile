@@ -20,9 +20,10 @@ $(TEST_STAMP): $(PY) pyproject.toml
 	$(PY) -m pip install --quiet -e '.[test]'
 	@touch $@ $(STAMP)
 
+# With a Discord token (config.toml or GATECORD_DISCORD__TOKEN): the bot, which migrates its database
+# as it starts. Without one: the local sandbox (the same settings loading decides, inside gatecord).
 run: $(STAMP)
-	$(VENV)/bin/gatecord migrate
-	$(VENV)/bin/gatecord run
+	$(VENV)/bin/gatecord run --sandbox-if-no-token
 
 # The browser tests drive Debian's Chromium (never a downloaded browser); installed here when missing.
 CHROMIUM := /usr/bin/chromium

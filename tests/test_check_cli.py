@@ -61,3 +61,22 @@ async def test_check_reports_an_unreachable_gateway(tmp_path: Path) -> None:
     assert code == 1
     assert "gateway health: FAILED" in out
     assert "Traceback" not in err
+
+
+async def test_list_settings_from_the_environment_as_commas_or_json_pass_the_check(tmp_path: Path) -> None:
+    async with GatewayEmulator("openai") as emu:
+        db = tmp_path / "g.db"
+        cfg = tmp_path / "cfg.toml"
+        cfg.write_text(f'[gateway]\nprofile = "openai"\nbase_url = "{emu.root_url}"\n[storage]\npath = "{db}"\n')
+        code, out, err = await run_check(cfg, {
+            "GATECORD_DISCORD__TOKEN": "discord-token-xyz",
+            "GATECORD_GATEWAY__API_KEY": emu.api_key,
+            "GATECORD_GATEWAY__FALLBACK_MODELS": "a,b",
+            "GATECORD_DISCORD__CDN_HOSTS": "host",
+            "GATECORD_DISCORD__COMMAND_GUILDS": "[1, 2]",
+        })
+        assert (code, err) == (0, ""), out + err
+        assert "check: all good" in out
+        latest = max(int(p.name[:4]) for p in (Path(__file__).parent.parent / "bot" / "storage" / "sql").glob("*.sql"))
+        assert f"database {db}: schema version 0 of {latest}; `gatecord migrate`" in out
+        assert not db.exists()  # check reads the database, never creates it

@@ -1,5 +1,5 @@
-"""`gatecord run` with no token starts the sandbox and prints one URL; `gatecord sandbox` uses the real
-gateway when the configuration has a key; the web UI's HTTP API answers as the page expects; the
+"""`gatecord run --sandbox-if-no-token` (`make run`) with no token starts the sandbox and prints one
+URL; `gatecord sandbox` uses the real gateway when the configuration has a key; the web UI's HTTP API answers as the page expects; the
 sandbox stays out of `bot/`'s imports."""
 
 from __future__ import annotations
@@ -46,7 +46,7 @@ async def read_url_line(proc: asyncio.subprocess.Process) -> str:
 async def test_run_without_a_token_brings_up_the_sandbox(tmp_path: Path) -> None:
     """What `make run` does on a fresh clone with no config.toml: the sandbox, one URL, a working page."""
     proc = await asyncio.create_subprocess_exec(
-        sys.executable, "-m", "bot", "run", cwd=tmp_path, env=clean_env(),
+        sys.executable, "-m", "bot", "run", "--sandbox-if-no-token", cwd=tmp_path, env=clean_env(),
         stdout=asyncio.subprocess.PIPE, stderr=asyncio.subprocess.PIPE,
     )
     try:
@@ -74,7 +74,7 @@ async def test_run_without_a_token_brings_up_the_sandbox(tmp_path: Path) -> None
     stderr = err.decode()
     assert proc.returncode == 0, stderr
     assert "Traceback" not in stderr
-    assert "starting the sandbox" in stderr
+    assert "gatecord: no Discord token configured (discord.token): starting the local sandbox" in stderr
     assert URL_RE.findall(stderr) == []  # the page's URL is the one URL printed
     assert list(tmp_path.iterdir()) == []  # nothing left behind: the sandbox database was temporary
 

@@ -1,7 +1,8 @@
 """The ``gatecord`` command: ``run``, ``migrate``, ``check``, ``sandbox``.
 
-Configuration problems print one line naming the key and the file and exit with code 2; no
-traceback, no secret.
+Configuration problems print one line naming the key and the file (or the environment variable)
+and exit with code 2; a database the code cannot use (newer than the code, or no migrations in
+the installed package) prints one line and exits with code 1. No traceback, no secret.
 """
 
 from __future__ import annotations
@@ -10,46 +11,52 @@ import argparse
 import asyncio
 import gc
 import logging
-import os
 import signal
 import sys
 from typing import TYPE_CHECKING, Sequence
 
 from bot.app.logging_setup import configure_logging
-from bot.app.settings import ConfigError, Settings, load_settings, require_token
+from bot.app.settings import ConfigError, Settings, has_token, load_settings, require_token
+from bot.storage.migrations import MigrationError, ensure_usable, latest_version, stored_version
 
 if TYPE_CHECKING:
     from bot.app.factory import GatecordBot
 
-EXIT_CONFIG = 2
-NO_TOKEN_HELP = (
-    "Gatecord needs a Discord bot token to connect. Create an application at "
-    "https://discord.com/developers/applications, add a bot, enable the Message Content intent, "
-    "copy its token, and either export GATECORD_DISCORD__TOKEN=<token> or put it under [discord] "
-    "token in config.toml (start from config.example.toml). Set [gateway] profile, base_url and "
-    "api_key (GATECORD_GATEWAY__API_KEY) for your AI gateway too."
-)
+EXIT_FAILURE = 1  # the command ran and failed: a problem found by check, a database it cannot use
+EXIT_CONFIG = 2  # the configuration is wrong or incomplete
 
 
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog="gatecord", description="Gatecord: a Discord bot backed by an AI gateway.")
     sub = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
     for name, help_text in (
-        ("run", "start the bot (without a Discord token: the sandbox, unless GATECORD_NO_SANDBOX=1)"),
+        ("run", "start the bot (needs a Discord token; with --sandbox-if-no-token, the sandbox when there is none)"),
         ("migrate", "apply database migrations and print the schema version"),
         ("check", "validate the configuration and reach the configured AI gateway"),
         ("sandbox", "try Gatecord in a browser: emulated Discord and gateway, the real bot, one local URL"),
     ):
         cmd = sub.add_parser(name, help=help_text)
         cmd.add_argument("--config", metavar="PATH", default=None, help="TOML file (default ./config.toml)")
+        if name == "run":
+            cmd.add_argument(
+                "--sandbox-if-no-token", action="store_true",
+                help="start the local sandbox instead of failing when no Discord token is configured (`make run`)",
+            )
         if name in ("run", "sandbox"):
             cmd.add_argument("--port", type=int, default=None, help="sandbox page port (default 8765; 0 = any free port)")
             cmd.add_argument("--gateway-profile", default=None, help="sandbox: gateway profile to emulate")
     return parser
 
 
-def _no_sandbox() -> bool:
-    return os.environ.get("GATECORD_NO_SANDBOX", "").strip().lower() in ("1", "true", "yes")
+def choose_command(args: argparse.Namespace, settings: Settings) -> str:
+    """The command to carry out: ``run`` without a token is the sandbox only when asked for, else a ConfigError."""
+    if args.command != "run" or has_token(settings):
+        return str(args.command)
+    if args.sandbox_if_no_token:
+        print("gatecord: no Discord token configured (discord.token): starting the local sandbox", file=sys.stderr)
+        return "sandbox"
+    require_token(settings, args.config)
+    return "run"  # pragma: no cover - require_token raised
 
 
 async def _sandbox(settings: Settings, args: argparse.Namespace) -> int:
@@ -63,20 +70,20 @@ def main(argv: Sequence[str] | None = None) -> int:
     args = build_parser().parse_args(argv)
     try:
         settings = load_settings(args.config, require_file=args.config is not None)
-        if args.command == "run" and not settings.discord.token.get_secret_value().strip() and not _no_sandbox():
-            print("gatecord: no Discord token configured (discord.token): starting the sandbox instead "
-                  "(set GATECORD_NO_SANDBOX=1 to get the error instead)", file=sys.stderr)
-            args.command = "sandbox"
-        if args.command == "run":
-            require_token(settings, args.config)
+        command = choose_command(args, settings)
     except ConfigError as exc:
         print(f"gatecord: {exc}", file=sys.stderr)
-        if args.command == "run" and "discord.token is missing" in str(exc):
-            print(NO_TOKEN_HELP, file=sys.stderr)
         return EXIT_CONFIG
+    try:
+        # Before anything starts: the package must carry its migrations, and the database (the
+        # sandbox's is a fresh temporary one) must not be newer than the code.
+        ensure_usable(None if command == "sandbox" else settings.storage.path)
+    except MigrationError as exc:
+        print(f"gatecord: {exc}", file=sys.stderr)
+        return EXIT_FAILURE
     configure_logging(settings)
     handler = {"run": _run, "migrate": _migrate, "check": _check,
-               "sandbox": lambda s: _sandbox(s, args)}[args.command]
+               "sandbox": lambda s: _sandbox(s, args)}[command]
     try:
         return asyncio.run(handler(settings))
     except KeyboardInterrupt:
@@ -84,7 +91,6 @@ def main(argv: Sequence[str] | None = None) -> int:
 
 
 async def _migrate(settings: Settings) -> int:
-    from bot.storage.migrations import MigrationError
     from bot.storage.store import Store
 
     store = Store(settings.storage.path)
@@ -92,7 +98,7 @@ async def _migrate(settings: Settings) -> int:
         version = await store.open()
     except MigrationError as exc:
         print(f"gatecord: {exc}", file=sys.stderr)
-        return 1
+        return EXIT_FAILURE
     finally:
         await store.close()
     print(f"database {settings.storage.path}: schema version {version}")
@@ -125,6 +131,9 @@ async def _run(settings: Settings) -> int:
     except discord.LoginFailure:
         print("gatecord: Discord rejected the bot token (discord.token); check it and try again", file=sys.stderr)
         return EXIT_CONFIG
+    except MigrationError as exc:  # raised by the bot's set-up when it opens the database
+        print(f"gatecord: {exc}", file=sys.stderr)
+        return EXIT_FAILURE
     except discord.PrivilegedIntentsRequired:
         print(
             "gatecord: Discord refused the Message Content intent; enable it for the bot in the developer portal",
@@ -150,6 +159,10 @@ async def _check(settings: Settings) -> int:
     token = settings.discord.token.get_secret_value().strip()
     print(f"discord: token {'set' if token else 'MISSING (set GATECORD_DISCORD__TOKEN)'}; API {settings.discord.api_base_url}")
     problems += 0 if token else 1
+    latest = latest_version()
+    current = await asyncio.to_thread(stored_version, settings.storage.path)
+    pending = "" if current == latest else "; `gatecord migrate` (or starting the bot) brings it up to date"
+    print(f"database {settings.storage.path}: schema version {current} of {latest}{pending}")
     g = settings.gateway
     print(f"gateway: profile {g.profile} at {g.base_url}; key {'set' if g.api_key.get_secret_value() else 'not set'}")
     client = build_gateway_client(settings)
@@ -177,9 +190,9 @@ async def _check(settings: Settings) -> int:
             for kind, ids in sorted(by_kind.items()):
                 shown = ", ".join(ids[:8]) + (f", … (+{len(ids) - 8})" if len(ids) > 8 else "")
                 print(f"  {kind}: {shown}")
-            ids = {m.id for m in models}
+            known = {m.id for m in models}
             for label, wanted in (("chat_model", g.chat_model), ("vision_model", g.vision_model), ("image_model", g.image_model)):
-                if wanted and ids and wanted not in ids:
+                if wanted and known and wanted not in known:
                     print(f"  warning: gateway.{label} {wanted!r} is not in the gateway's model list")
         except GatewayError as exc:
             print(f"gateway models: FAILED ({exc})")
@@ -187,7 +200,7 @@ async def _check(settings: Settings) -> int:
     finally:
         await client.close()
     print("check: all good" if problems == 0 else f"check: {problems} problem(s) found")
-    return 0 if problems == 0 else 1
+    return 0 if problems == 0 else EXIT_FAILURE
 
 
 if __name__ == "__main__":  # pragma: no cover

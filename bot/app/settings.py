@@ -6,17 +6,85 @@ are ``SecretStr`` so they never show in a repr, a log line or a validation error
 
 from __future__ import annotations
 
+import json
+import os
 import tomllib
 from pathlib import Path
-from typing import Any, Literal
+from typing import Annotated, Any, Literal
+from urllib.parse import urlsplit
 
-from pydantic import BaseModel, ConfigDict, Field, SecretStr, ValidationError, field_validator
-from pydantic_settings import BaseSettings, PydanticBaseSettingsSource, SettingsConfigDict
+from pydantic import (
+    AfterValidator, BaseModel, BeforeValidator, ConfigDict, Field, SecretStr, ValidationError, field_validator,
+)
+from pydantic_settings import BaseSettings, NoDecode, PydanticBaseSettingsSource, SettingsConfigDict
+from pydantic_settings.exceptions import SettingsError
 
 PROFILES = ("aicordcloud", "digicord", "aicredits", "aiproxy", "openai")
 ProfileName = Literal["aicordcloud", "digicord", "aicredits", "aiproxy", "openai"]
 DEFAULT_CONFIG_PATH = Path("config.toml")
 SECRET_KEYS = frozenset({"discord.token", "gateway.api_key"})
+SECRET_NAMES = frozenset({"token", "api_key"})  # a key ending in one of these is never echoed
+SECRET_CONTAINERS = frozenset({"gateway.fallbacks"})  # a whole value that holds secrets is never echoed either
+
+
+def _list_from_text(value: Any) -> Any:
+    """A list setting given as text (the environment): ``a,b`` or a JSON list; anything else is refused.
+
+    Lists from the TOML file arrive as lists and pass through untouched.
+    """
+    if not isinstance(value, str):
+        return value
+    text = value.strip()
+    if text.startswith("["):
+        try:
+            decoded = json.loads(text)
+        except json.JSONDecodeError as exc:
+            raise ValueError(f"is not a valid JSON list ({exc.msg} at character {exc.pos + 1}); "
+                             "write a comma-separated list or a JSON list") from None
+        if not isinstance(decoded, list):  # pragma: no cover - text starting with [ decodes to a list or fails
+            raise ValueError("must be a comma-separated list or a JSON list")
+        return decoded
+    if text.startswith("{"):
+        raise ValueError("must be a comma-separated list or a JSON list, not a JSON object")
+    return [part.strip() for part in text.split(",") if part.strip()]
+
+
+def _json_list_from_text(value: Any) -> Any:
+    """A list of tables given as text (the environment): a JSON list of objects."""
+    if not isinstance(value, str):
+        return value
+    try:
+        decoded = json.loads(value)
+    except json.JSONDecodeError as exc:
+        raise ValueError(f"is not valid JSON ({exc.msg} at character {exc.pos + 1}); "
+                         'write a JSON list of objects such as [{"profile": "openai", "base_url": "https://…"}]') from None
+    if not isinstance(decoded, list):
+        raise ValueError('must be a JSON list of objects such as [{"profile": "openai", "base_url": "https://…"}]')
+    return decoded
+
+
+def _url(*schemes: str) -> AfterValidator:
+    """A URL that must start with one of ``schemes``; a bare host gets a "did you mean" hint."""
+
+    def check(value: str) -> str:
+        text = value.strip()
+        if "://" not in text:
+            hint = f"; did you mean {schemes[0]}://{text}?" if text else ""
+            raise ValueError(f"must be a URL starting with {' or '.join(s + '://' for s in schemes)}{hint}")
+        parts = urlsplit(text)
+        if parts.scheme.lower() not in schemes:
+            raise ValueError(f"must start with {' or '.join(s + '://' for s in schemes)} (not {parts.scheme}://)")
+        if not parts.netloc:
+            raise ValueError("has no host after the scheme")
+        return text
+
+    return AfterValidator(check)
+
+
+StrList = Annotated[list[str], NoDecode, BeforeValidator(_list_from_text)]
+IntList = Annotated[list[int], NoDecode, BeforeValidator(_list_from_text)]
+HttpUrl = Annotated[str, _url("https", "http")]
+WsUrl = Annotated[str, _url("wss", "ws")]
 
 
 class _Section(BaseModel):
@@ -25,11 +93,11 @@ class _Section(BaseModel):
 
 class DiscordSettings(_Section):
     token: SecretStr = SecretStr("")
-    api_base_url: str = "https://discord.com/api/v10"
-    gateway_url: str = "wss://gateway.discord.gg/"
-    cdn_base_url: str = "https://cdn.discordapp.com"
-    cdn_hosts: list[str] = Field(default_factory=lambda: ["cdn.discordapp.com", "media.discordapp.net"])
-    command_guilds: list[int] = Field(default_factory=list)
+    api_base_url: HttpUrl = "https://discord.com/api/v10"
+    gateway_url: WsUrl = "wss://gateway.discord.gg/"
+    cdn_base_url: HttpUrl = "https://cdn.discordapp.com"
+    cdn_hosts: StrList = Field(default_factory=lambda: ["cdn.discordapp.com", "media.discordapp.net"])
+    command_guilds: IntList = Field(default_factory=list)
     guild_ready_timeout: float = Field(2.0, gt=0, le=60)
 
 
@@ -37,7 +105,7 @@ class FallbackGateway(_Section):
     """Another gateway tried when the primary one fails (its own profile, key and models)."""
 
     profile: ProfileName
-    base_url: str
+    base_url: HttpUrl
     api_key: SecretStr = SecretStr("")
     chat_model: str = ""
     vision_model: str = ""
@@ -46,13 +114,15 @@ class FallbackGateway(_Section):
 
 class GatewaySettings(_Section):
     profile: ProfileName = "aicordcloud"
-    base_url: str = "https://api.aicord.cloud"
+    base_url: HttpUrl = "https://api.aicord.cloud"
     api_key: SecretStr = SecretStr("")
     chat_model: str = "aicord/fast"
     vision_model: str = ""
     image_model: str = ""
-    fallback_models: list[str] = Field(default_factory=list)
-    fallbacks: list[FallbackGateway] = Field(default_factory=list)
+    fallback_models: StrList = Field(default_factory=list)
+    fallbacks: Annotated[list[FallbackGateway], NoDecode, BeforeValidator(_json_list_from_text)] = Field(
+        default_factory=list
+    )
     connect_timeout: float = Field(10.0, gt=0)
     total_timeout: float = Field(120.0, gt=0)
     stream_idle_timeout: float = Field(60.0, gt=0)
@@ -184,7 +254,7 @@ def load_settings(path: str | Path | None = None, *, require_file: bool = False)
     """Read settings from ``path`` (default ``./config.toml``) and the environment.
 
     A missing default file is fine (environment and defaults apply); a missing explicit file is
-    an error when ``require_file`` is set.
+    an error when ``require_file`` is set. Every problem is a ``ConfigError`` of one line.
     """
     config_path = Path(path) if path is not None else DEFAULT_CONFIG_PATH
     data: dict[str, Any] = {}
@@ -201,33 +271,72 @@ def load_settings(path: str | Path | None = None, *, require_file: bool = False)
         return Settings(**data)
     except ValidationError as exc:
         raise ConfigError(describe_validation_error(exc, config_path)) from None
+    except SettingsError as exc:
+        raise ConfigError(describe_settings_error(exc)) from None
+
+
+def _env_name(parts: list[str]) -> str:
+    return "GATECORD_" + "__".join(p.upper() for p in parts)
+
+
+def _from_environment(env_name: str) -> bool:
+    """Whether ``env_name`` is set (settings are case-insensitive, so the environment is read that way too)."""
+    return any(name.upper() == env_name for name in os.environ)
 
 
 def describe_validation_error(exc: ValidationError, config_path: Path) -> str:
-    """One line naming the key, the file and the env variable; never echoes a secret."""
+    """One line naming the key and where it came from (the file, or the environment variable); never echoes a secret."""
     err = exc.errors()[0]
     loc = [str(part) for part in err["loc"]]
-    key = ".".join(loc)
-    env_name = "GATECORD_" + "__".join(p.upper() for p in loc)
+    # The setting is the path up to the first list index: gateway.fallbacks[0].base_url is set by
+    # GATECORD_GATEWAY__FALLBACKS, discord.command_guilds[1] by GATECORD_DISCORD__COMMAND_GUILDS.
+    first_index = next((i for i, part in enumerate(loc) if part.isdigit()), len(loc))
+    setting = loc[:first_index]
+    key = "".join(f"[{p}]" if p.isdigit() else ("." if i else "") + p for i, p in enumerate(loc))
+    env_name = _env_name(setting)
     kind = err["type"]
     if kind == "extra_forbidden":
         what = "is not a known setting"
     elif kind == "literal_error" and loc[-1] == "profile":
         what = f"must be one of {', '.join(PROFILES)}"
     else:
-        what = err["msg"][0].lower() + err["msg"][1:]
+        msg = err["msg"].removeprefix("Value error, ")
+        what = msg[0].lower() + msg[1:]
+    secret = (
+        ".".join(setting) in SECRET_KEYS | SECRET_CONTAINERS or loc[-1] in SECRET_NAMES or ".".join(loc) in SECRET_KEYS
+    )
     shown = ""
-    if key not in SECRET_KEYS and kind not in ("extra_forbidden", "missing") and "input" in err:
-        shown = f" (got {err['input']!r})"
+    if not secret and kind not in ("extra_forbidden", "missing") and "input" in err and str(err["input"]) not in what:
+        shown = f" (got {err['input']!r})"  # (a "did you mean …" hint already shows it)
     more = f"; {len(exc.errors()) - 1} more problem(s) after this one" if len(exc.errors()) > 1 else ""
+    if setting and _from_environment(env_name):
+        return f"environment variable {env_name}: {key} {what}{shown}{more}"
     return f"{config_path}: {key} {what}{shown} [env {env_name}]{more}"
 
 
+def describe_settings_error(exc: SettingsError) -> str:
+    """pydantic-settings could not decode an environment value as JSON (a whole section, e.g. ``GATECORD_GATEWAY``)."""
+    text = str(exc)
+    field = text.split('"')[1] if text.count('"') >= 2 else ""
+    if not field:
+        return f"environment: a GATECORD_ variable could not be read ({text})"
+    env_name = _env_name([field])
+    return (
+        f"environment variable {env_name}: {field} is not a valid JSON object; "
+        f"set its keys one by one instead ({env_name}__<KEY>)"
+    )
+
+
+def has_token(settings: Settings) -> bool:
+    return bool(settings.discord.token.get_secret_value().strip())
+
+
 def require_token(settings: Settings, config_path: str | Path | None) -> None:
-    """``run`` needs a bot token; say where it goes when there is none."""
-    if not settings.discord.token.get_secret_value().strip():
+    """``run`` needs a bot token; say where it goes, and how to try Gatecord without one."""
+    if not has_token(settings):
         where = Path(config_path) if config_path else DEFAULT_CONFIG_PATH
         raise ConfigError(
             f"{where}: discord.token is missing — set GATECORD_DISCORD__TOKEN in the environment "
-            f"or token under [discord] in {where}"
+            f"or token under [discord] in {where}; to try Gatecord without a token, "
+            "`make run` or `gatecord sandbox` start the local sandbox"
         )

@@ -12,6 +12,7 @@ import contextvars
 import os
 from collections.abc import AsyncIterator, Iterable, Sequence
 from contextlib import asynccontextmanager
+from importlib.resources.abc import Traversable
 from pathlib import Path
 from typing import Any
 
@@ -25,9 +26,9 @@ Params = Sequence[Any] | dict[str, Any]
 
 
 class Store:
-    def __init__(self, path: str | Path, *, migrations_dir: Path = migrations.MIGRATIONS_DIR) -> None:
+    def __init__(self, path: str | Path, *, migrations_dir: Traversable | None = None) -> None:
         self.path = Path(path)
-        self.migrations_dir = migrations_dir
+        self.migrations_dir = migrations_dir  # None: the migrations shipped in the package
         self._db: aiosqlite.Connection | None = None
         self._lock = asyncio.Lock()
         self.schema_version = 0
@@ -56,6 +57,9 @@ class Store:
                 self.schema_version = await migrations.migrate(self._db, self.migrations_dir)
             else:
                 self.schema_version = await migrations.current_version(self._db)
+        except migrations.DatabaseTooNew as exc:
+            await self.close()
+            raise migrations.DatabaseTooNew(exc.version, exc.latest, self.path) from None
         except BaseException:
             await self.close()
             raise
