@@ -25,7 +25,7 @@ from bot.chat.admission import Busy
 from bot.chat.conversation import new_conversation_id, render_system_prompt
 from bot.app.factory import GatecordBot
 from bot.budgets.quotas import Feature, Requester
-from bot.rendering.stream import truncate
+from bot.rendering.text import truncate
 from bot.rendering.errors import user_error_message
 from bot.chat.answer import ERROR_PREFIX, NO_MENTIONS, AnswerRunner, AnswerSpec, InteractionTarget, shared_admission
 from cogs._model_choices import VISION_KINDS, autocomplete_for
