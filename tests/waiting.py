@@ -2,8 +2,9 @@
 
 ``Changes.wait_until(check)`` re-checks ``check`` (sync or async) after every ``changed()`` and
 returns its first truthy result; nothing is polled on a timer, so a test waits exactly as long as
-the thing it waits for. ``store_writes`` pokes a ``Changes`` after every write the bot's SQLite
-store makes, for tests whose condition is a row in the database (or an API answer built from one).
+the thing it waits for. For conditions on the database (a row, or an API answer built from one):
+``SignallingStore`` pokes its ``changes`` after every write, and ``store_writes`` makes every
+``Store`` do so (for stores the code under test builds itself).
 """
 
 from __future__ import annotations
@@ -12,6 +13,7 @@ import asyncio
 import contextlib
 import inspect
 from collections.abc import AsyncIterator, Awaitable, Callable
+from pathlib import Path
 from typing import Any, TypeVar
 
 import pytest
@@ -54,22 +56,21 @@ class Changes:
             raise AssertionError(f"{what} not reached within {timeout} s") from None
 
 
-def store_writes(monkeypatch: pytest.MonkeyPatch) -> Changes:
-    """A ``Changes`` poked after every write of every ``Store`` (execute, executemany, transaction)."""
-    changes = Changes()
+def _signalled_writes(changes_of: Callable[[Store], Changes]) -> dict[str, Any]:
+    """``Store``'s write methods, each poking ``changes_of(store)`` once its write is done."""
     execute, executemany, transaction = Store.execute, Store.executemany, Store.transaction
 
     async def signalling_execute(self: Store, *args: Any, **kwargs: Any) -> Any:
         try:
             return await execute(self, *args, **kwargs)
         finally:
-            changes.changed()
+            changes_of(self).changed()
 
     async def signalling_executemany(self: Store, *args: Any, **kwargs: Any) -> Any:
         try:
             return await executemany(self, *args, **kwargs)
         finally:
-            changes.changed()
+            changes_of(self).changed()
 
     @contextlib.asynccontextmanager
     async def signalling_transaction(self: Store, *args: Any, **kwargs: Any) -> AsyncIterator[Any]:
@@ -77,9 +78,27 @@ def store_writes(monkeypatch: pytest.MonkeyPatch) -> Changes:
             async with transaction(self, *args, **kwargs) as db:
                 yield db
         finally:
-            changes.changed()
+            changes_of(self).changed()  # after COMMIT (or ROLLBACK)
 
-    monkeypatch.setattr(Store, "execute", signalling_execute)
-    monkeypatch.setattr(Store, "executemany", signalling_executemany)
-    monkeypatch.setattr(Store, "transaction", signalling_transaction)
+    return {"execute": signalling_execute, "executemany": signalling_executemany,
+            "transaction": signalling_transaction}
+
+
+class SignallingStore(Store):
+    """A ``Store`` that pokes its ``changes`` after every write."""
+
+    def __init__(self, path: str | Path, **kwargs: Any) -> None:
+        super().__init__(path, **kwargs)
+        self.changes = Changes()
+
+
+for _name, _method in _signalled_writes(lambda store: store.changes).items():  # type: ignore[attr-defined]
+    setattr(SignallingStore, _name, _method)
+
+
+def store_writes(monkeypatch: pytest.MonkeyPatch) -> Changes:
+    """A ``Changes`` poked after every write of every ``Store`` (for stores the code under test builds)."""
+    changes = Changes()
+    for name, method in _signalled_writes(lambda _store: changes).items():
+        monkeypatch.setattr(Store, name, method)
     return changes
