@@ -80,6 +80,16 @@ def _signal_store_writes(bot_env: Any, monkeypatch: pytest.MonkeyPatch) -> None:
 
 async def wait_delivered(bot_env: Any, key: str, post_id: str, status: str = "delivered", timeout: float = 15.0) -> dict[str, Any]:
     """The post's API answer once it has ``status``, re-read after every write the bot makes."""
+    if "store_writes" not in bot_env.extra:  # imported by another test module, without the fixture above
+        # A write already under way when the patch goes in is not missed: the API reads through the
+        # same Store, whose lock orders that read after the write.
+        with pytest.MonkeyPatch.context() as mp:
+            bot_env.extra["store_writes"] = store_writes(mp)
+            try:
+                return await wait_delivered(bot_env, key, post_id, status, timeout)
+            finally:
+                del bot_env.extra["store_writes"]
+
     async def answer() -> dict[str, Any] | None:
         code, body, _ = await http_get(bot_env, f"/send-data/{post_id}", key)
         assert code == 200
