@@ -10,13 +10,18 @@ Every interaction streams a deterministic answer of ``--chunks`` text chunks ``-
 seconds apart (the emulator also paces the finish, usage and ``[DONE]`` events that way). Prints
 p50/p99 of:
 
-* acknowledgement (interaction created → its callback reaches Discord),  target p99 < 100 ms;
-  with the CPU time the bot and the emulators used until the last acknowledgement (Linux)
+* acknowledgement (interaction created → its callback reaches Discord),  target p99 < 250 ms and
+  every one under Discord's 3 s; with the CPU time the bot and the emulators used until the last
+  acknowledgement and until every answer was final (Linux: every thread of each process, e.g.
+  aiosqlite's worker and the resolver's threads, not only the main thread)
 * first gateway chunk → first visible text in Discord,                   target p50 < 50 ms
 * last gateway chunk ([DONE]) → final edit in Discord,                   target p50 < 150 ms
   (also shown from the last *text* chunk, which the emulator sends 3 × chunk-delay before [DONE])
 * edits per message, the shortest gap between two intermediate edits of one message (≥ 1 s),
   and how many 429s the Discord emulator answered.
+
+Only Discord-visible effects and the emulators' own timestamps are read, never the bot's
+internals, so the figures mean the same whatever the bot does inside.
 
 With two or more CPUs the bot process is pinned to its own CPU(s) and the emulators to CPU 0, as in
 production, where Discord and the gateway don't run on the bot's machine (``--no-pin`` leaves the
@@ -37,6 +42,7 @@ import statistics
 import sys
 import tempfile
 import time
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
@@ -46,6 +52,10 @@ sys.path.insert(0, str(ROOT))
 from bot.rendering.stream import WRITING_MARKER  # noqa: E402
 
 PROMPT = "load test question {i}"
+ACK_P99_TARGET = 0.25
+ACK_MAX = 3.0  # Discord's limit for the first response to an interaction
+FIRST_VISIBLE_P50_TARGET = 0.05
+FINAL_P50_TARGET = 0.15
 
 
 def pct(values: list[float], q: float) -> float:
@@ -127,12 +137,55 @@ async def start_bot_process(discord_emu: Any, gateway_emu: Any, workdir: Path, n
     return proc
 
 
-def cpu_seconds(pid: int) -> float | None:
-    """CPU time a process has used so far (Linux ``/proc/<pid>/schedstat``, in ns); None elsewhere."""
+CLOCK_TICKS = os.sysconf("SC_CLK_TCK") if hasattr(os, "sysconf") else 100
+
+
+@dataclass(frozen=True)
+class CpuSample:
+    """CPU a process has used so far, on Linux: per live thread, and for the whole process."""
+
+    threads: dict[int, float]  # thread id → seconds (``/proc/<pid>/task/<tid>/schedstat``, ns precision)
+    process: float  # seconds, every thread ever, ended ones too (``/proc/<pid>/stat`` utime+stime, in ticks)
+
+
+def cpu_sample(pid: int) -> CpuSample | None:
+    """What ``pid`` has used so far; None where ``/proc`` is not available."""
+    threads: dict[int, float] = {}
     try:
-        return int(Path(f"/proc/{pid}/schedstat").read_text().split()[0]) / 1e9
+        for tid in os.listdir(f"/proc/{pid}/task"):
+            try:
+                threads[int(tid)] = int(Path(f"/proc/{pid}/task/{tid}/schedstat").read_text().split()[0]) / 1e9
+            except (FileNotFoundError, ProcessLookupError):
+                pass  # the thread ended while we were listing
+        fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
+        process = (int(fields[11]) + int(fields[12])) / CLOCK_TICKS  # utime, stime (fields 14, 15)
     except (OSError, ValueError, IndexError):
         return None
+    return CpuSample(threads, process)
+
+
+def main_thread_cpu(pid: int, before: CpuSample | None, after: CpuSample | None) -> float:
+    """The part of it the main thread (the event loop) used: the thread whose id is the pid."""
+    if before is None or after is None:
+        return float("nan")
+    return after.threads.get(pid, 0.0) - before.threads.get(pid, 0.0)
+
+
+def cpu_used(before: CpuSample | None, after: CpuSample | None) -> float | None:
+    """CPU seconds used between two samples, by every thread of the process.
+
+    The per-thread sum is precise but misses a thread that ended in between; the whole-process
+    figure includes it but counts in clock ticks (10 ms). The precise one is used unless the
+    whole-process one shows more than a tick's rounding beyond it.
+    """
+    if before is None or after is None:
+        return None
+    threads = sum(after.threads.values()) - sum(t for tid, t in before.threads.items() if tid in after.threads)
+    ended = set(before.threads) - set(after.threads)
+    process = after.process - before.process
+    if ended or process > threads + 2 / CLOCK_TICKS:
+        return max(threads, process)
+    return threads
 
 
 async def wait_all_acknowledged(recs: list[Any], timeout: float, interval: float = 0.001) -> None:
@@ -221,7 +274,7 @@ async def run(n: int, chunks: int, chunk_delay: float, profile: str, in_process:
         gc.freeze()
         users = ["alice", "bob", "admin"]
         bot_pid = proc.pid if proc is not None else os.getpid()
-        cpu_before = (cpu_seconds(bot_pid), cpu_seconds(os.getpid()))
+        cpu_before = (cpu_sample(bot_pid), cpu_sample(os.getpid()))
         started = time.monotonic()
         recs = await asyncio.gather(*[
             discord_emu.inject_slash_command("chat", {"prompt": PROMPT.format(i=i)}, user=users[i % 3])
@@ -229,9 +282,10 @@ async def run(n: int, chunks: int, chunk_delay: float, profile: str, in_process:
         ])
         await wait_all_acknowledged(recs, timeout=10)
         burst = time.monotonic() - started
-        cpu_after = (cpu_seconds(bot_pid), cpu_seconds(os.getpid()))
+        cpu_acked = (cpu_sample(bot_pid), cpu_sample(os.getpid()))
         await wait_all_finished(recs, finished, timeout=120 + n * chunk_delay)
         wall = time.monotonic() - started
+        cpu_final = (cpu_sample(bot_pid), cpu_sample(os.getpid()))
     finally:
         if running is not None:
             await running.stop()
@@ -246,15 +300,19 @@ async def run(n: int, chunks: int, chunk_delay: float, profile: str, in_process:
         tmp.cleanup()
 
     acks: list[float] = []
+    unacknowledged = 0
     first_visible: list[float] = []
     from_last_event: list[float] = []
     from_last_text: list[float] = []
     edits_per_message: list[int] = []
     min_gap = float("inf")
     for i, rec in enumerate(recs):
-        acks.append(rec.ack_latency)
+        if rec.ack_latency is None:
+            unacknowledged += 1
+        else:
+            acks.append(rec.ack_latency)
         mark = marks.get(PROMPT.format(i=i), {})
-        shown = [e.at for e in rec.original.edits if e.content]
+        shown = [e.at for e in rec.original.edits if e.content] if rec.original is not None else []
         if "first_chunk" in mark and shown:
             first_visible.append(shown[0] - mark["first_chunk"])
         final_at = max(m.edits[-1].at for m in rec.messages)
@@ -270,15 +328,24 @@ async def run(n: int, chunks: int, chunk_delay: float, profile: str, in_process:
     where = "in this process" if in_process else "as its own process"
     print(f"chat load: {n} concurrent /chat, {chunks} chunks × {chunk_delay * 1000:.0f} ms, profile {profile}, "
           f"bot {where} ({pinning}); all answers final after {wall:.2f} s")
-    print(f"  acknowledgement             p50 {ms(pct(acks, 50))}   p99 {ms(pct(acks, 99))}   (target p99 < 100 ms)")
-    if None not in cpu_before + cpu_after and not in_process:
-        bot_cpu, emu_cpu = (after - before for before, after in zip(cpu_before, cpu_after))  # type: ignore[operator]
-        print(f"  CPU used until the last acknowledgement ({burst * 1000:.0f} ms): bot {bot_cpu * 1000:.0f} ms, "
-              f"emulators {emu_cpu * 1000:.0f} ms ({bot_cpu / n * 1e6:.0f} / {emu_cpu / n * 1e6:.0f} µs per interaction)")
+    ack_max = max(acks, default=float("nan"))
+    print(f"  acknowledgement             p50 {ms(pct(acks, 50))}   p99 {ms(pct(acks, 99))}   max {ms(ack_max)}"
+          f"   (target p99 < {ACK_P99_TARGET * 1000:.0f} ms, all < {ACK_MAX:.0f} s)")
+    if unacknowledged:
+        print(f"  NOT ACKNOWLEDGED: {unacknowledged} of {n}")
+    if not in_process:  # one process for everything: the bot's and the emulators' CPU can't be told apart
+        for label, span, after in (("the last acknowledgement", burst, cpu_acked),
+                                   ("every answer was final", wall, cpu_final)):
+            bot_cpu, emu_cpu = cpu_used(cpu_before[0], after[0]), cpu_used(cpu_before[1], after[1])
+            if bot_cpu is not None and emu_cpu is not None:
+                main = main_thread_cpu(bot_pid, cpu_before[0], after[0])
+                print(f"  CPU until {label} ({span * 1000:.0f} ms), all threads: bot {bot_cpu * 1000:.0f} ms "
+                      f"(main thread {main * 1000:.0f}), emulators {emu_cpu * 1000:.0f} ms "
+                      f"({bot_cpu / n * 1e6:.0f} / {emu_cpu / n * 1e6:.0f} µs per interaction)")
     print(f"  first chunk → visible text  p50 {ms(pct(first_visible, 50))}   p99 {ms(pct(first_visible, 99))}"
-          "   (target p50 < 50 ms)")
+          f"   (target p50 < {FIRST_VISIBLE_P50_TARGET * 1000:.0f} ms)")
     print(f"  last chunk → final edit     p50 {ms(pct(from_last_event, 50))}   p99 {ms(pct(from_last_event, 99))}"
-          "   (target p50 < 150 ms)")
+          f"   (target p50 < {FINAL_P50_TARGET * 1000:.0f} ms)")
     print(f"  last text chunk → final     p50 {ms(pct(from_last_text, 50))}   p99 {ms(pct(from_last_text, 99))}"
           f"   (includes the emulator's {3 * chunk_delay * 1000:.0f} ms of finish/usage/[DONE] pacing)")
     print(f"  edits per message           mean {statistics.mean(edits_per_message):.2f}   "
@@ -286,7 +353,8 @@ async def run(n: int, chunks: int, chunk_delay: float, profile: str, in_process:
     gap = "n/a" if min_gap == float("inf") else f"{min_gap:.3f} s"
     print(f"  shortest gap between two intermediate edits of one message: {gap} (must be ≥ 1 s)")
     print(f"  429 answers from the Discord emulator: {len(discord_emu.rate_limited)}")
-    ok = (pct(acks, 99) < 0.1 and pct(first_visible, 50) < 0.05 and pct(from_last_event, 50) < 0.15
+    ok = (not unacknowledged and pct(acks, 99) < ACK_P99_TARGET and ack_max < ACK_MAX
+          and pct(first_visible, 50) < FIRST_VISIBLE_P50_TARGET and pct(from_last_event, 50) < FINAL_P50_TARGET
           and min_gap >= 1.0 and not discord_emu.rate_limited)
     print("  all targets met" if ok else "  TARGETS MISSED")
     return 0

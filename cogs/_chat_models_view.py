@@ -8,7 +8,7 @@ from collections.abc import Sequence
 import discord
 
 from bot.rendering import limits as limits
-from bot.rendering.stream import truncate
+from bot.rendering.text import truncate
 from gateway_client import ModelInfo, ModelKind
 
 __all__ = ["ModelPages", "PAGE_SIZE", "model_line", "model_pages_embed"]

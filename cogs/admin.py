@@ -23,7 +23,6 @@ from bot.budgets.rules import Requester, limit_text
 from bot.guilds.audit import InvalidSetting
 from bot.guilds.config import GUILD_LEVEL
 from bot.rendering.errors import user_error_message
-from gateway_client.errors import Unsupported
 from cogs._admin_text import (
     changes_text,
     config_show_text,
@@ -31,6 +30,7 @@ from cogs._admin_text import (
     quota_show_text,
     top_members_text,
 )
+from gateway_client.errors import Unsupported
 
 log = logging.getLogger(__name__)
 

@@ -16,7 +16,7 @@ from discord import app_commands
 from discord.ext import commands
 
 from bot.app.factory import GatecordBot
-from bot.relay.keys import KeyNameTaken, NAME_MAX, RelayKey
+from bot.relay.keys import NAME_MAX, KeyNameTaken, RelayKey
 
 log = logging.getLogger(__name__)
 

@@ -113,12 +113,7 @@ async def start_bot(settings: Settings, *, timeout: float = BOT_READY_TIMEOUT) -
     bot = create_bot(settings)
     task = asyncio.create_task(bot.start(settings.discord.token.get_secret_value()), name="gatecord-bot")
 
-    async def ready() -> None:
-        await bot.wait_until_ready()
-        while not bot.commands_synced:
-            await asyncio.sleep(0.01)
-
-    waiter = asyncio.create_task(ready())
+    waiter = asyncio.create_task(bot.wait_until_ready())
     done, _ = await asyncio.wait({task, waiter}, timeout=timeout, return_when=asyncio.FIRST_COMPLETED)
     if waiter not in done:
         waiter.cancel()
@@ -126,6 +121,9 @@ async def start_bot(settings: Settings, *, timeout: float = BOT_READY_TIMEOUT) -
             task.result()  # raises the start-up error
         await stop_bot(bot, task)
         raise TimeoutError(f"bot not ready within {timeout} s")
+    if not bot.commands_synced:  # synced in setup_hook, which discord.py runs before it connects
+        await stop_bot(bot, task)
+        raise RuntimeError("the bot was READY before its application commands were synced")
     return RunningBot(bot, task)
 
 

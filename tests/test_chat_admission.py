@@ -6,22 +6,24 @@ import asyncio
 
 import pytest
 
-from bot.chat.admission import Admission, Busy
+from bot.chat.admission import Admission, Busy, Ticket
 
 
 async def test_global_limit_and_bounded_queue() -> None:
     gate = Admission(max_concurrency=2, max_queue=1)
     release = asyncio.Event()
     running: list[str] = []
+    two_running = asyncio.Event()
 
-    async def job(key: str) -> None:
-        async with gate.admit(key):
-            running.append(key)
+    async def job(ticket: Ticket) -> None:
+        async with ticket:
+            running.append(ticket.key)
+            if len(running) == 2:
+                two_running.set()
             await release.wait()
 
-    tasks = [asyncio.create_task(job(k)) for k in ("a", "b", "c")]
-    for _ in range(5):
-        await asyncio.sleep(0)
+    tasks = [asyncio.create_task(job(gate.admit(k))) for k in ("a", "b", "c")]
+    await two_running.wait()
     assert running == ["a", "b"] and gate.running == 2 and gate.waiting == 1
     with pytest.raises(Busy) as info:
         gate.admit("d")
@@ -76,22 +78,23 @@ async def test_failed_turn_frees_its_place() -> None:
 
 async def test_cancelled_waiter_gives_its_place_back() -> None:
     gate = Admission(max_concurrency=1, max_queue=1)
-    hold = asyncio.Event()
+    hold, held = asyncio.Event(), asyncio.Event()
 
     async def holder() -> None:
         async with gate.admit("a"):
+            held.set()
             await hold.wait()
 
     h = asyncio.create_task(holder())
-    await asyncio.sleep(0)
+    await held.wait()
 
     async def waiter() -> None:
         async with gate.admit("b"):
             pass
 
     w = asyncio.create_task(waiter())
-    await asyncio.sleep(0)
-    assert gate.waiting == 1
+    await asyncio.sleep(0)  # yield once: the waiter takes its place and blocks on the only slot
+    assert gate.waiting == 1 and not w.done()
     w.cancel()
     with pytest.raises(asyncio.CancelledError):
         await w

@@ -353,8 +353,12 @@ async def test_fifty_at_once_are_all_acknowledged_quickly(bot_env: Any) -> None:
     ])
     await asyncio.gather(*[r.wait_final(final, timeout=30) for r in recs])
     assert max(r.ack_latency for r in recs) < INTERACTION_ACK_SECONDS
+    answered = 0
     for i, r in enumerate(recs):
-        assert answer_text(r.original.content) == expected_reply(f"q{i}") or "too many requests" in r.content
+        got_answer = answer_text(r.original.content) == expected_reply(f"q{i}")
+        assert got_answer or "too many requests" in r.content
+        answered += got_answer
+    assert answered >= 40, f"only {answered} of 50 got their answer; the others were refused as too many"
     assert emu.rate_limited == []
 
 

@@ -931,11 +931,7 @@ async def test_slow_call_abandoned_by_the_client_does_no_work(http: aiohttp.Clie
             await http.post(emu.api_base + "/chat/completions", json=chat_body(emu), headers=auth(emu),
                             timeout=aiohttp.ClientTimeout(total=0.1))
 
-        async def finished() -> None:
-            while emu.requests[0].status is None:
-                await asyncio.sleep(0.01)
-
-        await asyncio.wait_for(finished(), 5)
+        await emu.wait_for(lambda: emu.requests[0].status is not None, timeout=5)
         assert emu.requests[0].status == 499
         status, out, _ = await post_json(http, emu.api_base + "/chat/completions", chat_body(emu), auth(emu))
         assert status == 200 and out["choices"][0]["message"]["content"] == "the queued answer"

@@ -23,6 +23,7 @@ from bot.relay.service import RelayService
 from bot.app.settings import Settings
 from bot.storage.store import Store
 from tests import prometheus_text as metrics_text
+from tests.waiting import Changes, SignallingStore
 
 GUILD, OTHER_GUILD = 1000, 2000
 CHAN, CHAN2, THREAD, OTHER_CHAN, CATEGORY = 1001, 1002, 1003, 2001, 1009
@@ -50,12 +51,14 @@ class ScriptedTransport:
     def __init__(self) -> None:
         self.script: list[BaseException] = []
         self.attempts: list[tuple[str, float | None]] = []
+        self.changes = Changes()  # poked on every attempt
         self.delivered: dict[str, int] = {}
         self.gate: asyncio.Event | None = None
         self.next_id = 900_000
 
     async def deliver(self, record: PostRecord, *, prior_doubt: float | None) -> Delivered:
         self.attempts.append((record.id, prior_doubt))
+        self.changes.changed()
         if self.gate is not None:
             await self.gate.wait()
         if self.script:
@@ -66,8 +69,8 @@ class ScriptedTransport:
 
 
 class Env:
-    def __init__(self, service: RelayService, client: TestClient, transport: ScriptedTransport, scope: FakeScope, store: Store,
-                 web_server: WebServer) -> None:
+    def __init__(self, service: RelayService, client: TestClient, transport: ScriptedTransport, scope: FakeScope,
+                 store: SignallingStore, web_server: WebServer) -> None:
         self.service, self.client, self.transport, self.scope, self.store = service, client, transport, scope, store
         self.web = web_server
         self.doc = service.document
@@ -94,13 +97,11 @@ class Env:
         validate_response(self.doc, path, method, status, body)
 
     async def wait_status(self, key: str, post_id: str, status: str, timeout: float = 5.0) -> dict[str, Any]:
-        async def poll() -> dict[str, Any]:
-            while True:
-                _, body = await self.get(key, post_id)
-                if body.get("status") == status:
-                    return body
-                await asyncio.sleep(0.01)
-        return await asyncio.wait_for(poll(), timeout)
+        """The post's API answer once it has ``status`` (re-read after every write to the outbox)."""
+        async def answer() -> dict[str, Any] | None:
+            _, body = await self.get(key, post_id)
+            return body if body.get("status") == status else None
+        return await self.store.changes.wait_until(answer, timeout, what=f"post {post_id} {status}")
 
 
 def make_settings(tmp_path: Path, **relay: Any) -> Settings:
@@ -111,7 +112,7 @@ def make_settings(tmp_path: Path, **relay: Any) -> Settings:
 
 
 async def build(tmp_path: Path, **relay: Any) -> tuple[Env, Any]:
-    store = Store(tmp_path / "relay.db")
+    store = SignallingStore(tmp_path / "relay.db")
     await store.open()
     transport = ScriptedTransport()
     scope = FakeScope()
@@ -377,7 +378,8 @@ async def test_restart_resumes_queued_and_in_doubt_posts(tmp_path: Path) -> None
     env.transport.gate = asyncio.Event()  # nothing gets through before the "crash"
     key = await env.key()
     ids = [(await env.post(key, {"channelId": str(c), "content": "x"}))[1]["id"] for c in (CHAN, CHAN, CHAN2)]
-    await asyncio.sleep(0.05)
+    await env.transport.changes.wait_until(lambda: ids[0] in {pid for pid, _ in env.transport.attempts},
+                                           what="the first post in flight")
     await close(0.05)  # stop: the in-flight attempts are cancelled and stay in the outbox
     rows = await _statuses(tmp_path, ids)
     assert set(rows.values()) <= {"queued", "sending"} and "sending" in rows.values()
@@ -435,8 +437,8 @@ async def test_stopping_answers_every_post_already_taken_and_refuses_later_ones(
     env.service.limiter.capacity = 1000
     env.transport.gate = asyncio.Event()
     posts = [asyncio.create_task(env.post(key, {"channelId": str(CHAN), "content": f"s{i}"})) for i in range(50)]
-    while await env.store.fetchval("SELECT COUNT(*) FROM relay_outbox") == 0:
-        await asyncio.sleep(0.001)
+    await env.store.changes.wait_until(lambda: env.store.fetchval("SELECT COUNT(*) FROM relay_outbox"),
+                                       what="a first batch in the outbox")
     await env.service.outbox.close()
     answers = await asyncio.gather(*posts)
     accepted = [body["id"] for status, body, _ in answers if status == 202]

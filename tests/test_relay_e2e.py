@@ -2,15 +2,16 @@
 
 from __future__ import annotations
 
-import asyncio
 import json
 import re
 from typing import Any
 
 import aiohttp
+import pytest
 
 from bot.relay.openapi import build_document, validate_response
 from tests import prometheus_text as metrics_text
+from tests.waiting import store_writes
 
 DOC = build_document()
 KEY_RE = re.compile(r"gcr_[0-9a-f]{12}_[A-Za-z0-9_-]+")
@@ -72,16 +73,32 @@ async def http_get(bot_env: Any, path: str, key: str | None = None) -> tuple[int
             return resp.status, data, text
 
 
+@pytest.fixture(autouse=True)
+def _signal_store_writes(bot_env: Any, monkeypatch: pytest.MonkeyPatch) -> None:
+    """The bot's database writes poke ``bot_env.extra["store_writes"]`` (see ``wait_delivered``)."""
+    bot_env.extra["store_writes"] = store_writes(monkeypatch)
+
+
 async def wait_delivered(bot_env: Any, key: str, post_id: str, status: str = "delivered", timeout: float = 15.0) -> dict[str, Any]:
-    async def poll() -> dict[str, Any]:
-        while True:
-            code, body, _ = await http_get(bot_env, f"/send-data/{post_id}", key)
-            assert code == 200
-            if body["status"] == status:
-                validate_response(DOC, "/send-data/{id}", "get", 200, body)
-                return body
-            await asyncio.sleep(0.05)
-    return await asyncio.wait_for(poll(), timeout)
+    """The post's API answer once it has ``status``, re-read after every write the bot makes."""
+    if "store_writes" not in bot_env.extra:  # imported by another test module, without the fixture above
+        # A write already under way when the patch goes in is not missed: the API reads through the
+        # same Store, whose lock orders that read after the write.
+        with pytest.MonkeyPatch.context() as mp:
+            bot_env.extra["store_writes"] = store_writes(mp)
+            try:
+                return await wait_delivered(bot_env, key, post_id, status, timeout)
+            finally:
+                del bot_env.extra["store_writes"]
+
+    async def answer() -> dict[str, Any] | None:
+        code, body, _ = await http_get(bot_env, f"/send-data/{post_id}", key)
+        assert code == 200
+        if body["status"] != status:
+            return None
+        validate_response(DOC, "/send-data/{id}", "get", 200, body)
+        return body
+    return await bot_env.extra["store_writes"].wait_until(answer, timeout, what=f"post {post_id} {status}")
 
 
 async def test_key_commands_are_for_admins_and_revoke_takes_effect(bot_env: Any) -> None:

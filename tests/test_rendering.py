@@ -1,25 +1,20 @@
-"""bot/rendering/stream.py: splitting on paragraph/fence boundaries, footers, and the stream renderer's pacing."""
+"""bot/rendering/text.py (splitting on paragraph/fence boundaries, footers) and bot/rendering/stream.py
+(the stream renderer's pacing, on a fake clock)."""
 
 from __future__ import annotations
 
 import asyncio
 import re
-import time
 from collections.abc import Sequence
+from typing import Any
 
 import pytest
 
-from bot.rendering.stream import (
-    ANSWER_LIMIT,
-    WRITING_MARKER,
-    FileData,
-    StreamRenderer,
-    close_open_fence,
-    footer_line,
-    split_message,
-)
+from bot.rendering.stream import ANSWER_LIMIT, WRITING_MARKER, FileData, StreamRenderer
+from bot.rendering.text import close_open_fence, footer_line, split_message
 from gateway_client.meta import CallMeta
 from gateway_client.models import Usage
+from tests.fake_clock import FakeClock
 
 FENCE_LINE = re.compile(r"^ {0,3}(`{3,}|~{3,})(.*)$")
 
@@ -152,82 +147,120 @@ def test_footer_shows_model_fallback_tokens_and_credits() -> None:
 
 
 # --------------------------------------------------------------------------------------------------
-# StreamRenderer against a recording target
+# StreamRenderer against a recording target, on a fake clock
 # --------------------------------------------------------------------------------------------------
+#
+# The renderer's clock only moves when a test advances it, and every request the renderer makes and
+# every sleep it starts pokes one change signal, so each step below waits for exactly what it needs.
+# Times in the log are fake-clock seconds.
+
+EPS = 1e-9
 
 
 class RecordingTarget:
-    def __init__(self, delay: float = 0.0) -> None:
+    def __init__(self, clock: FakeClock) -> None:
+        self.clock = clock
         self.messages: dict[int, str] = {}
         self.files: dict[int, list[FileData]] = {}
         self.log: list[tuple[float, str, int, str]] = []
-        self.delay = delay
-        self.first_put = asyncio.Event()
 
     async def put(self, index: int, content: str, *, files: Sequence[FileData] = ()) -> None:
         assert len(content) <= 2000
         assert index <= len(self.messages), "messages are created in order"
         kind = "edit" if index in self.messages else "create"
-        self.log.append((time.monotonic(), kind, index, content))
-        if self.delay:
-            await asyncio.sleep(self.delay)
+        self.log.append((self.clock.now(), kind, index, content))
         self.messages[index] = content
         if files:
             self.files[index] = list(files)
-        self.first_put.set()
+        self.clock.changes.changed()
 
     async def remove(self, index: int) -> None:
-        self.log.append((time.monotonic(), "delete", index, ""))
+        self.log.append((self.clock.now(), "delete", index, ""))
         del self.messages[index]
+        self.clock.changes.changed()
 
 
-def intermediate_gaps(log: list[tuple[float, str, int, str]], index: int) -> list[float]:
-    times = [t for t, kind, i, content in log if i == index and WRITING_MARKER in content]
+def setup(**options: Any) -> tuple[FakeClock, RecordingTarget, StreamRenderer]:
+    clock = FakeClock()
+    target = RecordingTarget(clock)
+    return clock, target, StreamRenderer(target, clock=clock, **options)
+
+
+def intermediate_times(log: list[tuple[float, str, int, str]], index: int) -> list[float]:
+    return [t for t, kind, i, content in log if i == index and WRITING_MARKER in content]
+
+
+def gaps(times: list[float]) -> list[float]:
     return [b - a for a, b in zip(times, times[1:])]
 
 
+async def settled(clock: FakeClock, target: RecordingTarget, requests_before: int) -> None:
+    """Until the renderer has reacted to new text: it sent a request, or it sleeps on the clock."""
+    await clock.changes.wait_until(lambda: clock.deadlines or len(target.log) > requests_before,
+                                   what="a request or a paced wait")
+
+
+async def finish_without_the_clock(r: StreamRenderer, **final: Any) -> None:
+    """``finish``, which must not wait on the (frozen) clock: the final edit goes out at once."""
+    try:
+        await asyncio.wait_for(r.finish(**final), 5)
+    except TimeoutError:
+        raise AssertionError("the final edit waited for the clock") from None
+
+
 async def test_first_text_is_shown_at_once_and_final_edit_removes_marker() -> None:
-    target = RecordingTarget()
-    r = StreamRenderer(target, edit_interval=0.3)
-    t0 = time.monotonic()
+    clock, target, r = setup(edit_interval=0.3)
     r.feed("Hello")
-    await asyncio.wait_for(target.first_put.wait(), 1)
-    assert time.monotonic() - t0 < 0.05
-    assert target.messages[0] == "Hello\n" + WRITING_MARKER
-    for word in [" there", ", how", " are", " you?"]:
-        await asyncio.sleep(0.05)
+    await settled(clock, target, 0)
+    assert target.log == [(0.0, "create", 0, "Hello\n" + WRITING_MARKER)]
+    clock.advance(0.05)
+    r.feed(" there")
+    await settled(clock, target, 1)
+    assert len(target.log) == 1, "an edit less than edit_interval after the first message"
+    assert clock.deadlines == [pytest.approx(0.3)], "the next edit waits for edit_interval after the last one"
+    for word in [", how", " are", " you?"]:
+        clock.advance(0.05)
         r.feed(word)
-    t_end = time.monotonic()
-    await r.finish(footer="-# `m` · 12 tokens")
-    final_at = target.log[-1][0]
-    assert final_at - t_end < 0.05, "the final edit goes out as soon as the answer is complete"
+    assert clock.now() == pytest.approx(0.2) and len(target.log) == 1
+    await finish_without_the_clock(r, footer="-# `m` · 12 tokens")
+    assert target.log[1:] == [(pytest.approx(0.2), "edit", 0, "Hello there, how are you?\n-# `m` · 12 tokens")]
     assert target.messages == {0: "Hello there, how are you?\n-# `m` · 12 tokens"}
-    assert all(g >= 0.3 for g in intermediate_gaps(target.log, 0))
+    assert clock.deadlines == [], "the paced wait was dropped when the answer completed"
 
 
 async def test_intermediate_edits_are_paced_per_message() -> None:
-    target = RecordingTarget(delay=0.01)
-    r = StreamRenderer(target, edit_interval=0.2)
+    interval, step = 0.2, 0.01
+    clock, target, r = setup(edit_interval=interval)
     for i in range(60):
+        before = len(target.log)
         r.feed(f"token{i} ")
-        await asyncio.sleep(0.01)
-    await r.finish()
-    gaps = intermediate_gaps(target.log, 0)
-    assert len(gaps) >= 2
-    assert min(gaps) >= 0.2
+        await settled(clock, target, before)
+        before = len(target.log)
+        if clock.advance_to(round((i + 1) * step, 6)):
+            await clock.changes.wait_until(lambda: len(target.log) > before, what="the paced edit")
+    await finish_without_the_clock(r)
+    times = intermediate_times(target.log, 0)
+    assert len(times) >= 3
+    assert min(gaps(times)) >= interval - EPS, "edits of one message no more often than edit_interval"
+    assert max(gaps(times[1:])) <= interval + step + EPS, "a paced edit goes out as soon as it may"
     assert target.messages[0] == " ".join(f"token{i}" for i in range(60))
     assert WRITING_MARKER not in target.messages[0]
+    assert target.log[-1][0] == pytest.approx(clock.now()), "the final edit right after the last text"
 
 
 async def test_long_stream_continues_in_more_messages_with_code_reopened() -> None:
     code = "\n".join(f"int value_{i} = {i} * factor;" for i in range(150))
     answer = "Intro paragraph.\n\n```c\n" + code + "\n```\n\nDone."
-    target = RecordingTarget()
-    r = StreamRenderer(target, edit_interval=0.05)
+    interval = 0.05
+    clock, target, r = setup(edit_interval=interval)
     for i in range(0, len(answer), 97):
+        before = len(target.log)
         r.feed(answer[i : i + 97])
-        await asyncio.sleep(0)
-    await r.finish(footer="-# footer")
+        await settled(clock, target, before)
+        before = len(target.log)
+        if clock.advance(0.01):
+            await clock.changes.wait_until(lambda: len(target.log) > before, what="the paced edit")
+    await finish_without_the_clock(r, footer="-# footer")
     pieces = [target.messages[i] for i in sorted(target.messages)]
     assert len(pieces) >= 3
     assert pieces[-1].endswith("\n-# footer")
@@ -235,6 +268,9 @@ async def test_long_stream_continues_in_more_messages_with_code_reopened() -> No
     assert all(WRITING_MARKER not in p for p in pieces)
     assert all(fences_balanced(p) for p in pieces)
     assert rejoin(pieces) == answer
+    for index in sorted(target.messages):
+        times = intermediate_times(target.log, index)
+        assert all(g >= interval - EPS for g in gaps(times)), f"message {index} edited faster than the interval"
     # finished parts were never rewritten after their final content
     for index in sorted(target.messages)[:-1]:
         contents = [c for _, _, i, c in target.log if i == index]
@@ -243,12 +279,12 @@ async def test_long_stream_continues_in_more_messages_with_code_reopened() -> No
 
 async def test_answer_over_threshold_becomes_a_file() -> None:
     answer = "\n\n".join(f"Paragraph {i}: " + "text " * 50 for i in range(30))
-    target = RecordingTarget()
-    r = StreamRenderer(target, edit_interval=0.01, file_over=5000, file_name="answer.txt")
+    clock, target, r = setup(edit_interval=0.01, file_over=5000, file_name="answer.txt")
     for i in range(0, len(answer), 500):
         r.feed(answer[i : i + 500])
-        await asyncio.sleep(0.015)
-    await r.finish(footer="-# f")
+        await asyncio.sleep(0)  # yield once, as a stream reader does between chunks
+        clock.advance(0.015)
+    await finish_without_the_clock(r, footer="-# f")
     assert list(target.messages) == [0]
     assert "attached as `answer.txt`" in target.messages[0]
     assert target.files[0][0].filename == "answer.txt"
@@ -257,18 +293,16 @@ async def test_answer_over_threshold_becomes_a_file() -> None:
 
 
 async def test_incomplete_notice_keeps_partial_text() -> None:
-    target = RecordingTarget()
-    r = StreamRenderer(target)
+    clock, target, r = setup()
     r.feed("Partial answer so")
-    await asyncio.wait_for(target.first_put.wait(), 1)
-    await r.finish(notice="⚠️ **Incomplete answer.** The stream was cut.", footer="-# `m`")
+    await settled(clock, target, 0)
+    await finish_without_the_clock(r, notice="⚠️ **Incomplete answer.** The stream was cut.", footer="-# `m`")
     assert target.messages[0] == "Partial answer so\n⚠️ **Incomplete answer.** The stream was cut.\n-# `m`"
 
 
 async def test_nothing_streamed_shows_notice_only() -> None:
-    target = RecordingTarget()
-    r = StreamRenderer(target)
-    await r.finish(notice="The gateway is down.")
+    clock, target, r = setup()
+    await finish_without_the_clock(r, notice="The gateway is down.")
     assert target.messages == {0: "The gateway is down."}
 
 

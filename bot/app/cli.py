@@ -13,7 +13,8 @@ import gc
 import logging
 import signal
 import sys
-from typing import TYPE_CHECKING, Sequence
+from collections.abc import Sequence
+from typing import TYPE_CHECKING
 
 from bot.app.logging_setup import configure_logging
 from bot.app.settings import ConfigError, Settings, has_token, load_settings, require_token
@@ -143,7 +144,7 @@ async def _run(settings: Settings) -> int:
     return 0
 
 
-async def _freeze_startup_objects(bot: "GatecordBot") -> None:
+async def _freeze_startup_objects(bot: GatecordBot) -> None:
     """Once connected, move everything built at start-up (which lives as long as the process) out
     of the cyclic GC's generations, so later collections stay short and don't stall interactions."""
     await bot.wait_until_ready()

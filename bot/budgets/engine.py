@@ -32,7 +32,7 @@ from types import TracebackType
 from typing import TYPE_CHECKING, Any
 
 from bot.budgets import counters
-from bot.budgets.book import Limits, LimitBook
+from bot.budgets.book import LimitBook, Limits
 from bot.budgets.counters import Counters
 from bot.budgets.prices import PriceBook
 from bot.budgets.rules import REQUEST_KIND, TOKEN_FEATURES, BudgetExceeded, Feature, Requester, next_reset, utc_day

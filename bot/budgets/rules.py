@@ -10,6 +10,7 @@ from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
 from enum import StrEnum
 from typing import Any
+
 from bot.rendering.user_facing import UserFacingError
 
 KINDS: tuple[str, ...] = ("chat_requests", "tokens", "vision_requests", "images", "credits")

@@ -23,7 +23,8 @@ from bot.budgets.quotas import BudgetExceeded, Feature, Requester, Reservation
 from bot.chat.conversation import estimate_tokens
 from bot.rendering.errors import describe_error, error_code, incomplete_notice
 from bot.rendering.replies import ERROR_PREFIX
-from bot.rendering.stream import FileData, MessageTarget, RenderStats, StreamRenderer, footer_line
+from bot.rendering.stream import FileData, MessageTarget, RenderStats, StreamRenderer
+from bot.rendering.text import footer_line
 from gateway_client import ChatMessage, ChatRequest, ChatResult, GatewayClient, ModelKind, StreamInterrupted
 
 if TYPE_CHECKING:

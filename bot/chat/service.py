@@ -43,7 +43,7 @@ from bot.rendering.replies import (
     InteractionTarget,
     reply_quietly,
 )
-from bot.rendering.stream import truncate
+from bot.rendering.text import truncate
 from bot.storage.store import Store
 from gateway_client import ChatMessage, GatewayClient, ModelKind
 

@@ -17,8 +17,8 @@ from dataclasses import dataclass, replace
 from pathlib import Path
 from typing import Any
 
-from bot.storage.store import Store
 from bot.rendering.user_facing import UserFacingError
+from bot.storage.store import Store
 
 __all__ = [
     "ACTIVE_STATUSES",

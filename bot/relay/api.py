@@ -18,12 +18,12 @@ from typing import Any, Protocol
 
 from aiohttp import web
 
-from bot.relay.worker import DeliveryWorker
 from bot.relay.keys import KeyStore, RelayKey
 from bot.relay.metrics import RelayMetrics
 from bot.relay.outbox import Accepted, NewPost, Outbox, OutboxUnavailable, post_id_time
 from bot.relay.ratelimit import KeyRateLimiter
 from bot.relay.validation import PayloadError, validate_payload
+from bot.relay.worker import DeliveryWorker
 
 log = logging.getLogger(__name__)
 
@@ -209,7 +209,7 @@ class RelayApi:
             if record is not None and record.status not in ("delivered", "failed"):
                 try:
                     await asyncio.wait_for(asyncio.shield(future), self.wait_timeout)
-                except asyncio.TimeoutError:
+                except TimeoutError:
                     pass
                 record = await self.outbox.get(accepted.id)
         finally:

@@ -111,5 +111,5 @@ class RetentionSweeper:
                 log.exception("relay retention: the sweep failed; retrying at the next interval")
             try:
                 await asyncio.wait_for(self._stop.wait(), self.interval)
-            except asyncio.TimeoutError:
+            except TimeoutError:
                 pass

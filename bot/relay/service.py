@@ -14,18 +14,18 @@ from collections.abc import Callable
 import discord
 from aiohttp import web
 
+from bot.app.metrics import Metrics
+from bot.app.settings import Settings
 from bot.relay import logfilter
 from bot.relay.api import ChannelInfo, ChannelScope, RelayApi
-from bot.relay.transport import DiscordTransport, Transport
-from bot.relay.worker import DeliveryWorker
 from bot.relay.keys import KEY_PREFIX, KeyStore, RelayKey
-from bot.app.metrics import Metrics
 from bot.relay.metrics import RelayMetrics
 from bot.relay.openapi import build_document
 from bot.relay.outbox import Outbox, QueuedPost
 from bot.relay.ratelimit import KeyRateLimiter, Pacer
 from bot.relay.retention import RetentionSweeper
-from bot.app.settings import Settings
+from bot.relay.transport import DiscordTransport, Transport
+from bot.relay.worker import DeliveryWorker
 from bot.storage.store import Store
 
 log = logging.getLogger(__name__)

@@ -230,7 +230,7 @@ class DiscordTransport:
     async def _reconcile(self, record: PostRecord, webhook_id: int, since: float) -> int | None:
         """Find the message an earlier, unanswered attempt created: from our webhook, after ``since``,
         claimed by no other post, with the same content. None when there is none (or history is unreadable)."""
-        after = discord.utils.time_snowflake(dt.datetime.fromtimestamp(since - RECONCILE_MARGIN, dt.timezone.utc))
+        after = discord.utils.time_snowflake(dt.datetime.fromtimestamp(since - RECONCILE_MARGIN, dt.UTC))
         try:
             messages = await self._call(
                 Route("GET", "/channels/{channel_id}/messages", channel_id=record.channel_id),

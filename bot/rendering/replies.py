@@ -18,7 +18,7 @@ import discord
 
 from bot.rendering import limits
 from bot.rendering.stream import FileData
-from bot.rendering.stream import truncate
+from bot.rendering.text import truncate
 
 log = logging.getLogger(__name__)
 

@@ -1,7 +1,4 @@
-"""Text rendering for Discord: message splitting, footers, and the streaming renderer.
-
-``split_message`` cuts long text on paragraph and code-fence boundaries; a code block cut in two is
-closed at the end of one message and re-opened (with its language tag) at the start of the next.
+"""The streaming renderer: a growing answer shown in Discord messages.
 
 ``StreamRenderer`` turns a growing answer into a set of Discord messages through a small
 ``MessageTarget`` (an interaction reply, a channel reply, or a fake in tests). It shows the first
@@ -9,19 +6,23 @@ text as soon as it arrives, edits each message at most once per ``edit_interval`
 is still being written (with a visible "still writing" marker), and sends the final edit as soon as
 the answer is complete. Rate-limit buckets are left to discord.py, which delays a request only when
 the bucket it goes to has no room left.
+
+Pacing reads and waits on an injected ``Clock`` (``MonotonicClock`` by default), so tests drive it
+with a fake clock instead of sleeping. The text utilities (splitting, footers) are in
+``bot.rendering.text``.
 """
 
 from __future__ import annotations
 
 import asyncio
 import logging
-import re
 import time
-from collections.abc import Callable, Sequence
+from collections.abc import Sequence
 from dataclasses import dataclass, field
-from typing import Any, Protocol
+from typing import Protocol
 
 from bot.rendering import limits as limits
+from bot.rendering.text import close_open_fence, split_message, truncate
 
 log = logging.getLogger(__name__)
 
@@ -29,14 +30,12 @@ __all__ = [
     "ANSWER_LIMIT",
     "WRITING_MARKER",
     "INCOMPLETE_MARKER",
+    "Clock",
     "FileData",
     "MessageTarget",
+    "MonotonicClock",
+    "RenderStats",
     "StreamRenderer",
-    "close_open_fence",
-    "footer_line",
-    "format_tokens",
-    "split_message",
-    "truncate",
 ]
 
 #: Room kept free in every answer message for the writing marker, a notice and the footer, so that a
@@ -45,226 +44,27 @@ MESSAGE_RESERVE = 400
 ANSWER_LIMIT = limits.MESSAGE_CONTENT - MESSAGE_RESERVE
 WRITING_MARKER = "-# ✍️ still writing…"
 INCOMPLETE_MARKER = "⚠️ **Incomplete answer.**"
-FOOTER_MAX = 180
 NOTICE_MAX = 600  # a notice longer than the room left in the last message goes into a message of its own
 
-_FENCE = re.compile(r"^ {0,3}(`{3,}|~{3,})(.*)$")
-_FENCE_CLOSE_SLACK = 12  # "\n" + the closing fence (markers longer than this are shrunk by the loop)
+
+class Clock(Protocol):
+    """The time the renderer paces its edits by."""
+
+    def now(self) -> float:
+        """Seconds on a clock that never goes back."""
+
+    async def sleep(self, seconds: float) -> None:
+        """Return once ``now()`` has advanced by ``seconds``."""
 
 
-# --------------------------------------------------------------------------------------------------
-# Splitting
-# --------------------------------------------------------------------------------------------------
+class MonotonicClock:
+    """``time.monotonic`` and ``asyncio.sleep`` (the event loop's clock is monotonic too)."""
 
+    def now(self) -> float:
+        return time.monotonic()
 
-@dataclass(frozen=True, slots=True)
-class _Fence:
-    """An open code fence: the marker (``` or ~~~, possibly longer) and the full opening line."""
-
-    marker: str
-    opening: str
-
-
-def _fence_step(line: str, state: _Fence | None) -> _Fence | None:
-    """The fence state after ``line`` (without its newline)."""
-    m = _FENCE.match(line)
-    if not m:
-        return state
-    marker, rest = m.group(1), m.group(2)
-    if state is None:
-        if marker[0] == "`" and "`" in rest:  # ```inline``` on one line is not a fence
-            return None
-        return _Fence(marker=marker, opening=line.strip())
-    if marker[0] == state.marker[0] and len(marker) >= len(state.marker) and not rest.strip():
-        return None
-    return state
-
-
-def _fence_after(text: str, state: _Fence | None) -> _Fence | None:
-    for line in text.split("\n"):
-        state = _fence_step(line, state)
-    return state
-
-
-def _opens_fence(line: str) -> bool:
-    return _fence_step(line, None) is not None
-
-
-def _best_cut(window: str, state: _Fence | None, min_cut: int) -> int:
-    """Where to cut ``window``: a paragraph or fence boundary outside code, else a line, else a space.
-
-    Returns the length of the piece to take (always ≥ 1).
-    """
-    lines = window.split("\n")
-    paragraph = 0
-    line_cut = 0
-    pos = 0
-    prev_blank = False
-    prev_closed = False
-    for i, line in enumerate(lines):
-        if i > 0:
-            if state is None and (prev_blank or prev_closed or _opens_fence(line)):
-                paragraph = pos
-            line_cut = pos
-        if i == len(lines) - 1:
-            break  # the last piece has no newline: it may be an incomplete line
-        new_state = _fence_step(line, state)
-        prev_closed = state is not None and new_state is None
-        prev_blank = not line.strip()
-        state = new_state
-        pos += len(line) + 1
-    if paragraph >= min_cut:
-        return paragraph
-    if line_cut >= min_cut // 2:
-        return line_cut
-    space = window.rfind(" ")
-    if space >= min_cut:
-        return space + 1
-    if line_cut > 0:
-        return line_cut
-    return max(1, len(window))
-
-
-def split_message(text: str, limit: int = limits.MESSAGE_CONTENT) -> list[str]:
-    """Split ``text`` into pieces of at most ``limit`` characters.
-
-    Cuts prefer paragraph and code-fence boundaries, then line ends, then spaces. A code block that
-    must be cut is closed at the end of one piece and re-opened with the same opening line (language
-    tag included) at the start of the next. Whitespace-only pieces are dropped; an empty text gives [].
-    """
-    if limit < 40:
-        raise ValueError("limit too small to split sensibly")
-    text = text.strip("\n")
-    if not text.strip():
-        return []
-    pieces: list[str] = []
-    remaining = text
-    state: _Fence | None = None
-    while remaining:
-        prefix = state.opening + "\n" if state is not None else ""
-        if len(prefix) > limit // 4:  # absurd opening line: do not repeat it
-            prefix = state.marker[:3] + "\n" if state is not None else ""
-        if len(prefix) + len(remaining) <= limit:
-            piece = (prefix + remaining).rstrip()
-            if piece.strip() and piece.strip() != prefix.strip():
-                pieces.append(piece)
-            break
-        budget = limit - len(prefix) - _FENCE_CLOSE_SLACK
-        while True:
-            window = remaining[:budget]
-            cut = _best_cut(window, state, min_cut=budget // 2)
-            piece = remaining[:cut].rstrip()
-            end_state = _fence_after(remaining[:cut], state)
-            out = prefix + piece
-            if end_state is not None:
-                out += "\n" + end_state.marker
-            if len(out) <= limit or budget <= 20:
-                break
-            budget -= len(out) - limit
-        if out.strip() and out.strip() != (prefix + (end_state.marker if end_state else "")).strip():
-            pieces.append(out[:limit])
-        remaining = remaining[cut:]
-        if end_state is None:
-            remaining = remaining.lstrip("\n")
-        elif remaining.startswith("\n"):
-            remaining = remaining[1:]
-        state = end_state
-        if not remaining.strip():
-            break
-    return pieces
-
-
-def close_open_fence(text: str) -> str:
-    """``text`` with an unclosed code fence closed (for showing a partial answer)."""
-    state = _fence_after(text, None)
-    if state is None:
-        return text
-    return text.rstrip("\n") + "\n" + state.marker
-
-
-def truncate(text: str, limit: int, ellipsis: str = "…") -> str:
-    """``text`` cut to at most ``limit`` characters (ending with ``ellipsis`` when cut)."""
-    if len(text) <= limit:
-        return text
-    return text[: max(0, limit - len(ellipsis))] + ellipsis
-
-
-# --------------------------------------------------------------------------------------------------
-# Footers
-# --------------------------------------------------------------------------------------------------
-
-
-def format_tokens(n: int) -> str:
-    """1234 -> '1.2k', 950 -> '950'."""
-    if n >= 10_000:
-        return f"{n / 1000:.0f}k"
-    if n >= 1000:
-        return f"{n / 1000:.1f}k"
-    return str(n)
-
-
-def format_credits(value: float) -> str:
-    """0.0021 -> '0.0021', 0.0000123 -> '0.000012', 12.5 -> '12.5' (never scientific notation)."""
-    if value >= 100:
-        return f"{value:.0f}"
-    text = f"{value:.6f}".rstrip("0").rstrip(".")
-    if text in ("0", "-0") and value:
-        return "<0.000001"
-    if "." in text:
-        whole, frac = text.split(".")
-        significant = frac.lstrip("0")
-        frac = frac[: len(frac) - len(significant) + 3].rstrip("0")
-        text = f"{whole}.{frac}" if frac else whole
-    return text
-
-
-def _clean(value: str) -> str:
-    """Model names come from the gateway: keep them from breaking the markdown or pinging."""
-    return value.replace("`", "'").replace("@", "@\u200b").replace("\n", " ")[:80]
-
-
-def footer_line(
-    meta: Any | None = None,
-    usage: Any | None = None,
-    *,
-    model: str | None = None,
-    extra: Sequence[str] = (),
-) -> str:
-    """A small ``-#`` line: model that answered, fallback notice, tokens and credits used.
-
-    ``meta`` is a gateway ``CallMeta`` and ``usage`` a ``Usage`` (duck-typed so images can pass
-    their own); ``model`` is used when the metadata does not name one.
-    """
-    parts: list[str] = []
-    used = getattr(meta, "model_used", None) or model or getattr(meta, "model_requested", None)
-    if used:
-        parts.append(f"`{_clean(used)}`")
-    if meta is not None:
-        gw_from = getattr(meta, "gateway_fallback_from", None)
-        m_from = getattr(meta, "fallback_from", None)
-        if gw_from:
-            gateway = getattr(meta, "gateway", "") or getattr(meta, "profile", "")
-            parts.append(f"↪ fallback gateway `{_clean(str(gateway))}` (primary `{_clean(str(gw_from))}` failed)")
-        if m_from:
-            parts.append(f"↪ fallback from `{_clean(str(m_from))}`")
-        elif getattr(meta, "fallback_depth", 0) and not gw_from:
-            parts.append("↪ fallback model")
-    total = getattr(usage, "total_tokens", None) if usage is not None else None
-    if total is None and usage is not None:
-        p, c = getattr(usage, "prompt_tokens", None), getattr(usage, "completion_tokens", None)
-        if p is not None or c is not None:
-            total = (p or 0) + (c or 0)
-    if total:
-        parts.append(f"{format_tokens(int(total))} tokens")
-    credits = getattr(meta, "credits_used", None) if meta is not None else None
-    if credits is None and usage is not None:
-        credits = getattr(usage, "cost", None)
-    if credits is not None:
-        parts.append(f"{format_credits(float(credits))} credits")
-    parts.extend(extra)
-    if not parts:
-        return ""
-    return truncate("-# " + " · ".join(parts), FOOTER_MAX)
+    async def sleep(self, seconds: float) -> None:
+        await asyncio.sleep(seconds)
 
 
 # --------------------------------------------------------------------------------------------------
@@ -299,7 +99,7 @@ class _Shown:
 
 @dataclass(slots=True)
 class RenderStats:
-    """Timings for benchmarks and logs (monotonic clock)."""
+    """Timings for benchmarks and logs (seconds on the renderer's clock)."""
 
     first_delta_at: float | None = None
     first_visible_at: float | None = None
@@ -326,20 +126,21 @@ class StreamRenderer:
         chunk_limit: int = ANSWER_LIMIT,
         file_over: int | None = None,
         file_name: str = "answer.txt",
-        clock: Callable[[], float] = time.monotonic,
+        clock: Clock | None = None,
     ) -> None:
         self.target = target
         self.edit_interval = edit_interval
         self.chunk_limit = chunk_limit
         self.file_over = file_over
         self.file_name = file_name
-        self.clock = clock
+        self.clock: Clock = clock if clock is not None else MonotonicClock()
         self.stats = RenderStats()
         self._text = ""
         self._shown: list[_Shown] = []
         self._wake = asyncio.Event()
         self._final = asyncio.Event()
-        self._settling = False  # the answer is complete; only the final edit is still to come
+        #: the answer is complete (``settle()`` or ``finish()``): no more intermediate edits
+        self._complete = asyncio.Event()
         self._final_args: tuple[str, str, str, tuple[FileData, ...]] | None = None
         self._task: asyncio.Task[None] | None = None
         self._failed: BaseException | None = None
@@ -363,7 +164,7 @@ class StreamRenderer:
         if not delta:
             return
         if self.stats.first_delta_at is None and delta.strip():
-            self.stats.first_delta_at = self.clock()
+            self.stats.first_delta_at = self.clock.now()
         self._text += delta
         self._wake.set()
         if self._task is None:
@@ -372,7 +173,7 @@ class StreamRenderer:
     def settle(self) -> None:
         """The answer is complete: send no more intermediate edits while the caller records it; the
         final state follows with ``finish()``."""
-        self._settling = True
+        self._complete.set()
 
     async def finish(
         self,
@@ -387,8 +188,9 @@ class StreamRenderer:
         ``files`` attached to it. Returns when every request is done."""
         if text is not None:
             self._text = text
-        self.stats.finished_at = self.clock()
+        self.stats.finished_at = self.clock.now()
         self._final_args = (self._text, footer, notice, tuple(files))
+        self._complete.set()
         self._final.set()
         self._wake.set()
         if self._task is None:
@@ -420,8 +222,7 @@ class StreamRenderer:
         chunks[-1] = last + "\n" + WRITING_MARKER
         return chunks
 
-    def _final_layout(self, text: str, footer: str, notice: str,
-                      files: tuple[FileData, ...]) -> tuple[list[str], tuple[FileData, ...]]:
+    def _final_layout(self, text: str, footer: str, notice: str, files: tuple[FileData, ...]) -> tuple[list[str], tuple[FileData, ...]]:
         tail = [line for line in (truncate(notice, NOTICE_MAX) if notice else "", footer) if line]
         if self.file_over is not None and len(text) > self.file_over:
             preview = split_message(text, self.chunk_limit - 200)[:1] or [""]
@@ -465,7 +266,7 @@ class StreamRenderer:
     async def _push_streaming(self) -> None:
         layout = self._streaming_layout()
         for index, content in enumerate(layout):
-            if self._final.is_set() or self._settling:
+            if self._complete.is_set():
                 return
             if index >= len(self._shown):
                 await self._put(index, content)  # a new message: show it at once
@@ -477,14 +278,9 @@ class StreamRenderer:
                 continue
             # An intermediate edit of the message being written: at most one per interval, and
             # none once the answer is complete (the final edit supersedes it).
-            wait = self._shown[index].done_at + self.edit_interval - self.clock()
+            wait = self._shown[index].done_at + self.edit_interval - self.clock.now()
             if wait > 0:
-                try:
-                    await asyncio.wait_for(self._final.wait(), timeout=wait)
-                    return
-                except TimeoutError:
-                    pass
-                if self._settling:
+                if await self._final_within(wait):
                     return
                 layout = self._streaming_layout()
                 if len(layout) != index + 1:
@@ -493,11 +289,22 @@ class StreamRenderer:
                 content = layout[index]
             await self._put(index, content)
 
+    async def _final_within(self, seconds: float) -> bool:
+        """Wait until the answer is complete or ``seconds`` have passed on the clock; True if complete."""
+        final = asyncio.ensure_future(self._complete.wait())
+        timer = asyncio.ensure_future(self.clock.sleep(seconds))
+        try:
+            await asyncio.wait((final, timer), return_when=asyncio.FIRST_COMPLETED)
+        finally:
+            for task in (final, timer):
+                task.cancel()
+        return self._complete.is_set()
+
     async def _put(self, index: int, content: str, files: Sequence[FileData] = ()) -> None:
         if self.stats.first_visible_at is None:
-            self.stats.first_visible_at = self.clock()
+            self.stats.first_visible_at = self.clock.now()
         await self.target.put(index, content, files=files)
-        now = self.clock()
+        now = self.clock.now()
         if index < len(self._shown):
             self._shown[index].content = content
             self._shown[index].done_at = now
@@ -514,7 +321,7 @@ class StreamRenderer:
             if index < len(self._shown) and self._shown[index].content == content and not these:
                 continue
             if self.stats.final_sent_at is None:
-                self.stats.final_sent_at = self.clock()
+                self.stats.final_sent_at = self.clock.now()
             try:
                 await self._put(index, content, these)
             except Exception as exc:

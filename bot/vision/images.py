@@ -24,6 +24,7 @@ from urllib.parse import urlsplit
 
 import aiohttp
 from PIL import Image, UnidentifiedImageError
+
 from bot.rendering.user_facing import UserFacingError
 
 __all__ = [
@@ -315,7 +316,7 @@ async def fetch_image_bytes(
             return bytes(data)
     except ImageRefused:
         raise
-    except (asyncio.TimeoutError, TimeoutError):
+    except TimeoutError:
         raise ImageDownloadFailed(filename, "timed out") from None
     except aiohttp.ClientError as exc:
         raise ImageDownloadFailed(filename, type(exc).__name__) from None

@@ -18,6 +18,8 @@ from urllib.parse import urlsplit
 import aiohttp
 
 from bot.app.settings import Settings
+from bot.chat.attachments import host_allowed
+from bot.rendering.user_facing import UserFacingError
 from bot.vision.images import (
     SUPPORTED_EXTENSIONS,
     ImageRefused,
@@ -28,9 +30,7 @@ from bot.vision.images import (
     prepare_image_async,
     url_host,
 )
-from bot.chat.attachments import host_allowed
 from gateway_client import ChatMessage
-from bot.rendering.user_facing import UserFacingError
 
 __all__ = ["AllImagesRefused", "DEFAULT_PROMPT", "Gathered", "ImageLinksOnly", "NoImage", "gather_images", "image_attachments",
            "image_links", "vision_message"]

@@ -13,6 +13,7 @@ import logging
 from collections.abc import Sequence
 from dataclasses import dataclass
 from typing import Any
+
 from bot.rendering.user_facing import UserFacingError
 
 log = logging.getLogger(__name__)

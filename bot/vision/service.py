@@ -24,7 +24,8 @@ from bot.chat.answer import AnswerSpec
 from bot.chat.conversation import new_conversation_id, render_system_prompt
 from bot.rendering.errors import user_error_message
 from bot.rendering.replies import ERROR_PREFIX, InteractionTarget
-from bot.rendering.stream import MessageTarget, truncate
+from bot.rendering.stream import MessageTarget
+from bot.rendering.text import truncate
 from bot.vision.inputs import DEFAULT_PROMPT, Gathered, gather_images, image_attachments, image_links, vision_message
 from bot.vision.models import VisionChoice, choose_vision_model
 from gateway_client import ChatMessage, ModelKind

@@ -19,17 +19,19 @@ import time
 import uuid
 from collections import deque
 from dataclasses import dataclass, field
-from typing import Any, Awaitable, Callable
+from typing import Any, Awaitable, Callable, TypeVar
 
 from aiohttp import ClientSession, ClientTimeout, web
 from yarl import URL
 
+from ..discord_emulator.changes import ChangeSignal
 from . import chat, media, meta, relay
 from .errors import GatewayError, error_body
 from .faults import FILES_PREFIX, Fault, FaultInjector
 from .models import MODEL_ROLES, ModelInfo, find_model, served_model
 from .profiles import Profile, default_api_key, get_profile
 
+T = TypeVar("T")
 Handler = Callable[["GatewayEmulator", web.Request], Awaitable[web.StreamResponse]]
 _AICREDITS_KEY = re.compile(r"^sk-[0-9a-f]{64}$")
 INR_PER_USD = 84.0
@@ -122,6 +124,7 @@ class GatewayEmulator:
         self.port = port
         self.api_key: str = api_key or default_api_key(profile)
         self.requests: list[RecordedRequest] = []
+        self.changes = ChangeSignal()  # poked when a request is recorded and when it is answered
         self.faults = FaultInjector()
         self.stream_chunk_count: int | None = None
         self.keepalive_comments: bool = True
@@ -156,6 +159,10 @@ class GatewayEmulator:
         if self._runner is not None:
             await self._runner.cleanup()
             self._runner = None
+
+    async def wait_for(self, predicate: Callable[[], T], timeout: float = 10.0) -> T:
+        """Wait (without polling) until ``predicate()`` is truthy; returns its value."""
+        return await self.changes.wait_for(predicate, timeout)
 
     async def __aenter__(self) -> "GatewayEmulator":
         await self.start()
@@ -359,6 +366,7 @@ class GatewayEmulator:
         rec = RecordedRequest(request.method, request.path, dict(request.query), _redact(request.headers),
                               body, time.monotonic(), body_size=size)
         self.requests.append(rec)
+        self.changes.changed()
         return rec
 
     def _is_public(self, path: str) -> bool:
@@ -400,6 +408,7 @@ class GatewayEmulator:
             resp = self.error_response(GatewayError(
                 "invalid_request", f"Method {request.method} not allowed on {request.path}", status=405))
         rec.status = resp.status
+        self.changes.changed()
         return resp
 
     async def _dispatch(self, request: web.Request, handler: Any, ctx: RequestContext) -> web.StreamResponse:

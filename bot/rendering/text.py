@@ -1,0 +1,244 @@
+"""Text utilities for Discord messages: splitting long text, closing code fences, footers.
+
+``split_message`` cuts long text on paragraph and code-fence boundaries; a code block cut in two is
+closed at the end of one message and re-opened (with its language tag) at the start of the next.
+``footer_line`` builds the small ``-#`` line under an answer (model, fallback, tokens, credits).
+"""
+
+from __future__ import annotations
+
+import re
+from collections.abc import Sequence
+from dataclasses import dataclass
+from typing import Any
+
+from bot.rendering import limits as limits
+
+__all__ = [
+    "FOOTER_MAX",
+    "close_open_fence",
+    "footer_line",
+    "format_credits",
+    "format_tokens",
+    "split_message",
+    "truncate",
+]
+
+FOOTER_MAX = 180
+_FENCE = re.compile(r"^ {0,3}(`{3,}|~{3,})(.*)$")
+_FENCE_CLOSE_SLACK = 12  # "\n" + the closing fence (markers longer than this are shrunk by the loop)
+
+
+# --------------------------------------------------------------------------------------------------
+# Splitting
+# --------------------------------------------------------------------------------------------------
+
+
+@dataclass(frozen=True, slots=True)
+class _Fence:
+    """An open code fence: the marker (``` or ~~~, possibly longer) and the full opening line."""
+
+    marker: str
+    opening: str
+
+
+def _fence_step(line: str, state: _Fence | None) -> _Fence | None:
+    """The fence state after ``line`` (without its newline)."""
+    m = _FENCE.match(line)
+    if not m:
+        return state
+    marker, rest = m.group(1), m.group(2)
+    if state is None:
+        if marker[0] == "`" and "`" in rest:  # ```inline``` on one line is not a fence
+            return None
+        return _Fence(marker=marker, opening=line.strip())
+    if marker[0] == state.marker[0] and len(marker) >= len(state.marker) and not rest.strip():
+        return None
+    return state
+
+
+def _fence_after(text: str, state: _Fence | None) -> _Fence | None:
+    for line in text.split("\n"):
+        state = _fence_step(line, state)
+    return state
+
+
+def _opens_fence(line: str) -> bool:
+    return _fence_step(line, None) is not None
+
+
+def _best_cut(window: str, state: _Fence | None, min_cut: int) -> int:
+    """Where to cut ``window``: a paragraph or fence boundary outside code, else a line, else a space.
+
+    Returns the length of the piece to take (always ≥ 1).
+    """
+    lines = window.split("\n")
+    paragraph = 0
+    line_cut = 0
+    pos = 0
+    prev_blank = False
+    prev_closed = False
+    for i, line in enumerate(lines):
+        if i > 0:
+            if state is None and (prev_blank or prev_closed or _opens_fence(line)):
+                paragraph = pos
+            line_cut = pos
+        if i == len(lines) - 1:
+            break  # the last piece has no newline: it may be an incomplete line
+        new_state = _fence_step(line, state)
+        prev_closed = state is not None and new_state is None
+        prev_blank = not line.strip()
+        state = new_state
+        pos += len(line) + 1
+    if paragraph >= min_cut:
+        return paragraph
+    if line_cut >= min_cut // 2:
+        return line_cut
+    space = window.rfind(" ")
+    if space >= min_cut:
+        return space + 1
+    if line_cut > 0:
+        return line_cut
+    return max(1, len(window))
+
+
+def split_message(text: str, limit: int = limits.MESSAGE_CONTENT) -> list[str]:
+    """Split ``text`` into pieces of at most ``limit`` characters.
+
+    Cuts prefer paragraph and code-fence boundaries, then line ends, then spaces. A code block that
+    must be cut is closed at the end of one piece and re-opened with the same opening line (language
+    tag included) at the start of the next. Whitespace-only pieces are dropped; an empty text gives [].
+    """
+    if limit < 40:
+        raise ValueError("limit too small to split sensibly")
+    text = text.strip("\n")
+    if not text.strip():
+        return []
+    pieces: list[str] = []
+    remaining = text
+    state: _Fence | None = None
+    while remaining:
+        prefix = state.opening + "\n" if state is not None else ""
+        if len(prefix) > limit // 4:  # absurd opening line: do not repeat it
+            prefix = state.marker[:3] + "\n" if state is not None else ""
+        if len(prefix) + len(remaining) <= limit:
+            piece = (prefix + remaining).rstrip()
+            if piece.strip() and piece.strip() != prefix.strip():
+                pieces.append(piece)
+            break
+        budget = limit - len(prefix) - _FENCE_CLOSE_SLACK
+        while True:
+            window = remaining[:budget]
+            cut = _best_cut(window, state, min_cut=budget // 2)
+            piece = remaining[:cut].rstrip()
+            end_state = _fence_after(remaining[:cut], state)
+            out = prefix + piece
+            if end_state is not None:
+                out += "\n" + end_state.marker
+            if len(out) <= limit or budget <= 20:
+                break
+            budget -= len(out) - limit
+        if out.strip() and out.strip() != (prefix + (end_state.marker if end_state else "")).strip():
+            pieces.append(out[:limit])
+        remaining = remaining[cut:]
+        if end_state is None:
+            remaining = remaining.lstrip("\n")
+        elif remaining.startswith("\n"):
+            remaining = remaining[1:]
+        state = end_state
+        if not remaining.strip():
+            break
+    return pieces
+
+
+def close_open_fence(text: str) -> str:
+    """``text`` with an unclosed code fence closed (for showing a partial answer)."""
+    state = _fence_after(text, None)
+    if state is None:
+        return text
+    return text.rstrip("\n") + "\n" + state.marker
+
+
+def truncate(text: str, limit: int, ellipsis: str = "…") -> str:
+    """``text`` cut to at most ``limit`` characters (ending with ``ellipsis`` when cut)."""
+    if len(text) <= limit:
+        return text
+    return text[: max(0, limit - len(ellipsis))] + ellipsis
+
+
+# --------------------------------------------------------------------------------------------------
+# Footers
+# --------------------------------------------------------------------------------------------------
+
+
+def format_tokens(n: int) -> str:
+    """1234 -> '1.2k', 950 -> '950'."""
+    if n >= 10_000:
+        return f"{n / 1000:.0f}k"
+    if n >= 1000:
+        return f"{n / 1000:.1f}k"
+    return str(n)
+
+
+def format_credits(value: float) -> str:
+    """0.0021 -> '0.0021', 0.0000123 -> '0.000012', 12.5 -> '12.5' (never scientific notation)."""
+    if value >= 100:
+        return f"{value:.0f}"
+    text = f"{value:.6f}".rstrip("0").rstrip(".")
+    if text in ("0", "-0") and value:
+        return "<0.000001"
+    if "." in text:
+        whole, frac = text.split(".")
+        significant = frac.lstrip("0")
+        frac = frac[: len(frac) - len(significant) + 3].rstrip("0")
+        text = f"{whole}.{frac}" if frac else whole
+    return text
+
+
+def _clean(value: str) -> str:
+    """Model names come from the gateway: keep them from breaking the markdown or pinging."""
+    return value.replace("`", "'").replace("@", "@\u200b").replace("\n", " ")[:80]
+
+
+def footer_line(
+    meta: Any | None = None,
+    usage: Any | None = None,
+    *,
+    model: str | None = None,
+    extra: Sequence[str] = (),
+) -> str:
+    """A small ``-#`` line: model that answered, fallback notice, tokens and credits used.
+
+    ``meta`` is a gateway ``CallMeta`` and ``usage`` a ``Usage`` (duck-typed so images can pass
+    their own); ``model`` is used when the metadata does not name one.
+    """
+    parts: list[str] = []
+    used = getattr(meta, "model_used", None) or model or getattr(meta, "model_requested", None)
+    if used:
+        parts.append(f"`{_clean(used)}`")
+    if meta is not None:
+        gw_from = getattr(meta, "gateway_fallback_from", None)
+        m_from = getattr(meta, "fallback_from", None)
+        if gw_from:
+            parts.append(f"↪ fallback gateway `{_clean(str(getattr(meta, 'gateway', '') or getattr(meta, 'profile', '')))}`"
+                         f" (primary `{_clean(str(gw_from))}` failed)")
+        if m_from:
+            parts.append(f"↪ fallback from `{_clean(str(m_from))}`")
+        elif getattr(meta, "fallback_depth", 0) and not gw_from:
+            parts.append("↪ fallback model")
+    total = getattr(usage, "total_tokens", None) if usage is not None else None
+    if total is None and usage is not None:
+        p, c = getattr(usage, "prompt_tokens", None), getattr(usage, "completion_tokens", None)
+        if p is not None or c is not None:
+            total = (p or 0) + (c or 0)
+    if total:
+        parts.append(f"{format_tokens(int(total))} tokens")
+    credits = getattr(meta, "credits_used", None) if meta is not None else None
+    if credits is None and usage is not None:
+        credits = getattr(usage, "cost", None)
+    if credits is not None:
+        parts.append(f"{format_credits(float(credits))} credits")
+    parts.extend(extra)
+    if not parts:
+        return ""
+    return truncate("-# " + " · ".join(parts), FOOTER_MAX)
