@@ -69,7 +69,9 @@ class LimitBook:
         member: Limits = {}
         roles = [rows.roles[r] for r in role_ids if r in rows.roles]
         for kind in KINDS:
-            guild[kind] = (rows.guild[kind], "server") if kind in rows.guild else (self.default("guild", kind), "config")
+            guild[kind] = (
+                (rows.guild[kind], "server") if kind in rows.guild else (self.default("guild", kind), "config")
+            )
             overrides = [r[kind] for r in roles if kind in r]
             if overrides:
                 # most generous wins; unlimited beats any number

@@ -107,7 +107,7 @@ def render_usage_chart(
 
     # legend above the plot area
     x = PLOT.left
-    for kind, label, colour, line_colour in SERIES:
+    for kind, label, colour, _line_colour in SERIES:
         draw.rectangle((x, 38, x + 11, 49), fill=colour)
         text = label + (f" (budget {_fmt(budget_lines[kind])})" if kind in budget_lines else "")
         draw.text((x + 16, 37), text, fill=TEXT, font=small)

@@ -49,7 +49,8 @@ async def add(
 async def one(store: Store, scope: str, guild_id: int, user_id: int, kind: str, day: str) -> tuple[float, float]:
     """(used, reserved) of one counter."""
     row = await store.fetchone(
-        "SELECT used, reserved FROM quota_counters WHERE scope = ? AND guild_id = ? AND user_id = ? AND day = ? AND kind = ?",
+        "SELECT used, reserved FROM quota_counters"
+        " WHERE scope = ? AND guild_id = ? AND user_id = ? AND day = ? AND kind = ?",
         (scope, guild_id, user_id if scope == "member" else 0, day, kind),
     )
     return (float(row[0]), float(row[1])) if row else (0.0, 0.0)

@@ -465,11 +465,11 @@ class BudgetEngine:
         """``sweep_expired`` for a caller already inside ``store.transaction()``."""
         if self._next_expiry is not None and ts < self._next_expiry:
             return 0  # nothing can have expired yet: skip the query
-        rows = await self.store.db.execute_fetchall(
+        rows = list(await self.store.db.execute_fetchall(
             "SELECT id, guild_id, channel_id, user_id, day, feature, model, amounts, check_guild"
             " FROM quota_reservations WHERE state = 'open' AND expires_at <= ?",
             (ts,),
-        )
+        ))
         for rid, gid, channel_id, uid, day, feature, model, amounts, check_guild in rows:
             held = json.loads(amounts)
             await counters.add(self.store, int(gid), int(uid), day, bool(check_guild), {},

@@ -67,7 +67,8 @@ class LimitAdmin:
                 new = self.book.default(scope, kind)
             else:
                 await self.store.execute(
-                    "INSERT INTO quota_limits(guild_id, scope, kind, value, updated_at, updated_by) VALUES (?, ?, ?, ?, ?, ?)"
+                    "INSERT INTO quota_limits(guild_id, scope, kind, value, updated_at, updated_by)"
+                    " VALUES (?, ?, ?, ?, ?, ?)"
                     " ON CONFLICT(guild_id, scope, kind) DO UPDATE SET value = excluded.value,"
                     " updated_at = excluded.updated_at, updated_by = excluded.updated_by",
                     (guild_id, scope, kind, value, moment.timestamp(), actor_id),
@@ -113,12 +114,14 @@ class LimitAdmin:
         day = utc_day(moment)
         async with self.store.transaction():
             rows = await self.store.fetchall(
-                "SELECT kind, used FROM quota_counters WHERE scope = 'member' AND guild_id = ? AND user_id = ? AND day = ?",
+                "SELECT kind, used FROM quota_counters"
+                " WHERE scope = 'member' AND guild_id = ? AND user_id = ? AND day = ?",
                 (guild_id, user_id, day),
             )
             cleared = {r[0]: float(r[1]) for r in rows if r[1]}
             await self.store.execute(
-                "UPDATE quota_counters SET used = 0 WHERE scope = 'member' AND guild_id = ? AND user_id = ? AND day = ?",
+                "UPDATE quota_counters SET used = 0"
+                " WHERE scope = 'member' AND guild_id = ? AND user_id = ? AND day = ?",
                 (guild_id, user_id, day),
             )
             await audit.record(self.store, ts=moment.timestamp(), guild_id=guild_id, actor_id=actor_id,

@@ -45,10 +45,10 @@ class UsageLimits:
     lines: tuple[BudgetLine, ...]
 
     def line(self, scope: str, kind: str) -> BudgetLine | None:
-        return next((l for l in self.lines if l.scope == scope and l.kind == kind), None)
+        return next((ln for ln in self.lines if ln.scope == scope and ln.kind == kind), None)
 
     def remaining(self, kind: str) -> float | None:
-        values = [l.remaining for l in self.lines if l.kind == kind and l.remaining is not None]
+        values = [ln.remaining for ln in self.lines if ln.kind == kind and ln.remaining is not None]
         return min(values) if values else None
 
 
@@ -114,7 +114,9 @@ class BudgetReports:
         guild, member = self.book.resolve(rows, ())
         return GuildLimits(guild, member, {r: dict(v) for r, v in rows.roles.items()})
 
-    async def counter(self, scope: str, guild_id: int, user_id: int, kind: str, day: str | None = None) -> tuple[float, float]:
+    async def counter(
+        self, scope: str, guild_id: int, user_id: int, kind: str, day: str | None = None
+    ) -> tuple[float, float]:
         """(used, reserved) of one counter (day defaults to today)."""
         return await counters.one(self.store, scope, guild_id, user_id, kind, day or utc_day(self.engine.now()))
 
@@ -128,7 +130,8 @@ class BudgetReports:
         """Charged usage per UTC day (oldest first, ``days`` days ending today) from the ledger."""
         today, first = self._first_day(days)
         sql = (
-            "SELECT day, SUM(feature = 'chat'), SUM(feature = 'vision'), SUM(images), SUM(tokens), SUM(COALESCE(credits, 0))"
+            "SELECT day, SUM(feature = 'chat'), SUM(feature = 'vision'), SUM(images), SUM(tokens),"
+            " SUM(COALESCE(credits, 0))"
             " FROM usage_ledger WHERE guild_id = ? AND charged = 1 AND day >= ?"
         )
         params: list[Any] = [guild_id, first]
@@ -148,7 +151,8 @@ class BudgetReports:
         rows = await self.store.fetchall(
             "SELECT user_id, SUM(feature = 'chat'), SUM(feature = 'vision'), SUM(images), SUM(tokens),"
             " SUM(COALESCE(credits, 0)), COUNT(*) AS n FROM usage_ledger"
-            " WHERE guild_id = ? AND charged = 1 AND day >= ? GROUP BY user_id ORDER BY n DESC, SUM(tokens) DESC LIMIT ?",
+            " WHERE guild_id = ? AND charged = 1 AND day >= ? GROUP BY user_id"
+            " ORDER BY n DESC, SUM(tokens) DESC LIMIT ?",
             (guild_id, first, limit),
         )
         return [(int(r[0]), _usage(r)) for r in rows]

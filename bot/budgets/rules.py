@@ -169,7 +169,10 @@ class BudgetExceeded(UserFacingError):
         whose = "This server's" if self.scope == "guild" else "Your"
         noun = KIND_NOUNS.get(self.kind, (self.kind, self.kind))[0]
         left = self.remaining
-        state = "is used up" if left <= 0 else f"has only {format_amount(self.kind, left)} left, not enough for this request"
+        state = (
+            "is used up" if left <= 0
+            else f"has only {format_amount(self.kind, left)} left, not enough for this request"
+        )
         wait = format_duration((self.resets_at - (now or self.at)).total_seconds())
         return (
             f"{whose} daily {noun} budget ({format_amount(self.kind, self.limit)}) {state}; "

@@ -125,10 +125,14 @@ class BudgetService:
     async def guild_limits(self, guild_id: int) -> GuildLimits:
         return await self.reports.guild_limits(guild_id)
 
-    async def counter(self, scope: str, guild_id: int, user_id: int, kind: str, day: str | None = None) -> tuple[float, float]:
+    async def counter(
+        self, scope: str, guild_id: int, user_id: int, kind: str, day: str | None = None
+    ) -> tuple[float, float]:
         return await self.reports.counter(scope, guild_id, user_id, kind, day)
 
-    async def daily_usage(self, guild_id: int, days: int, user_id: int | None = None) -> list[tuple[str, dict[str, float]]]:
+    async def daily_usage(
+        self, guild_id: int, days: int, user_id: int | None = None
+    ) -> list[tuple[str, dict[str, float]]]:
         return await self.reports.daily_usage(guild_id, days, user_id)
 
     async def top_members(self, guild_id: int, days: int, limit: int = 5) -> list[tuple[int, dict[str, float]]]:
@@ -152,7 +156,9 @@ class BudgetService:
 
     validate_limit = staticmethod(validate_limit)
 
-    async def set_limit(self, guild_id: int, scope: str, kind: str, value: float | None, actor_id: int) -> tuple[float, float]:
+    async def set_limit(
+        self, guild_id: int, scope: str, kind: str, value: float | None, actor_id: int
+    ) -> tuple[float, float]:
         return await self.limits.set_limit(guild_id, scope, kind, value, actor_id)
 
     async def set_role_limit(

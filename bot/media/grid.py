@@ -113,7 +113,8 @@ def compose_grid(
     """One RGB image with the inputs in a grid (reading order). Synchronous: call in a thread.
 
     Cells take the size of the largest input, scaled down so the cells together span at most
-    ``max_side`` on the longest side (plus the gaps); each image is fitted into its cell keeping its aspect ratio and centred.
+    ``max_side`` on the longest side (plus the gaps); each image is fitted into its cell keeping its aspect ratio
+    and centred.
     """
     decoded = [_flatten(_open(d)) for d in images]
     columns, rows = grid_shape(len(decoded))

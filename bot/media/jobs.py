@@ -257,7 +257,8 @@ class JobStore:
 
     async def mark_failed(self, job_id: int, error: str) -> None:
         await self.store.execute(
-            "UPDATE imagine_jobs SET status = 'failed', error = ?, finished_at = ? WHERE id = ? AND status != 'deleted'",
+            "UPDATE imagine_jobs SET status = 'failed', error = ?, finished_at = ?"
+            " WHERE id = ? AND status != 'deleted'",
             (error[:500], time.time(), job_id),
         )
 

@@ -93,4 +93,5 @@ class JobPresenter:
         fitted = await fit_image(data, upload)
         content = render_single(prompt=job.params.prompt, index=stored.index, count=count, seed=stored.seed,
                                 job_id=job.id, notes=size_notes(fitted, "image"))
-        return content, discord.File(io.BytesIO(fitted.data), filename=fitted.filename(f"imagine-{job.id}-{stored.index}"))
+        filename = fitted.filename(f"imagine-{job.id}-{stored.index}")
+        return content, discord.File(io.BytesIO(fitted.data), filename=filename)

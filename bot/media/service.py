@@ -188,7 +188,8 @@ class ImageJobService:
             default_model = effective.image_model or None
         try:
             request = build_request(self.gateway, opts, default_model=default_model,
-                                    default_count=self.settings.default_count, default_steps=self.settings.default_steps)
+                                    default_count=self.settings.default_count,
+                                    default_steps=self.settings.default_steps)
             await self._check_model_listed(opts.model)
         except Unsupported:
             raise ImagesUnsupported() from None
@@ -357,7 +358,9 @@ class ImageJobService:
             raise ImageNotStored(job.id, index)
         return found
 
-    async def single_image(self, job: ImageJob, found: tuple[StoredImage, bytes], upload: int) -> tuple[str, discord.File]:
+    async def single_image(
+        self, job: ImageJob, found: tuple[StoredImage, bytes], upload: int
+    ) -> tuple[str, discord.File]:
         """Image ``found`` alone at full size, for U-n. No gateway call, so nothing is charged."""
         stored, data = found
         count = len(await self.jobs.images(job.id))

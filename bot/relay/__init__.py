@@ -10,4 +10,6 @@ from bot.relay.keys import KeyStore, NewKey, RelayKey
 from bot.relay.service import RelayService
 from bot.relay.validation import Issue, PayloadError, RelayMessage, validate_payload
 
-__all__ = ["Issue", "KeyStore", "NewKey", "PayloadError", "RelayKey", "RelayMessage", "RelayService", "validate_payload"]
+__all__ = [
+    "Issue", "KeyStore", "NewKey", "PayloadError", "RelayKey", "RelayMessage", "RelayService", "validate_payload",
+]

@@ -47,7 +47,9 @@ class ChannelScope(Protocol):
     def lookup(self, channel_id: int) -> ChannelInfo | None: ...
 
 
-def error_response(status: int, code: str, message: str, *, headers: dict[str, str] | None = None, **extra: Any) -> web.Response:
+def error_response(
+    status: int, code: str, message: str, *, headers: dict[str, str] | None = None, **extra: Any
+) -> web.Response:
     return web.json_response({"error": code, "message": message, **extra}, status=status, headers=headers)
 
 
@@ -92,7 +94,9 @@ class RelayApi:
         scheme, _, token = header.partition(" ")
         headers = {"WWW-Authenticate": 'Bearer realm="gatecord-relay"'}
         if scheme.lower() != "bearer" or not token.strip():
-            return error_response(401, "unauthorized", "send the relay key as 'Authorization: Bearer <key>'", headers=headers)
+            return error_response(
+                401, "unauthorized", "send the relay key as 'Authorization: Bearer <key>'", headers=headers
+            )
         key = await self.keys.authenticate(token.strip())
         if key is None:
             return error_response(401, "unauthorized", "unknown or revoked relay key", headers=headers)
@@ -160,7 +164,8 @@ class RelayApi:
             idempotency_key = idempotency_key.strip()
             if not idempotency_key or len(idempotency_key) > IDEMPOTENCY_KEY_MAX or not idempotency_key.isprintable():
                 return self._reject("invalid_idempotency_key", error_response(
-                    400, "invalid_idempotency_key", f"Idempotency-Key must be 1–{IDEMPOTENCY_KEY_MAX} printable characters"))
+                    400, "invalid_idempotency_key",
+                    f"Idempotency-Key must be 1–{IDEMPOTENCY_KEY_MAX} printable characters"))
         refusal = self._check_scope(key, message.channel_id)
         if refusal is not None:
             return self._reject(refusal[0], refusal[1])
@@ -189,7 +194,8 @@ class RelayApi:
         if info is None:
             if not self.scope.ready():
                 return ("not_ready", error_response(
-                    503, "not_ready", "the bot is still connecting to Discord; retry shortly", headers={"Retry-After": "5"}))
+                    503, "not_ready", "the bot is still connecting to Discord; retry shortly",
+                    headers={"Retry-After": "5"}))
             return _forbidden()
         if info.guild_id != key.guild_id:
             return _forbidden()

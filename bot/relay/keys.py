@@ -94,7 +94,9 @@ def _row_to_key(row: Any) -> RelayKey:
     )
 
 
-_COLUMNS = "key_id, guild_id, name, key_hash, channel_ids, allow_mentions, created_by, created_at, last_used_at, revoked_at"
+_COLUMNS = (
+    "key_id, guild_id, name, key_hash, channel_ids, allow_mentions, created_by, created_at, last_used_at, revoked_at"
+)
 
 
 class KeyStore:
@@ -125,7 +127,8 @@ class KeyStore:
                 if await cur.fetchone() is not None:
                     raise KeyNameTaken(name)
             await db.execute(
-                "INSERT INTO relay_keys(key_id, guild_id, name, key_hash, channel_ids, allow_mentions, created_by, created_at)"
+                "INSERT INTO relay_keys"
+                "(key_id, guild_id, name, key_hash, channel_ids, allow_mentions, created_by, created_at)"
                 " VALUES (?, ?, ?, ?, ?, ?, ?, ?)",
                 (key_id, guild_id, name, hash_key(secret), json.dumps(channels), int(allow_mentions), created_by, now),
             )
@@ -151,7 +154,8 @@ class KeyStore:
     async def revoke(self, guild_id: int, key_id: str, *, revoked_by: int) -> bool:
         """Revoke at once (the cache entry is dropped); False when no such active key in this guild."""
         changed = await self.store.execute(
-            "UPDATE relay_keys SET revoked_at = ?, revoked_by = ? WHERE key_id = ? AND guild_id = ? AND revoked_at IS NULL",
+            "UPDATE relay_keys SET revoked_at = ?, revoked_by = ?"
+            " WHERE key_id = ? AND guild_id = ? AND revoked_at IS NULL",
             (int(time.time()), revoked_by, key_id, guild_id),
         )
         self._cache.pop(key_id, None)

@@ -32,14 +32,19 @@ def _json(schema: dict[str, Any], description: str, headers: dict[str, Any] | No
 
 
 SNOWFLAKE = {"anyOf": [{"type": "string", "pattern": "^[0-9]{1,20}$"}, {"type": "integer", "minimum": 1}]}
-RETRY_AFTER = {"Retry-After": {"description": "Seconds to wait before retrying", "schema": {"type": "string", "pattern": "^[0-9]+$"}}}
+RETRY_AFTER = {
+    "Retry-After": {
+        "description": "Seconds to wait before retrying", "schema": {"type": "string", "pattern": "^[0-9]+$"},
+    },
+}
 
 SCHEMAS: dict[str, Any] = {
     "Snowflake": SNOWFLAKE,
     "EmbedField": {
         "type": ["object", "null"],
         "properties": {
-            "name": _str(L.EMBED_FIELD_NAME), "value": _str(L.EMBED_FIELD_VALUE), "inline": {"type": ["boolean", "null"]},
+            "name": _str(L.EMBED_FIELD_NAME), "value": _str(L.EMBED_FIELD_VALUE),
+            "inline": {"type": ["boolean", "null"]},
         },
     },
     "Embed": {
@@ -51,7 +56,9 @@ SCHEMAS: dict[str, Any] = {
             "url": _str(2048, format="uri"),
             "color": {"type": ["integer", "string", "null"], "minimum": 0, "maximum": 0xFFFFFF},
             "timestamp": _str(None, format="date-time"),
-            "footer": {"type": ["object", "null"], "properties": {"text": _str(L.EMBED_FOOTER), "icon_url": _str(2048)}},
+            "footer": {
+                "type": ["object", "null"], "properties": {"text": _str(L.EMBED_FOOTER), "icon_url": _str(2048)},
+            },
             "image": {"type": ["object", "null"], "properties": {"url": _str(2048)}},
             "thumbnail": {"type": ["object", "null"], "properties": {"url": _str(2048)}},
             "author": {
@@ -109,7 +116,10 @@ SCHEMAS: dict[str, Any] = {
             "username": _str(L.USERNAME),
             "avatar_url": _str(2048),
             "tts": {"type": ["boolean", "null"]},
-            "flags": {"type": ["integer", "null"], "description": "Only SUPPRESS_EMBEDS (4) and SUPPRESS_NOTIFICATIONS (4096)"},
+            "flags": {
+                "type": ["integer", "null"],
+                "description": "Only SUPPRESS_EMBEDS (4) and SUPPRESS_NOTIFICATIONS (4096)",
+            },
             "attachments": {"type": ["array", "null"], "maxItems": 0},
         },
     },
@@ -221,14 +231,18 @@ def build_document(version: str = "0.1.0") -> dict[str, Any]:
                     "summary": "Queue a message for a channel (durably stored before the answer)",
                     "security": _AUTH,
                     "parameters": [
-                        {"name": "wait", "in": "query", "required": False, "schema": {"enum": ["true", "false", "1", "0"]},
+                        {"name": "wait", "in": "query", "required": False,
+                         "schema": {"enum": ["true", "false", "1", "0"]},
                          "description": "Wait (up to relay.wait_timeout) for delivery and answer with the message id"},
                         {"name": "Idempotency-Key", "in": "header", "required": False,
                          "schema": {"type": "string", "maxLength": 255},
                          "description": "A repeated post with the same key returns the first answer (same id) for "
-                                        "relay.idempotency_hours (default 24); after that the same key makes a new post"},
+                                        "relay.idempotency_hours (default 24); "
+                                        "after that the same key makes a new post"},
                     ],
-                    "requestBody": {"required": True, "content": {"application/json": {"schema": _ref("SendDataRequest")}}},
+                    "requestBody": {
+                        "required": True, "content": {"application/json": {"schema": _ref("SendDataRequest")}},
+                    },
                     "responses": {
                         "200": _json(_ref("PostStatus"), "wait=true: delivered; message_id is set"),
                         "202": _json({"oneOf": [_ref("Queued"), _ref("PostStatus")]},
@@ -258,7 +272,9 @@ def build_document(version: str = "0.1.0") -> dict[str, Any]:
                     "security": _AUTH,
                     "parameters": [{"name": "id", "in": "path", "required": True, "schema": {"type": "string"}}],
                     "responses": {
-                        "200": _json(_ref("PostStatus"), "The post's status and, once delivered, its Discord message id"),
+                        "200": _json(
+                            _ref("PostStatus"), "The post's status and, once delivered, its Discord message id"
+                        ),
                         "401": _json(_ERR, "Missing, unknown or revoked key"),
                         "404": _json(_ERR, "No such post for this key, or (reason `retention`, with retention_days) "
                                            "the post is older than the retention period and was deleted"),
@@ -283,14 +299,18 @@ def build_document(version: str = "0.1.0") -> dict[str, Any]:
                 "get": {
                     "operationId": "metrics",
                     "summary": "Prometheus metrics (text exposition format)",
-                    "responses": {"200": {"description": "Metrics", "content": {"text/plain": {"schema": {"type": "string"}}}}},
+                    "responses": {
+                        "200": {"description": "Metrics", "content": {"text/plain": {"schema": {"type": "string"}}}},
+                    },
                 }
             },
             "/openapi.json": {
                 "get": {
                     "operationId": "openapi",
                     "summary": "This document",
-                    "responses": {"200": _json({"type": "object", "required": ["openapi", "paths"]}, "OpenAPI 3.1 document")},
+                    "responses": {
+                        "200": _json({"type": "object", "required": ["openapi", "paths"]}, "OpenAPI 3.1 document"),
+                    },
                 }
             },
         },

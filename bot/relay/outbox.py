@@ -253,7 +253,7 @@ class Outbox:
                     future.set_exception(OutboxUnavailable(str(type(exc).__name__)))
             return
         self.batches_written += 1
-        for (_, future), result in zip(batch, results):
+        for (_, future), result in zip(batch, results, strict=True):
             if not future.done():
                 future.set_result(result)
         if fresh and self.on_commit is not None:
@@ -274,7 +274,9 @@ class Outbox:
             first = await cur.fetchone()
         if float(first["created_at"]) >= now - self.idempotency_window:
             return first
-        await db.execute("UPDATE relay_outbox SET idempotency_key = NULL, fingerprint = NULL WHERE id = ?", (first["id"],))
+        await db.execute(
+            "UPDATE relay_outbox SET idempotency_key = NULL, fingerprint = NULL WHERE id = ?", (first["id"],)
+        )
         await db.execute(_INSERT, row)
         return None
 
@@ -304,7 +306,8 @@ class Outbox:
     async def pending(self) -> list[QueuedPost]:
         """Every post not yet delivered or failed, in acceptance order (for the worker after a restart)."""
         rows = await self.store.fetchall(
-            "SELECT id, channel_id, next_attempt_at FROM relay_outbox WHERE status IN ('queued', 'sending') ORDER BY seq"
+            "SELECT id, channel_id, next_attempt_at FROM relay_outbox"
+            " WHERE status IN ('queued', 'sending') ORDER BY seq"
         )
         return [QueuedPost(r["id"], int(r["channel_id"]), float(r["next_attempt_at"])) for r in rows]
 
@@ -346,7 +349,9 @@ class Outbox:
             (code, message, post_id),
         )
 
-    async def mark_retry(self, post_id: str, *, at: float, in_doubt_since: float | None, code: str, message: str) -> None:
+    async def mark_retry(
+        self, post_id: str, *, at: float, in_doubt_since: float | None, code: str, message: str
+    ) -> None:
         """Schedule another attempt. ``in_doubt_since``: when the earliest attempt that may have reached
         Discord started (None when every attempt so far is known not to have created a message)."""
         await self.store.execute(

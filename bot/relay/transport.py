@@ -114,7 +114,9 @@ class Transport(Protocol):
 class DiscordTransport:
     """Sends one outbox post through discord.py's HTTP client (bot message or channel webhook)."""
 
-    def __init__(self, client: discord.Client, store: Store, outbox: Outbox, pacer: Pacer, *, request_timeout: float) -> None:
+    def __init__(
+        self, client: discord.Client, store: Store, outbox: Outbox, pacer: Pacer, *, request_timeout: float
+    ) -> None:
         self.client = client
         self.store = store
         self.outbox = outbox
@@ -139,12 +141,16 @@ class DiscordTransport:
         return await self._send_bot(record.id, record.channel_id, record.body)
 
     # -- bot path ---------------------------------------------------------------------------------
-    async def _send_bot(self, post_id: str, channel_id: int, body: dict[str, Any], *, note: str | None = None) -> Delivered:
+    async def _send_bot(
+        self, post_id: str, channel_id: int, body: dict[str, Any], *, note: str | None = None
+    ) -> Delivered:
         payload = {k: v for k, v in body.items() if k not in ("username", "avatar_url")}
         payload["nonce"] = post_id
         payload["enforce_nonce"] = True
         try:
-            data = await self._call(Route("POST", "/channels/{channel_id}/messages", channel_id=channel_id), json=payload)
+            data = await self._call(
+                Route("POST", "/channels/{channel_id}/messages", channel_id=channel_id), json=payload
+            )
         except Exception as exc:
             raise classify(exc) from exc
         return Delivered(int(data["id"]), note=note)
@@ -170,7 +176,9 @@ class DiscordTransport:
         parent_id, thread_id = await self._channel_info(record.channel_id)
         lock = self._webhook_locks.setdefault(parent_id, asyncio.Lock())
         async with lock:
-            row = await self.store.fetchone("SELECT webhook_id, token FROM relay_webhooks WHERE channel_id = ?", (parent_id,))
+            row = await self.store.fetchone(
+                "SELECT webhook_id, token FROM relay_webhooks WHERE channel_id = ?", (parent_id,)
+            )
             if row is not None:
                 return int(row["webhook_id"]), row["token"], thread_id
             if self._no_webhook_until.get(parent_id, 0.0) > time.monotonic():
@@ -186,7 +194,8 @@ class DiscordTransport:
             except Exception as exc:
                 raise classify(exc) from exc
             await self.store.execute(
-                "INSERT INTO relay_webhooks(channel_id, webhook_id, token, created_at) VALUES (?, ?, ?, strftime('%s','now'))"
+                "INSERT INTO relay_webhooks(channel_id, webhook_id, token, created_at)"
+                " VALUES (?, ?, ?, strftime('%s','now'))"
                 " ON CONFLICT(channel_id) DO UPDATE SET webhook_id = excluded.webhook_id, token = excluded.token",
                 (parent_id, int(webhook["id"]), webhook["token"]),
             )
@@ -204,7 +213,9 @@ class DiscordTransport:
             Route("POST", "/channels/{channel_id}/webhooks", channel_id=channel_id), json={"name": WEBHOOK_NAME}
         )
 
-    async def _send_webhook(self, record: PostRecord, target: tuple[int, str, int | None], *, prior_doubt: float | None) -> Delivered:
+    async def _send_webhook(
+        self, record: PostRecord, target: tuple[int, str, int | None], *, prior_doubt: float | None
+    ) -> Delivered:
         webhook_id, token, thread_id = target
         if prior_doubt is not None:
             found = await self._reconcile(record, webhook_id, prior_doubt)
@@ -255,4 +266,7 @@ def _same_message(message: dict[str, Any], body: dict[str, Any]) -> bool:
     sent, got = body.get("embeds") or [], message.get("embeds") or []
     if len(sent) != len(got):
         return False
-    return all((a.get("title"), a.get("description")) == (b.get("title"), b.get("description")) for a, b in zip(sent, got))
+    return all(
+        (a.get("title"), a.get("description")) == (b.get("title"), b.get("description"))
+        for a, b in zip(sent, got, strict=True)
+    )

@@ -143,7 +143,9 @@ class _Checker:
             self.issues.append(Issue(path, rule, message))
 
     # -- primitives -------------------------------------------------------------------------------
-    def string(self, value: Any, path: str, *, max_len: int, required: bool = False, strip_empty: bool = True) -> str | None:
+    def string(
+        self, value: Any, path: str, *, max_len: int, required: bool = False, strip_empty: bool = True
+    ) -> str | None:
         if _absent(value):
             if required:
                 self.fail(path, "required", "is required and must not be empty")
@@ -160,7 +162,9 @@ class _Checker:
             return None
         return value
 
-    def url(self, value: Any, path: str, *, max_len: int = URL_MAX, schemes: tuple[str, ...] = ("http", "https")) -> str | None:
+    def url(
+        self, value: Any, path: str, *, max_len: int = URL_MAX, schemes: tuple[str, ...] = ("http", "https")
+    ) -> str | None:
         text = self.string(value, path, max_len=max_len)
         if text is None:
             return None
@@ -168,7 +172,11 @@ class _Checker:
             parts = urlsplit(text)
         except ValueError:
             parts = None
-        if parts is None or parts.scheme.lower() not in schemes or (parts.scheme.lower() != "discord" and not parts.netloc):
+        if (
+            parts is None
+            or parts.scheme.lower() not in schemes
+            or (parts.scheme.lower() != "discord" and not parts.netloc)
+        ):
             allowed = " or ".join(f"{s}://" for s in schemes)
             if parts is not None and parts.scheme.lower() == "attachment":
                 self.fail(path, "url", "attachment:// URLs need an uploaded file; the relay does not accept files")
@@ -260,7 +268,9 @@ class _Checker:
         if footer is not None:
             self.unknown(footer, {"text", "icon_url", "proxy_icon_url"}, f"{path}.footer")
             icon = self.url(footer.get("icon_url"), f"{path}.footer.icon_url")
-            text = self.string(footer.get("text"), f"{path}.footer.text", max_len=L.EMBED_FOOTER, required=icon is not None)
+            text = self.string(
+                footer.get("text"), f"{path}.footer.text", max_len=L.EMBED_FOOTER, required=icon is not None
+            )
             if text is not None:
                 out["footer"] = {"text": text, **({"icon_url": icon} if icon else {})}
                 chars += len(text)
@@ -280,7 +290,9 @@ class _Checker:
                 author.get("name"), f"{path}.author.name", max_len=L.EMBED_AUTHOR, required=bool(a_url or a_icon)
             )
             if name is not None:
-                out["author"] = {"name": name, **({"url": a_url} if a_url else {}), **({"icon_url": a_icon} if a_icon else {})}
+                out["author"] = {
+                    "name": name, **({"url": a_url} if a_url else {}), **({"icon_url": a_icon} if a_icon else {}),
+                }
                 chars += len(name)
         fields = self.array(data.get("fields"), f"{path}.fields", max_items=L.EMBED_FIELDS)
         if fields:
@@ -309,7 +321,8 @@ class _Checker:
         visible = {"title", "description", "fields", "image", "thumbnail", "author", "footer"}
         if not visible & out.keys() and not any(i.path == path or i.path.startswith((path + ".", path + "["))
                                                 for i in self.issues):
-            self.fail(path, "embed_not_empty", "has nothing to show (needs a title, description, field, image, author or footer)")
+            self.fail(path, "embed_not_empty",
+                      "has nothing to show (needs a title, description, field, image, author or footer)")
             return None, 0
         return out, chars
 
@@ -360,7 +373,8 @@ class _Checker:
             if rdata.get("type") != 1:
                 kind = COMPONENT_NAMES.get(rdata.get("type"), f"type {rdata.get('type')!r}")
                 self.fail(f"{rpath}.type", "component:link_button_only",
-                          f"must be an action row (type 1) holding link buttons; a {kind} is not allowed at the top level")
+                          f"must be an action row (type 1) holding link buttons; "
+                          f"a {kind} is not allowed at the top level")
                 continue
             before = len(self.issues)
             buttons = self.array(rdata.get("components"), f"{rpath}.components", max_items=L.BUTTONS_PER_ROW)
@@ -451,7 +465,8 @@ class _Checker:
             kinds = []
             for i, kind in enumerate(parse):
                 if kind not in ("users", "roles", "everyone"):
-                    self.fail(f"{path}.parse[{i}]", "enum:users|roles|everyone", "must be \"users\", \"roles\" or \"everyone\"")
+                    self.fail(f"{path}.parse[{i}]", "enum:users|roles|everyone",
+                              "must be \"users\", \"roles\" or \"everyone\"")
                 elif kind not in kinds:
                     kinds.append(kind)
             out["parse"] = kinds
@@ -533,7 +548,8 @@ def validate_payload(body: Any) -> RelayMessage:
     if username is not None:
         lowered = username.lower()
         if any(part in lowered for part in FORBIDDEN_USERNAME_PARTS) or lowered.strip() in FORBIDDEN_USERNAMES:
-            c.fail("$.username", "username:forbidden", "Discord does not allow \"discord\", \"clyde\", \"everyone\" or \"here\" in a webhook name")
+            c.fail("$.username", "username:forbidden",
+                   "Discord does not allow \"discord\", \"clyde\", \"everyone\" or \"here\" in a webhook name")
             username = None
         else:
             username = username.strip()

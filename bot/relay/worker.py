@@ -200,7 +200,10 @@ class DeliveryWorker:
             if isinstance(error, RetryableError) and attempts < self.max_attempts:
                 delay = self.backoff(attempts)
                 if error.retry_after is not None:
-                    delay = max(error.retry_after, 0.0) if error.code == "unknown_webhook" else max(delay, error.retry_after)
+                    delay = (
+                        max(error.retry_after, 0.0) if error.code == "unknown_webhook"
+                        else max(delay, error.retry_after)
+                    )
                 doubt = (prior_doubt or started) if error.in_doubt else prior_doubt
                 await self.outbox.mark_retry(post_id, at=self.clock() + delay, in_doubt_since=doubt,
                                              code=error.code, message=error.message)

@@ -146,7 +146,7 @@ def split_statements(sql: str) -> list[str]:
             if buffer.strip().strip(";").strip():
                 statements.append(buffer.strip())
             buffer = ""
-    if buffer.strip() and not all(l.strip().startswith("--") or not l.strip() for l in buffer.splitlines()):
+    if buffer.strip() and not all(ln.strip().startswith("--") or not ln.strip() for ln in buffer.splitlines()):
         statements.append(buffer.strip())
     return statements
 

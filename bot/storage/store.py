@@ -14,7 +14,7 @@ from collections.abc import AsyncIterator, Iterable, Sequence
 from contextlib import asynccontextmanager
 from importlib.resources.abc import Traversable
 from pathlib import Path
-from typing import Any
+from typing import Any, cast
 
 import aiosqlite
 
@@ -102,7 +102,10 @@ class Store:
         """Run one statement; return the number of rows changed (or lastrowid for an INSERT)."""
         async with self._locked() as db:
             async with db.execute(sql, params) as cur:
-                return cur.lastrowid if sql.lstrip()[:6].upper() == "INSERT" else cur.rowcount
+                if sql.lstrip()[:6].upper() == "INSERT":
+                    # sqlite3 sets lastrowid on every INSERT; aiosqlite only types it Optional
+                    return cast(int, cur.lastrowid)
+                return cur.rowcount
 
     async def executemany(self, sql: str, rows: Iterable[Params]) -> None:
         async with self._locked() as db:

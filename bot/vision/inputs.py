@@ -32,8 +32,8 @@ from bot.vision.images import (
 )
 from gateway_client import ChatMessage
 
-__all__ = ["AllImagesRefused", "DEFAULT_PROMPT", "Gathered", "ImageLinksOnly", "NoImage", "gather_images", "image_attachments",
-           "image_links", "vision_message"]
+__all__ = ["AllImagesRefused", "DEFAULT_PROMPT", "Gathered", "ImageLinksOnly", "NoImage", "gather_images",
+           "image_attachments", "image_links", "vision_message"]
 
 DEFAULT_PROMPT = "Describe this image."
 _URL = re.compile(r"https?://[^\s<>()\"']+", re.IGNORECASE)
@@ -90,7 +90,10 @@ class Gathered:
 
 def image_attachments(attachments: Sequence[Any]) -> list[Any]:
     """The attachments that claim to be pictures (supported or not)."""
-    return [a for a in attachments if looks_like_image(str(getattr(a, "filename", "")), getattr(a, "content_type", None))]
+    return [
+        a for a in attachments
+        if looks_like_image(str(getattr(a, "filename", "")), getattr(a, "content_type", None))
+    ]
 
 
 def _is_image_url(url: str) -> bool:
