@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from collections.abc import Iterable, Mapping
+from collections.abc import Iterable, Mapping, Sequence
 from datetime import datetime
 from typing import Any
 
@@ -110,7 +110,7 @@ def changes_text(changes: Mapping[str, tuple[Any, Any]], where: str) -> str:
     return f"Updated {where}:\n" + "\n".join(parts)
 
 
-def top_members_text(top: list[tuple[int, Mapping[str, float]]]) -> str:
+def top_members_text(top: Sequence[tuple[int, Mapping[str, float]]]) -> str:
     if not top:
         return "No usage recorded in this period."
     lines = ["**Top members**"]

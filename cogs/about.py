@@ -7,6 +7,7 @@ from discord import app_commands
 from discord.ext import commands
 
 from bot.app.factory import GatecordBot
+from bot.rendering.replies import NO_MENTIONS
 
 
 def format_uptime(seconds: float) -> str:
@@ -36,7 +37,7 @@ class About(commands.Cog):
             f"AI gateway: `{gateway.profile}` (chat model `{gateway.chat_model}`)\n"
             f"Uptime: {format_uptime(self.bot.uptime_seconds())}\n"
             f"Discord latency: {latency_text}",
-            allowed_mentions=discord.AllowedMentions.none(),
+            allowed_mentions=NO_MENTIONS,
         )
 
 

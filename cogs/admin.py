@@ -22,7 +22,9 @@ from bot.budgets.chart import render_usage_chart_async
 from bot.budgets.rules import Requester, limit_text
 from bot.guilds.audit import InvalidSetting
 from bot.guilds.config import GUILD_LEVEL
+from bot.guilds.permissions import ADMIN_PERMISSIONS, require_server_admin
 from bot.rendering.errors import user_error_message
+from bot.rendering.replies import reply_privately
 from cogs._admin_text import (
     changes_text,
     config_show_text,
@@ -34,8 +36,6 @@ from gateway_client.errors import Unsupported
 
 log = logging.getLogger(__name__)
 
-NO_MENTIONS = discord.AllowedMentions.none()
-ADMIN_PERMISSIONS = discord.Permissions(manage_guild=True)
 
 KindChoice = Literal["chat_requests", "tokens", "vision_requests", "images", "credits"]
 ModelKindChoice = Literal["chat", "vision", "image"]
@@ -46,44 +46,11 @@ FieldChoice = Literal[
 ConfigChannel = discord.TextChannel | discord.Thread | discord.VoiceChannel | discord.ForumChannel
 
 
-class NotServerAdmin(app_commands.CheckFailure):
-    """The member lacks Manage Server (the command was sent despite being hidden)."""
-
-
-def _is_admin(interaction: discord.Interaction) -> bool:
-    if interaction.guild_id is None:
-        raise app_commands.NoPrivateMessage()
-    if not interaction.permissions.manage_guild:
-        raise NotServerAdmin()
-    return True
-
-
 class AdminGroup(app_commands.Group):
     """A command group only members with Manage Server see — and only they can run."""
 
     async def interaction_check(self, interaction: discord.Interaction) -> bool:
-        return _is_admin(interaction)
-
-
-async def _reply(interaction: discord.Interaction, content: str, *, file: discord.File | None = None) -> None:
-    """Ephemeral, no mentions; as the first response or as a followup after a defer."""
-    content = content if len(content) <= 2000 else content[:1999] + "…"
-    kwargs: dict[str, Any] = {"ephemeral": True, "allowed_mentions": NO_MENTIONS}
-    if file is not None:
-        kwargs["file"] = file
-    if not interaction.response.is_done():
-        await interaction.response.send_message(content, **kwargs)
-    elif (
-        interaction.response.type is discord.InteractionResponseType.deferred_channel_message
-        and not interaction.extras.get("gatecord_answered")
-    ):
-        # the "thinking…" message becomes the answer (it is ephemeral already)
-        interaction.extras["gatecord_answered"] = True
-        await interaction.edit_original_response(
-            content=content, allowed_mentions=NO_MENTIONS, attachments=[file] if file is not None else discord.utils.MISSING
-        )
-    else:
-        await interaction.followup.send(content, **kwargs)
+        return require_server_admin(interaction)
 
 
 class Admin(commands.Cog):
@@ -101,21 +68,6 @@ class Admin(commands.Cog):
 
     # ------------------------------------------------------------------ errors
 
-    async def cog_app_command_error(self, interaction: discord.Interaction, error: app_commands.AppCommandError) -> None:
-        name = interaction.command.qualified_name if interaction.command else "this command"
-        if isinstance(error, (NotServerAdmin, app_commands.MissingPermissions)):
-            text = f"You need the **Manage Server** permission to use `/{name}`."
-        elif isinstance(error, app_commands.NoPrivateMessage):
-            text = f"`/{name}` works only in a server."
-        else:
-            original = getattr(error, "original", error)
-            log.error("/%s failed", name, exc_info=original)
-            text = user_error_message(original)
-        try:
-            await _reply(interaction, text)
-        except discord.HTTPException:
-            log.warning("could not send the error reply for /%s", name)
-
     # ------------------------------------------------------------------ /config
 
     @config.command(name="show", description="Show the settings that apply in a channel, and recent changes")
@@ -126,7 +78,7 @@ class Admin(commands.Cog):
         channel_id = target.id if target is not None else interaction.channel_id
         parent_id = getattr(target, "parent_id", None)
         report = await self.bot.guild_config.explain(interaction.guild_id, channel_id, parent_id)
-        await _reply(interaction, config_show_text(report.config, report.sources, report.layers, report.history,
+        await reply_privately(interaction, config_show_text(report.config, report.sources, report.layers, report.history,
                                                    f"<#{channel_id}>"))
 
     @config.command(name="model", description="Set the server's model for chat, image questions or image generation")
@@ -192,13 +144,13 @@ class Admin(commands.Cog):
             fields=[setting] if setting else None, include_channels=everything and channel is None,
         )
         if not removed:
-            await _reply(interaction, "Nothing to reset: those settings were already the defaults.")
+            await reply_privately(interaction, "Nothing to reset: those settings were already the defaults.")
             return
         parts = []
         for layer, values in removed.items():
             where = "server" if layer == GUILD_LEVEL else f"<#{layer}>"
             parts.append(f"• {where}: " + ", ".join(sorted(n.replace("_", " ") for n in values)))
-        await _reply(interaction, "Back to the defaults:\n" + "\n".join(parts))
+        await reply_privately(interaction, "Back to the defaults:\n" + "\n".join(parts))
 
     async def _set(self, interaction: discord.Interaction, channel_id: int | None, values: dict[str, Any]) -> None:
         assert interaction.guild_id is not None
@@ -213,9 +165,9 @@ class Admin(commands.Cog):
                 changes = await gc.set_channel(interaction.guild_id, channel_id, interaction.user.id, **values)
                 where = f"<#{channel_id}>"
         except InvalidSetting as exc:
-            await _reply(interaction, f"Not changed: {exc}")
+            await reply_privately(interaction, f"Not changed: {exc}")
             return
-        await _reply(interaction, changes_text(changes, where))
+        await reply_privately(interaction, changes_text(changes, where))
 
     # ------------------------------------------------------------------ /quota
 
@@ -229,7 +181,7 @@ class Admin(commands.Cog):
         for role_id in limits.roles:
             role = interaction.guild.get_role(role_id)
             names[role_id] = ("@everyone" if role_id == interaction.guild_id else f"@{role.name}") if role else f"<@&{role_id}>"
-        await _reply(interaction, quota_show_text(limits, today, names))
+        await reply_privately(interaction, quota_show_text(limits, today, names))
 
     @quota.command(name="set", description="Set a daily budget for the whole server or for each member")
     @app_commands.describe(
@@ -246,10 +198,10 @@ class Admin(commands.Cog):
                 interaction.guild_id, "guild" if scope == "server" else "member", kind, limit, interaction.user.id
             )
         except InvalidSetting as exc:
-            await _reply(interaction, f"Not changed: {exc}")
+            await reply_privately(interaction, f"Not changed: {exc}")
             return
         who = "The server's" if scope == "server" else "Each member's"
-        await _reply(interaction, f"{who} daily {kind.replace('_', ' ')} budget: {_limit(kind, old)} → {_limit(kind, new)}.")
+        await reply_privately(interaction, f"{who} daily {kind.replace('_', ' ')} budget: {_limit(kind, old)} → {_limit(kind, new)}.")
 
     @quota.command(name="role", description="Give a role its own per-member budget (or unlimited)")
     @app_commands.describe(
@@ -262,12 +214,12 @@ class Admin(commands.Cog):
         try:
             old, new = await self.bot.quotas.set_role_limit(interaction.guild_id, role.id, kind, limit, interaction.user.id)
         except InvalidSetting as exc:
-            await _reply(interaction, f"Not changed: {exc}")
+            await reply_privately(interaction, f"Not changed: {exc}")
             return
         label = "@everyone" if role.is_default() else f"@{role.name}"
         old_text = "no override" if old is None else _limit(kind, old)
         new_text = "no override (member default applies)" if new is None else _limit(kind, new)
-        await _reply(interaction, f"{label} — daily {kind.replace('_', ' ')} per member: {old_text} → {new_text}.")
+        await reply_privately(interaction, f"{label} — daily {kind.replace('_', ' ')} per member: {old_text} → {new_text}.")
 
     @quota.command(name="reset-user", description="Give a member a fresh budget for today")
     @app_commands.describe(member="The member")
@@ -275,7 +227,7 @@ class Admin(commands.Cog):
         assert interaction.guild_id is not None
         cleared = await self.bot.quotas.reset_user(interaction.guild_id, member.id, interaction.user.id)
         what = ", ".join(f"{_limit(k, v)} {k.replace('_', ' ')}" for k, v in cleared.items()) or "nothing used yet"
-        await _reply(interaction, f"<@{member.id}> has a fresh budget for today (cleared: {what}).")
+        await reply_privately(interaction, f"<@{member.id}> has a fresh budget for today (cleared: {what}).")
 
     # ------------------------------------------------------------------ /usage, /credits
 
@@ -283,7 +235,7 @@ class Admin(commands.Cog):
     @app_commands.describe(days="How many days (1-30, default 7)", member="Only this member")
     @app_commands.guild_only()
     @app_commands.default_permissions(manage_guild=True)
-    @app_commands.check(_is_admin)
+    @app_commands.check(require_server_admin)
     async def usage(
         self, interaction: discord.Interaction, days: app_commands.Range[int, 1, 30] = 7,
         member: discord.Member | None = None,
@@ -302,28 +254,28 @@ class Admin(commands.Cog):
         totals = report.totals
         head = (f"Totals: {int(totals['chat_requests']):,} chat, {int(totals['vision_requests']):,} vision, "
                 f"{int(totals['images']):,} images, {int(totals['tokens']):,} tokens.")
-        await _reply(interaction, f"{head}\n{summary}", file=discord.File(io.BytesIO(png), filename="usage.png"))
+        await reply_privately(interaction, f"{head}\n{summary}", file=discord.File(io.BytesIO(png), filename="usage.png"))
 
     @app_commands.command(name="credits", description="The AI gateway's credit balance")
     @app_commands.guild_only()
     @app_commands.default_permissions(manage_guild=True)
-    @app_commands.check(_is_admin)
+    @app_commands.check(require_server_admin)
     async def credits(self, interaction: discord.Interaction) -> None:
         await interaction.response.defer(ephemeral=True, thinking=True)
         profile = self.bot.settings.gateway.profile
         try:
             balance = await self.bot.quotas.balance()
         except Unsupported:
-            await _reply(interaction, f"The AI gateway (`{profile}` profile) does not report a credit balance.")
+            await reply_privately(interaction, f"The AI gateway (`{profile}` profile) does not report a credit balance.")
             return
         except Exception as exc:
-            await _reply(interaction, f"Could not read the credit balance: {user_error_message(exc)}")
+            await reply_privately(interaction, f"Could not read the credit balance: {user_error_message(exc)}")
             return
         if balance.amount is None:
-            await _reply(interaction, f"The AI gateway (`{profile}`) answered without a balance figure.")
+            await reply_privately(interaction, f"The AI gateway (`{profile}`) answered without a balance figure.")
             return
         currency = f" {balance.currency}" if balance.currency else " credits"
-        await _reply(interaction, f"Gateway balance: **{balance.amount:,.4f}**{currency} (`{profile}`).")
+        await reply_privately(interaction, f"Gateway balance: **{balance.amount:,.4f}**{currency} (`{profile}`).")
 
     # ------------------------------------------------------------------ /mylimits
 
@@ -331,7 +283,7 @@ class Admin(commands.Cog):
     async def mylimits(self, interaction: discord.Interaction) -> None:
         requester = Requester.from_interaction(interaction)
         limits = await self.bot.quotas.usage_limits(requester)
-        await _reply(interaction, mylimits_text(limits, self.bot.quotas.now()))
+        await reply_privately(interaction, mylimits_text(limits, self.bot.quotas.now()))
 
 
 def _limit(kind: str, value: float) -> str:

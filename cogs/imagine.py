@@ -19,9 +19,9 @@ from bot.media.grid import ImageTooLarge
 from bot.media.jobs import ImageJob
 from bot.media.options import ImagineOptions
 from bot.media.presenter import upload_limit
-from bot.media.progress import NONE
 from bot.rendering import limits as discord_limits
 from bot.rendering.errors import describe_error
+from bot.rendering.replies import NO_MENTIONS, reply_privately
 from bot.rendering.user_facing import UserFacingError
 from gateway_client import GatewayError
 
@@ -79,7 +79,7 @@ class Imagine(commands.Cog):
                                                  channel_id=interaction.channel_id, parent_channel_id=parent_id)
             await self.service.submit(interaction, request, origin="command")
         except UserFacingError as exc:
-            await self._refuse(interaction, exc.user_message())
+            await reply_privately(interaction, exc.user_message())
 
     @imagine.autocomplete("model")
     async def _model_autocomplete(self, interaction: discord.Interaction, current: str) -> list[app_commands.Choice[str]]:
@@ -102,9 +102,9 @@ class Imagine(commands.Cog):
             else:
                 await self.service.regenerate(interaction, job, action, index)
         except GatewayError as exc:  # the stored options no longer pass the gateway's rules
-            await self._refuse(interaction, await describe_error(exc))
+            await reply_privately(interaction, await describe_error(exc))
         except UserFacingError as exc:
-            await self._refuse(interaction, exc.user_message())
+            await reply_privately(interaction, exc.user_message())
 
     async def _upscale(self, interaction: discord.Interaction, job: ImageJob, index: int) -> None:
         """Image ``index`` alone at full size (downscaled/re-encoded only when over the upload limit)."""
@@ -114,9 +114,9 @@ class Imagine(commands.Cog):
             content, file = await self.service.single_image(job, found, upload_limit(interaction))
         except (ImageTooLarge, ValueError) as exc:
             await interaction.followup.send(f"Image {index} could not be prepared for upload: {exc}.",
-                                            allowed_mentions=NONE)
+                                            allowed_mentions=NO_MENTIONS)
             return
-        await interaction.followup.send(content, file=file, allowed_mentions=NONE)
+        await interaction.followup.send(content, file=file, allowed_mentions=NO_MENTIONS)
 
     async def _delete(self, interaction: discord.Interaction, job: ImageJob) -> None:
         self.service.check_delete(job, interaction.user.id, interaction.permissions)
@@ -127,11 +127,6 @@ class Imagine(commands.Cog):
         except discord.NotFound:
             pass
 
-    async def _refuse(self, interaction: discord.Interaction, text: str) -> None:
-        if interaction.response.is_done():
-            await interaction.followup.send(text, ephemeral=True, allowed_mentions=NONE)
-        else:
-            await interaction.response.send_message(text, ephemeral=True, allowed_mentions=NONE)
 
 
 async def setup(bot: GatecordBot) -> None:

@@ -16,25 +16,13 @@ from discord import app_commands
 from discord.ext import commands
 
 from bot.app.factory import GatecordBot
+from bot.guilds.permissions import ADMIN_PERMISSIONS, require_server_admin
 from bot.relay.keys import NAME_MAX, KeyNameTaken, RelayKey
+from bot.rendering.replies import reply_privately
 
 log = logging.getLogger(__name__)
 
-NO_MENTIONS = discord.AllowedMentions.none()
-ADMIN_PERMISSIONS = discord.Permissions(manage_guild=True)
 _CHANNEL_TOKEN = re.compile(r"<#(\d+)>|(\d{15,21})|#?([^\s,<>#]+)")
-
-
-class NotServerAdmin(app_commands.CheckFailure):
-    """The member lacks Manage Server (the command was sent although it is hidden)."""
-
-
-def _require_admin(interaction: discord.Interaction) -> bool:
-    if interaction.guild_id is None:
-        raise app_commands.NoPrivateMessage()
-    if not interaction.permissions.manage_guild:
-        raise NotServerAdmin()
-    return True
 
 
 def parse_channels(guild: discord.Guild, text: str) -> tuple[list[int], list[str]]:
@@ -76,29 +64,13 @@ class Relay(commands.Cog):
         self.bot = bot
         self.service = bot.relay
 
-    async def cog_app_command_error(self, interaction: discord.Interaction, error: app_commands.AppCommandError) -> None:
-        if isinstance(error, NotServerAdmin):
-            text = "Only members with **Manage Server** can manage relay keys."
-        elif isinstance(error, app_commands.NoPrivateMessage):
-            text = "Relay keys belong to a server: use this command in one."
-        else:
-            log.exception("relay command failed", exc_info=error)
-            text = "Something went wrong while managing relay keys; nothing was changed."
-        await self._reply(interaction, text)
-
-    async def _reply(self, interaction: discord.Interaction, text: str) -> None:
-        if interaction.response.is_done():
-            await interaction.followup.send(text, ephemeral=True, allowed_mentions=NO_MENTIONS)
-        else:
-            await interaction.response.send_message(text, ephemeral=True, allowed_mentions=NO_MENTIONS)
-
     @key.command(name="create", description="Create a relay key (shown once) for posting into this server over HTTP")
     @app_commands.describe(
         name="A name to recognise the key by (default: key-<id>)",
         channels="Channels the key may post to (#alerts #shop); empty = every channel of this server",
         allow_mentions="Let posts ping users/roles named in their allowed_mentions (default: never ping)",
     )
-    @app_commands.check(_require_admin)
+    @app_commands.check(require_server_admin)
     async def create(
         self,
         interaction: discord.Interaction,
@@ -112,18 +84,18 @@ class Relay(commands.Cog):
         if channels:
             channel_ids, unknown = parse_channels(guild, channels)
             if unknown:
-                await self._reply(interaction, f"These are not text channels of this server: {', '.join(unknown)}. No key was created.")
+                await reply_privately(interaction, f"These are not text channels of this server: {', '.join(unknown)}. No key was created.")
                 return
         try:
             new = await self.service.keys.create(
                 guild.id, name=name, created_by=interaction.user.id, channel_ids=channel_ids, allow_mentions=allow_mentions
             )
         except KeyNameTaken:
-            await self._reply(interaction, f"A key named **{discord.utils.escape_markdown(name or '')}** already exists; pick another name or revoke it first.")
+            await reply_privately(interaction, f"A key named **{discord.utils.escape_markdown(name or '')}** already exists; pick another name or revoke it first.")
             return
         where = " ".join(f"<#{c}>" for c in channel_ids) if channel_ids else "any channel of this server"
         example_channel = channel_ids[0] if channel_ids else interaction.channel_id
-        await self._reply(
+        await reply_privately(
             interaction,
             f"Relay key **{discord.utils.escape_markdown(new.record.name)}** created. Copy it now — it is shown only once:\n"
             f"```\n{new.secret}\n```"
@@ -136,12 +108,12 @@ class Relay(commands.Cog):
         log.info("relay key %s (%s) created in guild %s by %s", new.record.key_id, new.record.name, guild.id, interaction.user.id)
 
     @key.command(name="list", description="List this server's relay keys")
-    @app_commands.check(_require_admin)
+    @app_commands.check(require_server_admin)
     async def list_keys(self, interaction: discord.Interaction) -> None:
         assert interaction.guild_id is not None
         keys = await self.service.keys.list(interaction.guild_id)
         if not keys:
-            await self._reply(interaction, "This server has no active relay keys. Create one with `/relay key create`.")
+            await reply_privately(interaction, "This server has no active relay keys. Create one with `/relay key create`.")
             return
         lines = [f"**Relay keys** ({len(keys)}):"]
         for key in keys:
@@ -152,19 +124,19 @@ class Relay(commands.Cog):
                 lines.append(f"…and {len(keys) - len(lines) + 1} more")
                 break
             lines.append(line)
-        await self._reply(interaction, "\n".join(lines))
+        await reply_privately(interaction, "\n".join(lines))
 
     @key.command(name="revoke", description="Revoke a relay key at once (its posts get 401)")
     @app_commands.describe(key="The key's name (or its id, the part after gcr_)")
-    @app_commands.check(_require_admin)
+    @app_commands.check(require_server_admin)
     async def revoke(self, interaction: discord.Interaction, key: str) -> None:
         assert interaction.guild_id is not None
         record = await self.service.find_key(interaction.guild_id, key)
         if record is None:
-            await self._reply(interaction, f"No active relay key named **{discord.utils.escape_markdown(key)}** in this server.")
+            await reply_privately(interaction, f"No active relay key named **{discord.utils.escape_markdown(key)}** in this server.")
             return
         await self.service.revoke_key(interaction.guild_id, record.key_id, revoked_by=interaction.user.id)
-        await self._reply(
+        await reply_privately(
             interaction,
             f"Relay key **{discord.utils.escape_markdown(record.name)}** revoked: it now gets 401. "
             "Posts it sent before are still delivered.",

@@ -29,7 +29,7 @@ def command_error_message(interaction: discord.Interaction, error: app_commands.
     if isinstance(error, app_commands.NoPrivateMessage):
         return f"`/{name}` works only in a server."
     if isinstance(error, app_commands.TransformerError):
-        return f"I couldn't read the option `{error.transformer.display_name}`: {plain_text(str(error), 'invalid value')}."
+        return f"I couldn't read one of the options: {plain_text(str(error), 'invalid value')}."
     if isinstance(error, app_commands.CheckFailure):
         return "You can't use this command here."
     original = error.original if isinstance(error, app_commands.CommandInvokeError) else error
@@ -38,7 +38,9 @@ def command_error_message(interaction: discord.Interaction, error: app_commands.
 
 class GatecordTree(app_commands.CommandTree):
     async def on_error(self, interaction: discord.Interaction, error: app_commands.AppCommandError) -> None:
-        text = ERROR_PREFIX + command_error_message(interaction, error)
+        text = command_error_message(interaction, error)
+        if not isinstance(error, app_commands.CheckFailure):  # a refusal is an answer; a failure is flagged
+            text = ERROR_PREFIX + text
         try:
             await reply_privately(interaction, text)
         except discord.HTTPException:

@@ -104,7 +104,7 @@ class AnswerRunner:
         or budget failure (the member sees the message); re-raises cancellation."""
         prompt_tokens = spec.prompt_tokens
         if prompt_tokens is None:
-            prompt_tokens = sum(estimate_tokens(m.content) for m in spec.messages)  # type: ignore[arg-type]
+            prompt_tokens = sum(estimate_tokens(m.content) for m in spec.messages)
         try:
             async with self.quotas.charge(
                 spec.requester, spec.feature, tokens=spec.max_tokens, prompt_tokens=prompt_tokens, model=spec.model

@@ -79,6 +79,15 @@ class Turn:
 
 
 @dataclass(frozen=True)
+class _Where:
+    """Where a turn was asked, and by whom (kept with the recorded exchange)."""
+
+    guild_id: int | None
+    channel_id: int | None
+    user_id: int
+
+
+@dataclass(frozen=True)
 class SlashPrompt:
     """The options of one ``/chat``."""
 
@@ -173,7 +182,7 @@ class ChatService:
                 notes.append(f"ignored {truncate(ask.file.filename, 40)} (not a text file)")
         target = InteractionTarget(interaction, ephemeral=ask.private)
         turn = Turn(key=key)
-        where = dict(guild_id=interaction.guild_id, channel_id=interaction.channel_id, user_id=interaction.user.id)
+        where = _Where(interaction.guild_id, interaction.channel_id, interaction.user.id)
         async with ticket:  # the conversation lock covers history → answer → record
             cfg = await self._config(interaction.guild_id, channel)
             if key.startswith("thread:"):
@@ -183,14 +192,14 @@ class ChatService:
 
             async def answered(outcome: AnswerOutcome) -> None:
                 if not ask.thread:  # a new thread's turn is recorded there once it exists
-                    await self._record(turn, outcome, prompt_text, target=target, prompt_message_ids=(), **where)
+                    await self._record(turn, outcome, prompt_text, target=target, prompt_message_ids=(), where=where)
 
             outcome = await self.runner.answer(target, spec, on_answered=answered)
         await outcome.wait_shown()
         if ask.thread and outcome.complete:
             thread_id = await self._start_thread(interaction, target, ask.prompt, ask.private)
             record_turn = Turn(key=thread_conversation_id(thread_id)) if thread_id is not None else turn
-            await self._record(record_turn, outcome, prompt_text, target=target, prompt_message_ids=(), **where)
+            await self._record(record_turn, outcome, prompt_text, target=target, prompt_message_ids=(), where=where)
 
     async def _start_thread(
         self, interaction: discord.Interaction, target: InteractionTarget, prompt: str, private: bool
@@ -288,8 +297,7 @@ class ChatService:
             return
         prompt_text = (prompt or ("Describe this image." if seeing else "(see the attached file)")) + extra
         target = ChannelReplyTarget(message)
-        where = dict(guild_id=message.guild.id if message.guild else None, channel_id=channel.id,
-                     user_id=message.author.id)
+        where = _Where(message.guild.id if message.guild else None, channel.id, message.author.id)
         async with ticket:  # the conversation lock covers history → answer → record
             cfg = await self._config(message.guild.id if message.guild else None, channel)
             if turn.key.startswith("thread:"):
@@ -308,7 +316,7 @@ class ChatService:
 
             async def answered(outcome: AnswerOutcome) -> None:
                 await self._record(turn, outcome, prompt_text, target=target, prompt_message_ids=(message.id,),
-                                   **where)
+                                   where=where)
 
             outcome = await self.runner.answer(target, spec, on_answered=answered)
         await outcome.wait_shown()
@@ -355,7 +363,7 @@ class ChatService:
 
     async def _record(
         self, turn: Turn, outcome: AnswerOutcome, prompt: str, *, target: InteractionTarget | ChannelReplyTarget,
-        guild_id: int | None, channel_id: int | None, user_id: int, prompt_message_ids: tuple[int, ...],
+        where: _Where, prompt_message_ids: tuple[int, ...],
     ) -> None:
         """Keep the exchange so replies (and the thread) continue from it. Answer messages that Discord
         creates later (a create still waiting on a rate limit, the final edit's overflow) are linked to
@@ -366,8 +374,8 @@ class ChatService:
         known = target.message_ids
         try:
             _, answer_turn = await self.conversations.record_exchange(
-                conversation_id=turn.key, parent_id=turn.parent_turn, guild_id=guild_id, channel_id=channel_id,
-                user_id=user_id, prompt=prompt, answer=outcome.text, model=meta.model_used if meta else None,
+                conversation_id=turn.key, parent_id=turn.parent_turn, guild_id=where.guild_id,
+                channel_id=where.channel_id, user_id=where.user_id, prompt=prompt, answer=outcome.text, model=meta.model_used if meta else None,
                 complete=outcome.complete, prompt_message_ids=prompt_message_ids, answer_message_ids=known,
             )
         except Exception:
