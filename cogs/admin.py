@@ -78,8 +78,10 @@ class Admin(commands.Cog):
         channel_id = target.id if target is not None else interaction.channel_id
         parent_id = getattr(target, "parent_id", None)
         report = await self.bot.guild_config.explain(interaction.guild_id, channel_id, parent_id)
-        await reply_privately(interaction, config_show_text(report.config, report.sources, report.layers, report.history,
-                                                   f"<#{channel_id}>"))
+        await reply_privately(
+            interaction,
+            config_show_text(report.config, report.sources, report.layers, report.history, f"<#{channel_id}>"),
+        )
 
     @config.command(name="model", description="Set the server's model for chat, image questions or image generation")
     @app_commands.describe(model="A model id offered by the AI gateway", kind="Which model to set (default: chat)")
@@ -87,7 +89,9 @@ class Admin(commands.Cog):
         await self._set(interaction, None, {f"{kind}_model": model})
 
     @config_model.autocomplete("model")
-    async def _model_autocomplete(self, interaction: discord.Interaction, current: str) -> list[app_commands.Choice[str]]:
+    async def _model_autocomplete(
+        self, interaction: discord.Interaction, current: str
+    ) -> list[app_commands.Choice[str]]:
         kind = getattr(interaction.namespace, "kind", None) or "chat"
         try:
             ids = await self.bot.guild_config.model_ids(kind, current)
@@ -95,12 +99,16 @@ class Admin(commands.Cog):
             return []
         return [app_commands.Choice(name=i[:100], value=i[:100]) for i in ids[:25]]
 
-    @config.command(name="system-prompt", description="Set the server's system prompt ({server} and {date} are filled in)")
+    @config.command(
+        name="system-prompt", description="Set the server's system prompt ({server} and {date} are filled in)"
+    )
     @app_commands.describe(prompt="The instructions the model gets before every conversation")
     async def config_system_prompt(self, interaction: discord.Interaction, prompt: str) -> None:
         await self._set(interaction, None, {"system_prompt": prompt})
 
-    @config.command(name="defaults", description="Set the server's temperature, max tokens, history length or mention answers")
+    @config.command(
+        name="defaults", description="Set the server's temperature, max tokens, history length or mention answers"
+    )
     @app_commands.describe(
         temperature="0 to 2", max_tokens="Longest answer in tokens", history_messages="Messages of context to send",
         answer_mentions="Answer when the bot is mentioned",
@@ -180,7 +188,9 @@ class Admin(commands.Cog):
         names = {}
         for role_id in limits.roles:
             role = interaction.guild.get_role(role_id)
-            names[role_id] = ("@everyone" if role_id == interaction.guild_id else f"@{role.name}") if role else f"<@&{role_id}>"
+            names[role_id] = (
+                ("@everyone" if role_id == interaction.guild_id else f"@{role.name}") if role else f"<@&{role_id}>"
+            )
         await reply_privately(interaction, quota_show_text(limits, today, names))
 
     @quota.command(name="set", description="Set a daily budget for the whole server or for each member")
@@ -201,25 +211,32 @@ class Admin(commands.Cog):
             await reply_privately(interaction, f"Not changed: {exc}")
             return
         who = "The server's" if scope == "server" else "Each member's"
-        await reply_privately(interaction, f"{who} daily {kind.replace('_', ' ')} budget: {_limit(kind, old)} → {_limit(kind, new)}.")
+        await reply_privately(
+            interaction, f"{who} daily {kind.replace('_', ' ')} budget: {_limit(kind, old)} → {_limit(kind, new)}."
+        )
 
     @quota.command(name="role", description="Give a role its own per-member budget (or unlimited)")
     @app_commands.describe(
-        role="The role", kind="Which budget", limit="Per-member daily limit for this role; -1 = unlimited; empty removes the override",
+        role="The role", kind="Which budget",
+        limit="Per-member daily limit for this role; -1 = unlimited; empty removes the override",
     )
     async def quota_role(
         self, interaction: discord.Interaction, role: discord.Role, kind: KindChoice, limit: float | None = None,
     ) -> None:
         assert interaction.guild_id is not None
         try:
-            old, new = await self.bot.quotas.set_role_limit(interaction.guild_id, role.id, kind, limit, interaction.user.id)
+            old, new = await self.bot.quotas.set_role_limit(
+                interaction.guild_id, role.id, kind, limit, interaction.user.id
+            )
         except InvalidSetting as exc:
             await reply_privately(interaction, f"Not changed: {exc}")
             return
         label = "@everyone" if role.is_default() else f"@{role.name}"
         old_text = "no override" if old is None else _limit(kind, old)
         new_text = "no override (member default applies)" if new is None else _limit(kind, new)
-        await reply_privately(interaction, f"{label} — daily {kind.replace('_', ' ')} per member: {old_text} → {new_text}.")
+        await reply_privately(
+            interaction, f"{label} — daily {kind.replace('_', ' ')} per member: {old_text} → {new_text}."
+        )
 
     @quota.command(name="reset-user", description="Give a member a fresh budget for today")
     @app_commands.describe(member="The member")
@@ -231,7 +248,9 @@ class Admin(commands.Cog):
 
     # ------------------------------------------------------------------ /usage, /credits
 
-    @app_commands.command(name="usage", description="Chart of daily use per feature against the budget, and top members")
+    @app_commands.command(
+        name="usage", description="Chart of daily use per feature against the budget, and top members"
+    )
     @app_commands.describe(days="How many days (1-30, default 7)", member="Only this member")
     @app_commands.guild_only()
     @app_commands.default_permissions(manage_guild=True)
@@ -248,13 +267,17 @@ class Admin(commands.Cog):
             title = f"Daily use of {member.display_name} - last {days} day(s)"
             summary = f"Usage of <@{member.id}> over the last {days} day(s), against the per-member budget."
         else:
-            title = f"Daily use in {interaction.guild.name if interaction.guild else 'this server'} - last {days} day(s)"
+            title = (
+                f"Daily use in {interaction.guild.name if interaction.guild else 'this server'} - last {days} day(s)"
+            )
             summary = top_members_text(report.top)
         png = await render_usage_chart_async(report.series, report.budget, title)
         totals = report.totals
         head = (f"Totals: {int(totals['chat_requests']):,} chat, {int(totals['vision_requests']):,} vision, "
                 f"{int(totals['images']):,} images, {int(totals['tokens']):,} tokens.")
-        await reply_privately(interaction, f"{head}\n{summary}", file=discord.File(io.BytesIO(png), filename="usage.png"))
+        await reply_privately(
+            interaction, f"{head}\n{summary}", file=discord.File(io.BytesIO(png), filename="usage.png")
+        )
 
     @app_commands.command(name="credits", description="The AI gateway's credit balance")
     @app_commands.guild_only()
@@ -266,7 +289,9 @@ class Admin(commands.Cog):
         try:
             balance = await self.bot.quotas.balance()
         except Unsupported:
-            await reply_privately(interaction, f"The AI gateway (`{profile}` profile) does not report a credit balance.")
+            await reply_privately(
+                interaction, f"The AI gateway (`{profile}` profile) does not report a credit balance."
+            )
             return
         except Exception as exc:
             await reply_privately(interaction, f"Could not read the credit balance: {user_error_message(exc)}")

@@ -82,7 +82,9 @@ class Imagine(commands.Cog):
             await reply_privately(interaction, exc.user_message())
 
     @imagine.autocomplete("model")
-    async def _model_autocomplete(self, interaction: discord.Interaction, current: str) -> list[app_commands.Choice[str]]:
+    async def _model_autocomplete(
+        self, interaction: discord.Interaction, current: str
+    ) -> list[app_commands.Choice[str]]:
         matches = await self.service.model_choices(current)
         return [
             app_commands.Choice(name=m[: discord_limits.CHOICE_NAME], value=m)
@@ -92,7 +94,9 @@ class Imagine(commands.Cog):
 
     # -- buttons (ImagineButton routes presses here through the service) ----------------------------
 
-    async def handle_button(self, interaction: discord.Interaction, action: str, job_id: int, index: int | None) -> None:
+    async def handle_button(
+        self, interaction: discord.Interaction, action: str, job_id: int, index: int | None
+    ) -> None:
         try:
             job = await self.service.job(job_id)
             if action == "u":

@@ -35,7 +35,9 @@ def parse_channels(guild: discord.Guild, text: str) -> tuple[list[int], list[str
         if mention or raw_id:
             channel = guild.get_channel_or_thread(int(mention or raw_id))
         elif name:
-            channel = discord.utils.get(guild.channels, name=name.lower()) or discord.utils.get(guild.threads, name=name)
+            channel = (
+                discord.utils.get(guild.channels, name=name.lower()) or discord.utils.get(guild.threads, name=name)
+            )
         if channel is None or isinstance(channel, (discord.CategoryChannel, discord.ForumChannel)):
             unknown.append(match.group(0))
         elif channel.id not in ids:
@@ -84,28 +86,41 @@ class Relay(commands.Cog):
         if channels:
             channel_ids, unknown = parse_channels(guild, channels)
             if unknown:
-                await reply_privately(interaction, f"These are not text channels of this server: {', '.join(unknown)}. No key was created.")
+                await reply_privately(
+                    interaction,
+                    f"These are not text channels of this server: {', '.join(unknown)}. No key was created.",
+                )
                 return
         try:
             new = await self.service.keys.create(
-                guild.id, name=name, created_by=interaction.user.id, channel_ids=channel_ids, allow_mentions=allow_mentions
+                guild.id, name=name, created_by=interaction.user.id, channel_ids=channel_ids,
+                allow_mentions=allow_mentions,
             )
         except KeyNameTaken:
-            await reply_privately(interaction, f"A key named **{discord.utils.escape_markdown(name or '')}** already exists; pick another name or revoke it first.")
+            await reply_privately(
+                interaction,
+                f"A key named **{discord.utils.escape_markdown(name or '')}** already exists; "
+                "pick another name or revoke it first.",
+            )
             return
         where = " ".join(f"<#{c}>" for c in channel_ids) if channel_ids else "any channel of this server"
         example_channel = channel_ids[0] if channel_ids else interaction.channel_id
         await reply_privately(
             interaction,
-            f"Relay key **{discord.utils.escape_markdown(new.record.name)}** created. Copy it now — it is shown only once:\n"
+            f"Relay key **{discord.utils.escape_markdown(new.record.name)}** created. "
+            f"Copy it now — it is shown only once:\n"
             f"```\n{new.secret}\n```"
             f"Posts to: {where}. Mentions: {'allowed (from allowed_mentions)' if allow_mentions else 'never ping'}.\n"
             f"Use it against this bot's web server:\n"
-            f"```\ncurl -X POST <bot-url>/send-data -H 'Authorization: Bearer <key>' -H 'Content-Type: application/json' "
+            f"```\ncurl -X POST <bot-url>/send-data -H 'Authorization: Bearer <key>' "
+            f"-H 'Content-Type: application/json' "
             f"-d '{{\"channelId\": \"{example_channel}\", \"content\": \"Hello\"}}'\n```"
             f"Revoke it any time with `/relay key revoke`.",
         )
-        log.info("relay key %s (%s) created in guild %s by %s", new.record.key_id, new.record.name, guild.id, interaction.user.id)
+        log.info(
+            "relay key %s (%s) created in guild %s by %s",
+            new.record.key_id, new.record.name, guild.id, interaction.user.id,
+        )
 
     @key.command(name="list", description="List this server's relay keys")
     @app_commands.check(require_server_admin)
@@ -113,7 +128,9 @@ class Relay(commands.Cog):
         assert interaction.guild_id is not None
         keys = await self.service.keys.list(interaction.guild_id)
         if not keys:
-            await reply_privately(interaction, "This server has no active relay keys. Create one with `/relay key create`.")
+            await reply_privately(
+                interaction, "This server has no active relay keys. Create one with `/relay key create`."
+            )
             return
         lines = [f"**Relay keys** ({len(keys)}):"]
         for key in keys:
@@ -133,7 +150,9 @@ class Relay(commands.Cog):
         assert interaction.guild_id is not None
         record = await self.service.find_key(interaction.guild_id, key)
         if record is None:
-            await reply_privately(interaction, f"No active relay key named **{discord.utils.escape_markdown(key)}** in this server.")
+            await reply_privately(
+                interaction, f"No active relay key named **{discord.utils.escape_markdown(key)}** in this server."
+            )
             return
         await self.service.revoke_key(interaction.guild_id, record.key_id, revoked_by=interaction.user.id)
         await reply_privately(
@@ -144,7 +163,9 @@ class Relay(commands.Cog):
         log.info("relay key %s revoked in guild %s by %s", record.key_id, interaction.guild_id, interaction.user.id)
 
     @revoke.autocomplete("key")
-    async def _revoke_autocomplete(self, interaction: discord.Interaction, current: str) -> list[app_commands.Choice[str]]:
+    async def _revoke_autocomplete(
+        self, interaction: discord.Interaction, current: str
+    ) -> list[app_commands.Choice[str]]:
         if interaction.guild_id is None or not interaction.permissions.manage_guild:
             return []
         keys = await self.service.keys.list(interaction.guild_id)

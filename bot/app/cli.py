@@ -44,7 +44,9 @@ def build_parser() -> argparse.ArgumentParser:
                 help="start the local sandbox instead of failing when no Discord token is configured (`make run`)",
             )
         if name in ("run", "sandbox"):
-            cmd.add_argument("--port", type=int, default=None, help="sandbox page port (default 8765; 0 = any free port)")
+            cmd.add_argument(
+                "--port", type=int, default=None, help="sandbox page port (default 8765; 0 = any free port)"
+            )
             cmd.add_argument("--gateway-profile", default=None, help="sandbox: gateway profile to emulate")
     return parser
 
@@ -158,7 +160,10 @@ async def _check(settings: Settings) -> int:
 
     problems = 0
     token = settings.discord.token.get_secret_value().strip()
-    print(f"discord: token {'set' if token else 'MISSING (set GATECORD_DISCORD__TOKEN)'}; API {settings.discord.api_base_url}")
+    print(
+        f"discord: token {'set' if token else 'MISSING (set GATECORD_DISCORD__TOKEN)'}; "
+        f"API {settings.discord.api_base_url}"
+    )
     problems += 0 if token else 1
     latest = latest_version()
     current = await asyncio.to_thread(stored_version, settings.storage.path)
@@ -192,7 +197,9 @@ async def _check(settings: Settings) -> int:
                 shown = ", ".join(ids[:8]) + (f", … (+{len(ids) - 8})" if len(ids) > 8 else "")
                 print(f"  {kind}: {shown}")
             known = {m.id for m in models}
-            for label, wanted in (("chat_model", g.chat_model), ("vision_model", g.vision_model), ("image_model", g.image_model)):
+            for label, wanted in (
+                ("chat_model", g.chat_model), ("vision_model", g.vision_model), ("image_model", g.image_model),
+            ):
                 if wanted and known and wanted not in known:
                     print(f"  warning: gateway.{label} {wanted!r} is not in the gateway's model list")
         except GatewayError as exc:

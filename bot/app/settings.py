@@ -63,8 +63,10 @@ def _json_list_from_text(value: Any) -> Any:
     try:
         decoded = json.loads(value)
     except json.JSONDecodeError as exc:
-        raise ValueError(f"is not valid JSON ({exc.msg} at character {exc.pos + 1}); "
-                         'write a JSON list of objects such as [{"profile": "openai", "base_url": "https://…"}]') from None
+        raise ValueError(
+            f"is not valid JSON ({exc.msg} at character {exc.pos + 1}); "
+            'write a JSON list of objects such as [{"profile": "openai", "base_url": "https://…"}]'
+        ) from None
     if not isinstance(decoded, list):
         raise ValueError('must be a JSON list of objects such as [{"profile": "openai", "base_url": "https://…"}]')
     return decoded
@@ -211,7 +213,9 @@ class RelaySettings(_Section):
     def _idempotency_within_retention(cls, value: float, info: Any) -> float:
         days = info.data.get("retention_days")
         if days is not None and value > days * 24:
-            raise ValueError(f"must be at most retention_days × 24 ({days * 24:g}): the post a key points to is deleted then")
+            raise ValueError(
+                f"must be at most retention_days × 24 ({days * 24:g}): the post a key points to is deleted then"
+            )
         return value
 
 

@@ -27,7 +27,9 @@ Handler = Callable[[web.Request], Awaitable[web.StreamResponse]]
 
 
 class WebServer:
-    def __init__(self, host: str, port: int, *, max_body_bytes: int = 1024 * 1024, metrics: Metrics | None = None) -> None:
+    def __init__(
+        self, host: str, port: int, *, max_body_bytes: int = 1024 * 1024, metrics: Metrics | None = None
+    ) -> None:
         """``metrics``: the bot's registry (a new one when omitted); ``/metrics`` serves it."""
         self.host = host
         self.port = port

@@ -4,8 +4,8 @@
 (``quotas.charge``; the granted tokens become ``max_tokens``) → stream from the gateway into a
 ``StreamRenderer`` → ``on_answered`` (the caller records the exchange, before the member can see the
 final state) → start the final edit (footer: model, fallback, tokens/credits; optional reasoning
-file) → settle the real usage, or release the hold on failure. It returns as soon as the bookkeeping is done, without waiting for the
-final edit: the caller frees its admission slot and conversation lock, then awaits
+file) → settle the real usage, or release the hold on failure. It returns as soon as the bookkeeping is done,
+without waiting for the final edit: the caller frees its admission slot and conversation lock, then awaits
 ``outcome.wait_shown()``, which may sit on a Discord rate-limit sleep. Failures end as one short,
 specific message (bot/rendering/errors.py); a stream cut mid-way keeps the text received so far,
 marked incomplete.

@@ -193,7 +193,9 @@ class ConversationStore:
     async def link_messages(self, turn_id: int, message_ids: Iterable[int]) -> None:
         rows = [(mid, turn_id) for mid in message_ids]
         if rows:
-            await self.store.executemany("INSERT OR REPLACE INTO chat_messages(message_id, turn_id) VALUES (?, ?)", rows)
+            await self.store.executemany(
+                "INSERT OR REPLACE INTO chat_messages(message_id, turn_id) VALUES (?, ?)", rows
+            )
 
     async def turn_for_message(self, message_id: int) -> TurnRecord | None:
         row = await self.store.fetchone(
@@ -262,7 +264,9 @@ class ConversationStore:
 
     # -- threads ----------------------------------------------------------------------------------
 
-    async def register_thread(self, thread_id: int, *, guild_id: int | None, parent_channel_id: int, owner_id: int) -> None:
+    async def register_thread(
+        self, thread_id: int, *, guild_id: int | None, parent_channel_id: int, owner_id: int
+    ) -> None:
         await self.store.execute(
             "INSERT OR IGNORE INTO chat_threads(thread_id, guild_id, parent_channel_id, owner_id, created_at)"
             " VALUES (?, ?, ?, ?, ?)",

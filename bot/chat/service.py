@@ -102,8 +102,8 @@ class ChatService:
     """Chat turns for one bot; built once by the factory (``bot.chat``)."""
 
     def __init__(
-        self, settings: Settings, store: Store, gateway: GatewayClient, quotas: BudgetService, guild_config: GuildConfig,
-        *, cdn_http: Callable[[], aiohttp.ClientSession],
+        self, settings: Settings, store: Store, gateway: GatewayClient, quotas: BudgetService,
+        guild_config: GuildConfig, *, cdn_http: Callable[[], aiohttp.ClientSession],
     ) -> None:
         self.settings = settings.chat
         self.cdn_hosts = settings.discord.cdn_hosts
@@ -187,8 +187,10 @@ class ChatService:
             cfg = await self._config(interaction.guild_id, channel)
             if key.startswith("thread:"):
                 await self._load_thread_history(turn, cfg.history_messages)
-            spec = self._spec(cfg, turn, prompt_text, model=ask.model, requester=Requester.from_interaction(interaction),
-                              user=interaction.user, guild=interaction.guild, channel=channel, notes=notes)
+            spec = self._spec(
+                cfg, turn, prompt_text, model=ask.model, requester=Requester.from_interaction(interaction),
+                user=interaction.user, guild=interaction.guild, channel=channel, notes=notes,
+            )
 
             async def answered(outcome: AnswerOutcome) -> None:
                 if not ask.thread:  # a new thread's turn is recorded there once it exists
@@ -375,7 +377,8 @@ class ChatService:
         try:
             _, answer_turn = await self.conversations.record_exchange(
                 conversation_id=turn.key, parent_id=turn.parent_turn, guild_id=where.guild_id,
-                channel_id=where.channel_id, user_id=where.user_id, prompt=prompt, answer=outcome.text, model=meta.model_used if meta else None,
+                channel_id=where.channel_id, user_id=where.user_id, prompt=prompt, answer=outcome.text,
+                model=meta.model_used if meta else None,
                 complete=outcome.complete, prompt_message_ids=prompt_message_ids, answer_message_ids=known,
             )
         except Exception:

@@ -69,7 +69,8 @@ async def reply_privately(
         # the "thinking…" message becomes the reply, so it never stays on screen
         interaction.extras[_ANSWERED] = True
         await interaction.edit_original_response(
-            content=content, allowed_mentions=NO_MENTIONS, attachments=[file] if file is not None else discord.utils.MISSING
+            content=content, allowed_mentions=NO_MENTIONS,
+            attachments=[file] if file is not None else discord.utils.MISSING,
         )
     else:
         await interaction.followup.send(content, **kwargs)

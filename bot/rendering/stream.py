@@ -222,7 +222,9 @@ class StreamRenderer:
         chunks[-1] = last + "\n" + WRITING_MARKER
         return chunks
 
-    def _final_layout(self, text: str, footer: str, notice: str, files: tuple[FileData, ...]) -> tuple[list[str], tuple[FileData, ...]]:
+    def _final_layout(
+        self, text: str, footer: str, notice: str, files: tuple[FileData, ...]
+    ) -> tuple[list[str], tuple[FileData, ...]]:
         tail = [line for line in (truncate(notice, NOTICE_MAX) if notice else "", footer) if line]
         if self.file_over is not None and len(text) > self.file_over:
             preview = split_message(text, self.chunk_limit - 200)[:1] or [""]

@@ -220,8 +220,10 @@ def footer_line(
         gw_from = getattr(meta, "gateway_fallback_from", None)
         m_from = getattr(meta, "fallback_from", None)
         if gw_from:
-            parts.append(f"↪ fallback gateway `{_clean(str(getattr(meta, 'gateway', '') or getattr(meta, 'profile', '')))}`"
-                         f" (primary `{_clean(str(gw_from))}` failed)")
+            parts.append(
+                f"↪ fallback gateway `{_clean(str(getattr(meta, 'gateway', '') or getattr(meta, 'profile', '')))}`"
+                f" (primary `{_clean(str(gw_from))}` failed)"
+            )
         if m_from:
             parts.append(f"↪ fallback from `{_clean(str(m_from))}`")
         elif getattr(meta, "fallback_depth", 0) and not gw_from:
