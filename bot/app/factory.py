@@ -25,6 +25,7 @@ from bot.guilds.config import GuildConfig
 from bot.media.service import ImageJobService
 from bot.relay.service import RelayService
 from bot.rendering.errors import error_code
+from bot.rendering.replies import NO_MENTIONS
 from bot.storage.store import Store
 from bot.vision.service import VisionService
 from gateway_client import ClientOptions, GatewayClient, GatewayConfig
@@ -97,7 +98,7 @@ class GatecordBot(commands.Bot):
             command_prefix=commands.when_mentioned,
             intents=intents,
             help_command=None,
-            allowed_mentions=discord.AllowedMentions.none(),
+            allowed_mentions=NO_MENTIONS,
             guild_ready_timeout=settings.discord.guild_ready_timeout,
             tree_cls=GatecordTree,
         )

@@ -19,7 +19,8 @@ from collections.abc import Awaitable, Callable
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any
 
-from bot.budgets.quotas import BudgetExceeded, Feature, Requester, Reservation
+from bot.budgets.engine import Reservation
+from bot.budgets.rules import BudgetExceeded, Feature, Requester
 from bot.chat.conversation import estimate_tokens
 from bot.rendering.errors import describe_error, error_code, incomplete_notice
 from bot.rendering.replies import ERROR_PREFIX

@@ -21,7 +21,7 @@ from typing import TYPE_CHECKING, Any
 
 import discord
 
-from bot.budgets.quotas import Requester
+from bot.budgets.rules import Requester
 from bot.budgets.service import BudgetService
 from bot.chat.admission import Admission, Busy, Ticket
 from bot.chat.answer import AnswerOutcome, AnswerRunner, AnswerSpec

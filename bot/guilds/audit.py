@@ -1,6 +1,6 @@
 """The audit trail of admin changes (who changed what, when, old -> new) and the validation error.
 
-Both the budgets (bot/budgets/quotas.py) and the guild configuration (bot/guilds/config.py) record every
+Both the budgets (bot/budgets/limits.py) and the guild configuration (bot/guilds/config.py) record every
 change here, inside the same transaction as the change itself.
 """
 

@@ -14,6 +14,7 @@ from typing import Any, Protocol
 import discord
 
 from bot.rendering import limits as discord_limits
+from bot.rendering.replies import NO_MENTIONS
 
 ACTIONS = ("u", "v", "reroll", "delete", "retry")
 TEMPLATE = r"img:(?P<action>u|v|reroll|delete|retry):(?P<job>[0-9]{1,19})(?::(?P<index>[1-9]))?"
@@ -57,7 +58,7 @@ class ImagineButton(discord.ui.DynamicItem[discord.ui.Button], template=TEMPLATE
         if handler is None:
             await interaction.response.send_message(
                 "Image generation is not available right now.", ephemeral=True,
-                allowed_mentions=discord.AllowedMentions.none(),
+                allowed_mentions=NO_MENTIONS,
             )
             return
         await handler.handle_button(interaction, self.action, self.job_id, self.index)

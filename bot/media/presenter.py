@@ -15,9 +15,10 @@ import discord
 from bot.media.buttons import result_view, retry_view
 from bot.media.grid import EncodedImage, fit_image, make_grid
 from bot.media.jobs import ImageJob, StoredImage
-from bot.media.progress import NONE, JobMessage
+from bot.media.progress import JobMessage
 from bot.media.render import render_failure, render_result, render_single, render_unknown
 from bot.rendering import limits as discord_limits
+from bot.rendering.replies import NO_MENTIONS
 
 log = logging.getLogger(__name__)
 
@@ -42,7 +43,7 @@ class JobPresenter:
 
     async def open(self, interaction: discord.Interaction, content: str) -> JobMessage:
         """Send the progress message as the interaction's response; the job's message from then on."""
-        response = await interaction.response.send_message(content, allowed_mentions=NONE)
+        response = await interaction.response.send_message(content, allowed_mentions=NO_MENTIONS)
         message_id = response.message_id
         if message_id is None:
             message_id = (await interaction.original_response()).id

@@ -16,10 +16,10 @@ from typing import Any
 import discord
 
 from bot.rendering import limits as discord_limits
+from bot.rendering.replies import NO_MENTIONS
 
 log = logging.getLogger(__name__)
 
-NONE = discord.AllowedMentions.none()
 #: stop using the interaction token a little before Discord expires it
 TOKEN_MARGIN = 60.0
 
@@ -71,7 +71,7 @@ class JobMessage:
             wait = self.min_interval - (self._clock() - self._last_edit)
             if wait > 0:
                 await asyncio.sleep(wait)
-            fields.setdefault("allowed_mentions", NONE)
+            fields.setdefault("allowed_mentions", NO_MENTIONS)
             try:
                 if self.token_alive:
                     assert self.interaction is not None

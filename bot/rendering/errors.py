@@ -134,7 +134,7 @@ def user_error_message(
 
 
 def _sentence_for(exc: BaseException, *, model: str | None, suggestions: Sequence[str]) -> str:
-    # Budgets (bot.budgets.quotas.BudgetExceeded) and anything else that words its own message.
+    # Budgets (bot.budgets.rules.BudgetExceeded) and anything else that words its own message.
     own = getattr(exc, "user_message", None)
     if callable(own):
         try:

@@ -19,7 +19,7 @@ from typing import TYPE_CHECKING, Any
 
 import discord
 
-from bot.budgets.quotas import Feature, Requester
+from bot.budgets.rules import Feature, Requester
 from bot.chat.answer import AnswerSpec
 from bot.chat.conversation import new_conversation_id, render_system_prompt
 from bot.rendering.errors import user_error_message
