@@ -16,7 +16,7 @@ import discord
 import yarl
 from discord.ext import commands
 
-from bot.app.settings import Settings
+from bot.app.settings import FallbackGateway, GatewaySettings, Settings
 from bot.app.tree import GatecordTree
 from bot.app.web import WebServer
 from bot.budgets.service import BudgetService
@@ -43,27 +43,21 @@ def apply_discord_urls(settings: Settings) -> None:
     discord.asset.Asset.BASE = settings.discord.cdn_base_url.rstrip("/")
 
 
+def _gateway_config(section: GatewaySettings | FallbackGateway) -> GatewayConfig:
+    return GatewayConfig(
+        profile=section.profile,
+        base_url=section.base_url,
+        api_key=section.api_key.get_secret_value(),
+        chat_model=section.chat_model,
+        vision_model=section.vision_model,
+        image_model=section.image_model,
+    )
+
+
 def build_gateway_client(settings: Settings) -> GatewayClient:
     g = settings.gateway
-    primary = GatewayConfig(
-        profile=g.profile,
-        base_url=g.base_url,
-        api_key=g.api_key.get_secret_value(),
-        chat_model=g.chat_model,
-        vision_model=g.vision_model,
-        image_model=g.image_model,
-    )
-    fallbacks = [
-        GatewayConfig(
-            profile=f.profile,
-            base_url=f.base_url,
-            api_key=f.api_key.get_secret_value(),
-            chat_model=f.chat_model,
-            vision_model=f.vision_model,
-            image_model=f.image_model,
-        )
-        for f in g.fallbacks
-    ]
+    primary = _gateway_config(g)
+    fallbacks = [_gateway_config(f) for f in g.fallbacks]
     options = ClientOptions(
         connect_timeout=g.connect_timeout,
         total_timeout=g.total_timeout,

@@ -84,7 +84,28 @@ async def reply_quietly(message: discord.Message, text: str) -> None:
         log.warning("could not reply: %r", exc)
 
 
-class InteractionTarget:
+class _AnswerMessages:
+    """The Discord messages of one answer, in order; ``on_created`` hears of each new one."""
+
+    def __init__(self) -> None:
+        self.messages: list[discord.Message] = []
+        self.on_created: OnCreated | None = None
+
+    @property
+    def message_ids(self) -> list[int]:
+        return [m.id for m in self.messages]
+
+    async def _created(self, msg: discord.Message) -> None:
+        self.messages.append(msg)
+        if self.on_created is not None:
+            await self.on_created(msg.id)
+
+    async def remove(self, index: int) -> None:
+        msg = self.messages.pop(index)
+        await msg.delete()
+
+
+class InteractionTarget(_AnswerMessages):
     """Answer messages of a (deferred) interaction: the original response, then followups.
 
     Past the token's 15 minutes (or once Discord refuses it) a public answer continues in the channel.
@@ -93,17 +114,12 @@ class InteractionTarget:
     def __init__(
         self, interaction: discord.Interaction, *, ephemeral: bool = False, clock: Callable[[], float] = time.monotonic
     ) -> None:
+        super().__init__()
         self.interaction = interaction
         self.ephemeral = ephemeral
-        self.messages: list[discord.Message] = []
         self._clock = clock
         self._started = clock()
         self._refused = False  # Discord already said the token is no longer valid
-        self.on_created: OnCreated | None = None
-
-    @property
-    def message_ids(self) -> list[int]:
-        return [m.id for m in self.messages]
 
     def _token_expired(self) -> bool:
         return self._refused or self._clock() - self._started > TOKEN_SAFE_SECONDS
@@ -149,26 +165,15 @@ class InteractionTarget:
             msg = await self.interaction.followup.send(
                 content, files=discord_files(files), ephemeral=self.ephemeral, allowed_mentions=NO_MENTIONS, wait=True
             )
-        self.messages.append(msg)
-        if self.on_created is not None:
-            await self.on_created(msg.id)
-
-    async def remove(self, index: int) -> None:
-        msg = self.messages.pop(index)
-        await msg.delete()
+        await self._created(msg)
 
 
-class ChannelReplyTarget:
+class ChannelReplyTarget(_AnswerMessages):
     """Answer messages in a channel: a reply to the member's message, then plain messages."""
 
     def __init__(self, message: discord.Message) -> None:
+        super().__init__()
         self.source = message
-        self.messages: list[discord.Message] = []
-        self.on_created: OnCreated | None = None
-
-    @property
-    def message_ids(self) -> list[int]:
-        return [m.id for m in self.messages]
 
     async def put(self, index: int, content: str, *, files: Sequence[FileData] = ()) -> None:
         if index < len(self.messages):
@@ -183,10 +188,4 @@ class ChannelReplyTarget:
             )
         else:
             msg = await self.source.channel.send(content, files=discord_files(files), allowed_mentions=NO_MENTIONS)
-        self.messages.append(msg)
-        if self.on_created is not None:
-            await self.on_created(msg.id)
-
-    async def remove(self, index: int) -> None:
-        msg = self.messages.pop(index)
-        await msg.delete()
+        await self._created(msg)
