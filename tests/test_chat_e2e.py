@@ -583,3 +583,31 @@ async def test_long_answer_continues_in_the_channel_after_the_token_expires(bot_
     joined = "\n\n".join([m.content for m in messages[:-1]] + [answer_text(messages[-1].content)])
     assert re.sub(r"\s+", " ", joined).strip() == re.sub(r"\s+", " ", answer).strip()
     assert all(m.allowed_mentions == {"parse": []} for m in messages)
+
+
+async def test_a_turn_frees_its_slot_and_settles_while_discord_holds_its_final_edit(bot_env: Any) -> None:
+    """discord.py sleeps on an exhausted bucket before it returns a request's answer. The answer's first
+    message uses the channel's last message create: the turn is recorded, settled and out of the
+    admission line while the member still sees "still writing", and the reply chain still works."""
+    emu, gw, bot = bot_env.discord, bot_env.gateway, bot_env.bot
+    emu.configure_bucket("message_create", 1, 3.0)
+    gw.queue_reply("An answer that is complete long before Discord lets the bot edit it.", chunk_size=8)
+    gw.chunk_delay = 0.05  # the first words are on screen before the stream ends
+    asked = await emu.send_user_message("are you rate limited?", user="alice", mention_bot=True)
+
+    def shown_unfinished() -> Any:
+        return next((m for m in emu.messages.values() if m.author_id == emu.bot_user_id
+                     and str((m.message_reference or {}).get("message_id")) == str(asked.id)), None)
+
+    first = await emu.wait_for(shown_unfinished, timeout=5)
+    await asyncio.wait_for(bot.chat.admission.wait_idle(), 5)
+    settled = await bot.store.fetchval(
+        "SELECT COUNT(*) FROM usage_ledger WHERE user_id = ? AND charged = 1", (emu.users["alice"].id,))
+    assert settled == 1
+    assert WRITING_MARKER in first.content  # the final edit is still held back by the rate limit
+    answer = await wait_reply(emu, asked, timeout=10)
+    assert answer_text(answer.content) == "An answer that is complete long before Discord lets the bot edit it."
+    follow = await emu.send_user_message("and after that?", user="alice", reply_to=answer.id)
+    await wait_reply(emu, follow, timeout=10)
+    texts = [c for _, c in prompt_texts(chat_requests(gw)[-1])]
+    assert texts[-3:] == ["are you rate limited?", answer_text(answer.content), "and after that?"]
