@@ -362,6 +362,21 @@ async def test_fifty_at_once_are_all_acknowledged_quickly(bot_env: Any) -> None:
     assert emu.rate_limited == []
 
 
+@pytest.mark.bot_settings(discord={"http_connections": 3})
+async def test_a_burst_shares_a_few_kept_alive_connections_to_discord(bot_env: Any) -> None:
+    emu = bot_env.discord
+    before = len(emu.requests)
+    recs = await asyncio.gather(*[
+        emu.inject_slash_command("chat", {"prompt": f"burst {i}"}, user="alice" if i % 2 else "bob")
+        for i in range(20)
+    ])
+    await asyncio.gather(*[r.wait_final(final, timeout=30) for r in recs])
+    for i, r in enumerate(recs):
+        assert answer_text(r.original.content) == expected_reply(f"burst {i}")
+    peers = {r.peer for r in emu.requests[before:] if r.peer is not None}
+    assert 1 <= len(peers) <= 3  # 60+ requests (deferrals, edits) over at most three connections
+
+
 async def wait_admission_idle(bot: Any, timeout: float = 5.0) -> None:
     """Every admitted turn has given its slot and conversation lock back."""
     await asyncio.wait_for(bot.chat.admission.wait_idle(), timeout)

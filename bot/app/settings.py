@@ -108,6 +108,8 @@ class DiscordSettings(_Section):
     cdn_hosts: StrList = Field(default_factory=lambda: ["cdn.discordapp.com", "media.discordapp.net"])
     command_guilds: IntList = Field(default_factory=list)
     guild_ready_timeout: float = Field(2.0, gt=0, le=60)
+    #: connections discord.py's HTTP session keeps to Discord (a bounded, reused pool: see bench/chat_load.py)
+    http_connections: int = Field(32, ge=1, le=1000)
 
 
 class FallbackGateway(_Section):

@@ -419,6 +419,8 @@ class RecordedRequest:
     status: int = 0
     response: Any = None
     rate_limited: bool = False
+    #: the client's (host, port): requests with the same peer came over one kept-alive connection
+    peer: Any = None
 
 
 @dataclass

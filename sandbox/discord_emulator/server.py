@@ -379,7 +379,8 @@ class DiscordEmulator(InjectionMixin):
         resource = request.match_info.route.resource
         route = resource.canonical[len(API_PREFIX):] if resource is not None and resource.canonical.startswith(API_PREFIX) else path
         rec = RecordedRequest(
-            method=request.method, path=path, route=route, query=dict(request.query), json=None, files=[], at=time.monotonic()
+            method=request.method, path=path, route=route, query=dict(request.query), json=None, files=[], at=time.monotonic(),
+            peer=request.transport.get_extra_info("peername") if request.transport is not None else None,
         )
         self.requests.append(rec)
         response: web.StreamResponse
