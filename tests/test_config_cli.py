@@ -140,8 +140,11 @@ def test_plain_run_without_a_token_starts_nothing(
 def test_make_run_lets_gatecord_decide_between_bot_and_sandbox() -> None:
     """`make run` is one gatecord command whose token decision is the one tested above (dry run; the
     venv stamp is taken as up to date so nothing is installed)."""
+    # run from inside `make test` too: the outer make's variables would make this one print directories
+    env = {k: v for k, v in os.environ.items() if k not in ("MAKELEVEL", "MAKEFLAGS", "MFLAGS")}
     proc = subprocess.run(
-        ["make", "-n", "-o", ".venv/.installed", "run"], cwd=REPO, capture_output=True, text=True, timeout=60
+        ["make", "--no-print-directory", "-n", "-o", ".venv/.installed", "run"], cwd=REPO, capture_output=True,
+        text=True, timeout=60, env=env,
     )
     assert proc.returncode == 0, proc.stderr
     assert proc.stdout.splitlines() == [".venv/bin/gatecord run --sandbox-if-no-token"]
