@@ -2,11 +2,11 @@
 
 ``AnswerRunner.answer(target, spec)`` does, in order: hold the budget through the one budget flow
 (``quotas.charge``; the granted tokens become ``max_tokens``) → stream from the gateway into a
-``StreamRenderer`` → ``on_answered`` (the caller records the exchange, before the member can see the
-final state) → start the final edit (footer: model, fallback, tokens/credits; optional reasoning
-file) → settle the real usage, or release the hold on failure. It returns as soon as the bookkeeping is done,
-without waiting for the final edit: the caller frees its admission slot and conversation lock, then awaits
-``outcome.wait_shown()``, which may sit on a Discord rate-limit sleep. Failures end as one short,
+``StreamRenderer`` → start the final edit (footer: model, fallback, tokens/credits; optional
+reasoning file) → ``on_answered`` (the caller records the exchange, while the edit is on its way)
+→ settle the real usage, or release the hold on failure. It returns as soon as the bookkeeping is
+done, without waiting for the final edit: the caller frees its admission slot and conversation
+lock, then awaits ``outcome.wait_shown()``, which may sit on a Discord rate-limit sleep. Failures end as one short,
 specific message (bot/rendering/errors.py); a stream cut mid-way keeps the text received so far,
 marked incomplete.
 """
@@ -101,7 +101,7 @@ class AnswerRunner:
     async def answer(
         self, target: MessageTarget, spec: AnswerSpec, *, on_answered: OnAnswered | None = None
     ) -> AnswerOutcome:
-        """Budget → stream → ``on_answered`` → final edit started → settle. Never raises for a gateway
+        """Budget → stream → final edit started → ``on_answered`` → settle. Never raises for a gateway
         or budget failure (the member sees the message); re-raises cancellation."""
         prompt_tokens = spec.prompt_tokens
         if prompt_tokens is None:
@@ -142,13 +142,12 @@ class AnswerRunner:
             extra.append("stopped at the token limit")
         if reservation.granted_tokens is not None and reservation.granted_tokens < spec.max_tokens:
             extra.append(f"answer capped at {reservation.granted_tokens} tokens by the budget")
+        footer = footer_line(result.meta, result.usage, extra=extra)
+        showing = _start(renderer.finish(text=result.text, footer=footer,
+                                         files=self._reasoning_files(result.reasoning)))
         outcome = AnswerOutcome(complete=True, text=result.text, reasoning=result.reasoning, result=result,
-                                stats=renderer.stats)
-        renderer.settle()
-        await self._notify(on_answered, outcome)  # recorded before the member can see the final state
-        outcome.showing = _start(renderer.finish(text=result.text, footer=footer_line(result.meta, result.usage,
-                                                                                      extra=extra),
-                                                 files=self._reasoning_files(result.reasoning)))
+                                stats=renderer.stats, showing=showing)
+        await self._notify(on_answered, outcome)  # recorded while the final edit is on its way
         usage = result.usage
         tokens = usage.total_tokens or ((usage.prompt_tokens or 0) + (usage.completion_tokens or 0))
         if not tokens:
@@ -168,12 +167,12 @@ class AnswerRunner:
         if partial.strip():
             # Keep what arrived, marked incomplete; it was (probably) paid for: charge the estimate.
             reasoning = getattr(exc, "partial_reasoning", "") or ""
-            outcome = AnswerOutcome(complete=False, text=partial, reasoning=reasoning, error=exc, stats=renderer.stats)
-            renderer.settle()
+            showing = _start(renderer.finish(text=partial, notice=incomplete_notice(exc),
+                                             footer=footer_line(meta, None, extra=spec.footer_extra),
+                                             files=self._reasoning_files(reasoning)))
+            outcome = AnswerOutcome(complete=False, text=partial, reasoning=reasoning, error=exc,
+                                    stats=renderer.stats, showing=showing)
             await self._notify(on_answered, outcome)
-            outcome.showing = _start(renderer.finish(text=partial, notice=incomplete_notice(exc),
-                                                     footer=footer_line(meta, None, extra=spec.footer_extra),
-                                                     files=self._reasoning_files(reasoning)))
             await self._quietly(self.quotas.settle(
                 reservation, usage_tokens=prompt_tokens + estimate_tokens(partial), meta=meta, outcome="interrupted"))
             log.info("answer interrupted after %d chars: %r", len(partial), exc)

@@ -139,8 +139,6 @@ class StreamRenderer:
         self._shown: list[_Shown] = []
         self._wake = asyncio.Event()
         self._final = asyncio.Event()
-        #: the answer is complete (``settle()`` or ``finish()``): no more intermediate edits
-        self._complete = asyncio.Event()
         self._final_args: tuple[str, str, str, tuple[FileData, ...]] | None = None
         self._task: asyncio.Task[None] | None = None
         self._failed: BaseException | None = None
@@ -170,11 +168,6 @@ class StreamRenderer:
         if self._task is None:
             self.start()
 
-    def settle(self) -> None:
-        """The answer is complete: send no more intermediate edits while the caller records it; the
-        final state follows with ``finish()``."""
-        self._complete.set()
-
     async def finish(
         self,
         *,
@@ -190,7 +183,6 @@ class StreamRenderer:
             self._text = text
         self.stats.finished_at = self.clock.now()
         self._final_args = (self._text, footer, notice, tuple(files))
-        self._complete.set()
         self._final.set()
         self._wake.set()
         if self._task is None:
@@ -268,7 +260,7 @@ class StreamRenderer:
     async def _push_streaming(self) -> None:
         layout = self._streaming_layout()
         for index, content in enumerate(layout):
-            if self._complete.is_set():
+            if self._final.is_set():
                 return
             if index >= len(self._shown):
                 await self._put(index, content)  # a new message: show it at once
@@ -293,14 +285,14 @@ class StreamRenderer:
 
     async def _final_within(self, seconds: float) -> bool:
         """Wait until the answer is complete or ``seconds`` have passed on the clock; True if complete."""
-        final = asyncio.ensure_future(self._complete.wait())
+        final = asyncio.ensure_future(self._final.wait())
         timer = asyncio.ensure_future(self.clock.sleep(seconds))
         try:
             await asyncio.wait((final, timer), return_when=asyncio.FIRST_COMPLETED)
         finally:
             for task in (final, timer):
                 task.cancel()
-        return self._complete.is_set()
+        return self._final.is_set()
 
     async def _put(self, index: int, content: str, files: Sequence[FileData] = ()) -> None:
         if self.stats.first_visible_at is None:
