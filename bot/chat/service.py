@@ -198,8 +198,9 @@ class ChatService:
 
             outcome = await self.runner.answer(target, spec, on_answered=answered)
         await outcome.wait_shown()
-        if ask.thread and outcome.complete:
-            thread_id = await self._start_thread(interaction, target, ask.prompt, ask.private)
+        if ask.thread:  # a complete answer opens the thread; the exchange is kept either way
+            thread_id = await self._start_thread(interaction, target, ask.prompt, ask.private) \
+                if outcome.complete else None
             record_turn = Turn(key=thread_conversation_id(thread_id)) if thread_id is not None else turn
             await self._record(record_turn, outcome, prompt_text, target=target, prompt_message_ids=(), where=where)
 
