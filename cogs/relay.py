@@ -3,13 +3,16 @@ and the result into an ephemeral reply. The service (HTTP routes, delivery worke
 bot, so reloading this cog leaves the relay running.
 
 Key commands are for members with Manage Server: hidden through default_member_permissions and
-checked again at run time. A new key is shown once, ephemerally; only its hash is stored.
+checked again at run time. A new key is shown once, ephemerally; only its hash is stored. A key
+reaches no channel its creator cannot post in (see bot.relay.keyrules), posts appear under its name
+and avatar (see bot.relay.identity), and it may expire.
 """
 
 from __future__ import annotations
 
 import logging
 import re
+import time
 
 import discord
 from discord import app_commands
@@ -17,7 +20,9 @@ from discord.ext import commands
 
 from bot.app.factory import GatecordBot
 from bot.guilds.permissions import ADMIN_PERMISSIONS, require_server_admin
-from bot.relay.keys import NAME_MAX, KeyNameTaken, RelayKey
+from bot.relay.keyrules import can_post, postable_channels
+from bot.relay.keys import NAME_MAX, KeyLimitReached, KeyNameTaken, RelayKey
+from bot.relay.service import KeyRefused
 from bot.rendering.replies import reply_privately
 
 log = logging.getLogger(__name__)
@@ -45,13 +50,37 @@ def parse_channels(guild: discord.Guild, text: str) -> tuple[list[int], list[str
     return ids, unknown
 
 
-def describe_key(key: RelayKey) -> str:
-    channels = " ".join(f"<#{c}>" for c in key.channel_ids) if key.channel_ids else "any channel"
+def _channel(guild: discord.Guild, channel_id: int) -> discord.abc.GuildChannel | discord.Thread:
+    channel = guild.get_channel_or_thread(channel_id)
+    assert channel is not None  # parse_channels found it in this guild's cache
+    return channel
+
+
+def describe_channels(key: RelayKey) -> str:
+    if not key.channel_ids:
+        return "any channel (made before keys were scoped; make a new key to scope it)"
+    shown = " ".join(f"<#{c}>" for c in key.channel_ids[:5])
+    more = f" +{len(key.channel_ids) - 5} more" if len(key.channel_ids) > 5 else ""
+    origin = f" (those <@{key.created_by}> could post in at creation)" if key.channels_from_creator else ""
+    return f"{shown}{more}{origin}"
+
+
+def describe_expiry(key: RelayKey, now: float) -> str:
+    if key.expires_at is None:
+        return "never expires"
+    return f"{'expired' if key.expired(now) else 'expires'} <t:{key.expires_at}:R>"
+
+
+def describe_key(key: RelayKey, now: float | None = None) -> str:
+    now = time.time() if now is None else now
     used = f"<t:{key.last_used_at}:R>" if key.last_used_at else "never"
+    identity = "per-post name/avatar allowed" if key.custom_identity else "posts under its name"
+    if key.avatar_url:
+        identity += " and avatar"
     return (
-        f"**{discord.utils.escape_markdown(key.name)}** `gcr_{key.key_id}_…` — {channels} — mentions "
-        f"{'allowed' if key.allow_mentions else 'off'} — created <t:{key.created_at}:R> by <@{key.created_by}> — "
-        f"last used {used}"
+        f"**{discord.utils.escape_markdown(key.name)}** `gcr_{key.key_id}_…` — {describe_channels(key)} — "
+        f"{identity} — mentions {'allowed' if key.allow_mentions else 'off'} — {describe_expiry(key, now)} — "
+        f"created <t:{key.created_at}:R> by <@{key.created_by}> — last used {used}"
     )
 
 
@@ -68,9 +97,12 @@ class Relay(commands.Cog):
 
     @key.command(name="create", description="Create a relay key (shown once) for posting into this server over HTTP")
     @app_commands.describe(
-        name="A name to recognise the key by (default: key-<id>)",
-        channels="Channels the key may post to (#alerts #shop); empty = every channel of this server",
+        name="The name posts appear under, and to recognise the key by (default: key-<id>)",
+        channels="Channels the key may post to (#alerts #shop); empty = the channels you can post in now",
         allow_mentions="Let posts ping users/roles named in their allowed_mentions (default: never ping)",
+        avatar="https:// URL of the avatar posts appear with (default: the relay webhook's)",
+        custom_identity="Let each post set its own username/avatar_url (default: always the key's name)",
+        expires="When the key stops working: 1h, 7d, 30d, 2w… (default: never)",
     )
     @app_commands.check(require_server_admin)
     async def create(
@@ -79,10 +111,17 @@ class Relay(commands.Cog):
         name: app_commands.Range[str, 1, NAME_MAX] | None = None,
         channels: str | None = None,
         allow_mentions: bool = False,
+        avatar: str | None = None,
+        custom_identity: bool = False,
+        expires: str | None = None,
     ) -> None:
         guild = interaction.guild
         assert guild is not None
-        channel_ids: list[int] = []
+        member = interaction.user if isinstance(interaction.user, discord.Member) else guild.get_member(
+            interaction.user.id)
+        if member is None:
+            await reply_privately(interaction, "I cannot see your server permissions right now; try again shortly.")
+            return
         if channels:
             channel_ids, unknown = parse_channels(guild, channels)
             if unknown:
@@ -91,11 +130,25 @@ class Relay(commands.Cog):
                     f"These are not text channels of this server: {', '.join(unknown)}. No key was created.",
                 )
                 return
+            closed = [c for c in channel_ids if not can_post(_channel(guild, c), member)]
+            if closed:
+                await reply_privately(
+                    interaction,
+                    f"You cannot post in {' '.join(f'<#{c}>' for c in closed)} yourself, so a key of yours may not "
+                    "either. No key was created.",
+                )
+                return
+        else:
+            channel_ids = postable_channels(guild, member)
         try:
-            new = await self.service.keys.create(
+            new = await self.service.create_key(
                 guild.id, name=name, created_by=interaction.user.id, channel_ids=channel_ids,
-                allow_mentions=allow_mentions,
+                channels_from_creator=not channels, allow_mentions=allow_mentions, avatar_url=avatar,
+                custom_identity=custom_identity, expires=expires,
             )
+        except KeyRefused as exc:
+            await reply_privately(interaction, f"{exc} No key was created.")
+            return
         except KeyNameTaken:
             await reply_privately(
                 interaction,
@@ -103,23 +156,39 @@ class Relay(commands.Cog):
                 "pick another name or revoke it first.",
             )
             return
-        where = " ".join(f"<#{c}>" for c in channel_ids) if channel_ids else "any channel of this server"
-        example_channel = channel_ids[0] if channel_ids else interaction.channel_id
+        except KeyLimitReached as exc:
+            await reply_privately(
+                interaction,
+                f"This server already has {exc.limit} active relay keys, the limit (relay.max_keys_per_guild). "
+                "Revoke one with `/relay key revoke` first. No key was created.",
+            )
+            return
+        record = new.record
+        where = describe_channels(record)
+        if not channels:
+            where = f"the {len(channel_ids)} channel(s) you can post in now: {where}"
+        identity = (
+            "each post may set its own username/avatar_url (else the key's name)" if custom_identity
+            else f"posts appear as **{discord.utils.escape_markdown(record.name)}**"
+            + (" with the avatar you gave" if record.avatar_url else "")
+        )
         await reply_privately(
             interaction,
-            f"Relay key **{discord.utils.escape_markdown(new.record.name)}** created. "
+            f"Relay key **{discord.utils.escape_markdown(record.name)}** created. "
             f"Copy it now — it is shown only once:\n"
             f"```\n{new.secret}\n```"
-            f"Posts to: {where}. Mentions: {'allowed (from allowed_mentions)' if allow_mentions else 'never ping'}.\n"
+            f"Posts to: {where}. Identity: {identity}. "
+            f"Mentions: {'allowed (from allowed_mentions)' if allow_mentions else 'never ping'}. "
+            f"{describe_expiry(record, time.time()).capitalize()}.\n"
             f"Use it against this bot's web server:\n"
             f"```\ncurl -X POST <bot-url>/send-data -H 'Authorization: Bearer <key>' "
             f"-H 'Content-Type: application/json' "
-            f"-d '{{\"channelId\": \"{example_channel}\", \"content\": \"Hello\"}}'\n```"
+            f"-d '{{\"channelId\": \"{channel_ids[0]}\", \"content\": \"Hello\"}}'\n```"
             f"Revoke it any time with `/relay key revoke`.",
         )
         log.info(
             "relay key %s (%s) created in guild %s by %s",
-            new.record.key_id, new.record.name, guild.id, interaction.user.id,
+            record.key_id, record.name, guild.id, interaction.user.id,
         )
 
     @key.command(name="list", description="List this server's relay keys")

@@ -151,7 +151,7 @@ DIGICORD = {
 
 
 async def test_accept_then_deliver_and_status(env: Env) -> None:
-    key = await env.key()
+    key = await env.key(name="ci")
     status, body, resp = await env.post(key, DIGICORD)
     assert status == 202
     assert body == {"id": body["id"], "status": "queued"}
@@ -162,7 +162,8 @@ async def test_accept_then_deliver_and_status(env: Env) -> None:
     assert done["channel_id"] == str(CHAN) and done["attempts"] == 1
     env.check("/send-data/{id}", "get", 200, done)
     row = await env.store.fetchone("SELECT body FROM relay_outbox WHERE id = ?", (body["id"],))
-    assert json.loads(row["body"]) == {"content": "Hello", "embeds": [{"title": "Title here"}], "allowed_mentions": {"parse": []}}
+    assert json.loads(row["body"]) == {"content": "Hello", "embeds": [{"title": "Title here"}], "allowed_mentions": {"parse": []},
+                                       "username": "ci"}  # posts appear under the key's name
 
 
 async def test_wait_true_answers_with_message_id(env: Env) -> None:

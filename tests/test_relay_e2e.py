@@ -164,9 +164,9 @@ async def test_permanent_failures_are_recorded_with_the_reason(bot_env: Any) -> 
     from sandbox.discord_emulator import permissions as P
 
     emu = bot_env.discord
-    key = await create_key(bot_env)
     hidden = await emu.add_channel("staff-only")
     await emu.set_channel_permissions(hidden, emu.bot_user_id, deny=P.VIEW_CHANNEL, is_member=True)
+    key = await create_key(bot_env)  # after the channel exists: a key reaches the channels its creator had
     status, body = await post(bot_env, key, {"channelId": str(hidden), "content": "secret"}, wait=True)
     assert status == 502 and body["status"] == "failed"
     assert body["error"]["code"] == "missing_access" and "50001" in body["error"]["message"]

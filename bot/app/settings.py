@@ -209,6 +209,7 @@ class RelaySettings(_Section):
     retry_max_delay: float = Field(300.0, gt=0)
     retention_days: float = Field(7.0, gt=0)  # delivered/failed posts older than this are deleted (queued never)
     idempotency_hours: float = Field(24.0, gt=0)  # an Idempotency-Key is honoured this long; then it makes a new post
+    max_keys_per_guild: int = Field(25, gt=0)  # active (unrevoked, unexpired) relay keys a server may hold
 
     @field_validator("idempotency_hours")
     @classmethod

@@ -18,7 +18,8 @@ from typing import Any, Protocol
 
 from aiohttp import web
 
-from bot.relay.keys import KeyStore, RelayKey
+from bot.relay.identity import apply_identity
+from bot.relay.keys import KeyExpired, KeyStore, RelayKey
 from bot.relay.metrics import RelayMetrics
 from bot.relay.outbox import Accepted, NewPost, Outbox, OutboxUnavailable, post_id_time
 from bot.relay.ratelimit import KeyRateLimiter
@@ -97,7 +98,10 @@ class RelayApi:
             return error_response(
                 401, "unauthorized", "send the relay key as 'Authorization: Bearer <key>'", headers=headers
             )
-        key = await self.keys.authenticate(token.strip())
+        try:
+            key = await self.keys.authenticate(token.strip())
+        except KeyExpired as exc:
+            return error_response(401, "key_expired", str(exc), headers=headers)
         if key is None:
             return error_response(401, "unauthorized", "unknown or revoked relay key", headers=headers)
         return key
@@ -154,7 +158,7 @@ class RelayApi:
             return self._reject("invalid_json", error_response(
                 400, "invalid_json", f"the body is not valid JSON: {exc.msg} at line {exc.lineno} column {exc.colno}"))
         try:
-            message = validate_payload(body)
+            message = apply_identity(key, validate_payload(body))  # the key's name/avatar; 400 if it forbids the post's
         except PayloadError as exc:
             first = exc.issues[0]
             return self._reject("invalid_body", error_response(

@@ -1,7 +1,9 @@
 """Relay API keys: ``gcr_<key_id>_<secret>``; only the sha256 of the whole key is stored.
 
 The key id (public, 12 hex chars) finds the row; the hash is compared in constant time. Records
-are cached for a few seconds; revoking through this store drops the cache entry at once.
+are cached for a few seconds; revoking through this store drops the cache entry at once. A key may
+carry an expiry (``expires_at``): after it, ``authenticate`` raises ``KeyExpired``. A guild holds at
+most ``max_keys`` active (unrevoked, unexpired) keys.
 """
 
 from __future__ import annotations
@@ -11,6 +13,7 @@ import hmac
 import json
 import secrets
 import time
+from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any
 
@@ -32,10 +35,17 @@ class RelayKey:
     created_at: int
     last_used_at: int | None
     revoked_at: int | None
+    avatar_url: str | None = None
+    custom_identity: bool = False
+    channels_from_creator: bool = False
+    expires_at: int | None = None
 
     @property
     def active(self) -> bool:
         return self.revoked_at is None
+
+    def expired(self, now: float) -> bool:
+        return self.expires_at is not None and now >= self.expires_at
 
     def __repr__(self) -> str:  # no hash, no secret
         return f"RelayKey(key_id={self.key_id!r}, guild_id={self.guild_id}, name={self.name!r}, active={self.active})"
@@ -54,6 +64,23 @@ class NewKey:
 
 class KeyNameTaken(Exception):
     """Another active key in this guild has that name."""
+
+
+class KeyLimitReached(Exception):
+    """The guild already holds ``limit`` active keys."""
+
+    def __init__(self, limit: int) -> None:
+        super().__init__(f"this guild already has {limit} active relay keys")
+        self.limit = limit
+
+
+class KeyExpired(Exception):
+    """The presented key is right but past its expiry (``expires_at``, unix time)."""
+
+    def __init__(self, expires_at: int) -> None:
+        super().__init__(f"this relay key expired at {time.strftime('%Y-%m-%d %H:%M:%S UTC', time.gmtime(expires_at))}"
+                         "; ask a server admin for a new one")
+        self.expires_at = expires_at
 
 
 def hash_key(key: str) -> str:
@@ -91,18 +118,27 @@ def _row_to_key(row: Any) -> RelayKey:
         created_at=int(row["created_at"]),
         last_used_at=row["last_used_at"],
         revoked_at=row["revoked_at"],
+        avatar_url=row["avatar_url"],
+        custom_identity=bool(row["custom_identity"]),
+        channels_from_creator=bool(row["channels_from_creator"]),
+        expires_at=row["expires_at"],
     )
 
 
 _COLUMNS = (
-    "key_id, guild_id, name, key_hash, channel_ids, allow_mentions, created_by, created_at, last_used_at, revoked_at"
+    "key_id, guild_id, name, key_hash, channel_ids, allow_mentions, created_by, created_at, last_used_at, revoked_at,"
+    " avatar_url, custom_identity, channels_from_creator, expires_at"
 )
 
 
 class KeyStore:
-    def __init__(self, store: Store, *, cache_ttl: float = CACHE_TTL) -> None:
+    def __init__(
+        self, store: Store, *, cache_ttl: float = CACHE_TTL, clock: Callable[[], float] = time.time
+    ) -> None:
+        """``clock``: the wall clock of creation and expiry times (tests move it)."""
         self.store = store
         self.cache_ttl = cache_ttl
+        self.clock = clock
         self._cache: dict[str, tuple[float, RelayKey | None, str | None]] = {}
 
     async def create(
@@ -112,12 +148,20 @@ class KeyStore:
         name: str | None = None,
         created_by: int,
         channel_ids: list[int] | tuple[int, ...] = (),
+        channels_from_creator: bool = False,
         allow_mentions: bool = False,
+        avatar_url: str | None = None,
+        custom_identity: bool = False,
+        expires_in: int | None = None,
+        max_keys: int | None = None,
     ) -> NewKey:
-        """Create a key for ``guild_id`` (``channel_ids`` empty = any channel of the guild); raise
-        ``KeyNameTaken`` if an active key already has ``name``. The returned secret is never stored."""
+        """Create a key for ``guild_id``; raise ``KeyNameTaken`` if an active key already has ``name``,
+        ``KeyLimitReached`` if the guild already holds ``max_keys`` active, unexpired keys.
+        ``channel_ids`` empty = any channel of the guild (the relay service never creates such a key now).
+        ``expires_in``: seconds until the key stops working (None = never). The secret is never stored."""
         key_id, secret = generate_key()
-        now = int(time.time())
+        now = int(self.clock())
+        expires_at = now + expires_in if expires_in is not None else None
         name = (name or "").strip()[:NAME_MAX] or f"key-{key_id[:6]}"
         channels = sorted(set(int(c) for c in channel_ids))
         async with self.store.transaction() as db:
@@ -126,13 +170,27 @@ class KeyStore:
             ) as cur:
                 if await cur.fetchone() is not None:
                     raise KeyNameTaken(name)
+            if max_keys is not None:
+                async with db.execute(
+                    "SELECT COUNT(*) FROM relay_keys WHERE guild_id = ? AND revoked_at IS NULL"
+                    " AND (expires_at IS NULL OR expires_at > ?)", (guild_id, now)
+                ) as cur:
+                    row = await cur.fetchone()
+                if row is not None and int(row[0]) >= max_keys:
+                    raise KeyLimitReached(max_keys)
             await db.execute(
                 "INSERT INTO relay_keys"
-                "(key_id, guild_id, name, key_hash, channel_ids, allow_mentions, created_by, created_at)"
-                " VALUES (?, ?, ?, ?, ?, ?, ?, ?)",
-                (key_id, guild_id, name, hash_key(secret), json.dumps(channels), int(allow_mentions), created_by, now),
+                "(key_id, guild_id, name, key_hash, channel_ids, allow_mentions, created_by, created_at,"
+                " avatar_url, custom_identity, channels_from_creator, expires_at)"
+                " VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
+                (key_id, guild_id, name, hash_key(secret), json.dumps(channels), int(allow_mentions), created_by, now,
+                 avatar_url, int(custom_identity), int(channels_from_creator), expires_at),
             )
-        record = RelayKey(key_id, guild_id, name, tuple(channels), allow_mentions, created_by, now, None, None)
+        record = RelayKey(
+            key_id, guild_id, name, tuple(channels), allow_mentions, created_by, now, None, None,
+            avatar_url=avatar_url, custom_identity=custom_identity, channels_from_creator=channels_from_creator,
+            expires_at=expires_at,
+        )
         return NewKey(record=record, secret=secret)
 
     async def list(self, guild_id: int, *, include_revoked: bool = False) -> list[RelayKey]:
@@ -156,13 +214,14 @@ class KeyStore:
         changed = await self.store.execute(
             "UPDATE relay_keys SET revoked_at = ?, revoked_by = ?"
             " WHERE key_id = ? AND guild_id = ? AND revoked_at IS NULL",
-            (int(time.time()), revoked_by, key_id, guild_id),
+            (int(self.clock()), revoked_by, key_id, guild_id),
         )
         self._cache.pop(key_id, None)
         return changed > 0
 
     async def authenticate(self, presented: str) -> RelayKey | None:
-        """The active key matching ``presented`` exactly, else None (unknown, malformed or revoked)."""
+        """The active key matching ``presented`` exactly, else None (unknown, malformed or revoked);
+        ``KeyExpired`` when it matches but is past its expiry."""
         key_id = parse_key_id(presented)
         if key_id is None:
             return None
@@ -178,6 +237,9 @@ class KeyStore:
         expected = stored_hash or "0" * 64
         if not hmac.compare_digest(hash_key(presented), expected) or record is None or not record.active:
             return None
+        if record.expired(self.clock()):
+            assert record.expires_at is not None
+            raise KeyExpired(record.expires_at)
         return record
 
     async def get(self, key_id: str) -> RelayKey | None:
@@ -187,7 +249,7 @@ class KeyStore:
     async def touch(self, key_ids: set[str]) -> None:
         """Record last use (batched by the caller, at most once in a while)."""
         if key_ids:
-            now = int(time.time())
+            now = int(self.clock())
             await self.store.executemany(
                 "UPDATE relay_keys SET last_used_at = ? WHERE key_id = ?", [(now, k) for k in key_ids]
             )

@@ -18,7 +18,9 @@ from bot.app.metrics import Metrics
 from bot.app.settings import Settings
 from bot.relay import logfilter
 from bot.relay.api import ChannelInfo, ChannelScope, RelayApi
-from bot.relay.keys import KEY_PREFIX, KeyStore, RelayKey
+from bot.relay.identity import avatar_problem, name_problem
+from bot.relay.keyrules import BadExpiry, parse_expiry
+from bot.relay.keys import KEY_PREFIX, KeyStore, NewKey, RelayKey
 from bot.relay.metrics import RelayMetrics
 from bot.relay.openapi import build_document
 from bot.relay.outbox import Outbox, QueuedPost
@@ -31,6 +33,10 @@ from bot.storage.store import Store
 log = logging.getLogger(__name__)
 
 MESSAGEABLE = (discord.TextChannel, discord.VoiceChannel, discord.StageChannel, discord.Thread)
+
+
+class KeyRefused(Exception):
+    """A /relay key create option is not acceptable; the message says which and why (for the admin)."""
 
 
 class ClientChannelScope:
@@ -73,7 +79,7 @@ class RelayService:
         bot_metrics = metrics if metrics is not None else Metrics()
         self.metrics = RelayMetrics(bot_metrics.registry)
         bot_metrics.add_refresher("relay_queue_depth", self._collect_queue_depth)
-        self.keys = KeyStore(store)
+        self.keys = KeyStore(store, clock=clock)
         self.limiter = KeyRateLimiter(relay.rate_per_minute, relay.burst)
         retention, idempotency_window = relay.retention_days * 86400, relay.idempotency_hours * 3600
         self.outbox = Outbox(store, on_commit=self._committed, clock=clock, idempotency_window=idempotency_window)
@@ -119,6 +125,44 @@ class RelayService:
         return web.json_response(self.document)
 
     # -- key management (what /relay key … does) ----------------------------------------------------
+    async def create_key(
+        self,
+        guild_id: int,
+        *,
+        created_by: int,
+        channel_ids: list[int],
+        channels_from_creator: bool,
+        name: str | None = None,
+        allow_mentions: bool = False,
+        avatar_url: str | None = None,
+        custom_identity: bool = False,
+        expires: str | None = None,
+    ) -> NewKey:
+        """Create a key posting to ``channel_ids`` (never empty: the cog passes the listed channels or,
+        with ``channels_from_creator``, those its creator could post in). Raises ``KeyRefused`` (bad name,
+        avatar or expiry), ``KeyNameTaken``, or ``KeyLimitReached`` at relay.max_keys_per_guild."""
+        if name is not None and name.strip() and (problem := name_problem(name)) is not None:
+            raise KeyRefused(f"`name`: {problem}, and posts appear under the key's name. Pick another name.")
+        if avatar_url is not None and avatar_url.strip():
+            avatar_url = avatar_url.strip()
+            if (problem := avatar_problem(avatar_url)) is not None:
+                raise KeyRefused(f"`avatar` {problem}.")
+        else:
+            avatar_url = None
+        expires_in = None
+        if expires is not None and expires.strip():
+            try:
+                expires_in = parse_expiry(expires)
+            except BadExpiry as exc:
+                raise KeyRefused(str(exc) + ".") from exc
+        if not channel_ids:
+            raise KeyRefused("the key would reach no channel: you cannot post in any channel of this server yourself.")
+        return await self.keys.create(
+            guild_id, name=name, created_by=created_by, channel_ids=channel_ids,
+            channels_from_creator=channels_from_creator, allow_mentions=allow_mentions, avatar_url=avatar_url,
+            custom_identity=custom_identity, expires_in=expires_in, max_keys=self.settings.relay.max_keys_per_guild,
+        )
+
     async def find_key(self, guild_id: int, wanted: str) -> RelayKey | None:
         """An active key of this guild by name, by id, or by the full key text (``gcr_<id>_…``)."""
         wanted = wanted.strip()

@@ -134,8 +134,11 @@ class DiscordTransport:
             target = await self._webhook_target(record)
             if target is not None:
                 return await self._send_webhook(record, target, prior_doubt=prior_doubt)
+            # A bot message cannot carry another name or avatar: the post appears as the bot itself (never
+            # as anyone else), and its status says why the key's (or the post's) name was not used.
             body = {k: v for k, v in record.body.items() if k not in ("username", "avatar_url")}
-            note = "posted as the bot: it lacks Manage Webhooks here, so username/avatar_url were not applied"
+            note = ("posted as the bot: it lacks Manage Webhooks here, so the name and avatar"
+                    f" ({record.body.get('username') or 'the webhook default'}) were not applied")
             await self.outbox.switch_to_bot(record.id, body, note)
             return await self._send_bot(record.id, record.channel_id, body, note=note)
         return await self._send_bot(record.id, record.channel_id, record.body)
@@ -181,7 +184,7 @@ class DiscordTransport:
             )
             if row is not None:
                 return int(row["webhook_id"]), row["token"], thread_id
-            if self._no_webhook_until.get(parent_id, 0.0) > time.monotonic():
+            if self._no_webhook_until.get(parent_id, 0.0) > time.monotonic() or self._lacks_manage_webhooks(parent_id):
                 return None
             try:
                 webhook = await self._find_or_create_webhook(parent_id)
@@ -200,6 +203,15 @@ class DiscordTransport:
                 (parent_id, int(webhook["id"]), webhook["token"]),
             )
             return int(webhook["id"]), webhook["token"], thread_id
+
+    def _lacks_manage_webhooks(self, channel_id: int) -> bool:
+        """discord.py's cache says the bot may not manage this channel's webhooks: don't ask Discord (a
+        refused request counts against the bot's invalid-request limit). False when the cache cannot say."""
+        channel = self.client.get_channel(channel_id)
+        guild = getattr(channel, "guild", None)
+        if channel is None or guild is None or guild.me is None or isinstance(channel, discord.abc.PrivateChannel):
+            return False
+        return not channel.permissions_for(guild.me).manage_webhooks
 
     async def _find_or_create_webhook(self, channel_id: int) -> dict[str, Any]:
         """Reuse a webhook this bot created earlier (e.g. before a crash), else create one."""
