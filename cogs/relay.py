@@ -12,7 +12,6 @@ from __future__ import annotations
 
 import logging
 import re
-import time
 
 import discord
 from discord import app_commands
@@ -71,8 +70,7 @@ def describe_expiry(key: RelayKey, now: float) -> str:
     return f"{'expired' if key.expired(now) else 'expires'} <t:{key.expires_at}:R>"
 
 
-def describe_key(key: RelayKey, now: float | None = None) -> str:
-    now = time.time() if now is None else now
+def describe_key(key: RelayKey, now: float) -> str:
     used = f"<t:{key.last_used_at}:R>" if key.last_used_at else "never"
     identity = "per-post name/avatar allowed" if key.custom_identity else "posts under its name"
     if key.avatar_url:
@@ -179,7 +177,7 @@ class Relay(commands.Cog):
             f"```\n{new.secret}\n```"
             f"Posts to: {where}. Identity: {identity}. "
             f"Mentions: {'allowed (from allowed_mentions)' if allow_mentions else 'never ping'}. "
-            f"{describe_expiry(record, time.time()).capitalize()}.\n"
+            f"{describe_expiry(record, self.service.keys.clock()).capitalize()}.\n"
             f"Use it against this bot's web server:\n"
             f"```\ncurl -X POST <bot-url>/send-data -H 'Authorization: Bearer <key>' "
             f"-H 'Content-Type: application/json' "
@@ -201,10 +199,11 @@ class Relay(commands.Cog):
                 interaction, "This server has no active relay keys. Create one with `/relay key create`."
             )
             return
+        now = self.service.keys.clock()
         lines = [f"**Relay keys** ({len(keys)}):"]
         for key in keys:
             counts = await self.service.key_counts(key.key_id)
-            line = (f"• {describe_key(key)} — delivered {counts['delivered']}, failed {counts['failed']}, "
+            line = (f"• {describe_key(key, now)} — delivered {counts['delivered']}, failed {counts['failed']}, "
                     f"waiting {counts['queued'] + counts['sending']}")
             if sum(len(x) + 1 for x in lines) + len(line) > 1900:
                 lines.append(f"…and {len(keys) - len(lines) + 1} more")

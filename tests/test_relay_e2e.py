@@ -31,8 +31,8 @@ def digicord_example(channel_id: int) -> dict[str, Any]:
     }
 
 
-async def create_key(bot_env: Any, **options: Any) -> str:
-    rec = await bot_env.discord.inject_slash_command("relay key create", options, user="admin")
+async def create_key(bot_env: Any, *, user: str = "admin", **options: Any) -> str:
+    rec = await bot_env.discord.inject_slash_command("relay key create", options, user=user)
     msg = await rec.wait_final()
     assert msg.ephemeral
     match = KEY_RE.search(msg.content)
