@@ -102,8 +102,9 @@ SCHEMAS: dict[str, Any] = {
         "type": "object",
         "description": (
             "DigiCord's /send-data payload, also accepting the message fields of Discohook's JSON. channelId "
-            "(or channel_id) is required; the message needs content, an embed or a link button. With username or "
-            "avatar_url the post goes through a webhook the bot owns in that channel. Unknown fields are ignored "
+            "(or channel_id) is required; the message needs content, an embed or a link button. The post appears "
+            "under its key's name and avatar, through a webhook the bot owns in that channel. Unknown fields are "
+            "ignored "
             "and listed in `warnings`."
         ),
         "properties": {
@@ -113,8 +114,11 @@ SCHEMAS: dict[str, Any] = {
             "embeds": {"type": ["array", "null"], "maxItems": L.EMBEDS_PER_MESSAGE, "items": _ref("Embed")},
             "components": {"type": ["array", "null"], "maxItems": L.ACTION_ROWS, "items": _ref("ActionRow")},
             "allowed_mentions": _ref("AllowedMentions"),
-            "username": _str(L.USERNAME),
-            "avatar_url": _str(2048),
+            "username": _str(L.USERNAME, description=(
+                "Only with a key created with custom_identity:true (else 400, rule identity:fixed); "
+                "must not contain \"discord\" or \"clyde\" or be \"everyone\"/\"here\". Default: the key's name")),
+            "avatar_url": _str(2048, description=(
+                "Only with a key created with custom_identity:true (else 400). Default: the key's avatar")),
             "tts": {"type": ["boolean", "null"]},
             "flags": {
                 "type": ["integer", "null"],
@@ -205,6 +209,7 @@ SCHEMAS: dict[str, Any] = {
 
 _AUTH: list[dict[str, list[str]]] = [{"relayKey": []}]
 _ERR = _ref("Error")
+_UNAUTHORIZED = "Missing, unknown or revoked key, or (error `key_expired`) a key past its expiry"
 
 
 def build_document(version: str = "0.1.0") -> dict[str, Any]:
@@ -249,7 +254,7 @@ def build_document(version: str = "0.1.0") -> dict[str, Any]:
                                      "Stored and queued (with wait=true: not delivered yet when the wait ended)"),
                         "400": _json({"anyOf": [_ref("ValidationError"), _ERR]},
                                      "Invalid JSON, or a field breaks a rule (errors[] name the JSON path and rule)"),
-                        "401": _json(_ERR, "Missing, unknown or revoked key"),
+                        "401": _json(_ERR, _UNAUTHORIZED),
                         "403": _json(_ERR, "The key may not post to that channel (whether or not it exists)"),
                         "413": _json(_ERR, "Body larger than http.max_body_bytes"),
                         "415": _json(_ERR, "Content-Type is not application/json"),
@@ -275,7 +280,7 @@ def build_document(version: str = "0.1.0") -> dict[str, Any]:
                         "200": _json(
                             _ref("PostStatus"), "The post's status and, once delivered, its Discord message id"
                         ),
-                        "401": _json(_ERR, "Missing, unknown or revoked key"),
+                        "401": _json(_ERR, _UNAUTHORIZED),
                         "404": _json(_ERR, "No such post for this key, or (reason `retention`, with retention_days) "
                                            "the post is older than the retention period and was deleted"),
                     },
