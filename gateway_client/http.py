@@ -16,6 +16,7 @@ from typing import Any
 from urllib.parse import urlsplit
 
 import aiohttp
+import yarl
 
 from .config import ClientOptions, GatewayConfig
 from .errors import (
@@ -29,10 +30,15 @@ from .errors import (
 from .meta import CallMeta, apply_headers
 from .profiles import Profile, get_profile
 from .retry import Jitter, RetryPolicy, Sleep, call_with_retries
+from .safe_urls import check_url, public_only_connector, unsafe_from
 
 __all__ = ["Gateway", "Transport", "Reply", "log"]
 
 log = logging.getLogger("gateway_client")
+
+#: redirects a result download follows, each hop checked again
+MAX_REDIRECTS = 5
+REDIRECT_STATUSES = frozenset({301, 302, 303, 307, 308})
 
 
 @dataclass(slots=True)
@@ -128,6 +134,8 @@ class Transport:
         self.options = options
         self.retry = RetryPolicy.from_options(options, sleep=sleep, jitter=jitter)
         self.session: aiohttp.ClientSession | None = None
+        #: result downloads from anywhere but the gateway's own origin: public addresses only
+        self.public_session: aiohttp.ClientSession | None = None
 
     async def start(self) -> None:
         if self.session is None or self.session.closed:
@@ -137,16 +145,30 @@ class Transport:
                 headers={"User-Agent": self.options.user_agent},
                 timeout=aiohttp.ClientTimeout(total=None),
             )
+        if self.public_session is None or self.public_session.closed:
+            self.public_session = aiohttp.ClientSession(
+                connector=public_only_connector(limit=self.options.pool_limit),
+                headers={"User-Agent": self.options.user_agent},
+                timeout=aiohttp.ClientTimeout(total=None),
+            )
 
     async def close(self) -> None:
         if self.session is not None:
             await self.session.close()
             self.session = None
+        if self.public_session is not None:
+            await self.public_session.close()
+            self.public_session = None
 
     def _session(self) -> aiohttp.ClientSession:
         if self.session is None or self.session.closed:
             raise RuntimeError("GatewayClient is not started: call `await client.start()` or use `async with`")
         return self.session
+
+    def _public(self) -> aiohttp.ClientSession:
+        if self.public_session is None or self.public_session.closed:
+            raise RuntimeError("GatewayClient is not started: call `await client.start()` or use `async with`")
+        return self.public_session
 
     def timeout(self, total: float | None = None, *, stream: bool = False) -> aiohttp.ClientTimeout:
         o = self.options
@@ -272,31 +294,56 @@ class Transport:
                                        what=f"{gw.label} {operation}")
 
     async def download(self, gw: Gateway, url: str, *, cap: int) -> tuple[bytes, str]:
-        """GET a result URL with a size cap. The API key is sent only to the gateway's own origin."""
-        session = self._session()
-        headers = dict(gw.auth_headers) if gw.same_origin(url) else {}
+        """GET a result URL: at most ``cap`` bytes within the total timeout, redirects followed one hop at
+        a time (at most ``MAX_REDIRECTS``). A URL on the gateway's own origin is the gateway itself: it goes
+        through the gateway's session, with the API key. Any other must be http(s) on a public address
+        (gateway_client/safe_urls.py), checked again on every hop; it never gets the API key."""
         timeout = self.timeout()
         try:
-            async with session.get(url, headers=headers, timeout=timeout) as resp:
-                if resp.status >= 400:
-                    body = await resp.content.read(4096)
-                    meta = gw.new_meta("download", None)
-                    meta.status = resp.status
-                    raise self.error(gw, meta, body, resp.headers)
-                length = resp.content_length
-                if length is not None and length > cap:
-                    raise InvalidResponse(f"result file is {length} bytes, above the {cap}-byte cap",
-                                          status=resp.status, profile=gw.profile.name)
-                chunks: list[bytes] = []
-                size = 0
-                async for chunk in resp.content.iter_chunked(65536):
-                    size += len(chunk)
-                    if size > cap:
-                        raise InvalidResponse(f"result file exceeds the {cap}-byte cap", status=resp.status,
-                                              profile=gw.profile.name)
-                    chunks.append(chunk)
-                return b"".join(chunks), resp.headers.get("Content-Type", "")
+            async with asyncio.timeout(timeout.total):
+                for _hop in range(MAX_REDIRECTS + 1):
+                    if gw.same_origin(url):
+                        session, headers = self._session(), dict(gw.auth_headers)
+                    else:
+                        check_url(url, profile=gw.profile.name)
+                        session, headers = self._public(), {}
+                    try:
+                        async with session.get(url, headers=headers, timeout=timeout, allow_redirects=False) as resp:
+                            if resp.status not in REDIRECT_STATUSES:
+                                return await self._read_result(gw, resp, cap)
+                            location = resp.headers.get("Location", "")
+                            if not location:
+                                raise InvalidResponse("result URL redirected without a Location",
+                                                      status=resp.status, profile=gw.profile.name)
+                            url = str(resp.url.join(yarl.URL(location)))
+                    except aiohttp.ClientConnectorError as exc:
+                        unsafe = unsafe_from(exc, profile=gw.profile.name)
+                        if unsafe is not None:
+                            raise unsafe from None
+                        raise
+                raise InvalidResponse(f"result URL redirected more than {MAX_REDIRECTS} times",
+                                      profile=gw.profile.name)
         except GatewayError:
             raise
-        except (TimeoutError, aiohttp.ClientError) as exc:
+        except (TimeoutError, aiohttp.ClientError, ValueError) as exc:  # ValueError: an unusable Location
             raise _transport_error(exc, gw, "with the result file", timeout.total) from None
+
+    async def _read_result(self, gw: Gateway, resp: aiohttp.ClientResponse, cap: int) -> tuple[bytes, str]:
+        if resp.status >= 400:
+            body = await resp.content.read(4096)
+            meta = gw.new_meta("download", None)
+            meta.status = resp.status
+            raise self.error(gw, meta, body, resp.headers)
+        length = resp.content_length
+        if length is not None and length > cap:
+            raise InvalidResponse(f"result file is {length} bytes, above the {cap}-byte cap",
+                                  status=resp.status, profile=gw.profile.name)
+        chunks: list[bytes] = []
+        size = 0
+        async for chunk in resp.content.iter_chunked(65536):
+            size += len(chunk)
+            if size > cap:
+                raise InvalidResponse(f"result file exceeds the {cap}-byte cap", status=resp.status,
+                                      profile=gw.profile.name)
+            chunks.append(chunk)
+        return b"".join(chunks), resp.headers.get("Content-Type", "")

@@ -282,10 +282,14 @@ async def test_refused_files_use_no_budget_and_answers_are_billed_as_vision(bot_
 
     bot.quotas.settle = settle  # type: ignore[method-assign]
     await run_vision(bot_env, ("notes.png", b"plain text", "image/png"))
-    assert await store.fetchall("SELECT feature FROM usage_ledger") == []
+    # the budget is held before the download, so the refusal is logged as a released hold: nothing charged
+    assert await store.fetchall("SELECT feature FROM usage_ledger WHERE charged = 1 OR tokens > 0") == []
+    assert [tuple(r) for r in await store.fetchall("SELECT outcome, error_code, charged FROM usage_ledger")] == [
+        ("refused", "images_refused", 0)]
     await run_vision(bot_env, RED)
     await asyncio.wait_for(settled.wait(), 10)
-    rows = await store.fetchall("SELECT feature, outcome, user_id, model_used, tokens FROM usage_ledger")
+    rows = await store.fetchall("SELECT feature, outcome, user_id, model_used, tokens FROM usage_ledger"
+                                " WHERE charged = 1")
     assert [(r[0], r[1], r[2]) for r in rows] == [("vision", "ok", bot_env.discord.users["alice"].id)]
     assert rows[0][4] > 0
 
@@ -378,6 +382,32 @@ async def test_vision_requests_count_against_the_vision_budget(bot_env: Any) -> 
     rec = await bot_env.discord.inject_slash_command("chat", {"prompt": "hello"})
     chat = await rec.wait_final(final, timeout=10)
     assert not chat.content.startswith("⚠️")
+
+
+@pytest.mark.bot_settings(quotas={"member_vision_requests": 0})
+async def test_member_without_vision_budget_costs_no_download_and_no_decode(bot_env: Any) -> None:
+    emu = bot_env.discord
+    msg = await run_vision(bot_env, ("wide.png", png(300, 200), "image/png"))
+    assert msg.content.startswith("⚠️") and "image question" in msg.content
+    posted = await emu.send_user_message("and this?", mention_bot=True, attachments=[("tall.png", png(20, 30),
+                                                                                        "image/png")])
+    reply = await wait_reply(emu, posted)
+    assert reply.content.startswith("⚠️") and "image question" in reply.content
+    assert emu.cdn.downloads == [], "a member over budget made the bot download (and decode) the picture"
+    assert chat_requests(bot_env.gateway) == []
+
+
+@pytest.mark.bot_settings(quotas={"member_vision_requests": 1})
+async def test_concurrent_questions_cannot_both_pass_for_the_last_unit(bot_env: Any) -> None:
+    emu = bot_env.discord
+    recs = [await emu.inject_slash_command("vision", {}, attachments={"image": (f"p{i}.png", png(64, 48), "image/png")})
+            for i in range(2)]
+    msgs = await asyncio.gather(*(rec.wait_final(final, timeout=10) for rec in recs))
+    answered = [m for m in msgs if "64x48" in m.content]
+    refused = [m for m in msgs if m.content.startswith("⚠️")]
+    assert len(answered) == 1 and len(refused) == 1 and "image question" in refused[0].content
+    assert len(emu.cdn.downloads) == 1, emu.cdn.downloads  # the refused one downloaded nothing
+    assert len(chat_requests(bot_env.gateway)) == 1
 
 
 @pytest.mark.bot_settings(quotas={"guild_vision_requests": 1})

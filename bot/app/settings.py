@@ -170,6 +170,7 @@ class VisionSettings(_Section):
     max_pixels: int = Field(40_000_000, gt=0)
     longest_side: int = Field(1024, gt=0)
     max_images: int = Field(4, gt=0)
+    max_concurrent_decodes: int = Field(2, gt=0)  # images decoded at once, bot-wide (each costs memory)
     send_as: Literal["data_url", "url"] = "data_url"  # "url": the gateway fetches the Discord CDN URL itself
 
 

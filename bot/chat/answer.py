@@ -53,6 +53,9 @@ class AnswerSpec:
     footer_extra: tuple[str, ...] = ()
     #: prompt size estimate, held in the token budget until the real usage is known
     prompt_tokens: int | None = None
+    #: a budget hold made beforehand with ``AnswerRunner.hold`` (vision holds its budget before it downloads
+    #: anything); the runner then uses it instead of reserving, and settles or releases it as usual
+    hold: Reservation | None = None
 
 
 @dataclass
@@ -103,17 +106,20 @@ class AnswerRunner:
     ) -> AnswerOutcome:
         """Budget → stream → final edit started → ``on_answered`` → settle. Never raises for a gateway
         or budget failure (the member sees the message); re-raises cancellation."""
-        prompt_tokens = spec.prompt_tokens
-        if prompt_tokens is None:
-            prompt_tokens = sum(estimate_tokens(m.content) for m in spec.messages)
+        prompt_tokens = _prompt_tokens(spec)
         try:
-            async with self.quotas.charge(
-                spec.requester, spec.feature, tokens=spec.max_tokens, prompt_tokens=prompt_tokens, model=spec.model
-            ) as reservation:
-                return await self._stream(target, spec, reservation, prompt_tokens, on_answered)
+            reservation = spec.hold if spec.hold is not None else await self.hold(spec)
         except BudgetExceeded as exc:
             await self.show_refusal(target, exc, spec)
             return AnswerOutcome(complete=False, error=exc)
+        async with reservation:  # a failure, a cancellation or no settle releases the hold
+            return await self._stream(target, spec, reservation, prompt_tokens, on_answered)
+
+    async def hold(self, spec: AnswerSpec) -> Reservation:
+        """Reserve the budget ``answer(spec)`` needs; raises ``BudgetExceeded``. The caller hands it back
+        as ``spec.hold`` (or releases it)."""
+        return await self.quotas.reserve(spec.requester, spec.feature, tokens=spec.max_tokens,
+                                         prompt_tokens=_prompt_tokens(spec), model=spec.model)
 
     async def _stream(
         self, target: MessageTarget, spec: AnswerSpec, reservation: Reservation, prompt_tokens: int,
@@ -217,6 +223,12 @@ class AnswerRunner:
             await coro
         except Exception as exc:
             log.error("budget bookkeeping failed: %r", exc)
+
+
+def _prompt_tokens(spec: AnswerSpec) -> int:
+    if spec.prompt_tokens is not None:
+        return spec.prompt_tokens
+    return sum(estimate_tokens(m.content) for m in spec.messages)
 
 
 def _start(coro: Awaitable[None]) -> asyncio.Task[None]:

@@ -8,8 +8,10 @@ member sees (``bot.rendering.errors.user_error_message`` shows it as is) and who
    ``Content-Length`` checked, then streamed with a byte cap so a large body never lands in memory;
 3. ``prepare_image`` (CPU work: call it through ``prepare_image_async``, which runs it in a thread) —
    the header is read first and the pixel count checked *before* decoding (decompression bombs), the
-   real format must be a supported still image, then it is decoded, downscaled to the
-   longest side, turned upright (EXIF) and re-encoded (PNG for lossless sources and transparency, JPEG otherwise).
+   real format must be a supported still image, then it is decoded at reduced size so that memory stays
+   bounded per image (JPEG: ``draft``; PNG, WebP, GIF: shrunk while decoded, bot/vision/shrink.py; BMP:
+   decoded whole, so capped lower), turned upright (EXIF) and re-encoded (PNG for lossless sources and
+   transparency, JPEG otherwise). The caller bounds how many decodes run at once.
 """
 
 from __future__ import annotations
@@ -26,6 +28,7 @@ import aiohttp
 from PIL import Image, UnidentifiedImageError
 
 from bot.rendering.user_facing import UserFacingError
+from bot.vision.shrink import VIPS_FORMATS, ShrinkFailed, shrink
 
 __all__ = [
     "AnimatedImage",
@@ -63,6 +66,8 @@ LOSSLESS_SOURCES = frozenset({"PNG", "GIF", "BMP"})
 #: a lossless re-encode larger than this is sent as JPEG instead (data URLs travel in the JSON body)
 MAX_PNG_BYTES = 3 * 1024 * 1024
 JPEG_QUALITY = 88
+#: formats Pillow decodes whole (BMP) are refused above this many pixels: 16 MP is 64 MB decoded
+FULL_DECODE_PIXELS = 16_000_000
 FETCH_TIMEOUT = 20.0
 CHUNK = 64 * 1024
 
@@ -360,8 +365,15 @@ def _has_alpha(img: Image.Image) -> bool:
     return img.mode in ("RGBA", "LA", "PA", "RGBa", "La") or (img.mode == "P" and "transparency" in img.info)
 
 
-def prepare_image(data: bytes, *, filename: str, max_pixels: int, longest_side: int) -> PreparedImage:
-    """Decode ``data`` safely and return it downscaled to ``longest_side`` (blocking: use a thread)."""
+def prepare_image(
+    data: bytes, *, filename: str, max_pixels: int, longest_side: int, max_full_decode_pixels: int = FULL_DECODE_PIXELS,
+) -> PreparedImage:
+    """Decode ``data`` safely and return it downscaled to ``longest_side`` (blocking: use a thread).
+
+    Memory is bounded per image: JPEG is decoded at a reduced scale (``draft``); PNG, WebP and GIF are
+    shrunk while they are decoded (bot/vision/shrink.py); any other format (BMP) is decoded whole by
+    Pillow, so it is refused over ``max_full_decode_pixels`` (declared in its header) before decoding.
+    """
     try:
         img = Image.open(io.BytesIO(data))
     except Image.DecompressionBombError:
@@ -377,27 +389,58 @@ def prepare_image(data: bytes, *, filename: str, max_pixels: int, longest_side: 
             raise ImageUndecodable(filename)
         if width * height > max_pixels:  # checked on the header, before any pixel is decoded
             raise ImageTooManyPixels(filename, width, height, max_pixels)
-        frames = int(getattr(img, "n_frames", 1) or 1)
+        try:
+            frames = int(getattr(img, "n_frames", 1) or 1)
+        except (OSError, SyntaxError, ValueError, EOFError):
+            raise ImageUndecodable(filename) from None
         if getattr(img, "is_animated", False) and frames > 1:
             raise AnimatedImage(filename, frames)
-        if fmt == "JPEG":
-            img.draft("RGB", (longest_side, longest_side))  # decode big JPEGs at a reduced scale
-        try:
-            img.load()
-            alpha = _has_alpha(img)
-            orientation = img.getexif().get(ORIENTATION_TAG, 1)
-            work = img.convert("RGBA" if alpha else "RGB")
-        except Image.DecompressionBombError:
-            raise ImageTooManyPixels(filename, width, height, max_pixels) from None
-        except (OSError, SyntaxError, ValueError, EOFError, MemoryError):
-            raise ImageUndecodable(filename) from None
-    work.thumbnail((longest_side, longest_side), Image.Resampling.LANCZOS)  # shrink first, then rotate
+        if fmt in VIPS_FORMATS:
+            work, orientation = _shrunk(data, fmt, filename, longest_side), 1  # libvips turned it upright
+            alpha = work.mode == "RGBA"
+        else:
+            if fmt == "JPEG":
+                img.draft("RGB", (longest_side, longest_side))  # decode big JPEGs at a reduced scale
+            elif width * height > max_full_decode_pixels:
+                raise ImageTooManyPixels(filename, width, height, max_full_decode_pixels)
+            work, alpha, orientation = _decoded(img, filename, width, height, max_pixels, longest_side)
     turn = _ORIENTATIONS.get(orientation)
     if turn is not None:
         work = work.transpose(turn)
     encoded, mime = _encode(work, lossless=fmt in LOSSLESS_SOURCES or alpha)
     return PreparedImage(filename=filename, data=encoded, mime=mime, width=work.width, height=work.height,
                          original_width=width, original_height=height, source_format=fmt)
+
+
+def _shrunk(data: bytes, fmt: str, filename: str, longest_side: int) -> Image.Image:
+    try:
+        image, _alpha = shrink(data, fmt, longest_side)
+    except (ShrinkFailed, MemoryError):
+        raise ImageUndecodable(filename) from None
+    return image
+
+
+def _decoded(
+    img: Image.Image, filename: str, width: int, height: int, max_pixels: int, longest_side: int
+) -> tuple[Image.Image, bool, int]:
+    """Pillow's decode (JPEG after ``draft``, BMP): reduced first where the mode allows, converted after."""
+    try:
+        img.load()
+        alpha = _has_alpha(img)
+        orientation = int(img.getexif().get(ORIENTATION_TAG, 1) or 1)
+        work: Image.Image = img
+        if work.mode not in ("RGB", "RGBA", "L"):  # palette, 1-bit, CMYK …: convert before resampling
+            work = work.convert("RGBA" if alpha else "RGB")
+        work.thumbnail((longest_side, longest_side), Image.Resampling.LANCZOS, reducing_gap=3.0)
+        if work.mode != ("RGBA" if alpha else "RGB"):
+            work = work.convert("RGBA" if alpha else "RGB")
+        elif work is img:
+            work = img.copy()  # ``img`` is closed when the caller's ``with`` ends
+    except Image.DecompressionBombError:
+        raise ImageTooManyPixels(filename, width, height, max_pixels) from None
+    except (OSError, SyntaxError, ValueError, EOFError, MemoryError):
+        raise ImageUndecodable(filename) from None
+    return work, alpha, orientation
 
 
 def _encode(img: Image.Image, *, lossless: bool) -> tuple[bytes, str]:

@@ -22,6 +22,7 @@ from bot.chat.attachments import host_allowed
 from bot.rendering.user_facing import UserFacingError
 from bot.vision.images import (
     SUPPORTED_EXTENSIONS,
+    ImageNotFromDiscord,
     ImageRefused,
     PreparedImage,
     check_declared,
@@ -32,8 +33,8 @@ from bot.vision.images import (
 )
 from gateway_client import ChatMessage
 
-__all__ = ["AllImagesRefused", "DEFAULT_PROMPT", "Gathered", "ImageLinksOnly", "NoImage", "gather_images",
-           "image_attachments", "image_links", "vision_message"]
+__all__ = ["AllImagesRefused", "DEFAULT_PROMPT", "Gathered", "ImageLinksOnly", "NoImage", "Screened",
+           "fetch_images", "gather_images", "image_attachments", "image_links", "screen_images", "vision_message"]
 
 DEFAULT_PROMPT = "Describe this image."
 _URL = re.compile(r"https?://[^\s<>()\"']+", re.IGNORECASE)
@@ -117,29 +118,24 @@ def image_links(message: Any) -> list[str]:
     return list(dict.fromkeys(links))
 
 
-async def _one(session: aiohttp.ClientSession, att: Any, settings: Settings) -> tuple[PreparedImage, str]:
-    name = str(getattr(att, "filename", "image"))
-    vision = settings.vision
-    size = getattr(att, "size", None)
-    check_declared(name, getattr(att, "content_type", None), size if isinstance(size, int) else None,
-                   max_bytes=vision.max_download_bytes)
-    url = str(getattr(att, "url", ""))
-    hosts = settings.discord.cdn_hosts
-    data = await fetch_image_bytes(session, url, filename=name, max_bytes=vision.max_download_bytes,
-                                   allowed=lambda u: host_allowed(u, hosts))
-    image = await prepare_image_async(data, filename=name, max_pixels=vision.max_pixels,
-                                      longest_side=vision.longest_side)
-    return image, url
+@dataclass
+class Screened:
+    """The pictures that passed every check made without a download, in order; refused ones and notes."""
+
+    pictures: list[Any] = field(default_factory=list)
+    refusals: list[ImageRefused] = field(default_factory=list)
+    notes: list[str] = field(default_factory=list)
+    links: list[str] = field(default_factory=list)
 
 
-async def gather_images(
-    session: aiohttp.ClientSession, attachments: Sequence[Any], settings: Settings, *, links: Sequence[str] = (),
-    chosen: bool = False,
-) -> Gathered:
-    """Fetch and prepare the image attachments (at most ``vision.max_images``). ``chosen``: the member
-    picked these files as images (``/vision``), so a non-image is refused by name rather than skipped.
+def screen_images(
+    attachments: Sequence[Any], settings: Settings, *, links: Sequence[str] = (), chosen: bool = False
+) -> Screened:
+    """Check the image attachments by what they declare (type, size, CDN host): no byte is downloaded.
+    ``chosen``: the member picked these files as images (``/vision``), so a non-image is refused by name
+    rather than skipped. At most ``vision.max_images`` are kept (more: a footer note).
 
-    Raises ``AllImagesRefused`` when none is usable, ``ImageLinksOnly`` when there are only links and
+    Raises ``AllImagesRefused`` when none passes, ``ImageLinksOnly`` when there are only links and
     ``NoImage`` when there is nothing at all.
     """
     pictures = list(attachments) if chosen else image_attachments(attachments)
@@ -147,12 +143,58 @@ async def gather_images(
         if links:
             raise ImageLinksOnly([url_host(u) for u in links])
         raise NoImage()
+    out = Screened(links=list(links))
     limit = settings.vision.max_images
-    out = Gathered()
     if len(pictures) > limit:
         out.notes.append(f"only the first {limit} of {len(pictures)} images were read")
         pictures = pictures[:limit]
-    results = await asyncio.gather(*(_one(session, a, settings) for a in pictures), return_exceptions=True)
+    vision, hosts = settings.vision, settings.discord.cdn_hosts
+    for att in pictures:
+        name = str(getattr(att, "filename", "image"))
+        size = getattr(att, "size", None)
+        url = str(getattr(att, "url", ""))
+        try:
+            check_declared(name, getattr(att, "content_type", None), size if isinstance(size, int) else None,
+                           max_bytes=vision.max_download_bytes)
+            if not host_allowed(url, hosts):
+                raise ImageNotFromDiscord(name, url_host(url))
+        except ImageRefused as refused:
+            out.refusals.append(refused)
+        else:
+            out.pictures.append(att)
+    if not out.pictures:
+        raise AllImagesRefused(out.refusals)
+    return out
+
+
+async def _one(
+    session: aiohttp.ClientSession, att: Any, settings: Settings, decodes: asyncio.Semaphore | None
+) -> tuple[PreparedImage, str]:
+    name = str(getattr(att, "filename", "image"))
+    vision = settings.vision
+    url = str(getattr(att, "url", ""))
+    hosts = settings.discord.cdn_hosts
+    data = await fetch_image_bytes(session, url, filename=name, max_bytes=vision.max_download_bytes,
+                                   allowed=lambda u: host_allowed(u, hosts))
+    if decodes is None:
+        image = await prepare_image_async(data, filename=name, max_pixels=vision.max_pixels,
+                                          longest_side=vision.longest_side)
+    else:
+        async with decodes:  # bounds the decodes (and so the decoding memory) in flight at once
+            image = await prepare_image_async(data, filename=name, max_pixels=vision.max_pixels,
+                                              longest_side=vision.longest_side)
+    return image, url
+
+
+async def fetch_images(
+    session: aiohttp.ClientSession, screened: Screened, settings: Settings, *,
+    decodes: asyncio.Semaphore | None = None,
+) -> Gathered:
+    """Download and prepare the screened pictures; ``decodes`` bounds the decodes running at once.
+    Raises ``AllImagesRefused`` when none is usable."""
+    out = Gathered(refusals=list(screened.refusals))
+    results = await asyncio.gather(*(_one(session, a, settings, decodes) for a in screened.pictures),
+                                   return_exceptions=True)
     for result in results:
         if isinstance(result, ImageRefused):
             out.refusals.append(result)
@@ -163,10 +205,19 @@ async def gather_images(
             out.urls.append(result[1])
     if not out.images:
         raise AllImagesRefused(out.refusals)
-    out.notes = [r.short() for r in out.refusals] + out.notes
-    if links:
+    out.notes = [r.short() for r in out.refusals] + screened.notes
+    if screened.links:
         out.notes.append("image links are not opened")
     return out
+
+
+async def gather_images(
+    session: aiohttp.ClientSession, attachments: Sequence[Any], settings: Settings, *, links: Sequence[str] = (),
+    chosen: bool = False, decodes: asyncio.Semaphore | None = None,
+) -> Gathered:
+    """``screen_images`` then ``fetch_images`` (for callers that hold no budget in between)."""
+    screened = screen_images(attachments, settings, links=links, chosen=chosen)
+    return await fetch_images(session, screened, settings, decodes=decodes)
 
 
 def vision_message(text: str, gathered: Gathered, *, send_as: str = "data_url") -> ChatMessage:

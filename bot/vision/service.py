@@ -11,6 +11,7 @@ turn's spec to ``with_images``, so conversation history and recording stay in on
 
 from __future__ import annotations
 
+import asyncio
 import dataclasses
 import logging
 from collections.abc import Callable, Sequence
@@ -19,14 +20,24 @@ from typing import TYPE_CHECKING, Any
 
 import discord
 
-from bot.budgets.rules import Feature, Requester
+from bot.budgets.engine import Reservation
+from bot.budgets.rules import BudgetExceeded, Feature, Requester
 from bot.chat.answer import AnswerSpec
 from bot.chat.conversation import new_conversation_id, render_system_prompt
 from bot.rendering.errors import user_error_message
 from bot.rendering.replies import ERROR_PREFIX, InteractionTarget
 from bot.rendering.stream import MessageTarget
 from bot.rendering.text import truncate
-from bot.vision.inputs import DEFAULT_PROMPT, Gathered, gather_images, image_attachments, image_links, vision_message
+from bot.vision.inputs import (
+    DEFAULT_PROMPT,
+    Gathered,
+    Screened,
+    fetch_images,
+    image_attachments,
+    image_links,
+    screen_images,
+    vision_message,
+)
 from bot.vision.models import VisionChoice, choose_vision_model
 from gateway_client import ChatMessage, ModelKind
 
@@ -66,6 +77,8 @@ class VisionService:
         self.settings = settings
         self.chat = chat
         self._cdn_http = cdn_http
+        #: decodes in flight at once, bot-wide: each may hold a decoded picture in memory
+        self._decodes = asyncio.Semaphore(settings.vision.max_concurrent_decodes)
 
     def admit(self) -> Ticket:
         """A place in the chat service's admission line (a new conversation); raises ``Busy``."""
@@ -81,7 +94,8 @@ class VisionService:
                         interaction.guild_id, interaction.channel_id,
                         interaction.channel.parent_id if isinstance(interaction.channel, discord.Thread) else None,
                     )
-                    gathered = await self._gather(list(ask.attachments), ask.links, chosen=ask.chosen)
+                    screened = screen_images(list(ask.attachments), self.settings, links=list(ask.links),
+                                             chosen=ask.chosen)
                     choice = await self._choose(ask.model or cfg.vision_model, cfg.vision_model)
                 except Exception as exc:
                     await self._refuse(target, exc)
@@ -92,15 +106,24 @@ class VisionService:
                     channel=getattr(interaction.channel, "name", None),
                     user=getattr(interaction.user, "display_name", None),
                 )
-                messages = [ChatMessage.system(system)] if system.strip() else []
-                messages.append(vision_message(ask.prompt, gathered, send_as=self.settings.vision.send_as))
+                head = [ChatMessage.system(system)] if system.strip() else []
                 spec = AnswerSpec(
-                    messages=messages, requester=Requester.from_interaction(interaction), model=choice.model,
+                    messages=[*head, _placeholder(ask.prompt, screened)],
+                    requester=Requester.from_interaction(interaction), model=choice.model,
                     temperature=cfg.temperature, max_tokens=cfg.max_tokens, feature=Feature.VISION,
-                    model_kinds=VISION_KINDS, footer_extra=self._footer(choice, gathered),
+                    model_kinds=VISION_KINDS,
                 )
-                async with ticket:
-                    outcome = await self.chat.runner.answer(target, spec)
+                gathered, spec = await self._hold_and_fetch(target, spec, screened, ask.prompt)
+                if gathered is None:
+                    return
+                spec.footer_extra = self._footer(choice, gathered)
+                try:
+                    async with ticket:
+                        outcome = await self.chat.runner.answer(target, spec)
+                except BaseException as exc:  # the line refused or was cancelled before the runner took the hold
+                    if spec.hold is not None and not spec.hold.closed:
+                        await _release(spec.hold, exc)
+                    raise
                 await outcome.wait_shown()
         finally:
             ticket.cancel()  # a no-op once the question used it
@@ -110,10 +133,13 @@ class VisionService:
         return bool(image_attachments(message.attachments) or image_links(message))
 
     async def with_images(self, message: discord.Message, spec: AnswerSpec, target: MessageTarget) -> AnswerSpec | None:
-        """The chat turn ``spec`` with the message's images added, a vision model and the VISION budget;
-        None when the images were refused — the member was told why through ``target``."""
+        """The chat turn ``spec`` with the message's images added, a vision model and the VISION budget held
+        (``spec.hold``); None when the images or the budget were refused — the member was told why through
+        ``target``."""
+        last = spec.messages[-1]
+        text = last.content if isinstance(last.content, str) else DEFAULT_PROMPT
         try:
-            gathered = await self._gather(list(message.attachments), image_links(message))
+            screened = screen_images(list(message.attachments), self.settings, links=image_links(message))
             channel = message.channel
             parent_id = channel.parent_id if isinstance(channel, discord.Thread) else None
             cfg = await self.chat.guild_config.effective(message.guild.id if message.guild else None,
@@ -122,16 +148,39 @@ class VisionService:
         except Exception as exc:
             await self._refuse(target, exc)
             return None
-        last = spec.messages[-1]
-        text = last.content if isinstance(last.content, str) else DEFAULT_PROMPT
-        messages = [*spec.messages[:-1], vision_message(text, gathered, send_as=self.settings.vision.send_as)]
-        return dataclasses.replace(
-            spec, messages=messages, model=choice.model, feature=Feature.VISION, model_kinds=VISION_KINDS,
-            footer_extra=self._footer(choice, gathered) + tuple(spec.footer_extra), prompt_tokens=None,
+        spec = dataclasses.replace(
+            spec, messages=[*spec.messages[:-1], _placeholder(text, screened)], model=choice.model,
+            feature=Feature.VISION, model_kinds=VISION_KINDS, prompt_tokens=None,
         )
+        gathered, spec = await self._hold_and_fetch(target, spec, screened, text)
+        if gathered is None:
+            return None
+        spec.footer_extra = self._footer(choice, gathered) + tuple(spec.footer_extra)
+        return spec
 
-    async def _gather(self, attachments: list[Any], links: Sequence[str], *, chosen: bool = False) -> Gathered:
-        return await gather_images(self._cdn_http(), attachments, self.settings, links=list(links), chosen=chosen)
+    async def _hold_and_fetch(
+        self, target: MessageTarget, spec: AnswerSpec, screened: Screened, text: str
+    ) -> tuple[Gathered | None, AnswerSpec]:
+        """Hold the VISION budget, *then* download and decode: a member over budget costs no download and no
+        decode, and two questions cannot both pass for the last unit. The returned spec carries the hold
+        and the real images; (None, spec) when refused — the member was told why and the hold released."""
+        runner = self.chat.runner
+        try:
+            hold = await runner.hold(spec)
+        except BudgetExceeded as exc:
+            await runner.show_refusal(target, exc, spec)
+            return None, spec
+        try:
+            gathered = await fetch_images(self._cdn_http(), screened, self.settings, decodes=self._decodes)
+        except Exception as exc:
+            await _release(hold, exc)
+            await self._refuse(target, exc)
+            return None, spec
+        except BaseException as exc:  # cancelled: nothing was asked
+            await _release(hold, exc)
+            raise
+        messages = [*spec.messages[:-1], vision_message(text, gathered, send_as=self.settings.vision.send_as)]
+        return gathered, dataclasses.replace(spec, messages=messages, prompt_tokens=None, hold=hold)
 
     async def _choose(self, wanted: str | None, channel_vision_model: str) -> VisionChoice:
         configured = self.settings.gateway.vision_model
@@ -155,3 +204,21 @@ class VisionService:
             await target.put(0, ERROR_PREFIX + text)
         except Exception as show_error:
             log.warning("could not tell the member why the image was refused: %r", show_error)
+
+
+def _placeholder(text: str, screened: Screened) -> ChatMessage:
+    """The user message as it will be, one empty reference per picture to download: what the budget hold
+    estimates before any image is fetched (the real usage is settled afterwards)."""
+    return ChatMessage.user(text or DEFAULT_PROMPT, images=[""] * len(screened.pictures))
+
+
+async def _release(hold: Reservation, exc: BaseException) -> None:
+    """Give back a hold whose question was never asked (its images were refused, or it was cancelled)."""
+    if isinstance(exc, asyncio.CancelledError):
+        outcome, code = "cancelled", "cancelled"
+    else:
+        outcome, code = "refused", str(getattr(exc, "code", "") or type(exc).__name__)
+    try:
+        await asyncio.shield(hold.release(outcome=outcome, error_code=code))
+    except Exception as failed:  # the TTL sweep returns it later
+        log.warning("could not release vision budget hold %s: %r", hold.id, failed)
