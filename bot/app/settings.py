@@ -223,6 +223,8 @@ class RelaySettings(_Section):
 
 class LoggingSettings(_Section):
     level: Literal["DEBUG", "INFO", "WARNING", "ERROR"] = "INFO"
+    #: aiosqlite's statement log at DEBUG (statements only: their parameters hold prompts and tokens)
+    sql_debug: bool = False
 
 
 class Settings(BaseSettings):
