@@ -5,19 +5,22 @@ PY     := $(VENV)/bin/python
 STAMP  := $(VENV)/.installed
 TEST_STAMP := $(VENV)/.installed-test
 
-.PHONY: run test bench check migrate clean browser
+.PHONY: run test bench check migrate clean browser lock
 
 $(PY):
 	@command -v $(PYTHON) >/dev/null 2>&1 || { echo "make: $(PYTHON) not found; install Python 3.11 (or run make PYTHON=/path/to/python3.11)"; exit 2; }
 	$(PYTHON) -m venv $(VENV)
 	$(PY) -m pip install --quiet --upgrade pip
 
-$(STAMP): $(PY) pyproject.toml
-	$(PY) -m pip install --quiet -e .
+# Dependencies come from the hash-checked locks (`make lock` refreshes them), then Gatecord itself.
+$(STAMP): $(PY) pyproject.toml requirements.lock
+	$(PY) -m pip install --quiet --require-hashes -r requirements.lock
+	$(PY) -m pip install --quiet --no-deps -e .
 	@touch $@
 
-$(TEST_STAMP): $(PY) pyproject.toml
-	$(PY) -m pip install --quiet -e '.[test]'
+$(TEST_STAMP): $(PY) pyproject.toml requirements-test.lock
+	$(PY) -m pip install --quiet --require-hashes -r requirements-test.lock
+	$(PY) -m pip install --quiet --no-deps -e .
 	@touch $@ $(STAMP)
 
 # With a Discord token (config.toml or GATECORD_DISCORD__TOKEN): the bot, which migrates its database
@@ -55,3 +58,12 @@ migrate: $(STAMP)
 
 clean:
 	rm -rf $(VENV) *.egg-info
+
+# Re-resolve the locks from pyproject.toml (the newest releases its ranges allow), with hashes.
+# pip-tools runs from its own venv; commit the two .lock files it writes.
+PIP_COMPILE := $(VENV)/tools/bin/pip-compile
+LOCK_FLAGS  := --quiet --strip-extras --generate-hashes --allow-unsafe --no-emit-index-url --no-emit-find-links --upgrade
+lock:
+	@[ -x $(PIP_COMPILE) ] || { $(PYTHON) -m venv $(VENV)/tools && $(VENV)/tools/bin/pip install --quiet "pip-tools>=7.7,<8"; }
+	CUSTOM_COMPILE_COMMAND="make lock" $(PIP_COMPILE) $(LOCK_FLAGS) -o requirements.lock pyproject.toml
+	CUSTOM_COMPILE_COMMAND="make lock" $(PIP_COMPILE) $(LOCK_FLAGS) --extra test -o requirements-test.lock pyproject.toml

@@ -335,3 +335,55 @@ def test_lists_from_the_environment_accept_commas_and_json(monkeypatch: pytest.M
     assert [f.base_url for f in settings.gateway.fallbacks] == ["https://f.example"]
     monkeypatch.delenv("GATECORD_DISCORD__CDN_HOSTS")
     assert load_settings(cfg).discord.cdn_hosts == ["from-file"]
+
+
+FALLBACK_AS_TABLE = f"""[gateway.fallbacks]
+profile = "openai"
+base_url = "https://api.openai.com/v1"
+api_key = "{SECRET}"
+"""
+
+
+@pytest.mark.parametrize(
+    ("toml", "env", "expected"),
+    [
+        # the reported case: [gateway.fallbacks] written as a table instead of an array of tables
+        (FALLBACK_AS_TABLE, {}, "gatecord: {cfg}: gateway.fallbacks input should be a valid list "
+         "[env GATECORD_GATEWAY__FALLBACKS]"),
+        # a whole section given as a list: pydantic's error input is the list of dicts holding the key
+        (f'gateway = [{{api_key = "{SECRET}"}}]\n', {}, "gatecord: {cfg}: gateway input should be a valid "
+         "dictionary or instance of GatewaySettings [env GATECORD_GATEWAY]"),
+        (f'[[discord]]\ntoken = "{SECRET}"\n', {}, "gatecord: {cfg}: discord input should be a valid "
+         "dictionary or instance of DiscordSettings [env GATECORD_DISCORD]"),
+        # a secret deeper down, under a key of any secret name
+        (f'[gateway]\nprofile = {{name = "openai", auth = {{password = "{SECRET}"}}}}\n', {},
+         "gatecord: {cfg}: gateway.profile must be one of aicordcloud, digicord, aicredits, aiproxy, openai "
+         "[env GATECORD_GATEWAY__PROFILE]"),
+        # the same from the environment
+        ("", {"GATECORD_GATEWAY": f'[{{"profile": "openai", "api_key": "{SECRET}"}}]'},
+         "gatecord: environment variable GATECORD_GATEWAY: gateway input should be a valid dictionary or "
+         "instance of GatewaySettings"),
+    ],
+    ids=["fallbacks-as-table", "gateway-as-list", "discord-as-array-of-tables", "nested-password", "env-section"],
+)
+def test_a_config_error_never_shows_a_secret(tmp_path: Path, toml: str, env: dict[str, str], expected: str) -> None:
+    cfg = write(tmp_path, toml)
+    proc = run_cli("check", "--config", str(cfg), cwd=tmp_path, env=env)
+    assert_one_line_error(proc)
+    assert proc.stderr == expected.format(cfg=cfg) + "\n"
+    assert proc.stdout == ""
+    assert SECRET not in proc.stderr and SECRET[3:20] not in proc.stderr
+
+
+def test_every_secret_value_of_the_configuration_is_masked_in_a_message(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """The last guard: a message that quotes a secret (a validator's hint, a library's text) is masked."""
+    from bot.app.settings import mask_secrets
+
+    monkeypatch.setenv("GATECORD_DISCORD__TOKEN", "env-token-value")
+    monkeypatch.setenv("GATECORD_GATEWAY__FALLBACKS", '[{"api_key": "env-fallback-key"}]')
+    data = {"gateway": {"api_key": "file-gateway-key", "fallbacks": [{"api_key": "file-fallback-key"}]},
+            "relay": {"signing_secret": "file-signing-secret"}}
+    message = "got env-token-value, env-fallback-key, file-gateway-key, file-fallback-key, file-signing-secret"
+    assert mask_secrets(message, data) == "got ***, ***, ***, ***, ***"

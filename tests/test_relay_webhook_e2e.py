@@ -11,6 +11,7 @@ from typing import Any
 
 import aiohttp
 
+from bot.app.logging_setup import SecretFilter
 from sandbox.discord_emulator import permissions as P
 from tests.test_relay_e2e import create_key, post, wait_delivered
 
@@ -19,6 +20,7 @@ AVATAR = "https://cdn.example/shop.png"
 
 async def test_username_and_avatar_go_through_the_bots_webhook(bot_env: Any, caplog: Any) -> None:
     caplog.set_level(logging.DEBUG, logger="discord")
+    caplog.handler.addFilter(SecretFilter())  # the filter `gatecord run` puts on its root handler
     emu = bot_env.discord
     await emu.grant_bot_permissions(P.MANAGE_WEBHOOKS)
     key = await create_key(bot_env, custom_identity=True)

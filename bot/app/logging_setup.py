@@ -1,42 +1,113 @@
-"""Logging for the process, with a filter that masks every configured secret in every record."""
+"""Logging for the process: one handler on the root logger, with one filter that scrubs secrets.
+
+Every logger's records pass the root handler, so the filter there covers discord.py (request URLs
+carry interaction and webhook tokens), aiohttp, aiosqlite and our own code alike. The filter masks
+the configured secrets (bot token, gateway keys) and anything shaped like a token: the token part of
+``/webhooks/{id}/{token}`` and ``/interactions/{id}/{token}/callback``, ``"token": "…"`` fields,
+``Bearer``/``Bot`` credentials, relay keys (``gcr_…``) and Discord bot tokens.
+
+discord.py logs request and response bodies at DEBUG (messages quoting members, webhooks with their
+tokens): its lines keep the method, URL and status, the bodies are summarised by size. aiosqlite
+logs every statement with its parameters at DEBUG (members' prompts, webhook tokens): its logger
+stays at INFO unless ``logging.sql_debug`` is set, and even then only the statement is shown.
+"""
 
 from __future__ import annotations
 
+import functools
 import logging
+import re
+import sys
 from collections.abc import Iterable
+from typing import Any, TextIO
 
 from bot.app.settings import Settings
 
 MASK = "***"
+HANDLER_NAME = "gatecord"
+FORMAT = "%(asctime)s %(levelname)-7s %(name)s: %(message)s"
+MIN_SECRET_LENGTH = 6  # shorter "secrets" (test placeholders) would mask ordinary words
+
+_SECRET_FIELDS = r"token|access_token|api_key|apikey|x-api-key|secret|client_secret|password|authorization"
+_PATTERNS: tuple[tuple[re.Pattern[str], str], ...] = (
+    # webhook tokens and interaction follow-up tokens: /webhooks/{id}/{token}
+    (re.compile(r"(/webhooks/\d+/)[^/?#\s'\"]+"), rf"\g<1>{MASK}"),
+    # interaction callbacks: /interactions/{id}/{token}/callback
+    (re.compile(r"(/interactions/\d+/)[^/?#\s'\"]+"), rf"\g<1>{MASK}"),
+    # "token": "…" in a logged payload (a created webhook, an interaction), dict reprs and JSON alike
+    (re.compile(rf"""((?i:['"](?:{_SECRET_FIELDS})['"])\s*:\s*['"])[^'"]*(['"])"""), rf"\g<1>{MASK}\g<2>"),
+    # credentials in a header value
+    (re.compile(r"\b(Bearer|Bot)\s+[A-Za-z0-9._~+/=-]{8,}"), rf"\g<1> {MASK}"),
+    # relay keys gcr_<key id>_<secret>: the key id is public, the rest is not
+    (re.compile(r"\b(gcr_[0-9a-f]{12}_)[A-Za-z0-9_-]+"), rf"\g<1>{MASK}"),
+    (re.compile(r"\bgcr_[A-Za-z0-9_-]{16,}"), f"gcr_{MASK}"),
+    # a Discord bot token (base64 user id . timestamp . hmac)
+    (re.compile(r"\b[A-Za-z0-9_-]{23,28}\.[A-Za-z0-9_-]{6,7}\.[A-Za-z0-9_-]{27,}"), MASK),
+)
 
 
-class SecretMaskingFilter(logging.Filter):
-    """Replaces secret values (token, API keys) wherever they appear in a formatted record."""
+def scrub(text: str, secrets: Iterable[str] = ()) -> str:
+    """``text`` with every known secret and every token-shaped value masked."""
+    for secret in secrets:
+        text = text.replace(secret, MASK)
+    for pattern, replacement in _PATTERNS:
+        text = pattern.sub(replacement, text)
+    return text
 
-    def __init__(self, secrets: Iterable[str]) -> None:
+
+def _payload_summary(arg: Any) -> Any:
+    """discord.py logs request and response bodies at DEBUG: messages (members' prompts, answers
+    quoting them), webhooks with their tokens. Show their size, not their contents."""
+    if isinstance(arg, dict | list):
+        return f"<payload of {len(arg)} item(s), not shown>"
+    if isinstance(arg, str | bytes) and arg[:1] in ("{", "[", b"{", b"["):
+        return f"<payload of {len(arg)} characters, not shown>"
+    return arg
+
+
+def _sql_statement(arg: Any) -> Any:
+    """aiosqlite logs ``functools.partial(conn.execute, sql, parameters)``: keep the statement only."""
+    if not isinstance(arg, functools.partial):
+        return arg
+    name = getattr(arg.func, "__name__", "call")
+    sql = arg.args[0] if arg.args and isinstance(arg.args[0], str) else ""
+    return f"{name}({' '.join(sql.split())!r}, parameters not shown)" if sql else f"{name}(…)"
+
+
+class SecretFilter(logging.Filter):
+    """Scrubs secrets from a record's message, exception text and stack before any handler formats it."""
+
+    def __init__(self, secrets: Iterable[str] = ()) -> None:
         super().__init__()
-        self._secrets = sorted({s for s in secrets if s and len(s) >= 6}, key=len, reverse=True)
+        self._secrets: list[str] = []
+        for secret in secrets:
+            self.add(secret)
 
     def add(self, secret: str) -> None:
-        if secret and len(secret) >= 6 and secret not in self._secrets:
+        """Mask ``secret`` from now on (longest first, so a secret containing another is masked whole)."""
+        if secret and len(secret) >= MIN_SECRET_LENGTH and secret not in self._secrets:
             self._secrets.append(secret)
             self._secrets.sort(key=len, reverse=True)
 
     def filter(self, record: logging.LogRecord) -> bool:
-        if not self._secrets:
-            return True
-        message = record.getMessage()
-        text = message
+        if isinstance(record.args, tuple):
+            if record.name == "aiosqlite":
+                record.args = tuple(_sql_statement(arg) for arg in record.args)
+            elif record.name.startswith("discord."):
+                record.args = tuple(_payload_summary(arg) for arg in record.args)
+        try:
+            message = record.getMessage()
+        except Exception:  # a malformed call: never let logging's error report print the raw arguments
+            message = f"{record.msg} (log arguments not shown)"
+        cleaned = scrub(message, self._secrets)
+        if cleaned != message or record.args:
+            record.msg, record.args = cleaned, None
         if record.exc_info and not record.exc_text:
             record.exc_text = logging.Formatter().formatException(record.exc_info)
-        exc_text = record.exc_text or ""
-        for secret in self._secrets:
-            text = text.replace(secret, MASK)
-            exc_text = exc_text.replace(secret, MASK)
-        if text != message:
-            record.msg, record.args = text, None
         if record.exc_text:
-            record.exc_text = exc_text
+            record.exc_text = scrub(record.exc_text, self._secrets)
+        if record.stack_info:
+            record.stack_info = scrub(record.stack_info, self._secrets)
         return True
 
 
@@ -46,18 +117,21 @@ def settings_secrets(settings: Settings) -> list[str]:
     return secrets
 
 
-def configure_logging(settings: Settings) -> SecretMaskingFilter:
-    """Root handler on stderr; the masking filter sits on the handler so every logger passes it."""
-    mask = SecretMaskingFilter(settings_secrets(settings))
-    handler = logging.StreamHandler()
-    handler.setFormatter(logging.Formatter("%(asctime)s %(levelname)-7s %(name)s: %(message)s"))
-    handler.addFilter(mask)
+def configure_logging(settings: Settings, stream: TextIO | None = None) -> SecretFilter:
+    """One root handler (stderr, or ``stream``) carrying the secret filter; replaces an earlier one."""
+    secret_filter = SecretFilter(settings_secrets(settings))
+    handler = logging.StreamHandler(stream if stream is not None else sys.stderr)
+    handler.set_name(HANDLER_NAME)
+    handler.setFormatter(logging.Formatter(FORMAT))
+    handler.addFilter(secret_filter)
     root = logging.getLogger()
     for existing in list(root.handlers):
-        if getattr(existing, "_gatecord", False):
+        if existing.get_name() == HANDLER_NAME:
             root.removeHandler(existing)
-    handler._gatecord = True  # type: ignore[attr-defined]
     root.addHandler(handler)
     root.setLevel(settings.logging.level)
+    # At DEBUG the gateway logs every event whole: members' messages, interaction payloads and tokens.
     logging.getLogger("discord.gateway").setLevel(max(logging.INFO, root.level))
-    return mask
+    # At DEBUG aiosqlite logs every statement with its parameters: only when asked for.
+    logging.getLogger("aiosqlite").setLevel(logging.NOTSET if settings.logging.sql_debug else logging.INFO)
+    return secret_filter

@@ -8,7 +8,9 @@ from __future__ import annotations
 
 import json
 import os
+import re
 import tomllib
+from collections.abc import Iterator, Mapping
 from pathlib import Path
 from typing import Annotated, Any, Literal
 from urllib.parse import urlsplit
@@ -30,8 +32,10 @@ PROFILES = ("aicordcloud", "digicord", "aicredits", "aiproxy", "openai")
 ProfileName = Literal["aicordcloud", "digicord", "aicredits", "aiproxy", "openai"]
 DEFAULT_CONFIG_PATH = Path("config.toml")
 SECRET_KEYS = frozenset({"discord.token", "gateway.api_key"})
-SECRET_NAMES = frozenset({"token", "api_key"})  # a key ending in one of these is never echoed
 SECRET_CONTAINERS = frozenset({"gateway.fallbacks"})  # a whole value that holds secrets is never echoed either
+#: a key named like this (``token``, ``api_key``, ``relay_key``, ``db_password``…) holds a secret, at any depth
+SECRET_NAME = re.compile(r"(?:^|_)(?:token|api_key|apikey|key|secret|password)$", re.IGNORECASE)
+MASK = "***"
 
 
 def _list_from_text(value: Any) -> Any:
@@ -225,6 +229,8 @@ class RelaySettings(_Section):
 
 class LoggingSettings(_Section):
     level: Literal["DEBUG", "INFO", "WARNING", "ERROR"] = "INFO"
+    #: aiosqlite's statement log at DEBUG (statements only: their parameters hold prompts and tokens)
+    sql_debug: bool = False
 
 
 class Settings(BaseSettings):
@@ -285,9 +291,68 @@ def load_settings(path: str | Path | None = None, *, require_file: bool = False)
     try:
         return Settings(**data)
     except ValidationError as exc:
-        raise ConfigError(describe_validation_error(exc, config_path)) from None
+        raise ConfigError(mask_secrets(describe_validation_error(exc, config_path), data)) from None
     except SettingsError as exc:
-        raise ConfigError(describe_settings_error(exc)) from None
+        raise ConfigError(mask_secrets(describe_settings_error(exc), data)) from None
+
+
+def is_secret_name(name: object) -> bool:
+    return isinstance(name, str) and bool(SECRET_NAME.search(name))
+
+
+def _decoded(value: Any) -> Any:
+    """A JSON text (an environment value, an input pydantic kept as text) decoded; anything else as is."""
+    if isinstance(value, str) and value.lstrip()[:1] in ("{", "["):
+        try:
+            return json.loads(value)
+        except ValueError:
+            return value
+    return value
+
+
+def holds_secret(value: Any) -> bool:
+    """Whether ``value`` (a dict, a list, their JSON text) has a key named like a secret, at any depth."""
+    value = _decoded(value)
+    if isinstance(value, Mapping):
+        return any(is_secret_name(k) or holds_secret(v) for k, v in value.items())
+    if isinstance(value, list | tuple):
+        return any(holds_secret(v) for v in value)
+    if isinstance(value, str) and value.lstrip()[:1] in ("{", "["):  # JSON that does not parse: judge by its text
+        return bool(re.search(r"""["'](?:\w*_)?(?:token|api_key|apikey|key|secret|password)["']""", value, re.I))
+    return False
+
+
+def _secret_values(value: Any, under_secret: bool = False) -> Iterator[str]:
+    """Every text under a secret-named key in ``value`` (dicts, lists, JSON text), at any depth."""
+    value = _decoded(value)
+    if isinstance(value, Mapping):
+        for k, v in value.items():
+            yield from _secret_values(v, under_secret or is_secret_name(k))
+    elif isinstance(value, list | tuple):
+        for v in value:
+            yield from _secret_values(v, under_secret)
+    elif under_secret and isinstance(value, str | int | float) and not isinstance(value, bool):
+        yield str(value)
+
+
+def known_secrets(data: Mapping[str, Any] | None = None) -> list[str]:
+    """The secret values in the TOML ``data`` and in ``GATECORD_*`` variables (named like a secret,
+    or JSON holding one), longest first."""
+    found = set(_secret_values(data or {}))
+    for name, value in os.environ.items():
+        if not name.upper().startswith("GATECORD_"):
+            continue
+        last = name.rsplit("__", 1)[-1]
+        found.update(_secret_values(value, is_secret_name(last)))
+    return sorted((s for s in found if len(s.strip()) >= 4), key=len, reverse=True)
+
+
+def mask_secrets(message: str, data: Mapping[str, Any] | None = None) -> str:
+    """``message`` with every secret value of the configuration (file and environment) masked:
+    the last guard behind describe_validation_error, which never echoes one in the first place."""
+    for secret in known_secrets(data):
+        message = message.replace(secret, MASK)
+    return message
 
 
 def _env_name(parts: list[str]) -> str:
@@ -318,7 +383,9 @@ def describe_validation_error(exc: ValidationError, config_path: Path) -> str:
         msg = err["msg"].removeprefix("Value error, ")
         what = msg[0].lower() + msg[1:]
     secret = (
-        ".".join(setting) in SECRET_KEYS | SECRET_CONTAINERS or loc[-1] in SECRET_NAMES or ".".join(loc) in SECRET_KEYS
+        ".".join(setting) in SECRET_KEYS | SECRET_CONTAINERS
+        or any(is_secret_name(part) for part in loc)
+        or holds_secret(err.get("input"))
     )
     shown = ""
     if not secret and kind not in ("extra_forbidden", "missing") and "input" in err and str(err["input"]) not in what:

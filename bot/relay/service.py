@@ -16,7 +16,6 @@ from aiohttp import web
 
 from bot.app.metrics import Metrics
 from bot.app.settings import Settings
-from bot.relay import logfilter
 from bot.relay.api import ChannelInfo, ChannelScope, RelayApi
 from bot.relay.identity import avatar_problem, name_problem
 from bot.relay.keyrules import BadExpiry, parse_expiry
@@ -74,7 +73,6 @@ class RelayService:
         is the wall clock of the outbox timestamps and the retention sweep (tests move it). ``metrics``
         is the bot's registry (its web server's, so ``/metrics`` shows the relay); None = a private one."""
         relay = settings.relay
-        logfilter.install()
         self.settings = settings
         bot_metrics = metrics if metrics is not None else Metrics()
         self.metrics = RelayMetrics(bot_metrics.registry)
