@@ -166,3 +166,14 @@ async def test_the_trace_hook_holds_a_request_back_until_its_token() -> None:
         await held
         assert received[-1] == "/channels/1/messages/9"
     assert p.stats.exempt == 1 and p.stats.paced == 2
+
+
+def test_relay_posts_share_the_one_budget_unless_given_a_lower_rate() -> None:
+    from bot.relay.ratelimit import Pacer
+
+    default = Pacer(45.0)
+    default.share_client_budget(40.0)
+    assert default.shared, "the relay's default rate is above the bot's budget: posts wait there only"
+    lower = Pacer(10.0)
+    lower.share_client_budget(40.0)
+    assert not lower.shared, "an operator's lower relay rate still caps the relay"

@@ -122,7 +122,7 @@ class GatecordBot(commands.Bot):
         # The relay's routes go on the web server now: aiohttp freezes its router when it starts.
         self.relay = RelayService(self, self.store, settings, metrics=self.web.metrics, version=VERSION)
         self.relay.add_routes(self.web.router)
-        self.relay.pacer.share_client_budget()  # relay posts take their turn in the one budget above
+        self.relay.pacer.share_client_budget(pacer.rate)  # relay posts take their turn in the one budget above
         self.commands_synced = False
         self._cdn_http: aiohttp.ClientSession | None = None
         self.chat = ChatService(settings, self.store, self.gateway, self.quotas, self.guild_config,
