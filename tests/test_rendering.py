@@ -4,17 +4,20 @@
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import re
-from collections.abc import Sequence
+from collections.abc import Iterator, Sequence
 from typing import Any
 
 import pytest
 
+from bot.app.discord_pacing import Deferral, DiscordPacer
 from bot.rendering.stream import ANSWER_LIMIT, WRITING_MARKER, FileData, StreamRenderer
 from bot.rendering.text import close_open_fence, footer_line, split_message
 from gateway_client.meta import CallMeta
 from gateway_client.models import Usage
 from tests.fake_clock import FakeClock
+from tests.waiting import Changes
 
 FENCE_LINE = re.compile(r"^ {0,3}(`{3,}|~{3,})(.*)$")
 
@@ -304,6 +307,88 @@ async def test_nothing_streamed_shows_notice_only() -> None:
     clock, target, r = setup()
     await finish_without_the_clock(r, notice="The gateway is down.")
     assert target.messages == {0: "The gateway is down."}
+
+
+# --------------------------------------------------------------------------------------------------
+# Under pressure: Discord's budget is congested (the process-wide pacer, bot/app/discord_pacing.py)
+# --------------------------------------------------------------------------------------------------
+
+
+class CongestionSwitch:
+    """A ``Pressure`` the test turns on and off; each question pokes ``changes`` (the renderer
+    decides without yielding, so a waiter woken by it sees the decision)."""
+
+    def __init__(self, changes: Changes) -> None:
+        self.changes = changes
+        self.on = False
+
+    def congested(self) -> bool:
+        self.changes.changed()
+        return self.on
+
+    @contextlib.contextmanager
+    def deferrable(self) -> Iterator[Deferral]:
+        yield Deferral()
+
+
+async def test_congested_budget_skips_intermediate_edits_never_the_final_one() -> None:
+    clock = FakeClock()
+    target = RecordingTarget(clock)
+    pressure = CongestionSwitch(clock.changes)
+    r = StreamRenderer(target, clock=clock, edit_interval=1.0, pressure=pressure)
+    r.feed("Hello")
+    await settled(clock, target, 0)
+    pressure.on = True
+    for i in range(5):  # 5 s of text, an edit would be due every second
+        clock.advance(1.0)
+        r.feed(f" word{i}")
+        await clock.changes.wait_until(lambda: r.stats.skipped > i, what="the edit skipped")
+    assert [kind for _, kind, _, _ in target.log] == ["create"], "no intermediate edit while congested"
+    pressure.on = False
+    clock.advance(1.0)
+    r.feed(" more")
+    await settled(clock, target, 1)
+    assert intermediate_times(target.log, 0) == [0.0, 6.0], "edits resume once the budget has room"
+    pressure.on = True
+    clock.advance(0.5)
+    r.feed(" end.")
+    await finish_without_the_clock(r, footer="-# f")
+    assert target.log[-1] == (6.5, "edit", 0, "Hello word0 word1 word2 word3 word4 more end.\n-# f"), \
+        "the final edit goes out at once, congested or not"
+
+
+class PacedTarget(RecordingTarget):
+    """Every request waits for its token from a real ``DiscordPacer`` first, as discord.py's do."""
+
+    def __init__(self, clock: FakeClock, pacer: DiscordPacer) -> None:
+        super().__init__(clock)
+        self.pacer = pacer
+
+    async def put(self, index: int, content: str, *, files: Sequence[FileData] = ()) -> None:
+        self.clock.changes.changed()  # a request is about to queue (acquire queues it without yielding)
+        await self.pacer.acquire()
+        await super().put(index, content, files=files)
+
+
+async def test_a_queued_intermediate_edit_is_withdrawn_when_the_final_edit_comes() -> None:
+    clock = FakeClock()
+    pacer = DiscordPacer(rate=0.1, burst=1, congestion_wait=100.0, clock=clock)  # one request per 10 s
+    target = PacedTarget(clock, pacer)
+    r = StreamRenderer(target, clock=clock, edit_interval=1.0, pressure=pacer)
+    r.feed("Hello")
+    await settled(clock, target, 0)  # the first message took the only token
+    clock.advance(1.0)
+    r.feed(" there")
+    await clock.changes.wait_until(lambda: pacer.waiting == 1, what="the intermediate edit queued")
+    finishing = asyncio.ensure_future(r.finish(footer="-# f"))
+    await clock.changes.wait_until(lambda: pacer.waiting == 1 and r.stats.withdrawn == 1,
+                                   what="the final edit queued in its place")
+    clock.advance(9.0)  # the next token
+    await asyncio.wait_for(finishing, 5)
+    assert [(t, kind, content) for t, kind, _, content in target.log] == [
+        (0.0, "create", "Hello\n" + WRITING_MARKER),
+        (10.0, "edit", "Hello there\n-# f"),
+    ], "the final edit takes the first free turn; the superseded intermediate edit never goes out"
 
 
 @pytest.mark.parametrize("n", [1, 1999, 2000, 2001, 3999, 4000, 4001, 9000])

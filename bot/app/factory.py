@@ -16,6 +16,7 @@ import discord
 import yarl
 from discord.ext import commands
 
+from bot.app.discord_pacing import DiscordPacer, interaction_exempt
 from bot.app.settings import FallbackGateway, GatewaySettings, Settings
 from bot.app.tree import GatecordTree
 from bot.app.web import WebServer
@@ -88,6 +89,9 @@ class GatecordBot(commands.Bot):
         discord.VoiceClient.warn_dave = False
         intents = discord.Intents.default()
         intents.message_content = True
+        # Every request discord.py sends waits for a token of one process-wide budget (Discord's 50/s
+        # global limit); interaction callbacks and webhooks, which Discord does not count, go at once.
+        pacer = DiscordPacer(exempt=interaction_exempt(lambda: self.application_id))
         super().__init__(
             command_prefix=commands.when_mentioned,
             intents=intents,
@@ -99,7 +103,9 @@ class GatecordBot(commands.Bot):
             # instead of opening one per deferral (measured in bench/chat_load.py: ack p99 about
             # 80 ms against about 150 ms unbounded). aiohttp builds it on the running event loop.
             connector=aiohttp.TCPConnector(limit=settings.discord.http_connections),
+            http_trace=pacer.trace_config(),
         )
+        self.discord_pacer = pacer
         self.settings = settings
         self.version = VERSION
         self.started_at = time.monotonic()
@@ -116,10 +122,12 @@ class GatecordBot(commands.Bot):
         # The relay's routes go on the web server now: aiohttp freezes its router when it starts.
         self.relay = RelayService(self, self.store, settings, metrics=self.web.metrics, version=VERSION)
         self.relay.add_routes(self.web.router)
+        self.relay.pacer.share_client_budget(pacer.rate)  # relay posts take their turn in the one budget above
         self.commands_synced = False
         self._cdn_http: aiohttp.ClientSession | None = None
         self.chat = ChatService(settings, self.store, self.gateway, self.quotas, self.guild_config,
                                 cdn_http=lambda: self.cdn_http)
+        self.chat.runner.pressure = pacer  # streaming skips intermediate edits while the budget is congested
         self.vision = VisionService(settings, self.chat, cdn_http=lambda: self.cdn_http)
         self.chat.vision = self.vision
 
@@ -196,6 +204,7 @@ class GatecordBot(commands.Bot):
             await self.quotas.close()
             await self.gateway.close()
             await self.store.close()
+            await self.discord_pacer.close()
 
     def uptime_seconds(self) -> float:
         return time.monotonic() - self.started_at

@@ -24,7 +24,7 @@ from bot.budgets.rules import BudgetExceeded, Feature, Requester
 from bot.chat.conversation import estimate_tokens
 from bot.rendering.errors import describe_error, error_code, incomplete_notice
 from bot.rendering.replies import ERROR_PREFIX
-from bot.rendering.stream import FileData, MessageTarget, RenderStats, StreamRenderer
+from bot.rendering.stream import FileData, MessageTarget, Pressure, RenderStats, StreamRenderer
 from bot.rendering.text import footer_line
 from gateway_client import ChatMessage, ChatRequest, ChatResult, GatewayClient, ModelKind, StreamInterrupted
 
@@ -94,11 +94,13 @@ class AnswerRunner:
         self.gateway = gateway
         self.quotas = quotas
         self.settings = settings
+        #: the process's Discord budget (set by the factory): renderers skip intermediate edits under load
+        self.pressure: Pressure | None = None
 
     def _renderer(self, target: MessageTarget) -> StreamRenderer:
         return StreamRenderer(
             target, edit_interval=self.settings.edit_interval, file_over=self.settings.attach_as_file_over,
-            file_name="answer.txt",
+            file_name="answer.txt", pressure=self.pressure,
         )
 
     async def answer(

@@ -38,14 +38,28 @@ class KeyRateLimiter:
 
 
 class Pacer:
-    """Spaces request starts at least ``1/rate`` seconds apart (no bursts), shared by all workers."""
+    """Spaces request starts at least ``1/rate`` seconds apart (no bursts), shared by all workers.
+
+    In the bot, every request discord.py sends is already paced process-wide
+    (bot/app/discord_pacing.py), relay posts included: the factory calls ``share_client_budget()``
+    so that posts take their turn in that one budget instead of waiting here as well (unless the
+    relay was given a lower rate than that budget's, which then stays the relay's own cap).
+    """
 
     def __init__(self, rate_per_second: float) -> None:
         self.interval = 1.0 / rate_per_second
+        self.shared = False
         self._next = 0.0
         self._lock = asyncio.Lock()
 
+    def share_client_budget(self, client_rate: float) -> None:
+        """Stop spacing here when the client's own pacer (``client_rate`` per second, shared with
+        every other request) is as strict: spacing twice would only add waits."""
+        self.shared = 1.0 / self.interval >= client_rate
+
     async def wait(self) -> None:
+        if self.shared:
+            return
         async with self._lock:
             now = time.monotonic()
             if self._next > now:

@@ -7,6 +7,12 @@ is still being written (with a visible "still writing" marker), and sends the fi
 the answer is complete. Rate-limit buckets are left to discord.py, which delays a request only when
 the bucket it goes to has no room left.
 
+Under load it degrades gracefully through an optional ``Pressure`` (the process's Discord pacer,
+bot/app/discord_pacing.py): while it is ``congested()`` intermediate edits are skipped (the next
+text tries again); the ones sent go in ``deferrable()`` (behind first messages and final edits), and
+one still waiting for its turn when the answer completes is withdrawn, so the final edit never
+queues behind it.
+
 Pacing reads and waits on an injected ``Clock`` (``MonotonicClock`` by default), so tests drive it
 with a fake clock instead of sleeping. The text utilities (splitting, footers) are in
 ``bot.rendering.text``.
@@ -18,6 +24,7 @@ import asyncio
 import logging
 import time
 from collections.abc import Sequence
+from contextlib import AbstractContextManager
 from dataclasses import dataclass, field
 from typing import Protocol
 
@@ -34,6 +41,7 @@ __all__ = [
     "FileData",
     "MessageTarget",
     "MonotonicClock",
+    "Pressure",
     "RenderStats",
     "StreamRenderer",
 ]
@@ -65,6 +73,25 @@ class MonotonicClock:
 
     async def sleep(self, seconds: float) -> None:
         await asyncio.sleep(seconds)
+
+
+class Withdrawable(Protocol):
+    """Requests made inside one ``Pressure.deferrable()`` block."""
+
+    withdrawn: bool
+
+    def withdraw(self) -> None:
+        """Drop those still waiting for their turn (they raise); sent ones stay sent."""
+
+
+class Pressure(Protocol):
+    """How busy the process's Discord request budget is (``DiscordPacer``)."""
+
+    def congested(self) -> bool:
+        """True while a new request would wait too long: skip what can be skipped."""
+
+    def deferrable(self) -> AbstractContextManager[Withdrawable]:
+        """Requests made inside wait behind all others and can be withdrawn."""
 
 
 # --------------------------------------------------------------------------------------------------
@@ -107,6 +134,8 @@ class RenderStats:
     final_sent_at: float | None = None
     edits: int = 0
     creates: int = 0
+    skipped: int = 0  # intermediate edits not sent because Discord's budget was congested
+    withdrawn: int = 0  # intermediate edits withdrawn while waiting, superseded by the final edit
     errors: int = 0
 
 
@@ -127,8 +156,10 @@ class StreamRenderer:
         file_over: int | None = None,
         file_name: str = "answer.txt",
         clock: Clock | None = None,
+        pressure: Pressure | None = None,
     ) -> None:
         self.target = target
+        self.pressure = pressure
         self.edit_interval = edit_interval
         self.chunk_limit = chunk_limit
         self.file_over = file_over
@@ -142,6 +173,7 @@ class StreamRenderer:
         self._final_args: tuple[str, str, str, tuple[FileData, ...]] | None = None
         self._task: asyncio.Task[None] | None = None
         self._failed: BaseException | None = None
+        self._deferral: Withdrawable | None = None  # the intermediate edit in flight, if any
 
     # -- input ----------------------------------------------------------------------------------
 
@@ -185,6 +217,8 @@ class StreamRenderer:
         self._final_args = (self._text, footer, notice, tuple(files))
         self._final.set()
         self._wake.set()
+        if self._deferral is not None:
+            self._deferral.withdraw()  # still queued: the final edit supersedes it
         if self._task is None:
             self.start()
         assert self._task is not None
@@ -281,7 +315,25 @@ class StreamRenderer:
                     self._wake.set()  # the text moved on into a new message meanwhile: new pass
                     return
                 content = layout[index]
+            if self.pressure is not None and self.pressure.congested():
+                self.stats.skipped += 1  # Discord's budget is busy: the next text tries again
+                return
+            await self._put_intermediate(index, content)
+
+    async def _put_intermediate(self, index: int, content: str) -> None:
+        if self.pressure is None:
             await self._put(index, content)
+            return
+        with self.pressure.deferrable() as deferral:
+            self._deferral = deferral
+            try:
+                await self._put(index, content)
+            except Exception:
+                if not deferral.withdrawn:
+                    raise
+                self.stats.withdrawn += 1  # superseded by the final edit, which follows at once
+            finally:
+                self._deferral = None
 
     async def _final_within(self, seconds: float) -> bool:
         """Wait until the answer is complete or ``seconds`` have passed on the clock; True if complete."""
