@@ -61,7 +61,7 @@ async def test_debug_log_of_real_flows_has_no_token_key_or_prompt(
         await emu.grant_bot_permissions(P.MANAGE_WEBHOOKS)
         env = _Env(emu, running.bot.web.base_url)
         key = await create_key(env)
-        body = {"channelId": str(emu.channel_id), "content": RELAY_TEXT, "username": "Shop"}
+        body = {"channelId": str(emu.channel_id), "content": RELAY_TEXT}  # a webhook post, under the key's name
         status, answer = await post(env, key, body, wait=True)
         assert status == 200, answer
     finally:
