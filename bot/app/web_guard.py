@@ -130,7 +130,7 @@ class ConnectionGuard:
             return await handler(request)
         conn.request_started()
         watch = None
-        if request.body_exists:
+        if request.body_exists and not request.content.is_eof():  # a small body usually came with the head
             watch = _BodyWatch(request, conn, self.limits.body_timeout, self._body_timed_out)
         try:
             response = await handler(request)
@@ -170,6 +170,9 @@ class GuardedConnection(asyncio.Protocol):
         self.last_data = self.loop.time()
         self.requests = 0
         self.in_request = False
+        # When the awaited request head is due (None: no head awaited). One timer at most, not re-made
+        # per request: when it fires early (the deadline moved on) it re-arms for the new deadline.
+        self._head_deadline: float | None = None
         self._head_timer: asyncio.TimerHandle | None = None
 
     # -- asyncio.Protocol ------------------------------------------------------------------------
@@ -183,11 +186,14 @@ class GuardedConnection(asyncio.Protocol):
             return
         guard.active += 1
         self.inner = self._make_handler()
-        self._arm_head_timer()
+        self._await_head()
         self.inner.connection_made(transport)
 
     def connection_lost(self, exc: Exception | None) -> None:
-        self._disarm_head_timer()
+        self._head_deadline = None
+        if self._head_timer is not None:
+            self._head_timer.cancel()
+            self._head_timer = None
         if self.inner is not None:
             self.guard.active -= 1
             inner, self.inner = self.inner, None
@@ -197,8 +203,8 @@ class GuardedConnection(asyncio.Protocol):
         if self.inner is None:
             return
         self.last_data = self.loop.time()
-        if not self.in_request and self._head_timer is None:  # the first byte of the next request
-            self._arm_head_timer()
+        if not self.in_request and self._head_deadline is None:  # the first byte of the next request
+            self._await_head()
         self.inner.data_received(data)
 
     def eof_received(self) -> bool | None:
@@ -217,7 +223,7 @@ class GuardedConnection(asyncio.Protocol):
         """The app got a request: its head arrived complete."""
         self.in_request = True
         self.requests += 1
-        self._disarm_head_timer()
+        self._head_deadline = None
 
     def request_finished(self) -> None:
         """Answered; the head timer restarts with the next request's first byte (idle time until then is
@@ -225,18 +231,18 @@ class GuardedConnection(asyncio.Protocol):
         self.in_request = False
 
     # -- head timeout ----------------------------------------------------------------------------
-    def _arm_head_timer(self) -> None:
-        self._disarm_head_timer()
-        self._head_timer = self.loop.call_later(self.guard.limits.header_timeout, self._head_timed_out)
+    def _await_head(self) -> None:
+        self._head_deadline = self.loop.time() + self.guard.limits.header_timeout
+        if self._head_timer is None:
+            self._head_timer = self.loop.call_at(self._head_deadline, self._check_head)
 
-    def _disarm_head_timer(self) -> None:
-        if self._head_timer is not None:
-            self._head_timer.cancel()
-            self._head_timer = None
-
-    def _head_timed_out(self) -> None:
+    def _check_head(self) -> None:
         self._head_timer = None
-        if self.in_request or self.transport is None or self.transport.is_closing():
+        deadline = self._head_deadline
+        if deadline is None or self.in_request or self.transport is None or self.transport.is_closing():
+            return
+        if self.loop.time() < deadline:  # armed for an earlier head that arrived in time
+            self._head_timer = self.loop.call_at(deadline, self._check_head)
             return
         self.guard.closed.labels(reason="head_timeout").inc()
         log.debug("closed a connection that sent no complete request head in %s s", self.guard.limits.header_timeout)
