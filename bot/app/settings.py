@@ -153,6 +153,12 @@ class HttpSettings(_Section):
     host: str = "127.0.0.1"
     port: int = Field(8080, ge=0, le=65535)
     max_body_bytes: int = Field(1024 * 1024, gt=0)
+    # against slow and idle clients (bot/app/web_guard.py)
+    header_timeout: float = Field(10.0, gt=0)  # a request head must arrive whole within this (from its first byte)
+    body_timeout: float = Field(30.0, gt=0)  # longest silence while a request body is unfinished → 408
+    keepalive_timeout: float = Field(15.0, gt=0)  # an idle keep-alive connection is closed after this
+    max_connections: int = Field(512, ge=1)  # more get 503; also kept to half the open-file limit
+    max_requests_per_connection: int = Field(1000, ge=1)  # then the answer says Connection: close
 
 
 class ChatSettings(_Section):

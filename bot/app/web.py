@@ -4,10 +4,14 @@ their routes.
 Routes must be added before ``start()`` (aiohttp freezes the router then), which is why the factory
 builds every service that serves HTTP in ``GatecordBot.__init__`` and starts the server after.
 Every request is counted by route, method and status (``gatecord_http_requests_total``) and timed.
+Slow or idle clients are bounded by ``bot.app.web_guard`` (head and body read timeouts, a connection
+cap, keep-alive limits), which is why the listening socket is made here with ``loop.create_server``
+around aiohttp's own protocol factory rather than with ``web.TCPSite``.
 """
 
 from __future__ import annotations
 
+import asyncio
 import logging
 import time
 from collections.abc import Awaitable, Callable
@@ -17,6 +21,7 @@ from aiohttp import web
 from prometheus_client import CONTENT_TYPE_LATEST, Counter, Histogram
 
 from bot.app.metrics import Metrics
+from bot.app.web_guard import ConnectionGuard, ConnectionLimits, open_file_limit
 
 log = logging.getLogger(__name__)
 
@@ -28,9 +33,14 @@ Handler = Callable[[web.Request], Awaitable[web.StreamResponse]]
 
 class WebServer:
     def __init__(
-        self, host: str, port: int, *, max_body_bytes: int = 1024 * 1024, metrics: Metrics | None = None
+        self, host: str, port: int, *, max_body_bytes: int = 1024 * 1024, metrics: Metrics | None = None,
+        limits: ConnectionLimits | None = None, open_files: Callable[[], int | None] = open_file_limit,
     ) -> None:
-        """``metrics``: the bot's registry (a new one when omitted); ``/metrics`` serves it."""
+        """``metrics``: the bot's registry (a new one when omitted); ``/metrics`` serves it.
+
+        ``limits``: timeouts and caps against slow clients (``[http]``; the defaults when omitted).
+        ``open_files``: the process's open-file limit, read at start; the connection cap must fit it.
+        """
         self.host = host
         self.port = port
         self.metrics = metrics if metrics is not None else Metrics()
@@ -42,12 +52,17 @@ class WebServer:
             "gatecord_http_request_duration_seconds", "Time to answer an HTTP request", ("route", "method"),
             buckets=LATENCY_BUCKETS, registry=self.metrics.registry,
         )
-        self.app = web.Application(client_max_size=max_body_bytes, middlewares=[self._count])
+        self.limits = limits if limits is not None else ConnectionLimits()
+        self.guard = ConnectionGuard(self.limits, self.metrics)
+        # the guard inside the counter: a body timeout is counted as the 408 the client gets
+        self.app = web.Application(client_max_size=max_body_bytes, middlewares=[self._count, self.guard.middleware])
         self.app.router.add_get("/health", self._health)
         self.app.router.add_get("/ready", self._ready)
         self.app.router.add_get("/metrics", self._metrics)
         self._readiness: dict[str, ReadinessCheck] = {}
         self._runner: web.AppRunner | None = None
+        self._listener: asyncio.Server | None = None
+        self._open_files = open_files
         self.bound_port: int | None = None
 
     @property
@@ -65,15 +80,24 @@ class WebServer:
         self._readiness[name] = check
 
     async def start(self) -> None:
-        self._runner = web.AppRunner(self.app, access_log=None, handle_signals=False)
+        self.guard.apply_open_file_limit(self._open_files())
+        self._runner = web.AppRunner(
+            self.app, access_log=None, handle_signals=False, keepalive_timeout=self.limits.keepalive_timeout
+        )
         await self._runner.setup()
-        site = web.TCPSite(self._runner, self.host, self.port)
-        await site.start()
-        addresses = self._runner.addresses  # (host, port, …) of every listening socket; port 0 → the one chosen
-        self.bound_port = int(addresses[0][1]) if addresses else self.port
+        server = self._runner.server
+        assert server is not None  # set by setup()
+        loop = asyncio.get_running_loop()
+        factory = self.guard.protocol_factory(server)
+        self._listener = await loop.create_server(factory, self.host, self.port, backlog=128)
+        sockets = self._listener.sockets  # port 0 → the one chosen
+        self.bound_port = int(sockets[0].getsockname()[1]) if sockets else self.port
         log.info("web server listening on http://%s:%s", self.host, self.bound_port)
 
     async def close(self) -> None:
+        if self._listener is not None:
+            listener, self._listener = self._listener, None
+            listener.close()  # stop accepting; the runner then closes the open connections
         if self._runner is not None:
             runner, self._runner = self._runner, None
             await runner.cleanup()
