@@ -1,0 +1,206 @@
+"""SIGTERM drains, as the operator sees it: ``gatecord run`` as its own process on the emulators.
+
+A /chat is streaming slowly when the process gets SIGTERM. The member's answer is finished (final
+edit, no "still writing"); a /chat, a mention and a relay post that arrive during the drain are
+refused with "restarting" (ephemeral for the command, a reply for the mention, 503 + Retry-After
+for the post); the process exits 0 with one line saying what was drained; the budget hold is
+settled. After the process is gone, Discord itself shows "The application did not respond" for
+any new command (not something the bot can answer). Nothing here sleeps to synchronise: the tests
+wait on the emulators' change signals, on the bot's log lines (read as they are written) and on
+the process's exit.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import signal
+from collections.abc import AsyncIterator
+from pathlib import Path
+from typing import Any
+
+import aiohttp
+import pytest
+
+from bench._relay_process import BotProcess, make_key
+from bot.app.draining import RESTARTING_MESSAGE
+from bot.rendering.stream import WRITING_MARKER
+from bot.storage.store import Store
+from tests.e2e import wait_reply
+from tests.waiting import Changes
+
+ANSWER = " ".join(f"word{i:02d}" for i in range(60))  # 60 chunks of one word each
+EXIT_TIMEOUT = 60.0
+
+
+class _Lines(list[str]):
+    """The bot's stderr lines; each new one pokes ``changes`` (so a test can wait for a line)."""
+
+    def __init__(self, changes: Changes) -> None:
+        super().__init__()
+        self.changes = changes
+
+    def append(self, line: str) -> None:
+        super().append(line)
+        self.changes.changed()
+
+
+class Gatecord(BotProcess):
+    """``gatecord run`` as a subprocess whose log lines can be waited for."""
+
+    def __init__(self, config: Path) -> None:
+        super().__init__(config)
+        self.lines = Changes()
+        self.log = _Lines(self.lines)
+
+    async def wait_line(self, text: str, timeout: float = 30.0) -> str:
+        def found() -> str | None:
+            return next((line for line in self.log if text in line), None)
+
+        line = await self.lines.wait_until(found, timeout, what=f"a log line with {text!r}")
+        assert line is not None
+        return line
+
+    def signal(self, sig: signal.Signals) -> None:
+        assert self.proc is not None
+        self.proc.send_signal(sig)
+
+    async def exit_code(self) -> int:
+        assert self.proc is not None
+        code = await asyncio.wait_for(self.proc.wait(), EXIT_TIMEOUT)
+        if self._reader is not None:
+            await self._reader
+        return code
+
+
+def write_config(path: Path, discord: Any, gateway: Any, db_path: Path, *, drain_seconds: float) -> Path:
+    path.write_text(
+        "[discord]\n"
+        f'token = "{discord.token}"\napi_base_url = "{discord.api_base_url}"\n'
+        f'gateway_url = "{discord.gateway_url}"\ncdn_base_url = "{discord.cdn_base_url}"\n'
+        'cdn_hosts = ["127.0.0.1"]\nguild_ready_timeout = 0.2\n\n'
+        f'[gateway]\nprofile = "{gateway.profile}"\nbase_url = "{gateway.root_url}"\n'
+        f'api_key = "{gateway.api_key}"\nchat_model = "{gateway.default_chat_model}"\nmax_retries = 0\n\n'
+        f'[storage]\npath = "{db_path}"\n\n'
+        '[http]\nhost = "127.0.0.1"\nport = 0\n\n'
+        f"[shutdown]\ndrain_seconds = {drain_seconds}\n\n"
+        '[logging]\nlevel = "INFO"\n',
+        encoding="utf-8",
+    )
+    return path
+
+
+@pytest.fixture
+async def started(discord_emu: Any, gateway_emu: Any, tmp_path: Path, request: pytest.FixtureRequest,
+                  ) -> AsyncIterator[tuple[Gatecord, Path]]:
+    """The bot process (drain time from the test's parameter), ready and connected."""
+    db_path = tmp_path / "gatecord.db"
+    config = write_config(tmp_path / "config.toml", discord_emu, gateway_emu, db_path,
+                          drain_seconds=getattr(request, "param", 60.0))
+    bot = Gatecord(config)
+    await bot.start()
+    try:
+        await bot.wait_ready()
+        yield bot, db_path
+    finally:
+        gateway_emu.chunk_delay = 0.0  # an emulated stream left hanging ends at once
+        await bot.terminate()
+
+
+async def streaming(discord_emu: Any, gateway_emu: Any, chunk_delay: float) -> Any:
+    """A /chat whose answer has begun to show (with "still writing") and is streaming slowly."""
+    gateway_emu.chunk_delay = chunk_delay
+    gateway_emu.queue_reply(ANSWER, chunk_size=7)
+    rec = await discord_emu.inject_slash_command("chat", {"prompt": "tell me a long story"})
+    await rec.wait_final(lambda r: WRITING_MARKER in r.content, timeout=20)
+    return rec
+
+
+async def reservations(db_path: Path) -> list[str]:
+    store = Store(db_path)
+    await store.open()
+    try:
+        return [r["state"] for r in await store.fetchall("SELECT state FROM quota_reservations")]
+    finally:
+        await store.close()
+
+
+@pytest.mark.timeout(120)
+async def test_sigterm_finishes_the_answer_in_progress_refuses_new_work_and_exits_0(
+    discord_emu: Any, gateway_emu: Any, tmp_path: Path,
+) -> None:
+    db_path = tmp_path / "gatecord.db"
+    key = await make_key(db_path, discord_emu.guild_id)
+    config = write_config(tmp_path / "config.toml", discord_emu, gateway_emu, db_path, drain_seconds=60)
+    bot = Gatecord(config)
+    url = await bot.start()
+    try:
+        await bot.wait_ready()
+        # 0.5 s between chunks: about 30 s of answer, far more than the test needs to act mid-stream
+        rec = await streaming(discord_emu, gateway_emu, chunk_delay=0.5)
+
+        bot.signal(signal.SIGTERM)
+        await bot.wait_line("draining: new turns")
+
+        # during the drain: a new /chat, a mention and a relay post are refused, at once and politely
+        late = await discord_emu.inject_slash_command("chat", {"prompt": "are you there?"}, user="bob")
+        await late.wait_final(lambda r: RESTARTING_MESSAGE in r.content, timeout=10)
+        assert late.ephemeral and late.response_type == 4  # answered, not deferred: no answer will follow
+        mention = await discord_emu.send_user_message("hello?", user="bob", mention_bot=True)
+        assert RESTARTING_MESSAGE in (await wait_reply(discord_emu, mention)).content
+        async with aiohttp.ClientSession() as http:
+            body = {"channelId": str(discord_emu.channel_id), "content": "posted during the drain"}
+            async with http.post(f"{url}/send-data", json=body, headers={"Authorization": f"Bearer {key}"}) as resp:
+                assert resp.status == 503, await resp.text()
+                assert (await resp.json())["error"] == "restarting"
+                assert int(resp.headers["Retry-After"]) > 0
+            async with http.get(f"{url}/ready") as resp:
+                assert resp.status != 200  # a load balancer stops sending work here
+        assert WRITING_MARKER in rec.content, "the answer was still streaming while new work was refused"
+
+        gateway_emu.chunk_delay = 0.0  # let the rest of the answer come
+        assert await bot.exit_code() == 0
+    finally:
+        gateway_emu.chunk_delay = 0.0
+        await bot.terminate()
+
+    # the member's answer is complete: the final edit, with the whole text and no "still writing"
+    assert rec.original is not None and ANSWER in rec.original.content
+    assert WRITING_MARKER not in rec.original.content
+    drained = await bot.wait_line("drained in")
+    assert "answers 1 finished, 0 cut off" in drained
+    assert not any("Traceback" in line for line in bot.log), "\n".join(bot.log)
+    assert await reservations(db_path) == ["settled"]  # the answer was charged, nothing held
+    assert not any("posted during the drain" in m.content for m in discord_emu.channel_messages(discord_emu.channel_id))
+
+
+@pytest.mark.timeout(120)
+@pytest.mark.parametrize("started", [0.0], indirect=True)
+async def test_an_answer_past_the_drain_time_is_cut_off_and_its_budget_released(
+    started: tuple[Gatecord, Path], discord_emu: Any, gateway_emu: Any,
+) -> None:
+    bot, db_path = started
+    await streaming(discord_emu, gateway_emu, chunk_delay=30.0)  # would take half an hour
+    assert await reservations(db_path) == ["open"]
+
+    bot.signal(signal.SIGTERM)
+    assert await bot.exit_code() == 0
+    drained = await bot.wait_line("drained in")
+    assert "answers 0 finished, 1 cut off" in drained
+    assert not any("Traceback" in line for line in bot.log), "\n".join(bot.log)
+    assert await reservations(db_path) == ["released"]
+
+
+@pytest.mark.timeout(120)
+async def test_a_second_signal_during_the_drain_stops_at_once_without_a_traceback(
+    started: tuple[Gatecord, Path], discord_emu: Any, gateway_emu: Any,
+) -> None:
+    bot, _ = started
+    await streaming(discord_emu, gateway_emu, chunk_delay=30.0)  # the drain (60 s) would wait for it
+
+    bot.signal(signal.SIGTERM)
+    await bot.wait_line("draining: new turns")
+    bot.signal(signal.SIGINT)
+    assert await bot.exit_code() == 128 + signal.SIGINT
+    assert any("SIGINT again during the drain: stopping at once" in line for line in bot.log)
+    assert not any("Traceback" in line for line in bot.log), "\n".join(bot.log)
+    assert not any("drained in" in line for line in bot.log)
