@@ -13,6 +13,7 @@ the process's exit.
 from __future__ import annotations
 
 import asyncio
+import io
 import signal
 from collections.abc import AsyncIterator
 from pathlib import Path
@@ -20,6 +21,7 @@ from typing import Any
 
 import aiohttp
 import pytest
+from PIL import Image
 
 from bench._relay_process import BotProcess, make_key
 from bot.app.draining import RESTARTING_MESSAGE
@@ -204,3 +206,35 @@ async def test_a_second_signal_during_the_drain_stops_at_once_without_a_tracebac
     assert any("SIGINT again during the drain: stopping at once" in line for line in bot.log)
     assert not any("Traceback" in line for line in bot.log), "\n".join(bot.log)
     assert not any("drained in" in line for line in bot.log)
+
+
+# -- in process: /imagine and /vision during a drain ------------------------------------------------
+
+def _png() -> bytes:
+    out = io.BytesIO()
+    Image.new("RGB", (64, 48), (255, 0, 0)).save(out, format="PNG")
+    return out.getvalue()
+
+
+@pytest.mark.gateway_profile("digicord")
+async def test_an_image_job_in_progress_is_delivered_while_new_imagine_and_vision_are_refused(bot_env: Any) -> None:
+    env, emu = bot_env, bot_env.discord
+    env.gateway.faults.slow_next(delay=3, path="images/flux/generations")
+    rec = await emu.inject_slash_command("imagine", {"prompt": "a red fox", "count": 1})
+    calls = lambda: [r for r in env.gateway.requests if "images" in r.path and r.method == "POST"]  # noqa: E731
+    await env.gateway.wait_for(lambda: calls() or None, timeout=10)  # the paid call is on its way
+
+    drain = asyncio.create_task(env.bot.drain())
+    late = await emu.inject_slash_command("imagine", {"prompt": "a blue whale", "count": 1}, user="bob")
+    await late.wait_final(lambda r: RESTARTING_MESSAGE in r.content, timeout=10)
+    assert late.ephemeral
+    look = await emu.inject_slash_command("vision", {}, attachments={"image": ("red.png", _png(), "image/png")},
+                                          user="bob")
+    await look.wait_final(lambda r: RESTARTING_MESSAGE in r.content, timeout=10)
+    assert look.ephemeral
+
+    summary = await drain
+    assert "image jobs 1 finished, 0 cut off" in summary
+    assert rec.original is not None and rec.original.attachments and rec.original.components  # the grid
+    assert len(calls()) == 1  # the refused ones never reached the gateway
+    assert await env.bot.store.fetchval("SELECT COUNT(*) FROM quota_reservations WHERE state = 'open'") == 0
