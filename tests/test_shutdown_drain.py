@@ -4,7 +4,8 @@ A /chat is streaming slowly when the process gets SIGTERM. The member's answer i
 edit, no "still writing"); a /chat, a mention and a relay post that arrive during the drain are
 refused with "restarting" (ephemeral for the command, a reply for the mention, 503 + Retry-After
 for the post); the process exits 0 with one line saying what was drained; the budget hold is
-settled. After the process is gone, Discord itself shows "The application did not respond" for
+settled. An answer still streaming when the drain time runs out keeps what was shown, marked
+incomplete, and its hold is released. After the process is gone, Discord itself shows "The application did not respond" for
 any new command (not something the bot can answer). Nothing here sleeps to synchronise: the tests
 wait on the emulators' change signals, on the bot's log lines (read as they are written) and on
 the process's exit.
@@ -181,11 +182,15 @@ async def test_an_answer_past_the_drain_time_is_cut_off_and_its_budget_released(
     started: tuple[Gatecord, Path], discord_emu: Any, gateway_emu: Any,
 ) -> None:
     bot, db_path = started
-    await streaming(discord_emu, gateway_emu, chunk_delay=30.0)  # would take half an hour
+    rec = await streaming(discord_emu, gateway_emu, chunk_delay=30.0)  # would take half an hour
     assert await reservations(db_path) == ["open"]
 
     bot.signal(signal.SIGTERM)
     assert await bot.exit_code() == 0
+    # the member keeps what was shown, marked incomplete (not left "still writing")
+    assert rec.original is not None and ANSWER.split()[0] in rec.original.content
+    assert WRITING_MARKER not in rec.original.content
+    assert "Incomplete answer" in rec.original.content and "restarting" in rec.original.content
     drained = await bot.wait_line("drained in")
     assert "answers 0 finished, 1 cut off" in drained
     assert not any("Traceback" in line for line in bot.log), "\n".join(bot.log)
