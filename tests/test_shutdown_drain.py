@@ -140,6 +140,12 @@ async def test_sigterm_finishes_the_answer_in_progress_refuses_new_work_and_exit
         await bot.wait_ready()
         # 0.5 s between chunks: about 30 s of answer, far more than the test needs to act mid-stream
         rec = await streaming(discord_emu, gateway_emu, chunk_delay=0.5)
+        async with aiohttp.ClientSession() as http:  # relay posts accepted before the signal
+            for i in range(5):
+                body = {"channelId": str(discord_emu.channel_id), "content": f"accepted before #{i}"}
+                async with http.post(f"{url}/send-data", json=body,
+                                     headers={"Authorization": f"Bearer {key}"}) as resp:
+                    assert resp.status == 202, await resp.text()
 
         bot.signal(signal.SIGTERM)
         await bot.wait_line("draining: new turns")
@@ -173,7 +179,18 @@ async def test_sigterm_finishes_the_answer_in_progress_refuses_new_work_and_exit
     assert "answers 1 finished, 0 cut off" in drained
     assert not any("Traceback" in line for line in bot.log), "\n".join(bot.log)
     assert await reservations(db_path) == ["settled"]  # the answer was charged, nothing held
-    assert not any("posted during the drain" in m.content for m in discord_emu.channel_messages(discord_emu.channel_id))
+    posted = [m.content for m in discord_emu.channel_messages(discord_emu.channel_id)]
+    assert "posted during the drain" not in posted
+    # accepted posts: delivered once, or kept queued for the next start; none cut off mid-send
+    store = Store(db_path)
+    await store.open()
+    try:
+        states = {r["status"] for r in await store.fetchall("SELECT status FROM relay_outbox")}
+    finally:
+        await store.close()
+    assert states <= {"delivered", "queued"}, states
+    assert all(posted.count(f"accepted before #{i}") <= 1 for i in range(5))
+    assert "0 interrupted" in drained
 
 
 @pytest.mark.timeout(120)
