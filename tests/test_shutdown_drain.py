@@ -25,7 +25,8 @@ import pytest
 from PIL import Image
 
 from bench._relay_process import BotProcess, make_key
-from bot.app.draining import RESTARTING_MESSAGE
+from bot.app.draining import RESTARTING_MESSAGE, Drained, drain_tasks
+from bot.chat.admission import Admission, Busy
 from bot.rendering.stream import WRITING_MARKER
 from bot.storage.store import Store
 from tests.e2e import wait_reply
@@ -260,3 +261,42 @@ async def test_an_image_job_in_progress_is_delivered_while_new_imagine_and_visio
     assert rec.original is not None and rec.original.attachments and rec.original.components  # the grid
     assert len(calls()) == 1  # the refused ones never reached the gateway
     assert await env.bot.store.fetchval("SELECT COUNT(*) FROM quota_reservations WHERE state = 'open'") == 0
+
+
+# -- units: the admission gate and the drain helper ------------------------------------------------
+
+async def test_a_closed_admission_refuses_new_tickets_and_lets_earlier_ones_run() -> None:
+    gate = Admission(max_concurrency=1, max_queue=4)
+    earlier = gate.admit("a")
+    assert gate.holders() == {asyncio.current_task()}  # the drain waits for a turn not yet started
+    gate.close()
+    with pytest.raises(Busy) as refused:  # a Busy: every caller already tells the member
+        gate.admit("b")
+    assert refused.value.user_message() == RESTARTING_MESSAGE and refused.value.code == "restarting"
+    async with earlier:
+        assert earlier.running
+    assert gate.holders() == set() and gate.waiting == gate.running == 0
+
+
+async def test_drain_tasks_waits_for_work_started_during_the_drain() -> None:
+    first_done, second_done = asyncio.Event(), asyncio.Event()
+    tasks: list[asyncio.Task[Any]] = []
+
+    async def first() -> None:
+        await first_done.wait()
+        tasks.append(asyncio.create_task(second_done.wait()))  # a turn that reached its answer during the drain
+
+    def in_progress() -> list[asyncio.Task[Any]]:
+        # each task is let go once the drain has seen it in progress
+        asyncio.get_running_loop().call_soon((first_done if len(tasks) == 1 else second_done).set)
+        return tasks
+
+    tasks.append(asyncio.create_task(first()))
+    assert await drain_tasks(in_progress, timeout=3600) == Drained(finished=2, cancelled=0)
+    assert all(t.done() and not t.cancelled() for t in tasks)
+
+
+async def test_drain_tasks_cuts_off_what_is_left_when_the_time_is_up() -> None:
+    forever = asyncio.create_task(asyncio.Event().wait())
+    assert await drain_tasks(lambda: {forever}, timeout=0) == Drained(finished=0, cancelled=1)
+    assert forever.cancelled()

@@ -228,7 +228,8 @@ class GatecordBot(commands.Bot):
 
     async def close(self) -> None:
         try:
-            await self.drain()
+            if self.store.is_open or self._drain is not None:  # nothing to drain before set-up
+                await self.drain()
         except Exception:
             log.exception("draining before closing failed")
         await self.image_jobs.close()  # whatever is left (the start-up recovery notices)
