@@ -336,6 +336,7 @@ async def test_buttons_work_after_a_restart(bot_env: Any) -> None:
 
 
 @pytest.mark.gateway_profile("digicord")
+@pytest.mark.bot_settings(shutdown={"drain_seconds": 0})  # no drain: the stop cuts the job off
 async def test_job_interrupted_mid_call_is_unknown_and_never_resubmitted(bot_env: Any) -> None:
     env, emu = bot_env, bot_env.discord
     env.gateway.faults.slow_next(delay=4, path="images/flux/generations")
@@ -391,7 +392,7 @@ async def test_model_autocomplete_lists_the_gateways_image_models(bot_env: Any) 
 
 
 @pytest.mark.gateway_profile("digicord")
-@pytest.mark.bot_settings(imagine={"max_concurrency": 1})
+@pytest.mark.bot_settings(imagine={"max_concurrency": 1}, shutdown={"drain_seconds": 0})  # cut off, no drain
 async def test_job_waiting_in_the_queue_at_a_restart_fails_cleanly_and_is_never_sent(bot_env: Any) -> None:
     env, emu = bot_env, bot_env.discord
     alice, bob = emu.users["alice"].id, emu.users["bob"].id

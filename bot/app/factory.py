@@ -1,11 +1,14 @@
 """``create_bot(settings)``: builds every service and connects nothing.
 
 ``setup_hook`` opens storage (migrating), the gateway session, loads every cog in ``cogs/``, starts
-the web server and syncs the commands; ``close()`` shuts all of it down in reverse order.
+the web server and syncs the commands; ``drain()`` stops taking new work and lets the work in
+progress finish while Discord and the store are still reachable; ``close()`` drains (when nobody
+did) and shuts all of it down in reverse order.
 """
 
 from __future__ import annotations
 
+import asyncio
 import importlib
 import logging
 import pkgutil
@@ -121,6 +124,8 @@ class GatecordBot(commands.Bot):
         self.image_jobs = ImageJobService(settings, self.store, self.gateway, self.quotas, self.guild_config, self)
         self.web.add_readiness_check("database", self._database_ready)
         self.web.add_readiness_check("discord", self._discord_ready)
+        self.web.add_readiness_check("accepting", self._accepting_ready)
+        self._drain: asyncio.Future[str] | None = None
         # The relay's routes go on the web server now: aiohttp freezes its router when it starts.
         self.relay = RelayService(self, self.store, settings, metrics=self.web.metrics, version=VERSION)
         self.relay.add_routes(self.web.router)
@@ -189,14 +194,60 @@ class GatecordBot(commands.Bot):
                 (guild.id, guild.name),
             )
 
+    async def drain(self, seconds: float | None = None) -> str:
+        """Stop taking new work, let the work in progress finish (for up to ``seconds``, default
+        ``shutdown.drain_seconds``), then cut off what is left; returns (and logs) one line saying
+        what was drained. Runs once: later calls wait for the first.
+
+        At once: new turns, /vision and /imagine get "the bot is restarting", new relay posts 503
+        (``/ready`` turns false). Then, side by side: answers in progress (their final edit included)
+        and image jobs run to the end, and the relay's in-flight deliveries finish; queued posts stay
+        in the outbox for the next start. Discord and the store stay open throughout.
+        """
+        if self._drain is None:
+            seconds = self.settings.shutdown.drain_seconds if seconds is None else seconds
+            self.chat.stop_accepting()  # before anything else can run: nothing new slips in
+            self.image_jobs.stop_accepting()
+            self.relay.api.stop_accepting()
+            log.info("draining: new turns, /imagine and relay posts are refused; work in progress gets up to %g s",
+                     seconds)
+            self._drain = asyncio.ensure_future(self._drain_work(seconds))
+        return await asyncio.shield(self._drain)
+
+    async def _drain_work(self, seconds: float) -> str:
+        loop = asyncio.get_running_loop()
+        began = loop.time()
+
+        async def flush_relay() -> None:
+            try:  # in-flight sends finish while discord.py's HTTP session is still open
+                await self.relay.stop(grace=seconds)
+            except Exception:
+                log.exception("relay: stopping the delivery worker failed")
+
+        answers, jobs, _ = await asyncio.gather(
+            self.chat.drain(seconds), self.image_jobs.drain(seconds), flush_relay())
+        left = await self.relay.outbox.counts() if self.store.is_open else {}
+        summary = (
+            f"drained in {loop.time() - began:.1f} s: answers {answers.finished} finished, {answers.cancelled} "
+            f"cut off; image jobs {jobs.finished} finished, {jobs.cancelled} cut off; relay: in-flight deliveries "
+            f"done, {left.get('queued', 0)} queued and {left.get('sending', 0)} interrupted post(s) kept for the "
+            "next start"
+        )
+        log.info(summary)
+        return summary
+
     async def close(self) -> None:
-        await self.image_jobs.close()  # stop jobs while Discord and the store are still reachable
-        try:  # in-flight relay sends finish while discord.py's HTTP session is still open
-            await self.relay.stop()
+        try:
+            if self.store.is_open or self._drain is not None:  # nothing to drain before set-up
+                await self.drain()
+        except Exception:
+            log.exception("draining before closing failed")
+        await self.image_jobs.close()  # whatever is left (the start-up recovery notices)
+        try:
+            await self.relay.stop()  # a no-op once drained
         except Exception:
             log.exception("relay: stopping the delivery worker failed")
         try:
-            await self.chat.close()  # answers in progress finish (bounded) while Discord is still reachable
             await super().close()
         finally:
             await self.web.close()
@@ -214,6 +265,11 @@ class GatecordBot(commands.Bot):
     async def _database_ready(self) -> tuple[bool, str]:
         ok = self.store.is_open and await self.store.ping()
         return ok, f"schema version {self.store.schema_version}" if ok else "database not open"
+
+    async def _accepting_ready(self) -> tuple[bool, str]:
+        if self._drain is None:
+            return True, "accepting new work"
+        return False, "draining before it stops: new work is refused"
 
     async def _discord_ready(self) -> tuple[bool, str]:
         if self.is_ready() and not self.is_closed():

@@ -233,6 +233,12 @@ class RelaySettings(_Section):
         return value
 
 
+class ShutdownSettings(_Section):
+    """SIGTERM/SIGINT: new work is refused, work in progress gets up to ``drain_seconds`` to finish."""
+
+    drain_seconds: float = Field(20.0, ge=0)
+
+
 class LoggingSettings(_Section):
     level: Literal["DEBUG", "INFO", "WARNING", "ERROR"] = "INFO"
     #: aiosqlite's statement log at DEBUG (statements only: their parameters hold prompts and tokens)
@@ -253,6 +259,7 @@ class Settings(BaseSettings):
     imagine: ImagineSettings = Field(default_factory=ImagineSettings)
     quotas: QuotaDefaults = Field(default_factory=QuotaDefaults)
     relay: RelaySettings = Field(default_factory=RelaySettings)
+    shutdown: ShutdownSettings = Field(default_factory=ShutdownSettings)
     logging: LoggingSettings = Field(default_factory=LoggingSettings)
 
     @classmethod

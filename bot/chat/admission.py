@@ -5,6 +5,11 @@ line) or raises ``Busy`` when ``max_concurrency + max_queue`` requests are alrea
 waiting. ``async with ticket:`` then waits for the conversation's lock (turns of one conversation
 run one after the other) and a global slot, and frees both on exit. A ticket that is never entered
 must be ``cancel()``-ed to give its place back (``async with`` does this on its own).
+
+``close()`` starts the bot's drain: from then on ``admit`` refuses with ``Restarting`` (a ``Busy``,
+so every caller already tells the member), while tickets handed out before run to the end.
+``holders()`` are the tasks holding a ticket, so the drain also waits for a turn admitted a moment
+before that has not started its answer yet.
 """
 
 from __future__ import annotations
@@ -13,9 +18,10 @@ import asyncio
 from dataclasses import dataclass
 from types import TracebackType
 
+from bot.app.draining import RESTARTING_MESSAGE
 from bot.rendering.user_facing import UserFacingError
 
-__all__ = ["Admission", "Busy", "Ticket"]
+__all__ = ["Admission", "Busy", "Restarting", "Ticket"]
 
 
 class Busy(UserFacingError):
@@ -32,6 +38,20 @@ class Busy(UserFacingError):
         return "I'm answering too many requests right now — please try again in a few seconds."
 
 
+class Restarting(Busy):
+    """The bot is draining before it stops: new turns are refused, with a clear reason."""
+
+    code = "restarting"
+
+    def __init__(self) -> None:
+        UserFacingError.__init__(self, "restarting: new turns are refused while the bot drains")
+        self.running = 0
+        self.waiting = 0
+
+    def user_message(self) -> str:
+        return RESTARTING_MESSAGE
+
+
 @dataclass
 class _ConvLock:
     lock: asyncio.Lock
@@ -41,13 +61,15 @@ class _ConvLock:
 class Ticket:
     """One admitted request. Enter it to wait for the conversation lock and a global slot."""
 
-    __slots__ = ("_gate", "key", "_state", "_conv")
+    __slots__ = ("_gate", "key", "_state", "_conv", "task")
 
     def __init__(self, gate: Admission, key: str) -> None:
         self._gate = gate
         self.key = key
         self._state = "waiting"  # waiting → running → done
         self._conv: _ConvLock | None = None
+        #: the task that asked for the ticket (what the drain waits for)
+        self.task: asyncio.Task[object] | None = _current_task()
 
     @property
     def running(self) -> bool:
@@ -86,6 +108,7 @@ class Ticket:
             self._conv.lock.release()
             self._gate._running -= 1
             self._state = "done"
+            self._gate._holders.discard(self)
             self._drop_conv()
             self._gate._note_idle()
 
@@ -98,6 +121,7 @@ class Ticket:
         if self._state == "waiting":
             self._gate._waiting -= 1
         self._state = "done"
+        self._gate._holders.discard(self)
         self._drop_conv()
         self._gate._note_idle()
 
@@ -123,6 +147,8 @@ class Admission:
         self._waiting = 0
         self._idle = asyncio.Event()
         self._idle.set()
+        self._holders: set[Ticket] = set()
+        self._closed = False
 
     @property
     def running(self) -> int:
@@ -132,13 +158,30 @@ class Admission:
     def waiting(self) -> int:
         return self._waiting
 
+    @property
+    def closed(self) -> bool:
+        return self._closed
+
+    def close(self) -> None:
+        """Refuse every new ticket (``Restarting``); tickets already handed out are unaffected."""
+        self._closed = True
+
+    def holders(self) -> set[asyncio.Task[object]]:
+        """The unfinished tasks holding a ticket (admitted, waiting or running)."""
+        return {t.task for t in self._holders if t.task is not None and not t.task.done()}
+
     def admit(self, key: str) -> Ticket:
-        """A place in line for conversation ``key``, or ``Busy`` at once when the line is full."""
+        """A place in line for conversation ``key``; ``Restarting`` once closed, ``Busy`` at once when
+        the line is full."""
+        if self._closed:
+            raise Restarting()
         if self._running + self._waiting >= self.max_concurrency + self.max_queue:
             raise Busy(self._running, self._waiting)
         self._waiting += 1
         self._idle.clear()
-        return Ticket(self, key)
+        ticket = Ticket(self, key)
+        self._holders.add(ticket)
+        return ticket
 
     async def wait_idle(self) -> None:
         """Return once nothing is running or waiting."""
@@ -147,3 +190,10 @@ class Admission:
     def _note_idle(self) -> None:
         if self._running == 0 and self._waiting == 0:
             self._idle.set()
+
+
+def _current_task() -> asyncio.Task[object] | None:
+    try:
+        return asyncio.current_task()
+    except RuntimeError:  # no running event loop (a synchronous caller)
+        return None

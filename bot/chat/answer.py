@@ -26,6 +26,7 @@ from bot.rendering.errors import describe_error, error_code, incomplete_notice
 from bot.rendering.replies import ERROR_PREFIX
 from bot.rendering.stream import FileData, MessageTarget, Pressure, RenderStats, StreamRenderer
 from bot.rendering.text import footer_line
+from bot.rendering.user_facing import UserFacingError
 from gateway_client import ChatMessage, ChatRequest, ChatResult, GatewayClient, ModelKind, StreamInterrupted
 
 if TYPE_CHECKING:
@@ -36,6 +37,7 @@ log = logging.getLogger(__name__)
 
 __all__ = ["AnswerOutcome", "AnswerRunner", "AnswerSpec"]
 
+CUT_OFF_SHOW_SECONDS = 1.5  # the final edit of an answer cut off by the bot's stop (within the drain's grace)
 OnAnswered = Callable[["AnswerOutcome"], Awaitable[None]]
 
 
@@ -139,8 +141,8 @@ class AnswerRunner:
                     renderer.feed(delta)
             result = stream.result
             assert result is not None
-        except asyncio.CancelledError:
-            await renderer.aclose()
+        except asyncio.CancelledError:  # only the bot's stop cancels an answer (its drain ran out of time)
+            await _show_cut_off(renderer)
             raise  # the budget flow releases the hold as "cancelled"
         except Exception as exc:
             return await self._after_failure(target, spec, renderer, reservation, stream, exc, prompt_tokens,
@@ -231,6 +233,26 @@ def _prompt_tokens(spec: AnswerSpec) -> int:
     if spec.prompt_tokens is not None:
         return spec.prompt_tokens
     return sum(estimate_tokens(m.content) for m in spec.messages)
+
+
+class _Stopped(UserFacingError):
+    code = "stopped"
+
+    def user_message(self) -> str:
+        return "The bot was restarting and could not wait for the rest."
+
+
+async def _show_cut_off(renderer: StreamRenderer) -> None:
+    """A final edit for an answer the bot's stop cut off (never "still writing"), tried briefly."""
+    if renderer.text.strip():
+        notice = incomplete_notice(_Stopped())
+    else:
+        notice = ERROR_PREFIX + "The bot restarted before it could answer — please ask again in a minute."
+    try:
+        await asyncio.wait_for(renderer.finish(notice=notice), CUT_OFF_SHOW_SECONDS)
+    except Exception as exc:
+        log.info("a cut-off answer could not be marked: %r", exc)
+        await renderer.aclose()
 
 
 def _start(coro: Awaitable[None]) -> asyncio.Task[None]:

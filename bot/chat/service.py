@@ -21,6 +21,7 @@ from typing import TYPE_CHECKING, Any
 
 import discord
 
+from bot.app.draining import Drained, drain_tasks
 from bot.budgets.rules import Requester
 from bot.budgets.service import BudgetService
 from bot.chat.admission import Admission, Busy, Ticket
@@ -58,7 +59,6 @@ log = logging.getLogger(__name__)
 __all__ = ["ChatService", "SlashPrompt", "strip_decorations"]
 
 THREAD_NAME_MAX = 90
-DRAIN_SECONDS = 10.0  # on shutdown, answers in progress get this long to finish
 THREAD_INTRO = "💬 Let's continue here — I answer every message in this thread, with the conversation so far."
 EMPTY_MENTION = "Ask me something: mention me with a question, or reply to one of my answers."
 _DECORATION = re.compile(r"^(-# .*|⚠️ \*\*Incomplete answer\*\*.*)$", re.MULTILINE)
@@ -123,16 +123,19 @@ class ChatService:
         rows = await self._store.fetchall("SELECT thread_id FROM chat_threads")
         self.bot_threads = {int(r[0]) for r in rows}
 
-    async def close(self) -> None:
-        """Let answers in progress finish (bounded), then cancel what is left."""
-        pending = {t for t in self._in_flight if not t.done() and t is not asyncio.current_task()}
-        if pending:
-            log.info("waiting for %d answer(s) in progress", len(pending))
-            _, still = await asyncio.wait(pending, timeout=DRAIN_SECONDS)
-            for task in still:
-                task.cancel()
-            if still:
-                await asyncio.wait(still, timeout=2.0)
+    def stop_accepting(self) -> None:
+        """The drain begins: new turns (slash, mention, reply, thread, vision) are refused with
+        "restarting"; turns already admitted go on."""
+        self.admission.close()
+
+    async def drain(self, timeout: float) -> Drained:
+        """Let answers in progress finish (for up to ``timeout`` s, their final edit included), then
+        cancel what is left: the budget flow releases their holds."""
+        return await drain_tasks(self._answering, timeout)
+
+    def _answering(self) -> set[asyncio.Task[Any]]:
+        # tracked turns, and turns admitted a moment ago that have not reached ``tracked()`` yet
+        return set(self._in_flight) | self.admission.holders()
 
     @contextlib.asynccontextmanager
     async def tracked(self) -> AsyncIterator[None]:

@@ -7,6 +7,8 @@ grid posted with buttons (``done``). The reservation is guarded by the one budge
 (``async with hold``): a failure or a cancellation releases it, and the member is told why. A job
 found ``running`` at start-up is shown as unknown with a Retry button — never resubmitted on its
 own. Buttons (U/V/re-roll/retry/delete) act on jobs by id, so they work after a restart.
+On shutdown the service stops taking jobs ("restarting"), lets the jobs in progress finish for a
+bounded time, then cancels the rest (their holds released; a cut-off paid call shows as unknown).
 """
 
 from __future__ import annotations
@@ -20,6 +22,7 @@ from typing import TYPE_CHECKING, Any
 
 import discord
 
+from bot.app.draining import Drained, Restarting, drain_tasks
 from bot.budgets.engine import Reservation
 from bot.budgets.rules import BudgetExceeded, Feature, Requester
 from bot.media.buttons import ButtonHandler, retry_view
@@ -117,6 +120,8 @@ class ImageJobService:
         self.buttons: ButtonHandler | None = None
         self._clock = clock
         self._tasks: set[asyncio.Task[Any]] = set()
+        self._jobs: set[asyncio.Task[Any]] = set()  # the jobs being worked on (what a drain waits for)
+        self._accepting = True
         self._expected: dict[str, float] = {}
         self._models: tuple[float, list[str]] | None = None
 
@@ -127,6 +132,18 @@ class ImageJobService:
         recovered = await self.jobs.recover_interrupted()
         if recovered:
             self._spawn(self._announce_recovered(recovered), "imagine-recovery")
+
+    def stop_accepting(self) -> None:
+        """The drain begins: /imagine and the V/re-roll/retry buttons are refused with "restarting"."""
+        self._accepting = False
+
+    async def drain(self, timeout: float) -> Drained:
+        """Let the jobs in progress finish (for up to ``timeout`` s), then cancel what is left."""
+        return await drain_tasks(lambda: self._jobs, timeout)
+
+    def _check_accepting(self) -> None:
+        if not self._accepting:
+            raise Restarting()
 
     async def close(self) -> None:
         """Stop work in flight. A paid call cut off here stays ``running`` → shown as unknown next start."""
@@ -140,6 +157,7 @@ class ImageJobService:
         task = asyncio.create_task(coro, name=name)
         self._tasks.add(task)
         task.add_done_callback(self._tasks.discard)
+        task.add_done_callback(self._jobs.discard)
         return task
 
     # -- models ---------------------------------------------------------------------------------------
@@ -181,7 +199,9 @@ class ImageJobService:
 
     async def prepare(self, opts: ImagineOptions, *, guild_id: int | None, channel_id: int | None,
                       parent_channel_id: int | None = None) -> ImageRequest:
-        """The validated request for /imagine's options; raises ``OptionError`` or ``ImagesUnsupported``."""
+        """The validated request for /imagine's options; raises ``OptionError``, ``ImagesUnsupported`` or
+        ``Restarting``."""
+        self._check_accepting()
         default_model = None
         if self.guild_config is not None:
             effective = await self.guild_config.effective(guild_id, channel_id, parent_channel_id)
@@ -210,8 +230,10 @@ class ImageJobService:
         """Record the job, reserve its budget, show its progress message and queue it.
 
         Raises ``ConcurrencyLimitReached`` or ``BudgetExceeded`` before anything is shown (the caller
-        answers the interaction with the refusal); returns once the progress message is up.
+        answers the interaction with the refusal), or ``Restarting`` while the bot drains; returns
+        once the progress message is up.
         """
+        self._check_accepting()
         params = JobParams(
             prompt=request.prompt, model=request.model, count=request.n, width=request.width,
             height=request.height, size=request.size, steps=request.steps, seed=request.seed,
@@ -234,7 +256,7 @@ class ImageJobService:
         run = _Run(job=job, request=request, hold=hold, upload_limit=upload_limit(interaction),
                    started=self._clock())
         shown: asyncio.Future[None] = asyncio.get_running_loop().create_future()
-        self._spawn(self._run(run, interaction, shown), f"imagine-job-{job.id}")
+        self._jobs.add(self._spawn(self._run(run, interaction, shown), f"imagine-job-{job.id}"))
         await shown
         return job
 

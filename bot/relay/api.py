@@ -4,6 +4,7 @@ Checks run cheapest first and every refusal is JSON ``{"error", "message", …}`
 401 key → 415 content type → 413 size → 429 per-key rate → 400 JSON → 400 body (path + rule) →
 403 channel scope (same answer whether or not the channel exists) → 422 idempotency key reused
 with another body → store (group commit) → 202 ``{"id", "status": "queued"}``.
+While the bot drains before it stops, every new post gets 503 ``restarting`` with a Retry-After.
 """
 
 from __future__ import annotations
@@ -31,6 +32,7 @@ log = logging.getLogger(__name__)
 IDEMPOTENCY_KEY_MAX = 255
 JSON_CONTENT_TYPES = ("application/json",)
 TRUE_VALUES = ("1", "true", "yes")
+RESTART_RETRY_AFTER = "30"  # seconds: a restart's drain plus start-up
 
 
 @dataclass(frozen=True, slots=True)
@@ -84,6 +86,11 @@ class RelayApi:
         self.retention = retention
         self.clock = clock
         self.posts = metrics.posts
+        self.accepting = True  # False while the bot drains before it stops: new posts get 503
+
+    def stop_accepting(self) -> None:
+        """New posts get 503 + Retry-After from now on; posts already accepted stay in the outbox."""
+        self.accepting = False
 
     def add_routes(self, router: web.UrlDispatcher) -> None:
         router.add_post("/send-data", self.post)
@@ -130,6 +137,10 @@ class RelayApi:
 
     # -- POST /send-data --------------------------------------------------------------------------
     async def post(self, request: web.Request) -> web.Response:
+        if not self.accepting:
+            return self._reject("restarting", error_response(
+                503, "restarting", "the bot is restarting; retry shortly",
+                headers={"Retry-After": RESTART_RETRY_AFTER}))
         key = await self._authenticate(request)
         if isinstance(key, web.Response):
             return self._reject("unauthorized", key)
