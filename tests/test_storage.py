@@ -45,9 +45,7 @@ async def test_real_migrations_apply_and_are_idempotent(tmp_path: Path) -> None:
     assert (await store.fetchone("PRAGMA journal_mode"))[0] == "wal"
     assert (await store.fetchone("PRAGMA foreign_keys"))[0] == 1
     assert (await store.fetchone("PRAGMA busy_timeout"))[0] == 5000
-    async with store.transaction():  # FULL: the commit survives power loss (WAL + NORMAL may lose it)
-        assert (await store.fetchone("PRAGMA synchronous"))[0] == 2
-    assert (await store.fetchone("PRAGMA synchronous"))[0] == 1  # NORMAL for single statements
+    assert (await store.fetchone("PRAGMA synchronous"))[0] == 2  # FULL: a commit survives power loss in WAL
     await store.close()
     assert (tmp_path / "g.db").stat().st_mode & 0o777 == 0o600
 
@@ -204,8 +202,7 @@ async def test_a_connection_whose_rollback_fails_is_replaced(store: Store, monke
     assert store.db is not broken
     await insert_parent(store, 3)
     assert await store.fetchval("SELECT id FROM parent") == 3
-    async with store.transaction():  # the new connection has the same pragmas
-        assert (await store.fetchone("PRAGMA synchronous"))[0] == 2
+    assert (await store.fetchone("PRAGMA synchronous"))[0] == 2  # the new connection has the same pragmas
     assert (await store.fetchone("PRAGMA foreign_keys"))[0] == 1
 
 

@@ -4,13 +4,10 @@ All statements go through one lock so that a transaction opened by one coroutine
 another coroutine's statements across an ``await``. Inside ``transaction()`` the same task may
 call the plain helpers freely (the lock is held for it).
 
-Durability: every ``transaction()`` commits with ``synchronous=FULL`` (the WAL is fsynced before
-the block returns), so what an answer promises (the relay's 202 comes after the outbox's group
-commit) survives a power loss. A single statement outside a transaction commits with ``NORMAL``:
-never corrupt, made durable by the next transaction's commit (the WAL is synced in order), but the
-latest of them may be lost on power loss. (FULL for those too put an fsync on each of the relay
-worker's per-post status updates, which then held the lock the 202 path waits on; see the commit
-message for the figures.) Write what a reply promises inside ``transaction()``.
+Durability: ``synchronous=FULL`` for the whole connection: every commit fsyncs the WAL before it
+returns, so what an answer promises (the relay's 202 comes after the outbox's group commit, a key
+revocation, a saved setting) survives a power loss; in WAL mode ``NORMAL`` may lose the latest
+commits. The outbox groups its commits, so the 202 path pays one fsync per batch, not per post.
 
 A transaction never outlives its ``transaction()`` block: when ``BEGIN``, the body or ``COMMIT``
 fails or is cancelled, the block waits for the statement still running in aiosqlite's thread (a
@@ -21,7 +18,6 @@ transaction starts cleanly.
 from __future__ import annotations
 
 import asyncio
-import contextlib
 import contextvars
 import logging
 import os
@@ -44,8 +40,7 @@ Params = Sequence[Any] | dict[str, Any]
 T = TypeVar("T")
 
 BUSY_TIMEOUT_MS = 5000
-BASE_SYNCHRONOUS = "NORMAL"  # single statements; every transaction() commits with FULL
-PRAGMAS = ("journal_mode=WAL", f"busy_timeout={BUSY_TIMEOUT_MS}", "foreign_keys=ON", f"synchronous={BASE_SYNCHRONOUS}")
+PRAGMAS = ("journal_mode=WAL", f"busy_timeout={BUSY_TIMEOUT_MS}", "foreign_keys=ON", "synchronous=FULL")
 # The write probe rewrites the newest migration row with its own value: a real write of the main
 # database (and, committed, of its WAL) that changes nothing and needs no table of its own.
 _PROBE = (
@@ -99,7 +94,7 @@ class Store:
 
     @asynccontextmanager
     async def transaction(self) -> AsyncIterator[aiosqlite.Connection]:
-        """``BEGIN IMMEDIATE`` … ``COMMIT`` with ``synchronous=FULL``, holding the store lock.
+        """``BEGIN IMMEDIATE`` … ``COMMIT``, holding the store lock.
 
         When the block returns, the commit survives a power loss. On any exception or cancellation
         (in ``BEGIN``, the body or ``COMMIT``, e.g. a deferred constraint, SQLITE_BUSY or an I/O error
@@ -119,21 +114,14 @@ class Store:
 
     @asynccontextmanager
     async def _durable(self) -> AsyncIterator[aiosqlite.Connection]:
-        """One fully synced transaction; the caller holds the lock. (SQLite refuses to change
-        ``synchronous`` inside a transaction, hence before ``BEGIN`` and after the end.)"""
+        """One transaction that is committed, or rolled back, before it ends; the caller holds the lock."""
         try:
-            try:
-                await _to_the_end(self.db.execute("PRAGMA synchronous=FULL"))
-                await _to_the_end(self.db.execute("BEGIN IMMEDIATE"))
-                yield self.db
-                await _to_the_end(self.db.execute("COMMIT"))
-            except BaseException:
-                await _to_the_end(self._recover())
-                raise
-        finally:
-            if self._db is not None:
-                with contextlib.suppress(sqlite3.Error):  # left at FULL: slower, never less safe
-                    await _to_the_end(self._db.execute(f"PRAGMA synchronous={BASE_SYNCHRONOUS}"))
+            await _to_the_end(self.db.execute("BEGIN IMMEDIATE"))
+            yield self.db
+            await _to_the_end(self.db.execute("COMMIT"))
+        except BaseException:
+            await _to_the_end(self._recover())
+            raise
 
     async def _recover(self) -> None:
         """Leave no transaction open on the connection: roll back, or reconnect when that fails."""
