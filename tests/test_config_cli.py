@@ -226,7 +226,7 @@ def test_a_database_newer_than_the_code_stops_start_up(command: str, tmp_path: P
     with sqlite3.connect(db) as conn:
         conn.execute("INSERT INTO schema_migrations(version, name, applied_at) VALUES (?, 'future', 0)", (future,))
     proc = run_cli(command, "--config", str(cfg), cwd=tmp_path, env={"GATECORD_DISCORD__TOKEN": "x" * 20})
-    assert proc.returncode == 1, proc.stderr
+    assert proc.returncode == 2, proc.stderr  # refused to start, like a config error
     assert proc.stderr == (
         f"gatecord: database {db} is at schema version {future}, newer than this gatecord knows "
         f"(latest {latest_migration()}): run the gatecord release that created it, or point storage.path "

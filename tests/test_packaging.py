@@ -92,7 +92,7 @@ def test_an_install_without_migrations_refuses_to_start(
     env = {"GATECORD_STORAGE__PATH": str(db), "GATECORD_DISCORD__TOKEN": "x" * 20}
     args = [command, "--port", "0"] if command == "sandbox" else [command]
     proc = gatecord(broken, *args, cwd=tmp_path, env=env)
-    assert proc.returncode == 1, proc.stdout + proc.stderr
+    assert proc.returncode == 2, proc.stdout + proc.stderr  # refused to start, like a newer database
     where = broken / "bot" / "storage" / "sql"
     assert proc.stderr == (
         f"gatecord: this installation of gatecord has no database migrations ({where} holds no NNNN_name.sql "
@@ -100,3 +100,12 @@ def test_an_install_without_migrations_refuses_to_start(
     )
     assert proc.stdout == ""
     assert not db.exists()  # refused before the database was created
+
+
+def test_gatecord_backup_from_a_non_editable_install(installed: Path, tmp_path: Path) -> None:
+    db = tmp_path / "gatecord.db"
+    env = {"GATECORD_STORAGE__PATH": str(db)}
+    assert gatecord(installed, "migrate", cwd=tmp_path, env=env).returncode == 0
+    proc = gatecord(installed, "backup", str(tmp_path / "copy.db"), cwd=tmp_path, env=env)
+    assert (proc.returncode, proc.stderr) == (0, "")
+    assert proc.stdout == f"backup of {db} written to {tmp_path / 'copy.db'}: schema version {LATEST}\n"

@@ -1,8 +1,10 @@
-"""The ``gatecord`` command: ``run``, ``migrate``, ``check``, ``sandbox``.
+"""The ``gatecord`` command: ``run``, ``migrate``, ``check``, ``backup``, ``sandbox``.
 
-Configuration problems print one line naming the key and the file (or the environment variable)
-and exit with code 2; a database the code cannot use (newer than the code, or no migrations in
-the installed package) prints one line and exits with code 1. No traceback, no secret.
+What stops the bot from starting at all prints one line and exits with code 2: a configuration
+problem (naming the key and the file, or the environment variable), a database at a newer schema
+version than the code, an installation without its migrations. A command that ran and failed (a
+problem found by ``check``, a migration that failed, a backup that could not be made) prints one
+line and exits with code 1. No traceback, no secret.
 """
 
 from __future__ import annotations
@@ -19,13 +21,26 @@ from typing import TYPE_CHECKING
 
 from bot.app.logging_setup import configure_logging
 from bot.app.settings import ConfigError, Settings, has_token, load_settings, require_token
-from bot.storage.migrations import MigrationError, ensure_usable, latest_version, stored_version
+from bot.storage.migrations import (
+    DatabaseTooNew,
+    MigrationError,
+    NoMigrations,
+    ensure_usable,
+    latest_version,
+    stored_version,
+)
 
 if TYPE_CHECKING:
     from bot.app.factory import GatecordBot
 
-EXIT_FAILURE = 1  # the command ran and failed: a problem found by check, a database it cannot use
-EXIT_CONFIG = 2  # the configuration is wrong or incomplete
+EXIT_FAILURE = 1  # the command ran and failed: a problem found by check, a failed migration or backup
+EXIT_CONFIG = 2  # cannot start: the configuration is wrong or incomplete, or the database or installation
+# is one this code cannot use (a newer schema version, no migrations)
+
+
+def exit_code_for(exc: MigrationError) -> int:
+    """2 for a database or installation this code refuses to start with, 1 for a migration that failed."""
+    return EXIT_CONFIG if isinstance(exc, DatabaseTooNew | NoMigrations) else EXIT_FAILURE
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -35,10 +50,14 @@ def build_parser() -> argparse.ArgumentParser:
         ("run", "start the bot (needs a Discord token; with --sandbox-if-no-token, the sandbox when there is none)"),
         ("migrate", "apply database migrations and print the schema version"),
         ("check", "validate the configuration and reach the configured AI gateway"),
+        ("backup", "copy the database, consistently, while the bot runs (SQLite's online backup)"),
         ("sandbox", "try Gatecord in a browser: emulated Discord and gateway, the real bot, one local URL"),
     ):
         cmd = sub.add_parser(name, help=help_text)
         cmd.add_argument("--config", metavar="PATH", default=None, help="TOML file (default ./config.toml)")
+        if name == "backup":
+            cmd.add_argument("path", metavar="PATH", help="the file to write the copy to")
+            cmd.add_argument("--force", action="store_true", help="replace PATH if it exists")
         if name == "run":
             cmd.add_argument(
                 "--sandbox-if-no-token", action="store_true",
@@ -78,13 +97,15 @@ def main(argv: Sequence[str] | None = None) -> int:
     except ConfigError as exc:
         print(f"gatecord: {exc}", file=sys.stderr)
         return EXIT_CONFIG
+    if command == "backup":  # reads any database, even one newer than this code (a copy before a downgrade)
+        return _backup(settings, args.path, force=args.force)
     try:
         # Before anything starts: the package must carry its migrations, and the database (the
         # sandbox's is a fresh temporary one) must not be newer than the code.
         ensure_usable(None if command == "sandbox" else settings.storage.path)
     except MigrationError as exc:
         print(f"gatecord: {exc}", file=sys.stderr)
-        return EXIT_FAILURE
+        return exit_code_for(exc)
     configure_logging(settings)
     handler = {"run": _run, "migrate": _migrate, "check": _check,
                "sandbox": lambda s: _sandbox(s, args)}[command]
@@ -102,10 +123,23 @@ async def _migrate(settings: Settings) -> int:
         version = await store.open()
     except MigrationError as exc:
         print(f"gatecord: {exc}", file=sys.stderr)
-        return EXIT_FAILURE
+        return exit_code_for(exc)
     finally:
         await store.close()
     print(f"database {settings.storage.path}: schema version {version}")
+    return 0
+
+
+def _backup(settings: Settings, path: str, *, force: bool) -> int:
+    """Blocking, outside any event loop: the bot, if running, is another process and keeps writing."""
+    from bot.storage.backup import BackupError, backup_database
+
+    try:
+        version = backup_database(settings.storage.path, path, force=force)
+    except BackupError as exc:
+        print(f"gatecord: {exc}", file=sys.stderr)
+        return EXIT_FAILURE
+    print(f"backup of {settings.storage.path} written to {path}: schema version {version}")
     return 0
 
 
@@ -141,7 +175,7 @@ async def _run(settings: Settings) -> int:
         return EXIT_CONFIG
     except MigrationError as exc:  # raised by the bot's set-up when it opens the database
         print(f"gatecord: {exc}", file=sys.stderr)
-        return EXIT_FAILURE
+        return exit_code_for(exc)
     except discord.PrivilegedIntentsRequired:
         print(
             "gatecord: Discord refused the Message Content intent; enable it for the bot in the developer portal",

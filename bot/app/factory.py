@@ -39,6 +39,7 @@ log = logging.getLogger(__name__)
 
 VERSION = "0.1.0"
 COGS_PACKAGE = "cogs"
+READY_WRITE_TIMEOUT = 2.0  # seconds /ready waits for its test write (a lock held longer: not ready)
 
 
 def apply_discord_urls(settings: Settings) -> None:
@@ -263,8 +264,13 @@ class GatecordBot(commands.Bot):
         return time.monotonic() - self.started_at
 
     async def _database_ready(self) -> tuple[bool, str]:
-        ok = self.store.is_open and await self.store.ping()
-        return ok, f"schema version {self.store.schema_version}" if ok else "database not open"
+        """Ready only when a test write commits: a database that reads but cannot write is not ready."""
+        if not self.store.is_open:
+            return False, "database not open"
+        problem = await self.store.write_probe(timeout=READY_WRITE_TIMEOUT)
+        if problem is not None:
+            return False, f"database cannot write: {problem}"
+        return True, f"schema version {self.store.schema_version}"
 
     async def _accepting_ready(self) -> tuple[bool, str]:
         if self._drain is None:
