@@ -23,6 +23,10 @@ BUTTON_URL_MAX = 512
 SNOWFLAKE_MAX = (1 << 63) - 1
 SNOWFLAKE_DIGITS = len(str(SNOWFLAKE_MAX))
 MENTION_IDS_MAX = 100
+MENTION_KINDS = ("users", "roles", "everyone")
+EMOJI_NAME_MAX = 100
+URL_SCHEMES = ("http", "https")
+BUTTON_URL_SCHEMES = ("http", "https", "discord")
 COLOR_MAX = 0xFFFFFF
 FLAG_SUPPRESS_EMBEDS = 1 << 2
 FLAG_SUPPRESS_NOTIFICATIONS = 1 << 12
@@ -168,7 +172,7 @@ class _Checker:
         return value
 
     def url(
-        self, value: Any, path: str, *, max_len: int = URL_MAX, schemes: tuple[str, ...] = ("http", "https")
+        self, value: Any, path: str, *, max_len: int = URL_MAX, schemes: tuple[str, ...] = URL_SCHEMES
     ) -> str | None:
         text = self.string(value, path, max_len=max_len)
         if text is None:
@@ -436,7 +440,7 @@ class _Checker:
             self.fail(f"{path}.sku_id", "component:link_button_only", "premium buttons are not allowed")
         self.unknown(data, {"type", "style", "label", "url", "emoji", "disabled", "custom_id", "sku_id", "id"}, path)
         out: dict[str, Any] = {"type": 2, "style": LINK_BUTTON_STYLE}
-        url = self.url(data.get("url"), f"{path}.url", max_len=BUTTON_URL_MAX, schemes=("http", "https", "discord"))
+        url = self.url(data.get("url"), f"{path}.url", max_len=BUTTON_URL_MAX, schemes=BUTTON_URL_SCHEMES)
         if url is None and _absent(data.get("url")):
             self.fail(f"{path}.url", "required", "a link button needs a url")
         label = self.string(data.get("label"), f"{path}.label", max_len=L.BUTTON_LABEL)
@@ -462,7 +466,7 @@ class _Checker:
             return None
         out: dict[str, Any] = {}
         emoji_id = self.snowflake(data.get("id"), f"{path}.id")
-        name = self.string(data.get("name"), f"{path}.name", max_len=100, required=emoji_id is None)
+        name = self.string(data.get("name"), f"{path}.name", max_len=EMOJI_NAME_MAX, required=emoji_id is None)
         animated = self.boolean(data.get("animated"), f"{path}.animated")
         if emoji_id is not None:
             out["id"] = str(emoji_id)
@@ -479,11 +483,11 @@ class _Checker:
             return None
         self.unknown(data, {"parse", "users", "roles", "replied_user"}, path)
         out: dict[str, Any] = {}
-        parse = self.array(data.get("parse"), f"{path}.parse", max_items=3)
+        parse = self.array(data.get("parse"), f"{path}.parse", max_items=len(MENTION_KINDS))
         if parse is not None:
             kinds = []
             for i, kind in enumerate(parse):
-                if kind not in ("users", "roles", "everyone"):
+                if kind not in MENTION_KINDS:
                     self.fail(f"{path}.parse[{i}]", "enum:users|roles|everyone",
                               "must be \"users\", \"roles\" or \"everyone\"")
                 elif kind not in kinds:
