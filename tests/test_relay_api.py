@@ -462,3 +462,121 @@ async def test_worker_restarts_cleanly(env: Env) -> None:
     env.transport.gate.set()
     await env.service.worker.start()
     await env.wait_status(key, body["id"], "delivered")
+
+
+# -- one post cannot sink another (issue 15) ---------------------------------------------------------
+
+async def test_batch_poisoning_twenty_good_posts_and_five_bad_ones_from_another_guild(env: Env) -> None:
+    """The case from the review: lone surrogates from one guild's key in the same group commit as
+    another guild's good posts. The good ones are stored and delivered, the bad ones get a 400."""
+    good_key, bad_key = await env.key(name="good"), await env.key(guild=OTHER_GUILD, name="bad")
+    good = [env.post(good_key, {"channelId": str(CHAN), "content": f"good {i}"}) for i in range(20)]
+    bad = [env.post(bad_key, None, raw=b'{"channelId": "%d", "content": "bad \\ud800"}' % OTHER_CHAN)
+           for _ in range(5)]
+    answers = await asyncio.gather(*good, *bad)
+    good_answers, bad_answers = answers[:20], answers[20:]
+    assert [status for status, _, _ in good_answers] == [202] * 20
+    assert [status for status, _, _ in bad_answers] == [400] * 5
+    for _, body, _ in bad_answers:
+        assert body["error"] == "invalid_body" and body["errors"][0]["path"] == "$.content"
+        assert "surrogate" in body["errors"][0]["message"]
+        env.check("/send-data", "post", 400, body)
+    for _, body, _ in good_answers:
+        await env.wait_status(good_key, body["id"], "delivered")
+    assert len(env.transport.delivered) == 20
+    assert await env.store.fetchval("SELECT COUNT(*) FROM relay_outbox") == 20
+
+
+async def test_group_commit_isolates_a_post_the_database_refuses(env: Env) -> None:
+    """A post that passes validation but that SQLite refuses (here: a trigger) fails alone, with a 400
+    (its own data), while the posts committed in the same batch get their 202."""
+    await env.store.execute(
+        "CREATE TEMP TRIGGER poison BEFORE INSERT ON relay_outbox WHEN NEW.body LIKE '%poison%'"
+        " BEGIN SELECT RAISE(ABORT, 'poisoned'); END")
+    key = await env.key()
+    bodies = [{"channelId": str(CHAN2), "content": "poison" if i == 3 else f"fine {i}"} for i in range(10)]
+    answers = await asyncio.gather(*(env.post(key, b) for b in bodies))
+    assert [status for status, _, _ in answers] == [202, 202, 202, 400, 202, 202, 202, 202, 202, 202]
+    refused = answers[3][1]
+    assert refused["error"] == "invalid_body" and refused["errors"][0]["rule"] == "storable"
+    env.check("/send-data", "post", 400, refused)
+    stored = await env.store.fetchall("SELECT id FROM relay_outbox ORDER BY seq")
+    accepted = [body["id"] for status, body, _ in answers if status == 202]
+    assert [r["id"] for r in stored] == accepted  # acceptance order kept
+    for post_id in accepted:
+        await env.wait_status(key, post_id, "delivered")
+
+
+async def test_group_commit_refuses_unencodable_text_that_skipped_validation(env: Env) -> None:
+    """Defence in depth: the outbox itself refuses text that cannot be written, without the batch."""
+    from bot.relay.outbox import NewPost, PostNotStorable
+    from bot.relay.validation import RelayMessage
+
+    key = await env.service.keys.authenticate(await env.key())
+    assert key is not None
+    posts = [NewPost(key, RelayMessage(channel_id=CHAN, content="ok" if i != 2 else "\udc80")) for i in range(5)]
+    results = await asyncio.gather(*(env.service.outbox.accept(p) for p in posts), return_exceptions=True)
+    assert isinstance(results[2], PostNotStorable)
+    assert all(not isinstance(r, BaseException) for i, r in enumerate(results) if i != 2)
+    assert await env.store.fetchval("SELECT COUNT(*) FROM relay_outbox") == 4
+
+
+async def test_a_real_storage_failure_is_503_for_every_post_of_the_batch(env: Env) -> None:
+    import sqlite3
+    from contextlib import asynccontextmanager
+
+    key = await env.key()
+
+    @asynccontextmanager
+    async def broken() -> AsyncIterator[Any]:
+        raise sqlite3.OperationalError("disk I/O error")
+        yield  # pragma: no cover
+
+    env.store.transaction = broken  # type: ignore[method-assign]
+    answers = await asyncio.gather(*(env.post(key, {"channelId": str(CHAN), "content": f"x{i}"}) for i in range(5)))
+    for status, body, resp in answers:
+        assert status == 503 and body["error"] == "unavailable" and resp.headers["Retry-After"] == "1"
+
+
+# -- every malformed body is a JSON 400 ---------------------------------------------------------------
+
+MALFORMED: dict[str, bytes] = {
+    "nested 10,000 levels": b"[" * 10_000 + b"]" * 10_000,
+    "nested 10,000 levels in a field": b'{"channelId": "1001", "content": "x", "extra": ' + b'{"a":' * 10_000
+                                        + b"1" + b"}" * 10_000 + b"}",
+    "nested 40 levels": b'{"channelId": "1001", "content": "x", "extra": ' + b"[" * 40 + b"]" * 40 + b"}",
+    "integer of 5,000 digits": b'{"channelId": ' + b"1" * 5000 + b', "content": "x"}',
+    "negative integer of 5,000 digits": b'{"channelId": "1001", "content": "x", "flags": -' + b"9" * 5000 + b"}",
+    "snowflake string of 5,000 digits": b'{"channelId": "' + b"1" * 5000 + b'", "content": "x"}',
+    "{} as a row type": b'{"channelId": "1001", "components": [{"type": {}, "components": []}]}',
+    "[] as a row type": b'{"channelId": "1001", "components": [{"type": [], "components": []}]}',
+    "{} as a button type": b'{"channelId": "1001", "components": [{"type": 1, "components": [{"type": {}}]}]}',
+    "{} as a button style": b'{"channelId": "1001", "components": [{"type": 1, "components":'
+                            b' [{"type": 2, "style": {}, "url": "https://a.example"}]}]}',
+    "[] as a button style": b'{"channelId": "1001", "components": [{"type": 1, "components":'
+                            b' [{"type": 2, "style": [1], "url": "https://a.example"}]}]}',
+    "NaN": b'{"channelId": "1001", "content": "x", "flags": NaN}',
+    "Infinity": b'{"channelId": "1001", "content": "x", "embeds": [{"title": "t", "color": -Infinity}]}',
+    "array at the top": b"[]",
+    "string at the top": b'"hello"',
+    "null at the top": b"null",
+    "invalid UTF-8": b'{"channelId": "1001", "content": "\xff\xfe"}',
+    "UTF-16": '{"channelId": "1001", "content": "x"}'.encode("utf-16"),
+    "empty": b"",
+    "truncated": b'{"channelId": "1001", "content": "x',
+    "trailing garbage": b'{"channelId": "1001", "content": "x"} {}',
+    "lone surrogate in a key": b'{"channelId": "1001", "content": "x", "\\ud800": 1}',
+}
+
+
+@pytest.mark.parametrize("raw", MALFORMED.values(), ids=MALFORMED.keys())
+async def test_every_malformed_body_gets_a_json_400(env: Env, raw: bytes) -> None:
+    key = await env.key()
+    status, body, resp = await env.post(key, None, raw=raw)
+    if raw.endswith(b'"\\ud800": 1}'):  # an unknown field is ignored (with a warning), whatever its name
+        assert status == 202 and body["warnings"] == ["$.\ud800 is not a known field and was ignored"]
+        return
+    assert status == 400 and resp.content_type == "application/json", body
+    assert body["error"] in ("invalid_json", "invalid_body") and body["message"]
+    env.check("/send-data", "post", 400, body)
+    assert await env.store.fetchval("SELECT COUNT(*) FROM relay_outbox") == 0

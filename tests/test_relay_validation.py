@@ -165,3 +165,49 @@ def test_hex_colour_string_and_fingerprint() -> None:
     assert a.fingerprint() == b.fingerprint()
     c = validate_payload({"channelId": CHANNEL, "embeds": [{"title": "u"}]})
     assert c.fingerprint() != a.fingerprint()
+
+
+LONE = "\ud800"  # what json.loads makes of the JSON text "\ud800": not encodable as UTF-8
+
+
+@pytest.mark.parametrize("patch, path", [
+    ({"content": "hi " + LONE}, "$.content"),
+    ({"embeds": [{"title": LONE}]}, "$.embeds[0].title"),
+    ({"embeds": [{"title": "t", "description": "a\udfffb"}]}, "$.embeds[0].description"),
+    ({"embeds": [{"title": "t", "footer": {"text": LONE}}]}, "$.embeds[0].footer.text"),
+    ({"embeds": [{"title": "t", "author": {"name": LONE}}]}, "$.embeds[0].author.name"),
+    ({"embeds": [{"fields": [{"name": "n", "value": LONE}]}]}, "$.embeds[0].fields[0].value"),
+    ({"embeds": [{"title": "t", "url": "https://example.com/" + LONE}]}, "$.embeds[0].url"),
+    ({"components": [{"type": 1, "components": [
+        {"type": 2, "style": 5, "url": "https://example.com", "label": LONE}]}]}, "$.components[0].components[0].label"),
+    ({"components": [{"type": 1, "components": [
+        {"type": 2, "style": 5, "url": "https://example.com", "emoji": {"name": LONE}}]}]},
+     "$.components[0].components[0].emoji.name"),
+    ({"username": "relay" + LONE}, "$.username"),
+])
+def test_a_lone_surrogate_is_refused_naming_its_path(patch: dict[str, Any], path: str) -> None:
+    body = {"channelId": CHANNEL, "content": "ok", **patch}
+    assert (path, "unicode") in issues(body)
+
+
+def test_a_surrogate_pair_is_ordinary_text() -> None:
+    msg = validate_payload({"channelId": CHANNEL, "content": "\U0001F600", "embeds": [{"title": "\u00e9t\u00e9"}]})
+    assert msg.content == "\U0001F600"
+
+
+@pytest.mark.parametrize("value", [{}, [], None, "1", 1.5, True])
+def test_component_type_and_style_of_any_json_type_are_a_400_issue(value: Any) -> None:
+    row = {"channelId": CHANNEL, "components": [{"type": value, "components": []}]}
+    assert issues(row)[0] == ("$.components[0].type", "type:integer")
+    button = {"type": value, "style": 5, "url": "https://example.com", "label": "x"}
+    nested = {"channelId": CHANNEL, "components": [{"type": 1, "components": [button]}]}
+    assert issues(nested)[0] == ("$.components[0].components[0].type", "type:integer")
+    button = {"type": 2, "style": value, "url": "https://example.com", "label": "x"}
+    nested = {"channelId": CHANNEL, "components": [{"type": 1, "components": [button]}]}
+    assert issues(nested)[0] == ("$.components[0].components[0].style", "type:integer")
+
+
+def test_a_snowflake_of_thousands_of_digits_is_out_of_range() -> None:
+    assert issues({"channelId": "1" * 5000, "content": "x"}) == [("$.channelId", "range:snowflake")]
+    assert issues({"channelId": "0" * 5000 + "7", "content": "x", "channel_id": "8"}) == [
+        ("$.channel_id", "conflict")]  # leading zeros: still the id 7

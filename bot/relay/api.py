@@ -10,7 +10,6 @@ While the bot drains before it stops, every new post gets 503 ``restarting`` wit
 from __future__ import annotations
 
 import asyncio
-import json
 import logging
 import time
 from collections.abc import Callable
@@ -20,9 +19,10 @@ from typing import Any, Protocol
 from aiohttp import web
 
 from bot.relay.identity import apply_identity
+from bot.relay.jsonbody import BodyError, parse_body
 from bot.relay.keys import KeyExpired, KeyStore, RelayKey
 from bot.relay.metrics import RelayMetrics
-from bot.relay.outbox import Accepted, NewPost, Outbox, OutboxUnavailable, post_id_time
+from bot.relay.outbox import Accepted, NewPost, Outbox, OutboxUnavailable, PostNotStorable, post_id_time
 from bot.relay.ratelimit import KeyRateLimiter
 from bot.relay.validation import PayloadError, validate_payload
 from bot.relay.worker import DeliveryWorker
@@ -162,12 +162,9 @@ class RelayApi:
                 429, "rate_limited", f"this key is over its rate limit; retry after {retry} s",
                 headers={"Retry-After": retry}, retry_after=round(wait_for, 3)))
         try:
-            body = json.loads(raw.decode("utf-8"))
-        except UnicodeDecodeError:
-            return self._reject("invalid_json", error_response(400, "invalid_json", "the body is not valid UTF-8"))
-        except json.JSONDecodeError as exc:
-            return self._reject("invalid_json", error_response(
-                400, "invalid_json", f"the body is not valid JSON: {exc.msg} at line {exc.lineno} column {exc.colno}"))
+            body = parse_body(raw)
+        except BodyError as exc:
+            return self._reject("invalid_json", error_response(400, "invalid_json", str(exc)))
         try:
             message = apply_identity(key, validate_payload(body))  # the key's name/avatar; 400 if it forbids the post's
         except PayloadError as exc:
@@ -186,6 +183,10 @@ class RelayApi:
             return self._reject(refusal[0], refusal[1])
         try:
             accepted = await self.outbox.accept(NewPost(key, message, idempotency_key))
+        except PostNotStorable as exc:  # this body's own fault: the same body would fail again
+            reason = f"the post cannot be stored: {exc}"
+            return self._reject("invalid_body", error_response(
+                400, "invalid_body", f"$: {reason}", errors=[{"path": "$", "rule": "storable", "message": reason}]))
         except OutboxUnavailable:
             return self._reject("unavailable", error_response(
                 503, "unavailable", "the post could not be stored; retry later", headers={"Retry-After": "1"}))

@@ -8,6 +8,7 @@ from __future__ import annotations
 
 from typing import Any
 
+from bot.relay import validation as V
 from bot.rendering import limits as L
 
 _NULLABLE_STR = ["string", "null"]
@@ -31,7 +32,76 @@ def _json(schema: dict[str, Any], description: str, headers: dict[str, Any] | No
     return out
 
 
-SNOWFLAKE = {"anyOf": [{"type": "string", "pattern": "^[0-9]{1,20}$"}, {"type": "integer", "minimum": 1}]}
+# -- patterns derived from the validator's constants ------------------------------------------------
+# Patterns are written for both ECMA-262 (OpenAPI clients) and Python's re (jsonschema, the tests):
+# no inline flags, so a case-insensitive word is spelled [dD][iI]…
+
+
+def _anycase(word: str) -> str:
+    return "".join(f"[{c.lower()}{c.upper()}]" if c.isalpha() else c for c in word)
+
+
+def decimal_at_most(limit: int) -> str:
+    """A regex (no anchors) of the decimal numbers 1..``limit`` written without leading zeros."""
+    digits = str(limit)
+    parts = [f"[1-9][0-9]{{0,{len(digits) - 2}}}"] if len(digits) > 1 else []  # fewer digits than limit
+    for i, d in enumerate(digits):  # as many digits: same prefix, then a smaller digit, then anything
+        low = 1 if i == 0 else 0
+        if int(d) > low:
+            rest = len(digits) - i - 1
+            parts.append(f"{digits[:i]}[{low}-{int(d) - 1}]" + (f"[0-9]{{{rest}}}" if rest else ""))
+    parts.append(digits)
+    return "(" + "|".join(parts) + ")"
+
+
+_HOST = "[A-Za-z0-9._~%!$&'()*+,;=:@-]+"  # ASCII only: Python's URL parser refuses some non-ASCII hosts
+_REST = "([/?#][^\\s]*)?"
+
+
+def _url_pattern(schemes: tuple[str, ...]) -> str:
+    """``"" `` or an absolute URL with one of ``schemes`` (``discord:`` needs no host), no whitespace."""
+    forms = [f"{_anycase(s)}:[^\\s]*" if s == "discord" else f"{_anycase(s)}://{_HOST}{_REST}" for s in schemes]
+    return "^$|^(" + "|".join(forms) + ")$"
+
+
+def _url(max_len: int = V.URL_MAX, schemes: tuple[str, ...] = V.URL_SCHEMES, **extra: Any) -> dict[str, Any]:
+    return _str(max_len, pattern=_url_pattern(schemes), **extra)
+
+
+_BLANK = {"enum": [None, ""]}  # absent, as the validator counts it (empty string or null)
+_NOT_BLANK = "[^\\s]"  # somewhere a character that is not whitespace
+_FORBIDDEN_NAME = "|".join(
+    [f"[\\s\\S]*{_anycase(p)}" for p in V.FORBIDDEN_USERNAME_PARTS]
+    + [f"\\s*{_anycase(n)}\\s*$" for n in V.FORBIDDEN_USERNAMES]
+)
+TIMESTAMP_PATTERN = (
+    "^[1-9][0-9]{3}-(0[1-9]|1[0-2])-(0[1-9]|[12][0-9]|3[01])T([01][0-9]|2[0-3]):[0-5][0-9]:[0-5][0-9]"
+    "(\\.[0-9]{1,6})?(Z|[+-]([01][0-9]|2[0-3]):[0-5][0-9])$"
+)
+COLOR_PATTERN = f"^$|^(#|0[xX])?[0-9a-fA-F]{{1,{len(f'{V.COLOR_MAX:x}')}}}$"
+
+SNOWFLAKE = {
+    "anyOf": [
+        {"type": "string", "pattern": f"^{decimal_at_most(V.SNOWFLAKE_MAX)}$"},
+        {"type": "integer", "minimum": 1, "maximum": V.SNOWFLAKE_MAX},
+    ],
+}
+_OPTIONAL_SNOWFLAKE = {"anyOf": [SNOWFLAKE, _BLANK]}
+
+
+def _required_text(*names: str, max_len: dict[str, int]) -> dict[str, Any]:
+    """Every name present, a string of at most its length with a character that is not whitespace."""
+    return {
+        "required": list(names),
+        "properties": {n: {"type": "string", "pattern": _NOT_BLANK, "maxLength": max_len[n]} for n in names},
+    }
+
+
+def _present(name: str) -> dict[str, Any]:
+    """``name`` is given and not absent (not null, not an empty string)."""
+    return {"required": [name], "properties": {name: {"not": _BLANK}}}
+
+
 RETRY_AFTER = {
     "Retry-After": {
         "description": "Seconds to wait before retrying", "schema": {"type": "string", "pattern": "^[0-9]+$"},
@@ -41,44 +111,82 @@ RETRY_AFTER = {
 SCHEMAS: dict[str, Any] = {
     "Snowflake": SNOWFLAKE,
     "EmbedField": {
-        "type": ["object", "null"],
+        "type": "object",
+        "description": "A field with an empty name and value is dropped; otherwise both are required.",
         "properties": {
             "name": _str(L.EMBED_FIELD_NAME), "value": _str(L.EMBED_FIELD_VALUE),
             "inline": {"type": ["boolean", "null"]},
         },
+        "anyOf": [
+            {"properties": {"name": _BLANK, "value": _BLANK}},
+            _required_text("name", "value", max_len={"name": L.EMBED_FIELD_NAME, "value": L.EMBED_FIELD_VALUE}),
+        ],
     },
     "Embed": {
         "type": "object",
-        "description": "Empty strings and nulls count as absent; a field with an empty name and value is dropped.",
+        "description": (
+            "Empty strings and nulls count as absent; a field with an empty name and value is dropped. An embed needs "
+            f"something to show, and the texts of all embeds together are at most {L.EMBED_TOTAL} characters."
+        ),
         "properties": {
+            "type": {"enum": [None, "", "rich"]},
             "title": _str(L.EMBED_TITLE),
             "description": _str(L.EMBED_DESCRIPTION),
-            "url": _str(2048, format="uri"),
-            "color": {"type": ["integer", "string", "null"], "minimum": 0, "maximum": 0xFFFFFF},
-            "timestamp": _str(None, format="date-time"),
-            "footer": {
-                "type": ["object", "null"], "properties": {"text": _str(L.EMBED_FOOTER), "icon_url": _str(2048)},
+            "url": _url(),
+            "color": {
+                "anyOf": [
+                    {"type": "integer", "minimum": 0, "maximum": V.COLOR_MAX},
+                    {"type": ["string", "null"], "pattern": COLOR_PATTERN},
+                ],
+                "description": f"0–{V.COLOR_MAX} or a hex colour like \"#5865F2\"",
             },
-            "image": {"type": ["object", "null"], "properties": {"url": _str(2048)}},
-            "thumbnail": {"type": ["object", "null"], "properties": {"url": _str(2048)}},
+            "timestamp": _str(
+                None, pattern=f"^$|{TIMESTAMP_PATTERN}", description="ISO 8601, e.g. 2024-05-01T12:00:00Z"
+            ),
+            "footer": {
+                "type": ["object", "null"],
+                "properties": {"text": _str(L.EMBED_FOOTER), "icon_url": _url()},
+                "if": _present("icon_url"),
+                "then": _required_text("text", max_len={"text": L.EMBED_FOOTER}),
+            },
+            "image": {"type": ["object", "null"], "properties": {"url": _url()}},
+            "thumbnail": {"type": ["object", "null"], "properties": {"url": _url()}},
             "author": {
                 "type": ["object", "null"],
-                "properties": {"name": _str(L.EMBED_AUTHOR), "url": _str(2048), "icon_url": _str(2048)},
+                "properties": {"name": _str(L.EMBED_AUTHOR), "url": _url(), "icon_url": _url()},
+                "if": {"anyOf": [_present("url"), _present("icon_url")]},
+                "then": _required_text("name", max_len={"name": L.EMBED_AUTHOR}),
             },
             "fields": {"type": ["array", "null"], "maxItems": L.EMBED_FIELDS, "items": _ref("EmbedField")},
         },
     },
+    "Emoji": {
+        "type": ["object", "null"],
+        "properties": {
+            "id": _OPTIONAL_SNOWFLAKE, "name": _str(V.EMOJI_NAME_MAX), "animated": {"type": ["boolean", "null"]},
+        },
+        "anyOf": [{"type": "null"}, _present("id"), _required_text("name", max_len={"name": V.EMOJI_NAME_MAX})],
+    },
     "LinkButton": {
         "type": "object",
         "required": ["type", "style", "url"],
+        "description": "A label or an emoji is required",
         "properties": {
             "type": {"const": 2},
-            "style": {"const": 5, "description": "Only link buttons: interactive components are refused"},
-            "url": {"type": "string", "maxLength": 512},
+            "style": {
+                "const": V.LINK_BUTTON_STYLE, "description": "Only link buttons: interactive components are refused",
+            },
+            "url": {**_url(V.BUTTON_URL_MAX, V.BUTTON_URL_SCHEMES), "type": "string", "minLength": 1},
             "label": _str(L.BUTTON_LABEL),
-            "emoji": {"type": ["object", "null"]},
+            "emoji": _ref("Emoji"),
             "disabled": {"type": ["boolean", "null"]},
+            "custom_id": {**_BLANK, "description": "Link buttons have a url, not a custom_id"},
+            "sku_id": {**_BLANK, "description": "Premium buttons are refused"},
         },
+        "anyOf": [
+            {"required": ["label"], "properties": {"label": {"type": "string", "minLength": 1}}},
+            {"required": ["emoji"], "properties": {"emoji": {"type": "object"}}},
+        ],
     },
     "ActionRow": {
         "type": "object",
@@ -90,42 +198,67 @@ SCHEMAS: dict[str, Any] = {
     },
     "AllowedMentions": {
         "type": ["object", "null"],
-        "description": "Honoured only when the key was created with allow_mentions; otherwise nothing pings.",
+        "description": (
+            "Honoured only when the key was created with allow_mentions; otherwise nothing pings. users (roles) "
+            "cannot be listed while parse contains \"users\" (\"roles\")."
+        ),
         "properties": {
-            "parse": {"type": "array", "items": {"enum": ["users", "roles", "everyone"]}},
-            "users": {"type": "array", "maxItems": 100, "items": SNOWFLAKE},
-            "roles": {"type": "array", "maxItems": 100, "items": SNOWFLAKE},
-            "replied_user": {"type": "boolean"},
+            "parse": {
+                "type": ["array", "null"], "maxItems": len(V.MENTION_KINDS), "items": {"enum": list(V.MENTION_KINDS)},
+            },
+            "users": {"type": ["array", "null"], "maxItems": V.MENTION_IDS_MAX, "items": SNOWFLAKE},
+            "roles": {"type": ["array", "null"], "maxItems": V.MENTION_IDS_MAX, "items": SNOWFLAKE},
+            "replied_user": {"type": ["boolean", "null"]},
         },
+        "allOf": [
+            {
+                "if": {"required": ["parse"], "properties": {"parse": {"type": "array", "contains": {"const": kind}}}},
+                "then": {"properties": {kind: {"type": ["array", "null"], "maxItems": 0}}},
+            }
+            for kind in ("users", "roles")
+        ],
     },
     "SendDataRequest": {
         "type": "object",
         "description": (
             "DigiCord's /send-data payload, also accepting the message fields of Discohook's JSON. channelId "
             "(or channel_id) is required; the message needs content, an embed or a link button. The post appears "
-            "under its key's name and avatar, through a webhook the bot owns in that channel. Unknown fields are "
-            "ignored "
+            "under its key's name and avatar, through a webhook the bot owns in that channel. Text must be valid "
+            "Unicode (a lone UTF-16 surrogate such as \"\\ud800\" is refused). Unknown fields are ignored "
             "and listed in `warnings`."
         ),
         "properties": {
-            "channelId": SNOWFLAKE,
-            "channel_id": SNOWFLAKE,
+            "channelId": _OPTIONAL_SNOWFLAKE,
+            "channel_id": _OPTIONAL_SNOWFLAKE,
             "content": _str(L.MESSAGE_CONTENT),
             "embeds": {"type": ["array", "null"], "maxItems": L.EMBEDS_PER_MESSAGE, "items": _ref("Embed")},
             "components": {"type": ["array", "null"], "maxItems": L.ACTION_ROWS, "items": _ref("ActionRow")},
             "allowed_mentions": _ref("AllowedMentions"),
-            "username": _str(L.USERNAME, description=(
-                "Only with a key created with custom_identity:true (else 400, rule identity:fixed); "
-                "must not contain \"discord\" or \"clyde\" or be \"everyone\"/\"here\". Default: the key's name")),
-            "avatar_url": _str(2048, description=(
-                "Only with a key created with custom_identity:true (else 400). Default: the key's avatar")),
+            "username": {
+                **_str(L.USERNAME),
+                "not": {"type": "string", "pattern": f"^({_FORBIDDEN_NAME})"},
+                "description": (
+                    "Only with a key created with custom_identity:true (else 400, rule identity:fixed); "
+                    "must not contain \"discord\" or \"clyde\" or be \"everyone\"/\"here\". Default: the key's name"),
+            },
+            "avatar_url": {**_url(), "description": (
+                "Only with a key created with custom_identity:true (else 400). Default: the key's avatar")},
             "tts": {"type": ["boolean", "null"]},
             "flags": {
-                "type": ["integer", "null"],
+                "enum": [None, *sorted({0, V.FLAG_SUPPRESS_EMBEDS, V.FLAG_SUPPRESS_NOTIFICATIONS, V.ALLOWED_FLAGS})],
                 "description": "Only SUPPRESS_EMBEDS (4) and SUPPRESS_NOTIFICATIONS (4096)",
             },
             "attachments": {"type": ["array", "null"], "maxItems": 0},
+            **{name: {**_BLANK, "description": reason} for name, reason in V.UNSUPPORTED_FIELDS.items()},
         },
+        "allOf": [
+            {"anyOf": [_present("channelId"), _present("channel_id")]},
+            {"anyOf": [  # something to post
+                _required_text("content", max_len={"content": L.MESSAGE_CONTENT}),
+                {"required": ["embeds"], "properties": {"embeds": {"type": "array", "minItems": 1}}},
+                {"required": ["components"], "properties": {"components": {"type": "array", "minItems": 1}}},
+            ]},
+        ],
     },
     "Queued": {
         "type": "object",

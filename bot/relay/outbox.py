@@ -18,6 +18,7 @@ import base64
 import json
 import logging
 import secrets
+import sqlite3
 import time
 from collections.abc import Callable
 from dataclasses import dataclass
@@ -209,55 +210,85 @@ class Outbox:
                 await self._write(batch)
 
     async def _write(self, batch: list[tuple[NewPost, asyncio.Future[Accepted]]]) -> None:
+        """Commit ``batch`` in one transaction and answer each caller. A post that cannot be stored
+        sinks only itself: it is refused before the transaction when its row cannot be encoded, and
+        when the database refuses the batch for its data, each post is retried in its own transaction."""
         now = self.clock()
-        results: list[Accepted] = []
-        fresh: list[QueuedPost] = []
-        try:
-            async with self.store.transaction() as db:
-                plain: list[tuple[Any, ...]] = []
-                for post, _ in batch:
-                    msg = post.message
-                    post_id = new_post_id(now)
-                    body = msg.discord_body(allow_mentions=post.key.allow_mentions)
-                    row = (
-                        post_id, post.key.key_id, post.key.guild_id, msg.channel_id,
-                        json.dumps(body, separators=(",", ":"), ensure_ascii=False),
-                        "webhook" if msg.via_webhook else "bot", post.idempotency_key,
-                        msg.fingerprint() if post.idempotency_key is not None else None, now, now,
-                    )
-                    if post.idempotency_key is None:
-                        plain.append(row)
-                        results.append(Accepted(post_id, msg.channel_id))
-                        fresh.append(QueuedPost(post_id, msg.channel_id))
-                        continue
-                    if plain:  # keep insertion order = acceptance order
-                        await db.executemany(_INSERT, plain)
-                        plain = []
-                    first = await self._insert_keyed(db, row, post.key.key_id, post.idempotency_key, now)
-                    if first is None:
-                        results.append(Accepted(post_id, msg.channel_id))
-                        fresh.append(QueuedPost(post_id, msg.channel_id))
-                        continue
-                    results.append(Accepted(first["id"], int(first["channel_id"]), replayed=True,
-                                            same_body=first["fingerprint"] == msg.fingerprint()))
-                if plain:
-                    await db.executemany(_INSERT, plain)
-                used = sorted({post.key.key_id for post, _ in batch})
-                await db.executemany(
-                    "UPDATE relay_keys SET last_used_at = ? WHERE key_id = ?", [(int(now), k) for k in used]
-                )
-        except Exception as exc:
-            log.exception("relay outbox: a batch of %d post(s) could not be stored", len(batch))
-            for _, future in batch:
-                if not future.done():
-                    future.set_exception(OutboxUnavailable(str(type(exc).__name__)))
+        items: list[_Item] = []
+        for post, future in batch:
+            try:
+                items.append(_Item(post, future, _row(post, now)))
+            except PostNotStorable as exc:
+                log.warning("relay outbox: a post of key %s cannot be stored: %s", post.key.key_id, exc)
+                _answer(future, exc)
+        if not items:
             return
-        self.batches_written += 1
-        for (_, future), result in zip(batch, results, strict=True):
-            if not future.done():
-                future.set_result(result)
+        try:
+            results = await self._commit(items, now)
+        except _DATA_ERRORS as exc:
+            if len(items) == 1:
+                self._refuse(items, exc)
+                return
+            log.warning("relay outbox: a batch of %d post(s) was refused for one post's data (%s);"
+                        " storing each on its own", len(items), type(exc).__name__)
+            results = []
+            for item in items:
+                try:
+                    results += await self._commit([item], now)
+                except _DATA_ERRORS as one:
+                    self._refuse([item], one)
+                except Exception as one:
+                    self._unavailable([item], one)
+        except Exception as exc:
+            self._unavailable(items, exc)
+            return
+        fresh = [queued for _, _, queued in results if queued is not None]
+        for item, accepted, _ in results:
+            _answer(item.future, accepted)
         if fresh and self.on_commit is not None:
             self.on_commit(fresh)
+
+    async def _commit(self, items: list[_Item], now: float) -> list[tuple[_Item, Accepted, QueuedPost | None]]:
+        """One ``BEGIN IMMEDIATE … COMMIT`` for ``items``; the answer of each (its queue entry when new)."""
+        results: list[tuple[_Item, Accepted, QueuedPost | None]] = []
+        async with self.store.transaction() as db:
+            plain: list[tuple[Any, ...]] = []
+            for item in items:
+                post_id, channel_id = item.row[0], item.post.message.channel_id
+                if item.post.idempotency_key is None:
+                    plain.append(item.row)
+                    results.append((item, Accepted(post_id, channel_id), QueuedPost(post_id, channel_id)))
+                    continue
+                if plain:  # keep insertion order = acceptance order
+                    await db.executemany(_INSERT, plain)
+                    plain = []
+                first = await self._insert_keyed(db, item.row, item.post.key.key_id, item.post.idempotency_key, now)
+                if first is None:
+                    results.append((item, Accepted(post_id, channel_id), QueuedPost(post_id, channel_id)))
+                    continue
+                same = first["fingerprint"] == item.post.message.fingerprint()
+                results.append(
+                    (item, Accepted(first["id"], int(first["channel_id"]), replayed=True, same_body=same), None)
+                )
+            if plain:
+                await db.executemany(_INSERT, plain)
+            used = sorted({item.post.key.key_id for item in items})
+            await db.executemany(
+                "UPDATE relay_keys SET last_used_at = ? WHERE key_id = ?", [(int(now), k) for k in used]
+            )
+        self.batches_written += 1
+        return results
+
+    def _refuse(self, items: list[_Item], exc: BaseException) -> None:
+        log.warning("relay outbox: the database refused a post of key %s: %s: %s",
+                    items[0].post.key.key_id, type(exc).__name__, exc)
+        for item in items:
+            _answer(item.future, PostNotStorable("the database refused its data"))
+
+    def _unavailable(self, items: list[_Item], exc: BaseException) -> None:
+        log.error("relay outbox: %d post(s) could not be stored", len(items), exc_info=exc)
+        for item in items:
+            _answer(item.future, OutboxUnavailable(type(exc).__name__))
 
     async def _insert_keyed(self, db: Any, row: tuple[Any, ...], key_id: str, idempotency_key: str, now: float) -> Any:
         """Insert a post that has an Idempotency-Key. Returns None when inserted, else the earlier post
@@ -383,3 +414,51 @@ class Outbox:
 
 class OutboxUnavailable(Exception):
     """The outbox could not store a post (database error); the client should retry later."""
+
+
+class PostNotStorable(Exception):
+    """This post's own data cannot be stored (the client's fault: retrying the same body cannot help).
+    ``str(exc)`` says why, for the client."""
+
+
+# Errors that come from one post's data rather than from the database itself (which raises
+# sqlite3.OperationalError for a full disk, an I/O error or a read-only file).
+# (Not ValueError or ProgrammingError: aiosqlite and sqlite3 raise those for a closed connection.)
+_DATA_ERRORS: tuple[type[BaseException], ...] = (
+    sqlite3.IntegrityError, sqlite3.DataError, UnicodeError, OverflowError,
+)
+
+
+@dataclass(frozen=True, slots=True)
+class _Item:
+    post: NewPost
+    future: asyncio.Future[Accepted]
+    row: tuple[Any, ...]
+
+
+def _row(post: NewPost, now: float) -> tuple[Any, ...]:
+    """The outbox row of ``post``; ``PostNotStorable`` when its text cannot be encoded as UTF-8 (a
+    lone surrogate the validator did not see): SQLite would refuse it in the middle of the batch."""
+    msg = post.message
+    body = json.dumps(msg.discord_body(allow_mentions=post.key.allow_mentions), separators=(",", ":"),
+                      ensure_ascii=False)
+    try:
+        body.encode("utf-8")
+        if post.idempotency_key is not None:
+            post.idempotency_key.encode("utf-8")
+    except UnicodeEncodeError:
+        raise PostNotStorable("it contains text that is not valid Unicode (a lone UTF-16 surrogate)") from None
+    return (
+        new_post_id(now), post.key.key_id, post.key.guild_id, msg.channel_id, body,
+        "webhook" if msg.via_webhook else "bot", post.idempotency_key,
+        msg.fingerprint() if post.idempotency_key is not None else None, now, now,
+    )
+
+
+def _answer(future: asyncio.Future[Accepted], outcome: Accepted | BaseException) -> None:
+    if future.done():
+        return
+    if isinstance(outcome, BaseException):
+        future.set_exception(outcome)
+    else:
+        future.set_result(outcome)

@@ -12,7 +12,7 @@ import hashlib
 import json
 from dataclasses import dataclass, field
 from datetime import datetime
-from typing import Any
+from typing import Any, TypeGuard
 from urllib.parse import urlsplit
 
 from bot.rendering import limits as L
@@ -21,7 +21,12 @@ MAX_ISSUES = 50
 URL_MAX = 2048
 BUTTON_URL_MAX = 512
 SNOWFLAKE_MAX = (1 << 63) - 1
+SNOWFLAKE_DIGITS = len(str(SNOWFLAKE_MAX))
 MENTION_IDS_MAX = 100
+MENTION_KINDS = ("users", "roles", "everyone")
+EMOJI_NAME_MAX = 100
+URL_SCHEMES = ("http", "https")
+BUTTON_URL_SCHEMES = ("http", "https", "discord")
 COLOR_MAX = 0xFFFFFF
 FLAG_SUPPRESS_EMBEDS = 1 << 2
 FLAG_SUPPRESS_NOTIFICATIONS = 1 << 12
@@ -29,12 +34,12 @@ ALLOWED_FLAGS = FLAG_SUPPRESS_EMBEDS | FLAG_SUPPRESS_NOTIFICATIONS
 FORBIDDEN_USERNAME_PARTS = ("discord", "clyde")
 FORBIDDEN_USERNAMES = ("everyone", "here")
 LINK_BUTTON_STYLE = 5
-COMPONENT_NAMES: dict[Any, str] = {  # looked up with whatever "type" a payload sent
+COMPONENT_NAMES: dict[int, str] = {  # looked up (through _lookup) with whatever "type" a payload sent
     1: "action row", 2: "button", 3: "string select", 4: "text input", 5: "user select", 6: "role select",
     7: "mentionable select", 8: "channel select", 9: "section", 10: "text display", 11: "thumbnail",
     12: "media gallery", 13: "file", 14: "separator", 17: "container",
 }
-BUTTON_STYLES: dict[Any, str] = {1: "primary", 2: "secondary", 3: "success", 4: "danger", 5: "link", 6: "premium"}
+BUTTON_STYLES: dict[int, str] = {1: "primary", 2: "secondary", 3: "success", 4: "danger", 5: "link", 6: "premium"}
 
 TOP_LEVEL_FIELDS = frozenset(
     {"channelId", "channel_id", "content", "embeds", "components", "allowed_mentions", "username", "avatar_url",
@@ -160,10 +165,14 @@ class _Checker:
         if len(value) > max_len:
             self.fail(path, f"max_length:{max_len}", f"must be at most {max_len} characters (got {len(value)})")
             return None
+        if not _is_unicode(value):
+            self.fail(path, "unicode",
+                      "contains a lone UTF-16 surrogate (an unpaired \\ud800–\\udfff escape), which is not text")
+            return None
         return value
 
     def url(
-        self, value: Any, path: str, *, max_len: int = URL_MAX, schemes: tuple[str, ...] = ("http", "https")
+        self, value: Any, path: str, *, max_len: int = URL_MAX, schemes: tuple[str, ...] = URL_SCHEMES
     ) -> str | None:
         text = self.string(value, path, max_len=max_len)
         if text is None:
@@ -205,7 +214,10 @@ class _Checker:
         if not text.isdigit() or not text.isascii():
             self.fail(path, "type:snowflake", "must be a Discord id made of digits")
             return None
-        number = int(text)
+        if len(text.lstrip("0")) > SNOWFLAKE_DIGITS:  # before int(): CPython refuses over 4,300 digits
+            self.fail(path, "range:snowflake", "is not a valid Discord id")
+            return None
+        number = int(text.lstrip("0") or "0")
         if not 0 < number <= SNOWFLAKE_MAX:
             self.fail(path, "range:snowflake", "is not a valid Discord id")
             return None
@@ -370,8 +382,12 @@ class _Checker:
                 if row is None:
                     self.fail(rpath, "type:object", "must be an action row object, not null")
                 continue
-            if rdata.get("type") != 1:
-                kind = COMPONENT_NAMES.get(rdata.get("type"), f"type {rdata.get('type')!r}")
+            row_type = rdata.get("type")
+            if not _is_int(row_type):
+                self.fail(f"{rpath}.type", "type:integer", f"must be 1 (an action row), not {_json_type(row_type)}")
+                continue
+            if row_type != 1:
+                kind = _component_name(row_type)
                 self.fail(f"{rpath}.type", "component:link_button_only",
                           f"must be an action row (type 1) holding link buttons; "
                           f"a {kind} is not allowed at the top level")
@@ -398,15 +414,22 @@ class _Checker:
                 self.fail(path, "type:object", "must be a button object, not null")
             return None
         kind = data.get("type")
+        if not _is_int(kind):
+            self.fail(f"{path}.type", "type:integer", f"must be 2 (a button), not {_json_type(kind)}")
+            return None
         if kind != 2:
-            name = COMPONENT_NAMES.get(kind, f"component type {kind!r}")
+            name = _component_name(kind)
             self.fail(f"{path}.type", "component:link_button_only",
                       f"a {name} is not allowed: only link buttons (type 2, style 5) can be relayed, "
                       "interactive components would have nothing to answer them")
             return None
         style = data.get("style")
+        if not _is_int(style):
+            self.fail(f"{path}.style", "type:integer",
+                      f"must be {LINK_BUTTON_STYLE} (a link button), not {_json_type(style)}")
+            return None
         if style != LINK_BUTTON_STYLE:
-            name = BUTTON_STYLES.get(style, repr(style))
+            name = BUTTON_STYLES.get(style, f"style {style}")
             self.fail(f"{path}.style", "component:link_button_only",
                       f"a {name} button is not allowed: only link buttons (style 5) can be relayed, "
                       "interactive buttons would have nothing to answer them")
@@ -417,7 +440,7 @@ class _Checker:
             self.fail(f"{path}.sku_id", "component:link_button_only", "premium buttons are not allowed")
         self.unknown(data, {"type", "style", "label", "url", "emoji", "disabled", "custom_id", "sku_id", "id"}, path)
         out: dict[str, Any] = {"type": 2, "style": LINK_BUTTON_STYLE}
-        url = self.url(data.get("url"), f"{path}.url", max_len=BUTTON_URL_MAX, schemes=("http", "https", "discord"))
+        url = self.url(data.get("url"), f"{path}.url", max_len=BUTTON_URL_MAX, schemes=BUTTON_URL_SCHEMES)
         if url is None and _absent(data.get("url")):
             self.fail(f"{path}.url", "required", "a link button needs a url")
         label = self.string(data.get("label"), f"{path}.label", max_len=L.BUTTON_LABEL)
@@ -443,7 +466,7 @@ class _Checker:
             return None
         out: dict[str, Any] = {}
         emoji_id = self.snowflake(data.get("id"), f"{path}.id")
-        name = self.string(data.get("name"), f"{path}.name", max_len=100, required=emoji_id is None)
+        name = self.string(data.get("name"), f"{path}.name", max_len=EMOJI_NAME_MAX, required=emoji_id is None)
         animated = self.boolean(data.get("animated"), f"{path}.animated")
         if emoji_id is not None:
             out["id"] = str(emoji_id)
@@ -460,11 +483,11 @@ class _Checker:
             return None
         self.unknown(data, {"parse", "users", "roles", "replied_user"}, path)
         out: dict[str, Any] = {}
-        parse = self.array(data.get("parse"), f"{path}.parse", max_items=3)
+        parse = self.array(data.get("parse"), f"{path}.parse", max_items=len(MENTION_KINDS))
         if parse is not None:
             kinds = []
             for i, kind in enumerate(parse):
-                if kind not in ("users", "roles", "everyone"):
+                if kind not in MENTION_KINDS:
                     self.fail(f"{path}.parse[{i}]", "enum:users|roles|everyone",
                               "must be \"users\", \"roles\" or \"everyone\"")
                 elif kind not in kinds:
@@ -485,6 +508,27 @@ class _Checker:
         if replied is not None:
             out["replied_user"] = replied
         return out
+
+
+def _is_unicode(text: str) -> bool:
+    """False when ``text`` holds a lone surrogate (JSON's ``"\\ud800"``): such a string cannot be
+    encoded as UTF-8, so it could be neither stored nor sent to Discord."""
+    if text.isascii():
+        return True
+    try:
+        text.encode("utf-8")
+    except UnicodeEncodeError:
+        return False
+    return True
+
+
+def _is_int(value: Any) -> TypeGuard[int]:
+    """A JSON integer: checked before any table lookup (an object or array sent there is not hashable)."""
+    return isinstance(value, int) and not isinstance(value, bool)
+
+
+def _component_name(kind: int) -> str:
+    return COMPONENT_NAMES.get(kind, f"component type {kind}")
 
 
 def _json_type(value: Any) -> str:
