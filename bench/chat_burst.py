@@ -36,7 +36,14 @@ from typing import Any
 ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
 
-from bench.chat_load import instrument_gateway, ms, pct, pin_processes, start_bot_process  # noqa: E402
+from bench.chat_load import (  # noqa: E402
+    instrument_gateway,
+    ms,
+    pct,
+    pin_processes,
+    start_bot_process,
+    stop_bot_process,
+)
 from bot.rendering.stream import WRITING_MARKER  # noqa: E402
 
 PROMPT = "burst question #{i}."
@@ -90,12 +97,7 @@ async def run(n: int, chunks: int, chunk_delay: float, profile: str, pin: bool) 
         requests = discord_emu.requests[first_request:]
         limited = discord_emu.rate_limited[limited_before:]
     finally:
-        if proc is not None and proc.returncode is None:
-            proc.terminate()
-            try:
-                await asyncio.wait_for(proc.wait(), 30)
-            except TimeoutError:
-                proc.kill()
+        await stop_bot_process(proc)
         await gateway_emu.close()
         await discord_emu.close()
         tmp.cleanup()

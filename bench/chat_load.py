@@ -122,6 +122,16 @@ level = "WARNING"
     )
 
 
+async def stop_bot_process(proc: asyncio.subprocess.Process | None) -> None:
+    """SIGTERM the bot process (it drains), SIGKILL it if it has not exited after 30 s."""
+    if proc is not None and proc.returncode is None:
+        proc.terminate()
+        try:
+            await asyncio.wait_for(proc.wait(), 30)
+        except TimeoutError:
+            proc.kill()
+
+
 async def start_bot_process(discord_emu: Any, gateway_emu: Any, workdir: Path, n: int) -> asyncio.subprocess.Process:
     cfg = workdir / "bench.toml"
     write_config(cfg, discord_emu, gateway_emu, workdir / "bench.db", n)
@@ -289,12 +299,7 @@ async def run(n: int, chunks: int, chunk_delay: float, profile: str, in_process:
     finally:
         if running is not None:
             await running.stop()
-        if proc is not None and proc.returncode is None:
-            proc.terminate()
-            try:
-                await asyncio.wait_for(proc.wait(), 30)
-            except TimeoutError:
-                proc.kill()
+        await stop_bot_process(proc)
         await gateway_emu.close()
         await discord_emu.close()
         tmp.cleanup()
