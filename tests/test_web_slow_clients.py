@@ -22,7 +22,8 @@ import aiohttp
 import pytest
 
 from bot.app.web import WebServer
-from bot.app.web_guard import ConnectionLimits, connection_cap
+from bot.app.settings import HttpSettings
+from bot.app.web_guard import connection_cap
 from bot.relay.service import RelayService
 from tests.test_relay_api import DIGICORD, GUILD, FakeScope, ScriptedTransport, make_settings
 from tests.waiting import SignallingStore
@@ -54,7 +55,7 @@ class Served:
 
 
 @asynccontextmanager
-async def serve(tmp_path: Path, limits: ConnectionLimits,
+async def serve(tmp_path: Path, limits: HttpSettings,
                 open_files: Callable[[], int | None] = lambda: None) -> AsyncIterator[Served]:
     store = SignallingStore(tmp_path / "relay.db")
     await store.open()
@@ -97,7 +98,7 @@ def close_all(writers: list[asyncio.StreamWriter]) -> None:
 
 
 async def test_half_sent_heads_are_closed_while_health_and_relay_answer(tmp_path: Path) -> None:
-    limits = ConnectionLimits(header_timeout=0.3, body_timeout=30, keepalive_timeout=30)
+    limits = HttpSettings(header_timeout=0.3, body_timeout=30, keepalive_timeout=30)
     async with serve(tmp_path, limits) as srv, aiohttp.ClientSession() as session:
         slow = [await srv.connect() for _ in range(100)]
         for _, writer in slow:
@@ -113,7 +114,7 @@ async def test_half_sent_heads_are_closed_while_health_and_relay_answer(tmp_path
 
 
 async def test_head_timer_restarts_with_the_next_request_on_a_kept_alive_connection(tmp_path: Path) -> None:
-    limits = ConnectionLimits(header_timeout=0.3, keepalive_timeout=60)
+    limits = HttpSettings(header_timeout=0.3, keepalive_timeout=60)
     async with serve(tmp_path, limits) as srv:
         reader, writer = await srv.connect()
         writer.write(b"GET /health HTTP/1.1\r\nHost: 127.0.0.1\r\n\r\n")
@@ -125,7 +126,7 @@ async def test_head_timer_restarts_with_the_next_request_on_a_kept_alive_connect
 
 
 async def test_stalled_chunked_post_gets_408_and_is_closed(tmp_path: Path) -> None:
-    limits = ConnectionLimits(header_timeout=30, body_timeout=0.3, keepalive_timeout=30)
+    limits = HttpSettings(header_timeout=30, body_timeout=0.3, keepalive_timeout=30)
     async with serve(tmp_path, limits) as srv, aiohttp.ClientSession() as session:
         reader, writer = await srv.connect()
         writer.write(
@@ -150,7 +151,7 @@ async def test_stalled_chunked_post_gets_408_and_is_closed(tmp_path: Path) -> No
 
 async def test_slow_but_steady_upload_is_not_cut(tmp_path: Path) -> None:
     """Each gap is far below ``body_timeout``; the whole upload takes longer than it."""
-    limits = ConnectionLimits(body_timeout=1.0)
+    limits = HttpSettings(body_timeout=1.0)
     body = json.dumps(DIGICORD).encode()
     pieces = [body[i:i + 8] for i in range(0, len(body), 8)]
     async with serve(tmp_path, limits) as srv:
@@ -172,7 +173,7 @@ async def test_past_the_connection_cap_new_connections_get_503_and_the_others_ar
 ) -> None:
     """Open-file limit 128, the default cap (512) doesn't fit: the server keeps to 64 and says so."""
     caplog.set_level(logging.WARNING, logger="bot.app.web_guard")
-    limits = ConnectionLimits(header_timeout=60, keepalive_timeout=60)  # the idle ones stay for the test
+    limits = HttpSettings(header_timeout=60, keepalive_timeout=60)  # the idle ones stay for the test
     async with serve(tmp_path, limits, open_files=lambda: 128) as srv:
         assert srv.web.guard.max_connections == 64
         assert ("http.max_connections = 512 does not fit the process's open-file limit (128): serving at most 64 "
@@ -206,7 +207,7 @@ async def test_past_the_connection_cap_new_connections_get_503_and_the_others_ar
 
 
 async def test_idle_keep_alive_connection_is_closed(tmp_path: Path) -> None:
-    async with serve(tmp_path, ConnectionLimits(keepalive_timeout=0.3)) as srv:
+    async with serve(tmp_path, HttpSettings(keepalive_timeout=0.3)) as srv:
         reader, writer = await srv.connect()
         writer.write(b"GET /health HTTP/1.1\r\nHost: 127.0.0.1\r\n\r\n")
         answer = await closed_by_server(reader)
@@ -215,7 +216,7 @@ async def test_idle_keep_alive_connection_is_closed(tmp_path: Path) -> None:
 
 
 async def test_requests_per_connection_are_capped(tmp_path: Path) -> None:
-    async with serve(tmp_path, ConnectionLimits(max_requests_per_connection=2)) as srv:
+    async with serve(tmp_path, HttpSettings(max_requests_per_connection=2)) as srv:
         async with aiohttp.ClientSession(connector=aiohttp.TCPConnector(limit=1)) as session:
             seen = []
             for _ in range(3):

@@ -23,7 +23,6 @@ from bot.app.discord_pacing import DiscordPacer, interaction_exempt
 from bot.app.settings import FallbackGateway, GatewaySettings, Settings
 from bot.app.tree import GatecordTree
 from bot.app.web import WebServer
-from bot.app.web_guard import ConnectionLimits
 from bot.budgets.service import BudgetService
 from bot.chat.service import ChatService
 from bot.guilds.config import GuildConfig
@@ -117,7 +116,7 @@ class GatecordBot(commands.Bot):
         self.store = Store(settings.storage.path)
         self.gateway = build_gateway_client(settings)
         self.web = WebServer(settings.http.host, settings.http.port, max_body_bytes=settings.http.max_body_bytes,
-                             limits=ConnectionLimits.from_settings(settings.http))
+                             limits=settings.http)
         # budgets: one service (engine, reports, admin writes, prices, expiry sweep); codes as the ledger shows them
         self.quotas = BudgetService(self.store, settings, gateway=self.gateway, error_code=error_code)
         self.guild_config = GuildConfig(self.store, settings, self.gateway)

@@ -21,7 +21,8 @@ from aiohttp import web
 from prometheus_client import CONTENT_TYPE_LATEST, Counter, Histogram
 
 from bot.app.metrics import Metrics
-from bot.app.web_guard import ConnectionGuard, ConnectionLimits, open_file_limit
+from bot.app.settings import HttpSettings
+from bot.app.web_guard import ConnectionGuard, open_file_limit
 
 log = logging.getLogger(__name__)
 
@@ -34,7 +35,7 @@ Handler = Callable[[web.Request], Awaitable[web.StreamResponse]]
 class WebServer:
     def __init__(
         self, host: str, port: int, *, max_body_bytes: int = 1024 * 1024, metrics: Metrics | None = None,
-        limits: ConnectionLimits | None = None, open_files: Callable[[], int | None] = open_file_limit,
+        limits: HttpSettings | None = None, open_files: Callable[[], int | None] = open_file_limit,
     ) -> None:
         """``metrics``: the bot's registry (a new one when omitted); ``/metrics`` serves it.
 
@@ -52,7 +53,7 @@ class WebServer:
             "gatecord_http_request_duration_seconds", "Time to answer an HTTP request", ("route", "method"),
             buckets=LATENCY_BUCKETS, registry=self.metrics.registry,
         )
-        self.limits = limits if limits is not None else ConnectionLimits()
+        self.limits = limits if limits is not None else HttpSettings()
         self.guard = ConnectionGuard(self.limits, self.metrics)
         # the guard inside the counter: a body timeout is counted as the 408 the client gets
         self.app = web.Application(client_max_size=max_body_bytes, middlewares=[self._count, self.guard.middleware])

@@ -27,13 +27,13 @@ import asyncio
 import logging
 import resource
 from collections.abc import Awaitable, Callable
-from dataclasses import dataclass
-from typing import Any, Protocol, cast
+from typing import Any, cast
 
 from aiohttp import web
 from prometheus_client import Counter, Gauge
 
 from bot.app.metrics import Metrics
+from bot.app.settings import HttpSettings
 
 log = logging.getLogger(__name__)
 
@@ -41,30 +41,6 @@ Handler = Callable[[web.Request], Awaitable[web.StreamResponse]]
 OVER_CAPACITY = (b"HTTP/1.1 503 Service Unavailable\r\nConnection: close\r\nRetry-After: 1\r\n"
                  b"Content-Type: text/plain; charset=utf-8\r\nContent-Length: 36\r\n\r\n"
                  b"too many connections; retry shortly\n")
-
-
-class _HasSettings(Protocol):
-    header_timeout: float
-    body_timeout: float
-    keepalive_timeout: float
-    max_connections: int
-    max_requests_per_connection: int
-
-
-@dataclass(frozen=True)
-class ConnectionLimits:
-    """The ``[http]`` limits (seconds and counts); defaults match ``HttpSettings``."""
-
-    header_timeout: float = 10.0
-    body_timeout: float = 30.0
-    keepalive_timeout: float = 15.0
-    max_connections: int = 512
-    max_requests_per_connection: int = 1000
-
-    @classmethod
-    def from_settings(cls, http: _HasSettings) -> ConnectionLimits:
-        return cls(http.header_timeout, http.body_timeout, http.keepalive_timeout, http.max_connections,
-                   http.max_requests_per_connection)
 
 
 class BodyTimeout(TimeoutError):
@@ -92,7 +68,7 @@ def connection_cap(configured: int, file_limit: int | None) -> int:
 class ConnectionGuard:
     """The state shared by every connection of one listening socket; see the module docstring."""
 
-    def __init__(self, limits: ConnectionLimits, metrics: Metrics) -> None:
+    def __init__(self, limits: HttpSettings, metrics: Metrics) -> None:
         self.limits = limits
         self.max_connections = limits.max_connections
         self.active = 0
