@@ -73,10 +73,6 @@ class AnswerOutcome:
     #: the final edit in flight (None when nothing is left to show)
     showing: asyncio.Task[None] | None = field(default=None, repr=False)
 
-    @property
-    def partial(self) -> bool:
-        return not self.complete and bool(self.text.strip())
-
     async def wait_shown(self) -> None:
         """Wait until the final edit is done (Discord may delay it on a rate limit); never raises."""
         if self.showing is None:
