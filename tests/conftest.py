@@ -77,3 +77,27 @@ async def bot_env(request: pytest.FixtureRequest, discord_emu: Any, gateway_emu:
         yield env
     finally:
         await env.running.stop()
+
+
+# -- storage on both backends -------------------------------------------------------------------------
+
+@pytest.fixture(params=["sqlite", "postgresql"])
+def backend(request: pytest.FixtureRequest) -> str:
+    """Every storage-backed test runs on both backends: SQLite (a file) and PostgreSQL (a real server)."""
+    return str(request.param)
+
+
+@pytest.fixture
+async def store(backend: str, tmp_path: Path, request: pytest.FixtureRequest) -> AsyncIterator[Any]:
+    """An open, migrated store on ``backend``."""
+    from bot.storage.store import Store
+
+    if backend == "sqlite":
+        opened = Store(tmp_path / "gatecord.db")
+    else:
+        opened = Store(url=request.getfixturevalue("pg_url"))
+    await opened.open()
+    try:
+        yield opened
+    finally:
+        await opened.close()

@@ -146,7 +146,25 @@ class GatewaySettings(_Section):
 
 
 class StorageSettings(_Section):
+    """``url`` (postgresql://user:password@host/db) selects PostgreSQL; without it, the SQLite file ``path``."""
+
     path: str = "data/gatecord.db"
+    url: SecretStr | None = None
+    pool_size: int = Field(10, ge=1, le=200)  # PostgreSQL connections this process keeps
+
+    @field_validator("url", mode="before")
+    @classmethod
+    def _postgres_url(cls, value: object) -> object:
+        if value is None or (isinstance(value, str) and not value.strip()):
+            return None
+        text = value.get_secret_value() if isinstance(value, SecretStr) else str(value)
+        scheme = text.split("://", 1)[0].lower() if "://" in text else ""
+        if scheme not in ("postgresql", "postgres", "postgresql+asyncpg"):
+            raise ValueError("must be a postgresql:// URL (postgresql://user:password@host:5432/dbname); "
+                             "leave it out to use the SQLite file storage.path")
+        if scheme == "postgres":
+            text = "postgresql://" + text.split("://", 1)[1]
+        return SecretStr(text)
 
 
 class HttpSettings(_Section):

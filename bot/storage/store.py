@@ -1,257 +1,199 @@
-"""The bot's one SQLite connection (aiosqlite): WAL, busy_timeout, foreign keys, file mode 600.
+"""The bot's database: SQLite (one file, one process) or PostgreSQL (many processes), one interface.
 
-All statements go through one lock so that a transaction opened by one coroutine never picks up
-another coroutine's statements across an ``await``. Inside ``transaction()`` the same task may
-call the plain helpers freely (the lock is held for it).
+``Store(path)`` opens SQLite, ``Store(url="postgresql://…")`` PostgreSQL; ``Store.from_settings`` picks by
+``[storage] url``. Services write SQL that both accept (see ``sqltext``) and use:
 
-Durability: ``synchronous=FULL`` for the whole connection: every commit fsyncs the WAL before it
-returns, so what an answer promises (the relay's 202 comes after the outbox's group commit, a key
-revocation, a saved setting) survives a power loss; in WAL mode ``NORMAL`` may lose the latest
-commits. The outbox groups its commits, so the 202 path pays one fsync per batch, not per post.
-
-A transaction never outlives its ``transaction()`` block: when ``BEGIN``, the body or ``COMMIT``
-fails or is cancelled, the block waits for the statement still running in aiosqlite's thread (a
-cancelled await does not stop it) and rolls back, reconnecting if even that fails, so the next
-transaction starts cleanly.
+- ``await store.run(body)``: ``body(tx)`` runs whole in one transaction (hot paths: one hop, group commit);
+- ``async with store.transaction() as tx``: a transaction whose body awaits other things;
+- ``execute`` / ``fetchone`` / ``fetchall`` / ``fetchval`` / ``executemany``: one statement, committed
+  (inside a ``transaction()`` of the same task they join it);
+- ``async with store.lock(name) as held``: periodic work that one process at a time does.
 """
 
 from __future__ import annotations
 
 import asyncio
-import contextvars
-import logging
-import os
-import sqlite3
-from collections.abc import AsyncIterator, Awaitable, Iterable, Sequence
+from collections.abc import AsyncIterator, Callable, Iterable
 from contextlib import asynccontextmanager
-from importlib.resources.abc import Traversable
 from pathlib import Path
-from typing import Any, TypeVar, cast
-
-import aiosqlite
+from typing import TYPE_CHECKING, Any, TypeVar
 
 from bot.storage import migrations
+from bot.storage.errors import DatabaseTooNew, MigrationError, StorageError
+from bot.storage.postgres_backend import PostgresBackend, safe_url
+from bot.storage.records import Row
+from bot.storage.sqlite_backend import SqliteBackend
+from bot.storage.sqltext import Params
+from bot.storage.tx import Dialect, SyncTx, Tx
 
-log = logging.getLogger(__name__)
+if TYPE_CHECKING:
+    from bot.app.settings import StorageSettings
 
-_in_transaction: contextvars.ContextVar[bool] = contextvars.ContextVar("gatecord_in_tx", default=False)
+__all__ = ["Store", "StorageError", "Row", "Tx", "SyncTx"]
 
-Params = Sequence[Any] | dict[str, Any]
 T = TypeVar("T")
 
-BUSY_TIMEOUT_MS = 5000
-PRAGMAS = ("journal_mode=WAL", f"busy_timeout={BUSY_TIMEOUT_MS}", "foreign_keys=ON", "synchronous=FULL")
-# The write probe rewrites the newest migration row with its own value: a real write of the main
-# database (and, committed, of its WAL) that changes nothing and needs no table of its own.
-_PROBE = (
-    "UPDATE schema_migrations SET applied_at = applied_at"
-    " WHERE version = (SELECT MAX(version) FROM schema_migrations)"
-)
+# The write probe rewrites the schema version with its own value: a real write that changes nothing.
+_PROBE = "UPDATE alembic_version SET version_num = version_num"
 
 
 class Store:
-    def __init__(self, path: str | Path, *, migrations_dir: Traversable | None = None) -> None:
-        self.path = Path(path)
-        self.migrations_dir = migrations_dir  # None: the migrations shipped in the package
-        self._db: aiosqlite.Connection | None = None
-        self._lock = asyncio.Lock()
-        self._probe: asyncio.Task[str | None] | None = None
+    def __init__(self, path: str | Path | None = None, *, url: str | None = None, pool_size: int = 10) -> None:
+        if (path is None) == (url is None):
+            raise ValueError("give a SQLite path or a PostgreSQL url, not both")
+        self.url = url
+        self.path: Path | None = None if path is None else Path(path)
+        self._backend: SqliteBackend | PostgresBackend
+        if url is not None:
+            self._backend = PostgresBackend(url, pool_size=pool_size)
+        else:
+            assert self.path is not None
+            self._backend = SqliteBackend(self.path)
         self.schema_version = 0
 
+    @classmethod
+    def from_settings(cls, storage: StorageSettings) -> Store:
+        if storage.url:
+            return cls(url=storage.url.get_secret_value(), pool_size=storage.pool_size)
+        return cls(storage.path)
+
     @property
-    def db(self) -> aiosqlite.Connection:
-        if self._db is None:
-            raise RuntimeError("the store is not open")
-        return self._db
+    def dialect(self) -> Dialect:
+        return self._backend.dialect
+
+    def describe(self) -> str:
+        """Where the data lives, for messages (never a password)."""
+        if self.url is not None:
+            return f"database {safe_url(self.url)}"
+        return f"database {self.path}"
 
     @property
     def is_open(self) -> bool:
-        return self._db is not None
+        return self._backend.is_open
+
+    def in_transaction(self) -> bool:
+        """True while the connection (SQLite) or this task (PostgreSQL) is inside a transaction."""
+        return self._backend.in_transaction()
 
     async def open(self, *, migrate: bool = True) -> int:
-        """Open (creating with mode 600 if needed), set pragmas, migrate; return the schema version."""
-        if self._db is not None:
+        """Connect, migrate (or only check the version); return the schema version."""
+        if self._backend.is_open:
             return self.schema_version
-        await asyncio.to_thread(_create_private_file, self.path)
-        self._db = await _connect(self.path)
+        await self._backend.open()
         try:
-            if migrate:
-                self.schema_version = await migrations.migrate(self._db, self.migrations_dir)
-            else:
-                self.schema_version = await migrations.current_version(self._db)
-        except migrations.DatabaseTooNew as exc:
-            await self.close()
-            raise migrations.DatabaseTooNew(exc.version, exc.latest, self.path) from None
+            self.schema_version = await self._migrate(apply=migrate)
         except BaseException:
             await self.close()
             raise
         return self.schema_version
 
-    async def close(self) -> None:
-        if self._db is not None:
-            db, self._db = self._db, None
-            await db.close()
+    async def _migrate(self, *, apply: bool) -> int:
+        where = str(self.path) if self.path is not None else safe_url(self.url or "")
+        if isinstance(self._backend, SqliteBackend):
+            # a connection of its own (pysqlite through SQLAlchemy, as Alembic needs), in a thread
+            return await asyncio.to_thread(_migrate_sqlite, self._backend.path, apply)
 
-    @asynccontextmanager
-    async def transaction(self) -> AsyncIterator[aiosqlite.Connection]:
-        """``BEGIN IMMEDIATE`` … ``COMMIT``, holding the store lock.
+        def run(connection: Any) -> int:
+            if apply:
+                return migrations.upgrade(connection, where)
+            version = migrations.current_version(connection)
+            latest = migrations.latest_version()
+            if version > latest:
+                raise DatabaseTooNew(version, latest, where)
+            return version
 
-        When the block returns, the commit survives a power loss. On any exception or cancellation
-        (in ``BEGIN``, the body or ``COMMIT``, e.g. a deferred constraint, SQLITE_BUSY or an I/O error
-        at commit) the transaction is rolled back before the lock is released, and the exception
-        propagates.
-        """
-        if _in_transaction.get():
-            yield self.db  # nested: part of the outer transaction
-            return
-        async with self._lock:
-            token = _in_transaction.set(True)
-            try:
-                async with self._durable() as db:
-                    yield db
-            finally:
-                _in_transaction.reset(token)
-
-    @asynccontextmanager
-    async def _durable(self) -> AsyncIterator[aiosqlite.Connection]:
-        """One transaction that is committed, or rolled back, before it ends; the caller holds the lock."""
         try:
-            await _to_the_end(self.db.execute("BEGIN IMMEDIATE"))
-            yield self.db
-            await _to_the_end(self.db.execute("COMMIT"))
-        except BaseException:
-            await _to_the_end(self._recover())
+            async with self._backend.engine.connect() as conn:
+                return await conn.run_sync(run)
+        except MigrationError:
             raise
+        except Exception as exc:  # noqa: BLE001 - the driver's failure, as one line
+            raise MigrationError(f"{self.describe()} could not be migrated ({exc})") from None
 
-    async def _recover(self) -> None:
-        """Leave no transaction open on the connection: roll back, or reconnect when that fails."""
-        db = self._db
-        if db is None or not db.in_transaction:
-            return
-        try:
-            await db.execute("ROLLBACK")
-            if not db.in_transaction:
-                return
-        except sqlite3.Error as exc:
-            log.warning("storage: ROLLBACK failed (%s); reconnecting to the database", exc)
-        # Closing discards the open transaction; a fresh connection starts clean.
-        try:
-            await db.close()
-        except sqlite3.Error:
-            log.warning("storage: closing the failed connection raised; opening a new one anyway")
-        self._db = None
-        self._db = await _connect(self.path)
+    async def close(self) -> None:
+        await self._backend.close()
 
-    async def write_probe(self, timeout: float = 2.0) -> str | None:
-        """Commit a write that changes nothing; ``None`` when it worked within ``timeout`` s, else the reason.
-
-        For ``/ready``: a database that can be read but not written (read-only, disk full, locked by
-        another process) is not ready. Locks are waited on for at most ``timeout``; a probe stuck
-        longer (a hung disk) is reported as such and keeps running, and the next call waits on it
-        instead of starting another.
-        """
-        if self._probe is None or self._probe.done():
-            self._probe = asyncio.create_task(self._write_probe(timeout / 2))  # for the lock, then for SQLite's
-        done, _ = await asyncio.wait({self._probe}, timeout=timeout)
-        if not done:
-            return f"a test write did not finish within {timeout:g} s"
-        return self._probe.result()
-
-    async def _write_probe(self, timeout: float) -> str | None:
-        try:
-            async with asyncio.timeout(timeout):
-                await self._lock.acquire()
-        except TimeoutError:
-            return f"the store was busy for {timeout:g} s"
-        try:
-            await self.db.execute(f"PRAGMA busy_timeout={max(1, int(timeout * 1000))}")
-            try:
-                async with self._durable() as db:
-                    await db.execute(_PROBE)
-            finally:
-                if self._db is not None:
-                    await self._db.execute(f"PRAGMA busy_timeout={BUSY_TIMEOUT_MS}")
-        except (sqlite3.Error, RuntimeError, ValueError) as exc:  # ValueError: aiosqlite's "Connection closed"
-            return str(exc) or type(exc).__name__
-        finally:
-            self._lock.release()
-        return None
+    # -- transactions -----------------------------------------------------------------------------
 
     @asynccontextmanager
-    async def _locked(self) -> AsyncIterator[aiosqlite.Connection]:
-        if _in_transaction.get():
-            yield self.db
-        else:
-            async with self._lock:
-                yield self.db
+    async def transaction(self) -> AsyncIterator[Tx]:
+        """One transaction; on any exception or cancellation it is rolled back and the exception propagates."""
+        async with self._backend.transaction() as tx:
+            yield tx
+
+    async def run(self, body: Callable[[SyncTx], T]) -> T:
+        """``body(tx)`` in one transaction, committed (durably) before this returns; its exception rolls it back."""
+        return await self._backend.run(body)  # type: ignore[arg-type]
+
+    # -- one statement ----------------------------------------------------------------------------
 
     async def execute(self, sql: str, params: Params = ()) -> int:
-        """Run one statement; return the number of rows changed (or lastrowid for an INSERT)."""
-        async with self._locked() as db:
-            async with db.execute(sql, params) as cur:
-                if sql.lstrip()[:6].upper() == "INSERT":
-                    # sqlite3 sets lastrowid on every INSERT; aiosqlite only types it Optional
-                    return cast(int, cur.lastrowid)
-                return cur.rowcount
+        """Run one statement; return the number of rows it changed."""
+        current = self._backend.current()
+        if current is not None:
+            return await current.execute(sql, params)
+        return await self.run(lambda tx: tx.execute(sql, params))
 
     async def executemany(self, sql: str, rows: Iterable[Params]) -> None:
-        async with self._locked() as db:
-            await db.executemany(sql, rows)
+        listed = list(rows)
+        current = self._backend.current()
+        if current is not None:
+            await current.executemany(sql, listed)
+            return
+        await self.run(lambda tx: tx.executemany(sql, listed))
 
-    async def fetchone(self, sql: str, params: Params = ()) -> aiosqlite.Row | None:
-        async with self._locked() as db:
-            async with db.execute(sql, params) as cur:
-                return await cur.fetchone()
+    async def fetchone(self, sql: str, params: Params = ()) -> Row | None:
+        current = self._backend.current()
+        if current is not None:
+            return await current.fetchone(sql, params)
+        return await self.run(lambda tx: tx.fetchone(sql, params))
 
-    async def fetchall(self, sql: str, params: Params = ()) -> list[aiosqlite.Row]:
-        async with self._locked() as db:
-            async with db.execute(sql, params) as cur:
-                return list(await cur.fetchall())
+    async def fetchall(self, sql: str, params: Params = ()) -> list[Row]:
+        current = self._backend.current()
+        if current is not None:
+            return await current.fetchall(sql, params)
+        return await self.run(lambda tx: tx.fetchall(sql, params))
 
     async def fetchval(self, sql: str, params: Params = (), default: Any = None) -> Any:
         row = await self.fetchone(sql, params)
         return default if row is None else row[0]
 
+    # -- health and coordination ------------------------------------------------------------------
+
+    async def write_probe(self, timeout: float = 2.0) -> str | None:
+        """Commit a write that changes nothing; ``None`` when it worked within ``timeout`` s, else the reason.
+
+        For ``/ready``: a database that can be read but not written (read-only, disk full, locked by
+        another process, unreachable) is not ready. A probe stuck longer is reported as such and keeps
+        running; the next call waits on it instead of starting another.
+        """
+        if not self.is_open:
+            return "the store is not open"
+        return await self._backend.write_probe(_PROBE, timeout)
+
     async def ping(self) -> bool:
         try:
             return await self.fetchval("SELECT 1") == 1
-        except Exception:
+        except Exception:  # noqa: BLE001
             return False
 
-
-async def _connect(path: Path) -> aiosqlite.Connection:
-    db = await aiosqlite.connect(path, isolation_level=None)
-    db.row_factory = aiosqlite.Row
-    for pragma in PRAGMAS:
-        await db.execute(f"PRAGMA {pragma}")
-    return db
+    @asynccontextmanager
+    async def lock(self, name: str) -> AsyncIterator[bool]:
+        """Yield True when this process may do the periodic work ``name`` now (no other process is)."""
+        async with self._backend.lock(name) as held:
+            yield held
 
 
-async def _to_the_end(step: Awaitable[T]) -> T:
-    """Await ``step`` to its end even if the caller is cancelled meanwhile, then re-raise the cancellation.
-
-    A cancelled ``await db.execute(...)`` does not stop the statement: aiosqlite's thread runs it
-    anyway. Waiting for it keeps the connection's state (in a transaction or not) known to the
-    code that holds the lock.
-    """
-    task = asyncio.ensure_future(step)
-    cancelled = False
-    while not task.done():
-        try:
-            await asyncio.wait({task})  # never cancels the task, never raises its exception
-        except asyncio.CancelledError:
-            cancelled = True
-    if cancelled:
-        if not task.cancelled():
-            task.exception()  # retrieved: the cancellation is what the caller gets
-        raise asyncio.CancelledError
-    return task.result()
-
-
-def _create_private_file(path: Path) -> None:
-    if str(path) == ":memory:":
-        return
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fd = os.open(path, os.O_CREAT | os.O_RDWR, 0o600)
-    os.close(fd)
-    os.chmod(path, 0o600)
+def _migrate_sqlite(path: Path, apply: bool) -> int:
+    engine = migrations.sqlite_engine(path)
+    try:
+        with engine.connect() as connection:
+            if apply:
+                return migrations.upgrade(connection, str(path))
+            version = migrations.current_version(connection)
+            latest = migrations.latest_version()
+            if version > latest:
+                raise DatabaseTooNew(version, latest, path)
+            return version
+    finally:
+        engine.dispose()

@@ -1,0 +1,321 @@
+"""The schema, once, for both backends (SQLAlchemy Core metadata).
+
+Alembic's migrations (``bot/storage/alembic/versions``) create exactly this; ``tests/test_storage_schema.py``
+compares a migrated database with it on SQLite and PostgreSQL. Discord ids are 64-bit (``BigInteger``);
+times are unix seconds (``Float`` = double precision in PostgreSQL); JSON is kept as text; flags are 0/1
+integers, as the code has always written them.
+"""
+
+from __future__ import annotations
+
+from sqlalchemy import (
+    BigInteger,
+    CheckConstraint,
+    Column,
+    Float,
+    ForeignKey,
+    Index,
+    Integer,
+    LargeBinary,
+    MetaData,
+    Table,
+    Text,
+    text,
+)
+
+metadata = MetaData()
+
+#: an auto-numbered primary key: SQLite's rowid alias (INTEGER PRIMARY KEY), PostgreSQL's BIGSERIAL
+RowId = BigInteger().with_variant(Integer(), "sqlite")
+
+
+guilds = Table(
+    "guilds", metadata,
+    Column("guild_id", BigInteger, primary_key=True, autoincrement=False),
+    Column("name", Text, nullable=False),
+    Column("joined_at", BigInteger, nullable=False),
+    Column("left_at", BigInteger),
+)
+
+quota_counters = Table(
+    "quota_counters", metadata,
+    Column("scope", Text, primary_key=True),
+    Column("guild_id", BigInteger, primary_key=True, autoincrement=False),
+    Column("user_id", BigInteger, primary_key=True, autoincrement=False),
+    Column("day", Text, primary_key=True),
+    Column("kind", Text, primary_key=True),
+    Column("used", Float, nullable=False, server_default=text("0")),
+    Column("reserved", Float, nullable=False, server_default=text("0")),
+    CheckConstraint("scope IN ('guild', 'member')", name="quota_counters_scope"),
+    sqlite_with_rowid=False,
+)
+
+quota_reservations = Table(
+    "quota_reservations", metadata,
+    Column("id", Text, primary_key=True),
+    Column("guild_id", BigInteger, nullable=False),
+    Column("channel_id", BigInteger),
+    Column("user_id", BigInteger, nullable=False),
+    Column("day", Text, nullable=False),
+    Column("feature", Text, nullable=False),
+    Column("model", Text),
+    Column("amounts", Text, nullable=False),
+    Column("check_guild", Integer, nullable=False),
+    Column("created_at", Float, nullable=False),
+    Column("expires_at", Float, nullable=False),
+    Column("state", Text, nullable=False, server_default=text("'open'")),
+    Column("closed_at", Float),
+    CheckConstraint("state IN ('open', 'settled', 'released', 'expired')", name="quota_reservations_state"),
+    Index("quota_reservations_open", "state", "expires_at"),
+)
+
+quota_limits = Table(
+    "quota_limits", metadata,
+    Column("guild_id", BigInteger, primary_key=True, autoincrement=False),
+    Column("scope", Text, primary_key=True),
+    Column("kind", Text, primary_key=True),
+    Column("value", Float, nullable=False),
+    Column("updated_at", Float, nullable=False),
+    Column("updated_by", BigInteger, nullable=False),
+    CheckConstraint("scope IN ('guild', 'member')", name="quota_limits_scope"),
+    sqlite_with_rowid=False,
+)
+
+quota_role_limits = Table(
+    "quota_role_limits", metadata,
+    Column("guild_id", BigInteger, primary_key=True, autoincrement=False),
+    Column("role_id", BigInteger, primary_key=True, autoincrement=False),
+    Column("kind", Text, primary_key=True),
+    Column("value", Float, nullable=False),
+    Column("updated_at", Float, nullable=False),
+    Column("updated_by", BigInteger, nullable=False),
+    sqlite_with_rowid=False,
+)
+
+usage_ledger = Table(
+    "usage_ledger", metadata,
+    Column("id", RowId, primary_key=True, autoincrement=True),
+    Column("ts", Float, nullable=False),
+    Column("day", Text, nullable=False),
+    Column("guild_id", BigInteger, nullable=False),
+    Column("channel_id", BigInteger),
+    Column("user_id", BigInteger, nullable=False),
+    Column("feature", Text, nullable=False),
+    Column("model_requested", Text),
+    Column("model_used", Text),
+    Column("tokens", BigInteger, nullable=False, server_default=text("0")),
+    Column("images", Integer, nullable=False, server_default=text("0")),
+    Column("credits", Float),
+    Column("latency_ms", Float),
+    Column("request_id", Text),
+    Column("outcome", Text, nullable=False),
+    Column("charged", Integer, nullable=False, server_default=text("0")),
+    Column("error_code", Text),
+    Column("reservation_id", Text),
+    Index("usage_ledger_guild_day", "guild_id", "day"),
+    Index("usage_ledger_user_day", "guild_id", "user_id", "day"),
+)
+
+config_values = Table(
+    "config_values", metadata,
+    Column("guild_id", BigInteger, primary_key=True, autoincrement=False),
+    Column("channel_id", BigInteger, primary_key=True, autoincrement=False),
+    Column("field", Text, primary_key=True),
+    Column("value", Text, nullable=False),
+    Column("updated_at", Float, nullable=False),
+    Column("updated_by", BigInteger, nullable=False),
+    sqlite_with_rowid=False,
+)
+
+audit_log = Table(
+    "audit_log", metadata,
+    Column("id", RowId, primary_key=True, autoincrement=True),
+    Column("ts", Float, nullable=False),
+    Column("guild_id", BigInteger, nullable=False),
+    Column("actor_id", BigInteger, nullable=False),
+    Column("target", Text, nullable=False),
+    Column("field", Text, nullable=False),
+    Column("old_value", Text),
+    Column("new_value", Text),
+    Index("audit_log_guild", "guild_id", "ts"),
+)
+
+relay_keys = Table(
+    "relay_keys", metadata,
+    Column("key_id", Text, primary_key=True),
+    Column("guild_id", BigInteger, nullable=False),
+    Column("name", Text, nullable=False),
+    Column("key_hash", Text, nullable=False),
+    Column("channel_ids", Text, nullable=False, server_default=text("'[]'")),
+    Column("allow_mentions", Integer, nullable=False, server_default=text("0")),
+    Column("created_by", BigInteger, nullable=False),
+    Column("created_at", BigInteger, nullable=False),
+    Column("last_used_at", BigInteger),
+    Column("revoked_at", BigInteger),
+    Column("revoked_by", BigInteger),
+    Column("avatar_url", Text),
+    Column("custom_identity", Integer, nullable=False, server_default=text("0")),
+    Column("channels_from_creator", Integer, nullable=False, server_default=text("0")),
+    Column("expires_at", BigInteger),
+    CheckConstraint("allow_mentions IN (0, 1)", name="relay_keys_allow_mentions"),
+    CheckConstraint("custom_identity IN (0, 1)", name="relay_keys_custom_identity"),
+    CheckConstraint("channels_from_creator IN (0, 1)", name="relay_keys_channels_from_creator"),
+    Index("relay_keys_active_name", "guild_id", "name", unique=True,
+          sqlite_where=text("revoked_at IS NULL"), postgresql_where=text("revoked_at IS NULL")),
+    Index("relay_keys_guild", "guild_id"),
+)
+
+relay_outbox = Table(
+    "relay_outbox", metadata,
+    Column("seq", RowId, primary_key=True, autoincrement=True),
+    Column("id", Text, nullable=False, unique=True),
+    Column("key_id", Text, ForeignKey("relay_keys.key_id"), nullable=False),
+    Column("guild_id", BigInteger, nullable=False),
+    Column("channel_id", BigInteger, nullable=False),
+    Column("body", Text, nullable=False),
+    Column("via", Text, nullable=False),
+    Column("idempotency_key", Text),
+    Column("fingerprint", Text),
+    Column("status", Text, nullable=False, server_default=text("'queued'")),
+    Column("attempts", Integer, nullable=False, server_default=text("0")),
+    Column("next_attempt_at", Float, nullable=False),
+    Column("in_doubt_since", Float),
+    Column("created_at", Float, nullable=False),
+    Column("delivered_at", Float),
+    Column("message_id", BigInteger),
+    Column("error_code", Text),
+    Column("error_message", Text),
+    Column("note", Text),
+    CheckConstraint("via IN ('bot', 'webhook')", name="relay_outbox_via"),
+    CheckConstraint("status IN ('queued', 'sending', 'delivered', 'failed')", name="relay_outbox_status"),
+    Index("relay_outbox_idempotency", "key_id", "idempotency_key", unique=True,
+          sqlite_where=text("idempotency_key IS NOT NULL"), postgresql_where=text("idempotency_key IS NOT NULL")),
+    Index("relay_outbox_pending", "status", "seq",
+          sqlite_where=text("status IN ('queued', 'sending')"), postgresql_where=text("status IN ('queued', 'sending')")),
+    Index("relay_outbox_channel_message", "channel_id", "message_id",
+          sqlite_where=text("message_id IS NOT NULL"), postgresql_where=text("message_id IS NOT NULL")),
+    Index("relay_outbox_finished_created", "created_at",
+          sqlite_where=text("status IN ('delivered', 'failed')"),
+          postgresql_where=text("status IN ('delivered', 'failed')")),
+    Index("relay_outbox_idempotency_created", "created_at",
+          sqlite_where=text("idempotency_key IS NOT NULL"), postgresql_where=text("idempotency_key IS NOT NULL")),
+    sqlite_autoincrement=True,
+)
+
+relay_webhooks = Table(
+    "relay_webhooks", metadata,
+    Column("channel_id", BigInteger, primary_key=True, autoincrement=False),
+    Column("webhook_id", BigInteger, nullable=False),
+    Column("token", Text, nullable=False),
+    Column("created_at", BigInteger, nullable=False),
+)
+
+imagine_jobs = Table(
+    "imagine_jobs", metadata,
+    Column("id", RowId, primary_key=True, autoincrement=True),
+    Column("parent_id", RowId, ForeignKey("imagine_jobs.id", ondelete="SET NULL")),
+    Column("origin", Text, nullable=False, server_default=text("'command'")),
+    Column("source_index", Integer),
+    Column("guild_id", BigInteger),
+    Column("channel_id", BigInteger),
+    Column("user_id", BigInteger, nullable=False),
+    Column("profile", Text, nullable=False),
+    Column("prompt", Text, nullable=False),
+    Column("negative_prompt", Text),
+    Column("model", Text),
+    Column("count", Integer, nullable=False),
+    Column("width", Integer),
+    Column("height", Integer),
+    Column("size", Text),
+    Column("steps", Integer),
+    Column("seed", BigInteger),
+    Column("status", Text, nullable=False, server_default=text("'pending'")),
+    Column("error", Text),
+    Column("model_used", Text),
+    Column("request_id", Text),
+    Column("message_id", BigInteger),
+    Column("created_at", Float, nullable=False),
+    Column("started_at", Float),
+    Column("finished_at", Float),
+    CheckConstraint("origin IN ('command', 'variation', 'reroll', 'retry')", name="imagine_jobs_origin"),
+    CheckConstraint("count BETWEEN 1 AND 10", name="imagine_jobs_count"),
+    CheckConstraint(
+        "status IN ('pending', 'running', 'generated', 'done', 'failed', 'unknown', 'deleted')",
+        name="imagine_jobs_status",
+    ),
+    Index("imagine_jobs_user_status", "user_id", "status"),
+    Index("imagine_jobs_status", "status"),
+    sqlite_autoincrement=True,
+)
+
+imagine_images = Table(
+    "imagine_images", metadata,
+    Column("job_id", RowId, ForeignKey("imagine_jobs.id", ondelete="CASCADE"), primary_key=True,
+           autoincrement=False),
+    Column("idx", Integer, primary_key=True, autoincrement=False),
+    Column("path", Text, nullable=False),
+    Column("mime", Text, nullable=False),
+    Column("width", Integer),
+    Column("height", Integer),
+    Column("seed", BigInteger),
+    Column("size_bytes", BigInteger, nullable=False),
+    Column("data", LargeBinary),  # 0015: the bytes, when kept in the database rather than a shared directory
+    CheckConstraint("idx >= 1", name="imagine_images_idx"),
+)
+
+chat_turns = Table(
+    "chat_turns", metadata,
+    Column("id", RowId, primary_key=True, autoincrement=True),
+    Column("conversation_id", Text, nullable=False),
+    Column("parent_id", RowId, ForeignKey("chat_turns.id", ondelete="SET NULL")),
+    Column("guild_id", BigInteger),
+    Column("channel_id", BigInteger),
+    Column("user_id", BigInteger, nullable=False),
+    Column("role", Text, nullable=False),
+    Column("content", Text, nullable=False),
+    Column("model", Text),
+    Column("complete", Integer, nullable=False, server_default=text("1")),
+    Column("created_at", Float, nullable=False),
+    CheckConstraint("role IN ('user', 'assistant')", name="chat_turns_role"),
+    Index("chat_turns_conversation", "conversation_id", "id"),
+    Index("chat_turns_parent", "parent_id"),
+    sqlite_autoincrement=True,
+)
+
+chat_messages = Table(
+    "chat_messages", metadata,
+    Column("message_id", BigInteger, primary_key=True, autoincrement=False),
+    Column("turn_id", RowId, ForeignKey("chat_turns.id", ondelete="CASCADE"), nullable=False),
+    Index("chat_messages_turn", "turn_id"),
+)
+
+chat_threads = Table(
+    "chat_threads", metadata,
+    Column("thread_id", BigInteger, primary_key=True, autoincrement=False),
+    Column("guild_id", BigInteger),
+    Column("parent_channel_id", BigInteger, nullable=False),
+    Column("owner_id", BigInteger, nullable=False),
+    Column("created_at", Float, nullable=False),
+)
+
+# -- 0015: what many processes share ----------------------------------------------------------------
+
+#: token buckets shared by every process: relay keys' post rates ("relay-key:<id>"), the bot token's
+#: Discord request pacing ("discord"), IDENTIFY per max_concurrency bucket ("identify:<n>")
+rate_buckets = Table(
+    "rate_buckets", metadata,
+    Column("name", Text, primary_key=True),
+    Column("tokens", Float, nullable=False),
+    Column("updated_at", Float, nullable=False),
+)
+
+#: the channels the gateway processes see, for the web tier (which holds no Discord connection)
+discord_channels = Table(
+    "discord_channels", metadata,
+    Column("channel_id", BigInteger, primary_key=True, autoincrement=False),
+    Column("guild_id", BigInteger, nullable=False),
+    Column("parent_id", BigInteger),
+    Column("messageable", Integer, nullable=False, server_default=text("1")),
+    Column("updated_at", Float, nullable=False),
+    Index("discord_channels_guild", "guild_id"),
+)
