@@ -5,7 +5,7 @@ PY     := $(VENV)/bin/python
 STAMP  := $(VENV)/.installed
 TEST_STAMP := $(VENV)/.installed-test
 
-.PHONY: run test bench check migrate clean browser lock
+.PHONY: run test bench check migrate clean browser postgres lock
 
 $(PY):
 	@command -v $(PYTHON) >/dev/null 2>&1 || { echo "make: $(PYTHON) not found; install Python 3.11 (or run make PYTHON=/path/to/python3.11)"; exit 2; }
@@ -41,10 +41,24 @@ browser:
 	  fi; \
 	fi
 
+# The PostgreSQL tests start their own throwaway server (tests/pg_server.py) from Debian's postgresql
+# package (never a container or a download); installed here when missing.
+POSTGRES_BINS := /usr/lib/postgresql/*/bin/postgres
+postgres:
+	@if ! ls $(POSTGRES_BINS) >/dev/null 2>&1 && [ ! -x "$$(pg_config --bindir 2>/dev/null)/postgres" ]; then \
+	  if command -v apt-get >/dev/null 2>&1; then \
+	    SUDO=$$( [ "$$(id -u)" = 0 ] || echo sudo ); \
+	    echo "make: installing Debian's postgresql for the PostgreSQL tests"; \
+	    $$SUDO apt-get update -qq && DEBIAN_FRONTEND=noninteractive $$SUDO apt-get install -y -qq postgresql >/dev/null; \
+	  else \
+	    echo "make: no $(POSTGRES_BINS) and apt-get is not available: install PostgreSQL 15, or the PostgreSQL tests fail"; \
+	  fi; \
+	fi
+
 # Lint, type check, then the tests (import contract included); the scopes are in pyproject.toml.
 # The tests include a short schemathesis pass against the web server (tests/test_relay_schemathesis.py:
 # requests generated from /openapi.json, 0 server errors allowed).
-test: $(TEST_STAMP) browser
+test: $(TEST_STAMP) browser postgres
 	$(VENV)/bin/ruff check
 	$(VENV)/bin/mypy
 	$(PY) -m pytest -q -p no:cacheprovider

@@ -1,7 +1,8 @@
-"""Shared fixtures: emulators, settings and a started bot (see tests/e2e.py)."""
+"""Shared fixtures: emulators, settings, a started bot (see tests/e2e.py) and a PostgreSQL server."""
 
 from __future__ import annotations
 
+import itertools
 from collections.abc import AsyncIterator, Callable, Iterator
 from pathlib import Path
 from typing import Any
@@ -9,6 +10,7 @@ from typing import Any
 import pytest
 
 from bot.app.settings import Settings
+from tests.pg_server import PgServer, PgUnavailable
 
 
 def pytest_configure(config: pytest.Config) -> None:
@@ -77,6 +79,35 @@ async def bot_env(request: pytest.FixtureRequest, discord_emu: Any, gateway_emu:
         yield env
     finally:
         await env.running.stop()
+
+
+@pytest.fixture(scope="session")
+def pg_server() -> Iterator[PgServer]:
+    """One real PostgreSQL server for the session, started the first time a test asks for it."""
+    try:
+        server: PgServer | str = PgServer.start()
+    except PgUnavailable as exc:
+        server = str(exc)  # failed below, outside this except: one line, no chained traceback
+    if isinstance(server, str):
+        pytest.fail(server, pytrace=False)
+    try:
+        yield server
+    finally:
+        server.stop()
+
+
+_pg_databases = itertools.count(1)
+
+
+@pytest.fixture
+def pg_url(pg_server: PgServer) -> Iterator[str]:
+    """The URL of a fresh, empty database of ``pg_server``, dropped after the test."""
+    name = f"test_{next(_pg_databases)}"
+    url = pg_server.create_database(name)
+    try:
+        yield url
+    finally:
+        pg_server.drop_database(name)
 
 
 # -- storage on both backends -------------------------------------------------------------------------
