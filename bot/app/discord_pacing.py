@@ -225,7 +225,7 @@ class DiscordPacer:
     async def _replenish(self) -> float:
         """Make tokens available to ``_take``: 0.0 when there are some now, else the seconds to wait."""
         if self.buckets is None:
-            return (1.0 - self._tokens) / self.rate  # the local bucket refills by itself
+            return self._local_wait()  # the local bucket refills by itself
         if self.buckets.store.is_open:
             want = 1 if self._refused else max(1, min(self.waiting, int(self.burst)))
             try:
@@ -244,6 +244,9 @@ class DiscordPacer:
         if self._take_local():  # no database yet (login) or none reachable: this process's own bucket
             self._allowance += 1
             return 0.0
+        return self._local_wait()
+
+    def _local_wait(self) -> float:
         return (1.0 - self._tokens) / self.rate
 
     async def acquire(self) -> None:
