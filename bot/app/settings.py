@@ -259,7 +259,7 @@ class ShutdownSettings(_Section):
 
 class LoggingSettings(_Section):
     level: Literal["DEBUG", "INFO", "WARNING", "ERROR"] = "INFO"
-    #: aiosqlite's statement log at DEBUG (statements only: their parameters hold prompts and tokens)
+    #: the storage layer's statement log at DEBUG (statements only: their parameters hold prompts and tokens)
     sql_debug: bool = False
 
 
