@@ -6,7 +6,9 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import os
 import re
+import sys
 from collections.abc import AsyncIterator
 from pathlib import Path
 from typing import Any
@@ -163,3 +165,36 @@ async def test_without_shard_count_the_process_runs_discords_recommended_count(
             assert answer_text(rec.original.content) == expected_reply("recommended")
             status, body = await ready(bot.web.base_url)
             assert status == 200 and body["checks"]["discord"]["detail"].startswith("shards 0,1 of 2 connected")
+
+
+def run_config(path: Path, emu: DiscordEmulator, gateway: GatewayEmulator, *, shard_count: int) -> Path:
+    path.write_text(
+        f'[discord]\ntoken = "{emu.token}"\napi_base_url = "{emu.api_base_url}"\n'
+        f'gateway_url = "{emu.gateway_url}"\ncdn_base_url = "{emu.cdn_base_url}"\nshard_count = {shard_count}\n'
+        f'[gateway]\nprofile = "{gateway.profile}"\nbase_url = "{gateway.root_url}"\napi_key = "{gateway.api_key}"\n'
+        f'[storage]\npath = "{path.parent / "gatecord.db"}"\n[http]\nhost = "127.0.0.1"\nport = 0\n',
+        encoding="utf-8",
+    )
+    return path
+
+
+async def test_gatecord_run_with_fewer_shards_than_discord_requires_says_so_in_one_line_and_exits_2(
+    discord_emu: DiscordEmulator, gateway_emu: GatewayEmulator, tmp_path: Path,
+) -> None:
+    discord_emu.gateway.guilds_per_shard_limit = 1  # two guilds on one shard: Discord closes it with 4011
+    config = run_config(tmp_path / "config.toml", discord_emu, gateway_emu, shard_count=1)
+    env = {k: v for k, v in os.environ.items() if not k.startswith("GATECORD_")}
+    proc = await asyncio.create_subprocess_exec(
+        sys.executable, "-m", "bot", "run", "--config", str(config), cwd=tmp_path, env=env,
+        stdout=asyncio.subprocess.PIPE, stderr=asyncio.subprocess.PIPE,
+    )
+    out, err = await asyncio.wait_for(proc.communicate(), 60)
+    stderr = err.decode()
+    assert proc.returncode == 2, stderr
+    assert "Traceback" not in stderr
+    assert stderr.splitlines()[-1] == (
+        "gatecord: Discord requires more shards for this bot's servers (gateway close code 4011, sharding "
+        "required): raise discord.shard_count (GATECORD_DISCORD__SHARD_COUNT), or leave it unset for Discord's "
+        "recommended count"
+    )
+    assert discord_emu.token not in stderr + out.decode()
