@@ -661,6 +661,7 @@ async def test_on_postgresql_threads_and_replies_keep_their_history_across_a_res
     r1 = await wait_reply(emu, a1)
 
     await env.restart()  # a new process: nothing but the database carries the conversations over
+    env.bot.chat.bot_threads.discard(thread_id)  # as if another process had started the thread since
     m2 = await emu.send_user_message("and whiskers?", user="bob", channel_id=thread_id)
     await wait_reply(emu, m2)
     texts = [c for _, c in prompt_texts(chat_requests(gw)[-1])]
@@ -670,4 +671,5 @@ async def test_on_postgresql_threads_and_replies_keep_their_history_across_a_res
     await wait_reply(emu, a2)
     texts = [c for _, c in prompt_texts(chat_requests(gw)[-1])]
     assert texts[1:] == ["my secret number is 42", expected_reply("my secret number is 42"), "and doubled?"]
+    assert thread_id in env.bot.chat.bot_threads  # found in the database, remembered
     assert not env.db_path.exists()  # no SQLite file on the side

@@ -154,6 +154,9 @@ class ImageJobService:
             except StorageError as exc:
                 log.warning("image jobs: renewing leases or recovering jobs failed: %s", exc)
                 continue
+            except Exception:
+                log.exception("image jobs: renewing leases or recovering jobs failed")
+                continue
             if recovered:
                 await self._announce_recovered(recovered)
 
