@@ -122,7 +122,7 @@ class GatecordBot(commands.AutoShardedBot):
         self.settings = settings
         self.version = VERSION
         self.started_at = time.monotonic()
-        self.store = Store(settings.storage.path)
+        self.store = Store.from_settings(settings.storage)  # SQLite file, or PostgreSQL with [storage] url
         self.gateway = build_gateway_client(settings)
         self.web = WebServer(settings.http.host, settings.http.port, max_body_bytes=settings.http.max_body_bytes,
                              limits=settings.http)
@@ -207,15 +207,15 @@ class GatecordBot(commands.AutoShardedBot):
     async def on_guild_remove(self, guild: discord.Guild) -> None:
         if self.store.is_open:
             await self.store.execute(
-                "UPDATE guilds SET left_at = strftime('%s','now') WHERE guild_id = ?", (guild.id,)
+                "UPDATE guilds SET left_at = ? WHERE guild_id = ?", (int(time.time()), guild.id)
             )
 
     async def _record_guild(self, guild: discord.Guild) -> None:
         if self.store.is_open:
             await self.store.execute(
-                "INSERT INTO guilds(guild_id, name, joined_at) VALUES (?, ?, strftime('%s','now'))"
-                " ON CONFLICT(guild_id) DO UPDATE SET name = excluded.name, left_at = NULL",
-                (guild.id, guild.name),
+                "INSERT INTO guilds(guild_id, name, joined_at) VALUES (?, ?, ?)"
+                " ON CONFLICT (guild_id) DO UPDATE SET name = excluded.name, left_at = NULL",
+                (guild.id, guild.name, int(time.time())),
             )
 
     async def drain(self, seconds: float | None = None) -> str:
