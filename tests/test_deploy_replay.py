@@ -31,7 +31,7 @@ from pathlib import Path, PurePosixPath
 import pytest
 import yaml
 
-from bot.app.settings import load_settings
+from bot.app.settings import Settings, load_settings
 from bot.storage.migrations import latest_version
 
 pytestmark = pytest.mark.timeout(900)  # the first test pays for the wheelhouse, the wheel and the venv
@@ -307,6 +307,13 @@ def test_compose_has_postgresql_two_shard_processes_and_a_web_process() -> None:
             "GATECORD_DISCORD__SHARD_COUNT": "2", "GATECORD_DISCORD__SHARD_IDS": str(n)}
     published = SERVICES["web"]["ports"][0].rsplit(":", 1)[1]
     assert published == only(FINAL, "EXPOSE").args
+
+
+def test_compose_lets_gatecord_drain_before_it_is_killed() -> None:
+    drain = Settings().shutdown.drain_seconds
+    for name in GATECORD_SERVICES:
+        grace = SERVICES[name]["stop_grace_period"]
+        assert grace.endswith("s") and float(grace[:-1]) >= drain + 10, name  # README "Stopping"
 
 
 def test_compose_starts_gatecord_after_the_schema_is_applied_once() -> None:
