@@ -211,6 +211,14 @@ def test_migrate_prints_schema_version(tmp_path: Path) -> None:
     assert (tmp_path / "db" / "g.db").stat().st_mode & 0o777 == 0o600
 
 
+def test_a_database_that_cannot_be_created_is_one_line(tmp_path: Path) -> None:
+    (tmp_path / "file").write_text("a file where a folder should be")
+    db = tmp_path / "file" / "g.db"
+    proc = run_cli("migrate", cwd=tmp_path, env={"GATECORD_STORAGE__PATH": str(db)})
+    assert (proc.returncode, proc.stdout) == (2, "")
+    assert proc.stderr == f"gatecord: database {db} cannot be created (File exists)\n"
+
+
 def latest_migration() -> int:
     from bot.storage.migrations import latest_version
 

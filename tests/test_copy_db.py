@@ -206,8 +206,12 @@ FORMS = "give sqlite:PATH or postgresql://user:password@host:5432/dbname"
     ("sqlite:", "sqlite:b.db", f"--from: {FORMS}"),
     ("sqlite:missing.db", "sqlite:b.db", "database missing.db does not exist"),
     ("sqlite:a.db", "sqlite:a.db", "--from and --to are the same database"),
+    ("sqlite:junk.db", "sqlite:b.db", "database junk.db cannot be read (file is not a database)"),
+    ("sqlite:folder", "sqlite:b.db", "database folder is not a file"),
 ])
 def test_bad_arguments_are_one_line(source: str, target: str, line: str, tmp_path: Path) -> None:
+    (tmp_path / "junk.db").write_bytes(b"not an SQLite file, whatever its name says" * 4)
+    (tmp_path / "folder").mkdir()
     proc = copy_db(source, target, tmp_path)
     assert (proc.returncode, proc.stdout, proc.stderr) == (2, "", f"gatecord: {line}\n")
     assert not (tmp_path / "b.db").exists()

@@ -121,6 +121,8 @@ async def _check_source(reader: _Side, source: Endpoint, latest: int) -> None:
         version = await reader.run(migrations.current_version)
     except MigrationError as exc:
         raise CopyError(f"{source.describe()}: {exc}", EXIT_CONFIG) from None
+    except (sa_exc.SQLAlchemyError, sqlite3.Error, OSError) as exc:
+        raise CopyError(f"{source.describe()} cannot be read ({storage_error(exc)})", EXIT_CONFIG) from None
     if version > latest:
         raise CopyError(f"{source.describe()} is at schema version {version}, newer than this gatecord knows "
                         f"(latest {latest}): copy it with the gatecord release that created it", EXIT_CONFIG)
@@ -290,7 +292,8 @@ class _Side:
     async def _open_sqlite(self, write: bool) -> None:
         path = Path(self.endpoint.location)
         if not write and not path.is_file():
-            raise CopyError(f"{self.endpoint.describe()} does not exist", EXIT_CONFIG)
+            problem = "is not a file" if path.exists() else "does not exist"
+            raise CopyError(f"{self.endpoint.describe()} {problem}", EXIT_CONFIG)
         self._thread = ThreadPoolExecutor(1, thread_name_prefix="gatecord-copy")
         engine = migrations.sqlite_engine(path) if write else _sqlite_reader(path)
         self._engine = engine
