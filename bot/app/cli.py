@@ -35,6 +35,13 @@ from bot.storage.migrations import (
 if TYPE_CHECKING:
     from bot.app.factory import GatecordBot
 
+#: gateway close codes that mean the shard settings do not fit the bot (Discord's words, then what to do)
+SHARD_CLOSE_CODES = {
+    4010: "Discord refused the shard settings (gateway close code 4010, invalid shard): check discord.shard_count "
+          "and discord.shard_ids",
+    4011: "Discord requires more shards for this bot's servers (gateway close code 4011, sharding required): raise "
+          "discord.shard_count (GATECORD_DISCORD__SHARD_COUNT), or leave it unset for Discord's recommended count",
+}
 EXIT_FAILURE = 1  # the command ran and failed: a problem found by check, a failed migration or backup
 EXIT_CONFIG = 2  # cannot start: the configuration is wrong or incomplete, or the database or installation
 # is one this code cannot use (a newer schema version, no migrations)
@@ -239,6 +246,11 @@ async def _run(settings: Settings) -> int:
             "gatecord: Discord refused the Message Content intent; enable it for the bot in the developer portal",
             file=sys.stderr,
         )
+        return EXIT_CONFIG
+    except discord.ConnectionClosed as exc:
+        if exc.code not in SHARD_CLOSE_CODES:
+            raise
+        print(f"gatecord: {SHARD_CLOSE_CODES[exc.code]}", file=sys.stderr)
         return EXIT_CONFIG
     return 0
 

@@ -231,7 +231,7 @@ class PostgresBackend:
 
     async def write_probe(self, statement: str, timeout: float) -> str | None:
         if self._probe is None or self._probe.done():
-            self._probe = asyncio.create_task(self._write_probe(statement, timeout))
+            self._probe = asyncio.create_task(self._write_probe(statement, timeout / 2))  # lock wait, then answer
         done, _ = await asyncio.wait({self._probe}, timeout=timeout)
         if not done:
             return f"a test write did not finish within {timeout:g} s"
