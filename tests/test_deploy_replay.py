@@ -42,8 +42,6 @@ COMPOSE = REPO / "deploy" / "compose.yaml"
 LATEST = latest_version()
 #: needs root (a system user, file ownership): read by the tests below instead of being run
 NOT_REPLAYED = ("useradd", "chown")
-#: environment names the `shards` branch adds to the settings; validated by load_settings once it is merged
-SHARD_SETTINGS = ("GATECORD_DISCORD__SHARD_COUNT", "GATECORD_DISCORD__SHARD_IDS")
 
 
 # -- reading the Dockerfile ----------------------------------------------------------------------------
@@ -337,14 +335,18 @@ def test_compose_settings_come_from_the_env_file_and_are_valid(monkeypatch: pyte
         f"{postgres_env['POSTGRES_DB']}"
     )
     assert SERVICES["postgres"]["env_file"] == "postgres.env"
+    shards = {}
     for name in GATECORD_SERVICES:
         assert SERVICES[name]["env_file"] == "gatecord.env"  # secrets only from the (git-ignored) env file
         environment = {**example, **SERVICES[name].get("environment", {}), "GATECORD_DISCORD__TOKEN": "x" * 20}
+        for key in [k for k in os.environ if k.startswith("GATECORD_")]:
+            monkeypatch.delenv(key)
         for key, value in environment.items():
-            if key not in SHARD_SETTINGS:
-                monkeypatch.setenv(key, value)
-        settings = load_settings(None)
+            monkeypatch.setenv(key, value)
+        settings = load_settings(None)  # every name is a real setting, every value valid
         assert settings.storage.url is not None
         assert settings.storage.url.get_secret_value() == example["GATECORD_STORAGE__URL"]
+        shards[name] = (settings.discord.shard_count, settings.discord.shard_ids)
+    assert shards == {"migrate": (None, None), "web": (None, None), "shard-0": (2, [0]), "shard-1": (2, [1])}
     ignored = (REPO / ".gitignore").read_text().split()
     assert "deploy/gatecord.env" in ignored and "deploy/postgres.env" in ignored
