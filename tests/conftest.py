@@ -118,6 +118,39 @@ def backend(request: pytest.FixtureRequest) -> str:
     return str(request.param)
 
 
+MIGRATED_TEMPLATE = "gatecord_migrated"
+
+
+@pytest.fixture(scope="session")
+def pg_migrated_template(pg_server: PgServer) -> str:
+    """A database migrated to the newest schema once per session; ``pg_migrated_url`` clones it (fast)."""
+    import asyncio
+    from concurrent.futures import ThreadPoolExecutor
+
+    from bot.storage.store import Store
+
+    async def migrate(url: str) -> None:
+        template = Store(url=url)
+        await template.open()
+        await template.close()
+
+    url = pg_server.create_database(MIGRATED_TEMPLATE)
+    with ThreadPoolExecutor(1) as thread:  # its own event loop: an async test's loop may be running here
+        thread.submit(asyncio.run, migrate(url)).result()
+    return MIGRATED_TEMPLATE
+
+
+@pytest.fixture
+def pg_migrated_url(pg_server: PgServer, pg_migrated_template: str) -> Iterator[str]:
+    """The URL of a fresh database already at the newest schema version, dropped after the test."""
+    name = f"test_{next(_pg_databases)}"
+    url = pg_server.create_database(name, template=pg_migrated_template)
+    try:
+        yield url
+    finally:
+        pg_server.drop_database(name)
+
+
 @pytest.fixture
 async def store(backend: str, tmp_path: Path, request: pytest.FixtureRequest) -> AsyncIterator[Any]:
     """An open, migrated store on ``backend``."""
@@ -126,7 +159,7 @@ async def store(backend: str, tmp_path: Path, request: pytest.FixtureRequest) ->
     if backend == "sqlite":
         opened = Store(tmp_path / "gatecord.db")
     else:
-        opened = Store(url=request.getfixturevalue("pg_url"))
+        opened = Store(url=request.getfixturevalue("pg_migrated_url"))
     await opened.open()
     try:
         yield opened

@@ -31,7 +31,7 @@ def captured() -> Iterator[io.StringIO]:
     """The root logger as `gatecord run` leaves it, writing into a buffer; restored afterwards."""
     root = logging.getLogger()
     saved = (root.level, list(root.handlers), {
-        name: logging.getLogger(name).level for name in ("discord.gateway", "aiosqlite")
+        name: logging.getLogger(name).level for name in ("discord.gateway", "gatecord.sql", "sqlalchemy.engine")
     })
     buffer = io.StringIO()
     yield buffer
@@ -90,7 +90,7 @@ async def test_debug_log_of_real_flows_has_no_token_key_or_prompt(
     assert any(f"/webhooks/{emu.application_id}/{MASK}" in line for line in webhook_lines), webhook_lines[:5]
     assert any(f"/webhooks/{hooks[0].id}/{MASK}" in line for line in log.splitlines())
     assert lines(captured, "discord.http")
-    assert lines(captured, "aiosqlite") == []  # statements are logged only with logging.sql_debug
+    assert lines(captured, "gatecord.sql") == []  # statements are logged only with logging.sql_debug
 
 
 async def test_sql_debug_logs_statements_without_their_parameters(
@@ -104,7 +104,7 @@ async def test_sql_debug_logs_statements_without_their_parameters(
         await run_chat(_Env(emu), CHAT_PROMPT)
     finally:
         await running.stop()
-    sql = lines(captured, "aiosqlite")
+    sql = lines(captured, "gatecord.sql")
     assert any("INSERT" in line and "parameters not shown" in line for line in sql), sql[:5]
     assert CHAT_PROMPT not in captured.getvalue()
 

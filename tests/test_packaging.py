@@ -19,8 +19,9 @@ from pathlib import Path
 import pytest
 
 REPO = Path(__file__).resolve().parent.parent
-SQL_FILES = sorted(p.name for p in (REPO / "bot" / "storage" / "sql").glob("*.sql"))
-LATEST = max(int(name[:4]) for name in SQL_FILES)
+REVISIONS = sorted(p.name for p in (REPO / "bot" / "storage" / "alembic" / "versions").glob("[0-9]*.py"))
+LEGACY_SQL = sorted(p.name for p in (REPO / "bot" / "storage" / "legacy_sql").glob("*.sql"))
+LATEST = max(int(name[:4]) for name in REVISIONS)
 SOURCES = ("pyproject.toml", "README.md", "LICENSE", "bot", "cogs", "gateway_client", "sandbox")
 
 
@@ -64,7 +65,10 @@ def test_the_install_is_the_package_not_the_checkout(installed: Path, tmp_path: 
     )
     assert proc.returncode == 0, proc.stderr
     assert Path(proc.stdout.strip()).is_relative_to(installed)
-    assert sorted(p.name for p in (installed / "bot" / "storage" / "sql").glob("*.sql")) == SQL_FILES
+    storage = installed / "bot" / "storage"
+    assert sorted(p.name for p in (storage / "alembic" / "versions").glob("[0-9]*.py")) == REVISIONS
+    assert (storage / "alembic" / "env.py").is_file()
+    assert sorted(p.name for p in (storage / "legacy_sql").glob("*.sql")) == LEGACY_SQL
 
 
 def test_gatecord_migrate_from_a_non_editable_install_reaches_the_latest_schema(
@@ -75,8 +79,7 @@ def test_gatecord_migrate_from_a_non_editable_install_reaches_the_latest_schema(
     assert proc.returncode == 0, proc.stderr
     assert proc.stdout == f"database {db}: schema version {LATEST}\n"
     with sqlite3.connect(db) as conn:
-        assert conn.execute("SELECT MAX(version) FROM schema_migrations").fetchone()[0] == LATEST
-        assert conn.execute("SELECT COUNT(*) FROM schema_migrations").fetchone()[0] == len(SQL_FILES)
+        assert conn.execute("SELECT version_num FROM alembic_version").fetchone()[0] == f"{LATEST:04d}"
     again = gatecord(installed, "migrate", cwd=tmp_path, env={"GATECORD_STORAGE__PATH": str(db)})
     assert (again.returncode, again.stdout) == (0, proc.stdout)
 
@@ -87,16 +90,16 @@ def test_an_install_without_migrations_refuses_to_start(
 ) -> None:
     broken = tmp_path_factory.mktemp("broken") / "site"
     shutil.copytree(installed, broken)
-    shutil.rmtree(broken / "bot" / "storage" / "sql")
+    shutil.rmtree(broken / "bot" / "storage" / "alembic" / "versions")
     db = tmp_path / "gatecord.db"
     env = {"GATECORD_STORAGE__PATH": str(db), "GATECORD_DISCORD__TOKEN": "x" * 20}
     args = [command, "--port", "0"] if command == "sandbox" else [command]
     proc = gatecord(broken, *args, cwd=tmp_path, env=env)
     assert proc.returncode == 2, proc.stdout + proc.stderr  # refused to start, like a newer database
-    where = broken / "bot" / "storage" / "sql"
+    where = broken / "bot" / "storage" / "alembic" / "versions"
     assert proc.stderr == (
-        f"gatecord: this installation of gatecord has no database migrations ({where} holds no NNNN_name.sql "
-        "file); reinstall it (the wheel must include bot/storage/sql/*.sql)\n"
+        f"gatecord: this installation of gatecord has no database migrations ({where} holds none); "
+        "reinstall it (the wheel must include bot/storage/alembic/versions/*.py)\n"
     )
     assert proc.stdout == ""
     assert not db.exists()  # refused before the database was created

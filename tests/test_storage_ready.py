@@ -33,10 +33,11 @@ async def test_ready_turns_false_while_the_database_cannot_write_and_back(bot_en
     assert (status, database["ok"]) == (200, True), database
 
     # a read-only database: reads still work, writes are refused
-    await bot_env.bot.store.execute("PRAGMA query_only=ON")
+    backend = bot_env.bot.store._backend  # the SQLite connection itself (a PRAGMA outside any transaction)
+    await backend.call(backend.connection.execute, "PRAGMA query_only=ON")
     status, database = await ready(bot_env)
     assert status == 503
     assert database == {"ok": False, "detail": "database cannot write: attempt to write a readonly database"}
-    await bot_env.bot.store.execute("PRAGMA query_only=OFF")
+    await backend.call(backend.connection.execute, "PRAGMA query_only=OFF")
     status, database = await ready(bot_env)
     assert (status, database["ok"]) == (200, True), database

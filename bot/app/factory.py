@@ -21,6 +21,7 @@ from discord.ext import commands
 
 from bot.app.discord_pacing import DiscordPacer, interaction_exempt
 from bot.app.settings import FallbackGateway, GatewaySettings, Settings
+from bot.app.sharding import IdentifyGate, describe_shards, held_shards
 from bot.app.tree import GatecordTree
 from bot.app.web import WebServer
 from bot.budgets.service import BudgetService
@@ -86,7 +87,10 @@ def discover_cogs(package: str = COGS_PACKAGE) -> list[str]:
     return sorted(names)
 
 
-class GatecordBot(commands.Bot):
+class GatecordBot(commands.AutoShardedBot):
+    """Holds the shards of ``[discord] shard_count`` / ``shard_ids`` (one process, Discord's
+    recommended count, when they are unset)."""
+
     def __init__(self, settings: Settings) -> None:
         # Gatecord has no voice features: discord.py's warnings about missing voice libraries
         # would only confuse whoever reads the start-up log.
@@ -109,12 +113,17 @@ class GatecordBot(commands.Bot):
             # 80 ms against about 150 ms unbounded). aiohttp builds it on the running event loop.
             connector=aiohttp.TCPConnector(limit=settings.discord.http_connections),
             http_trace=pacer.trace_config(),
+            shard_count=settings.discord.shard_count,
+            # None (its default: every shard) is what discord.py's options type leaves out
+            shard_ids=settings.discord.shard_ids,  # type: ignore[arg-type]
         )
+        #: set by whoever coordinates IDENTIFY across processes; None: discord.py's own pacing
+        self.identify_gate: IdentifyGate | None = None
         self.discord_pacer = pacer
         self.settings = settings
         self.version = VERSION
         self.started_at = time.monotonic()
-        self.store = Store(settings.storage.path)
+        self.store = Store.from_settings(settings.storage)  # SQLite file, or PostgreSQL with [storage] url
         if self.store.dialect == "postgresql":  # many processes: the budget is one bucket in the database
             pacer.buckets = TokenBuckets(self.store)
         self.gateway = build_gateway_client(settings)
@@ -152,6 +161,21 @@ class GatecordBot(commands.Bot):
         apply_discord_urls(self.settings)
         await super().login(token)
 
+    async def connect(self, *, reconnect: bool = True) -> None:
+        if self.shard_count is None:
+            # Discord's recommended count, asked here so that the shards still connect to the configured
+            # discord.gateway_url (discord.py would take the URL from this same answer instead).
+            self.shard_count, _url, _limits = await self.http.get_bot_gateway()
+        await super().connect(reconnect=reconnect)
+
+    async def before_identify_hook(self, shard_id: int | None, *, initial: bool = False) -> None:
+        """Every IDENTIFY waits here: for ``identify_gate`` when one is set, else discord.py's own
+        pacing (5 s between this process's IDENTIFYs)."""
+        if self.identify_gate is None:
+            await super().before_identify_hook(shard_id, initial=initial)
+        else:
+            await self.identify_gate.wait_turn(shard_id or 0)
+
     async def setup_hook(self) -> None:
         await self.store.open()
         await self.relay.start()  # resumes undelivered posts from the outbox
@@ -186,15 +210,15 @@ class GatecordBot(commands.Bot):
     async def on_guild_remove(self, guild: discord.Guild) -> None:
         if self.store.is_open:
             await self.store.execute(
-                "UPDATE guilds SET left_at = strftime('%s','now') WHERE guild_id = ?", (guild.id,)
+                "UPDATE guilds SET left_at = ? WHERE guild_id = ?", (int(time.time()), guild.id)
             )
 
     async def _record_guild(self, guild: discord.Guild) -> None:
         if self.store.is_open:
             await self.store.execute(
-                "INSERT INTO guilds(guild_id, name, joined_at) VALUES (?, ?, strftime('%s','now'))"
-                " ON CONFLICT(guild_id) DO UPDATE SET name = excluded.name, left_at = NULL",
-                (guild.id, guild.name),
+                "INSERT INTO guilds(guild_id, name, joined_at) VALUES (?, ?, ?)"
+                " ON CONFLICT (guild_id) DO UPDATE SET name = excluded.name, left_at = NULL",
+                (guild.id, guild.name, int(time.time())),
             )
 
     async def drain(self, seconds: float | None = None) -> str:
@@ -280,9 +304,17 @@ class GatecordBot(commands.Bot):
         return False, "draining before it stops: new work is refused"
 
     async def _discord_ready(self) -> tuple[bool, str]:
-        if self.is_ready() and not self.is_closed():
-            return True, f"connected, latency {self.latency * 1000:.0f} ms"
-        return False, "not connected to Discord"
+        """Ready when every shard this process holds is connected (and discord.py has its servers)."""
+        held = held_shards(self.shard_ids, self.shard_count)
+        if held is None or self.shard_count is None:
+            return False, "not connected to Discord (asking it how many shards to run)"
+        closed = self.is_closed()
+        connected = {i for i, info in self.shards.items() if not closed and not info.is_closed()}
+        limited = {i for i, info in self.shards.items() if i in connected and info.is_ws_ratelimited()}
+        ok, detail = describe_shards(held, self.shard_count, connected, rate_limited=limited, latency=self.latency)
+        if ok and not self.is_ready():
+            return False, f"{detail}; still receiving their servers"
+        return ok, detail
 
 
 def create_bot(settings: Settings) -> GatecordBot:

@@ -1,25 +1,25 @@
 """Logging for the process: one handler on the root logger, with one filter that scrubs secrets.
 
 Every logger's records pass the root handler, so the filter there covers discord.py (request URLs
-carry interaction and webhook tokens), aiohttp, aiosqlite and our own code alike. The filter masks
+carry interaction and webhook tokens), aiohttp, SQLAlchemy and our own code alike. The filter masks
 the configured secrets (bot token, gateway keys) and anything shaped like a token: the token part of
 ``/webhooks/{id}/{token}`` and ``/interactions/{id}/{token}/callback``, ``"token": "…"`` fields,
 ``Bearer``/``Bot`` credentials, relay keys (``gcr_…``) and Discord bot tokens.
 
 discord.py logs request and response bodies at DEBUG (messages quoting members, webhooks with their
-tokens): its lines keep the method, URL and status, the bodies are summarised by size. aiosqlite
-logs every statement with its parameters at DEBUG (members' prompts, webhook tokens): its logger
-stays at INFO unless ``logging.sql_debug`` is set, and even then only the statement is shown.
+tokens): its lines keep the method, URL and status, the bodies are summarised by size. The storage
+layer logs statements (never their parameters: members' prompts, webhook tokens) on ``gatecord.sql``
+at DEBUG only when ``logging.sql_debug`` is set; SQLAlchemy's own engine log stays at WARNING.
 """
 
 from __future__ import annotations
 
-import functools
 import logging
 import re
 import sys
 from collections.abc import Iterable
 from typing import Any, TextIO
+from urllib.parse import unquote, urlsplit
 
 from bot.app.settings import Settings
 
@@ -65,15 +65,6 @@ def _payload_summary(arg: Any) -> Any:
     return arg
 
 
-def _sql_statement(arg: Any) -> Any:
-    """aiosqlite logs ``functools.partial(conn.execute, sql, parameters)``: keep the statement only."""
-    if not isinstance(arg, functools.partial):
-        return arg
-    name = getattr(arg.func, "__name__", "call")
-    sql = arg.args[0] if arg.args and isinstance(arg.args[0], str) else ""
-    return f"{name}({' '.join(sql.split())!r}, parameters not shown)" if sql else f"{name}(…)"
-
-
 class SecretFilter(logging.Filter):
     """Scrubs secrets from a record's message, exception text and stack before any handler formats it."""
 
@@ -91,9 +82,7 @@ class SecretFilter(logging.Filter):
 
     def filter(self, record: logging.LogRecord) -> bool:
         if isinstance(record.args, tuple):
-            if record.name == "aiosqlite":
-                record.args = tuple(_sql_statement(arg) for arg in record.args)
-            elif record.name.startswith("discord."):
+            if record.name.startswith("discord."):
                 record.args = tuple(_payload_summary(arg) for arg in record.args)
         try:
             message = record.getMessage()
@@ -114,6 +103,9 @@ class SecretFilter(logging.Filter):
 def settings_secrets(settings: Settings) -> list[str]:
     secrets = [settings.discord.token.get_secret_value(), settings.gateway.api_key.get_secret_value()]
     secrets += [f.api_key.get_secret_value() for f in settings.gateway.fallbacks]
+    if settings.storage.url is not None:  # the PostgreSQL password, as written and percent-decoded
+        password = urlsplit(settings.storage.url.get_secret_value()).password
+        secrets += [password, unquote(password)] if password else []
     return secrets
 
 
@@ -132,6 +124,9 @@ def configure_logging(settings: Settings, stream: TextIO | None = None) -> Secre
     root.setLevel(settings.logging.level)
     # At DEBUG the gateway logs every event whole: members' messages, interaction payloads and tokens.
     logging.getLogger("discord.gateway").setLevel(max(logging.INFO, root.level))
-    # At DEBUG aiosqlite logs every statement with its parameters: only when asked for.
-    logging.getLogger("aiosqlite").setLevel(logging.NOTSET if settings.logging.sql_debug else logging.INFO)
+    # Statements (without their parameters) only when asked for; SQLAlchemy's engine log would show them.
+    logging.getLogger("gatecord.sql").setLevel(logging.DEBUG if settings.logging.sql_debug else logging.INFO)
+    logging.getLogger("sqlalchemy.engine").setLevel(logging.WARNING)
+    # Alembic announces its context at INFO on every start; the schema version is reported by gatecord itself.
+    logging.getLogger("alembic").setLevel(logging.WARNING)
     return secret_filter

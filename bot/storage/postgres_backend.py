@@ -11,7 +11,7 @@ import asyncio
 import contextvars
 import hashlib
 import logging
-from collections.abc import AsyncIterator, Callable, Iterable, Sequence
+from collections.abc import AsyncIterator, Callable, Iterable
 from contextlib import asynccontextmanager
 from typing import Any, TypeVar
 
@@ -22,7 +22,7 @@ from sqlalchemy.ext.asyncio import AsyncConnection, AsyncEngine, create_async_en
 
 from bot.storage.errors import IntegrityError, StorageError
 from bot.storage.records import Record, Row, index_of
-from bot.storage.sqltext import Params, bind
+from bot.storage.sqltext import Params, bind, log_statement
 from bot.storage.tx import Dialect
 
 log = logging.getLogger(__name__)
@@ -83,6 +83,7 @@ class PostgresSyncTx:
         self._conn = conn
 
     def _result(self, sql: str, params: Params) -> CursorResult[Any]:
+        log_statement(sql)
         statement, values = bind(sql, params)
         try:
             return self._conn.execute(text(statement), values)
@@ -122,6 +123,7 @@ class PostgresTx:
         self.conn = conn
 
     async def _result(self, sql: str, params: Params) -> CursorResult[Any]:
+        log_statement(sql)
         statement, values = bind(sql, params)
         try:
             return await self.conn.execute(text(statement), values)
@@ -182,6 +184,7 @@ class PostgresBackend:
         engine = create_async_engine(
             async_url(self.url), pool_size=self.pool_size, max_overflow=self.max_overflow, pool_pre_ping=True,
             connect_args={"timeout": self.connect_timeout},
+            hide_parameters=True,  # a failed statement's message never carries its parameters (prompts, tokens)
         )
         try:
             async with engine.connect() as conn:
@@ -228,7 +231,7 @@ class PostgresBackend:
 
     async def write_probe(self, statement: str, timeout: float) -> str | None:
         if self._probe is None or self._probe.done():
-            self._probe = asyncio.create_task(self._write_probe(statement, timeout))
+            self._probe = asyncio.create_task(self._write_probe(statement, timeout / 2))  # lock wait, then answer
         done, _ = await asyncio.wait({self._probe}, timeout=timeout)
         if not done:
             return f"a test write did not finish within {timeout:g} s"
@@ -261,8 +264,3 @@ class PostgresBackend:
 def lock_key(name: str) -> int:
     """A stable signed 64-bit key for ``name`` (the same in every process and release)."""
     return int.from_bytes(hashlib.sha256(name.encode()).digest()[:8], "big", signed=True)
-
-
-def split_host(url: str) -> Sequence[str]:
-    parsed = make_url(url)
-    return [parsed.host or "localhost", str(parsed.port or 5432), parsed.database or ""]

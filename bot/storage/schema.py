@@ -191,7 +191,8 @@ relay_outbox = Table(
     Index("relay_outbox_idempotency", "key_id", "idempotency_key", unique=True,
           sqlite_where=text("idempotency_key IS NOT NULL"), postgresql_where=text("idempotency_key IS NOT NULL")),
     Index("relay_outbox_pending", "status", "seq",
-          sqlite_where=text("status IN ('queued', 'sending')"), postgresql_where=text("status IN ('queued', 'sending')")),
+          sqlite_where=text("status IN ('queued', 'sending')"),
+          postgresql_where=text("status IN ('queued', 'sending')")),
     Index("relay_outbox_channel_message", "channel_id", "message_id",
           sqlite_where=text("message_id IS NOT NULL"), postgresql_where=text("message_id IS NOT NULL")),
     Index("relay_outbox_finished_created", "created_at",
@@ -237,6 +238,8 @@ imagine_jobs = Table(
     Column("created_at", Float, nullable=False),
     Column("started_at", Float),
     Column("finished_at", Float),
+    Column("owner", Text),  # 0016: the process working on the job (bot/media/jobs.py)
+    Column("lease_until", Float),  # 0016: until when that process's claim holds (renewed while it lives)
     CheckConstraint("origin IN ('command', 'variation', 'reroll', 'retry')", name="imagine_jobs_origin"),
     CheckConstraint("count BETWEEN 1 AND 10", name="imagine_jobs_count"),
     CheckConstraint(

@@ -31,7 +31,7 @@ from typing import Any, TypeVar
 
 from bot.storage.errors import IntegrityError, StorageError
 from bot.storage.records import Row
-from bot.storage.sqltext import Params
+from bot.storage.sqltext import Params, log_statement
 from bot.storage.tx import Dialect
 
 log = logging.getLogger(__name__)
@@ -60,6 +60,7 @@ class SqliteSyncTx:
         self._backend = backend
 
     def _cursor(self, sql: str, params: Params) -> sqlite3.Cursor:
+        log_statement(sql)
         try:
             return self._backend.connection.execute(sql, params)
         except sqlite3.Error as exc:
@@ -69,6 +70,7 @@ class SqliteSyncTx:
         return self._cursor(sql, params).rowcount
 
     def executemany(self, sql: str, rows: Iterable[Params]) -> None:
+        log_statement(sql)
         try:
             self._backend.connection.executemany(sql, rows)
         except sqlite3.Error as exc:
@@ -361,7 +363,10 @@ async def _to_the_end(step: Awaitable[T]) -> T:
 def _create_private_file(path: Path) -> None:
     if str(path) == ":memory:":
         return
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fd = os.open(path, os.O_CREAT | os.O_RDWR, 0o600)
-    os.close(fd)
-    os.chmod(path, 0o600)
+    try:
+        path.parent.mkdir(parents=True, exist_ok=True)
+        fd = os.open(path, os.O_CREAT | os.O_RDWR, 0o600)
+        os.close(fd)
+        os.chmod(path, 0o600)
+    except OSError as exc:  # a folder that cannot be made, a directory in the way, no permission
+        raise StorageError(f"database {path} cannot be created ({exc.strerror or exc})") from None

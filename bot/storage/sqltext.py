@@ -7,12 +7,16 @@ positional marks are renamed ``:p0, :p1 …`` here, outside quoted strings and c
 
 from __future__ import annotations
 
+import logging
 import re
 from collections.abc import Mapping, Sequence
 from functools import lru_cache
 from typing import Any
 
 Params = Sequence[Any] | Mapping[str, Any]
+
+#: every statement at DEBUG when ``logging.sql_debug`` is set; never its parameters (prompts, tokens)
+SQL_LOG = logging.getLogger("gatecord.sql")
 
 _TOKENS = re.compile(r"'(?:[^']|'')*'|\"(?:[^\"]|\"\")*\"|--[^\n]*|/\*.*?\*/|\?", re.DOTALL)
 
@@ -40,3 +44,8 @@ def bind(sql: str, params: Params) -> tuple[str, dict[str, Any]]:
     if count != len(params):
         raise ValueError(f"the statement has {count} '?' marks but {len(params)} parameters were given")
     return renamed, {f"p{i}": value for i, value in enumerate(params)}
+
+
+def log_statement(sql: str) -> None:
+    if SQL_LOG.isEnabledFor(logging.DEBUG):
+        SQL_LOG.debug("%s (parameters not shown)", " ".join(sql.split()))

@@ -123,7 +123,7 @@ class Store:
 
     async def run(self, body: Callable[[SyncTx], T]) -> T:
         """``body(tx)`` in one transaction, committed (durably) before this returns; its exception rolls it back."""
-        return await self._backend.run(body)  # type: ignore[arg-type]
+        return await self._backend.run(body)
 
     # -- one statement ----------------------------------------------------------------------------
 
