@@ -13,7 +13,9 @@ from bot.storage.store import Store
 
 
 @asynccontextmanager
-async def two_stores(backend: str, tmp_path: Path, request: pytest.FixtureRequest) -> AsyncIterator[tuple[Store, Store]]:
+async def two_stores(
+    backend: str, tmp_path: Path, request: pytest.FixtureRequest
+) -> AsyncIterator[tuple[Store, Store]]:
     if backend == "sqlite":
         first, second = Store(tmp_path / "shared.db"), Store(tmp_path / "shared.db")
     else:

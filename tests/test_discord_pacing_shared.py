@@ -106,3 +106,23 @@ async def test_when_the_database_fails_a_process_paces_itself(store: Store, capl
     assert [round(at, 6) for _, at in log] == [0.0, 0.0, 0.1, 0.2]
     warnings = [r.getMessage() for r in caplog.records if "shared budget could not be read" in r.getMessage()]
     assert len(warnings) == 1, "one warning for the outage, not one per request"
+
+
+@pytest.mark.parametrize("storage", [{"path": "gatecord.db"}, {"url": "postgresql://gatecord@localhost:5432/gatecord"}])
+async def test_the_bot_shares_its_budget_through_postgresql_only(storage: dict[str, str], tmp_path: Path) -> None:
+    from bot.app.factory import create_bot
+    from bot.app.settings import Settings
+
+    if "path" in storage:
+        storage = {"path": str(tmp_path / storage["path"])}
+    bot = create_bot(Settings(storage=storage))  # nothing connects until start()
+    try:
+        shared = bot.discord_pacer.buckets
+        assert (shared is not None) == ("url" in storage), "SQLite: one process, paced in memory"
+        assert shared is None or shared.store is bot.store
+        relay_shared = bot.relay.pacer.buckets
+        assert (relay_shared is not None) == ("url" in storage)
+    finally:  # (AutoShardedBot.close() before start() fails inside discord.py: close what was built)
+        await bot.http.close()
+        if bot.http.connector is not None:
+            await bot.http.connector.close()
