@@ -1,20 +1,19 @@
-"""Budgets against a real SQLite file: reserve/settle/release, partial grants, roles, day rollover,
-expiry, concurrency (1,000 reservations against a limit of 100) and ledger/counter agreement."""
+"""Budgets on both backends (a SQLite file, a real PostgreSQL): reserve/settle/release, partial grants,
+roles, day rollover, expiry, concurrency (1,000 reservations against a limit of 100) and ledger/counter
+agreement."""
 
 from __future__ import annotations
 
 import asyncio
-from collections.abc import AsyncIterator
 from datetime import UTC, datetime, timedelta
-from pathlib import Path
 
 import pytest
 
+from bot.app.settings import Settings
 from bot.budgets.reports import describe_line
 from bot.budgets.rules import BudgetExceeded, Feature, Requester
 from bot.budgets.service import BudgetService
 from bot.guilds.audit import InvalidSetting
-from bot.app.settings import Settings
 from bot.storage.store import Store
 from gateway_client.meta import CallMeta
 
@@ -39,12 +38,9 @@ def clock() -> Clock:
     return Clock(datetime(2025, 3, 14, 20, 48, tzinfo=UTC))
 
 
-@pytest.fixture
-async def store(tmp_path: Path) -> AsyncIterator[Store]:
-    s = Store(tmp_path / "q.db")
-    await s.open()
-    yield s
-    await s.close()
+def same_database(store: Store) -> Store:
+    """Another Store on the database of ``store`` (a restarted process)."""
+    return Store(store.path) if store.path is not None else Store(url=store.url)
 
 
 def make_quotas(store: Store, clock: Clock, **quotas: float) -> BudgetService:
@@ -236,14 +232,13 @@ async def test_expired_reservations_return_lazily_and_by_sweep(store: Store, clo
     assert len(rows) == 1 and (rows[0]["outcome"], rows[0]["images"], rows[0]["charged"]) == ("ok", 2, 1)
 
 
-async def test_expired_reservation_survives_restart(tmp_path: Path, clock: Clock) -> None:
-    path = tmp_path / "restart.db"
-    s1 = Store(path)
+async def test_expired_reservation_survives_restart(store: Store, clock: Clock) -> None:
+    s1 = same_database(store)
     await s1.open()
     q1 = BudgetService(s1, Settings(quotas={"guild_tokens": 1000, "reservation_ttl_seconds": 30}), now=clock)
     await q1.reserve(ALICE, Feature.CHAT, tokens=1000)
     await s1.close()  # crash mid-request
-    s2 = Store(path)
+    s2 = same_database(store)
     await s2.open()
     q2 = BudgetService(s2, Settings(quotas={"guild_tokens": 1000, "reservation_ttl_seconds": 30}), now=clock)
     assert (await q2.usage_limits(ALICE)).remaining("tokens") == 0
@@ -309,7 +304,7 @@ async def test_thousand_concurrent_reservations_grant_exactly_limit(store: Store
     per_member = await store.fetchall(
         "SELECT l.user_id, SUM(l.tokens), c.used FROM usage_ledger l JOIN quota_counters c"
         " ON c.scope = 'member' AND c.guild_id = l.guild_id AND c.user_id = l.user_id AND c.day = l.day AND c.kind = 'tokens'"
-        " WHERE l.charged = 1 GROUP BY l.user_id"
+        " WHERE l.charged = 1 GROUP BY l.user_id, c.used"
     )
     assert per_member and all(row[1] == row[2] for row in per_member)
     assert await store.fetchval("SELECT SUM(reserved) FROM quota_counters") == 0

@@ -4,9 +4,7 @@
 from __future__ import annotations
 
 import asyncio
-from collections.abc import AsyncIterator
 from datetime import UTC, datetime, timedelta
-from pathlib import Path
 
 import pytest
 
@@ -39,14 +37,6 @@ class Steps:
     async def sleep(self, seconds: float) -> None:
         await self.asleep.put(seconds)
         await self.wake.get()
-
-
-@pytest.fixture
-async def store(tmp_path: Path) -> AsyncIterator[Store]:
-    s = Store(tmp_path / "s.db")
-    await s.open()
-    yield s
-    await s.close()
 
 
 async def ledger(store: Store) -> list[tuple[str, str | None, int, int]]:

@@ -1,49 +1,116 @@
 """The daily counters (``quota_counters``): what each member and guild used and holds, per kind.
 
-Callers run these inside ``store.transaction()`` (the store lock is then held for them).
+The functions here take a ``SyncTx`` and run inside one ``store.run()`` body. Exact under many
+processes: a body that decides from counters first ``lock()``s every row it will write, in one
+statement, in key order; its ``add()`` then only writes rows it already holds. Every transaction
+thus takes its counter locks once, in the same global order, so two of them never deadlock.
 """
 
 from __future__ import annotations
 
+from collections.abc import Iterable, Mapping
+
 from bot.storage.store import Store
+from bot.storage.tx import SyncTx
 
-#: (scope, kind) -> (used, reserved)
-Counters = dict[tuple[str, str], tuple[float, float]]
+__all__ = ["Key", "Counters", "Deltas", "keys_for", "lock", "add", "read", "one", "merge"]
+
+#: (scope, guild_id, user_id, day, kind); user_id is 0 for the guild scope
+Key = tuple[str, int, int, str, str]
+#: key -> (used, reserved)
+Counters = dict[Key, tuple[float, float]]
+#: key -> (used delta, reserved delta)
+Deltas = dict[Key, tuple[float, float]]
+
+_COLUMNS = "scope, guild_id, user_id, day, kind"
+#: rows per statement (7 parameters each stays far below both databases' parameter limits)
+_CHUNK = 500
 
 
-async def read(store: Store, guild_id: int, user_id: int, day: str) -> Counters:
-    """The member's counters and their guild's for one day."""
-    rows = await store.db.execute_fetchall(
+def keys_for(guild_id: int, user_id: int, day: str, with_guild: bool, kinds: Iterable[str]) -> list[Key]:
+    """The member's keys for ``kinds`` (and the guild's, ``with_guild``)."""
+    kinds = sorted(set(kinds))
+    keys: list[Key] = [("guild", guild_id, 0, day, k) for k in kinds] if with_guild else []
+    keys += [("member", guild_id, user_id, day, k) for k in kinds]
+    return keys
+
+
+def merge(into: Deltas, guild_id: int, user_id: int, day: str, with_guild: bool,
+          used: Mapping[str, float], reserved: Mapping[str, float]) -> None:
+    """Add ``used``/``reserved`` per kind to ``into`` for the member (and the guild, ``with_guild``)."""
+    for kind in set(used) | set(reserved):
+        du, dr = float(used.get(kind, 0.0)), float(reserved.get(kind, 0.0))
+        if not (du or dr):
+            continue
+        for key in keys_for(guild_id, user_id, day, with_guild, (kind,)):
+            u, r = into.get(key, (0.0, 0.0))
+            into[key] = (u + du, r + dr)
+
+
+def lock(tx: SyncTx, keys: Iterable[Key], *, also: Iterable[Key] = ()) -> Counters:
+    """The current values of ``keys``, their rows (and those of ``also``) locked until the transaction ends.
+
+    PostgreSQL: one upsert in key order creates missing rows and locks every row (``ON CONFLICT DO
+    UPDATE`` locks the row it meets and returns its latest version). SQLite has one writer
+    (``BEGIN IMMEDIATE``): a plain read is enough and ``also`` needs nothing.
+    """
+    wanted = set(keys)
+    if tx.dialect == "postgresql":
+        ordered = sorted(wanted | set(also))
+        rows = []
+        for start in range(0, len(ordered), _CHUNK):
+            chunk = ordered[start:start + _CHUNK]
+            rows += tx.fetchall(
+                f"INSERT INTO quota_counters({_COLUMNS}, used, reserved) VALUES "
+                + ", ".join(["(?, ?, ?, ?, ?, 0, 0)"] * len(chunk))
+                + f" ON CONFLICT ({_COLUMNS}) DO UPDATE SET used = quota_counters.used"
+                f" RETURNING {_COLUMNS}, used, reserved",
+                [value for key in chunk for value in key],
+            )
+    else:
+        prefixes = sorted({key[:4] for key in wanted})
+        if not prefixes:
+            return {}
+        rows = tx.fetchall(
+            f"SELECT {_COLUMNS}, used, reserved FROM quota_counters WHERE "
+            + " OR ".join(["(scope = ? AND guild_id = ? AND user_id = ? AND day = ?)"] * len(prefixes)),
+            [value for prefix in prefixes for value in prefix],
+        )
+    found: Counters = {key: (0.0, 0.0) for key in wanted}
+    for r in rows:
+        key = (r[0], int(r[1]), int(r[2]), r[3], r[4])
+        if key in found:
+            found[key] = (float(r[5]), float(r[6]))
+    return found
+
+
+def add(tx: SyncTx, deltas: Deltas) -> None:
+    """Apply ``deltas`` in key order; ``reserved`` never goes below 0.
+
+    A negative ``reserved`` delta returns a hold, whose row exists since the reservation made it
+    (counters are never deleted), so only the ``DO UPDATE`` branch has to clamp.
+    """
+    rows = sorted((key, d) for key, d in deltas.items() if d[0] or d[1])
+    for start in range(0, len(rows), _CHUNK):
+        chunk = rows[start:start + _CHUNK]
+        tx.execute(
+            f"INSERT INTO quota_counters({_COLUMNS}, used, reserved) VALUES "
+            + ", ".join(["(?, ?, ?, ?, ?, ?, ?)"] * len(chunk))
+            + f" ON CONFLICT ({_COLUMNS}) DO UPDATE SET used = quota_counters.used + excluded.used,"
+            " reserved = CASE WHEN quota_counters.reserved + excluded.reserved > 0"
+            " THEN quota_counters.reserved + excluded.reserved ELSE 0 END",
+            [value for key, (du, dr) in chunk for value in (*key, float(du), float(dr))],
+        )
+
+
+def read(tx: SyncTx, guild_id: int, user_id: int, day: str) -> dict[tuple[str, str], tuple[float, float]]:
+    """The member's counters and their guild's for one day, by (scope, kind); not locked."""
+    rows = tx.fetchall(
         "SELECT scope, kind, used, reserved FROM quota_counters WHERE day = ? AND guild_id = ?"
         " AND ((scope = 'member' AND user_id = ?) OR (scope = 'guild' AND user_id = 0))",
         (day, guild_id, user_id),
     )
     return {(r[0], r[1]): (float(r[2]), float(r[3])) for r in rows}
-
-
-async def add(
-    store: Store, guild_id: int, user_id: int, day: str, with_guild: bool,
-    used: dict[str, float], reserved: dict[str, float],
-) -> None:
-    """Add ``used`` and ``reserved`` deltas to the member's (and, ``with_guild``, the guild's) counters."""
-    kinds = set(used) | set(reserved)
-    rows = []
-    for scope, uid in (("member", user_id), ("guild", 0)):
-        if scope == "guild" and not with_guild:
-            continue
-        for kind in kinds:
-            du, dr = used.get(kind, 0.0), reserved.get(kind, 0.0)
-            if du or dr:
-                rows.append((scope, guild_id, uid, day, kind, du, dr, dr))
-    if rows:
-        await store.executemany(
-            "INSERT INTO quota_counters(scope, guild_id, user_id, day, kind, used, reserved)"
-            " VALUES (?, ?, ?, ?, ?, ?, MAX(?, 0))"
-            " ON CONFLICT(scope, guild_id, user_id, day, kind) DO UPDATE SET"
-            " used = used + excluded.used,"
-            " reserved = MAX(0, reserved + ?)",
-            rows,
-        )
 
 
 async def one(store: Store, scope: str, guild_id: int, user_id: int, kind: str, day: str) -> tuple[float, float]:

@@ -2,8 +2,8 @@
 
 It puts together the engine (reserve/settle/release and the ``charge`` flow), the reports, the
 admin writes and the price book, and runs the upkeep: a periodic sweep that returns expired
-reservations, and one load of the gateway's published prices. ``start()`` after the store opens,
-``close()`` before it closes.
+reservations (under the store's ``budgets-sweep`` lock: one process at a time), and one load of
+the gateway's published prices. ``start()`` after the store opens, ``close()`` before it closes.
 """
 
 from __future__ import annotations
@@ -27,10 +27,12 @@ if TYPE_CHECKING:
     from gateway_client.meta import CallMeta
     from gateway_client.models import CreditsBalance, ModelInfo
 
-__all__ = ["BudgetService", "SWEEP_SECONDS", "PricedGateway"]
+__all__ = ["BudgetService", "SWEEP_SECONDS", "SWEEP_LOCK", "PricedGateway"]
 
 #: how often expired reservations are returned (at most half the reservation TTL)
 SWEEP_SECONDS = 60.0
+#: the advisory lock (PostgreSQL) that makes one process at a time run the periodic sweep
+SWEEP_LOCK = "budgets-sweep"
 
 
 class PricedGateway(Protocol):
@@ -82,7 +84,11 @@ class BudgetService:
             await asyncio.gather(task, return_exceptions=True)
 
     async def _sweep_if_open(self) -> int:
-        return await self.engine.sweep_expired() if self.store.is_open else 0
+        """One periodic pass, by one process at a time (the others skip theirs while it runs)."""
+        if not self.store.is_open:
+            return 0
+        async with self.store.lock(SWEEP_LOCK) as held:
+            return await self.engine.sweep_expired() if held else 0
 
     # -- the flow (engine) ----------------------------------------------------------------------------
 
