@@ -37,6 +37,8 @@ class GuildLimitRows:
     guild: dict[str, float] = field(default_factory=dict)
     member: dict[str, float] = field(default_factory=dict)
     roles: dict[int, dict[str, float]] = field(default_factory=dict)
+    #: (overriding role ids) -> what ``LimitBook.resolve`` made of these rows for them
+    resolved: dict[tuple[int, ...], tuple[Limits, Limits]] = field(default_factory=dict)
 
 
 def load_rows(tx: SyncTx, guild_id: int) -> GuildLimitRows:
@@ -102,8 +104,13 @@ class LimitBook:
         self._generation[guild_id] = self._generation.get(guild_id, 0) + 1
 
     async def effective(self, guild_id: int, role_ids: Iterable[int]) -> tuple[Limits, Limits]:
-        """(server limits, member limits) for a member with ``role_ids``."""
-        return self.resolve(await self.rows(guild_id), role_ids)
+        """(server limits, member limits) for a member with ``role_ids`` (treat as read-only: shared)."""
+        rows = await self.rows(guild_id)
+        overriding = tuple(sorted(r for r in role_ids if r in rows.roles))  # the roles that matter here
+        resolved = rows.resolved.get(overriding)
+        if resolved is None:
+            resolved = rows.resolved[overriding] = self.resolve(rows, overriding)
+        return resolved
 
     def resolve(self, rows: GuildLimitRows, role_ids: Iterable[int]) -> tuple[Limits, Limits]:
         guild: Limits = {}

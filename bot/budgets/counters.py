@@ -9,11 +9,12 @@ thus takes its counter locks once, in the same global order, so two of them neve
 from __future__ import annotations
 
 from collections.abc import Iterable, Mapping
+from functools import lru_cache
 
 from bot.storage.store import Store
 from bot.storage.tx import SyncTx
 
-__all__ = ["Key", "Counters", "Deltas", "keys_for", "lock", "add", "read", "one", "merge"]
+__all__ = ["Key", "Counters", "Deltas", "owners", "keys_for", "lock", "add", "read", "one", "merge"]
 
 #: (scope, guild_id, user_id, day, kind); user_id is 0 for the guild scope
 Key = tuple[str, int, int, str, str]
@@ -27,24 +28,57 @@ _COLUMNS = "scope, guild_id, user_id, day, kind"
 _CHUNK = 500
 
 
+def owners(guild_id: int, user_id: int, with_guild: bool) -> tuple[tuple[str, int, int], ...]:
+    """(scope, guild_id, user_id) of the counters a requester's use goes to: the guild's (if any), theirs."""
+    member = ("member", guild_id, user_id)
+    return (("guild", guild_id, 0), member) if with_guild else (member,)
+
+
 def keys_for(guild_id: int, user_id: int, day: str, with_guild: bool, kinds: Iterable[str]) -> list[Key]:
-    """The member's keys for ``kinds`` (and the guild's, ``with_guild``)."""
-    kinds = sorted(set(kinds))
-    keys: list[Key] = [("guild", guild_id, 0, day, k) for k in kinds] if with_guild else []
-    keys += [("member", guild_id, user_id, day, k) for k in kinds]
-    return keys
+    """The member's keys for ``kinds`` (and the guild's, ``with_guild``), in key order."""
+    ordered = sorted(kinds)
+    return [(scope, gid, uid, day, kind) for scope, gid, uid in owners(guild_id, user_id, with_guild)
+            for kind in ordered]
 
 
 def merge(into: Deltas, guild_id: int, user_id: int, day: str, with_guild: bool,
           used: Mapping[str, float], reserved: Mapping[str, float]) -> None:
     """Add ``used``/``reserved`` per kind to ``into`` for the member (and the guild, ``with_guild``)."""
-    for kind in set(used) | set(reserved):
+    scopes = owners(guild_id, user_id, with_guild)
+    for kind in used.keys() | reserved.keys():
         du, dr = float(used.get(kind, 0.0)), float(reserved.get(kind, 0.0))
-        if not (du or dr):
-            continue
-        for key in keys_for(guild_id, user_id, day, with_guild, (kind,)):
-            u, r = into.get(key, (0.0, 0.0))
-            into[key] = (u + du, r + dr)
+        if du or dr:
+            for scope, gid, uid in scopes:
+                key = (scope, gid, uid, day, kind)
+                u, r = into.get(key, (0.0, 0.0))
+                into[key] = (u + du, r + dr)
+
+
+@lru_cache(maxsize=64)
+def _lock_sql(rows: int) -> str:
+    return (
+        f"INSERT INTO quota_counters({_COLUMNS}, used, reserved) VALUES "
+        + ", ".join(["(?, ?, ?, ?, ?, 0, 0)"] * rows)
+        + f" ON CONFLICT ({_COLUMNS}) DO UPDATE SET used = quota_counters.used RETURNING {_COLUMNS}, used, reserved"
+    )
+
+
+@lru_cache(maxsize=64)
+def _read_sql(prefixes: int) -> str:
+    return f"SELECT {_COLUMNS}, used, reserved FROM quota_counters WHERE " + " OR ".join(
+        ["(scope = ? AND guild_id = ? AND user_id = ? AND day = ?)"] * prefixes
+    )
+
+
+@lru_cache(maxsize=64)
+def _add_sql(rows: int) -> str:
+    return (
+        f"INSERT INTO quota_counters({_COLUMNS}, used, reserved) VALUES "
+        + ", ".join(["(?, ?, ?, ?, ?, ?, ?)"] * rows)
+        + f" ON CONFLICT ({_COLUMNS}) DO UPDATE SET used = quota_counters.used + excluded.used,"
+        " reserved = CASE WHEN quota_counters.reserved + excluded.reserved > 0"
+        " THEN quota_counters.reserved + excluded.reserved ELSE 0 END"
+    )
 
 
 def lock(tx: SyncTx, keys: Iterable[Key], *, also: Iterable[Key] = ()) -> Counters:
@@ -54,29 +88,18 @@ def lock(tx: SyncTx, keys: Iterable[Key], *, also: Iterable[Key] = ()) -> Counte
     UPDATE`` locks the row it meets and returns its latest version). SQLite has one writer
     (``BEGIN IMMEDIATE``): a plain read is enough and ``also`` needs nothing.
     """
-    wanted = set(keys)
+    found: Counters = dict.fromkeys(keys, (0.0, 0.0))
     if tx.dialect == "postgresql":
-        ordered = sorted(wanted | set(also))
+        ordered = sorted(found.keys() | set(also))
         rows = []
         for start in range(0, len(ordered), _CHUNK):
             chunk = ordered[start:start + _CHUNK]
-            rows += tx.fetchall(
-                f"INSERT INTO quota_counters({_COLUMNS}, used, reserved) VALUES "
-                + ", ".join(["(?, ?, ?, ?, ?, 0, 0)"] * len(chunk))
-                + f" ON CONFLICT ({_COLUMNS}) DO UPDATE SET used = quota_counters.used"
-                f" RETURNING {_COLUMNS}, used, reserved",
-                [value for key in chunk for value in key],
-            )
+            rows += tx.fetchall(_lock_sql(len(chunk)), [value for key in chunk for value in key])
     else:
-        prefixes = sorted({key[:4] for key in wanted})
+        prefixes = {key[:4] for key in found}
         if not prefixes:
-            return {}
-        rows = tx.fetchall(
-            f"SELECT {_COLUMNS}, used, reserved FROM quota_counters WHERE "
-            + " OR ".join(["(scope = ? AND guild_id = ? AND user_id = ? AND day = ?)"] * len(prefixes)),
-            [value for prefix in prefixes for value in prefix],
-        )
-    found: Counters = {key: (0.0, 0.0) for key in wanted}
+            return found
+        rows = tx.fetchall(_read_sql(len(prefixes)), [value for prefix in prefixes for value in prefix])
     for r in rows:
         key = (r[0], int(r[1]), int(r[2]), r[3], r[4])
         if key in found:
@@ -90,17 +113,14 @@ def add(tx: SyncTx, deltas: Deltas) -> None:
     A negative ``reserved`` delta returns a hold, whose row exists since the reservation made it
     (counters are never deleted), so only the ``DO UPDATE`` branch has to clamp.
     """
-    rows = sorted((key, d) for key, d in deltas.items() if d[0] or d[1])
+    rows = sorted(item for item in deltas.items() if item[1][0] or item[1][1])
     for start in range(0, len(rows), _CHUNK):
         chunk = rows[start:start + _CHUNK]
-        tx.execute(
-            f"INSERT INTO quota_counters({_COLUMNS}, used, reserved) VALUES "
-            + ", ".join(["(?, ?, ?, ?, ?, ?, ?)"] * len(chunk))
-            + f" ON CONFLICT ({_COLUMNS}) DO UPDATE SET used = quota_counters.used + excluded.used,"
-            " reserved = CASE WHEN quota_counters.reserved + excluded.reserved > 0"
-            " THEN quota_counters.reserved + excluded.reserved ELSE 0 END",
-            [value for key, (du, dr) in chunk for value in (*key, float(du), float(dr))],
-        )
+        params: list[object] = []
+        for key, delta in chunk:
+            params += key
+            params += delta
+        tx.execute(_add_sql(len(chunk)), params)
 
 
 def read(tx: SyncTx, guild_id: int, user_id: int, day: str) -> dict[tuple[str, str], tuple[float, float]]:

@@ -9,7 +9,8 @@ the gateway's published prices. ``start()`` after the store opens, ``close()`` b
 from __future__ import annotations
 
 import asyncio
-from collections.abc import AsyncIterator, Iterable
+import time
+from collections.abc import AsyncIterator, Callable, Iterable
 from contextlib import asynccontextmanager
 from typing import TYPE_CHECKING, Any, Protocol
 
@@ -53,10 +54,11 @@ class BudgetService:
         gateway: PricedGateway | None = None,
         error_code: ErrorCode | None = None,
         sleep: Sleep = asyncio.sleep,
+        monotonic: Callable[[], float] = time.monotonic,
     ) -> None:
         self.store = store
         self.defaults = settings.quotas
-        self.book = LimitBook(store, settings.quotas)
+        self.book = LimitBook(store, settings.quotas, monotonic=monotonic)  # its cache ages by ``monotonic``
         self.price_book = PriceBook()
         self.engine = BudgetEngine(store, settings.quotas, self.book, self.price_book, now=now, error_code=error_code)
         self.now: Clock = self.engine.now
