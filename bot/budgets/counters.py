@@ -1,9 +1,10 @@
 """The daily counters (``quota_counters``): what each member and guild used and holds, per kind.
 
 The functions here take a ``SyncTx`` and run inside one ``store.run()`` body. Exact under many
-processes: a body that decides from counters first ``lock()``s every row it will write, in one
-statement, in key order; its ``add()`` then only writes rows it already holds. Every transaction
-thus takes its counter locks once, in the same global order, so two of them never deadlock.
+processes: a body that decides from counters writes (and so locks) every row it reads or will
+write in its first ``add()``, one statement in key order, reading them back; a later ``add()`` in
+the body only corrects rows it already holds. Every transaction thus takes its counter locks once,
+in the same global order, so two of them never deadlock.
 """
 
 from __future__ import annotations
@@ -14,7 +15,7 @@ from functools import lru_cache
 from bot.storage.store import Store
 from bot.storage.tx import SyncTx
 
-__all__ = ["Key", "Counters", "Deltas", "owners", "keys_for", "lock", "add", "read", "one", "merge"]
+__all__ = ["Key", "Counters", "Deltas", "owners", "keys_for", "add", "read", "one", "merge"]
 
 #: (scope, guild_id, user_id, day, kind); user_id is 0 for the guild scope
 Key = tuple[str, int, int, str, str]
@@ -55,72 +56,43 @@ def merge(into: Deltas, guild_id: int, user_id: int, day: str, with_guild: bool,
 
 
 @lru_cache(maxsize=64)
-def _lock_sql(rows: int) -> str:
-    return (
-        f"INSERT INTO quota_counters({_COLUMNS}, used, reserved) VALUES "
-        + ", ".join(["(?, ?, ?, ?, ?, 0, 0)"] * rows)
-        + f" ON CONFLICT ({_COLUMNS}) DO UPDATE SET used = quota_counters.used RETURNING {_COLUMNS}, used, reserved"
-    )
-
-
-@lru_cache(maxsize=64)
-def _read_sql(prefixes: int) -> str:
-    return f"SELECT {_COLUMNS}, used, reserved FROM quota_counters WHERE " + " OR ".join(
-        ["(scope = ? AND guild_id = ? AND user_id = ? AND day = ?)"] * prefixes
-    )
-
-
-@lru_cache(maxsize=64)
-def _add_sql(rows: int) -> str:
+def _add_sql(rows: int, returning: bool) -> str:
     return (
         f"INSERT INTO quota_counters({_COLUMNS}, used, reserved) VALUES "
         + ", ".join(["(?, ?, ?, ?, ?, ?, ?)"] * rows)
         + f" ON CONFLICT ({_COLUMNS}) DO UPDATE SET used = quota_counters.used + excluded.used,"
         " reserved = CASE WHEN quota_counters.reserved + excluded.reserved > 0"
         " THEN quota_counters.reserved + excluded.reserved ELSE 0 END"
+        + (f" RETURNING {_COLUMNS}, used, reserved" if returning else "")
     )
 
 
-def lock(tx: SyncTx, keys: Iterable[Key], *, also: Iterable[Key] = ()) -> Counters:
-    """The current values of ``keys``, their rows (and those of ``also``) locked until the transaction ends.
+def add(tx: SyncTx, deltas: Deltas, *, returning: Iterable[Key] = ()) -> Counters:
+    """Apply ``deltas`` in key order (``reserved`` never goes below 0); the new values of ``returning``.
 
-    PostgreSQL: one upsert in key order creates missing rows and locks every row (``ON CONFLICT DO
-    UPDATE`` locks the row it meets and returns its latest version). SQLite has one writer
-    (``BEGIN IMMEDIATE``): a plain read is enough and ``also`` needs nothing.
-    """
-    found: Counters = dict.fromkeys(keys, (0.0, 0.0))
-    if tx.dialect == "postgresql":
-        ordered = sorted(found.keys() | set(also))
-        rows = []
-        for start in range(0, len(ordered), _CHUNK):
-            chunk = ordered[start:start + _CHUNK]
-            rows += tx.fetchall(_lock_sql(len(chunk)), [value for key in chunk for value in key])
-    else:
-        prefixes = {key[:4] for key in found}
-        if not prefixes:
-            return found
-        rows = tx.fetchall(_read_sql(len(prefixes)), [value for prefix in prefixes for value in prefix])
-    for r in rows:
-        key = (r[0], int(r[1]), int(r[2]), r[3], r[4])
-        if key in found:
-            found[key] = (float(r[5]), float(r[6]))
-    return found
-
-
-def add(tx: SyncTx, deltas: Deltas) -> None:
-    """Apply ``deltas`` in key order; ``reserved`` never goes below 0.
-
+    The rows of ``returning`` are written too (a zero delta where they have none), so every row is
+    locked until the transaction ends (PostgreSQL: ``ON CONFLICT DO UPDATE`` locks the row it meets
+    and works on its latest version; SQLite has one writer) and read back as it is now.
     A negative ``reserved`` delta returns a hold, whose row exists since the reservation made it
     (counters are never deleted), so only the ``DO UPDATE`` branch has to clamp.
     """
-    rows = sorted(item for item in deltas.items() if item[1][0] or item[1][1])
+    found: Counters = dict.fromkeys(returning, (0.0, 0.0))
+    rows = sorted([(key, deltas.get(key, (0.0, 0.0))) for key in found.keys() - deltas.keys()]
+                  + [item for item in deltas.items() if item[1][0] or item[1][1] or item[0] in found])
     for start in range(0, len(rows), _CHUNK):
         chunk = rows[start:start + _CHUNK]
         params: list[object] = []
         for key, delta in chunk:
             params += key
             params += delta
-        tx.execute(_add_sql(len(chunk)), params)
+        if not found:
+            tx.execute(_add_sql(len(chunk), False), params)
+            continue
+        for r in tx.fetchall(_add_sql(len(chunk), True), params):
+            key = (r[0], int(r[1]), int(r[2]), r[3], r[4])
+            if key in found:
+                found[key] = (float(r[5]), float(r[6]))
+    return found
 
 
 def read(tx: SyncTx, guild_id: int, user_id: int, day: str) -> dict[tuple[str, str], tuple[float, float]]:

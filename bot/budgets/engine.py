@@ -2,8 +2,8 @@
 
 Each of reserve, settle and release is one ``store.run()`` body: one transaction, one hop to the
 database (SQLite's group commit shares the fsync between concurrent bodies). Exact with many
-processes on PostgreSQL: a reservation locks the counter rows it reads and writes, all in one
-statement (``counters.lock``), before deciding. A reservation holds amounts in the counters'
+processes on PostgreSQL: a reservation locks the counter rows it reads and writes, all in its
+first statement (``counters.add`` … ``RETURNING``), before deciding. A reservation holds amounts in the counters'
 ``reserved`` column until it is settled (moved to ``used`` with the real numbers), released
 (dropped), or expires after ``quotas.reservation_ttl_seconds`` — expired reservations are returned
 lazily by ``reserve()`` when one may be due and by ``sweep_expired()`` (run periodically by the
@@ -161,6 +161,16 @@ class _Ask:
         if images:
             counted["images"] = images
         return cls(feature, tokens, images, prompt_tokens, floor, credits, counted)
+
+    def hold(self) -> dict[str, float]:
+        """What a whole grant holds: the counted kinds, prompt and answer tokens, the credit estimate."""
+        hold = dict(self.counted)
+        need = self.prompt_tokens + self.tokens
+        if self.feature in TOKEN_FEATURES and need:
+            hold["tokens"] = need
+        if self.credits:
+            hold["credits"] = self.credits
+        return hold
 
     def kinds(self, scopes: list[tuple[str, Limits]]) -> set[str]:
         """The kinds ``decide`` reads and a grant may hold (credits only when limited or estimated)."""
@@ -348,22 +358,26 @@ class BudgetEngine:
         self, tx: SyncTx, ask: _Ask, scopes: list[tuple[str, Limits]], reservation: Reservation,
         moment: datetime, sweep: bool,
     ) -> tuple[_Grant | BudgetExceeded, Swept | None]:
-        """The reservation's body: sweep if due, lock and read the counters, decide, hold."""
+        """The reservation's body: sweep if due, hold and read the counters (locking them), decide, correct."""
         requester = reservation.requester
         gid, uid, day = requester.guild_id or 0, requester.user_id, reservation.day
         with_guild = requester.guild_id is not None
         swept = take_expired(tx, moment.timestamp(), self.ttl) if sweep else None
+        # Hold the whole ask at once, writing (so locking) and reading back every row the decision
+        # reads; the rare partial grant or refusal then corrects rows this transaction already holds.
         deltas: counters.Deltas = dict(swept.deltas) if swept else {}
-        keys = counters.keys_for(gid, uid, day, with_guild, ask.kinds(scopes))
-        current = counters.lock(tx, keys, also=deltas)
-        taken: Taken = {}
-        for key, (used, reserved) in current.items():
-            du, dr = deltas.get(key, (0.0, 0.0))  # what the sweep just returned
-            taken[(key[0], key[4])] = (used + du, max(0.0, reserved + dr))
+        wanted = ask.hold()
+        counters.merge(deltas, gid, uid, day, with_guild, {}, wanted)
+        now = counters.add(tx, deltas, returning=counters.keys_for(gid, uid, day, with_guild, ask.kinds(scopes)))
+        taken: Taken = {(key[0], key[4]): (used, reserved - wanted.get(key[4], 0.0))
+                        for key, (used, reserved) in now.items()}
         outcome = decide(ask, _Room(scopes, taken, moment))
-        if isinstance(outcome, _Grant):
-            counters.merge(deltas, gid, uid, day, with_guild, {}, outcome.hold)
-        counters.add(tx, deltas)
+        held = outcome.hold if isinstance(outcome, _Grant) else {}
+        correction = {kind: held.get(kind, 0.0) - amount for kind, amount in wanted.items()}
+        if any(correction.values()):
+            fix: counters.Deltas = {}
+            counters.merge(fix, gid, uid, day, with_guild, {}, correction)
+            counters.add(tx, fix)
         if isinstance(outcome, _Grant):
             tx.execute(
                 "INSERT INTO quota_reservations(id, guild_id, channel_id, user_id, day, feature, model, amounts,"
