@@ -50,6 +50,7 @@ def percentile(values: list[float], p: float) -> float:
 class Result:
     name: str
     elapsed: float = 0.0
+    cpu: float = 0.0  # this process's CPU seconds during the timed loop (the database server's not included)
     reserve_ms: list[float] = field(default_factory=list)
     notes: list[str] = field(default_factory=list)
 
@@ -81,10 +82,11 @@ async def bench_store(name: str, store: Store, guilds: int, seconds: float, memb
     await store.open()
     try:
         q = BudgetService(store, Settings(quotas=LIMITS))
-        start = time.perf_counter()
+        cpu, start = time.process_time(), time.perf_counter()
         await asyncio.gather(*(guild_worker(q, 1000 + g, members, start + seconds, result.reserve_ms)
                                for g in range(guilds)))
         result.elapsed = time.perf_counter() - start
+        result.cpu = time.process_time() - cpu
 
         await q.set_limit(1, "guild", "chat_requests", 100, actor_id=0)
         t0 = time.perf_counter()
@@ -137,9 +139,10 @@ async def bench_bare_asyncpg(url: str, guilds: int, seconds: float) -> Result:
                     raise RuntimeError(f"the conditional update changed nothing: {status}")
                 result.reserve_ms.append((time.perf_counter() - t0) * 1000)
 
-        start = time.perf_counter()
+        cpu, start = time.process_time(), time.perf_counter()
         await asyncio.gather(*(worker(2000 + g, start + seconds) for g in range(guilds)))
         result.elapsed = time.perf_counter() - start
+        result.cpu = time.process_time() - cpu
     finally:
         await pool.close()
     return result
@@ -147,9 +150,11 @@ async def bench_bare_asyncpg(url: str, guilds: int, seconds: float) -> Result:
 
 def report(results: list[Result], guilds: int, members: int, seconds: float) -> None:
     print(f"budget reservations: {guilds} concurrent guilds, {members} members each, {seconds:g} s per backend")
-    print(f"{'':<24}{'reservations/s':>16}{'p50 ms':>10}{'p99 ms':>10}")
+    print(f"{'':<16}{'reservations/s':>16}{'p50 ms':>9}{'p99 ms':>9}{'bench CPU %':>13}{'CPU ms each':>13}")
     for r in results:
-        print(f"{r.name:<24}{r.rate:>16,.0f}{r.p(50):>10.2f}{r.p(99):>10.2f}")
+        share = r.cpu / r.elapsed * 100 if r.elapsed else 0.0
+        each = r.cpu / len(r.reserve_ms) * 1000 if r.reserve_ms else 0.0
+        print(f"{r.name:<16}{r.rate:>16,.0f}{r.p(50):>9.2f}{r.p(99):>9.2f}{share:>13.0f}{each:>13.3f}")
     by_name = {r.name: r for r in results}
     pg, bare = by_name.get("PostgreSQL"), by_name.get("bare asyncpg")
     if pg and bare and bare.rate:
@@ -159,8 +164,9 @@ def report(results: list[Result], guilds: int, members: int, seconds: float) -> 
     for r in results:
         for note in r.notes:
             print(f"{r.name}: {note}")
-    print("(a reservation here = reserve + its settle or release: two budget transactions;"
-          " bare asyncpg = one conditional update per transaction)")
+    print("(a reservation = reserve + its settle or release: two budget transactions; bare asyncpg = one"
+          " conditional update per transaction. bench CPU % = this process's share of one core: below 100"
+          " the machine was busy with other work)")
 
 
 async def run_all(guilds: int, seconds: float, members: int, pg: PgServer | None) -> list[Result]:

@@ -3,12 +3,13 @@
 Each of reserve, settle and release is one ``store.run()`` body: one transaction, one hop to the
 database (SQLite's group commit shares the fsync between concurrent bodies). Exact with many
 processes on PostgreSQL: a reservation locks the counter rows it reads and writes, all in its
-first statement (``counters.add`` … ``RETURNING``), before deciding. A reservation holds amounts in the counters'
-``reserved`` column until it is settled (moved to ``used`` with the real numbers), released
-(dropped), or expires after ``quotas.reservation_ttl_seconds`` — expired reservations are returned
-lazily by ``reserve()`` when one may be due and by ``sweep_expired()`` (run periodically by the
-budget service). Each closed reservation writes one row in ``usage_ledger``; rows with
-``charged = 1`` are exactly what the counters' ``used`` holds.
+first statement (``counters.add`` … ``RETURNING``), before deciding (see ``bot.budgets.counters``).
+A reservation holds amounts in the counters' ``reserved`` column until it is settled (moved to
+``used`` with the real numbers), released (dropped), or expires after
+``quotas.reservation_ttl_seconds`` — expired reservations are returned lazily by ``reserve()``
+when one may be due and by ``sweep_expired()`` (run periodically by the budget service). Each
+closed reservation writes one row in ``usage_ledger``; rows with ``charged = 1`` are exactly what
+the counters' ``used`` holds.
 
 The flow every paid call uses::
 
