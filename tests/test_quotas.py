@@ -10,6 +10,7 @@ from datetime import UTC, datetime, timedelta
 import pytest
 
 from bot.app.settings import Settings
+from bot.budgets.engine import Reservation
 from bot.budgets.reports import describe_line
 from bot.budgets.rules import BudgetExceeded, Feature, Requester
 from bot.budgets.service import BudgetService
@@ -392,3 +393,41 @@ async def test_requester_from_discord_like_objects() -> None:
         user = Member()
 
     assert Requester.from_interaction(Interaction()) == Requester(1000, 20, 7, (11, 12, 1000))
+
+
+async def test_expiry_sweeps_racing_reservations_and_settles_stay_exact(store: Store, clock: Clock) -> None:
+    """Two engines (on PostgreSQL two pools, as two processes) sweep lazily and periodically while
+    reserving and settling across guilds: no deadlock, each expired hold returned once."""
+    other = same_database(store) if store.dialect == "postgresql" else store
+    if other is not store:
+        await other.open()
+    try:
+        settings = Settings(quotas={"guild_chat_requests": 10_000, "reservation_ttl_seconds": 60})
+        q1, q2 = BudgetService(store, settings, now=clock), BudgetService(other, settings, now=clock)
+        members = [Requester(GUILD + g, 10, 100 + m) for g in range(3) for m in range(8)]
+        stale = await asyncio.gather(*(q1.reserve(r, Feature.CHAT, tokens=10) for r in members))  # never settled
+        clock.advance(seconds=61)
+        settling = await asyncio.gather(*(q2.reserve(r, Feature.CHAT, tokens=10) for r in members))
+        work = [
+            *(q.reserve(r, Feature.CHAT, tokens=20) for r in members for q in (q1, q2)),
+            *(q.settle(r, usage_tokens=5) for r, q in zip(settling, [q1, q2] * len(members), strict=False)),
+            q1.sweep_expired(), q2.sweep_expired(),
+        ]
+        results = await asyncio.gather(*work, return_exceptions=True)
+        assert [r for r in results if isinstance(r, BaseException)] == []
+        fresh = [r for r in results if isinstance(r, Reservation)]
+        assert len(fresh) == 2 * len(members)
+
+        expired = await store.fetchall(
+            "SELECT reservation_id, COUNT(*) FROM usage_ledger WHERE outcome = 'expired' GROUP BY reservation_id")
+        assert sorted(row[0] for row in expired) == sorted(r.id for r in stale)
+        assert all(row[1] == 1 for row in expired)
+        for g in range(3):
+            held_requests = sum(1 for r in fresh if r.requester.guild_id == GUILD + g)
+            assert await q1.counter("guild", GUILD + g, 0, "chat_requests") == (8, held_requests)
+            assert await q1.counter("guild", GUILD + g, 0, "tokens") == (8 * 5, 20 * held_requests)
+        open_now = await store.fetchval("SELECT COUNT(*) FROM quota_reservations WHERE state = 'open'")
+        assert open_now == len(fresh)
+    finally:
+        if other is not store:
+            await other.close()
