@@ -25,6 +25,7 @@ Counters = dict[Key, tuple[float, float]]
 Deltas = dict[Key, tuple[float, float]]
 
 _COLUMNS = "scope, guild_id, user_id, day, kind"
+_ZERO = (0.0, 0.0)
 #: rows per statement (7 parameters each stays far below both databases' parameter limits)
 _CHUNK = 500
 
@@ -43,16 +44,16 @@ def keys_for(guild_id: int, user_id: int, day: str, with_guild: bool, kinds: Ite
 
 
 def merge(into: Deltas, guild_id: int, user_id: int, day: str, with_guild: bool,
-          used: Mapping[str, float], reserved: Mapping[str, float]) -> None:
-    """Add ``used``/``reserved`` per kind to ``into`` for the member (and the guild, ``with_guild``)."""
+          used: Mapping[str, float], reserved: Mapping[str, float], *, sign: float = 1.0) -> None:
+    """Add ``used``/``reserved`` per kind (times ``sign``) to ``into`` for the member (and the guild)."""
     scopes = owners(guild_id, user_id, with_guild)
-    for kind in used.keys() | reserved.keys():
-        du, dr = float(used.get(kind, 0.0)), float(reserved.get(kind, 0.0))
+    for kind in (used.keys() | reserved.keys()) if used else reserved:
+        du, dr = sign * float(used.get(kind, 0.0)), sign * float(reserved.get(kind, 0.0))
         if du or dr:
             for scope, gid, uid in scopes:
                 key = (scope, gid, uid, day, kind)
-                u, r = into.get(key, (0.0, 0.0))
-                into[key] = (u + du, r + dr)
+                before = into.get(key)
+                into[key] = (du, dr) if before is None else (before[0] + du, before[1] + dr)
 
 
 @lru_cache(maxsize=64)
@@ -76,9 +77,11 @@ def add(tx: SyncTx, deltas: Deltas, *, returning: Iterable[Key] = ()) -> Counter
     A negative ``reserved`` delta returns a hold, whose row exists since the reservation made it
     (counters are never deleted), so only the ``DO UPDATE`` branch has to clamp.
     """
-    found: Counters = dict.fromkeys(returning, (0.0, 0.0))
-    rows = sorted([(key, deltas.get(key, (0.0, 0.0))) for key in found.keys() - deltas.keys()]
-                  + [item for item in deltas.items() if item[1][0] or item[1][1] or item[0] in found])
+    found: Counters = dict.fromkeys(returning, _ZERO)
+    rows = [(key, delta) for key, delta in deltas.items() if delta[0] or delta[1] or key in found]
+    if found:
+        rows += [(key, _ZERO) for key in found if key not in deltas]
+    rows.sort()
     for start in range(0, len(rows), _CHUNK):
         chunk = rows[start:start + _CHUNK]
         params: list[object] = []

@@ -500,8 +500,8 @@ class BudgetEngine:
         held = json.loads(row["amounts"]) if prior == "open" else {}
         gid, uid, day = int(row["guild_id"]), int(row["user_id"]), row["day"]
         deltas: counters.Deltas = {}
-        counters.merge(deltas, gid, uid, day, bool(row["check_guild"]), actual,
-                       {k: -float(v) for k, v in held.items()})
+        counters.merge(deltas, gid, uid, day, bool(row["check_guild"]), actual, {})
+        counters.merge(deltas, gid, uid, day, bool(row["check_guild"]), {}, held, sign=-1.0)
         counters.add(tx, deltas)
         ledger.write(tx, prior, gid, uid, day)
         return _Closed(prior)

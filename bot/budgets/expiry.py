@@ -38,9 +38,8 @@ def take_expired(tx: SyncTx, ts: float, ttl: float) -> Swept:
     )
     swept = Swept(count=len(rows))
     for r in rows:
-        held = {kind: -float(v) for kind, v in json.loads(r["amounts"]).items()}
         counters.merge(swept.deltas, int(r["guild_id"]), int(r["user_id"]), r["day"], bool(r["check_guild"]), {},
-                       held)
+                       json.loads(r["amounts"]), sign=-1.0)
     if rows:
         tx.executemany(
             "INSERT INTO usage_ledger(ts, day, guild_id, channel_id, user_id, feature, model_requested,"
