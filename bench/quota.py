@@ -33,7 +33,7 @@ from bot.app.settings import Settings  # noqa: E402
 from bot.budgets.rules import BudgetExceeded, Feature, Requester, utc_day  # noqa: E402
 from bot.budgets.service import BudgetService  # noqa: E402
 from bot.storage.store import Store  # noqa: E402
-from tests.pg_server import PgServer  # noqa: E402
+from tests.pg_server import PgServer, PgUnavailable  # noqa: E402
 
 POOL_SIZE = 10  # the Store's default [storage] pool_size
 POOL_OVERFLOW = 20  # the PostgreSQL backend's max_overflow
@@ -188,7 +188,10 @@ def main() -> None:
     parser.add_argument("--members", type=int, default=20)
     parser.add_argument("--skip-postgres", action="store_true", help="SQLite only")
     args = parser.parse_args()
-    pg = None if args.skip_postgres else PgServer.start()  # from the main thread (see PgServer.start)
+    try:
+        pg = None if args.skip_postgres else PgServer.start()  # from the main thread (see PgServer.start)
+    except PgUnavailable as exc:
+        sys.exit(f"bench/quota.py: {exc} (or run with --skip-postgres)")
     try:
         results = asyncio.run(run_all(args.guilds, args.seconds, args.members, pg))
     finally:
