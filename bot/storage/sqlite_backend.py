@@ -262,9 +262,13 @@ class SqliteBackend:
                     continue
                 try:
                     outcomes = await _to_the_end(self.call(self._batch, [body for body, _ in jobs]))
-                except BaseException as exc:  # BEGIN or COMMIT failed: nothing of the batch was kept
-                    failure = exc if isinstance(exc, Exception) else StorageError("the transaction was interrupted")
-                    outcomes = [(False, failure)] * len(jobs)
+                except Exception as exc:  # BEGIN or COMMIT failed: nothing of the batch was kept
+                    outcomes = [(False, exc)] * len(jobs)
+                except BaseException:  # cancelled (the store closing) or interrupted: tell the callers, then stop
+                    for _, future in jobs:
+                        if not future.done():
+                            future.set_exception(StorageError("the transaction was interrupted"))
+                    raise
             for (_, future), (ok, value) in zip(jobs, outcomes, strict=True):
                 if future.done():
                     continue
