@@ -21,6 +21,7 @@ from bot.app.web import WebServer
 from bot.relay.outbox import PostRecord
 from bot.relay.service import RelayService
 from bot.app.settings import Settings
+from bot.storage.errors import StorageError
 from bot.storage.store import Store
 from tests import prometheus_text as metrics_text
 from tests.waiting import Changes, SignallingStore
@@ -37,11 +38,14 @@ class FakeScope:
             CATEGORY: ChannelInfo(GUILD, None, False),
         }
         self.is_ready = True
+        self.failure: Exception | None = None  # raised by lookup (a channel directory whose database failed)
 
     def ready(self) -> bool:
         return self.is_ready
 
-    def lookup(self, channel_id: int) -> ChannelInfo | None:
+    async def lookup(self, channel_id: int) -> ChannelInfo | None:
+        if self.failure is not None:
+            raise self.failure
         return self.channels.get(channel_id)
 
 
@@ -288,6 +292,16 @@ async def test_not_ready_is_503(env: Env) -> None:
     status, body, resp = await env.post(key, {**DIGICORD, "channelId": "5"})
     assert status == 503 and resp.headers["Retry-After"] == "5"
     env.check("/send-data", "post", 503, body)
+
+
+async def test_a_channel_check_the_database_cannot_answer_is_503_and_nothing_is_stored(env: Env) -> None:
+    key = await env.key()
+    env.scope.failure = StorageError("connection lost")
+    status, body, resp = await env.post(key, DIGICORD)
+    assert status == 503 and body["error"] == "unavailable" and resp.headers["Retry-After"] == "1"
+    assert body["message"] == "the channel could not be checked; retry later"
+    env.check("/send-data", "post", 503, body)
+    assert await env.store.fetchval("SELECT COUNT(*) FROM relay_outbox") == 0
 
 
 async def test_get_with_another_key_is_404(env: Env) -> None:

@@ -80,7 +80,7 @@ class Scope:
     def ready(self) -> bool:
         return True
 
-    def lookup(self, channel_id: int) -> ChannelInfo | None:
+    async def lookup(self, channel_id: int) -> ChannelInfo | None:
         return ChannelInfo(GUILD, None, True) if channel_id == CHAN else None
 
 

@@ -49,7 +49,7 @@ class Scope:
     def ready(self) -> bool:
         return True
 
-    def lookup(self, channel_id: int) -> ChannelInfo | None:
+    async def lookup(self, channel_id: int) -> ChannelInfo | None:
         return ChannelInfo(GUILD, None, True) if channel_id in (CHAN, STUCK_CHAN) else None
 
 

@@ -47,7 +47,7 @@ class EveryChannelIsOurs:
     def ready(self) -> bool:
         return True
 
-    def lookup(self, channel_id: int) -> ChannelInfo | None:
+    async def lookup(self, channel_id: int) -> ChannelInfo | None:
         return ChannelInfo(GUILD, None, True)
 
 

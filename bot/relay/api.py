@@ -26,6 +26,7 @@ from bot.relay.outbox import Accepted, NewPost, Outbox, OutboxUnavailable, PostN
 from bot.relay.ratelimit import KeyRateLimiter
 from bot.relay.validation import PayloadError, validate_payload
 from bot.relay.worker import DeliveryWorker
+from bot.storage.errors import StorageError
 
 log = logging.getLogger(__name__)
 
@@ -47,7 +48,9 @@ class ChannelScope(Protocol):
 
     def ready(self) -> bool: ...
 
-    def lookup(self, channel_id: int) -> ChannelInfo | None: ...
+    async def lookup(self, channel_id: int) -> ChannelInfo | None:
+        """The channel's facts; None when unknown. May raise ``StorageError`` (the post then gets 503)."""
+        ...
 
 
 def error_response(
@@ -178,7 +181,11 @@ class RelayApi:
                 return self._reject("invalid_idempotency_key", error_response(
                     400, "invalid_idempotency_key",
                     f"Idempotency-Key must be 1–{IDEMPOTENCY_KEY_MAX} printable characters"))
-        refusal = self._check_scope(key, message.channel_id)
+        try:
+            refusal = await self._check_scope(key, message.channel_id)
+        except StorageError:
+            return self._reject("unavailable", error_response(
+                503, "unavailable", "the channel could not be checked; retry later", headers={"Retry-After": "1"}))
         if refusal is not None:
             return self._reject(refusal[0], refusal[1])
         try:
@@ -204,9 +211,9 @@ class RelayApi:
             answer["warnings"] = message.warnings
         return web.json_response(answer, status=202, headers=headers)
 
-    def _check_scope(self, key: RelayKey, channel_id: int) -> tuple[str, web.Response] | None:
+    async def _check_scope(self, key: RelayKey, channel_id: int) -> tuple[str, web.Response] | None:
         """None when ``key`` may post to ``channel_id``; the same 403 whether or not the channel exists."""
-        info = self.scope.lookup(channel_id)
+        info = await self.scope.lookup(channel_id)
         if info is None:
             if not self.scope.ready():
                 return ("not_ready", error_response(

@@ -47,7 +47,7 @@ class ClientChannelScope:
     def ready(self) -> bool:
         return self.client.is_ready()
 
-    def lookup(self, channel_id: int) -> ChannelInfo | None:
+    async def lookup(self, channel_id: int) -> ChannelInfo | None:
         channel = self.client.get_channel(channel_id)
         guild = getattr(channel, "guild", None)
         if channel is None or guild is None:
