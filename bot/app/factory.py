@@ -28,7 +28,8 @@ from bot.budgets.service import BudgetService
 from bot.chat.service import ChatService
 from bot.guilds.config import GuildConfig
 from bot.media.service import ImageJobService
-from bot.relay.service import RelayService
+from bot.relay.directory import CacheThenDirectoryScope, ChannelDirectory, DatabaseChannelScope
+from bot.relay.service import ClientChannelScope, RelayService
 from bot.rendering.errors import error_code
 from bot.rendering.replies import NO_MENTIONS
 from bot.storage.store import Store
@@ -122,7 +123,7 @@ class GatecordBot(commands.AutoShardedBot):
         self.settings = settings
         self.version = VERSION
         self.started_at = time.monotonic()
-        self.store = Store(settings.storage.path)
+        self.store = Store.from_settings(settings.storage)
         self.gateway = build_gateway_client(settings)
         self.web = WebServer(settings.http.host, settings.http.port, max_body_bytes=settings.http.max_body_bytes,
                              limits=settings.http)
@@ -135,8 +136,14 @@ class GatecordBot(commands.AutoShardedBot):
         self.web.add_readiness_check("discord", self._discord_ready)
         self.web.add_readiness_check("accepting", self._accepting_ready)
         self._drain: asyncio.Future[str] | None = None
+        # PostgreSQL: other processes hold other guilds (and `gatecord web` none), so this process records
+        # what its shards see in the shared channel directory (cogs/channel_directory.py) and checks relay
+        # posts against its own cache first, then the directory. SQLite (one process): its cache alone.
+        shared = self.store.dialect == "postgresql"
+        self.channel_directory = ChannelDirectory(self.store) if shared else None
+        scope = CacheThenDirectoryScope(ClientChannelScope(self), DatabaseChannelScope(self.store)) if shared else None
         # The relay's routes go on the web server now: aiohttp freezes its router when it starts.
-        self.relay = RelayService(self, self.store, settings, metrics=self.web.metrics, version=VERSION)
+        self.relay = RelayService(self, self.store, settings, metrics=self.web.metrics, version=VERSION, scope=scope)
         self.relay.add_routes(self.web.router)
         self.relay.pacer.share_client_budget(pacer.rate)  # relay posts take their turn in the one budget above
         self.commands_synced = False
@@ -206,16 +213,14 @@ class GatecordBot(commands.AutoShardedBot):
 
     async def on_guild_remove(self, guild: discord.Guild) -> None:
         if self.store.is_open:
-            await self.store.execute(
-                "UPDATE guilds SET left_at = strftime('%s','now') WHERE guild_id = ?", (guild.id,)
-            )
+            await self.store.execute("UPDATE guilds SET left_at = ? WHERE guild_id = ?", (int(time.time()), guild.id))
 
     async def _record_guild(self, guild: discord.Guild) -> None:
         if self.store.is_open:
             await self.store.execute(
-                "INSERT INTO guilds(guild_id, name, joined_at) VALUES (?, ?, strftime('%s','now'))"
+                "INSERT INTO guilds(guild_id, name, joined_at) VALUES (?, ?, ?)"
                 " ON CONFLICT(guild_id) DO UPDATE SET name = excluded.name, left_at = NULL",
-                (guild.id, guild.name),
+                (guild.id, guild.name, int(time.time())),
             )
 
     async def drain(self, seconds: float | None = None) -> str:
