@@ -27,7 +27,7 @@ async def test_lookups_answer_from_the_table(store: Store) -> None:
     await put(store, THREAD, GUILD, CHANNEL, True)
     await put(store, CATEGORY, GUILD, None, False)
     scope = DatabaseChannelScope(store)
-    assert scope.ready()
+    assert await scope.ready()
     assert await scope.lookup(CHANNEL) == ChannelInfo(GUILD, None, True)
     assert await scope.lookup(THREAD) == ChannelInfo(GUILD, CHANNEL, True)
     assert await scope.lookup(CATEGORY) == ChannelInfo(GUILD, None, False)
@@ -60,19 +60,32 @@ async def test_the_cache_keeps_at_most_max_entries(store: Store) -> None:
     assert await scope.lookup(CHANNEL) is None  # the oldest was dropped, so it was read again
 
 
-async def test_a_database_that_cannot_answer_raises_and_is_not_ready(store: Store) -> None:
+async def test_an_empty_directory_is_not_ready_until_a_process_records_channels(store: Store) -> None:
+    clock = FakeClock()
+    scope = DatabaseChannelScope(store, ttl=5.0, clock=clock.now)
+    assert not await scope.ready()  # no gateway process has written anything yet: 503, not 403
+    await put(store, CHANNEL, GUILD, None, True)
+    assert not await scope.ready()  # asked again only after the TTL
+    clock.advance(5.0)
+    assert await scope.ready()
+    await store.execute("DELETE FROM discord_channels")
+    assert await scope.ready()  # once filled, it stays ready
+
+
+async def test_a_database_that_cannot_answer_raises(store: Store) -> None:
     scope = DatabaseChannelScope(store)
     await store.close()
     with pytest.raises(StorageError):
         await scope.lookup(CHANNEL)
-    assert not scope.ready()
+    with pytest.raises(StorageError):
+        await scope.ready()
 
 
 class Local:
     def __init__(self, channels: dict[int, ChannelInfo], ready: bool = True) -> None:
         self.channels, self.is_ready = channels, ready
 
-    def ready(self) -> bool:
+    async def ready(self) -> bool:
         return self.is_ready
 
     async def lookup(self, channel_id: int) -> ChannelInfo | None:
@@ -88,6 +101,6 @@ async def test_a_run_process_asks_its_own_cache_first_then_the_directory(store: 
     assert await scope.lookup(CHANNEL) == ChannelInfo(GUILD + 99, None, False)  # the live cache wins
     assert await scope.lookup(THREAD) == ChannelInfo(other_guild, None, True)
     assert await scope.lookup(UNKNOWN) is None
-    assert scope.ready()
+    assert await scope.ready()
     local.is_ready = False
-    assert not scope.ready()
+    assert not await scope.ready()

@@ -77,7 +77,7 @@ async def test_a_failing_collector_is_logged_and_counted_and_the_scrape_still_an
 # -- the relay and the bot's web server, Discord replaced by a transport that holds posts -----------------
 
 class Scope:
-    def ready(self) -> bool:
+    async def ready(self) -> bool:
         return True
 
     async def lookup(self, channel_id: int) -> ChannelInfo | None:

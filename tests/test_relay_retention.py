@@ -46,7 +46,7 @@ class Clock:
 
 
 class Scope:
-    def ready(self) -> bool:
+    async def ready(self) -> bool:
         return True
 
     async def lookup(self, channel_id: int) -> ChannelInfo | None:

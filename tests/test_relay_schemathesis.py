@@ -44,7 +44,7 @@ EXAMPLES = {POSITIVE: 50, NEGATIVE: 200}
 
 
 class EveryChannelIsOurs:
-    def ready(self) -> bool:
+    async def ready(self) -> bool:
         return True
 
     async def lookup(self, channel_id: int) -> ChannelInfo | None:

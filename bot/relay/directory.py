@@ -7,9 +7,10 @@ only the guilds of its own shards, and ``gatecord web`` knows none, so on Postgr
 - ``ChannelDirectory`` is the writer: each run process records what its shards see (every channel and
   thread of a guild when it becomes available or is joined, then each channel or thread created,
   changed or deleted, and a guild left);
-- ``DatabaseChannelScope`` is the reader: a lookup in that table behind a small in-memory cache with a
-  short time to live (a post to a channel created a moment ago on another process may be refused for
-  up to ``ttl`` seconds; one to a channel deleted a moment ago is accepted and then fails to deliver);
+- ``DatabaseChannelScope`` is the reader (``gatecord web``): a lookup in that table behind a small
+  in-memory cache with a short time to live (a post to a channel created a moment ago on another
+  process may be refused for up to ``ttl`` seconds; one to a channel deleted a moment ago is accepted
+  and then fails to deliver);
 - ``CacheThenDirectoryScope``: a run process asks its own discord.py cache first, then the directory.
 
 What the directory holds mirrors discord.py's cache (what ``ClientChannelScope`` sees in one process):
@@ -23,7 +24,7 @@ import asyncio
 import logging
 import time
 from collections import OrderedDict
-from collections.abc import Callable, Iterable
+from collections.abc import Callable
 from typing import Any
 
 import discord
@@ -134,8 +135,9 @@ class ChannelDirectory:
 class DatabaseChannelScope:
     """The relay's channel check from ``discord_channels`` (no Discord connection needed).
 
-    ``lookup`` raises ``StorageError`` when the database cannot answer (the post gets 503, not 403).
-    Concurrent lookups of one channel share one query.
+    Each answer (also "no such channel") is remembered for ``ttl`` seconds, so a burst of posts to one
+    channel costs one query; concurrent lookups of one channel share it. ``lookup`` and ``ready`` raise
+    ``StorageError`` when the database cannot answer (the post gets 503, not 403).
     """
 
     def __init__(
@@ -148,16 +150,20 @@ class DatabaseChannelScope:
         self.clock = clock
         self._cache: OrderedDict[int, tuple[float, ChannelInfo | None]] = OrderedDict()
         self._pending: dict[int, asyncio.Future[ChannelInfo | None]] = {}
-        self._reachable = True
+        self._filled = False
+        self._empty_until = 0.0
 
-    def ready(self) -> bool:
-        """The database is open and its last answer did not fail."""
-        return self.store.is_open and self._reachable
+    async def ready(self) -> bool:
+        """True once a gateway process has recorded any channel: before that, every post would be a 403
+        (answered 503 "still connecting" instead). An empty directory is asked again after ``ttl``."""
+        if not self._filled and self.clock() >= self._empty_until:
+            self._filled = await self.store.fetchone("SELECT 1 FROM discord_channels LIMIT 1") is not None
+            self._empty_until = self.clock() + self.ttl
+        return self._filled
 
     async def lookup(self, channel_id: int) -> ChannelInfo | None:
-        now = self.clock()
         cached = self._cache.get(channel_id)
-        if cached is not None and cached[0] > now:
+        if cached is not None and cached[0] > self.clock():
             self._cache.move_to_end(channel_id)
             return cached[1]
         pending = self._pending.get(channel_id)
@@ -168,30 +174,14 @@ class DatabaseChannelScope:
         return await asyncio.shield(pending)
 
     async def _fetch(self, channel_id: int) -> ChannelInfo | None:
-        try:
-            row = await self.store.fetchone(
-                "SELECT guild_id, parent_id, messageable FROM discord_channels WHERE channel_id = ?", (channel_id,))
-        except StorageError:
-            self._reachable = False
-            raise
-        self._reachable = True
+        row = await self.store.fetchone(
+            "SELECT guild_id, parent_id, messageable FROM discord_channels WHERE channel_id = ?", (channel_id,))
         info = None if row is None else ChannelInfo(int(row[0]), None if row[1] is None else int(row[1]), row[2] == 1)
-        self._remember(channel_id, info)
-        return info
-
-    def _remember(self, channel_id: int, info: ChannelInfo | None) -> None:
         self._cache[channel_id] = (self.clock() + self.ttl, info)
         self._cache.move_to_end(channel_id)
         while len(self._cache) > self.max_entries:
             self._cache.popitem(last=False)
-
-    def forget(self, channel_ids: Iterable[int] | None = None) -> None:
-        """Drop cached answers (all of them when ``channel_ids`` is None)."""
-        if channel_ids is None:
-            self._cache.clear()
-            return
-        for channel_id in channel_ids:
-            self._cache.pop(channel_id, None)
+        return info
 
 
 class CacheThenDirectoryScope:
@@ -202,8 +192,8 @@ class CacheThenDirectoryScope:
         self.local = local
         self.directory = directory
 
-    def ready(self) -> bool:
-        return self.local.ready() and self.directory.ready()
+    async def ready(self) -> bool:
+        return await self.local.ready() and await self.directory.ready()
 
     async def lookup(self, channel_id: int) -> ChannelInfo | None:
         info = await self.local.lookup(channel_id)

@@ -1,7 +1,8 @@
 """Relay API keys: ``gcr_<key_id>_<secret>``; only the sha256 of the whole key is stored.
 
 The key id (public, 12 hex chars) finds the row; the hash is compared in constant time. Records
-are cached for a few seconds; revoking through this store drops the cache entry at once. A key may
+are cached for a few seconds; revoking through this store drops the cache entry at once (another
+process, e.g. a ``gatecord web`` replica, sees the revocation within ``CACHE_TTL``). A key may
 carry an expiry (``expires_at``): after it, ``authenticate`` raises ``KeyExpired``. A guild holds at
 most ``max_keys`` active (unrevoked, unexpired) keys.
 """
@@ -17,7 +18,9 @@ from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any
 
+from bot.storage.errors import IntegrityError
 from bot.storage.store import Store
+from bot.storage.tx import SyncTx, for_update
 
 KEY_PREFIX = "gcr_"
 CACHE_TTL = 5.0
@@ -164,28 +167,32 @@ class KeyStore:
         expires_at = now + expires_in if expires_in is not None else None
         name = (name or "").strip()[:NAME_MAX] or f"key-{key_id[:6]}"
         channels = sorted(set(int(c) for c in channel_ids))
-        async with self.store.transaction() as db:
-            async with db.execute(
-                "SELECT 1 FROM relay_keys WHERE guild_id = ? AND name = ? AND revoked_at IS NULL", (guild_id, name)
-            ) as cur:
-                if await cur.fetchone() is not None:
-                    raise KeyNameTaken(name)
+        row = (key_id, guild_id, name, hash_key(secret), json.dumps(channels), int(allow_mentions), created_by, now,
+               avatar_url, int(custom_identity), int(channels_from_creator), expires_at)
+
+        def insert(tx: SyncTx) -> None:
+            # Lock the guild's active keys (PostgreSQL): two processes creating keys at once count in turn.
+            tx.fetchall("SELECT key_id FROM relay_keys WHERE guild_id = ? AND revoked_at IS NULL"
+                        + for_update(tx.dialect), (guild_id,))
+            if tx.fetchone("SELECT 1 FROM relay_keys WHERE guild_id = ? AND name = ? AND revoked_at IS NULL",
+                           (guild_id, name)) is not None:
+                raise KeyNameTaken(name)
             if max_keys is not None:
-                async with db.execute(
-                    "SELECT COUNT(*) FROM relay_keys WHERE guild_id = ? AND revoked_at IS NULL"
-                    " AND (expires_at IS NULL OR expires_at > ?)", (guild_id, now)
-                ) as cur:
-                    row = await cur.fetchone()
-                if row is not None and int(row[0]) >= max_keys:
+                count = tx.fetchval("SELECT COUNT(*) FROM relay_keys WHERE guild_id = ? AND revoked_at IS NULL"
+                                    " AND (expires_at IS NULL OR expires_at > ?)", (guild_id, now), default=0)
+                if int(count) >= max_keys:
                     raise KeyLimitReached(max_keys)
-            await db.execute(
+            tx.execute(
                 "INSERT INTO relay_keys"
                 "(key_id, guild_id, name, key_hash, channel_ids, allow_mentions, created_by, created_at,"
                 " avatar_url, custom_identity, channels_from_creator, expires_at)"
-                " VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
-                (key_id, guild_id, name, hash_key(secret), json.dumps(channels), int(allow_mentions), created_by, now,
-                 avatar_url, int(custom_identity), int(channels_from_creator), expires_at),
+                " VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)", row,
             )
+
+        try:
+            await self.store.run(insert)
+        except IntegrityError as exc:  # another process created a key of that name meanwhile
+            raise KeyNameTaken(name) from exc
         record = RelayKey(
             key_id, guild_id, name, tuple(channels), allow_mentions, created_by, now, None, None,
             avatar_url=avatar_url, custom_identity=custom_identity, channels_from_creator=channels_from_creator,
