@@ -113,7 +113,7 @@ class GatecordBot(commands.Bot):
         self.settings = settings
         self.version = VERSION
         self.started_at = time.monotonic()
-        self.store = Store(settings.storage.path)
+        self.store = Store.from_settings(settings.storage)
         self.gateway = build_gateway_client(settings)
         self.web = WebServer(settings.http.host, settings.http.port, max_body_bytes=settings.http.max_body_bytes,
                              limits=settings.http)
