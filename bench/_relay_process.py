@@ -24,14 +24,25 @@ REPO = Path(__file__).resolve().parent.parent
 LISTENING = re.compile(r"web server listening on (http://127\.0\.0\.1:\d+)")
 
 
-def write_config(path: Path, emu: Any, db_path: Path, **relay: Any) -> Path:
-    """A config.toml pointing the bot at the Discord emulator (test-only token)."""
+Database = Path | str  # an SQLite file, or a postgresql:// URL
+
+
+def open_store(db: Database) -> Store:
+    """A (not yet opened) store on ``db``."""
+    if isinstance(db, str) and db.startswith("postgresql"):
+        return Store(url=db)
+    return Store(db)
+
+
+def write_config(path: Path, emu: Any, db: Database, **relay: Any) -> Path:
+    """A config.toml pointing the bot at the Discord emulator (test-only token) and at ``db``."""
     relay_lines = "\n".join(f"{k} = {v!r}" if not isinstance(v, bool) else f"{k} = {str(v).lower()}" for k, v in relay.items())
+    storage = f'url = "{db}"' if isinstance(db, str) and db.startswith("postgresql") else f'path = "{db}"'
     path.write_text(
         "[discord]\n"
         f'token = "{emu.token}"\napi_base_url = "{emu.api_base_url}"\ngateway_url = "{emu.gateway_url}"\n'
         f'cdn_base_url = "{emu.cdn_base_url}"\n\n'
-        f'[storage]\npath = "{db_path}"\n\n'
+        f"[storage]\n{storage}\n\n"
         '[http]\nhost = "127.0.0.1"\nport = 0\n\n'
         '[gateway]\nprofile = "openai"\nbase_url = "http://127.0.0.1:9"\napi_key = "unused-in-this-test"\n\n'
         f"[relay]\n{relay_lines}\n\n"
@@ -111,9 +122,9 @@ class BotProcess:
             await self._reader
 
 
-async def make_key(db_path: Path, guild_id: int, **options: Any) -> str:
+async def make_key(db: Database, guild_id: int, **options: Any) -> str:
     """Insert a relay key into the database (migrating it) before the bot starts."""
-    store = Store(db_path)
+    store = open_store(db)
     await store.open()
     try:
         return (await KeyStore(store).create(guild_id, name="bench", created_by=0, **options)).secret
