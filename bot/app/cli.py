@@ -1,4 +1,4 @@
-"""The ``gatecord`` command: ``run``, ``migrate``, ``check``, ``backup``, ``sandbox``.
+"""The ``gatecord`` command: ``run``, ``web``, ``migrate``, ``check``, ``backup``, ``sandbox``.
 
 What stops the bot from starting at all prints one line and exits with code 2: a configuration
 problem (naming the key and the file, or the environment variable), a database at a newer schema
@@ -21,6 +21,7 @@ from typing import TYPE_CHECKING
 
 from bot.app.logging_setup import configure_logging
 from bot.app.settings import ConfigError, Settings, has_token, load_settings, require_token
+from bot.storage.errors import DatabaseTooOld, StorageError
 from bot.storage.migrations import (
     DatabaseTooNew,
     MigrationError,
@@ -47,7 +48,7 @@ EXIT_CONFIG = 2  # cannot start: the configuration is wrong or incomplete, or th
 
 def exit_code_for(exc: MigrationError) -> int:
     """2 for a database or installation this code refuses to start with, 1 for a migration that failed."""
-    return EXIT_CONFIG if isinstance(exc, DatabaseTooNew | NoMigrations) else EXIT_FAILURE
+    return EXIT_CONFIG if isinstance(exc, DatabaseTooNew | DatabaseTooOld | NoMigrations) else EXIT_FAILURE
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -55,6 +56,7 @@ def build_parser() -> argparse.ArgumentParser:
     sub = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
     for name, help_text in (
         ("run", "start the bot (needs a Discord token; with --sandbox-if-no-token, the sandbox when there is none)"),
+        ("web", "the web tier alone (/send-data, /ready, /metrics …), no Discord connection; needs PostgreSQL"),
         ("migrate", "apply database migrations and print the schema version"),
         ("check", "validate the configuration and reach the configured AI gateway"),
         ("backup", "copy the database, consistently, while the bot runs (SQLite's online backup)"),
@@ -106,15 +108,20 @@ def main(argv: Sequence[str] | None = None) -> int:
         return EXIT_CONFIG
     if command == "backup":  # reads any database, even one newer than this code (a copy before a downgrade)
         return _backup(settings, args.path, force=args.force)
+    if command == "web" and settings.storage.url is None:
+        from bot.app.webtier import NEEDS_POSTGRESQL
+
+        print(f"gatecord: {NEEDS_POSTGRESQL}", file=sys.stderr)
+        return EXIT_CONFIG
     try:
         # Before anything starts: the package must carry its migrations, and the database (the
-        # sandbox's is a fresh temporary one) must not be newer than the code.
-        ensure_usable(None if command == "sandbox" else settings.storage.path)
+        # sandbox's is a fresh temporary one; the web tier's is PostgreSQL) must not be newer than the code.
+        ensure_usable(None if command in ("sandbox", "web") else settings.storage.path)
     except MigrationError as exc:
         print(f"gatecord: {exc}", file=sys.stderr)
         return exit_code_for(exc)
     configure_logging(settings)
-    handler = {"run": _run, "migrate": _migrate, "check": _check,
+    handler = {"run": _run, "web": _web, "migrate": _migrate, "check": _check,
                "sandbox": lambda s: _sandbox(s, args)}[command]
     try:
         return asyncio.run(handler(settings))
@@ -194,6 +201,38 @@ async def _run(settings: Settings) -> int:
             raise
         print(f"gatecord: {SHARD_CLOSE_CODES[exc.code]}", file=sys.stderr)
         return EXIT_CONFIG
+    return 0
+
+
+async def _web(settings: Settings) -> int:
+    """The web tier until a signal: then it drains (new posts 503, requests in progress finish within
+    ``shutdown.drain_seconds``) and exits 0; a second signal exits at once. See ``bot.app.webtier``."""
+    from bot.app.webtier import WebTier
+
+    tier = WebTier(settings)
+    loop = asyncio.get_running_loop()
+    stopping = asyncio.Event()
+    for sig in (signal.SIGINT, signal.SIGTERM):
+        loop.add_signal_handler(sig, _on_stop_signal, sig, stopping)
+    try:
+        try:
+            await tier.start()
+        except MigrationError as exc:  # a database older or newer than the code: one line, exit 2
+            print(f"gatecord: {exc}", file=sys.stderr)
+            return exit_code_for(exc)
+        except StorageError as exc:  # unreachable: the reason, never the password
+            print(f"gatecord: {exc}", file=sys.stderr)
+            return EXIT_FAILURE
+        except OSError as exc:
+            http = settings.http
+            print(f"gatecord: cannot listen on {http.host}:{http.port} ({exc.strerror or exc}); check http.host "
+                  "and http.port", file=sys.stderr)
+            return EXIT_CONFIG
+        await stopping.wait()
+        logging.getLogger("gatecord").info("stopping on a signal (send it again to stop at once)")
+        await tier.drain()  # logs what was drained
+    finally:
+        await tier.close()
     return 0
 
 

@@ -20,6 +20,7 @@ import yarl
 from discord.ext import commands
 
 from bot.app.discord_pacing import DiscordPacer, interaction_exempt
+from bot.app.readiness import database_check
 from bot.app.settings import FallbackGateway, GatewaySettings, Settings
 from bot.app.sharding import IdentifyGate, describe_shards, held_shards
 from bot.app.tree import GatecordTree
@@ -40,7 +41,6 @@ log = logging.getLogger(__name__)
 
 VERSION = "0.1.0"
 COGS_PACKAGE = "cogs"
-READY_WRITE_TIMEOUT = 2.0  # seconds /ready waits for its test write (a lock held longer: not ready)
 
 
 def apply_discord_urls(settings: Settings) -> None:
@@ -292,13 +292,7 @@ class GatecordBot(commands.AutoShardedBot):
         return time.monotonic() - self.started_at
 
     async def _database_ready(self) -> tuple[bool, str]:
-        """Ready only when a test write commits: a database that reads but cannot write is not ready."""
-        if not self.store.is_open:
-            return False, "database not open"
-        problem = await self.store.write_probe(timeout=READY_WRITE_TIMEOUT)
-        if problem is not None:
-            return False, f"database cannot write: {problem}"
-        return True, f"schema version {self.store.schema_version}"
+        return await database_check(self.store)
 
     async def _accepting_ready(self) -> tuple[bool, str]:
         if self._drain is None:
