@@ -33,6 +33,7 @@ from bot.relay.directory import CacheThenDirectoryScope, ChannelDirectory, Datab
 from bot.relay.service import ClientChannelScope, RelayService
 from bot.rendering.errors import error_code
 from bot.rendering.replies import NO_MENTIONS
+from bot.storage.buckets import TokenBuckets
 from bot.storage.store import Store
 from bot.vision.service import VisionService
 from gateway_client import ClientOptions, GatewayClient, GatewayConfig
@@ -124,6 +125,8 @@ class GatecordBot(commands.AutoShardedBot):
         self.version = VERSION
         self.started_at = time.monotonic()
         self.store = Store.from_settings(settings.storage)
+        if self.store.dialect == "postgresql":  # many processes: the budget is one bucket in the database
+            pacer.buckets = TokenBuckets(self.store)
         self.gateway = build_gateway_client(settings)
         self.web = WebServer(settings.http.host, settings.http.port, max_body_bytes=settings.http.max_body_bytes,
                              limits=settings.http)

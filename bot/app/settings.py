@@ -114,6 +114,8 @@ class DiscordSettings(_Section):
     cdn_hosts: StrList = Field(default_factory=lambda: ["cdn.discordapp.com", "media.discordapp.net"])
     command_guilds: IntList = Field(default_factory=list)
     guild_ready_timeout: float = Field(2.0, gt=0, le=60)
+    #: seconds between two IDENTIFYs of one max_concurrency bucket, across every process (Discord: 5)
+    identify_interval_seconds: float = Field(5.0, gt=0, le=60)
     #: connections discord.py's HTTP session keeps to Discord (a bounded, reused pool: see bench/chat_load.py)
     http_connections: int = Field(32, ge=1, le=1000)
     #: shards across every `gatecord run` process; unset: Discord's recommended count, all in this process

@@ -170,7 +170,12 @@ class RelayApi:
         raw = await self._read_body(request)
         if isinstance(raw, web.Response):
             return self._reject("payload_too_large", raw)
-        wait_for = self.limiter.acquire(key.key_id)
+        try:
+            wait_for = await self.limiter.acquire(key.key_id)
+        except StorageError:
+            return self._reject("unavailable", error_response(
+                503, "unavailable", "the key's rate limit could not be checked; retry later",
+                headers={"Retry-After": "1"}))
         if wait_for > 0:
             retry = self.limiter.retry_after_header(wait_for)
             return self._reject("rate_limited", error_response(
