@@ -20,6 +20,7 @@ import yarl
 from discord.ext import commands
 
 from bot.app.discord_pacing import DiscordPacer, interaction_exempt
+from bot.app.identify_gate import DatabaseIdentifyGate
 from bot.app.readiness import database_check
 from bot.app.settings import FallbackGateway, GatewaySettings, Settings
 from bot.app.sharding import IdentifyGate, describe_shards, held_shards
@@ -127,6 +128,9 @@ class GatecordBot(commands.AutoShardedBot):
         self.store = Store.from_settings(settings.storage)
         if self.store.dialect == "postgresql":  # many processes: the budget is one bucket in the database
             pacer.buckets = TokenBuckets(self.store)
+            # and IDENTIFY turns are shared by every process (max_concurrency: Discord's, learnt in connect())
+            self.identify_gate = DatabaseIdentifyGate(
+                TokenBuckets(self.store), interval=settings.discord.identify_interval_seconds)
         self.gateway = build_gateway_client(settings)
         self.web = WebServer(settings.http.host, settings.http.port, max_body_bytes=settings.http.max_body_bytes,
                              limits=settings.http)
@@ -172,8 +176,19 @@ class GatecordBot(commands.AutoShardedBot):
         if self.shard_count is None:
             # Discord's recommended count, asked here so that the shards still connect to the configured
             # discord.gateway_url (discord.py would take the URL from this same answer instead).
-            self.shard_count, _url, _limits = await self.http.get_bot_gateway()
+            self.shard_count, _url, limits = await self.http.get_bot_gateway()
+            self._set_max_concurrency(limits["max_concurrency"])
+        elif isinstance(self.identify_gate, DatabaseIdentifyGate):
+            try:
+                self._set_max_concurrency((await self.fetch_session_start_limits()).max_concurrency)
+            except (discord.GatewayNotFound, discord.HTTPException) as exc:
+                log.warning("Discord's session start limits could not be read (%s): IDENTIFYs go one at a time", exc)
         await super().connect(reconnect=reconnect)
+
+    def _set_max_concurrency(self, max_concurrency: int) -> None:
+        """The IDENTIFY buckets Discord allows this bot (``session_start_limit.max_concurrency``)."""
+        if isinstance(self.identify_gate, DatabaseIdentifyGate) and max_concurrency >= 1:
+            self.identify_gate.max_concurrency = max_concurrency
 
     async def before_identify_hook(self, shard_id: int | None, *, initial: bool = False) -> None:
         """Every IDENTIFY waits here: for ``identify_gate`` when one is set, else discord.py's own
