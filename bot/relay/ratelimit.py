@@ -42,8 +42,9 @@ class KeyRateLimiter:
 
     @staticmethod
     def retry_after_header(seconds: float) -> str:
-        """Whole seconds, rounded up (HTTP's Retry-After has no fractions)."""
-        return str(max(1, math.ceil(seconds)))
+        """Whole seconds, rounded up (HTTP's Retry-After has no fractions); the bucket's clock tick of
+        margin (under a microsecond) does not make another second."""
+        return str(max(1, math.ceil(seconds - 1e-6)))
 
     async def forget(self, key: str) -> None:
         """Drop the key's bucket (a revoked key's row would otherwise stay)."""

@@ -73,8 +73,9 @@ class TokenBuckets:
         if row["updated_at"] != tick:
             return 0.0
         refilled = float(row["tokens"]) - nudge
-        # refused means not granted now: never 0.0, whatever the rounding
-        return max((cost - refilled) / rate_per_second, math.ulp(1.0))
+        # plus one tick of the clock: ``now + wait`` rounded to a float is then never short of the time
+        # the tokens are there (a caller would wake a hair early, be refused, and ask again)
+        return max((cost - refilled) / rate_per_second, 0.0) + math.ulp(max(abs(at), 1.0))
 
     async def forget(self, name: str) -> None:
         """Drop bucket ``name`` (its next take finds it full)."""
