@@ -248,7 +248,7 @@ async def test_a_database_it_cannot_reach_is_one_line_without_the_password(
     url = f"postgresql://gatecord:hunter2-secret@127.0.0.1:{port}/gatecord"
     config = write_config(tmp_path / "web.toml", discord_emu, url)
     code, out, err = await run_cli("web", "--config", str(config), cwd=tmp_path)
-    assert code == 1 and out == "" and len(err.splitlines()) == 1, err
+    assert code == 2 and out == "" and len(err.splitlines()) == 1, err  # it cannot start
     assert err.startswith(f"gatecord: database postgresql://gatecord:***@127.0.0.1:{port}/gatecord cannot be reached")
     assert "hunter2" not in err and "Traceback" not in err
 

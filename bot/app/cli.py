@@ -21,7 +21,7 @@ from typing import TYPE_CHECKING
 
 from bot.app.logging_setup import configure_logging
 from bot.app.settings import ConfigError, Settings, has_token, load_settings, require_token
-from bot.storage.errors import DatabaseTooOld, StorageError
+from bot.storage.errors import StorageError
 from bot.storage.migrations import (
     DatabaseTooNew,
     MigrationError,
@@ -48,7 +48,7 @@ EXIT_CONFIG = 2  # cannot start: the configuration is wrong or incomplete, or th
 
 def exit_code_for(exc: MigrationError) -> int:
     """2 for a database or installation this code refuses to start with, 1 for a migration that failed."""
-    return EXIT_CONFIG if isinstance(exc, DatabaseTooNew | DatabaseTooOld | NoMigrations) else EXIT_FAILURE
+    return EXIT_CONFIG if isinstance(exc, DatabaseTooNew | NoMigrations) else EXIT_FAILURE
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -108,15 +108,11 @@ def main(argv: Sequence[str] | None = None) -> int:
         return EXIT_CONFIG
     if command == "backup":  # reads any database, even one newer than this code (a copy before a downgrade)
         return _backup(settings, args.path, force=args.force)
-    if command == "web" and settings.storage.url is None:
-        from bot.app.webtier import NEEDS_POSTGRESQL
-
-        print(f"gatecord: {NEEDS_POSTGRESQL}", file=sys.stderr)
-        return EXIT_CONFIG
     try:
-        # Before anything starts: the package must carry its migrations, and the database (the
-        # sandbox's is a fresh temporary one; the web tier's is PostgreSQL) must not be newer than the code.
-        ensure_usable(None if command in ("sandbox", "web") else settings.storage.path)
+        # Before anything starts: the package must carry its migrations, and an SQLite file (the
+        # sandbox's is a fresh temporary one) must not be newer than the code. PostgreSQL is checked
+        # when it is first connected to (_ensure_database, Store.open).
+        ensure_usable(None if command == "sandbox" or settings.storage.url else settings.storage.path)
     except MigrationError as exc:
         print(f"gatecord: {exc}", file=sys.stderr)
         return exit_code_for(exc)
@@ -207,8 +203,12 @@ async def _run(settings: Settings) -> int:
 async def _web(settings: Settings) -> int:
     """The web tier until a signal: then it drains (new posts 503, requests in progress finish within
     ``shutdown.drain_seconds``) and exits 0; a second signal exits at once. See ``bot.app.webtier``."""
-    from bot.app.webtier import WebTier
+    from bot.app.webtier import NEEDS_POSTGRESQL, WebTier
+    from bot.storage.errors import DatabaseTooOld
 
+    if settings.storage.url is None:  # before anything is opened or created
+        print(f"gatecord: {NEEDS_POSTGRESQL}", file=sys.stderr)
+        return EXIT_CONFIG
     tier = WebTier(settings)
     loop = asyncio.get_running_loop()
     stopping = asyncio.Event()
@@ -219,10 +219,10 @@ async def _web(settings: Settings) -> int:
             await tier.start()
         except MigrationError as exc:  # a database older or newer than the code: one line, exit 2
             print(f"gatecord: {exc}", file=sys.stderr)
-            return exit_code_for(exc)
-        except StorageError as exc:  # unreachable: the reason, never the password
+            return EXIT_CONFIG if isinstance(exc, DatabaseTooOld) else exit_code_for(exc)
+        except StorageError as exc:  # unreachable: it cannot start (the reason, never the password)
             print(f"gatecord: {exc}", file=sys.stderr)
-            return EXIT_FAILURE
+            return EXIT_CONFIG
         except OSError as exc:
             http = settings.http
             print(f"gatecord: cannot listen on {http.host}:{http.port} ({exc.strerror or exc}); check http.host "
