@@ -85,7 +85,7 @@ async def test_the_web_tier_alone_serves_health_ready_metrics_and_accepts_posts_
                 ready = await resp.json()
                 assert resp.status == 200, ready
             assert ready["checks"]["database"] == {"ok": True,
-                                                   "detail": f"PostgreSQL, schema version {latest_version()}"}
+                                                   "detail": f"schema version {latest_version()} (PostgreSQL)"}
             assert ready["checks"]["accepting"]["ok"] is True
             assert "discord" not in ready["checks"]  # no gateway connection here
             async with http.get(f"{web.url}/openapi.json") as resp:
@@ -135,7 +135,7 @@ async def test_a_post_accepted_by_the_web_tier_is_delivered_by_a_run_process(
         async with aiohttp.ClientSession() as http:
             async with http.get(f"{run.url}/ready") as resp:
                 checks = (await resp.json())["checks"]
-            assert checks["database"]["detail"] == f"PostgreSQL, schema version {latest_version()}"
+            assert checks["database"]["detail"] == f"schema version {latest_version()} (PostgreSQL)"
             assert checks["discord"]["ok"] is True
 
             async with http.post(f"{web.url}/send-data?wait=true", json=body(emu.thread_id, "delivered elsewhere"),

@@ -16,4 +16,4 @@ async def database_check(store: Store, timeout: float = READY_WRITE_TIMEOUT) -> 
     problem = await store.write_probe(timeout=timeout)
     if problem is not None:
         return False, f"database cannot write: {problem}"
-    return True, f"{_DIALECTS[store.dialect]}, schema version {store.schema_version}"
+    return True, f"schema version {store.schema_version} ({_DIALECTS[store.dialect]})"
