@@ -125,7 +125,7 @@ class GatecordBot(commands.AutoShardedBot):
         self.settings = settings
         self.version = VERSION
         self.started_at = time.monotonic()
-        self.store = Store.from_settings(settings.storage)
+        self.store = Store.from_settings(settings.storage)  # SQLite file, or PostgreSQL with [storage] url
         if self.store.dialect == "postgresql":  # many processes: the budget is one bucket in the database
             pacer.buckets = TokenBuckets(self.store)
             # and IDENTIFY turns are shared by every process (max_concurrency: Discord's, learnt in connect())
@@ -231,13 +231,15 @@ class GatecordBot(commands.AutoShardedBot):
 
     async def on_guild_remove(self, guild: discord.Guild) -> None:
         if self.store.is_open:
-            await self.store.execute("UPDATE guilds SET left_at = ? WHERE guild_id = ?", (int(time.time()), guild.id))
+            await self.store.execute(
+                "UPDATE guilds SET left_at = ? WHERE guild_id = ?", (int(time.time()), guild.id)
+            )
 
     async def _record_guild(self, guild: discord.Guild) -> None:
         if self.store.is_open:
             await self.store.execute(
                 "INSERT INTO guilds(guild_id, name, joined_at) VALUES (?, ?, ?)"
-                " ON CONFLICT(guild_id) DO UPDATE SET name = excluded.name, left_at = NULL",
+                " ON CONFLICT (guild_id) DO UPDATE SET name = excluded.name, left_at = NULL",
                 (guild.id, guild.name, int(time.time())),
             )
 

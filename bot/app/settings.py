@@ -180,6 +180,16 @@ class StorageSettings(_Section):
     path: str = "data/gatecord.db"
     url: SecretStr | None = None
     pool_size: int = Field(10, ge=1, le=200)  # PostgreSQL connections this process keeps
+    #: where /imagine keeps image bytes: a directory every process can read (shared volume); unset: in the
+    #: database with PostgreSQL, or ``images/`` next to the SQLite file (bot/media/jobs.py ``media_location``)
+    media_dir: str | None = None
+
+    @field_validator("media_dir", mode="before")
+    @classmethod
+    def _blank_is_unset(cls, value: object) -> object:
+        if isinstance(value, str) and not value.strip():
+            return None
+        return value
 
     @field_validator("url", mode="before")
     @classmethod

@@ -242,6 +242,8 @@ imagine_jobs = Table(
     Column("created_at", Float, nullable=False),
     Column("started_at", Float),
     Column("finished_at", Float),
+    Column("owner", Text),  # 0016: the process working on the job (bot/media/jobs.py)
+    Column("lease_until", Float),  # 0016: until when that process's claim holds (renewed while it lives)
     CheckConstraint("origin IN ('command', 'variation', 'reroll', 'retry')", name="imagine_jobs_origin"),
     CheckConstraint("count BETWEEN 1 AND 10", name="imagine_jobs_count"),
     CheckConstraint(

@@ -363,7 +363,10 @@ async def _to_the_end(step: Awaitable[T]) -> T:
 def _create_private_file(path: Path) -> None:
     if str(path) == ":memory:":
         return
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fd = os.open(path, os.O_CREAT | os.O_RDWR, 0o600)
-    os.close(fd)
-    os.chmod(path, 0o600)
+    try:
+        path.parent.mkdir(parents=True, exist_ok=True)
+        fd = os.open(path, os.O_CREAT | os.O_RDWR, 0o600)
+        os.close(fd)
+        os.chmod(path, 0o600)
+    except OSError as exc:  # a folder that cannot be made, a directory in the way, no permission
+        raise StorageError(f"database {path} cannot be created ({exc.strerror or exc})") from None
