@@ -572,6 +572,26 @@ async def test_a_real_storage_failure_is_503_for_every_post_of_the_batch(env: En
         assert status == 503 and body["error"] == "unavailable" and resp.headers["Retry-After"] == "1"
 
 
+async def test_a_database_that_fails_on_reads_is_503_not_500(env: Env) -> None:
+    from bot.storage.errors import StorageError
+
+    key = await env.key()
+    _, body, _ = await env.post(key, DIGICORD)
+
+    async def broken(body: Any) -> Any:
+        raise StorageError("connection refused")
+
+    env.store.run = broken  # type: ignore[method-assign]
+    resp = await env.client.get(f"/send-data/{body['id']}", headers={"Authorization": f"Bearer {key}"})
+    answer = await resp.json()
+    assert resp.status == 503 and answer["error"] == "unavailable" and resp.headers["Retry-After"] == "1"
+    env.check("/send-data/{id}", "get", 503, answer)
+    env.service.keys._cache.clear()  # the next post must look its key up
+    status, answer, resp = await env.post(key, DIGICORD)
+    assert status == 503 and answer["error"] == "unavailable"
+    env.check("/send-data", "post", 503, answer)
+
+
 # -- every malformed body is a JSON 400 ---------------------------------------------------------------
 
 MALFORMED: dict[str, bytes] = {

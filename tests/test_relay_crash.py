@@ -71,10 +71,13 @@ async def test_sigkill_loses_no_accepted_post_and_delivers_none_twice(
         killed.set()
         await bot.kill()
 
-    async with aiohttp.ClientSession(timeout=aiohttp.ClientTimeout(total=30)) as session:
-        kill_task = asyncio.create_task(killer())
-        await asyncio.gather(*(send(session, i) for i in range(POSTS)))
-        await kill_task
+    try:
+        async with aiohttp.ClientSession(timeout=aiohttp.ClientTimeout(total=30)) as session:
+            kill_task = asyncio.create_task(killer())
+            await asyncio.gather(*(send(session, i) for i in range(POSTS)))
+            await kill_task
+    finally:
+        await bot.terminate()  # a failure above must not leave the bot running (after the kill: nothing to do)
     delivered_before = len(relay_messages())
     store = open_store(db)
     await store.open()

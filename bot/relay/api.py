@@ -18,7 +18,7 @@ import asyncio
 import contextlib
 import logging
 import time
-from collections.abc import Callable
+from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
 from typing import Any, Protocol
 
@@ -40,6 +40,7 @@ IDEMPOTENCY_KEY_MAX = 255
 JSON_CONTENT_TYPES = ("application/json",)
 TRUE_VALUES = ("1", "true", "yes")
 RESTART_RETRY_AFTER = "30"  # seconds: a restart's drain plus start-up
+Handler = Callable[[web.Request], Awaitable[web.StreamResponse]]
 
 
 @dataclass(frozen=True, slots=True)
@@ -108,8 +109,21 @@ class RelayApi:
         self.accepting = False
 
     def add_routes(self, router: web.UrlDispatcher) -> None:
-        router.add_post("/send-data", self.post)
-        router.add_get("/send-data/{id}", self.get)
+        router.add_post("/send-data", self._database_guard(self.post))
+        router.add_get("/send-data/{id}", self._database_guard(self.get))
+
+    def _database_guard(self, handler: Handler) -> Handler:
+        """A database that fails (unreachable, locked, read-only) is a 503 to retry, not a 500."""
+        async def guarded(request: web.Request) -> web.StreamResponse:
+            try:
+                return await handler(request)
+            except StorageError as exc:
+                log.warning("relay %s %s: the database failed (%s)", request.method, request.path, exc)
+                if request.method == "POST":
+                    self.posts.labels(result="unavailable").inc()
+                return error_response(503, "unavailable", "the database is unavailable; retry later",
+                                      headers={"Retry-After": "1"})
+        return guarded
 
     # -- helpers ----------------------------------------------------------------------------------
     async def _authenticate(self, request: web.Request) -> RelayKey | web.Response:

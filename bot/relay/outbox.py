@@ -171,6 +171,25 @@ class Claim:
     claimed_at: float
 
 
+# The claimable posts among the heads (oldest pending post) of the channels in ``channels``. Each head
+# is one probe of relay_outbox_channel_pending (not a scan of the backlog), so a claim costs the same
+# with ten posts waiting or a hundred thousand.
+_CLAIM_HEADS = (
+    "{channels} SELECT seq, " + _RECORD_COLUMNS + " FROM relay_outbox WHERE seq IN"
+    " (SELECT (SELECT MIN(h.seq) FROM relay_outbox h WHERE h.channel_id = c.channel_id"
+    " AND h.status IN ('queued', 'sending')) FROM channels c WHERE c.channel_id IS NOT NULL)"
+    f" AND {PENDING} AND next_attempt_at <= ? AND (claimed_at IS NULL OR claimed_at <= ?) ORDER BY seq LIMIT ?"
+)
+# Every channel with a pending post, one index probe each (a "loose index scan"; neither database
+# does it by itself for SELECT DISTINCT).
+_CLAIM_ALL = _CLAIM_HEADS.format(channels=(
+    "WITH RECURSIVE channels(channel_id) AS ("
+    f"SELECT MIN(channel_id) FROM relay_outbox WHERE {PENDING}"
+    " UNION ALL SELECT (SELECT MIN(o.channel_id) FROM relay_outbox o"
+    " WHERE o.status IN ('queued', 'sending') AND o.channel_id > c.channel_id)"
+    " FROM channels c WHERE c.channel_id IS NOT NULL)"
+))
+
 _INSERT = (
     "INSERT INTO relay_outbox(id, key_id, guild_id, channel_id, body, via, idempotency_key, fingerprint, status,"
     " next_attempt_at, created_at) VALUES (?, ?, ?, ?, ?, ?, ?, ?, 'queued', ?, ?)"
@@ -393,21 +412,15 @@ class Outbox:
         skipped, never waited for."""
         if limit <= 0 or (channels is not None and not channels):
             return []
-        params: list[Any] = []
-        only = ""
-        if channels is not None:
-            only = f" AND channel_id IN ({','.join('?' * len(channels))})"
-            params += [int(c) for c in channels]
-        params += [now, stale_before, limit]
+        if channels is None:
+            sql, params = _CLAIM_ALL, [now, stale_before, limit]
+        else:
+            values = ", ".join(["(CAST(? AS BIGINT))"] * len(channels))
+            sql = _CLAIM_HEADS.format(channels=f"WITH channels(channel_id) AS (VALUES {values})")
+            params = [*(int(c) for c in channels), now, stale_before, limit]
 
         def body(tx: SyncTx) -> list[Claim]:
-            rows = tx.fetchall(
-                f"SELECT seq, {_RECORD_COLUMNS} FROM relay_outbox WHERE seq IN"
-                f" (SELECT MIN(seq) FROM relay_outbox WHERE {PENDING}{only} GROUP BY channel_id)"
-                f" AND {PENDING} AND next_attempt_at <= ? AND (claimed_at IS NULL OR claimed_at <= ?)"
-                f" ORDER BY seq LIMIT ?" + for_update(tx.dialect, skip_locked=True),
-                params,
-            )
+            rows = tx.fetchall(sql + for_update(tx.dialect, skip_locked=True), params)
             if not rows:
                 return []
             tx.execute(
