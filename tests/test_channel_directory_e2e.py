@@ -96,3 +96,43 @@ async def test_a_process_holding_one_shard_records_only_its_guilds_and_a_restart
             emu.other_guild_channel_id: ChannelInfo(emu.guild2_id, None, True)}, "stale row dropped")
     finally:
         await running.stop()
+
+
+async def test_a_run_process_accepts_a_post_for_a_guild_on_another_process_shard(
+    discord_emu: DiscordEmulator, gateway_emu: Any, tmp_path: Path, pg_url: str, writes: Changes,
+) -> None:
+    """Shard 1's process has guild 1 (on shard 0) nowhere in its cache: its /send-data finds the channel in
+    the directory that shard 0's process filled, and one of the two delivers the post, once."""
+    import aiohttp
+
+    from bench._relay_process import make_key
+
+    emu = discord_emu
+    emu.set_rate_limits(enabled=False)
+
+    def on_shard(shard: int) -> Any:
+        return settings_for(emu, gateway_emu, tmp_path / "unused.db", storage={"url": pg_url},
+                            discord={"shard_count": 2, "shard_ids": [shard]}, relay={"poll_interval": 0.1})
+
+    zero = await start_bot(on_shard(0))
+    one = await start_bot(on_shard(1))
+    try:
+        assert one.bot.get_channel(emu.channel_id) is None  # not in this process's cache
+        await wait_directory(writes, one.bot.store, lambda d: emu.channel_id in d, "shard 0's channels recorded")
+        key = await make_key(pg_url, emu.guild_id)
+        async with aiohttp.ClientSession() as http:
+            async with http.post(f"{one.bot.web.base_url}/send-data?wait=true",
+                                 json={"channelId": str(emu.channel_id), "content": "across shards"},
+                                 headers={"Authorization": f"Bearer {key}"}) as resp:
+                answer = await resp.json()
+                assert resp.status == 200 and answer["status"] == "delivered", answer
+            # a channel no process has seen is refused as before
+            async with http.post(f"{one.bot.web.base_url}/send-data",
+                                 json={"channelId": "424242", "content": "nowhere"},
+                                 headers={"Authorization": f"Bearer {key}"}) as resp:
+                assert resp.status == 403
+        sent = [m for m in emu.channel_messages(emu.channel_id) if m.content == "across shards"]
+        assert len(sent) == 1 and str(sent[0].id) == answer["message_id"]
+    finally:
+        await one.stop()
+        await zero.stop()
