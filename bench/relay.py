@@ -9,6 +9,10 @@ per 5 s per channel), the bot as a subprocess (``gatecord run --config …``) an
 3. delivery: messages/s reaching the emulator from the backlog, against its 50 requests/s limit.
 
 Target (issue 8): at least 1,000 accepted posts/s with p99 under 50 ms.
+
+The outbox is an SQLite file by default; ``--postgres`` starts a throwaway PostgreSQL server (the test
+suite's ``tests/pg_server.py``, switched to durable commits: fsync and synchronous_commit on, as SQLite's
+``synchronous=FULL``), ``--database-url postgresql://…`` uses an existing, empty database.
 """
 
 from __future__ import annotations
@@ -125,22 +129,32 @@ async def main() -> int:
     parser.add_argument("--concurrency", type=int, default=32, help="clients in the closed-loop phase")
     parser.add_argument("--delivery-seconds", type=float, default=20.0, help="length of the delivery measurement")
     parser.add_argument("--channels", type=int, default=60, help="channels posted to (each has Discord's 5/5 s bucket)")
+    backend = parser.add_mutually_exclusive_group()
+    backend.add_argument("--postgres", action="store_true",
+                         help="store the outbox in a throwaway PostgreSQL server (durable commits) instead of SQLite")
+    backend.add_argument("--database-url", help="store the outbox in this (empty) PostgreSQL database")
     args = parser.parse_args()
 
     emu = DiscordEmulator()
     await emu.start()
     tmp = Path(tempfile.mkdtemp(prefix="gatecord-bench-"))
     bot: BotProcess | None = None
+    pg: Any = None
     try:
         channels = [emu.channel_id, emu.channel2_id] + [await emu.add_channel(f"bench-{i}") for i in range(args.channels - 2)]
-        db_path = tmp / "gatecord.db"
-        key = await make_key(db_path, emu.guild_id)
-        config = write_config(tmp / "cfg.toml", emu, db_path, rate_per_minute=100_000_000, burst=1_000_000)
+        db: Path | str = tmp / "gatecord.db"
+        if args.database_url:
+            db = args.database_url
+        elif args.postgres:
+            pg, db = start_postgres()
+        key = await make_key(db, emu.guild_id)
+        config = write_config(tmp / "cfg.toml", emu, db, rate_per_minute=100_000_000, burst=1_000_000)
         bot = BotProcess(config)
         base = await bot.start()
         await bot.wait_ready()
         url = f"{base}/send-data"
-        print(f"bot pid {bot.proc.pid if bot.proc else '?'}, web {base}, {len(channels)} channels; emulator enforcing "
+        print(f"bot pid {bot.proc.pid if bot.proc else '?'}, web {base}, {len(channels)} channels, outbox in "
+              f"{'PostgreSQL' if isinstance(db, str) else 'SQLite'}; emulator enforcing "
               f"50 requests/s global and 5 messages / 5 s per channel")
 
         await closed_loop(url, key, channels, 8, 1.0)  # warm-up
@@ -174,6 +188,19 @@ async def main() -> int:
         if bot is not None:
             await bot.terminate()
         await emu.close()
+        if pg is not None:
+            pg.stop()
+
+
+def start_postgres() -> tuple[Any, str]:
+    """A throwaway PostgreSQL server with durable commits, and the URL of an empty database on it."""
+    from tests.pg_server import PgServer
+
+    pg = PgServer.start()
+    for setting in ("fsync = on", "synchronous_commit = on", "full_page_writes = on"):
+        pg.execute(f"ALTER SYSTEM SET {setting}")
+    pg.execute("SELECT pg_reload_conf()")
+    return pg, pg.create_database("gatecord_bench")
 
 
 if __name__ == "__main__":

@@ -1,5 +1,6 @@
-"""The /send-data HTTP API against a real aiohttp server and a real SQLite outbox, with Discord
-replaced by a scripted transport (the end-to-end tests use the Discord emulator)."""
+"""The /send-data HTTP API against a real aiohttp server and a real outbox (SQLite and PostgreSQL:
+each test runs on both), with Discord replaced by a scripted transport (the end-to-end tests use the
+Discord emulator)."""
 
 from __future__ import annotations
 
@@ -21,6 +22,7 @@ from bot.app.web import WebServer
 from bot.relay.outbox import PostRecord
 from bot.relay.service import RelayService
 from bot.app.settings import Settings
+from bot.storage.errors import StorageError
 from bot.storage.store import Store
 from tests import prometheus_text as metrics_text
 from tests.waiting import Changes, SignallingStore
@@ -37,11 +39,14 @@ class FakeScope:
             CATEGORY: ChannelInfo(GUILD, None, False),
         }
         self.is_ready = True
+        self.failure: Exception | None = None  # raised by lookup (a channel directory whose database failed)
 
-    def ready(self) -> bool:
+    async def ready(self) -> bool:
         return self.is_ready
 
-    def lookup(self, channel_id: int) -> ChannelInfo | None:
+    async def lookup(self, channel_id: int) -> ChannelInfo | None:
+        if self.failure is not None:
+            raise self.failure
         return self.channels.get(channel_id)
 
 
@@ -111,14 +116,22 @@ def make_settings(tmp_path: Path, **relay: Any) -> Settings:
     return Settings(storage={"path": str(tmp_path / "relay.db")}, http={"max_body_bytes": 1024 * 1024}, relay=base)
 
 
-async def build(tmp_path: Path, **relay: Any) -> tuple[Env, Any]:
-    store = SignallingStore(tmp_path / "relay.db")
+@pytest.fixture
+def db(backend: str, tmp_path: Path, request: pytest.FixtureRequest) -> dict[str, Any]:
+    """Where the outbox lives: ``Store(**db)``; an SQLite file or a fresh PostgreSQL database."""
+    if backend == "sqlite":
+        return {"path": tmp_path / "relay.db"}
+    return {"url": request.getfixturevalue("pg_migrated_url")}
+
+
+async def build(tmp_path: Path, db: dict[str, Any], *, deliver: bool = True, **relay: Any) -> tuple[Env, Any]:
+    store = SignallingStore(**db)
     await store.open()
     transport = ScriptedTransport()
     scope = FakeScope()
     web_server = WebServer("127.0.0.1", 0)  # the bot's web server: /health, /ready, /metrics and the relay's routes
     service = RelayService(None, store, make_settings(tmp_path, **relay), metrics=web_server.metrics, scope=scope,
-                           transport=transport)
+                           transport=transport, deliver=deliver)
     service.add_routes(web_server.router)
     client = TestClient(TestServer(web_server.app))
     await client.start_server()
@@ -133,8 +146,8 @@ async def build(tmp_path: Path, **relay: Any) -> tuple[Env, Any]:
 
 
 @pytest.fixture
-async def env(tmp_path: Path) -> AsyncIterator[Env]:
-    e, close = await build(tmp_path)
+async def env(tmp_path: Path, db: dict[str, Any]) -> AsyncIterator[Env]:
+    e, close = await build(tmp_path, db)
     try:
         yield e
     finally:
@@ -174,8 +187,8 @@ async def test_wait_true_answers_with_message_id(env: Env) -> None:
     env.check("/send-data", "post", 200, body)
 
 
-async def test_wait_is_bounded(tmp_path: Path) -> None:
-    env, close = await build(tmp_path, wait_timeout=0.2)
+async def test_wait_is_bounded(tmp_path: Path, db: dict[str, Any]) -> None:
+    env, close = await build(tmp_path, db, wait_timeout=0.2)
     try:
         env.transport.gate = asyncio.Event()
         key = await env.key()
@@ -251,8 +264,8 @@ async def test_two_megabyte_body_gets_413(env: Env) -> None:
     assert await env.store.fetchval("SELECT COUNT(*) FROM relay_outbox") == 0
 
 
-async def test_per_key_rate_limit(tmp_path: Path) -> None:
-    env, close = await build(tmp_path, rate_per_minute=60, burst=3)
+async def test_per_key_rate_limit(tmp_path: Path, db: dict[str, Any]) -> None:
+    env, close = await build(tmp_path, db, rate_per_minute=60, burst=3)
     try:
         key, other = await env.key(name="a"), await env.key(name="b")
         for _ in range(3):
@@ -311,6 +324,16 @@ async def test_not_ready_is_503(env: Env) -> None:
     status, body, resp = await env.post(key, {**DIGICORD, "channelId": "5"})
     assert status == 503 and resp.headers["Retry-After"] == "5"
     env.check("/send-data", "post", 503, body)
+
+
+async def test_a_channel_check_the_database_cannot_answer_is_503_and_nothing_is_stored(env: Env) -> None:
+    key = await env.key()
+    env.scope.failure = StorageError("connection lost")
+    status, body, resp = await env.post(key, DIGICORD)
+    assert status == 503 and body["error"] == "unavailable" and resp.headers["Retry-After"] == "1"
+    assert body["message"] == "the channel could not be checked; retry later"
+    env.check("/send-data", "post", 503, body)
+    assert await env.store.fetchval("SELECT COUNT(*) FROM relay_outbox") == 0
 
 
 async def test_get_with_another_key_is_404(env: Env) -> None:
@@ -397,17 +420,17 @@ async def test_group_commit_batches_concurrent_posts(env: Env) -> None:
     assert env.service.outbox.batches_written < 100
 
 
-async def test_restart_resumes_queued_and_in_doubt_posts(tmp_path: Path) -> None:
-    env, close = await build(tmp_path)
+async def test_restart_resumes_queued_and_in_doubt_posts(tmp_path: Path, db: dict[str, Any]) -> None:
+    env, close = await build(tmp_path, db)
     env.transport.gate = asyncio.Event()  # nothing gets through before the "crash"
     key = await env.key()
     ids = [(await env.post(key, {"channelId": str(c), "content": "x"}))[1]["id"] for c in (CHAN, CHAN, CHAN2)]
     await env.transport.changes.wait_until(lambda: ids[0] in {pid for pid, _ in env.transport.attempts},
                                            what="the first post in flight")
     await close(0.05)  # stop: the in-flight attempts are cancelled and stay in the outbox
-    rows = await _statuses(tmp_path, ids)
+    rows = await _statuses(db, ids)
     assert set(rows.values()) <= {"queued", "sending"} and "sending" in rows.values()
-    env2, close2 = await build(tmp_path)
+    env2, close2 = await build(tmp_path, db)
     try:
         for i in ids:
             await env2.wait_status(key, i, "delivered")
@@ -419,8 +442,8 @@ async def test_restart_resumes_queued_and_in_doubt_posts(tmp_path: Path) -> None
         await close2()
 
 
-async def _statuses(tmp_path: Path, ids: list[str]) -> dict[str, str]:
-    store = Store(tmp_path / "relay.db")
+async def _statuses(db: dict[str, Any], ids: list[str]) -> dict[str, str]:
+    store = Store(**db)
     await store.open()
     try:
         rows = await store.fetchall("SELECT id, status FROM relay_outbox")
@@ -511,12 +534,11 @@ async def test_batch_poisoning_twenty_good_posts_and_five_bad_ones_from_another_
 
 
 async def test_group_commit_isolates_a_post_the_database_refuses(env: Env) -> None:
-    """A post that passes validation but that SQLite refuses (here: a trigger) fails alone, with a 400
-    (its own data), while the posts committed in the same batch get their 202."""
-    await env.store.execute(
-        "CREATE TEMP TRIGGER poison BEFORE INSERT ON relay_outbox WHEN NEW.body LIKE '%poison%'"
-        " BEGIN SELECT RAISE(ABORT, 'poisoned'); END")
+    """A post that passes validation but that the database refuses (here: a trigger) fails alone, with a
+    400 (its own data), while the posts committed in the same batch get their 202."""
+    await poison_posts_containing(env.store, "poison")
     key = await env.key()
+    await env.service.keys.authenticate(key)  # cached: the posts reach the outbox in the order they are sent
     bodies = [{"channelId": str(CHAN2), "content": "poison" if i == 3 else f"fine {i}"} for i in range(10)]
     answers = await asyncio.gather(*(env.post(key, b) for b in bodies))
     assert [status for status, _, _ in answers] == [202, 202, 202, 400, 202, 202, 202, 202, 202, 202]
@@ -544,21 +566,53 @@ async def test_group_commit_refuses_unencodable_text_that_skipped_validation(env
     assert await env.store.fetchval("SELECT COUNT(*) FROM relay_outbox") == 4
 
 
+async def poison_posts_containing(store: Store, word: str) -> None:
+    """A trigger that refuses to store a post whose body contains ``word`` (a constraint violation)."""
+    if store.dialect == "sqlite":
+        await store.execute(
+            f"CREATE TEMP TRIGGER poison BEFORE INSERT ON relay_outbox WHEN NEW.body LIKE '%{word}%'"
+            " BEGIN SELECT RAISE(ABORT, 'poisoned'); END")
+        return
+    await store.execute(
+        "CREATE FUNCTION poison() RETURNS trigger LANGUAGE plpgsql AS $$ BEGIN"
+        f" IF NEW.body LIKE '%{word}%' THEN RAISE EXCEPTION 'poisoned' USING ERRCODE = 'check_violation'; END IF;"
+        " RETURN NEW; END $$")
+    await store.execute("CREATE TRIGGER poison BEFORE INSERT ON relay_outbox FOR EACH ROW EXECUTE FUNCTION poison()")
+
+
 async def test_a_real_storage_failure_is_503_for_every_post_of_the_batch(env: Env) -> None:
-    import sqlite3
-    from contextlib import asynccontextmanager
+    from bot.storage.errors import StorageError
 
     key = await env.key()
+    assert await env.service.keys.authenticate(key) is not None  # cached: the key is known without the database
 
-    @asynccontextmanager
-    async def broken() -> AsyncIterator[Any]:
-        raise sqlite3.OperationalError("disk I/O error")
-        yield  # pragma: no cover
+    async def broken(body: Any) -> Any:
+        raise StorageError("disk I/O error")
 
-    env.store.transaction = broken  # type: ignore[method-assign]
+    env.store.run = broken  # type: ignore[method-assign]
     answers = await asyncio.gather(*(env.post(key, {"channelId": str(CHAN), "content": f"x{i}"}) for i in range(5)))
     for status, body, resp in answers:
         assert status == 503 and body["error"] == "unavailable" and resp.headers["Retry-After"] == "1"
+
+
+async def test_a_database_that_fails_on_reads_is_503_not_500(env: Env) -> None:
+    from bot.storage.errors import StorageError
+
+    key = await env.key()
+    _, body, _ = await env.post(key, DIGICORD)
+
+    async def broken(body: Any) -> Any:
+        raise StorageError("connection refused")
+
+    env.store.run = broken  # type: ignore[method-assign]
+    resp = await env.client.get(f"/send-data/{body['id']}", headers={"Authorization": f"Bearer {key}"})
+    answer = await resp.json()
+    assert resp.status == 503 and answer["error"] == "unavailable" and resp.headers["Retry-After"] == "1"
+    env.check("/send-data/{id}", "get", 503, answer)
+    env.service.keys._cache.clear()  # the next post must look its key up
+    status, answer, resp = await env.post(key, DIGICORD)
+    assert status == 503 and answer["error"] == "unavailable"
+    env.check("/send-data", "post", 503, answer)
 
 
 # -- every malformed body is a JSON 400 ---------------------------------------------------------------

@@ -4,6 +4,8 @@ from __future__ import annotations
 
 import json
 import re
+from collections.abc import AsyncIterator
+from pathlib import Path
 from typing import Any
 
 import aiohttp
@@ -31,6 +33,31 @@ def digicord_example(channel_id: int) -> dict[str, Any]:
     }
 
 
+@pytest.fixture
+async def bot_env(request: pytest.FixtureRequest, discord_emu: Any, gateway_emu: Any, tmp_path: Path) -> AsyncIterator[Any]:
+    """conftest's ``bot_env``, on SQLite, or on PostgreSQL for a test parametrized with
+    ``@pytest.mark.parametrize("bot_env", ["sqlite", "postgresql"], indirect=True)``."""
+    from tests.e2e import BotEnv, settings_for, start_bot
+
+    marker = request.node.get_closest_marker("bot_settings")
+    overrides = dict(marker.kwargs) if marker else {}
+    backend = getattr(request, "param", "sqlite")
+    if backend == "postgresql":
+        overrides["storage"] = {"url": request.getfixturevalue("pg_url")}
+    db_path = tmp_path / "gatecord.db"
+    settings = settings_for(discord_emu, gateway_emu, db_path, **overrides)
+    running = await start_bot(settings)
+    assert running.bot.store.dialect == backend
+    env = BotEnv(discord=discord_emu, gateway=gateway_emu, settings=settings, running=running, db_path=db_path)
+    try:
+        yield env
+    finally:
+        await env.running.stop()
+
+
+BOTH_BACKENDS = pytest.mark.parametrize("bot_env", ["sqlite", "postgresql"], indirect=True)
+
+
 async def create_key(bot_env: Any, *, user: str = "admin", **options: Any) -> str:
     rec = await bot_env.discord.inject_slash_command("relay key create", options, user=user)
     msg = await rec.wait_final()
@@ -49,6 +76,7 @@ async def post(bot_env: Any, key: str, body: Any, *, wait: bool = False, headers
             return resp.status, data
 
 
+@BOTH_BACKENDS
 async def test_digicord_example_is_delivered_with_its_embed(bot_env: Any) -> None:
     emu = bot_env.discord
     key = await create_key(bot_env, name="ci")
@@ -101,6 +129,7 @@ async def wait_delivered(bot_env: Any, key: str, post_id: str, status: str = "de
     return await bot_env.extra["store_writes"].wait_until(answer, timeout, what=f"post {post_id} {status}")
 
 
+@BOTH_BACKENDS
 async def test_key_commands_are_for_admins_and_revoke_takes_effect(bot_env: Any) -> None:
     emu = bot_env.discord
     schema, _ = emu.commands.find("relay", 1, emu.guild_id)
@@ -144,6 +173,7 @@ async def test_cross_guild_and_unknown_channel_get_the_same_403(bot_env: Any) ->
     assert not [m for m in emu.channel_messages(emu.other_guild_channel_id) if m.content == "hi"]
 
 
+@BOTH_BACKENDS
 async def test_rate_limit_and_server_error_during_delivery_deliver_once_later(bot_env: Any) -> None:
     emu = bot_env.discord
     key = await create_key(bot_env)
@@ -192,6 +222,7 @@ async def test_mentions_only_when_the_key_allows_them(bot_env: Any) -> None:
     assert status == 200 and msg.mention_ids == [alice] and not msg.mention_everyone
 
 
+@BOTH_BACKENDS
 async def test_idempotency_key_over_http(bot_env: Any) -> None:
     emu = bot_env.discord
     key = await create_key(bot_env)

@@ -77,10 +77,10 @@ async def test_a_failing_collector_is_logged_and_counted_and_the_scrape_still_an
 # -- the relay and the bot's web server, Discord replaced by a transport that holds posts -----------------
 
 class Scope:
-    def ready(self) -> bool:
+    async def ready(self) -> bool:
         return True
 
-    def lookup(self, channel_id: int) -> ChannelInfo | None:
+    async def lookup(self, channel_id: int) -> ChannelInfo | None:
         return ChannelInfo(GUILD, None, True) if channel_id == CHAN else None
 
 
@@ -109,9 +109,8 @@ class Relay:
 
 
 @pytest.fixture
-async def relay(tmp_path: Path) -> AsyncIterator[Relay]:
-    store = Store(tmp_path / "relay.db")
-    await store.open()
+async def relay(tmp_path: Path, store: Store) -> AsyncIterator[Relay]:
+    """The relay on the bot's web server, on SQLite and on PostgreSQL (``store`` runs the test on both)."""
     web_server = WebServer("127.0.0.1", 0)
     transport = HeldTransport()
     settings = Settings(storage={"path": str(tmp_path / "relay.db")}, relay={"rate_per_minute": 600, "burst": 100})
@@ -126,7 +125,6 @@ async def relay(tmp_path: Path) -> AsyncIterator[Relay]:
         transport.release.set()
         await service.stop(1.0)
         await client.close()
-        await store.close()
 
 
 async def test_queue_depth_gauge_reflects_posts_waiting_for_discord(relay: Relay) -> None:

@@ -6,7 +6,7 @@ response the document gives for their status.
 The server is the one the bot runs (``WebServer`` + ``RelayService``), on its own event loop in a
 thread (schemathesis calls it over HTTP, synchronously); Discord is replaced by a transport that
 delivers at once and a channel scope that puts every channel in the key's guild, so generated posts
-get past the 403 to the outbox."""
+get past the 403 to the outbox. The pass runs on an SQLite outbox and on a PostgreSQL one."""
 
 from __future__ import annotations
 
@@ -44,10 +44,10 @@ EXAMPLES = {POSITIVE: 50, NEGATIVE: 200}
 
 
 class EveryChannelIsOurs:
-    def ready(self) -> bool:
+    async def ready(self) -> bool:
         return True
 
-    def lookup(self, channel_id: int) -> ChannelInfo | None:
+    async def lookup(self, channel_id: int) -> ChannelInfo | None:
         return ChannelInfo(GUILD, None, True)
 
 
@@ -63,8 +63,9 @@ class InstantTransport:
 class Server:
     """The web server with the relay on an event loop of its own thread."""
 
-    def __init__(self, tmp: Path) -> None:
+    def __init__(self, tmp: Path, url: str | None = None) -> None:
         self.tmp = tmp
+        self.url = url  # PostgreSQL; None: an SQLite file in tmp
         self.loop = asyncio.new_event_loop()
         self.thread = threading.Thread(target=self.loop.run_forever, name="schemathesis-server", daemon=True)
         self.base_url = ""
@@ -79,7 +80,7 @@ class Server:
         self.run(self._start())
 
     async def _start(self) -> None:
-        self.store = Store(self.tmp / "relay.db")
+        self.store = Store(url=self.url) if self.url else Store(self.tmp / "relay.db")
         await self.store.open()
         settings = Settings(
             storage={"path": str(self.tmp / "relay.db")}, http={"max_body_bytes": 64 * 1024},
@@ -106,14 +107,20 @@ class Server:
         await self.store.close()
 
 
-@pytest.fixture(scope="module")
-def server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Server]:
-    s = Server(tmp_path_factory.mktemp("schemathesis"))
+@pytest.fixture(scope="module", params=["sqlite", "postgresql"])
+def server(request: pytest.FixtureRequest, tmp_path_factory: pytest.TempPathFactory) -> Iterator[Server]:
+    url = None
+    if request.param == "postgresql":
+        pg = request.getfixturevalue("pg_server")
+        url = pg.create_database("schemathesis", template=request.getfixturevalue("pg_migrated_template"))
+    s = Server(tmp_path_factory.mktemp("schemathesis"), url)
     s.start()
     try:
         yield s
     finally:
         s.stop()
+        if url is not None:
+            pg.drop_database("schemathesis")
 
 
 @pytest.mark.parametrize("path, method, mode", RUNS, ids=[f"{m} {p} {g.value}" for p, m, g in RUNS])

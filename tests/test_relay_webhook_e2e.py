@@ -13,7 +13,7 @@ import aiohttp
 
 from bot.app.logging_setup import SecretFilter
 from sandbox.discord_emulator import permissions as P
-from tests.test_relay_e2e import create_key, post, wait_delivered
+from tests.test_relay_e2e import BOTH_BACKENDS, bot_env, create_key, post, wait_delivered  # noqa: F401 (a fixture)
 
 AVATAR = "https://cdn.example/shop.png"
 
@@ -70,6 +70,7 @@ async def test_without_manage_webhooks_the_post_goes_out_as_the_bot(bot_env: Any
     assert len(emu.requests_to(f"/channels/{emu.channel_id}/webhooks")) == 0
 
 
+@BOTH_BACKENDS
 async def test_a_webhook_post_whose_answer_was_lost_is_not_sent_twice(bot_env: Any) -> None:
     """Crash between Discord creating the webhook message and the outbox recording it: after the
     restart the worker finds the message in the channel's history instead of posting again."""
@@ -92,7 +93,7 @@ async def test_a_webhook_post_whose_answer_was_lost_is_not_sent_twice(bot_env: A
             created = await resp.json()
     from bot.storage.store import Store
 
-    db = Store(bot_env.db_path)
+    db = Store.from_settings(bot_env.settings.storage)
     await db.open()
     now = time.time()
     await db.execute(

@@ -56,9 +56,42 @@ class Changes:
             raise AssertionError(f"{what} not reached within {timeout} s") from None
 
 
+class _WriteWatch:
+    """A ``SyncTx`` that notes whether its body wrote (anything but a SELECT)."""
+
+    def __init__(self, tx: Any) -> None:
+        self._tx = tx
+        self.dialect = tx.dialect
+        self.wrote = False
+
+    def _see(self, sql: str) -> None:
+        if not sql.lstrip().upper().startswith(("SELECT", "PRAGMA")):
+            self.wrote = True
+
+    def execute(self, sql: str, params: Any = ()) -> int:
+        self.wrote = True
+        return int(self._tx.execute(sql, params))
+
+    def executemany(self, sql: str, rows: Any) -> None:
+        self.wrote = True
+        self._tx.executemany(sql, rows)
+
+    def fetchone(self, sql: str, params: Any = ()) -> Any:
+        self._see(sql)
+        return self._tx.fetchone(sql, params)
+
+    def fetchall(self, sql: str, params: Any = ()) -> Any:
+        self._see(sql)
+        return self._tx.fetchall(sql, params)
+
+    def fetchval(self, sql: str, params: Any = (), default: Any = None) -> Any:
+        self._see(sql)
+        return self._tx.fetchval(sql, params, default)
+
+
 def _signalled_writes(changes_of: Callable[[Store], Changes]) -> dict[str, Any]:
     """``Store``'s write methods, each poking ``changes_of(store)`` once its write is done."""
-    execute, executemany, transaction = Store.execute, Store.executemany, Store.transaction
+    execute, executemany, transaction, run = Store.execute, Store.executemany, Store.transaction, Store.run
 
     async def signalling_execute(self: Store, *args: Any, **kwargs: Any) -> Any:
         try:
@@ -80,14 +113,28 @@ def _signalled_writes(changes_of: Callable[[Store], Changes]) -> dict[str, Any]:
         finally:
             changes_of(self).changed()  # after COMMIT (or ROLLBACK)
 
+    async def signalling_run(self: Store, body: Callable[[Any], T]) -> T:
+        watches: list[_WriteWatch] = []
+
+        def watched(tx: Any) -> T:
+            watch = _WriteWatch(tx)
+            watches.append(watch)
+            return body(watch)
+
+        try:
+            return await run(self, watched)
+        finally:
+            if not watches or any(w.wrote for w in watches):  # a body that only read changes nothing
+                changes_of(self).changed()  # after COMMIT (or ROLLBACK)
+
     return {"execute": signalling_execute, "executemany": signalling_executemany,
-            "transaction": signalling_transaction}
+            "transaction": signalling_transaction, "run": signalling_run}
 
 
 class SignallingStore(Store):
     """A ``Store`` that pokes its ``changes`` after every write."""
 
-    def __init__(self, path: str | Path, **kwargs: Any) -> None:
+    def __init__(self, path: str | Path | None = None, **kwargs: Any) -> None:
         super().__init__(path, **kwargs)
         self.changes = Changes()
 

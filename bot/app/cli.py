@@ -1,4 +1,4 @@
-"""The ``gatecord`` command: ``run``, ``migrate``, ``check``, ``backup``, ``copy-db``, ``sandbox``.
+"""The ``gatecord`` command: ``run``, ``web``, ``migrate``, ``check``, ``backup``, ``copy-db``, ``sandbox``.
 
 What stops the bot from starting at all prints one line and exits with code 2: a configuration
 problem (naming the key and the file, or the environment variable), a database at a newer schema
@@ -57,6 +57,7 @@ def build_parser() -> argparse.ArgumentParser:
     sub = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
     for name, help_text in (
         ("run", "start the bot (needs a Discord token; with --sandbox-if-no-token, the sandbox when there is none)"),
+        ("web", "the web tier alone (/send-data, /ready, /metrics …), no Discord connection; needs PostgreSQL"),
         ("migrate", "apply database migrations and print the schema version"),
         ("check", "validate the configuration and reach the configured AI gateway"),
         ("backup", "copy the database, consistently, while the bot runs (SQLite's online backup)"),
@@ -126,7 +127,7 @@ def main(argv: Sequence[str] | None = None) -> int:
         print(f"gatecord: {exc}", file=sys.stderr)
         return exit_code_for(exc)
     configure_logging(settings)
-    handler = {"run": _run, "migrate": _migrate, "check": _check,
+    handler = {"run": _run, "web": _web, "migrate": _migrate, "check": _check,
                "sandbox": lambda s: _sandbox(s, args)}[command]
     try:
         return asyncio.run(handler(settings))
@@ -252,6 +253,42 @@ async def _run(settings: Settings) -> int:
             raise
         print(f"gatecord: {SHARD_CLOSE_CODES[exc.code]}", file=sys.stderr)
         return EXIT_CONFIG
+    return 0
+
+
+async def _web(settings: Settings) -> int:
+    """The web tier until a signal: then it drains (new posts 503, requests in progress finish within
+    ``shutdown.drain_seconds``) and exits 0; a second signal exits at once. See ``bot.app.webtier``."""
+    from bot.app.webtier import NEEDS_POSTGRESQL, WebTier
+    from bot.storage.errors import DatabaseTooOld
+
+    if settings.storage.url is None:  # before anything is opened or created
+        print(f"gatecord: {NEEDS_POSTGRESQL}", file=sys.stderr)
+        return EXIT_CONFIG
+    tier = WebTier(settings)
+    loop = asyncio.get_running_loop()
+    stopping = asyncio.Event()
+    for sig in (signal.SIGINT, signal.SIGTERM):
+        loop.add_signal_handler(sig, _on_stop_signal, sig, stopping)
+    try:
+        try:
+            await tier.start()
+        except MigrationError as exc:  # a database older or newer than the code: one line, exit 2
+            print(f"gatecord: {exc}", file=sys.stderr)
+            return EXIT_CONFIG if isinstance(exc, DatabaseTooOld) else exit_code_for(exc)
+        except StorageError as exc:  # unreachable: it cannot start (the reason, never the password)
+            print(f"gatecord: {exc}", file=sys.stderr)
+            return EXIT_CONFIG
+        except OSError as exc:
+            http = settings.http
+            print(f"gatecord: cannot listen on {http.host}:{http.port} ({exc.strerror or exc}); check http.host "
+                  "and http.port", file=sys.stderr)
+            return EXIT_CONFIG
+        await stopping.wait()
+        logging.getLogger("gatecord").info("stopping on a signal (send it again to stop at once)")
+        await tier.drain()  # logs what was drained
+    finally:
+        await tier.close()
     return 0
 
 

@@ -20,6 +20,8 @@ import yarl
 from discord.ext import commands
 
 from bot.app.discord_pacing import DiscordPacer, interaction_exempt
+from bot.app.identify_gate import DatabaseIdentifyGate
+from bot.app.readiness import database_check
 from bot.app.settings import FallbackGateway, GatewaySettings, Settings
 from bot.app.sharding import IdentifyGate, describe_shards, held_shards
 from bot.app.tree import GatecordTree
@@ -28,7 +30,8 @@ from bot.budgets.service import BudgetService
 from bot.chat.service import ChatService
 from bot.guilds.config import GuildConfig
 from bot.media.service import ImageJobService
-from bot.relay.service import RelayService
+from bot.relay.directory import CacheThenDirectoryScope, ChannelDirectory, DatabaseChannelScope
+from bot.relay.service import ClientChannelScope, RelayService
 from bot.rendering.errors import error_code
 from bot.rendering.replies import NO_MENTIONS
 from bot.storage.buckets import TokenBuckets
@@ -40,7 +43,6 @@ log = logging.getLogger(__name__)
 
 VERSION = "0.1.0"
 COGS_PACKAGE = "cogs"
-READY_WRITE_TIMEOUT = 2.0  # seconds /ready waits for its test write (a lock held longer: not ready)
 
 
 def apply_discord_urls(settings: Settings) -> None:
@@ -126,6 +128,9 @@ class GatecordBot(commands.AutoShardedBot):
         self.store = Store.from_settings(settings.storage)  # SQLite file, or PostgreSQL with [storage] url
         if self.store.dialect == "postgresql":  # many processes: the budget is one bucket in the database
             pacer.buckets = TokenBuckets(self.store)
+            # and IDENTIFY turns are shared by every process (max_concurrency: Discord's, learnt in connect())
+            self.identify_gate = DatabaseIdentifyGate(
+                TokenBuckets(self.store), interval=settings.discord.identify_interval_seconds)
         self.gateway = build_gateway_client(settings)
         self.web = WebServer(settings.http.host, settings.http.port, max_body_bytes=settings.http.max_body_bytes,
                              limits=settings.http)
@@ -138,8 +143,14 @@ class GatecordBot(commands.AutoShardedBot):
         self.web.add_readiness_check("discord", self._discord_ready)
         self.web.add_readiness_check("accepting", self._accepting_ready)
         self._drain: asyncio.Future[str] | None = None
+        # PostgreSQL: other processes hold other guilds (and `gatecord web` none), so this process records
+        # what its shards see in the shared channel directory (cogs/channel_directory.py) and checks relay
+        # posts against its own cache first, then the directory. SQLite (one process): its cache alone.
+        shared = self.store.dialect == "postgresql"
+        self.channel_directory = ChannelDirectory(self.store) if shared else None
+        scope = CacheThenDirectoryScope(ClientChannelScope(self), DatabaseChannelScope(self.store)) if shared else None
         # The relay's routes go on the web server now: aiohttp freezes its router when it starts.
-        self.relay = RelayService(self, self.store, settings, metrics=self.web.metrics, version=VERSION)
+        self.relay = RelayService(self, self.store, settings, metrics=self.web.metrics, version=VERSION, scope=scope)
         self.relay.add_routes(self.web.router)
         self.relay.pacer.share_client_budget(pacer.rate)  # relay posts take their turn in the one budget above
         self.commands_synced = False
@@ -165,8 +176,19 @@ class GatecordBot(commands.AutoShardedBot):
         if self.shard_count is None:
             # Discord's recommended count, asked here so that the shards still connect to the configured
             # discord.gateway_url (discord.py would take the URL from this same answer instead).
-            self.shard_count, _url, _limits = await self.http.get_bot_gateway()
+            self.shard_count, _url, limits = await self.http.get_bot_gateway()
+            self._set_max_concurrency(limits["max_concurrency"])
+        elif isinstance(self.identify_gate, DatabaseIdentifyGate):
+            try:
+                self._set_max_concurrency((await self.fetch_session_start_limits()).max_concurrency)
+            except (discord.GatewayNotFound, discord.HTTPException) as exc:
+                log.warning("Discord's session start limits could not be read (%s): IDENTIFYs go one at a time", exc)
         await super().connect(reconnect=reconnect)
+
+    def _set_max_concurrency(self, max_concurrency: int) -> None:
+        """The IDENTIFY buckets Discord allows this bot (``session_start_limit.max_concurrency``)."""
+        if isinstance(self.identify_gate, DatabaseIdentifyGate) and max_concurrency >= 1:
+            self.identify_gate.max_concurrency = max_concurrency
 
     async def before_identify_hook(self, shard_id: int | None, *, initial: bool = False) -> None:
         """Every IDENTIFY waits here: for ``identify_gate`` when one is set, else discord.py's own
@@ -290,13 +312,7 @@ class GatecordBot(commands.AutoShardedBot):
         return time.monotonic() - self.started_at
 
     async def _database_ready(self) -> tuple[bool, str]:
-        """Ready only when a test write commits: a database that reads but cannot write is not ready."""
-        if not self.store.is_open:
-            return False, "database not open"
-        problem = await self.store.write_probe(timeout=READY_WRITE_TIMEOUT)
-        if problem is not None:
-            return False, f"database cannot write: {problem}"
-        return True, f"schema version {self.store.schema_version}"
+        return await database_check(self.store)
 
     async def _accepting_ready(self) -> tuple[bool, str]:
         if self._drain is None:

@@ -278,6 +278,12 @@ class RelaySettings(_Section):
     retention_days: float = Field(7.0, gt=0)  # delivered/failed posts older than this are deleted (queued never)
     idempotency_hours: float = Field(24.0, gt=0)  # an Idempotency-Key is honoured this long; then it makes a new post
     max_keys_per_guild: int = Field(25, gt=0)  # active (unrevoked, unexpired) relay keys a server may hold
+    # seconds between looks at the outbox for posts accepted by other processes (the web tier) and retries due;
+    # posts accepted by this process are picked up at once
+    poll_interval: float = Field(0.5, gt=0, le=60)
+    # a post being sent whose process stopped renewing its claim this long ago is retried by another process,
+    # with the same nonce (Discord de-duplicates by nonce for a few minutes: keep it well below that)
+    claim_timeout: float = Field(30.0, ge=1, le=120)
 
     @field_validator("idempotency_hours")
     @classmethod

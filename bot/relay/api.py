@@ -1,5 +1,10 @@
 """HTTP handlers: ``POST /send-data``, ``GET /send-data/{id}``.
 
+They need no Discord connection and no delivery worker in the same process: posts are stored in the
+outbox (any process's workers deliver them), channel facts come from a ``ChannelScope`` (discord.py's
+cache, or the ``discord_channels`` table in ``gatecord web``), and ``?wait=true`` watches the post's
+row until it is settled.
+
 Checks run cheapest first and every refusal is JSON ``{"error", "message", …}``:
 401 key → 415 content type → 413 size → 429 per-key rate → 400 JSON → 400 body (path + rule) →
 403 channel scope (same answer whether or not the channel exists) → 422 idempotency key reused
@@ -10,9 +15,10 @@ While the bot drains before it stops, every new post gets 503 ``restarting`` wit
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import logging
 import time
-from collections.abc import Callable
+from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
 from typing import Any, Protocol
 
@@ -22,7 +28,7 @@ from bot.relay.identity import apply_identity
 from bot.relay.jsonbody import BodyError, parse_body
 from bot.relay.keys import KeyExpired, KeyStore, RelayKey
 from bot.relay.metrics import RelayMetrics
-from bot.relay.outbox import Accepted, NewPost, Outbox, OutboxUnavailable, PostNotStorable, post_id_time
+from bot.relay.outbox import FINISHED, Accepted, NewPost, Outbox, OutboxUnavailable, PostNotStorable, post_id_time
 from bot.relay.ratelimit import KeyRateLimiter
 from bot.relay.validation import PayloadError, validate_payload
 from bot.relay.worker import DeliveryWorker
@@ -34,6 +40,7 @@ IDEMPOTENCY_KEY_MAX = 255
 JSON_CONTENT_TYPES = ("application/json",)
 TRUE_VALUES = ("1", "true", "yes")
 RESTART_RETRY_AFTER = "30"  # seconds: a restart's drain plus start-up
+Handler = Callable[[web.Request], Awaitable[web.StreamResponse]]
 
 
 @dataclass(frozen=True, slots=True)
@@ -46,9 +53,13 @@ class ChannelInfo:
 class ChannelScope(Protocol):
     """What the relay needs to know about Discord channels when accepting a post."""
 
-    def ready(self) -> bool: ...
+    async def ready(self) -> bool:
+        """False while the channels are not known yet (the bot is still connecting)."""
+        ...
 
-    def lookup(self, channel_id: int) -> ChannelInfo | None: ...
+    async def lookup(self, channel_id: int) -> ChannelInfo | None:
+        """The channel's facts; None when unknown. May raise ``StorageError`` (the post then gets 503)."""
+        ...
 
 
 def error_response(
@@ -68,15 +79,18 @@ class RelayApi:
         keys: KeyStore,
         limiter: KeyRateLimiter,
         outbox: Outbox,
-        worker: DeliveryWorker,
+        worker: DeliveryWorker | None,
         scope: ChannelScope,
         metrics: RelayMetrics,
         max_body_bytes: int,
         wait_timeout: float,
         retention: float | None = None,
+        poll_interval: float = 0.5,
         clock: Callable[[], float] = time.time,
     ) -> None:
-        """``retention``: seconds after which finished posts are deleted (for the 404 of such a post)."""
+        """``worker``: this process's delivery worker, None when posts are delivered by other processes;
+        ``retention``: seconds after which finished posts are deleted (for the 404 of such a post);
+        ``poll_interval``: how often ``?wait=true`` re-reads a post another process is delivering."""
         self.keys = keys
         self.limiter = limiter
         self.outbox = outbox
@@ -85,6 +99,7 @@ class RelayApi:
         self.max_body_bytes = max_body_bytes
         self.wait_timeout = wait_timeout
         self.retention = retention
+        self.poll_interval = poll_interval
         self.clock = clock
         self.posts = metrics.posts
         self.accepting = True  # False while the bot drains before it stops: new posts get 503
@@ -94,8 +109,21 @@ class RelayApi:
         self.accepting = False
 
     def add_routes(self, router: web.UrlDispatcher) -> None:
-        router.add_post("/send-data", self.post)
-        router.add_get("/send-data/{id}", self.get)
+        router.add_post("/send-data", self._database_guard(self.post))
+        router.add_get("/send-data/{id}", self._database_guard(self.get))
+
+    def _database_guard(self, handler: Handler) -> Handler:
+        """A database that fails (unreachable, locked, read-only) is a 503 to retry, not a 500."""
+        async def guarded(request: web.Request) -> web.StreamResponse:
+            try:
+                return await handler(request)
+            except StorageError as exc:
+                log.warning("relay %s %s: the database failed (%s)", request.method, request.path, exc)
+                if request.method == "POST":
+                    self.posts.labels(result="unavailable").inc()
+                return error_response(503, "unavailable", "the database is unavailable; retry later",
+                                      headers={"Retry-After": "1"})
+        return guarded
 
     # -- helpers ----------------------------------------------------------------------------------
     async def _authenticate(self, request: web.Request) -> RelayKey | web.Response:
@@ -184,7 +212,11 @@ class RelayApi:
                 return self._reject("invalid_idempotency_key", error_response(
                     400, "invalid_idempotency_key",
                     f"Idempotency-Key must be 1–{IDEMPOTENCY_KEY_MAX} printable characters"))
-        refusal = self._check_scope(key, message.channel_id)
+        try:
+            refusal = await self._check_scope(key, message.channel_id)
+        except StorageError:
+            return self._reject("unavailable", error_response(
+                503, "unavailable", "the channel could not be checked; retry later", headers={"Retry-After": "1"}))
         if refusal is not None:
             return self._reject(refusal[0], refusal[1])
         try:
@@ -210,11 +242,11 @@ class RelayApi:
             answer["warnings"] = message.warnings
         return web.json_response(answer, status=202, headers=headers)
 
-    def _check_scope(self, key: RelayKey, channel_id: int) -> tuple[str, web.Response] | None:
+    async def _check_scope(self, key: RelayKey, channel_id: int) -> tuple[str, web.Response] | None:
         """None when ``key`` may post to ``channel_id``; the same 403 whether or not the channel exists."""
-        info = self.scope.lookup(channel_id)
+        info = await self.scope.lookup(channel_id)
         if info is None:
-            if not self.scope.ready():
+            if not await self.scope.ready():
                 return ("not_ready", error_response(
                     503, "not_ready", "the bot is still connecting to Discord; retry shortly",
                     headers={"Retry-After": "5"}))
@@ -231,18 +263,29 @@ class RelayApi:
         return None
 
     async def _wait(self, accepted: Accepted, headers: dict[str, str]) -> web.Response:
-        future = self.worker.waiter(accepted.id)
+        """The post's answer once it is delivered or failed, or after ``wait_timeout`` (202). A post this
+        process delivers wakes the wait at once; one another process delivers is seen by re-reading it
+        every ``poll_interval``."""
+        loop = asyncio.get_running_loop()
+        deadline = loop.time() + self.wait_timeout
+        future = self.worker.waiter(accepted.id) if self.worker is not None else None
         try:
-            record = await self.outbox.get(accepted.id)
-            if record is not None and record.status not in ("delivered", "failed"):
-                try:
-                    await asyncio.wait_for(asyncio.shield(future), self.wait_timeout)
-                except TimeoutError:
-                    pass
+            while True:
                 record = await self.outbox.get(accepted.id)
+                left = deadline - loop.time()
+                if record is None or record.status in FINISHED or left <= 0:
+                    break
+                pause = min(left, self.poll_interval)
+                if future is None:
+                    await asyncio.sleep(pause)
+                    continue
+                with contextlib.suppress(TimeoutError):
+                    await asyncio.wait_for(asyncio.shield(future), pause)
         finally:
-            self.worker.drop_waiter(accepted.id, future)
-        assert record is not None
+            if future is not None and self.worker is not None:
+                self.worker.drop_waiter(accepted.id, future)
+        if record is None:  # not readable (finished posts are kept for days): the 202 of an accepted post
+            return web.json_response({"id": accepted.id, "status": "queued"}, status=202, headers=headers)
         status = {"delivered": 200, "failed": 502}.get(record.status, 202)
         return web.json_response(record.public(), status=status, headers=headers)
 

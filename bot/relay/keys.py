@@ -1,13 +1,15 @@
 """Relay API keys: ``gcr_<key_id>_<secret>``; only the sha256 of the whole key is stored.
 
 The key id (public, 12 hex chars) finds the row; the hash is compared in constant time. Records
-are cached for a few seconds; revoking through this store drops the cache entry at once. A key may
+are cached for a few seconds; revoking through this store drops the cache entry at once (another
+process, e.g. a ``gatecord web`` replica, sees the revocation within ``CACHE_TTL``). A key may
 carry an expiry (``expires_at``): after it, ``authenticate`` raises ``KeyExpired``. A guild holds at
 most ``max_keys`` active (unrevoked, unexpired) keys.
 """
 
 from __future__ import annotations
 
+import asyncio
 import hashlib
 import hmac
 import json
@@ -17,7 +19,10 @@ from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any
 
+from bot.storage.errors import IntegrityError
+from bot.storage.postgres_backend import lock_key
 from bot.storage.store import Store
+from bot.storage.tx import SyncTx
 
 KEY_PREFIX = "gcr_"
 CACHE_TTL = 5.0
@@ -125,6 +130,8 @@ def _row_to_key(row: Any) -> RelayKey:
     )
 
 
+_Cached = tuple[float, RelayKey | None, str | None]  # (read at, record, key hash)
+
 _COLUMNS = (
     "key_id, guild_id, name, key_hash, channel_ids, allow_mentions, created_by, created_at, last_used_at, revoked_at,"
     " avatar_url, custom_identity, channels_from_creator, expires_at"
@@ -139,7 +146,8 @@ class KeyStore:
         self.store = store
         self.cache_ttl = cache_ttl
         self.clock = clock
-        self._cache: dict[str, tuple[float, RelayKey | None, str | None]] = {}
+        self._cache: dict[str, _Cached] = {}
+        self._loading: dict[str, asyncio.Future[_Cached]] = {}
 
     async def create(
         self,
@@ -164,28 +172,31 @@ class KeyStore:
         expires_at = now + expires_in if expires_in is not None else None
         name = (name or "").strip()[:NAME_MAX] or f"key-{key_id[:6]}"
         channels = sorted(set(int(c) for c in channel_ids))
-        async with self.store.transaction() as db:
-            async with db.execute(
-                "SELECT 1 FROM relay_keys WHERE guild_id = ? AND name = ? AND revoked_at IS NULL", (guild_id, name)
-            ) as cur:
-                if await cur.fetchone() is not None:
-                    raise KeyNameTaken(name)
+        row = (key_id, guild_id, name, hash_key(secret), json.dumps(channels), int(allow_mentions), created_by, now,
+               avatar_url, int(custom_identity), int(channels_from_creator), expires_at)
+
+        def insert(tx: SyncTx) -> None:
+            if tx.dialect == "postgresql":  # processes creating keys for one guild at once count in turn
+                tx.fetchval("SELECT pg_advisory_xact_lock(?)", (lock_key(f"relay-keys:{guild_id}"),))
+            if tx.fetchone("SELECT 1 FROM relay_keys WHERE guild_id = ? AND name = ? AND revoked_at IS NULL",
+                           (guild_id, name)) is not None:
+                raise KeyNameTaken(name)
             if max_keys is not None:
-                async with db.execute(
-                    "SELECT COUNT(*) FROM relay_keys WHERE guild_id = ? AND revoked_at IS NULL"
-                    " AND (expires_at IS NULL OR expires_at > ?)", (guild_id, now)
-                ) as cur:
-                    row = await cur.fetchone()
-                if row is not None and int(row[0]) >= max_keys:
+                count = tx.fetchval("SELECT COUNT(*) FROM relay_keys WHERE guild_id = ? AND revoked_at IS NULL"
+                                    " AND (expires_at IS NULL OR expires_at > ?)", (guild_id, now), default=0)
+                if int(count) >= max_keys:
                     raise KeyLimitReached(max_keys)
-            await db.execute(
+            tx.execute(
                 "INSERT INTO relay_keys"
                 "(key_id, guild_id, name, key_hash, channel_ids, allow_mentions, created_by, created_at,"
                 " avatar_url, custom_identity, channels_from_creator, expires_at)"
-                " VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
-                (key_id, guild_id, name, hash_key(secret), json.dumps(channels), int(allow_mentions), created_by, now,
-                 avatar_url, int(custom_identity), int(channels_from_creator), expires_at),
+                " VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)", row,
             )
+
+        try:
+            await self.store.run(insert)
+        except IntegrityError as exc:  # another process created a key of that name meanwhile
+            raise KeyNameTaken(name) from exc
         record = RelayKey(
             key_id, guild_id, name, tuple(channels), allow_mentions, created_by, now, None, None,
             avatar_url=avatar_url, custom_identity=custom_identity, channels_from_creator=channels_from_creator,
@@ -217,6 +228,7 @@ class KeyStore:
             (int(self.clock()), revoked_by, key_id, guild_id),
         )
         self._cache.pop(key_id, None)
+        self._loading.pop(key_id, None)
         return changed > 0
 
     async def authenticate(self, presented: str) -> RelayKey | None:
@@ -225,14 +237,9 @@ class KeyStore:
         key_id = parse_key_id(presented)
         if key_id is None:
             return None
-        now = time.monotonic()
         cached = self._cache.get(key_id)
-        if cached is None or now - cached[0] > self.cache_ttl:
-            row = await self.store.fetchone(f"SELECT {_COLUMNS} FROM relay_keys WHERE key_id = ?", (key_id,))
-            cached = (now, _row_to_key(row), row["key_hash"]) if row else (now, None, None)
-            if len(self._cache) > 10_000:
-                self._cache.clear()
-            self._cache[key_id] = cached
+        if cached is None or time.monotonic() - cached[0] > self.cache_ttl:
+            cached = await self._load(key_id)
         _, record, stored_hash = cached
         expected = stored_hash or "0" * 64
         if not hmac.compare_digest(hash_key(presented), expected) or record is None or not record.active:
@@ -241,6 +248,26 @@ class KeyStore:
             assert record.expires_at is not None
             raise KeyExpired(record.expires_at)
         return record
+
+    async def _load(self, key_id: str) -> _Cached:
+        """The key's row, read once however many requests with it arrive while it is read."""
+        loading = self._loading.get(key_id)
+        if loading is None:
+            loading = asyncio.ensure_future(self._read(key_id))
+            self._loading[key_id] = loading
+            loading.add_done_callback(lambda done: self._loading.pop(key_id, None) if
+                                      self._loading.get(key_id) is done else None)
+        return await asyncio.shield(loading)
+
+    async def _read(self, key_id: str) -> _Cached:
+        started = time.monotonic()
+        row = await self.store.fetchone(f"SELECT {_COLUMNS} FROM relay_keys WHERE key_id = ?", (key_id,))
+        cached = (started, _row_to_key(row), row["key_hash"]) if row else (started, None, None)
+        if self._loading.get(key_id) is asyncio.current_task():  # not revoked meanwhile (revoke forgets the read)
+            if len(self._cache) > 10_000:
+                self._cache.clear()
+            self._cache[key_id] = cached
+        return cached
 
     async def get(self, key_id: str) -> RelayKey | None:
         row = await self.store.fetchone(f"SELECT {_COLUMNS} FROM relay_keys WHERE key_id = ?", (key_id,))

@@ -25,7 +25,8 @@ class RelayMetrics:
             buckets=DELIVERY_BUCKETS, registry=registry,
         )
         self.scheduled = Gauge(
-            "gatecord_relay_scheduled_posts", "Posts held by the delivery scheduler (queued or retrying)",
+            "gatecord_relay_scheduled_posts",
+            "Posts the delivery workers (of every process) have yet to settle; 0 where this process does not deliver",
             registry=registry,
         )
         self.queue_depth = Gauge(

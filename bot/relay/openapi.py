@@ -416,6 +416,7 @@ def build_document(version: str = "0.1.0") -> dict[str, Any]:
                         "401": _json(_ERR, _UNAUTHORIZED),
                         "404": _json(_ERR, "No such post for this key, or (reason `retention`, with retention_days) "
                                            "the post is older than the retention period and was deleted"),
+                        "503": _json(_ERR, "The database is unavailable", RETRY_AFTER),
                     },
                 }
             },

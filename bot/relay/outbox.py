@@ -1,9 +1,16 @@
-"""The relay outbox: accepted posts are committed here before ``202``; the delivery worker drains it.
+"""The relay outbox: accepted posts are committed here before ``202``; the delivery workers drain it.
 
 Acceptance uses group commit: every post accepted during one event-loop tick is inserted in one
-``BEGIN IMMEDIATE … COMMIT`` transaction, and each caller is answered only after that commit. While a
-batch is being written the next one gathers, so throughput grows with load instead of paying one
-commit per post.
+transaction (one ``store.run``), and each caller is answered only after that commit. While a batch
+is being written the next one gathers, so throughput grows with load instead of paying one commit
+per post. Any process may accept (``gatecord web`` too); any ``gatecord run`` process may deliver.
+
+Delivery from many processes: a worker *claims* the oldest pending post of a channel that is due
+and not claimed (``claim``; ``SELECT … FOR UPDATE SKIP LOCKED`` on PostgreSQL), which marks it
+``sending`` with ``claimed_at``; it renews the claim while the attempt runs and clears it with the
+outcome. A claim older than the claim timeout belongs to a process that stopped: the post is claimed
+again and re-sent with the same nonce. A channel's next post is claimable only once the one before it
+is settled, so each channel gets its posts one at a time, in acceptance order.
 
 Retention (see ``bot.relay.retention``): delivered and failed posts are deleted after
 ``relay.retention_days``; an Idempotency-Key is honoured for ``relay.idempotency_hours`` only, after
@@ -18,15 +25,17 @@ import base64
 import json
 import logging
 import secrets
-import sqlite3
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Collection
 from dataclasses import dataclass
 from typing import Any
 
 from bot.relay.keys import RelayKey
 from bot.relay.validation import RelayMessage
+from bot.storage.errors import IntegrityError, StorageError
+from bot.storage.records import Row
 from bot.storage.store import Store
+from bot.storage.tx import SyncTx, for_update
 
 log = logging.getLogger(__name__)
 
@@ -136,6 +145,8 @@ _RECORD_COLUMNS = (
     "id, key_id, guild_id, channel_id, body, via, status, attempts, next_attempt_at, in_doubt_since, created_at,"
     " delivered_at, message_id, error_code, error_message, note"
 )
+PENDING = "status IN ('queued', 'sending')"  # the partial indexes' own condition, written the same way
+LAST_USED_RESOLUTION = 60  # seconds: relay_keys.last_used_at is refreshed at most this often
 
 
 def _record(row: Any) -> PostRecord:
@@ -149,10 +160,42 @@ def _record(row: Any) -> PostRecord:
     )
 
 
+@dataclass(frozen=True, slots=True)
+class Claim:
+    """A post this process may now send. ``record`` is the row as it was before the claim (its
+    ``in_doubt_since`` says whether an earlier attempt may have reached Discord); ``attempt`` is the
+    number of this attempt, which the outcome is recorded against."""
+
+    record: PostRecord
+    attempt: int
+    claimed_at: float
+
+
+# The claimable posts among the heads (oldest pending post) of the channels in ``channels``. Each head
+# is one probe of relay_outbox_channel_pending (not a scan of the backlog), so a claim costs the same
+# with ten posts waiting or a hundred thousand.
+_CLAIM_HEADS = (
+    "{channels} SELECT seq, " + _RECORD_COLUMNS + " FROM relay_outbox WHERE seq IN"
+    " (SELECT (SELECT MIN(h.seq) FROM relay_outbox h WHERE h.channel_id = c.channel_id"
+    " AND h.status IN ('queued', 'sending')) FROM channels c WHERE c.channel_id IS NOT NULL)"
+    f" AND {PENDING} AND next_attempt_at <= ? AND (claimed_at IS NULL OR claimed_at <= ?) ORDER BY seq LIMIT ?"
+)
+# Every channel with a pending post, one index probe each (a "loose index scan"; neither database
+# does it by itself for SELECT DISTINCT).
+_CLAIM_ALL = _CLAIM_HEADS.format(channels=(
+    "WITH RECURSIVE channels(channel_id) AS ("
+    f"SELECT MIN(channel_id) FROM relay_outbox WHERE {PENDING}"
+    " UNION ALL SELECT (SELECT MIN(o.channel_id) FROM relay_outbox o"
+    " WHERE o.status IN ('queued', 'sending') AND o.channel_id > c.channel_id)"
+    " FROM channels c WHERE c.channel_id IS NOT NULL)"
+))
+
 _INSERT = (
     "INSERT INTO relay_outbox(id, key_id, guild_id, channel_id, body, via, idempotency_key, fingerprint, status,"
     " next_attempt_at, created_at) VALUES (?, ?, ?, ?, ?, ?, ?, ?, 'queued', ?, ?)"
 )
+_INSERT_KEYED = _INSERT + " ON CONFLICT (key_id, idempotency_key) WHERE idempotency_key IS NOT NULL DO NOTHING"
+_Result = tuple["_Item", "Accepted", "QueuedPost | None"]
 
 
 class Outbox:
@@ -212,7 +255,8 @@ class Outbox:
     async def _write(self, batch: list[tuple[NewPost, asyncio.Future[Accepted]]]) -> None:
         """Commit ``batch`` in one transaction and answer each caller. A post that cannot be stored
         sinks only itself: it is refused before the transaction when its row cannot be encoded, and
-        when the database refuses the batch for its data, each post is retried in its own transaction."""
+        when the database refuses the batch, each post is retried in its own transaction (the one whose
+        data is refused gets a 400; a database that fails for all gets them 503)."""
         now = self.clock()
         items: list[_Item] = []
         for post, future in batch:
@@ -248,10 +292,12 @@ class Outbox:
         if fresh and self.on_commit is not None:
             self.on_commit(fresh)
 
-    async def _commit(self, items: list[_Item], now: float) -> list[tuple[_Item, Accepted, QueuedPost | None]]:
-        """One ``BEGIN IMMEDIATE … COMMIT`` for ``items``; the answer of each (its queue entry when new)."""
-        results: list[tuple[_Item, Accepted, QueuedPost | None]] = []
-        async with self.store.transaction() as db:
+    async def _commit(self, items: list[_Item], now: float) -> list[_Result]:
+        """One transaction for ``items``; the answer of each (its queue entry when new)."""
+        window_start = now - self.idempotency_window
+
+        def body(tx: SyncTx) -> list[_Result]:
+            results: list[_Result] = []
             plain: list[tuple[Any, ...]] = []
             for item in items:
                 post_id, channel_id = item.row[0], item.post.message.channel_id
@@ -260,9 +306,9 @@ class Outbox:
                     results.append((item, Accepted(post_id, channel_id), QueuedPost(post_id, channel_id)))
                     continue
                 if plain:  # keep insertion order = acceptance order
-                    await db.executemany(_INSERT, plain)
+                    tx.executemany(_INSERT, plain)
                     plain = []
-                first = await self._insert_keyed(db, item.row, item.post.key.key_id, item.post.idempotency_key, now)
+                first = _insert_keyed(tx, item.row, item.post.key.key_id, item.post.idempotency_key, window_start)
                 if first is None:
                     results.append((item, Accepted(post_id, channel_id), QueuedPost(post_id, channel_id)))
                     continue
@@ -271,11 +317,18 @@ class Outbox:
                     (item, Accepted(first["id"], int(first["channel_id"]), replayed=True, same_body=same), None)
                 )
             if plain:
-                await db.executemany(_INSERT, plain)
-            used = sorted({item.post.key.key_id for item in items})
-            await db.executemany(
-                "UPDATE relay_keys SET last_used_at = ? WHERE key_id = ?", [(int(now), k) for k in used]
+                tx.executemany(_INSERT, plain)
+            # Only when it is stale: every batch writing the key's row would make concurrent batches of
+            # one key (from several processes) wait for each other's commit on PostgreSQL.
+            stamp = int(now)
+            tx.executemany(
+                "UPDATE relay_keys SET last_used_at = ?"
+                " WHERE key_id = ? AND (last_used_at IS NULL OR last_used_at < ?)",
+                [(stamp, k, stamp - LAST_USED_RESOLUTION) for k in sorted({i.post.key.key_id for i in items})],
             )
+            return results
+
+        results = await self.store.run(body)
         self.batches_written += 1
         return results
 
@@ -286,30 +339,12 @@ class Outbox:
             _answer(item.future, PostNotStorable("the database refused its data"))
 
     def _unavailable(self, items: list[_Item], exc: BaseException) -> None:
-        log.error("relay outbox: %d post(s) could not be stored", len(items), exc_info=exc)
+        if isinstance(exc, StorageError):  # the database's own one-line reason; no traceback for an outage
+            log.error("relay outbox: %d post(s) could not be stored: %s", len(items), exc)
+        else:
+            log.error("relay outbox: %d post(s) could not be stored", len(items), exc_info=exc)
         for item in items:
             _answer(item.future, OutboxUnavailable(type(exc).__name__))
-
-    async def _insert_keyed(self, db: Any, row: tuple[Any, ...], key_id: str, idempotency_key: str, now: float) -> Any:
-        """Insert a post that has an Idempotency-Key. Returns None when inserted, else the earlier post
-        (``id, channel_id, fingerprint``) the key still points at. A key older than the window is
-        released first (the earlier post keeps its row, without the key) and the new post inserted."""
-        conflict = " ON CONFLICT(key_id, idempotency_key) WHERE idempotency_key IS NOT NULL DO NOTHING"
-        async with db.execute(_INSERT + conflict, row) as cur:
-            if cur.rowcount == 1:
-                return None
-        async with db.execute(
-            "SELECT id, channel_id, fingerprint, created_at FROM relay_outbox WHERE key_id = ? AND idempotency_key = ?",
-            (key_id, idempotency_key),
-        ) as cur:
-            first = await cur.fetchone()
-        if float(first["created_at"]) >= now - self.idempotency_window:
-            return first
-        await db.execute(
-            "UPDATE relay_outbox SET idempotency_key = NULL, fingerprint = NULL WHERE id = ?", (first["id"],)
-        )
-        await db.execute(_INSERT, row)
-        return None
 
     # -- retention --------------------------------------------------------------------------------
     async def prune_finished(self, before: float, limit: int) -> int:
@@ -329,22 +364,21 @@ class Outbox:
             (before, limit),
         )
 
-    # -- reads and state changes ------------------------------------------------------------------
+    # -- reads ------------------------------------------------------------------------------------
     async def get(self, post_id: str) -> PostRecord | None:
         row = await self.store.fetchone(f"SELECT {_RECORD_COLUMNS} FROM relay_outbox WHERE id = ?", (post_id,))
         return _record(row) if row else None
 
     async def pending(self) -> list[QueuedPost]:
-        """Every post not yet delivered or failed, in acceptance order (for the worker after a restart)."""
+        """Every post not yet delivered or failed, in acceptance order."""
         rows = await self.store.fetchall(
-            "SELECT id, channel_id, next_attempt_at FROM relay_outbox"
-            " WHERE status IN ('queued', 'sending') ORDER BY seq"
+            f"SELECT id, channel_id, next_attempt_at FROM relay_outbox WHERE {PENDING} ORDER BY seq"
         )
         return [QueuedPost(r["id"], int(r["channel_id"]), float(r["next_attempt_at"])) for r in rows]
 
     async def counts(self) -> dict[str, int]:
         rows = await self.store.fetchall(
-            "SELECT status, COUNT(*) AS n FROM relay_outbox WHERE status IN ('queued', 'sending') GROUP BY status"
+            f"SELECT status, COUNT(*) AS n FROM relay_outbox WHERE {PENDING} GROUP BY status"
         )
         out = {"queued": 0, "sending": 0}
         out.update({r["status"]: int(r["n"]) for r in rows})
@@ -358,37 +392,96 @@ class Outbox:
         out.update({r["status"]: int(r["n"]) for r in rows})
         return out
 
-    async def mark_attempt(self, post_id: str, started_at: float) -> None:
-        """Before a send: count the attempt and remember that its outcome is unknown until recorded."""
-        await self.store.execute(
-            "UPDATE relay_outbox SET status = 'sending', attempts = attempts + 1,"
-            " in_doubt_since = COALESCE(in_doubt_since, ?) WHERE id = ? AND status IN ('queued', 'sending')",
-            (started_at, post_id),
+    async def recorded_message_ids(self, channel_id: int, message_ids: list[int]) -> set[int]:
+        if not message_ids:
+            return set()
+        marks = ",".join("?" * len(message_ids))
+        rows = await self.store.fetchall(
+            f"SELECT message_id FROM relay_outbox WHERE channel_id = ? AND message_id IN ({marks})",
+            (channel_id, *message_ids),
         )
+        return {int(r["message_id"]) for r in rows}
 
+    # -- claims: which process sends what ---------------------------------------------------------
+    async def claim(
+        self, *, now: float, stale_before: float, limit: int, channels: Collection[int] | None = None,
+    ) -> list[Claim]:
+        """Claim up to ``limit`` posts to send now, oldest first: of each channel (of ``channels``, or
+        of all), its oldest pending post, when it is due and not claimed (or its claim was taken before
+        ``stale_before``: its process stopped). Rows another process is claiming at this moment are
+        skipped, never waited for."""
+        if limit <= 0 or (channels is not None and not channels):
+            return []
+        if channels is None:
+            sql, params = _CLAIM_ALL, [now, stale_before, limit]
+        else:
+            values = ", ".join(["(CAST(? AS BIGINT))"] * len(channels))
+            sql = _CLAIM_HEADS.format(channels=f"WITH channels(channel_id) AS (VALUES {values})")
+            params = [*(int(c) for c in channels), now, stale_before, limit]
+
+        def body(tx: SyncTx) -> list[Claim]:
+            rows = tx.fetchall(sql + for_update(tx.dialect, skip_locked=True), params)
+            if not rows:
+                return []
+            tx.execute(
+                "UPDATE relay_outbox SET status = 'sending', attempts = attempts + 1, claimed_at = ?,"
+                f" in_doubt_since = COALESCE(in_doubt_since, ?) WHERE seq IN ({','.join('?' * len(rows))})",
+                (now, now, *(int(r["seq"]) for r in rows)),
+            )
+            return [Claim(_record(r), int(r["attempts"]) + 1, now) for r in rows]
+
+        return await self.store.run(body)
+
+    async def renew(self, claims: Collection[Claim], now: float) -> None:
+        """Keep the claims of attempts still running (a claim already settled is left alone)."""
+        if claims:
+            await self.store.executemany(
+                "UPDATE relay_outbox SET claimed_at = ? WHERE id = ? AND attempts = ? AND claimed_at IS NOT NULL",
+                [(now, c.record.id, c.attempt) for c in claims],
+            )
+
+    async def release(self, claims: Collection[Claim]) -> None:
+        """Give up claims without an outcome (shutting down): any process may send these posts now. They
+        stay ``sending`` with ``in_doubt_since``, so the next attempt knows this one may have reached Discord."""
+        if claims:
+            await self.store.executemany(
+                "UPDATE relay_outbox SET claimed_at = NULL WHERE id = ? AND attempts = ?",
+                [(c.record.id, c.attempt) for c in claims],
+            )
+
+    async def release_all(self) -> int:
+        """Drop every claim (SQLite at start-up: one process owns the file, so a claim left in it is a
+        previous run's); return how many."""
+        return await self.store.execute("UPDATE relay_outbox SET claimed_at = NULL WHERE claimed_at IS NOT NULL")
+
+    # -- outcomes (of this process's claim) -------------------------------------------------------
     async def mark_delivered(self, post_id: str, message_id: int, *, note: str | None = None) -> None:
         await self.store.execute(
             "UPDATE relay_outbox SET status = 'delivered', message_id = ?, delivered_at = ?, in_doubt_since = NULL,"
-            " error_code = NULL, error_message = NULL, note = COALESCE(?, note) WHERE id = ?",
+            " claimed_at = NULL, error_code = NULL, error_message = NULL, note = COALESCE(?, note)"
+            f" WHERE id = ? AND {PENDING}",
             (message_id, self.clock(), note, post_id),
         )
 
-    async def mark_failed(self, post_id: str, code: str, message: str) -> None:
+    async def mark_failed(self, post_id: str, code: str, message: str, *, attempt: int | None = None) -> None:
+        """``attempt``: only if the post's latest attempt is still that one (no other process took it over)."""
         await self.store.execute(
-            "UPDATE relay_outbox SET status = 'failed', in_doubt_since = NULL, error_code = ?, error_message = ?"
-            " WHERE id = ?",
-            (code, message, post_id),
+            "UPDATE relay_outbox SET status = 'failed', in_doubt_since = NULL, claimed_at = NULL, error_code = ?,"
+            f" error_message = ? WHERE id = ? AND {PENDING} AND attempts = COALESCE(?, attempts)",
+            (code, message, post_id, attempt),
         )
 
     async def mark_retry(
-        self, post_id: str, *, at: float, in_doubt_since: float | None, code: str, message: str
+        self, post_id: str, *, at: float, in_doubt_since: float | None, code: str, message: str,
+        attempt: int | None = None,
     ) -> None:
         """Schedule another attempt. ``in_doubt_since``: when the earliest attempt that may have reached
         Discord started (None when every attempt so far is known not to have created a message)."""
         await self.store.execute(
-            "UPDATE relay_outbox SET status = ?, next_attempt_at = ?, in_doubt_since = ?, error_code = ?,"
-            " error_message = ? WHERE id = ?",
-            ("sending" if in_doubt_since is not None else "queued", at, in_doubt_since, code, message, post_id),
+            "UPDATE relay_outbox SET status = ?, next_attempt_at = ?, in_doubt_since = ?, claimed_at = NULL,"
+            f" error_code = ?, error_message = ? WHERE id = ? AND {PENDING} AND attempts = COALESCE(?, attempts)",
+            ("sending" if in_doubt_since is not None else "queued", at, in_doubt_since, code, message, post_id,
+             attempt),
         )
 
     async def settle_doubt(self, post_id: str) -> None:
@@ -401,15 +494,30 @@ class Outbox:
             (json.dumps(body, separators=(",", ":"), ensure_ascii=False), note, post_id),
         )
 
-    async def recorded_message_ids(self, channel_id: int, message_ids: list[int]) -> set[int]:
-        if not message_ids:
-            return set()
-        marks = ",".join("?" * len(message_ids))
-        rows = await self.store.fetchall(
-            f"SELECT message_id FROM relay_outbox WHERE channel_id = ? AND message_id IN ({marks})",
-            (channel_id, *message_ids),
+
+def _insert_keyed(
+    tx: SyncTx, row: tuple[Any, ...], key_id: str, idempotency_key: str, window_start: float
+) -> Row | None:
+    """Insert a post that has an Idempotency-Key. Returns None when inserted, else the earlier post
+    (``id, channel_id, fingerprint``) the key still points at. A key used before ``window_start`` is
+    released first (the earlier post keeps its row, without the key) and the new post inserted.
+    Another process inserting or releasing the same key meanwhile is seen on the next round."""
+    for _ in range(3):
+        if tx.execute(_INSERT_KEYED, row) == 1:
+            return None
+        first = tx.fetchone(
+            "SELECT id, channel_id, fingerprint, created_at FROM relay_outbox WHERE key_id = ? AND idempotency_key = ?",
+            (key_id, idempotency_key),
         )
-        return {int(r["message_id"]) for r in rows}
+        if first is None:
+            continue  # released by the retention sweep since the insert: try again
+        if float(first["created_at"]) >= window_start:
+            return first
+        tx.execute(
+            "UPDATE relay_outbox SET idempotency_key = NULL, fingerprint = NULL WHERE id = ? AND idempotency_key = ?",
+            (first["id"], idempotency_key),
+        )
+    raise StorageError("the Idempotency-Key kept changing hands while the post was stored")
 
 
 class OutboxUnavailable(Exception):
@@ -421,12 +529,10 @@ class PostNotStorable(Exception):
     ``str(exc)`` says why, for the client."""
 
 
-# Errors that come from one post's data rather than from the database itself (which raises
-# sqlite3.OperationalError for a full disk, an I/O error or a read-only file).
-# (Not ValueError or ProgrammingError: aiosqlite and sqlite3 raise those for a closed connection.)
-_DATA_ERRORS: tuple[type[BaseException], ...] = (
-    sqlite3.IntegrityError, sqlite3.DataError, UnicodeError, OverflowError,
-)
+# Errors that come from one post's data rather than from the database itself (a constraint or trigger
+# refusing the row, text that cannot be encoded, a number too large for its column); any other
+# StorageError (disk full, I/O error, connection lost, read-only) is the database's: 503 for all.
+_DATA_ERRORS: tuple[type[BaseException], ...] = (IntegrityError, UnicodeError, OverflowError)
 
 
 @dataclass(frozen=True, slots=True)

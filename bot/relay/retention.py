@@ -1,8 +1,9 @@
 """The retention sweep: deletes old delivered/failed relay posts and releases old Idempotency-Keys.
 
-Runs once at start and then every ``interval`` seconds. Each batch (``batch_size`` rows) is one short
-statement holding the store lock, and the sweep yields to the event loop between batches, so the
-group-commit writer and the HTTP handlers never wait behind a large delete.
+Runs once at start and then every ``interval`` seconds, in one process at a time: a pass runs under
+``store.lock("relay-retention")`` and is skipped when another process holds it. Each batch
+(``batch_size`` rows) is one short statement, and the sweep yields to the event loop between
+batches, so the group-commit writer and the HTTP handlers never wait behind a large delete.
 """
 
 from __future__ import annotations
@@ -15,6 +16,7 @@ from dataclasses import dataclass
 
 from bot.relay.metrics import RelayMetrics
 from bot.relay.outbox import Outbox
+from bot.storage.errors import StorageError
 
 log = logging.getLogger(__name__)
 
@@ -22,11 +24,15 @@ SWEEP_INTERVAL = 3600.0
 BATCH_SIZE = 1000
 
 
+LOCK_NAME = "relay-retention"
+
+
 @dataclass(frozen=True, slots=True)
 class SweepResult:
     posts_deleted: int
     keys_released: int
     batches: int
+    skipped: bool = False  # another process was sweeping
 
 
 class RetentionSweeper:
@@ -55,16 +61,22 @@ class RetentionSweeper:
         self.pruned = metrics.pruned if metrics is not None else None
 
     async def sweep(self) -> SweepResult:
-        """One full pass: batches until nothing old is left (or ``stop()`` was called)."""
+        """One full pass: batches until nothing old is left (or ``stop()`` was called). Skipped (nothing
+        done, ``skipped``) while another process sweeps."""
+        async with self.outbox.store.lock(LOCK_NAME) as held:
+            result = await self._sweep() if held else SweepResult(0, 0, 0, skipped=True)
+        async with self._swept:
+            self.sweeps += 1
+            self._swept.notify_all()
+        return result
+
+    async def _sweep(self) -> SweepResult:
         now = self.clock()
         batches = 0
         released = await self._drain(self.outbox.expire_idempotency_keys, now - self.idempotency_window)
         batches += released[1]
         deleted = await self._drain(self.outbox.prune_finished, now - self.retention)
         batches += deleted[1]
-        async with self._swept:
-            self.sweeps += 1
-            self._swept.notify_all()
         if self.pruned is not None:
             self.pruned.labels(what="posts").inc(deleted[0])
             self.pruned.labels(what="idempotency_keys").inc(released[0])
@@ -107,6 +119,8 @@ class RetentionSweeper:
         while not self._stop.is_set():
             try:
                 await self.sweep()
+            except StorageError as exc:  # the database's one-line reason (unreachable, locked …)
+                log.warning("relay retention: the sweep failed (%s); retrying at the next interval", exc)
             except Exception:
                 log.exception("relay retention: the sweep failed; retrying at the next interval")
             try:

@@ -3,13 +3,17 @@
 The factory builds one per bot (``bot.relay``), adds its routes to the web server before that starts,
 ``start()``s it once storage is open and ``stop()``s it (draining in-flight sends) on close. The relay
 cog only turns /relay commands into calls on it.
+
+``deliver=False`` (the web tier, ``gatecord web``): posts are accepted, stored and reported from the
+database, and the ``gatecord run`` processes' workers deliver them; no Discord connection is needed.
 """
 
 from __future__ import annotations
 
+import asyncio
 import logging
 import time
-from collections.abc import Callable
+from collections.abc import Awaitable, Callable
 
 import discord
 from aiohttp import web
@@ -17,6 +21,7 @@ from aiohttp import web
 from bot.app.metrics import Metrics
 from bot.app.settings import Settings
 from bot.relay.api import ChannelInfo, ChannelScope, RelayApi
+from bot.relay.directory import DatabaseChannelScope
 from bot.relay.identity import avatar_problem, name_problem
 from bot.relay.keyrules import BadExpiry, parse_expiry
 from bot.relay.keys import KEY_PREFIX, KeyStore, NewKey, RelayKey
@@ -45,10 +50,10 @@ class ClientChannelScope:
     def __init__(self, client: discord.Client) -> None:
         self.client = client
 
-    def ready(self) -> bool:
+    async def ready(self) -> bool:
         return self.client.is_ready()
 
-    def lookup(self, channel_id: int) -> ChannelInfo | None:
+    async def lookup(self, channel_id: int) -> ChannelInfo | None:
         channel = self.client.get_channel(channel_id)
         guild = getattr(channel, "guild", None)
         if channel is None or guild is None:
@@ -64,17 +69,23 @@ class RelayService:
         store: Store,
         settings: Settings,
         *,
+        deliver: bool = True,
         metrics: Metrics | None = None,
         version: str = "0.1.0",
         scope: ChannelScope | None = None,
         transport: Transport | None = None,
         clock: Callable[[], float] = time.time,
+        sleep: Callable[[float], Awaitable[None]] = asyncio.sleep,
     ) -> None:
-        """``scope``/``transport`` replace the discord.py-backed ones (tests without Discord); ``clock``
-        is the wall clock of the outbox timestamps and the retention sweep (tests move it). ``metrics``
-        is the bot's registry (its web server's, so ``/metrics`` shows the relay); None = a private one."""
+        """``deliver``: run a delivery worker in this process (False: only accept and report posts).
+        ``scope``/``transport`` replace the discord.py-backed ones (tests without Discord; without a
+        client the scope is the ``discord_channels`` table); ``clock`` is the wall clock of the outbox
+        timestamps and the retention sweep (tests move it), ``sleep`` how the worker waits between looks
+        at the outbox. ``metrics`` is the bot's registry (its web server's, so ``/metrics`` shows the
+        relay); None = a private one."""
         relay = settings.relay
         self.settings = settings
+        self.store = store
         bot_metrics = metrics if metrics is not None else Metrics()
         self.metrics = RelayMetrics(bot_metrics.registry)
         bot_metrics.add_refresher("relay_queue_depth", self._collect_queue_depth)
@@ -85,23 +96,28 @@ class RelayService:
         self.outbox = Outbox(store, on_commit=self._committed, clock=clock, idempotency_window=idempotency_window)
         # many processes deliver on PostgreSQL: their pace is one bucket there (one process on SQLite)
         self.pacer = Pacer(relay.max_requests_per_second, buckets=buckets if store.dialect == "postgresql" else None)
-        if transport is None:
-            assert client is not None
-            transport = DiscordTransport(client, store, self.outbox, self.pacer, request_timeout=relay.request_timeout)
         if scope is None:
-            assert client is not None
-            scope = ClientChannelScope(client)
-        self.transport = transport
-        self.worker = DeliveryWorker(
-            self.outbox, self.transport, self.metrics,
-            concurrency=relay.workers, max_attempts=relay.max_attempts,
-            retry_base_delay=relay.retry_base_delay, retry_max_delay=relay.retry_max_delay,
-        )
+            scope = ClientChannelScope(client) if client is not None else DatabaseChannelScope(store)
+        self.transport: Transport | None = None
+        self.worker: DeliveryWorker | None = None
+        if deliver:
+            if transport is None:
+                if client is None:
+                    raise ValueError("delivering relay posts needs a Discord client or a transport")
+                transport = DiscordTransport(client, store, self.outbox, self.pacer,
+                                             request_timeout=relay.request_timeout)
+            self.transport = transport
+            self.worker = DeliveryWorker(
+                self.outbox, transport, self.metrics,
+                concurrency=relay.workers, max_attempts=relay.max_attempts,
+                retry_base_delay=relay.retry_base_delay, retry_max_delay=relay.retry_max_delay,
+                poll_interval=relay.poll_interval, claim_timeout=relay.claim_timeout, clock=clock, sleep=sleep,
+            )
         self.api = RelayApi(
             keys=self.keys, limiter=self.limiter, outbox=self.outbox, worker=self.worker,
             scope=scope, metrics=self.metrics,
             max_body_bytes=settings.http.max_body_bytes, wait_timeout=relay.wait_timeout,
-            retention=retention, clock=clock,
+            retention=retention, poll_interval=relay.poll_interval, clock=clock,
         )
         self.retention = RetentionSweeper(
             self.outbox, retention=retention, idempotency_window=idempotency_window, metrics=self.metrics, clock=clock,
@@ -109,13 +125,20 @@ class RelayService:
         self.document = build_document(version)
         self._started = False
 
+    @property
+    def delivers(self) -> bool:
+        return self.worker is not None
+
     def _committed(self, posts: list[QueuedPost]) -> None:
-        self.worker.enqueue(posts)
+        if self.worker is not None:
+            self.worker.enqueue(posts)
 
     async def _collect_queue_depth(self) -> None:
         counts = await self.outbox.counts()
         for status in ("queued", "sending"):
             self.metrics.queue_depth.labels(status=status).set(counts.get(status, 0))
+        # what the delivery workers (of every process) have yet to settle; 0 where nothing is delivered
+        self.metrics.scheduled.set(sum(counts.values()) if self.worker is not None else 0)
 
     def add_routes(self, router: web.UrlDispatcher) -> None:
         """``/send-data`` and ``/openapi.json`` (before the web server starts: aiohttp freezes its router)."""
@@ -181,12 +204,13 @@ class RelayService:
         return await self.outbox.key_counts(key_id)
 
     async def start(self) -> None:
-        """Start the group-commit writer, the delivery worker (resuming undelivered posts) and the
-        retention sweep (a first pass right away, then hourly)."""
+        """Start the group-commit writer, the delivery worker (resuming undelivered posts) when this process
+        delivers, and the retention sweep (a first pass right away, then hourly, one process at a time)."""
         if self._started:
             return
         self.outbox.start()
-        await self.worker.start()
+        if self.worker is not None:
+            await self.worker.start()
         self.retention.start()
         self._started = True
 
@@ -197,4 +221,5 @@ class RelayService:
         self._started = False
         await self.retention.stop()
         await self.outbox.close()
-        await self.worker.stop(grace)
+        if self.worker is not None:
+            await self.worker.stop(grace)

@@ -196,11 +196,10 @@ class DiscordTransport:
                 raise classify(exc) from exc
             except Exception as exc:
                 raise classify(exc) from exc
-            await self.store.execute(
-                "INSERT INTO relay_webhooks(channel_id, webhook_id, token, created_at)"
-                " VALUES (?, ?, ?, strftime('%s','now'))"
-                " ON CONFLICT(channel_id) DO UPDATE SET webhook_id = excluded.webhook_id, token = excluded.token",
-                (parent_id, int(webhook["id"]), webhook["token"]),
+            await self.store.execute(  # another process may have stored one meanwhile: the last one wins
+                "INSERT INTO relay_webhooks(channel_id, webhook_id, token, created_at) VALUES (?, ?, ?, ?)"
+                " ON CONFLICT (channel_id) DO UPDATE SET webhook_id = excluded.webhook_id, token = excluded.token",
+                (parent_id, int(webhook["id"]), webhook["token"], int(time.time())),
             )
             return int(webhook["id"]), webhook["token"], thread_id
 

@@ -186,6 +186,7 @@ relay_outbox = Table(
     Column("error_code", Text),
     Column("error_message", Text),
     Column("note", Text),
+    Column("claimed_at", Float),  # 0017: when a process claimed it for an attempt (renewed while sending)
     CheckConstraint("via IN ('bot', 'webhook')", name="relay_outbox_via"),
     CheckConstraint("status IN ('queued', 'sending', 'delivered', 'failed')", name="relay_outbox_status"),
     Index("relay_outbox_idempotency", "key_id", "idempotency_key", unique=True,
@@ -200,6 +201,9 @@ relay_outbox = Table(
           postgresql_where=text("status IN ('delivered', 'failed')")),
     Index("relay_outbox_idempotency_created", "created_at",
           sqlite_where=text("idempotency_key IS NOT NULL"), postgresql_where=text("idempotency_key IS NOT NULL")),
+    Index("relay_outbox_channel_pending", "channel_id", "seq",  # 0017: the head of each channel's queue
+          sqlite_where=text("status IN ('queued', 'sending')"),
+          postgresql_where=text("status IN ('queued', 'sending')")),
     sqlite_autoincrement=True,
 )
 

@@ -249,6 +249,37 @@ class DiscordEmulator(InjectionMixin):
         await self.gateway.dispatch(event, data)
         return channel.id
 
+    async def delete_channel(self, channel_id: int) -> None:
+        """Delete a channel (CHANNEL_DELETE; its threads go with it, without an event each, as on Discord)
+        or a thread (THREAD_DELETE)."""
+        w = self.world
+        channel = w.channels[channel_id]
+        gone = [channel_id] + [c.id for c in w.channels.values() if c.is_thread and c.parent_id == channel_id]
+        guild = w.guilds[channel.guild_id] if channel.guild_id is not None else None
+        for cid in gone:
+            w.channels.pop(cid, None)
+            if guild is not None and cid in guild.channel_ids:
+                guild.channel_ids.remove(cid)
+        if channel.is_thread:
+            await self.gateway.dispatch("THREAD_DELETE", {
+                "id": str(channel.id), "guild_id": str(channel.guild_id), "parent_id": str(channel.parent_id),
+                "type": channel.type})
+        else:
+            await self.gateway.dispatch("CHANNEL_DELETE", channel.payload())
+
+    async def archive_thread(self, thread_id: int) -> None:
+        """Archive a thread (THREAD_UPDATE with ``thread_metadata.archived``)."""
+        thread = self.world.channels[thread_id]
+        thread.archived = True
+        await self.gateway.dispatch("THREAD_UPDATE", thread.payload())
+
+    async def remove_guild(self, guild_id: int) -> None:
+        """The bot is removed from a guild (GUILD_DELETE without ``unavailable``); the guild leaves the world."""
+        await self.gateway.dispatch("GUILD_DELETE", {"id": str(guild_id)})
+        guild = self.world.guilds.pop(guild_id)
+        for cid in guild.channel_ids:
+            self.world.channels.pop(cid, None)
+
     async def set_channel_permissions(
         self, channel_id: int, target_id: int, *, allow: int = 0, deny: int = 0, is_member: Optional[bool] = None
     ) -> None:
