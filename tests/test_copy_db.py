@@ -222,3 +222,32 @@ def test_copy_db_needs_no_configuration(tmp_path: Path) -> None:
     (tmp_path / "config.toml").write_text("this is [not toml")
     proc = copy_db("sqlite:missing.db", "sqlite:b.db", tmp_path)
     assert proc.stderr == "gatecord: database missing.db does not exist\n"
+
+
+async def test_images_an_sqlite_installation_kept_as_files_go_into_postgresql(tmp_path: Path, pg_url: str) -> None:
+    """The PostgreSQL processes may not share the SQLite installation's folder: the bytes travel in the rows."""
+    source, target = Database("sqlite", tmp_path), Database("postgresql", tmp_path, pg_url)
+    picture = b"\x89PNG\r\n\x1a\n" + bytes(range(256)) * 40
+    folder = source.path.parent / "images" / "7"
+    folder.mkdir(parents=True)
+    (folder / "1.png").write_bytes(picture)
+    store = source.store()
+    await store.open()
+    try:
+        job = await store.fetchval(
+            "INSERT INTO imagine_jobs (user_id, profile, prompt, count, created_at, status)"
+            " VALUES (2, 'flux', 'a fox', 2, 1.0, 'done') RETURNING id")
+        for idx, path in ((1, "7/1.png"), (2, "7/gone.png")):  # the second file was lost: stays without bytes
+            await store.execute("INSERT INTO imagine_images (job_id, idx, path, mime, size_bytes) VALUES (?, ?, ?, ?, ?)",
+                                (job, idx, path, "image/png", len(picture)))
+    finally:
+        await store.close()
+    proc = copy_db(source.argument, target.argument, tmp_path)
+    assert proc.returncode == 0, proc.stderr
+    copied = target.store()
+    await copied.open()
+    try:
+        rows = await copied.fetchall("SELECT idx, path, data FROM imagine_images ORDER BY idx")
+    finally:
+        await copied.close()
+    assert [(r["idx"], r["path"], r["data"]) for r in rows] == [(1, "7/1.png", picture), (2, "7/gone.png", None)]

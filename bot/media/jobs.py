@@ -30,6 +30,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from bot.rendering.user_facing import UserFacingError
+from bot.storage.paths import images_dir_for
 from bot.storage.postgres_backend import lock_key
 from bot.storage.store import Store
 from bot.storage.tx import SyncTx, for_update
@@ -151,14 +152,6 @@ class StoredImage:
     height: int | None
     seed: int | None
     size_bytes: int
-
-
-def images_dir_for(database_path: str | Path) -> Path:
-    """``<directory of the database>/images`` (``data/images`` for an in-memory database)."""
-    db = Path(database_path)
-    if str(database_path) == ":memory:":
-        return Path("data") / "images"
-    return db.resolve().parent / "images"
 
 
 def media_location(storage: StorageSettings) -> Path | None:

@@ -32,6 +32,7 @@ from sqlalchemy.pool import NullPool
 
 from bot.storage import migrations
 from bot.storage.errors import DatabaseTooNew, MigrationError, StorageError
+from bot.storage.paths import images_dir_for
 from bot.storage.postgres_backend import async_url, safe_url, storage_error
 from bot.storage.schema import metadata
 from bot.storage.store import Store
@@ -171,7 +172,14 @@ async def _copy_all(reader: _Side, writer: _Side, target: Endpoint, batch_rows: 
 
 async def _copy_table(reader: _Side, writer: _Side, table: Table, batch_rows: int) -> int:
     """Rows in key order, a batch at a time. A row naming a parent row of its own table that comes
-    later in that order is inserted without it, and the link is set once the table is in."""
+    later in that order is inserted without it, and the link is set once the table is in.
+
+    From SQLite to PostgreSQL, the images an SQLite installation kept as files (next to its database,
+    ``images/``) go into ``imagine_images.data``: the PostgreSQL processes may not share that folder,
+    and their /imagine buttons read the bytes from the database first."""
+    inline_images = None
+    if reader.endpoint.kind == "sqlite" and writer.endpoint.kind == "postgresql":
+        inline_images = images_dir_for(reader.endpoint.location)
     key = _single_key(table)
     self_refs = [fk.parent for fk in table.foreign_keys if fk.column.table is table]
     result: CursorResult[Any] = await reader.run(partial(_stream, table, batch_rows))
@@ -189,11 +197,24 @@ async def _copy_table(reader: _Side, writer: _Side, table: Table, batch_rows: in
                         deferred.append({"link_key": row[key.name], "link_column": column.name,
                                          "link_value": parent})
                         row[column.name] = None
+        if table.name == "imagine_images" and inline_images is not None:
+            await reader.run(partial(_inline_image_files, inline_images, batch))
         await writer.run(partial(_insert, table, batch))
         count += len(batch)
     for link in deferred:
         await writer.run(partial(_link, table, key, link))
     return count
+
+
+def _inline_image_files(images: Path, rows: list[dict[str, Any]], _conn: Connection) -> None:
+    """Fill ``data`` from the file each row names, where the row has no bytes and the file is there."""
+    root = images.resolve()
+    for row in rows:
+        if row.get("data") is not None or not row.get("path"):
+            continue
+        file = (root / row["path"]).resolve()
+        if file.is_relative_to(root) and file.is_file():
+            row["data"] = file.read_bytes()
 
 
 def _single_key(table: Table) -> Column[Any] | None:
