@@ -105,6 +105,16 @@ async def test_released_claims_are_sent_again_at_once_knowing_they_may_have_reac
     assert again.record.id == post and again.record.in_doubt_since == T0 and again.attempt == 2
 
 
+async def test_claims_handed_back_before_any_attempt_leave_the_posts_as_they_were(box: Box) -> None:
+    post = await box.post(CHAN, "x")
+    claims = await box.outbox.claim(now=T0, stale_before=T0 - TIMEOUT, limit=1)
+    await box.outbox.unclaim(claims)  # the worker stopped before sending: nothing may have reached Discord
+    row = await box.outbox.store.fetchone("SELECT status, attempts, in_doubt_since, claimed_at FROM relay_outbox")
+    assert dict(row) == {"status": "queued", "attempts": 0, "in_doubt_since": None, "claimed_at": None}
+    [again] = await box.outbox.claim(now=T0 + 1, stale_before=T0 + 1 - TIMEOUT, limit=1)
+    assert again.record.id == post and again.record.in_doubt_since is None and again.attempt == 1
+
+
 async def test_claims_are_bounded_and_oldest_first(box: Box) -> None:
     ids = [await box.post(1_000_000 + i, f"p{i}") for i in range(7)]
     assert await box.claim(T0, limit=3) == ids[:3]

@@ -449,6 +449,18 @@ class Outbox:
                 [(c.record.id, c.attempt) for c in claims],
             )
 
+    async def unclaim(self, claims: Collection[Claim]) -> None:
+        """Hand back claims whose attempt never started (claimed as the worker stopped): the attempt is not
+        counted, and a post that had none before is ``queued`` again, exactly as it was."""
+        if claims:
+            await self.store.executemany(
+                "UPDATE relay_outbox SET claimed_at = NULL, attempts = attempts - 1, in_doubt_since = ?, status = ?"
+                " WHERE id = ? AND attempts = ? AND claimed_at IS NOT NULL",
+                [(c.record.in_doubt_since,
+                  "queued" if c.attempt == 1 and c.record.in_doubt_since is None else "sending",
+                  c.record.id, c.attempt) for c in claims],
+            )
+
     async def release_all(self) -> int:
         """Drop every claim (SQLite at start-up: one process owns the file, so a claim left in it is a
         previous run's); return how many."""

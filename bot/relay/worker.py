@@ -209,8 +209,8 @@ class DeliveryWorker:
         except Exception as exc:  # noqa: BLE001 - e.g. the database is unreachable: the next poll tries again
             log.warning("relay: claiming posts to deliver failed (%s); trying again shortly", exc)
             return
-        if self._stopping:  # stop() began meanwhile: hand the posts back
-            await self.outbox.release(claims)
+        if self._stopping:  # stop() began meanwhile: hand the posts back, untouched
+            await self.outbox.unclaim(claims)
             return
         for claim in claims:
             self._begin(claim)

@@ -1,0 +1,133 @@
+"""Relay acceptance, side by side: SQLite with one process; PostgreSQL with one and with two web processes.
+
+``python bench/relay_scale.py`` (from the repository root, with the project's venv). Each setup runs a
+closed loop (``--concurrency`` clients, spread over the setup's web ports) for ``--seconds`` and prints
+accepted posts/s and latency percentiles. The PostgreSQL server is a throwaway one with durable commits
+(fsync on), as production would have; a ``gatecord run`` process is up in every setup (it migrates and
+delivers), the web tier (``gatecord web``) answers the posts in the PostgreSQL setups.
+
+Target (issue 16): two web processes accept at least 1.7× what one does. The load generator runs in
+this process and shares the machine's cores with the servers and PostgreSQL: the CPU count is printed.
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import gc
+import itertools
+import os
+import sys
+import tempfile
+import time
+from pathlib import Path
+from typing import Any
+
+REPO = Path(__file__).resolve().parent.parent
+sys.path.insert(0, str(REPO))
+
+import aiohttp  # noqa: E402
+
+from bench._relay_process import BotProcess, make_key, write_config  # noqa: E402
+from bench.relay import payload, percentile, start_postgres  # noqa: E402
+from sandbox.discord_emulator import DiscordEmulator  # noqa: E402
+
+
+async def closed_loop(urls: list[str], key: str, channels: list[int], concurrency: int, seconds: float) -> dict[str, Any]:
+    """``concurrency`` clients, each bound to one of ``urls`` in turn, posting as fast as answers come."""
+    headers = {"Authorization": f"Bearer {key}", "Content-Type": "application/json"}
+    latencies: list[float] = []
+    statuses: dict[int, int] = {}
+    deadline = time.perf_counter() + seconds
+    async with aiohttp.ClientSession(connector=aiohttp.TCPConnector(limit=concurrency)) as session:
+        async def client(c: int, url: str) -> None:
+            i = c * 10_000_000
+            while time.perf_counter() < deadline:
+                i += 1
+                t0 = time.perf_counter()
+                async with session.post(url, data=payload(channels, i), headers=headers) as resp:
+                    await resp.read()
+                    statuses[resp.status] = statuses.get(resp.status, 0) + 1
+                latencies.append(time.perf_counter() - t0)
+
+        start = time.perf_counter()
+        await asyncio.gather(*(client(c, url) for c, url in zip(range(concurrency), itertools.cycle(urls))))
+        elapsed = time.perf_counter() - start
+    return {"elapsed": elapsed, "statuses": statuses, "latencies": latencies}
+
+
+def line(name: str, result: dict[str, Any]) -> float:
+    accepted = result["statuses"].get(202, 0) / result["elapsed"]
+    lat = result["latencies"]
+    print(f"{name:<34}{accepted:>12,.0f}{percentile(lat, 50) * 1000:>9.1f}{percentile(lat, 99) * 1000:>9.1f}"
+          f"   {result['statuses']}")
+    return accepted
+
+
+async def measure(urls: list[str], key: str, channels: list[int], args: argparse.Namespace) -> dict[str, Any]:
+    await closed_loop(urls, key, channels, 8, 1.0)  # warm-up
+    gc.collect()
+    gc.freeze()
+    gc.disable()
+    try:
+        return await closed_loop(urls, key, channels, args.concurrency, args.seconds)
+    finally:
+        gc.enable()
+
+
+async def main() -> int:
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--seconds", type=float, default=8.0)
+    parser.add_argument("--concurrency", type=int, default=64)
+    parser.add_argument("--channels", type=int, default=40)
+    args = parser.parse_args()
+
+    emu = DiscordEmulator()
+    await emu.start()
+    tmp = Path(tempfile.mkdtemp(prefix="gatecord-bench-"))
+    processes: list[BotProcess] = []
+    pg: Any = None
+    print(f"relay acceptance, closed loop: {args.concurrency} clients, {args.seconds:g} s per setup, "
+          f"{os.cpu_count()} CPUs shared by the load generator, the servers and PostgreSQL")
+    print(f"{'':<34}{'accepted/s':>12}{'p50 ms':>9}{'p99 ms':>9}   answers")
+    try:
+        channels = [emu.channel_id, emu.channel2_id] + [await emu.add_channel(f"scale-{i}") for i in range(args.channels - 2)]
+        limits = {"rate_per_minute": 100_000_000, "burst": 1_000_000}
+
+        async def start(config: Path, command: str) -> str:
+            process = BotProcess(config, command)
+            processes.append(process)
+            url = await process.start()
+            await process.wait_ready()
+            return f"{url}/send-data"
+
+        # SQLite: the one `gatecord run` process answers and delivers
+        sqlite_db = tmp / "gatecord.db"
+        key = await make_key(sqlite_db, emu.guild_id)
+        url = await start(write_config(tmp / "sqlite.toml", emu, sqlite_db, **limits), "run")
+        sqlite = line("SQLite, one process", await measure([url], key, channels, args))
+        for process in processes:
+            await process.terminate()
+        processes.clear()
+
+        # PostgreSQL: a `gatecord run` process delivering, web processes answering
+        pg, database = start_postgres()
+        key = await make_key(database, emu.guild_id)
+        config = write_config(tmp / "pg.toml", emu, database, **limits)
+        await start(config, "run")
+        web1 = await start(config, "web")
+        one = line("PostgreSQL, one web process", await measure([web1], key, channels, args))
+        web2 = await start(config, "web")
+        two = line("PostgreSQL, two web processes", await measure([web1, web2], key, channels, args))
+        print(f"two web processes / one: {two / one:.2f} (target >= 1.7); SQLite one process: {sqlite:,.0f}/s")
+        return 0
+    finally:
+        for process in processes:
+            await process.terminate()
+        await emu.close()
+        if pg is not None:
+            pg.stop()
+
+
+if __name__ == "__main__":
+    raise SystemExit(asyncio.run(main()))
