@@ -136,3 +136,14 @@ async def test_many_takers_from_two_processes_get_exactly_the_burst(
         frozen.now += 1.0
         again = await asyncio.gather(*(sides[i % 2].take("shared", 40.0, 50) for i in range(100)))
         assert sum(wait == 0.0 for wait in again) == 40, "one second later: 40 more, at 40 a second"
+
+
+async def test_takes_that_commit_out_of_the_order_of_their_times_take_nothing_extra(store: Store) -> None:
+    """Processes' takes reach the database in any order: one stamped earlier than the row refills nothing,
+    and takes nothing more than its cost (a fast key's bucket must not be emptied by a late stamp)."""
+    buckets = TokenBuckets(store, clock=Clock())
+    assert await buckets.take("fast", 1000.0, 1000.0, now=T0) == 0.0          # 999 left at T0
+    assert await buckets.take("fast", 1000.0, 1000.0, now=T0 + 0.5) == 0.0    # full again, 999 at T0 + 0.5
+    assert await buckets.take("fast", 1000.0, 1000.0, now=T0 - 0.5) == 0.0    # committed late: 998
+    row = await store.fetchone("SELECT tokens, updated_at FROM rate_buckets WHERE name = 'fast'")
+    assert (row["tokens"], row["updated_at"]) == (pytest.approx(998.0), T0 + 0.5)
