@@ -45,6 +45,25 @@ async def test_a_key_gets_its_posts_a_minute_in_total_not_per_process(
         assert await limiters[0].acquire("key1") == 0.0
 
 
+async def test_requests_for_one_key_arriving_together_are_asked_for_together_and_exactly(store: Store) -> None:
+    clock = Clock()
+    statements: list[str] = []
+    real_run = store.run
+
+    async def counted(body: object) -> object:
+        statements.append("take")
+        return await real_run(body)  # type: ignore[arg-type]
+
+    store.run = counted  # type: ignore[method-assign]
+    limiter = KeyRateLimiter(TokenBuckets(store, clock=clock), rate_per_minute=60, burst=100)
+    answers = await asyncio.gather(*(limiter.acquire("busy") for _ in range(80)))
+    assert answers == [0.0] * 80
+    assert len(statements) <= 3, "80 requests at once: the first alone, the rest as one take"
+    statements.clear()
+    more = await asyncio.gather(*(limiter.acquire("busy") for _ in range(40)))  # 20 tokens left for 40 asks
+    assert sum(wait == 0.0 for wait in more) == 20 and all(wait > 0 for wait in more[20:])
+
+
 def test_retry_after_is_whole_seconds_rounded_up() -> None:
     assert [KeyRateLimiter.retry_after_header(s) for s in (0.001, 1.0, 1.2, 59.5)] == ["1", "1", "2", "60"]
 
