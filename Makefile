@@ -56,12 +56,13 @@ postgres:
 	fi
 
 # Lint, type check, then the tests (import contract included); the scopes are in pyproject.toml.
+# Two test workers (pytest-xdist): each has its own PostgreSQL server and temporary folders.
 # The tests include a short schemathesis pass against the web server (tests/test_relay_schemathesis.py:
 # requests generated from /openapi.json, 0 server errors allowed).
 test: $(TEST_STAMP) browser postgres
 	$(VENV)/bin/ruff check
 	$(VENV)/bin/mypy
-	$(PY) -m pytest -q -p no:cacheprovider
+	$(PY) -m pytest -q -p no:cacheprovider -n 2
 
 bench: $(TEST_STAMP) postgres
 	@for b in $$(ls bench/*.py | grep -v "/_"); do echo "== $$b"; $(PY) $$b || exit $$?; done
