@@ -63,7 +63,7 @@ test: $(TEST_STAMP) browser postgres
 	$(VENV)/bin/mypy
 	$(PY) -m pytest -q -p no:cacheprovider
 
-bench: $(TEST_STAMP)
+bench: $(TEST_STAMP) postgres
 	@for b in $$(ls bench/*.py | grep -v "/_"); do echo "== $$b"; $(PY) $$b || exit $$?; done
 
 check: $(STAMP)

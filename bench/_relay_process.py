@@ -53,14 +53,17 @@ def write_config(path: Path, emu: Any, db: Database, **relay: Any) -> Path:
 
 
 class BotProcess:
-    """``gatecord run --config <file>`` in a subprocess; ``url`` is its web server once listening."""
+    """``gatecord run --config <file>`` (or another ``command``, e.g. ``web``) in a subprocess; ``url``
+    is its web server once listening."""
 
-    def __init__(self, config: Path) -> None:
+    def __init__(self, config: Path, command: str = "run") -> None:
         self.config = config
+        self.command = command
         self.proc: asyncio.subprocess.Process | None = None
         self.url: str | None = None
         self.log: list[str] = []
         self._listening = asyncio.Event()
+        self._logged = asyncio.Event()  # set (and replaced) after every stderr line
         self._reader: asyncio.Task[None] | None = None
 
     async def start(self, timeout: float = 30.0) -> str:
@@ -68,7 +71,7 @@ class BotProcess:
         cmd = [str(exe)] if exe.exists() else [sys.executable, "-m", "bot"]
         env = {k: v for k, v in os.environ.items() if not k.startswith("GATECORD_")}
         self.proc = await asyncio.create_subprocess_exec(
-            *cmd, "run", "--config", str(self.config), cwd=str(REPO), env=env,
+            *cmd, self.command, "--config", str(self.config), cwd=str(REPO), env=env,
             stdout=asyncio.subprocess.DEVNULL, stderr=asyncio.subprocess.PIPE,
         )
         self._reader = asyncio.create_task(self._read())
@@ -89,6 +92,22 @@ class BotProcess:
             if match and not self._listening.is_set():
                 self.url = match.group(1)
                 self._listening.set()
+            logged, self._logged = self._logged, asyncio.Event()
+            logged.set()
+        self._logged.set()  # the end of the output: waiters see it and stop waiting
+
+    async def wait_log(self, pattern: str, timeout: float = 30.0) -> str:
+        """The first line of its log matching the regular expression ``pattern`` (waiting for it)."""
+        wanted = re.compile(pattern)
+        async with asyncio.timeout(timeout):
+            while True:
+                logged = self._logged
+                found = next((line for line in self.log if wanted.search(line)), None)
+                if found is not None:
+                    return found
+                if self._reader is not None and self._reader.done():
+                    raise AssertionError(f"{pattern!r} never logged:\n" + "\n".join(self.log[-30:]))
+                await logged.wait()
 
     async def wait_ready(self, timeout: float = 30.0) -> None:
         deadline = time.monotonic() + timeout

@@ -1,18 +1,14 @@
-"""The /usage chart: a real PNG whose bar heights, measured from the pixels, match the ledger."""
+"""The /usage chart: a real PNG whose bar heights, measured from the pixels, match the ledger (both backends)."""
 
 from __future__ import annotations
 
-from collections.abc import AsyncIterator
 from datetime import UTC, datetime, timedelta
-from pathlib import Path
 
-import pytest
-
+from bot.app.settings import Settings
+from bot.budgets.chart import nice_ceiling, render_usage_chart, render_usage_chart_async
 from bot.budgets.rules import Feature, Requester
 from bot.budgets.service import BudgetService
-from bot.app.settings import Settings
 from bot.storage.store import Store
-from bot.budgets.chart import nice_ceiling, render_usage_chart, render_usage_chart_async
 from tests.chart_probe import expected_height, measure_bars
 
 GUILD = 77
@@ -24,14 +20,6 @@ class Clock:
 
     def __call__(self) -> datetime:
         return self.t
-
-
-@pytest.fixture
-async def store(tmp_path: Path) -> AsyncIterator[Store]:
-    s = Store(tmp_path / "u.db")
-    await s.open()
-    yield s
-    await s.close()
 
 
 def test_nice_ceiling() -> None:
@@ -66,7 +54,8 @@ async def test_chart_bars_match_ledger(store: Store) -> None:
 
     # expected values straight from the ledger
     rows = await store.fetchall(
-        "SELECT day, SUM(feature = 'chat'), SUM(feature = 'vision'), SUM(images) FROM usage_ledger"
+        "SELECT day, SUM(CASE WHEN feature = 'chat' THEN 1 ELSE 0 END),"
+        " SUM(CASE WHEN feature = 'vision' THEN 1 ELSE 0 END), SUM(images) FROM usage_ledger"
         " WHERE guild_id = ? AND charged = 1 GROUP BY day", (GUILD,))
     ledger = {r[0]: (r[1], r[2], r[3]) for r in rows}
     for index, day in enumerate(days):

@@ -13,10 +13,11 @@ from pathlib import Path
 import pytest
 
 from bot.storage.backup import backup_database
-from bot.storage.migrations import discover, latest_version
+from bot.storage.migrations import latest_version, stored_version
 from bot.storage.store import Store
 
 LATEST = latest_version()
+LEGACY_SQL = Path(__file__).resolve().parent.parent / "bot" / "storage" / "legacy_sql"
 
 
 def env_for(db: Path) -> dict[str, str]:
@@ -54,7 +55,7 @@ async def write_entry(store: Store, n: int) -> None:
 def read_copy(path: Path) -> tuple[str, int, list[int], list[int]]:
     with contextlib.closing(sqlite3.connect(path)) as db:
         integrity = db.execute("PRAGMA integrity_check").fetchone()[0]
-        version = db.execute("SELECT MAX(version) FROM schema_migrations").fetchone()[0]
+        version = stored_version(path)
         entries = [r[0] for r in db.execute("SELECT id FROM entries ORDER BY id")]
         mirror = [r[0] for r in db.execute("SELECT id FROM entries_mirror ORDER BY id")]
     return integrity, version, entries, mirror
@@ -126,20 +127,42 @@ async def test_backup_refuses_to_overwrite_unless_forced_and_errors_are_one_line
     assert (code, err) == (1, f"gatecord: {live.path} is the database itself; choose another file\n")
 
 
+def older_release_database(path: Path, files: int) -> int:
+    """An SQLite file as an early release left it: its first SQL files applied, recorded in schema_migrations
+    (before Alembic); one guild in it. Returns its version."""
+    applied = sorted(LEGACY_SQL.glob("*.sql"))[:files]
+    with contextlib.closing(sqlite3.connect(path)) as db:
+        db.execute("CREATE TABLE schema_migrations (version INTEGER PRIMARY KEY, name TEXT NOT NULL, "
+                   "applied_at INTEGER NOT NULL)")
+        for sql in applied:
+            db.executescript(sql.read_text(encoding="utf-8"))
+            db.execute("INSERT INTO schema_migrations VALUES (?, ?, 0)", (int(sql.name[:4]), sql.stem[5:]))
+        db.execute("INSERT INTO guilds(guild_id, name, joined_at) VALUES (?, 'Ancienne guilde', 1)", (2**63 - 1,))
+        db.commit()
+    return int(applied[-1].name[:4])
+
+
 async def test_a_restored_backup_is_brought_forward_by_the_migrations(tmp_path: Path) -> None:
     """README's restore: stop the bot, copy the backup over storage.path, start (or `gatecord migrate`)."""
-    older = tmp_path / "older-release-sql"  # a release that knew only the first migrations
-    older.mkdir()
-    first = sorted(discover(), key=lambda m: m.version)[:2]
-    for migration in first:
-        (older / migration.path.name).write_text(migration.path.read_text(encoding="utf-8"))
-    store = Store(tmp_path / "old.db", migrations_dir=older)
-    assert await store.open() == first[-1].version < LATEST
-    await store.close()
+    old_version = older_release_database(tmp_path / "old.db", files=2)
+    assert old_version < LATEST
     backup = tmp_path / "backup.db"
-    assert await asyncio.to_thread(backup_database, tmp_path / "old.db", backup) == first[-1].version
+    assert await asyncio.to_thread(backup_database, tmp_path / "old.db", backup) == old_version
     restored = tmp_path / "data" / "gatecord.db"
     restored.parent.mkdir()
     restored.write_bytes(backup.read_bytes())
     code, out, err = await gatecord("migrate", db=restored, cwd=tmp_path)
     assert (code, out, err) == (0, f"database {restored}: schema version {LATEST}\n", "")
+    with contextlib.closing(sqlite3.connect(restored)) as db:
+        assert db.execute("SELECT guild_id, name FROM guilds").fetchall() == [(2**63 - 1, "Ancienne guilde")]
+
+
+async def test_a_file_that_is_not_a_gatecord_database_is_not_backed_up(tmp_path: Path) -> None:
+    other = tmp_path / "other.db"
+    with contextlib.closing(sqlite3.connect(other)) as db:
+        db.execute("CREATE TABLE notes (body TEXT)")
+        db.commit()
+    code, out, err = await gatecord("backup", str(tmp_path / "b.db"), db=other, cwd=tmp_path)
+    assert (code, out) == (1, "")
+    assert err == f"gatecord: {other} is not a gatecord database (it records no schema version)\n"
+    assert not (tmp_path / "b.db").exists()

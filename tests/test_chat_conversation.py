@@ -1,9 +1,8 @@
-"""bot/chat/conversation.py: history fitting, prompt placeholders, and turn chains in a real SQLite file."""
+"""bot/chat/conversation.py: history fitting, prompt placeholders, and turn chains in a real database."""
 
 from __future__ import annotations
 
 from datetime import UTC, datetime
-from pathlib import Path
 
 import pytest
 
@@ -55,11 +54,8 @@ def test_estimate_tokens() -> None:
 
 
 @pytest.fixture
-async def convs(tmp_path: Path) -> ConversationStore:
-    store = Store(tmp_path / "c.db")
-    await store.open()
-    yield ConversationStore(store)
-    await store.close()
+def convs(store: Store) -> ConversationStore:
+    return ConversationStore(store)
 
 
 async def test_reply_chain_and_branching(convs: ConversationStore) -> None:
@@ -113,3 +109,22 @@ async def test_threads_registry(convs: ConversationStore) -> None:
     await convs.register_thread(77, guild_id=1, parent_channel_id=2, owner_id=99)  # idempotent
     assert await convs.is_bot_thread(77)
     assert await convs.thread_owner(77) == 10
+
+
+async def test_snowflake_ids_and_relinked_messages(convs: ConversationStore) -> None:
+    guild, channel, user, message = 1_100_000_000_000_000_001, 1_200_000_000_000_000_002, 1_300_000_000_000_000_003, \
+        1_400_000_000_000_000_004
+    conv = new_conversation_id()
+    u1, a1 = await convs.record_exchange(conversation_id=conv, parent_id=None, guild_id=guild, channel_id=channel,
+                                         user_id=user, prompt="Q1", answer="A1", model=None, complete=True,
+                                         answer_message_ids=[message])
+    _, a2 = await convs.record_exchange(conversation_id=conv, parent_id=a1, guild_id=guild, channel_id=channel,
+                                        user_id=user, prompt="Q2", answer="A2", model="m", complete=True)
+    assert u1 < a1 < a2
+    turn = await convs.turn_for_message(message)
+    assert turn is not None and (turn.id, turn.guild_id, turn.channel_id, turn.user_id) == (a1, guild, channel, user)
+    await convs.link_messages(a2, [message])  # the same Discord message now shows the newer answer
+    assert (await convs.turn_for_message(message)).id == a2  # type: ignore[union-attr]
+    assert await convs.turn_for_message(message + 1) is None
+    assert await convs.last_turn_id(conv) == a2
+    assert await convs.last_turn_id("c:none") is None

@@ -4,6 +4,8 @@ from __future__ import annotations
 
 import asyncio
 import re
+from collections.abc import AsyncIterator
+from pathlib import Path
 from typing import Any
 
 import pytest
@@ -11,7 +13,7 @@ import pytest
 from bot.rendering.limits import INTERACTION_ACK_SECONDS, MESSAGE_CONTENT
 from bot.rendering.stream import WRITING_MARKER
 from sandbox.gateways import MODEL_ROLES, expected_reply, expected_thought
-from tests.e2e import final, wait_reply
+from tests.e2e import BotEnv, final, settings_for, start_bot, wait_reply
 
 FOOTER = re.compile(r"\n-# [^\n]*$")
 
@@ -626,3 +628,48 @@ async def test_a_turn_frees_its_slot_and_settles_while_discord_holds_its_final_e
     await wait_reply(emu, follow, timeout=10)
     texts = [c for _, c in prompt_texts(chat_requests(gw)[-1])]
     assert texts[-3:] == ["are you rate limited?", answer_text(answer.content), "and after that?"]
+
+
+# --------------------------------------------------------------------------------------------------
+# On PostgreSQL
+# --------------------------------------------------------------------------------------------------
+
+
+@pytest.fixture
+async def pg_bot_env(discord_emu: Any, gateway_emu: Any, tmp_path: Path, pg_url: str) -> AsyncIterator[BotEnv]:
+    """The bot on a real PostgreSQL database (``[storage] url``) instead of a SQLite file."""
+    unused = tmp_path / "gatecord.db"
+    settings = settings_for(discord_emu, gateway_emu, unused, storage={"url": pg_url})
+    env = BotEnv(discord=discord_emu, gateway=gateway_emu, settings=settings, running=await start_bot(settings),
+                 db_path=unused)
+    try:
+        yield env
+    finally:
+        await env.running.stop()
+
+
+async def test_on_postgresql_threads_and_replies_keep_their_history_across_a_restart(pg_bot_env: BotEnv) -> None:
+    env = pg_bot_env
+    emu, gw = env.discord, env.gateway
+    assert env.bot.store.dialect == "postgresql"
+    rec = await run_chat(env, "let's talk about cats", thread=True)
+    thread_id = await emu.wait_for(lambda: rec.original.thread_id, timeout=5)
+    await emu.wait_for_message(lambda m: m.channel_id == thread_id and m.author_id == emu.bot_user_id)  # registered
+    m1 = await emu.send_user_message("how many legs?", user="alice", channel_id=thread_id)
+    await wait_reply(emu, m1)
+    a1 = await emu.send_user_message("my secret number is 42", user="alice", mention_bot=True)
+    r1 = await wait_reply(emu, a1)
+
+    await env.restart()  # a new process: nothing but the database carries the conversations over
+    env.bot.chat.bot_threads.discard(thread_id)  # as if another process had started the thread since
+    m2 = await emu.send_user_message("and whiskers?", user="bob", channel_id=thread_id)
+    await wait_reply(emu, m2)
+    texts = [c for _, c in prompt_texts(chat_requests(gw)[-1])]
+    assert texts[1:] == ["let's talk about cats", expected_reply("let's talk about cats"), "how many legs?",
+                         expected_reply("how many legs?"), "and whiskers?"]
+    a2 = await emu.send_user_message("and doubled?", user="alice", reply_to=r1.id)
+    await wait_reply(emu, a2)
+    texts = [c for _, c in prompt_texts(chat_requests(gw)[-1])]
+    assert texts[1:] == ["my secret number is 42", expected_reply("my secret number is 42"), "and doubled?"]
+    assert thread_id in env.bot.chat.bot_threads  # found in the database, remembered
+    assert not env.db_path.exists()  # no SQLite file on the side

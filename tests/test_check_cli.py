@@ -9,6 +9,7 @@ from pathlib import Path
 
 import pytest
 
+from bot.storage.migrations import latest_version
 from sandbox.gateways import PROFILES, GatewayEmulator
 
 
@@ -77,6 +78,6 @@ async def test_list_settings_from_the_environment_as_commas_or_json_pass_the_che
         })
         assert (code, err) == (0, ""), out + err
         assert "check: all good" in out
-        latest = max(int(p.name[:4]) for p in (Path(__file__).parent.parent / "bot" / "storage" / "sql").glob("*.sql"))
+        latest = latest_version()
         assert f"database {db}: schema version 0 of {latest}; `gatecord migrate`" in out
         assert not db.exists()  # check reads the database, never creates it

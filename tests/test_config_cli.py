@@ -211,8 +211,18 @@ def test_migrate_prints_schema_version(tmp_path: Path) -> None:
     assert (tmp_path / "db" / "g.db").stat().st_mode & 0o777 == 0o600
 
 
+def test_a_database_that_cannot_be_created_is_one_line(tmp_path: Path) -> None:
+    (tmp_path / "file").write_text("a file where a folder should be")
+    db = tmp_path / "file" / "g.db"
+    proc = run_cli("migrate", cwd=tmp_path, env={"GATECORD_STORAGE__PATH": str(db)})
+    assert (proc.returncode, proc.stdout) == (2, "")
+    assert proc.stderr == f"gatecord: database {db} cannot be created (File exists)\n"
+
+
 def latest_migration() -> int:
-    return max(int(p.name[:4]) for p in (REPO / "bot" / "storage" / "sql").glob("*.sql"))
+    from bot.storage.migrations import latest_version
+
+    return latest_version()
 
 
 @pytest.mark.parametrize("command", ["migrate", "check", "run"])
@@ -224,17 +234,17 @@ def test_a_database_newer_than_the_code_stops_start_up(command: str, tmp_path: P
     assert run_cli("migrate", "--config", str(cfg), cwd=tmp_path).returncode == 0
     future = latest_migration() + 1
     with sqlite3.connect(db) as conn:
-        conn.execute("INSERT INTO schema_migrations(version, name, applied_at) VALUES (?, 'future', 0)", (future,))
+        conn.execute("UPDATE alembic_version SET version_num = ?", (f"{future:04d}",))
     proc = run_cli(command, "--config", str(cfg), cwd=tmp_path, env={"GATECORD_DISCORD__TOKEN": "x" * 20})
     assert proc.returncode == 2, proc.stderr  # refused to start, like a config error
     assert proc.stderr == (
         f"gatecord: database {db} is at schema version {future}, newer than this gatecord knows "
-        f"(latest {latest_migration()}): run the gatecord release that created it, or point storage.path "
+        f"(latest {latest_migration()}): run the gatecord release that created it, or point [storage] "
         "at another database\n"
     )
     assert proc.stdout == ""
     with sqlite3.connect(db) as conn:
-        assert conn.execute("SELECT MAX(version) FROM schema_migrations").fetchone()[0] == future
+        assert conn.execute("SELECT version_num FROM alembic_version").fetchone()[0] == f"{future:04d}"
 
 
 # Settings from the environment, as `gatecord check` reports them: one line naming the variable, code 2.

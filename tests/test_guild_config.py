@@ -1,14 +1,15 @@
 """Guild/channel configuration: resolution order (channel > parent > guild > config), validation
-messages (including the model check against the gateway's model list) and the audit trail."""
+messages (including the model check against the gateway's model list), the audit trail, and what
+another process sees (both backends)."""
 
 from __future__ import annotations
 
+import asyncio
 from collections.abc import AsyncIterator
-from pathlib import Path
 
 import pytest
 
-from bot.guilds.config import EffectiveConfig, GuildConfig, InvalidSetting
+from bot.guilds.config import CACHE_SECONDS, EffectiveConfig, GuildConfig, InvalidSetting
 from bot.app.settings import Settings
 from bot.storage.store import Store
 from gateway_client.models import ModelInfo, ModelKind
@@ -40,11 +41,20 @@ class FakeGateway:
 
 
 @pytest.fixture
-async def store(tmp_path: Path) -> AsyncIterator[Store]:
-    s = Store(tmp_path / "c.db")
-    await s.open()
-    yield s
-    await s.close()
+async def other_store(store: Store) -> AsyncIterator[Store]:
+    """The same database as ``store``, opened again: what another process sees."""
+    other = Store(url=store.url) if store.url else Store(store.path)
+    await other.open()
+    yield other
+    await other.close()
+
+
+class Clock:
+    def __init__(self) -> None:
+        self.now = 1000.0
+
+    def __call__(self) -> float:
+        return self.now
 
 
 def settings() -> Settings:
@@ -151,3 +161,51 @@ async def test_valid_models_accepted(store: Store) -> None:
     await gc.set_guild(GUILD, 9, chat_model="gpt-eyes", vision_model="gpt-eyes", image_model="flux-schnell")
     cfg = await gc.effective(GUILD, CHANNEL)
     assert (cfg.chat_model, cfg.vision_model, cfg.image_model) == ("gpt-eyes", "gpt-eyes", "flux-schnell")
+
+
+async def test_another_process_change_is_seen_within_the_cache_time(store: Store, other_store: Store) -> None:
+    clock = Clock()
+    here = GuildConfig(store, settings(), FakeGateway(), clock=clock)
+    there = GuildConfig(other_store, settings(), FakeGateway(), clock=clock)
+    assert (await here.effective(GUILD, CHANNEL)).temperature == 0.5  # read, and kept for CACHE_SECONDS
+    await there.set_channel(GUILD, CHANNEL, 9, temperature=1.5)
+    assert (await there.effective(GUILD, CHANNEL)).temperature == 1.5  # its own change: at once
+    clock.now += CACHE_SECONDS - 0.1
+    assert (await here.effective(GUILD, CHANNEL)).temperature == 0.5
+    clock.now += 0.1
+    assert (await here.effective(GUILD, CHANNEL)).temperature == 1.5
+    await there.reset(GUILD, 9, channel_id=CHANNEL)
+    clock.now += CACHE_SECONDS
+    assert (await here.effective(GUILD, CHANNEL)).temperature == 0.5
+
+
+async def test_audit_records_the_value_really_replaced(store: Store, other_store: Store) -> None:
+    here = GuildConfig(store, settings(), FakeGateway())
+    there = GuildConfig(other_store, settings(), FakeGateway())
+    await here.set_guild(GUILD, 9, temperature=0.9)
+    assert (await here.effective(GUILD, CHANNEL)).temperature == 0.9  # cached here
+    assert await there.set_guild(GUILD, 8, temperature=1.2) == {"temperature": (0.9, 1.2)}
+    assert await here.set_guild(GUILD, 7, temperature=1.5) == {"temperature": (1.2, 1.5)}  # not the cached 0.9
+    assert await there.reset(GUILD, 6) == {0: {"temperature": 1.5}}
+    assert await here.set_guild(GUILD, 5, temperature=None) == {"temperature": (None, None)}  # nothing to remove
+    assert [row[2:] for row in await audit_rows(store)] == [
+        ("temperature", None, "0.9"), ("temperature", "0.9", "1.2"), ("temperature", "1.2", "1.5"),
+        ("temperature", "1.5", None),
+    ]
+
+
+async def test_two_processes_setting_one_new_value_at_once_chain_in_the_audit(
+    store: Store, other_store: Store
+) -> None:
+    here = GuildConfig(store, settings(), FakeGateway())
+    there = GuildConfig(other_store, settings(), FakeGateway())
+    for round_ in range(5):
+        channel = CHANNEL + round_
+        first, second = await asyncio.gather(
+            here.set_channel(GUILD, channel, 1, max_tokens=111), there.set_channel(GUILD, channel, 2, max_tokens=222)
+        )
+        assert sorted([first["max_tokens"], second["max_tokens"]], key=lambda c: c[0] is not None) in (
+            [(None, 111), (111, 222)], [(None, 222), (222, 111)]
+        )
+        rows = [r for r in await audit_rows(store) if r[1] == f"channel:{channel}"]
+        assert [r[3] for r in rows] == [None, rows[0][4]]  # the second change starts from the first's value

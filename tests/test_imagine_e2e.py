@@ -5,13 +5,15 @@ buttons — and on what was charged (quota counters, ledger)."""
 from __future__ import annotations
 
 import io
+from collections.abc import AsyncIterator
+from pathlib import Path
 from typing import Any
 
 import pytest
 from PIL import Image
 
 from sandbox.gateways.images import colour_for
-from tests.e2e import start_bot
+from tests.e2e import BotEnv, settings_for, start_bot
 
 FLUX_FREE = "black-forest-labs/FLUX.1-schnell-Free"
 NO_MENTIONS = {"parse": []}
@@ -434,3 +436,47 @@ async def test_job_waiting_in_the_queue_at_a_restart_fails_cleanly_and_is_never_
     assert len(calls) == 2 and calls[1].json["prompt"] == "a blue whale" and calls[1].json["n"] == 2
     assert await images_used(env.bot, emu.guild_id, bob) == (2, 0)
     assert await images_used(env.bot, emu.guild_id, alice) == (0, 0)
+
+
+# -- on PostgreSQL ----------------------------------------------------------------------------------------
+
+@pytest.fixture
+async def pg_bot_env(discord_emu: Any, gateway_emu: Any, tmp_path: Path, pg_url: str) -> AsyncIterator[BotEnv]:
+    """The bot on a real PostgreSQL database (``[storage] url``), no ``media_dir``: images in the database."""
+    unused = tmp_path / "gatecord.db"
+    settings = settings_for(discord_emu, gateway_emu, unused, storage={"url": pg_url})
+    env = BotEnv(discord=discord_emu, gateway=gateway_emu, settings=settings, running=await start_bot(settings),
+                 db_path=unused)
+    try:
+        yield env
+    finally:
+        await env.running.stop()
+
+
+@pytest.mark.gateway_profile("digicord")
+async def test_on_postgresql_buttons_are_served_by_the_next_process_from_the_database(pg_bot_env: BotEnv) -> None:
+    env, emu = pg_bot_env, pg_bot_env.discord
+    rec = await imagine(env, {"count": 4, "seed": 1000, "width": 256, "height": 256})
+    msg = await rec.wait_final(has_result, timeout=20)
+    assert msg is not None
+    labels = buttons(msg)
+    assert await env.bot.store.fetchval("SELECT COUNT(*) FROM imagine_images WHERE data IS NOT NULL") == 4
+    edits_before = msg.edit_count
+    # as if the process had stopped after storing the images but before posting them
+    await env.bot.store.execute("UPDATE imagine_jobs SET status = 'generated'")
+
+    await env.restart()  # another process: it has none of the first one's files or memory
+    await emu.wait_for(lambda: msg.edit_count > edits_before or None, timeout=10)
+    assert len(image_calls(env.gateway)) == 1 and msg.attachments and buttons(msg) == labels
+
+    u2 = await emu.press_button(msg.id, labels["U2"])
+    await u2.wait_final(posted_file, timeout=20)
+    img = decode(posted_file(u2).attachments[0].data)
+    assert img.size == (256, 256)
+    assert close_to(img.getpixel((128, 128)), colour_for("a red fox", 1001))
+
+    v3 = await emu.press_button(msg.id, labels["V3"], user="bob")
+    assert await v3.wait_final(has_result, timeout=20) is not None
+    assert len(image_calls(env.gateway)) == 2
+    assert await images_used(env.bot, emu.guild_id, emu.users["bob"].id) == (4, 0)
+    assert not (env.db_path.parent / "images").exists()  # nothing kept on this machine's disk

@@ -1,20 +1,20 @@
-"""Budgets against a real SQLite file: reserve/settle/release, partial grants, roles, day rollover,
-expiry, concurrency (1,000 reservations against a limit of 100) and ledger/counter agreement."""
+"""Budgets on both backends (a SQLite file, a real PostgreSQL): reserve/settle/release, partial grants,
+roles, day rollover, expiry, concurrency (1,000 reservations against a limit of 100) and ledger/counter
+agreement."""
 
 from __future__ import annotations
 
 import asyncio
-from collections.abc import AsyncIterator
 from datetime import UTC, datetime, timedelta
-from pathlib import Path
 
 import pytest
 
+from bot.app.settings import Settings
+from bot.budgets.engine import Reservation
 from bot.budgets.reports import describe_line
 from bot.budgets.rules import BudgetExceeded, Feature, Requester
 from bot.budgets.service import BudgetService
 from bot.guilds.audit import InvalidSetting
-from bot.app.settings import Settings
 from bot.storage.store import Store
 from gateway_client.meta import CallMeta
 
@@ -39,12 +39,9 @@ def clock() -> Clock:
     return Clock(datetime(2025, 3, 14, 20, 48, tzinfo=UTC))
 
 
-@pytest.fixture
-async def store(tmp_path: Path) -> AsyncIterator[Store]:
-    s = Store(tmp_path / "q.db")
-    await s.open()
-    yield s
-    await s.close()
+def same_database(store: Store) -> Store:
+    """Another Store on the database of ``store`` (a restarted process)."""
+    return Store(store.path) if store.path is not None else Store(url=store.url)
 
 
 def make_quotas(store: Store, clock: Clock, **quotas: float) -> BudgetService:
@@ -236,14 +233,13 @@ async def test_expired_reservations_return_lazily_and_by_sweep(store: Store, clo
     assert len(rows) == 1 and (rows[0]["outcome"], rows[0]["images"], rows[0]["charged"]) == ("ok", 2, 1)
 
 
-async def test_expired_reservation_survives_restart(tmp_path: Path, clock: Clock) -> None:
-    path = tmp_path / "restart.db"
-    s1 = Store(path)
+async def test_expired_reservation_survives_restart(store: Store, clock: Clock) -> None:
+    s1 = same_database(store)
     await s1.open()
     q1 = BudgetService(s1, Settings(quotas={"guild_tokens": 1000, "reservation_ttl_seconds": 30}), now=clock)
     await q1.reserve(ALICE, Feature.CHAT, tokens=1000)
     await s1.close()  # crash mid-request
-    s2 = Store(path)
+    s2 = same_database(store)
     await s2.open()
     q2 = BudgetService(s2, Settings(quotas={"guild_tokens": 1000, "reservation_ttl_seconds": 30}), now=clock)
     assert (await q2.usage_limits(ALICE)).remaining("tokens") == 0
@@ -309,7 +305,7 @@ async def test_thousand_concurrent_reservations_grant_exactly_limit(store: Store
     per_member = await store.fetchall(
         "SELECT l.user_id, SUM(l.tokens), c.used FROM usage_ledger l JOIN quota_counters c"
         " ON c.scope = 'member' AND c.guild_id = l.guild_id AND c.user_id = l.user_id AND c.day = l.day AND c.kind = 'tokens'"
-        " WHERE l.charged = 1 GROUP BY l.user_id"
+        " WHERE l.charged = 1 GROUP BY l.user_id, c.used"
     )
     assert per_member and all(row[1] == row[2] for row in per_member)
     assert await store.fetchval("SELECT SUM(reserved) FROM quota_counters") == 0
@@ -397,3 +393,41 @@ async def test_requester_from_discord_like_objects() -> None:
         user = Member()
 
     assert Requester.from_interaction(Interaction()) == Requester(1000, 20, 7, (11, 12, 1000))
+
+
+async def test_expiry_sweeps_racing_reservations_and_settles_stay_exact(store: Store, clock: Clock) -> None:
+    """Two engines (on PostgreSQL two pools, as two processes) sweep lazily and periodically while
+    reserving and settling across guilds: no deadlock, each expired hold returned once."""
+    other = same_database(store) if store.dialect == "postgresql" else store
+    if other is not store:
+        await other.open()
+    try:
+        settings = Settings(quotas={"guild_chat_requests": 10_000, "reservation_ttl_seconds": 60})
+        q1, q2 = BudgetService(store, settings, now=clock), BudgetService(other, settings, now=clock)
+        members = [Requester(GUILD + g, 10, 100 + m) for g in range(3) for m in range(8)]
+        stale = await asyncio.gather(*(q1.reserve(r, Feature.CHAT, tokens=10) for r in members))  # never settled
+        clock.advance(seconds=61)
+        settling = await asyncio.gather(*(q2.reserve(r, Feature.CHAT, tokens=10) for r in members))
+        work = [
+            *(q.reserve(r, Feature.CHAT, tokens=20) for r in members for q in (q1, q2)),
+            *(q.settle(r, usage_tokens=5) for r, q in zip(settling, [q1, q2] * len(members), strict=False)),
+            q1.sweep_expired(), q2.sweep_expired(),
+        ]
+        results = await asyncio.gather(*work, return_exceptions=True)
+        assert [r for r in results if isinstance(r, BaseException)] == []
+        fresh = [r for r in results if isinstance(r, Reservation)]
+        assert len(fresh) == 2 * len(members)
+
+        expired = await store.fetchall(
+            "SELECT reservation_id, COUNT(*) FROM usage_ledger WHERE outcome = 'expired' GROUP BY reservation_id")
+        assert sorted(row[0] for row in expired) == sorted(r.id for r in stale)
+        assert all(row[1] == 1 for row in expired)
+        for g in range(3):
+            held_requests = sum(1 for r in fresh if r.requester.guild_id == GUILD + g)
+            assert await q1.counter("guild", GUILD + g, 0, "chat_requests") == (8, held_requests)
+            assert await q1.counter("guild", GUILD + g, 0, "tokens") == (8 * 5, 20 * held_requests)
+        open_now = await store.fetchval("SELECT COUNT(*) FROM quota_reservations WHERE state = 'open'")
+        assert open_now == len(fresh)
+    finally:
+        if other is not store:
+            await other.close()

@@ -1,21 +1,20 @@
 """Budgets around real gateway calls (gateway client against the gateway emulator): settle with the
 call's real usage and metadata, release on a gateway error, on the bot closing mid-request, and a
-crash that leaves a reservation open returns it once it expires."""
+crash that leaves a reservation open returns it once it expires. Both backends (conftest ``store``)."""
 
 from __future__ import annotations
 
 import asyncio
 from collections.abc import AsyncIterator
 from datetime import UTC, datetime, timedelta
-from pathlib import Path
 from typing import Any
 
 import pytest
 
 from bot.app.factory import build_gateway_client
+from bot.app.settings import Settings
 from bot.budgets.rules import Feature, Requester
 from bot.budgets.service import BudgetService
-from bot.app.settings import Settings
 from bot.storage.store import Store
 from gateway_client import ChatMessage, ChatRequest, GatewayError
 from sandbox.gateways import GatewayEmulator
@@ -49,14 +48,17 @@ def make_settings(emu: GatewayEmulator, **quotas: Any) -> Settings:
     )
 
 
+def same_database(store: Store) -> Store:
+    """Another Store on the database of ``store`` (a restarted process)."""
+    return Store(store.path) if store.path is not None else Store(url=store.url)
+
+
 async def ledger(store: Store) -> list[dict]:
     return [dict(r) for r in await store.fetchall("SELECT * FROM usage_ledger ORDER BY id")]
 
 
-async def test_settle_with_real_usage_release_on_gateway_error(gateway: GatewayEmulator, tmp_path: Path) -> None:
+async def test_settle_with_real_usage_release_on_gateway_error(gateway: GatewayEmulator, store: Store) -> None:
     settings = make_settings(gateway, member_tokens=5000, member_chat_requests=10)
-    store = Store(tmp_path / "f.db")
-    await store.open()
     client = build_gateway_client(settings)
     await client.start()
     q = BudgetService(store, settings, now=Clock())
@@ -85,13 +87,10 @@ async def test_settle_with_real_usage_release_on_gateway_error(gateway: GatewayE
         assert failed["error_code"] == (info.value.code or type(info.value).__name__)
     finally:
         await client.close()
-        await store.close()
 
 
-async def test_bot_closing_mid_request_releases(gateway: GatewayEmulator, tmp_path: Path) -> None:
+async def test_bot_closing_mid_request_releases(gateway: GatewayEmulator, store: Store) -> None:
     settings = make_settings(gateway, guild_chat_requests=1)
-    store = Store(tmp_path / "f.db")
-    await store.open()
     client = build_gateway_client(settings)
     await client.start()
     q = BudgetService(store, settings, now=Clock())
@@ -115,27 +114,23 @@ async def test_bot_closing_mid_request_releases(gateway: GatewayEmulator, tmp_pa
     [row] = await ledger(store)
     assert (row["outcome"], row["charged"]) == ("cancelled", 0)
     await q.reserve(ME, Feature.CHAT)  # the budget is available again
-    await store.close()
 
 
-async def test_crash_with_open_reservation_is_returned_after_ttl(gateway: GatewayEmulator, tmp_path: Path) -> None:
+async def test_crash_with_open_reservation_is_returned_after_ttl(gateway: GatewayEmulator, store: Store) -> None:
     settings = make_settings(gateway, guild_images=4, reservation_ttl_seconds=120)
     clock = Clock()
-    store = Store(tmp_path / "crash.db")
-    await store.open()
-    q = BudgetService(store, settings, now=clock)
+    crashing = same_database(store)
+    await crashing.open()
+    q = BudgetService(crashing, settings, now=clock)
     r = await q.reserve(ME, Feature.IMAGE, images=4)
-    await store.close()  # the process dies: the release below cannot reach the database
+    await crashing.close()  # the process dies: the release below cannot reach the database
     await q.engine.release_quietly(r, "error", None, "crash")
     assert not r.closed
 
-    store = Store(tmp_path / "crash.db")
-    await store.open()
-    q = BudgetService(store, settings, now=clock)
+    q = BudgetService(store, settings, now=clock)  # the restarted process
     assert (await q.usage_limits(ME)).remaining("images") == 0
     clock.t += timedelta(seconds=121)
     assert await q.sweep_expired() == 1
     assert (await q.usage_limits(ME)).remaining("images") == 4
     [row] = await ledger(store)
     assert (row["outcome"], row["charged"], row["reservation_id"]) == ("expired", 0, r.id)
-    await store.close()

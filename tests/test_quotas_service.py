@@ -4,15 +4,13 @@
 from __future__ import annotations
 
 import asyncio
-from collections.abc import AsyncIterator
 from datetime import UTC, datetime, timedelta
-from pathlib import Path
 
 import pytest
 
 from bot.app.settings import Settings
 from bot.budgets.rules import BudgetExceeded, Feature, Requester
-from bot.budgets.service import BudgetService
+from bot.budgets.service import SWEEP_LOCK, BudgetService
 from bot.storage.store import Store
 from gateway_client.errors import Unsupported
 from gateway_client.models import ModelInfo, ModelKind
@@ -39,14 +37,6 @@ class Steps:
     async def sleep(self, seconds: float) -> None:
         await self.asleep.put(seconds)
         await self.wake.get()
-
-
-@pytest.fixture
-async def store(tmp_path: Path) -> AsyncIterator[Store]:
-    s = Store(tmp_path / "s.db")
-    await s.open()
-    yield s
-    await s.close()
 
 
 async def ledger(store: Store) -> list[tuple[str, str | None, int, int]]:
@@ -113,6 +103,31 @@ async def test_service_sweeps_expired_reservations_until_closed(store: Store) ->
 
     await q.close()
     assert not q.sweeper.running
+
+
+async def test_sweep_pass_is_skipped_while_another_process_holds_the_sweep_lock(pg_url: str) -> None:
+    store, other_process = Store(url=pg_url), Store(url=pg_url)
+    await store.open()
+    await other_process.open()
+    clock, steps = Clock(), Steps()
+    q = BudgetService(store, Settings(quotas={"member_images": 4, "reservation_ttl_seconds": 60}), now=clock,
+                      sleep=steps.sleep)
+    try:
+        await q.reserve(ALICE, Feature.IMAGE, images=4)
+        clock.t += timedelta(seconds=61)  # expired
+        async with other_process.lock(SWEEP_LOCK) as held:
+            assert held
+            await q.start()
+            await steps.asleep.get()  # the first pass ran while the other process held the lock: skipped
+            assert await q.counter("member", GUILD, 1, "images") == (0, 4)
+        steps.wake.put_nowait(None)
+        await steps.asleep.get()  # the next pass holds the lock and returns the hold
+        assert await q.counter("member", GUILD, 1, "images") == (0, 0)
+        assert await ledger(store) == [("expired", None, 0, 0)]
+    finally:
+        await q.close()
+        await store.close()
+        await other_process.close()
 
 
 class FakeGateway:

@@ -22,6 +22,7 @@ from bot.app.web import WebServer
 from bot.relay.outbox import PostRecord
 from bot.relay.service import RelayService
 from bot.app.settings import Settings
+from bot.storage.errors import StorageError
 from bot.storage.store import Store
 from tests import prometheus_text as metrics_text
 from tests.waiting import Changes, SignallingStore
@@ -38,11 +39,14 @@ class FakeScope:
             CATEGORY: ChannelInfo(GUILD, None, False),
         }
         self.is_ready = True
+        self.failure: Exception | None = None  # raised by lookup (a channel directory whose database failed)
 
     async def ready(self) -> bool:
         return self.is_ready
 
     async def lookup(self, channel_id: int) -> ChannelInfo | None:
+        if self.failure is not None:
+            raise self.failure
         return self.channels.get(channel_id)
 
 
@@ -274,6 +278,29 @@ async def test_per_key_rate_limit(tmp_path: Path, db: dict[str, Any]) -> None:
         await close()
 
 
+async def test_a_key_gets_its_posts_in_total_across_two_web_processes(tmp_path: Path) -> None:
+    """Two relay services on one database (two processes): the key's budget is one bucket there."""
+    one, close_one = await build(tmp_path, rate_per_minute=1, burst=3)
+    two, close_two = await build(tmp_path, rate_per_minute=1, burst=3)
+    try:
+        key = await one.key(name="a")
+        answers = [await (one, two)[i % 2].post(key, DIGICORD) for i in range(8)]
+        assert [status for status, _, _ in answers] == [202] * 3 + [429] * 5
+        assert {resp.headers["Retry-After"] for _, _, resp in answers[3:]} == {"60"}
+    finally:
+        await close_two()
+        await close_one()
+
+
+async def test_a_rate_limit_the_database_cannot_check_is_a_503(env: Env) -> None:
+    key = await env.key()
+    await env.store.execute("DROP TABLE rate_buckets")  # the limiter's statement fails from now on
+    status, body, resp = await env.post(key, DIGICORD)
+    assert status == 503 and body["error"] == "unavailable" and resp.headers["Retry-After"] == "1"
+    env.check("/send-data", "post", 503, body)
+    assert await env.store.fetchval("SELECT COUNT(*) FROM relay_outbox") == 0
+
+
 async def test_channel_scope_403_reveals_nothing(env: Env) -> None:
     key = await env.key()
     answers = []
@@ -297,6 +324,16 @@ async def test_not_ready_is_503(env: Env) -> None:
     status, body, resp = await env.post(key, {**DIGICORD, "channelId": "5"})
     assert status == 503 and resp.headers["Retry-After"] == "5"
     env.check("/send-data", "post", 503, body)
+
+
+async def test_a_channel_check_the_database_cannot_answer_is_503_and_nothing_is_stored(env: Env) -> None:
+    key = await env.key()
+    env.scope.failure = StorageError("connection lost")
+    status, body, resp = await env.post(key, DIGICORD)
+    assert status == 503 and body["error"] == "unavailable" and resp.headers["Retry-After"] == "1"
+    assert body["message"] == "the channel could not be checked; retry later"
+    env.check("/send-data", "post", 503, body)
+    assert await env.store.fetchval("SELECT COUNT(*) FROM relay_outbox") == 0
 
 
 async def test_get_with_another_key_is_404(env: Env) -> None:

@@ -17,7 +17,7 @@ from aiohttp.test_utils import TestClient, TestServer
 from bot.app.settings import Settings
 from bot.app.web import WebServer
 from bot.relay.api import ChannelInfo
-from bot.relay.channels import DatabaseChannelScope
+from bot.relay.directory import DatabaseChannelScope
 from bot.relay.openapi import validate_response
 from bot.relay.outbox import NewPost, PostRecord
 from bot.relay.service import RelayService

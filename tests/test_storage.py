@@ -19,7 +19,7 @@ from alembic.migration import MigrationContext
 from bot.storage import migrations
 from bot.storage.errors import DatabaseTooNew, IntegrityError, MigrationError, NoMigrations, StorageError
 from bot.storage.schema import metadata
-from bot.storage.sqltext import bind
+from bot.storage.sqltext import positional
 from bot.storage.store import Store
 
 REPO = Path(__file__).resolve().parent.parent
@@ -237,12 +237,15 @@ async def test_a_constraint_refusal_is_an_integrity_error_and_changes_nothing(st
         await store.fetchval("SELECT * FROM no_such_table")
 
 
-def test_positional_marks_become_names_outside_literals() -> None:
-    sql, values = bind("SELECT '?', \"a?\" FROM t WHERE a = ? -- why?\n AND b = ?", (1, 2))
-    assert sql == "SELECT '?', \"a?\" FROM t WHERE a = :p0 -- why?\n AND b = :p1"
-    assert values == {"p0": 1, "p1": 2}
+def test_parameters_are_numbered_for_postgresql_outside_literals_comments_and_casts() -> None:
+    sql, values = positional("SELECT '?', \"a?\" FROM t WHERE a = ? -- why?\n AND b = ?", (1, 2))
+    assert (sql, values) == ("SELECT '?', \"a?\" FROM t WHERE a = $1 -- why?\n AND b = $2", (1, 2))
+    sql, values = positional("SELECT x::text, ':no' FROM t WHERE c = :c AND d = :d OR e = :c", {"d": 2, "c": 1})
+    assert (sql, values) == ("SELECT x::text, ':no' FROM t WHERE c = $1 AND d = $2 OR e = $1", (1, 2))
     with pytest.raises(ValueError, match="2 '\\?' marks but 1 parameters"):
-        bind("SELECT ? + ?", (1,))
+        positional("SELECT ? + ?", (1,))
+    with pytest.raises(ValueError, match="no value for the parameter :d"):
+        positional("SELECT :c + :d", {"c": 1})
 
 
 # -- transactions ---------------------------------------------------------------------------------------

@@ -1,10 +1,11 @@
-"""The ``gatecord`` command: ``run``, ``migrate``, ``check``, ``backup``, ``sandbox``.
+"""The ``gatecord`` command: ``run``, ``web``, ``migrate``, ``check``, ``backup``, ``copy-db``, ``sandbox``.
 
 What stops the bot from starting at all prints one line and exits with code 2: a configuration
 problem (naming the key and the file, or the environment variable), a database at a newer schema
-version than the code, an installation without its migrations. A command that ran and failed (a
-problem found by ``check``, a migration that failed, a backup that could not be made) prints one
-line and exits with code 1. No traceback, no secret.
+version than the code or one that cannot be reached, an installation without its migrations. A
+command that ran and failed (a problem found by ``check``, a migration that failed, a backup or a
+copy that could not be made) prints one line and exits with code 1. No traceback, no secret (a
+PostgreSQL URL is shown without its password).
 """
 
 from __future__ import annotations
@@ -21,6 +22,7 @@ from typing import TYPE_CHECKING
 
 from bot.app.logging_setup import configure_logging
 from bot.app.settings import ConfigError, Settings, has_token, load_settings, require_token
+from bot.storage.errors import StorageError
 from bot.storage.migrations import (
     DatabaseTooNew,
     MigrationError,
@@ -33,6 +35,13 @@ from bot.storage.migrations import (
 if TYPE_CHECKING:
     from bot.app.factory import GatecordBot
 
+#: gateway close codes that mean the shard settings do not fit the bot (Discord's words, then what to do)
+SHARD_CLOSE_CODES = {
+    4010: "Discord refused the shard settings (gateway close code 4010, invalid shard): check discord.shard_count "
+          "and discord.shard_ids",
+    4011: "Discord requires more shards for this bot's servers (gateway close code 4011, sharding required): raise "
+          "discord.shard_count (GATECORD_DISCORD__SHARD_COUNT), or leave it unset for Discord's recommended count",
+}
 EXIT_FAILURE = 1  # the command ran and failed: a problem found by check, a failed migration or backup
 EXIT_CONFIG = 2  # cannot start: the configuration is wrong or incomplete, or the database or installation
 # is one this code cannot use (a newer schema version, no migrations)
@@ -48,12 +57,20 @@ def build_parser() -> argparse.ArgumentParser:
     sub = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
     for name, help_text in (
         ("run", "start the bot (needs a Discord token; with --sandbox-if-no-token, the sandbox when there is none)"),
+        ("web", "the web tier alone (/send-data, /ready, /metrics …), no Discord connection; needs PostgreSQL"),
         ("migrate", "apply database migrations and print the schema version"),
         ("check", "validate the configuration and reach the configured AI gateway"),
         ("backup", "copy the database, consistently, while the bot runs (SQLite's online backup)"),
+        ("copy-db", "copy every row of one database into a new, empty one (SQLite to PostgreSQL or back)"),
         ("sandbox", "try Gatecord in a browser: emulated Discord and gateway, the real bot, one local URL"),
     ):
         cmd = sub.add_parser(name, help=help_text)
+        if name == "copy-db":  # both databases are on its command line: no configuration
+            cmd.add_argument("--from", dest="source", required=True, metavar="DATABASE",
+                             help="sqlite:PATH or postgresql://user:password@host:5432/dbname")
+            cmd.add_argument("--to", dest="target", required=True, metavar="DATABASE",
+                             help="the same forms; migrated to the newest schema, and must hold no rows")
+            continue
         cmd.add_argument("--config", metavar="PATH", default=None, help="TOML file (default ./config.toml)")
         if name == "backup":
             cmd.add_argument("path", metavar="PATH", help="the file to write the copy to")
@@ -91,6 +108,8 @@ async def _sandbox(settings: Settings, args: argparse.Namespace) -> int:
 
 def main(argv: Sequence[str] | None = None) -> int:
     args = build_parser().parse_args(argv)
+    if args.command == "copy-db":
+        return _copy_db(args.source, args.target)
     try:
         settings = load_settings(args.config, require_file=args.config is not None)
         command = choose_command(args, settings)
@@ -100,14 +119,15 @@ def main(argv: Sequence[str] | None = None) -> int:
     if command == "backup":  # reads any database, even one newer than this code (a copy before a downgrade)
         return _backup(settings, args.path, force=args.force)
     try:
-        # Before anything starts: the package must carry its migrations, and the database (the
-        # sandbox's is a fresh temporary one) must not be newer than the code.
-        ensure_usable(None if command == "sandbox" else settings.storage.path)
+        # Before anything starts: the package must carry its migrations, and an SQLite file (the
+        # sandbox's is a fresh temporary one) must not be newer than the code. PostgreSQL is checked
+        # when it is first connected to (_ensure_database, Store.open).
+        ensure_usable(None if command == "sandbox" or settings.storage.url else settings.storage.path)
     except MigrationError as exc:
         print(f"gatecord: {exc}", file=sys.stderr)
         return exit_code_for(exc)
     configure_logging(settings)
-    handler = {"run": _run, "migrate": _migrate, "check": _check,
+    handler = {"run": _run, "web": _web, "migrate": _migrate, "check": _check,
                "sandbox": lambda s: _sandbox(s, args)}[command]
     try:
         return asyncio.run(handler(settings))
@@ -115,25 +135,66 @@ def main(argv: Sequence[str] | None = None) -> int:
         return 130
 
 
+def storage_exit_code(exc: StorageError) -> int:
+    """A database that cannot be reached or opened is one the process cannot start with (2)."""
+    return exit_code_for(exc) if isinstance(exc, MigrationError) else EXIT_CONFIG
+
+
 async def _migrate(settings: Settings) -> int:
     from bot.storage.store import Store
 
-    store = Store(settings.storage.path)
+    store = Store.from_settings(settings.storage)
     try:
         version = await store.open()
-    except MigrationError as exc:
+    except StorageError as exc:  # a failed or refused migration, or a database that cannot be reached
         print(f"gatecord: {exc}", file=sys.stderr)
-        return exit_code_for(exc)
+        return storage_exit_code(exc)
     finally:
         await store.close()
-    print(f"database {settings.storage.path}: schema version {version}")
+    print(f"{store.describe()}: schema version {version}")
+    return 0
+
+
+async def ensure_database(settings: Settings) -> None:
+    """PostgreSQL's counterpart of ``ensure_usable``: reachable and not newer than the code, checked
+    before a process connects to anything else. Raises ``StorageError`` (one line); SQLite: nothing."""
+    from bot.storage.store import Store
+
+    if not settings.storage.url:
+        return
+    store = Store.from_settings(settings.storage)
+    try:
+        await store.open(migrate=False)
+    finally:
+        await store.close()
+
+
+def _copy_db(source: str, target: str) -> int:
+    from bot.storage.copy import CopyError, copy_database, parse_endpoint
+
+    try:
+        plan = (parse_endpoint(source, "--from"), parse_endpoint(target, "--to"))
+        asyncio.run(copy_database(*plan, report=print))
+    except CopyError as exc:
+        print(f"gatecord: {exc}", file=sys.stderr)
+        return exc.exit_code
+    except KeyboardInterrupt:
+        return 130
     return 0
 
 
 def _backup(settings: Settings, path: str, *, force: bool) -> int:
     """Blocking, outside any event loop: the bot, if running, is another process and keeps writing."""
     from bot.storage.backup import BackupError, backup_database
+    from bot.storage.store import Store
 
+    if settings.storage.url:
+        print(
+            f"gatecord: {Store.from_settings(settings.storage).describe()} is PostgreSQL: back it up with pg_dump "
+            f"(pg_dump --format=custom --file {path} DATABASE_URL); `gatecord backup` copies SQLite files",
+            file=sys.stderr,
+        )
+        return EXIT_FAILURE
     try:
         version = backup_database(settings.storage.path, path, force=force)
     except BackupError as exc:
@@ -151,6 +212,11 @@ async def _run(settings: Settings) -> int:
 
     from bot.app.factory import create_bot
 
+    try:
+        await ensure_database(settings)  # before logging in to Discord
+    except StorageError as exc:
+        print(f"gatecord: {exc}", file=sys.stderr)
+        return storage_exit_code(exc)
     bot = create_bot(settings)
     loop = asyncio.get_running_loop()
     stopping = asyncio.Event()
@@ -173,15 +239,56 @@ async def _run(settings: Settings) -> int:
     except discord.LoginFailure:
         print("gatecord: Discord rejected the bot token (discord.token); check it and try again", file=sys.stderr)
         return EXIT_CONFIG
-    except MigrationError as exc:  # raised by the bot's set-up when it opens the database
+    except StorageError as exc:  # raised by the bot's set-up when it opens (and migrates) the database
         print(f"gatecord: {exc}", file=sys.stderr)
-        return exit_code_for(exc)
+        return storage_exit_code(exc)
     except discord.PrivilegedIntentsRequired:
         print(
             "gatecord: Discord refused the Message Content intent; enable it for the bot in the developer portal",
             file=sys.stderr,
         )
         return EXIT_CONFIG
+    except discord.ConnectionClosed as exc:
+        if exc.code not in SHARD_CLOSE_CODES:
+            raise
+        print(f"gatecord: {SHARD_CLOSE_CODES[exc.code]}", file=sys.stderr)
+        return EXIT_CONFIG
+    return 0
+
+
+async def _web(settings: Settings) -> int:
+    """The web tier until a signal: then it drains (new posts 503, requests in progress finish within
+    ``shutdown.drain_seconds``) and exits 0; a second signal exits at once. See ``bot.app.webtier``."""
+    from bot.app.webtier import NEEDS_POSTGRESQL, WebTier
+    from bot.storage.errors import DatabaseTooOld
+
+    if settings.storage.url is None:  # before anything is opened or created
+        print(f"gatecord: {NEEDS_POSTGRESQL}", file=sys.stderr)
+        return EXIT_CONFIG
+    tier = WebTier(settings)
+    loop = asyncio.get_running_loop()
+    stopping = asyncio.Event()
+    for sig in (signal.SIGINT, signal.SIGTERM):
+        loop.add_signal_handler(sig, _on_stop_signal, sig, stopping)
+    try:
+        try:
+            await tier.start()
+        except MigrationError as exc:  # a database older or newer than the code: one line, exit 2
+            print(f"gatecord: {exc}", file=sys.stderr)
+            return EXIT_CONFIG if isinstance(exc, DatabaseTooOld) else exit_code_for(exc)
+        except StorageError as exc:  # unreachable: it cannot start (the reason, never the password)
+            print(f"gatecord: {exc}", file=sys.stderr)
+            return EXIT_CONFIG
+        except OSError as exc:
+            http = settings.http
+            print(f"gatecord: cannot listen on {http.host}:{http.port} ({exc.strerror or exc}); check http.host "
+                  "and http.port", file=sys.stderr)
+            return EXIT_CONFIG
+        await stopping.wait()
+        logging.getLogger("gatecord").info("stopping on a signal (send it again to stop at once)")
+        await tier.drain()  # logs what was drained
+    finally:
+        await tier.close()
     return 0
 
 
@@ -212,17 +319,19 @@ async def _check(settings: Settings) -> int:
     from bot.app.factory import build_gateway_client
     from gateway_client import GatewayError
 
-    problems = 0
+    try:
+        database, database_ok = await _database_line(settings)
+    except DatabaseTooNew as exc:  # as for an SQLite file (ensure_usable): this code must not start on it
+        print(f"gatecord: {exc}", file=sys.stderr)
+        return EXIT_CONFIG
+    problems = 0 if database_ok else 1
     token = settings.discord.token.get_secret_value().strip()
     print(
         f"discord: token {'set' if token else 'MISSING (set GATECORD_DISCORD__TOKEN)'}; "
         f"API {settings.discord.api_base_url}"
     )
     problems += 0 if token else 1
-    latest = latest_version()
-    current = await asyncio.to_thread(stored_version, settings.storage.path)
-    pending = "" if current == latest else "; `gatecord migrate` (or starting the bot) brings it up to date"
-    print(f"database {settings.storage.path}: schema version {current} of {latest}{pending}")
+    print(database)
     g = settings.gateway
     print(f"gateway: profile {g.profile} at {g.base_url}; key {'set' if g.api_key.get_secret_value() else 'not set'}")
     client = build_gateway_client(settings)
@@ -263,6 +372,32 @@ async def _check(settings: Settings) -> int:
         await client.close()
     print("check: all good" if problems == 0 else f"check: {problems} problem(s) found")
     return 0 if problems == 0 else EXIT_FAILURE
+
+
+async def _database_line(settings: Settings) -> tuple[str, bool]:
+    """``check``'s database line and whether it is fine. Read-only: nothing is created or migrated.
+    A database newer than the code raises ``DatabaseTooNew``."""
+    from bot.storage.store import Store
+
+    latest = latest_version()
+    store = Store.from_settings(settings.storage)
+    where = store.describe()
+    reached = ""
+    if settings.storage.url:
+        try:
+            current = await store.open(migrate=False)
+        except DatabaseTooNew:
+            raise
+        except StorageError as exc:  # cannot be reached, or at a revision gatecord does not know
+            reason = str(exc).removeprefix(where).strip()
+            return f"{where}: FAILED, {reason}", False
+        finally:
+            await store.close()
+        reached = "reachable, "
+    else:
+        current = await asyncio.to_thread(stored_version, settings.storage.path)
+    pending = "" if current == latest else "; `gatecord migrate` (or starting the bot) brings it up to date"
+    return f"{where}: {reached}schema version {current} of {latest}{pending}", True
 
 
 if __name__ == "__main__":  # pragma: no cover

@@ -18,6 +18,14 @@ Priority: requests made inside ``deferrable()`` (a streaming answer's intermedia
 everything else (first messages, final edits, relay posts), and can be withdrawn while they wait
 (the final edit supersedes them). ``congested()`` tells a renderer to skip intermediate edits while
 the queue would make a new request wait longer than ``congestion_wait``.
+
+Many processes (PostgreSQL): the 50/s are the bot token's, whichever process sends. With ``buckets``
+the tokens come from the shared bucket ``discord`` in the database (same rate and burst), so the
+processes together stay within the budget. A process takes as many tokens per round trip as it has
+requests queued (up to the burst; one after a refusal, so a busy process cannot starve a quiet one)
+and drops any it could not use at once (a request withdrawn meanwhile): no tokens are held back for
+later. Before the store is open (discord.py's login) and while the database cannot answer, the
+process's own bucket paces it as on SQLite.
 """
 
 from __future__ import annotations
@@ -27,6 +35,7 @@ import contextlib
 import contextvars
 import heapq
 import itertools
+import logging
 import re
 import time
 from collections.abc import Callable, Iterator
@@ -37,9 +46,13 @@ from typing import Protocol
 import aiohttp
 import yarl
 
+from bot.storage.buckets import TokenBuckets
+from bot.storage.errors import StorageError
+
 __all__ = [
     "DEFAULT_BURST",
     "DEFAULT_RATE",
+    "SHARED_BUCKET",
     "Deferral",
     "DiscordPacer",
     "PacerStats",
@@ -53,11 +66,15 @@ DEFAULT_RATE = 40.0
 DEFAULT_BURST = 5
 #: A renderer skips intermediate edits while a new request would wait longer than this.
 DEFAULT_CONGESTION_WAIT = 0.25
+#: the ``rate_buckets`` row every process takes its Discord request tokens from (PostgreSQL)
+SHARED_BUCKET = "discord"
 
 HIGH, LOW = 0, 1
 
 _INTERACTION_CALLBACK = re.compile(r"/interactions/\d+/[^/]+/callback$")
 _WEBHOOK = re.compile(r"/webhooks/(\d+)/[^/]+")
+
+log = logging.getLogger(__name__)
 
 
 class Clock(Protocol):
@@ -129,7 +146,8 @@ class DiscordPacer:
     """A token bucket (``rate`` per second, ``burst`` tokens) with a two-level priority queue.
 
     One per process: every request discord.py makes waits in ``trace_config()``'s callback for a
-    token, unless ``exempt(method, url)`` says Discord does not count it.
+    token, unless ``exempt(method, url)`` says Discord does not count it. With ``buckets`` (set when
+    the store is PostgreSQL) the tokens are the shared bucket's, taken by every process.
     """
 
     def __init__(
@@ -140,6 +158,7 @@ class DiscordPacer:
         congestion_wait: float = DEFAULT_CONGESTION_WAIT,
         exempt: Callable[[str, yarl.URL], bool] | None = None,
         clock: Clock | None = None,
+        buckets: TokenBuckets | None = None,
     ) -> None:
         if rate <= 0 or burst < 1:
             raise ValueError("rate must be positive and burst at least 1")
@@ -149,6 +168,10 @@ class DiscordPacer:
         self.exempt = exempt if exempt is not None else (lambda method, url: False)
         self.clock: Clock = clock if clock is not None else _Monotonic()
         self.stats = PacerStats()
+        self.buckets = buckets
+        self._allowance = 0  # shared tokens taken for the requests queued now
+        self._refused = False  # the shared bucket refused the last take: ask for one token next
+        self._warned = False
         self._tokens = self.burst
         self._stamp: float | None = None
         self._seq = itertools.count()
@@ -163,8 +186,10 @@ class DiscordPacer:
         return sum(1 for _, _, fut in self._queue if not fut.done())
 
     def congested(self) -> bool:
-        """True while a new request would wait longer than ``congestion_wait`` for its token."""
-        return (self.waiting + 1 - self._refill()) / self.rate > self.congestion_wait
+        """True while a new request would wait longer than ``congestion_wait`` for its token
+        (shared: as this process's own queue makes it wait)."""
+        available = self._refill() if self.buckets is None else self._allowance
+        return (self.waiting + 1 - available) / self.rate > self.congestion_wait
 
     @contextlib.contextmanager
     def deferrable(self) -> Iterator[Deferral]:
@@ -183,11 +208,46 @@ class DiscordPacer:
         self._stamp = now
         return self._tokens
 
-    def _take(self) -> bool:
+    def _take_local(self) -> bool:
         if self._refill() >= 1.0:
             self._tokens -= 1.0
             return True
         return False
+
+    def _take(self) -> bool:
+        if self.buckets is None:
+            return self._take_local()
+        if self._allowance >= 1:
+            self._allowance -= 1
+            return True
+        return False
+
+    async def _replenish(self) -> float:
+        """Make tokens available to ``_take``: 0.0 when there are some now, else the seconds to wait."""
+        if self.buckets is None:
+            return self._local_wait()  # the local bucket refills by itself
+        if self.buckets.store.is_open:
+            want = 1 if self._refused else max(1, min(self.waiting, int(self.burst)))
+            try:
+                wait = await self.buckets.take(SHARED_BUCKET, self.rate, self.burst, want)
+            except StorageError as exc:
+                if not self._warned:
+                    log.warning("Discord pacing: the shared budget could not be read (%s); pacing this "
+                                "process on its own meanwhile", exc)
+                    self._warned = True
+            else:
+                self._warned = False
+                self._refused = wait > 0
+                if wait == 0:
+                    self._allowance += want
+                return wait
+        if self._take_local():  # no database yet (login) or none reachable: this process's own bucket
+            self._allowance += 1
+            return 0.0
+        return self._local_wait()
+
+    def _local_wait(self) -> float:
+        return (1.0 - self._tokens) / self.rate
 
     async def acquire(self) -> None:
         """Wait for a token: at once when one is free and nobody is queued, else in priority order
@@ -226,12 +286,15 @@ class DiscordPacer:
             while self._queue and self._queue[0][2].done():
                 heapq.heappop(self._queue)  # withdrawn or cancelled
             if not self._queue:
+                self._allowance = 0  # taken for requests that went away meanwhile: not kept for later
                 return
             if self._take():
                 _, _, fut = heapq.heappop(self._queue)
                 fut.set_result(None)
                 continue
-            await self.clock.sleep((1.0 - self._tokens) / self.rate)
+            wait = await self._replenish()
+            if wait > 0:
+                await self.clock.sleep(wait)
 
     async def close(self) -> None:
         if self._dispatcher is not None:

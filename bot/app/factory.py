@@ -20,16 +20,21 @@ import yarl
 from discord.ext import commands
 
 from bot.app.discord_pacing import DiscordPacer, interaction_exempt
+from bot.app.identify_gate import DatabaseIdentifyGate
+from bot.app.readiness import database_check
 from bot.app.settings import FallbackGateway, GatewaySettings, Settings
+from bot.app.sharding import IdentifyGate, describe_shards, held_shards
 from bot.app.tree import GatecordTree
 from bot.app.web import WebServer
 from bot.budgets.service import BudgetService
 from bot.chat.service import ChatService
 from bot.guilds.config import GuildConfig
 from bot.media.service import ImageJobService
-from bot.relay.service import RelayService
+from bot.relay.directory import CacheThenDirectoryScope, ChannelDirectory, DatabaseChannelScope
+from bot.relay.service import ClientChannelScope, RelayService
 from bot.rendering.errors import error_code
 from bot.rendering.replies import NO_MENTIONS
+from bot.storage.buckets import TokenBuckets
 from bot.storage.store import Store
 from bot.vision.service import VisionService
 from gateway_client import ClientOptions, GatewayClient, GatewayConfig
@@ -38,7 +43,6 @@ log = logging.getLogger(__name__)
 
 VERSION = "0.1.0"
 COGS_PACKAGE = "cogs"
-READY_WRITE_TIMEOUT = 2.0  # seconds /ready waits for its test write (a lock held longer: not ready)
 
 
 def apply_discord_urls(settings: Settings) -> None:
@@ -85,7 +89,10 @@ def discover_cogs(package: str = COGS_PACKAGE) -> list[str]:
     return sorted(names)
 
 
-class GatecordBot(commands.Bot):
+class GatecordBot(commands.AutoShardedBot):
+    """Holds the shards of ``[discord] shard_count`` / ``shard_ids`` (one process, Discord's
+    recommended count, when they are unset)."""
+
     def __init__(self, settings: Settings) -> None:
         # Gatecord has no voice features: discord.py's warnings about missing voice libraries
         # would only confuse whoever reads the start-up log.
@@ -108,12 +115,22 @@ class GatecordBot(commands.Bot):
             # 80 ms against about 150 ms unbounded). aiohttp builds it on the running event loop.
             connector=aiohttp.TCPConnector(limit=settings.discord.http_connections),
             http_trace=pacer.trace_config(),
+            shard_count=settings.discord.shard_count,
+            # None (its default: every shard) is what discord.py's options type leaves out
+            shard_ids=settings.discord.shard_ids,  # type: ignore[arg-type]
         )
+        #: set by whoever coordinates IDENTIFY across processes; None: discord.py's own pacing
+        self.identify_gate: IdentifyGate | None = None
         self.discord_pacer = pacer
         self.settings = settings
         self.version = VERSION
         self.started_at = time.monotonic()
-        self.store = Store.from_settings(settings.storage)
+        self.store = Store.from_settings(settings.storage)  # SQLite file, or PostgreSQL with [storage] url
+        if self.store.dialect == "postgresql":  # many processes: the budget is one bucket in the database
+            pacer.buckets = TokenBuckets(self.store)
+            # and IDENTIFY turns are shared by every process (max_concurrency: Discord's, learnt in connect())
+            self.identify_gate = DatabaseIdentifyGate(
+                TokenBuckets(self.store), interval=settings.discord.identify_interval_seconds)
         self.gateway = build_gateway_client(settings)
         self.web = WebServer(settings.http.host, settings.http.port, max_body_bytes=settings.http.max_body_bytes,
                              limits=settings.http)
@@ -126,8 +143,14 @@ class GatecordBot(commands.Bot):
         self.web.add_readiness_check("discord", self._discord_ready)
         self.web.add_readiness_check("accepting", self._accepting_ready)
         self._drain: asyncio.Future[str] | None = None
+        # PostgreSQL: other processes hold other guilds (and `gatecord web` none), so this process records
+        # what its shards see in the shared channel directory (cogs/channel_directory.py) and checks relay
+        # posts against its own cache first, then the directory. SQLite (one process): its cache alone.
+        shared = self.store.dialect == "postgresql"
+        self.channel_directory = ChannelDirectory(self.store) if shared else None
+        scope = CacheThenDirectoryScope(ClientChannelScope(self), DatabaseChannelScope(self.store)) if shared else None
         # The relay's routes go on the web server now: aiohttp freezes its router when it starts.
-        self.relay = RelayService(self, self.store, settings, metrics=self.web.metrics, version=VERSION)
+        self.relay = RelayService(self, self.store, settings, metrics=self.web.metrics, version=VERSION, scope=scope)
         self.relay.add_routes(self.web.router)
         self.relay.pacer.share_client_budget(pacer.rate)  # relay posts take their turn in the one budget above
         self.commands_synced = False
@@ -148,6 +171,32 @@ class GatecordBot(commands.Bot):
     async def login(self, token: str) -> None:
         apply_discord_urls(self.settings)
         await super().login(token)
+
+    async def connect(self, *, reconnect: bool = True) -> None:
+        if self.shard_count is None:
+            # Discord's recommended count, asked here so that the shards still connect to the configured
+            # discord.gateway_url (discord.py would take the URL from this same answer instead).
+            self.shard_count, _url, limits = await self.http.get_bot_gateway()
+            self._set_max_concurrency(limits["max_concurrency"])
+        elif isinstance(self.identify_gate, DatabaseIdentifyGate):
+            try:
+                self._set_max_concurrency((await self.fetch_session_start_limits()).max_concurrency)
+            except (discord.GatewayNotFound, discord.HTTPException) as exc:
+                log.warning("Discord's session start limits could not be read (%s): IDENTIFYs go one at a time", exc)
+        await super().connect(reconnect=reconnect)
+
+    def _set_max_concurrency(self, max_concurrency: int) -> None:
+        """The IDENTIFY buckets Discord allows this bot (``session_start_limit.max_concurrency``)."""
+        if isinstance(self.identify_gate, DatabaseIdentifyGate) and max_concurrency >= 1:
+            self.identify_gate.max_concurrency = max_concurrency
+
+    async def before_identify_hook(self, shard_id: int | None, *, initial: bool = False) -> None:
+        """Every IDENTIFY waits here: for ``identify_gate`` when one is set, else discord.py's own
+        pacing (5 s between this process's IDENTIFYs)."""
+        if self.identify_gate is None:
+            await super().before_identify_hook(shard_id, initial=initial)
+        else:
+            await self.identify_gate.wait_turn(shard_id or 0)
 
     async def setup_hook(self) -> None:
         await self.store.open()
@@ -183,15 +232,15 @@ class GatecordBot(commands.Bot):
     async def on_guild_remove(self, guild: discord.Guild) -> None:
         if self.store.is_open:
             await self.store.execute(
-                "UPDATE guilds SET left_at = strftime('%s','now') WHERE guild_id = ?", (guild.id,)
+                "UPDATE guilds SET left_at = ? WHERE guild_id = ?", (int(time.time()), guild.id)
             )
 
     async def _record_guild(self, guild: discord.Guild) -> None:
         if self.store.is_open:
             await self.store.execute(
-                "INSERT INTO guilds(guild_id, name, joined_at) VALUES (?, ?, strftime('%s','now'))"
-                " ON CONFLICT(guild_id) DO UPDATE SET name = excluded.name, left_at = NULL",
-                (guild.id, guild.name),
+                "INSERT INTO guilds(guild_id, name, joined_at) VALUES (?, ?, ?)"
+                " ON CONFLICT (guild_id) DO UPDATE SET name = excluded.name, left_at = NULL",
+                (guild.id, guild.name, int(time.time())),
             )
 
     async def drain(self, seconds: float | None = None) -> str:
@@ -263,13 +312,7 @@ class GatecordBot(commands.Bot):
         return time.monotonic() - self.started_at
 
     async def _database_ready(self) -> tuple[bool, str]:
-        """Ready only when a test write commits: a database that reads but cannot write is not ready."""
-        if not self.store.is_open:
-            return False, "database not open"
-        problem = await self.store.write_probe(timeout=READY_WRITE_TIMEOUT)
-        if problem is not None:
-            return False, f"database cannot write: {problem}"
-        return True, f"schema version {self.store.schema_version}"
+        return await database_check(self.store)
 
     async def _accepting_ready(self) -> tuple[bool, str]:
         if self._drain is None:
@@ -277,9 +320,17 @@ class GatecordBot(commands.Bot):
         return False, "draining before it stops: new work is refused"
 
     async def _discord_ready(self) -> tuple[bool, str]:
-        if self.is_ready() and not self.is_closed():
-            return True, f"connected, latency {self.latency * 1000:.0f} ms"
-        return False, "not connected to Discord"
+        """Ready when every shard this process holds is connected (and discord.py has its servers)."""
+        held = held_shards(self.shard_ids, self.shard_count)
+        if held is None or self.shard_count is None:
+            return False, "not connected to Discord (asking it how many shards to run)"
+        closed = self.is_closed()
+        connected = {i for i, info in self.shards.items() if not closed and not info.is_closed()}
+        limited = {i for i, info in self.shards.items() if i in connected and info.is_ws_ratelimited()}
+        ok, detail = describe_shards(held, self.shard_count, connected, rate_limited=limited, latency=self.latency)
+        if ok and not self.is_ready():
+            return False, f"{detail}; still receiving their servers"
+        return ok, detail
 
 
 def create_bot(settings: Settings) -> GatecordBot:

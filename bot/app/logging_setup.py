@@ -19,6 +19,7 @@ import re
 import sys
 from collections.abc import Iterable
 from typing import Any, TextIO
+from urllib.parse import unquote, urlsplit
 
 from bot.app.settings import Settings
 
@@ -102,6 +103,9 @@ class SecretFilter(logging.Filter):
 def settings_secrets(settings: Settings) -> list[str]:
     secrets = [settings.discord.token.get_secret_value(), settings.gateway.api_key.get_secret_value()]
     secrets += [f.api_key.get_secret_value() for f in settings.gateway.fallbacks]
+    if settings.storage.url is not None:  # the PostgreSQL password, as written and percent-decoded
+        password = urlsplit(settings.storage.url.get_secret_value()).password
+        secrets += [password, unquote(password)] if password else []
     return secrets
 
 
@@ -123,4 +127,6 @@ def configure_logging(settings: Settings, stream: TextIO | None = None) -> Secre
     # Statements (without their parameters) only when asked for; SQLAlchemy's engine log would show them.
     logging.getLogger("gatecord.sql").setLevel(logging.DEBUG if settings.logging.sql_debug else logging.INFO)
     logging.getLogger("sqlalchemy.engine").setLevel(logging.WARNING)
+    # Alembic announces its context at INFO on every start; the schema version is reported by gatecord itself.
+    logging.getLogger("alembic").setLevel(logging.WARNING)
     return secret_filter

@@ -23,6 +23,7 @@ from pydantic import (
     Field,
     SecretStr,
     ValidationError,
+    ValidationInfo,
     field_validator,
 )
 from pydantic_settings import BaseSettings, NoDecode, PydanticBaseSettingsSource, SettingsConfigDict
@@ -96,6 +97,7 @@ def _url(*schemes: str) -> AfterValidator:
 
 StrList = Annotated[list[str], NoDecode, BeforeValidator(_list_from_text)]
 IntList = Annotated[list[int], NoDecode, BeforeValidator(_list_from_text)]
+OptionalIntList = Annotated[list[int] | None, NoDecode, BeforeValidator(_list_from_text)]
 HttpUrl = Annotated[str, _url("https", "http")]
 WsUrl = Annotated[str, _url("wss", "ws")]
 
@@ -112,8 +114,35 @@ class DiscordSettings(_Section):
     cdn_hosts: StrList = Field(default_factory=lambda: ["cdn.discordapp.com", "media.discordapp.net"])
     command_guilds: IntList = Field(default_factory=list)
     guild_ready_timeout: float = Field(2.0, gt=0, le=60)
+    #: seconds between two IDENTIFYs of one max_concurrency bucket, across every process (Discord: 5)
+    identify_interval_seconds: float = Field(5.0, gt=0, le=60)
     #: connections discord.py's HTTP session keeps to Discord (a bounded, reused pool: see bench/chat_load.py)
     http_connections: int = Field(32, ge=1, le=1000)
+    #: shards across every `gatecord run` process; unset: Discord's recommended count, all in this process
+    shard_count: int | None = Field(None, ge=1)
+    #: the shards this process connects (each in 0..shard_count-1); unset or empty: all of them
+    shard_ids: OptionalIntList = None
+
+    @field_validator("shard_ids")
+    @classmethod
+    def _shard_ids_within_count(cls, value: list[int] | None, info: ValidationInfo) -> list[int] | None:
+        if not value:
+            return None  # empty (``GATECORD_DISCORD__SHARD_IDS=``) is the same as unset: every shard
+        if "shard_count" not in info.data:
+            return value  # shard_count itself was invalid: that is the error to report
+        count = info.data["shard_count"]
+        if count is None:
+            raise ValueError(
+                "needs discord.shard_count too: set it to the number of shards across all processes "
+                "(GATECORD_DISCORD__SHARD_COUNT)"
+            )
+        outside = [i for i in value if not 0 <= i < count]
+        if outside:
+            raise ValueError(f"must each be from 0 to {count - 1} (shard_count is {count}): {outside[0]} is not")
+        repeated = sorted({i for i in value if value.count(i) > 1})
+        if repeated:
+            raise ValueError(f"names shard {repeated[0]} more than once")
+        return value
 
 
 class FallbackGateway(_Section):
@@ -151,6 +180,16 @@ class StorageSettings(_Section):
     path: str = "data/gatecord.db"
     url: SecretStr | None = None
     pool_size: int = Field(10, ge=1, le=200)  # PostgreSQL connections this process keeps
+    #: where /imagine keeps image bytes: a directory every process can read (shared volume); unset: in the
+    #: database with PostgreSQL, or ``images/`` next to the SQLite file (bot/media/jobs.py ``media_location``)
+    media_dir: str | None = None
+
+    @field_validator("media_dir", mode="before")
+    @classmethod
+    def _blank_is_unset(cls, value: object) -> object:
+        if isinstance(value, str) and not value.strip():
+            return None
+        return value
 
     @field_validator("url", mode="before")
     @classmethod

@@ -1,12 +1,15 @@
 """The budget engine: reserve before a paid call, settle or release after — the one budget flow.
 
-Every check-and-increment runs in one ``store.transaction()`` (BEGIN IMMEDIATE under the store
-lock), so concurrent requests never overspend. A reservation holds amounts in the counters'
-``reserved`` column until it is settled (moved to ``used`` with the real numbers), released
-(dropped), or expires after ``quotas.reservation_ttl_seconds`` — expired reservations are returned
-lazily by every ``reserve()`` and by ``sweep_expired()`` (run periodically by the budget service).
-Each closed reservation writes one row in ``usage_ledger``; rows with ``charged = 1`` are exactly
-what the counters' ``used`` holds.
+Each of reserve, settle and release is one ``store.run()`` body: one transaction, one hop to the
+database (SQLite's group commit shares the fsync between concurrent bodies). Exact with many
+processes on PostgreSQL: a reservation locks the counter rows it reads and writes, all in its
+first statement (``counters.add`` … ``RETURNING``), before deciding (see ``bot.budgets.counters``).
+A reservation holds amounts in the counters' ``reserved`` column until it is settled (moved to
+``used`` with the real numbers), released (dropped), or expires after
+``quotas.reservation_ttl_seconds`` — expired reservations are returned lazily by ``reserve()``
+when one may be due and by ``sweep_expired()`` (run periodically by the budget service). Each
+closed reservation writes one row in ``usage_ledger``; rows with ``charged = 1`` are exactly what
+the counters' ``used`` holds.
 
 The flow every paid call uses::
 
@@ -33,10 +36,11 @@ from typing import TYPE_CHECKING, Any
 
 from bot.budgets import counters
 from bot.budgets.book import LimitBook, Limits
-from bot.budgets.counters import Counters
+from bot.budgets.expiry import Swept, take_expired
 from bot.budgets.prices import PriceBook
 from bot.budgets.rules import REQUEST_KIND, TOKEN_FEATURES, BudgetExceeded, Feature, Requester, next_reset, utc_day
 from bot.storage.store import Store
+from bot.storage.tx import SyncTx, for_update
 
 if TYPE_CHECKING:
     from bot.app.settings import QuotaDefaults
@@ -50,6 +54,8 @@ log = logging.getLogger(__name__)
 MIN_PARTIAL_TOKENS = 16
 
 Clock = Callable[[], datetime]
+#: (scope, kind) -> (used, reserved): the counters one decision reads
+Taken = dict[tuple[str, str], tuple[float, float]]
 ErrorCode = Callable[[BaseException], str]
 
 
@@ -157,13 +163,32 @@ class _Ask:
             counted["images"] = images
         return cls(feature, tokens, images, prompt_tokens, floor, credits, counted)
 
+    def hold(self) -> dict[str, float]:
+        """What a whole grant holds: the counted kinds, prompt and answer tokens, the credit estimate."""
+        hold = dict(self.counted)
+        need = self.prompt_tokens + self.tokens
+        if self.feature in TOKEN_FEATURES and need:
+            hold["tokens"] = need
+        if self.credits:
+            hold["credits"] = self.credits
+        return hold
+
+    def kinds(self, scopes: list[tuple[str, Limits]]) -> set[str]:
+        """The kinds ``decide`` reads and a grant may hold (credits only when limited or estimated)."""
+        kinds = set(self.counted)
+        if self.feature in TOKEN_FEATURES:
+            kinds.add("tokens")
+        if self.credits or any(limits["credits"][0] >= 0 for _, limits in scopes):
+            kinds.add("credits")
+        return kinds
+
 
 @dataclass(frozen=True, slots=True)
 class _Room:
     """The limits and today's counters of every scope that applies (the guild's, then the member's)."""
 
     scopes: list[tuple[str, Limits]]
-    counters: Counters
+    counters: Taken
     moment: datetime
 
     def taken(self, scope: str, kind: str) -> float:
@@ -250,6 +275,13 @@ def decide(ask: _Ask, room: _Room) -> _Grant | BudgetExceeded:
 # -- the engine ------------------------------------------------------------------------------------
 
 
+@dataclass(frozen=True, slots=True)
+class _Closed:
+    """What a settle/release body found: ``state`` before it ("missing" when there is no such reservation)."""
+
+    prior: str
+
+
 class BudgetEngine:
     def __init__(
         self, store: Store, defaults: QuotaDefaults, book: LimitBook, prices: PriceBook, *,
@@ -261,8 +293,21 @@ class BudgetEngine:
         self.prices = prices
         self.now: Clock = now or utcnow
         self.error_code: ErrorCode = error_code or default_error_code
-        # earliest expiry among open reservations (None: unknown, look in the database)
+        # no open reservation expires before this (None: unknown, look in the database)
         self._next_expiry: float | None = None
+
+    @property
+    def ttl(self) -> float:
+        return float(self.defaults.reservation_ttl_seconds)
+
+    def sweep_due(self, ts: float) -> bool:
+        """True when an open reservation may have expired by ``ts`` (then a body sweeps first)."""
+        return self._next_expiry is None or ts >= self._next_expiry
+
+    def _learn_expiry(self, swept: Swept | None, *expiries: float) -> None:
+        """After a committed body: the sweep's fresh bound, lowered by the reservations it made."""
+        known = swept.next_expiry if swept is not None else self._next_expiry
+        self._next_expiry = min([float("inf") if known is None else known, *expiries])
 
     # -- reserve ------------------------------------------------------------------------------------
 
@@ -288,43 +333,60 @@ class BudgetEngine:
         ask = _Ask.of(Feature(feature), tokens=tokens, images=images, prompt_tokens=prompt_tokens,
                       min_tokens=min_tokens, credits=credits)
         moment = self.now()
-        async with self.store.transaction():
-            # a refusal is returned, not raised, so that the sweep above it still commits
-            await self.sweep(moment.timestamp())
-            outcome = decide(ask, await self._room(requester, moment))
-            if isinstance(outcome, _Grant):
-                return await self._record(requester, ask, outcome, moment, model)
-        raise outcome
-
-    async def _room(self, requester: Requester, moment: datetime) -> _Room:
-        gid = requester.guild_id or 0
-        guild_limits, member_limits = await self.book.effective(gid, requester.role_ids)
+        guild_limits, member_limits = await self.book.effective(requester.guild_id or 0, requester.role_ids)
         scopes = [("guild", guild_limits)] if requester.guild_id is not None else []
         scopes.append(("member", member_limits))
-        return _Room(scopes, await counters.read(self.store, gid, requester.user_id, utc_day(moment)), moment)
+        reservation = Reservation(
+            id=uuid.uuid4().hex, feature=ask.feature, requester=requester, day=utc_day(moment), granted_tokens=None,
+            images=ask.images, requested_tokens=ask.tokens, model=model,
+            expires_at=moment + timedelta(seconds=self.ttl), engine=self,
+        )
+        sweep = self.sweep_due(moment.timestamp())
 
-    async def _record(
-        self, requester: Requester, ask: _Ask, grant: _Grant, moment: datetime, model: str | None
-    ) -> Reservation:
-        """Hold the grant in the counters and write the open reservation."""
-        gid = requester.guild_id or 0
+        def body(tx: SyncTx) -> tuple[_Grant | BudgetExceeded, Swept | None]:
+            return self._reserve_in(tx, ask, scopes, reservation, moment, sweep)
+
+        # a refusal is returned, not raised, so that a sweep in the same body still commits
+        outcome, swept = await self.store.run(body)
+        if isinstance(outcome, BudgetExceeded):
+            self._learn_expiry(swept)
+            raise outcome
+        self._learn_expiry(swept, reservation.expires_at.timestamp())
+        reservation.granted_tokens = outcome.granted_tokens
+        return reservation
+
+    def _reserve_in(
+        self, tx: SyncTx, ask: _Ask, scopes: list[tuple[str, Limits]], reservation: Reservation,
+        moment: datetime, sweep: bool,
+    ) -> tuple[_Grant | BudgetExceeded, Swept | None]:
+        """The reservation's body: sweep if due, hold and read the counters (locking them), decide, correct."""
+        requester = reservation.requester
+        gid, uid, day = requester.guild_id or 0, requester.user_id, reservation.day
         with_guild = requester.guild_id is not None
-        day = utc_day(moment)
-        rid = uuid.uuid4().hex
-        expires = moment + timedelta(seconds=self.defaults.reservation_ttl_seconds)
-        await counters.add(self.store, gid, requester.user_id, day, with_guild, {}, grant.hold)
-        await self.store.db.execute(
-            "INSERT INTO quota_reservations(id, guild_id, channel_id, user_id, day, feature, model, amounts,"
-            " check_guild, created_at, expires_at) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
-            (rid, gid, requester.channel_id, requester.user_id, day, ask.feature.value, model,
-             json.dumps(grant.hold), int(with_guild), moment.timestamp(), expires.timestamp()),
-        )
-        known = float("inf") if self._next_expiry is None else self._next_expiry
-        self._next_expiry = min(known, expires.timestamp())
-        return Reservation(
-            id=rid, feature=ask.feature, requester=requester, day=day, granted_tokens=grant.granted_tokens,
-            images=ask.images, requested_tokens=ask.tokens, model=model, expires_at=expires, engine=self,
-        )
+        swept = take_expired(tx, moment.timestamp(), self.ttl) if sweep else None
+        # Hold the whole ask at once, writing (so locking) and reading back every row the decision
+        # reads; the rare partial grant or refusal then corrects rows this transaction already holds.
+        deltas: counters.Deltas = dict(swept.deltas) if swept else {}
+        wanted = ask.hold()
+        counters.merge(deltas, gid, uid, day, with_guild, {}, wanted)
+        now = counters.add(tx, deltas, returning=counters.keys_for(gid, uid, day, with_guild, ask.kinds(scopes)))
+        taken: Taken = {(key[0], key[4]): (used, reserved - wanted.get(key[4], 0.0))
+                        for key, (used, reserved) in now.items()}
+        outcome = decide(ask, _Room(scopes, taken, moment))
+        held = outcome.hold if isinstance(outcome, _Grant) else {}
+        correction = {kind: held.get(kind, 0.0) - amount for kind, amount in wanted.items()}
+        if any(correction.values()):
+            fix: counters.Deltas = {}
+            counters.merge(fix, gid, uid, day, with_guild, {}, correction)
+            counters.add(tx, fix)
+        if isinstance(outcome, _Grant):
+            tx.execute(
+                "INSERT INTO quota_reservations(id, guild_id, channel_id, user_id, day, feature, model, amounts,"
+                " check_guild, created_at, expires_at) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
+                (reservation.id, gid, requester.channel_id, uid, day, ask.feature.value, reservation.model,
+                 json.dumps(outcome.hold), int(with_guild), moment.timestamp(), reservation.expires_at.timestamp()),
+            )
+        return outcome, swept
 
     # -- settle / release ---------------------------------------------------------------------------
 
@@ -398,94 +460,135 @@ class BudgetEngine:
         outcome: str, meta: CallMeta | None, error_code: str | None, credits: float | None,
     ) -> None:
         moment = self.now()
-        async with self.store.transaction():
-            found = await self.store.db.execute_fetchall(
-                "SELECT state, amounts, check_guild, guild_id, user_id, day FROM quota_reservations WHERE id = ?",
-                (reservation.id,),
-            )
-            row = next(iter(found), None)
-            if row is None:
-                log.warning("reservation %s not found; nothing to %s", reservation.id, state)
-                reservation.closed = True
-                return
-            prior = row[0]
-            if prior in ("settled", "released"):
-                reservation.closed = True
-                return  # idempotent: a second close changes nothing
-            held = json.loads(row[1]) if prior == "open" else {}
-            gid, uid, day, with_guild = int(row[3]), int(row[4]), row[5], bool(row[2])
-            await counters.add(self.store, gid, uid, day, with_guild, actual, {k: -float(v) for k, v in held.items()})
-            await self.store.db.execute(
-                "UPDATE quota_reservations SET state = ?, closed_at = ? WHERE id = ?",
-                (state, moment.timestamp(), reservation.id),
-            )
-            await self._write_ledger(reservation, prior, state, actual, moment, gid, uid, day,
-                                     outcome=outcome, meta=meta, error_code=error_code, credits=credits)
-        reservation.closed = True
-        reservation.settled = state == "settled"
+        ledger = _LedgerRow.of(reservation, state, actual, moment, outcome=outcome, meta=meta,
+                               error_code=error_code, credits=credits)
 
-    async def _write_ledger(
-        self, reservation: Reservation, prior: str, state: str, actual: dict[str, float], moment: datetime,
-        gid: int, uid: int, day: str, *, outcome: str, meta: CallMeta | None, error_code: str | None,
-        credits: float | None,
-    ) -> None:
-        values = (
-            moment.timestamp(), day, gid, reservation.requester.channel_id, uid, reservation.feature.value,
-            (meta.model_requested if meta else None) or reservation.model,
-            meta.model_used if meta else None,
-            int(actual.get("tokens", 0)), int(actual.get("images", 0)),
-            credits if state == "settled" else None,
-            meta.latency_ms if meta else None, meta.request_id if meta else None,
-            outcome, int(state == "settled"), error_code, reservation.id,
+        def body(tx: SyncTx) -> _Closed:
+            return self._close_in(tx, reservation.id, state, actual, moment.timestamp(), ledger)
+
+        closed = await self.store.run(body)
+        if closed.prior == "missing":
+            log.warning("reservation %s not found; nothing to %s", reservation.id, state)
+        reservation.closed = True
+        if closed.prior in ("open", "expired"):
+            reservation.settled = state == "settled"
+
+    @staticmethod
+    def _close_in(
+        tx: SyncTx, rid: str, state: str, actual: dict[str, float], ts: float, ledger: _LedgerRow
+    ) -> _Closed:
+        """The settle/release body: close the reservation (locking its row), move the hold, write the ledger."""
+        row = tx.fetchone(
+            "UPDATE quota_reservations SET state = ?, closed_at = ? WHERE id = ? AND state = 'open'"
+            " RETURNING amounts, check_guild, guild_id, user_id, day",
+            (state, ts, rid),
         )
-        if prior == "expired":  # the sweep wrote a placeholder row: complete it
-            cursor = await self.store.db.execute(
-                "UPDATE usage_ledger SET ts = ?, day = ?, guild_id = ?, channel_id = ?, user_id = ?, feature = ?,"
-                " model_requested = ?, model_used = ?, tokens = ?, images = ?, credits = ?, latency_ms = ?,"
-                " request_id = ?, outcome = ?, charged = ?, error_code = ? WHERE reservation_id = ?",
-                values,
+        prior = "open"
+        if row is None:
+            row = tx.fetchone(
+                "SELECT state, check_guild, guild_id, user_id, day FROM quota_reservations WHERE id = ?"
+                + for_update(tx.dialect),
+                (rid,),
             )
-            if cursor.rowcount:
-                return
-        await self.store.db.execute(
+            if row is None:
+                return _Closed("missing")
+            prior = row["state"]
+            if prior != "expired":
+                return _Closed(prior)  # idempotent: a second close changes nothing
+            # the sweep returned the hold and wrote a placeholder ledger row: charge, complete the row
+            tx.execute("UPDATE quota_reservations SET state = ?, closed_at = ? WHERE id = ?", (state, ts, rid))
+        held = json.loads(row["amounts"]) if prior == "open" else {}
+        gid, uid, day = int(row["guild_id"]), int(row["user_id"]), row["day"]
+        deltas: counters.Deltas = {}
+        counters.merge(deltas, gid, uid, day, bool(row["check_guild"]), actual, {})
+        counters.merge(deltas, gid, uid, day, bool(row["check_guild"]), {}, held, sign=-1.0)
+        counters.add(tx, deltas)
+        ledger.write(tx, prior, gid, uid, day)
+        return _Closed(prior)
+
+    # -- expiry -------------------------------------------------------------------------------------
+
+    async def sweep_expired(self) -> int:
+        """Return the holds of every expired open reservation (of any process); the count returned."""
+        ts = self.now().timestamp()
+
+        def body(tx: SyncTx) -> Swept:
+            swept = take_expired(tx, ts, self.ttl)
+            counters.add(tx, swept.deltas)
+            return swept
+
+        swept = await self.store.run(body)
+        self._learn_expiry(swept)
+        if swept.count:
+            log.info("returned %d expired budget reservation(s)", swept.count)
+        return swept.count
+
+    def sweep_in(self, tx: SyncTx, ts: float) -> Swept | None:
+        """Inside a body that locks no counters itself: return expired holds if any may be due."""
+        if not self.sweep_due(ts):
+            return None
+        swept = take_expired(tx, ts, self.ttl)
+        counters.add(tx, swept.deltas)
+        return swept
+
+    def learn(self, swept: Swept | None) -> None:
+        """Call after the body that ran ``sweep_in`` committed."""
+        if swept is not None:
+            self._learn_expiry(swept)
+            if swept.count:
+                log.info("returned %d expired budget reservation(s)", swept.count)
+
+
+@dataclass(frozen=True, slots=True)
+class _LedgerRow:
+    """The ledger row a settle or release writes (prepared before the body, written inside it)."""
+
+    ts: float
+    channel_id: int | None
+    feature: str
+    model_requested: str | None
+    model_used: str | None
+    tokens: int
+    images: int
+    credits: float | None
+    latency_ms: float | None
+    request_id: str | None
+    outcome: str
+    charged: int
+    error_code: str | None
+    reservation_id: str
+
+    @classmethod
+    def of(
+        cls, reservation: Reservation, state: str, actual: dict[str, float], moment: datetime, *,
+        outcome: str, meta: CallMeta | None, error_code: str | None, credits: float | None,
+    ) -> _LedgerRow:
+        return cls(
+            ts=moment.timestamp(), channel_id=reservation.requester.channel_id, feature=reservation.feature.value,
+            model_requested=(meta.model_requested if meta else None) or reservation.model,
+            model_used=meta.model_used if meta else None,
+            tokens=int(actual.get("tokens", 0)), images=int(actual.get("images", 0)),
+            credits=float(credits) if credits is not None and state == "settled" else None,
+            latency_ms=meta.latency_ms if meta else None, request_id=meta.request_id if meta else None,
+            outcome=outcome, charged=int(state == "settled"), error_code=error_code, reservation_id=reservation.id,
+        )
+
+    def write(self, tx: SyncTx, prior: str, gid: int, uid: int, day: str) -> None:
+        values = (
+            self.ts, day, gid, self.channel_id, uid, self.feature, self.model_requested, self.model_used,
+            self.tokens, self.images, self.credits, self.latency_ms, self.request_id, self.outcome, self.charged,
+            self.error_code, self.reservation_id,
+        )
+        if prior == "expired" and tx.execute(  # complete the placeholder row the sweep wrote
+            "UPDATE usage_ledger SET ts = ?, day = ?, guild_id = ?, channel_id = ?, user_id = ?, feature = ?,"
+            " model_requested = ?, model_used = ?, tokens = ?, images = ?, credits = ?, latency_ms = ?,"
+            " request_id = ?, outcome = ?, charged = ?, error_code = ? WHERE reservation_id = ?",
+            values,
+        ):
+            return
+        tx.execute(
             "INSERT INTO usage_ledger(ts, day, guild_id, channel_id, user_id, feature, model_requested,"
             " model_used, tokens, images, credits, latency_ms, request_id, outcome, charged, error_code,"
             " reservation_id) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
             values,
         )
-
-    # -- expiry -------------------------------------------------------------------------------------
-
-    async def sweep_expired(self) -> int:
-        """Return the holds of every expired open reservation; the count returned."""
-        async with self.store.transaction():
-            return await self.sweep(self.now().timestamp())
-
-    async def sweep(self, ts: float) -> int:
-        """``sweep_expired`` for a caller already inside ``store.transaction()``."""
-        if self._next_expiry is not None and ts < self._next_expiry:
-            return 0  # nothing can have expired yet: skip the query
-        rows = list(await self.store.db.execute_fetchall(
-            "SELECT id, guild_id, channel_id, user_id, day, feature, model, amounts, check_guild"
-            " FROM quota_reservations WHERE state = 'open' AND expires_at <= ?",
-            (ts,),
-        ))
-        for rid, gid, channel_id, uid, day, feature, model, amounts, check_guild in rows:
-            held = json.loads(amounts)
-            await counters.add(self.store, int(gid), int(uid), day, bool(check_guild), {},
-                               {k: -float(v) for k, v in held.items()})
-            await self.store.execute(
-                "UPDATE quota_reservations SET state = 'expired', closed_at = ? WHERE id = ?", (ts, rid)
-            )
-            await self.store.execute(
-                "INSERT INTO usage_ledger(ts, day, guild_id, channel_id, user_id, feature, model_requested,"
-                " outcome, charged, reservation_id) VALUES (?, ?, ?, ?, ?, ?, ?, 'expired', 0, ?)",
-                (ts, day, gid, channel_id, uid, feature, model, rid),
-            )
-        if rows:
-            log.info("returned %d expired budget reservation(s)", len(rows))
-        [(earliest,)] = list(await self.store.db.execute_fetchall(
-            "SELECT MIN(expires_at) FROM quota_reservations WHERE state = 'open'"
-        ))
-        self._next_expiry = float(earliest) if earliest is not None else float("inf")
-        return len(rows)

@@ -1,16 +1,18 @@
 """Admin writes to the budgets: server and member-default limits, role overrides, a member's fresh
-start. Every change is validated, audited and drops the guild's cached limits."""
+start. Every change is validated, audited and drops this process's cached limits (other processes
+see it within ``LimitBook.ttl``)."""
 
 from __future__ import annotations
 
 import math
 
-from bot.budgets.book import LimitBook
+from bot.budgets.book import GuildLimitRows, LimitBook, load_rows
 from bot.budgets.engine import Clock
 from bot.budgets.rules import KIND_NOUNS, KINDS, SCOPES, UNLIMITED, utc_day
 from bot.guilds import audit
 from bot.guilds.audit import InvalidSetting
 from bot.storage.store import Store
+from bot.storage.tx import for_update
 
 __all__ = ["MAX_LIMIT", "LimitAdmin", "validate_limit"]
 
@@ -46,6 +48,10 @@ class LimitAdmin:
         self.book = book
         self.now = now
 
+    async def _current(self, guild_id: int) -> GuildLimitRows:
+        """The guild's stored limits read now, inside the caller's transaction (not the cache)."""
+        return await self.store.run(lambda tx: load_rows(tx, guild_id))
+
     async def set_limit(
         self, guild_id: int, scope: str, kind: str, value: float | None, actor_id: int
     ) -> tuple[float, float]:
@@ -58,7 +64,7 @@ class LimitAdmin:
         value = _checked(kind, value)
         moment = self.now()
         async with self.store.transaction():
-            rows = await self.book.rows(guild_id)
+            rows = await self._current(guild_id)
             old = getattr(rows, scope).get(kind, self.book.default(scope, kind))
             if value is None:
                 await self.store.execute(
@@ -76,7 +82,7 @@ class LimitAdmin:
                 new = value
             await audit.record(self.store, ts=moment.timestamp(), guild_id=guild_id, actor_id=actor_id,
                                target=f"quota:{scope}", field=kind, old=old, new=new)
-            self.book.invalidate(guild_id)
+        self.book.invalidate(guild_id)
         return old, new
 
     async def set_role_limit(
@@ -86,7 +92,7 @@ class LimitAdmin:
         value = _checked(kind, value)
         moment = self.now()
         async with self.store.transaction():
-            rows = await self.book.rows(guild_id)
+            rows = await self._current(guild_id)
             old = rows.roles.get(role_id, {}).get(kind)
             if value is None:
                 await self.store.execute(
@@ -102,7 +108,7 @@ class LimitAdmin:
                 )
             await audit.record(self.store, ts=moment.timestamp(), guild_id=guild_id, actor_id=actor_id,
                                target=f"role:{role_id}", field=kind, old=old, new=value)
-            self.book.invalidate(guild_id)
+        self.book.invalidate(guild_id)
         return old, value
 
     async def reset_user(self, guild_id: int, user_id: int, actor_id: int) -> dict[str, float]:
@@ -112,14 +118,15 @@ class LimitAdmin:
         """
         moment = self.now()
         day = utc_day(moment)
-        async with self.store.transaction():
-            rows = await self.store.fetchall(
+        async with self.store.transaction() as tx:
+            rows = await tx.fetchall(
                 "SELECT kind, used FROM quota_counters"
-                " WHERE scope = 'member' AND guild_id = ? AND user_id = ? AND day = ?",
+                " WHERE scope = 'member' AND guild_id = ? AND user_id = ? AND day = ? ORDER BY kind"
+                + for_update(tx.dialect),
                 (guild_id, user_id, day),
             )
             cleared = {r[0]: float(r[1]) for r in rows if r[1]}
-            await self.store.execute(
+            await tx.execute(
                 "UPDATE quota_counters SET used = 0"
                 " WHERE scope = 'member' AND guild_id = ? AND user_id = ? AND day = ?",
                 (guild_id, user_id, day),

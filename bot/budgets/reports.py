@@ -10,8 +10,10 @@ from typing import Any
 from bot.budgets import counters
 from bot.budgets.book import LimitBook
 from bot.budgets.engine import BudgetEngine
+from bot.budgets.expiry import Swept
 from bot.budgets.rules import KIND_NOUNS, KINDS, Requester, format_amount, limit_text, next_reset, utc_day
 from bot.storage.store import Store
+from bot.storage.tx import SyncTx
 
 __all__ = ["BudgetLine", "UsageLimits", "GuildLimits", "UsageReport", "BudgetReports", "describe_line"]
 
@@ -79,6 +81,13 @@ def describe_line(line: BudgetLine) -> str:
     return f"{noun}: {format_amount(line.kind, line.remaining or 0)} of {limit_text(line.kind, line.limit)} left"
 
 
+#: chat requests, vision requests, images, tokens, credits of the ledger rows summed (portable SQL)
+_PER_FEATURE = (
+    "SUM(CASE WHEN feature = 'chat' THEN 1 ELSE 0 END), SUM(CASE WHEN feature = 'vision' THEN 1 ELSE 0 END),"
+    " SUM(images), SUM(tokens), SUM(COALESCE(credits, 0))"
+)
+
+
 def _usage(row: Any) -> dict[str, float]:
     """chat, vision, images, tokens, credits columns (in that order, from index 1) of a ledger sum."""
     names = ("chat_requests", "vision_requests", "images", "tokens", "credits")
@@ -96,10 +105,14 @@ class BudgetReports:
         moment = self.engine.now()
         day = utc_day(moment)
         gid = requester.guild_id or 0
-        async with self.store.transaction():
-            await self.engine.sweep(moment.timestamp())
-            guild_limits, member_limits = await self.book.effective(gid, requester.role_ids)
-            today = await counters.read(self.store, gid, requester.user_id, day)
+        guild_limits, member_limits = await self.book.effective(gid, requester.role_ids)
+
+        def body(tx: SyncTx) -> tuple[Swept | None, dict[tuple[str, str], tuple[float, float]]]:
+            swept = self.engine.sweep_in(tx, moment.timestamp())  # expired holds are not shown as held
+            return swept, counters.read(tx, gid, requester.user_id, day)
+
+        swept, today = await self.store.run(body)
+        self.engine.learn(swept)
         lines = []
         scopes = ([("guild", guild_limits)] if requester.guild_id is not None else []) + [("member", member_limits)]
         for scope, limits in scopes:
@@ -130,9 +143,7 @@ class BudgetReports:
         """Charged usage per UTC day (oldest first, ``days`` days ending today) from the ledger."""
         today, first = self._first_day(days)
         sql = (
-            "SELECT day, SUM(feature = 'chat'), SUM(feature = 'vision'), SUM(images), SUM(tokens),"
-            " SUM(COALESCE(credits, 0))"
-            " FROM usage_ledger WHERE guild_id = ? AND charged = 1 AND day >= ?"
+            f"SELECT day, {_PER_FEATURE} FROM usage_ledger WHERE guild_id = ? AND charged = 1 AND day >= ?"
         )
         params: list[Any] = [guild_id, first]
         if user_id is not None:
@@ -149,8 +160,7 @@ class BudgetReports:
         """The members with the most charged requests over the period."""
         _, first = self._first_day(days)
         rows = await self.store.fetchall(
-            "SELECT user_id, SUM(feature = 'chat'), SUM(feature = 'vision'), SUM(images), SUM(tokens),"
-            " SUM(COALESCE(credits, 0)), COUNT(*) AS n FROM usage_ledger"
+            f"SELECT user_id, {_PER_FEATURE}, COUNT(*) AS n FROM usage_ledger"
             " WHERE guild_id = ? AND charged = 1 AND day >= ? GROUP BY user_id"
             " ORDER BY n DESC, SUM(tokens) DESC LIMIT ?",
             (guild_id, first, limit),
@@ -159,8 +169,12 @@ class BudgetReports:
 
     async def guild_today(self, guild_id: int) -> dict[str, float]:
         """What the whole server has used today, per kind (settled only)."""
-        day = utc_day(self.engine.now())
-        return {k: (await self.counter("guild", guild_id, 0, k, day))[0] for k in KINDS}
+        rows = await self.store.fetchall(
+            "SELECT kind, used FROM quota_counters WHERE scope = 'guild' AND guild_id = ? AND user_id = 0 AND day = ?",
+            (guild_id, utc_day(self.engine.now())),
+        )
+        used = {r[0]: float(r[1]) for r in rows}
+        return {k: used.get(k, 0.0) for k in KINDS}
 
     async def usage_report(self, guild_id: int, days: int, member: Requester | None = None) -> UsageReport:
         """The server's use (with its top members) or one member's, against the matching budget."""

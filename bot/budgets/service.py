@@ -2,14 +2,15 @@
 
 It puts together the engine (reserve/settle/release and the ``charge`` flow), the reports, the
 admin writes and the price book, and runs the upkeep: a periodic sweep that returns expired
-reservations, and one load of the gateway's published prices. ``start()`` after the store opens,
-``close()`` before it closes.
+reservations (under the store's ``budgets-sweep`` lock: one process at a time), and one load of
+the gateway's published prices. ``start()`` after the store opens, ``close()`` before it closes.
 """
 
 from __future__ import annotations
 
 import asyncio
-from collections.abc import AsyncIterator, Iterable
+import time
+from collections.abc import AsyncIterator, Callable, Iterable
 from contextlib import asynccontextmanager
 from typing import TYPE_CHECKING, Any, Protocol
 
@@ -27,10 +28,12 @@ if TYPE_CHECKING:
     from gateway_client.meta import CallMeta
     from gateway_client.models import CreditsBalance, ModelInfo
 
-__all__ = ["BudgetService", "SWEEP_SECONDS", "PricedGateway"]
+__all__ = ["BudgetService", "SWEEP_SECONDS", "SWEEP_LOCK", "PricedGateway"]
 
 #: how often expired reservations are returned (at most half the reservation TTL)
 SWEEP_SECONDS = 60.0
+#: the advisory lock (PostgreSQL) that makes one process at a time run the periodic sweep
+SWEEP_LOCK = "budgets-sweep"
 
 
 class PricedGateway(Protocol):
@@ -51,10 +54,11 @@ class BudgetService:
         gateway: PricedGateway | None = None,
         error_code: ErrorCode | None = None,
         sleep: Sleep = asyncio.sleep,
+        monotonic: Callable[[], float] = time.monotonic,
     ) -> None:
         self.store = store
         self.defaults = settings.quotas
-        self.book = LimitBook(store, settings.quotas)
+        self.book = LimitBook(store, settings.quotas, monotonic=monotonic)  # its cache ages by ``monotonic``
         self.price_book = PriceBook()
         self.engine = BudgetEngine(store, settings.quotas, self.book, self.price_book, now=now, error_code=error_code)
         self.now: Clock = self.engine.now
@@ -82,7 +86,11 @@ class BudgetService:
             await asyncio.gather(task, return_exceptions=True)
 
     async def _sweep_if_open(self) -> int:
-        return await self.engine.sweep_expired() if self.store.is_open else 0
+        """One periodic pass, by one process at a time (the others skip theirs while it runs)."""
+        if not self.store.is_open:
+            return 0
+        async with self.store.lock(SWEEP_LOCK) as held:
+            return await self.engine.sweep_expired() if held else 0
 
     # -- the flow (engine) ----------------------------------------------------------------------------
 

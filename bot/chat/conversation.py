@@ -1,4 +1,4 @@
-"""Conversation history: turns kept in SQLite, walked from reply chains or threads, and fitted to budgets.
+"""Conversation history: turns kept in the database, walked from reply chains or threads, and fitted to budgets.
 
 A *turn* is one user message or one answer. Each turn points at the turn it follows (``parent_id``),
 so a reply to an old answer continues from that answer, and a conversation can branch. Every turn
@@ -20,6 +20,7 @@ from datetime import datetime
 from typing import Any
 
 from bot.storage.store import Store
+from bot.storage.tx import SyncTx
 
 __all__ = [
     "HistoryTurn",
@@ -172,30 +173,28 @@ class ConversationStore:
     ) -> tuple[int, int]:
         """Store a prompt and its answer (one transaction); returns ``(user_turn_id, answer_turn_id)``."""
         now = time.time()
-        async with self.store.transaction():
-            user_turn = await self.store.execute(
+        prompt_ids, answer_ids = list(prompt_message_ids), list(answer_message_ids)
+
+        def body(tx: SyncTx) -> tuple[int, int]:
+            user_turn = int(tx.fetchval(
                 "INSERT INTO chat_turns(conversation_id, parent_id, guild_id, channel_id, user_id, role, content,"
-                " model, complete, created_at) VALUES (?, ?, ?, ?, ?, 'user', ?, NULL, 1, ?)",
+                " model, complete, created_at) VALUES (?, ?, ?, ?, ?, 'user', ?, NULL, 1, ?) RETURNING id",
                 (conversation_id, parent_id, guild_id, channel_id, user_id, prompt, now),
-            )
-            answer_turn = await self.store.execute(
+            ))
+            answer_turn = int(tx.fetchval(
                 "INSERT INTO chat_turns(conversation_id, parent_id, guild_id, channel_id, user_id, role, content,"
-                " model, complete, created_at) VALUES (?, ?, ?, ?, ?, 'assistant', ?, ?, ?, ?)",
+                " model, complete, created_at) VALUES (?, ?, ?, ?, ?, 'assistant', ?, ?, ?, ?) RETURNING id",
                 (conversation_id, user_turn, guild_id, channel_id, user_id, answer, model, int(complete), now),
-            )
-            rows = [(mid, user_turn) for mid in prompt_message_ids] + [(mid, answer_turn) for mid in answer_message_ids]
-            if rows:
-                await self.store.executemany(
-                    "INSERT OR REPLACE INTO chat_messages(message_id, turn_id) VALUES (?, ?)", rows
-                )
-        return user_turn, answer_turn
+            ))
+            _link(tx, [(mid, user_turn) for mid in prompt_ids] + [(mid, answer_turn) for mid in answer_ids])
+            return user_turn, answer_turn
+
+        return await self.store.run(body)
 
     async def link_messages(self, turn_id: int, message_ids: Iterable[int]) -> None:
         rows = [(mid, turn_id) for mid in message_ids]
         if rows:
-            await self.store.executemany(
-                "INSERT OR REPLACE INTO chat_messages(message_id, turn_id) VALUES (?, ?)", rows
-            )
+            await self.store.run(lambda tx: _link(tx, rows))
 
     async def turn_for_message(self, message_id: int) -> TurnRecord | None:
         row = await self.store.fetchone(
@@ -259,7 +258,7 @@ class ConversationStore:
 
     async def last_turn_id(self, conversation_id: str) -> int | None:
         return await self.store.fetchval(
-            "SELECT MAX(id) FROM chat_turns WHERE conversation_id = ?", (conversation_id,)
+            "SELECT id FROM chat_turns WHERE conversation_id = ? ORDER BY id DESC LIMIT 1", (conversation_id,)
         )
 
     # -- threads ----------------------------------------------------------------------------------
@@ -268,8 +267,8 @@ class ConversationStore:
         self, thread_id: int, *, guild_id: int | None, parent_channel_id: int, owner_id: int
     ) -> None:
         await self.store.execute(
-            "INSERT OR IGNORE INTO chat_threads(thread_id, guild_id, parent_channel_id, owner_id, created_at)"
-            " VALUES (?, ?, ?, ?, ?)",
+            "INSERT INTO chat_threads(thread_id, guild_id, parent_channel_id, owner_id, created_at)"
+            " VALUES (?, ?, ?, ?, ?) ON CONFLICT (thread_id) DO NOTHING",
             (thread_id, guild_id, parent_channel_id, owner_id, time.time()),
         )
 
@@ -278,3 +277,13 @@ class ConversationStore:
 
     async def thread_owner(self, thread_id: int) -> int | None:
         return await self.store.fetchval("SELECT owner_id FROM chat_threads WHERE thread_id = ?", (thread_id,))
+
+
+def _link(tx: SyncTx, rows: list[tuple[int, int]]) -> None:
+    """Point Discord messages at the turn they show (a message edited into another turn moves)."""
+    if rows:
+        tx.executemany(
+            "INSERT INTO chat_messages(message_id, turn_id) VALUES (?, ?)"
+            " ON CONFLICT (message_id) DO UPDATE SET turn_id = excluded.turn_id",
+            rows,
+        )

@@ -267,7 +267,7 @@ class ChatService:
     async def _message_trigger(self, message: discord.Message, me: discord.ClientUser) -> Turn | None:
         """The turn to answer, or None when the message is not for the bot."""
         channel = message.channel
-        if isinstance(channel, discord.Thread) and channel.id in self.bot_threads:
+        if isinstance(channel, discord.Thread) and await self._is_bot_thread(channel, me):
             return Turn(key=thread_conversation_id(channel.id))  # history read once admitted (in order)
         ref = message.reference
         if ref is not None and ref.message_id is not None and ref.channel_id in (None, channel.id):
@@ -292,6 +292,15 @@ class ChatService:
             if cfg.answer_mentions:
                 return Turn(key=new_conversation_id())
         return None
+
+    async def _is_bot_thread(self, thread: discord.Thread, me: discord.ClientUser) -> bool:
+        """A thread /chat started: known here, or (owned by the bot) registered by another process."""
+        if thread.id in self.bot_threads:
+            return True
+        if thread.owner_id != me.id or not await self.conversations.is_bot_thread(thread.id):
+            return False
+        self.bot_threads.add(thread.id)
+        return True
 
     async def _message_turn(self, message: discord.Message, me: discord.ClientUser, turn: Turn, ticket: Ticket) -> None:
         channel = message.channel

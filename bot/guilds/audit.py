@@ -1,7 +1,8 @@
 """The audit trail of admin changes (who changed what, when, old -> new) and the validation error.
 
 Both the budgets (bot/budgets/limits.py) and the guild configuration (bot/guilds/config.py) record every
-change here, inside the same transaction as the change itself.
+change here, inside the same transaction as the change itself: ``add(tx, …)`` in a ``store.run`` body,
+``await record(tx_or_store, …)`` in an async transaction.
 """
 
 from __future__ import annotations
@@ -11,6 +12,7 @@ from dataclasses import dataclass
 from typing import Any
 
 from bot.storage.store import Store
+from bot.storage.tx import SyncTx, Tx
 
 
 class InvalidSetting(ValueError):
@@ -42,15 +44,21 @@ def _load(value: str | None) -> Any:
     return None if value is None else json.loads(value)
 
 
+_INSERT = (
+    "INSERT INTO audit_log(ts, guild_id, actor_id, target, field, old_value, new_value) VALUES (?, ?, ?, ?, ?, ?, ?)"
+)
+
+
+def add(tx: SyncTx, *, ts: float, guild_id: int, actor_id: int, target: str, field: str, old: Any, new: Any) -> None:
+    """Append one audit row in the transaction ``tx`` (a ``store.run`` body) that makes the change."""
+    tx.execute(_INSERT, (float(ts), guild_id, actor_id, target, field, _dump(old), _dump(new)))
+
+
 async def record(
-    store: Store, *, ts: float, guild_id: int, actor_id: int, target: str, field: str, old: Any, new: Any
+    db: Store | Tx, *, ts: float, guild_id: int, actor_id: int, target: str, field: str, old: Any, new: Any
 ) -> None:
     """Append one audit row (call inside the transaction that makes the change)."""
-    await store.execute(
-        "INSERT INTO audit_log(ts, guild_id, actor_id, target, field, old_value, new_value)"
-        " VALUES (?, ?, ?, ?, ?, ?, ?)",
-        (ts, guild_id, actor_id, target, field, _dump(old), _dump(new)),
-    )
+    await db.execute(_INSERT, (float(ts), guild_id, actor_id, target, field, _dump(old), _dump(new)))
 
 
 async def recent(store: Store, guild_id: int, limit: int = 10) -> list[AuditEntry]:

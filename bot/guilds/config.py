@@ -3,6 +3,11 @@
 Resolution, most specific first: the channel's override > its parent channel's (threads inherit)
 > the guild's > the config file's defaults. Overrides live in ``config_values`` (channel_id 0 is
 the guild level); every change goes through one transaction together with its audit row.
+
+Many processes share the database: a guild's overrides are cached here for ``CACHE_SECONDS`` at
+most, so a change made by another process is seen within that time; this process's own changes are
+seen at once. Writes never trust the cache: they read the rows they replace, locked, in their own
+transaction, so the audit's "old" value is the one really replaced.
 """
 
 from __future__ import annotations
@@ -10,6 +15,7 @@ from __future__ import annotations
 import json
 import logging
 import math
+import time
 from collections.abc import Callable
 from dataclasses import dataclass
 from dataclasses import fields as dc_fields
@@ -19,6 +25,7 @@ from typing import TYPE_CHECKING, Any
 from bot.guilds import audit
 from bot.guilds.audit import InvalidSetting
 from bot.storage.store import Store
+from bot.storage.tx import SyncTx, for_update
 
 if TYPE_CHECKING:
     from bot.app.settings import Settings
@@ -32,6 +39,8 @@ MAX_SYSTEM_PROMPT = 4000
 MAX_MODEL_NAME = 200
 MAX_TOKENS_CAP = 32_768
 MAX_HISTORY = 100
+#: how long a guild's overrides are reused before they are read again (another process may change them)
+CACHE_SECONDS = 5.0
 
 
 @dataclass(frozen=True, slots=True)
@@ -71,13 +80,17 @@ class ConfigReport:
 
 class GuildConfig:
     def __init__(
-        self, store: Store, settings: Settings, gateway: Any = None, *, now: Callable[[], datetime] | None = None
+        self, store: Store, settings: Settings, gateway: Any = None, *, now: Callable[[], datetime] | None = None,
+        clock: Callable[[], float] = time.monotonic, cache_seconds: float = CACHE_SECONDS,
     ) -> None:
         self.store = store
         self.settings = settings
         self.gateway = gateway
         self.now = now or (lambda: datetime.now(UTC))
-        self._cache: dict[int, dict[int, dict[str, Any]]] = {}
+        self.clock = clock
+        self.cache_seconds = cache_seconds
+        self._cache: dict[int, tuple[float, dict[int, dict[str, Any]]]] = {}
+        self._changes: dict[int, int] = {}  # guild -> writes made here (a read older than one is not cached)
 
     # ------------------------------------------------------------------ reads
 
@@ -95,17 +108,22 @@ class GuildConfig:
         )
 
     async def overrides(self, guild_id: int) -> dict[int, dict[str, Any]]:
-        """channel_id (0 = guild level) -> {field: value}; cached until the next change."""
+        """channel_id (0 = guild level) -> {field: value}; reused for ``cache_seconds`` at most."""
         cached = self._cache.get(guild_id)
-        if cached is None:
-            cached = {}
-            for channel_id, name, value in await self.store.fetchall(
-                "SELECT channel_id, field, value FROM config_values WHERE guild_id = ?", (guild_id,)
-            ):
-                if name in FIELDS:
-                    cached.setdefault(int(channel_id), {})[name] = json.loads(value)
-            self._cache[guild_id] = cached
-        return cached
+        if cached is not None and self.clock() - cached[0] < self.cache_seconds:
+            return cached[1]
+        changes, read_at = self._changes.get(guild_id, 0), self.clock()
+        rows = await self.store.fetchall(
+            "SELECT channel_id, field, value FROM config_values WHERE guild_id = ?", (guild_id,)
+        )
+        layers = _layers(rows)
+        if self._changes.get(guild_id, 0) == changes:  # no write of ours finished while we read
+            self._cache[guild_id] = (read_at, layers)
+        return layers
+
+    def _changed(self, guild_id: int) -> None:
+        self._changes[guild_id] = self._changes.get(guild_id, 0) + 1
+        self._cache.pop(guild_id, None)
 
     async def effective(
         self, guild_id: int | None, channel_id: int | None, parent_channel_id: int | None = None
@@ -239,29 +257,21 @@ class GuildConfig:
             clean[name] = None if value is None else await self.validate(name, value)
         ts = self.now().timestamp()
         target = "guild" if channel_id == GUILD_LEVEL else f"channel:{channel_id}"
-        changes: dict[str, tuple[Any, Any]] = {}
-        async with self.store.transaction():
-            layer = (await self.overrides(guild_id)).get(channel_id, {})
+
+        def body(tx: SyncTx) -> dict[str, tuple[Any, Any]]:
+            changes: dict[str, tuple[Any, Any]] = {}
             for name, value in clean.items():
-                old = layer.get(name)
-                if value is None:
-                    await self.store.execute(
-                        "DELETE FROM config_values WHERE guild_id = ? AND channel_id = ? AND field = ?",
-                        (guild_id, channel_id, name),
-                    )
-                else:
-                    await self.store.execute(
-                        "INSERT INTO config_values(guild_id, channel_id, field, value, updated_at, updated_by)"
-                        " VALUES (?, ?, ?, ?, ?, ?) ON CONFLICT(guild_id, channel_id, field) DO UPDATE SET"
-                        " value = excluded.value, updated_at = excluded.updated_at, updated_by = excluded.updated_by",
-                        (guild_id, channel_id, name, json.dumps(value), ts, actor_id),
-                    )
+                old = _put(tx, guild_id, channel_id, name, value, ts, actor_id)
                 if old != value:
-                    await audit.record(self.store, ts=ts, guild_id=guild_id, actor_id=actor_id, target=target,
-                                       field=name, old=old, new=value)
+                    audit.add(tx, ts=ts, guild_id=guild_id, actor_id=actor_id, target=target, field=name,
+                              old=old, new=value)
                 changes[name] = (old, value)
-            self._cache.pop(guild_id, None)
-        return changes
+            return changes
+
+        try:
+            return await self.store.run(body)
+        finally:
+            self._changed(guild_id)
 
     async def reset(
         self,
@@ -280,29 +290,78 @@ class GuildConfig:
             if name not in FIELDS:
                 raise InvalidSetting(name, f"`{name}` is not a setting; choose one of: {', '.join(FIELDS)}.")
         ts = self.now().timestamp()
-        removed: dict[int, dict[str, Any]] = {}
-        async with self.store.transaction():
-            layers = await self.overrides(guild_id)
+
+        def body(tx: SyncTx) -> dict[int, dict[str, Any]]:
+            layers = _layers(tx.fetchall(
+                "SELECT channel_id, field, value FROM config_values WHERE guild_id = ?" + for_update(tx.dialect),
+                (guild_id,),
+            ))
             if channel_id is not None:
                 targets = [channel_id]
             else:
                 targets = [GUILD_LEVEL] + ([c for c in layers if c != GUILD_LEVEL] if include_channels else [])
+            removed: dict[int, dict[str, Any]] = {}
             for layer_id in targets:
                 for name, old in sorted(layers.get(layer_id, {}).items()):
                     if fields and name not in fields:
                         continue
-                    await self.store.execute(
+                    tx.execute(
                         "DELETE FROM config_values WHERE guild_id = ? AND channel_id = ? AND field = ?",
                         (guild_id, layer_id, name),
                     )
-                    await audit.record(
-                        self.store, ts=ts, guild_id=guild_id, actor_id=actor_id,
+                    audit.add(
+                        tx, ts=ts, guild_id=guild_id, actor_id=actor_id,
                         target="guild" if layer_id == GUILD_LEVEL else f"channel:{layer_id}",
                         field=name, old=old, new=None,
                     )
                     removed.setdefault(layer_id, {})[name] = old
-            self._cache.pop(guild_id, None)
-        return removed
+            return removed
+
+        try:
+            return await self.store.run(body)
+        finally:
+            self._changed(guild_id)
+
+
+def _layers(rows: Any) -> dict[int, dict[str, Any]]:
+    """``config_values`` rows (channel_id, field, value) → channel_id → {field: value}."""
+    layers: dict[int, dict[str, Any]] = {}
+    for channel_id, name, value in rows:
+        if name in FIELDS:
+            layers.setdefault(int(channel_id), {})[name] = json.loads(value)
+    return layers
+
+
+def _put(tx: SyncTx, guild_id: int, channel_id: int, name: str, value: Any, ts: float, actor_id: int) -> Any:
+    """Set (``value`` None: remove) one override; return the value it replaced, read under the row's lock.
+
+    A new row is inserted only if none exists (another process may insert it at the same moment: then
+    the insert does nothing and that row is locked, read and updated instead).
+    """
+    key = (guild_id, channel_id, name)
+    if value is None:
+        old = tx.fetchval(
+            "DELETE FROM config_values WHERE guild_id = ? AND channel_id = ? AND field = ? RETURNING value", key
+        )
+        return None if old is None else json.loads(old)
+    encoded = json.dumps(value)
+    inserted = tx.execute(
+        "INSERT INTO config_values(guild_id, channel_id, field, value, updated_at, updated_by)"
+        " VALUES (?, ?, ?, ?, ?, ?) ON CONFLICT (guild_id, channel_id, field) DO NOTHING",
+        (*key, encoded, float(ts), actor_id),
+    )
+    if inserted:
+        return None
+    old = tx.fetchval(
+        "SELECT value FROM config_values WHERE guild_id = ? AND channel_id = ? AND field = ?"
+        + for_update(tx.dialect), key,
+    )
+    tx.execute(
+        "UPDATE config_values SET value = ?, updated_at = ?, updated_by = ?"
+        " WHERE guild_id = ? AND channel_id = ? AND field = ?",
+        (encoded, float(ts), actor_id, *key),
+    )
+    return None if old is None else json.loads(old)
 
 
 def _number(name: str, value: Any) -> float:

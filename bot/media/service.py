@@ -6,7 +6,10 @@ atomic) → budget reserved → progress message shown as the interaction's resp
 grid posted with buttons (``done``). The reservation is guarded by the one budget flow
 (``async with hold``): a failure or a cancellation releases it, and the member is told why. A job
 found ``running`` at start-up is shown as unknown with a Retry button — never resubmitted on its
-own. Buttons (U/V/re-roll/retry/delete) act on jobs by id, so they work after a restart.
+own. Buttons (U/V/re-roll/retry/delete) act on jobs by id, so they work after a restart and on any
+process (the images are in the database or a shared directory: bot/media/jobs.py). With many
+processes, each renews a lease on the jobs it works on; a job is recovered (by whichever process
+sweeps next) only once its process is gone: its lease given up at a clean stop, or run out.
 On shutdown the service stops taking jobs ("restarting"), lets the jobs in progress finish for a
 bounded time, then cancels the rest (their holds released; a cut-off paid call shows as unknown).
 """
@@ -26,7 +29,7 @@ from bot.app.draining import Drained, Restarting, drain_tasks
 from bot.budgets.engine import Reservation
 from bot.budgets.rules import BudgetExceeded, Feature, Requester
 from bot.media.buttons import ButtonHandler, retry_view
-from bot.media.jobs import ImageJob, ImageToStore, JobParams, JobStore, StoredImage, images_dir_for
+from bot.media.jobs import ImageJob, ImageToStore, JobParams, JobStore, StoredImage, media_location
 from bot.media.options import ImagineOptions, OptionError, build_request, new_seed
 from bot.media.presenter import JobPresenter, upload_limit
 from bot.media.progress import JobMessage
@@ -34,6 +37,7 @@ from bot.media.queue import FairQueue, Ticket
 from bot.media.render import render_failure, render_progress
 from bot.rendering.errors import describe_error, error_code
 from bot.rendering.user_facing import UserFacingError
+from bot.storage.errors import StorageError
 from bot.storage.store import Store
 from gateway_client import GatewayError, ImageRequest, ImageResult, ModelKind, Unsupported
 
@@ -52,6 +56,7 @@ AUTOCOMPLETE_TIMEOUT = 2.0
 MODEL_CHECK_TIMEOUT = 1.5
 DEFAULT_EXPECTED_SECONDS = 8.0
 ORIGINS = {"v": "variation", "reroll": "reroll", "retry": "retry"}
+RECOVERY_LOCK = "imagine-recovery"  # one process at a time settles what dead processes left
 
 
 class ImagesUnsupported(UserFacingError):
@@ -113,7 +118,7 @@ class ImageJobService:
         self.quotas = quotas
         self.guild_config = guild_config
         self.client = client
-        self.jobs = JobStore(store, images_dir_for(settings.storage.path))
+        self.jobs = JobStore(store, media_location(settings.storage))
         self.queue = FairQueue(self.settings.max_concurrency)
         self.presenter = JobPresenter(client)
         #: who handles button presses (the /imagine cog attaches itself); None: "not available"
@@ -128,10 +133,32 @@ class ImageJobService:
     # -- lifecycle ------------------------------------------------------------------------------------
 
     async def start(self) -> None:
-        """After the store opens: settle what a previous run left (never resubmitting a paid call)."""
-        recovered = await self.jobs.recover_interrupted()
+        """After the store opens: settle what a previous run left (never resubmitting a paid call), then
+        keep this process's leases and settle, from time to time, what processes that died left."""
+        # One process owns a SQLite file: every job found there is a previous run's. With PostgreSQL only
+        # jobs whose lease was given up or ran out are (another process may be working on the rest).
+        everyone = self.jobs.store.dialect == "sqlite"
+        async with self.jobs.store.lock(RECOVERY_LOCK) as held:
+            recovered = await self.jobs.recover_interrupted(any_owner=everyone) if held else []
         if recovered:
             self._spawn(self._announce_recovered(recovered), "imagine-recovery")
+        self._spawn(self._keep_leases(), "imagine-leases")
+
+    async def _keep_leases(self) -> None:
+        while True:
+            await asyncio.sleep(self.jobs.lease_seconds / 3)
+            try:
+                await self.jobs.renew_leases()
+                async with self.jobs.store.lock(RECOVERY_LOCK) as held:
+                    recovered = await self.jobs.recover_interrupted() if held else []
+            except StorageError as exc:
+                log.warning("image jobs: renewing leases or recovering jobs failed: %s", exc)
+                continue
+            except Exception:
+                log.exception("image jobs: renewing leases or recovering jobs failed")
+                continue
+            if recovered:
+                await self._announce_recovered(recovered)
 
     def stop_accepting(self) -> None:
         """The drain begins: /imagine and the V/re-roll/retry buttons are refused with "restarting"."""
@@ -152,6 +179,12 @@ class ImageJobService:
             task.cancel()
         if tasks:
             await asyncio.gather(*tasks, return_exceptions=True)
+        if self.jobs.store.is_open:
+            try:  # what is left is recovered by the next process to start (or sweep) at once
+                await self.jobs.release_leases()
+            except StorageError as exc:
+                log.warning("image jobs: giving up this process's leases failed (%s); they run out in %g s",
+                            exc, self.jobs.lease_seconds)
 
     def _spawn(self, coro: Coroutine[Any, Any, Any], name: str) -> asyncio.Task[Any]:
         task = asyncio.create_task(coro, name=name)

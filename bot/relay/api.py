@@ -57,7 +57,9 @@ class ChannelScope(Protocol):
         """False while the channels are not known yet (the bot is still connecting)."""
         ...
 
-    async def lookup(self, channel_id: int) -> ChannelInfo | None: ...
+    async def lookup(self, channel_id: int) -> ChannelInfo | None:
+        """The channel's facts; None when unknown. May raise ``StorageError`` (the post then gets 503)."""
+        ...
 
 
 def error_response(
@@ -182,7 +184,12 @@ class RelayApi:
         raw = await self._read_body(request)
         if isinstance(raw, web.Response):
             return self._reject("payload_too_large", raw)
-        wait_for = self.limiter.acquire(key.key_id)
+        try:
+            wait_for = await self.limiter.acquire(key.key_id)
+        except StorageError:
+            return self._reject("unavailable", error_response(
+                503, "unavailable", "the key's rate limit could not be checked; retry later",
+                headers={"Retry-After": "1"}))
         if wait_for > 0:
             retry = self.limiter.retry_after_header(wait_for)
             return self._reject("rate_limited", error_response(
@@ -205,7 +212,11 @@ class RelayApi:
                 return self._reject("invalid_idempotency_key", error_response(
                     400, "invalid_idempotency_key",
                     f"Idempotency-Key must be 1–{IDEMPOTENCY_KEY_MAX} printable characters"))
-        refusal = await self._check_scope(key, message.channel_id)
+        try:
+            refusal = await self._check_scope(key, message.channel_id)
+        except StorageError:
+            return self._reject("unavailable", error_response(
+                503, "unavailable", "the channel could not be checked; retry later", headers={"Retry-After": "1"}))
         if refusal is not None:
             return self._reject(refusal[0], refusal[1])
         try:

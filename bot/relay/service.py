@@ -21,7 +21,7 @@ from aiohttp import web
 from bot.app.metrics import Metrics
 from bot.app.settings import Settings
 from bot.relay.api import ChannelInfo, ChannelScope, RelayApi
-from bot.relay.channels import DatabaseChannelScope
+from bot.relay.directory import DatabaseChannelScope
 from bot.relay.identity import avatar_problem, name_problem
 from bot.relay.keyrules import BadExpiry, parse_expiry
 from bot.relay.keys import KEY_PREFIX, KeyStore, NewKey, RelayKey
@@ -32,6 +32,7 @@ from bot.relay.ratelimit import KeyRateLimiter, Pacer
 from bot.relay.retention import RetentionSweeper
 from bot.relay.transport import DiscordTransport, Transport
 from bot.relay.worker import DeliveryWorker
+from bot.storage.buckets import TokenBuckets
 from bot.storage.store import Store
 
 log = logging.getLogger(__name__)
@@ -89,10 +90,12 @@ class RelayService:
         self.metrics = RelayMetrics(bot_metrics.registry)
         bot_metrics.add_refresher("relay_queue_depth", self._collect_queue_depth)
         self.keys = KeyStore(store, clock=clock)
-        self.limiter = KeyRateLimiter(relay.rate_per_minute, relay.burst)
+        buckets = TokenBuckets(store, clock=clock)  # shared by every process (rate_buckets)
+        self.limiter = KeyRateLimiter(buckets, relay.rate_per_minute, relay.burst)
         retention, idempotency_window = relay.retention_days * 86400, relay.idempotency_hours * 3600
         self.outbox = Outbox(store, on_commit=self._committed, clock=clock, idempotency_window=idempotency_window)
-        self.pacer = Pacer(relay.max_requests_per_second)
+        # many processes deliver on PostgreSQL: their pace is one bucket there (one process on SQLite)
+        self.pacer = Pacer(relay.max_requests_per_second, buckets=buckets if store.dialect == "postgresql" else None)
         if scope is None:
             scope = ClientChannelScope(client) if client is not None else DatabaseChannelScope(store)
         self.transport: Transport | None = None
@@ -194,7 +197,7 @@ class RelayService:
     async def revoke_key(self, guild_id: int, key_id: str, *, revoked_by: int) -> None:
         """Revoke at once (its next post gets 401) and drop the key's rate-limit bucket."""
         await self.keys.revoke(guild_id, key_id, revoked_by=revoked_by)
-        self.limiter.forget(key_id)
+        await self.limiter.forget(key_id)
 
     async def key_counts(self, key_id: str) -> dict[str, int]:
         """Posts sent with this key, by status (queued, sending, delivered, failed)."""

@@ -16,6 +16,8 @@ import os
 import sqlite3
 from pathlib import Path
 
+from bot.storage.migrations import MigrationError, stored_version
+
 
 class BackupError(Exception):
     """The backup could not be made; ``str()`` is one line for the operator."""
@@ -41,7 +43,8 @@ def backup_database(source: str | Path, target: str | Path, *, force: bool = Fal
     partial = target.parent / f".{target.name}.{os.getpid()}.partial"
     try:
         os.close(os.open(partial, os.O_CREAT | os.O_EXCL | os.O_WRONLY, 0o600))
-        version = _copy(source, partial)
+        _copy(source, partial)
+        version = _version_of(source, partial)
         os.replace(partial, target)
         _sync_folder(target.parent)
     except sqlite3.Error as exc:
@@ -54,7 +57,18 @@ def backup_database(source: str | Path, target: str | Path, *, force: bool = Fal
     return version
 
 
-def _copy(source: Path, destination: Path) -> int:
+def _version_of(source: Path, copy: Path) -> int:
+    """The copy's schema version (Alembic's, or a file from before Alembic: its own table's)."""
+    try:
+        version = stored_version(copy)
+    except MigrationError as exc:
+        raise BackupError(f"the copy of {source} cannot be read back ({exc})") from None
+    if version == 0:
+        raise BackupError(f"{source} is not a gatecord database (it records no schema version)")
+    return version
+
+
+def _copy(source: Path, destination: Path) -> None:
     src = sqlite3.connect(f"{source.resolve().as_uri()}?mode=ro", uri=True, timeout=10)
     try:
         dst = sqlite3.connect(destination)
@@ -64,11 +78,6 @@ def _copy(source: Path, destination: Path) -> int:
             problems = [row[0] for row in dst.execute("PRAGMA integrity_check").fetchall()]
             if problems != ["ok"]:
                 raise BackupError(f"the copy of {source} fails its integrity check: {problems[0]}")
-            try:
-                row = dst.execute("SELECT COALESCE(MAX(version), 0) FROM schema_migrations").fetchone()
-            except sqlite3.OperationalError:
-                raise BackupError(f"{source} is not a gatecord database (no schema_migrations table)") from None
-            return int(row[0])
         finally:
             dst.close()
     finally:

@@ -51,3 +51,16 @@ class DatabaseTooNew(MigrationError):
         )
         self.version = version
         self.latest = latest
+
+
+class DatabaseTooOld(MigrationError):
+    """The database is at an older schema version than the code, and this process does not migrate."""
+
+    def __init__(self, version: int, latest: int, database: str | Path | None = None) -> None:
+        where = f"database {database}" if database is not None else "the database"
+        super().__init__(
+            f"{where} is at schema version {version}, older than this gatecord (latest {latest}): "
+            "run `gatecord migrate` first (`gatecord web` never migrates)"
+        )
+        self.version = version
+        self.latest = latest

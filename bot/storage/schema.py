@@ -186,7 +186,7 @@ relay_outbox = Table(
     Column("error_code", Text),
     Column("error_message", Text),
     Column("note", Text),
-    Column("claimed_at", Float),  # 0016: when a process claimed it for an attempt (renewed while sending)
+    Column("claimed_at", Float),  # 0017: when a process claimed it for an attempt (renewed while sending)
     CheckConstraint("via IN ('bot', 'webhook')", name="relay_outbox_via"),
     CheckConstraint("status IN ('queued', 'sending', 'delivered', 'failed')", name="relay_outbox_status"),
     Index("relay_outbox_idempotency", "key_id", "idempotency_key", unique=True,
@@ -201,7 +201,7 @@ relay_outbox = Table(
           postgresql_where=text("status IN ('delivered', 'failed')")),
     Index("relay_outbox_idempotency_created", "created_at",
           sqlite_where=text("idempotency_key IS NOT NULL"), postgresql_where=text("idempotency_key IS NOT NULL")),
-    Index("relay_outbox_channel_pending", "channel_id", "seq",  # 0016: the head of each channel's queue
+    Index("relay_outbox_channel_pending", "channel_id", "seq",  # 0017: the head of each channel's queue
           sqlite_where=text("status NOT IN ('delivered', 'failed')"),
           postgresql_where=text("status NOT IN ('delivered', 'failed')")),
     sqlite_autoincrement=True,
@@ -242,6 +242,8 @@ imagine_jobs = Table(
     Column("created_at", Float, nullable=False),
     Column("started_at", Float),
     Column("finished_at", Float),
+    Column("owner", Text),  # 0016: the process working on the job (bot/media/jobs.py)
+    Column("lease_until", Float),  # 0016: until when that process's claim holds (renewed while it lives)
     CheckConstraint("origin IN ('command', 'variation', 'reroll', 'retry')", name="imagine_jobs_origin"),
     CheckConstraint("count BETWEEN 1 AND 10", name="imagine_jobs_count"),
     CheckConstraint(

@@ -262,9 +262,13 @@ class SqliteBackend:
                     continue
                 try:
                     outcomes = await _to_the_end(self.call(self._batch, [body for body, _ in jobs]))
-                except BaseException as exc:  # BEGIN or COMMIT failed: nothing of the batch was kept
-                    failure = exc if isinstance(exc, Exception) else StorageError("the transaction was interrupted")
-                    outcomes = [(False, failure)] * len(jobs)
+                except Exception as exc:  # BEGIN or COMMIT failed: nothing of the batch was kept
+                    outcomes = [(False, exc)] * len(jobs)
+                except BaseException:  # cancelled (the store closing) or interrupted: tell the callers, then stop
+                    for _, future in jobs:
+                        if not future.done():
+                            future.set_exception(StorageError("the transaction was interrupted"))
+                    raise
             for (_, future), (ok, value) in zip(jobs, outcomes, strict=True):
                 if future.done():
                     continue
@@ -363,7 +367,10 @@ async def _to_the_end(step: Awaitable[T]) -> T:
 def _create_private_file(path: Path) -> None:
     if str(path) == ":memory:":
         return
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fd = os.open(path, os.O_CREAT | os.O_RDWR, 0o600)
-    os.close(fd)
-    os.chmod(path, 0o600)
+    try:
+        path.parent.mkdir(parents=True, exist_ok=True)
+        fd = os.open(path, os.O_CREAT | os.O_RDWR, 0o600)
+        os.close(fd)
+        os.chmod(path, 0o600)
+    except OSError as exc:  # a folder that cannot be made, a directory in the way, no permission
+        raise StorageError(f"database {path} cannot be created ({exc.strerror or exc})") from None

@@ -13,14 +13,19 @@
 from __future__ import annotations
 
 import asyncio
-from collections.abc import AsyncIterator, Callable, Iterable
-from contextlib import asynccontextmanager
+import contextlib
+import logging
+from collections.abc import AsyncIterator, Callable, Iterable, Iterator
+from contextlib import asynccontextmanager, contextmanager
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, TypeVar
 
+from sqlalchemy import text
+from sqlalchemy.engine import Connection
+
 from bot.storage import migrations
 from bot.storage.errors import DatabaseTooNew, MigrationError, StorageError
-from bot.storage.postgres_backend import PostgresBackend, safe_url
+from bot.storage.postgres_backend import PostgresBackend, lock_key, safe_url
 from bot.storage.records import Row
 from bot.storage.sqlite_backend import SqliteBackend
 from bot.storage.sqltext import Params
@@ -32,6 +37,10 @@ if TYPE_CHECKING:
 __all__ = ["Store", "StorageError", "Row", "Tx", "SyncTx"]
 
 T = TypeVar("T")
+log = logging.getLogger(__name__)
+
+#: the advisory lock a PostgreSQL migration runs under
+MIGRATION_LOCK = "gatecord:migrate"
 
 # The write probe rewrites the schema version with its own value: a real write that changes nothing.
 _PROBE = "UPDATE alembic_version SET version_num = version_num"
@@ -95,7 +104,8 @@ class Store:
 
         def run(connection: Any) -> int:
             if apply:
-                return migrations.upgrade(connection, where)
+                with _migration_lock(connection, where):  # many processes may start at once
+                    return migrations.upgrade(connection, where)
             version = migrations.current_version(connection)
             latest = migrations.latest_version()
             if version > latest:
@@ -182,6 +192,25 @@ class Store:
         """Yield True when this process may do the periodic work ``name`` now (no other process is)."""
         async with self._backend.lock(name) as held:
             yield held
+
+
+@contextmanager
+def _migration_lock(connection: Connection, where: str) -> Iterator[None]:
+    """PostgreSQL: one process at a time migrates (a session advisory lock; Alembic takes none there).
+    The others wait here, then find the schema up to date. (SQLite: ``BEGIN IMMEDIATE`` serialises.)"""
+    key = {"k": lock_key(MIGRATION_LOCK)}
+    if not connection.execute(text("SELECT pg_try_advisory_lock(:k)"), key).scalar():
+        log.info("%s: another process is migrating it; waiting for it to finish", where)
+        connection.execute(text("SELECT pg_advisory_lock(:k)"), key)
+    connection.commit()
+    try:
+        yield
+    finally:
+        with contextlib.suppress(Exception):  # a lost connection releases the lock by itself
+            if connection.in_transaction():
+                connection.rollback()
+            connection.execute(text("SELECT pg_advisory_unlock(:k)"), key)
+            connection.commit()
 
 
 def _migrate_sqlite(path: Path, apply: bool) -> int:

@@ -12,7 +12,8 @@ Standalone: ``python -m sandbox.discord_emulator --host 127.0.0.1 --port 0 --tok
 ``READY <api_base_url> <gateway_url>`` and serves until SIGTERM.
 
 Constructor and lifecycle
-    DiscordEmulator(*, host="127.0.0.1", port=0, token="emulator-token", schemas_path=None)
+    DiscordEmulator(*, host="127.0.0.1", port=0, token="emulator-token", schemas_path=None, shards=1,
+        max_concurrency=1, clock=None)
     await emu.start() / await emu.close() / async with; emu.api_base_url, emu.gateway_url,
     emu.cdn_base_url, emu.base_url. A wrong bot token gets 401 on REST, close code 4004 on the gateway.
 
@@ -31,6 +32,20 @@ Default world (attributes)
     grant_bot_permissions(perms, guild_id=None) (e.g. permissions.MANAGE_WEBHOOKS, which the bot lacks
     by default). emu.permissions_for(user, channel_id) -> int. Bits: sandbox.discord_emulator.permissions.
     Per-guild upload limit: emu.world.guilds[gid].filesize_limit (10 MiB).
+
+Sharding (as Discord routes it)
+    GET /gateway/bot answers ``shards`` (emu.recommended_shards, the ``shards`` argument) and
+    session_start_limit {total, remaining (less one per IDENTIFY), reset_after, max_concurrency
+    (emu.max_concurrency)}. An IDENTIFY with ``shard: [id, count]`` gets READY and GUILD_CREATE, and
+    afterwards every event, only for the guilds with ``shard_of(guild_id, count) == id``
+    (``(guild_id >> 22) % count``); DMs go to shard 0; no ``shard`` means every guild. A shard id
+    outside 0..count-1 is closed with 4010 Invalid shard; with emu.gateway.guilds_per_shard_limit set,
+    a session that would hold more guilds is closed with 4011 Sharding required.
+    emu.guild_id is on shard 0 of 2 and emu.guild2_id on shard 1 of 2. await emu.add_guild(name,
+    shard=(id, count), members=("alice", "bob")) -> guild id: a new guild with #general on that shard
+    (GUILD_CREATE sent). emu.ids.next_on_shard(id, count) -> a snowflake on that shard.
+    emu.gateway.identifies: [IdentifyRecord(shard_id, shard_count, at, bucket, session_id)], ``at``
+    from ``clock`` (monotonic by default; emu.gateway.clock), bucket = shard_id % max_concurrency.
 
 Users acting (async; each returns once the event is dispatched)
     inject_slash_command(name, options=None, *, user="alice", guild_id=None, channel_id=None,
@@ -95,16 +110,20 @@ Discord). Unknown route -> 404 {"message", "code": 0}; unknown channel 404 10003
 within 5 minutes returns the first message instead of creating another.
 """
 
+from .gateway_ws import IdentifyRecord
 from .models import Attachment, InteractionRecord, MessageEdit, MessageState, RateLimitHit, RecordedRequest, User
 from .server import DiscordEmulator
+from .snowflake import shard_of
 
 __all__ = [
     "Attachment",
     "DiscordEmulator",
+    "IdentifyRecord",
     "InteractionRecord",
     "MessageEdit",
     "MessageState",
     "RateLimitHit",
     "RecordedRequest",
     "User",
+    "shard_of",
 ]

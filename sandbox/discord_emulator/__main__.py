@@ -21,6 +21,8 @@ def parse_args(argv: Optional[list[str]] = None) -> argparse.Namespace:
     parser.add_argument("--token", default=os.environ.get("GATECORD_DISCORD__TOKEN", "emulator-token"),
                         help="bot token the emulator accepts (default: $GATECORD_DISCORD__TOKEN or emulator-token)")
     parser.add_argument("--schemas", default=None, help="path to discord-schemas.json")
+    parser.add_argument("--shards", type=int, default=1, help="shard count GET /gateway/bot recommends")
+    parser.add_argument("--max-concurrency", type=int, default=1, help="IDENTIFY buckets GET /gateway/bot announces")
     return parser.parse_args(argv)
 
 
@@ -29,7 +31,8 @@ async def serve(args: argparse.Namespace) -> None:
     loop = asyncio.get_running_loop()
     for sig in (signal.SIGTERM, signal.SIGINT):
         loop.add_signal_handler(sig, stop.set)
-    async with DiscordEmulator(host=args.host, port=args.port, token=args.token, schemas_path=args.schemas) as emu:
+    async with DiscordEmulator(host=args.host, port=args.port, token=args.token, schemas_path=args.schemas,
+                               shards=args.shards, max_concurrency=args.max_concurrency) as emu:
         print(f"READY {emu.api_base_url} {emu.gateway_url}", flush=True)
         await stop.wait()
 

@@ -9,12 +9,13 @@ import logging
 import secrets
 import time
 from dataclasses import dataclass, field
-from typing import TYPE_CHECKING, Any, Optional
+from typing import TYPE_CHECKING, Any, Callable, Optional
 
 from aiohttp import WSMsgType, web
 
 from . import limits as L
 from .jsoncodec import dumps_str
+from .snowflake import shard_of
 
 if TYPE_CHECKING:
     from .server import DiscordEmulator
@@ -29,6 +30,20 @@ INTENT_MESSAGE_CONTENT = 1 << 15
 RENOTIFY_DELAYS = (0.02, 0.1, 0.5)
 RENOTIFY_COALESCE_S = 0.001
 MESSAGE_EVENTS = {"MESSAGE_CREATE", "MESSAGE_UPDATE", "MESSAGE_DELETE"}
+GUILD_ID_IS_ID = {"GUILD_CREATE", "GUILD_UPDATE", "GUILD_DELETE"}  # other events carry ``guild_id``
+INVALID_SHARD, SHARDING_REQUIRED = 4010, 4011
+
+
+@dataclass
+class IdentifyRecord:
+    """One IDENTIFY the gateway accepted. ``at`` is read from ``Gateway.clock`` (monotonic by default);
+    ``bucket`` is ``shard_id % max_concurrency``: Discord allows one IDENTIFY per bucket every 5 s."""
+
+    shard_id: int
+    shard_count: int
+    at: float
+    bucket: int
+    session_id: str
 
 
 @dataclass
@@ -46,6 +61,13 @@ class GatewaySession:
     heartbeats: int = 0
     presence: Optional[dict[str, Any]] = None
 
+    def holds(self, guild_id: Optional[int]) -> bool:
+        """Whether Discord would send this guild's events here (``None``: a DM, which goes to shard 0)."""
+        if self.shard is None:
+            return True  # no shard in IDENTIFY is shard [0, 1]: everything
+        shard_id, count = self.shard
+        return shard_id == (0 if guild_id is None else shard_of(guild_id, count))
+
 
 class Gateway:
     """Serves ``GET /gateway``; keeps sessions across disconnects so RESUME can replay events."""
@@ -55,6 +77,10 @@ class Gateway:
         self.sessions: dict[str, GatewaySession] = {}
         self.heartbeat_interval_ms = L.HEARTBEAT_INTERVAL_MS
         self.identify_payloads: list[dict[str, Any]] = []  # token removed
+        self.identifies: list[IdentifyRecord] = []  # every accepted IDENTIFY, in order
+        self.clock: Callable[[], float] = time.monotonic  # the time IdentifyRecord.at is read from
+        #: close a session that would hold more guilds than this with 4011 (None: never)
+        self.guilds_per_shard_limit: Optional[int] = None
         self._sockets: set[web.WebSocketResponse] = set()
         self._renotified_at = float("-inf")
 
@@ -93,10 +119,18 @@ class Gateway:
             return data
         return dict(data, content="", embeds=[], attachments=[], components=[])
 
+    @staticmethod
+    def event_guild(event: str, data: dict[str, Any]) -> Optional[int]:
+        """The guild an event belongs to (``None``: not a guild's, e.g. a DM)."""
+        raw = data.get("id") if event in GUILD_ID_IS_ID else data.get("guild_id")
+        return int(raw) if raw is not None else None
+
     async def dispatch(self, event: str, data: dict[str, Any]) -> None:
-        """Send a DISPATCH to every identified session (buffered for sessions awaiting RESUME)."""
+        """Send a DISPATCH to every identified session that holds the event's guild, as Discord routes
+        them: shard ``(guild_id >> 22) % count``, DMs to shard 0 (buffered for sessions awaiting RESUME)."""
+        guild_id = self.event_guild(event, data)
         for session in list(self.sessions.values()):
-            if not session.ready:
+            if not session.ready or not session.holds(guild_id):
                 continue
             filtered = self._filter(session, event, data)
             if filtered is not None:
@@ -213,14 +247,25 @@ class Gateway:
         if not isinstance(intents, int):
             await ws.close(code=4013, message=b"Invalid intent(s).")
             return None
-        self.identify_payloads.append({k: v for k, v in data.items() if k != "token"})
-        session = GatewaySession(session_id=secrets.token_hex(16), intents=intents, shard=data.get("shard"), ws=ws)
-        self.sessions[session.session_id] = session
+        shard = data.get("shard")
+        if shard is not None and not _valid_shard(shard):
+            await ws.close(code=INVALID_SHARD, message=b"Invalid shard.")
+            return None
         emu = self.emu
+        session = GatewaySession(session_id=secrets.token_hex(16), intents=intents, shard=shard, ws=ws)
+        guild_ids = [g for g in emu.world.guilds if session.holds(g)]
+        if self.guilds_per_shard_limit is not None and len(guild_ids) > self.guilds_per_shard_limit:
+            await ws.close(code=SHARDING_REQUIRED, message=b"Sharding required.")
+            return None
+        self.identify_payloads.append({k: v for k, v in data.items() if k != "token"})
+        shard_id, count = shard if shard is not None else (0, 1)
+        self.identifies.append(IdentifyRecord(shard_id=shard_id, shard_count=count, at=self.clock(),
+                                              bucket=shard_id % emu.max_concurrency, session_id=session.session_id))
+        self.sessions[session.session_id] = session
         ready = {
             "v": 10,
             "user": dict(emu.world.users[emu.bot_user_id].payload(), verified=True, mfa_enabled=False, email=None),
-            "guilds": [{"id": str(g), "unavailable": True} for g in emu.world.guilds],
+            "guilds": [{"id": str(g), "unavailable": True} for g in guild_ids],
             "session_id": session.session_id,
             "session_type": "normal",
             "resume_gateway_url": emu.gateway_url,
@@ -237,7 +282,7 @@ class Gateway:
             ready["shard"] = session.shard
         session.ready = True
         await self._dispatch_to(session, "READY", ready)
-        for guild_id in list(emu.world.guilds):
+        for guild_id in guild_ids:
             await self._dispatch_to(session, "GUILD_CREATE", emu.world.guild_create_payload(guild_id))
         emu.signal.changed()
         return session
@@ -264,7 +309,7 @@ class Gateway:
     async def _members_chunk(self, session: GatewaySession, data: dict[str, Any]) -> None:
         world = self.emu.world
         guild_id = int(data.get("guild_id", 0))
-        if guild_id not in world.guilds:
+        if guild_id not in world.guilds or not session.holds(guild_id):
             return
         wanted = data.get("user_ids")
         query = (data.get("query") or "").lower()
@@ -279,3 +324,11 @@ class Gateway:
         if data.get("nonce") is not None:
             chunk["nonce"] = data["nonce"]
         await self._dispatch_to(session, "GUILD_MEMBERS_CHUNK", chunk)
+
+
+def _valid_shard(shard: Any) -> bool:
+    """``[shard_id, shard_count]`` with ``0 <= shard_id < shard_count`` (anything else: 4010 Invalid shard)."""
+    return (
+        isinstance(shard, list) and len(shard) == 2 and all(type(x) is int for x in shard)
+        and 0 <= shard[0] < shard[1]
+    )

@@ -55,4 +55,7 @@ BUCKET_DEFAULT = (50, 1.0)
 
 # Gateway
 HEARTBEAT_INTERVAL_MS = 41250
+SESSION_START_TOTAL = 1000  # IDENTIFYs a bot may make per reset_after
+SESSION_START_RESET_AFTER_MS = 24 * 3600 * 1000
+GUILDS_PER_SHARD_MAX = 2500  # more on one session: close 4011 Sharding required (when enforced)
 RESUME_BUFFER_EVENTS = 1000

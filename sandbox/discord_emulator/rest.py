@@ -9,6 +9,7 @@ from typing import TYPE_CHECKING, Any, Optional
 from aiohttp import web
 
 from . import errors as E
+from . import limits as L
 from . import permissions as P
 from .access import (
     channel_for_bot,
@@ -112,11 +113,18 @@ class _Rest:
         return self.emu.json({"url": self.emu.gateway_url})
 
     async def gateway_bot(self, request: web.Request) -> web.Response:
-        return self.emu.json(
+        emu = self.emu
+        total = emu.session_start_total
+        return emu.json(
             {
-                "url": self.emu.gateway_url,
-                "shards": 1,
-                "session_start_limit": {"total": 1000, "remaining": 999, "reset_after": 14400000, "max_concurrency": 1},
+                "url": emu.gateway_url,
+                "shards": emu.recommended_shards,
+                "session_start_limit": {
+                    "total": total,
+                    "remaining": max(0, total - len(emu.gateway.identifies)),
+                    "reset_after": L.SESSION_START_RESET_AFTER_MS,
+                    "max_concurrency": emu.max_concurrency,
+                },
             }
         )
 

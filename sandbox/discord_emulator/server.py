@@ -60,7 +60,15 @@ class DiscordEmulator(InjectionMixin):
         port: int = 0,
         token: str = "emulator-token",
         schemas_path: Optional[Union[str, Path]] = None,
+        shards: int = 1,
+        max_concurrency: int = 1,
+        clock: Optional[Callable[[], float]] = None,
     ) -> None:
+        """``shards``: the count ``GET /gateway/bot`` recommends; ``max_concurrency``: IDENTIFY buckets it
+        announces (bucket = shard_id % max_concurrency); ``clock``: the time each IDENTIFY is recorded at
+        (``emu.gateway.identifies``; monotonic by default)."""
+        if shards < 1 or max_concurrency < 1:
+            raise ValueError("shards and max_concurrency must be at least 1")
         self.host = host
         self.port = port
         self._token = token
@@ -71,6 +79,11 @@ class DiscordEmulator(InjectionMixin):
         self.validator = MessageValidator(SchemaValidator(Path(schemas_path) if schemas_path else None))
         self.ratelimits = RateLimiter()
         self.gateway = Gateway(self)
+        if clock is not None:
+            self.gateway.clock = clock
+        self.recommended_shards = shards
+        self.max_concurrency = max_concurrency
+        self.session_start_total = L.SESSION_START_TOTAL
         self.cdn = CDN(self)
         self.channel_webhooks = ChannelWebhooks(self)
         self.requests: list[RecordedRequest] = []
@@ -151,7 +164,9 @@ class DiscordEmulator(InjectionMixin):
         admin, alice, bob = w.add_user("admin"), w.add_user("alice"), w.add_user("bob")
         self.users: dict[str, User] = {"admin": admin, "alice": alice, "bob": bob, "bot": bot}
 
-        g1 = w.add_guild("Gatecord Test", owner_id=admin.id)
+        # The two guilds land on different shards of two (guild 1 on shard 0, guild 2 on shard 1); with
+        # one shard, as by default, that changes nothing.
+        g1 = w.add_guild("Gatecord Test", owner_id=admin.id, shard=(0, 2))
         self.guild_id = g1.id
         self.admin_role_id = w.add_role(g1.id, "Admin", P.ADMIN_ROLE).id
         self.moderator_role_id = w.add_role(g1.id, "Moderator", P.MODERATOR_ROLE).id
@@ -164,7 +179,7 @@ class DiscordEmulator(InjectionMixin):
         self.channel2_id = w.add_channel(g1.id, "random").id
         self.thread_id = w.add_channel(g1.id, "general-thread", type=11, parent_id=self.channel_id, owner_id=alice.id).id
 
-        g2 = w.add_guild("Other Guild", owner_id=admin.id)
+        g2 = w.add_guild("Other Guild", owner_id=admin.id, shard=(1, 2))
         self.guild2_id = g2.id
         self.guild2_admin_role_id = w.add_role(g2.id, "Admin", P.ADMIN_ROLE).id
         self.guild2_bot_role_id = w.add_role(g2.id, "Gatecord", P.BOT_ROLE, managed=True).id
@@ -185,6 +200,26 @@ class DiscordEmulator(InjectionMixin):
         for gid in guild_ids if guild_ids is not None else [self.guild_id]:
             await self.add_member(gid, user.id, roles=[r for r in roles or [] if r in self.world.guilds[gid].roles])
         return user
+
+    async def add_guild(
+        self, name: str, *, shard: Optional[tuple[int, int]] = None, members: tuple[str, ...] = ("alice", "bob")
+    ) -> int:
+        """A guild the bot has joined (dispatches GUILD_CREATE to the session holding it): "admin" owns it
+        with an Admin role, ``members`` are plain members, the bot has its managed role, and one text
+        channel #general (the guild's default channel for ``inject_*``). ``shard=(shard_id, shard_count)``
+        puts its id on that shard: ``(guild_id >> 22) % shard_count == shard_id``. Returns its id."""
+        w = self.world
+        admin = self.users["admin"]
+        guild = w.add_guild(name, owner_id=admin.id, shard=shard)
+        admin_role = w.add_role(guild.id, "Admin", P.ADMIN_ROLE)
+        bot_role = w.add_role(guild.id, "Gatecord", P.BOT_ROLE, managed=True)
+        w.add_member(guild.id, admin.id, [admin_role.id])
+        for name_ in members:
+            w.add_member(guild.id, self.users[name_].id)
+        w.add_member(guild.id, self.bot_user_id, [bot_role.id])
+        w.add_channel(guild.id, "general")
+        await self.gateway.dispatch("GUILD_CREATE", w.guild_create_payload(guild.id))
+        return guild.id
 
     async def add_member(self, guild_id: int, user_id: int, roles: Optional[list[int]] = None) -> None:
         self.world.add_member(guild_id, user_id, roles)
@@ -213,6 +248,37 @@ class DiscordEmulator(InjectionMixin):
             data["newly_created"] = True
         await self.gateway.dispatch(event, data)
         return channel.id
+
+    async def delete_channel(self, channel_id: int) -> None:
+        """Delete a channel (CHANNEL_DELETE; its threads go with it, without an event each, as on Discord)
+        or a thread (THREAD_DELETE)."""
+        w = self.world
+        channel = w.channels[channel_id]
+        gone = [channel_id] + [c.id for c in w.channels.values() if c.is_thread and c.parent_id == channel_id]
+        guild = w.guilds[channel.guild_id] if channel.guild_id is not None else None
+        for cid in gone:
+            w.channels.pop(cid, None)
+            if guild is not None and cid in guild.channel_ids:
+                guild.channel_ids.remove(cid)
+        if channel.is_thread:
+            await self.gateway.dispatch("THREAD_DELETE", {
+                "id": str(channel.id), "guild_id": str(channel.guild_id), "parent_id": str(channel.parent_id),
+                "type": channel.type})
+        else:
+            await self.gateway.dispatch("CHANNEL_DELETE", channel.payload())
+
+    async def archive_thread(self, thread_id: int) -> None:
+        """Archive a thread (THREAD_UPDATE with ``thread_metadata.archived``)."""
+        thread = self.world.channels[thread_id]
+        thread.archived = True
+        await self.gateway.dispatch("THREAD_UPDATE", thread.payload())
+
+    async def remove_guild(self, guild_id: int) -> None:
+        """The bot is removed from a guild (GUILD_DELETE without ``unavailable``); the guild leaves the world."""
+        await self.gateway.dispatch("GUILD_DELETE", {"id": str(guild_id)})
+        guild = self.world.guilds.pop(guild_id)
+        for cid in guild.channel_ids:
+            self.world.channels.pop(cid, None)
 
     async def set_channel_permissions(
         self, channel_id: int, target_id: int, *, allow: int = 0, deny: int = 0, is_member: Optional[bool] = None

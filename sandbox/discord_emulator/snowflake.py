@@ -24,6 +24,22 @@ class SnowflakeFactory:
             self._last = candidate
             return candidate
 
+    def next_on_shard(self, shard_id: int, shard_count: int) -> int:
+        """The next snowflake whose guild would be on ``shard_id`` of ``shard_count``: its timestamp (ms)
+        is moved forward, at most ``shard_count - 1`` ms, until ``(id >> 22) % shard_count == shard_id``."""
+        if not 0 <= shard_id < shard_count:
+            raise ValueError(f"shard {shard_id} is not in 0..{shard_count - 1}")
+        with self._lock:
+            ms = max(int(time.time() * 1000) - DISCORD_EPOCH_MS, (self._last >> 22) + 1)
+            ms += (shard_id - ms) % shard_count
+            self._last = ms << 22
+            return self._last
+
+
+def shard_of(snowflake: int, shard_count: int) -> int:
+    """The shard Discord sends a guild's events to (and DMs, guild id 0, to shard 0)."""
+    return (snowflake >> 22) % shard_count
+
 
 def iso_now() -> str:
     return datetime.datetime.now(datetime.timezone.utc).isoformat()

@@ -26,8 +26,9 @@ class World:
         self.users[user.id] = user
         return user
 
-    def add_guild(self, name: str, owner_id: int) -> Guild:
-        gid = self.ids.next()
+    def add_guild(self, name: str, owner_id: int, *, shard: Optional[tuple[int, int]] = None) -> Guild:
+        """A new guild; with ``shard=(shard_id, shard_count)`` its id lands on that shard."""
+        gid = self.ids.next() if shard is None else self.ids.next_on_shard(*shard)
         guild = Guild(id=gid, name=name, owner_id=owner_id)
         guild.roles[gid] = Role(id=gid, guild_id=gid, name="@everyone", permissions=P.EVERYONE_DEFAULT, position=0)
         self.guilds[gid] = guild

@@ -6,15 +6,15 @@ and renews it while the attempt runs; a claim older than ``relay.claim_timeout``
 that stopped, and another one retries the post with the same nonce. ``relay_outbox_channel_pending``
 finds the oldest pending post of each channel without reading the others.
 
-Revision ID: 0016
-Revises: 0015
+Revision ID: 0017
+Revises: 0016
 """
 
 import sqlalchemy as sa
 from alembic import op
 
-revision = "0016"
-down_revision = "0015"
+revision = "0017"
+down_revision = "0016"
 branch_labels = None
 depends_on = None
 
