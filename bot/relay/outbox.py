@@ -171,24 +171,31 @@ class Claim:
     claimed_at: float
 
 
-# The claimable posts among the heads (oldest pending post) of the channels in ``channels``. Each head
-# is one probe of relay_outbox_channel_pending (not a scan of the backlog), so a claim costs the same
-# with ten posts waiting or a hundred thousand.
-_CLAIM_HEADS = (
-    "{channels} SELECT seq, " + _RECORD_COLUMNS + " FROM relay_outbox WHERE seq IN"
-    " (SELECT (SELECT MIN(h.seq) FROM relay_outbox h WHERE h.channel_id = c.channel_id"
-    " AND h.status IN ('queued', 'sending')) FROM channels c WHERE c.channel_id IS NOT NULL)"
-    f" AND {PENDING} AND next_attempt_at <= ? AND (claimed_at IS NULL OR claimed_at <= ?) ORDER BY seq LIMIT ?"
+# relay_outbox_channel_pending's condition (the same rows as PENDING, in words SQLite cannot use to
+# seek the status index, so it takes this one for lookups by channel)
+UNFINISHED = "status NOT IN ('delivered', 'failed')"
+# The head (oldest unfinished post: ``seq``) of each channel in ``channels``, one probe of
+# relay_outbox_channel_pending each (never a scan of the backlog): a claim costs the same with ten
+# posts waiting or a hundred thousand.
+_HEADS = (
+    "{channels} SELECT (SELECT MIN(h.seq) FROM relay_outbox h WHERE h.channel_id = c.channel_id"
+    f" AND h.{UNFINISHED}) AS head FROM channels c WHERE c.channel_id IS NOT NULL"
 )
-# Every channel with a pending post, one index probe each (a "loose index scan"; neither database
-# does it by itself for SELECT DISTINCT).
-_CLAIM_ALL = _CLAIM_HEADS.format(channels=(
+# Every channel with an unfinished post, one probe each (a "loose index scan": neither database does
+# one by itself for SELECT DISTINCT).
+_HEADS_OF_ALL = _HEADS.format(channels=(
     "WITH RECURSIVE channels(channel_id) AS ("
-    f"SELECT MIN(channel_id) FROM relay_outbox WHERE {PENDING}"
-    " UNION ALL SELECT (SELECT MIN(o.channel_id) FROM relay_outbox o"
-    " WHERE o.status IN ('queued', 'sending') AND o.channel_id > c.channel_id)"
-    " FROM channels c WHERE c.channel_id IS NOT NULL)"
+    f"SELECT MIN(channel_id) FROM relay_outbox WHERE {UNFINISHED}"
+    f" UNION ALL SELECT (SELECT MIN(o.channel_id) FROM relay_outbox o WHERE o.{UNFINISHED}"
+    " AND o.channel_id > c.channel_id) FROM channels c WHERE c.channel_id IS NOT NULL)"
 ))
+# Of some heads (by seq: primary-key lookups; UNFINISHED, not PENDING, so that no planner walks the
+# status index instead), those due and not claimed, oldest first.
+_CLAIMABLE = (
+    "SELECT seq, " + _RECORD_COLUMNS + " FROM relay_outbox WHERE seq IN ({marks})"
+    f" AND {UNFINISHED} AND next_attempt_at <= ? AND (claimed_at IS NULL OR claimed_at <= ?) ORDER BY seq LIMIT ?"
+)
+_CHUNK = 500  # heads looked up per statement
 
 _INSERT = (
     "INSERT INTO relay_outbox(id, key_id, guild_id, channel_id, body, via, idempotency_key, fingerprint, status,"
@@ -413,14 +420,23 @@ class Outbox:
         if limit <= 0 or (channels is not None and not channels):
             return []
         if channels is None:
-            sql, params = _CLAIM_ALL, [now, stale_before, limit]
+            heads_sql, heads_params = _HEADS_OF_ALL, []
         else:
             values = ", ".join(["(CAST(? AS BIGINT))"] * len(channels))
-            sql = _CLAIM_HEADS.format(channels=f"WITH channels(channel_id) AS (VALUES {values})")
-            params = [*(int(c) for c in channels), now, stale_before, limit]
+            heads_sql = _HEADS.format(channels=f"WITH channels(channel_id) AS (VALUES {values})")
+            heads_params = [int(c) for c in channels]
 
         def body(tx: SyncTx) -> list[Claim]:
-            rows = tx.fetchall(sql + for_update(tx.dialect, skip_locked=True), params)
+            heads = sorted(int(r[0]) for r in tx.fetchall(heads_sql, heads_params) if r[0] is not None)
+            rows: list[Row] = []
+            for start in range(0, len(heads), _CHUNK):
+                chunk = heads[start:start + _CHUNK]
+                rows += tx.fetchall(
+                    _CLAIMABLE.format(marks=",".join("?" * len(chunk))) + for_update(tx.dialect, skip_locked=True),
+                    (*chunk, now, stale_before, limit - len(rows)),
+                )
+                if len(rows) >= limit:
+                    break
             if not rows:
                 return []
             tx.execute(

@@ -202,8 +202,8 @@ relay_outbox = Table(
     Index("relay_outbox_idempotency_created", "created_at",
           sqlite_where=text("idempotency_key IS NOT NULL"), postgresql_where=text("idempotency_key IS NOT NULL")),
     Index("relay_outbox_channel_pending", "channel_id", "seq",  # 0017: the head of each channel's queue
-          sqlite_where=text("status IN ('queued', 'sending')"),
-          postgresql_where=text("status IN ('queued', 'sending')")),
+          sqlite_where=text("status NOT IN ('delivered', 'failed')"),
+          postgresql_where=text("status NOT IN ('delivered', 'failed')")),
     sqlite_autoincrement=True,
 )
 

@@ -1,5 +1,5 @@
 """Relay delivery from many processes: a post being sent carries its claim (``claimed_at``), and the
-pending posts of a channel are found in order by an index of their own.
+unfinished posts of a channel are found in order by an index of their own.
 
 A process claims a post (``SELECT … FOR UPDATE SKIP LOCKED`` on PostgreSQL) by stamping ``claimed_at``
 and renews it while the attempt runs; a claim older than ``relay.claim_timeout`` belongs to a process
@@ -18,14 +18,16 @@ down_revision = "0016"
 branch_labels = None
 depends_on = None
 
-PENDING = "status IN ('queued', 'sending')"
+# Not the same words as relay_outbox_pending's "status IN ('queued', 'sending')" (the same rows, given the
+# status CHECK): SQLite would take that index, by status, for the channel lookups this one is for.
+UNFINISHED = "status NOT IN ('delivered', 'failed')"
 
 
 def upgrade() -> None:
     op.add_column("relay_outbox", sa.Column("claimed_at", sa.Float(), nullable=True))
     op.create_index(
         "relay_outbox_channel_pending", "relay_outbox", ["channel_id", "seq"], unique=False,
-        sqlite_where=sa.text(PENDING), postgresql_where=sa.text(PENDING),
+        sqlite_where=sa.text(UNFINISHED), postgresql_where=sa.text(UNFINISHED),
     )
 
 
