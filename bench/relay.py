@@ -83,24 +83,29 @@ async def open_loop(url: str, key: str, channels: list[int], rate: float, second
     return {"sent": total, "elapsed": elapsed, "statuses": statuses, "latencies": latencies}
 
 
-async def closed_loop(url: str, key: str, channels: list[int], concurrency: int, seconds: float) -> dict[str, Any]:
+async def closed_loop(
+    url: str | list[str], key: str, channels: list[int], concurrency: int, seconds: float
+) -> dict[str, Any]:
+    """``concurrency`` clients posting as fast as answers come; with several ``url``s, each client is bound
+    to one of them in turn (several web processes behind a load balancer)."""
+    urls = [url] if isinstance(url, str) else url
     headers = {"Authorization": f"Bearer {key}", "Content-Type": "application/json"}
     latencies: list[float] = []
     statuses: dict[int, int] = {}
     deadline = time.perf_counter() + seconds
     async with aiohttp.ClientSession(connector=aiohttp.TCPConnector(limit=concurrency)) as session:
-        async def client(c: int) -> None:
+        async def client(c: int, target: str) -> None:
             i = c * 10_000_000
             while time.perf_counter() < deadline:
                 i += 1
                 t0 = time.perf_counter()
-                async with session.post(url, data=payload(channels, i), headers=headers) as resp:
+                async with session.post(target, data=payload(channels, i), headers=headers) as resp:
                     await resp.read()
                     statuses[resp.status] = statuses.get(resp.status, 0) + 1
                 latencies.append(time.perf_counter() - t0)
 
         start = time.perf_counter()
-        await asyncio.gather(*(client(c) for c in range(concurrency)))
+        await asyncio.gather(*(client(c, urls[c % len(urls)]) for c in range(concurrency)))
         elapsed = time.perf_counter() - start
     return {"sent": len(latencies), "elapsed": elapsed, "statuses": statuses, "latencies": latencies}
 

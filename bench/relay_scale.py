@@ -15,7 +15,6 @@ from __future__ import annotations
 import argparse
 import asyncio
 import gc
-import itertools
 import os
 import sys
 import tempfile
@@ -26,34 +25,10 @@ from typing import Any
 REPO = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(REPO))
 
-import aiohttp  # noqa: E402
 
 from bench._relay_process import BotProcess, make_key, write_config  # noqa: E402
-from bench.relay import payload, percentile, start_postgres  # noqa: E402
+from bench.relay import closed_loop, percentile, start_postgres  # noqa: E402
 from sandbox.discord_emulator import DiscordEmulator  # noqa: E402
-
-
-async def closed_loop(urls: list[str], key: str, channels: list[int], concurrency: int, seconds: float) -> dict[str, Any]:
-    """``concurrency`` clients, each bound to one of ``urls`` in turn, posting as fast as answers come."""
-    headers = {"Authorization": f"Bearer {key}", "Content-Type": "application/json"}
-    latencies: list[float] = []
-    statuses: dict[int, int] = {}
-    deadline = time.perf_counter() + seconds
-    async with aiohttp.ClientSession(connector=aiohttp.TCPConnector(limit=concurrency)) as session:
-        async def client(c: int, url: str) -> None:
-            i = c * 10_000_000
-            while time.perf_counter() < deadline:
-                i += 1
-                t0 = time.perf_counter()
-                async with session.post(url, data=payload(channels, i), headers=headers) as resp:
-                    await resp.read()
-                    statuses[resp.status] = statuses.get(resp.status, 0) + 1
-                latencies.append(time.perf_counter() - t0)
-
-        start = time.perf_counter()
-        await asyncio.gather(*(client(c, url) for c, url in zip(range(concurrency), itertools.cycle(urls))))
-        elapsed = time.perf_counter() - start
-    return {"elapsed": elapsed, "statuses": statuses, "latencies": latencies}
 
 
 def cpu_seconds(pid: int) -> float:

@@ -106,11 +106,7 @@ class Store:
             if apply:
                 with _migration_lock(connection, where):  # many processes may start at once
                     return migrations.upgrade(connection, where)
-            version = migrations.current_version(connection)
-            latest = migrations.latest_version()
-            if version > latest:
-                raise DatabaseTooNew(version, latest, where)
-            return version
+            return _usable_version(connection, where)
 
         try:
             async with self._backend.engine.connect() as conn:
@@ -219,10 +215,15 @@ def _migrate_sqlite(path: Path, apply: bool) -> int:
         with engine.connect() as connection:
             if apply:
                 return migrations.upgrade(connection, str(path))
-            version = migrations.current_version(connection)
-            latest = migrations.latest_version()
-            if version > latest:
-                raise DatabaseTooNew(version, latest, path)
-            return version
+            return _usable_version(connection, str(path))
     finally:
         engine.dispose()
+
+
+def _usable_version(connection: Any, where: str) -> int:
+    """The database's schema version, refused when it is newer than the code (opened without migrating)."""
+    version = migrations.current_version(connection)
+    latest = migrations.latest_version()
+    if version > latest:
+        raise DatabaseTooNew(version, latest, where)
+    return version
