@@ -81,6 +81,22 @@ async def bot_env(request: pytest.FixtureRequest, discord_emu: Any, gateway_emu:
         await env.running.stop()
 
 
+@pytest.fixture
+async def pg_bot_env(discord_emu: Any, gateway_emu: Any, tmp_path: Path, pg_url: str) -> AsyncIterator[Any]:
+    """The bot on a real PostgreSQL database (``[storage] url``) instead of a SQLite file (and no
+    ``media_dir``: /imagine's images are kept in the database)."""
+    from tests.e2e import BotEnv, settings_for, start_bot
+
+    unused = tmp_path / "gatecord.db"
+    settings = settings_for(discord_emu, gateway_emu, unused, storage={"url": pg_url})
+    env = BotEnv(discord=discord_emu, gateway=gateway_emu, settings=settings, running=await start_bot(settings),
+                 db_path=unused)
+    try:
+        yield env
+    finally:
+        await env.running.stop()
+
+
 @pytest.fixture(scope="session")
 def pg_server() -> Iterator[PgServer]:
     """One real PostgreSQL server for the session, started the first time a test asks for it."""

@@ -4,8 +4,6 @@ from __future__ import annotations
 
 import asyncio
 import re
-from collections.abc import AsyncIterator
-from pathlib import Path
 from typing import Any
 
 import pytest
@@ -13,7 +11,7 @@ import pytest
 from bot.rendering.limits import INTERACTION_ACK_SECONDS, MESSAGE_CONTENT
 from bot.rendering.stream import WRITING_MARKER
 from sandbox.gateways import MODEL_ROLES, expected_reply, expected_thought
-from tests.e2e import BotEnv, final, settings_for, start_bot, wait_reply
+from tests.e2e import BotEnv, final, wait_reply
 
 FOOTER = re.compile(r"\n-# [^\n]*$")
 
@@ -35,7 +33,6 @@ def prompt_texts(request: Any) -> list[tuple[str, str]]:
 def bot_write_requests(emu: Any) -> list[Any]:
     return [r for r in emu.requests if r.method in ("POST", "PATCH")
             and ("/messages" in r.path or r.path.endswith("/callback") or r.route.startswith("/webhooks"))]
-
 
 
 async def run_chat(env: Any, prompt: str, *, user: str = "alice", timeout: float = 10.0, **options: Any) -> Any:
@@ -633,19 +630,6 @@ async def test_a_turn_frees_its_slot_and_settles_while_discord_holds_its_final_e
 # --------------------------------------------------------------------------------------------------
 # On PostgreSQL
 # --------------------------------------------------------------------------------------------------
-
-
-@pytest.fixture
-async def pg_bot_env(discord_emu: Any, gateway_emu: Any, tmp_path: Path, pg_url: str) -> AsyncIterator[BotEnv]:
-    """The bot on a real PostgreSQL database (``[storage] url``) instead of a SQLite file."""
-    unused = tmp_path / "gatecord.db"
-    settings = settings_for(discord_emu, gateway_emu, unused, storage={"url": pg_url})
-    env = BotEnv(discord=discord_emu, gateway=gateway_emu, settings=settings, running=await start_bot(settings),
-                 db_path=unused)
-    try:
-        yield env
-    finally:
-        await env.running.stop()
 
 
 async def test_on_postgresql_threads_and_replies_keep_their_history_across_a_restart(pg_bot_env: BotEnv) -> None:

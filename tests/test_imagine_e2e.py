@@ -5,15 +5,13 @@ buttons — and on what was charged (quota counters, ledger)."""
 from __future__ import annotations
 
 import io
-from collections.abc import AsyncIterator
-from pathlib import Path
 from typing import Any
 
 import pytest
 from PIL import Image
 
 from sandbox.gateways.images import colour_for
-from tests.e2e import BotEnv, settings_for, start_bot
+from tests.e2e import BotEnv, start_bot
 
 FLUX_FREE = "black-forest-labs/FLUX.1-schnell-Free"
 NO_MENTIONS = {"parse": []}
@@ -439,18 +437,6 @@ async def test_job_waiting_in_the_queue_at_a_restart_fails_cleanly_and_is_never_
 
 
 # -- on PostgreSQL ----------------------------------------------------------------------------------------
-
-@pytest.fixture
-async def pg_bot_env(discord_emu: Any, gateway_emu: Any, tmp_path: Path, pg_url: str) -> AsyncIterator[BotEnv]:
-    """The bot on a real PostgreSQL database (``[storage] url``), no ``media_dir``: images in the database."""
-    unused = tmp_path / "gatecord.db"
-    settings = settings_for(discord_emu, gateway_emu, unused, storage={"url": pg_url})
-    env = BotEnv(discord=discord_emu, gateway=gateway_emu, settings=settings, running=await start_bot(settings),
-                 db_path=unused)
-    try:
-        yield env
-    finally:
-        await env.running.stop()
 
 
 @pytest.mark.gateway_profile("digicord")
