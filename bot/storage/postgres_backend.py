@@ -23,7 +23,7 @@ from sqlalchemy.ext.asyncio import AsyncConnection, AsyncEngine, create_async_en
 from bot.storage.errors import IntegrityError, StorageError
 from bot.storage.records import Record, Row, index_of
 from bot.storage.sqltext import Params, log_statement, positional
-from bot.storage.tx import Dialect
+from bot.storage.tx import AsyncFetchvalFromFetchone, Dialect, FetchvalFromFetchone
 
 log = logging.getLogger(__name__)
 
@@ -74,7 +74,7 @@ def _rows(result: CursorResult[Any]) -> list[Row]:
     return [Record(index, tuple(row)) for row in result.fetchall()]
 
 
-class PostgresSyncTx:
+class PostgresSyncTx(FetchvalFromFetchone):
     """Statements on a connection, called from a body run by ``AsyncConnection.run_sync``."""
 
     dialect: Dialect = "postgresql"
@@ -109,12 +109,8 @@ class PostgresSyncTx:
     def fetchall(self, sql: str, params: Params = ()) -> list[Row]:
         return _rows(self._result(sql, params))
 
-    def fetchval(self, sql: str, params: Params = (), default: Any = None) -> Any:
-        row = self.fetchone(sql, params)
-        return default if row is None else row[0]
 
-
-class PostgresTx:
+class PostgresTx(AsyncFetchvalFromFetchone):
     """The async face of a transaction on one pooled connection."""
 
     dialect: Dialect = "postgresql"
@@ -148,10 +144,6 @@ class PostgresTx:
 
     async def fetchall(self, sql: str, params: Params = ()) -> list[Row]:
         return _rows(await self._result(sql, params))
-
-    async def fetchval(self, sql: str, params: Params = (), default: Any = None) -> Any:
-        row = await self.fetchone(sql, params)
-        return default if row is None else row[0]
 
 
 class PostgresBackend:

@@ -32,7 +32,7 @@ from typing import Any, TypeVar
 from bot.storage.errors import IntegrityError, StorageError
 from bot.storage.records import Row
 from bot.storage.sqltext import Params, log_statement
-from bot.storage.tx import Dialect
+from bot.storage.tx import Dialect, FetchvalFromFetchone
 
 log = logging.getLogger(__name__)
 
@@ -51,7 +51,7 @@ def _storage_error(exc: sqlite3.Error) -> StorageError:
     return StorageError(str(exc) or type(exc).__name__)
 
 
-class SqliteSyncTx:
+class SqliteSyncTx(FetchvalFromFetchone):
     """Statements on the connection, called in the database thread."""
 
     dialect: Dialect = "sqlite"
@@ -82,10 +82,6 @@ class SqliteSyncTx:
 
     def fetchall(self, sql: str, params: Params = ()) -> list[Row]:
         return list(self._cursor(sql, params).fetchall())
-
-    def fetchval(self, sql: str, params: Params = (), default: Any = None) -> Any:
-        row = self.fetchone(sql, params)
-        return default if row is None else row[0]
 
 
 class SqliteTx:

@@ -49,6 +49,28 @@ class SyncTx(Protocol):
     def fetchval(self, sql: str, params: Params = (), default: Any = None) -> Any: ...
 
 
+class FetchvalFromFetchone:
+    """``fetchval`` for a transaction class that has ``fetchone``: the first column of the first row."""
+
+    def fetchone(self, sql: str, params: Params = ()) -> Row | None:
+        raise NotImplementedError
+
+    def fetchval(self, sql: str, params: Params = (), default: Any = None) -> Any:
+        row = self.fetchone(sql, params)
+        return default if row is None else row[0]
+
+
+class AsyncFetchvalFromFetchone:
+    """The same for an async transaction class."""
+
+    async def fetchone(self, sql: str, params: Params = ()) -> Row | None:
+        raise NotImplementedError
+
+    async def fetchval(self, sql: str, params: Params = (), default: Any = None) -> Any:
+        row = await self.fetchone(sql, params)
+        return default if row is None else row[0]
+
+
 def for_update(dialect: Dialect, *, skip_locked: bool = False) -> str:
     """The row-locking suffix of a SELECT: PostgreSQL locks the rows; SQLite's one writer needs none."""
     if dialect != "postgresql":
