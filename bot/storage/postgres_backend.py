@@ -7,7 +7,6 @@ periodic sweeps under a session advisory lock (``lock()``), so one process at a 
 
 from __future__ import annotations
 
-import asyncio
 import contextvars
 import hashlib
 import logging
@@ -155,7 +154,6 @@ class PostgresBackend:
         self.max_overflow = max_overflow
         self.connect_timeout = connect_timeout
         self._engine: AsyncEngine | None = None
-        self._probe: asyncio.Task[str | None] | None = None
 
     @property
     def engine(self) -> AsyncEngine:
@@ -223,15 +221,9 @@ class PostgresBackend:
         except _FAILURES as exc:
             raise storage_error(exc) from exc
 
-    async def write_probe(self, statement: str, timeout: float) -> str | None:
-        if self._probe is None or self._probe.done():
-            self._probe = asyncio.create_task(self._write_probe(statement, timeout / 2))  # lock wait, then answer
-        done, _ = await asyncio.wait({self._probe}, timeout=timeout)
-        if not done:
-            return f"a test write did not finish within {timeout:g} s"
-        return self._probe.result()
-
-    async def _write_probe(self, statement: str, timeout: float) -> str | None:
+    async def probe(self, statement: str, timeout: float) -> str | None:
+        """Commit ``statement`` (a write that changes nothing), waiting at most ``timeout`` for locks;
+        ``None`` when it worked, else the reason."""
         try:
             async with self.engine.begin() as conn:
                 await conn.execute(text(f"SET LOCAL lock_timeout = {max(1, int(timeout * 1000))}"))

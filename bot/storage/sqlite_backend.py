@@ -122,7 +122,6 @@ class SqliteBackend:
         self._lock = asyncio.Lock()
         self._pending: deque[_Job] = deque()
         self._flusher: asyncio.Task[None] | None = None
-        self._probe: asyncio.Task[str | None] | None = None
 
     # -- the connection ---------------------------------------------------------------------------
 
@@ -303,16 +302,9 @@ class SqliteBackend:
 
     # -- readiness --------------------------------------------------------------------------------
 
-    async def write_probe(self, statement: str, timeout: float) -> str | None:
-        """Commit ``statement`` (a write that changes nothing); ``None`` when it worked, else the reason."""
-        if self._probe is None or self._probe.done():
-            self._probe = asyncio.create_task(self._write_probe(statement, timeout / 2))
-        done, _ = await asyncio.wait({self._probe}, timeout=timeout)
-        if not done:
-            return f"a test write did not finish within {timeout:g} s"
-        return self._probe.result()
-
-    async def _write_probe(self, statement: str, timeout: float) -> str | None:
+    async def probe(self, statement: str, timeout: float) -> str | None:
+        """Commit ``statement`` (a write that changes nothing), waiting at most ``timeout`` for locks;
+        ``None`` when it worked, else the reason."""
         try:
             async with asyncio.timeout(timeout):
                 await self._lock.acquire()

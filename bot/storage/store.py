@@ -59,6 +59,7 @@ class Store:
             assert self.path is not None
             self._backend = SqliteBackend(self.path)
         self.schema_version = 0
+        self._probe: asyncio.Task[str | None] | None = None
 
     @classmethod
     def from_settings(cls, storage: StorageSettings) -> Store:
@@ -175,7 +176,12 @@ class Store:
         """
         if not self.is_open:
             return "the store is not open"
-        return await self._backend.write_probe(_PROBE, timeout)
+        if self._probe is None or self._probe.done():
+            self._probe = asyncio.create_task(self._backend.probe(_PROBE, timeout / 2))  # locks, then the answer
+        done, _ = await asyncio.wait({self._probe}, timeout=timeout)
+        if not done:
+            return f"a test write did not finish within {timeout:g} s"
+        return self._probe.result()
 
     async def ping(self) -> bool:
         try:
