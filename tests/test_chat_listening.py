@@ -245,7 +245,13 @@ async def test_voice_replies_speak_the_finished_answer_after_the_text(
     emu = bot_env.discord
     writes = store_writes(monkeypatch)
     bot = bot_env.bot
-    await bot.guild_config.set_channel(emu.guild_id, emu.channel_id, emu.users["admin"].id, voice_replies=True)
+    # an admin turns voice replies on for the channel; its threads inherit the setting
+    rec = await emu.inject_slash_command("config channel", {"channel": emu.channel_id, "voice_replies": True},
+                                         user="admin")
+    assert (await rec.wait_final(timeout=10)).content == f"Updated <#{emu.channel_id}>:\n• voice replies: default → yes"
+    rec = await emu.inject_slash_command("config show", {}, user="admin", channel_id=emu.thread_id)
+    shown = (await rec.wait_final(timeout=10)).content
+    assert f"• voice replies: yes — inherited from <#{emu.channel_id}>" in shown
     voice = fake_voice(bot_env)
     first = await emu.send_user_message("hello", user="alice", mention_bot=True)
     await wait_reply(emu, first)
