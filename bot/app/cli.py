@@ -362,6 +362,7 @@ async def _check(settings: Settings) -> int:
             known = {m.id for m in models}
             for label, wanted in (
                 ("chat_model", g.chat_model), ("vision_model", g.vision_model), ("image_model", g.image_model),
+                ("speech_model", g.speech_model), ("transcription_model", g.transcription_model),
             ):
                 if wanted and known and wanted not in known:
                     print(f"  warning: gateway.{label} {wanted!r} is not in the gateway's model list")
