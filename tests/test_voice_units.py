@@ -252,7 +252,7 @@ async def test_transcribe_limits_refuse_before_download_or_charge() -> None:
     voice = service(gateway, quotas, max_bytes=5000, max_duration_seconds=60)
     with pytest.raises(AudioTooLarge) as large:
         await voice.transcribe(ALICE, audio_input(size=6000))
-    assert "5 KiB" in large.value.user_message()
+    assert "4.9 KiB" in large.value.user_message()
     with pytest.raises(AudioTooLong) as long:
         await voice.transcribe(ALICE, audio_input(duration=61.0))
     assert "1 min 1 s" in long.value.user_message() and "1 min" in long.value.user_message()

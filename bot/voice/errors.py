@@ -28,7 +28,7 @@ def describe_size(size: int) -> str:
         value = size / (1024 * 1024)
         return f"{value:.1f} MiB".replace(".0 ", " ")
     if size >= 1024:
-        return f"{size // 1024} KiB"
+        return f"{size / 1024:.1f} KiB".replace(".0 ", " ")
     return f"{size} bytes"
 
 

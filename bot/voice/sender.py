@@ -128,7 +128,7 @@ class VoiceMessageSender:
             payload["message_reference"] = {"message_id": target.reply_to, "channel_id": target.channel_id,
                                             "fail_if_not_exists": False}
         file = discord.File(io.BytesIO(clip.data), filename=clip.filename)
-        form = [
+        form: list[dict[str, Any]] = [
             {"name": "payload_json", "value": json.dumps(payload)},
             {"name": "files[0]", "value": file.fp, "filename": clip.filename, "content_type": clip.content_type},
         ]
