@@ -186,6 +186,19 @@ async def test_read_aloud_speaks_a_bot_answer_in_the_channel(bot_env: Any) -> No
 
 
 @pytest.mark.gateway_profile("aicredits")
+async def test_read_aloud_reads_a_post_made_of_embeds(bot_env: Any) -> None:
+    env, emu = bot_env, bot_env.discord
+    embed = {"title": "Deploy finished", "description": "All **green** on production.",
+             "fields": [{"name": "Duration", "value": "42 s"}]}
+    post = await emu.send_user_message("", embeds=[embed])
+    rec = await emu.inject_context_menu("Read aloud", post.id)
+    await rec.wait_final(answered, timeout=20)
+    assert_voice_message(rec.original)
+    (call,) = speech_calls(env.gateway)
+    assert call.json["input"] == "Deploy finished\n\nAll green on production.\n\nDuration: 42 s"
+
+
+@pytest.mark.gateway_profile("aicredits")
 async def test_read_aloud_of_a_message_without_text_says_so_privately(bot_env: Any) -> None:
     env, emu = bot_env, bot_env.discord
     picture = await emu.send_user_message("", attachments=[("notes.bin", b"\x00\x01", "application/octet-stream")])
@@ -212,6 +225,17 @@ async def test_transcribe_a_voice_message_privately_charging_seconds(bot_env: An
     assert await used(env.bot, emu, "transcription_seconds") == (seconds, 0)
     rows = await ledger(env.bot)
     assert [(r["feature"], r["transcription_seconds"]) for r in rows] == [("transcription", seconds)]
+
+
+@pytest.mark.gateway_profile("openai")
+async def test_transcribe_an_audio_file_sends_its_exact_bytes(bot_env: Any) -> None:
+    env, emu = bot_env, bot_env.discord
+    audio = synthesize("An mp3 file attached to a message.", "mp3")
+    posted = await emu.send_user_message("here is a recording", attachments=[("memo.mp3", audio, "audio/mpeg")])
+    rec = await emu.inject_context_menu("Transcribe", posted.id)
+    await rec.wait_final(answered, timeout=20)
+    assert rec.ephemeral and rec.original.content == "🎙️ An mp3 file attached to a message."
+    assert env.gateway.received_audio == [audio]
 
 
 @pytest.mark.gateway_profile("openai")

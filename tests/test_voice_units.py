@@ -186,13 +186,13 @@ class FakeGateway:
         self.spoken.append((text, model, voice, format))
         from sandbox.gateways.audio import synthesize
 
-        meta = CallMeta()
+        meta = CallMeta(profile="openai")
         meta.credits_used = 0.5
         return SimpleNamespace(data=synthesize(text, format), format=format, meta=meta)
 
     async def transcribe(self, audio: bytes, format: str, model: str, language: str | None = None) -> Any:
         self.heard.append((audio, format, model))
-        return SimpleNamespace(text=" hello there ", duration=None, meta=CallMeta())
+        return SimpleNamespace(text=" hello there ", duration=None, meta=CallMeta(profile="openai"))
 
 
 @dataclass
@@ -313,3 +313,35 @@ async def test_speak_refuses_a_clip_over_the_upload_limit_uncharged() -> None:
         await service(FakeGateway(), quotas).speak(ALICE, "Hello there, how are you?", upload_limit=100)
     assert "100 bytes" in refused.value.user_message()
     assert quotas.holds[0]["settled"] is None  # left the block by the error: released, not settled
+
+
+# -- settings ----------------------------------------------------------------------------------------
+
+def test_voice_settings_defaults_and_clear_errors(tmp_path: Any) -> None:
+    from bot.app.settings import ConfigError, load_settings
+
+    s = Settings()
+    assert (s.voice.max_duration_seconds, s.voice.max_bytes, s.voice.speech_format) == (600, 26214400, "opus")
+    assert (s.gateway.speech_model, s.gateway.transcription_model, s.gateway.voice) == ("", "", "")
+    bad = tmp_path / "config.toml"
+    bad.write_text('[voice]\nspeech_format = "ogg"\n')
+    with pytest.raises(ConfigError) as error:
+        load_settings(bad)
+    assert "voice.speech_format" in str(error.value) and "'opus'" in str(error.value) and "'ogg'" in str(error.value)
+    bad.write_text("[voice]\nmax_bytes = 0\n")
+    with pytest.raises(ConfigError, match="voice.max_bytes input should be greater than 0"):
+        load_settings(bad)
+
+
+def test_check_warns_of_voice_settings_the_gateway_cannot_honour() -> None:
+    from bot.app.cli import _voice_warnings
+    from gateway_client import get_profile
+
+    settings = Settings(gateway={"speech_model": "tts-1", "voice": "robot"})
+    assert _voice_warnings(settings, get_profile("aicordcloud")) == [
+        "gateway.speech_model 'tts-1' is set, but the aicordcloud gateway offers no speech",
+        "gateway.voice 'robot' is set, but the aicordcloud gateway offers no speech",
+    ]
+    (line,) = _voice_warnings(settings, get_profile("aicredits"))
+    assert line.startswith("gateway.voice 'robot' is not one of the gateway's voices (alloy, echo")
+    assert _voice_warnings(Settings(), get_profile("openai")) == []
