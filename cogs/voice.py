@@ -84,12 +84,13 @@ class Speaking(commands.Cog):
         command defers (publicly) only once the budget is held."""
         service = self.bot.voice
         try:
-            clip = await service.speak(
-                Requester.from_interaction(interaction), text, voice, upload_limit=upload_limit(interaction),
-                on_accepted=lambda: interaction.response.defer(thinking=True),
-            )
-            target = InteractionVoiceTarget(interaction.application_id, interaction.token)
-            await service.send(target, clip)
+            async with self.bot.chat.tracked():  # a restart lets it finish (bot.drain)
+                clip = await service.speak(
+                    Requester.from_interaction(interaction), text, voice, upload_limit=upload_limit(interaction),
+                    on_accepted=lambda: interaction.response.defer(thinking=True),
+                )
+                target = InteractionVoiceTarget(interaction.application_id, interaction.token)
+                await service.send(target, clip)
         except Exception as exc:
             await _tell(interaction, exc, model=service.speech_model)
 
@@ -115,7 +116,8 @@ class Transcribing(commands.Cog):
         await interaction.response.defer(ephemeral=True, thinking=True)
         service = self.bot.voice
         try:
-            heard = await service.transcribe(Requester.from_interaction(interaction), audios[0])
+            async with self.bot.chat.tracked():  # a restart lets it finish (bot.drain)
+                heard = await service.transcribe(Requester.from_interaction(interaction), audios[0])
         except Exception as exc:
             await _tell(interaction, exc, model=service.transcription_model)
             return
