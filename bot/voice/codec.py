@@ -221,7 +221,7 @@ def probe_audio(data: bytes, fmt_hint: str | None = None) -> AudioInfo:
         if duration is None or duration <= 0 or container.format.name == "aac":
             samples, rate = _count_samples(container, stream)
             duration = samples / rate
-        return AudioInfo(container=name, codec=ctx.name, duration_secs=duration, sample_rate=rate,
+        return AudioInfo(container=name, codec=ctx.codec.canonical_name, duration_secs=duration, sample_rate=rate,
                          channels=ctx.channels)
 
 
@@ -283,13 +283,14 @@ def encode_voice(parts: Sequence[bytes], fmt_hint: str | None = None) -> VoiceCl
                     output.mux(voice.encode(frame))
 
             for container, stream in inputs:
+                before = total
                 resample = _To48kMono()
                 for frame in _frames(container, stream):
                     emit(resample.push(frame))
                 emit(resample.flush())
                 container.close()  # its buffers go now, not when the last part is done
-            if not total:
-                raise _no_samples()
+                if total == before:  # each part must be audio, not only the whole
+                    raise _no_samples()
             output.mux(voice.encode(None))
     return VoiceClip(data=out_buf.getvalue(), duration_secs=total / VOICE_SAMPLE_RATE, waveform=peaks.waveform())
 
