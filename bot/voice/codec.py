@@ -41,8 +41,8 @@ __all__ = [
 VOICE_SAMPLE_RATE = 48_000
 WAVEFORM_MAX = 256
 VOICE_BIT_RATE = 32_000  # Opus is near transparent for mono speech at this rate; a minute is about 250 KB
-# libopus's effort (0-10, FFmpeg's default 10): 5 costs about 70 % of the CPU time for speech that sounds the
-# same at this bit rate (0.18 s instead of 0.25 s of one core per minute, measured with bench/voice.py).
+# libopus's effort (0-10, FFmpeg's default 10): at 5 the encoder takes about 70 % of the CPU time (0.18 s
+# instead of 0.26 s per minute of speech on the 2-core dev machine) for speech that sounds the same at this rate.
 _OPUS_OPTIONS = {"compression_level": "5"}
 # Resampled audio comes in 100 ms frames whatever the decoder's frame size (an MP3 frame is 24 ms, an Opus
 # one 20 ms): five times fewer trips through Python per second of audio.
