@@ -26,8 +26,8 @@ from dataclasses import dataclass
 import av
 import numpy as np
 
-__all__ = ["CONTENT_TYPES", "SAMPLE_RATE", "Heard", "UndecodableAudio", "analyse", "seconds_for", "synthesize",
-           "transcribe"]
+__all__ = ["CONTENT_TYPES", "SAMPLE_RATE", "Heard", "UndecodableAudio", "analyse", "has_metadata", "seconds_for",
+           "synthesize", "transcribe"]
 
 CONTENT_TYPES = {
     "mp3": "audio/mpeg",
@@ -106,7 +106,7 @@ def _samples(text: str) -> np.ndarray:
     return out
 
 
-@functools.lru_cache(maxsize=16)
+@functools.lru_cache(maxsize=8)  # a 300 s wav is 14 MB: keep few
 def synthesize(text: str, fmt: str) -> bytes:
     """Speech-like audio for ``text`` in ``fmt`` (mp3, opus, aac, flac, wav, pcm); cached per (text, fmt)."""
     pcm = (np.clip(_samples(text), -1.0, 1.0) * 32767).astype("<i2")
