@@ -222,6 +222,10 @@ async def test_channel_webhook_voice_message(emu: DiscordEmulator, bot: VoiceBot
     hook = emu.channel_webhooks.add(emu.channel_id, "relay")
     status, data = await raw_post(emu, f"/webhooks/{hook.id}/{hook.token}?wait=true", voice_payload())
     assert status == 200 and data["flags"] == VOICE and data["attachments"][0]["duration_secs"] == 1.5
+    async with aiohttp.ClientSession() as http:
+        path = f"{emu.api_base_url}/webhooks/{hook.id}/{hook.token}/messages/{data['id']}"
+        async with http.patch(path, json={"content": "x"}) as resp:
+            assert (resp.status, (await resp.json())["code"]) == (400, 50162)
 
 
 # -- refused ------------------------------------------------------------------------------------
