@@ -5,6 +5,7 @@ ledger's amounts, expiry, concurrency and the reports."""
 from __future__ import annotations
 
 import asyncio
+import typing
 from datetime import UTC, datetime, timedelta
 
 import pytest
@@ -16,6 +17,7 @@ from bot.budgets.service import BudgetService
 from bot.guilds.audit import InvalidSetting
 from bot.storage.store import Store
 from cogs._admin_text import mylimits_text, quota_show_text, top_members_text, usage_totals_text
+from cogs.admin import KindChoice
 from gateway_client.meta import CallMeta
 
 GUILD = 1000
@@ -42,6 +44,7 @@ async def ledger(store: Store) -> list[dict]:
 
 def test_the_new_kinds_are_budgets_like_the_others() -> None:
     assert KINDS[-2:] == ("speech_chars", "transcription_seconds")
+    assert typing.get_args(KindChoice) == KINDS  # /quota set and /quota role offer every budget
     defaults = Settings().quotas
     for scope in ("guild", "member"):
         assert getattr(defaults, f"{scope}_speech_chars") == -1
