@@ -307,12 +307,12 @@ async def test_speak_refusals_ask_nothing_of_the_gateway() -> None:
     assert not gateway.spoken
 
 
-async def test_speak_refuses_a_clip_over_the_upload_limit_uncharged() -> None:
+async def test_speak_refuses_a_clip_over_the_upload_limit_after_charging_what_the_gateway_spoke() -> None:
     quotas = FakeQuotas()
     with pytest.raises(VoiceTooLarge) as refused:
         await service(FakeGateway(), quotas).speak(ALICE, "Hello there, how are you?", upload_limit=100)
     assert "100 bytes" in refused.value.user_message()
-    assert quotas.holds[0]["settled"] is None  # left the block by the error: released, not settled
+    assert quotas.holds[0]["settled"] is not None  # the gateway did the work: it is charged
 
 
 # -- settings ----------------------------------------------------------------------------------------

@@ -178,7 +178,7 @@ class VoiceService:
 
         ``on_accepted`` is awaited once every check passed and the budget is held, before the gateway
         is asked (a command defers there, so that refusals stay private). A clip over ``upload_limit``
-        is refused (``VoiceTooLarge``) and not charged.
+        is refused (``VoiceTooLarge``) after it is charged: the gateway did the work.
         """
         if not self.can_speak:
             raise self.unavailable("speak")
@@ -194,10 +194,10 @@ class VoiceService:
             spoken = [await self.gateway.speech(part, model, chosen, fmt) for part in parts]
             async with self._codec:
                 clip = await codec.encode([s.data for s in spoken], spoken[0].format)
-            if len(clip.data) > upload_limit:
-                raise VoiceTooLarge(len(clip.data), upload_limit)
             paid = [s.meta.credits_used for s in spoken if s.meta.credits_used is not None]
             await hold.settle(meta=spoken[-1].meta, credits=sum(paid) if paid else None)
+        if len(clip.data) > upload_limit:  # the gateway spoke (and was paid) already: charged, then refused
+            raise VoiceTooLarge(len(clip.data), upload_limit)
         log.info("spoke %d characters in %d part(s) for user %s: %.1f s of audio", len(words), len(parts),
                  requester.user_id, clip.duration_secs)
         return clip
