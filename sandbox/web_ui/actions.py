@@ -7,6 +7,7 @@ from __future__ import annotations
 import asyncio
 import json
 import logging
+import math
 import re
 from typing import TYPE_CHECKING, Any, Callable, Optional
 
@@ -104,8 +105,9 @@ class Actions:
                 return await handler(request)
             except BadAction as exc:
                 return web.json_response({"error": str(exc)}, status=400)
-            except web.HTTPRequestEntityTooLarge:
-                return web.json_response({"error": "that upload is too large for the page (at most 25 MiB)"}, status=413)
+            except web.HTTPRequestEntityTooLarge:  # past the app's client_max_size, before any handler code
+                error = f"that upload is too large: a file can be at most {MAX_AUDIO_BYTES // 2**20} MiB"
+                return web.json_response({"error": error}, status=413)
             except (KeyError, ValueError, TypeError) as exc:  # the emulator's own refusals
                 return web.json_response({"error": _text(exc)}, status=400)
             except asyncio.TimeoutError:
@@ -243,9 +245,8 @@ class Actions:
             raise BadAction("pick one audio file to send as a voice message")
         filename, blob, _ = specs[0]  # what the browser guessed: FFmpeg decides (webm audio is video/webm)
         if len(blob) > MAX_AUDIO_BYTES:
-            raise BadAction(
-                f"{filename} is {len(blob) / 2**20:.1f} MiB: a voice message can be at most {MAX_AUDIO_BYTES // 2**20} MiB"
-            )
+            size, limit = math.ceil(len(blob) / 2**20 * 10) / 10, MAX_AUDIO_BYTES // 2**20  # 25.01 is not "25.0"
+            raise BadAction(f"{filename} is {size:.1f} MiB: a voice message can be at most {limit} MiB")
         try:
             audio = await voice_ogg(blob)
         except NotAudio as exc:

@@ -11,6 +11,8 @@ const MIN_BAR = 3;          // silence still shows as a dot, as on Discord
 const ICON_PLAY = '<svg viewBox="0 0 24 24" aria-hidden="true"><path fill="currentColor" d="M8 5.5v13a1 1 0 0 0 1.5.86l11-6.5a1 1 0 0 0 0-1.72l-11-6.5A1 1 0 0 0 8 5.5Z"/></svg>';
 const ICON_PAUSE = '<svg viewBox="0 0 24 24" aria-hidden="true"><rect fill="currentColor" x="6" y="5" width="4" height="14" rx="1"/><rect fill="currentColor" x="14" y="5" width="4" height="14" rx="1"/></svg>';
 
+const ICON_NOTE = '<svg class="audio-icon" viewBox="0 0 24 24" aria-hidden="true"><path fill="currentColor" d="M19 3.2a1 1 0 0 0-1.2-1l-9 2A1 1 0 0 0 8 5.2v9.93A3.5 3.5 0 1 0 10 18V10l7-1.56v4.69A3.5 3.5 0 1 0 19 16Z"/></svg>';
+
 let current = null; // the <audio> playing now: starting another one pauses it
 
 // base64 -> amplitudes 0..255 (at most 256 of them); null when absent or not base64.
@@ -164,7 +166,7 @@ export function renderAudio(msg, att) {
     return wrap;
   }
   const card = el("div", "attachment attachment-audio");
-  card.innerHTML = `<div class="audio-file"><span class="audio-icon" aria-hidden="true">🎵</span><div><a href="${escapeHtml(att.url)}" target="_blank" download="${escapeHtml(att.filename)}">${escapeHtml(att.filename)}</a><div class="size">${formatSize(att.size)}</div></div></div>`;
+  card.innerHTML = `<div class="audio-file">${ICON_NOTE}<div><a href="${escapeHtml(att.url)}" target="_blank" download="${escapeHtml(att.filename)}">${escapeHtml(att.filename)}</a><div class="size">${formatSize(att.size)}</div></div></div>`;
   card.appendChild(audioPlayer(att, false));
   return card;
 }
