@@ -4,16 +4,19 @@ what a Discord voice message carries (Ogg/Opus, 48 kHz, mono), and the refusals 
 
 from __future__ import annotations
 
-import asyncio
 import io
+import json
 import threading
 from collections.abc import AsyncIterator
+from pathlib import Path
 from typing import Any
 
 import aiohttp
 import pytest
 from PIL import Image
 
+from bot.app.settings import Settings
+from sandbox.launcher import Sandbox, SandboxOptions
 from sandbox.web_ui import WebUI
 from sandbox.web_ui import voice as voice_mod
 from sandbox.web_ui.voice import MAX_AUDIO_BYTES, NotAudio, to_voice_ogg, voice_ogg
@@ -124,12 +127,21 @@ async def test_api_needs_exactly_one_audio_file(ui: str) -> None:
             assert resp.status == 400 and "one audio file" in (await resp.json())["error"]
 
 
-async def test_api_sends_the_converted_audio_as_a_voice_message(ui: str, discord_emu: Any) -> None:
-    """What the page hands the emulator: Ogg/Opus 48 kHz mono, as the member's voice message."""
-    status, body = await asyncio.wait_for(post_voice(ui, tone(2.5, "mp3", channels=2), "memo.mp3", "audio/mpeg"), 30)
-    assert status == 200, body
-    msg = discord_emu.messages[int(body["message_id"])]
-    assert msg.flags & 8192 and msg.author_id == discord_emu.users["alice"].id and not msg.content
+async def test_api_sends_the_converted_audio_as_a_voice_message(tmp_path: Path) -> None:
+    """What the page hands the emulator (with the bot connected, as `make run` has it): Ogg/Opus
+    48 kHz mono, as the member's voice message, replying to the message the member picked."""
+    async with Sandbox(Settings(), SandboxOptions(port=0, data_dir=tmp_path)) as sbx:
+        emu = sbx.discord
+        first = await emu.send_user_message("say something", user="bob")
+        form = aiohttp.FormData()
+        form.add_field("json", json.dumps({"user": "alice", "channel_id": str(emu.channel_id), "reply_to": str(first.id)}))
+        form.add_field("audio", tone(2.5, "mp3", channels=2), filename="memo.mp3", content_type="audio/mpeg")
+        async with aiohttp.ClientSession() as http, http.post(sbx.url + "api/voice-message", data=form) as resp:
+            status, body = resp.status, await resp.json()
+        assert status == 200, body
+        msg = emu.messages[int(body["message_id"])]
+    assert msg.flags & 8192 and msg.author_id == emu.users["alice"].id and not msg.content
+    assert msg.message_reference and int(msg.message_reference["message_id"]) == first.id
     (att,) = msg.attachments
     assert att.content_type == "audio/ogg"
     assert decoded(att.data)[:4] == ("ogg", "opus", 48_000, 1)
