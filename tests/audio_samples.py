@@ -32,6 +32,7 @@ def tone(seconds: float, fmt: str = "wav", *, channels: int = 1, rate: int | Non
     buf = io.BytesIO()
     with av.open(buf, "w", format=fmt) as out:
         stream = out.add_stream(codec, rate=rate, layout=layout)
+        assert isinstance(stream, av.AudioStream)
         frame = av.AudioFrame.from_ndarray(interleaved, format="s16", layout=layout)
         frame.sample_rate = rate
         for packet in stream.encode(frame):
@@ -43,8 +44,8 @@ def tone(seconds: float, fmt: str = "wav", *, channels: int = 1, rate: int | Non
 
 def decoded(data: bytes) -> tuple[str, str, int, int, float]:
     """(container, codec, sample rate, channels, seconds decoded) of ``data``."""
-    with av.open(io.BytesIO(data)) as container:
+    with av.open(io.BytesIO(data), "r") as container:
         stream = container.streams.audio[0]
-        samples = sum(frame.samples for frame in container.decode(stream))
+        samples: int = sum(frame.samples for frame in container.decode(stream))
         rate = stream.codec_context.sample_rate
         return container.format.name, stream.codec_context.name, rate, stream.codec_context.channels, samples / rate

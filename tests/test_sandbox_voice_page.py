@@ -44,7 +44,7 @@ def test_the_sound_survives_the_conversion() -> None:
     import av
     import numpy as np
 
-    with av.open(io.BytesIO(to_voice_ogg(tone(2.0, "mp3")))) as container:
+    with av.open(io.BytesIO(to_voice_ogg(tone(2.0, "mp3"))), "r") as container:
         pcm = np.concatenate([f.to_ndarray().reshape(-1) for f in container.decode(audio=0)]).astype(np.float64)
 
     def peak(at: float) -> float:  # over 40 ms around `at` seconds
@@ -134,7 +134,8 @@ async def test_api_sends_the_converted_audio_as_a_voice_message(tmp_path: Path) 
         emu = sbx.discord
         first = await emu.send_user_message("say something", user="bob")
         form = aiohttp.FormData()
-        form.add_field("json", json.dumps({"user": "alice", "channel_id": str(emu.channel_id), "reply_to": str(first.id)}))
+        fields = {"user": "alice", "channel_id": str(emu.channel_id), "reply_to": str(first.id)}
+        form.add_field("json", json.dumps(fields))
         form.add_field("audio", tone(2.5, "mp3", channels=2), filename="memo.mp3", content_type="audio/mpeg")
         async with aiohttp.ClientSession() as http, http.post(sbx.url + "api/voice-message", data=form) as resp:
             status, body = resp.status, await resp.json()

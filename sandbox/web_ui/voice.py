@@ -25,7 +25,7 @@ def to_voice_ogg(data: bytes) -> bytes:
     """``data`` unchanged when it is already Ogg/Opus mono, else decoded, resampled to 48 kHz mono
     and encoded once as Ogg/Opus. Raises ``NotAudio`` for anything without decodable sound."""
     try:
-        with av.open(io.BytesIO(data)) as src:
+        with av.open(io.BytesIO(data), "r") as src:
             if not src.streams.audio:
                 raise NotAudio(f"it is not audio (no sound in it){PICK}")
             stream = src.streams.audio[0]
