@@ -2,7 +2,7 @@
 
 Pure functions over a ``DiscordEmulator``; nothing here changes the emulator. Attachment URLs are
 rewritten to the web UI's own ``/attachments/<id>/<filename>`` so the page loads every byte from
-one origin.
+one origin; audio players alone stream from the emulator's CDN URL, as Discord's client does.
 """
 
 from __future__ import annotations
