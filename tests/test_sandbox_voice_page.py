@@ -58,9 +58,14 @@ def test_the_sound_survives_the_conversion() -> None:
 @pytest.mark.parametrize(
     ("data", "words"),
     [
-        (b"just some text, not a sound file at all\n" * 50, "not audio FFmpeg can read"),
-        (b"", "not audio FFmpeg can read"),
-        ("png", "not audio (no sound in it)"),
+        (b"just some text, not a sound file at all\n" * 50, "not audio in a format the page takes"),
+        (b"", "not audio in a format the page takes"),
+        ("png", "not audio in a format the page takes"),
+        # FFmpeg would follow a playlist's entries (local files, URLs): never handed to it
+        (b"#EXTM3U\n#EXT-X-TARGETDURATION:1\n#EXTINF:1,\nfile:///etc/passwd\n#EXT-X-ENDLIST\n", "in a format"),
+        (b"ffconcat version 1.0\nfile /etc/hostname\n", "in a format"),
+        (b"ID3\x04\x00\x00\x00\x00\x00\x00" + b"garbage" * 100, "not audio FFmpeg can read"),
+        ("video", "not audio (no sound in it)"),
     ],
 )
 def test_what_is_not_audio_is_refused_with_a_sentence(data: bytes | str, words: str) -> None:
@@ -68,10 +73,28 @@ def test_what_is_not_audio_is_refused_with_a_sentence(data: bytes | str, words: 
         buf = io.BytesIO()
         Image.new("RGB", (8, 8), (200, 10, 10)).save(buf, format="PNG")
         data = buf.getvalue()
+    elif data == "video":
+        data = silent_video()
     assert isinstance(data, bytes)
     with pytest.raises(NotAudio) as caught:
         to_voice_ogg(data)
     assert words in str(caught.value) and "pick an audio file" in str(caught.value)
+
+
+def silent_video() -> bytes:
+    """A WebM with one video frame and no sound track."""
+    import av
+    import numpy as np
+
+    buf = io.BytesIO()
+    with av.open(buf, "w", format="webm") as out:
+        stream = out.add_stream("libvpx", rate=1)
+        assert isinstance(stream, av.VideoStream)
+        stream.width, stream.height, stream.pix_fmt = 16, 16, "yuv420p"
+        frame = av.VideoFrame.from_ndarray(np.zeros((16, 16, 3), dtype=np.uint8), format="rgb24")
+        out.mux(stream.encode(frame))
+        out.mux(stream.encode(None))
+    return buf.getvalue()
 
 
 async def test_conversion_runs_off_the_event_loop(monkeypatch: pytest.MonkeyPatch) -> None:
@@ -108,7 +131,7 @@ async def test_api_refuses_a_file_that_is_not_audio(ui: str, discord_emu: Any) -
     buf = io.BytesIO()
     Image.new("RGB", (8, 8)).save(buf, format="PNG")
     status, body = await post_voice(ui, buf.getvalue(), "photo.png", "image/png")
-    assert status == 400 and body["error"].startswith("photo.png: it is not audio")
+    assert status == 400 and body["error"].startswith("photo.png: it is not audio in a format the page takes")
     assert not discord_emu.messages
 
 
