@@ -36,6 +36,7 @@ __all__ = [
     "ogg_duration",
     "probe",
     "probe_audio",
+    "sniff_container",
 ]
 
 VOICE_SAMPLE_RATE = 48_000
@@ -92,14 +93,46 @@ class AudioUnreadable(UserFacingError):
 # --- opening and decoding ------------------------------------------------------------------------------
 
 
+def sniff_container(data: bytes) -> str | None:
+    """The FFmpeg demuxer for ``data`` by its magic bytes, or None when it is no audio container we take.
+
+    FFmpeg is never left to guess: some of its demuxers (HLS playlists, ``concat`` scripts, …) open other
+    files and URLs named inside the input, so a member's "audio" could make the bot read a local file or
+    reach a host. Only self-contained audio containers are opened, each with its own demuxer named.
+    """
+    head = data[:12]
+    if head.startswith(b"OggS"):
+        return "ogg"
+    if head.startswith(b"fLaC"):
+        return "flac"
+    if head.startswith(b"RIFF") and head[8:12] == b"WAVE":
+        return "wav"
+    if head.startswith(b"FORM") and head[8:12] in (b"AIFF", b"AIFC"):
+        return "aiff"
+    if head.startswith(b"ID3"):
+        return "mp3"
+    if head.startswith(b"\x1a\x45\xdf\xa3"):
+        return "matroska"  # Matroska and WebM
+    if head[4:8] == b"ftyp":
+        return "mov"  # MP4 / M4A / 3GP (drefs to other files stay off: FFmpeg's default)
+    if len(head) >= 2 and head[0] == 0xFF and head[1] & 0xE0 == 0xE0:
+        layer = (head[1] >> 1) & 0x03
+        return "aac" if layer == 0 else "mp3"  # ADTS AAC has layer 00; MPEG audio layers I-III do not
+    return None
+
+
 def _open(data: bytes, fmt_hint: str | None) -> tuple[InputContainer, AudioStream]:
     """The container and its first audio stream. ``fmt_hint`` only matters for raw PCM (it has no header
     to recognise); every other format is recognised from its bytes, so a wrong hint cannot break decoding."""
     if not data:
         raise AudioUnreadable("That file is empty, so there is no audio in it to play.")
     raw = (fmt_hint or "").lower() in _RAW_PCM_HINTS
+    demuxer = "s16le" if raw else sniff_container(data)
+    if demuxer is None:
+        raise AudioUnreadable("That file is not audio I can play (I take Ogg/Opus, MP3, WAV, FLAC, AAC, M4A, "
+                              "WebM and AIFF).")
     try:
-        container = av.open(io.BytesIO(data), mode="r", format="s16le" if raw else None,
+        container = av.open(io.BytesIO(data), mode="r", format=demuxer,
                             options=_RAW_PCM_OPTIONS if raw else None, metadata_errors="replace")
     except (av.error.FFmpegError, ValueError, OSError) as exc:
         raise AudioUnreadable("That file is not audio I can play (it is in no audio format I recognise).") from exc
