@@ -110,14 +110,26 @@ def changes_text(changes: Mapping[str, tuple[Any, Any]], where: str) -> str:
     return f"Updated {where}:\n" + "\n".join(parts)
 
 
+#: (kind, word) of what /usage sums up, in order: "3 chat, 1 vision, 4 images, 900 tokens, …"
+USAGE_PARTS: tuple[tuple[str, str], ...] = (
+    ("chat_requests", "chat"), ("vision_requests", "vision"), ("images", "images"), ("tokens", "tokens"),
+    ("speech_chars", "speech characters"), ("transcription_seconds", "transcription seconds"),
+)
+
+
+def _usage_parts(values: Mapping[str, float]) -> str:
+    return ", ".join(f"{format_amount(kind, values.get(kind, 0))} {word}" for kind, word in USAGE_PARTS)
+
+
+def usage_totals_text(totals: Mapping[str, float]) -> str:
+    """``Totals: 3 chat, 1 vision, 4 images, 900 tokens, 120 speech characters, 30 transcription seconds.``"""
+    return f"Totals: {_usage_parts(totals)}."
+
+
 def top_members_text(top: Sequence[tuple[int, Mapping[str, float]]]) -> str:
     if not top:
         return "No usage recorded in this period."
     lines = ["**Top members**"]
     for i, (user_id, v) in enumerate(top, 1):
-        lines.append(
-            f"{i}. <@{user_id}> — {format_amount('chat_requests', v['chat_requests'])} chat, "
-            f"{format_amount('vision_requests', v['vision_requests'])} vision, "
-            f"{format_amount('images', v['images'])} images, {format_amount('tokens', v['tokens'])} tokens"
-        )
+        lines.append(f"{i}. <@{user_id}> — {_usage_parts(v)}")
     return "\n".join(lines)

@@ -31,13 +31,16 @@ from cogs._admin_text import (
     mylimits_text,
     quota_show_text,
     top_members_text,
+    usage_totals_text,
 )
 from gateway_client.errors import Unsupported
 
 log = logging.getLogger(__name__)
 
 
-KindChoice = Literal["chat_requests", "tokens", "vision_requests", "images", "credits"]
+KindChoice = Literal[
+    "chat_requests", "tokens", "vision_requests", "images", "credits", "speech_chars", "transcription_seconds",
+]
 ModelKindChoice = Literal["chat", "vision", "image"]
 FieldChoice = Literal[
     "chat_model", "vision_model", "image_model", "system_prompt", "temperature", "max_tokens",
@@ -277,9 +280,7 @@ class Admin(commands.Cog):
             )
             summary = top_members_text(report.top)
         png = await render_usage_chart_async(report.series, report.budget, title)
-        totals = report.totals
-        head = (f"Totals: {int(totals['chat_requests']):,} chat, {int(totals['vision_requests']):,} vision, "
-                f"{int(totals['images']):,} images, {int(totals['tokens']):,} tokens.")
+        head = usage_totals_text(report.totals)
         await reply_privately(
             interaction, f"{head}\n{summary}", file=discord.File(io.BytesIO(png), filename="usage.png")
         )

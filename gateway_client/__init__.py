@@ -1,5 +1,6 @@
 """Gatecord's async client for AI gateways (profiles, typed results, SSE, errors, retries)."""
 
+from .audio import SpeechAudio, Transcription
 from .client import GatewayClient
 from .config import ClientOptions, GatewayConfig
 from .errors import (
@@ -40,7 +41,7 @@ __all__ = [
     "GatewayClient", "ChatStream",
     "CallMeta", "ChatMessage", "ChatRequest", "ChatResult", "ClientOptions", "CreditsBalance", "EmbeddingResult",
     "GatewayConfig", "GeneratedImage", "HealthStatus", "ImageRequest", "ImageResult", "ModelInfo", "ModelKind",
-    "Usage", "PROFILES", "Profile", "get_profile", "register_profile",
+    "Usage", "SpeechAudio", "Transcription", "PROFILES", "Profile", "get_profile", "register_profile",
     "GatewayError", "AuthenticationError", "PermissionDenied", "RateLimited", "ModelNotFound", "ContextTooLong",
     "InvalidRequest", "UpstreamUnavailable", "GatewayTimeout", "StreamInterrupted", "QuotaExceeded",
     "InsufficientCredits", "Unsupported", "InvalidResponse",

@@ -13,7 +13,6 @@ from __future__ import annotations
 
 import asyncio
 import base64
-import binascii
 import dataclasses
 import logging
 import struct
@@ -23,7 +22,9 @@ from typing import Any, TypeVar
 
 import aiohttp
 
+from . import audio as _audio
 from . import images as _images
+from .audio import SpeechAudio, Transcription
 from .catalog import merge_models, parse_model_list
 from .chat import chat_body, parse_chat_answer
 from .config import ClientOptions, GatewayConfig
@@ -366,57 +367,41 @@ class GatewayClient:
         return CreditsBalance(amount=amount, currency=currency or gw.profile.credits_currency, meta=reply.meta,
                               raw=data if isinstance(data, dict) else {"value": data})
 
-    async def speech(self, text: str, model: str, voice: str = "alloy", format: str = "mp3") -> bytes:
-        """Text-to-speech audio bytes."""
+    async def speech(self, text: str, model: str, voice: str = "alloy", format: str = "mp3") -> SpeechAudio:
+        """Text-to-speech: the audio in ``format`` with the call's metadata."""
         gw = self._primary
         path = self._path(gw, "speech")
-        if not text:
-            raise InvalidRequest("no text to speak", field="input")
-        if len(text) > 4096:
-            raise InvalidRequest("text to speak is longer than 4096 characters", field="input", allowed="<= 4096 chars")
-        body = {"model": model, "input": text, "voice": voice, "response_format": format}
+        body = _audio.speech_body(gw.profile, text, model, voice, format)
         reply = await self._transport.request(gw, "speech", "POST", path, json_body=body, model=model)
-        if "json" in reply.content_type:
-            data = self._json(gw, reply)
-            for key in ("audio", "data", "b64_json", "audio_base64"):
-                if isinstance(data, dict) and isinstance(data.get(key), str):
-                    try:
-                        return base64.b64decode(data[key])
-                    except (binascii.Error, ValueError):
-                        break
-            raise InvalidResponse("the speech answer holds no audio", profile=gw.profile.name)
-        if not reply.body:
-            raise InvalidResponse("the speech answer is empty", profile=gw.profile.name)
-        return reply.body
+        data = self._json(gw, reply) if "json" in reply.content_type else None
+        if isinstance(data, dict):
+            apply_body(reply.meta, data)
+        audio = _audio.speech_audio(gw.profile, reply.body, reply.content_type, data)
+        if reply.meta.model_used is None:
+            reply.meta.model_used = model
+        return SpeechAudio(data=audio, format=format, meta=reply.meta)
 
-    async def transcribe(self, audio: bytes, format: str, model: str, language: str | None = None) -> str:
-        """Speech-to-text."""
+    async def transcribe(self, audio: bytes, format: str, model: str, language: str | None = None) -> Transcription:
+        """Speech-to-text of ``audio`` (sent unchanged); ``duration`` when the gateway gives it."""
         gw = self._primary
         path = self._path(gw, "transcriptions")
-        if not audio:
-            raise InvalidRequest("no audio", field="audio")
         if gw.profile.transcription_style == "multipart":
-            form = aiohttp.FormData()
-            form.add_field("model", model)
-            form.add_field("file", audio, filename=f"audio.{format}", content_type=f"audio/{format}")
-            if language:
-                form.add_field("language", language)
+            form = _audio.transcription_form(gw.profile, audio, format, model, language)
             reply = await self._transport.request(gw, "transcriptions", "POST", path, data=form, model=model,
-                                                  retries=0)
+                                                  retries=0)  # a FormData is sent once
         else:
-            body: dict[str, Any] = {"model": model,
-                                    "input_audio": {"data": base64.b64encode(audio).decode("ascii"), "format": format}}
-            if language:
-                body["language"] = language
+            body = _audio.transcription_json(gw.profile, audio, format, model, language)
             reply = await self._transport.request(gw, "transcriptions", "POST", path, json_body=body, model=model)
         if "json" in reply.content_type:
             data = self._json(gw, reply)
-            apply_body(reply.meta, data)
-            text = data.get("text") if isinstance(data, dict) else None
-            if not isinstance(text, str):
-                raise InvalidResponse("the transcription answer has no text", profile=gw.profile.name)
-            return text
-        return reply.body.decode("utf-8", "replace")
+            if isinstance(data, dict):
+                apply_body(reply.meta, data)
+            text, duration = _audio.transcription_text(gw.profile, data)
+        else:
+            text, duration = _audio.transcription_text(gw.profile, {"text": reply.body.decode("utf-8", "replace")})
+        if reply.meta.model_used is None:
+            reply.meta.model_used = model
+        return Transcription(text=text, duration=duration, meta=reply.meta)
 
     # ------------------------------------------------------------------ health
     async def health(self) -> HealthStatus:

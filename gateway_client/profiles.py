@@ -149,6 +149,17 @@ class Profile:
     images: ImageRules | None = None
     #: "json_base64" ({"input_audio": {"data", "format"}}) or "multipart" (OpenAI file upload).
     transcription_style: Literal["json_base64", "multipart"] = "json_base64"
+    #: ``response_format`` sent with transcriptions ("verbose_json" gives the duration); "" = not sent.
+    transcription_response_format: str = ""
+    #: speech and transcription (offered when ``supports("speech")`` / ``supports("transcriptions")``).
+    default_speech_model: str = ""
+    default_transcription_model: str = ""
+    default_voice: str = ""
+    voices: tuple[str, ...] = ()
+    #: speech ``response_format`` values the gateway returns (the first is its default).
+    speech_formats: tuple[str, ...] = ()
+    max_speech_chars: int = 4096
+    max_transcription_bytes: int = 25 * 1024 * 1024
     credits_currency: str | None = None
     #: kinds of models the gateway documents, for listings that do not say (id -> kind).
     known_model_kinds: Mapping[str, ModelKind] = field(default_factory=_frozen)
@@ -177,6 +188,8 @@ _FLUX_MODELS = {
     "black-forest-labs/FLUX.1-pro": 0.0625,
     "black-forest-labs/FLUX.1.1-pro": 0.05,
 }
+
+_OPENAI_VOICES = ("alloy", "echo", "fable", "onyx", "nova", "shimmer")
 
 _DALLE3_SIZES = ("1024x1024", "1792x1024", "1024x1792")
 _DALLE2_SIZES = ("256x256", "512x512", "1024x1024")
@@ -253,6 +266,11 @@ PROFILES: dict[str, Profile] = {
         capabilities=frozenset({"chat", "stream", "tools", "json_mode", "vision", "images", "embeddings",
                                 "speech", "transcriptions", "credits"}),
         default_chat_model="openai/gpt-4o-mini",
+        default_speech_model="openai/tts-1",
+        default_transcription_model="openai/whisper-1",
+        default_voice="alloy",
+        voices=_OPENAI_VOICES,
+        speech_formats=("mp3", "opus", "aac", "flac"),
         credits_currency="INR",
         known_model_kinds=_frozen({
             "openai/tts-1": ModelKind.AUDIO, "openai/tts-1-hd": ModelKind.AUDIO, "sarvam/bulbul-v2": ModelKind.AUDIO,
@@ -303,6 +321,14 @@ PROFILES: dict[str, Profile] = {
         }),
         capabilities=frozenset({"chat", "stream", "tools", "json_mode", "vision", "images", "embeddings",
                                 "speech", "transcriptions"}),
+        # OpenAI's own upload, where response_format=verbose_json is documented (gives the duration).
+        transcription_style="multipart",
+        transcription_response_format="verbose_json",
+        default_speech_model="tts-1",
+        default_transcription_model="whisper-1",
+        default_voice="alloy",
+        voices=_OPENAI_VOICES + ("ash", "ballad", "coral", "sage", "verse"),
+        speech_formats=("mp3", "opus", "aac", "flac", "wav", "pcm"),
         images=ImageRules(
             style="openai",
             path="images/generations",

@@ -10,7 +10,7 @@ from typing import Any
 
 import pytest
 
-from bot.budgets.rules import Feature, Requester
+from bot.budgets.rules import BudgetExceeded, Feature, Requester
 from sandbox.discord_emulator import permissions as P
 from tests.chart_probe import expected_height, measure_bars
 
@@ -83,9 +83,10 @@ async def test_quota_set_role_and_mylimits(bot_env: Any) -> None:
     assert lines[0].startswith("**Your budgets today** (reset in ") and lines[0].endswith("at 00:00 UTC)")
     assert "• images: **0** of 2 left" in lines
     assert "• chat requests: **50** of 50 left (server-wide budget)" in lines
-    assert "• unlimited: tokens, image questions, credits" in lines
+    assert "• unlimited: tokens, image questions, credits, speech characters, transcription seconds" in lines
     msg = await run(bot_env, "mylimits", user="painter")
-    assert "• unlimited: tokens, image questions, images, credits" in msg.content.splitlines()
+    assert ("• unlimited: tokens, image questions, images, credits, speech characters, transcription seconds"
+            in msg.content.splitlines())
 
     msg = await run(bot_env, "quota show")
     assert "• images: 2 used of unlimited (config default)" in msg.content
@@ -169,9 +170,11 @@ async def test_usage_png_matches_ledger(bot_env: Any) -> None:
     await run(bot_env, "quota set", {"scope": "server", "kind": "images", "limit": 12})
 
     msg = await run(bot_env, "usage", {"days": 3})
-    assert msg.content.startswith("Totals: 8 chat, 3 vision, 8 images, 440 tokens.")
+    assert msg.content.startswith(
+        "Totals: 8 chat, 3 vision, 8 images, 440 tokens, 0 speech characters, 0 transcription seconds.")
     top = msg.content.split("**Top members**\n")[1].splitlines()
-    assert top[0] == f"1. <@{users['alice']}> — 6 chat, 0 vision, 0 images, 240 tokens"
+    assert top[0] == (f"1. <@{users['alice']}> — 6 chat, 0 vision, 0 images, 240 tokens, 0 speech characters,"
+                      " 0 transcription seconds")
     assert top[1].startswith(f"2. <@{users['bob']}> — 2 chat, 3 vision")
     [attachment] = msg.attachments
     assert attachment.filename == "usage.png" and attachment.data[:8] == b"\x89PNG\r\n\x1a\n"
@@ -186,9 +189,50 @@ async def test_usage_png_matches_ledger(bot_env: Any) -> None:
     assert tuple(ledger) == (8, 3, 8)
 
     msg = await run(bot_env, "usage", {"days": 1, "member": "bob"})
-    assert msg.content.startswith(f"Totals: 2 chat, 3 vision, 0 images, 200 tokens.\nUsage of <@{users['bob']}>")
+    assert msg.content.startswith(f"Totals: 2 chat, 3 vision, 0 images, 200 tokens, 0 speech characters,"
+                                  f" 0 transcription seconds.\nUsage of <@{users['bob']}>")
     days, y_max, bars = measure_bars(msg.attachments[0].data)
     assert bars["chat_requests"] == {0: expected_height(2, y_max)} and bars["images"] == {}
+
+
+async def test_voice_budgets_through_quota_mylimits_and_usage(bot_env: Any) -> None:
+    emu, bot = bot_env.discord, bot_env.bot
+    msg = await run(bot_env, "quota set", {"scope": "member", "kind": "speech_chars", "limit": 500})
+    assert msg.content == "Each member's daily speech chars budget: unlimited → 500."
+    msg = await run(bot_env, "quota set", {"scope": "server", "kind": "transcription_seconds", "limit": 0})
+    assert msg.content == "The server's daily transcription seconds budget: unlimited → 0."
+    msg = await run(bot_env, "quota set", {"scope": "member", "kind": "speech_chars", "limit": 2.5})
+    assert msg.content == "Not changed: The speech character limit must be a whole number."
+    listeners = await emu.add_role("Listeners")
+    msg = await run(bot_env, "quota role", {"role": listeners.id, "kind": "speech_chars", "limit": 2000})
+    assert msg.content == "@Listeners — daily speech chars per member: no override → 2,000."
+
+    alice = Requester(emu.guild_id, emu.channel_id, emu.users["alice"].id)
+    async with bot.quotas.charge(alice, Feature.SPEECH, speech_chars=480) as hold:
+        await hold.settle()
+    with pytest.raises(BudgetExceeded) as info:
+        await bot.quotas.reserve(alice, Feature.SPEECH, speech_chars=21)
+    assert info.value.user_message().startswith(
+        "Your daily speech character budget (500) has only 20 left, not enough for this request; it resets in ")
+    with pytest.raises(BudgetExceeded) as info:
+        await bot.quotas.reserve(alice, Feature.TRANSCRIPTION, transcription_seconds=1)
+    assert info.value.user_message().startswith("This server's daily transcription second budget (0) is used up;")
+
+    msg = await run(bot_env, "quota show")
+    server, member = msg.content.split("__Each member__")
+    assert "• speech characters: 480 used of unlimited (config default)" in server
+    assert "• transcription seconds: 0 used of 0\n" in server
+    assert "• speech characters: 500\n" in member and "• transcription seconds: unlimited (config default)" in member
+    assert "• @Listeners: speech characters 2,000" in msg.content
+    lines = (await run(bot_env, "mylimits", user="alice")).content.splitlines()
+    assert "• speech characters: **20** of 500 left" in lines
+    assert "• transcription seconds: **0** of 0 left (server-wide budget)" in lines
+    msg = await run(bot_env, "usage", {"days": 1})
+    assert msg.content.startswith(
+        "Totals: 0 chat, 0 vision, 0 images, 0 tokens, 480 speech characters, 0 transcription seconds.")
+    msg = await run(bot_env, "quota reset-user", {"member": "alice"})
+    assert msg.content == f"<@{alice.user_id}> has a fresh budget for today (cleared: 480 speech chars)."
+    assert await bot.store.fetchval("SELECT SUM(speech_chars) FROM usage_ledger WHERE charged = 1") == 480
 
 
 async def test_credits_without_balance_endpoint(bot_env: Any) -> None:

@@ -2,11 +2,14 @@
 
 from __future__ import annotations
 
+import base64
 import io
 import json
 from collections.abc import AsyncIterator
 
+import av
 import pytest
+from aiohttp import web
 from PIL import Image
 
 from gateway_client import (
@@ -21,6 +24,8 @@ from gateway_client import (
     InvalidResponse,
     ModelKind,
     ModelNotFound,
+    SpeechAudio,
+    Transcription,
     Unsupported,
 )
 from sandbox.gateways import MODEL_ROLES, PROFILES, GatewayEmulator, expected_reply, expected_thought
@@ -436,16 +441,120 @@ async def test_credits(emu: GatewayEmulator, client: GatewayClient) -> None:
 async def test_speech_and_transcription(emu: GatewayEmulator, client: GatewayClient) -> None:
     r = roles(emu)
     if r["tts"] is None:
+        assert not client.profile.supports("speech") and not client.profile.supports("transcriptions")
+        assert client.profile.voices == () and client.profile.speech_formats == ()
         with pytest.raises(Unsupported):
             await client.speech("hi", "m", "alloy", "mp3")
         with pytest.raises(Unsupported):
             await client.transcribe(b"abc", "mp3", "m")
         assert api_posts(emu) == []
         return
-    audio = await client.speech("Hello from Gatecord", r["tts"], "alloy", "mp3")
-    assert audio[:2] == b"\xff\xfb"  # MPEG audio frames
-    text = await client.transcribe(audio, "mp3", r["stt"], language="en")
-    assert text == "Hello from Gatecord"
+    profile = client.profile
+    assert profile.supports("speech") and profile.supports("transcriptions")
+    assert profile.default_voice in profile.voices and profile.speech_formats[:4] == ("mp3", "opus", "aac", "flac")
+    said = "Hello from Gatecord"
+    speech = await client.speech(said, profile.default_speech_model, profile.default_voice, "mp3")
+    assert isinstance(speech, SpeechAudio) and speech.format == "mp3"
+    with av.open(io.BytesIO(speech.data)) as container:
+        assert container.format.name == "mp3"
+        seconds = sum(f.samples for f in container.decode(audio=0)) / container.streams.audio[0].rate
+    assert abs(seconds - len(said) / 15) <= 0.1
+    assert speech.meta.operation == "speech" and speech.meta.status == 200
+    assert speech.meta.model_used and speech.meta.model_used.endswith("tts-1")
+    heard = await client.transcribe(speech.data, "mp3", profile.default_transcription_model, language="en")
+    assert isinstance(heard, Transcription) and heard.text == said
+    assert heard.meta.operation == "transcriptions" and heard.meta.model_used
+    assert emu.received_audio == [speech.data]  # exactly the bytes given
+    if emu.profile == "openai":  # multipart with verbose_json: the decoded duration and the OpenAI headers
+        assert heard.duration == pytest.approx(seconds, abs=0.01)
+        assert api_posts(emu)[-1].form == {"model": "whisper-1", "language": "en", "response_format": "verbose_json",
+                                           "file": {"filename": "audio.mp3", "content_type": "audio/mp3"}}
+        assert speech.meta.credits_used and heard.meta.credits_used and speech.meta.request_id
+        assert speech.meta.model_used == "openai/tts-1" and heard.meta.model_used == "openai/whisper-1"
+    else:  # AICredits: the documented JSON style, which gives no duration
+        assert heard.duration is None
+        sent = api_posts(emu)[-1].json
+        assert sent["input_audio"] == {"data": base64.b64encode(speech.data).decode(), "format": "mp3"}
+        assert "response_format" not in sent
+
+
+async def test_every_speech_format_decodes(emu: GatewayEmulator, client: GatewayClient) -> None:
+    profile = client.profile
+    if not profile.speech_formats:
+        return
+    said = "Every format the gateway speaks is real audio."
+    for fmt in profile.speech_formats:
+        speech = await client.speech(said, profile.default_speech_model, profile.voices[-1], fmt)
+        assert speech.format == fmt
+        opts = {"format": "s16le", "options": {"sample_rate": "24000", "ch_layout": "mono"}} if fmt == "pcm" else {}
+        with av.open(io.BytesIO(speech.data), **opts) as container:
+            samples = sum(f.samples for f in container.decode(audio=0))
+            seconds = samples / container.streams.audio[0].codec_context.sample_rate
+        assert abs(seconds - len(said) / 15) <= 0.1, fmt
+        heard = await client.transcribe(speech.data, fmt, profile.default_transcription_model)
+        if fmt in ("aac", "pcm"):  # no container metadata to carry the text
+            assert heard.text.startswith(f"Heard {seconds:.1f} s of audio (")
+        else:
+            assert heard.text == said
+    assert emu.received_audio and len(emu.received_audio) == len(profile.speech_formats)
+
+
+async def test_speech_requests_checked_before_sending(emu: GatewayEmulator, client: GatewayClient) -> None:
+    profile = client.profile
+    if not profile.supports("speech"):
+        return
+    with pytest.raises(InvalidRequest) as ei:
+        await client.speech("x" * (profile.max_speech_chars + 1), profile.default_speech_model)
+    assert ei.value.field == "input"
+    with pytest.raises(InvalidRequest) as ei:
+        await client.speech("hi", profile.default_speech_model, "robot")
+    assert ei.value.field == "voice" and "alloy" in (ei.value.allowed or "")
+    with pytest.raises(InvalidRequest) as ei:
+        await client.speech("hi", profile.default_speech_model, "alloy", "ogg")
+    assert ei.value.field == "response_format"
+    with pytest.raises(InvalidRequest) as ei:
+        await client.transcribe(b"", "ogg", profile.default_transcription_model)
+    assert ei.value.field == "audio"
+    assert api_posts(emu) == []
+
+
+async def test_undecodable_audio_is_the_gateways_invalid_request(emu: GatewayEmulator, client: GatewayClient) -> None:
+    if not client.profile.supports("transcriptions"):
+        return
+    junk = b"not audio, only words " * 20
+    with pytest.raises(InvalidRequest, match="Could not decode the audio file") as ei:
+        await client.transcribe(junk, "ogg", client.profile.default_transcription_model)
+    assert ei.value.status == 400
+    assert emu.received_audio == [junk]
+
+
+async def test_empty_audio_and_missing_text_are_invalid_responses() -> None:
+    answers = {"speech": web.Response(body=b"", content_type="audio/mpeg"),
+               "transcriptions": web.json_response({"text": "", "duration": 1.0})}
+
+    async def handler(request: web.Request) -> web.StreamResponse:
+        await request.read()
+        return answers[request.path.rsplit("/", 1)[-1]]
+
+    app = web.Application()
+    app.router.add_post("/v1/audio/speech", handler)
+    app.router.add_post("/v1/audio/transcriptions", handler)
+    runner = web.AppRunner(app)
+    await runner.setup()
+    site = web.TCPSite(runner, "127.0.0.1", 0)
+    await site.start()
+    port = site._server.sockets[0].getsockname()[1]  # noqa: SLF001
+    try:
+        async with GatewayClient(GatewayConfig("openai", f"http://127.0.0.1:{port}", "k")) as c:
+            with pytest.raises(InvalidResponse, match="speech answer is empty"):
+                await c.speech("hi", "tts-1")
+            with pytest.raises(InvalidResponse, match="no text"):
+                await c.transcribe(b"OggS", "ogg", "whisper-1")
+            answers["speech"] = web.json_response({"audio": ""})
+            with pytest.raises(InvalidResponse, match="no audio"):
+                await c.speech("hi", "tts-1")
+    finally:
+        await runner.cleanup()
 
 
 async def test_gateway_side_invalid_request_names_field(emu: GatewayEmulator, client: GatewayClient) -> None:
@@ -488,10 +597,11 @@ async def test_new_gateway_is_a_profile_entry() -> None:
             assert headers.get("x-api-key") == "<redacted>" and "Authorization" not in headers
         async with GatewayEmulator("openai") as emu:
             async with GatewayClient(GatewayConfig("multipart-stt", emu.root_url, emu.api_key)) as c:
-                audio = await c.speech("multipart works", "openai/tts-1", "alloy", "wav")
-                assert await c.transcribe(audio, "wav", "openai/whisper-1") == "multipart works"
+                speech = await c.speech("multipart works", "openai/tts-1", "alloy", "wav")
+                assert (await c.transcribe(speech.data, "wav", "openai/whisper-1")).text == "multipart works"
             form = api_posts(emu)[-1].form
             assert form["model"] == "openai/whisper-1" and form["file"]["filename"] == "audio.wav"
+            assert "response_format" not in form  # the profile does not ask for one
     finally:
         CLIENT_PROFILES.pop("keyed-gateway", None)
         CLIENT_PROFILES.pop("multipart-stt", None)

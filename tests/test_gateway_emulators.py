@@ -3,15 +3,21 @@ documents in shared/gateway-docs/."""
 
 from __future__ import annotations
 
+import base64
 import functools
+import hashlib
+import io
 import json
 import time
 from collections.abc import AsyncIterator
 from typing import Any
 
 import aiohttp
+import av
+import numpy as np
 import pytest
 
+from sandbox.gateways import audio
 from sandbox.gateways import MODEL_ROLES, PROFILES, GatewayEmulator, expected_reply, expected_thought
 
 pytestmark = pytest.mark.timeout(60)
@@ -643,44 +649,144 @@ async def test_generated_image_is_seen_by_vision(http: aiohttp.ClientSession) ->
 
 # -- audio and embeddings -------------------------------------------------------------------------
 
-async def test_aicredits_speech_and_json_transcription(http: aiohttp.ClientSession) -> None:
-    import base64
+SPEECH_FORMATS = {"aicredits": ("mp3", "opus", "aac", "flac"), "openai": ("mp3", "opus", "aac", "flac", "wav", "pcm")}
+SPOKEN = "Hello from Gatecord: the emulator speaks, and what it says can be heard again."
 
+
+def decoded(data: bytes, fmt: str) -> tuple[np.ndarray, int, dict[str, str]]:
+    """Mono float samples, sample rate and tags (container and stream) of ``data``, decoded with PyAV."""
+    opts = {"format": "s16le", "options": {"sample_rate": "24000", "ch_layout": "mono"}} if fmt == "pcm" else {}
+    with av.open(io.BytesIO(data), **opts) as container:
+        stream = container.streams.audio[0]
+        tags = {**container.metadata, **stream.metadata}
+        chunks = [frame.to_ndarray().astype(np.float32).reshape(frame.samples, -1)[:, 0]
+                  / (32768.0 if frame.format.name.startswith("s16") else 1.0)
+                  for frame in container.decode(stream)]
+        rate = stream.codec_context.sample_rate
+    return np.concatenate(chunks), rate, tags
+
+
+def reencode_ogg_opus(data: bytes, fmt: str) -> bytes:
+    """What the bot does to a clip: Ogg/Opus, 48 kHz mono (the container's tags are not carried over)."""
+    samples, rate, _ = decoded(data, fmt)
+    frame = av.AudioFrame.from_ndarray((samples * 32767).astype(np.int16)[None, :], format="s16", layout="mono")
+    frame.sample_rate = rate
+    out = io.BytesIO()
+    with av.open(out, "w", format="ogg") as container:
+        stream = container.add_stream("libopus", rate=48000, layout="mono")
+        resampler = av.AudioResampler(format="s16", layout="mono", rate=48000)
+        for piece in [*resampler.resample(frame), *resampler.resample(None)]:
+            container.mux(stream.encode(piece))
+        container.mux(stream.encode(None))
+    return out.getvalue()
+
+
+def heard(data: bytes, seconds: float) -> str:
+    return f"Heard {seconds:.1f} s of audio ({hashlib.sha256(data).hexdigest()[:8]})."
+
+
+async def speak(http: aiohttp.ClientSession, emu: GatewayEmulator, text: str, fmt: str) -> bytes:
+    body = {"model": role(emu, "tts"), "input": text, "voice": "nova", "response_format": fmt}
+    async with http.post(emu.api_base + "/audio/speech", json=body, headers=auth(emu)) as r:
+        assert r.status == 200 and r.content_type == audio.CONTENT_TYPES[fmt]
+        return await r.read()
+
+
+async def transcribe_json(http: aiohttp.ClientSession, emu: GatewayEmulator, data: bytes, fmt: str,
+                          **extra: str) -> tuple[int, Any]:
+    body = {"model": role(emu, "stt"), "input_audio": {"data": base64.b64encode(data).decode(), "format": fmt},
+            **extra}
+    status, out, _ = await post_json(http, emu.api_base + "/audio/transcriptions", body, auth(emu))
+    return status, out
+
+
+async def transcribe_multipart(http: aiohttp.ClientSession, emu: GatewayEmulator, data: bytes, filename: str,
+                               response_format: str = "verbose_json") -> tuple[int, Any]:
+    form = aiohttp.FormData()
+    form.add_field("file", data, filename=filename, content_type="application/octet-stream")
+    form.add_field("model", "whisper-1")
+    form.add_field("response_format", response_format)
+    async with http.post(emu.api_base + "/audio/transcriptions", data=form, headers=auth(emu)) as r:
+        return r.status, await r.json()
+
+
+@pytest.mark.parametrize(("profile", "fmt"), [(p, f) for p, fmts in SPEECH_FORMATS.items() for f in fmts])
+async def test_speech_is_real_audio_in_every_format(http: aiohttp.ClientSession, profile: str, fmt: str) -> None:
+    async with GatewayEmulator(profile) as emu:
+        data = await speak(http, emu, SPOKEN, fmt)
+        samples, rate, tags = decoded(data, fmt)
+        assert rate == (48000 if fmt == "opus" else 24000)  # an Opus decoder always gives 48 kHz
+        assert abs(len(samples) / rate - len(SPOKEN) / 15) <= 0.1
+        peaks = [float(np.abs(b).max()) for b in np.array_split(samples, 64)]
+        assert max(peaks) > 0.2 and min(peaks) < max(peaks) / 4  # loud words and pauses: a waveform, not a line
+        assert len({round(p, 2) for p in peaks}) > 16
+        assert (tags.get("comment") == "gatecord-tts:" + SPOKEN) is audio.has_metadata(fmt)
+        if profile == "aicredits":
+            status, out = await transcribe_json(http, emu, data, fmt)
+            assert status == 200
+            assert out == {"text": SPOKEN if audio.has_metadata(fmt) else heard(data, len(samples) / rate)}
+        else:
+            status, out = await transcribe_multipart(http, emu, data, f"speech.{fmt}")
+            assert status == 200 and out["duration"] == pytest.approx(len(samples) / rate, abs=0.01)
+            assert out["text"] == (SPOKEN if audio.has_metadata(fmt) else heard(data, len(samples) / rate))
+        assert emu.received_audio == [data]
+
+
+async def test_bot_reencoded_speech_is_heard_by_its_length(http: aiohttp.ClientSession) -> None:
+    async with GatewayEmulator("openai") as emu:
+        clip = reencode_ogg_opus(await speak(http, emu, SPOKEN, "mp3"), "mp3")
+        samples, rate, _ = decoded(clip, "opus")
+        assert rate == 48000
+        status, out = await transcribe_json(http, emu, clip, "ogg", response_format="verbose_json")
+        assert status == 200 and out["text"] == heard(clip, len(samples) / rate)
+        assert out["text"].startswith(f"Heard {len(SPOKEN) / 15:.1f} s of audio")
+        assert out["duration"] == pytest.approx(len(SPOKEN) / 15, abs=0.1)
+        assert emu.received_audio == [clip]  # the base64 JSON style keeps the decoded bytes too
+
+
+async def test_aicredits_speech_errors_and_json_transcription(http: aiohttp.ClientSession) -> None:
     async with GatewayEmulator("aicredits") as emu:
         body = {"model": "openai/tts-1", "input": "Namaste, world", "voice": "nova"}
         async with http.post(emu.api_base + "/audio/speech", json=body, headers=auth(emu)) as r:
-            assert r.status == 200 and r.content_type == "audio/mpeg"
+            assert r.status == 200 and r.content_type == "audio/mpeg"  # mp3 by default
             mp3 = await r.read()
-        assert mp3[:2] == b"\xff\xfb" and len(mp3) > 1000
-        body = {"model": "openai/whisper-1", "input_audio": {"data": base64.b64encode(mp3).decode(), "format": "mp3"}}
-        status, out, _ = await post_json(http, emu.api_base + "/audio/transcriptions", body, auth(emu))
+        assert decoded(mp3, "mp3")[1] == 24000
+        status, out = await transcribe_json(http, emu, mp3, "mp3")
         assert status == 200 and out == {"text": "Namaste, world"}
         status, out, _ = await post_json(http, emu.api_base + "/audio/speech",
                                          {"model": "openai/tts-1", "input": "x", "voice": "robot"}, auth(emu))
         assert assert_error(emu, status, out, 400)["message"].startswith("Invalid 'voice'")
+        status, out, _ = await post_json(http, emu.api_base + "/audio/speech",
+                                         {"model": "openai/tts-1", "input": "x", "voice": "nova",
+                                          "response_format": "wav"}, auth(emu))
+        assert assert_error(emu, status, out, 400)["message"].startswith("Invalid 'response_format'")
         status, out, _ = await post_json(http, emu.api_base + "/audio/transcriptions",
                                          {"model": "openai/whisper-1"}, auth(emu))
         assert "input_audio.data" in assert_error(emu, status, out, 400)["message"]
+        assert emu.received_audio == [mp3]
 
 
-async def test_openai_multipart_transcription_of_wav(http: aiohttp.ClientSession) -> None:
-    import io
-    import wave
+@pytest.mark.parametrize(("profile", "style"), [("aicredits", "json"), ("openai", "json"), ("openai", "multipart")])
+async def test_undecodable_audio_is_a_400(http: aiohttp.ClientSession, profile: str, style: str) -> None:
+    junk = b"this is not audio at all " * 40
+    async with GatewayEmulator(profile) as emu:
+        if style == "json":
+            status, out = await transcribe_json(http, emu, junk, "mp3")
+        else:
+            status, out = await transcribe_multipart(http, emu, junk, "voice.ogg")
+        inner = assert_error(emu, status, out, 400)
+        assert inner["message"] == "Could not decode the audio file."
+        if profile == "openai":
+            assert inner["param"] == ("file" if style == "multipart" else "input_audio.data")
+        assert emu.received_audio == [junk]
 
-    async with GatewayEmulator("openai") as emu:
-        body = {"model": "openai/tts-1", "input": "round trip", "voice": "alloy", "response_format": "wav"}
-        async with http.post(emu.api_base + "/audio/speech", json=body, headers=auth(emu)) as r:
-            wav = await r.read()
-            assert r.headers["x-model-used"] == "openai/tts-1"
-        with wave.open(io.BytesIO(wav)) as w:
-            assert w.getframerate() == 8000 and w.getnframes() > 0
-        form = aiohttp.FormData()
-        form.add_field("file", wav, filename="speech.wav", content_type="audio/wav")
-        form.add_field("model", "whisper-1")
-        async with http.post(emu.api_base + "/audio/transcriptions", data=form, headers=auth(emu)) as r:
-            assert r.status == 200 and await r.json() == {"text": "round trip"}
-        assert emu.requests[-1].form == {"file": {"filename": "speech.wav", "content_type": "audio/wav"},
-                                         "model": "whisper-1"}
+
+def test_synthesize_lengths_and_the_old_marker() -> None:
+    short = audio.synthesize("hi", "wav")
+    assert len(decoded(short, "wav")[0]) == 12000  # 0.5 s at least
+    longest = audio.synthesize("word " * 1000, "pcm")  # 5000 characters would be 333 s: capped
+    assert len(longest) == 300 * 24000 * 2
+    assert audio.transcribe(b"GCTTS[" + base64.b64encode("older emulator".encode()) + b"]", "opus") == "older emulator"
 
 
 @pytest.mark.parametrize("profile", ["aicredits", "aiproxy", "openai"])

@@ -12,7 +12,7 @@ import pytest
 from bot.app.settings import Settings
 from bot.budgets.engine import Reservation
 from bot.budgets.reports import describe_line
-from bot.budgets.rules import BudgetExceeded, Feature, Requester
+from bot.budgets.rules import KINDS, BudgetExceeded, Feature, Requester
 from bot.budgets.service import BudgetService
 from bot.guilds.audit import InvalidSetting
 from bot.storage.store import Store
@@ -344,7 +344,7 @@ async def test_dm_uses_member_defaults_only(store: Store, clock: Clock) -> None:
     with pytest.raises(BudgetExceeded) as info:
         await q.reserve(dm, Feature.CHAT)
     assert info.value.scope == "member"
-    assert [l.scope for l in (await q.usage_limits(dm)).lines] == ["member"] * 5
+    assert [l.scope for l in (await q.usage_limits(dm)).lines] == ["member"] * len(KINDS)
 
 
 async def test_reset_user_gives_fresh_budget_and_is_audited(store: Store, clock: Clock) -> None:

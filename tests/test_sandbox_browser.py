@@ -252,3 +252,91 @@ async def test_an_interaction_the_bot_cannot_answer_shows_an_error(sandbox: Sand
     await run_command(page, "about")
     notice = page.locator("#notices .notice.error", has_text="did not respond")
     await notice.wait_for()
+
+
+# -- voice messages -------------------------------------------------------------------------------
+
+def voice_players(pg: Any, author: str) -> Any:
+    return pg.locator(f"#messages .message[data-author='{author}'] .audio-player.voice")
+
+
+async def bar_values(player: Any) -> list[int]:
+    return await player.locator("rect.bar").evaluate_all("els => els.map(e => Number(e.dataset.value))")
+
+
+async def plays(pg: Any, player: Any) -> None:
+    """Press play: the audio (from the emulator's CDN) really advances and bars light up; press pause."""
+    handle = await player.element_handle()
+    await player.locator(".audio-play").click()
+    await pg.wait_for_function(
+        "p => p.classList.contains('playing') && p.querySelector('audio').currentTime > 0.3"
+        " && p.querySelectorAll('rect.bar.played').length > 0", arg=handle,
+    )
+    await player.locator(".audio-play").click()
+    await pg.wait_for_function("p => !p.classList.contains('playing') && p.querySelector('audio').paused", arg=handle)
+
+
+async def test_audio_file_sent_as_a_voice_message_from_the_page(sandbox: Sandbox, page: Any, tmp_path: Path) -> None:
+    from tests.audio_samples import decoded, tone
+
+    memo = tmp_path / "memo.mp3"
+    memo.write_bytes(tone(3.2, "mp3", channels=2))
+    await page.locator("#voice-input").set_input_files(str(memo))
+    player = voice_players(page, "Admin")
+    await player.wait_for()
+
+    sent = [m for m in sandbox.discord.messages.values() if m.author_id == sandbox.discord.users["admin"].id]
+    assert len(sent) == 1 and sent[0].flags & 8192 and not sent[0].content
+    (att,) = sent[0].attachments
+    assert decoded(att.data)[:4] == ("ogg", "opus", 48_000, 1)  # converted by the page's server
+    assert await player.locator(".audio-time").inner_text() == "0:03"
+    values = await bar_values(player)
+    assert 1 <= len(values) <= 64 and max(values) > 2 * min(values) + 10  # the swelling tone, not a flat line
+    assert await player.locator("audio").get_attribute("src") == att.url  # the emulator's CDN URL
+    await plays(page, player)
+
+
+async def test_voice_message_refusals_show_on_the_page(sandbox: Sandbox, page: Any, tmp_path: Path) -> None:
+    picture = tmp_path / "photo.png"
+    Image.new("RGB", (16, 16), (0, 90, 200)).save(picture)
+    await page.locator("#voice-input").set_input_files(str(picture))
+    await page.locator("#notices .notice.error", has_text="photo.png: it is not audio").wait_for()
+    big = tmp_path / "long.wav"
+    big.write_bytes(bytes(26 * 2**20))
+    await page.locator("#voice-input").set_input_files(str(big))
+    await page.locator("#notices .notice.error", has_text="long.wav is 26.0 MiB").wait_for()
+    assert not [m for m in sandbox.discord.messages.values() if m.author_id == sandbox.discord.users["admin"].id]
+
+
+async def test_bot_voice_message_shows_its_waveform_and_duration(sandbox: Sandbox, page: Any) -> None:
+    """A voice message the bot posts (flags 8192, duration_secs and waveform on the attachment, as
+    Discord's REST takes it) is drawn with those bars and that duration, also on a phone-sized screen."""
+    import base64
+
+    import discord
+
+    from tests.audio_samples import tone
+
+    assert sandbox.bot is not None
+    clip = tone(4.4, "ogg")
+    waveform = bytes(range(256))  # a ramp: 64 bars, each the peak of 4 samples
+    payload = {"flags": 8192, "attachments": [{"id": "0", "filename": "voice-message.ogg", "duration_secs": 4.4,
+                                               "waveform": base64.b64encode(waveform).decode()}]}
+    route = discord.http.Route("POST", "/channels/{channel_id}/messages", channel_id=sandbox.discord.channel_id)
+    await sandbox.bot.http.request(route, form=[
+        {"name": "payload_json", "value": json.dumps(payload)},
+        {"name": "files[0]", "value": clip, "filename": "voice-message.ogg", "content_type": "audio/ogg"},
+    ])
+    player = voice_players(page, "Gatecord")
+    await player.wait_for()
+    assert await bar_values(player) == [4 * k + 3 for k in range(64)]
+    heights = await player.locator("rect.bar").evaluate_all("els => els.map(e => Number(e.getAttribute('height')))")
+    assert heights == sorted(heights) and heights[0] < heights[-1] == 32
+    assert await player.locator(".audio-time").inner_text() == "0:04"
+    await plays(page, player)
+
+    await page.set_viewport_size({"width": 390, "height": 800})
+    box = await player.bounding_box()
+    wave = await player.locator(".audio-wave").bounding_box()
+    assert box is not None and wave is not None
+    assert box["x"] >= 0 and box["x"] + box["width"] <= 390 and wave["width"] >= 48

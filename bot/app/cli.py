@@ -34,6 +34,7 @@ from bot.storage.migrations import (
 
 if TYPE_CHECKING:
     from bot.app.factory import GatecordBot
+    from gateway_client import Profile
 
 #: gateway close codes that mean the shard settings do not fit the bot (Discord's words, then what to do)
 SHARD_CLOSE_CODES = {
@@ -362,9 +363,12 @@ async def _check(settings: Settings) -> int:
             known = {m.id for m in models}
             for label, wanted in (
                 ("chat_model", g.chat_model), ("vision_model", g.vision_model), ("image_model", g.image_model),
+                ("speech_model", g.speech_model), ("transcription_model", g.transcription_model),
             ):
                 if wanted and known and wanted not in known:
                     print(f"  warning: gateway.{label} {wanted!r} is not in the gateway's model list")
+            for line in _voice_warnings(settings, client.profile):
+                print(f"  warning: {line}")
         except GatewayError as exc:
             print(f"gateway models: FAILED ({exc})")
             problems += 1
@@ -372,6 +376,19 @@ async def _check(settings: Settings) -> int:
         await client.close()
     print("check: all good" if problems == 0 else f"check: {problems} problem(s) found")
     return 0 if problems == 0 else EXIT_FAILURE
+
+
+def _voice_warnings(settings: Settings, profile: Profile) -> list[str]:
+    """The [gateway] voice settings the gateway cannot honour (``check`` prints them as warnings)."""
+    g = settings.gateway
+    found = []
+    for label, wanted, capability in (("speech_model", g.speech_model, "speech"), ("voice", g.voice, "speech"),
+                                      ("transcription_model", g.transcription_model, "transcriptions")):
+        if wanted and not profile.supports(capability):
+            found.append(f"gateway.{label} {wanted!r} is set, but the {profile.name} gateway offers no {capability}")
+    if g.voice and profile.supports("speech") and profile.voices and g.voice not in profile.voices:
+        found.append(f"gateway.voice {g.voice!r} is not one of the gateway's voices ({', '.join(profile.voices)})")
+    return found
 
 
 async def _database_line(settings: Settings) -> tuple[str, bool]:

@@ -37,6 +37,7 @@ from bot.rendering.replies import NO_MENTIONS
 from bot.storage.buckets import TokenBuckets
 from bot.storage.store import Store
 from bot.vision.service import VisionService
+from bot.voice.service import VoiceService
 from gateway_client import ClientOptions, GatewayClient, GatewayConfig
 
 log = logging.getLogger(__name__)
@@ -94,8 +95,8 @@ class GatecordBot(commands.AutoShardedBot):
     recommended count, when they are unset)."""
 
     def __init__(self, settings: Settings) -> None:
-        # Gatecord has no voice features: discord.py's warnings about missing voice libraries
-        # would only confuse whoever reads the start-up log.
+        # Gatecord never joins voice channels (its voice messages are files): discord.py's warnings
+        # about missing voice libraries would only confuse whoever reads the start-up log.
         discord.VoiceClient.warn_nacl = False
         discord.VoiceClient.warn_dave = False
         intents = discord.Intents.default()
@@ -160,6 +161,10 @@ class GatecordBot(commands.AutoShardedBot):
         self.chat.runner.pressure = pacer  # streaming skips intermediate edits while the budget is congested
         self.vision = VisionService(settings, self.chat, cdn_http=lambda: self.cdn_http)
         self.chat.vision = self.vision
+        # voice messages: transcription and speech (cogs/voice.py registers what the gateway offers)
+        self.voice = VoiceService(settings, self.gateway, self.quotas, cdn_http=lambda: self.cdn_http,
+                                  http=lambda: self.http)
+        self.chat.voice = self.voice
 
     @property
     def cdn_http(self) -> aiohttp.ClientSession:

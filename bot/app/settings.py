@@ -163,6 +163,10 @@ class GatewaySettings(_Section):
     chat_model: str = "aicord/fast"
     vision_model: str = ""
     image_model: str = ""
+    #: text-to-speech and transcription models, and the voice ("" = the gateway profile's default)
+    speech_model: str = ""
+    transcription_model: str = ""
+    voice: str = ""
     fallback_models: StrList = Field(default_factory=list)
     fallbacks: Annotated[list[FallbackGateway], NoDecode, BeforeValidator(_json_list_from_text)] = Field(
         default_factory=list
@@ -249,6 +253,15 @@ class ImagineSettings(_Section):
     max_concurrency: int = Field(2, gt=0)  # generations in flight at once (bot-wide); others wait in a queue
 
 
+class VoiceSettings(_Section):
+    """Voice messages: what is transcribed (limits checked before anything is downloaded, sent or charged)
+    and the audio format asked of the gateway when speaking (whatever it returns becomes Ogg/Opus)."""
+
+    max_duration_seconds: float = Field(600.0, gt=0, le=24 * 3600)
+    max_bytes: int = Field(25 * 1024 * 1024, gt=0)
+    speech_format: Literal["opus", "mp3", "aac", "flac", "wav", "pcm"] = "opus"
+
+
 class QuotaDefaults(_Section):
     """Per UTC day. -1 means unlimited."""
 
@@ -257,11 +270,15 @@ class QuotaDefaults(_Section):
     guild_vision_requests: int = -1
     guild_images: int = -1
     guild_credits: float = -1
+    guild_speech_chars: int = -1
+    guild_transcription_seconds: int = -1
     member_chat_requests: int = -1
     member_tokens: int = -1
     member_vision_requests: int = -1
     member_images: int = -1
     member_credits: float = -1
+    member_speech_chars: int = -1
+    member_transcription_seconds: int = -1
     reservation_ttl_seconds: int = Field(900, gt=0)
 
 
@@ -320,6 +337,7 @@ class Settings(BaseSettings):
     chat: ChatSettings = Field(default_factory=ChatSettings)
     vision: VisionSettings = Field(default_factory=VisionSettings)
     imagine: ImagineSettings = Field(default_factory=ImagineSettings)
+    voice: VoiceSettings = Field(default_factory=VoiceSettings)
     quotas: QuotaDefaults = Field(default_factory=QuotaDefaults)
     relay: RelaySettings = Field(default_factory=RelaySettings)
     shutdown: ShutdownSettings = Field(default_factory=ShutdownSettings)

@@ -38,7 +38,16 @@ from bot.budgets import counters
 from bot.budgets.book import LimitBook, Limits
 from bot.budgets.expiry import Swept, take_expired
 from bot.budgets.prices import PriceBook
-from bot.budgets.rules import REQUEST_KIND, TOKEN_FEATURES, BudgetExceeded, Feature, Requester, next_reset, utc_day
+from bot.budgets.rules import (
+    FEATURE_AMOUNT_KIND,
+    REQUEST_KIND,
+    TOKEN_FEATURES,
+    BudgetExceeded,
+    Feature,
+    Requester,
+    next_reset,
+    utc_day,
+)
 from bot.storage.store import Store
 from bot.storage.tx import SyncTx, for_update
 
@@ -88,6 +97,8 @@ class Reservation:
     requested_tokens: int
     model: str | None
     expires_at: datetime
+    speech_chars: int = 0
+    transcription_seconds: int = 0
     closed: bool = False
     settled: bool = False
     engine: BudgetEngine | None = field(default=None, repr=False, compare=False)
@@ -99,11 +110,13 @@ class Reservation:
 
     async def settle(
         self, *, usage_tokens: int = 0, images: int | None = None, credits: float | None = None,
-        meta: CallMeta | None = None, outcome: str = "ok",
+        meta: CallMeta | None = None, outcome: str = "ok", speech_chars: int | None = None,
+        transcription_seconds: int | None = None,
     ) -> None:
         """Charge what the call really used (see ``BudgetEngine.settle``)."""
         await self._engine().settle(self, usage_tokens=usage_tokens, images=images, credits=credits, meta=meta,
-                                    outcome=outcome)
+                                    outcome=outcome, speech_chars=speech_chars,
+                                    transcription_seconds=transcription_seconds)
 
     async def release(self, *, outcome: str = "error", meta: CallMeta | None = None,
                       error_code: str | None = None) -> None:
@@ -150,8 +163,8 @@ class _Ask:
 
     @classmethod
     def of(cls, feature: Feature, *, tokens: int, images: int, prompt_tokens: int, min_tokens: int | None,
-           credits: float) -> _Ask:
-        if tokens < 0 or images < 0 or prompt_tokens < 0 or credits < 0:
+           credits: float, speech_chars: int = 0, transcription_seconds: int = 0) -> _Ask:
+        if min(tokens, images, prompt_tokens, credits, speech_chars, transcription_seconds) < 0:
             raise ValueError("amounts must not be negative")
         floor = MIN_PARTIAL_TOKENS if min_tokens is None else max(1, min_tokens)
         floor = min(floor, tokens) if tokens else floor
@@ -159,8 +172,13 @@ class _Ask:
         request_kind = REQUEST_KIND[feature]
         if request_kind:
             counted[request_kind] = 1
-        if images:
-            counted["images"] = images
+        own_kind = FEATURE_AMOUNT_KIND.get(feature)
+        if own_kind:  # checked even when nothing is asked, so that a used-up (or 0) budget refuses
+            counted[own_kind] = 0
+        for kind, amount in (("images", images), ("speech_chars", speech_chars),
+                             ("transcription_seconds", transcription_seconds)):
+            if amount:
+                counted[kind] = amount
         return cls(feature, tokens, images, prompt_tokens, floor, credits, counted)
 
     def hold(self) -> dict[str, float]:
@@ -217,11 +235,13 @@ class _Grant:
 
 
 def _check_counted(ask: _Ask, room: _Room) -> BudgetExceeded | None:
-    """Requests and images: every scope must have room for the whole amount."""
+    """Requests, images, speech characters, transcription seconds: every scope must have room for the
+    whole amount (a feature's own kind asked with 0 is refused once nothing is left)."""
     for kind, amount in ask.counted.items():
         for scope, limits in room.scopes:
             limit = limits[kind][0]
-            if limit >= 0 and room.taken(scope, kind) + amount > limit + 1e-9:
+            taken = room.taken(scope, kind)
+            if limit >= 0 and (taken + amount > limit + 1e-9 or (not amount and taken >= limit)):
                 return room.exceeded(kind, scope, limit)
     return None
 
@@ -322,6 +342,8 @@ class BudgetEngine:
         min_tokens: int | None = None,
         credits: float = 0.0,
         model: str | None = None,
+        speech_chars: int = 0,
+        transcription_seconds: int = 0,
     ) -> Reservation:
         """Grant room for one gateway call, or raise ``BudgetExceeded``.
 
@@ -329,9 +351,12 @@ class BudgetEngine:
         ``min_tokens``, default ``MIN_PARTIAL_TOKENS``), the grant is lowered to what remains.
         ``prompt_tokens`` (an estimate) is reserved too but never lowers the grant's cap by itself
         unless the budget is that tight. ``credits`` is an optional cost estimate to hold.
+        ``images``, ``speech_chars`` and ``transcription_seconds`` are all-or-nothing: every scope
+        must have room for the whole amount.
         """
         ask = _Ask.of(Feature(feature), tokens=tokens, images=images, prompt_tokens=prompt_tokens,
-                      min_tokens=min_tokens, credits=credits)
+                      min_tokens=min_tokens, credits=credits, speech_chars=speech_chars,
+                      transcription_seconds=transcription_seconds)
         moment = self.now()
         guild_limits, member_limits = await self.book.effective(requester.guild_id or 0, requester.role_ids)
         scopes = [("guild", guild_limits)] if requester.guild_id is not None else []
@@ -339,7 +364,8 @@ class BudgetEngine:
         reservation = Reservation(
             id=uuid.uuid4().hex, feature=ask.feature, requester=requester, day=utc_day(moment), granted_tokens=None,
             images=ask.images, requested_tokens=ask.tokens, model=model,
-            expires_at=moment + timedelta(seconds=self.ttl), engine=self,
+            expires_at=moment + timedelta(seconds=self.ttl), speech_chars=speech_chars,
+            transcription_seconds=transcription_seconds, engine=self,
         )
         sweep = self.sweep_due(moment.timestamp())
 
@@ -399,15 +425,23 @@ class BudgetEngine:
         credits: float | None = None,
         meta: CallMeta | None = None,
         outcome: str = "ok",
+        speech_chars: int | None = None,
+        transcription_seconds: int | None = None,
     ) -> None:
-        """Charge the real usage (the request, tokens, images, credits) and write the ledger row.
+        """Charge the real usage (the request, tokens, images, speech, transcription, credits) and
+        write the ledger row.
 
         ``images`` defaults to the number reserved for an image reservation (0 otherwise); pass the
-        number actually delivered when it differs. ``credits`` defaults to ``meta.credits_used``,
-        else an estimate from published prices, else nothing.
+        number actually delivered when it differs. ``speech_chars`` and ``transcription_seconds``
+        default to what was reserved. ``credits`` defaults to ``meta.credits_used``, else an
+        estimate from published prices, else nothing.
         """
         if images is None:
             images = reservation.images if reservation.feature is Feature.IMAGE else 0
+        if speech_chars is None:
+            speech_chars = reservation.speech_chars
+        if transcription_seconds is None:
+            transcription_seconds = reservation.transcription_seconds
         if credits is None and meta is not None:
             credits = meta.credits_used
         if credits is None:
@@ -420,6 +454,10 @@ class BudgetEngine:
             actual["tokens"] = max(0, int(usage_tokens))
         if images:
             actual["images"] = max(0, int(images))
+        if speech_chars:
+            actual["speech_chars"] = max(0, int(speech_chars))
+        if transcription_seconds:
+            actual["transcription_seconds"] = max(0, int(transcription_seconds))
         if credits:
             actual["credits"] = max(0.0, float(credits))
         await self._close(reservation, "settled", actual, outcome=outcome, meta=meta, error_code=None,
@@ -448,10 +486,12 @@ class BudgetEngine:
 
     @asynccontextmanager
     async def charge(
-        self, requester: Requester, feature: Feature | str, *, tokens: int = 0, images: int = 0, **kwargs: Any
+        self, requester: Requester, feature: Feature | str, *, tokens: int = 0, images: int = 0,
+        speech_chars: int = 0, transcription_seconds: int = 0, **kwargs: Any
     ) -> AsyncIterator[Reservation]:
         """Reserve, then guard the block: settle inside it; an exception (or no settle) releases."""
-        reservation = await self.reserve(requester, feature, tokens=tokens, images=images, **kwargs)
+        reservation = await self.reserve(requester, feature, tokens=tokens, images=images, speech_chars=speech_chars,
+                                         transcription_seconds=transcription_seconds, **kwargs)
         async with reservation:
             yield reservation
 
@@ -550,6 +590,8 @@ class _LedgerRow:
     model_used: str | None
     tokens: int
     images: int
+    speech_chars: int
+    transcription_seconds: int
     credits: float | None
     latency_ms: float | None
     request_id: str | None
@@ -568,6 +610,8 @@ class _LedgerRow:
             model_requested=(meta.model_requested if meta else None) or reservation.model,
             model_used=meta.model_used if meta else None,
             tokens=int(actual.get("tokens", 0)), images=int(actual.get("images", 0)),
+            speech_chars=int(actual.get("speech_chars", 0)),
+            transcription_seconds=int(actual.get("transcription_seconds", 0)),
             credits=float(credits) if credits is not None and state == "settled" else None,
             latency_ms=meta.latency_ms if meta else None, request_id=meta.request_id if meta else None,
             outcome=outcome, charged=int(state == "settled"), error_code=error_code, reservation_id=reservation.id,
@@ -576,19 +620,21 @@ class _LedgerRow:
     def write(self, tx: SyncTx, prior: str, gid: int, uid: int, day: str) -> None:
         values = (
             self.ts, day, gid, self.channel_id, uid, self.feature, self.model_requested, self.model_used,
-            self.tokens, self.images, self.credits, self.latency_ms, self.request_id, self.outcome, self.charged,
-            self.error_code, self.reservation_id,
+            self.tokens, self.images, self.speech_chars, self.transcription_seconds, self.credits, self.latency_ms,
+            self.request_id, self.outcome, self.charged, self.error_code, self.reservation_id,
         )
         if prior == "expired" and tx.execute(  # complete the placeholder row the sweep wrote
             "UPDATE usage_ledger SET ts = ?, day = ?, guild_id = ?, channel_id = ?, user_id = ?, feature = ?,"
-            " model_requested = ?, model_used = ?, tokens = ?, images = ?, credits = ?, latency_ms = ?,"
+            " model_requested = ?, model_used = ?, tokens = ?, images = ?, speech_chars = ?,"
+            " transcription_seconds = ?, credits = ?, latency_ms = ?,"
             " request_id = ?, outcome = ?, charged = ?, error_code = ? WHERE reservation_id = ?",
             values,
         ):
             return
         tx.execute(
             "INSERT INTO usage_ledger(ts, day, guild_id, channel_id, user_id, feature, model_requested,"
-            " model_used, tokens, images, credits, latency_ms, request_id, outcome, charged, error_code,"
-            " reservation_id) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
+            " model_used, tokens, images, speech_chars, transcription_seconds, credits, latency_ms, request_id,"
+            " outcome, charged, error_code, reservation_id)"
+            " VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
             values,
         )

@@ -81,17 +81,20 @@ def describe_line(line: BudgetLine) -> str:
     return f"{noun}: {format_amount(line.kind, line.remaining or 0)} of {limit_text(line.kind, line.limit)} left"
 
 
-#: chat requests, vision requests, images, tokens, credits of the ledger rows summed (portable SQL)
+#: chat requests, vision requests, images, tokens, credits, speech characters, transcription seconds of the
+#: ledger rows summed (portable SQL), in the order of ``_SUMMED``
 _PER_FEATURE = (
     "SUM(CASE WHEN feature = 'chat' THEN 1 ELSE 0 END), SUM(CASE WHEN feature = 'vision' THEN 1 ELSE 0 END),"
-    " SUM(images), SUM(tokens), SUM(COALESCE(credits, 0))"
+    " SUM(images), SUM(tokens), SUM(COALESCE(credits, 0)), SUM(speech_chars), SUM(transcription_seconds)"
 )
+_SUMMED = ("chat_requests", "vision_requests", "images", "tokens", "credits", "speech_chars", "transcription_seconds")
+#: the kinds /usage totals (credits are the gateway's business: /credits)
+TOTALLED = tuple(k for k in _SUMMED if k != "credits")
 
 
 def _usage(row: Any) -> dict[str, float]:
-    """chat, vision, images, tokens, credits columns (in that order, from index 1) of a ledger sum."""
-    names = ("chat_requests", "vision_requests", "images", "tokens", "credits")
-    return {name: float(row[i] or 0) if row else 0.0 for i, name in enumerate(names, start=1)}
+    """The ``_SUMMED`` columns (in that order, from index 1) of a ledger sum."""
+    return {name: float(row[i] or 0) if row else 0.0 for i, name in enumerate(_SUMMED, start=1)}
 
 
 class BudgetReports:
@@ -187,5 +190,5 @@ class BudgetReports:
             guild_limits = await self.guild_limits(guild_id)
             budget = {k: guild_limits.guild[k][0] for k in KINDS}
             top = await self.top_members(guild_id, days)
-        totals = {k: sum(v[k] for _, v in series) for k in ("chat_requests", "vision_requests", "images", "tokens")}
+        totals = {k: sum(v[k] for _, v in series) for k in TOTALLED}
         return UsageReport(series, budget, totals, top)

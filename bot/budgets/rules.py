@@ -13,7 +13,9 @@ from typing import Any
 
 from bot.rendering.user_facing import UserFacingError
 
-KINDS: tuple[str, ...] = ("chat_requests", "tokens", "vision_requests", "images", "credits")
+KINDS: tuple[str, ...] = (
+    "chat_requests", "tokens", "vision_requests", "images", "credits", "speech_chars", "transcription_seconds",
+)
 SCOPES: tuple[str, ...] = ("guild", "member")
 UNLIMITED = -1
 
@@ -24,6 +26,8 @@ KIND_NOUNS: dict[str, tuple[str, str]] = {
     "vision_requests": ("image question", "image questions"),
     "images": ("image", "images"),
     "credits": ("credit", "credits"),
+    "speech_chars": ("speech character", "speech characters"),
+    "transcription_seconds": ("transcription second", "transcription seconds"),
 }
 KIND_LABELS: dict[str, str] = {
     "chat_requests": "chat",
@@ -31,6 +35,8 @@ KIND_LABELS: dict[str, str] = {
     "vision_requests": "vision",
     "images": "image",
     "credits": "credit",
+    "speech_chars": "speech",
+    "transcription_seconds": "transcription",
 }
 
 
@@ -38,13 +44,23 @@ class Feature(StrEnum):
     CHAT = "chat"
     VISION = "vision"
     IMAGE = "image"
+    SPEECH = "speech"
+    TRANSCRIPTION = "transcription"
 
 
-#: the per-request counter each feature charges (images are counted by number, not by request)
+#: the per-request counter each feature charges (images, speech characters and transcription seconds are
+#: counted by amount, not by request)
 REQUEST_KIND: dict[Feature, str | None] = {
     Feature.CHAT: "chat_requests",
     Feature.VISION: "vision_requests",
     Feature.IMAGE: None,
+    Feature.SPEECH: None,
+    Feature.TRANSCRIPTION: None,
+}
+#: the amount a feature is charged by, checked on every reservation of that feature (even one asking 0)
+FEATURE_AMOUNT_KIND: dict[Feature, str] = {
+    Feature.SPEECH: "speech_chars",
+    Feature.TRANSCRIPTION: "transcription_seconds",
 }
 #: features billed in tokens: refused when the token budget has nothing left
 TOKEN_FEATURES = frozenset({Feature.CHAT, Feature.VISION})

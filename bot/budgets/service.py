@@ -97,17 +97,22 @@ class BudgetService:
     async def reserve(
         self, requester: Requester, feature: Feature | str, *, tokens: int = 0, images: int = 0,
         prompt_tokens: int = 0, min_tokens: int | None = None, credits: float = 0.0, model: str | None = None,
+        speech_chars: int = 0, transcription_seconds: int = 0,
     ) -> Reservation:
         """See ``BudgetEngine.reserve``; raises ``BudgetExceeded``."""
         return await self.engine.reserve(requester, feature, tokens=tokens, images=images, prompt_tokens=prompt_tokens,
-                                         min_tokens=min_tokens, credits=credits, model=model)
+                                         min_tokens=min_tokens, credits=credits, model=model,
+                                         speech_chars=speech_chars, transcription_seconds=transcription_seconds)
 
     async def settle(
         self, reservation: Reservation, *, usage_tokens: int = 0, images: int | None = None,
         credits: float | None = None, meta: CallMeta | None = None, outcome: str = "ok",
+        speech_chars: int | None = None, transcription_seconds: int | None = None,
     ) -> None:
+        """See ``BudgetEngine.settle`` (speech characters and transcription seconds default to the reserved)."""
         await self.engine.settle(reservation, usage_tokens=usage_tokens, images=images, credits=credits, meta=meta,
-                                 outcome=outcome)
+                                 outcome=outcome, speech_chars=speech_chars,
+                                 transcription_seconds=transcription_seconds)
 
     async def release(
         self, reservation: Reservation, *, outcome: str, meta: CallMeta | None = None, error_code: str | None = None,
@@ -116,10 +121,12 @@ class BudgetService:
 
     @asynccontextmanager
     async def charge(
-        self, requester: Requester, feature: Feature | str, *, tokens: int = 0, images: int = 0, **kwargs: Any
+        self, requester: Requester, feature: Feature | str, *, tokens: int = 0, images: int = 0,
+        speech_chars: int = 0, transcription_seconds: int = 0, **kwargs: Any
     ) -> AsyncIterator[Reservation]:
         """Reserve; settle inside the block; an exception, a cancellation or no settle releases."""
-        async with self.engine.charge(requester, feature, tokens=tokens, images=images, **kwargs) as hold:
+        async with self.engine.charge(requester, feature, tokens=tokens, images=images, speech_chars=speech_chars,
+                                      transcription_seconds=transcription_seconds, **kwargs) as hold:
             yield hold
 
     async def sweep_expired(self) -> int:

@@ -112,6 +112,9 @@ usage_ledger = Table(
     Column("charged", Integer, nullable=False, server_default=text("0")),
     Column("error_code", Text),
     Column("reservation_id", Text),
+    # 0018: voice budgets (appended, as a migration adds them)
+    Column("speech_chars", BigInteger, nullable=False, server_default=text("0")),
+    Column("transcription_seconds", BigInteger, nullable=False, server_default=text("0")),
     Index("usage_ledger_guild_day", "guild_id", "day"),
     Index("usage_ledger_user_day", "guild_id", "user_id", "day"),
 )

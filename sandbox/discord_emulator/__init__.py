@@ -30,7 +30,10 @@ Default world (attributes)
     add_role(name, permissions, guild_id=None) -> Role, add_channel(name, guild_id=None, type=0,
     parent_id=None, topic=None) -> id, set_channel_permissions(channel_id, target_id, allow=0, deny=0).
     grant_bot_permissions(perms, guild_id=None) (e.g. permissions.MANAGE_WEBHOOKS, which the bot lacks
-    by default). emu.permissions_for(user, channel_id) -> int. Bits: sandbox.discord_emulator.permissions.
+    by default), deny_bot(channel_id, permission_bit) (a member overwrite for the bot in one channel).
+    emu.permissions_for(user, channel_id) -> int. Bits: sandbox.discord_emulator.permissions.
+    The bot has SEND_VOICE_MESSAGES; emu.world.channels[cid].voice_messages = False (also covers the
+    channel's threads) makes voice messages there get 403 50173.
     Per-guild upload limit: emu.world.guilds[gid].filesize_limit (10 MiB).
 
 Sharding (as Discord routes it)
@@ -60,6 +63,9 @@ Users acting (async; each returns once the event is dispatched)
     submit_modal(custom_id, {input_custom_id: value}, *, user=..., interaction=None) -> InteractionRecord
     send_user_message(content, *, user="alice", channel_id=None, reply_to=None,
         attachments=[(filename, bytes, content_type)], mention_bot=False, embeds=None) -> MessageState
+    send_user_voice_message(audio, *, user="alice", channel_id=None, reply_to=None,
+        content_type="audio/ogg", filename="voice-message.ogg") -> MessageState: a voice message (flags
+        8192, one attachment with duration_secs and waveform computed from the audio with PyAV)
     edit_user_message(message_id, content), delete_user_message(message_id)
 
 Observing
@@ -108,6 +114,15 @@ buttons, custom_id 100) -> 400 code 50035 with an ``errors`` tree naming the fie
 Discord). Unknown route -> 404 {"message", "code": 0}; unknown channel 404 10003; unknown message
 404 10008; missing access 403 50001; missing permissions 403 50013. ``nonce`` + ``enforce_nonce``
 within 5 minutes returns the first message instead of creating another.
+
+Voice messages (flags 8192; sandbox.discord_emulator.voice), on POST /channels/{id}/messages, the
+interaction callback (type 4), interaction follow-ups and channel webhooks: additional content (content,
+embeds, components, stickers, poll) -> 400 50159; not exactly one Ogg/Opus audio/* file -> 400 50160;
+its ``attachments`` entry without a number ``duration_secs`` and a base64 ``waveform`` of 1..256 bytes
+-> 400 50161 (a waveform string over 400 characters is already 50035 by the schema); channel setting
+off -> 403 50173; bot without SEND_VOICE_MESSAGES -> 403 50013 (not checked for channel webhooks).
+Editing a voice message -> 400 50162. A deferred ("thinking") response becomes a voice message when the
+first follow-up is one. Attachments of voice messages keep ``duration_secs`` and ``waveform``.
 """
 
 from .gateway_ws import IdentifyRecord

@@ -3,13 +3,15 @@ modals and plain messages, each dispatched to the bot through the gateway."""
 
 from __future__ import annotations
 
+import asyncio
 import secrets
 import time
 from typing import TYPE_CHECKING, Any, Iterable, Mapping, Optional, Union
 
 from .commands import resolve_path
 from .messages import UploadedFile
-from .models import InteractionRecord, MessageState, User
+from .models import FLAG_IS_VOICE_MESSAGE, InteractionRecord, MessageState, User
+from .voice import voice_metadata
 
 if TYPE_CHECKING:
     from .changes import ChangeSignal
@@ -418,16 +420,48 @@ class InjectionMixin:
             content = f"<@{self.bot_user_id}> {content}"
         body: dict[str, Any] = {"content": content, "nonce": str(self.store.ids.next()), "embeds": embeds or []}
         if reply_to is not None:
-            target = self.store.messages[reply_to]
-            body["message_reference"] = {
-                "message_id": reply_to,
-                "channel_id": target.channel_id,
-                "guild_id": target.guild_id,
-                "type": 0,
-            }
+            body["message_reference"] = self._reply_reference(reply_to)
         specs = list(attachments.values()) if isinstance(attachments, Mapping) else list(attachments or [])
         files = [UploadedFile(index=i, filename=f, data=bytes(b), content_type=ct) for i, (f, b, ct) in enumerate(specs)]
         msg = self.store.create(cid, u.id, body, files)
+        await self.announce("MESSAGE_CREATE", msg)
+        return msg
+
+    def _reply_reference(self, reply_to: int) -> dict[str, Any]:
+        target = self.store.messages[reply_to]
+        return {"message_id": reply_to, "channel_id": target.channel_id, "guild_id": target.guild_id, "type": 0}
+
+    async def send_user_voice_message(
+        self,
+        audio: bytes,
+        *,
+        user: UserRef = "alice",
+        channel_id: Optional[int] = None,
+        reply_to: Optional[int] = None,
+        content_type: str = "audio/ogg",
+        filename: str = "voice-message.ogg",
+    ) -> MessageState:
+        """A member's voice message (flags 8192, one attachment whose ``duration_secs`` and ``waveform``
+        are computed from ``audio`` with PyAV, as the member's client would), dispatched as
+        MESSAGE_CREATE; the file is served by the emulator's CDN with ``content_type``. The audio is
+        not checked to be Ogg/Opus (a member's client always sends that; give it Ogg/Opus).
+        Raises ValueError when ``audio`` is not decodable."""
+        meta = await asyncio.to_thread(voice_metadata, audio)
+        await self.wait_for_session()
+        cid = channel_id or self.channel_id
+        channel = self.world.channels[cid]
+        u = self.world.user(user)
+        self._require_member(u, channel.guild_id)
+        body: dict[str, Any] = {
+            "content": "",
+            "nonce": str(self.store.ids.next()),
+            "flags": FLAG_IS_VOICE_MESSAGE,
+            "attachments": [{"id": 0, "filename": filename, "duration_secs": meta.duration_secs, "waveform": meta.waveform}],
+        }
+        if reply_to is not None:
+            body["message_reference"] = self._reply_reference(reply_to)
+        upload = UploadedFile(index=0, filename=filename, data=bytes(audio), content_type=content_type)
+        msg = self.store.create(cid, u.id, body, [upload])
         await self.announce("MESSAGE_CREATE", msg)
         return msg
 

@@ -10,7 +10,7 @@ from dataclasses import dataclass
 from typing import Any, Callable, Optional
 
 from . import limits as L
-from .models import FLAG_EPHEMERAL, FLAG_LOADING, Attachment, MessageState
+from .models import FLAG_EPHEMERAL, FLAG_IS_VOICE_MESSAGE, FLAG_LOADING, Attachment, MessageState
 from .snowflake import SnowflakeFactory, iso_from_snowflake, iso_now
 from .world import World
 
@@ -50,7 +50,15 @@ class MessageStore:
 
     # -- attachments -----------------------------------------------------------------------
     def make_attachment(
-        self, channel_id: int, filename: str, data: bytes, content_type: Optional[str] = None, description: Optional[str] = None
+        self,
+        channel_id: int,
+        filename: str,
+        data: bytes,
+        content_type: Optional[str] = None,
+        description: Optional[str] = None,
+        *,
+        duration_secs: Optional[float] = None,
+        waveform: Optional[str] = None,
     ) -> Attachment:
         att_id = self.ids.next()
         att = Attachment(
@@ -60,13 +68,22 @@ class MessageStore:
             content_type=guess_content_type(filename, content_type),
             url=self.attachment_url(channel_id, att_id, filename),
             description=description,
+            duration_secs=duration_secs,
+            waveform=waveform,
         )
         self.attachments[att_id] = att
         return att
 
     def _attachments_for(
-        self, channel_id: int, body: dict[str, Any], files: list[UploadedFile], existing: list[Attachment], editing: bool
+        self,
+        channel_id: int,
+        body: dict[str, Any],
+        files: list[UploadedFile],
+        existing: list[Attachment],
+        editing: bool,
+        voice: bool = False,
     ) -> list[Attachment]:
+        """The message's attachments; a voice message's keep ``duration_secs`` and ``waveform``."""
         by_index = {f.index: f for f in files}
         used: set[int] = set()
         result: list[Attachment] = []
@@ -83,7 +100,18 @@ class MessageStore:
                     f = by_index[ref]
                     used.add(ref)
                     name = entry.get("filename") or f.filename
-                    result.append(self.make_attachment(channel_id, name, f.data, f.content_type, entry.get("description")))
+                    duration = entry.get("duration_secs") if voice else None
+                    result.append(
+                        self.make_attachment(
+                            channel_id,
+                            name,
+                            f.data,
+                            f.content_type,
+                            entry.get("description"),
+                            duration_secs=float(duration) if duration is not None else None,
+                            waveform=entry.get("waveform") if voice else None,
+                        )
+                    )
         elif editing:
             result.extend(existing)
         for f in files:
@@ -179,7 +207,7 @@ class MessageStore:
             created_at=time.monotonic(),
             timestamp=iso_from_snowflake(mid),
         )
-        msg.attachments = self._attachments_for(channel_id, body, files or [], [], editing=False)
+        msg.attachments = self._attachments_for(channel_id, body, files or [], [], editing=False, voice=msg.is_voice_message)
         msg.snapshot(msg.created_at)
         self.messages[mid] = msg
         self._by_channel.setdefault(channel_id, []).append(mid)
@@ -206,12 +234,16 @@ class MessageStore:
         if "allowed_mentions" in body:
             msg.allowed_mentions = body["allowed_mentions"]
         if "flags" in body and body["flags"] is not None:
-            keep = msg.flags & (FLAG_EPHEMERAL | FLAG_LOADING)
-            msg.flags = (int(body["flags"]) & SETTABLE_FLAGS & ~FLAG_EPHEMERAL) | keep
+            keep = msg.flags & (FLAG_EPHEMERAL | FLAG_LOADING | FLAG_IS_VOICE_MESSAGE)
+            # Only a deferred ("thinking") response may become a voice message, by its first followup.
+            settable = SETTABLE_FLAGS if msg.loading else SETTABLE_FLAGS & ~FLAG_IS_VOICE_MESSAGE
+            msg.flags = (int(body["flags"]) & settable & ~FLAG_EPHEMERAL) | keep
         if clear_loading:
             msg.flags &= ~FLAG_LOADING
         if files or "attachments" in body:
-            msg.attachments = self._attachments_for(msg.channel_id, body, files or [], msg.attachments, editing=True)
+            msg.attachments = self._attachments_for(
+                msg.channel_id, body, files or [], msg.attachments, editing=True, voice=msg.is_voice_message
+            )
         replied = None
         if msg.message_reference and msg.message_reference.get("message_id"):
             target = self.messages.get(int(msg.message_reference["message_id"]))

@@ -11,6 +11,7 @@ if TYPE_CHECKING:
 # Message flags
 FLAG_EPHEMERAL = 1 << 6
 FLAG_LOADING = 1 << 7
+FLAG_IS_VOICE_MESSAGE = 1 << 13
 
 
 @dataclass
@@ -95,6 +96,7 @@ class Channel:
     created_iso: str = ""
     last_message_id: Optional[int] = None
     message_count: int = 0
+    voice_messages: bool = True  # False: voice messages get 403 50173 here (and in its threads)
 
     @property
     def is_thread(self) -> bool:
@@ -168,6 +170,8 @@ class Attachment:
     content_type: str
     url: str
     description: Optional[str] = None
+    duration_secs: Optional[float] = None  # voice messages only
+    waveform: Optional[str] = None  # voice messages only: base64 of at most 256 one-byte amplitudes
 
     @property
     def size(self) -> int:
@@ -184,6 +188,10 @@ class Attachment:
         }
         if self.description is not None:
             data["description"] = self.description
+        if self.duration_secs is not None:
+            data["duration_secs"] = self.duration_secs
+        if self.waveform is not None:
+            data["waveform"] = self.waveform
         return data
 
 
@@ -240,6 +248,10 @@ class MessageState:
     @property
     def loading(self) -> bool:
         return bool(self.flags & FLAG_LOADING)
+
+    @property
+    def is_voice_message(self) -> bool:
+        return bool(self.flags & FLAG_IS_VOICE_MESSAGE)
 
     @property
     def edit_count(self) -> int:

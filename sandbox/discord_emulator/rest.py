@@ -23,6 +23,7 @@ from .access import (
 )
 from .bodies import FILES, JSON_BODY
 from .snowflake import iso_now
+from .voice import check_voice_message, refuse_edit
 
 if TYPE_CHECKING:
     from .server import DiscordEmulator
@@ -201,6 +202,7 @@ class _Rest:
         if files:
             require(emu, channel, P.ATTACH_FILES)
             check_files(files, emu.world.guilds[channel.guild_id].filesize_limit if channel.guild_id else emu.default_attachment_size_limit)
+        await check_voice_message(emu, channel, body, files)
         if is_empty_message(body, files):
             raise E.APIError(400, E.EMPTY_MESSAGE, "Cannot send an empty message")
         ref = body.get("message_reference")
@@ -227,6 +229,7 @@ class _Rest:
         msg = message_in_channel(emu, request, channel)
         if msg.author_id != emu.bot_user_id:
             raise E.APIError(403, E.CANNOT_EDIT_OTHER_USER_MESSAGE, "Cannot edit a message authored by another user")
+        refuse_edit(msg)
         body = require_dict(request[JSON_BODY])
         errors = emu.validator.message("message_edit", body)
         if errors:

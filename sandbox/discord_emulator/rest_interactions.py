@@ -11,6 +11,7 @@ from . import errors as E
 from .access import check_files, is_empty_message, require_dict, snowflake_param
 from .bodies import FILES, JSON_BODY
 from .models import FLAG_EPHEMERAL, FLAG_LOADING, InteractionRecord, MessageState
+from .voice import check_voice_message, refuse_edit
 
 if TYPE_CHECKING:
     from .server import DiscordEmulator
@@ -72,6 +73,12 @@ class _Interactions:
         files = request[FILES]
         if files:
             check_files(files, rec.attachment_size_limit)
+        if ctype == 4 and isinstance(data, dict):
+            try:
+                await check_voice_message(emu, emu.world.channels[rec.channel_id], data, files)
+            except E.APIError as err:
+                attempt["status"] = err.status
+                raise
         if ctype == 4 and is_empty_message(data, files):
             attempt["status"] = 400
             raise E.APIError(400, E.EMPTY_MESSAGE, "Cannot send an empty message")
@@ -187,6 +194,7 @@ class _Interactions:
             raise E.invalid_form(errors)
         if files:
             check_files(files, rec.attachment_size_limit)
+        await check_voice_message(emu, emu.world.channels[rec.channel_id], body, files)
         if is_empty_message(body, files):
             raise E.APIError(400, E.EMPTY_MESSAGE, "Cannot send an empty message")
         # A first "followup" after a deferred response edits the thinking message, as on Discord.
@@ -222,6 +230,7 @@ class _Interactions:
         emu = self.emu
         rec = self._record(request)
         msg = self._message(request, rec)
+        refuse_edit(msg)
         body = require_dict(request[JSON_BODY])
         errors = emu.validator.message("webhook_edit", body)
         if errors:
@@ -229,6 +238,8 @@ class _Interactions:
         files = request[FILES]
         if files:
             check_files(files, rec.attachment_size_limit)
+        if msg.loading:  # a deferred response may still become a voice message
+            await check_voice_message(emu, emu.world.channels[rec.channel_id], body, files)
         emu.store.edit(msg, body, files)
         await emu.announce("MESSAGE_UPDATE", msg)
         return emu.json(emu.message_payload(msg))

@@ -289,6 +289,14 @@ class DiscordEmulator(InjectionMixin):
         self.world.set_overwrite(channel_id, target_id, type=1 if is_member else 0, allow=allow, deny=deny)
         await self.gateway.dispatch("CHANNEL_UPDATE", self.world.channels[channel_id].payload())
 
+    async def deny_bot(self, channel_id: int, permission_bit: int) -> None:
+        """Deny the bot ``permission_bit`` in one channel (a member overwrite, merged with any the bot
+        already has there), e.g. ``await emu.deny_bot(cid, permissions.SEND_VOICE_MESSAGES)``."""
+        current = next((o for o in self.world.channels[channel_id].overwrites if o.type == 1 and o.id == self.bot_user_id), None)
+        allow = (current.allow if current else 0) & ~permission_bit
+        deny = (current.deny if current else 0) | permission_bit
+        await self.set_channel_permissions(channel_id, self.bot_user_id, allow=allow, deny=deny, is_member=True)
+
     async def grant_bot_permissions(self, permissions: int, *, guild_id: Optional[int] = None) -> None:
         """Add permissions to the bot's managed role (e.g. permissions.MANAGE_WEBHOOKS for the relay)."""
         for gid in [guild_id] if guild_id else list(self.world.guilds):

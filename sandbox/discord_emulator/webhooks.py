@@ -14,6 +14,7 @@ from . import permissions as P
 from .access import channel_for_bot, check_files, is_empty_message, require, require_dict, snowflake_param
 from .bodies import FILES, JSON_BODY
 from .models import MessageState
+from .voice import check_voice_message, refuse_edit
 
 if TYPE_CHECKING:
     from .server import DiscordEmulator
@@ -155,6 +156,7 @@ class ChannelWebhooks:
         if files:
             guild = emu.world.guilds.get(hook.guild_id or 0)
             check_files(files, guild.filesize_limit if guild else emu.default_attachment_size_limit)
+        await check_voice_message(emu, emu.world.channels[channel_id], body, files, bot_permissions=False)
         if is_empty_message(body, files):
             raise E.APIError(400, E.EMPTY_MESSAGE, "Cannot send an empty message")
         body = dict(body, flags=int(body.get("flags") or 0) & ~(1 << 6))  # webhooks cannot post ephemeral messages
@@ -179,6 +181,7 @@ class ChannelWebhooks:
         emu = self.emu
         hook = self._hook(request, token=request.match_info["webhook_token"])
         msg = self._message(request, hook)
+        refuse_edit(msg)
         body = require_dict(request[JSON_BODY])
         errors = emu.validator.message("webhook_edit", body)
         if errors:

@@ -14,6 +14,10 @@
         emu.queue_reply("exact text", chunk_size=5, reasoning=None)
         emu.stream_chunk_count = 2000; emu.keepalive_comments = True; emu.chunk_delay = 0.0
         emu.sent_data     # digicord /send-data bodies accepted
+        emu.received_audio  # aicredits/openai: every transcription upload's exact bytes (JSON or multipart)
+
+Speech is real audio (PyAV) in the asked format; ``audio.synthesize(text, fmt)`` makes the same
+bytes for tests, and ``audio.transcribe(data, fmt)`` is what the transcription endpoint answers.
 
 Answers are deterministic (see :mod:`.answers`): ``expected_reply(last_user_text)``, vision
 ``I see a WxH image, mostly <name> (#rrggbb).``, reasoning ``<think>`` blocks or ``reasoning``

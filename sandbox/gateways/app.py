@@ -131,6 +131,7 @@ class GatewayEmulator:
         self.chunk_delay: float = 0.0  # optional pause between streamed chunks
         self.balance_inr: float = 1000.0  # aicredits wallet shown by /v1/credits
         self.sent_data: list[dict[str, Any]] = []  # digicord /send-data bodies accepted
+        self.received_audio: list[bytes] = []  # every transcription upload, byte for byte (both styles)
         self._replies: deque[QueuedReply] = deque()
         self._files: dict[str, tuple[bytes, str]] = {}
         self._rate = _RateWindow(RATE_LIMIT, RATE_WINDOW)

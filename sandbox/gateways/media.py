@@ -10,8 +10,13 @@ Shapes chosen where documents are silent:
   limits: steps 1–4, n 1–4, width multiple of 16 and height multiple of 32, each 64–1792.
 * OpenAI-shaped image answers (aicredits, openai) add ``seed`` to each ``data`` item (and
   ``revised_prompt`` for DALL·E 3); an optional ``seed`` request field is honoured.
+* Speech answers real audio in ``response_format`` (see ``audio``: ~15 characters per second, the
+  text in the container's metadata where the format has any).
 * Transcriptions answer ``{"text": ...}``; aicredits takes JSON ``input_audio {data, format}``,
-  the openai profile takes multipart ``file`` or the same JSON.
+  the openai profile takes multipart ``file`` or the same JSON, and ``response_format``
+  (json, text, verbose_json with the decoded ``duration``) in both. Every audio payload received is
+  kept, byte for byte, in ``GatewayEmulator.received_audio``; bytes FFmpeg cannot decode get 400
+  "Could not decode the audio file.".
 """
 
 from __future__ import annotations
@@ -210,7 +215,8 @@ async def speech(emu: "GatewayEmulator", request: web.Request) -> web.Response:
     cost = info.input_per_1m * len(text) / 1_000_000
     emu.charge(cost)
     emu.set_model_headers(request, info, info, cost)
-    return web.Response(body=audio.synthesize(text, fmt), content_type=audio.CONTENT_TYPES[fmt])
+    data = await asyncio.to_thread(audio.synthesize, text, fmt)
+    return web.Response(body=data, content_type=audio.CONTENT_TYPES[fmt])
 
 
 def _json_audio(body: dict[str, Any]) -> tuple[bytes, str]:
@@ -230,7 +236,9 @@ def _json_audio(body: dict[str, Any]) -> tuple[bytes, str]:
 async def transcriptions(emu: "GatewayEmulator", request: web.Request) -> web.Response:
     ctype = request.headers.get("Content-Type", "")
     response_format = "json"
+    audio_param = "input_audio.data"
     if ctype.startswith("multipart/") and emu.profile == "openai":
+        audio_param = "file"
         form = await request.post()
         emu.ctx(request).record.form = {
             k: (v if isinstance(v, str) else {"filename": v.filename, "content_type": v.content_type})
@@ -239,27 +247,35 @@ async def transcriptions(emu: "GatewayEmulator", request: web.Request) -> web.Re
         if upload is None or isinstance(upload, str):
             raise GatewayError("invalid_request", "'file' is required.", param="file")
         data = upload.file.read()
+        emu.received_audio.append(data)
         fmt = (upload.filename or "").rsplit(".", 1)[-1].lower() if "." in (upload.filename or "") else ""
         fields: dict[str, Any] = {k: v for k, v in form.items() if isinstance(v, str)}
         response_format = fields.get("response_format", "json")
     else:
         fields = emu.json_body(request)
         data, fmt = _json_audio(fields)
+        emu.received_audio.append(data)
+        if emu.profile == "openai":  # the OpenAI surface takes the same fields in both styles
+            response_format = fields.get("response_format") or "json"
     info = emu.resolve_model(fields.get("model"), "stt")
     language = fields.get("language")
     if language is not None and (not isinstance(language, str) or len(language) != 2):
         raise GatewayError("invalid_request", "Invalid 'language': an ISO-639-1 code.", param="language")
     if response_format not in ("json", "text", "verbose_json"):
         raise GatewayError("invalid_request", "Invalid 'response_format'.", param="response_format")
+    try:
+        heard = await asyncio.to_thread(audio.analyse, data, fmt)
+    except audio.UndecodableAudio:
+        raise GatewayError("invalid_request", "Could not decode the audio file.",
+                           param=audio_param) from None
     cost = info.input_per_1m * len(data) / 1_000_000_000
     emu.charge(cost)
     emu.set_model_headers(request, info, info, cost)
-    text = audio.transcribe(data, fmt)
     if response_format == "text":
-        return web.Response(text=text, content_type="text/plain")
-    out: dict[str, Any] = {"text": text}
+        return web.Response(text=heard.text, content_type="text/plain")
+    out: dict[str, Any] = {"text": heard.text}
     if response_format == "verbose_json":
-        out.update({"task": "transcribe", "language": language or "en", "duration": round(len(data) / 16000, 2)})
+        out.update({"task": "transcribe", "language": language or "en", "duration": round(heard.duration, 3)})
     return web.json_response(out)
 
 

@@ -10,12 +10,14 @@ replies streaming in (pushed over the ``/api/live`` websocket on each emulator c
 images, buttons, select menus, ephemeral replies (only for the member they are for), errors. The
 composer runs the slash commands the bot registered (read from the emulator's command registry,
 with options, attachments and the bot's own autocomplete answers) or posts plain messages with
-images; a switch picks the member (admin or a plain member). A relay panel posts JSON to the bot's
-``/send-data``.
+images, or sends an audio file as a voice message (converted to Ogg/Opus 48 kHz mono with PyAV when
+it is not); a switch picks the member (admin or a plain member). A relay panel posts JSON to the
+bot's ``/send-data``. Voice messages and audio files play in a Discord-like player (waveform bars,
+duration), streamed from the emulator's CDN URL.
 
 Everything the page does is a user action of the emulator (``inject_slash_command``,
 ``inject_autocomplete``, ``press_button``, ``select_menu``, ``submit_modal``, ``inject_context_menu``,
-``send_user_message``), so the bot receives the same gateway events as from Discord.
+``send_user_message``, ``send_user_voice_message``), so the bot receives the same gateway events as from Discord.
 
 HTTP API (JSON; refusals are ``400 {"error"}``):
     GET  /api/state                 snapshot {world, commands, messages, typing}
@@ -26,6 +28,7 @@ HTTP API (JSON; refusals are ``400 {"error"}``):
     POST /api/modal                 {interaction_id, values, user}
     POST /api/context-menu          {name, message_id, user}
     POST /api/message               {content, user, channel_id, reply_to} (multipart: json + files "files")
+    POST /api/voice-message         multipart: json {user, channel_id, reply_to} + one file "audio" (≤ 25 MiB)
     POST /api/relay                 {key, body} -> forwarded to <bot>/send-data -> {status, body}
     GET  /attachments/<id>/<name>   attachment bytes
 """

@@ -7,6 +7,7 @@ from __future__ import annotations
 import asyncio
 import json
 import logging
+import math
 import re
 from typing import TYPE_CHECKING, Any, Callable, Optional
 
@@ -14,6 +15,8 @@ import aiohttp
 from aiohttp import web
 
 from sandbox.discord_emulator.models import InteractionRecord
+
+from .voice import MAX_AUDIO_BYTES, NotAudio, voice_ogg
 
 if TYPE_CHECKING:
     from sandbox.discord_emulator import DiscordEmulator
@@ -82,6 +85,7 @@ class Actions:
             web.post("/api/modal", self._wrap(self.modal)),
             web.post("/api/context-menu", self._wrap(self.context_menu)),
             web.post("/api/message", self._wrap(self.message)),
+            web.post("/api/voice-message", self._wrap(self.voice_message)),
             web.post("/api/relay", self._wrap(self.relay)),
         ]
 
@@ -101,6 +105,9 @@ class Actions:
                 return await handler(request)
             except BadAction as exc:
                 return web.json_response({"error": str(exc)}, status=400)
+            except web.HTTPRequestEntityTooLarge:  # past the app's client_max_size, before any handler code
+                error = f"that upload is too large: a file can be at most {MAX_AUDIO_BYTES // 2**20} MiB"
+                return web.json_response({"error": error}, status=413)
             except (KeyError, ValueError, TypeError) as exc:  # the emulator's own refusals
                 return web.json_response({"error": _text(exc)}, status=400)
             except asyncio.TimeoutError:
@@ -226,6 +233,32 @@ class Actions:
             channel_id=self._channel(data),
             reply_to=_int(reply_to, "reply_to") if reply_to else None,
             attachments=specs or None,
+        )
+        return web.json_response({"message_id": str(msg.id)})
+
+    async def voice_message(self, request: web.Request) -> web.Response:
+        """One audio file under ``audio``, sent as the member's voice message (converted to Ogg/Opus
+        48 kHz mono first when it is not already)."""
+        data, files = await read_action(request)
+        specs = files.get("audio", [])
+        if len(specs) != 1:
+            raise BadAction("pick one audio file to send as a voice message")
+        filename, blob, _ = specs[0]  # what the browser guessed: FFmpeg decides (webm audio is video/webm)
+        if len(blob) > MAX_AUDIO_BYTES:
+            size, limit = math.ceil(len(blob) / 2**20 * 10) / 10, MAX_AUDIO_BYTES // 2**20  # 25.01 is not "25.0"
+            raise BadAction(f"{filename} is {size:.1f} MiB: a voice message can be at most {limit} MiB")
+        try:
+            audio = await voice_ogg(blob)
+        except NotAudio as exc:
+            raise BadAction(f"{filename}: {exc}") from None
+        if len(audio) > MAX_AUDIO_BYTES:
+            raise BadAction(f"{filename} is too long: as a voice message it would pass Discord's 25 MiB")
+        reply_to = data.get("reply_to")
+        msg = await self.emu.send_user_voice_message(
+            audio,
+            user=self._user(data),
+            channel_id=self._channel(data),
+            reply_to=_int(reply_to, "reply_to") if reply_to else None,
         )
         return web.json_response({"message_id": str(msg.id)})
 

@@ -2,7 +2,7 @@
 
 Pure functions over a ``DiscordEmulator``; nothing here changes the emulator. Attachment URLs are
 rewritten to the web UI's own ``/attachments/<id>/<filename>`` so the page loads every byte from
-one origin.
+one origin; audio players alone stream from the emulator's CDN URL, as Discord's client does.
 """
 
 from __future__ import annotations
@@ -11,7 +11,7 @@ from typing import TYPE_CHECKING, Any, Optional
 from urllib.parse import quote
 
 from sandbox.discord_emulator import permissions as P
-from sandbox.discord_emulator.models import MessageState
+from sandbox.discord_emulator.models import Attachment, MessageState
 
 if TYPE_CHECKING:
     from sandbox.discord_emulator import DiscordEmulator
@@ -20,6 +20,7 @@ CHAT_INPUT, USER_COMMAND, MESSAGE_COMMAND = 1, 2, 3
 SUB_COMMAND, SUB_COMMAND_GROUP = 1, 2
 THREAD_TYPES = (10, 11, 12)
 REFERENCE_SNIPPET = 120
+IS_VOICE_MESSAGE = 1 << 13
 
 
 def attachment_path(attachment_id: int, filename: str) -> str:
@@ -54,6 +55,27 @@ class UrlRewriter:
                 if att is not None:
                     return attachment_path(att.id, att.filename)
         return url
+
+
+def _attachment_view(att: Attachment, *, voice: bool = False) -> dict[str, Any]:
+    """An attachment as the page shows it. Audio also carries what a voice message has (duration,
+    base64 waveform) and the emulator CDN's URL, which the player streams from as Discord's does."""
+    view: dict[str, Any] = {
+        "id": str(att.id),
+        "filename": att.filename,
+        "content_type": att.content_type,
+        "size": att.size,
+        "url": attachment_path(att.id, att.filename),
+        "description": att.description,
+    }
+    if voice or att.content_type.startswith("audio/"):
+        payload = att.payload()  # duration_secs and waveform, when the emulator keeps them
+        view["audio"] = {
+            "src": att.url if att.url.startswith(("http://", "https://")) else view["url"],
+            "duration_secs": payload.get("duration_secs"),
+            "waveform": payload.get("waveform"),
+        }
+    return view
 
 
 def _embed_view(embed: dict[str, Any], rewrite: UrlRewriter) -> dict[str, Any]:
@@ -113,18 +135,9 @@ def message_view(emu: "DiscordEmulator", msg: MessageState) -> dict[str, Any]:
         "content": msg.content,
         "embeds": [_embed_view(e, rewrite) for e in msg.embeds],
         "components": _components_view(msg.components, rewrite),
-        "attachments": [
-            {
-                "id": str(a.id),
-                "filename": a.filename,
-                "content_type": a.content_type,
-                "size": a.size,
-                "url": attachment_path(a.id, a.filename),
-                "description": a.description,
-            }
-            for a in msg.attachments
-        ],
+        "attachments": [_attachment_view(a, voice=bool(msg.flags & IS_VOICE_MESSAGE)) for a in msg.attachments],
         "flags": msg.flags,
+        "voice": bool(msg.flags & IS_VOICE_MESSAGE),
         "ephemeral": msg.ephemeral,
         "visible_to": str(rec.user_id) if msg.ephemeral and rec is not None else None,
         "loading": msg.loading,
@@ -149,6 +162,7 @@ def message_view(emu: "DiscordEmulator", msg: MessageState) -> dict[str, Any]:
                 "message_id": str(target.id),
                 "author": display_name(emu, target.author_id),
                 "content": target.content[:REFERENCE_SNIPPET],
+                "voice": bool(target.flags & IS_VOICE_MESSAGE),
             }
     if msg.thread_id and msg.thread_id in emu.world.channels:
         view["thread"] = {"id": str(msg.thread_id), "name": emu.world.channels[msg.thread_id].name}

@@ -3,10 +3,12 @@
 // autocomplete answers).
 import { post } from "./api.js";
 import { escapeHtml } from "./markdown.js";
+import { notify } from "./notices.js";
 import { state, visibleCommands } from "./state.js";
 
 const $ = (sel) => document.querySelector(sel);
 const T = { SUB: 1, GROUP: 2, STRING: 3, INTEGER: 4, BOOLEAN: 5, USER: 6, CHANNEL: 7, ROLE: 8, MENTIONABLE: 9, NUMBER: 10, ATTACHMENT: 11 };
+const MAX_VOICE_BYTES = 25 * 1024 * 1024; // Discord's upload limit (the server checks it too)
 const TYPE_HINT = { 3: "text", 4: "whole number", 5: "true / false", 6: "member", 7: "channel", 8: "role", 9: "member or role", 10: "number", 11: "file" };
 
 const c = {
@@ -28,6 +30,7 @@ export function initComposer({ onSent }) {
   $("#command-cancel").addEventListener("click", () => cancelCommand(true));
   $("#reply-cancel").addEventListener("click", () => setReply(null));
   $("#file-input").addEventListener("change", (ev) => { addFiles(ev.target.files); ev.target.value = ""; });
+  $("#voice-input").addEventListener("change", (ev) => { const f = ev.target.files[0]; ev.target.value = ""; sendVoice(f); });
   const main = $("#main");
   main.addEventListener("dragover", (ev) => ev.preventDefault());
   main.addEventListener("drop", (ev) => { ev.preventDefault(); if (ev.dataTransfer?.files?.length) addFiles(ev.dataTransfer.files); });
@@ -82,6 +85,28 @@ function renderFiles() {
     chip.appendChild(rm);
     box.appendChild(chip);
   });
+}
+
+// An audio file sent as a voice message (the server converts it to Ogg/Opus when needed).
+async function sendVoice(file) {
+  if (!file) return;
+  if (file.size > MAX_VOICE_BYTES) {
+    notify(`${file.name} is ${(file.size / 1024 / 1024).toFixed(1)} MiB: a voice message can be at most 25 MiB.`, "error");
+    return;
+  }
+  const button = $("#voice-button");
+  button.classList.add("busy");
+  button.setAttribute("aria-busy", "true");
+  try {
+    await post("/api/voice-message", { user: state.persona, channel_id: state.channelId, reply_to: state.replyTo }, [["audio", file]]);
+    setReply(null);
+    c.onSent();
+  } catch {
+    /* the notice says why */
+  } finally {
+    button.classList.remove("busy");
+    button.removeAttribute("aria-busy");
+  }
 }
 
 // ---------------------------------------------------------------------------------------------
@@ -157,6 +182,7 @@ function cancelCommand(keepFocus) {
   $("#composer-row").classList.remove("command-mode");
   $("#composer-input").hidden = false;
   $("#attach-button").hidden = false;
+  $("#voice-button").hidden = false;
   if (keepFocus) $("#composer-input").focus();
 }
 
@@ -174,6 +200,7 @@ function renderCommandForm() {
   $("#command-form").hidden = false;
   $("#composer-input").hidden = true;
   $("#attach-button").hidden = true;
+  $("#voice-button").hidden = true;
   $("#command-pill").textContent = `/${cmd.path}`;
   $("#command-desc").textContent = cmd.description;
   $("#command-error").textContent = "";

@@ -1,6 +1,7 @@
 // One message view -> DOM, as Discord draws it: header, content, embeds, attachments, components.
 import { escapeHtml, markdown, safeUrl } from "./markdown.js";
 import { state, me, snowflakeDate } from "./state.js";
+import { renderAudio } from "./voice.js";
 
 const COLORS = ["#5865f2", "#3ba55c", "#faa61a", "#ed4245", "#eb459e", "#747f8d"];
 
@@ -193,7 +194,9 @@ function renderComponents(msg, items, parent) {
 function renderAttachments(msg) {
   const box = el("div", "attachments");
   for (const a of msg.attachments) {
-    if ((a.content_type || "").startsWith("image/")) {
+    if (a.audio) {
+      box.appendChild(renderAudio(msg, a));
+    } else if ((a.content_type || "").startsWith("image/")) {
       const link = el("a", "attachment attachment-image");
       link.href = a.url; link.target = "_blank";
       const img = image(a.url, a.description || a.filename);
@@ -221,7 +224,7 @@ export function renderMessage(msg, first) {
   if (msg.interaction) {
     wrap.appendChild(el("div", "context", `<span>↱</span><b>${escapeHtml(msg.interaction.user)}</b> used <span class="mention">/${escapeHtml(msg.interaction.command)}</span>`));
   } else if (msg.reference) {
-    wrap.appendChild(el("div", "context", `<span>↱</span><b>@${escapeHtml(msg.reference.author)}</b> <span>${escapeHtml(msg.reference.content || "(attachment)")}</span>`));
+    wrap.appendChild(el("div", "context", `<span>↱</span><b>@${escapeHtml(msg.reference.author)}</b> <span>${escapeHtml(msg.reference.content || (msg.reference.voice ? "🎙 Voice message" : "(attachment)"))}</span>`));
   }
   const mine = me();
   const row = el("div", "message");
