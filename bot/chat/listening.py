@@ -1,8 +1,8 @@
 """Chat listens: a member's voice message or audio file as a prompt, and answers spoken back.
 
-The chat service asks ``audio_prompt`` which audio of a turn to hear, then, inside the turn (after
-admission, before the answer's budget), ``hear`` transcribes it through the voice service
-(``bot.chat.voice``, contract section 5). The answer's first line quotes what was heard
+The chat service finds a turn's audio with ``audio_inputs`` / ``audio_of`` (``bot.voice.intake``), then,
+inside the turn (after admission, before the answer's budget), ``hear`` transcribes it through the voice
+service (``bot.chat.voice``, ``bot.voice.service.VoiceService``). The answer's first line quotes what was heard
 (``heard_line``); the transcript (plus any text) is the member's turn in the history. With the
 channel setting ``voice_replies`` on, ``speak_back`` also sends the finished answer as a voice
 message; a failure there costs one short line, never the text answer.
@@ -30,6 +30,7 @@ __all__ = [
     "HEARD_PREFIX",
     "Heard",
     "NothingHeard",
+    "SayLine",
     "Voice",
     "audio_inputs",
     "audio_of",

@@ -39,6 +39,7 @@ from bot.chat.conversation import (
 )
 from bot.chat.listening import (
     Heard,
+    SayLine,
     Voice,
     audio_inputs,
     audio_of,
@@ -405,7 +406,7 @@ class ChatService:
 
     async def _speak_back(
         self, requester: Requester, outcome: AnswerOutcome, target: InteractionTarget | ChannelReplyTarget,
-        say: Callable[[str], Any], voice_target: ChannelVoiceTarget | InteractionVoiceTarget,
+        say: SayLine, voice_target: ChannelVoiceTarget | InteractionVoiceTarget,
     ) -> None:
         """``voice_replies``: the finished answer, spoken, as a voice message after the text; a reply to
         it continues the conversation like a reply to the text."""
