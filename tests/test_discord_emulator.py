@@ -10,7 +10,7 @@ import signal
 import sys
 import time
 from pathlib import Path
-from typing import AsyncIterator, Iterator
+from typing import AsyncIterator, Iterator, TypeVar
 
 import aiohttp
 import discord
@@ -37,6 +37,23 @@ def pointed_at(emu: DiscordEmulator) -> Iterator[None]:
         yield
     finally:
         discord.http.Route.BASE, discord.gateway.DiscordWebSocket.DEFAULT_GATEWAY, discord.asset.Asset.BASE = saved
+
+
+ClientT = TypeVar("ClientT", bound=discord.Client)
+
+
+@contextlib.asynccontextmanager
+async def running(emu: DiscordEmulator, client: ClientT, token: str = TOKEN) -> AsyncIterator[ClientT]:
+    """``client`` logged in to the emulator (as ``token``) and ready; closed afterwards."""
+    with pointed_at(emu):
+        task = asyncio.create_task(client.start(token))
+        try:
+            await asyncio.wait_for(client.wait_until_ready(), 10)
+            yield client
+        finally:
+            await client.close()
+            with contextlib.suppress(Exception):
+                await asyncio.wait_for(task, 5)
 
 
 class PressView(discord.ui.View):
@@ -169,16 +186,8 @@ async def emu() -> AsyncIterator[DiscordEmulator]:
 
 @pytest.fixture
 async def bot(emu: DiscordEmulator) -> AsyncIterator[EmuBot]:
-    with pointed_at(emu):
-        b = EmuBot(emu.guild_id)
-        task = asyncio.create_task(b.start(TOKEN))
-        try:
-            await asyncio.wait_for(b.wait_until_ready(), 10)
-            yield b
-        finally:
-            await b.close()
-            with contextlib.suppress(Exception):
-                await asyncio.wait_for(task, 5)
+    async with running(emu, EmuBot(emu.guild_id)) as b:
+        yield b
 
 
 def last_error(emu: DiscordEmulator, status: int) -> dict:

@@ -3,9 +3,7 @@ HTTP client (Route + multipart form, as a bot must send them) and raw multipart 
 
 from __future__ import annotations
 
-import asyncio
 import base64
-import contextlib
 import io
 import json
 import math
@@ -21,7 +19,7 @@ from discord.ext import commands
 
 from sandbox.discord_emulator import DiscordEmulator
 from sandbox.discord_emulator import permissions as P
-from tests.test_discord_emulator import pointed_at
+from tests.test_discord_emulator import running
 
 TOKEN = "voice-test-token"
 VOICE = 1 << 13
@@ -129,16 +127,8 @@ async def emu() -> AsyncIterator[DiscordEmulator]:
 
 @pytest.fixture
 async def bot(emu: DiscordEmulator) -> AsyncIterator[VoiceBot]:
-    with pointed_at(emu):
-        b = VoiceBot(emu.guild_id)
-        task = asyncio.create_task(b.start(TOKEN))
-        try:
-            await asyncio.wait_for(b.wait_until_ready(), 10)
-            yield b
-        finally:
-            await b.close()
-            with contextlib.suppress(Exception):
-                await asyncio.wait_for(task, 5)
+    async with running(emu, VoiceBot(emu.guild_id), TOKEN) as b:
+        yield b
 
 
 def channel_route(channel_id: int) -> discord.http.Route:
