@@ -157,8 +157,12 @@ class StreamRenderer:
         file_name: str = "answer.txt",
         clock: Clock | None = None,
         pressure: Pressure | None = None,
+        header: str = "",
     ) -> None:
         self.target = target
+        #: a line shown above the answer in its first message (e.g. the transcript it answers); not
+        #: part of ``text``, never in the long-answer file
+        self.header = header
         self.pressure = pressure
         self.edit_interval = edit_interval
         self.chunk_limit = chunk_limit
@@ -235,11 +239,19 @@ class StreamRenderer:
 
     # -- layout ---------------------------------------------------------------------------------
 
+    def _headed(self, text: str) -> str:
+        """``text`` under the header line (the header alone when there is no text yet)."""
+        if not self.header:
+            return text
+        return f"{self.header}\n{text}" if text else self.header
+
     def _streaming_layout(self) -> list[str]:
         text = self._text
+        if not text.strip():
+            return []  # the header shows with the first text
         if self.file_over is not None and len(text) > self.file_over:
             text = text[: self.file_over]
-        chunks = split_message(text, self.chunk_limit)
+        chunks = split_message(self._headed(text), self.chunk_limit)
         if not chunks:
             return []
         last = close_open_fence(chunks[-1])
@@ -253,16 +265,17 @@ class StreamRenderer:
     ) -> tuple[list[str], tuple[FileData, ...]]:
         tail = [line for line in (truncate(notice, NOTICE_MAX) if notice else "", footer) if line]
         if self.file_over is not None and len(text) > self.file_over:
-            preview = split_message(text, self.chunk_limit - 200)[:1] or [""]
-            head = close_open_fence(preview[0]).rstrip()
+            room = self.chunk_limit - 200 - (len(self.header) + 1 if self.header else 0)
+            preview = split_message(text, room)[:1] or [""]
+            head = self._headed(close_open_fence(preview[0]).rstrip())
             note = f"-# The full answer ({len(text):,} characters) is attached as `{self.file_name}`."
             content = "\n\n".join(part for part in (head + "\n…", note) if part)
             content = "\n".join([content, *tail])
             files = (FileData(self.file_name, text.encode("utf-8")), *files)
             return [content[: limits.MESSAGE_CONTENT]], files
-        chunks = split_message(text, self.chunk_limit)
-        if not chunks:
-            chunks = ["*(The model returned an empty answer.)*"] if not notice else []
+        if not text.strip() and not notice:
+            text = "*(The model returned an empty answer.)*"
+        chunks = split_message(self._headed(text), self.chunk_limit)
         if tail:
             tail_text = "\n".join(tail)
             if chunks and len(chunks[-1]) + 1 + len(tail_text) <= limits.MESSAGE_CONTENT:
