@@ -58,6 +58,8 @@ async def test_check_reports_a_rejected_key_and_a_missing_token(tmp_path: Path) 
         assert "token MISSING" in out
         assert "gateway models: FAILED" in out
         assert "wrong-key-123456" not in out + err
+        assert "model calls: none (the gateway answered neither its health probe nor its model list)" in out
+        assert [r.path for r in emu.requests if r.method == "POST"] == []  # no call made with a refused key
 
 
 async def test_check_reports_an_unreachable_gateway(tmp_path: Path) -> None:

@@ -13,7 +13,8 @@ minute) and ``fallback_models``. Gatecord has no embedding model setting, so not
 
 A configured model the gateway does not list (where it lists models of that kind) is a problem, and
 so is a call that fails. The calls go to the configured gateway with no fallback: a failing model is
-reported as failing even where a fallback would have hidden it. ``--no-calls`` skips every call.
+reported as failing even where a fallback would have hidden it. ``--no-calls`` skips every call, and
+none is made when the gateway answered neither its health probe nor its model list.
 """
 
 from __future__ import annotations
@@ -75,10 +76,12 @@ def configured_models(settings: Settings, client: GatewayClient) -> list[Configu
     return found
 
 
-def plan_line(models: Sequence[ConfiguredModel], *, calls: bool) -> str:
+def plan_line(models: Sequence[ConfiguredModel], *, calls: bool, reached: bool = True) -> str:
     """The one line printed before any call is made."""
     if not calls:
         return "model calls: none (--no-calls)"
+    if not reached:
+        return "model calls: none (the gateway answered neither its health probe nor its model list)"
     said = []
     for m in models:
         if m.call == "chat":
@@ -97,15 +100,19 @@ async def check_models(
     listed: Sequence[ModelInfo] | None,
     *,
     calls: bool,
+    reached: bool = True,
     out: Callable[[str], None] = print,
 ) -> int:
     """Print one line per configured model; return the number of problems found.
 
     ``listed`` is the gateway's model list (``None`` when it could not be read: nothing is judged
-    against it). ``client`` is started; the calls use a client without fallbacks, built from its settings.
+    against it). ``reached``: False when neither the health probe nor the model list answered (the
+    gateway is unreachable or refuses the key, already counted as problems): no call is made then.
+    ``client`` is started; the calls use a client without fallbacks, built from its settings.
     """
     models = configured_models(settings, client)
-    out(plan_line(models, calls=calls))
+    out(plan_line(models, calls=calls, reached=reached))
+    calls = calls and reached
     by_id = {m.id: m for m in listed or ()}
     prober = GatewayClient(client.config, options=dataclasses.replace(client.options, fallback_models=[]))
     problems = 0

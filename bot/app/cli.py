@@ -341,10 +341,12 @@ async def _check(settings: Settings, *, calls: bool = True) -> int:
     g = settings.gateway
     print(f"gateway: profile {g.profile} at {g.base_url}; key {'set' if g.api_key.get_secret_value() else 'not set'}")
     client = build_gateway_client(settings)
+    healthy = False
     try:
         await client.start()
         try:
             health = await client.health()
+            healthy = health.ok
             ready = "" if health.ready is None else f", ready: {'yes' if health.ready else 'no'}"
             probe = f" (probed {health.probe})" if health.probe else ""
             reason = health.detail.get("message") or health.detail.get("error")
@@ -371,7 +373,7 @@ async def _check(settings: Settings, *, calls: bool = True) -> int:
         except GatewayError as exc:
             print(f"gateway models: FAILED ({exc})")
             problems += 1
-        problems += await check_models(settings, client, models, calls=calls)
+        problems += await check_models(settings, client, models, calls=calls, reached=healthy or models is not None)
     finally:
         await client.close()
     print("check: all good" if problems == 0 else f"check: {problems} problem(s) found")
