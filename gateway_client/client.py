@@ -203,7 +203,7 @@ class GatewayClient:
         failures: list[str] = []
         skip: set[int] = set()
         last: GatewayError | None = None
-        for gw, model in targets:
+        for i, (gw, model) in enumerate(targets):
             if id(gw) in skip:
                 continue
             try:
@@ -217,10 +217,14 @@ class GatewayClient:
                     raise
                 if skip_gw:
                     skip.add(id(gw))
+                following = next(((g, m) for g, m in targets[i + 1:] if id(g) not in skip), None)
+                if following is None:
+                    raise  # nothing configured to fall back to: the caller reports the error
                 failures.append(f"{gw.label}/{model or '-'}: {type(err).__name__}"
                                 + (f" {err.status}" if err.status else ""))
-                log.warning("gateway %s model %s failed (%s); trying the next fallback", gw.label, model,
-                            type(err).__name__)
+                next_gw, next_model = following
+                log.warning("gateway %s model %s failed (%s); trying the next fallback: %s", gw.label, model,
+                            type(err).__name__, _describe_target(next_gw, next_model, same=next_gw is gw))
                 continue
             meta = meta_of(result)
             if gw is not first_gw:
@@ -230,7 +234,7 @@ class GatewayClient:
             meta.fallback_depth += len(failures)
             meta.fallback_errors = failures
             return result
-        assert last is not None
+        assert last is not None  # pragma: no cover - the last failure is raised inside the loop
         raise last
 
     # ------------------------------------------------------------------ chat
@@ -513,6 +517,12 @@ class GatewayClient:
 
     async def can_draw(self, model_id: str) -> bool:
         return any(m.id == model_id for m in await self.image_models())
+
+
+def _describe_target(gw: Gateway, model: str | None, *, same: bool) -> str:
+    """The fallback about to be tried, as a log line names it."""
+    shown = model or "(its default)"
+    return f"model {shown}" if same else f"gateway {gw.label} model {shown}"
 
 
 def _vector(v: Any) -> list[float]:

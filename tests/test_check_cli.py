@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import asyncio
 import os
+import re
 import sys
 from pathlib import Path
 
@@ -14,10 +15,14 @@ from sandbox.gateways import PROFILES, GatewayEmulator
 
 
 async def run_check(cfg: Path, env_extra: dict[str, str]) -> tuple[int, str, str]:
+    return await run_check_args(cfg, env_extra)
+
+
+async def run_check_args(cfg: Path, env_extra: dict[str, str], *args: str) -> tuple[int, str, str]:
     env = {k: v for k, v in os.environ.items() if not k.startswith("GATECORD_")}
     env.update(env_extra)
     proc = await asyncio.create_subprocess_exec(
-        sys.executable, "-m", "bot", "check", "--config", str(cfg),
+        sys.executable, "-m", "bot", "check", "--config", str(cfg), *args,
         env=env, stdout=asyncio.subprocess.PIPE, stderr=asyncio.subprocess.PIPE,
     )
     out, err = await asyncio.wait_for(proc.communicate(), 60)
@@ -53,6 +58,8 @@ async def test_check_reports_a_rejected_key_and_a_missing_token(tmp_path: Path) 
         assert "token MISSING" in out
         assert "gateway models: FAILED" in out
         assert "wrong-key-123456" not in out + err
+        assert "model calls: none (the gateway answered neither its health probe nor its model list)" in out
+        assert [r.path for r in emu.requests if r.method == "POST"] == []  # no call made with a refused key
 
 
 async def test_check_reports_an_unreachable_gateway(tmp_path: Path) -> None:
@@ -68,16 +75,99 @@ async def test_list_settings_from_the_environment_as_commas_or_json_pass_the_che
     async with GatewayEmulator("openai") as emu:
         db = tmp_path / "g.db"
         cfg = tmp_path / "cfg.toml"
-        cfg.write_text(f'[gateway]\nprofile = "openai"\nbase_url = "{emu.root_url}"\n[storage]\npath = "{db}"\n')
+        cfg.write_text(f'[gateway]\nprofile = "openai"\nbase_url = "{emu.root_url}"\n'
+                       f'chat_model = "openai/gpt-4o-mini"\n[storage]\npath = "{db}"\n')
         code, out, err = await run_check(cfg, {
             "GATECORD_DISCORD__TOKEN": "discord-token-xyz",
             "GATECORD_GATEWAY__API_KEY": emu.api_key,
-            "GATECORD_GATEWAY__FALLBACK_MODELS": "a,b",
+            "GATECORD_GATEWAY__FALLBACK_MODELS": "openai/gpt-4o,meta-llama/llama-3.2-1b-instruct",
             "GATECORD_DISCORD__CDN_HOSTS": "host",
             "GATECORD_DISCORD__COMMAND_GUILDS": "[1, 2]",
         })
         assert (code, err) == (0, ""), out + err
         assert "check: all good" in out
+        assert "fallback_models 'openai/gpt-4o': listed" in out
+        assert "fallback_models 'meta-llama/llama-3.2-1b-instruct': listed" in out
         latest = latest_version()
         assert f"database {db}: schema version 0 of {latest}; `gatecord migrate`" in out
         assert not db.exists()  # check reads the database, never creates it
+
+
+def gateway_cfg(path: Path, emu: GatewayEmulator, models: str) -> Path:
+    """A configuration for ``emu`` with the ``[gateway]`` model lines ``models``; no retries (a 500 is final)."""
+    cfg = path / "cfg.toml"
+    cfg.write_text(f'[gateway]\nprofile = "{emu.profile}"\nbase_url = "{emu.root_url}"\nmax_retries = 0\n{models}\n'
+                   f'[storage]\npath = "{path / "g.db"}"\n')
+    return cfg
+
+
+def env_for(emu: GatewayEmulator) -> dict[str, str]:
+    return {"GATECORD_DISCORD__TOKEN": "discord-token-xyz", "GATECORD_GATEWAY__API_KEY": emu.api_key}
+
+
+def posted(emu: GatewayEmulator, part: str) -> list[dict[str, object]]:
+    return [r.json for r in emu.requests if r.method == "POST" and part in r.path]
+
+
+async def test_a_chat_model_that_fails_every_call_fails_the_check_and_is_named(tmp_path: Path) -> None:
+    async with GatewayEmulator("aiproxy") as emu:
+        emu.faults.fail_next(1000, status=500, retry_after=None, path="/chat/completions")  # the model server is down
+        cfg = gateway_cfg(tmp_path, emu, 'chat_model = "gpt-4o-mini"')
+        code, out, err = await run_check(cfg, env_for(emu))
+    assert code == 1, out + err
+    assert "gateway health: ok" in out  # the model list answers: only a call shows the model is down
+    line = next((li for li in out.splitlines() if "chat_model 'gpt-4o-mini'" in li and "FAILED" in li), out)
+    assert "HTTP 500" in line and "UpstreamUnavailable" in line  # what the gateway said
+    assert "check: 1 problem(s) found" in out and "all good" not in out
+    assert "Traceback" not in err
+
+
+async def test_a_misspelled_model_is_a_problem(tmp_path: Path) -> None:
+    async with GatewayEmulator("aiproxy") as emu:
+        cfg = gateway_cfg(tmp_path, emu, 'chat_model = "gpt-4o-mni"\nvision_model = "gpt-4o"')
+        code, out, err = await run_check(cfg, env_for(emu))
+        chats = posted(emu, "/chat/completions")
+    assert code == 1, out + err
+    assert "chat_model 'gpt-4o-mni': PROBLEM, not in the gateway's model list (did you mean 'gpt-4o-mini'?)" in out
+    assert "warning" not in out and "check: 1 problem(s) found" in out
+    assert [c["model"] for c in chats] == ["gpt-4o"]  # the listed one is still called, the misspelled one not
+
+
+async def test_every_configured_model_is_probed_with_its_latency_and_context_window(tmp_path: Path) -> None:
+    async with GatewayEmulator("aicredits") as emu:
+        cfg = gateway_cfg(tmp_path, emu, 'chat_model = "meta-llama/llama-3.1-8b-instruct"\n'
+                          'vision_model = "openai/gpt-4o-mini"\nimage_model = "dall-e-3"\n'
+                          'transcription_model = "openai/whisper-1"')
+        code, out, err = await run_check(cfg, env_for(emu))
+        chats = posted(emu, "/chat/completions")
+        spoken = posted(emu, "/audio/speech")
+        paid_elsewhere = posted(emu, "/images") + posted(emu, "/audio/transcriptions")
+    assert code == 0, out + err
+    lines = out.splitlines()
+    plan = next((i for i, li in enumerate(lines) if li.startswith("model calls: ")), None)
+    assert plan is not None, out
+    assert "meta-llama/llama-3.1-8b-instruct" in lines[plan] and "--no-calls" in lines[plan]
+    probed = {li.split(":")[0].strip(): li for li in lines[plan + 1:] if li.startswith("  ")}
+    assert re.search(r": answered '.+' in \d+\.\d\d s; context window 131,072 tokens$",
+                     probed["chat_model 'meta-llama/llama-3.1-8b-instruct'"])
+    assert re.search(r": answered '.+' in \d+\.\d\d s; context window 128,000 tokens$",
+                     probed["vision_model 'openai/gpt-4o-mini'"])
+    assert re.search(r": spoke [\d,]+ bytes of \w+ in \d+\.\d\d s$",
+                     probed["speech_model 'openai/tts-1' (the profile's default)"])
+    assert probed["image_model 'dall-e-3'"].endswith("listed (not called: every image is paid)")
+    assert "listed (not called" in probed["transcription_model 'openai/whisper-1'"]
+    assert [(c["model"], c["max_tokens"]) for c in chats] == [
+        ("meta-llama/llama-3.1-8b-instruct", 1), ("openai/gpt-4o-mini", 1)]
+    assert len(spoken) == 1 and paid_elsewhere == []
+    assert "check: all good" in out
+
+
+async def test_no_calls_makes_no_model_call(tmp_path: Path) -> None:
+    async with GatewayEmulator("aicredits") as emu:
+        cfg = gateway_cfg(tmp_path, emu, 'chat_model = "meta-llama/llama-3.1-8b-instruct"')
+        code, out, err = await run_check_args(cfg, env_for(emu), "--no-calls")
+        posts = [r.path for r in emu.requests if r.method == "POST"]
+    assert code == 0, out + err
+    assert posts == []
+    assert "model calls: none (--no-calls)" in out
+    assert "chat_model 'meta-llama/llama-3.1-8b-instruct': listed; context window 131,072 tokens" in out

@@ -73,6 +73,9 @@ def build_parser() -> argparse.ArgumentParser:
                              help="the same forms; migrated to the newest schema, and must hold no rows")
             continue
         cmd.add_argument("--config", metavar="PATH", default=None, help="TOML file (default ./config.toml)")
+        if name == "check":
+            cmd.add_argument("--no-calls", action="store_true",
+                             help="make no model call (by default: a 1-token chat per chat model, one spoken word)")
         if name == "backup":
             cmd.add_argument("path", metavar="PATH", help="the file to write the copy to")
             cmd.add_argument("--force", action="store_true", help="replace PATH if it exists")
@@ -128,7 +131,8 @@ def main(argv: Sequence[str] | None = None) -> int:
         print(f"gatecord: {exc}", file=sys.stderr)
         return exit_code_for(exc)
     configure_logging(settings)
-    handler = {"run": _run, "web": _web, "migrate": _migrate, "check": _check,
+    handler = {"run": _run, "web": _web, "migrate": _migrate,
+               "check": lambda s: _check(s, calls=not args.no_calls),
                "sandbox": lambda s: _sandbox(s, args)}[command]
     try:
         return asyncio.run(handler(settings))
@@ -316,9 +320,10 @@ async def _freeze_startup_objects(bot: GatecordBot) -> None:
     gc.freeze()
 
 
-async def _check(settings: Settings) -> int:
+async def _check(settings: Settings, *, calls: bool = True) -> int:
+    from bot.app.check_models import check_models
     from bot.app.factory import build_gateway_client
-    from gateway_client import GatewayError
+    from gateway_client import GatewayError, ModelInfo
 
     try:
         database, database_ok = await _database_line(settings)
@@ -336,10 +341,12 @@ async def _check(settings: Settings) -> int:
     g = settings.gateway
     print(f"gateway: profile {g.profile} at {g.base_url}; key {'set' if g.api_key.get_secret_value() else 'not set'}")
     client = build_gateway_client(settings)
+    healthy = False
     try:
         await client.start()
         try:
             health = await client.health()
+            healthy = health.ok
             ready = "" if health.ready is None else f", ready: {'yes' if health.ready else 'no'}"
             probe = f" (probed {health.probe})" if health.probe else ""
             reason = health.detail.get("message") or health.detail.get("error")
@@ -351,6 +358,7 @@ async def _check(settings: Settings) -> int:
         except GatewayError as exc:
             print(f"gateway health: FAILED ({exc})")
             problems += 1
+        models: list[ModelInfo] | None = None
         try:
             models = await client.list_models()
             by_kind: dict[str, list[str]] = {}
@@ -360,18 +368,12 @@ async def _check(settings: Settings) -> int:
             for kind, ids in sorted(by_kind.items()):
                 shown = ", ".join(ids[:8]) + (f", … (+{len(ids) - 8})" if len(ids) > 8 else "")
                 print(f"  {kind}: {shown}")
-            known = {m.id for m in models}
-            for label, wanted in (
-                ("chat_model", g.chat_model), ("vision_model", g.vision_model), ("image_model", g.image_model),
-                ("speech_model", g.speech_model), ("transcription_model", g.transcription_model),
-            ):
-                if wanted and known and wanted not in known:
-                    print(f"  warning: gateway.{label} {wanted!r} is not in the gateway's model list")
             for line in _voice_warnings(settings, client.profile):
                 print(f"  warning: {line}")
         except GatewayError as exc:
             print(f"gateway models: FAILED ({exc})")
             problems += 1
+        problems += await check_models(settings, client, models, calls=calls, reached=healthy or models is not None)
     finally:
         await client.close()
     print("check: all good" if problems == 0 else f"check: {problems} problem(s) found")
