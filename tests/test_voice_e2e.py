@@ -70,9 +70,9 @@ def assert_voice_message(msg: Any) -> float:
     return real
 
 
-async def speak(emu: Any, text: str = SAID, **options: Any) -> Any:
+async def speak(emu: Any, text: str = SAID, *, timeout: float = 20, **options: Any) -> Any:
     rec = await emu.inject_slash_command("speak", {"text": text, **options})
-    await rec.wait_final(answered, timeout=20)
+    await rec.wait_final(answered, timeout=timeout)
     return rec
 
 
@@ -114,7 +114,8 @@ async def test_long_text_is_spoken_in_parts_joined_into_one_voice_message(bot_en
     env, emu = bot_env, bot_env.discord
     text = " ".join(f"This is sentence number {i} of a long text to be read aloud." for i in range(90))
     assert 4096 < len(text) <= 6000
-    rec = await speak(emu, text)
+    # six minutes of audio: the emulator synthesises and the bot transcodes it (seconds of CPU on a busy machine)
+    rec = await speak(emu, text, timeout=120)
     real = assert_voice_message(rec.original)
     calls = speech_calls(env.gateway)
     assert len(calls) == 2 and all(len(c.json["input"]) <= 4096 for c in calls)
