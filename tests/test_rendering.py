@@ -433,7 +433,7 @@ def check_layout(messages: Sequence[str], shown: str, tail: str) -> None:
     """What a member sees for the answer text ``shown`` with ``tail`` (marker or footer) under it."""
     assert all(len(m) <= 2000 for m in messages), [len(m) for m in messages]
     for m in messages:
-        assert fences_balanced(m), m[-300:]
+        assert fences_balanced(m) and m.count("```") % 2 == 0, m[-300:]
     assert messages[-1].endswith("\n" + tail) or messages[-1] == tail
     body = list(messages)
     body[-1] = body[-1].removesuffix(tail).rstrip("\n")
@@ -518,6 +518,17 @@ def test_random_answers_with_code_split_cleanly(seed: int) -> None:
                 parts.append(" ".join("w" * rng.randint(1, 9) for _ in range(rng.randint(1, 120))))
         text = "\n\n".join(parts)
         pieces = split_message(text, 500)
-        assert all(len(p) <= 500 and fences_balanced(p) for p in pieces)
+        assert all(len(p) <= 500 and fences_balanced(p) and p.count("```") % 2 == 0 for p in pieces)
         assert not [p for p in pieces if has_empty_code_block(p)], "a cut left an empty code block"
         assert without_bare_fences("\n".join(pieces)) == without_bare_fences(text)
+
+
+def test_a_block_ends_where_discord_ends_it() -> None:
+    """Discord closes a ``` block at the next ```, even with text after it on the line or in the middle
+    of a line: no fence is added there (an extra one would open a block in Discord)."""
+    for text in ['You said: "see\n```python\nprint(1)\n```". Done.', "```py\ns = '```'\nprint(s)"]:
+        assert split_message(text) == [text]
+        assert close_open_fence(text) == text
+    long = "```py\n" + "\n".join(f"x_{i} = '```'" if i == 50 else f"x_{i} = {i}" for i in range(100))
+    pieces = split_message(long, 500)
+    assert all(p.count("```") % 2 == 0 for p in pieces), [p.count("```") for p in pieces]

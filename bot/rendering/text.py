@@ -58,7 +58,13 @@ def _lang_of(info: str) -> str:
 
 
 def _fence_step(line: str, state: _Fence | None) -> _Fence | None:
-    """The fence state after ``line`` (without its newline)."""
+    """The fence state after ``line`` (without its newline).
+
+    A block opens on a fence line. Discord ends a ``` block at the next ```, wherever it is (a line
+    such as '```". Done.' or code containing "```" closes it), so that is where it ends here too.
+    """
+    if state is not None and state.marker[0] == "`":
+        return None if "```" in line else state
     m = _FENCE.match(line)
     if not m:
         return state
