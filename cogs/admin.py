@@ -44,7 +44,7 @@ KindChoice = Literal[
 ModelKindChoice = Literal["chat", "vision", "image"]
 FieldChoice = Literal[
     "chat_model", "vision_model", "image_model", "system_prompt", "temperature", "max_tokens",
-    "history_messages", "answer_mentions",
+    "history_messages", "answer_mentions", "voice_replies",
 ]
 ConfigChannel = discord.TextChannel | discord.Thread | discord.VoiceChannel | discord.ForumChannel
 
@@ -110,18 +110,21 @@ class Admin(commands.Cog):
         await self._set(interaction, None, {"system_prompt": prompt})
 
     @config.command(
-        name="defaults", description="Set the server's temperature, max tokens, history length or mention answers"
+        name="defaults",
+        description="Set the server's temperature, max tokens, history length, mention answers or voice replies",
     )
     @app_commands.describe(
         temperature="0 to 2", max_tokens="Longest answer in tokens", history_messages="Messages of context to send",
         answer_mentions="Answer when the bot is mentioned",
+        voice_replies="Also answer voice messages with a voice message",
     )
     async def config_defaults(
         self, interaction: discord.Interaction, temperature: float | None = None, max_tokens: int | None = None,
-        history_messages: int | None = None, answer_mentions: bool | None = None,
+        history_messages: int | None = None, answer_mentions: bool | None = None, voice_replies: bool | None = None,
     ) -> None:
         values = {k: v for k, v in {"temperature": temperature, "max_tokens": max_tokens,
-                                    "history_messages": history_messages, "answer_mentions": answer_mentions}.items()
+                                    "history_messages": history_messages, "answer_mentions": answer_mentions,
+                                    "voice_replies": voice_replies}.items()
                   if v is not None}
         await self._set(interaction, None, values)
 
@@ -129,14 +132,16 @@ class Admin(commands.Cog):
     @app_commands.describe(
         channel="The channel", model="Chat model id", system_prompt="System prompt", temperature="0 to 2",
         max_tokens="Longest answer in tokens", answer_mentions="Answer when the bot is mentioned there",
+        voice_replies="Also answer voice messages there with a voice message",
     )
     async def config_channel(
         self, interaction: discord.Interaction, channel: ConfigChannel, model: str | None = None,
         system_prompt: str | None = None, temperature: float | None = None, max_tokens: int | None = None,
-        answer_mentions: bool | None = None,
+        answer_mentions: bool | None = None, voice_replies: bool | None = None,
     ) -> None:
         values = {k: v for k, v in {"chat_model": model, "system_prompt": system_prompt, "temperature": temperature,
-                                    "max_tokens": max_tokens, "answer_mentions": answer_mentions}.items()
+                                    "max_tokens": max_tokens, "answer_mentions": answer_mentions,
+                                    "voice_replies": voice_replies}.items()
                   if v is not None}
         await self._set(interaction, channel.id, values)
 

@@ -35,7 +35,7 @@ class Chat(commands.Cog):
         model="Model to use (default: this channel's chat model)",
         private="Only you see the answer",
         thread="Continue the conversation in a new thread",
-        file="A text or code file to include (.txt, .md, .py …)",
+        file="A text or code file to include (.txt, .md, .py …), or an audio file to transcribe into the prompt",
     )
     @app_commands.autocomplete(model=autocomplete_for(CHAT_KINDS))
     async def chat(

@@ -72,7 +72,7 @@ async def audit_rows(store: Store) -> list[tuple]:
 async def test_defaults_come_from_config(store: Store) -> None:
     gc = GuildConfig(store, settings(), FakeGateway())
     assert await gc.effective(GUILD, CHANNEL) == EffectiveConfig(
-        "default-chat", "default-eyes", "default-flux", "Be brief.", 0.5, 800, 20, True
+        "default-chat", "default-eyes", "default-flux", "Be brief.", 0.5, 800, 20, True, False
     )
     assert await gc.effective(None, 5) == gc.defaults()
 
@@ -91,6 +91,19 @@ async def test_channel_over_parent_over_guild(store: Store) -> None:
     # survives a fresh instance (nothing only in memory)
     again = GuildConfig(store, settings(), FakeGateway())
     assert await again.effective(GUILD, THREAD, CHANNEL) == await gc.effective(GUILD, THREAD, CHANNEL)
+
+
+async def test_voice_replies_off_by_default_set_per_channel_and_inherited_by_threads(store: Store) -> None:
+    gc = GuildConfig(store, settings(), FakeGateway())
+    assert (await gc.effective(GUILD, THREAD, CHANNEL)).voice_replies is False
+    assert await gc.set_channel(GUILD, CHANNEL, 9, voice_replies=True) == {"voice_replies": (None, True)}
+    assert (await gc.effective(GUILD, THREAD, CHANNEL)).voice_replies is True
+    assert (await gc.effective(GUILD, OTHER)).voice_replies is False
+    await gc.set_guild(GUILD, 9, voice_replies=True)
+    await gc.set_channel(GUILD, THREAD, 9, voice_replies=False)
+    assert (await gc.effective(GUILD, THREAD, CHANNEL)).voice_replies is False
+    assert (await gc.effective(GUILD, OTHER)).voice_replies is True
+    assert (9, f"channel:{CHANNEL}", "voice_replies", None, "true") in await audit_rows(store)
 
 
 async def test_changes_are_audited_old_to_new(store: Store) -> None:
@@ -136,6 +149,7 @@ async def test_reset_one_channel_or_some_fields(store: Store) -> None:
         ({"vision_model": "gpt-small"}, "`gpt-small` is not a vision (image-reading) model on this gateway. Available: `gpt-eyes`."),
         ({"image_model": "gpt-small"}, "`gpt-small` is not an image model on this gateway. Available: `flux-schnell`."),
         ({"answer_mentions": "yes"}, "Answer mentions must be true or false."),
+        ({"voice_replies": 1}, "Voice replies must be true or false."),
         ({"colour": "red"}, "`colour` is not a setting"),
     ],
 )

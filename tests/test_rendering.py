@@ -311,6 +311,62 @@ async def test_nothing_streamed_shows_notice_only() -> None:
 
 
 # --------------------------------------------------------------------------------------------------
+# A header line above the answer (the quoted transcript of a voice message)
+# --------------------------------------------------------------------------------------------------
+
+HEARD = "🎙️ *what was heard*"
+
+
+async def test_header_shows_with_the_first_text_and_stays_on_the_first_message() -> None:
+    clock, target, r = setup(edit_interval=0.3, header=HEARD)
+    r.feed("Hello")
+    await settled(clock, target, 0)
+    assert target.log == [(0.0, "create", 0, f"{HEARD}\nHello\n{WRITING_MARKER}")]
+    r.feed(" there")
+    await finish_without_the_clock(r, footer="-# f")
+    assert target.messages == {0: f"{HEARD}\nHello there\n-# f"}
+    assert r.text == "Hello there", "the header is not part of the answer's text"
+
+
+async def test_header_counts_toward_each_message_limit() -> None:
+    header = "🎙️ *" + "w" * 200 + "…*"
+    answer = "\n\n".join(f"Paragraph {i}: " + "word " * 60 for i in range(25))
+    clock, target, r = setup(edit_interval=0.0, header=header)
+    for i in range(0, len(answer), 300):
+        before = len(target.log)
+        r.feed(answer[i : i + 300])
+        await settled(clock, target, before)
+    await finish_without_the_clock(r, footer="-# footer")
+    pieces = [target.messages[i] for i in sorted(target.messages)]  # RecordingTarget checks ≤ 2000 each
+    assert len(pieces) >= 3
+    assert all(header not in p for p in pieces[1:]) and pieces[0].startswith(header + "\n")
+    assert all(c.startswith(header) for _, _, i, c in target.log if i == 0), "every edit of message 0 keeps it"
+    pieces[0] = pieces[0][len(header) + 1 :]
+    pieces[-1] = pieces[-1].removesuffix("\n-# footer")
+    assert norm(" ".join(pieces)) == norm(answer)
+
+
+async def test_header_stays_in_the_message_never_in_the_answer_file() -> None:
+    answer = "\n\n".join(f"Paragraph {i}: " + "text " * 50 for i in range(30))
+    clock, target, r = setup(edit_interval=0.01, file_over=5000, header=HEARD)
+    r.feed(answer)
+    await finish_without_the_clock(r, footer="-# f")
+    (content,) = target.messages.values()
+    assert content.startswith(HEARD + "\nParagraph 0") and "attached as `answer.txt`" in content
+    assert len(content) <= 2000
+    assert target.files[0][0].data.decode() == answer
+
+
+async def test_header_above_a_notice_or_an_empty_answer() -> None:
+    clock, target, r = setup(header=HEARD)
+    await finish_without_the_clock(r, notice="⚠️ The gateway is down.")
+    assert target.messages == {0: f"{HEARD}\n⚠️ The gateway is down."}
+    clock, target, r = setup(header=HEARD)
+    await finish_without_the_clock(r, footer="-# f")
+    assert target.messages == {0: f"{HEARD}\n*(The model returned an empty answer.)*\n-# f"}
+
+
+# --------------------------------------------------------------------------------------------------
 # Under pressure: Discord's budget is congested (the process-wide pacer, bot/app/discord_pacing.py)
 # --------------------------------------------------------------------------------------------------
 

@@ -53,6 +53,8 @@ class AnswerSpec:
     feature: Feature = Feature.CHAT
     model_kinds: tuple[ModelKind, ...] = (ModelKind.CHAT, ModelKind.VISION)
     footer_extra: tuple[str, ...] = ()
+    #: a line above the answer in its first message (the quoted transcript of a voice message)
+    header: str = ""
     #: prompt size estimate, held in the token budget until the real usage is known
     prompt_tokens: int | None = None
     #: a budget hold made beforehand with ``AnswerRunner.hold`` (vision holds its budget before it downloads
@@ -95,10 +97,10 @@ class AnswerRunner:
         #: the process's Discord budget (set by the factory): renderers skip intermediate edits under load
         self.pressure: Pressure | None = None
 
-    def _renderer(self, target: MessageTarget) -> StreamRenderer:
+    def _renderer(self, target: MessageTarget, header: str = "") -> StreamRenderer:
         return StreamRenderer(
             target, edit_interval=self.settings.edit_interval, file_over=self.settings.attach_as_file_over,
-            file_name="answer.txt", pressure=self.pressure,
+            file_name="answer.txt", pressure=self.pressure, header=header,
         )
 
     async def answer(
@@ -125,7 +127,7 @@ class AnswerRunner:
         self, target: MessageTarget, spec: AnswerSpec, reservation: Reservation, prompt_tokens: int,
         on_answered: OnAnswered | None,
     ) -> AnswerOutcome:
-        renderer = self._renderer(target)
+        renderer = self._renderer(target, spec.header)
         request = ChatRequest(
             messages=list(spec.messages), model=spec.model or None, temperature=spec.temperature,
             max_tokens=reservation.granted_tokens or spec.max_tokens, user=str(spec.requester.user_id),
@@ -194,9 +196,12 @@ class AnswerRunner:
                              showing=_start(renderer.finish(notice=text)))
 
     async def show_refusal(self, target: MessageTarget, exc: BaseException, spec: AnswerSpec | None = None) -> None:
-        """Show why nothing was asked (a budget, a refused image …) as the answer's only message."""
+        """Show why nothing was asked (a budget, a refused image …) as the answer's only message (under
+        the spec's header line, if any)."""
         text = ERROR_PREFIX + await describe_error(exc, gateway=self.gateway, model=spec.model if spec else None,
                                                    kinds=spec.model_kinds if spec else (ModelKind.CHAT,))
+        if spec is not None and spec.header:
+            text = f"{spec.header}\n{text}"
         try:
             await target.put(0, text)
         except Exception as show_error:

@@ -1,11 +1,13 @@
 """The chat use case: one turn of a conversation, from a slash command or a message, top to bottom.
 
 A turn: admission (conversation lock, then a global slot; "busy" at once past a bounded queue) →
-the channel's settings (a thread inherits its parent's) → history (the bot's thread, or the reply
+the channel's settings (a thread inherits its parent's) → a voice message or audio file transcribed
+(bot/chat/listening.py; the transcript is the prompt) → history (the bot's thread, or the reply
 chain; a per-guild message cap and a token budget keeping whole turns) → text attachments → images,
 handed to the vision service → the answer (bot/chat/answer.py: budget, stream, footer, errors) →
 the exchange recorded, so the next reply continues from it → slot and lock freed → the final edit
-awaited (it may wait on a Discord rate limit; nobody else waits with it).
+awaited (it may wait on a Discord rate limit; nobody else waits with it) → with ``voice_replies``, a
+spoken turn's answer also sent as a voice message.
 """
 
 from __future__ import annotations
@@ -35,6 +37,16 @@ from bot.chat.conversation import (
     render_system_prompt,
     thread_conversation_id,
 )
+from bot.chat.listening import (
+    Heard,
+    SayLine,
+    Voice,
+    audio_inputs,
+    audio_of,
+    hear,
+    prompt_with_transcript,
+    speak_back,
+)
 from bot.guilds.config import EffectiveConfig, GuildConfig
 from bot.rendering.errors import user_error_message
 from bot.rendering.replies import (
@@ -46,6 +58,8 @@ from bot.rendering.replies import (
 )
 from bot.rendering.text import truncate
 from bot.storage.store import Store
+from bot.voice.intake import AudioInput
+from bot.voice.sender import ChannelVoiceTarget, InteractionVoiceTarget
 from gateway_client import ChatMessage, GatewayClient, ModelKind
 
 if TYPE_CHECKING:
@@ -61,11 +75,11 @@ __all__ = ["ChatService", "SlashPrompt", "strip_decorations"]
 THREAD_NAME_MAX = 90
 THREAD_INTRO = "💬 Let's continue here — I answer every message in this thread, with the conversation so far."
 EMPTY_MENTION = "Ask me something: mention me with a question, or reply to one of my answers."
-_DECORATION = re.compile(r"^(-# .*|⚠️ \*\*Incomplete answer\*\*.*)$", re.MULTILINE)
+_DECORATION = re.compile(r"^(-# .*|⚠️ \*\*Incomplete answer\*\*.*|🎙️ .*)$", re.MULTILINE)
 
 
 def strip_decorations(content: str) -> str:
-    """A bot message's answer text without footer, writing marker or incomplete notice lines."""
+    """A bot message's answer text without footer, writing marker, incomplete notice or heard-audio lines."""
     return _DECORATION.sub("", content).strip()
 
 
@@ -114,6 +128,8 @@ class ChatService:
         self.admission = Admission(self.settings.max_concurrency, self.settings.max_queue)
         self.runner = AnswerRunner(gateway, quotas, self.settings)
         self.vision: VisionService | None = None  # wired by the factory
+        #: the voice service (``bot.voice``), wired by the factory; None: audio is not listened to
+        self.voice: Voice | None = None
         self.bot_threads: set[int] = set()
         self._cdn_http = cdn_http
         self._store = store
@@ -176,7 +192,8 @@ class ChatService:
         channel = interaction.channel
         notes: list[str] = []
         prompt_text = ask.prompt
-        if ask.file is not None:
+        audio = audio_of(ask.file) if ask.file is not None and self.voice is not None else None
+        if ask.file is not None and audio is None:
             if is_text_attachment(ask.file.filename, ask.file.content_type):
                 extra, more_notes = await self._read_attachments([ask.file])
                 prompt_text += extra
@@ -186,13 +203,21 @@ class ChatService:
         target = InteractionTarget(interaction, ephemeral=ask.private)
         turn = Turn(key=key)
         where = _Where(interaction.guild_id, interaction.channel_id, interaction.user.id)
-        async with ticket:  # the conversation lock covers history → answer → record
+        requester = Requester.from_interaction(interaction)
+        async with ticket:  # the conversation lock covers history → transcript → answer → record
             cfg = await self._config(interaction.guild_id, channel)
+            heard = None
+            if audio is not None:
+                heard = await self._hear(target, requester, audio, written=prompt_text)
+                if heard is None:  # refused; the member was told why
+                    return
+                prompt_text = prompt_with_transcript(prompt_text, heard.transcript)
             if key.startswith("thread:"):
                 await self._load_thread_history(turn, cfg.history_messages)
             spec = self._spec(
-                cfg, turn, prompt_text, model=ask.model, requester=Requester.from_interaction(interaction),
+                cfg, turn, prompt_text, model=ask.model, requester=requester,
                 user=interaction.user, guild=interaction.guild, channel=channel, notes=notes,
+                header=heard.header if heard else "",
             )
 
             async def answered(outcome: AnswerOutcome) -> None:
@@ -206,6 +231,13 @@ class ChatService:
                 if outcome.complete else None
             record_turn = Turn(key=thread_conversation_id(thread_id)) if thread_id is not None else turn
             await self._record(record_turn, outcome, prompt_text, target=target, prompt_message_ids=(), where=where)
+        if heard is not None and cfg.voice_replies and outcome.complete and not ask.private:
+            # a voice message can't be private: a private answer is never spoken
+            async def say(line: str) -> None:
+                await interaction.followup.send(line, ephemeral=True, allowed_mentions=NO_MENTIONS)
+
+            await self._speak_back(requester, outcome, target, say,
+                                   InteractionVoiceTarget(interaction.application_id, interaction.token))
 
     async def _start_thread(
         self, interaction: discord.Interaction, target: InteractionTarget, prompt: str, private: bool
@@ -307,23 +339,36 @@ class ChatService:
         prompt = re.sub(rf"<@!?{me.id}>", "", message.content).strip()
         extra, notes = await self._read_attachments(message.attachments)
         seeing = self.vision is not None and self.vision.wants(message)
-        if not prompt and not extra and not seeing:
+        audio = audio_inputs(message) if self.voice is not None else []
+        if not prompt and not extra and not seeing and not audio:
             await reply_quietly(message, EMPTY_MENTION)
             return
-        prompt_text = (prompt or ("Describe this image." if seeing else "(see the attached file)")) + extra
+        if audio:  # the transcript is the prompt (after what was written, if anything)
+            prompt_text = prompt + extra
+            if len(audio) > 1:
+                notes.append(f"only the first of {len(audio)} audio files was heard")
+        else:
+            prompt_text = (prompt or ("Describe this image." if seeing else "(see the attached file)")) + extra
         target = ChannelReplyTarget(message)
         where = _Where(message.guild.id if message.guild else None, channel.id, message.author.id)
-        async with ticket:  # the conversation lock covers history → answer → record
+        requester = Requester.from_message(message)
+        async with ticket:  # the conversation lock covers history → transcript → answer → record
             cfg = await self._config(message.guild.id if message.guild else None, channel)
+            heard = None
+            if audio:
+                heard = await self._hear(target, requester, audio[0], written=prompt_text)
+                if heard is None:  # refused; the member was told why
+                    return
+                prompt_text = prompt_with_transcript(prompt_text, heard.transcript)
             if turn.key.startswith("thread:"):
                 await self._load_thread_history(turn, cfg.history_messages)
             elif turn.parent_turn is not None:
                 chain = await self.conversations.chain(turn.parent_turn, conversation_id=turn.key,
                                                        limit=cfg.history_messages)
                 turn.history = [t.as_history() for t in chain]
-            spec: AnswerSpec | None = self._spec(cfg, turn, prompt_text, model=None,
-                                                 requester=Requester.from_message(message), user=message.author,
-                                                 guild=message.guild, channel=channel, notes=notes)
+            spec: AnswerSpec | None = self._spec(cfg, turn, prompt_text, model=None, requester=requester,
+                                                 user=message.author, guild=message.guild, channel=channel,
+                                                 notes=notes, header=heard.header if heard else "")
             if seeing and self.vision is not None and spec is not None:
                 spec = await self.vision.with_images(message, spec, target)
             if spec is None:  # the images were refused; the member was told why
@@ -335,6 +380,41 @@ class ChatService:
 
             outcome = await self.runner.answer(target, spec, on_answered=answered)
         await outcome.wait_shown()
+        if heard is not None and cfg.voice_replies and outcome.complete:
+            async def say(line: str) -> None:
+                await reply_quietly(message, line)
+
+            await self._speak_back(requester, outcome, target, say,
+                                   ChannelVoiceTarget(channel.id, reply_to=message.id))
+
+    # ------------------------------------------------------------------------------------------
+    # listening and speaking (bot/chat/listening.py)
+    # ------------------------------------------------------------------------------------------
+
+    async def _hear(
+        self, target: InteractionTarget | ChannelReplyTarget, requester: Requester, audio: AudioInput, *, written: str
+    ) -> Heard | None:
+        """The transcript of ``audio``, or None when it was refused (no transcription on the gateway, too
+        long, too large, unreadable, over budget …): the member sees why where the answer would be."""
+        assert self.voice is not None
+        try:
+            return await hear(self.voice, requester, audio, written=written)
+        except Exception as exc:
+            log.info("audio not transcribed: %r", exc)
+            await self.runner.show_refusal(target, exc)
+            return None
+
+    async def _speak_back(
+        self, requester: Requester, outcome: AnswerOutcome, target: InteractionTarget | ChannelReplyTarget,
+        say: SayLine, voice_target: ChannelVoiceTarget | InteractionVoiceTarget,
+    ) -> None:
+        """``voice_replies``: the finished answer, spoken, as a voice message after the text; a reply to
+        it continues the conversation like a reply to the text."""
+        if self.voice is None:
+            return
+        message_id = await speak_back(self.voice, requester, outcome.text, voice_target, say)
+        if message_id is not None and target.on_created is not None:
+            await target.on_created(message_id)  # linked to the recorded answer
 
     # ------------------------------------------------------------------------------------------
     # helpers
@@ -359,7 +439,7 @@ class ChatService:
 
     def _spec(
         self, cfg: EffectiveConfig, turn: Turn, prompt: str, *, model: str | None, requester: Requester, user: Any,
-        guild: discord.Guild | None, channel: Any, notes: list[str],
+        guild: discord.Guild | None, channel: Any, notes: list[str], header: str = "",
     ) -> AnswerSpec:
         system = render_system_prompt(
             cfg.system_prompt, now=datetime.now(UTC), server=guild.name if guild else None,
@@ -373,7 +453,7 @@ class ChatService:
         return AnswerSpec(
             messages=messages, requester=requester, model=model or cfg.chat_model or None,
             temperature=cfg.temperature, max_tokens=cfg.max_tokens, model_kinds=(ModelKind.CHAT, ModelKind.VISION),
-            footer_extra=tuple(truncate(n, 60) for n in notes[:2]),
+            footer_extra=tuple(truncate(n, 60) for n in notes[:2]), header=header,
         )
 
     async def _record(

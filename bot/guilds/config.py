@@ -53,6 +53,7 @@ class EffectiveConfig:
     max_tokens: int
     history_messages: int
     answer_mentions: bool  # the bot answers mentions in this channel
+    voice_replies: bool  # an answer to a voice message (or audio) is also spoken, as a voice message
 
 
 FIELDS: tuple[str, ...] = tuple(f.name for f in dc_fields(EffectiveConfig))
@@ -65,6 +66,7 @@ FIELD_LABELS: dict[str, str] = {
     "max_tokens": "max tokens",
     "history_messages": "history messages",
     "answer_mentions": "answer mentions",
+    "voice_replies": "voice replies",
 }
 
 
@@ -105,6 +107,7 @@ class GuildConfig:
             max_tokens=s.chat.max_tokens,
             history_messages=s.chat.history_messages,
             answer_mentions=True,
+            voice_replies=False,
         )
 
     async def overrides(self, guild_id: int) -> dict[int, dict[str, Any]]:
@@ -203,10 +206,10 @@ class GuildConfig:
             if not math.isfinite(number) or number != int(number) or not 1 <= number <= top:
                 raise InvalidSetting(name, f"The {label} must be a whole number from 1 to {top:,} (got {number:g}).")
             return int(number)
-        if name == "answer_mentions":
+        if name in ("answer_mentions", "voice_replies"):
             if isinstance(value, bool):
                 return value
-            raise InvalidSetting(name, "Answer mentions must be true or false.")
+            raise InvalidSetting(name, f"{label.capitalize()} must be true or false.")
         raise InvalidSetting(name, f"`{name}` cannot be set.")  # pragma: no cover
 
     async def _check_model(self, name: str, model: str) -> None:

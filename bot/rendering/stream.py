@@ -157,8 +157,12 @@ class StreamRenderer:
         file_name: str = "answer.txt",
         clock: Clock | None = None,
         pressure: Pressure | None = None,
+        header: str = "",
     ) -> None:
         self.target = target
+        #: a line shown above the answer in its first message (e.g. the transcript it answers); not
+        #: part of ``text``, never in the long-answer file
+        self.header = header
         self.pressure = pressure
         self.edit_interval = edit_interval
         self.chunk_limit = chunk_limit
@@ -235,12 +239,18 @@ class StreamRenderer:
 
     # -- layout ---------------------------------------------------------------------------------
 
+    def _headed(self, text: str) -> str:
+        """``text`` under the header line (the header alone when there is no text yet)."""
+        if not self.header:
+            return text
+        return f"{self.header}\n{text}" if text else self.header
+
     def _messages(self, text: str, tail: Sequence[str]) -> list[str]:
-        """``text`` split into messages, every code fence closed (also one the text leaves open, as an
-        answer cut at the token limit does), with the ``tail`` lines (the writing marker, a notice,
-        the footer) under the last one, outside the code, or in a message of their own when they do
-        not fit. Both layouts use it, so the streaming and the final messages agree."""
-        chunks = split_message(text, self.chunk_limit)
+        """``text`` (under the header) split into messages, every code fence closed (also one the text
+        leaves open, as an answer cut at the token limit does), with the ``tail`` lines (the writing
+        marker, a notice, the footer) under the last one, outside the code, or in a message of their
+        own when they do not fit. Both layouts use it, so the streaming and the final messages agree."""
+        chunks = split_message(self._headed(text), self.chunk_limit)
         lines = [line for line in tail if line]
         if lines:
             tail_text = "\n".join(lines)
@@ -253,7 +263,7 @@ class StreamRenderer:
     def _streaming_layout(self) -> list[str]:
         text = self._text
         if not text.strip():
-            return []
+            return []  # the header shows with the first text
         tail = [WRITING_MARKER]
         if self.file_over is not None and len(text) > self.file_over:
             text = text[: self.file_over]
@@ -265,9 +275,11 @@ class StreamRenderer:
     ) -> tuple[list[str], tuple[FileData, ...]]:
         tail = [truncate(notice, NOTICE_MAX) if notice else "", footer]
         if self.file_over is not None and len(text) > self.file_over:
-            preview = split_message(text, self.chunk_limit - 200)[:1] or [""]  # its fences are closed
+            room = self.chunk_limit - 200 - (len(self.header) + 1 if self.header else 0)
+            preview = split_message(text, room)[:1] or [""]  # its fences are closed
             note = f"-# The full answer ({len(text):,} characters) is attached as `{self.file_name}`."
-            content = "\n".join([preview[0].rstrip() + "\n…\n\n" + note, *(line for line in tail if line)])
+            head = self._headed(preview[0].rstrip())
+            content = "\n".join([head + "\n…\n\n" + note, *(line for line in tail if line)])
             files = (FileData(self.file_name, text.encode("utf-8")), *files)
             return [content[: limits.MESSAGE_CONTENT]], files
         if not text.strip() and not notice:
