@@ -116,6 +116,54 @@ async def test_long_answer_with_code_block_is_split_readably(bot_env: Any) -> No
         assert m.allowed_mentions == {"parse": []}
 
 
+BARE_FENCE = re.compile(r"^ {0,3}```[A-Za-z0-9_+\-.#]*$")
+
+
+def fence_open_after(text: str) -> bool:
+    """True when ``text`` ends inside a code block (fences read line by line, as the bot splits)."""
+    inside = False
+    for line in text.split("\n"):
+        m = re.match(r"^ {0,3}```(.*)$", line)
+        if m and not inside:
+            inside = "```" not in m.group(1)  # ```inline``` on one line opens nothing
+        elif m and not m.group(1).strip():
+            inside = False
+    return inside
+
+
+@pytest.mark.bot_settings(chat={"max_tokens": 900})
+async def test_answer_cut_by_max_tokens_inside_code_is_balanced_with_the_footer_outside(bot_env: Any) -> None:
+    emu, gw = bot_env.discord, bot_env.gateway
+    opening = "```python print('starting the job now')  # " + "explained at length " * 8  # code on the fence line
+    code = "\n".join(f"    total += compute_value({i}, factor)  # step {i}" for i in range(110))
+    prose = "\n\n".join(f"Paragraph {i}: " + "the reason is simple " * 6 for i in range(4))
+    answer = prose + "\n\nHere is the code:\n\n" + opening + "\ndef run():\n" + code + "\n    return total\n```\n\nDone."
+    cut = answer[: 900 * 4]  # what the gateway sends: max_tokens stops the model inside the code block
+    assert len(answer) > len(cut) > 2 * 1600 and fence_open_after(cut)
+    gw.queue_reply(answer, chunk_size=300, cut_at_max_tokens=True)
+    rec = await run_chat(bot_env, "write the job")
+    await emu.wait_for(lambda: all(final(m) for m in rec.messages) and " tokens" in rec.messages[-1].content,
+                       timeout=15)
+    assert chat_requests(gw)[-1].json.get("max_tokens") == 900
+    contents = [m.content for m in rec.messages]
+    assert len(contents) >= 3
+    for c in contents:
+        assert len(c) <= MESSAGE_CONTENT
+        assert c.count("```") % 2 == 0 and not fence_open_after(c), c[-300:]
+    # the footer is the last line, after the closing fence: outside the code
+    body, footer = contents[-1].rsplit("\n", 1)
+    assert footer.startswith("-# ") and "stopped at the token limit" in footer
+    assert body.endswith("\n```") and not fence_open_after(body)
+    # a split reopens the block with the fence and its language only; no line is shown twice
+    assert all(c.startswith("```python\n    total") for c in contents[1:]), [c[:60] for c in contents]
+    shown = [line for c in contents[:-1] + [body] for line in c.split("\n") if not BARE_FENCE.match(line)]
+    sent = [line for line in cut.split("\n") if not BARE_FENCE.match(line)]
+    assert sum("print('starting the job now')" in line for line in shown) == 1
+    code_lines = [line for line in shown if line.startswith("    total += ")]
+    assert len(code_lines) == len(set(code_lines)), "a line is repeated at a split"
+    assert re.sub(r"\s+", " ", " ".join(shown)) == re.sub(r"\s+", " ", " ".join(sent))
+
+
 @pytest.mark.bot_settings(chat={"attach_as_file_over": 3000})
 async def test_answer_past_threshold_is_attached_as_file(bot_env: Any) -> None:
     emu, gw = bot_env.discord, bot_env.gateway

@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import random
 import re
 from collections.abc import Iterator, Sequence
 from typing import Any
@@ -453,3 +454,137 @@ def test_every_piece_within_limit_for_sizes(n: int) -> None:
     pieces = split_message(text, 2000)
     assert all(0 < len(p) <= 2000 for p in pieces)
     assert norm(" ".join(pieces)) == norm(text)
+
+
+# --------------------------------------------------------------------------------------------------
+# Answers cut in the middle of code (issue 23): every message balanced, the footer outside the code,
+# a split reopens with the fence and its language only, nothing shown twice.
+# --------------------------------------------------------------------------------------------------
+
+LANG_ONLY = re.compile(r"^(`{3,}|~{3,})[A-Za-z0-9_+\-.#]*$")
+CUT_FOOTER = "-# `small-model` · 1.0k tokens · stopped at the token limit"
+
+
+def opening_line_with_code() -> str:
+    """An opening fence the model wrote code on (about 200 characters)."""
+    return "```python print('starting the job now')  # " + "explained at length " * 8
+
+
+def code_answer() -> str:
+    """A sample answer: prose, a long code block opened by a line with code on it, prose, a second block."""
+    prose = "\n\n".join(f"Paragraph {i}: " + "the reason is simple " * 6 for i in range(4))
+    code = "\n".join(f"    total += compute_value({i}, factor)  # step {i}" for i in range(60))
+    js = "\n".join(f"console.log('line {i}', value{i});" for i in range(30))
+    return (prose + "\n\nHere is the code:\n\n" + opening_line_with_code() + "\ndef run():\n" + code
+            + "\n    return total\n```\n\nAnd in JavaScript:\n\n```js\n" + js + "\n```\n\nThat is all.")
+
+
+def without_bare_fences(text: str) -> str:
+    """``text`` without its bare fence lines (a fence and at most a language tag) and whitespace
+    runs: what the splitter adds at a cut disappears, anything it repeated or lost does not."""
+    return norm("\n".join(line for line in text.split("\n") if not LANG_ONLY.match(line.strip())))
+
+
+def check_layout(messages: Sequence[str], shown: str, tail: str) -> None:
+    """What a member sees for the answer text ``shown`` with ``tail`` (marker or footer) under it."""
+    assert all(len(m) <= 2000 for m in messages), [len(m) for m in messages]
+    for m in messages:
+        assert fences_balanced(m) and m.count("```") % 2 == 0, m[-300:]
+    assert messages[-1].endswith("\n" + tail) or messages[-1] == tail
+    body = list(messages)
+    body[-1] = body[-1].removesuffix(tail).rstrip("\n")
+    assert fences_balanced(body[-1]), "the tail is inside the code block"
+    assert without_bare_fences("\n".join(body)) == without_bare_fences(shown), "text lost or shown twice"
+    for m in messages[:-1]:  # (the last one may end where the model stopped: just after an opening fence)
+        assert not has_empty_code_block(m), m
+
+
+def has_empty_code_block(piece: str) -> bool:
+    """A fence opened and closed on the next line: Discord shows the language tag as the code."""
+    lines = piece.split("\n")
+    return any(FENCE_LINE.match(a) and not fences_balanced(a) and fences_balanced(a + "\n" + lines[i + 1])
+               and fences_balanced("\n".join(lines[:i])) for i, a in enumerate(lines[:-1]))
+
+
+def cut_points(text: str, step: int) -> list[int]:
+    return [n for n in range(1, len(text) + 1, step) if text[:n].strip()] + [len(text)]
+
+
+def test_split_reopens_a_fence_with_its_language_only() -> None:
+    code = "\n".join(f"    total += compute_value({i}, factor)  # step {i}" for i in range(60))
+    text = "Intro.\n\n" + opening_line_with_code() + "\n" + code + "\n```"
+    pieces = split_message(text, 1000)
+    assert len(pieces) >= 3
+    assert pieces[0].startswith("Intro.\n\n" + opening_line_with_code() + "\n")
+    assert all(p.startswith("```python\n    total") for p in pieces[1:]), [p[:60] for p in pieces]
+    assert sum(p.count("print('starting the job now')") for p in pieces) == 1, "the opening line is shown twice"
+    assert rejoin(pieces) == text
+
+
+async def test_final_message_closes_a_fence_cut_by_the_token_limit() -> None:
+    clock, target, r = setup()
+    r.feed("Here:\n\n```py\nfor i in range(3):\n    print(i")
+    await settled(clock, target, 0)
+    await finish_without_the_clock(r, footer=CUT_FOOTER)
+    assert target.messages == {0: "Here:\n\n```py\nfor i in range(3):\n    print(i\n```\n" + CUT_FOOTER}
+
+
+async def test_incomplete_notice_and_footer_go_outside_an_open_fence() -> None:
+    clock, target, r = setup()
+    await finish_without_the_clock(r, text="```\nx = 1", notice="⚠️ **Incomplete answer.** Cut.", footer="-# `m`")
+    assert target.messages == {0: "```\nx = 1\n```\n⚠️ **Incomplete answer.** Cut.\n-# `m`"}
+
+
+async def test_final_layout_at_every_cut_point_of_an_answer_with_code() -> None:
+    answer = code_answer()
+    assert len(answer) > 2 * ANSWER_LIMIT
+    for n in cut_points(answer, 11):
+        clock, target, r = setup()
+        await finish_without_the_clock(r, text=answer[:n], footer=CUT_FOOTER)
+        messages = [target.messages[i] for i in sorted(target.messages)]
+        check_layout(messages, answer[:n].strip("\n"), CUT_FOOTER)
+
+
+async def test_streaming_layout_at_every_cut_point_of_an_answer_with_code() -> None:
+    answer = code_answer()
+    for n in cut_points(answer, 11):
+        check_layout(await streamed(answer[:n]), answer[:n].strip("\n"), WRITING_MARKER)
+
+
+async def streamed(text: str) -> list[str]:
+    """The messages shown while ``text`` is being written (all of it arrived in one delta)."""
+    clock, target, r = setup()
+    r.feed(text)
+    await clock.changes.wait_until(lambda: any(WRITING_MARKER in c for c in target.messages.values()),
+                                   what="the streaming layout shown")
+    await r.aclose()
+    return [target.messages[i] for i in sorted(target.messages)]
+
+
+@pytest.mark.parametrize("seed", range(40))
+def test_random_answers_with_code_split_cleanly(seed: int) -> None:
+    rng = random.Random(seed)
+    for _ in range(25):
+        parts = []
+        for _ in range(rng.randint(3, 12)):
+            if rng.random() < 0.4:
+                lines = ["x" * rng.randint(1, 80) for _ in range(rng.randint(1, 40))]
+                parts.append("```py\n" + "\n".join(lines) + "\n```")
+            else:
+                parts.append(" ".join("w" * rng.randint(1, 9) for _ in range(rng.randint(1, 120))))
+        text = "\n\n".join(parts)
+        pieces = split_message(text, 500)
+        assert all(len(p) <= 500 and fences_balanced(p) and p.count("```") % 2 == 0 for p in pieces)
+        assert not [p for p in pieces if has_empty_code_block(p)], "a cut left an empty code block"
+        assert without_bare_fences("\n".join(pieces)) == without_bare_fences(text)
+
+
+def test_a_block_ends_where_discord_ends_it() -> None:
+    """Discord closes a ``` block at the next ```, even with text after it on the line or in the middle
+    of a line: no fence is added there (an extra one would open a block in Discord)."""
+    for text in ['You said: "see\n```python\nprint(1)\n```". Done.', "```py\ns = '```'\nprint(s)"]:
+        assert split_message(text) == [text]
+        assert close_open_fence(text) == text
+    long = "```py\n" + "\n".join(f"x_{i} = '```'" if i == 50 else f"x_{i} = {i}" for i in range(100))
+    pieces = split_message(long, 500)
+    assert all(p.count("```") % 2 == 0 for p in pieces), [p.count("```") for p in pieces]

@@ -340,3 +340,23 @@ async def test_bot_voice_message_shows_its_waveform_and_duration(sandbox: Sandbo
     wave = await player.locator(".audio-wave").bounding_box()
     assert box is not None and wave is not None
     assert box["x"] >= 0 and box["x"] + box["width"] <= 390 and wave["width"] >= 48
+
+
+async def test_unclosed_code_fence_shows_as_text_as_in_discord(sandbox: Sandbox, page: Any) -> None:
+    """Discord shows a fence without its closing fence as text (backticks included): it does not swallow
+    the rest of the message. A closed fence is still a code block."""
+    await open_channel(page, "general")
+    unclosed = "Cut short:\n```py\nprint('partial')\n⚠️ the notice after it\n-# `m` · 12 tokens"
+    closed = "Whole:\n```py\nprint('whole')\n```\n-# `m` · 7 tokens"
+    cut_id = (await sandbox.discord.send_user_message(unclosed, user="alice")).id
+    whole_id = (await sandbox.discord.send_user_message(closed, user="alice")).id
+    cut = page.locator(f'#messages .message[data-message-id="{cut_id}"]')
+    whole = page.locator(f'#messages .message[data-message-id="{whole_id}"]')
+    await whole.wait_for()
+    assert await cut.locator("pre").count() == 0, "an unclosed fence is not a code block"
+    cut_text = await cut.locator(".content").inner_text()
+    assert "```py" in cut_text, "its backticks show as text"
+    assert await cut.locator(".content .subtext").inner_text() == "m · 12 tokens", "the footer is not swallowed"
+    assert await whole.locator("pre code").inner_text() == "print('whole')"
+    assert "```" not in await whole.locator(".content").inner_text()
+    assert await whole.locator(".content .subtext").inner_text() == "m · 7 tokens"

@@ -29,7 +29,7 @@ from dataclasses import dataclass, field
 from typing import Protocol
 
 from bot.rendering import limits as limits
-from bot.rendering.text import close_open_fence, split_message, truncate
+from bot.rendering.text import split_message, truncate
 
 log = logging.getLogger(__name__)
 
@@ -245,44 +245,46 @@ class StreamRenderer:
             return text
         return f"{self.header}\n{text}" if text else self.header
 
-    def _streaming_layout(self) -> list[str]:
-        text = self._text
-        if not text.strip():
-            return []  # the header shows with the first text
-        if self.file_over is not None and len(text) > self.file_over:
-            text = text[: self.file_over]
+    def _messages(self, text: str, tail: Sequence[str]) -> list[str]:
+        """``text`` (under the header) split into messages, every code fence closed (also one the text
+        leaves open, as an answer cut at the token limit does), with the ``tail`` lines (the writing
+        marker, a notice, the footer) under the last one, outside the code, or in a message of their
+        own when they do not fit. Both layouts use it, so the streaming and the final messages agree."""
         chunks = split_message(self._headed(text), self.chunk_limit)
-        if not chunks:
-            return []
-        last = close_open_fence(chunks[-1])
-        if self.file_over is not None and len(self._text) > self.file_over:
-            last += "\n-# (long answer: the full text will be attached as a file)"
-        chunks[-1] = last + "\n" + WRITING_MARKER
-        return chunks
-
-    def _final_layout(
-        self, text: str, footer: str, notice: str, files: tuple[FileData, ...]
-    ) -> tuple[list[str], tuple[FileData, ...]]:
-        tail = [line for line in (truncate(notice, NOTICE_MAX) if notice else "", footer) if line]
-        if self.file_over is not None and len(text) > self.file_over:
-            room = self.chunk_limit - 200 - (len(self.header) + 1 if self.header else 0)
-            preview = split_message(text, room)[:1] or [""]
-            head = self._headed(close_open_fence(preview[0]).rstrip())
-            note = f"-# The full answer ({len(text):,} characters) is attached as `{self.file_name}`."
-            content = "\n\n".join(part for part in (head + "\n…", note) if part)
-            content = "\n".join([content, *tail])
-            files = (FileData(self.file_name, text.encode("utf-8")), *files)
-            return [content[: limits.MESSAGE_CONTENT]], files
-        if not text.strip() and not notice:
-            text = "*(The model returned an empty answer.)*"
-        chunks = split_message(self._headed(text), self.chunk_limit)
-        if tail:
-            tail_text = "\n".join(tail)
+        lines = [line for line in tail if line]
+        if lines:
+            tail_text = "\n".join(lines)
             if chunks and len(chunks[-1]) + 1 + len(tail_text) <= limits.MESSAGE_CONTENT:
                 chunks[-1] = chunks[-1] + "\n" + tail_text
             else:
                 chunks.append(tail_text)
-        return [c[: limits.MESSAGE_CONTENT] for c in chunks], files
+        return [c[: limits.MESSAGE_CONTENT] for c in chunks]
+
+    def _streaming_layout(self) -> list[str]:
+        text = self._text
+        if not text.strip():
+            return []  # the header shows with the first text
+        tail = [WRITING_MARKER]
+        if self.file_over is not None and len(text) > self.file_over:
+            text = text[: self.file_over]
+            tail.insert(0, "-# (long answer: the full text will be attached as a file)")
+        return self._messages(text, tail)
+
+    def _final_layout(
+        self, text: str, footer: str, notice: str, files: tuple[FileData, ...]
+    ) -> tuple[list[str], tuple[FileData, ...]]:
+        tail = [truncate(notice, NOTICE_MAX) if notice else "", footer]
+        if self.file_over is not None and len(text) > self.file_over:
+            room = self.chunk_limit - 200 - (len(self.header) + 1 if self.header else 0)
+            preview = split_message(text, room)[:1] or [""]  # its fences are closed
+            note = f"-# The full answer ({len(text):,} characters) is attached as `{self.file_name}`."
+            head = self._headed(preview[0].rstrip())
+            content = "\n".join([head + "\n…\n\n" + note, *(line for line in tail if line)])
+            files = (FileData(self.file_name, text.encode("utf-8")), *files)
+            return [content[: limits.MESSAGE_CONTENT]], files
+        if not text.strip() and not notice:
+            text = "*(The model returned an empty answer.)*"
+        return self._messages(text, tail), files
 
     # -- the editor task ------------------------------------------------------------------------
 

@@ -1,7 +1,9 @@
 """Text utilities for Discord messages: splitting long text, closing code fences, footers.
 
-``split_message`` cuts long text on paragraph and code-fence boundaries; a code block cut in two is
-closed at the end of one message and re-opened (with its language tag) at the start of the next.
+``split_message`` cuts long text on paragraph and code-fence boundaries; every piece has its code
+fences balanced: a code block cut in two is closed at the end of one message and re-opened (with its
+language tag only) at the start of the next, and one left open by the text's end (an answer cut at
+the token limit) is closed.
 ``footer_line`` builds the small ``-#`` line under an answer (model, fallback, tokens, credits).
 """
 
@@ -26,6 +28,7 @@ __all__ = [
 
 FOOTER_MAX = 180
 _FENCE = re.compile(r"^ {0,3}(`{3,}|~{3,})(.*)$")
+_LANG = re.compile(r"[A-Za-z0-9_+\-.#]+")  # a language tag, as Discord reads it after the fence
 _FENCE_CLOSE_SLACK = 12  # "\n" + the closing fence (markers longer than this are shrunk by the loop)
 
 
@@ -36,14 +39,32 @@ _FENCE_CLOSE_SLACK = 12  # "\n" + the closing fence (markers longer than this ar
 
 @dataclass(frozen=True, slots=True)
 class _Fence:
-    """An open code fence: the marker (``` or ~~~, possibly longer) and the full opening line."""
+    """An open code fence: the marker (``` or ~~~, possibly longer) and its language tag ("" if none)."""
 
     marker: str
-    opening: str
+    lang: str
+
+    @property
+    def reopening(self) -> str:
+        """The line that continues the block in the next message: the fence and its language only
+        (code the model wrote on the opening line is not repeated)."""
+        return self.marker + self.lang
+
+
+def _lang_of(info: str) -> str:
+    """The language tag of an opening fence's info string: its first word, when it looks like one."""
+    words = info.split()
+    return words[0] if words and _LANG.fullmatch(words[0]) else ""
 
 
 def _fence_step(line: str, state: _Fence | None) -> _Fence | None:
-    """The fence state after ``line`` (without its newline)."""
+    """The fence state after ``line`` (without its newline).
+
+    A block opens on a fence line. Discord ends a ``` block at the next ```, wherever it is (a line
+    such as '```". Done.' or code containing "```" closes it), so that is where it ends here too.
+    """
+    if state is not None and state.marker[0] == "`":
+        return None if "```" in line else state
     m = _FENCE.match(line)
     if not m:
         return state
@@ -51,7 +72,7 @@ def _fence_step(line: str, state: _Fence | None) -> _Fence | None:
     if state is None:
         if marker[0] == "`" and "`" in rest:  # ```inline``` on one line is not a fence
             return None
-        return _Fence(marker=marker, opening=line.strip())
+        return _Fence(marker=marker, lang=_lang_of(rest))
     if marker[0] == state.marker[0] and len(marker) >= len(state.marker) and not rest.strip():
         return None
     return state
@@ -67,26 +88,32 @@ def _opens_fence(line: str) -> bool:
     return _fence_step(line, None) is not None
 
 
-def _best_cut(window: str, state: _Fence | None, min_cut: int) -> int:
-    """Where to cut ``window``: a paragraph or fence boundary outside code, else a line, else a space.
-
-    Returns the length of the piece to take (always ≥ 1).
+def _best_cut(text: str, budget: int, state: _Fence | None, min_cut: int) -> int:
+    """Where to cut ``text`` within its first ``budget`` characters: a paragraph or fence boundary
+    outside code, else a line end (never one that leaves an empty code block on either side), else
+    a space. Returns the length of the piece to take (always ≥ 1).
     """
+    window = text[:budget]
     lines = window.split("\n")
     paragraph = 0
     line_cut = 0
     pos = 0
     prev_blank = False
     prev_closed = False
+    prev_opened = False
     for i, line in enumerate(lines):
         if i > 0:
             if state is None and (prev_blank or prev_closed or _opens_fence(line)):
                 paragraph = pos
-            line_cut = pos
+            whole = line if i < len(lines) - 1 else text[pos:].split("\n", 1)[0]
+            closes = state is not None and _fence_step(whole, state) is None
+            if not (prev_opened or closes):  # no empty code block before or after the cut
+                line_cut = pos
         if i == len(lines) - 1:
             break  # the last piece has no newline: it may be an incomplete line
         new_state = _fence_step(line, state)
         prev_closed = state is not None and new_state is None
+        prev_opened = state is None and new_state is not None
         prev_blank = not line.strip()
         state = new_state
         pos += len(line) + 1
@@ -103,11 +130,12 @@ def _best_cut(window: str, state: _Fence | None, min_cut: int) -> int:
 
 
 def split_message(text: str, limit: int = limits.MESSAGE_CONTENT) -> list[str]:
-    """Split ``text`` into pieces of at most ``limit`` characters.
+    """Split ``text`` into pieces of at most ``limit`` characters, each with its code fences balanced.
 
     Cuts prefer paragraph and code-fence boundaries, then line ends, then spaces. A code block that
-    must be cut is closed at the end of one piece and re-opened with the same opening line (language
-    tag included) at the start of the next. Whitespace-only pieces are dropped; an empty text gives [].
+    must be cut is closed at the end of one piece and re-opened with its fence and language tag at
+    the start of the next; one the text leaves open is closed at the end of the last piece.
+    Whitespace-only pieces are dropped; an empty text gives [].
     """
     if limit < 40:
         raise ValueError("limit too small to split sensibly")
@@ -118,23 +146,20 @@ def split_message(text: str, limit: int = limits.MESSAGE_CONTENT) -> list[str]:
     remaining = text
     state: _Fence | None = None
     while remaining:
-        prefix = state.opening + "\n" if state is not None else ""
-        if len(prefix) > limit // 4:  # absurd opening line: do not repeat it
+        prefix = state.reopening + "\n" if state is not None else ""
+        if len(prefix) > limit // 4:  # absurd language tag: do not repeat it
             prefix = state.marker[:3] + "\n" if state is not None else ""
         if len(prefix) + len(remaining) <= limit:
-            piece = (prefix + remaining).rstrip()
-            if piece.strip() and piece.strip() != prefix.strip():
-                pieces.append(piece)
-            break
+            piece = _closed((prefix + remaining).rstrip(), _fence_after(remaining, state))
+            if len(piece) <= limit:
+                if piece.strip() and piece.strip() != prefix.strip():
+                    pieces.append(piece)
+                break
         budget = limit - len(prefix) - _FENCE_CLOSE_SLACK
         while True:
-            window = remaining[:budget]
-            cut = _best_cut(window, state, min_cut=budget // 2)
-            piece = remaining[:cut].rstrip()
+            cut = _best_cut(remaining, budget, state, min_cut=budget // 2)
             end_state = _fence_after(remaining[:cut], state)
-            out = prefix + piece
-            if end_state is not None:
-                out += "\n" + end_state.marker
+            out = _closed(prefix + remaining[:cut].rstrip(), end_state)
             if len(out) <= limit or budget <= 20:
                 break
             budget -= len(out) - limit
@@ -151,12 +176,16 @@ def split_message(text: str, limit: int = limits.MESSAGE_CONTENT) -> list[str]:
     return pieces
 
 
-def close_open_fence(text: str) -> str:
-    """``text`` with an unclosed code fence closed (for showing a partial answer)."""
-    state = _fence_after(text, None)
+def _closed(text: str, state: _Fence | None) -> str:
+    """``text``, which ends in the fence state ``state``, with that fence closed."""
     if state is None:
         return text
     return text.rstrip("\n") + "\n" + state.marker
+
+
+def close_open_fence(text: str) -> str:
+    """``text`` with an unclosed code fence closed (for showing a partial answer)."""
+    return _closed(text, _fence_after(text, None))
 
 
 def truncate(text: str, limit: int, ellipsis: str = "…") -> str:

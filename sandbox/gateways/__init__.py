@@ -11,7 +11,7 @@
                           #                 time (monotonic), status, form, body_size)
         emu.faults        # FaultInjector: fail_next, html_error_next, invalid_json_next, slow_next,
                           # cut_stream_next, error_in_stream_next, revoke_key, set_budget, reset
-        emu.queue_reply("exact text", chunk_size=5, reasoning=None)
+        emu.queue_reply("exact text", chunk_size=5, reasoning=None, cut_at_max_tokens=False)
         emu.stream_chunk_count = 2000; emu.keepalive_comments = True; emu.chunk_delay = 0.0
         emu.sent_data     # digicord /send-data bodies accepted
         emu.received_audio  # aicredits/openai: every transcription upload's exact bytes (JSON or multipart)

@@ -59,6 +59,7 @@ class QueuedReply:
     text: str
     chunk_size: int | None = None
     reasoning: str | None = None
+    cut_at_max_tokens: bool = False  # cut at 4 * max_tokens chars, finish_reason "length", as generated answers
 
 
 @dataclass
@@ -203,9 +204,11 @@ class GatewayEmulator:
         return f"<GatewayEmulator {self.profile} {where}>"
 
     # -- test controls --------------------------------------------------------------------------
-    def queue_reply(self, text: str, *, chunk_size: int | None = None, reasoning: str | None = None) -> None:
-        """The next chat answer is exactly ``text`` (streamed in ``chunk_size``-char pieces)."""
-        self._replies.append(QueuedReply(text, chunk_size, reasoning))
+    def queue_reply(self, text: str, *, chunk_size: int | None = None, reasoning: str | None = None,
+                    cut_at_max_tokens: bool = False) -> None:
+        """The next chat answer is exactly ``text`` (streamed in ``chunk_size``-char pieces); with
+        ``cut_at_max_tokens`` the request's ``max_tokens`` cuts it as it cuts a generated answer."""
+        self._replies.append(QueuedReply(text, chunk_size, reasoning, cut_at_max_tokens))
 
     def pop_reply(self) -> QueuedReply | None:
         return self._replies.popleft() if self._replies else None

@@ -92,11 +92,14 @@ def _build_answer(emu: "GatewayEmulator", served: ModelInfo, body: dict[str, Any
     queued = emu.pop_reply()
     if queued is not None:
         content = queued.text
+        finish = "stop"
+        if queued.cut_at_max_tokens and max_tokens is not None and len(content) > max_tokens * 4:
+            content, finish = content[: max_tokens * 4], "length"
         reasoning = queued.reasoning
         if reasoning and served.reasoning == "think":
             content, reasoning = f"<think>{reasoning}</think>\n{content}", None
         comp = answers.estimate_tokens(content) + answers.estimate_tokens(reasoning or "")
-        return Answer(content, reasoning, None, "stop", ptoks, comp, queued.chunk_size)
+        return Answer(content, reasoning, None, finish, ptoks, comp, queued.chunk_size)
 
     user_text = answers.last_user_text(messages)
     last = messages[-1]
@@ -287,7 +290,7 @@ async def completions(emu: "GatewayEmulator", request: web.Request) -> web.Strea
         queued = emu.pop_reply()
         text = queued.text if queued else answers.expected_reply(p)
         finish = "stop"
-        if queued is None and len(text) > max_tokens * 4:
+        if (queued is None or queued.cut_at_max_tokens) and len(text) > max_tokens * 4:
             text, finish = text[: max_tokens * 4], "length"
         comp += answers.estimate_tokens(text)
         choices.append({"text": text, "index": i, "logprobs": None, "finish_reason": finish})

@@ -68,10 +68,12 @@ export function channelName(id) {
 }
 
 // Block-level: code fences, headings, subtext, quotes, lists; the rest is inline text with line breaks kept.
+// A code block needs its closing fence, as in Discord: an unclosed ``` is text (its backticks shown), so it
+// never swallows the rest of the message.
 export function markdown(text) {
   if (!text) return "";
   const out = [];
-  const parts = String(text).split(/(```[\s\S]*?(?:```|$))/g);
+  const parts = String(text).split(/(```[\s\S]*?```)/g);
   for (const part of parts) {
     if (part.startsWith("```")) {
       const body = part.replace(/^```/, "").replace(/```$/, "");
