@@ -24,8 +24,11 @@ async def test_ready_turns_false_while_the_database_cannot_write_and_back(bot_en
     other.execute("BEGIN IMMEDIATE")
     try:
         status, database = await ready(bot_env)
-        assert status == 503
-        assert database == {"ok": False, "detail": "database cannot write: database is locked"}
+        assert status == 503 and database["ok"] is False
+        # the probe meets the lock itself, or (on a busy machine) behind one of the bot's own writes that
+        # is already waiting on it: either way the reason names it
+        assert database["detail"] in ("database cannot write: database is locked",
+                                      "database cannot write: the store was busy for 1 s"), database
     finally:
         other.execute("ROLLBACK")
         other.close()
