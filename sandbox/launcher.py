@@ -66,9 +66,9 @@ def images_path(db_path: Path) -> Path:
 
 def persistence_note(options: SandboxOptions) -> str:
     """What the page and the console say about what is kept."""
-    start = "started empty (--fresh); " if options.fresh else ""
-    return (f"Kept in {database_path(options)}: {start}settings, budgets and relay keys survive a restart "
-            "(--fresh starts empty). Messages are not kept: each run starts with empty channels.")
+    start = "Started empty (--fresh). " if options.fresh else ""
+    return (f"{start}Kept in {database_path(options)}: settings, budgets, relay keys (--fresh starts "
+            "empty). Messages are not kept: channels start empty on each run.")
 
 
 def prepare_database(options: SandboxOptions) -> Path:

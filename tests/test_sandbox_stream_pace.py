@@ -43,7 +43,8 @@ async def stream(emu: GatewayEmulator, http: aiohttp.ClientSession, text: str) -
 
 
 def pieces(events: list[dict]) -> list[str]:
-    return [e["choices"][0]["delta"]["content"] for e in events if e["choices"] and e["choices"][0]["delta"].get("content")]
+    deltas = [e["choices"][0]["delta"] for e in events if e["choices"]]
+    return [d["content"] for d in deltas if d.get("content")]
 
 
 async def test_a_paced_emulator_streams_token_sized_pieces_at_the_rate(http: aiohttp.ClientSession) -> None:

@@ -142,6 +142,7 @@ function renderHeader() {
 
 export function selectChannel(id) {
   stick = true;
+  document.body.classList.remove("drawer-open");
   state.channelId = id;
   state.guildId = guildOf(id)?.id;
   state.unread.delete(id);
@@ -326,6 +327,9 @@ function init() {
   $("#messages").addEventListener("scroll", () => { stick = atBottom($("#messages")); });
   $("#messages").addEventListener("change", onSelectChange);
   $("#lightbox").addEventListener("click", () => { $("#lightbox").hidden = true; });
+  // Phones: the channel list is a drawer, opened from the header and closed by a touch outside it.
+  $("#sidebar-toggle").addEventListener("click", (ev) => { ev.stopPropagation(); document.body.classList.toggle("drawer-open"); });
+  $("#main").addEventListener("click", () => document.body.classList.remove("drawer-open"));
   $("#user-switch").addEventListener("change", (ev) => {
     state.persona = ev.target.value;
     localStorage.setItem("gatecord.persona", state.persona);
