@@ -279,3 +279,24 @@ def test_sandbox_needs_only_the_runtime_dependencies() -> None:
                 if not dists & provided:
                     missing.add(f"{top} ({path.relative_to(REPO)})")
     assert not missing, f"the sandbox imports modules that only the test extra installs: {sorted(missing)}"
+
+
+def test_the_command_line_sets_the_pace_and_fresh(monkeypatch: pytest.MonkeyPatch, tmp_path: Path) -> None:
+    import sandbox.launcher as launcher
+    from bot.app import cli
+
+    seen: list[SandboxOptions] = []
+
+    async def fake_run(settings: Settings, options: SandboxOptions, **_: Any) -> int:
+        seen.append(options)
+        return 0
+
+    monkeypatch.setattr(launcher, "run_sandbox", fake_run)
+    monkeypatch.chdir(tmp_path)
+    for name in [k for k in os.environ if k.startswith("GATECORD_")]:
+        monkeypatch.delenv(name)
+    assert cli.main(["sandbox", "--stream-tps", "12.5", "--fresh"]) == 0
+    assert cli.main(["run", "--sandbox-if-no-token"]) == 0
+    assert [(o.stream_tps, o.fresh) for o in seen] == [(12.5, True), (launcher.DEFAULT_STREAM_TPS, False)]
+    assert launcher.DEFAULT_STREAM_TPS == 40 and seen[1].data_dir == Path("data")
+    assert cli.main(["sandbox", "--stream-tps", "-1"]) == 2
