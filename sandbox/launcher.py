@@ -5,6 +5,11 @@ configuration, when it has an API key), the real bot — ``bot.app.factory.creat
 pointed at the emulator through its ordinary settings — and the web UI. Prints one URL on
 127.0.0.1 and serves until SIGINT/SIGTERM.
 
+What is kept across runs: the bot's database, ``data/sandbox.db`` (settings, budgets and usage, relay
+keys; ``--fresh`` starts it empty). The emulated Discord lives in memory: its messages start empty
+on every run, while its members, servers and channels come back with the same ids, so what the
+database points at (a relay key's channels, a member's budget) is still there.
+
 This is the only module of ``sandbox/`` that imports the bot: it has to start it.
 """
 
@@ -15,9 +20,9 @@ import contextlib
 import errno
 import logging
 import secrets
+import shutil
 import signal
 import sys
-import tempfile
 from dataclasses import dataclass
 from pathlib import Path
 from typing import IO, Any, Optional
@@ -33,6 +38,9 @@ from sandbox.web_ui import WebUI
 log = logging.getLogger(__name__)
 
 DEFAULT_PORT = 8765
+DEFAULT_DATA_DIR = Path("data")  # relative to the working directory, like storage.path's default
+DB_NAME = "sandbox.db"
+DEFAULT_STREAM_TPS = 40.0  # a realistic model's pace: the answer is seen streaming in
 DEFAULT_EMULATED_PROFILE = "digicord"  # chat, vision and FLUX images (U1…V4 buttons) all work there
 BOT_READY_TIMEOUT = 60.0
 
@@ -41,8 +49,37 @@ BOT_READY_TIMEOUT = 60.0
 class SandboxOptions:
     port: int = DEFAULT_PORT  # the page's port; taken → any free port. 0 = any free port
     gateway_profile: Optional[str] = None  # emulate this profile (default: the configured one, else digicord)
-    data_dir: Optional[Path] = None  # keep the sandbox database here (default: a temporary directory)
+    data_dir: Path = DEFAULT_DATA_DIR  # the bot's database is kept here, as sandbox.db
+    fresh: bool = False  # start with an empty database (the kept one is deleted)
     use_real_gateway: Optional[bool] = None  # None: the real gateway exactly when it has an API key
+    stream_tps: float = DEFAULT_STREAM_TPS  # the emulated gateway's streaming pace; 0 = all at once
+
+
+def database_path(options: SandboxOptions) -> Path:
+    return Path(options.data_dir) / DB_NAME
+
+
+def images_path(db_path: Path) -> Path:
+    """/imagine's files of the sandbox, apart from a real bot's ``images/`` in the same directory."""
+    return db_path.parent / "sandbox-images"
+
+
+def persistence_note(options: SandboxOptions) -> str:
+    """What the page and the console say about what is kept."""
+    start = "Started empty (--fresh). " if options.fresh else ""
+    return (f"{start}Kept in {database_path(options)}: settings, budgets, relay keys (--fresh starts "
+            "empty). Messages are not kept: channels start empty on each run.")
+
+
+def prepare_database(options: SandboxOptions) -> Path:
+    """The database file to use, its directory made; with ``fresh``, any kept one is deleted first."""
+    path = database_path(options)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    if options.fresh:
+        for name in (path.name, path.name + "-wal", path.name + "-shm", path.name + "-journal"):
+            (path.parent / name).unlink(missing_ok=True)
+        shutil.rmtree(images_path(path), ignore_errors=True)
+    return path
 
 
 def uses_real_gateway(settings: Settings, options: SandboxOptions) -> bool:
@@ -80,7 +117,10 @@ def sandbox_settings(
     )
     update: dict[str, Any] = {
         "discord": discord_section,
-        "storage": settings.storage.model_copy(update={"path": str(db_path)}),
+        # the kept SQLite file and its own image directory, whatever the configuration names
+        "storage": settings.storage.model_copy(
+            update={"path": str(db_path), "url": None, "media_dir": str(images_path(db_path))}
+        ),
         "http": settings.http.model_copy(update={"host": "127.0.0.1", "port": 0}),
     }
     if gateway is not None:
@@ -105,13 +145,13 @@ class Sandbox:
     def __init__(self, settings: Settings, options: Optional[SandboxOptions] = None) -> None:
         self.base_settings = settings
         self.options = options or SandboxOptions()
-        self.discord = DiscordEmulator(token=secrets.token_urlsafe(24))
+        # stable ids: the kept database points at the same members, servers and channels on every run
+        self.discord = DiscordEmulator(token=secrets.token_urlsafe(24), stable_ids=True)
         self.gateway: Optional[GatewayEmulator] = None
         self.settings: Optional[Settings] = None
         self.bot: Optional[GatecordBot] = None
         self.ui: Optional[WebUI] = None
         self._bot_task: Optional[asyncio.Task[None]] = None
-        self._tmp: Optional[tempfile.TemporaryDirectory[str]] = None
 
     @property
     def url(self) -> str:
@@ -136,20 +176,17 @@ class Sandbox:
     async def _start(self) -> None:
         await self.discord.start()
         if not uses_real_gateway(self.base_settings, self.options):
-            self.gateway = GatewayEmulator(emulated_profile(self.base_settings, self.options))
+            self.gateway = GatewayEmulator(emulated_profile(self.base_settings, self.options),
+                                           stream_tps=self.options.stream_tps, demo_answers=True)
             await self.gateway.start()
-        if self.options.data_dir is not None:
-            data_dir = Path(self.options.data_dir)
-            data_dir.mkdir(parents=True, exist_ok=True)
-        else:
-            self._tmp = tempfile.TemporaryDirectory(prefix="gatecord-sandbox-")
-            data_dir = Path(self._tmp.name)
-        self.settings = sandbox_settings(self.base_settings, self.discord, self.gateway, data_dir / "sandbox.db")
+        db_path = prepare_database(self.options)
+        self.settings = sandbox_settings(self.base_settings, self.discord, self.gateway, db_path)
         await self._start_ui()
         await self._start_bot(self.settings)
 
     async def _start_ui(self) -> None:
-        self.ui = WebUI(self.discord, relay_url=lambda: self.bot_url, port=self.options.port)
+        note = persistence_note(self.options)
+        self.ui = WebUI(self.discord, relay_url=lambda: self.bot_url, port=self.options.port, persistence=note)
         try:
             await self.ui.start()
         except OSError as exc:
@@ -157,7 +194,7 @@ class Sandbox:
                 raise
             log.warning("port %s is taken; using a free one", self.options.port)
             await self.ui.close()
-            self.ui = WebUI(self.discord, relay_url=lambda: self.bot_url)
+            self.ui = WebUI(self.discord, relay_url=lambda: self.bot_url, persistence=note)
             await self.ui.start()
 
     async def _start_bot(self, settings: Settings) -> None:
@@ -199,9 +236,6 @@ class Sandbox:
                 await self.gateway.close()
         with contextlib.suppress(Exception):
             await self.discord.close()
-        if self._tmp is not None:
-            self._tmp.cleanup()
-            self._tmp = None
 
     async def __aenter__(self) -> "Sandbox":
         return await self.start()
@@ -216,7 +250,9 @@ def describe(sandbox: Sandbox) -> str:
         gateway = f"emulated {sandbox.gateway.profile} gateway"
     else:
         gateway = f"your {sandbox.base_settings.gateway.profile} gateway"
-    return f"Gatecord sandbox ready: open {sandbox.url} (emulated Discord, {gateway}; Ctrl+C to stop)"
+    kept = "fresh database" if sandbox.options.fresh else "database kept"
+    return (f"Gatecord sandbox ready: open {sandbox.url} (emulated Discord, {gateway}; {kept} in "
+            f"{database_path(sandbox.options)}; Ctrl+C to stop)")
 
 
 async def run_sandbox(settings: Settings, options: Optional[SandboxOptions] = None, *, out: IO[str] = sys.stdout) -> int:

@@ -9,6 +9,7 @@ the cogs. A missing browser FAILS these tests: ``make test`` installs it (target
 
 from __future__ import annotations
 
+import asyncio
 import io
 import json
 import re
@@ -35,7 +36,8 @@ KEY_RE = re.compile(r"gcr_[A-Za-z0-9]+_[A-Za-z0-9_-]{16,}")
 async def sandbox(tmp_path: Path) -> AsyncIterator[Sandbox]:
     """The sandbox with the emulated DigiCord gateway (chat, vision, FLUX), as `gatecord sandbox` starts it."""
     settings = Settings(gateway={"profile": "digicord"})
-    async with Sandbox(settings, SandboxOptions(port=0, data_dir=tmp_path)) as sbx:
+    # stream_tps=0: the tests keep their own pace (a test that wants one sets it on the gateway)
+    async with Sandbox(settings, SandboxOptions(port=0, data_dir=tmp_path, stream_tps=0)) as sbx:
         yield sbx
 
 
@@ -176,6 +178,9 @@ async def test_relay_key_from_admin_command_then_post_from_the_panel(sandbox: Sa
     reply = page.locator("#messages .message.ephemeral").filter(has_text=KEY_RE)
     await reply.wait_for()
     assert "Only you can see this" in await reply.inner_text()
+    # The reply's curl line names the sandbox bot's real web server, not a placeholder.
+    assert sandbox.bot_url and f"{sandbox.bot_url}/send-data" in await reply.inner_text()
+    assert "<bot-url>" not in await reply.inner_text()
     key = KEY_RE.search(await reply.inner_text())
     assert key is not None
 
@@ -360,3 +365,157 @@ async def test_unclosed_code_fence_shows_as_text_as_in_discord(sandbox: Sandbox,
     assert await whole.locator("pre code").inner_text() == "print('whole')"
     assert "```" not in await whole.locator(".content").inner_text()
     assert await whole.locator(".content .subtext").inner_text() == "m · 7 tokens"
+
+
+# -- first impressions (issue 22): streaming pace, autocomplete, mentions, persistence, phones ---------
+
+BOT_CONTENT = '#messages .message[data-author="Gatecord"] .content'
+
+
+async def next_text(pg: Any, previous: str, final_words: str) -> str:
+    """Wait until the bot's answer shows text other than ``previous`` that is not yet the whole answer."""
+    handle = await pg.wait_for_function(
+        """([sel, prev, end]) => {
+             const e = document.querySelector(sel);
+             const t = e ? e.textContent : "";
+             return t && t !== prev && !t.includes(end) ? t : false;
+           }""",
+        arg=[BOT_CONTENT, previous, final_words], polling="raf",
+    )
+    return str(await handle.json_value())
+
+
+async def test_an_answer_streams_in_through_visible_states(sandbox: Sandbox, page: Any) -> None:
+    """At the sandbox's pace the answer arrives token by token; a gate in place of the pace's sleep lets
+    the tokens through step by step, so each state is on the page before the next tokens exist."""
+    from sandbox.gateways.answers import demo_reply
+
+    gateway = sandbox.gateway
+    assert gateway is not None
+    gate = asyncio.Semaphore(0)
+
+    async def step(_seconds: float) -> None:
+        await gate.acquire()
+
+    gateway.stream_tps, gateway.sleep = 40, step
+    answer = demo_reply("stream it", 40)
+    final_words = answer[-40:]
+    await run_command(page, "chat", prompt="stream it")
+    states = [await next_text(page, "", final_words)]  # the first token, posted at once
+    for _ in range(2):
+        for _ in range(12):
+            gate.release()
+        states.append(await next_text(page, states[-1], final_words))
+    for _ in range(1000):
+        gate.release()
+    await page.wait_for_function(
+        "([sel, end]) => document.querySelector(sel)?.textContent.includes(end)", arg=[BOT_CONTENT, final_words]
+    )
+    final = await page.locator(BOT_CONTENT).first.inner_text()
+    assert len(set(states)) == 3 and final not in states
+    assert all(s.split("\n")[0].strip() and answer.startswith(s.split("\n")[0].strip()[:8]) for s in states)
+    assert " ".join(answer.split()) in " ".join(final.split())
+
+
+async def open_model_option(pg: Any) -> Any:
+    """/chat with a prompt, then the optional model field, with the bot's suggestions for it showing."""
+    await pg.locator("#composer-input").fill("/chat")
+    await pg.locator('#command-suggestions .suggestion[data-path="chat"]').click()
+    await pg.locator('#command-options .option[data-option="prompt"] .opt-input').fill("hello")
+    await pg.locator('#command-optional [data-add-option="model"]').click()
+    await pg.locator('#command-options .option[data-option="model"] .ac-list .ac-choice').first.wait_for()
+    return pg.locator('#command-options .option[data-option="model"] .opt-input')
+
+
+def sent_model(sandbox: Sandbox) -> Any:
+    commands = [r for r in sandbox.discord.interactions.values() if r.type == 2 and r.name == "chat"]
+    options = {o["name"]: o.get("value") for o in commands[-1].payload["data"].get("options", [])}
+    return options.get("model")
+
+
+async def test_enter_sends_exactly_the_typed_model_name(sandbox: Sandbox, page: Any) -> None:
+    """Typed or pasted, then Enter at once: the bot gets that name, never a suggestion made for other text."""
+    for enter_text in ("type", "paste"):
+        model = await open_model_option(page)
+        before = len(sandbox.discord.interactions)
+        if enter_text == "type":
+            await model.press_sequentially("does-not-exist")
+        else:
+            await page.keyboard.insert_text("does-not-exist")
+        await model.press("Enter")
+        await page.wait_for_selector("#command-form", state="hidden")
+        await sandbox.discord.wait_for(lambda: len(sandbox.discord.interactions) > before, timeout=10)
+        assert sent_model(sandbox) == "does-not-exist", enter_text
+
+    # A suggestion the member picks (arrow key, then Enter) is used.
+    gateway = sandbox.gateway
+    assert gateway is not None
+    model = await open_model_option(page)
+    await model.press("ArrowDown")
+    picked = await page.locator('#command-options .ac-list .ac-choice.selected').get_attribute("data-value")
+    await model.press("Enter")
+    assert await model.input_value() == picked
+    await model.press("Enter")
+    await page.wait_for_selector("#command-form", state="hidden")
+    await sandbox.discord.wait_for(lambda: sent_model(sandbox) == picked, timeout=10)
+
+
+async def test_mentions_show_as_names_in_the_reply_header_and_the_message(sandbox: Sandbox, page: Any) -> None:
+    emu = sandbox.discord
+    question = f"@Gatecord what is 2+2? ask <@&{emu.moderator_role_id}> in <#{emu.channel2_id}>"
+    await page.locator("#composer-input").fill(question)
+    await page.locator("#composer-input").press("Enter")
+    shown = "@Gatecord what is 2+2? ask @Moderator in #random"
+    mine = page.locator("#messages .message[data-author='Admin']").first
+    await mine.wait_for()
+    assert (await mine.locator(".content").inner_text()).strip() == shown
+    header = page.locator("#messages .message-wrap", has=page.locator(".message[data-author='Gatecord']")).locator(".context")
+    await header.first.wait_for()
+    text = await header.first.inner_text()
+    assert shown in text and "<" not in text, text
+
+
+async def test_the_page_says_what_is_kept_across_runs(sandbox: Sandbox, page: Any, tmp_path: Path) -> None:
+    note = page.locator("#persistence")
+    await note.wait_for()
+    text = await note.inner_text()
+    assert str(tmp_path / "sandbox.db") in text and "relay keys" in text and "Messages are not kept" in text
+
+
+def inside(box: Any, width: int) -> bool:
+    return box is not None and box["x"] >= 0 and box["x"] + box["width"] <= width + 0.5 and box["width"] > 0
+
+
+@pytest.mark.parametrize("width", [390, 600])
+async def test_the_page_works_on_a_phone(sandbox: Sandbox, page: Any, width: int) -> None:
+    await page.set_viewport_size({"width": width, "height": 800})
+    assert await page.evaluate("document.documentElement.scrollWidth") <= width
+    # The composer has the width; a command's options fit, and the command runs.
+    composer = await page.locator("#composer-input").bounding_box()
+    assert inside(composer, width) and composer["width"] >= width * 0.45
+    await page.locator("#composer-input").fill("/")
+    assert inside(await page.locator("#command-suggestions").bounding_box(), width)
+    await page.locator('#command-suggestions .suggestion[data-path="chat"]').click()
+    await page.locator('#command-optional [data-add-option="model"]').click()
+    for name in ("prompt", "model"):
+        field = await page.locator(f'#command-options .option[data-option="{name}"] .opt-input').bounding_box()
+        assert inside(field, width) and field["width"] >= 120, name
+    assert inside(await page.locator("#command-options .ac-list").bounding_box(), width)
+    await page.locator('#command-options .option[data-option="prompt"] .opt-input').fill("from a phone")
+    await page.locator('#command-options .option[data-option="prompt"] .opt-input').press("Enter")
+    await bot_messages(page).first.wait_for()
+    assert await page.evaluate("document.documentElement.scrollWidth") <= width
+    # Channels are a drawer: open it, pick #random, and it closes.
+    await page.locator("#sidebar-toggle").click()
+    assert inside(await page.locator("#channels").bounding_box(), width)
+    await open_channel(page, "random")
+    await page.wait_for_function("() => !document.body.classList.contains('drawer-open')")
+    # The relay panel covers the page and every control in it is reachable.
+    await page.locator("#relay-toggle").click()
+    for sel in ("#relay-key", "#relay-body", "#relay-send", "#relay-close"):
+        box = await page.locator(sel).bounding_box()
+        assert inside(box, width), sel
+    await page.locator("#relay-send").click()
+    await page.wait_for_selector("#relay-result[data-status]")
+    await page.locator("#relay-close").click()
+    assert inside(await page.locator("#composer-input").bounding_box(), width)

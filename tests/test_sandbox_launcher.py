@@ -11,6 +11,7 @@ import signal
 import subprocess
 import sys
 from collections.abc import AsyncIterator
+from dataclasses import replace
 from pathlib import Path
 from typing import Any
 
@@ -76,7 +77,8 @@ async def test_run_without_a_token_brings_up_the_sandbox(tmp_path: Path) -> None
     assert "Traceback" not in stderr
     assert "gatecord: no Discord token configured (discord.token): starting the local sandbox" in stderr
     assert URL_RE.findall(stderr) == []  # the page's URL is the one URL printed
-    assert list(tmp_path.iterdir()) == []  # nothing left behind: the sandbox database was temporary
+    assert "data/sandbox.db" in line  # the console says where the sandbox keeps its database
+    assert [p.name for p in tmp_path.iterdir()] == ["data"] and (tmp_path / "data" / "sandbox.db").is_file()
 
 
 def test_sandbox_is_not_imported_by_the_bot_and_imports_no_bot_code() -> None:
@@ -111,6 +113,45 @@ async def test_configured_gateway_with_a_key_is_used(tmp_path: Path) -> None:
             await rec.wait_final(lambda r: expected_reply("ping through the real gateway") in r.content, timeout=30)
             assert any("chat/completions" in r.path for r in real.requests)
     assert (tmp_path / "sandbox.db").exists()  # data_dir keeps the database
+
+
+KEY_RE = re.compile(r"gcr_[A-Za-z0-9]+_[A-Za-z0-9_-]{16,}")
+
+
+async def relay(sbx: Sandbox, key: str, content: str) -> int:
+    assert sbx.bot_url is not None
+    body = {"channelId": str(sbx.discord.channel_id), "content": content}
+    async with aiohttp.ClientSession() as http:
+        async with http.post(sbx.bot_url + "/send-data", json=body, headers={"Authorization": f"Bearer {key}"}) as resp:
+            return resp.status
+
+
+async def test_a_restart_keeps_the_database_and_the_world_keeps_its_ids(tmp_path: Path) -> None:
+    """What the page promises: settings, budgets and relay keys survive a restart (the emulated world
+    comes back with the same ids, so a kept relay key still reaches its channel); messages start empty;
+    --fresh starts with an empty database."""
+    options = SandboxOptions(port=0, data_dir=tmp_path, stream_tps=0)
+    async with Sandbox(Settings(), options) as first:
+        emu = first.discord
+        world = (emu.guild_id, emu.channel_id, emu.users["admin"].id, emu.admin_role_id)
+        rec = await emu.inject_slash_command("relay key create", {"name": "kept"}, user="admin")
+        reply = await rec.wait_final(lambda r: KEY_RE.search(r.content or "") is not None, timeout=30)
+        assert reply is not None
+        found = KEY_RE.search(reply.content)
+        assert found is not None
+        key = found.group(0)
+    assert (tmp_path / "sandbox.db").is_file()
+
+    async with Sandbox(Settings(), options) as second:
+        emu = second.discord
+        assert (emu.guild_id, emu.channel_id, emu.users["admin"].id, emu.admin_role_id) == world
+        assert not emu.messages  # messages are not kept
+        assert await relay(second, key, "kept across a restart") in (200, 201, 202)
+        await emu.wait_for_message(
+            lambda m: m.channel_id == world[1] and m.content == "kept across a restart", timeout=30)
+
+    async with Sandbox(Settings(), replace(options, fresh=True)) as third:
+        assert await relay(third, key, "not after --fresh") == 401
 
 
 @pytest.fixture
@@ -238,3 +279,24 @@ def test_sandbox_needs_only_the_runtime_dependencies() -> None:
                 if not dists & provided:
                     missing.add(f"{top} ({path.relative_to(REPO)})")
     assert not missing, f"the sandbox imports modules that only the test extra installs: {sorted(missing)}"
+
+
+def test_the_command_line_sets_the_pace_and_fresh(monkeypatch: pytest.MonkeyPatch, tmp_path: Path) -> None:
+    import sandbox.launcher as launcher
+    from bot.app import cli
+
+    seen: list[SandboxOptions] = []
+
+    async def fake_run(settings: Settings, options: SandboxOptions, **_: Any) -> int:
+        seen.append(options)
+        return 0
+
+    monkeypatch.setattr(launcher, "run_sandbox", fake_run)
+    monkeypatch.chdir(tmp_path)
+    for name in [k for k in os.environ if k.startswith("GATECORD_")]:
+        monkeypatch.delenv(name)
+    assert cli.main(["sandbox", "--stream-tps", "12.5", "--fresh"]) == 0
+    assert cli.main(["run", "--sandbox-if-no-token"]) == 0
+    assert [(o.stream_tps, o.fresh) for o in seen] == [(12.5, True), (launcher.DEFAULT_STREAM_TPS, False)]
+    assert launcher.DEFAULT_STREAM_TPS == 40 and seen[1].data_dir == Path("data")
+    assert cli.main(["sandbox", "--stream-tps", "-1"]) == 2

@@ -89,6 +89,10 @@ def build_parser() -> argparse.ArgumentParser:
                 "--port", type=int, default=None, help="sandbox page port (default 8765; 0 = any free port)"
             )
             cmd.add_argument("--gateway-profile", default=None, help="sandbox: gateway profile to emulate")
+            cmd.add_argument("--stream-tps", type=float, default=None, metavar="N",
+                             help="sandbox: the emulated gateway streams N tokens per second (default 40; 0 = at once)")
+            cmd.add_argument("--fresh", action="store_true",
+                             help="sandbox: start with an empty database instead of the one kept in data/sandbox.db")
     return parser
 
 
@@ -104,10 +108,20 @@ def choose_command(args: argparse.Namespace, settings: Settings) -> str:
 
 
 async def _sandbox(settings: Settings, args: argparse.Namespace) -> int:
-    from sandbox.launcher import DEFAULT_PORT, SandboxOptions, run_sandbox  # lazily: bot/ never needs the sandbox
+    from sandbox.launcher import (  # lazily: bot/ never needs the sandbox
+        DEFAULT_PORT,
+        DEFAULT_STREAM_TPS,
+        SandboxOptions,
+        run_sandbox,
+    )
 
     port = DEFAULT_PORT if args.port is None else args.port
-    return await run_sandbox(settings, SandboxOptions(port=port, gateway_profile=args.gateway_profile))
+    tps = DEFAULT_STREAM_TPS if args.stream_tps is None else args.stream_tps
+    if tps < 0:
+        print("gatecord: --stream-tps must be 0 (at once) or a positive number of tokens per second", file=sys.stderr)
+        return EXIT_CONFIG
+    return await run_sandbox(settings, SandboxOptions(
+        port=port, gateway_profile=args.gateway_profile, stream_tps=tps, fresh=args.fresh))
 
 
 def main(argv: Sequence[str] | None = None) -> int:
@@ -123,9 +137,9 @@ def main(argv: Sequence[str] | None = None) -> int:
     if command == "backup":  # reads any database, even one newer than this code (a copy before a downgrade)
         return _backup(settings, args.path, force=args.force)
     try:
-        # Before anything starts: the package must carry its migrations, and an SQLite file (the
-        # sandbox's is a fresh temporary one) must not be newer than the code. PostgreSQL is checked
-        # when it is first connected to (_ensure_database, Store.open).
+        # Before anything starts: the package must carry its migrations, and an SQLite file must not be
+        # newer than the code (the sandbox's own, data/sandbox.db, is checked as its bot migrates it).
+        # PostgreSQL is checked when it is first connected to (_ensure_database, Store.open).
         ensure_usable(None if command == "sandbox" or settings.storage.url else settings.storage.path)
     except MigrationError as exc:
         print(f"gatecord: {exc}", file=sys.stderr)

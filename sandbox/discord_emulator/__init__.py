@@ -13,7 +13,8 @@ Standalone: ``python -m sandbox.discord_emulator --host 127.0.0.1 --port 0 --tok
 
 Constructor and lifecycle
     DiscordEmulator(*, host="127.0.0.1", port=0, token="emulator-token", schemas_path=None, shards=1,
-        max_concurrency=1, clock=None)
+        max_concurrency=1, clock=None, stable_ids=False)  (stable_ids: the default world has the same ids
+        on every run, as the sandbox needs for the database it keeps)
     await emu.start() / await emu.close() / async with; emu.api_base_url, emu.gateway_url,
     emu.cdn_base_url, emu.base_url. A wrong bot token gets 401 on REST, close code 4004 on the gateway.
 

@@ -36,6 +36,7 @@ T = TypeVar("T")
 API_PREFIX = "/api/v10"
 # Application flags: GATEWAY_GUILD_MEMBERS_LIMITED | GATEWAY_MESSAGE_CONTENT_LIMITED | APPLICATION_COMMAND_BADGE
 DEFAULT_APPLICATION_FLAGS = (1 << 15) | (1 << 19) | (1 << 23)
+STABLE_WORLD_MS = 1_704_067_200_000  # 2024-01-01T00:00Z: the time the stable world's ids are made at
 
 
 @dataclass
@@ -63,10 +64,13 @@ class DiscordEmulator(InjectionMixin):
         shards: int = 1,
         max_concurrency: int = 1,
         clock: Optional[Callable[[], float]] = None,
+        stable_ids: bool = False,
     ) -> None:
         """``shards``: the count ``GET /gateway/bot`` recommends; ``max_concurrency``: IDENTIFY buckets it
         announces (bucket = shard_id % max_concurrency); ``clock``: the time each IDENTIFY is recorded at
-        (``emu.gateway.identifies``; monotonic by default)."""
+        (``emu.gateway.identifies``; monotonic by default); ``stable_ids``: the default world (users,
+        guilds, roles, channels) gets the same ids on every run, so that a database kept from an earlier
+        run (the sandbox's) still points at them. Messages and interactions always get new ids."""
         if shards < 1 or max_concurrency < 1:
             raise ValueError("shards and max_concurrency must be at least 1")
         self.host = host
@@ -98,7 +102,11 @@ class DiscordEmulator(InjectionMixin):
         self.application_flags = DEFAULT_APPLICATION_FLAGS
         self._runner: Optional[web.AppRunner] = None
         self._base = ""
-        self._build_default_world()
+        if stable_ids:
+            with self.ids.pinned(STABLE_WORLD_MS):
+                self._build_default_world()
+        else:
+            self._build_default_world()
         self.commands = CommandRegistry(self.application_id, self.ids)
 
     def __repr__(self) -> str:  # never shows the token

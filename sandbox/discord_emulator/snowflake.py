@@ -2,9 +2,12 @@
 
 from __future__ import annotations
 
+import contextlib
 import datetime
 import threading
 import time
+from collections.abc import Iterator
+from typing import Optional
 
 DISCORD_EPOCH_MS = 1420070400000
 
@@ -15,10 +18,24 @@ class SnowflakeFactory:
     def __init__(self) -> None:
         self._last = 0
         self._lock = threading.Lock()
+        self._pinned_ms: Optional[int] = None
+
+    def _now_ms(self) -> int:
+        return self._pinned_ms if self._pinned_ms is not None else int(time.time() * 1000)
+
+    @contextlib.contextmanager
+    def pinned(self, unix_ms: int) -> Iterator[None]:
+        """Inside, ids are made as if the time were ``unix_ms``: the same calls give the same ids on
+        every run (the sandbox's world keeps its ids across restarts). Later ids use the real time."""
+        self._pinned_ms = unix_ms
+        try:
+            yield
+        finally:
+            self._pinned_ms = None
 
     def next(self) -> int:
         with self._lock:
-            candidate = (int(time.time() * 1000) - DISCORD_EPOCH_MS) << 22
+            candidate = (self._now_ms() - DISCORD_EPOCH_MS) << 22
             if candidate <= self._last:
                 candidate = self._last + 1
             self._last = candidate
@@ -30,7 +47,7 @@ class SnowflakeFactory:
         if not 0 <= shard_id < shard_count:
             raise ValueError(f"shard {shard_id} is not in 0..{shard_count - 1}")
         with self._lock:
-            ms = max(int(time.time() * 1000) - DISCORD_EPOCH_MS, (self._last >> 22) + 1)
+            ms = max(self._now_ms() - DISCORD_EPOCH_MS, (self._last >> 22) + 1)
             ms += (shard_id - ms) % shard_count
             self._last = ms << 22
             return self._last

@@ -13,6 +13,9 @@
                           # cut_stream_next, error_in_stream_next, revoke_key, set_budget, reset
         emu.queue_reply("exact text", chunk_size=5, reasoning=None, cut_at_max_tokens=False)
         emu.stream_chunk_count = 2000; emu.keepalive_comments = True; emu.chunk_delay = 0.0
+        emu.stream_tps = 40.0       # stream answers in token-sized pieces, 1/40 s apart (default 0: at once,
+                                    # 8 pieces); the wait is emu.sleep (asyncio.sleep; a test may pass a gate)
+        emu.demo_answers = True     # the sandbox's longer answer (answers.demo_reply), long enough to see stream
         emu.sent_data     # digicord /send-data bodies accepted
         emu.received_audio  # aicredits/openai: every transcription upload's exact bytes (JSON or multipart)
 

@@ -21,6 +21,7 @@ import hashlib
 import json
 import math
 import random
+import re
 import struct
 from typing import Any
 
@@ -99,6 +100,27 @@ def split_text(text: str, *, chunk_size: int | None = None, chunk_count: int | N
     count = min(len(text), chunk_count or 8)
     bounds = [len(text) * i // count for i in range(count + 1)]
     return [text[a:b] for a, b in zip(bounds, bounds[1:])]
+
+
+_TOKEN_PIECE = re.compile(r"\s*\S{1,4}|\s+")
+
+
+def token_pieces(text: str) -> list[str]:
+    """``text`` cut into token-sized stream pieces (up to 4 visible characters with the spaces before
+    them), as a model streams it: ``"".join(token_pieces(t)) == t``. Never empty."""
+    return _TOKEN_PIECE.findall(text) or [""]
+
+
+def demo_reply(user_text: str, tokens_per_second: float) -> str:
+    """The sandbox's answer: the deterministic one, then a paragraph long enough to be seen streaming."""
+    pace = f"about {tokens_per_second:g} tokens per second" if tokens_per_second > 0 else "once, instantly"
+    return (
+        f"{expected_reply(user_text)}\n\n"
+        f"In the sandbox the emulated gateway streams its answers at {pace}, as a real model does: "
+        "the bot posts the first words at once, then edits its message about once a second while "
+        "the rest arrives, and shows the footer when the answer is complete. Put a gateway API key "
+        "in config.toml to talk to a real model instead."
+    )
 
 
 def fill_schema(schema: Any, text: str, depth: int = 0) -> Any:

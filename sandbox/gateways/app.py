@@ -118,7 +118,12 @@ class GatewayEmulator:
     """A local emulator of one AI gateway profile (see the package docstring for the contract)."""
 
     def __init__(self, profile: str, *, host: str = "127.0.0.1", port: int = 0,
-                 api_key: str | None = None) -> None:
+                 api_key: str | None = None, stream_tps: float = 0.0,
+                 sleep: Callable[[float], Awaitable[None]] | None = None, demo_answers: bool = False) -> None:
+        """``stream_tps``: stream chat answers in token-sized pieces at this many per second (0: as fast
+        as they are written, 8 pieces, as tests expect); ``sleep``: what waits between pieces
+        (``asyncio.sleep``; a test can pass a gate); ``demo_answers``: the sandbox's longer answers
+        (:func:`.answers.demo_reply`), so that the pace can be seen."""
         self.spec: Profile = get_profile(profile)
         self.profile: str = self.spec.name
         self.host = host
@@ -130,6 +135,9 @@ class GatewayEmulator:
         self.stream_chunk_count: int | None = None
         self.keepalive_comments: bool = True
         self.chunk_delay: float = 0.0  # optional pause between streamed chunks
+        self.stream_tps: float = stream_tps
+        self.sleep: Callable[[float], Awaitable[None]] = sleep or asyncio.sleep
+        self.demo_answers: bool = demo_answers
         self.balance_inr: float = 1000.0  # aicredits wallet shown by /v1/credits
         self.sent_data: list[dict[str, Any]] = []  # digicord /send-data bodies accepted
         self.received_audio: list[bytes] = []  # every transcription upload, byte for byte (both styles)

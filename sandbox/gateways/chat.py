@@ -116,6 +116,8 @@ def _build_answer(emu: "GatewayEmulator", served: ModelInfo, body: dict[str, Any
         text = " ".join(f.sentence for f in facts)
         if user_text:
             text += f' You asked: "{user_text}"'
+    elif emu.demo_answers:
+        text = answers.demo_reply(user_text, emu.stream_tps)
     else:
         text = answers.expected_reply(user_text)
     text = answers.apply_response_format(text, body.get("response_format"))
@@ -199,8 +201,10 @@ def _chat_events(emu: "GatewayEmulator", base: dict[str, Any], answer: Answer,
                  include_usage: bool) -> list[dict[str, Any]]:
     chunk_base = {**base, "object": "chat.completion.chunk"}
     deltas: list[dict[str, Any]] = []
+    by_token = emu.stream_tps > 0 and not answer.chunk_size and not emu.stream_chunk_count
     if answer.reasoning:
-        deltas += [{"reasoning": p} for p in answers.split_text(answer.reasoning, chunk_count=3)]
+        deltas += [{"reasoning": p} for p in (answers.token_pieces(answer.reasoning) if by_token
+                                              else answers.split_text(answer.reasoning, chunk_count=3))]
     if answer.tool_call:
         tc = answer.tool_call
         deltas.append({"tool_calls": [{"index": 0, "id": tc["id"], "type": "function",
@@ -208,9 +212,9 @@ def _chat_events(emu: "GatewayEmulator", base: dict[str, Any], answer: Answer,
         deltas += [{"tool_calls": [{"index": 0, "function": {"arguments": p}}]}
                    for p in answers.split_text(tc["arguments"], chunk_count=3)]
     if answer.content is not None:
-        deltas += [{"content": p} for p in answers.split_text(
+        deltas += [{"content": p} for p in (answers.token_pieces(answer.content) if by_token else answers.split_text(
             answer.content, chunk_size=answer.chunk_size,
-            chunk_count=None if answer.chunk_size else emu.stream_chunk_count)]
+            chunk_count=None if answer.chunk_size else emu.stream_chunk_count))]
     deltas[0] = {"role": "assistant", **deltas[0]}
     events = [{**chunk_base, "choices": [{"index": 0, "delta": d, "finish_reason": None}]} for d in deltas]
     events.append({**chunk_base, "choices": [{"index": 0, "delta": {}, "finish_reason": answer.finish_reason}]})
@@ -253,11 +257,22 @@ async def _write_events(emu: "GatewayEmulator", request: web.Request, resp: web.
             await resp.write(keepalive)
         if emu.chunk_delay:
             await asyncio.sleep(emu.chunk_delay)
+        if emu.stream_tps > 0 and _is_piece(event):
+            await emu.sleep(1 / emu.stream_tps)
     if cut is not None:  # fewer events than after_chunks: still drop before [DONE]
         _drop_connection(request)
         return
     await resp.write(b"data: [DONE]\n\n")
     await resp.write_eof()
+
+
+def _is_piece(event: dict[str, Any]) -> bool:
+    """Whether a stream event carries a piece of the answer (paced), rather than framing or usage."""
+    for choice in event.get("choices") or []:
+        delta = choice.get("delta") or {}
+        if choice.get("text") or delta.get("content") or delta.get("reasoning") or delta.get("tool_calls"):
+            return True
+    return False
 
 
 def _drop_connection(request: web.Request) -> None:

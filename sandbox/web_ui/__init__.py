@@ -22,6 +22,8 @@ Everything the page does is a user action of the emulator (``inject_slash_comman
 HTTP API (JSON; refusals are ``400 {"error"}``):
     GET  /api/state                 snapshot {world, commands, messages, typing}
     GET  /api/live                  websocket: snapshot, then {type: world|commands|messages|typing|notice|modal}
+    GET  /api/info                  {relay_url: the bot's web server (also shown for <bot-url> in its replies),
+                                     persistence: what the sandbox keeps across runs}
     POST /api/command               {name, options, user, channel_id} (multipart: json + files "option:<name>")
     POST /api/autocomplete          {name, options, focused, user, channel_id} -> {choices}
     POST /api/button | /api/select  {message_id, custom_id, user[, values]}

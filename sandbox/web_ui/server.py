@@ -23,7 +23,8 @@ class WebUI:
     """A Discord-like page driving ``emu`` as its users would; binds 127.0.0.1 only.
 
     ``relay_url`` is the bot's web server base URL (or a callable returning it once known): the relay
-    form is forwarded there as ``POST /send-data``.
+    form is forwarded there as ``POST /send-data``. ``persistence``: one sentence on what the sandbox
+    keeps across runs, shown on the page.
     """
 
     def __init__(
@@ -32,8 +33,10 @@ class WebUI:
         *,
         relay_url: Union[str, Callable[[], Optional[str]], None] = None,
         port: int = 0,
+        persistence: Optional[str] = None,
     ) -> None:
         self.emu = emu
+        self.persistence = persistence  # what is kept across runs, shown on the page
         self.host = "127.0.0.1"
         self.port = port
         self._relay_url = relay_url
@@ -99,8 +102,8 @@ class WebUI:
         return web.json_response(snapshot(self.emu))
 
     async def _info(self, request: web.Request) -> web.Response:
-        """Where the bot's /send-data lives (the relay form shows it for curl users)."""
-        return web.json_response({"relay_url": self.relay_url()})
+        """Where the bot's /send-data lives (the relay form shows it for curl users), what is kept."""
+        return web.json_response({"relay_url": self.relay_url(), "persistence": self.persistence})
 
     async def _attachment(self, request: web.Request) -> web.Response:
         try:

@@ -7,6 +7,7 @@ one origin; audio players alone stream from the emulator's CDN URL, as Discord's
 
 from __future__ import annotations
 
+import re
 from typing import TYPE_CHECKING, Any, Optional
 from urllib.parse import quote
 
@@ -21,6 +22,7 @@ SUB_COMMAND, SUB_COMMAND_GROUP = 1, 2
 THREAD_TYPES = (10, 11, 12)
 REFERENCE_SNIPPET = 120
 IS_VOICE_MESSAGE = 1 << 13
+MENTION = re.compile(r"<(@!?|@&|#)(\d+)>")
 
 
 def attachment_path(attachment_id: int, filename: str) -> str:
@@ -32,6 +34,24 @@ def display_name(emu: "DiscordEmulator", user_id: int) -> str:
     if user is None:
         return "Unknown user"
     return user.global_name or user.username
+
+
+def plain_mentions(emu: "DiscordEmulator", text: str) -> str:
+    """``<@id>``, ``<@&id>`` and ``<#id>`` as Discord's client shows them: @name, @role, #channel."""
+
+    def name(match: re.Match[str]) -> str:
+        kind, ident = match.group(1), int(match.group(2))
+        if kind == "#":
+            channel = emu.world.channels.get(ident)
+            return f"#{channel.name}" if channel is not None else "#unknown-channel"
+        if kind == "@&":
+            for guild in emu.world.guilds.values():
+                if ident in guild.roles:
+                    return f"@{guild.roles[ident].name}"
+            return "@unknown-role"
+        return f"@{display_name(emu, ident)}" if ident in emu.world.users else "@unknown-user"
+
+    return MENTION.sub(name, text)
 
 
 class UrlRewriter:
@@ -161,7 +181,7 @@ def message_view(emu: "DiscordEmulator", msg: MessageState) -> dict[str, Any]:
             view["reference"] = {
                 "message_id": str(target.id),
                 "author": display_name(emu, target.author_id),
-                "content": target.content[:REFERENCE_SNIPPET],
+                "content": plain_mentions(emu, target.content)[:REFERENCE_SNIPPET],
                 "voice": bool(target.flags & IS_VOICE_MESSAGE),
             }
     if msg.thread_id and msg.thread_id in emu.world.channels:

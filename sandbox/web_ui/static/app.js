@@ -54,6 +54,7 @@ function apply(event) {
       renderChannels();
       renderMessages(event.messages.map((m) => m.id));
       refreshRelay();
+      if (!state.info.relay_url) loadInfo();
       break;
     case "typing":
       state.typing = event.typing;
@@ -141,6 +142,7 @@ function renderHeader() {
 
 export function selectChannel(id) {
   stick = true;
+  document.body.classList.remove("drawer-open");
   state.channelId = id;
   state.guildId = guildOf(id)?.id;
   state.unread.delete(id);
@@ -176,7 +178,7 @@ function renderMessages(changedIds) {
   const keep = new Set();
   for (const m of list) {
     const first = startsGroup(m, prev);
-    const key = `${first}|${state.persona}|${JSON.stringify(m)}`;
+    const key = `${first}|${state.persona}|${state.info.relay_url}|${JSON.stringify(m)}`;
     let entry = rendered.get(m.id);
     if (!entry || entry.key !== key) {
       entry = { key, node: renderMessage(m, first) };
@@ -301,11 +303,33 @@ function openModal(event) {
 }
 
 // ---------------------------------------------------------------------------------------------
+// what the page says about the sandbox itself: where the bot's web server is, what is kept
+let infoLoading = false;
+async function loadInfo() {
+  if (infoLoading) return;
+  infoLoading = true;
+  try {
+    const info = await (await fetch("/api/info")).json();
+    const changed = info.relay_url !== state.info.relay_url;
+    state.info = info;
+    $("#persistence").textContent = info.persistence || "";
+    $("#persistence").hidden = !info.persistence;
+    refreshRelay();
+    if (changed && state.world) renderMessages();
+  } catch { /* shown again on the next update */ } finally {
+    infoLoading = false;
+  }
+}
+
+// ---------------------------------------------------------------------------------------------
 function init() {
   $("#messages").addEventListener("click", onMessagesClick);
   $("#messages").addEventListener("scroll", () => { stick = atBottom($("#messages")); });
   $("#messages").addEventListener("change", onSelectChange);
   $("#lightbox").addEventListener("click", () => { $("#lightbox").hidden = true; });
+  // Phones: the channel list is a drawer, opened from the header and closed by a touch outside it.
+  $("#sidebar-toggle").addEventListener("click", (ev) => { ev.stopPropagation(); document.body.classList.toggle("drawer-open"); });
+  $("#main").addEventListener("click", () => document.body.classList.remove("drawer-open"));
   $("#user-switch").addEventListener("change", (ev) => {
     state.persona = ev.target.value;
     localStorage.setItem("gatecord.persona", state.persona);
@@ -313,6 +337,7 @@ function init() {
   });
   initComposer({ onSent: () => { const box = $("#messages"); box.scrollTop = box.scrollHeight; } });
   initRelay({ selectChannel });
+  loadInfo();
   connect();
 }
 

@@ -34,7 +34,7 @@ export function initComposer({ onSent }) {
   const main = $("#main");
   main.addEventListener("dragover", (ev) => ev.preventDefault());
   main.addEventListener("drop", (ev) => { ev.preventDefault(); if (ev.dataTransfer?.files?.length) addFiles(ev.dataTransfer.files); });
-  document.addEventListener("keydown", (ev) => { if (ev.key === "Escape" && c.command && !document.querySelector(".ac-list")) cancelCommand(true); });
+  document.addEventListener("keydown", (ev) => { if (ev.key === "Escape" && !ev.defaultPrevented && c.command && !document.querySelector(".ac-list")) cancelCommand(true); });
 }
 
 // Called when the commands, the member or the channel change.
@@ -302,55 +302,69 @@ function placeholder(opt) {
 }
 
 // The bot's own autocomplete: a type-4 interaction with the option focused, answered with choices.
+// A suggestion replaces what was typed only when the member picks it (arrow keys then Enter or Tab,
+// a click, or Tab on a list made for exactly the text in the field); Enter otherwise sends what was
+// typed. A list made for older text is closed as soon as the text changes and never used.
 function attachAutocomplete(field, input, opt) {
   let timer = null;
   let choices = [];
-  let selected = 0;
-  const close = () => field.querySelector(".ac-list")?.remove();
+  let selected = -1;     // no suggestion picked until the member moves to one
+  let madeFor = null;    // the text the shown list answers
+  const close = () => { field.querySelector(".ac-list")?.remove(); choices = []; selected = -1; madeFor = null; };
+  const fresh = () => Boolean(field.querySelector(".ac-list")) && madeFor === input.value;
+  const pick = (i) => { input.value = String(choices[i].value); close(); };
   const show = () => {
-    close();
+    field.querySelector(".ac-list")?.remove();
     const list = document.createElement("div");
     list.className = "ac-list";
     list.setAttribute("role", "listbox");
+    list.dataset.for = madeFor;
     if (!choices.length) list.innerHTML = '<div class="ac-empty">No suggestions from the bot</div>';
     choices.forEach((ch, i) => {
       const item = document.createElement("div");
       item.className = `ac-choice${i === selected ? " selected" : ""}`;
       item.dataset.value = String(ch.value);
       item.textContent = ch.name;
-      item.addEventListener("mousedown", (ev) => { ev.preventDefault(); input.value = String(ch.value); close(); });
+      item.addEventListener("mousedown", (ev) => { ev.preventDefault(); pick(i); });
       list.appendChild(item);
     });
     field.appendChild(list);
   };
   const ask = async () => {
     const seq = ++c.acSeq;
+    const asked = input.value;
     try {
       const { data } = await post("/api/autocomplete", {
         name: c.command.path, options: currentValues(), focused: opt.name, user: state.persona, channel_id: state.channelId,
       });
-      if (seq !== c.acSeq || document.activeElement !== input) return;
+      if (seq !== c.acSeq || document.activeElement !== input || input.value !== asked) return;
       choices = data.choices || [];
-      selected = 0;
+      selected = -1;
+      madeFor = asked;
       show();
     } catch { /* the notice says why */ }
   };
   input.addEventListener("focus", () => { clearTimeout(timer); timer = setTimeout(ask, 50); });
-  input.addEventListener("input", () => { clearTimeout(timer); timer = setTimeout(ask, 250); });
-  input.addEventListener("blur", () => setTimeout(close, 150));
+  input.addEventListener("input", () => { close(); clearTimeout(timer); timer = setTimeout(ask, 250); });
+  input.addEventListener("blur", () => { clearTimeout(timer); setTimeout(close, 150); });
   input.addEventListener("keydown", (ev) => {
-    if (!field.querySelector(".ac-list") || !choices.length) return;
-    if (ev.key === "ArrowDown" || ev.key === "ArrowUp") {
+    if (!field.querySelector(".ac-list")) return;
+    if (!fresh()) { close(); return; } // made for other text: never used
+    if (ev.key === "Escape") {
       ev.preventDefault();
-      selected = (selected + (ev.key === "ArrowDown" ? 1 : -1) + choices.length) % choices.length;
+      close();
+    } else if (!choices.length) {
+      if (ev.key === "Enter") close(); // nothing to pick: Enter sends what was typed
+    } else if (ev.key === "ArrowDown" || ev.key === "ArrowUp") {
+      ev.preventDefault();
+      selected = selected < 0 ? (ev.key === "ArrowDown" ? 0 : choices.length - 1)
+        : (selected + (ev.key === "ArrowDown" ? 1 : -1) + choices.length) % choices.length;
       show();
-    } else if (ev.key === "Enter" || ev.key === "Tab") {
+    } else if (ev.key === "Tab" && !ev.shiftKey) {
       ev.preventDefault();
-      input.value = String(choices[selected].value);
-      close();
-    } else if (ev.key === "Escape") {
-      ev.preventDefault();
-      close();
+      pick(selected < 0 ? 0 : selected);
+    } else if (ev.key === "Enter") {
+      if (selected >= 0) { ev.preventDefault(); pick(selected); } else close(); // then the field sends what was typed
     }
   });
 }

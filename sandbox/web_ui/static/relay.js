@@ -36,6 +36,8 @@ function keyFromReply() {
 }
 
 export function refreshRelay() {
+  const url = state.info?.relay_url;
+  $("#relay-curl").textContent = url ? `From a shell: curl -X POST ${url}/send-data -H "Authorization: Bearer <key>" -H "Content-Type: application/json" -d @payload.json` : "";
   const key = keyFromReply();
   $("#relay-use-key").hidden = !key || $("#relay-key").value === key;
   if (!edited) $("#relay-body").value = example();
@@ -57,9 +59,6 @@ export function initRelay() {
   });
   $("#relay-use-key").addEventListener("click", () => { $("#relay-key").value = keyFromReply() || ""; refreshRelay(); });
   $("#relay-send").addEventListener("click", send);
-  fetch("/api/info").then((r) => r.json()).then((info) => {
-    if (info.relay_url) $("#relay-curl").textContent = `From a shell: curl -X POST ${info.relay_url}/send-data -H "Authorization: Bearer <key>" -H "Content-Type: application/json" -d @payload.json`;
-  }).catch(() => {});
 }
 
 async function send() {

@@ -11,6 +11,7 @@ export const state = {
   dismissed: new Set(), // ephemeral messages the member dismissed
   replyTo: null,
   connected: false,
+  info: {},             // /api/info: relay_url (the bot's web server), persistence (what is kept across runs)
 };
 
 export function me() {
