@@ -170,6 +170,8 @@ class Relay(commands.Cog):
             else f"posts appear as **{discord.utils.escape_markdown(record.name)}**"
             + (" with the avatar you gave" if record.avatar_url else "")
         )
+        base = self.bot.web.public_url or "<bot-url>"
+        where_hint = "" if self.bot.web.public_url else " (`[http] public_url` in the bot's configuration fills in <bot-url>)"
         await reply_privately(
             interaction,
             f"Relay key **{discord.utils.escape_markdown(record.name)}** created. "
@@ -178,8 +180,8 @@ class Relay(commands.Cog):
             f"Posts to: {where}. Identity: {identity}. "
             f"Mentions: {'allowed (from allowed_mentions)' if allow_mentions else 'never ping'}. "
             f"{describe_expiry(record, self.service.keys.clock()).capitalize()}.\n"
-            f"Use it against this bot's web server:\n"
-            f"```\ncurl -X POST <bot-url>/send-data -H 'Authorization: Bearer <key>' "
+            f"Use it against this bot's web server{where_hint}:\n"
+            f"```\ncurl -X POST {base}/send-data -H 'Authorization: Bearer <key>' "
             f"-H 'Content-Type: application/json' "
             f"-d '{{\"channelId\": \"{channel_ids[0]}\", \"content\": \"Hello\"}}'\n```"
             f"Revoke it any time with `/relay key revoke`.",

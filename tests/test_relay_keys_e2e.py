@@ -136,3 +136,23 @@ async def test_a_key_expires_and_says_so(bot_env: Any) -> None:
 async def test_junk_expiry_is_refused_with_what_is_accepted(bot_env: Any, junk: str) -> None:
     reply = await key_command(bot_env, {"name": "temp", "expires": junk})
     assert "`expires` must" in reply and "No key was created" in reply and not KEY_RE.search(reply)
+
+
+# -- the address in the key's reply -------------------------------------------------------------------
+async def test_the_key_reply_names_the_web_server_the_bot_listens_on(bot_env: Any) -> None:
+    reply = await key_command(bot_env, {"name": "where"})
+    assert f"curl -X POST {bot_env.bot.web.base_url}/send-data" in reply
+    assert "<bot-url>" not in reply
+
+
+@pytest.mark.bot_settings(http={"public_url": "https://relay.example.org/gatecord/"})
+async def test_the_key_reply_names_the_configured_public_url(bot_env: Any) -> None:
+    reply = await key_command(bot_env, {"name": "public"})
+    assert "curl -X POST https://relay.example.org/gatecord/send-data" in reply
+
+
+@pytest.mark.bot_settings(http={"host": "0.0.0.0"})
+async def test_a_wildcard_address_says_how_to_fill_in_the_url(bot_env: Any) -> None:
+    reply = await key_command(bot_env, {"name": "wild"})
+    assert "curl -X POST <bot-url>/send-data" in reply
+    assert "`[http] public_url` in the bot's configuration fills in <bot-url>" in reply

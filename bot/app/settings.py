@@ -213,6 +213,14 @@ class StorageSettings(_Section):
 class HttpSettings(_Section):
     host: str = "127.0.0.1"
     port: int = Field(8080, ge=0, le=65535)
+    #: the address outside systems reach the web server at (behind a proxy, a public host name); shown in the
+    #: relay key's reply. Unset: the listening address when it is a specific one (not 0.0.0.0 / ::)
+    public_url: HttpUrl | None = None
+
+    @field_validator("public_url", mode="before")
+    @classmethod
+    def _blank_is_unset(cls, value: object) -> object:
+        return None if isinstance(value, str) and not value.strip() else value
     max_body_bytes: int = Field(1024 * 1024, gt=0)
     # against slow and idle clients (bot/app/web_guard.py)
     header_timeout: float = Field(10.0, gt=0)  # a request head must arrive whole within this (from its first byte)

@@ -76,6 +76,16 @@ class WebServer:
             raise RuntimeError("the web server is not started")
         return f"http://{self.host}:{self.bound_port}"
 
+    @property
+    def public_url(self) -> str | None:
+        """Where outside systems reach this server: ``[http] public_url``, else the listening address when it
+        is a specific one; None when unknown (a wildcard address says nothing of how the machine is reached)."""
+        if self.limits.public_url:
+            return self.limits.public_url.rstrip("/")
+        if self.bound_port is None or self.host in ("", "0.0.0.0", "::"):
+            return None
+        return self.base_url
+
     def add_readiness_check(self, name: str, check: ReadinessCheck) -> None:
         """``GET /ready`` answers 200 only when every registered check passes."""
         self._readiness[name] = check

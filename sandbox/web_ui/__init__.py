@@ -22,7 +22,7 @@ Everything the page does is a user action of the emulator (``inject_slash_comman
 HTTP API (JSON; refusals are ``400 {"error"}``):
     GET  /api/state                 snapshot {world, commands, messages, typing}
     GET  /api/live                  websocket: snapshot, then {type: world|commands|messages|typing|notice|modal}
-    GET  /api/info                  {relay_url: the bot's web server (also shown for <bot-url> in its replies),
+    GET  /api/info                  {relay_url: the bot's web server,
                                      persistence: what the sandbox keeps across runs}
     POST /api/command               {name, options, user, channel_id} (multipart: json + files "option:<name>")
     POST /api/autocomplete          {name, options, focused, user, channel_id} -> {choices}

@@ -178,7 +178,7 @@ function renderMessages(changedIds) {
   const keep = new Set();
   for (const m of list) {
     const first = startsGroup(m, prev);
-    const key = `${first}|${state.persona}|${state.info.relay_url}|${JSON.stringify(m)}`;
+    const key = `${first}|${state.persona}|${JSON.stringify(m)}`;
     let entry = rendered.get(m.id);
     if (!entry || entry.key !== key) {
       entry = { key, node: renderMessage(m, first) };
@@ -310,12 +310,10 @@ async function loadInfo() {
   infoLoading = true;
   try {
     const info = await (await fetch("/api/info")).json();
-    const changed = info.relay_url !== state.info.relay_url;
     state.info = info;
     $("#persistence").textContent = info.persistence || "";
     $("#persistence").hidden = !info.persistence;
     refreshRelay();
-    if (changed && state.world) renderMessages();
   } catch { /* shown again on the next update */ } finally {
     infoLoading = false;
   }

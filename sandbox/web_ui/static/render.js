@@ -43,13 +43,6 @@ function formatSize(n) {
   return `${(n / 1024 / 1024).toFixed(2)} MB`;
 }
 
-// The bot cannot know the address it is reached at, so its relay key reply says <bot-url>; the
-// sandbox knows it (its own bot's web server) and shows it there.
-function withBotUrl(text) {
-  const url = state.info?.relay_url;
-  return url && text ? String(text).replaceAll("<bot-url>", url) : text;
-}
-
 function timeLabel(msg) {
   const d = snowflakeDate(msg.id);
   return d.toLocaleTimeString([], { hour: "2-digit", minute: "2-digit" });
@@ -254,7 +247,7 @@ export function renderMessage(msg, first) {
   if (msg.loading && !msg.content) {
     body.appendChild(el("div", "thinking", `${escapeHtml(msg.author.name)} is thinking<span class="dots"></span>`));
   }
-  const content = el("div", "content", markdown(withBotUrl(msg.content)));
+  const content = el("div", "content", markdown(msg.content));
   if (msg.edited && msg.content) {
     const last = content.lastChild;
     const into = last && last.nodeType === 1 && last.tagName !== "PRE" ? last : content;
