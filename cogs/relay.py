@@ -171,7 +171,8 @@ class Relay(commands.Cog):
             + (" with the avatar you gave" if record.avatar_url else "")
         )
         base = self.bot.web.public_url or "<bot-url>"
-        where_hint = "" if self.bot.web.public_url else " (`[http] public_url` in the bot's configuration fills in <bot-url>)"
+        where_hint = "" if self.bot.web.public_url else \
+            " (`[http] public_url` in the bot's configuration fills in <bot-url>)"
         await reply_privately(
             interaction,
             f"Relay key **{discord.utils.escape_markdown(record.name)}** created. "
