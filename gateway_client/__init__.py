@@ -15,6 +15,7 @@ from .errors import (
     PermissionDenied,
     QuotaExceeded,
     RateLimited,
+    ResultDownloadFailed,
     StreamInterrupted,
     Unsupported,
     UpstreamUnavailable,
@@ -44,5 +45,5 @@ __all__ = [
     "Usage", "SpeechAudio", "Transcription", "PROFILES", "Profile", "get_profile", "register_profile",
     "GatewayError", "AuthenticationError", "PermissionDenied", "RateLimited", "ModelNotFound", "ContextTooLong",
     "InvalidRequest", "UpstreamUnavailable", "GatewayTimeout", "StreamInterrupted", "QuotaExceeded",
-    "InsufficientCredits", "Unsupported", "InvalidResponse",
+    "InsufficientCredits", "Unsupported", "InvalidResponse", "ResultDownloadFailed",
 ]

@@ -29,6 +29,7 @@ __all__ = [
     "InsufficientCredits",
     "Unsupported",
     "InvalidResponse",
+    "ResultDownloadFailed",
     "redact",
     "error_from_response",
     "error_from_payload",
@@ -170,6 +171,23 @@ class InvalidResponse(UpstreamUnavailable):
     """The gateway answered 2xx with a body that could not be understood (e.g. invalid JSON)."""
 
     default_message = "the gateway sent an unreadable response"
+
+
+class ResultDownloadFailed(UpstreamUnavailable):
+    """The gateway answered with a result URL (so it made, and charged for, the result), but fetching that
+    URL failed. ``host`` is where from; ``status`` the HTTP status, or None with ``reason`` (no answer)."""
+
+    default_message = "the result file could not be downloaded"
+
+    def __init__(self, message: str = "", *, host: str, reason: str = "", **kwargs: Any) -> None:
+        super().__init__(message, **kwargs)
+        self.host = host
+        self.reason = reason
+
+    def user_message(self) -> str:
+        why = f"HTTP {self.status}" if self.status else (self.reason or "no answer")
+        return (f"The AI gateway made the image, but downloading it from {self.host} failed ({why}). Try again; "
+                "if it keeps happening, whoever runs the bot should check where the gateway stores its results.")
 
 
 class GatewayTimeout(GatewayError):

@@ -23,6 +23,7 @@ from .errors import (
     GatewayError,
     GatewayTimeout,
     InvalidResponse,
+    ResultDownloadFailed,
     UpstreamUnavailable,
     error_from_payload,
     error_from_response,
@@ -122,6 +123,27 @@ def _transport_error(exc: BaseException, gw: Gateway, what: str, timeout: float 
                                   secrets=gw.secrets)
         err.connection_error = True
     return err
+
+
+def url_host(url: str) -> str:
+    """``host`` or ``host:port`` of a URL (never its user info or path), for messages."""
+    try:
+        parsed = yarl.URL(url)
+    except ValueError:
+        return "an unreadable address"
+    host = parsed.host or "an unknown host"
+    return f"{host}:{parsed.explicit_port}" if parsed.explicit_port is not None else host
+
+
+def _download_reason(exc: BaseException, timeout: float | None) -> str:
+    """Why a result download got no answer, in a few words."""
+    if isinstance(exc, aiohttp.ConnectionTimeoutError):
+        return "could not connect in time"
+    if isinstance(exc, TimeoutError):
+        return f"no complete answer within {timeout:g} s" if timeout else "timed out"
+    if isinstance(exc, aiohttp.ClientConnectorError):
+        return "could not connect"
+    return "the connection failed"
 
 
 class Transport:
@@ -299,9 +321,11 @@ class Transport:
         through the gateway's session, with the API key. Any other must be http(s) on a public address
         (gateway_client/safe_urls.py), checked again on every hop; it never gets the API key."""
         timeout = self.timeout()
+        host = url_host(url)
         try:
             async with asyncio.timeout(timeout.total):
                 for _hop in range(MAX_REDIRECTS + 1):
+                    host = url_host(url)
                     if gw.same_origin(url):
                         session, headers = self._session(), dict(gw.auth_headers)
                     else:
@@ -325,15 +349,19 @@ class Transport:
                                       profile=gw.profile.name)
         except GatewayError:
             raise
-        except (TimeoutError, aiohttp.ClientError, ValueError) as exc:  # ValueError: an unusable Location
+        except ValueError as exc:  # an unusable Location
             raise _transport_error(exc, gw, "with the result file", timeout.total) from None
+        except (TimeoutError, aiohttp.ClientError) as exc:
+            # the gateway made the result: say that fetching it failed, and from where, not "gateway down"
+            raise ResultDownloadFailed(f"downloading the result from {host} failed: {type(exc).__name__}",
+                                       host=host, reason=_download_reason(exc, timeout.total),
+                                       profile=gw.profile.name, secrets=gw.secrets) from None
 
     async def _read_result(self, gw: Gateway, resp: aiohttp.ClientResponse, cap: int) -> tuple[bytes, str]:
         if resp.status >= 400:
-            body = await resp.content.read(4096)
-            meta = gw.new_meta("download", None)
-            meta.status = resp.status
-            raise self.error(gw, meta, body, resp.headers)
+            raise ResultDownloadFailed(f"downloading the result from {url_host(str(resp.url))} answered HTTP "
+                                       f"{resp.status}", host=url_host(str(resp.url)), status=resp.status,
+                                       profile=gw.profile.name, secrets=gw.secrets)
         length = resp.content_length
         if length is not None and length > cap:
             raise InvalidResponse(f"result file is {length} bytes, above the {cap}-byte cap",

@@ -7,7 +7,10 @@ from collections.abc import Mapping
 from dataclasses import dataclass, field
 from typing import Any
 
-__all__ = ["CallMeta", "apply_headers", "apply_body", "parse_reset"]
+__all__ = ["COST_UNITS", "CallMeta", "apply_headers", "apply_body", "parse_reset"]
+
+#: header map fields that carry a call's cost -> the unit they state (see ``CallMeta.cost_unit``)
+COST_UNITS: dict[str, str] = {"credits_used": "credits", "cost_usd": "USD"}
 
 
 @dataclass(slots=True)
@@ -37,6 +40,9 @@ class CallMeta:
     upstream: str | None = None
     tier: str | None = None
     credits_used: float | None = None
+    #: the unit of ``credits_used`` as the gateway reported it: "credits" (``x-credits-used``), a currency
+    #: code such as "USD" (LiteLLM's ``x-litellm-response-cost``), or None when the gateway did not say
+    cost_unit: str | None = None
     latency_ms: float | None = None
     gateway_latency_ms: float | None = None
     ratelimit_limit: int | None = None
@@ -144,8 +150,9 @@ def apply_headers(meta: CallMeta, headers: Mapping[str, str], header_map: Mappin
             meta.upstream = raw
         elif fname == "tier":
             meta.tier = raw
-        elif fname == "credits_used":
+        elif fname in COST_UNITS:
             meta.credits_used = _float(raw)
+            meta.cost_unit = COST_UNITS[fname] if meta.credits_used is not None else None
         elif fname == "gateway_latency_ms":
             meta.gateway_latency_ms = _float(raw)
         elif fname == "ratelimit_limit":
@@ -177,9 +184,11 @@ def apply_body(meta: CallMeta, body: Mapping[str, Any]) -> None:
     if meta.credits_used is None:
         usage = body.get("usage")
         if isinstance(usage, dict):
-            cost = usage.get("cost", usage.get("credits"))
-            if isinstance(cost, (int, float)) and not isinstance(cost, bool):
-                meta.credits_used = float(cost)
+            for key, unit in (("cost", None), ("credits", "credits")):  # a bare "cost" has no stated unit
+                cost = usage.get(key)
+                if isinstance(cost, (int, float)) and not isinstance(cost, bool):
+                    meta.credits_used, meta.cost_unit = float(cost), unit
+                    break
     if meta.fallback_from is None:
         fb = body.get("fallback_from")
         if isinstance(fb, str) and fb:

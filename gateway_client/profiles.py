@@ -303,7 +303,8 @@ PROFILES: dict[str, Profile] = {
     ),
     "openai": Profile(
         name="openai",
-        description="OpenAI surface plus x-request-id, x-credits-used, x-model-used, x-fallback-from/-depth",
+        description="OpenAI surface plus x-request-id, x-credits-used (or LiteLLM's x-litellm-response-cost, "
+                    "in US dollars), x-model-used, x-fallback-from/-depth",
         base_path="/v1",
         endpoints=_frozen({
             "chat": "chat/completions",
@@ -315,6 +316,7 @@ PROFILES: dict[str, Profile] = {
         health=HealthProbe("models", "models", auth=True),
         meta_headers=_headers({
             "credits_used": ("x-credits-used",),
+            "cost_usd": ("x-litellm-response-cost",),  # a LiteLLM proxy: the call's cost in US dollars
             "model_used": ("x-model-used",),
             "fallback_from": ("x-fallback-from",),
             "fallback_depth": ("x-fallback-depth",),

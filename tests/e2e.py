@@ -32,6 +32,20 @@ def final(message: Any) -> bool:
     return bool(message.content) and WRITING_MARKER not in message.content
 
 
+def shown(rec: Any) -> Any:
+    """What the member sees for a deferred command once it is finished: its answer (the original
+    response), or the private followup a refusal sent after deleting the "thinking…" message; None yet."""
+    if rec.original is not None and not rec.original.deleted:
+        return rec.original if final(rec.original) else None
+    return next((m for m in rec.followups if final(m)), None)
+
+
+async def wait_shown(rec: Any, timeout: float = 10.0) -> Any:
+    """``shown(rec)``, waited for."""
+    await rec.wait_final(lambda r: shown(r) is not None, timeout)
+    return shown(rec)
+
+
 async def wait_reply(emu: DiscordEmulator, user_msg: Any, timeout: float = 10.0) -> Any:
     """The bot's finished reply to ``user_msg`` (a message that references it)."""
 

@@ -213,7 +213,8 @@ async def test_voice_budgets_through_quota_mylimits_and_usage(bot_env: Any) -> N
     with pytest.raises(BudgetExceeded) as info:
         await bot.quotas.reserve(alice, Feature.SPEECH, speech_chars=21)
     assert info.value.user_message().startswith(
-        "Your daily speech character budget (500) has only 20 left, not enough for this request; it resets in ")
+        "Your daily speech character budget (500, set by this server for each member) has only 20 left, not enough"
+        " for this request; it resets in ")
     with pytest.raises(BudgetExceeded) as info:
         await bot.quotas.reserve(alice, Feature.TRANSCRIPTION, transcription_seconds=1)
     assert info.value.user_message().startswith("This server's daily transcription second budget (0) is used up;")

@@ -11,7 +11,7 @@ import pytest
 from bot.rendering.limits import INTERACTION_ACK_SECONDS, MESSAGE_CONTENT
 from bot.rendering.stream import WRITING_MARKER
 from sandbox.gateways import MODEL_ROLES, expected_reply, expected_thought
-from tests.e2e import BotEnv, final, wait_reply
+from tests.e2e import BotEnv, final, wait_reply, wait_shown
 
 FOOTER = re.compile(r"\n-# [^\n]*$")
 
@@ -281,8 +281,9 @@ async def test_budget_exhausted_message(bot_env: Any) -> None:
     await bot_env.bot.quotas.set_limit(bot_env.discord.guild_id, "member", "chat_requests", 1, actor_id=1)
     rec = await run_chat(bot_env, "one")
     assert answer_text(rec.original.content) == expected_reply("one")
-    rec = await run_chat(bot_env, "two")
-    assert rec.original.content.startswith("⚠️ ") and "budget" in rec.original.content.lower()
+    rec = await bot_env.discord.inject_slash_command("chat", {"prompt": "two"}, user="alice")
+    refusal = await wait_shown(rec)
+    assert refusal.content.startswith("⚠️ ") and "budget" in refusal.content.lower() and refusal.ephemeral
     assert len(chat_requests(bot_env.gateway)) == 1
 
 

@@ -55,11 +55,25 @@ async def test_check_reports_a_rejected_key_and_a_missing_token(tmp_path: Path) 
         cfg.write_text(f'[gateway]\nprofile = "aiproxy"\nbase_url = "{emu.root_url}"\n')
         code, out, err = await run_check(cfg, {"GATECORD_GATEWAY__API_KEY": "wrong-key-123456"})
         assert code == 1
-        assert "token MISSING" in out
+        assert "discord: token not set;" in out
         assert "gateway models: FAILED" in out
         assert "wrong-key-123456" not in out + err
         assert "model calls: none (the gateway answered neither its health probe nor its model list)" in out
         assert [r.path for r in emu.requests if r.method == "POST"] == []  # no call made with a refused key
+
+
+async def test_a_missing_token_is_a_note_for_run_only_not_a_problem(tmp_path: Path) -> None:
+    async with GatewayEmulator("openai") as emu:
+        cfg = tmp_path / "cfg.toml"
+        cfg.write_text(f'[gateway]\nprofile = "openai"\nbase_url = "{emu.root_url}"\n'
+                       f'[storage]\npath = "{tmp_path / "g.db"}"\n')
+        code, out, err = await run_check(cfg, {"GATECORD_GATEWAY__API_KEY": emu.api_key})
+        assert (code, err) == (0, ""), out + err
+        lines = out.splitlines()
+        assert lines[0] == "discord: token not set; API https://discord.com/api/v10"
+        assert lines[1] == ("  note: the token is needed for `gatecord run` only (set GATECORD_DISCORD__TOKEN); "
+                            "`make run` and `gatecord sandbox` work without one")
+        assert lines[-1] == "check: all good"
 
 
 async def test_check_reports_an_unreachable_gateway(tmp_path: Path) -> None:

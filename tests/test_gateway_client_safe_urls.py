@@ -14,10 +14,11 @@ from aiohttp import web
 
 from bot.rendering.errors import user_error_message
 from gateway_client.config import ClientOptions, GatewayConfig
-from gateway_client.errors import InvalidResponse
+from gateway_client.errors import InvalidResponse, ResultDownloadFailed
 from gateway_client.http import Gateway, Transport
 from gateway_client.safe_urls import UnsafeURL, is_public_address
 from tests.e2e import serve_app
+from tests.pg_server import free_port
 
 PNG = b"\x89PNG\r\n\x1a\n" + b"\x00" * 32
 
@@ -137,3 +138,14 @@ def test_address_classification() -> None:
                "::ffff:127.0.0.1", "2002:a00:1::1", "not an address"]
     assert [a for a in public if not is_public_address(a)] == []
     assert [a for a in private if is_public_address(a)] == []
+
+
+async def test_a_result_host_that_does_not_answer_is_named(transport: Any) -> None:
+    t, _ = transport
+    port = free_port()  # nothing listens there: the gateway's own origin (loopback is refused elsewhere)
+    gw = Gateway.from_config(GatewayConfig(profile="openai", base_url=f"http://127.0.0.1:{port}/v1", api_key="sk-k"))
+    with pytest.raises(ResultDownloadFailed) as exc:
+        await t.download(gw, f"http://127.0.0.1:{port}/files/a.png", cap=1000)
+    assert (exc.value.host, exc.value.status, exc.value.reason) == (f"127.0.0.1:{port}", None, "could not connect")
+    assert user_error_message(exc.value).startswith(
+        f"The AI gateway made the image, but downloading it from 127.0.0.1:{port} failed (could not connect).")

@@ -138,7 +138,7 @@ def test_close_open_fence() -> None:
 
 def test_footer_shows_model_fallback_tokens_and_credits() -> None:
     meta = CallMeta(profile="openai", model_used="small-model", fallback_from="big-model", fallback_depth=1,
-                    credits_used=0.0021)
+                    credits_used=0.0021, cost_unit="credits")
     line = footer_line(meta, Usage(prompt_tokens=1000, completion_tokens=234, total_tokens=1234))
     assert line.startswith("-# ")
     assert "`small-model`" in line and "fallback from `big-model`" in line

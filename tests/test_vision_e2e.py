@@ -17,7 +17,7 @@ from aiohttp import web
 from PIL import Image
 
 from sandbox.gateways import MODEL_ROLES
-from tests.e2e import final, serve_app, start_bot, wait_reply
+from tests.e2e import final, serve_app, start_bot, wait_reply, wait_shown
 
 OPENAI_NON_VISION = MODEL_ROLES["openai"]["non_vision"]
 DIGICORD_CHAT = MODEL_ROLES["digicord"]["chat"]
@@ -83,7 +83,7 @@ def data_url_image(ref: str) -> Image.Image:
 
 async def run_vision(env: Any, image: tuple[str, bytes, str], timeout: float = 10.0, **options: Any) -> Any:
     rec = await env.discord.inject_slash_command("vision", options, attachments={"image": image})
-    return await rec.wait_final(final, timeout=timeout)
+    return await wait_shown(rec, timeout=timeout)
 
 
 
@@ -402,10 +402,11 @@ async def test_concurrent_questions_cannot_both_pass_for_the_last_unit(bot_env: 
     emu = bot_env.discord
     recs = [await emu.inject_slash_command("vision", {}, attachments={"image": (f"p{i}.png", png(64, 48), "image/png")})
             for i in range(2)]
-    msgs = await asyncio.gather(*(rec.wait_final(final, timeout=10) for rec in recs))
+    msgs = await asyncio.gather(*(wait_shown(rec, timeout=10) for rec in recs))
     answered = [m for m in msgs if "64x48" in m.content]
     refused = [m for m in msgs if m.content.startswith("⚠️")]
     assert len(answered) == 1 and len(refused) == 1 and "image question" in refused[0].content
+    assert refused[0].ephemeral
     assert len(emu.cdn.downloads) == 1, emu.cdn.downloads  # the refused one downloaded nothing
     assert len(chat_requests(bot_env.gateway)) == 1
 

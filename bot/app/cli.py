@@ -227,8 +227,10 @@ async def _run(settings: Settings) -> int:
     """Run until Discord ends the session or a signal comes. On SIGTERM/SIGINT the bot drains (new work
     refused, work in progress finished within ``shutdown.drain_seconds``) and exits 0; a second
     signal during the drain exits at once (128 + the signal's number)."""
+    import aiohttp
     import discord
 
+    from bot.app.discord_reach import DiscordUnreachable, describe_connection_error, wait_for_discord
     from bot.app.factory import create_bot
 
     try:
@@ -236,6 +238,12 @@ async def _run(settings: Settings) -> int:
     except StorageError as exc:
         print(f"gatecord: {exc}", file=sys.stderr)
         return storage_exit_code(exc)
+    try:
+        await wait_for_discord(settings.discord.api_base_url, retries=settings.discord.connect_retries,
+                               backoff=settings.discord.connect_backoff_seconds, say=_say)
+    except DiscordUnreachable as exc:
+        print(f"gatecord: {exc}", file=sys.stderr)
+        return EXIT_FAILURE
     bot = create_bot(settings)
     loop = asyncio.get_running_loop()
     stopping = asyncio.Event()
@@ -272,7 +280,15 @@ async def _run(settings: Settings) -> int:
             raise
         print(f"gatecord: {SHARD_CLOSE_CODES[exc.code]}", file=sys.stderr)
         return EXIT_CONFIG
+    except aiohttp.ClientConnectionError as exc:  # Discord answered the probe, then went away during start-up
+        print(f"gatecord: lost the connection to Discord while starting ({describe_connection_error(exc)}); "
+              "try again", file=sys.stderr)
+        return EXIT_FAILURE
     return 0
+
+
+def _say(line: str) -> None:
+    print(f"gatecord: {line}", file=sys.stderr, flush=True)
 
 
 async def _web(settings: Settings) -> int:
@@ -346,11 +362,10 @@ async def _check(settings: Settings, *, calls: bool = True) -> int:
         return EXIT_CONFIG
     problems = 0 if database_ok else 1
     token = settings.discord.token.get_secret_value().strip()
-    print(
-        f"discord: token {'set' if token else 'MISSING (set GATECORD_DISCORD__TOKEN)'}; "
-        f"API {settings.discord.api_base_url}"
-    )
-    problems += 0 if token else 1
+    print(f"discord: token {'set' if token else 'not set'}; API {settings.discord.api_base_url}")
+    if not token:  # a note, not a problem: the sandbox needs no token
+        print("  note: the token is needed for `gatecord run` only (set GATECORD_DISCORD__TOKEN); "
+              "`make run` and `gatecord sandbox` work without one")
     print(database)
     g = settings.gateway
     print(f"gateway: profile {g.profile} at {g.base_url}; key {'set' if g.api_key.get_secret_value() else 'not set'}")

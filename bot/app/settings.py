@@ -118,6 +118,10 @@ class DiscordSettings(_Section):
     identify_interval_seconds: float = Field(5.0, gt=0, le=60)
     #: connections discord.py's HTTP session keeps to Discord (a bounded, reused pool: see bench/chat_load.py)
     http_connections: int = Field(32, ge=1, le=1000)
+    #: `gatecord run`: how many more times to try a Discord that can't be reached at start-up, before giving up
+    connect_retries: int = Field(5, ge=0, le=100)
+    #: the first wait between those tries (seconds); it doubles each time, up to a minute
+    connect_backoff_seconds: float = Field(2.0, ge=0, le=300)
     #: shards across every `gatecord run` process; unset: Discord's recommended count, all in this process
     shard_count: int | None = Field(None, ge=1)
     #: the shards this process connects (each in 0..shard_count-1); unset or empty: all of them

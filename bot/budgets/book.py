@@ -112,6 +112,17 @@ class LimitBook:
             resolved = rows.resolved[overriding] = self.resolve(rows, overriding)
         return resolved
 
+    async def granting_role(self, guild_id: int, role_ids: Iterable[int], kind: str) -> int | None:
+        """The role whose override sets this member's ``kind`` limit (the most generous one, as in
+        ``resolve``), so a refusal can name it; None when no role overrides ``kind``."""
+        rows = await self.rows(guild_id)
+        best: tuple[float, int] | None = None
+        for role_id in role_ids:
+            value = rows.roles.get(role_id, {}).get(kind)
+            if value is not None and (best is None or value > best[0]):
+                best = (value, role_id)
+        return best[1] if best is not None else None
+
     def resolve(self, rows: GuildLimitRows, role_ids: Iterable[int]) -> tuple[Limits, Limits]:
         guild: Limits = {}
         member: Limits = {}

@@ -214,7 +214,9 @@ class _Room:
         return used + reserved
 
     def exceeded(self, kind: str, scope: str, limit: float) -> BudgetExceeded:
-        return BudgetExceeded(kind, scope, limit, self.taken(scope, kind), next_reset(self.moment), at=self.moment)
+        source = next((limits[kind][1] for name, limits in self.scopes if name == scope), "config")
+        return BudgetExceeded(kind, scope, limit, self.taken(scope, kind), next_reset(self.moment), at=self.moment,
+                              source=source)
 
     def tightest(self, kind: str) -> tuple[str, float, float] | None:
         """(scope, limit, remaining) of the limited scope with the least left, or None if unlimited."""
@@ -376,10 +378,20 @@ class BudgetEngine:
         outcome, swept = await self.store.run(body)
         if isinstance(outcome, BudgetExceeded):
             self._learn_expiry(swept)
+            if outcome.source == "role" and requester.guild_id is not None:
+                await self._name_role(outcome, requester.guild_id, requester.role_ids)
             raise outcome
         self._learn_expiry(swept, reservation.expires_at.timestamp())
         reservation.granted_tokens = outcome.granted_tokens
         return reservation
+
+    async def _name_role(self, refused: BudgetExceeded, guild_id: int, role_ids: tuple[int, ...]) -> None:
+        """Say which role's override refused (an @everyone override reads as the server's own setting)."""
+        role_id = await self.book.granting_role(guild_id, role_ids, refused.kind)
+        if role_id == guild_id:
+            refused.source = "server"
+        else:
+            refused.role_id = role_id
 
     def _reserve_in(
         self, tx: SyncTx, ask: _Ask, scopes: list[tuple[str, Limits]], reservation: Reservation,

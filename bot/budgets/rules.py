@@ -153,7 +153,9 @@ class BudgetExceeded(UserFacingError):
     """A daily budget has no room for this request.
 
     ``used`` counts settled plus in-flight (reserved) usage; ``at`` is when the check happened, so
-    ``user_message()`` can say how long until the reset.
+    ``user_message()`` can say how long until the reset. ``source`` is who set the limit ("config" |
+    "server" | "role", as in bot/budgets/book.py) and ``role_id`` the role whose override it is, so
+    the member reads whose budget ran out.
     """
 
     code = "budget_exceeded"
@@ -167,8 +169,12 @@ class BudgetExceeded(UserFacingError):
         resets_at: datetime,
         *,
         at: datetime | None = None,
+        source: str = "config",
+        role_id: int | None = None,
     ) -> None:
         self.kind = kind
+        self.source = source
+        self.role_id = role_id
         self.scope = scope
         self.limit = limit
         self.used = used
@@ -181,7 +187,8 @@ class BudgetExceeded(UserFacingError):
         return max(0.0, self.limit - self.used)
 
     def user_message(self, now: datetime | None = None) -> str:
-        """e.g. "This server's daily image budget (20) is used up; it resets in 3 h 12 min (00:00 UTC)." """
+        """e.g. "This server's daily image budget (20) is used up; it resets in 3 h 12 min (00:00 UTC)."
+        or "Your daily token budget (5,000, set for your role <@&42>) has only 12 left, …" """
         whose = "This server's" if self.scope == "guild" else "Your"
         noun = KIND_NOUNS.get(self.kind, (self.kind, self.kind))[0]
         left = self.remaining
@@ -191,6 +198,14 @@ class BudgetExceeded(UserFacingError):
         )
         wait = format_duration((self.resets_at - (now or self.at)).total_seconds())
         return (
-            f"{whose} daily {noun} budget ({format_amount(self.kind, self.limit)}) {state}; "
+            f"{whose} daily {noun} budget ({format_amount(self.kind, self.limit)}{self._set_by()}) {state}; "
             f"it resets in {wait} ({self.resets_at.astimezone(UTC):%H:%M} UTC)."
         )
+
+    def _set_by(self) -> str:
+        """Who set a member's limit, when it is not the bot's default (a role mention renders as its name)."""
+        if self.scope != "member" or self.source == "config":
+            return ""
+        if self.source == "role":
+            return ", set for one of your roles" if self.role_id is None else f", set for your role <@&{self.role_id}>"
+        return ", set by this server for each member"

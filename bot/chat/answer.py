@@ -23,7 +23,7 @@ from bot.budgets.engine import Reservation
 from bot.budgets.rules import BudgetExceeded, Feature, Requester
 from bot.chat.conversation import estimate_tokens
 from bot.rendering.errors import describe_error, error_code, incomplete_notice
-from bot.rendering.replies import ERROR_PREFIX
+from bot.rendering.replies import ERROR_PREFIX, refuse
 from bot.rendering.stream import FileData, MessageTarget, Pressure, RenderStats, StreamRenderer
 from bot.rendering.text import footer_line
 from bot.rendering.user_facing import UserFacingError
@@ -197,13 +197,13 @@ class AnswerRunner:
 
     async def show_refusal(self, target: MessageTarget, exc: BaseException, spec: AnswerSpec | None = None) -> None:
         """Show why nothing was asked (a budget, a refused image …) as the answer's only message (under
-        the spec's header line, if any)."""
+        the spec's header line, if any); a slash command's refusal is private to the member."""
         text = ERROR_PREFIX + await describe_error(exc, gateway=self.gateway, model=spec.model if spec else None,
                                                    kinds=spec.model_kinds if spec else (ModelKind.CHAT,))
         if spec is not None and spec.header:
             text = f"{spec.header}\n{text}"
         try:
-            await target.put(0, text)
+            await refuse(target, text)  # private for a slash command
         except Exception as show_error:
             log.warning("error message could not be shown: %r", show_error)
 

@@ -3,7 +3,8 @@
 ``InteractionTarget`` and ``ChannelReplyTarget`` are the two places an answer is written (a deferred
 interaction, or a reply in a channel); the stream renderer only sees their ``put``/``remove``.
 ``reply_privately`` is the single "answer or follow up, ephemeral, pinging nobody" helper that
-commands and the command tree's error handler use.
+commands and the command tree's error handler use; ``refuse`` tells a member privately why a deferred
+command was refused.
 """
 
 from __future__ import annotations
@@ -17,7 +18,7 @@ from typing import Any
 import discord
 
 from bot.rendering import limits
-from bot.rendering.stream import FileData
+from bot.rendering.stream import FileData, MessageTarget
 from bot.rendering.text import truncate
 
 log = logging.getLogger(__name__)
@@ -27,6 +28,7 @@ __all__ = [
     "NO_MENTIONS",
     "ChannelReplyTarget",
     "InteractionTarget",
+    "refuse",
     "reply_privately",
     "reply_quietly",
 ]
@@ -166,6 +168,34 @@ class InteractionTarget(_AnswerMessages):
                 content, files=discord_files(files), ephemeral=self.ephemeral, allowed_mentions=NO_MENTIONS, wait=True
             )
         await self._created(msg)
+
+
+    async def refuse(self, content: str) -> None:
+        """Tell only the member why nothing was asked (a budget, a refused file …).
+
+        A public deferral cannot become private (the "thinking…" response keeps the visibility it was
+        deferred with, and so does the first followup after it), so a public one is deleted and the
+        refusal is sent as an ephemeral followup. Once an answer is on screen, or past the token's
+        lifetime, the refusal goes where the answer would have gone.
+        """
+        if self.ephemeral or self.messages or self._token_expired():
+            await self.put(0, content)
+            return
+        self.interaction.extras[_ANSWERED] = True
+        try:
+            await self.interaction.delete_original_response()
+        except discord.NotFound:
+            pass  # already gone: the followup below is all the member sees
+        await self.interaction.followup.send(content, ephemeral=True, allowed_mentions=NO_MENTIONS)
+
+
+async def refuse(target: MessageTarget, content: str) -> None:
+    """Show why a request was refused: privately when the target is an interaction's answer, else
+    where the answer would have gone (a reply to a message can't be private)."""
+    if isinstance(target, InteractionTarget):
+        await target.refuse(content)
+    else:
+        await target.put(0, content)
 
 
 class ChannelReplyTarget(_AnswerMessages):

@@ -4,7 +4,8 @@
 fences balanced: a code block cut in two is closed at the end of one message and re-opened (with its
 language tag only) at the start of the next, and one left open by the text's end (an answer cut at
 the token limit) is closed.
-``footer_line`` builds the small ``-#`` line under an answer (model, fallback, tokens, credits).
+``footer_line`` builds the small ``-#`` line under an answer (model, fallback, tokens, cost in the
+gateway's unit).
 """
 
 from __future__ import annotations
@@ -20,6 +21,7 @@ __all__ = [
     "FOOTER_MAX",
     "close_open_fence",
     "footer_line",
+    "format_cost",
     "format_credits",
     "format_tokens",
     "split_message",
@@ -224,6 +226,17 @@ def format_credits(value: float) -> str:
     return text
 
 
+def format_cost(value: float, unit: str | None) -> str:
+    """A call's cost in the unit the gateway reported: ``0.0021 credits``, ``$0.0021`` (US dollars),
+    ``0.18 INR``; ``cost 0.0021`` when the gateway did not say what it counts in."""
+    amount = format_credits(value)
+    if unit is None:
+        return f"cost {amount}"
+    if unit == "USD":
+        return f"${amount}"
+    return f"{amount} {_clean(unit)}"
+
+
 def _clean(value: str) -> str:
     """Model names come from the gateway: keep them from breaking the markdown or pinging."""
     return value.replace("`", "'").replace("@", "@\u200b").replace("\n", " ")[:80]
@@ -265,10 +278,11 @@ def footer_line(
     if total:
         parts.append(f"{format_tokens(int(total))} tokens")
     credits = getattr(meta, "credits_used", None) if meta is not None else None
+    unit = getattr(meta, "cost_unit", None) if credits is not None else None
     if credits is None and usage is not None:
-        credits = getattr(usage, "cost", None)
+        credits = getattr(usage, "cost", None)  # a body's "cost": no stated unit
     if credits is not None:
-        parts.append(f"{format_credits(float(credits))} credits")
+        parts.append(format_cost(float(credits), unit))
     parts.extend(extra)
     if not parts:
         return ""

@@ -197,8 +197,9 @@ class _Interactions:
         await check_voice_message(emu, emu.world.channels[rec.channel_id], body, files)
         if is_empty_message(body, files):
             raise E.APIError(400, E.EMPTY_MESSAGE, "Cannot send an empty message")
-        # A first "followup" after a deferred response edits the thinking message, as on Discord.
-        if rec.original is not None and rec.original.loading and rec.response_type == 5:
+        # A first "followup" after a deferred response edits the thinking message, as on Discord (once the
+        # thinking message was deleted, a followup is a new message with its own flags).
+        if rec.original is not None and rec.original.loading and not rec.original.deleted and rec.response_type == 5:
             msg = emu.store.edit(rec.original, body, files)
             await emu.announce("MESSAGE_UPDATE", msg)
         else:

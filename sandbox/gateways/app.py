@@ -141,6 +141,8 @@ class GatewayEmulator:
         self.balance_inr: float = 1000.0  # aicredits wallet shown by /v1/credits
         self.sent_data: list[dict[str, Any]] = []  # digicord /send-data bodies accepted
         self.received_audio: list[bytes] = []  # every transcription upload, byte for byte (both styles)
+        #: image calls answer with URLs only (like a gateway that hosts its results), whatever was asked
+        self.image_urls_only: bool = False
         self._replies: deque[QueuedReply] = deque()
         self._files: dict[str, tuple[bytes, str]] = {}
         self._rate = _RateWindow(RATE_LIMIT, RATE_WINDOW)

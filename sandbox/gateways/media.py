@@ -136,6 +136,8 @@ async def images_generations(emu: "GatewayEmulator", request: web.Request) -> we
         raise GatewayError("invalid_request", "Invalid 'response_format': url or b64_json.", param="response_format")
     if info.b64_only:
         fmt = "b64_json"
+    elif emu.image_urls_only:
+        fmt = "url"
     seed = _int_field(body, "seed", None, 0, 2**32 - 1)
     seed = images.seed_for(prompt) if seed is None else seed
     width, height = (int(x) for x in size.split("x"))
@@ -186,7 +188,7 @@ async def flux_generations(emu: "GatewayEmulator", request: web.Request) -> web.
         item: dict[str, Any] = {"index": i}
         if fmt in (None, "url"):
             item["url"] = emu.store_file(png, "image/png", ".png")
-        if fmt in (None, "b64_json", "base64"):
+        if fmt in (None, "b64_json", "base64") and not emu.image_urls_only:
             item["b64_json"] = base64.b64encode(png).decode()
         item.update({"seed": seed + i, "width": width, "height": height})
         data.append(item)
