@@ -17,7 +17,7 @@ import uuid
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
 from datetime import datetime
-from typing import Any
+from typing import Any, Protocol, TypeVar
 
 from bot.storage.store import Store
 from bot.storage.tx import SyncTx
@@ -28,6 +28,7 @@ __all__ = [
     "TurnRecord",
     "estimate_tokens",
     "fit_history",
+    "group_exchanges",
     "new_conversation_id",
     "render_system_prompt",
     "thread_conversation_id",
@@ -94,18 +95,33 @@ class HistoryTurn:
         return cls(role, content, estimate_tokens(content))
 
 
+class _HasRole(Protocol):
+    @property
+    def role(self) -> str: ...
+
+
+R = TypeVar("R", bound=_HasRole)
+
+
+def group_exchanges(turns: Iterable[R]) -> list[list[R]]:
+    """Turns (or chat messages) as exchanges: a user message and the answers after it (turns before the
+    first user message form one exchange of their own)."""
+    exchanges: list[list[R]] = []
+    for turn in turns:
+        if turn.role == "user" or not exchanges:
+            exchanges.append([turn])
+        else:
+            exchanges[-1].append(turn)
+    return exchanges
+
+
 def fit_history(turns: Sequence[HistoryTurn], *, max_messages: int, max_tokens: int) -> list[HistoryTurn]:
     """The newest part of ``turns`` within ``max_messages`` and ``max_tokens``, keeping whole turns.
 
     Turns are grouped into exchanges (a user message and the answers after it); an exchange is kept
     whole or dropped whole, newest first, and the result never starts with an answer.
     """
-    exchanges: list[list[HistoryTurn]] = []
-    for turn in turns:
-        if turn.role == "user" or not exchanges:
-            exchanges.append([turn])
-        else:
-            exchanges[-1].append(turn)
+    exchanges = group_exchanges(turns)
     kept: list[list[HistoryTurn]] = []
     used_tokens = 0
     used_messages = 0
