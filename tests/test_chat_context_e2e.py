@@ -4,15 +4,13 @@ carrying the numbers or, like LiteLLM in front of llama.cpp, with a 200 stream t
 
 from __future__ import annotations
 
-import asyncio
 from typing import Any
 
 import pytest
 
 from sandbox.gateways import MODEL_ROLES, expected_reply
 from sandbox.gateways.answers import prompt_tokens
-from tests.e2e import wait_reply
-from tests.test_chat_e2e import answer_text, chat_requests, prompt_texts
+from tests.test_chat_e2e import answer_text, chat_requests, prompt_texts, recorded_reply
 
 SMALL = MODEL_ROLES["openai"]["context_2k"]
 assert SMALL is not None and SMALL == MODEL_ROLES["aiproxy"]["context_2k"]
@@ -35,13 +33,6 @@ def sent_tokens(request: Any) -> int:
     """What a request asks of the model's window, counted as the emulator counts it."""
     body = request.json
     return prompt_tokens(body["messages"]) + int(body.get("max_tokens") or body.get("max_completion_tokens") or 0)
-
-
-async def recorded_reply(env: Any, user_msg: Any, timeout: float = 20.0) -> Any:
-    """The bot's finished reply to ``user_msg``, once its exchange is recorded (so a reply to it continues)."""
-    reply = await wait_reply(env.discord, user_msg, timeout=timeout)
-    await asyncio.wait_for(env.bot.chat.admission.wait_idle(), timeout)
-    return reply
 
 
 async def converse(env: Any, turns: int) -> list[Any]:
