@@ -184,6 +184,12 @@ def test_the_retry_fits_max_tokens_to_a_window_the_error_stated() -> None:
     assert note == f"answer capped at {max_tokens:,} tokens by the model's 2,048-token context"
 
 
+def test_no_retry_when_the_prompt_alone_leaves_no_room_for_an_answer() -> None:
+    sent = messages_of(("user", "q1"), ("assistant", "a1"), ("user", "word " * 2000))
+    assert shorten(sent, max_tokens=1024, window=1024) is None
+    assert shorten(sent, max_tokens=1024, window=None) is not None  # unknown: half the history may do
+
+
 def test_prompts_in_a_row_become_one_message() -> None:
     merged = merge_user_runs(messages_of(("system", "s"), ("user", "my number is 42"), ("user", "what is it?"),
                                          ("assistant", "42"), ("user", "thanks")))

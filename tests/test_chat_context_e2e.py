@@ -10,7 +10,7 @@ import pytest
 
 from sandbox.gateways import MODEL_ROLES, expected_reply
 from sandbox.gateways.answers import prompt_tokens
-from tests.test_chat_e2e import answer_text, chat_requests, prompt_texts, recorded_reply
+from tests.test_chat_e2e import answer_text, chat_requests, prompt_texts, recorded_reply, run_chat
 
 SMALL = MODEL_ROLES["openai"]["context_2k"]
 assert SMALL is not None and SMALL == MODEL_ROLES["aiproxy"]["context_2k"]
@@ -143,3 +143,12 @@ async def test_a_reply_to_an_empty_answer_continues_the_members_conversation(bot
     assert texts[1:] == ["my secret number is 42\n\nwhat is my number?",
                          expected_reply("my secret number is 42\n\nwhat is my number?"), "and doubled?"]
     assert all(PLACEHOLDER not in str(r.json) for r in chat_requests(gw))
+
+
+async def test_a_prompt_too_long_by_itself_is_refused_once_with_what_to_do(bot_env: Any) -> None:
+    gw = bot_env.gateway
+    rec = await run_chat(bot_env, "word " * 3000, model=SMALL)
+    assert "too long for" in rec.original.content and "new conversation" in rec.original.content
+    assert len(chat_requests(gw)) == 1, "no history to leave out: not asked again"
+    rec = await run_chat(bot_env, "short", model=SMALL)
+    assert answer_text(rec.original.content) == expected_reply("short")

@@ -143,7 +143,7 @@ def shorten(
     """For the one retry after the model refused a request as too long (or answered nothing): the older
     half of the history left out (whole exchanges; system messages and the last message stay), and
     ``max_tokens`` fitted to ``window`` when it is known. Returns (messages, max_tokens, footer note), or
-    None when nothing can be made shorter."""
+    None when nothing can be made shorter, or the rest still leaves no room for an answer."""
     head = 0
     while head < len(messages) - 1 and messages[head].role == "system":
         head += 1
@@ -153,7 +153,9 @@ def shorten(
     out = [*messages[:head], *kept, messages[-1]]
     answer = max_tokens
     if window is not None:
-        answer = max(1, min(max_tokens, usable(window) - sum(estimate_tokens(m.content) for m in out)))
+        answer = min(max_tokens, usable(window) - sum(estimate_tokens(m.content) for m in out))
+        if answer < min(max_tokens, MIN_ANSWER_TOKENS):
+            return None  # the prompt alone leaves no room for an answer: asking again would not help
     if len(kept) == len(history) and answer >= max_tokens:
         return None
     if len(kept) < len(history):

@@ -6,7 +6,8 @@ also carries a ``conversation_id``: ``"thread:<id>"`` for a thread the bot start
 everyone in it, on purpose) or ``"c:<random>"`` for a member's own conversation. A member who
 replies to someone else's answer starts their own conversation seeded with only that answer, so
 two members never see each other's history. Failed turns are never recorded; an answer cut short
-is recorded as incomplete and only used when someone replies to it directly.
+is recorded as incomplete and only used when someone replies to it directly; an empty answer is
+recorded without text, so its prompt stays in the conversation (and nothing the bot showed instead).
 """
 
 from __future__ import annotations

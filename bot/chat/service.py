@@ -3,11 +3,12 @@
 A turn: admission (conversation lock, then a global slot; "busy" at once past a bounded queue) →
 the channel's settings (a thread inherits its parent's) → a voice message or audio file transcribed
 (bot/chat/listening.py; the transcript is the prompt) → history (the bot's thread, or the reply
-chain; a per-guild message cap and a token budget keeping whole turns) → text attachments → images,
-handed to the vision service → the answer (bot/chat/answer.py: budget, stream, footer, errors) →
-the exchange recorded, so the next reply continues from it → slot and lock freed → the final edit
-awaited (it may wait on a Discord rate limit; nobody else waits with it) → with ``voice_replies``, a
-spoken turn's answer also sent as a voice message.
+chain; a per-guild message cap and a token budget keeping whole turns, then the model's context
+window: bot/chat/context.py) → text attachments → images, handed to the vision service → the answer
+(bot/chat/answer.py: budget, stream, footer, errors; one shorter retry) → the exchange recorded, so
+the next reply continues from it → slot and lock freed → the final edit awaited (it may wait on a
+Discord rate limit; nobody else waits with it) → with ``voice_replies``, a spoken turn's answer also
+sent as a voice message.
 """
 
 from __future__ import annotations
