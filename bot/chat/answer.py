@@ -4,14 +4,16 @@
 (``quotas.charge``; the granted tokens become ``max_tokens``) → stream from the gateway into a
 ``StreamRenderer`` → start the final edit (footer: model, fallback, tokens/credits; optional
 reasoning file) → ``on_answered`` (the caller records the exchange, while the edit is on its way)
-→ settle the real usage, or release the hold on failure. A request the model refuses as longer than
-its context window, or answers with nothing at all (a proxy hiding the server's failure in a 200
-stream), is asked once more with its history halved (bot/chat/context.py), charged like any call; the
-footer says so. It returns as soon as the bookkeeping is
+→ settle the real usage, or release the hold on failure. It returns as soon as the bookkeeping is
 done, without waiting for the final edit: the caller frees its admission slot and conversation
 lock, then awaits ``outcome.wait_shown()``, which may sit on a Discord rate-limit sleep. Failures end as one short,
 specific message (bot/rendering/errors.py); a stream cut mid-way keeps the text received so far,
 marked incomplete.
+
+A request the model refuses as longer than its context window, or answers with nothing at all (a
+proxy hiding the server's failure inside a 200 stream), is asked once more with its history halved
+(bot/chat/context.py) and charged like any call; the failed one only as the gateway reported it. The
+footer says so.
 """
 
 from __future__ import annotations
