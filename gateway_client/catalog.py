@@ -47,6 +47,10 @@ _ID_HINTS: tuple[tuple[tuple[str, ...], ModelKind], ...] = (
     (("tts", "whisper", "transcribe", "speech"), ModelKind.AUDIO),
 )
 
+#: where a listing entry states the model's context window (AIProxy, AICredits, DigiCord, OpenRouter,
+#: vLLM's ``max_model_len``, LiteLLM's ``max_input_tokens``), first found wins
+_CONTEXT_KEYS = ("context_window", "context_length", "max_context_length", "max_context", "max_model_len",
+                 "max_input_tokens")
 _PRICE_IN_NAME = re.compile(r"^(.*?)\s*\(\s*\$\s*([0-9]+(?:[.,][0-9]+)?)\s*\)\s*$")
 _SCALE = {"per_1m": 1.0, "per_1k": 1000.0, "per_token": 1_000_000.0}
 
@@ -191,8 +195,7 @@ def parse_model_list(
         if img_price is None and kind is ModelKind.IMAGE:
             img_price = _num(item.get("price", item.get("price_per_image")))
         name = item.get("name") if isinstance(item.get("name"), str) and item.get("name") != model_id else None
-        ctx = _int(item.get("context_window", item.get("context_length", item.get("max_context",
-                                                                                item.get("max_input_tokens")))))
+        ctx = next((v for v in (_int(item.get(key)) for key in _CONTEXT_KEYS) if v), None)
         out.append(ModelInfo(
             id=model_id, kind=kind, provider=provider, name=name, context_window=ctx,
             input_price_per_1m=pin, output_price_per_1m=pout, image_price=img_price,

@@ -31,6 +31,7 @@ __all__ = [
     "InvalidResponse",
     "ResultDownloadFailed",
     "redact",
+    "context_numbers",
     "error_from_response",
     "error_from_payload",
     "parse_retry_after",
@@ -138,7 +139,20 @@ class ModelNotFound(GatewayError):
 
 
 class ContextTooLong(GatewayError):
+    """The request does not fit the model's context window. ``context_window`` and ``requested_tokens``
+    are the numbers the gateway gave, when it gave them (read from the message, or from llama.cpp's
+    ``n_ctx``/``n_prompt_tokens`` fields)."""
+
     default_message = "the input exceeds the model's context window"
+
+    def __init__(
+        self, message: str = "", *, context_window: int | None = None, requested_tokens: int | None = None,
+        **kwargs: Any,
+    ) -> None:
+        super().__init__(message, **kwargs)
+        found_window, found_requested = context_numbers(self.message)
+        self.context_window = context_window if context_window is not None else found_window
+        self.requested_tokens = requested_tokens if requested_tokens is not None else found_requested
 
 
 class InvalidRequest(GatewayError):
@@ -253,11 +267,36 @@ _QUOTA = {"insufficient_quota", "quota_exceeded", "budget_exceeded", "budget_exh
 _RATE = {"rate_limit_exceeded", "rate_limit_error", "rate_limited", "too_many_requests", "ratelimit"}
 _MODEL = {"model_not_found", "unknown_model", "invalid_model", "model_not_available", "no_such_model"}
 _CONTEXT = {"context_length_exceeded", "context_too_long", "context_window_exceeded", "max_tokens_exceeded",
-            "string_above_max_length", "request_too_large", "tokens_exceeded"}
+            "string_above_max_length", "request_too_large", "tokens_exceeded", "exceed_context_size_error"}
 _TIMEOUT = {"timeout", "gateway_timeout", "upstream_timeout", "request_timeout", "timeout_error"}
 _UPSTREAM = {"server_error", "api_error", "upstream_error", "service_unavailable", "overloaded_error",
              "overloaded", "bad_gateway", "internal_error", "provider_error", "upstream_unavailable"}
-_CONTEXT_WORDS = ("context length", "context window", "maximum context", "too many tokens", "context_length")
+_CONTEXT_WORDS = ("context length", "context window", "maximum context", "too many tokens", "context_length",
+                  "context size")
+_NUMBER = r"(\d{1,3}(?:,\d{3})+|\d+)"
+#: where a context-length error says the window: "maximum context length is 2048 tokens" (OpenAI, vLLM,
+#: LiteLLM), "context window of 2,048 tokens", "n_ctx": 2048 (llama.cpp), "2065 tokens > 2048 maximum"
+#: (Anthropic)
+_WINDOW_SAYINGS = (
+    re.compile(r"maximum context length (?:is|of) " + _NUMBER, re.I),
+    re.compile(r"context (?:window|length|size) (?:is|of) " + _NUMBER, re.I),
+    re.compile(r"n_ctx\W{0,4}" + _NUMBER, re.I),
+    re.compile(r"tokens? > " + _NUMBER + r" maximum", re.I),
+)
+_REQUESTED_SAYINGS = (
+    re.compile(r"(?:requested|resulted in|you sent) (?:about )?" + _NUMBER + r" tokens", re.I),
+    re.compile(r"n_prompt_tokens\W{0,4}" + _NUMBER, re.I),
+    re.compile(_NUMBER + r" tokens > \d", re.I),
+)
+
+
+def context_numbers(message: str) -> tuple[int | None, int | None]:
+    """(context window, tokens requested) as a context-length error message states them, else None."""
+    found: list[int | None] = []
+    for sayings in (_WINDOW_SAYINGS, _REQUESTED_SAYINGS):
+        match = next((m for m in (s.search(message) for s in sayings) if m), None)
+        found.append(int(match.group(1).replace(",", "")) if match else None)
+    return found[0], found[1]
 
 
 def _classify(status: int | None, code: str | None, etype: str | None, message: str) -> type[GatewayError]:
@@ -396,7 +435,15 @@ def error_from_payload(
                                   error_type=etype, param=param, profile=profile, secrets=secrets)
     if cls is InvalidRequest:
         return InvalidRequest(message, field=param, **kwargs)
+    if cls is ContextTooLong and err is not None:  # llama.cpp gives the numbers as fields
+        return ContextTooLong(message, context_window=_int_field(err, "n_ctx"),
+                              requested_tokens=_int_field(err, "n_prompt_tokens"), **kwargs)
     return cls(message, **kwargs)
+
+
+def _int_field(err: Mapping[str, Any], key: str) -> int | None:
+    value = err.get(key)
+    return value if isinstance(value, int) and not isinstance(value, bool) and value > 0 else None
 
 
 def error_from_response(

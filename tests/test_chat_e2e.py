@@ -12,6 +12,7 @@ from bot.rendering.limits import INTERACTION_ACK_SECONDS, MESSAGE_CONTENT
 from bot.rendering.stream import WRITING_MARKER
 from sandbox.gateways import MODEL_ROLES, expected_reply, expected_thought
 from tests.e2e import BotEnv, final, wait_reply, wait_shown
+from tests.waiting import Changes, store_writes
 
 FOOTER = re.compile(r"\n-# [^\n]*$")
 
@@ -33,6 +34,21 @@ def prompt_texts(request: Any) -> list[tuple[str, str]]:
 def bot_write_requests(emu: Any) -> list[Any]:
     return [r for r in emu.requests if r.method in ("POST", "PATCH")
             and ("/messages" in r.path or r.path.endswith("/callback") or r.route.startswith("/webhooks"))]
+
+
+async def recorded_reply(env: Any, user_msg: Any, timeout: float = 10.0) -> Any:
+    """The bot's finished reply to ``user_msg``, once its exchange is recorded, so that a reply to it
+    continues from it (a message turn records its exchange before it gives its admission slot back)."""
+    reply = await wait_reply(env.discord, user_msg, timeout=timeout)
+    await asyncio.wait_for(env.bot.chat.admission.wait_idle(), timeout)
+    return reply
+
+
+async def thread_recorded(changes: Changes, env: Any, thread_id: int) -> None:
+    """A ``/chat thread:True`` turn is recorded in its new thread after the thread's intro is sent: wait for
+    it (on the store's writes, see ``store_writes``) before the thread is spoken in."""
+    await changes.wait_until(lambda: env.bot.chat.conversations.thread_history(f"thread:{thread_id}", limit=2),
+                             what="the thread's first exchange recorded")
 
 
 async def run_chat(env: Any, prompt: str, *, user: str = "alice", timeout: float = 10.0, **options: Any) -> Any:
@@ -295,22 +311,22 @@ async def test_budget_exhausted_message(bot_env: Any) -> None:
 async def test_users_do_not_see_each_other_and_replies_continue(bot_env: Any) -> None:
     emu, gw = bot_env.discord, bot_env.gateway
     a1 = await emu.send_user_message("my secret number is 42", user="alice", mention_bot=True)
-    r1 = await wait_reply(emu, a1)
+    r1 = await recorded_reply(bot_env, a1)
     assert answer_text(r1.content) == expected_reply("my secret number is 42")
     b1 = await emu.send_user_message("what is my secret number?", user="bob", mention_bot=True)
-    await wait_reply(emu, b1)
+    await recorded_reply(bot_env, b1)
     bob_req = chat_requests(gw)[-1]
     assert all("42" not in c for _, c in prompt_texts(bob_req))
     # alice replies to her answer: the conversation continues
     a2 = await emu.send_user_message("and doubled?", user="alice", reply_to=r1.id)
-    r2 = await wait_reply(emu, a2)
+    r2 = await recorded_reply(bot_env, a2)
     roles = prompt_texts(chat_requests(gw)[-1])
     assert [r for r, _ in roles] == ["system", "user", "assistant", "user"]
     assert "my secret number is 42" in roles[1][1] and roles[2][1] == expected_reply("my secret number is 42")
     assert roles[3][1] == "and doubled?"
     # a reply to the OLD answer continues from that answer (not from the newer one)
     a3 = await emu.send_user_message("halved instead?", user="alice", reply_to=r1.id)
-    await wait_reply(emu, a3)
+    await recorded_reply(bot_env, a3)
     texts = [c for _, c in prompt_texts(chat_requests(gw)[-1])]
     assert "and doubled?" not in texts and texts[-1] == "halved instead?"
     assert any("my secret number is 42" in t for t in texts)
@@ -322,14 +338,16 @@ async def test_users_do_not_see_each_other_and_replies_continue(bot_env: Any) ->
     assert all("42" not in t for t in texts)
 
 
-async def test_thread_keeps_its_history(bot_env: Any) -> None:
+async def test_thread_keeps_its_history(bot_env: Any, monkeypatch: pytest.MonkeyPatch) -> None:
     emu, gw = bot_env.discord, bot_env.gateway
+    changes = store_writes(monkeypatch)
     rec = await run_chat(bot_env, "let's talk about cats", thread=True)
     thread_id = await emu.wait_for(lambda: rec.original.thread_id, timeout=5)
     intro = await emu.wait_for_message(lambda m: m.channel_id == thread_id and m.author_id == emu.bot_user_id)
     assert "continue here" in intro.content
+    await thread_recorded(changes, bot_env, thread_id)
     m1 = await emu.send_user_message("how many legs?", user="alice", channel_id=thread_id)
-    await wait_reply(emu, m1)
+    await recorded_reply(bot_env, m1)
     texts = [c for _, c in prompt_texts(chat_requests(gw)[-1])]
     assert texts[1:] == ["let's talk about cats", expected_reply("let's talk about cats"), "how many legs?"]
     m2 = await emu.send_user_message("and whiskers?", user="bob", channel_id=thread_id)  # shared on purpose
@@ -681,17 +699,21 @@ async def test_a_turn_frees_its_slot_and_settles_while_discord_holds_its_final_e
 # --------------------------------------------------------------------------------------------------
 
 
-async def test_on_postgresql_threads_and_replies_keep_their_history_across_a_restart(pg_bot_env: BotEnv) -> None:
+async def test_on_postgresql_threads_and_replies_keep_their_history_across_a_restart(
+    pg_bot_env: BotEnv, monkeypatch: pytest.MonkeyPatch,
+) -> None:
     env = pg_bot_env
     emu, gw = env.discord, env.gateway
     assert env.bot.store.dialect == "postgresql"
+    changes = store_writes(monkeypatch)
     rec = await run_chat(env, "let's talk about cats", thread=True)
     thread_id = await emu.wait_for(lambda: rec.original.thread_id, timeout=5)
     await emu.wait_for_message(lambda m: m.channel_id == thread_id and m.author_id == emu.bot_user_id)  # registered
+    await thread_recorded(changes, env, thread_id)
     m1 = await emu.send_user_message("how many legs?", user="alice", channel_id=thread_id)
-    await wait_reply(emu, m1)
+    await recorded_reply(env, m1)
     a1 = await emu.send_user_message("my secret number is 42", user="alice", mention_bot=True)
-    r1 = await wait_reply(emu, a1)
+    r1 = await recorded_reply(env, a1)
 
     await env.restart()  # a new process: nothing but the database carries the conversations over
     env.bot.chat.bot_threads.discard(thread_id)  # as if another process had started the thread since

@@ -309,6 +309,7 @@ class GatecordBot(commands.AutoShardedBot):
                 await self._cdn_http.close()
                 self._cdn_http = None
             await self.quotas.close()
+            await self.chat.close()  # the start-up read of the models' context windows, if still running
             await self.gateway.close()
             await self.store.close()
             await self.discord_pacer.close()

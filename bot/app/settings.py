@@ -246,6 +246,9 @@ class ChatSettings(_Section):
     attachment_max_bytes: int = Field(100_000, gt=0)
     attach_as_file_over: int = Field(12_000, gt=0)
     attach_reasoning: bool = False
+    #: tokens per model (prompt + answer), for a model whose gateway lists no window or the wrong one; a
+    #: window the gateway states in a context-length error wins (bot/chat/context.py)
+    context_windows: dict[str, Annotated[int, Field(gt=0)]] = Field(default_factory=dict)
 
 
 class VisionSettings(_Section):

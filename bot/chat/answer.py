@@ -9,11 +9,17 @@ done, without waiting for the final edit: the caller frees its admission slot an
 lock, then awaits ``outcome.wait_shown()``, which may sit on a Discord rate-limit sleep. Failures end as one short,
 specific message (bot/rendering/errors.py); a stream cut mid-way keeps the text received so far,
 marked incomplete.
+
+A request the model refuses as longer than its context window, or answers with nothing at all (a
+proxy hiding the server's failure inside a 200 stream), is asked once more with its history halved
+(bot/chat/context.py) and charged like any call; the failed one only as the gateway reported it. The
+footer says so.
 """
 
 from __future__ import annotations
 
 import asyncio
+import dataclasses
 import logging
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass, field
@@ -21,13 +27,22 @@ from typing import TYPE_CHECKING, Any
 
 from bot.budgets.engine import Reservation
 from bot.budgets.rules import BudgetExceeded, Feature, Requester
+from bot.chat.context import ContextWindows, shorten
 from bot.chat.conversation import estimate_tokens
 from bot.rendering.errors import describe_error, error_code, incomplete_notice
 from bot.rendering.replies import ERROR_PREFIX, refuse
 from bot.rendering.stream import FileData, MessageTarget, Pressure, RenderStats, StreamRenderer
 from bot.rendering.text import footer_line
 from bot.rendering.user_facing import UserFacingError
-from gateway_client import ChatMessage, ChatRequest, ChatResult, GatewayClient, ModelKind, StreamInterrupted
+from gateway_client import (
+    ChatMessage,
+    ChatRequest,
+    ChatResult,
+    ContextTooLong,
+    GatewayClient,
+    ModelKind,
+    StreamInterrupted,
+)
 
 if TYPE_CHECKING:
     from bot.app.settings import ChatSettings
@@ -60,6 +75,8 @@ class AnswerSpec:
     #: a budget hold made beforehand with ``AnswerRunner.hold`` (vision holds its budget before it downloads
     #: anything); the runner then uses it instead of reserving, and settles or releases it as usual
     hold: Reservation | None = None
+    #: this is the retry with the history halved (there is no other)
+    shortened: bool = False
 
 
 @dataclass
@@ -96,6 +113,8 @@ class AnswerRunner:
         self.settings = settings
         #: the process's Discord budget (set by the factory): renderers skip intermediate edits under load
         self.pressure: Pressure | None = None
+        #: the models' context windows (set by the chat service); None: no retry with a shorter history
+        self.context: ContextWindows | None = None
 
     def _renderer(self, target: MessageTarget, header: str = "") -> StreamRenderer:
         return StreamRenderer(
@@ -115,7 +134,10 @@ class AnswerRunner:
             await self.show_refusal(target, exc, spec)
             return AnswerOutcome(complete=False, error=exc)
         async with reservation:  # a failure, a cancellation or no settle releases the hold
-            return await self._stream(target, spec, reservation, prompt_tokens, on_answered)
+            outcome = await self._stream(target, spec, reservation, prompt_tokens, on_answered)
+        if isinstance(outcome, AnswerSpec):  # too long for the model: once more, with less history
+            return await self.answer(target, outcome, on_answered=on_answered)
+        return outcome
 
     async def hold(self, spec: AnswerSpec) -> Reservation:
         """Reserve the budget ``answer(spec)`` needs; raises ``BudgetExceeded``. The caller hands it back
@@ -126,7 +148,8 @@ class AnswerRunner:
     async def _stream(
         self, target: MessageTarget, spec: AnswerSpec, reservation: Reservation, prompt_tokens: int,
         on_answered: OnAnswered | None,
-    ) -> AnswerOutcome:
+    ) -> AnswerOutcome | AnswerSpec:
+        """The answer shown, or the shorter request to make instead (this one's hold closed)."""
         renderer = self._renderer(target, spec.header)
         request = ChatRequest(
             messages=list(spec.messages), model=spec.model or None, temperature=spec.temperature,
@@ -143,8 +166,15 @@ class AnswerRunner:
             await _show_cut_off(renderer)
             raise  # the budget flow releases the hold as "cancelled"
         except Exception as exc:
+            again = await self._shorter(spec, renderer, reservation, stream.meta, error=exc)
+            if again is not None:
+                return again
             return await self._after_failure(target, spec, renderer, reservation, stream, exc, prompt_tokens,
                                              on_answered)
+        if _empty(result):
+            again = await self._shorter(spec, renderer, reservation, result.meta, result=result)
+            if again is not None:
+                return again
         extra = list(spec.footer_extra)
         if result.finish_reason == "length":
             extra.append("stopped at the token limit")
@@ -163,6 +193,44 @@ class AnswerRunner:
         await self._quietly(self.quotas.settle(reservation, usage_tokens=tokens, credits=result.meta.credits_used,
                                                meta=result.meta, outcome="ok"))
         return outcome
+
+    async def _shorter(
+        self, spec: AnswerSpec, renderer: StreamRenderer, reservation: Reservation, meta: Any, *,
+        error: Exception | None = None, result: ChatResult | None = None,
+    ) -> AnswerSpec | None:
+        """``spec`` with its history halved (and ``max_tokens`` fitted to a window the error stated), when
+        the model refused it as too long or answered nothing, nothing was shown, and this is not the retry
+        already; else None. The failed call's hold is closed: charged only what the gateway reported."""
+        if spec.shortened or self.context is None or renderer.text.strip():
+            return None
+        cause: BaseException | None = error
+        if isinstance(error, StreamInterrupted) and error.cause is not None:
+            cause = error.cause
+        if error is not None and not isinstance(cause, ContextTooLong):
+            return None
+        if isinstance(cause, ContextTooLong):
+            self.context.learn(spec.model, cause.context_window)
+        window = self.context.window(spec.model)
+        shorter = shorten(spec.messages, max_tokens=spec.max_tokens, window=window)
+        if shorter is None:
+            return None
+        messages, max_tokens, note = shorter
+        if result is not None:
+            usage = result.usage
+            tokens = usage.total_tokens or ((usage.prompt_tokens or 0) + (usage.completion_tokens or 0))
+            if tokens or meta.credits_used:  # the gateway says the empty answer cost something
+                await self._quietly(self.quotas.settle(reservation, usage_tokens=tokens, meta=meta, outcome="empty"))
+            else:
+                await self._quietly(self.quotas.release(reservation, outcome="empty", meta=meta))
+        elif cause is not None:
+            await self._quietly(self.quotas.release(reservation, outcome="error", meta=meta,
+                                                    error_code=error_code(cause)))
+        await renderer.aclose()
+        log.info("model %s: %s; asking again with %d of %d messages", spec.model, "context too long"
+                 if result is None else "empty answer", len(messages), len(spec.messages))
+        extra = tuple(e for e in spec.footer_extra if not e.startswith("history shortened"))
+        return dataclasses.replace(spec, messages=messages, max_tokens=max_tokens, prompt_tokens=None, hold=None,
+                                   shortened=True, footer_extra=(*extra, note))
 
     async def _after_failure(
         self, target: MessageTarget, spec: AnswerSpec, renderer: StreamRenderer, reservation: Reservation,
@@ -228,6 +296,12 @@ class AnswerRunner:
             await coro
         except Exception as exc:
             log.error("budget bookkeeping failed: %r", exc)
+
+
+def _empty(result: ChatResult) -> bool:
+    """No text, no reasoning, no tool call, and not a token generated: the answer ended at once."""
+    return (not result.text.strip() and not result.reasoning.strip() and not result.tool_calls
+            and not result.usage.completion_tokens)
 
 
 def _prompt_tokens(spec: AnswerSpec) -> int:

@@ -6,7 +6,8 @@ also carries a ``conversation_id``: ``"thread:<id>"`` for a thread the bot start
 everyone in it, on purpose) or ``"c:<random>"`` for a member's own conversation. A member who
 replies to someone else's answer starts their own conversation seeded with only that answer, so
 two members never see each other's history. Failed turns are never recorded; an answer cut short
-is recorded as incomplete and only used when someone replies to it directly.
+is recorded as incomplete and only used when someone replies to it directly; an empty answer is
+recorded without text, so its prompt stays in the conversation (and nothing the bot showed instead).
 """
 
 from __future__ import annotations
@@ -17,7 +18,7 @@ import uuid
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
 from datetime import datetime
-from typing import Any
+from typing import Any, Protocol, TypeVar
 
 from bot.storage.store import Store
 from bot.storage.tx import SyncTx
@@ -28,6 +29,7 @@ __all__ = [
     "TurnRecord",
     "estimate_tokens",
     "fit_history",
+    "group_exchanges",
     "new_conversation_id",
     "render_system_prompt",
     "thread_conversation_id",
@@ -94,18 +96,33 @@ class HistoryTurn:
         return cls(role, content, estimate_tokens(content))
 
 
+class _HasRole(Protocol):
+    @property
+    def role(self) -> str: ...
+
+
+R = TypeVar("R", bound=_HasRole)
+
+
+def group_exchanges(turns: Iterable[R]) -> list[list[R]]:
+    """Turns (or chat messages) as exchanges: a user message and the answers after it (turns before the
+    first user message form one exchange of their own)."""
+    exchanges: list[list[R]] = []
+    for turn in turns:
+        if turn.role == "user" or not exchanges:
+            exchanges.append([turn])
+        else:
+            exchanges[-1].append(turn)
+    return exchanges
+
+
 def fit_history(turns: Sequence[HistoryTurn], *, max_messages: int, max_tokens: int) -> list[HistoryTurn]:
     """The newest part of ``turns`` within ``max_messages`` and ``max_tokens``, keeping whole turns.
 
     Turns are grouped into exchanges (a user message and the answers after it); an exchange is kept
     whole or dropped whole, newest first, and the result never starts with an answer.
     """
-    exchanges: list[list[HistoryTurn]] = []
-    for turn in turns:
-        if turn.role == "user" or not exchanges:
-            exchanges.append([turn])
-        else:
-            exchanges[-1].append(turn)
+    exchanges = group_exchanges(turns)
     kept: list[list[HistoryTurn]] = []
     used_tokens = 0
     used_messages = 0

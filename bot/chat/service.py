@@ -3,11 +3,12 @@
 A turn: admission (conversation lock, then a global slot; "busy" at once past a bounded queue) →
 the channel's settings (a thread inherits its parent's) → a voice message or audio file transcribed
 (bot/chat/listening.py; the transcript is the prompt) → history (the bot's thread, or the reply
-chain; a per-guild message cap and a token budget keeping whole turns) → text attachments → images,
-handed to the vision service → the answer (bot/chat/answer.py: budget, stream, footer, errors) →
-the exchange recorded, so the next reply continues from it → slot and lock freed → the final edit
-awaited (it may wait on a Discord rate limit; nobody else waits with it) → with ``voice_replies``, a
-spoken turn's answer also sent as a voice message.
+chain; a per-guild message cap and a token budget keeping whole turns, then the model's context
+window: bot/chat/context.py) → text attachments → images, handed to the vision service → the answer
+(bot/chat/answer.py: budget, stream, footer, errors; one shorter retry) → the exchange recorded, so
+the next reply continues from it → slot and lock freed → the final edit awaited (it may wait on a
+Discord rate limit; nobody else waits with it) → with ``voice_replies``, a spoken turn's answer also
+sent as a voice message.
 """
 
 from __future__ import annotations
@@ -29,9 +30,11 @@ from bot.budgets.service import BudgetService
 from bot.chat.admission import Admission, Busy, Ticket
 from bot.chat.answer import AnswerOutcome, AnswerRunner, AnswerSpec
 from bot.chat.attachments import is_text_attachment, read_text_attachments
+from bot.chat.context import ContextWindows, fit_to_window, merge_user_runs
 from bot.chat.conversation import (
     ConversationStore,
     HistoryTurn,
+    estimate_tokens,
     fit_history,
     new_conversation_id,
     render_system_prompt,
@@ -75,11 +78,15 @@ __all__ = ["ChatService", "SlashPrompt", "strip_decorations"]
 THREAD_NAME_MAX = 90
 THREAD_INTRO = "💬 Let's continue here — I answer every message in this thread, with the conversation so far."
 EMPTY_MENTION = "Ask me something: mention me with a question, or reply to one of my answers."
-_DECORATION = re.compile(r"^(-# .*|⚠️ \*\*Incomplete answer\*\*.*|🎙️ .*)$", re.MULTILINE)
+#: what the member sees for an answer without text (bot/rendering/stream.py): never sent to a model
+EMPTY_ANSWER_PLACEHOLDER = "*(The model returned an empty answer.)*"
+_DECORATION = re.compile(
+    r"^(-# .*|⚠️ \*\*Incomplete answer\*\*.*|🎙️ .*|" + re.escape(EMPTY_ANSWER_PLACEHOLDER) + ")$", re.MULTILINE)
 
 
 def strip_decorations(content: str) -> str:
-    """A bot message's answer text without footer, writing marker, incomplete notice or heard-audio lines."""
+    """A bot message's answer text without footer, writing marker, incomplete notice, heard-audio lines or
+    the empty-answer placeholder."""
     return _DECORATION.sub("", content).strip()
 
 
@@ -126,7 +133,10 @@ class ChatService:
         self.conversations = ConversationStore(store)
         #: one gate for every chat-like gateway call (chat, mentions, vision)
         self.admission = Admission(self.settings.max_concurrency, self.settings.max_queue)
+        #: the models' context windows, which each turn is fitted into (bot/chat/context.py)
+        self.context = ContextWindows(self.settings.context_windows, default_model=lambda: gateway.config.chat_model)
         self.runner = AnswerRunner(gateway, quotas, self.settings)
+        self.runner.context = self.context
         self.vision: VisionService | None = None  # wired by the factory
         #: the voice service (``bot.voice``), wired by the factory; None: audio is not listened to
         self.voice: Voice | None = None
@@ -138,6 +148,10 @@ class ChatService:
     async def start(self) -> None:
         rows = await self._store.fetchall("SELECT thread_id FROM chat_threads")
         self.bot_threads = {int(r[0]) for r in rows}
+        self.context.start(self.gateway.list_models)
+
+    async def close(self) -> None:
+        await self.context.close()
 
     def stop_accepting(self) -> None:
         """The drain begins: new turns (slash, mention, reply, thread, vision) are refused with
@@ -445,15 +459,19 @@ class ChatService:
             cfg.system_prompt, now=datetime.now(UTC), server=guild.name if guild else None,
             channel=getattr(channel, "name", None), user=getattr(user, "display_name", None),
         )
-        history = [t for t in turn.history if t.content]
+        history = [t for t in turn.history if t.content]  # an empty answer keeps its prompt, never a placeholder
         fitted = fit_history(history, max_messages=cfg.history_messages, max_tokens=self.settings.history_tokens)
+        model = model or cfg.chat_model or None
+        fixed = estimate_tokens(prompt) + (estimate_tokens(system) if system.strip() else 0)
+        fit = fit_to_window(fitted, fixed_tokens=fixed, max_tokens=cfg.max_tokens, window=self.context.window(model))
         messages = [ChatMessage.system(system)] if system.strip() else []
-        messages += [ChatMessage(t.role, t.content) for t in fitted]
+        messages += [ChatMessage(t.role, t.content) for t in fit.history]
         messages.append(ChatMessage.user(prompt))
+        footer = [truncate(n, 60) for n in notes[:2]] + ([fit.note] if fit.note else [])
         return AnswerSpec(
-            messages=messages, requester=requester, model=model or cfg.chat_model or None,
-            temperature=cfg.temperature, max_tokens=cfg.max_tokens, model_kinds=(ModelKind.CHAT, ModelKind.VISION),
-            footer_extra=tuple(truncate(n, 60) for n in notes[:2]), header=header,
+            messages=merge_user_runs(messages), requester=requester, model=model,
+            temperature=cfg.temperature, max_tokens=fit.max_tokens, model_kinds=(ModelKind.CHAT, ModelKind.VISION),
+            footer_extra=tuple(footer), header=header,
         )
 
     async def _record(
@@ -462,9 +480,10 @@ class ChatService:
     ) -> None:
         """Keep the exchange so replies (and the thread) continue from it. Answer messages that Discord
         creates later (a create still waiting on a rate limit, the final edit's overflow) are linked to
-        it as soon as they exist. Failures here are logged."""
-        if not outcome.text.strip():
-            return
+        it as soon as they exist. An empty answer is kept too (as no text): a reply to it goes on from the
+        member's prompt. Failures here are logged."""
+        if not outcome.text.strip() and not outcome.complete:
+            return  # nothing was answered (an error): a failed turn is not part of the conversation
         meta = outcome.result.meta if outcome.result is not None else None
         known = target.message_ids
         try:

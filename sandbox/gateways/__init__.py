@@ -16,6 +16,7 @@
         emu.stream_tps = 40.0       # stream answers in token-sized pieces, 1/40 s apart (default 0: at once,
                                     # 8 pieces); the wait is emu.sleep (asyncio.sleep; a test may pass a gate)
         emu.demo_answers = True     # the sandbox's longer answer (answers.demo_reply), long enough to see stream
+        emu.context_overflow = "error"  # or "empty": the context_2k model past its window (see models)
         emu.sent_data     # digicord /send-data bodies accepted
         emu.received_audio  # aicredits/openai: every transcription upload's exact bytes (JSON or multipart)
 
@@ -25,7 +26,8 @@ bytes for tests, and ``audio.transcribe(data, fmt)`` is what the transcription e
 Answers are deterministic (see :mod:`.answers`): ``expected_reply(last_user_text)``, vision
 ``I see a WxH image, mostly <name> (#rrggbb).``, reasoning ``<think>`` blocks or ``reasoning``
 deltas. ``MODEL_ROLES[profile]`` names a model per role (chat, vision, non_vision, reasoning,
-reasoning_field, small (1024-token context), image, embedding, tts, stt, fallback).
+reasoning_field, small (1024-token context), image, embedding, tts, stt, fallback, context_2k
+(2,048 tokens for prompt + max_tokens, on aiproxy and openai)).
 
 Where the documents are silent the choices are written down in the module that makes them:
 ``profiles`` (auth, public endpoints, headers), ``errors`` (error types/codes per profile),

@@ -138,6 +138,10 @@ class GatewayEmulator:
         self.stream_tps: float = stream_tps
         self.sleep: Callable[[float], Awaitable[None]] = sleep or asyncio.sleep
         self.demo_answers: bool = demo_answers
+        #: what a model that counts its answer in its window (``counts_answer``) does past it: "error" (400
+        #: context_length_exceeded with the numbers, OpenAI-style) or "empty" (200, a stream with no content:
+        #: a proxy such as LiteLLM hiding llama.cpp's failure)
+        self.context_overflow: str = "error"
         self.balance_inr: float = 1000.0  # aicredits wallet shown by /v1/credits
         self.sent_data: list[dict[str, Any]] = []  # digicord /send-data bodies accepted
         self.received_audio: list[bytes] = []  # every transcription upload, byte for byte (both styles)

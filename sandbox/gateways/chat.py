@@ -146,6 +146,13 @@ async def _answer(emu: "GatewayEmulator", request: web.Request, info: ModelInfo,
         raise GatewayError("unsupported_content", f"The model '{info.id}' does not support audio input.",
                            param="messages", code="audio_not_supported_by_model")
     ptoks = answers.prompt_tokens(messages)
+    if served.context_window and served.counts_answer and ptoks + (max_tokens or 0) > served.context_window:
+        if emu.context_overflow == "empty":  # a proxy hiding the server's failure: 200, no content, no usage
+            return served, Answer("", prompt_tokens=0, completion_tokens=0)
+        raise GatewayError("context_length", f"This model's maximum context length is {served.context_window} "
+                           f"tokens. However, you requested {ptoks + (max_tokens or 0)} tokens ({ptoks} in the "
+                           f"messages, {max_tokens or 0} in the completion). Please reduce the length of the "
+                           "messages or completion.", param="messages")
     if served.context_window and ptoks > served.context_window:
         raise GatewayError("context_length", f"This model's maximum context length is {served.context_window} "
                            f"tokens. However, your messages resulted in {ptoks} tokens.",

@@ -54,6 +54,9 @@ class ModelInfo:
     max_images: int = 1
     price_per_image: float = 0.0
     b64_only: bool = False  # images: no URL responses (gpt-image-1)
+    #: the window holds the prompt and ``max_tokens`` together (OpenAI-style): a request whose prompt fits
+    #: but whose prompt + max_tokens does not is refused too (other models check the prompt alone)
+    counts_answer: bool = False
     extra: dict[str, Any] = field(default_factory=dict)
 
     @property
@@ -139,6 +142,7 @@ CATALOGUES: dict[str, tuple[ModelInfo, ...]] = {
         _chat("claude-3-haiku", "anthropic", 200000, 0.25, 1.25),
         _chat("gemini-1.5-pro", "google", 2_000_000, 3.5, 10.5, vision=True),
         _chat("gemini-1.0-nano", "google", 1024, 0.05, 0.1),
+        _chat("gemma-3-270m", "google", 2048, 0.01, 0.01, counts_answer=True),
         ModelInfo("gpt-3.5-turbo-instruct", "openai", frozenset({"completion"}), context_window=4096,
                   input_per_1m=1.5, output_per_1m=2.0),
         _emb("text-embedding-3-large", "openai", 3072, 0.13),
@@ -151,6 +155,7 @@ CATALOGUES: dict[str, tuple[ModelInfo, ...]] = {
         _chat("anthropic/claude-3.5-sonnet", "anthropic", 200000, 3.0, 15.0, vision=True),
         _chat("meta-llama/llama-3.3-70b-instruct", "meta-llama", 131072, 0.12, 0.3),
         _chat("meta-llama/llama-3.2-1b-instruct", "meta-llama", 1024, 0.01, 0.02),
+        _chat("gemma-3-270m", "google", 2048, 0.01, 0.01, counts_answer=True),
         _chat("deepseek/deepseek-r1", "deepseek", 64000, 0.55, 2.19, reasoning="think"),
         _chat("openai/o3-mini", "openai", 200000, 1.1, 4.4, reasoning="field"),
         _chat("openai/gpt-unavailable", "openai", 128000, 0.15, 0.6, vision=True,
@@ -171,31 +176,35 @@ CATALOGUES: dict[str, tuple[ModelInfo, ...]] = {
     ),
 }
 
-#: One model per role and profile (``None``: the gateway has no such endpoint).
+#: One model per role and profile (``None``: the gateway has no such endpoint). ``context_2k``: a small
+#: local model behind a proxy (Gemma 3 270M), 2,048 tokens for prompt + ``max_tokens`` together; past it
+#: the emulator refuses the request, or answers an empty stream (``GatewayEmulator.context_overflow``).
 MODEL_ROLES: dict[str, dict[str, str | None]] = {
     "aicordcloud": {"chat": "aicord/fast", "vision": "aicord/vision", "non_vision": "aicord/fast",
                     "reasoning": "aicord/reasoning", "reasoning_field": None, "small": "aicord/tiny",
-                    "image": None, "embedding": None, "tts": None, "stt": None, "fallback": None},
+                    "image": None, "embedding": None, "tts": None, "stt": None, "fallback": None,
+                    "context_2k": None},
     "digicord": {"chat": "meta-llama/llama-3.2-3b-instruct",
                  "vision": "meta-llama/llama-3.2-11b-vision-instruct",
                  "non_vision": "meta-llama/llama-3.2-3b-instruct", "reasoning": "deepseek/deepseek-r1",
                  "reasoning_field": None, "small": "meta-llama/llama-3.2-1b-instruct",
                  "image": "black-forest-labs/FLUX.1-schnell-Free", "embedding": None, "tts": None,
-                 "stt": None, "fallback": None},
+                 "stt": None, "fallback": None, "context_2k": None},
     "aicredits": {"chat": "openai/gpt-4o-mini", "vision": "openai/gpt-4o-mini",
                   "non_vision": "meta-llama/llama-3.1-8b-instruct", "reasoning": "deepseek/deepseek-r1",
                   "reasoning_field": "openai/o3-mini", "small": "meta-llama/llama-3.2-1b-instruct",
                   "image": "dall-e-3", "embedding": "openai/text-embedding-3-small", "tts": "openai/tts-1",
-                  "stt": "openai/whisper-1", "fallback": None},
+                  "stt": "openai/whisper-1", "fallback": None, "context_2k": None},
     "aiproxy": {"chat": "gpt-4o-mini", "vision": "gpt-4o", "non_vision": "gpt-3.5-turbo",
                 "reasoning": None, "reasoning_field": "o1-mini", "small": "gemini-1.0-nano", "image": None,
                 "embedding": "text-embedding-3-small", "tts": None, "stt": None, "fallback": None,
-                "completion": "gpt-3.5-turbo-instruct"},
+                "completion": "gpt-3.5-turbo-instruct", "context_2k": "gemma-3-270m"},
     "openai": {"chat": "openai/gpt-4o-mini", "vision": "openai/gpt-4o-mini",
                "non_vision": "meta-llama/llama-3.3-70b-instruct", "reasoning": "deepseek/deepseek-r1",
                "reasoning_field": "openai/o3-mini", "small": "meta-llama/llama-3.2-1b-instruct",
                "image": "openai/dall-e-3", "embedding": "openai/text-embedding-3-small",
-               "tts": "openai/tts-1", "stt": "openai/whisper-1", "fallback": "openai/gpt-unavailable"},
+               "tts": "openai/tts-1", "stt": "openai/whisper-1", "fallback": "openai/gpt-unavailable",
+               "context_2k": "gemma-3-270m"},
 }
 
 
