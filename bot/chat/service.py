@@ -59,6 +59,7 @@ from bot.rendering.replies import (
     InteractionTarget,
     reply_quietly,
 )
+from bot.rendering.stream import EMPTY_ANSWER_PLACEHOLDER
 from bot.rendering.text import truncate
 from bot.storage.store import Store
 from bot.voice.intake import AudioInput
@@ -78,8 +79,6 @@ __all__ = ["ChatService", "SlashPrompt", "strip_decorations"]
 THREAD_NAME_MAX = 90
 THREAD_INTRO = "💬 Let's continue here — I answer every message in this thread, with the conversation so far."
 EMPTY_MENTION = "Ask me something: mention me with a question, or reply to one of my answers."
-#: what the member sees for an answer without text (bot/rendering/stream.py): never sent to a model
-EMPTY_ANSWER_PLACEHOLDER = "*(The model returned an empty answer.)*"
 _DECORATION = re.compile(
     r"^(-# .*|⚠️ \*\*Incomplete answer\*\*.*|🎙️ .*|" + re.escape(EMPTY_ANSWER_PLACEHOLDER) + ")$", re.MULTILINE)
 

@@ -34,6 +34,7 @@ from bot.rendering.text import split_message, truncate
 log = logging.getLogger(__name__)
 
 __all__ = [
+    "EMPTY_ANSWER_PLACEHOLDER",
     "ANSWER_LIMIT",
     "WRITING_MARKER",
     "INCOMPLETE_MARKER",
@@ -52,6 +53,8 @@ MESSAGE_RESERVE = 400
 ANSWER_LIMIT = limits.MESSAGE_CONTENT - MESSAGE_RESERVE
 WRITING_MARKER = "-# ✍️ still writing…"
 INCOMPLETE_MARKER = "⚠️ **Incomplete answer.**"
+#: what the member sees for an answer without text (bot/chat never sends it to a model)
+EMPTY_ANSWER_PLACEHOLDER = "*(The model returned an empty answer.)*"
 NOTICE_MAX = 600  # a notice longer than the room left in the last message goes into a message of its own
 
 
@@ -283,7 +286,7 @@ class StreamRenderer:
             files = (FileData(self.file_name, text.encode("utf-8")), *files)
             return [content[: limits.MESSAGE_CONTENT]], files
         if not text.strip() and not notice:
-            text = "*(The model returned an empty answer.)*"
+            text = EMPTY_ANSWER_PLACEHOLDER
         return self._messages(text, tail), files
 
     # -- the editor task ------------------------------------------------------------------------
