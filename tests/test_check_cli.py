@@ -66,6 +66,7 @@ async def test_a_missing_token_is_a_note_for_run_only_not_a_problem(tmp_path: Pa
     async with GatewayEmulator("openai") as emu:
         cfg = tmp_path / "cfg.toml"
         cfg.write_text(f'[gateway]\nprofile = "openai"\nbase_url = "{emu.root_url}"\n'
+                       f'chat_model = "openai/gpt-4o-mini"\n'
                        f'[storage]\npath = "{tmp_path / "g.db"}"\n')
         code, out, err = await run_check(cfg, {"GATECORD_GATEWAY__API_KEY": emu.api_key})
         assert (code, err) == (0, ""), out + err
