@@ -282,10 +282,10 @@ async def plays(pg: Any, player: Any) -> None:
 
 
 async def test_audio_file_sent_as_a_voice_message_from_the_page(sandbox: Sandbox, page: Any, tmp_path: Path) -> None:
-    from tests.audio_samples import decoded, tone
+    from tests.voice_audio import decoded, make_audio
 
     memo = tmp_path / "memo.mp3"
-    memo.write_bytes(tone(3.2, "mp3", channels=2))
+    memo.write_bytes(make_audio("mp3", 3.2, channels=2))
     await page.locator("#voice-input").set_input_files(str(memo))
     player = voice_players(page, "Admin")
     await player.wait_for()
@@ -320,10 +320,10 @@ async def test_bot_voice_message_shows_its_waveform_and_duration(sandbox: Sandbo
 
     import discord
 
-    from tests.audio_samples import tone
+    from tests.voice_audio import make_audio
 
     assert sandbox.bot is not None
-    clip = tone(4.4, "ogg")
+    clip = make_audio("opus", 4.4)
     waveform = bytes(range(256))  # a ramp: 64 bars, each the peak of 4 samples
     payload = {"flags": 8192, "attachments": [{"id": "0", "filename": "voice-message.ogg", "duration_secs": 4.4,
                                                "waveform": base64.b64encode(waveform).decode()}]}

@@ -20,14 +20,14 @@ from sandbox.launcher import Sandbox, SandboxOptions
 from sandbox.web_ui import WebUI
 from sandbox.web_ui import voice as voice_mod
 from sandbox.web_ui.voice import MAX_AUDIO_BYTES, NotAudio, to_voice_ogg, voice_ogg
-from tests.audio_samples import decoded, tone
+from tests.voice_audio import decoded, make_audio
 
 
 @pytest.mark.parametrize(
-    ("fmt", "channels"), [("wav", 1), ("wav", 2), ("mp3", 2), ("flac", 1), ("ipod", 2), ("webm", 1), ("ogg", 2)]
+    ("fmt", "channels"), [("wav", 1), ("wav", 2), ("mp3", 2), ("flac", 1), ("m4a", 2), ("webm", 1), ("opus", 2)]
 )
 def test_audio_becomes_ogg_opus_48k_mono_of_the_same_length(fmt: str, channels: int) -> None:
-    source = tone(3.0, fmt, channels=channels)
+    source = make_audio(fmt, 3.0, channels=channels)
     converted = to_voice_ogg(source)
     container, codec, rate, chans, seconds = decoded(converted)
     assert (container, codec, rate, chans) == ("ogg", "opus", 48_000, 1)
@@ -35,7 +35,7 @@ def test_audio_becomes_ogg_opus_48k_mono_of_the_same_length(fmt: str, channels: 
 
 
 def test_ogg_opus_mono_is_sent_unchanged() -> None:
-    source = tone(2.0, "ogg", channels=1)
+    source = make_audio("opus", 2.0, channels=1)
     assert to_voice_ogg(source) is source
 
 
@@ -44,15 +44,16 @@ def test_the_sound_survives_the_conversion() -> None:
     import av
     import numpy as np
 
-    with av.open(io.BytesIO(to_voice_ogg(tone(2.0, "mp3"))), "r") as container:
+    with av.open(io.BytesIO(to_voice_ogg(make_audio("mp3", 2.0))), "r") as container:
         pcm = np.concatenate([f.to_ndarray().reshape(-1) for f in container.decode(audio=0)]).astype(np.float64)
 
     def peak(at: float) -> float:  # over 40 ms around `at` seconds
         middle = int(at * 48_000)
         return float(np.abs(pcm[middle - 960:middle + 960]).max())
 
-    # the tone swells to its loudest at 0.5 s and 1.5 s and is (almost) silent at 1 s
-    assert peak(0.5) > 0.5 and peak(1.5) > 0.5 and peak(1.0) < 0.2 * peak(0.5)
+    # the speech-like sound (tests/voice_audio.py) is loudest at 0.375 s and 1.375 s (syllables four times a
+    # second) and pauses from 0.85 s to 1 s of every second
+    assert peak(0.375) > 0.4 and peak(1.375) > 0.4 and peak(0.925) < 0.2 * peak(0.375)
 
 
 @pytest.mark.parametrize(
@@ -106,7 +107,7 @@ async def test_conversion_runs_off_the_event_loop(monkeypatch: pytest.MonkeyPatc
         return real(data)
 
     monkeypatch.setattr(voice_mod, "to_voice_ogg", spy)
-    out = await voice_ogg(tone(1.0, "wav"))
+    out = await voice_ogg(make_audio("wav", 1.0))
     assert decoded(out)[:2] == ("ogg", "opus")
     assert threads and threads[0] is not threading.main_thread()
 
@@ -136,7 +137,7 @@ async def test_api_refuses_a_file_that_is_not_audio(ui: str, discord_emu: Any) -
 
 
 async def test_api_refuses_audio_over_25_mib(ui: str, discord_emu: Any) -> None:
-    big = tone(1.0, "wav") + bytes(MAX_AUDIO_BYTES)
+    big = make_audio("wav", 1.0) + bytes(MAX_AUDIO_BYTES)
     status, body = await post_voice(ui, big, "long.wav", "audio/wav")
     assert status == 400 and body["error"] == "long.wav is 25.1 MiB: a voice message can be at most 25 MiB"
     status, body = await post_voice(ui, bytes(31 * 2**20), "huge.wav", "audio/wav")  # past the page's request limit
@@ -159,7 +160,7 @@ async def test_api_sends_the_converted_audio_as_a_voice_message(tmp_path: Path) 
         form = aiohttp.FormData()
         fields = {"user": "alice", "channel_id": str(emu.channel_id), "reply_to": str(first.id)}
         form.add_field("json", json.dumps(fields))
-        form.add_field("audio", tone(2.5, "mp3", channels=2), filename="memo.mp3", content_type="audio/mpeg")
+        form.add_field("audio", make_audio("mp3", 2.5, channels=2), filename="memo.mp3", content_type="audio/mpeg")
         async with aiohttp.ClientSession() as http, http.post(sbx.url + "api/voice-message", data=form) as resp:
             status, body = resp.status, await resp.json()
         assert status == 200, body

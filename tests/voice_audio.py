@@ -38,23 +38,28 @@ def speech_like(secs: float, rate: int, *, loudness: float = 0.8) -> np.ndarray[
 
 
 def encode_samples(samples: np.ndarray[Any, np.dtype[np.float32]], fmt: str, *,
-                   tags: dict[str, str] | None = None) -> bytes:
-    """``samples`` (mono float at the format's rate, see ``FORMATS``/``PCM_RATE``) as a file in ``fmt``."""
+                   tags: dict[str, str] | None = None, channels: int = 1) -> bytes:
+    """``samples`` (mono float at the format's rate, see ``FORMATS``/``PCM_RATE``) as a file in ``fmt``,
+    the same sound in each of ``channels`` channels (1 or 2)."""
     if fmt == "pcm":
         return (np.clip(samples, -1, 1) * 32767).astype("<i2").tobytes()
     muxer, codec, sample_fmt, rate = FORMATS[fmt]
+    layout = "mono" if channels == 1 else "stereo"
     buf = io.BytesIO()
     with av.open(buf, mode="w", format=muxer) as container:
         if tags:
             container.metadata.update(tags)
         stream = container.add_stream(codec, rate=rate)
         assert isinstance(stream, AudioStream)
-        stream.layout = "mono"
+        stream.layout = layout
         stream.format = sample_fmt
         for start in range(0, len(samples), 4096):
             chunk = samples[None, start:start + 4096]
+            # planar formats (fltp) take one row per channel; packed ones one row of interleaved samples
+            chunk = np.repeat(chunk, channels, axis=0) if sample_fmt.endswith("p") else \
+                np.repeat(chunk, channels, axis=1)
             array = (chunk * 32767).astype(np.int16) if sample_fmt == "s16" else chunk
-            frame = av.AudioFrame.from_ndarray(array, format=sample_fmt, layout="mono")
+            frame = av.AudioFrame.from_ndarray(array, format=sample_fmt, layout=layout)
             frame.sample_rate = rate
             frame.pts = start
             container.mux(stream.encode(frame))
@@ -66,9 +71,19 @@ def rate_of(fmt: str) -> int:
     return PCM_RATE if fmt == "pcm" else FORMATS[fmt][3]
 
 
-def make_audio(fmt: str, secs: float, *, loudness: float = 0.8, tags: dict[str, str] | None = None) -> bytes:
+def make_audio(fmt: str, secs: float, *, loudness: float = 0.8, tags: dict[str, str] | None = None,
+               channels: int = 1) -> bytes:
     """``secs`` of speech-like audio as a file in ``fmt`` (a key of ``FORMATS``, or "pcm")."""
-    return encode_samples(speech_like(secs, rate_of(fmt), loudness=loudness), fmt, tags=tags)
+    return encode_samples(speech_like(secs, rate_of(fmt), loudness=loudness), fmt, tags=tags, channels=channels)
+
+
+def decoded(data: bytes) -> tuple[str, str, int, int, float]:
+    """(container, codec, sample rate, channels, seconds decoded) of ``data``."""
+    with av.open(io.BytesIO(data), "r") as container:
+        stream = container.streams.audio[0]
+        samples: int = sum(frame.samples for frame in container.decode(stream))
+        rate = stream.codec_context.sample_rate
+        return container.format.name, stream.codec_context.name, rate, stream.codec_context.channels, samples / rate
 
 
 def silence(fmt: str, secs: float) -> bytes:
