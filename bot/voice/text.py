@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import re
+from collections.abc import Iterable
 from typing import Any
 
 __all__ = ["message_text", "speakable", "split_for_speech"]
@@ -61,42 +62,31 @@ def split_for_speech(text: str, limit: int) -> list[str]:
     text = text.strip()
     if len(text) <= limit:
         return [text] if text else []
-    parts: list[str] = []
-    current = ""
-    for sentence in (s.strip() for s in _SENTENCE_END.split(text)):
-        if not sentence:
-            continue
-        for piece in _fit(sentence, limit):
-            joined = f"{current} {piece}" if current else piece
-            if len(joined) <= limit:
-                current = joined
-            else:
-                parts.append(current)
-                current = piece
-    if current:
-        parts.append(current)
-    return parts
+    sentences = (s.strip() for s in _SENTENCE_END.split(text))
+    return _pack((piece for sentence in sentences if sentence for piece in _fit(sentence, limit)), limit)
 
 
 def _fit(sentence: str, limit: int) -> list[str]:
-    """One sentence as pieces of at most ``limit`` characters (cut between words)."""
+    """One sentence as pieces of at most ``limit`` characters (cut between words; a word longer than
+    ``limit``, with no space to cut at, is cut itself)."""
     if len(sentence) <= limit:
         return [sentence]
-    pieces: list[str] = []
+    chunks = (word[i:i + limit] for word in sentence.split() for i in range(0, len(word), limit))
+    return _pack(chunks, limit)
+
+
+def _pack(pieces: Iterable[str], limit: int) -> list[str]:
+    """Consecutive ``pieces`` (each at most ``limit`` long) joined with spaces into as few parts of at most
+    ``limit`` characters as the order allows."""
+    parts: list[str] = []
     current = ""
-    for word in sentence.split():
-        while len(word) > limit:  # no space to cut at: cut the word itself
-            if current:
-                pieces.append(current)
-                current = ""
-            pieces.append(word[:limit])
-            word = word[limit:]
-        joined = f"{current} {word}" if current else word
+    for piece in pieces:
+        joined = f"{current} {piece}" if current else piece
         if len(joined) <= limit:
             current = joined
         else:
-            pieces.append(current)
-            current = word
+            parts.append(current)
+            current = piece
     if current:
-        pieces.append(current)
-    return pieces
+        parts.append(current)
+    return parts
