@@ -29,6 +29,7 @@ from gateway_client import (
     Unsupported,
 )
 from sandbox.gateways import MODEL_ROLES, PROFILES, GatewayEmulator, expected_reply, expected_thought
+from tests.e2e import serve_app
 
 pytestmark = pytest.mark.timeout(60)
 
@@ -519,9 +520,12 @@ async def test_speech_requests_checked_before_sending(emu: GatewayEmulator, clie
 
 
 async def test_undecodable_audio_is_the_gateways_invalid_request(emu: GatewayEmulator, client: GatewayClient) -> None:
-    if not client.profile.supports("transcriptions"):
-        return
     junk = b"not audio, only words " * 20
+    if not client.profile.supports("transcriptions"):
+        with pytest.raises(Unsupported, match="transcriptions is not offered"):
+            await client.transcribe(junk, "ogg", "whisper-1")
+        assert emu.received_audio == []
+        return
     with pytest.raises(InvalidRequest, match="Could not decode the audio file") as ei:
         await client.transcribe(junk, "ogg", client.profile.default_transcription_model)
     assert ei.value.status == 400
@@ -539,22 +543,14 @@ async def test_empty_audio_and_missing_text_are_invalid_responses() -> None:
     app = web.Application()
     app.router.add_post("/v1/audio/speech", handler)
     app.router.add_post("/v1/audio/transcriptions", handler)
-    runner = web.AppRunner(app)
-    await runner.setup()
-    site = web.TCPSite(runner, "127.0.0.1", 0)
-    await site.start()
-    port = site._server.sockets[0].getsockname()[1]  # noqa: SLF001
-    try:
-        async with GatewayClient(GatewayConfig("openai", f"http://127.0.0.1:{port}", "k")) as c:
-            with pytest.raises(InvalidResponse, match="speech answer is empty"):
-                await c.speech("hi", "tts-1")
-            with pytest.raises(InvalidResponse, match="no text"):
-                await c.transcribe(b"OggS", "ogg", "whisper-1")
-            answers["speech"] = web.json_response({"audio": ""})
-            with pytest.raises(InvalidResponse, match="no audio"):
-                await c.speech("hi", "tts-1")
-    finally:
-        await runner.cleanup()
+    async with serve_app(app) as url, GatewayClient(GatewayConfig("openai", url, "k")) as c:
+        with pytest.raises(InvalidResponse, match="speech answer is empty"):
+            await c.speech("hi", "tts-1")
+        with pytest.raises(InvalidResponse, match="no text"):
+            await c.transcribe(b"OggS", "ogg", "whisper-1")
+        answers["speech"] = web.json_response({"audio": ""})
+        with pytest.raises(InvalidResponse, match="no audio"):
+            await c.speech("hi", "tts-1")
 
 
 async def test_gateway_side_invalid_request_names_field(emu: GatewayEmulator, client: GatewayClient) -> None:
