@@ -19,6 +19,8 @@ from PIL import Image
 from sandbox.gateways import MODEL_ROLES
 from tests.e2e import final, serve_app, start_bot, wait_reply, wait_shown
 
+EPHEMERAL = 64  # message flag: only the member who ran the command sees it
+
 OPENAI_NON_VISION = MODEL_ROLES["openai"]["non_vision"]
 DIGICORD_CHAT = MODEL_ROLES["digicord"]["chat"]
 
@@ -146,8 +148,9 @@ async def test_describe_image_context_menu(bot_env: Any) -> None:
 async def test_context_menu_on_message_without_image(bot_env: Any) -> None:
     posted = await bot_env.discord.send_user_message("just words")
     rec = await bot_env.discord.inject_context_menu("Describe image", posted.id)
-    msg = await rec.wait_final(final, timeout=10)
+    msg = await wait_shown(rec)
     assert "no image attached" in msg.content
+    assert msg.flags & EPHEMERAL, "a refusal of a command is private to the member"
     assert chat_requests(bot_env.gateway) == []
 
 
@@ -230,8 +233,8 @@ async def test_no_vision_model_anywhere_explains_how_to_enable_one(bot_env: Any)
     assert f"`{OPENAI_NON_VISION}` can't see images" in reply.content
     assert "/config model kind:vision" in reply.content and "gateway.vision_model" in reply.content
     rec = await emu.inject_slash_command("vision", {}, attachments={"image": RED})
-    msg = await rec.wait_final(final, timeout=10)
-    assert "/config model kind:vision" in msg.content
+    msg = await wait_shown(rec)
+    assert "/config model kind:vision" in msg.content and msg.flags & EPHEMERAL
     assert chat_requests(bot_env.gateway) == []
 
 
@@ -344,8 +347,8 @@ async def test_image_links_are_never_requested(cdn_only_env: Any, discord_emu: A
     embedded = await emu.send_user_message("see", embeds=[{"type": "image", "url": link,
                                                              "thumbnail": {"url": link}}])
     rec = await emu.inject_context_menu("Describe image", embedded.id)
-    msg = await rec.wait_final(final, timeout=10)
-    assert "I don't open links" in msg.content
+    msg = await wait_shown(rec)
+    assert "I don't open links" in msg.content and msg.flags & EPHEMERAL
     # the emulator's own CDN is still allowed: the same bot reads an uploaded picture
     ok = await run_vision_env(emu, "and this?")
     assert "64x48" in ok.content
@@ -358,8 +361,8 @@ async def test_attachment_url_outside_cdn_hosts_is_refused(cdn_only_env: Any, di
     emu = discord_emu
     emu.store.attachment_url = lambda channel_id, att_id, filename: f"{outside_host['url']}/{att_id}/{filename}"
     rec = await emu.inject_slash_command("vision", {}, attachments={"image": RED})
-    msg = await rec.wait_final(final, timeout=10)
-    assert "`red.png` is not stored on Discord's CDN (127.0.0.1:" in msg.content
+    msg = await wait_shown(rec)
+    assert "`red.png` is not stored on Discord's CDN (127.0.0.1:" in msg.content and msg.flags & EPHEMERAL
     assert "won't download it" in msg.content
     assert outside_host["hits"] == []
     assert chat_requests(gateway_emu) == []

@@ -25,7 +25,7 @@ from bot.budgets.rules import BudgetExceeded, Feature, Requester
 from bot.chat.answer import AnswerSpec
 from bot.chat.conversation import new_conversation_id, render_system_prompt
 from bot.rendering.errors import user_error_message
-from bot.rendering.replies import ERROR_PREFIX, InteractionTarget
+from bot.rendering.replies import ERROR_PREFIX, InteractionTarget, refuse
 from bot.rendering.stream import MessageTarget
 from bot.rendering.text import truncate
 from bot.vision.inputs import (
@@ -201,7 +201,7 @@ class VisionService:
         else:
             text = user_error_message(exc)  # logs unexpected errors with a reference
         try:
-            await target.put(0, ERROR_PREFIX + text)
+            await refuse(target, ERROR_PREFIX + text)  # private for a slash command, like budget refusals
         except Exception as show_error:
             log.warning("could not tell the member why the image was refused: %r", show_error)
 
