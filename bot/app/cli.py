@@ -245,10 +245,7 @@ async def _run(settings: Settings) -> int:
         print(f"gatecord: {exc}", file=sys.stderr)
         return EXIT_FAILURE
     bot = create_bot(settings)
-    loop = asyncio.get_running_loop()
-    stopping = asyncio.Event()
-    for sig in (signal.SIGINT, signal.SIGTERM):
-        loop.add_signal_handler(sig, _on_stop_signal, sig, stopping)
+    stopping = _stop_on_signals()
     log = logging.getLogger("gatecord")
     try:
         async with bot:
@@ -301,10 +298,7 @@ async def _web(settings: Settings) -> int:
         print(f"gatecord: {NEEDS_POSTGRESQL}", file=sys.stderr)
         return EXIT_CONFIG
     tier = WebTier(settings)
-    loop = asyncio.get_running_loop()
-    stopping = asyncio.Event()
-    for sig in (signal.SIGINT, signal.SIGTERM):
-        loop.add_signal_handler(sig, _on_stop_signal, sig, stopping)
+    stopping = _stop_on_signals()
     try:
         try:
             await tier.start()
@@ -325,6 +319,15 @@ async def _web(settings: Settings) -> int:
     finally:
         await tier.close()
     return 0
+
+
+def _stop_on_signals() -> asyncio.Event:
+    """An event SIGINT or SIGTERM sets (a second one exits at once: ``_on_stop_signal``)."""
+    loop = asyncio.get_running_loop()
+    stopping = asyncio.Event()
+    for sig in (signal.SIGINT, signal.SIGTERM):
+        loop.add_signal_handler(sig, _on_stop_signal, sig, stopping)
+    return stopping
 
 
 def _on_stop_signal(sig: signal.Signals, stopping: asyncio.Event) -> None:
