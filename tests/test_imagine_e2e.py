@@ -306,7 +306,9 @@ async def test_buttons_work_after_a_restart(bot_env: Any) -> None:
     assert msg is not None
     labels = buttons(msg)
     edits_before = msg.edit_count
+    # the job marks itself done just after that edit: let it finish first, then set the row back
     # as if the bot had stopped after storing the images but before posting them
+    assert (await env.bot.image_jobs.drain(10)).cancelled == 0
     await env.bot.store.execute("UPDATE imagine_jobs SET status = 'generated'")
 
     await env.running.stop()
@@ -448,7 +450,8 @@ async def test_on_postgresql_buttons_are_served_by_the_next_process_from_the_dat
     labels = buttons(msg)
     assert await env.bot.store.fetchval("SELECT COUNT(*) FROM imagine_images WHERE data IS NOT NULL") == 4
     edits_before = msg.edit_count
-    # as if the process had stopped after storing the images but before posting them
+    # as if the process had stopped after storing the images but before posting them (once the job is done)
+    assert (await env.bot.image_jobs.drain(10)).cancelled == 0
     await env.bot.store.execute("UPDATE imagine_jobs SET status = 'generated'")
 
     await env.restart()  # another process: it has none of the first one's files or memory
