@@ -8,7 +8,9 @@ signal in any common format.
 from __future__ import annotations
 
 import io
+import tempfile
 from fractions import Fraction
+from pathlib import Path
 from typing import Any
 
 import av
@@ -50,10 +52,20 @@ def make_mp4(width: int, height: int, seconds: float, noisy: bool = True, *, fps
 
     Without ``faststart`` the index is at the end, as most encoders write it: cutting the file short loses
     the index. ``codec="mpeg4"`` makes one Discord does not play."""
+    if faststart:  # the muxer re-reads its output by name to move the index: a real file
+        with tempfile.TemporaryDirectory() as tmp:
+            path = Path(tmp) / "sample.mp4"
+            _write_mp4(str(path), width, height, seconds, noisy, fps, audio, codec, crf, {"movflags": "+faststart"})
+            return path.read_bytes()
     buf = io.BytesIO()
-    options = {"movflags": "+faststart"} if faststart else {}
+    _write_mp4(buf, width, height, seconds, noisy, fps, audio, codec, crf, {})
+    return buf.getvalue()
+
+
+def _write_mp4(target: Any, width: int, height: int, seconds: float, noisy: bool, fps: int, audio: bool,
+               codec: str, crf: int, options: dict[str, str]) -> None:
     rng = np.random.default_rng(width * height)
-    with av.open(buf, mode="w", format="mp4", container_options=options) as container:
+    with av.open(target, mode="w", format="mp4", container_options=options) as container:
         video = container.add_stream(codec, rate=fps)
         assert isinstance(video, VideoStream)
         video.width, video.height, video.pix_fmt = width, height, "yuv420p"
@@ -80,7 +92,6 @@ def make_mp4(width: int, height: int, seconds: float, noisy: bool = True, *, fps
                 frame.sample_rate, frame.pts = AUDIO_RATE, start
                 container.mux(sound.encode(frame))
             container.mux(sound.encode(None))
-    return buf.getvalue()
 
 
 def make_audio(format: str, seconds: float) -> bytes:

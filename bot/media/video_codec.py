@@ -64,7 +64,7 @@ RATE_SAFETY = 0.93
 #: The second try aims this much further below what the first one missed by.
 RETRY_MARGIN = 0.9
 #: What the MP4 index costs: a fixed part and about 16 bytes per video frame and 8 per audio frame.
-INDEX_BYTES = 16 * 1024
+INDEX_BYTES = 4096
 INDEX_BYTES_PER_VIDEO_FRAME = 16
 INDEX_BYTES_PER_AUDIO_SECOND = 8 * 48
 MAX_FPS = Fraction(60)
@@ -138,7 +138,7 @@ class _Source:
 
 
 def _damaged() -> VideoUnreadable:
-    return VideoUnreadable("That video is damaged and cannot be read.")
+    return VideoUnreadable("That video is damaged or cut short, so I cannot read it.")
 
 
 def _open(data: bytes) -> InputContainer:
