@@ -143,12 +143,15 @@ class GatewayClient:
             raise Unsupported(f"{op} is not offered by the {gw.profile.name} gateway", profile=gw.profile.name)
         return path
 
-    def _json(self, gw: Gateway, reply: Reply) -> Any:
+    def _json(self, gw: Gateway, reply: Reply, *, job: bool = False) -> Any:
+        """The JSON body; an ``error`` in a 2xx answer raises, except in a job object (``job``: a failed
+        video job carries its reason there)."""
         if "html" in reply.content_type:
             raise InvalidResponse(f"the gateway answered HTTP {reply.status} with an HTML page",
                                   status=reply.status, request_id=reply.meta.request_id, profile=gw.profile.name)
         data = reply.json()
-        if isinstance(data, dict) and data.get("error") and not ("choices" in data or "data" in data):
+        if isinstance(data, dict) and data.get("error") and not ("choices" in data or "data" in data
+                                                                 or (job and "status" in data)):
             err = self._transport.payload_error(gw, reply.meta, data)
             if type(err) is GatewayError:
                 err = UpstreamUnavailable(err.message, request_id=err.request_id, profile=gw.profile.name)
@@ -394,7 +397,7 @@ class GatewayClient:
         path = self._path(gw, "videos")
         reply = await self._transport.request(gw, "videos", "POST", path, json_body=_media.video_body(norm),
                                               safe=False, model=norm.model)
-        data = self._json(gw, reply)
+        data = self._json(gw, reply, job=True)
         apply_body(reply.meta, data)
         return _media.parse_video_job(data, reply.meta)
 
@@ -415,7 +418,7 @@ class GatewayClient:
                 raise
             raise InvalidRequest(f"the gateway does not know video job {job_id}", field="job_id", status=404,
                                  request_id=err.request_id, profile=gw.profile.name) from None
-        return _media.parse_video_job(self._json(gw, reply), reply.meta, job_id=job_id)
+        return _media.parse_video_job(self._json(gw, reply, job=True), reply.meta, job_id=job_id)
 
     async def cancel_video(self, job_id: str) -> VideoJob:
         """Cancel a job: the cancelled job with what the gateway billed (``billed_seconds``, ``meta.credits_used``).
@@ -432,7 +435,7 @@ class GatewayClient:
                 raise Unsupported(f"the {gw.label} gateway cannot cancel video job {job_id}", status=err.status,
                                   request_id=err.request_id, profile=gw.profile.name) from None
             raise
-        return _media.parse_video_job(self._json(gw, reply), reply.meta, job_id=job_id)
+        return _media.parse_video_job(self._json(gw, reply, job=True), reply.meta, job_id=job_id)
 
     # ------------------------------------------------------------------ music
     def validate_music_request(self, req: MusicRequest) -> MusicRequest:
