@@ -14,6 +14,8 @@ import numpy as np
 import pytest
 from PIL import Image
 
+from bot.app.factory import build_gateway_client
+from bot.app.settings import Settings
 from bot.rendering.errors import user_error_message
 from gateway_client import (
     ClientOptions,
@@ -31,6 +33,7 @@ from gateway_client import (
     VideoJob,
     VideoRequest,
 )
+from gateway_client.safe_urls import UnsafeURL
 from sandbox.gateways import MODEL_ROLES, GatewayEmulator
 
 pytestmark = pytest.mark.timeout(90)
@@ -155,6 +158,19 @@ async def test_validation_fills_in_defaults(emu: GatewayEmulator) -> None:
         # dall-e-3 cannot edit: the profile's edit model is used instead of the configured image model
         assert c.validate_image_edit_request(ImageEditRequest("x", png((8, 8)))).model == "gpt-image-1"
     assert not emu.requests
+
+
+async def test_settings_choose_the_media_models(emu: GatewayEmulator) -> None:
+    settings = Settings(gateway={"profile": "openai", "base_url": emu.root_url, "api_key": emu.api_key,
+                                 "video_model": "google/veo-3", "music_model": "stable-audio-2"})
+    async with build_gateway_client(settings) as c:
+        job = await c.submit_video(VideoRequest("a heron"))
+        music = await c.generate_music(MusicRequest("rain", duration=2))
+        assert [m.id for m in await c.video_models()] == ["openai/sora-2", "google/veo-3"]
+        assert [m.id for m in await c.music_models()] == ["stability/stable-audio-2", "stable-audio-2"]
+    assert job.model == "google/veo-3" and emu.requests[0].json["model"] == "google/veo-3"
+    assert music.meta.model_used == "stability/stable-audio-2"  # the gateway's name for its alias
+    assert Settings().gateway.video_model == "" and Settings().gateway.music_model == ""
 
 
 @pytest.mark.parametrize("profile", ["aicordcloud", "digicord", "aicredits", "aiproxy"])
@@ -293,6 +309,16 @@ async def test_download_cap(emu: GatewayEmulator, client: GatewayClient) -> None
         await client.download_media(done.url or "", max_bytes=1000)
     assert not isinstance(exc.value, MediaExpired)
     assert "1000-byte cap" in str(exc.value)
+
+
+async def test_download_only_from_the_gateway_or_public_addresses(emu: GatewayEmulator,
+                                                                   client: GatewayClient) -> None:
+    for url in ("file:///etc/passwd", "http://10.0.0.7/video.mp4", "http://169.254.169.254/latest/meta-data"):
+        with pytest.raises(UnsafeURL):
+            await client.download_media(url, max_bytes=10**6)
+    assert not emu.requests  # nothing was fetched
+    inline = await client.download_media("data:audio/mpeg;base64,SUQzBAAAAAAAAA==", max_bytes=100)
+    assert inline.mime == "audio/mpeg" and inline.data.startswith(b"ID3")
 
 
 # -- music ------------------------------------------------------------------------------------------
