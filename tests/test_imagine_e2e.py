@@ -190,7 +190,7 @@ async def test_invalid_options_are_refused_and_nothing_is_charged(bot_env: Any) 
     assert image_calls(env.gateway) == []
     assert await ledger_rows(env.bot) == []
     assert await images_used(env.bot, emu.guild_id, emu.users["alice"].id) == (0, 0)
-    assert await env.bot.store.fetchval("SELECT COUNT(*) FROM imagine_jobs") == 0
+    assert await env.bot.store.fetchval("SELECT COUNT(*) FROM media_jobs") == 0
 
 
 # -- failures, budgets, limits ------------------------------------------------------------------------
@@ -249,16 +249,44 @@ async def test_per_user_limit_and_queue_position(bot_env: Any) -> None:
     assert len(image_calls(env.gateway)) == 2
 
 
+def replies_to(emu: Any, message_id: int) -> list[Any]:
+    """The bot's channel messages replying to ``message_id`` (not deleted)."""
+    return [m for m in emu.messages.values()
+            if m.author_id == emu.bot_user_id and not m.deleted
+            and str((m.message_reference or {}).get("message_id")) == str(message_id)]
+
+
 @pytest.mark.gateway_profile("digicord")
 async def test_result_arrives_after_the_interaction_token_expired(bot_env: Any) -> None:
+    """Past the token's 15 minutes the job finishes in the channel: one reply to the command's message,
+    pinging the requester only; the job's row (and so its buttons and recovery) follows it."""
     env, emu = bot_env, bot_env.discord
-    emu.interaction_token_ttl = 1.0
-    env.gateway.faults.slow_next(delay=1.5, path="images/flux/generations")
+    env.gateway.faults.slow_next(delay=2.5, path="images/flux/generations")
     rec = await imagine(env, {"count": 2, "seed": 5})
-    msg = await rec.wait_final(has_result, timeout=20)
-    assert msg is not None and "seeds 5, 6" in msg.content
-    channel_edits = emu.requests_to(f"/channels/{emu.channel_id}/messages/{msg.id}", "PATCH")
-    assert channel_edits and channel_edits[-1].status == 200
+    await rec.wait_acked()
+    emu.expire_interaction(rec)  # Discord now refuses the interaction's webhook (401 / 50027)
+    command_message = rec.original
+    assert command_message is not None
+
+    result = await emu.wait_for(
+        lambda: next((m for m in replies_to(emu, command_message.id) if m.attachments), None), timeout=20)
+    assert result is not None and "seeds 5, 6" in result.content
+    alice = emu.users["alice"].id
+    assert result.mention_ids == [alice]
+    assert result.allowed_mentions is not None and [int(u) for u in result.allowed_mentions.get("users", [])] == [alice]
+    assert not result.allowed_mentions.get("parse") and not result.allowed_mentions.get("replied_user")
+    labels = buttons(result)
+    assert list(labels) == ["U1", "U2", "V1", "V2", "Re-roll", "Delete"]
+    assert len(replies_to(emu, command_message.id)) == 1  # one message carries on (no progress reply left over)
+    assert "Continued in a reply below" in command_message.content and not command_message.components
+    job = await env.bot.store.fetchone("SELECT message_id, status FROM media_jobs")
+    assert job["message_id"] == result.id and job["status"] == "done"
+
+    # the buttons of the reply work as anywhere
+    u2 = await emu.press_button(result.id, labels["U2"])
+    await u2.wait_final(posted_file, timeout=20)
+    img = decode(posted_file(u2).attachments[0].data)
+    assert close_to(img.getpixel((img.width // 2, img.height // 2)), colour_for("a red fox", 6))
 
 
 @pytest.mark.gateway_profile("aiproxy")
@@ -266,7 +294,7 @@ async def test_gateway_without_images_says_so(bot_env: Any) -> None:
     rec = await imagine(bot_env, {})
     msg = await rec.wait_final()
     assert msg is not None and msg.ephemeral and "does not generate images" in msg.content
-    assert await bot_env.bot.store.fetchval("SELECT COUNT(*) FROM imagine_jobs") == 0
+    assert await bot_env.bot.store.fetchval("SELECT COUNT(*) FROM media_jobs") == 0
 
 
 @pytest.mark.gateway_profile("digicord")
@@ -308,8 +336,8 @@ async def test_buttons_work_after_a_restart(bot_env: Any) -> None:
     edits_before = msg.edit_count
     # the job marks itself done just after that edit: let it finish first, then set the row back
     # as if the bot had stopped after storing the images but before posting them
-    assert (await env.bot.image_jobs.drain(10)).cancelled == 0
-    await env.bot.store.execute("UPDATE imagine_jobs SET status = 'generated'")
+    assert (await env.bot.media_jobs.drain(10)).cancelled == 0
+    await env.bot.store.execute("UPDATE media_jobs SET status = 'generated'")
 
     await env.running.stop()
     env.running = await start_bot(env.settings)
@@ -333,7 +361,7 @@ async def test_buttons_work_after_a_restart(bot_env: Any) -> None:
     new_seed = calls[1].json["seed"]
     assert f"seeds {new_seed}, {new_seed + 1}" in variation.content
     assert await images_used(env.bot, emu.guild_id, emu.users["bob"].id) == (4, 0)
-    job = await env.bot.store.fetchone("SELECT * FROM imagine_jobs ORDER BY id DESC LIMIT 1")
+    job = await env.bot.store.fetchone("SELECT * FROM media_jobs ORDER BY id DESC LIMIT 1")
     assert (job["origin"], job["source_index"], job["user_id"]) == ("variation", 3, emu.users["bob"].id)
 
 
@@ -381,9 +409,9 @@ async def test_delete_is_for_the_requester_or_an_admin(bot_env: Any) -> None:
     admin = await emu.press_button(msg.id, delete_id, user="admin")
     await emu.wait_for(lambda: emu.messages[msg.id].deleted or None, timeout=10)
     await admin.wait_acked()
-    job = await env.bot.store.fetchone("SELECT status FROM imagine_jobs")
+    job = await env.bot.store.fetchone("SELECT status FROM media_jobs")
     assert job["status"] == "deleted"
-    assert await env.bot.store.fetchval("SELECT COUNT(*) FROM imagine_images") == 0
+    assert await env.bot.store.fetchval("SELECT COUNT(*) FROM media_files") == 0
 
 
 @pytest.mark.gateway_profile("digicord")
@@ -426,7 +454,7 @@ async def test_job_waiting_in_the_queue_at_a_restart_fails_cleanly_and_is_never_
         "SELECT COUNT(*) FROM quota_reservations WHERE state = 'open'") == 0
     bobs_rows = [r for r in await ledger_rows(env.bot) if r["user_id"] == bob]
     assert bobs_rows and all(r["charged"] == 0 and r["images"] == 0 for r in bobs_rows)
-    job = await env.bot.store.fetchone("SELECT status FROM imagine_jobs WHERE user_id = ?", (bob,))
+    job = await env.bot.store.fetchone("SELECT status FROM media_jobs WHERE user_id = ?", (bob,))
     assert job["status"] == "failed"
 
     # Retry runs it as a new, charged generation — only when bob asks
@@ -448,11 +476,11 @@ async def test_on_postgresql_buttons_are_served_by_the_next_process_from_the_dat
     msg = await rec.wait_final(has_result, timeout=20)
     assert msg is not None
     labels = buttons(msg)
-    assert await env.bot.store.fetchval("SELECT COUNT(*) FROM imagine_images WHERE data IS NOT NULL") == 4
+    assert await env.bot.store.fetchval("SELECT COUNT(*) FROM media_files WHERE data IS NOT NULL") == 4
     edits_before = msg.edit_count
     # as if the process had stopped after storing the images but before posting them (once the job is done)
-    assert (await env.bot.image_jobs.drain(10)).cancelled == 0
-    await env.bot.store.execute("UPDATE imagine_jobs SET status = 'generated'")
+    assert (await env.bot.media_jobs.drain(10)).cancelled == 0
+    await env.bot.store.execute("UPDATE media_jobs SET status = 'generated'")
 
     await env.restart()  # another process: it has none of the first one's files or memory
     await emu.wait_for(lambda: msg.edit_count > edits_before or None, timeout=10)
