@@ -167,6 +167,9 @@ class GatewaySettings(_Section):
     chat_model: str = "aicord/fast"
     vision_model: str = ""
     image_model: str = ""
+    #: default /video and /music models ("" = the gateway profile's default)
+    video_model: str = ""
+    music_model: str = ""
     #: text-to-speech and transcription models, and the voice ("" = the gateway profile's default)
     speech_model: str = ""
     transcription_model: str = ""
