@@ -305,6 +305,8 @@ class QuotaDefaults(_Section):
     guild_credits: float = -1
     guild_speech_chars: int = -1
     guild_transcription_seconds: int = -1
+    guild_video_seconds: int = -1
+    guild_music_seconds: int = -1
     member_chat_requests: int = -1
     member_tokens: int = -1
     member_vision_requests: int = -1
@@ -312,6 +314,8 @@ class QuotaDefaults(_Section):
     member_credits: float = -1
     member_speech_chars: int = -1
     member_transcription_seconds: int = -1
+    member_video_seconds: int = -1
+    member_music_seconds: int = -1
     reservation_ttl_seconds: int = Field(900, gt=0)
 
 
