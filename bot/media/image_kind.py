@@ -12,6 +12,7 @@ from __future__ import annotations
 import asyncio
 import io
 import logging
+from collections.abc import Mapping
 from dataclasses import replace
 from typing import TYPE_CHECKING, Protocol
 
@@ -210,7 +211,7 @@ class EditRunner(_ImageKinds):
         return self._validated(request, sources, {})
 
     def _validated(self, request: ImageEditRequest, sources: list[tuple[str, FileToStore]],
-                   given: dict[str, object]) -> MediaRequest:
+                   given: Mapping[str, object]) -> MediaRequest:
         try:
             request = self.gateway.validate_image_edit_request(request)
         except InvalidRequest as exc:

@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import io
 import math
+from collections.abc import Mapping
 from dataclasses import dataclass
 from typing import TYPE_CHECKING
 
@@ -63,7 +64,7 @@ class MusicRunner:
         p = job.params
         return self._validated(MusicRequest(prompt=p.prompt, model=p.model, duration=p.duration), {})
 
-    def _validated(self, request: MusicRequest, given: dict[str, object]) -> MediaRequest:
+    def _validated(self, request: MusicRequest, given: Mapping[str, object]) -> MediaRequest:
         try:
             request = self.gateway.validate_music_request(request)
         except InvalidRequest as exc:

@@ -21,6 +21,7 @@ hold for the next start; the others' holds are released; a cut-off paid call sho
 from __future__ import annotations
 
 import asyncio
+import importlib
 import logging
 import time
 from collections.abc import Callable, Coroutine
@@ -514,7 +515,7 @@ class MediaJobService:
                       *, outcome: str = "ok") -> None:
         """Settle the hold with ``amounts``; without a hold (gone while the bot was down) charge afterwards."""
         if run.hold is not None and not run.hold.closed:
-            await run.hold.settle(meta=meta, outcome=outcome, **amounts)  # type: ignore[arg-type]
+            await run.hold.settle(meta=meta, outcome=outcome, **amounts)
             return
         if any(amounts.values()):
             job = run.job
@@ -707,11 +708,11 @@ class MediaJobService:
 def _build_runners(ctx: KindContext) -> list[KindRunner]:
     """The kinds this bot knows (whether the gateway offers each one is ``supports``)."""
     runners: list[KindRunner] = [ImageRunner(ctx), EditRunner(ctx), MusicRunner(ctx)]
-    try:  # the video runner (bot/media/video_kind.py)
-        from bot.media.video_kind import VideoRunner
-    except ImportError:
+    try:  # the video runner (bot/media/video_kind.py), built by the same rules when it is there
+        video = importlib.import_module("bot.media.video_kind")
+    except ModuleNotFoundError:
         return runners
-    runners.append(VideoRunner(ctx))
+    runners.append(video.VideoRunner(ctx))
     return runners
 
 
