@@ -124,6 +124,9 @@ async def test_cancel_stops_an_unfinished_job_only(store: Store) -> None:
     assert not await jobs.mark_cancelled(done.id, "too late")
     assert (await jobs.get(done.id)).status == "done"  # type: ignore[union-attr]
     assert not await jobs.mark_cancelled(sent.id, "twice")
+    await jobs.mark_failed(sent.id, "the gateway answered cancelled")  # the poller saw it: still cancelled
+    await jobs.mark_done(running.id)
+    assert [(await jobs.get(j.id)).status for j in (sent, running)] == ["cancelled"] * 2  # type: ignore[union-attr]
     assert not await jobs.mark_submitted(sent.id, "vid_2")  # a cancelled job is not resumed
     assert await jobs.active_count(7) == 0
 

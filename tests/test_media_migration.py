@@ -148,7 +148,7 @@ async def test_imagine_rows_become_media_rows_with_their_ids_and_back(
                                   channel_id=None, profile="openai", parent_id=video.id,
                                   sources=[("source", FileToStore(PNG_BYTES, "image/png", 16, 16))])
         submitted = await media.create(JobParams(prompt="an image"), user_id=7, guild_id=None, channel_id=None,
-                                       profile="openai")
+                                       profile="openai", origin="variation", parent_id=video.id)
         await store.execute("UPDATE media_jobs SET status = 'submitted' WHERE id = ?", (submitted.id,))
         await media.save_generated(edit.id, [FileToStore(b"edited", "image/png")])
     finally:
@@ -162,7 +162,8 @@ async def test_imagine_rows_become_media_rows_with_their_ids_and_back(
         assert {"imagine_jobs", "imagine_images"} <= names and not {"media_jobs", "media_files"} & names
         back = await store.fetchall(f"SELECT {OLD_JOB_COLUMNS} FROM imagine_jobs ORDER BY id")
         assert [dict(r) for r in back][:3] == old_jobs
-        assert [(r["id"], r["status"]) for r in back[3:]] == [(image.id, "pending"), (submitted.id, "unknown")]
+        assert [(r["id"], r["status"], r["parent_id"]) for r in back[3:]] == [
+            (image.id, "pending", None), (submitted.id, "unknown", None)]  # its parent, a video, is not kept
         assert await store.fetchval("SELECT COUNT(*) FROM imagine_images") == len(old_files)
         again = int(await store.fetchval(
             "INSERT INTO imagine_jobs (user_id, profile, prompt, count, created_at) VALUES (7, 'p', 'x', 1, 1.0)"

@@ -273,7 +273,7 @@ class JobStore:
                 _lock_member(tx, user_id)
                 active = _active_count(tx, user_id, active_kinds)
                 if active >= max_active:
-                    raise ConcurrencyLimitReached(active, max_active, what=_noun(active_kinds))
+                    raise ConcurrencyLimitReached(active, max_active, what=_noun(kind))
             row = tx.fetchone(
                 "INSERT INTO media_jobs(kind, parent_id, origin, source_index, guild_id, channel_id, user_id, profile,"
                 " prompt, negative_prompt, model, count, width, height, size, steps, seed, duration, status,"
@@ -413,15 +413,18 @@ class JobStore:
         ]
 
     async def mark_done(self, job_id: int) -> None:
+        """``done`` (its result was posted); a deleted or cancelled job stays so."""
         await self.store.execute(
-            "UPDATE media_jobs SET status = 'done', finished_at = ? WHERE id = ? AND status != 'deleted'",
+            "UPDATE media_jobs SET status = 'done', finished_at = ? WHERE id = ? AND status NOT IN ('deleted',"
+            " 'cancelled')",
             (self.clock(), job_id),
         )
 
     async def mark_failed(self, job_id: int, error: str) -> None:
+        """``failed`` with why; a deleted or cancelled job stays so (a poll that sees the cancel is no failure)."""
         await self.store.execute(
             "UPDATE media_jobs SET status = 'failed', error = ?, finished_at = ?"
-            " WHERE id = ? AND status != 'deleted'",
+            " WHERE id = ? AND status NOT IN ('deleted', 'cancelled')",
             (error[:500], self.clock(), job_id),
         )
 
@@ -542,9 +545,10 @@ def _seconds(duration: float | None) -> float | None:
     return None if duration is None else float(duration)
 
 
-def _noun(kinds: Sequence[str]) -> str:
-    """What the member's limit counts, in words: "image" (images and edits) or "media"."""
-    return "image" if set(kinds) <= {"image", "edit"} else "media"
+def _noun(kind: str) -> str:
+    """The refused job's kind in words for the limit's message: "image" (images and edits, as /imagine has
+    always said) or "media" (video and music share their limit)."""
+    return "image" if kind in ("image", "edit") else "media"
 
 
 def _active_count(tx: SyncTx, user_id: int, kinds: Sequence[str] = KINDS) -> int:
