@@ -162,6 +162,7 @@ class MediaJobService:
     ) -> None:
         self.settings = settings.imagine
         self.media = settings.media
+        self._default_ttl = float(settings.quotas.reservation_ttl_seconds)
         self.profile = settings.gateway.profile
         self.gateway = gateway
         self.quotas = quotas
@@ -421,12 +422,7 @@ class MediaJobService:
         may take, plus the usual TTL; images and edits take the default."""
         if kind not in MEDIA_KINDS:
             return None
-        return float(self.media.video_timeout_seconds) + float(self.quotas_ttl())
-
-    def quotas_ttl(self) -> float:
-        settings = getattr(self.quotas, "settings", None)
-        quotas = getattr(settings, "quotas", None)
-        return float(getattr(quotas, "reservation_ttl_seconds", 900))
+        return float(self.media.video_timeout_seconds) + self._default_ttl
 
     def _new_run(self, job: MediaJob, request: MediaRequest | None, hold: Reservation | None, message: JobMessage,
                  upload: int) -> JobRun:
