@@ -12,6 +12,7 @@ from PIL import Image
 
 from sandbox.gateways.images import colour_for
 from tests.e2e import BotEnv, start_bot
+from tests.waiting import store_writes
 
 FLUX_FREE = "black-forest-labs/FLUX.1-schnell-Free"
 NO_MENTIONS = {"parse": []}
@@ -257,10 +258,13 @@ def replies_to(emu: Any, message_id: int) -> list[Any]:
 
 
 @pytest.mark.gateway_profile("digicord")
-async def test_result_arrives_after_the_interaction_token_expired(bot_env: Any) -> None:
+async def test_result_arrives_after_the_interaction_token_expired(
+    bot_env: Any, monkeypatch: pytest.MonkeyPatch
+) -> None:
     """Past the token's 15 minutes the job finishes in the channel: one reply to the command's message,
     pinging the requester only; the job's row (and so its buttons and recovery) follows it."""
     env, emu = bot_env, bot_env.discord
+    writes = store_writes(monkeypatch)
     env.gateway.faults.slow_next(delay=2.5, path="images/flux/generations")
     rec = await imagine(env, {"count": 2, "seed": 5})
     await rec.wait_acked()
@@ -279,9 +283,15 @@ async def test_result_arrives_after_the_interaction_token_expired(bot_env: Any) 
     assert list(labels) == ["U1", "U2", "V1", "V2", "Re-roll", "Delete"]
     # one message carries on: the progress reply (if a tick made one) is removed once the result is up
     await emu.wait_for(lambda: len(replies_to(emu, command_message.id)) == 1 or None, timeout=10)
-    assert "Continued in a reply below" in command_message.content and not command_message.components
-    job = await env.bot.store.fetchone("SELECT message_id, status FROM media_jobs")
-    assert job["message_id"] == result.id and job["status"] == "done"
+    await emu.wait_for(lambda: "Continued in a reply below" in command_message.content or None, timeout=10)
+    assert not command_message.components
+
+    async def row() -> Any:
+        job = await env.bot.store.fetchone("SELECT message_id, status FROM media_jobs")
+        return job if job["status"] == "done" else None
+
+    job = await writes.wait_until(row, what="the job done")
+    assert job["message_id"] == result.id
 
     # the buttons of the reply work as anywhere
     u2 = await emu.press_button(result.id, labels["U2"])

@@ -10,6 +10,8 @@ from typing import Any
 import av
 import pytest
 
+from tests.waiting import store_writes
+
 NO_MENTIONS = {"parse": []}
 
 
@@ -57,8 +59,11 @@ def decoded_seconds(data: bytes) -> tuple[str, str, float]:
 # -- the full flow ----------------------------------------------------------------------------------
 
 @pytest.mark.gateway_profile("openai")
-async def test_music_is_a_playable_mp3_charged_once_and_rerolled_as_a_new_job(bot_env: Any) -> None:
+async def test_music_is_a_playable_mp3_charged_once_and_rerolled_as_a_new_job(
+    bot_env: Any, monkeypatch: pytest.MonkeyPatch
+) -> None:
     env, emu = bot_env, bot_env.discord
+    writes = store_writes(monkeypatch)
     rec = await music(env, {"duration": 3})
     await rec.wait_acked()
     assert rec.response_type == 4
@@ -91,9 +96,14 @@ async def test_music_is_a_playable_mp3_charged_once_and_rerolled_as_a_new_job(bo
     assert len(music_calls(env.gateway)) == 2 and music_calls(env.gateway)[1].json["duration"] == 3
     assert await music_used(env, "bob") == (3, 0)
     assert await music_used(env) == (3, 0)
-    jobs = await env.bot.store.fetchall("SELECT kind, origin, parent_id, status FROM media_jobs ORDER BY id")
-    assert [(j["kind"], j["origin"], j["status"]) for j in jobs] == [("music", "command", "done"),
-                                                                    ("music", "reroll", "done")]
+
+    async def jobs() -> list[tuple[str, str, str]] | None:
+        rows = await env.bot.store.fetchall("SELECT kind, origin, status FROM media_jobs ORDER BY id")
+        found = [(j["kind"], j["origin"], j["status"]) for j in rows]
+        return found if all(status != "running" for _, _, status in found) else None
+
+    assert await writes.wait_until(jobs, what="both jobs finished") == [("music", "command", "done"),
+                                                                        ("music", "reroll", "done")]
 
 
 @pytest.mark.gateway_profile("openai")

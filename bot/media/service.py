@@ -410,11 +410,7 @@ class MediaJobService:
         except BaseException as exc:
             await _release(hold, "error" if isinstance(exc, Exception) else "cancelled", exc)
             raise
-        run = self._new_run(job, request, hold, message, upload_limit(interaction))
-        active = _Active(run=run, runner=runner)
-        self._active[job.id] = active
-        active.task = self._spawn(self._run(active), f"media-job-{job.id}")
-        self._jobs.add(active.task)
+        self._start(job, message, hold, upload_limit(interaction), request=request)
         return job
 
     def _hold_ttl(self, kind: str) -> float | None:
@@ -593,9 +589,16 @@ class MediaJobService:
         fresh = await self.jobs.get(job.id)
         if fresh is None or fresh.status not in ACTIVE_STATUSES:
             raise JobNotRunning()
-        billed = await runner.cancel(fresh)
+        try:
+            billed = await runner.cancel(fresh)
+        except BaseException:
+            if active is not None and fresh.status == "submitted":  # it goes on at the gateway: keep polling it
+                self._start(fresh, active.run.message, active.run.hold, active.run.upload_limit, resumed=True)
+            raise
         amounts, meta = billed if billed is not None else ({}, None)
-        await self.jobs.mark_cancelled(job.id, f"cancelled by {user_id}")
+        why = f"cancelled by {user_id}: {_worded(amounts) or 'nothing'} billed"
+        if not await self.jobs.mark_cancelled(job.id, why):
+            raise JobNotRunning()  # it finished meanwhile (another process): its own outcome stands
         hold = active.run.hold if active is not None else None
         if hold is None and fresh.reservation_id:
             hold = await self.quotas.reopen(fresh.reservation_id)
@@ -694,10 +697,15 @@ class MediaJobService:
         if runner is None:
             raise RuntimeError(f"no runner for {job.kind} jobs")
         hold = await self.quotas.reopen(job.reservation_id) if job.reservation_id else None
-        run = self._new_run(job, None, hold, message, self.presenter.channel_upload_limit(job.guild_id))
-        active = _Active(run=run, runner=runner)
+        self._start(job, message, hold, self.presenter.channel_upload_limit(job.guild_id), resumed=True)
+
+    def _start(self, job: MediaJob, message: JobMessage, hold: Reservation | None, upload: int, *,
+               resumed: bool = False, request: MediaRequest | None = None) -> None:
+        """Work on ``job`` in this process: a task that waits for a slot, then produces (or resumes)."""
+        run = self._new_run(job, request, hold, message, upload)
+        active = _Active(run=run, runner=self.runner(job.kind))
         self._active[job.id] = active
-        active.task = self._spawn(self._run(active, resumed=True), f"media-job-{job.id}")
+        active.task = self._spawn(self._run(active, resumed=resumed), f"media-job-{job.id}")
         self._jobs.add(active.task)
 
 
