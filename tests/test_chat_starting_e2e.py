@@ -235,6 +235,22 @@ async def test_auto_thread_without_the_permission_answers_in_place_and_says_why_
     assert emu.messages[m1.id].thread_id is None
 
 
+async def test_auto_thread_refused_by_discord_answers_in_place_and_says_why(bot_env: Any) -> None:
+    emu = bot_env.discord
+    await configure(bot_env, emu.channel2_id, auto_thread=True)
+    emu.inject_error("/threads", 403, code=50013, message="Missing Permissions")
+    m = await emu.send_user_message("question", user="bob", channel_id=emu.channel2_id, mention_bot=True)
+    r = await recorded_reply(bot_env, m)
+    first_line, rest = r.content.split("\n", 1)
+    assert first_line.startswith("-# ⚠️ No thread: I'm not allowed to open threads in this channel (Create Public "
+                                 "Threads), so I'm answering here.")
+    assert answer_text(rest) == expected_reply("question")
+    # the next one opens its thread
+    m2 = await emu.send_user_message("again", user="bob", channel_id=emu.channel2_id, mention_bot=True)
+    thread_id = await emu.wait_for(lambda: emu.messages[m2.id].thread_id)
+    assert answer_text((await thread_answer(emu, thread_id)).content) == expected_reply("again")
+
+
 async def test_config_help_explains_the_settings(bot_env: Any) -> None:
     rec = await bot_env.discord.inject_slash_command("config help", {}, user="admin")
     msg = await rec.wait_final(timeout=10)

@@ -451,9 +451,12 @@ class ChatService:
             fallback = f"Chat with {getattr(message.author, 'display_name', message.author.name)}"
             try:
                 thread = await message.create_thread(name=thread_name(prompt, fallback), auto_archive_duration=1440)
+            except discord.Forbidden as exc:  # permissions changed since the cache saw them, or an overwrite
+                log.info("auto_thread: not allowed to open a thread: %r", exc)
+                reason = "I'm not allowed to open threads in this channel (Create Public Threads)"
             except discord.HTTPException as exc:
                 log.info("auto_thread: could not open a thread: %r", exc)
-                reason = "Discord refused to open one (" + user_error_message(exc).rstrip(".") + ")"
+                reason = "Discord did not open it: " + user_error_message(exc).rstrip(".")
             else:
                 await self.conversations.register_thread(
                     thread.id, guild_id=message.guild.id if message.guild else None,
