@@ -144,6 +144,17 @@ async def test_a_busy_listen_channel_says_busy_as_mentions_do(bot_env: Any) -> N
     assert len(chat_requests(gw)) == before + 1
 
 
+async def test_listen_turns_spend_the_members_budget(bot_env: Any) -> None:
+    emu, gw = bot_env.discord, bot_env.gateway
+    await configure(bot_env, emu.channel_id, listen=True)
+    await bot_env.bot.quotas.set_limit(emu.guild_id, "member", "chat_requests", 1, actor_id=1)
+    before = len(chat_requests(gw))
+    await recorded_reply(bot_env, await emu.send_user_message("one", user="alice"))
+    refusal = await recorded_reply(bot_env, await emu.send_user_message("two", user="alice"))
+    assert refusal.content.startswith("⚠️ ") and "budget" in refusal.content.lower()
+    assert len(chat_requests(gw)) == before + 1
+
+
 # --------------------------------------------------------------------------------------------------
 # triggers
 # --------------------------------------------------------------------------------------------------
