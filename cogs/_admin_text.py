@@ -32,10 +32,15 @@ def _value(name: str, value: Any) -> str:
     return "`" + str(value).replace("`", "'") + "`"
 
 
-def mylimits_text(limits: UsageLimits, now: datetime) -> str:
-    """The member's remaining budgets, tighter scope first; unlimited kinds on one line."""
+def mylimits_text(limits: UsageLimits, now: datetime, *, reason: str = "") -> str:
+    """The member's remaining budgets, tighter scope first; unlimited kinds on one line. Outside a server
+    that installed Gatecord (``limits.guild_id`` None) it is their own budget, and ``reason`` says why."""
     wait = format_duration((limits.resets_at - now).total_seconds())
-    lines = [f"**Your budgets today** (reset in {wait}, at 00:00 UTC)"]
+    own = limits.guild_id is None
+    lines = [f"**Your {'own ' if own else ''}budgets today** (reset in {wait}, at 00:00 UTC)"]
+    if own:
+        lines.append(f"-# Your own budget applies here{f' ({reason})' if reason else ''}: no server pays for "
+                     "what you ask in DMs or where only you installed Gatecord.")
     unlimited = []
     for kind in KINDS:
         scoped = [line for line in (limits.line("member", kind), limits.line("guild", kind))
@@ -47,6 +52,8 @@ def mylimits_text(limits: UsageLimits, now: datetime) -> str:
         tight = min(scoped, key=lambda line: line.remaining or 0)
         left = format_amount(kind, tight.remaining or 0)
         where = " (server-wide budget)" if tight.scope == "guild" else ""
+        if tight.source == "owner":
+            where = " (set for you by the bot's owner)"
         pending = f", {format_amount(kind, tight.reserved)} in progress" if tight.reserved else ""
         lines.append(f"• {noun}: **{left}** of {limit_text(kind, tight.limit)} left{where}{pending}")
     if unlimited:

@@ -337,13 +337,14 @@ async def test_credits_from_header_and_from_prices(store: Store, clock: Clock) -
     assert info.value.user_message().startswith("This server's daily credit budget (1) is used up")
 
 
-async def test_dm_uses_member_defaults_only(store: Store, clock: Clock) -> None:
-    q = make_quotas(store, clock, guild_chat_requests=0, member_chat_requests=1)
+async def test_dm_uses_the_members_own_budget_only(store: Store, clock: Clock) -> None:
+    q = BudgetService(store, Settings(quotas={"guild_chat_requests": 0, "member_chat_requests": 0,
+                                              "user": {"chat_requests": 1}}), now=clock)
     dm = Requester(None, 55, 1)
     await q.reserve(dm, Feature.CHAT)
     with pytest.raises(BudgetExceeded) as info:
         await q.reserve(dm, Feature.CHAT)
-    assert info.value.scope == "member"
+    assert info.value.scope == "member" and info.value.source == "user"
     assert [l.scope for l in (await q.usage_limits(dm)).lines] == ["member"] * len(KINDS)
 
 

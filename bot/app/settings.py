@@ -295,6 +295,22 @@ class VoiceSettings(_Section):
     speech_format: Literal["opus", "mp3", "aac", "flac", "wav", "pcm"] = "opus"
 
 
+class UserQuotaDefaults(_Section):
+    """``[quotas.user]``: a member's own daily budget, per UTC day (-1 unlimited), for what is not any
+    server's to pay: DMs with the bot, and servers where only the member installed Gatecord (a user
+    install). The bot's owner changes it per user (``gatecord quota user``, ``/owner quota-user``)."""
+
+    chat_requests: int = -1
+    tokens: int = -1
+    vision_requests: int = -1
+    images: int = -1
+    credits: float = -1
+    speech_chars: int = -1
+    transcription_seconds: int = -1
+    video_seconds: int = -1
+    music_seconds: int = -1
+
+
 class QuotaDefaults(_Section):
     """Per UTC day. -1 means unlimited."""
 
@@ -317,6 +333,7 @@ class QuotaDefaults(_Section):
     member_video_seconds: int = -1
     member_music_seconds: int = -1
     reservation_ttl_seconds: int = Field(900, gt=0)
+    user: UserQuotaDefaults = Field(default_factory=UserQuotaDefaults)
 
 
 class RelaySettings(_Section):

@@ -1,5 +1,6 @@
 """The limit book: the daily limits that apply to a requester (config defaults, server settings,
-role overrides).
+role overrides; for a member's own budget — DMs, user installs — ``[quotas.user]`` and the owner's
+per-user overrides).
 
 Each guild's rows are cached for ``ttl`` seconds: an admin's change made in this process drops the
 entry at once (``invalidate``), one made by another process is seen within ``ttl``. Reads only;
@@ -21,9 +22,10 @@ from bot.storage.tx import SyncTx
 if TYPE_CHECKING:
     from bot.app.settings import QuotaDefaults
 
-__all__ = ["Limits", "GuildLimitRows", "LimitBook", "LIMITS_TTL_SECONDS", "load_rows"]
+__all__ = ["Limits", "GuildLimitRows", "LimitBook", "LIMITS_TTL_SECONDS", "load_rows", "load_user_rows"]
 
-#: kind -> (limit, source) where source is "config" | "server" | "role"; limit -1 is unlimited
+#: kind -> (limit, source) where source is "config" | "server" | "role" (a server member), or "user"
+#: (``[quotas.user]``) | "owner" (the owner's override for this user) for a member's own budget; -1 is unlimited
 Limits = dict[str, tuple[float, str]]
 
 #: how long a guild's limits are reused before they are read again (changes by other processes)
@@ -56,6 +58,12 @@ def load_rows(tx: SyncTx, guild_id: int) -> GuildLimitRows:
     return rows
 
 
+def load_user_rows(tx: SyncTx, user_id: int) -> dict[str, float]:
+    """The owner's overrides of ``[quotas.user]`` for one user, read now."""
+    return {kind: float(value) for kind, value in tx.fetchall(
+        "SELECT kind, value FROM quota_user_limits WHERE user_id = ?", (user_id,))}
+
+
 class LimitBook:
     def __init__(
         self, store: Store, defaults: QuotaDefaults, *, ttl: float = LIMITS_TTL_SECONDS,
@@ -68,10 +76,33 @@ class LimitBook:
         self._cache: dict[int, tuple[float, GuildLimitRows]] = {}  # guild -> (read at, rows)
         self._loading: dict[int, asyncio.Task[GuildLimitRows]] = {}
         self._generation: dict[int, int] = {}  # bumped by invalidate: a read started before is not cached
+        self._users: dict[int, tuple[float, dict[str, float]]] = {}  # user -> (read at, overrides)
 
     def default(self, scope: str, kind: str) -> float:
-        """The config file's limit for ``scope`` ("guild" | "member") and ``kind``."""
+        """The config file's limit for ``scope`` ("guild" | "member" | "user") and ``kind``."""
+        if scope == "user":
+            return float(getattr(self.defaults.user, kind))
         return float(getattr(self.defaults, f"{scope}_{kind}"))
+
+    async def user_rows(self, user_id: int) -> dict[str, float]:
+        """The owner's overrides for ``user_id`` (cached up to ``ttl`` seconds, like a guild's rows)."""
+        cached = self._users.get(user_id)
+        if cached is not None and self._monotonic() - cached[0] < self.ttl:
+            return cached[1]
+        started = self._monotonic()
+        rows = await self.store.run(lambda tx: load_user_rows(tx, user_id))
+        self._users[user_id] = (started, rows)
+        return rows
+
+    def invalidate_user(self, user_id: int) -> None:
+        """Forget a user's overrides (after this process changed them)."""
+        self._users.pop(user_id, None)
+
+    async def user_limits(self, user_id: int) -> Limits:
+        """A member's own budget (DMs, user installs): the owner's override, else ``[quotas.user]``."""
+        rows = await self.user_rows(user_id)
+        return {kind: (rows[kind], "owner") if kind in rows else (self.default("user", kind), "user")
+                for kind in KINDS}
 
     async def rows(self, guild_id: int) -> GuildLimitRows:
         """The guild's stored limits (cached up to ``ttl`` seconds; one read at a time per guild)."""

@@ -390,9 +390,7 @@ class BudgetEngine:
                       credits=credits, amounts=amounts)
         ttl = self.ttl_for(ttl_seconds)
         moment = self.now()
-        guild_limits, member_limits = await self.book.effective(requester.guild_id or 0, requester.role_ids)
-        scopes = [("guild", guild_limits)] if requester.guild_id is not None else []
-        scopes.append(("member", member_limits))
+        scopes = await self.book_scopes(requester)
         reservation = Reservation(
             id=uuid.uuid4().hex, feature=ask.feature, requester=requester, day=utc_day(moment), granted_tokens=None,
             images=ask.images, requested_tokens=ask.tokens, model=model,
@@ -415,6 +413,14 @@ class BudgetEngine:
         self._learn_expiry(swept, reservation.expires_at.timestamp())
         reservation.granted_tokens = outcome.granted_tokens
         return reservation
+
+    async def book_scopes(self, requester: Requester) -> list[tuple[str, Limits]]:
+        """The budgets a request is measured against: in a server, its total and the member's share of it;
+        without one (a DM, a user install), the member's own budget (counted as guild 0's member rows)."""
+        if requester.guild_id is None:
+            return [("member", await self.book.user_limits(requester.user_id))]
+        guild_limits, member_limits = await self.book.effective(requester.guild_id, requester.role_ids)
+        return [("guild", guild_limits), ("member", member_limits)]
 
     async def _name_role(self, refused: BudgetExceeded, guild_id: int, role_ids: tuple[int, ...]) -> None:
         """Say which role's override refused (an @everyone override reads as the server's own setting)."""

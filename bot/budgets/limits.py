@@ -6,7 +6,7 @@ from __future__ import annotations
 
 import math
 
-from bot.budgets.book import GuildLimitRows, LimitBook, load_rows
+from bot.budgets.book import GuildLimitRows, LimitBook, load_rows, load_user_rows
 from bot.budgets.engine import Clock
 from bot.budgets.rules import KIND_NOUNS, KINDS, SCOPES, UNLIMITED, utc_day
 from bot.guilds import audit
@@ -134,3 +134,45 @@ class LimitAdmin:
             await audit.record(self.store, ts=moment.timestamp(), guild_id=guild_id, actor_id=actor_id,
                                target=f"user:{user_id}", field="usage_today", old=cleared, new={})
         return cleared
+
+    # -- a member's own budget (DMs, user installs): the bot owner's overrides of [quotas.user] ---------
+
+    async def set_user_limit(self, user_id: int, kind: str, value: float, actor_id: int) -> tuple[float, float]:
+        """Give ``user_id`` their own daily ``kind`` limit (-1 unlimited) instead of ``[quotas.user]``.
+        Returns (old, new) effective limits; audited (guild 0: no server's)."""
+        value = validate_limit(kind, value)
+        moment = self.now()
+        async with self.store.transaction():
+            rows = await self.store.run(lambda tx: load_user_rows(tx, user_id))
+            old = rows.get(kind, self.book.default("user", kind))
+            await self.store.execute(
+                "INSERT INTO quota_user_limits(user_id, kind, value, updated_at, updated_by) VALUES (?, ?, ?, ?, ?)"
+                " ON CONFLICT(user_id, kind) DO UPDATE SET value = excluded.value,"
+                " updated_at = excluded.updated_at, updated_by = excluded.updated_by",
+                (user_id, kind, value, moment.timestamp(), actor_id),
+            )
+            await audit.record(self.store, ts=moment.timestamp(), guild_id=0, actor_id=actor_id,
+                               target=f"user:{user_id}", field=kind, old=old, new=value)
+        self.book.invalidate_user(user_id)
+        return old, value
+
+    async def reset_user_limits(self, user_id: int, actor_id: int, kind: str | None = None) -> dict[str, float]:
+        """Remove the owner's overrides for ``user_id`` (one ``kind``, or all): ``[quotas.user]`` applies
+        again. Returns the overrides removed; audited."""
+        if kind is not None:
+            _checked(kind, None)  # an unknown kind is refused
+        moment = self.now()
+        async with self.store.transaction():
+            rows = await self.store.run(lambda tx: load_user_rows(tx, user_id))
+            removed = {k: v for k, v in rows.items() if kind is None or k == kind}
+            if removed:
+                await self.store.execute(
+                    "DELETE FROM quota_user_limits WHERE user_id = ?" + (" AND kind = ?" if kind else ""),
+                    (user_id, kind) if kind else (user_id,),
+                )
+                for name, old in sorted(removed.items()):
+                    await audit.record(self.store, ts=moment.timestamp(), guild_id=0, actor_id=actor_id,
+                                       target=f"user:{user_id}", field=name, old=old,
+                                       new=self.book.default("user", name))
+        self.book.invalidate_user(user_id)
+        return removed

@@ -25,7 +25,7 @@ class BudgetLine:
     limit: float  # -1 unlimited
     used: float
     reserved: float
-    source: str = "config"  # config | server | role
+    source: str = "config"  # config | server | role; a member's own budget: user ([quotas.user]) | owner
 
     @property
     def unlimited(self) -> bool:
@@ -38,7 +38,8 @@ class BudgetLine:
 
 @dataclass(frozen=True, slots=True)
 class UsageLimits:
-    """A member's budgets for today (``usage_limits``); ``remaining(kind)`` is the tighter scope."""
+    """A member's budgets for today (``usage_limits``); ``remaining(kind)`` is the tighter scope.
+    ``guild_id`` None: the member's own budget (a DM, a user install)."""
 
     guild_id: int | None
     user_id: int
@@ -112,7 +113,7 @@ class BudgetReports:
         moment = self.engine.now()
         day = utc_day(moment)
         gid = requester.guild_id or 0
-        guild_limits, member_limits = await self.book.effective(gid, requester.role_ids)
+        scopes = await self.engine.book_scopes(requester)
 
         def body(tx: SyncTx) -> tuple[Swept | None, dict[tuple[str, str], tuple[float, float]]]:
             swept = self.engine.sweep_in(tx, moment.timestamp())  # expired holds are not shown as held
@@ -121,7 +122,6 @@ class BudgetReports:
         swept, today = await self.store.run(body)
         self.engine.learn(swept)
         lines = []
-        scopes = ([("guild", guild_limits)] if requester.guild_id is not None else []) + [("member", member_limits)]
         for scope, limits in scopes:
             for kind in KINDS:
                 used, reserved = today.get((scope, kind), (0.0, 0.0))

@@ -79,9 +79,24 @@ AMOUNT_KINDS: tuple[str, ...] = ("images", "speech_chars", "transcription_second
 TOKEN_FEATURES = frozenset({Feature.CHAT, Feature.VISION})
 
 
+def guild_pays(interaction: Any) -> bool:
+    """Whether a server's budget pays for this interaction: it happened in a server that installed the
+    app. A DM, a private channel, or a server where only the member installed it (a user install:
+    ``authorizing_integration_owners`` without the guild key) is the member's own budget. An interaction
+    saying nothing about its installs (older payloads) counts as the server's."""
+    if interaction.guild_id is None:
+        return False
+    guild_install = getattr(interaction, "is_guild_integration", None)
+    user_install = getattr(interaction, "is_user_integration", None)
+    if guild_install is None or user_install is None or guild_install():
+        return True
+    return not user_install()
+
+
 @dataclass(frozen=True, slots=True)
 class Requester:
-    """Who asks, and where. ``guild_id`` None is a DM (member budgets from config only)."""
+    """Who asks, and where. ``guild_id`` None: not any server's budget (a DM, a user install): the
+    member's own (``[quotas.user]``, or the owner's override for them)."""
 
     guild_id: int | None
     channel_id: int | None
@@ -90,11 +105,13 @@ class Requester:
 
     @classmethod
     def from_interaction(cls, interaction: Any) -> Requester:
+        """The member, charged to the server when it installed the app (``guild_pays``), else to themselves."""
+        guild_id = interaction.guild_id if guild_pays(interaction) else None
         return cls(
-            guild_id=interaction.guild_id,
+            guild_id=guild_id,
             channel_id=interaction.channel_id,
             user_id=interaction.user.id,
-            role_ids=_role_ids(interaction.user, interaction.guild_id),
+            role_ids=_role_ids(interaction.user, guild_id),
         )
 
     @classmethod
@@ -202,7 +219,7 @@ class BudgetExceeded(UserFacingError):
     def user_message(self, now: datetime | None = None) -> str:
         """e.g. "This server's daily image budget (20) is used up; it resets in 3 h 12 min (00:00 UTC)."
         or "Your daily token budget (5,000, set for your role <@&42>) has only 12 left, …" """
-        whose = "This server's" if self.scope == "guild" else "Your"
+        whose = "This server's" if self.scope == "guild" else "Your own" if self.source in ("user", "owner") else "Your"
         noun = KIND_NOUNS.get(self.kind, (self.kind, self.kind))[0]
         left = self.remaining
         state = (
@@ -217,8 +234,10 @@ class BudgetExceeded(UserFacingError):
 
     def _set_by(self) -> str:
         """Who set a member's limit, when it is not the bot's default (a role mention renders as its name)."""
-        if self.scope != "member" or self.source == "config":
+        if self.scope != "member" or self.source in ("config", "user"):
             return ""
+        if self.source == "owner":
+            return ", set for you by the bot's owner"
         if self.source == "role":
             return ", set for one of your roles" if self.role_id is None else f", set for your role <@&{self.role_id}>"
         return ", set by this server for each member"

@@ -205,6 +205,17 @@ class BudgetService:
     async def reset_user(self, guild_id: int, user_id: int, actor_id: int) -> dict[str, float]:
         return await self.limits.reset_user(guild_id, user_id, actor_id)
 
+    async def set_user_limit(self, user_id: int, kind: str, value: float, actor_id: int) -> tuple[float, float]:
+        """The bot owner's override of ``[quotas.user]`` for one user (their own budget: DMs, user installs)."""
+        return await self.limits.set_user_limit(user_id, kind, value, actor_id)
+
+    async def reset_user_limits(self, user_id: int, actor_id: int, kind: str | None = None) -> dict[str, float]:
+        return await self.limits.reset_user_limits(user_id, actor_id, kind)
+
+    async def own_limits(self, user_id: int) -> UsageLimits:
+        """A member's own budget today (what DMs and user installs are charged to)."""
+        return await self.reports.usage_limits(Requester(None, None, user_id))
+
     # -- prices ---------------------------------------------------------------------------------------
 
     @property

@@ -92,6 +92,17 @@ quota_role_limits = Table(
     sqlite_with_rowid=False,
 )
 
+#: the bot owner's per-user overrides of ``[quotas.user]`` (a member's own budget: DMs, user installs)
+quota_user_limits = Table(
+    "quota_user_limits", metadata,
+    Column("user_id", BigInteger, primary_key=True, autoincrement=False),
+    Column("kind", Text, primary_key=True),
+    Column("value", Float, nullable=False),
+    Column("updated_at", Float, nullable=False),
+    Column("updated_by", BigInteger, nullable=False),
+    sqlite_with_rowid=False,
+)
+
 usage_ledger = Table(
     "usage_ledger", metadata,
     Column("id", RowId, primary_key=True, autoincrement=True),
