@@ -588,3 +588,30 @@ def test_a_block_ends_where_discord_ends_it() -> None:
     long = "```py\n" + "\n".join(f"x_{i} = '```'" if i == 50 else f"x_{i} = {i}" for i in range(100))
     pieces = split_message(long, 500)
     assert all(p.count("```") % 2 == 0 for p in pieces), [p.count("```") for p in pieces]
+
+
+async def test_max_messages_never_exceeded_and_a_longer_answer_becomes_one_file() -> None:
+    """An interaction with few follow-ups left (a server the bot is not in): streaming never creates more
+    than ``max_messages`` messages, and the final answer, too long for them, is one message and a file."""
+    answer = "\n\n".join(f"Paragraph {i}: " + "word " * 60 for i in range(30))  # about 9,600 characters
+    clock, target, r = setup(edit_interval=0.05, max_messages=4)
+    for i in range(0, len(answer), 200):
+        before = len(target.log)
+        r.feed(answer[i:i + 200])
+        if len(target.messages) < 4:  # past that, more text changes nothing shown until the final edit
+            await settled(clock, target, before)
+        clock.advance(0.05)
+    await finish_without_the_clock(r, footer="-# `m`")
+    created = [entry for entry in target.log if entry[1] == "create"]
+    assert 1 < len(created) <= 4
+    assert list(target.messages) == [0]
+    assert "is attached as `answer.txt`" in target.messages[0] and target.messages[0].endswith("-# `m`")
+    assert [f.filename for f in target.files[0]] == ["answer.txt"]
+    assert target.files[0][0].data.decode() == answer
+
+
+async def test_max_messages_leaves_an_answer_that_fits_as_it_is() -> None:
+    clock, target, r = setup(max_messages=4)
+    r.feed("short answer")
+    await finish_without_the_clock(r, footer="-# `m`")
+    assert target.messages == {0: "short answer\n-# `m`"} and not target.files

@@ -120,6 +120,7 @@ class AnswerRunner:
         return StreamRenderer(
             target, edit_interval=self.settings.edit_interval, file_over=self.settings.attach_as_file_over,
             file_name="answer.txt", pressure=self.pressure, header=header,
+            max_messages=getattr(target, "max_messages", None),  # an interaction's target may be limited
         )
 
     async def answer(

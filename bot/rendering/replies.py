@@ -17,6 +17,7 @@ from typing import Any
 
 import discord
 
+from bot.app.installs import GUEST_FOLLOWUPS, is_guest
 from bot.rendering import limits
 from bot.rendering.stream import FileData, MessageTarget
 from bot.rendering.text import truncate
@@ -42,6 +43,10 @@ TOKEN_SAFE_SECONDS = 14 * 60
 INVALID_WEBHOOK_TOKEN = 50027
 #: ``interaction.extras`` flag: the deferred "thinking…" message already became an answer
 _ANSWERED = "gatecord_answered"
+
+#: a guest answer's messages: the response and 3 of the 5 follow-ups Discord allows, leaving 2 for a refusal,
+#: a "no thread" note or a voice reply
+GUEST_ANSWER_MESSAGES = GUEST_FOLLOWUPS - 1
 
 #: called with each new answer message's id as soon as Discord created it
 OnCreated = Callable[[int], Awaitable[None]]
@@ -89,6 +94,9 @@ async def reply_quietly(message: discord.Message, text: str) -> None:
 class _AnswerMessages:
     """The Discord messages of one answer, in order; ``on_created`` hears of each new one."""
 
+    #: the most messages the answer may create (None: no limit); past it the renderer attaches a file
+    max_messages: int | None = None
+
     def __init__(self) -> None:
         self.messages: list[discord.Message] = []
         self.on_created: OnCreated | None = None
@@ -110,15 +118,22 @@ class _AnswerMessages:
 class InteractionTarget(_AnswerMessages):
     """Answer messages of a (deferred) interaction: the original response, then followups.
 
-    Past the token's 15 minutes (or once Discord refuses it) a public answer continues in the channel.
+    Past the token's 15 minutes (or once Discord refuses it) a public answer continues in the channel —
+    except for a guest (``bot.app.installs.is_guest``: a server where only the member installed the app,
+    a group DM): there everything goes through the interaction, and the answer keeps room for a refusal
+    or a note within Discord's follow-up limit (a longer answer becomes a file).
     """
 
     def __init__(
-        self, interaction: discord.Interaction, *, ephemeral: bool = False, clock: Callable[[], float] = time.monotonic
+        self, interaction: discord.Interaction, *, ephemeral: bool = False, clock: Callable[[], float] = time.monotonic,
+        guest: bool | None = None,
     ) -> None:
         super().__init__()
         self.interaction = interaction
         self.ephemeral = ephemeral
+        self.guest = is_guest(interaction) if guest is None else guest
+        if self.guest:
+            self.max_messages = GUEST_ANSWER_MESSAGES
         self._clock = clock
         self._started = clock()
         self._refused = False  # Discord already said the token is no longer valid
@@ -127,7 +142,7 @@ class InteractionTarget(_AnswerMessages):
         return self._refused or self._clock() - self._started > TOKEN_SAFE_SECONDS
 
     def _channel_usable(self) -> bool:
-        return not self.ephemeral and self.interaction.channel is not None
+        return not self.ephemeral and not self.guest and self.interaction.channel is not None
 
     async def put(self, index: int, content: str, *, files: Sequence[FileData] = ()) -> None:
         try:
@@ -148,7 +163,7 @@ class InteractionTarget(_AnswerMessages):
             msg = self.messages[index]
             if index == 0 and not self._token_expired():
                 self.messages[0] = await self.interaction.edit_original_response(**kwargs)
-            elif self._token_expired() and not self.ephemeral and msg.channel is not None:
+            elif self._token_expired() and not self.ephemeral and not self.guest and msg.channel is not None:
                 await msg.channel.get_partial_message(msg.id).edit(**kwargs)  # type: ignore[union-attr]
             else:
                 await msg.edit(**kwargs)

@@ -55,6 +55,7 @@ WRITING_MARKER = "-# ✍️ still writing…"
 INCOMPLETE_MARKER = "⚠️ **Incomplete answer.**"
 #: what the member sees for an answer without text (bot/chat never sends it to a model)
 EMPTY_ANSWER_PLACEHOLDER = "*(The model returned an empty answer.)*"
+LONG_ANSWER_NOTE = "-# (long answer: the full text will be attached as a file)"
 NOTICE_MAX = 600  # a notice longer than the room left in the last message goes into a message of its own
 
 
@@ -161,8 +162,12 @@ class StreamRenderer:
         clock: Clock | None = None,
         pressure: Pressure | None = None,
         header: str = "",
+        max_messages: int | None = None,
     ) -> None:
         self.target = target
+        #: the most messages the answer may ever create (an interaction in a server the bot is not in gets
+        #: few follow-ups): a longer answer is shown as one message with the whole text attached
+        self.max_messages = max_messages
         #: a line shown above the answer in its first message (e.g. the transcript it answers); not
         #: part of ``text``, never in the long-answer file
         self.header = header
@@ -270,14 +275,26 @@ class StreamRenderer:
         tail = [WRITING_MARKER]
         if self.file_over is not None and len(text) > self.file_over:
             text = text[: self.file_over]
-            tail.insert(0, "-# (long answer: the full text will be attached as a file)")
-        return self._messages(text, tail)
+            tail.insert(0, LONG_ANSWER_NOTE)
+        layout = self._messages(text, tail)
+        if self.max_messages is not None and len(layout) > self.max_messages:
+            # it will be a file: never more messages than allowed meanwhile (each chunk leaves room for the tail)
+            chunks = split_message(self._headed(text), self.chunk_limit)[: self.max_messages]
+            chunks[-1] = "\n".join([chunks[-1], LONG_ANSWER_NOTE, WRITING_MARKER])
+            layout = [c[: limits.MESSAGE_CONTENT] for c in chunks]
+        return layout
+
+    def _as_file(self, text: str, tail: list[str]) -> bool:
+        """The final answer goes into a file: longer than ``file_over``, or more messages than allowed."""
+        if self.file_over is not None and len(text) > self.file_over:
+            return True
+        return self.max_messages is not None and len(self._messages(text, tail)) > self.max_messages
 
     def _final_layout(
         self, text: str, footer: str, notice: str, files: tuple[FileData, ...]
     ) -> tuple[list[str], tuple[FileData, ...]]:
         tail = [truncate(notice, NOTICE_MAX) if notice else "", footer]
-        if self.file_over is not None and len(text) > self.file_over:
+        if self._as_file(text, tail):
             room = self.chunk_limit - 200 - (len(self.header) + 1 if self.header else 0)
             preview = split_message(text, room)[:1] or [""]  # its fences are closed
             note = f"-# The full answer ({len(text):,} characters) is attached as `{self.file_name}`."
