@@ -48,7 +48,7 @@ class Chat(commands.Cog):
         file: discord.Attachment | None = None,
     ) -> None:
         try:
-            key, ticket = self.bot.chat.admit_slash(interaction.channel_id)
+            key, ticket = self.bot.chat.admit_slash(interaction)
         except Busy as exc:
             await reply_privately(interaction, exc.user_message())
             return

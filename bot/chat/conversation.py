@@ -4,7 +4,10 @@ A *turn* is one user message or one answer. Each turn points at the turn it foll
 so a reply to an old answer continues from that answer, and a conversation can branch. Every turn
 also carries a ``conversation_id``: ``"thread:<id>"`` for a thread the bot started (shared by
 everyone in it, on purpose), ``"listen:<channel>:<member>"`` for a member's conversation in a channel
-where the bot answers every message, or ``"c:<random>"`` for a member's own conversation. A member who
+where the bot answers every message, ``"dm:<channel>"`` for a DM with the bot (every message and /chat
+there continues it, as in a thread), ``"guest:<channel>:<member>"`` for a member's /chat where the bot
+can't see the channel (a server where only they installed it, a group DM: each /chat there continues
+their conversation), or ``"c:<random>"`` for a member's own conversation. A member who
 replies to someone else's answer starts their own conversation seeded with only that answer, so
 two members never see each other's history. Failed turns are never recorded; an answer cut short
 is recorded as incomplete and only used when someone replies to it directly; an empty answer is
@@ -31,7 +34,9 @@ __all__ = [
     "estimate_tokens",
     "fit_history",
     "follows_latest",
+    "dm_conversation_id",
     "group_exchanges",
+    "guest_conversation_id",
     "listen_conversation_id",
     "new_conversation_id",
     "render_system_prompt",
@@ -56,10 +61,20 @@ def listen_conversation_id(channel_id: int, user_id: int) -> str:
     return f"listen:{channel_id}:{user_id}"
 
 
+def dm_conversation_id(channel_id: int) -> str:
+    """The conversation of a DM with the bot: everything said there, in order."""
+    return f"dm:{channel_id}"
+
+
+def guest_conversation_id(channel_id: int | None, user_id: int) -> str:
+    """One member's /chat conversation where the bot sees only the interactions (no replies possible)."""
+    return f"guest:{channel_id or 0}:{user_id}"
+
+
 def follows_latest(conversation_id: str) -> bool:
     """A conversation whose new message follows its latest turn (a bot thread, a member's ``listen``
-    conversation), rather than the reply chain."""
-    return conversation_id.startswith(("thread:", "listen:"))
+    conversation, a DM, a guest's /chat), rather than the reply chain."""
+    return conversation_id.startswith(("thread:", "listen:", "dm:", "guest:"))
 
 
 def estimate_tokens(content: str | Sequence[Any] | None) -> int:

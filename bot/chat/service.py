@@ -25,6 +25,7 @@ from typing import TYPE_CHECKING, Any
 import discord
 
 from bot.app.draining import Drained, drain_tasks
+from bot.app.installs import is_dm, is_guest
 from bot.budgets.rules import Requester
 from bot.budgets.service import BudgetService
 from bot.chat.admission import Admission, Busy, Ticket
@@ -34,9 +35,11 @@ from bot.chat.context import ContextWindows, fit_to_window, merge_user_runs
 from bot.chat.conversation import (
     ConversationStore,
     HistoryTurn,
+    dm_conversation_id,
     estimate_tokens,
     fit_history,
     follows_latest,
+    guest_conversation_id,
     listen_conversation_id,
     new_conversation_id,
     render_system_prompt,
@@ -197,15 +200,22 @@ class ChatService:
     # /chat
     # ------------------------------------------------------------------------------------------
 
-    def admit_slash(self, channel_id: int | None) -> tuple[str, Ticket]:
+    def admit_slash(self, interaction: discord.Interaction) -> tuple[str, Ticket]:
         """The conversation a ``/chat`` here goes to, and its admission ticket; raises ``Busy``."""
-        key = self._conversation_key(channel_id)
+        key = self._conversation_key(interaction)
         return key, self.admission.admit(key)
 
-    def _conversation_key(self, channel_id: int | None) -> str:
-        """A thread the bot started is one shared conversation; anywhere else /chat starts a new one."""
+    def _conversation_key(self, interaction: discord.Interaction) -> str:
+        """A thread the bot started is one shared conversation, and so is a DM with the bot; where the bot
+        sees only the interactions (a guest: no replies, no threads) each /chat of the member continues
+        their last one; anywhere else /chat starts a new one."""
+        channel_id = interaction.channel_id
         if channel_id is not None and channel_id in self.bot_threads:
             return thread_conversation_id(channel_id)
+        if is_guest(interaction):
+            return guest_conversation_id(channel_id, interaction.user.id)
+        if channel_id is not None and is_dm(interaction):
+            return dm_conversation_id(channel_id)
         return new_conversation_id()
 
     async def slash_turn(self, interaction: discord.Interaction, key: str, ticket: Ticket, ask: SlashPrompt) -> None:
@@ -228,19 +238,21 @@ class ChatService:
                 notes += more_notes
             else:
                 notes.append(f"ignored {truncate(ask.file.filename, 40)} (not a text file)")
-        target = InteractionTarget(interaction, ephemeral=ask.private)
+        guest = is_guest(interaction)  # answered through the interaction only, never a channel API
+        target = InteractionTarget(interaction, ephemeral=ask.private, guest=guest)
         turn = Turn(key=key)
         where = _Where(interaction.guild_id, interaction.channel_id, interaction.user.id)
         requester = Requester.from_interaction(interaction)
         async with ticket:  # the conversation lock covers history → transcript → answer → record
-            cfg = await self._config(interaction.guild_id, channel)
+            # a server that did not install Gatecord has no say over it: the bot's defaults apply
+            cfg = await self._config(None if guest else interaction.guild_id, channel)
             heard = None
             if audio is not None:
                 heard = await self._hear(target, requester, audio, written=prompt_text)
                 if heard is None:  # refused; the member was told why
                     return
                 prompt_text = prompt_with_transcript(prompt_text, heard.transcript)
-            if key.startswith("thread:"):
+            if follows_latest(key):  # a bot thread, a DM, a guest's /chat
                 await self._load_thread_history(turn, cfg.history_messages)
             spec = self._spec(
                 cfg, turn, prompt_text, model=ask.model, requester=requester,
@@ -274,6 +286,9 @@ class ChatService:
         reason = None
         if private:
             reason = "private answers can't start a thread"
+        elif target.guest:
+            reason = ("Gatecord isn't a member here, so it can't open threads; your next /chat here "
+                      "continues this conversation")
         elif not isinstance(channel, discord.TextChannel):
             reason = "threads can only be started in a server text channel"
         if reason is None and target.messages:
@@ -329,6 +344,9 @@ class ChatService:
         channel = message.channel
         if isinstance(channel, discord.Thread) and await self._is_bot_thread(channel, me):
             return Turn(key=thread_conversation_id(channel.id))  # history read once admitted (in order)
+        if message.guild is None and isinstance(channel, discord.DMChannel):
+            # a DM with the bot is one conversation, as in a thread: every message (a reply too) goes on
+            return Turn(key=dm_conversation_id(channel.id))
         cfg = await self._config(message.guild.id, channel) if message.guild is not None else None
         ref = message.reference
         if ref is not None and ref.message_id is not None and ref.channel_id in (None, channel.id):
@@ -351,7 +369,7 @@ class ChatService:
                 if seed and not resolved.content.startswith(ERROR_PREFIX):
                     turn.history = [HistoryTurn.of("assistant", seed)]
                 return turn
-        if cfg is None:  # a direct message
+        if cfg is None:  # not a server's channel, nor a DM (a group DM the bot is in)
             return Turn(key=new_conversation_id())
         if cfg.listen:
             return self._listen_turn(message, cfg, me)
