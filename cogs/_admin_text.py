@@ -9,7 +9,7 @@ from typing import Any
 from bot.budgets.reports import GuildLimits, UsageLimits
 from bot.budgets.rules import KIND_NOUNS, KINDS, format_amount, format_duration, limit_text
 from bot.guilds.audit import AuditEntry
-from bot.guilds.config import FIELD_LABELS, FIELDS, EffectiveConfig
+from bot.guilds.config import FIELD_HELP, FIELD_LABELS, FIELDS, EffectiveConfig
 
 MAX_SHOWN_PROMPT = 300
 
@@ -19,6 +19,8 @@ def _value(name: str, value: Any) -> str:
         return "default"
     if isinstance(value, bool):
         return "yes" if value else "no"
+    if isinstance(value, (list, tuple)):  # triggers
+        return ", ".join("`" + str(v).replace("`", "'") + "`" for v in value) or "none"
     if name == "system_prompt":
         text = str(value).replace("`", "'")
         short = text if len(text) <= MAX_SHOWN_PROMPT else text[: MAX_SHOWN_PROMPT - 1] + "…"
@@ -98,6 +100,14 @@ def config_show_text(
     return "\n".join(lines)
 
 
+def config_help_text() -> str:
+    """``/config help``: every setting, what it does, and where it is set."""
+    lines = ["**Settings** (`/config channel` sets them for one channel and its threads; `/config defaults`, "
+             "`/config model` and `/config system-prompt` for the whole server; `/config reset` undoes)"]
+    lines += [f"• **{FIELD_LABELS[name]}**: {FIELD_HELP[name]}" for name in FIELDS]
+    return "\n".join(lines)
+
+
 def _audit_value(value: Any) -> str:
     if value is None:
         return "default"
@@ -114,6 +124,7 @@ def changes_text(changes: Mapping[str, tuple[Any, Any]], where: str) -> str:
 USAGE_PARTS: tuple[tuple[str, str], ...] = (
     ("chat_requests", "chat"), ("vision_requests", "vision"), ("images", "images"), ("tokens", "tokens"),
     ("speech_chars", "speech characters"), ("transcription_seconds", "transcription seconds"),
+    ("video_seconds", "video seconds"), ("music_seconds", "music seconds"),
 )
 
 
@@ -122,7 +133,8 @@ def _usage_parts(values: Mapping[str, float]) -> str:
 
 
 def usage_totals_text(totals: Mapping[str, float]) -> str:
-    """``Totals: 3 chat, 1 vision, 4 images, 900 tokens, 120 speech characters, 30 transcription seconds.``"""
+    """``Totals: 3 chat, 1 vision, 4 images, 900 tokens, 120 speech characters, 30 transcription seconds,
+    16 video seconds, 60 music seconds.``"""
     return f"Totals: {_usage_parts(totals)}."
 
 

@@ -1,8 +1,8 @@
-"""/imagine and its buttons: Discord input → ``bot.image_jobs`` (the image job service) → replies.
+"""/imagine: Discord input → ``bot.media_jobs`` (the media-job service) → replies.
 
 The service runs the job (budget, queue, gateway, progress, grid, recovery after a restart); this
-cog turns the command's options and button presses into service calls and refusals into ephemeral
-replies, and posts what a U button or a delete asks for.
+cog turns the command's options into service calls and refusals into ephemeral replies. The job's
+buttons are answered by cogs/media_buttons.py.
 """
 
 from __future__ import annotations
@@ -14,16 +14,10 @@ from discord import app_commands
 from discord.ext import commands
 
 from bot.app.factory import GatecordBot
-from bot.media.buttons import ImagineButton
-from bot.media.grid import ImageTooLarge
-from bot.media.jobs import ImageJob
 from bot.media.options import ImagineOptions
-from bot.media.presenter import upload_limit
 from bot.rendering import limits as discord_limits
-from bot.rendering.errors import describe_error
-from bot.rendering.replies import NO_MENTIONS, reply_privately
+from bot.rendering.replies import reply_privately
 from bot.rendering.user_facing import UserFacingError
-from gateway_client import GatewayError
 
 log = logging.getLogger(__name__)
 
@@ -31,17 +25,7 @@ log = logging.getLogger(__name__)
 class Imagine(commands.Cog):
     def __init__(self, bot: GatecordBot) -> None:
         self.bot = bot
-        self.service = bot.image_jobs
-
-    async def cog_load(self) -> None:
-        self.bot.add_dynamic_items(ImagineButton)
-        self.service.buttons = self
-
-    async def cog_unload(self) -> None:
-        """Jobs keep running in the service; only the buttons stop answering until the cog is back."""
-        self.bot.remove_dynamic_items(ImagineButton)
-        if self.service.buttons is self:
-            self.service.buttons = None
+        self.service = bot.media_jobs
 
     # -- /imagine -------------------------------------------------------------------------------
 
@@ -85,52 +69,12 @@ class Imagine(commands.Cog):
     async def _model_autocomplete(
         self, interaction: discord.Interaction, current: str
     ) -> list[app_commands.Choice[str]]:
-        matches = await self.service.model_choices(current)
+        matches = await self.service.model_choices("image", current)
         return [
             app_commands.Choice(name=m[: discord_limits.CHOICE_NAME], value=m)
             for m in matches
             if len(m) <= discord_limits.CHOICE_VALUE
         ][: discord_limits.AUTOCOMPLETE_CHOICES]
-
-    # -- buttons (ImagineButton routes presses here through the service) ----------------------------
-
-    async def handle_button(
-        self, interaction: discord.Interaction, action: str, job_id: int, index: int | None
-    ) -> None:
-        try:
-            job = await self.service.job(job_id)
-            if action == "u":
-                await self._upscale(interaction, job, index or 1)
-            elif action == "delete":
-                await self._delete(interaction, job)
-            else:
-                await self.service.regenerate(interaction, job, action, index)
-        except GatewayError as exc:  # the stored options no longer pass the gateway's rules
-            await reply_privately(interaction, await describe_error(exc))
-        except UserFacingError as exc:
-            await reply_privately(interaction, exc.user_message())
-
-    async def _upscale(self, interaction: discord.Interaction, job: ImageJob, index: int) -> None:
-        """Image ``index`` alone at full size (downscaled/re-encoded only when over the upload limit)."""
-        found = await self.service.stored_image(job, index)
-        await interaction.response.defer(thinking=True)
-        try:
-            content, file = await self.service.single_image(job, found, upload_limit(interaction))
-        except (ImageTooLarge, ValueError) as exc:
-            await interaction.followup.send(f"Image {index} could not be prepared for upload: {exc}.",
-                                            allowed_mentions=NO_MENTIONS)
-            return
-        await interaction.followup.send(content, file=file, allowed_mentions=NO_MENTIONS)
-
-    async def _delete(self, interaction: discord.Interaction, job: ImageJob) -> None:
-        self.service.check_delete(job, interaction.user.id, interaction.permissions)
-        await interaction.response.defer()
-        await self.service.delete(job)
-        try:
-            await interaction.delete_original_response()
-        except discord.NotFound:
-            pass
-
 
 
 async def setup(bot: GatecordBot) -> None:

@@ -115,6 +115,9 @@ usage_ledger = Table(
     # 0018: voice budgets (appended, as a migration adds them)
     Column("speech_chars", BigInteger, nullable=False, server_default=text("0")),
     Column("transcription_seconds", BigInteger, nullable=False, server_default=text("0")),
+    # 0020: media budgets
+    Column("video_seconds", BigInteger, nullable=False, server_default=text("0")),
+    Column("music_seconds", BigInteger, nullable=False, server_default=text("0")),
     Index("usage_ledger_guild_day", "guild_id", "day"),
     Index("usage_ledger_user_day", "guild_id", "user_id", "day"),
 )
