@@ -146,7 +146,7 @@ def main(argv: list[str] | None = None) -> int:
     print(f"  CPU per job per minute: {result['cpu_per_job_minute_ms']:.2f} ms "
           f"({result['polls_per_job_minute']:.1f} status polls per job per minute, "
           f"{result['cpu_per_poll_ms']:.2f} ms CPU per poll)")
-    print(f"  process CPU {result['cpu_s']:.2f} s in the window; max RSS {result['max_rss_mb']:.0f} MB")
+    print(f"  process CPU {result['cpu_s']:.3f} s in the window; max RSS {result['max_rss_mb']:.0f} MB")
     return 0
 
 

@@ -7,14 +7,15 @@ from __future__ import annotations
 
 import re
 from dataclasses import dataclass, field, replace
+from types import SimpleNamespace
 from typing import Any
 
 import pytest
 
 from bot.media.jobs import JobParams, MediaJob, StoredFile
+from bot.media.kinds import JobRun, MediaRequest
 from bot.media.options import OptionError
-from bot.media.video_codec import FittedVideo, VideoTooLarge
-from bot.media.video_kind import TooLateToCancel, VideoFailed, VideoPolling, VideoRunner, VideoTimedOut
+from bot.media.video_kind import VideoFailed, VideoPolling, VideoRunner, VideoTimedOut
 from bot.media.video_options import VideoOptions, build_video_request, video_params, video_request
 from bot.media.video_render import render_video_cancelled
 from gateway_client import (
@@ -29,6 +30,7 @@ from gateway_client import (
     VideoJob,
     VideoRequest,
 )
+from tests.media_samples import make_mp4, media_info
 
 MP4 = b"\x00\x00\x00\x18ftypmp42" + b"\x00" * 64
 URL = "https://media.example/v/vid_1.mp4"
@@ -39,7 +41,7 @@ def meta(**kw: Any) -> CallMeta:
 
 
 def state(status: str, **kw: Any) -> VideoJob:
-    return VideoJob(job_id="vid_1", status=status, meta=meta(), **kw)  # type: ignore[arg-type]
+    return VideoJob(job_id="vid_1", status=status, meta=meta(), **kw)
 
 
 DONE = state("completed", progress=100, url=URL, expires_at=10_000.0, seconds=8.0, width=640, height=360,
@@ -103,10 +105,6 @@ class Jobs:
     events: list[tuple[Any, ...]] = field(default_factory=list)
     submitted_ok: bool = True
 
-    async def mark_submitted(self, job_id: int, gateway_job_id: str) -> bool:
-        self.events.append(("submitted", job_id, gateway_job_id))
-        return self.submitted_ok
-
     async def set_result_url(self, job_id: int, url: str, expires_at: float | None) -> None:
         self.events.append(("url", job_id, url, expires_at))
 
@@ -120,55 +118,54 @@ def make_job(**kw: Any) -> MediaJob:
 
 
 @dataclass
-class Request:
-    gateway_request: VideoRequest
-    kind: str = "video"
-
-
-@dataclass
-class Run:
-    job: MediaJob
-    request: Request | None
+class Seen:
     reports: list[tuple[str, float | None]] = field(default_factory=list)
     texts: list[str] = field(default_factory=list)
-    runner: VideoRunner | None = None
-    upload_limit: int = 10 * 1024 * 1024
-    started: float = 0.0
-
-    async def report(self, *, status: str, progress: float | None) -> None:
-        self.reports.append((status, progress))
-        assert self.runner is not None
-        self.texts.append(self.runner.progress_text(self, elapsed=12, position=0))  # type: ignore[arg-type]
 
 
 def setup(script: list[VideoJob | Exception], *, job: MediaJob | None = None, resumed: bool = False,
-          polling: VideoPolling | None = None) -> tuple[VideoRunner, Gateway, Jobs, Run, Clock]:
+          polling: VideoPolling | None = None) -> tuple[VideoRunner, Gateway, Jobs, JobRun, Clock, Seen]:
     clock = Clock()
-    gateway, jobs = Gateway(script), Jobs()
-    runner = VideoRunner(gateway, jobs, polling or VideoPolling(), wall_clock=clock.now, sleep=clock.sleep)
+    gateway, jobs, seen = Gateway(script), Jobs(), Seen()
+    ctx = SimpleNamespace(gateway=gateway, jobs=jobs, settings=None)
+    runner = VideoRunner(ctx, polling=polling or VideoPolling(), wall_clock=clock.now,
+                         sleep=clock.sleep)
     req = VideoRequest(prompt="a red fox running", model="openai/sora-2", duration=8, size="640x360")
-    run = Run(job=job or make_job(), request=None if resumed else Request(req), runner=runner)
-    return runner, gateway, jobs, run, clock
+    job = job or make_job()
+
+    async def reporter(run: JobRun) -> None:
+        seen.reports.append((run.status, run.progress))
+        seen.texts.append(runner.progress_text(run, elapsed=12, position=0))
+
+    async def submitter(run: JobRun, gateway_job_id: str) -> bool:
+        jobs.events.append(("submitted", run.job.id, gateway_job_id))
+        run.job = replace(run.job, gateway_job_id=gateway_job_id, status="submitted")
+        return jobs.submitted_ok
+
+    request = None if resumed else MediaRequest(kind="video", params=video_params(req), gateway_request=req)
+    run = JobRun(job=job, request=request, hold=None, message=None, upload_limit=10 * 1024 * 1024,
+                 started=0.0, reporter=reporter, submitter=submitter)
+    return runner, gateway, jobs, run, clock, seen
 
 
 # -- produce ----------------------------------------------------------------------------------------
 
 async def test_produce_posts_once_records_the_id_at_once_polls_with_backoff_and_downloads() -> None:
     processing = [state("processing", progress=p) for p in (10, 20, 30, 40, 50, 60, 70)]
-    runner, gateway, jobs, run, clock = setup([*processing, DONE])
+    runner, gateway, jobs, run, clock, seen = setup([*processing, DONE])
     order: list[str] = []
     gateway.on_submit = lambda: order.append("post")
 
-    produced = await runner.produce(run)  # type: ignore[arg-type]
+    produced = await runner.produce(run)
 
     assert gateway.calls.count("POST") == 1 and gateway.calls[0] == "POST"
     assert jobs.events[0] == ("submitted", 7, "vid_1")  # recorded before the first status call
     assert gateway.calls[1] == "GET"
     # ×1.5 from 2 s, capped at 15 s
     assert clock.slept == [2.0, 3.0, 4.5, 6.75, 10.125, 15.0, 15.0, 15.0]
-    assert ("queued", None) in run.reports and ("processing", 50) in run.reports
-    assert any("50%" in t and "processing" in t for t in run.texts)
-    assert any("Queued at the video gateway" in t for t in run.texts)
+    assert ("queued", None) in seen.reports and ("processing", 50) in seen.reports
+    assert any("50%" in t and "processing" in t for t in seen.texts)
+    assert any("Queued at the video gateway" in t for t in seen.texts)
     assert gateway.calls[-1] == "DOWNLOAD" and gateway.max_bytes == [256 * 1024 * 1024]
     assert ("url", 7, URL, 10_000.0) in jobs.events
     assert produced.amounts == {"video_seconds": 8}
@@ -179,65 +176,65 @@ async def test_produce_posts_once_records_the_id_at_once_polls_with_backoff_and_
 
 
 async def test_billed_seconds_missing_charges_the_videos_length() -> None:
-    runner, _, _, run, _ = setup([replace(DONE, billed_seconds=None, seconds=4.2)])
-    produced = await runner.produce(run)  # type: ignore[arg-type]
+    runner, _, _, run, _, seen = setup([replace(DONE, billed_seconds=None, seconds=4.2)])
+    produced = await runner.produce(run)
     assert produced.amounts == {"video_seconds": 5}
 
 
 async def test_a_transient_status_error_is_retried_not_fatal() -> None:
-    runner, gateway, _, run, _ = setup([state("processing", progress=25), UpstreamUnavailable("502", status=502),
+    runner, gateway, _, run, _, seen = setup([state("processing", progress=25), UpstreamUnavailable("502", status=502),
                                         UpstreamUnavailable("reset", status=None), DONE])
-    produced = await runner.produce(run)  # type: ignore[arg-type]
+    produced = await runner.produce(run)
     assert produced.files and gateway.calls.count("GET") == 4 and gateway.calls.count("POST") == 1
 
 
 async def test_a_failed_job_raises_the_gateways_message() -> None:
-    runner, gateway, _, run, _ = setup([state("processing", progress=25),
+    runner, gateway, _, run, _, seen = setup([state("processing", progress=25),
                                         state("failed", error="content policy: no foxes")])
     with pytest.raises(VideoFailed) as caught:
-        await runner.produce(run)  # type: ignore[arg-type]
+        await runner.produce(run)
     assert "content policy: no foxes" in caught.value.user_message()
     assert "DOWNLOAD" not in gateway.calls
 
 
 async def test_a_job_past_the_timeout_is_given_up_and_cancelled() -> None:
     polling = VideoPolling(interval=2, max_interval=15, timeout=60)
-    runner, gateway, _, run, clock = setup([state("processing", progress=10)], polling=polling)
+    runner, gateway, _, run, clock, seen = setup([state("processing", progress=10)], polling=polling)
     with pytest.raises(VideoTimedOut) as caught:
-        await runner.produce(run)  # type: ignore[arg-type]
+        await runner.produce(run)
     assert sum(clock.slept) == pytest.approx(60)
     assert gateway.calls[-1] == "DELETE"
     assert "still not ready after 1 minute" in caught.value.user_message()
 
 
 async def test_cancelled_while_posting_cancels_at_the_gateway() -> None:
-    runner, gateway, jobs, run, _ = setup([DONE])
+    runner, gateway, jobs, run, _, seen = setup([DONE])
     jobs.submitted_ok = False
     with pytest.raises(VideoFailed):
-        await runner.produce(run)  # type: ignore[arg-type]
+        await runner.produce(run)
     assert gateway.calls == ["POST", "DELETE"]
 
 
 async def test_an_oversized_result_is_offered_as_its_link() -> None:
-    runner, gateway, _, run, _ = setup([DONE])
+    runner, gateway, _, run, _, seen = setup([DONE])
     gateway.download = ResultDownloadFailed("too big", host="media.example", reason="larger than the cap")
-    produced = await runner.produce(run)  # type: ignore[arg-type]
+    produced = await runner.produce(run)
     assert produced.files == [] and produced.link == (URL, 10_000.0) and produced.amounts == {"video_seconds": 8}
 
 
 async def test_an_expired_result_fails_the_job() -> None:
-    runner, gateway, _, run, _ = setup([DONE])
+    runner, gateway, _, run, _, seen = setup([DONE])
     gateway.download = MediaExpired("gone", host="media.example", status=410)
     with pytest.raises(MediaExpired):
-        await runner.produce(run)  # type: ignore[arg-type]
+        await runner.produce(run)
 
 
 # -- resume -----------------------------------------------------------------------------------------
 
 async def test_resume_polls_the_recorded_job_and_never_posts() -> None:
     job = make_job(status="submitted", gateway_job_id="vid_1", request_id="req-before")
-    runner, gateway, jobs, run, _ = setup([state("processing", progress=75), DONE], job=job, resumed=True)
-    produced = await runner.resume(run)  # type: ignore[arg-type]
+    runner, gateway, jobs, run, _, seen = setup([state("processing", progress=75), DONE], job=job, resumed=True)
+    produced = await runner.resume(run)
     assert "POST" not in gateway.calls and gateway.calls.count("GET") == 2
     assert not [e for e in jobs.events if e[0] == "submitted"]
     assert produced.files and produced.request_id == "req-before"
@@ -246,25 +243,27 @@ async def test_resume_polls_the_recorded_job_and_never_posts() -> None:
 async def test_resume_keeps_the_original_deadline() -> None:
     polling = VideoPolling(timeout=100)
     job = make_job(status="submitted", gateway_job_id="vid_1", started_at=1_000.0 - 95)
-    runner, gateway, _, run, clock = setup([state("processing", progress=5)], job=job, resumed=True,
+    runner, gateway, _, run, clock, seen = setup([state("processing", progress=5)], job=job, resumed=True,
                                            polling=polling)
     with pytest.raises(VideoTimedOut):
-        await runner.resume(run)  # type: ignore[arg-type]
+        await runner.resume(run)
     assert sum(clock.slept) == pytest.approx(5)
 
 
 # -- cancel -----------------------------------------------------------------------------------------
 
 async def test_cancel_returns_what_the_gateway_billed() -> None:
-    runner, gateway, _, _, _ = setup([DONE])
+    runner, gateway, *_ = setup([DONE])
     gateway.cancel_answer = state("cancelled", billed_seconds=4)
     found = await runner.cancel(make_job(status="submitted", gateway_job_id="vid_1"))
     assert found is not None and found[0] == {"video_seconds": 4}
     assert await runner.cancel(make_job(status="running")) is None  # never submitted: nothing billed
-    gateway.cancel_answer = DONE
-    with pytest.raises(TooLateToCancel) as caught:
-        await runner.cancel(make_job(status="submitted", gateway_job_id="vid_1"))
-    assert "already finished" in caught.value.user_message()
+    gateway.cancel_answer = DONE  # the gateway finished it first: billed whole
+    found = await runner.cancel(make_job(status="submitted", gateway_job_id="vid_1"))
+    assert found is not None and found[0] == {"video_seconds": 8}
+    gateway.cancel_answer = state("failed", error="x")
+    found = await runner.cancel(make_job(status="submitted", gateway_job_id="vid_1"))
+    assert found is not None and found[0] == {"video_seconds": 0}
 
 
 def test_cancel_notice_says_what_was_charged() -> None:
@@ -294,32 +293,38 @@ def labels(view: Any) -> list[str]:
     return [item.item.label for item in view.children]
 
 
-async def test_present_attaches_the_video_with_its_caption_and_buttons(monkeypatch: pytest.MonkeyPatch) -> None:
-    async def fit(data: bytes, max_bytes: int) -> FittedVideo:
-        return FittedVideo(data=b"small", width=480, height=270, reencoded=True, scaled=True)
-
-    monkeypatch.setattr("bot.media.video_kind.fit_video", fit)
+async def test_present_attaches_the_video_reencoded_to_fit_with_its_caption_and_buttons() -> None:
+    data = make_mp4(640, 360, 2.0)
+    limit = len(data) // 2
     runner, *_ = setup([DONE])
     msg = Message()
     job = make_job(status="generated", model_used="openai/sora-2")
-    await runner.present(msg, job, [(stored(MP4), MP4)], 1024 * 1024, elapsed=65, link=(URL, 10_000.0))  # type: ignore[arg-type]
+    await runner.present(msg, job, [(stored(data), data)], limit, elapsed=65, link=(URL, 10_000.0))
     [edit] = msg.edits
-    assert edit["data"] == [b"small"] and edit["attachments"][0].filename == "video-7.mp4"
+    [sent] = edit["data"]
+    assert len(sent) <= limit and edit["attachments"][0].filename == "video-7.mp4"
+    assert media_info(sent)["video_codec"] == "h264"
     content = edit["content"]
-    for part in ("a red fox running", "openai/sora-2", "8 s", "480x270", "job #7", "1 min 05 s",
-                 "Re-encoded to fit", "downscaled to 480×270"):
+    for part in ("a red fox running", "openai/sora-2", "8 s", "job #7", "1 min 05 s", "Re-encoded to fit"):
         assert part in content, (part, content)
     assert labels(edit["view"]) == ["Re-roll", "Delete"]
 
 
-async def test_present_links_a_video_that_cannot_fit(monkeypatch: pytest.MonkeyPatch) -> None:
-    async def fit(data: bytes, max_bytes: int) -> FittedVideo:
-        raise VideoTooLarge("no")
-
-    monkeypatch.setattr("bot.media.video_kind.fit_video", fit)
+async def test_present_attaches_a_video_that_fits_as_is() -> None:
+    data = make_mp4(320, 180, 1.0)
     runner, *_ = setup([DONE])
     msg = Message()
-    await runner.present(msg, make_job(status="generated"), [(stored(MP4), MP4)], 1024,  # type: ignore[arg-type]
+    await runner.present(msg, make_job(status="generated"), [(stored(data), data)], 10 * 1024 * 1024,
+                         elapsed=5)
+    [edit] = msg.edits
+    assert edit["data"] == [data] and "Re-encoded" not in edit["content"] and "320x180" in edit["content"]
+
+
+async def test_present_links_a_video_that_cannot_fit() -> None:
+    data = make_mp4(640, 360, 2.0)
+    runner, *_ = setup([DONE])
+    msg = Message()
+    await runner.present(msg, make_job(status="generated"), [(stored(data), data)], 2000,
                          elapsed=5, link=(URL, 10_000.0))
     [edit] = msg.edits
     assert edit["attachments"] == []
@@ -330,7 +335,7 @@ async def test_present_after_a_restart_uses_the_stored_link() -> None:
     runner, *_ = setup([DONE])
     msg = Message()
     job = make_job(status="generated", result_url=URL, result_expires_at=500.0)  # already expired (now 1000)
-    await runner.present(msg, job, [], 1024, elapsed=5)  # type: ignore[arg-type]
+    await runner.present(msg, job, [], 1024, elapsed=5)
     assert "expired <t:500:R>" in msg.edits[0]["content"]
 
 
@@ -342,8 +347,8 @@ def test_buttons_cancel_while_running() -> None:
 
 
 def test_progress_text_shows_the_queue_position() -> None:
-    runner, _, _, run, _ = setup([DONE])
-    text = runner.progress_text(run, elapsed=3, position=2)  # type: ignore[arg-type]
+    runner, _, _, run, _, seen = setup([DONE])
+    text = runner.progress_text(run, elapsed=3, position=2)
     assert "position 2" in text and "job #7" in text
     assert len(re.findall(r"a red fox running", text)) == 1
 

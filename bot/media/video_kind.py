@@ -26,11 +26,11 @@ import discord
 from bot.budgets.rules import Feature
 from bot.media.buttons import ImagineButton
 from bot.media.jobs import FileToStore, JobParams, MediaJob, StoredFile
-from bot.media.kinds import Produced
+from bot.media.kinds import MediaRequest, Produced
 from bot.media.video_codec import FittedVideo, VideoTooLarge, VideoUnreadable, fit_video
+from bot.media.video_options import VideoOptions, build_video_request, video_params, video_request
 from bot.media.video_render import render_video_link, render_video_progress, render_video_result, size_text
 from bot.rendering.errors import plain_text
-from bot.rendering.user_facing import UserFacingError
 from gateway_client import (
     CallMeta,
     GatewayError,
@@ -39,14 +39,15 @@ from gateway_client import (
     RateLimited,
     ResultDownloadFailed,
     UpstreamUnavailable,
+    VideoRequest,
 )
 
 if TYPE_CHECKING:
-    from bot.media.kinds import JobRun
+    from bot.media.kinds import JobRun, KindContext
     from bot.media.progress import JobMessage
-    from gateway_client import DownloadedMedia, VideoJob, VideoRequest
+    from gateway_client import DownloadedMedia, VideoJob
 
-__all__ = ["TooLateToCancel", "VideoFailed", "VideoPolling", "VideoRunner", "VideoTimedOut"]
+__all__ = ["VideoFailed", "VideoOptions", "VideoPolling", "VideoRunner", "VideoTimedOut"]
 
 log = logging.getLogger(__name__)
 
@@ -58,6 +59,7 @@ STATUS_CALL_TIMEOUT = 60.0
 class VideoGateway(Protocol):
     """What the runner needs of ``GatewayClient``."""
 
+    def validate_video_request(self, req: VideoRequest) -> VideoRequest: ...
     async def submit_video(self, req: VideoRequest) -> VideoJob: ...
     async def video_status(self, job_id: str) -> VideoJob: ...
     async def cancel_video(self, job_id: str) -> VideoJob: ...
@@ -67,7 +69,6 @@ class VideoGateway(Protocol):
 class VideoJobs(Protocol):
     """What the runner needs of ``JobStore``."""
 
-    async def mark_submitted(self, job_id: int, gateway_job_id: str) -> bool: ...
     async def set_result_url(self, job_id: int, url: str, expires_at: float | None) -> None: ...
 
 
@@ -93,20 +94,6 @@ class VideoTimedOut(GatewayError):
                 "waiting for it and asked the gateway to cancel it.")
 
 
-class TooLateToCancel(UserFacingError):
-    """Cancel pressed on a job the gateway had already finished (it is delivered or shown as failed)."""
-
-    code = "too_late_to_cancel"
-
-    def __init__(self, status: str) -> None:
-        super().__init__(f"the video job had already {status}")
-        self.status = status
-
-    def user_message(self) -> str:
-        done = "finished" if self.status == "completed" else self.status
-        return f"Too late to cancel: the gateway had already {done} this video."
-
-
 @dataclass(frozen=True, slots=True)
 class VideoPolling:
     """The ``[media]`` settings the video runner reads."""
@@ -126,33 +113,34 @@ class VideoPolling:
                    default_seconds=media.default_video_seconds)
 
 
-@dataclass(slots=True)
-class _Seen:
-    """The gateway's last word on a job being followed here (for the progress text)."""
-
-    status: str | None = None
-    percent: float | None = None
-
-
 class VideoRunner:
+    """The video kind: built once by the media-job service (``VideoRunner(ctx)``)."""
+
     kind = "video"
     feature = Feature.VIDEO
 
     def __init__(
-        self, gateway: VideoGateway, jobs: VideoJobs, polling: VideoPolling | None = None, *,
-        wall_clock: Callable[[], float] = time.time, sleep: Callable[[float], Awaitable[Any]] = asyncio.sleep,
+        self, ctx: KindContext, *, polling: VideoPolling | None = None, wall_clock: Callable[[], float] = time.time,
+        sleep: Callable[[float], Awaitable[Any]] = asyncio.sleep,
     ) -> None:
-        self.gateway = gateway
-        self.jobs = jobs
-        self.polling = polling or VideoPolling()
-        self._now = wall_clock
+        self.gateway: VideoGateway = ctx.gateway
+        self.jobs: VideoJobs = ctx.jobs
+        self.polling = polling or VideoPolling.from_settings(ctx.settings.media)
+        self._now = wall_clock  # the job row's clock: a deadline survives a restart
         self._sleep = sleep
-        self._seen: dict[int, _Seen] = {}
 
-    @property
-    def hold_seconds(self) -> float:
-        """How long the budget hold of a video must live: the longest wait, plus time to deliver."""
-        return self.polling.timeout + 600.0
+    # -- requests -------------------------------------------------------------------------------------
+
+    def build(self, opts: VideoOptions, *, default_model: str | None) -> MediaRequest:
+        """/video's options as a validated request (``OptionError`` for the member; ``Unsupported``)."""
+        request = build_video_request(self.gateway, opts, default_model=default_model,
+                                      default_duration=self.polling.default_seconds)
+        return MediaRequest(kind=self.kind, params=video_params(request), gateway_request=request)
+
+    async def again(self, job: MediaJob, action: str, index: int | None) -> MediaRequest:
+        """Re-roll / retry: the stored parameters, validated by today's gateway rules."""
+        request = self.gateway.validate_video_request(video_request(job.params))
+        return MediaRequest(kind=self.kind, params=video_params(request), gateway_request=request)
 
     def amounts(self, params: JobParams) -> dict[str, int]:
         return {"video_seconds": params.duration or self.polling.default_seconds}
@@ -161,46 +149,35 @@ class VideoRunner:
 
     async def produce(self, run: JobRun) -> Produced:
         """The paid POST (never repeated), the job id recorded at once, then polling to the result."""
-        assert run.request is not None, "a new job carries its request"
-        request: VideoRequest = run.request.gateway_request
-        self._seen[run.job.id] = _Seen()
-        try:
-            submitted = await self.gateway.submit_video(request)
-            if not await self.jobs.mark_submitted(run.job.id, submitted.job_id):
-                # cancelled (or taken over) while the POST was in flight: do not leave it running there
-                await self._cancel_quietly(run.job.id, submitted.job_id)
-                raise VideoFailed("the job was cancelled while it was being sent")
-            log.info("video job %s submitted as %s", run.job.id, submitted.job_id)
-            return await self._follow(run, submitted, started_at=self._now(), request_id=submitted.meta.request_id)
-        finally:
-            self._seen.pop(run.job.id, None)
+        request = run.request.gateway_request if run.request is not None else None
+        if not isinstance(request, VideoRequest):
+            request = video_request(run.job.params)
+        submitted = await self.gateway.submit_video(request)
+        if not await run.submitted(submitted.job_id):
+            # cancelled (or taken over) while the POST was in flight: do not leave it running there
+            await self._cancel_quietly(run.job.id, submitted.job_id)
+            raise VideoFailed("the job was cancelled while it was being sent")
+        log.info("video job %s submitted as %s", run.job.id, submitted.job_id)
+        return await self._follow(run, submitted, started_at=self._now(), request_id=submitted.meta.request_id)
 
     async def resume(self, run: JobRun) -> Produced:
         """Follow a job found ``submitted`` after a restart: polling only, never a POST."""
         job = run.job
         if not job.gateway_job_id:
             raise VideoFailed("the gateway's job id was not recorded")
-        self._seen[job.id] = _Seen(status="queued", percent=job.progress)
-        try:
+        state = await self._status(job.gateway_job_id)
+        while state is None and not self._overdue(job.started_at):
+            await self._sleep(self.polling.interval)
             state = await self._status(job.gateway_job_id)
-            while state is None and not self._overdue(job.started_at):
-                await self._sleep(self.polling.interval)
-                state = await self._status(job.gateway_job_id)
-            if state is None:
-                raise VideoTimedOut(self.polling.timeout)
-            log.info("video job %s: following gateway job %s again after a restart", job.id, job.gateway_job_id)
-            return await self._follow(run, state, started_at=job.started_at or self._now(),
-                                      request_id=job.request_id)
-        finally:
-            self._seen.pop(job.id, None)
+        if state is None:
+            raise VideoTimedOut(self.polling.timeout)
+        log.info("video job %s: following gateway job %s again after a restart", job.id, job.gateway_job_id)
+        return await self._follow(run, state, started_at=job.started_at or self._now(), request_id=job.request_id)
 
     async def _follow(self, run: JobRun, state: VideoJob, *, started_at: float, request_id: str | None) -> Produced:
         """Poll until the job finishes, reporting its progress; the downloaded result."""
-        job_id = run.job.id
         interval = self.polling.interval
         while True:
-            seen = self._seen.setdefault(job_id, _Seen())
-            seen.status, seen.percent = state.status, state.progress
             if state.status == "completed":
                 break
             if state.status == "failed":
@@ -210,7 +187,7 @@ class VideoRunner:
             await run.report(status=state.status, progress=state.progress)
             waited = self._now() - started_at
             if waited >= self.polling.timeout:
-                await self._cancel_quietly(job_id, state.job_id)
+                await self._cancel_quietly(run.job.id, state.job_id)
                 raise VideoTimedOut(waited)
             await self._sleep(min(interval, max(0.0, self.polling.timeout - waited)))
             interval = min(interval * self.polling.backoff, self.polling.max_interval)
@@ -260,15 +237,17 @@ class VideoRunner:
     # -- cancelling -----------------------------------------------------------------------------------
 
     async def cancel(self, job: MediaJob) -> tuple[dict[str, int], CallMeta] | None:
-        """Cancel the job at the gateway: what it billed (0 while queued) and that call's meta. None when
-        it was never submitted (nothing billed; the caller stops the task). ``TooLateToCancel`` when the
-        gateway had finished it first; ``Unsupported`` when the gateway cannot cancel."""
+        """Cancel the job at the gateway: what it billed (0 while queued) and that call's meta; None when
+        it was never submitted (nothing billed). If the gateway had finished it first, what it billed for
+        it (a completed video is billed whole, a failed one not at all). ``Unsupported`` when the
+        gateway cannot cancel."""
         if not job.gateway_job_id:
             return None
         state = await self.gateway.cancel_video(job.gateway_job_id)
         if state.status != "cancelled":
-            raise TooLateToCancel(state.status)
-        return {"video_seconds": int(state.billed_seconds or 0)}, state.meta
+            log.info("video job %s: cancel came after the gateway %s it", job.id, state.status)
+        billed = state.billed_seconds if state.status != "failed" else 0
+        return {"video_seconds": int(billed or 0)}, state.meta
 
     async def _cancel_quietly(self, job_id: int, gateway_job_id: str) -> None:
         """Best effort: stop the gateway working on a job nobody waits for any more."""
@@ -281,9 +260,8 @@ class VideoRunner:
 
     def progress_text(self, run: JobRun, *, elapsed: float, position: int) -> str:
         job = run.job
-        seen = self._seen.get(job.id)
-        status = seen.status if seen else ("queued" if job.gateway_job_id else None)
-        percent = seen.percent if seen else job.progress
+        status = run.status if job.gateway_job_id or run.status != "queued" else None  # None: not sent yet
+        percent = run.progress if run.progress is not None else job.progress
         return render_video_progress(
             prompt=job.params.prompt, model=job.params.model or "default", duration=job.params.duration,
             size=job.params.size, job_id=job.id, status=status, percent=percent, elapsed=elapsed,
@@ -320,7 +298,7 @@ class VideoRunner:
                                           job_id=job.id, user_id=job.user_id, elapsed=elapsed, notes=notes)
             file = discord.File(io.BytesIO(fitted.data), filename=f"video-{job.id}.mp4")
             try:
-                await message.edit(content=content, attachments=[file], view=view)
+                await message.edit(content=content, attachments=[file], view=view, final=True)
                 return
             except discord.HTTPException as exc:
                 if exc.status != 413:
@@ -329,7 +307,7 @@ class VideoRunner:
         content = render_video_link(prompt=job.params.prompt, model=model, duration=seconds, size=job.params.size,
                                     job_id=job.id, user_id=job.user_id, elapsed=elapsed, url=url, expires_at=expires,
                                     why=why, now=self._now())
-        await message.edit(content=content, attachments=[], view=view)
+        await message.edit(content=content, attachments=[], view=view, final=True)
 
     def buttons(self, job: MediaJob, *, running: bool) -> discord.ui.View:
         """Cancel while it runs; Re-roll and Delete once it has finished."""
