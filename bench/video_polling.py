@@ -19,8 +19,9 @@ import resource
 import subprocess
 import sys
 import time
-from dataclasses import dataclass, field
+from dataclasses import dataclass, replace
 from pathlib import Path
+from types import SimpleNamespace
 from typing import Any
 
 ROOT = Path(__file__).resolve().parent.parent
@@ -28,6 +29,7 @@ if str(ROOT) not in sys.path:
     sys.path.insert(0, str(ROOT))
 
 from bot.media.jobs import JobParams, MediaJob  # noqa: E402
+from bot.media.kinds import JobRun, MediaRequest  # noqa: E402
 from bot.media.video_kind import VideoPolling, VideoRunner  # noqa: E402
 from gateway_client import GatewayClient, GatewayConfig, VideoJob, VideoRequest  # noqa: E402
 
@@ -49,33 +51,32 @@ asyncio.run(main(float(sys.argv[1])))
 
 @dataclass
 class Jobs:
-    submitted: int = 0
+    """The job store's part the runner uses (the row writes are not what is measured)."""
 
-    async def mark_submitted(self, job_id: int, gateway_job_id: str) -> bool:
-        self.submitted += 1
-        return True
+    submitted: int = 0
 
     async def set_result_url(self, job_id: int, url: str, expires_at: float | None) -> None:
         return None
 
 
-@dataclass
-class Request:
-    gateway_request: VideoRequest
-    kind: str = "video"
+def new_run(runner: VideoRunner, jobs: Jobs, i: int) -> JobRun:
+    params = JobParams(prompt=f"bench clip {i}", duration=4, size="320x180")
+    job = MediaJob(id=i + 1, params=params, user_id=1, guild_id=1, channel_id=1, profile="openai",
+                   status="running", kind="video")
+    req = VideoRequest(prompt=params.prompt, duration=4, size="320x180")
+    started = time.monotonic()
 
+    async def reporter(run: JobRun) -> None:  # what a report costs besides the paced edit and the row
+        runner.progress_text(run, elapsed=time.monotonic() - started, position=0)
 
-@dataclass
-class Run:
-    job: MediaJob
-    request: Request
-    runner: VideoRunner
-    started: float = field(default_factory=time.monotonic)
-    reports: int = 0
+    async def submitter(run: JobRun, gateway_job_id: str) -> bool:
+        jobs.submitted += 1
+        run.job = replace(run.job, gateway_job_id=gateway_job_id, status="submitted")
+        return True
 
-    async def report(self, *, status: str, progress: float | None) -> None:
-        self.reports += 1
-        self.runner.progress_text(self, elapsed=time.monotonic() - self.started, position=0)  # type: ignore[arg-type]
+    return JobRun(job=job, request=MediaRequest(kind="video", params=params, gateway_request=req), hold=None,
+                  message=None, upload_limit=0, started=started, reporter=reporter,  # type: ignore[arg-type]
+                  submitter=submitter)
 
 
 class CountingClient(GatewayClient):
@@ -89,15 +90,9 @@ class CountingClient(GatewayClient):
 async def measure(url: str, key: str, args: argparse.Namespace) -> dict[str, Any]:
     polling = VideoPolling(interval=args.poll, max_interval=args.poll_max, timeout=3600)
     async with CountingClient(GatewayConfig(profile="openai", base_url=url, api_key=key)) as client:
-        runner = VideoRunner(client, Jobs(), polling)
-        runs = []
-        for i in range(args.jobs):
-            params = JobParams(prompt=f"bench clip {i}", duration=4, size="320x180")
-            job = MediaJob(id=i + 1, params=params, user_id=1, guild_id=1, channel_id=1, profile="openai",
-                           status="running", kind="video")
-            req = VideoRequest(prompt=params.prompt, duration=4, size="320x180")
-            runs.append(Run(job=job, request=Request(req), runner=runner))
-        tasks = [asyncio.create_task(runner.produce(run)) for run in runs]  # type: ignore[arg-type]
+        jobs = Jobs()
+        runner = VideoRunner(SimpleNamespace(gateway=client, jobs=jobs), polling=polling)  # type: ignore[arg-type]
+        tasks = [asyncio.create_task(runner.produce(new_run(runner, jobs, i))) for i in range(args.jobs)]
         await asyncio.sleep(args.warmup)
         failed = [t for t in tasks if t.done()]
         if failed:
