@@ -17,7 +17,6 @@ from bot.media.kinds import JobRun, MediaRequest
 from bot.media.options import OptionError
 from bot.media.video_kind import VideoFailed, VideoPolling, VideoRunner, VideoTimedOut
 from bot.media.video_options import VideoOptions, build_video_request, video_params, video_request
-from bot.media.video_render import render_video_cancelled
 from gateway_client import (
     CallMeta,
     DownloadedMedia,
@@ -264,12 +263,6 @@ async def test_cancel_returns_what_the_gateway_billed() -> None:
     gateway.cancel_answer = state("failed", error="x")
     found = await runner.cancel(make_job(status="submitted", gateway_job_id="vid_1"))
     assert found is not None and found[0] == {"video_seconds": 0}
-
-
-def test_cancel_notice_says_what_was_charged() -> None:
-    assert "Nothing was charged" in render_video_cancelled(prompt="p", job_id=3, billed_seconds=0)
-    text = render_video_cancelled(prompt="p", job_id=3, billed_seconds=4, by_user=42)
-    assert "4 video seconds" in text and "<@42>" in text
 
 
 # -- presenting -------------------------------------------------------------------------------------

@@ -1,5 +1,5 @@
 """Text of the /video messages: progress, the result's caption, the link when the file cannot be
-attached, the cancel notice. Pure functions, no Discord calls; the prompt is quoted escaped and every
+attached. Pure functions, no Discord calls; the prompt is quoted escaped and every
 message is sent with ``allowed_mentions`` none by the caller.
 """
 
@@ -13,7 +13,7 @@ import discord
 from bot.media.render import format_seconds, progress_bar, quote_prompt
 from bot.rendering import limits as discord_limits
 
-__all__ = ["describe_video", "render_video_cancelled", "render_video_link", "render_video_progress",
+__all__ = ["describe_video", "render_video_link", "render_video_progress",
            "render_video_result", "size_text", "timestamp"]
 
 HEAD = "🎬"
@@ -101,17 +101,6 @@ def render_video_link(
     if len(text) > discord_limits.MESSAGE_CONTENT:  # a very long URL: the prompt gives way, never the link
         text = "\n".join([f"{HEAD} job #{job_id} · for <@{user_id}>", *lines[2:]])
     return _fit(text)
-
-
-def render_video_cancelled(*, prompt: str, job_id: int, billed_seconds: int, by_user: int | None = None) -> str:
-    """The message of a cancelled job: what the gateway billed, or that nothing was charged."""
-    who = f" by <@{by_user}>" if by_user is not None else ""
-    if billed_seconds > 0:
-        charge = (f"The gateway billed {billed_seconds} video second{'s' if billed_seconds != 1 else ''} of work "
-                  "already done; that much was charged.")
-    else:
-        charge = "Nothing was charged."
-    return _fit(f"🛑 **{quote_prompt(prompt)}**\nJob #{job_id} was cancelled{who}. {charge}")
 
 
 def _fit(text: str) -> str:
