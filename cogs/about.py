@@ -8,6 +8,7 @@ from discord.ext import commands
 
 from bot.app.factory import GatecordBot
 from bot.rendering.replies import NO_MENTIONS
+from cogs._installs import everywhere
 
 
 def format_uptime(seconds: float) -> str:
@@ -27,6 +28,7 @@ class About(commands.Cog):
     def __init__(self, bot: GatecordBot) -> None:
         self.bot = bot
 
+    @everywhere
     @app_commands.command(name="about", description="What this bot is, which AI gateway it uses, and how it is doing")
     async def about(self, interaction: discord.Interaction) -> None:
         latency = self.bot.latency

@@ -35,6 +35,7 @@ from cogs._admin_text import (
     top_members_text,
     usage_totals_text,
 )
+from cogs._installs import everywhere
 from gateway_client.errors import Unsupported
 
 log = logging.getLogger(__name__)
@@ -322,11 +323,15 @@ class Admin(commands.Cog):
 
     # ------------------------------------------------------------------ /mylimits
 
-    @app_commands.command(name="mylimits", description="Your remaining daily budgets")
+    @everywhere
+    @app_commands.command(name="mylimits", description="Your remaining daily budgets, and which ones apply here")
     async def mylimits(self, interaction: discord.Interaction) -> None:
         requester = Requester.from_interaction(interaction)
         limits = await self.bot.quotas.usage_limits(requester)
-        await reply_privately(interaction, mylimits_text(limits, self.bot.quotas.now()))
+        reason = ""
+        if requester.guild_id is None:
+            reason = "this is a DM" if interaction.guild_id is None else "only you installed Gatecord in this server"
+        await reply_privately(interaction, mylimits_text(limits, self.bot.quotas.now(), reason=reason))
 
 
 def _limit(kind: str, value: float) -> str:

@@ -18,6 +18,7 @@ from bot.chat.service import SlashPrompt
 from bot.rendering.errors import describe_error
 from bot.rendering.replies import ERROR_PREFIX, NO_MENTIONS, reply_privately
 from cogs._chat_models_view import ModelPages
+from cogs._installs import everywhere
 from cogs._model_choices import CHAT_KINDS, IMAGE_KINDS, VISION_KINDS, autocomplete_for, models_of_kind
 
 log = logging.getLogger(__name__)
@@ -29,6 +30,7 @@ class Chat(commands.Cog):
     def __init__(self, bot: GatecordBot) -> None:
         self.bot = bot
 
+    @everywhere
     @app_commands.command(name="chat", description="Ask the AI something; the answer streams in")
     @app_commands.describe(
         prompt="What you want to ask or say",
@@ -70,6 +72,7 @@ class Chat(commands.Cog):
         if not isinstance(error, commands.CommandNotFound):
             log.error("text command error: %r", error)
 
+    @everywhere
     @app_commands.command(name="models", description="List the AI gateway's models")
     @app_commands.describe(kind="Which models to list (default: chat)")
     @app_commands.choices(kind=[

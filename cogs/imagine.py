@@ -14,10 +14,12 @@ from discord import app_commands
 from discord.ext import commands
 
 from bot.app.factory import GatecordBot
+from bot.app.installs import guest_media_refusal, is_guest
 from bot.media.options import ImagineOptions
 from bot.rendering import limits as discord_limits
 from bot.rendering.replies import reply_privately
 from bot.rendering.user_facing import UserFacingError
+from cogs._installs import everywhere
 
 log = logging.getLogger(__name__)
 
@@ -29,6 +31,7 @@ class Imagine(commands.Cog):
 
     # -- /imagine -------------------------------------------------------------------------------
 
+    @everywhere
     @app_commands.command(name="imagine", description="Generate images from a text prompt")
     @app_commands.describe(
         prompt="What to draw",
@@ -54,6 +57,9 @@ class Imagine(commands.Cog):
         height: int | None = None,
         negative_prompt: str | None = None,
     ) -> None:
+        if is_guest(interaction):  # the job's messages go through the channel, which the bot can't reach here
+            await reply_privately(interaction, guest_media_refusal("imagine"))
+            return
         opts = ImagineOptions(prompt=prompt, model=model, count=count, steps=steps, seed=seed, size=size,
                               width=width, height=height, negative_prompt=negative_prompt)
         channel = interaction.channel

@@ -14,9 +14,11 @@ from discord import app_commands
 from discord.ext import commands
 
 from bot.app.factory import GatecordBot
+from bot.app.installs import guest_media_refusal, is_guest
 from bot.media.music_kind import MusicOptions
 from bot.rendering.replies import reply_privately
 from bot.rendering.user_facing import UserFacingError
+from cogs._installs import everywhere
 from cogs._model_choices import media_autocomplete
 
 log = logging.getLogger(__name__)
@@ -30,6 +32,7 @@ class Music(commands.Cog):
         self.bot = bot
         self.service = bot.media_jobs
 
+    @everywhere
     @app_commands.command(name="music", description="Compose music from a text prompt")
     @app_commands.describe(
         prompt="What the music should sound like",
@@ -44,6 +47,9 @@ class Music(commands.Cog):
         model: str | None = None,
         duration: app_commands.Range[int, 1, MAX_DURATION_OPTION] | None = None,
     ) -> None:
+        if is_guest(interaction):  # the job's messages go through the channel, which the bot can't reach here
+            await reply_privately(interaction, guest_media_refusal("music"))
+            return
         opts = MusicOptions(prompt=prompt, model=model, duration=duration)
         try:
             request = await self.service.prepare_music(opts, guild_id=interaction.guild_id,

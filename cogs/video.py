@@ -16,10 +16,12 @@ from discord import app_commands
 from discord.ext import commands
 
 from bot.app.factory import GatecordBot
+from bot.app.installs import guest_media_refusal, is_guest
 from bot.media.video_options import VideoOptions
 from bot.rendering import limits as discord_limits
 from bot.rendering.replies import reply_privately
 from bot.rendering.user_facing import UserFacingError
+from cogs._installs import everywhere
 
 log = logging.getLogger(__name__)
 
@@ -32,6 +34,7 @@ class Video(commands.Cog):
         self.bot = bot
         self.service = bot.media_jobs
 
+    @everywhere
     @app_commands.command(name="video", description="Generate a short video from a text prompt")
     @app_commands.describe(
         prompt="What the video shows",
@@ -47,6 +50,9 @@ class Video(commands.Cog):
         duration: app_commands.Range[int, 1, 600] | None = None,
         size: str | None = None,
     ) -> None:
+        if is_guest(interaction):  # the job's messages go through the channel, which the bot can't reach here
+            await reply_privately(interaction, guest_media_refusal("video"))
+            return
         opts = VideoOptions(prompt=prompt, model=model, duration=duration, size=size)
         channel = interaction.channel
         parent_id = getattr(channel, "parent_id", None) if isinstance(channel, discord.Thread) else None

@@ -15,6 +15,7 @@ from bot.chat.admission import Busy
 from bot.rendering.replies import reply_privately
 from bot.vision.inputs import DEFAULT_PROMPT, image_links
 from bot.vision.service import VisionQuestion
+from cogs._installs import everywhere
 from cogs._model_choices import VISION_KINDS, autocomplete_for
 
 DESCRIBE_IMAGE = "Describe image"
@@ -23,7 +24,7 @@ DESCRIBE_IMAGE = "Describe image"
 class Vision(commands.Cog):
     def __init__(self, bot: GatecordBot) -> None:
         self.bot = bot
-        self.describe_menu = app_commands.ContextMenu(name=DESCRIBE_IMAGE, callback=self.describe_image)
+        self.describe_menu = everywhere(app_commands.ContextMenu(name=DESCRIBE_IMAGE, callback=self.describe_image))
 
     async def cog_load(self) -> None:
         self.bot.tree.add_command(self.describe_menu)
@@ -31,6 +32,7 @@ class Vision(commands.Cog):
     async def cog_unload(self) -> None:
         self.bot.tree.remove_command(self.describe_menu.name, type=self.describe_menu.type)
 
+    @everywhere
     @app_commands.command(name="vision", description="Ask the AI about an image")
     @app_commands.describe(
         image="The picture (PNG, JPEG, WebP, still GIF or BMP)",

@@ -27,6 +27,7 @@ from bot.voice.errors import NoAudio, NothingToSay
 from bot.voice.intake import audio_inputs
 from bot.voice.sender import InteractionVoiceTarget
 from bot.voice.text import message_text
+from cogs._installs import everywhere
 
 log = logging.getLogger(__name__)
 
@@ -49,7 +50,8 @@ def speak_command(cog: Speaking, voices: Sequence[str]) -> app_commands.Command[
         choices = [app_commands.Choice(name=v, value=v) for v in voices[:MAX_VOICE_CHOICES]]
         speak = app_commands.choices(voice=choices)(speak)
     speak = app_commands.describe(text="What to say", voice="The voice to speak with")(speak)
-    return app_commands.Command(name="speak", description="Say something as a voice message", callback=speak)
+    return everywhere(app_commands.Command(name="speak", description="Say something as a voice message",
+                                           callback=speak))
 
 
 class Speaking(commands.Cog):
@@ -58,7 +60,7 @@ class Speaking(commands.Cog):
     def __init__(self, bot: GatecordBot) -> None:
         self.bot = bot
         self.speak_command = speak_command(self, bot.voice.voices)
-        self.read_menu = app_commands.ContextMenu(name=READ_ALOUD, callback=self.read_aloud)
+        self.read_menu = everywhere(app_commands.ContextMenu(name=READ_ALOUD, callback=self.read_aloud))
 
     async def cog_load(self) -> None:
         self.bot.tree.add_command(self.speak_command)
@@ -100,7 +102,7 @@ class Transcribing(commands.Cog):
 
     def __init__(self, bot: GatecordBot) -> None:
         self.bot = bot
-        self.menu = app_commands.ContextMenu(name=TRANSCRIBE, callback=self.transcribe)
+        self.menu = everywhere(app_commands.ContextMenu(name=TRANSCRIBE, callback=self.transcribe))
 
     async def cog_load(self) -> None:
         self.bot.tree.add_command(self.menu)

@@ -112,6 +112,11 @@ class GatecordBot(commands.AutoShardedBot):
             allowed_mentions=NO_MENTIONS,
             guild_ready_timeout=settings.discord.guild_ready_timeout,
             tree_cls=GatecordTree,
+            # A command is a server's (installed there, used there) unless its cog offers it everywhere
+            # (cogs/_installs.py: /chat, /vision … also in DMs and, for a member's own install, anywhere).
+            allowed_contexts=discord.app_commands.AppCommandContext(guild=True, dm_channel=False,
+                                                                    private_channel=False),
+            allowed_installs=discord.app_commands.AppInstallationType(guild=True, user=False),
             # A bounded, reused pool: a burst of commands then shares a few kept-alive connections
             # instead of opening one per deferral (measured in bench/chat_load.py: ack p99 about
             # 80 ms against about 150 ms unbounded). aiohttp builds it on the running event loop.

@@ -23,6 +23,7 @@ __all__ = [
     "GUEST_FOLLOWUPS",
     "GUILD_PERMISSIONS",
     "application_id_from_token",
+    "guest_media_refusal",
     "install_links",
     "is_dm",
     "is_guest",
@@ -87,3 +88,11 @@ def install_links(application_id: int | str) -> tuple[str, str]:
                        "integration_type": 0, "scope": "bot applications.commands"})
     user = urlencode({"client_id": application_id, "integration_type": 1, "scope": "applications.commands"})
     return f"{AUTHORIZE_URL}?{guild}", f"{AUTHORIZE_URL}?{user}"
+
+
+def guest_media_refusal(command: str) -> str:
+    """Why a media job can't run where the bot is only a guest (its progress message is edited, and its
+    result posted, through the channel once the interaction's 15 minutes are over, or after a restart)."""
+    return (f"`/{command}` needs Gatecord to be in this conversation: its progress and result are posted and "
+            "updated in the channel, which Gatecord can't reach here (only you installed it). Use it in a server "
+            "that added Gatecord, or in your DM with Gatecord.")

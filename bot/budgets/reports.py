@@ -15,7 +15,9 @@ from bot.budgets.rules import KIND_NOUNS, KINDS, Requester, format_amount, limit
 from bot.storage.store import Store
 from bot.storage.tx import SyncTx
 
-__all__ = ["BudgetLine", "UsageLimits", "GuildLimits", "UsageReport", "BudgetReports", "describe_line"]
+__all__ = [
+    "BudgetLine", "UsageLimits", "GuildLimits", "UsageReport", "BudgetReports", "describe_line", "own_budget_lines",
+]
 
 
 @dataclass(frozen=True, slots=True)
@@ -80,6 +82,21 @@ def describe_line(line: BudgetLine) -> str:
     if line.unlimited:
         return f"{noun}: unlimited"
     return f"{noun}: {format_amount(line.kind, line.remaining or 0)} of {limit_text(line.kind, line.limit)} left"
+
+
+def own_budget_lines(limits: UsageLimits) -> list[str]:
+    """A member's own budget (``[quotas.user]`` or the owner's override), one line per kind, for the owner:
+    ``• chat requests: 3 used of 20 (owner's override)``."""
+    lines = []
+    for kind in KINDS:
+        line = limits.line("member", kind)
+        if line is None:
+            continue
+        held = f", {format_amount(kind, line.reserved)} in progress" if line.reserved else ""
+        source = "owner's override" if line.source == "owner" else "[quotas.user] default"
+        lines.append(f"• {KIND_NOUNS[kind][1]}: {format_amount(kind, line.used)} used of "
+                     f"{limit_text(kind, line.limit)}{held} ({source})")
+    return lines
 
 
 #: chat requests, vision requests, images, tokens, credits, speech characters, transcription, video and

@@ -2,8 +2,8 @@
 
 A turn: admission (conversation lock, then a global slot; "busy" at once past a bounded queue) →
 the channel's settings (a thread inherits its parent's) → a voice message or audio file transcribed
-(bot/chat/listening.py; the transcript is the prompt) → history (the bot's thread, or the reply
-chain; a per-guild message cap and a token budget keeping whole turns, then the model's context
+(bot/chat/listening.py; the transcript is the prompt) → history (the bot's thread, a DM, a guest's
+/chat, or the reply chain; a per-guild message cap and a token budget keeping whole turns, then the model's context
 window: bot/chat/context.py) → text attachments → images, handed to the vision service → the answer
 (bot/chat/answer.py: budget, stream, footer, errors; one shorter retry) → the exchange recorded, so
 the next reply continues from it → slot and lock freed → the final edit awaited (it may wait on a
