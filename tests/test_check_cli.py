@@ -77,6 +77,28 @@ async def test_a_missing_token_is_a_note_for_run_only_not_a_problem(tmp_path: Pa
         assert lines[-1] == "check: all good"
 
 
+async def test_check_prints_both_install_links(tmp_path: Path) -> None:
+    """A server's install (the bot and its permissions) and a member's own (integration_type=1), with the
+    application id read from the token's public part; the token itself never printed."""
+    import base64
+
+    token = base64.b64encode(b"1234567890123456789").decode().rstrip("=") + ".GhIjKl.the-secret-part"
+    async with GatewayEmulator("openai") as emu:
+        cfg = tmp_path / "cfg.toml"
+        cfg.write_text(f'[gateway]\nprofile = "openai"\nbase_url = "{emu.root_url}"\n'
+                       f'chat_model = "openai/gpt-4o-mini"\n[storage]\npath = "{tmp_path / "g.db"}"\n')
+        code, out, err = await run_check(cfg, {"GATECORD_DISCORD__TOKEN": token,
+                                               "GATECORD_GATEWAY__API_KEY": emu.api_key})
+        assert code == 0, out + err
+        links = [line for line in out.splitlines() if "oauth2/authorize" in line]
+        assert links[0].startswith("discord: add to a server (guild install): https://discord.com/oauth2/authorize?")
+        assert "client_id=1234567890123456789" in links[0] and "integration_type=0" in links[0]
+        assert "scope=bot+applications.commands" in links[0] and "permissions=" in links[0]
+        assert links[1] == ("discord: add to your own account (user install): https://discord.com/oauth2/authorize"
+                            "?client_id=1234567890123456789&integration_type=1&scope=applications.commands")
+        assert "the-secret-part" not in out + err and token not in out + err
+
+
 async def test_check_reports_an_unreachable_gateway(tmp_path: Path) -> None:
     cfg = tmp_path / "cfg.toml"
     cfg.write_text('[gateway]\nprofile = "openai"\nbase_url = "http://127.0.0.1:9"\nconnect_timeout = 2\nmax_retries = 0\n')

@@ -1,4 +1,4 @@
-"""The ``gatecord`` command: ``run``, ``web``, ``migrate``, ``check``, ``backup``, ``copy-db``, ``sandbox``.
+"""The ``gatecord`` command: ``run``, ``web``, ``migrate``, ``check``, ``backup``, ``copy-db``, ``quota``, ``sandbox``.
 
 What stops the bot from starting at all prints one line and exits with code 2: a configuration
 problem (naming the key and the file, or the environment variable), a database at a newer schema
@@ -63,6 +63,7 @@ def build_parser() -> argparse.ArgumentParser:
         ("check", "validate the configuration and reach the configured AI gateway"),
         ("backup", "copy the database, consistently, while the bot runs (SQLite's online backup)"),
         ("copy-db", "copy every row of one database into a new, empty one (SQLite to PostgreSQL or back)"),
+        ("quota", "the bot owner's budgets: `quota user show|set|reset USER_ID …` (a member's own budget)"),
         ("sandbox", "try Gatecord in a browser: emulated Discord and gateway, the real bot, one local URL"),
     ):
         cmd = sub.add_parser(name, help=help_text)
@@ -73,6 +74,8 @@ def build_parser() -> argparse.ArgumentParser:
                              help="the same forms; migrated to the newest schema, and must hold no rows")
             continue
         cmd.add_argument("--config", metavar="PATH", default=None, help="TOML file (default ./config.toml)")
+        if name == "quota":
+            _quota_arguments(cmd)
         if name == "check":
             cmd.add_argument("--no-calls", action="store_true",
                              help="make no model call (by default: a 1-token chat per chat model, one spoken word)")
@@ -94,6 +97,22 @@ def build_parser() -> argparse.ArgumentParser:
             cmd.add_argument("--fresh", action="store_true",
                              help="sandbox: start with an empty database instead of the one kept in data/sandbox.db")
     return parser
+
+
+def _quota_arguments(cmd: argparse.ArgumentParser) -> None:
+    """``gatecord quota user show|set|reset USER_ID …``: a member's own budget ([quotas.user]: DMs, user installs)."""
+    whose = cmd.add_subparsers(dest="quota_scope", required=True, metavar="SCOPE")
+    user = whose.add_parser("user", help="a member's own daily budget (DMs, servers where only they installed it)")
+    action = user.add_subparsers(dest="quota_action", required=True, metavar="ACTION")
+    show = action.add_parser("show", help="the member's limits and what they used today")
+    show.add_argument("user_id", type=int, metavar="USER_ID")
+    put = action.add_parser("set", help="the member's own daily limit of one kind, instead of [quotas.user]")
+    put.add_argument("user_id", type=int, metavar="USER_ID")
+    put.add_argument("kind", metavar="KIND", help="chat_requests, tokens, vision_requests, images, credits, …")
+    put.add_argument("value", type=float, metavar="VALUE", help="the daily limit; -1 = unlimited")
+    reset = action.add_parser("reset", help="back to the [quotas.user] defaults (every kind, or one)")
+    reset.add_argument("user_id", type=int, metavar="USER_ID")
+    reset.add_argument("kind", nargs="?", default=None, metavar="KIND")
 
 
 def choose_command(args: argparse.Namespace, settings: Settings) -> str:
@@ -147,6 +166,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     configure_logging(settings)
     handler = {"run": _run, "web": _web, "migrate": _migrate,
                "check": lambda s: _check(s, calls=not args.no_calls),
+               "quota": lambda s: _quota(s, args),
                "sandbox": lambda s: _sandbox(s, args)}[command]
     try:
         return asyncio.run(handler(settings))
@@ -353,6 +373,47 @@ async def _freeze_startup_objects(bot: GatecordBot) -> None:
     gc.freeze()
 
 
+#: the actor the audit log records for a change made on the command line (no Discord user)
+CLI_ACTOR = 0
+
+
+async def _quota(settings: Settings, args: argparse.Namespace) -> int:
+    """``gatecord quota user …``: read or change a member's own budget in the database the bot uses
+    (migrated first, as the bot does at start); a running bot sees a change within a few seconds."""
+    from bot.budgets.reports import own_budget_lines
+    from bot.budgets.rules import limit_text
+    from bot.budgets.service import BudgetService
+    from bot.guilds.audit import InvalidSetting
+    from bot.storage.store import Store
+
+    store = Store.from_settings(settings.storage)
+    try:
+        await store.open()
+    except StorageError as exc:
+        print(f"gatecord: {exc}", file=sys.stderr)
+        return storage_exit_code(exc)
+    try:
+        quotas = BudgetService(store, settings)
+        user_id = args.user_id
+        try:
+            if args.quota_action == "set":
+                old, new = await quotas.set_user_limit(user_id, args.kind, args.value, CLI_ACTOR)
+                print(f"user {user_id}: {args.kind} {limit_text(args.kind, old)} -> {limit_text(args.kind, new)}")
+            elif args.quota_action == "reset":
+                removed = await quotas.reset_user_limits(user_id, CLI_ACTOR, args.kind)
+                what = ", ".join(sorted(removed)) or "nothing was overridden"
+                print(f"user {user_id}: back to the [quotas.user] defaults ({what})")
+        except InvalidSetting as exc:
+            print(f"gatecord: not changed: {exc}", file=sys.stderr)
+            return EXIT_FAILURE
+        print(f"user {user_id}, own budget today (UTC):")
+        for line in own_budget_lines(await quotas.own_limits(user_id)):
+            print(f"  {line.removeprefix('• ')}")
+        return 0
+    finally:
+        await store.close()
+
+
 async def _check(settings: Settings, *, calls: bool = True) -> int:
     from bot.app.check_models import check_models
     from bot.app.factory import build_gateway_client
@@ -369,6 +430,8 @@ async def _check(settings: Settings, *, calls: bool = True) -> int:
     if not token:  # a note, not a problem: the sandbox needs no token
         print("  note: the token is needed for `gatecord run` only (set GATECORD_DISCORD__TOKEN); "
               "`make run` and `gatecord sandbox` work without one")
+    for line in _install_lines(token):
+        print(line)
     print(database)
     g = settings.gateway
     print(f"gateway: profile {g.profile} at {g.base_url}; key {'set' if g.api_key.get_secret_value() else 'not set'}")
@@ -410,6 +473,21 @@ async def _check(settings: Settings, *, calls: bool = True) -> int:
         await client.close()
     print("check: all good" if problems == 0 else f"check: {problems} problem(s) found")
     return 0 if problems == 0 else EXIT_FAILURE
+
+
+def _install_lines(token: str) -> list[str]:
+    """The two install links: a server's (the bot and its permissions) and a member's own (its commands in
+    DMs and any server). The application id is read from the token (its public first part)."""
+    from bot.app.installs import application_id_from_token, install_links
+
+    app_id = application_id_from_token(token) if token else None
+    guild, user = install_links(app_id if app_id is not None else "APPLICATION_ID")
+    lines = [f"discord: add to a server (guild install): {guild}",
+             f"discord: add to your own account (user install): {user}"]
+    if app_id is None:
+        lines.append("  note: put your application's id (Developer Portal → General Information) in place of "
+                     "APPLICATION_ID; user installs must be enabled under Installation → Installation Contexts")
+    return lines
 
 
 def _voice_warnings(settings: Settings, profile: Profile) -> list[str]:
