@@ -1,13 +1,19 @@
-"""/imagine and its buttons: Discord input → ``bot.image_jobs`` (the image job service) → replies.
+"""/imagine create, /imagine edit, "Edit image" and their buttons: Discord input → ``bot.image_jobs`` (the
+image job service) → replies.
 
 The service runs the job (budget, queue, gateway, progress, grid, recovery after a restart); this
 cog turns the command's options and button presses into service calls and refusals into ephemeral
-replies, and posts what a U button or a delete asks for.
+replies, and posts what a U button or a delete asks for. Edits (``/imagine edit`` and the "Edit image"
+message command, whose modal asks for the instruction) exist only when the gateway offers them; the
+picture is taken in by bot/media/edit_source.py after a public deferral (downloading it may take longer
+than Discord's 3 s), so a refusal then replaces the "thinking…" message with a private one.
 """
 
 from __future__ import annotations
 
 import logging
+from collections.abc import Awaitable, Callable
+from typing import Any
 
 import discord
 from discord import app_commands
@@ -15,37 +21,63 @@ from discord.ext import commands
 
 from bot.app.factory import GatecordBot
 from bot.media.buttons import ImagineButton
+from bot.media.edit_source import (
+    EditIntake,
+    EditOptions,
+    EditSource,
+    check_message_picture,
+    edit_source_from_attachments,
+    edit_source_from_message,
+)
 from bot.media.grid import ImageTooLarge
 from bot.media.jobs import ImageJob
-from bot.media.options import ImagineOptions
+from bot.media.options import MAX_COUNT, ImagineOptions, OptionError
 from bot.media.presenter import upload_limit
 from bot.rendering import limits as discord_limits
-from bot.rendering.errors import describe_error
-from bot.rendering.replies import NO_MENTIONS, reply_privately
+from bot.rendering.errors import describe_error, user_error_message
+from bot.rendering.replies import ERROR_PREFIX, NO_MENTIONS, InteractionTarget, reply_privately
 from bot.rendering.user_facing import UserFacingError
 from gateway_client import GatewayError
 
 log = logging.getLogger(__name__)
 
+EDIT_IMAGE = "Edit image"
+#: the longest edit instruction (OpenAI's edits take 1000 characters with every model)
+MAX_INSTRUCTION = 1000
+#: how long the "Edit image" modal waits for its instruction
+MODAL_TIMEOUT = 15 * 60.0
+
+SourceMaker = Callable[[EditIntake], Awaitable[EditSource]]
+
 
 class Imagine(commands.Cog):
+    imagine = app_commands.Group(name="imagine", description="Generate or edit images")
+
     def __init__(self, bot: GatecordBot) -> None:
         self.bot = bot
         self.service = bot.image_jobs
+        self.edits = bot.gateway.profile.supports("image_edits")
+        self.edit_menu = app_commands.ContextMenu(name=EDIT_IMAGE, callback=self.edit_image_menu)
+        if self.edits:
+            self.imagine.add_command(edit_command(self))
 
     async def cog_load(self) -> None:
         self.bot.add_dynamic_items(ImagineButton)
         self.service.buttons = self
+        if self.edits:
+            self.bot.tree.add_command(self.edit_menu)
 
     async def cog_unload(self) -> None:
         """Jobs keep running in the service; only the buttons stop answering until the cog is back."""
         self.bot.remove_dynamic_items(ImagineButton)
         if self.service.buttons is self:
             self.service.buttons = None
+        if self.edits:
+            self.bot.tree.remove_command(self.edit_menu.name, type=self.edit_menu.type)
 
-    # -- /imagine -------------------------------------------------------------------------------
+    # -- /imagine create ------------------------------------------------------------------------
 
-    @app_commands.command(name="imagine", description="Generate images from a text prompt")
+    @imagine.command(name="create", description="Generate images from a text prompt")
     @app_commands.describe(
         prompt="What to draw",
         model="Image model (default: this server's)",
@@ -57,7 +89,7 @@ class Imagine(commands.Cog):
         height="Height in pixels (FLUX: a multiple of 32)",
         negative_prompt="What the image should not show",
     )
-    async def imagine(
+    async def create(
         self,
         interaction: discord.Interaction,
         prompt: app_commands.Range[str, 1, 4000],
@@ -72,25 +104,62 @@ class Imagine(commands.Cog):
     ) -> None:
         opts = ImagineOptions(prompt=prompt, model=model, count=count, steps=steps, seed=seed, size=size,
                               width=width, height=height, negative_prompt=negative_prompt)
-        channel = interaction.channel
-        parent_id = getattr(channel, "parent_id", None) if isinstance(channel, discord.Thread) else None
         try:
             request = await self.service.prepare(opts, guild_id=interaction.guild_id,
-                                                 channel_id=interaction.channel_id, parent_channel_id=parent_id)
+                                                 channel_id=interaction.channel_id,
+                                                 parent_channel_id=_parent_id(interaction))
             await self.service.submit(interaction, request, origin="command")
         except UserFacingError as exc:
             await reply_privately(interaction, exc.user_message())
 
-    @imagine.autocomplete("model")
+    @create.autocomplete("model")
     async def _model_autocomplete(
         self, interaction: discord.Interaction, current: str
     ) -> list[app_commands.Choice[str]]:
+        return await self.model_choices(current)
+
+    async def model_choices(self, current: str) -> list[app_commands.Choice[str]]:
         matches = await self.service.model_choices(current)
         return [
             app_commands.Choice(name=m[: discord_limits.CHOICE_NAME], value=m)
             for m in matches
             if len(m) <= discord_limits.CHOICE_VALUE
         ][: discord_limits.AUTOCOMPLETE_CHOICES]
+
+    # -- /imagine edit and "Edit image" ---------------------------------------------------------
+
+    async def edit(self, interaction: discord.Interaction, image: discord.Attachment, mask: discord.Attachment | None,
+                   opts: EditOptions) -> None:
+        await self.submit_edit(interaction, opts,
+                               lambda intake: edit_source_from_attachments(image, mask, intake=intake))
+
+    async def edit_image_menu(self, interaction: discord.Interaction, message: discord.Message) -> None:
+        """The message command: refuse a message without a usable picture at once, else ask for the
+        instruction (the modal submits the edit)."""
+        settings = self.bot.settings
+        try:
+            check_message_picture(message, cdn_hosts=settings.discord.cdn_hosts,
+                                  max_download_bytes=settings.vision.max_download_bytes)
+        except UserFacingError as exc:
+            await reply_privately(interaction, exc.user_message())
+            return
+        await interaction.response.send_modal(EditModal(self, message))
+
+    async def submit_edit(self, interaction: discord.Interaction, opts: EditOptions, source: SourceMaker) -> None:
+        """Defer publicly (the picture is downloaded and converted first), then prepare and submit the
+        edit; every refusal replaces the "thinking…" message with a private one."""
+        await interaction.response.defer(thinking=True)
+        try:
+            intake = EditIntake.from_settings(self.bot.settings, self.bot.cdn_http, self.bot.vision.decodes)
+            picture = await source(intake)
+            request = await self.service.prepare_edit(opts, picture, guild_id=interaction.guild_id,
+                                                      channel_id=interaction.channel_id,
+                                                      parent_channel_id=_parent_id(interaction))
+            await self.service.submit(interaction, request, origin="command")
+        except UserFacingError as exc:
+            await InteractionTarget(interaction).refuse(exc.user_message())
+        except Exception as exc:  # the deferral must not stay "thinking…": say what failed, privately
+            await InteractionTarget(interaction).refuse(ERROR_PREFIX + user_error_message(exc))
 
     # -- buttons (ImagineButton routes presses here through the service) ----------------------------
 
@@ -131,6 +200,71 @@ class Imagine(commands.Cog):
         except discord.NotFound:
             pass
 
+
+
+
+def _parent_id(interaction: discord.Interaction) -> int | None:
+    channel = interaction.channel
+    return getattr(channel, "parent_id", None) if isinstance(channel, discord.Thread) else None
+
+
+def edit_command(cog: Imagine) -> app_commands.Command[Any, Any, None]:
+    """``/imagine edit image prompt [mask] [model] [count] [size]`` (added only when edits are offered)."""
+
+    async def edit(
+        interaction: discord.Interaction,
+        image: discord.Attachment,
+        prompt: app_commands.Range[str, 1, MAX_INSTRUCTION],
+        mask: discord.Attachment | None = None,
+        model: str | None = None,
+        count: int | None = None,
+        size: str | None = None,
+    ) -> None:
+        await cog.edit(interaction, image, mask, EditOptions(prompt=prompt, model=model, count=count, size=size))
+
+    async def model(interaction: discord.Interaction, current: str) -> list[app_commands.Choice[str]]:
+        return await cog.model_choices(current)
+
+    edit = app_commands.describe(
+        image="The picture to edit (PNG, JPEG, WebP, still GIF or BMP)",
+        prompt="What to change, e.g. \"make the sky purple\"",
+        mask="A PNG of the same shape, transparent where the picture may change (default: everywhere)",
+        model="Image model (default: this server's)",
+        count="How many results, 1–4",
+        size="WIDTHxHEIGHT of the results, e.g. 1024x1024",
+    )(edit)
+    command: app_commands.Command[Any, Any, None] = app_commands.Command(
+        name="edit", description="Edit a picture with an instruction", callback=edit)
+    command.autocomplete("model")(model)
+    return command
+
+
+class EditModal(discord.ui.Modal, title=EDIT_IMAGE):
+    """The "Edit image" instruction (and an optional count), then the edit of ``message``'s picture."""
+
+    instruction: discord.ui.TextInput[EditModal] = discord.ui.TextInput(
+        label="Instruction", style=discord.TextStyle.paragraph, placeholder="What to change, e.g. add a red hat",
+        min_length=1, max_length=MAX_INSTRUCTION, required=True, custom_id="edit:instruction",
+    )
+    count: discord.ui.TextInput[EditModal] = discord.ui.TextInput(
+        label=f"How many results (1–{MAX_COUNT})", style=discord.TextStyle.short, placeholder="default",
+        max_length=2, required=False, custom_id="edit:count",
+    )
+
+    def __init__(self, cog: Imagine, message: discord.Message) -> None:
+        super().__init__(timeout=MODAL_TIMEOUT)
+        self.cog = cog
+        self.message = message
+
+    async def on_submit(self, interaction: discord.Interaction) -> None:
+        text = self.count.value.strip()
+        if text and not (text.isdigit() and 1 <= int(text) <= MAX_COUNT):
+            await reply_privately(interaction, OptionError("count", list(range(1, MAX_COUNT + 1)), text).user_message())
+            return
+        opts = EditOptions(prompt=self.instruction.value.strip() or self.instruction.value,
+                           count=int(text) if text else None)
+        message = self.message
+        await self.cog.submit_edit(interaction, opts, lambda intake: edit_source_from_message(message, intake=intake))
 
 
 async def setup(bot: GatecordBot) -> None:

@@ -146,7 +146,7 @@ async def test_chat_answer_streams_into_the_page(sandbox: Sandbox, page: Any) ->
 
 async def test_imagine_grid_then_u1_posts_the_upscaled_image(sandbox: Sandbox, page: Any) -> None:
     await open_channel(page, "random")
-    await run_command(page, "imagine", prompt="a red fox in the snow")
+    await run_command(page, "imagine create", prompt="a red fox in the snow")
     grid = bot_messages(page).filter(has=page.locator("button.component-button", has_text=re.compile(r"^U1$")))
     await grid.wait_for()
     grid_id = await grid.get_attribute("data-message-id")

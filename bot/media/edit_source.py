@@ -42,10 +42,12 @@ __all__ = [
     "EDIT_LONGEST_SIDE",
     "MAX_EDIT_PNG_BYTES",
     "EditIntake",
+    "EditOptions",
     "EditSource",
     "EditSourceTooDetailed",
     "MaskNotTransparent",
     "MaskShapeMismatch",
+    "check_message_picture",
     "edit_source_from_attachments",
     "edit_source_from_message",
 ]
@@ -69,6 +71,16 @@ class EditSource:
     image: FileToStore
     mask: FileToStore | None
     origin: str
+
+
+@dataclass(frozen=True)
+class EditOptions:
+    """What the member typed for an edit (None = not given): the instruction and the usual image options."""
+
+    prompt: str
+    model: str | None = None
+    count: int | None = None
+    size: str | None = None
 
 
 @dataclass(frozen=True)
@@ -216,13 +228,25 @@ async def edit_source_from_message(
     Raises ``NoImage`` when it has none, ``ImageLinksOnly`` when its pictures are only links elsewhere,
     or the refusals of ``edit_source_from_attachments``.
     """
+    return await _source(_message_picture(message, intake.cdn_hosts), None, intake, max_bytes)
+
+
+def check_message_picture(message: discord.Message, *, cdn_hosts: Sequence[str], max_download_bytes: int) -> None:
+    """Refuse a message whose picture cannot be edited, without downloading anything (before a modal asks
+    for the instruction): the refusals of ``edit_source_from_message`` that need no download."""
+    picture = _message_picture(message, cdn_hosts)
+    if picture.attached:
+        check_declared(picture.filename, picture.content_type, picture.size, max_bytes=max_download_bytes)
+
+
+def _message_picture(message: Any, cdn_hosts: Sequence[str]) -> _Picture:
     pictures = image_attachments(list(message.attachments))
     if pictures:
-        return await _source(_attachment(pictures[0]), None, intake, max_bytes)
-    links = image_links(message)
-    embedded = [u for u in _embed_images(message) if intake.allowed(u)]
+        return _attachment(pictures[0])
+    embedded = [u for u in _embed_images(message) if host_allowed(u, cdn_hosts)]
     if embedded:
-        return await _source(_embedded(embedded[0]), None, intake, max_bytes)
+        return _embedded(embedded[0])
+    links = image_links(message)
     if links:
         raise ImageLinksOnly([url_host(u) for u in links])
     raise NoImage()

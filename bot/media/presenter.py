@@ -42,9 +42,14 @@ class JobPresenter:
         self.client = client
 
     async def open(self, interaction: discord.Interaction, content: str) -> JobMessage:
-        """Send the progress message as the interaction's response; the job's message from then on."""
-        response = await interaction.response.send_message(content, allowed_mentions=NO_MENTIONS)
-        message_id = response.message_id
+        """Send the progress message as the interaction's response (or as its deferred response: an edit
+        downloads its picture first); the job's message from then on."""
+        if interaction.response.is_done():
+            message_id: int | None = (await interaction.edit_original_response(
+                content=content, allowed_mentions=NO_MENTIONS)).id
+        else:
+            response = await interaction.response.send_message(content, allowed_mentions=NO_MENTIONS)
+            message_id = response.message_id
         if message_id is None:
             message_id = (await interaction.original_response()).id
         return JobMessage(self.client, channel_id=interaction.channel_id, message_id=message_id,
