@@ -21,6 +21,7 @@ from bot.media.edit_source import (
     EditSourceTooDetailed,
     MaskNotTransparent,
     MaskShapeMismatch,
+    check_message_picture,
     edit_source_from_attachments,
     edit_source_from_message,
 )
@@ -251,3 +252,18 @@ async def test_message_without_image_is_refused(cdn: Cdn) -> None:
                                        intake=cdn.intake())
     assert "example.com" in links.value.user_message()
     assert cdn.requested == []
+
+
+def test_message_check_before_the_modal_downloads_nothing() -> None:
+    hosts = ["127.0.0.1"]
+    heic = SimpleNamespace(filename="IMG_1.HEIC", content_type="image/heic", size=10, url="http://127.0.0.1/x")
+    with pytest.raises(UnsupportedImageType) as err:
+        check_message_picture(message([heic]), cdn_hosts=hosts, max_download_bytes=1000)
+    assert "HEIC" in err.value.user_message()
+    big = SimpleNamespace(filename="a.png", content_type="image/png", size=5000, url="http://127.0.0.1/a.png")
+    with pytest.raises(ImageTooLarge):
+        check_message_picture(message([big]), cdn_hosts=hosts, max_download_bytes=1000)
+    with pytest.raises(NoImage):
+        check_message_picture(message(content="words"), cdn_hosts=hosts, max_download_bytes=1000)
+    ok = SimpleNamespace(filename="a.png", content_type="image/png", size=500, url="http://127.0.0.1/a.png")
+    check_message_picture(message([ok]), cdn_hosts=hosts, max_download_bytes=1000)
