@@ -114,6 +114,7 @@ def changes_text(changes: Mapping[str, tuple[Any, Any]], where: str) -> str:
 USAGE_PARTS: tuple[tuple[str, str], ...] = (
     ("chat_requests", "chat"), ("vision_requests", "vision"), ("images", "images"), ("tokens", "tokens"),
     ("speech_chars", "speech characters"), ("transcription_seconds", "transcription seconds"),
+    ("video_seconds", "video seconds"), ("music_seconds", "music seconds"),
 )
 
 
@@ -122,7 +123,8 @@ def _usage_parts(values: Mapping[str, float]) -> str:
 
 
 def usage_totals_text(totals: Mapping[str, float]) -> str:
-    """``Totals: 3 chat, 1 vision, 4 images, 900 tokens, 120 speech characters, 30 transcription seconds.``"""
+    """``Totals: 3 chat, 1 vision, 4 images, 900 tokens, 120 speech characters, 30 transcription seconds,
+    16 video seconds, 60 music seconds.``"""
     return f"Totals: {_usage_parts(totals)}."
 
 

@@ -40,6 +40,7 @@ log = logging.getLogger(__name__)
 
 KindChoice = Literal[
     "chat_requests", "tokens", "vision_requests", "images", "credits", "speech_chars", "transcription_seconds",
+    "video_seconds", "music_seconds",
 ]
 ModelKindChoice = Literal["chat", "vision", "image"]
 FieldChoice = Literal[

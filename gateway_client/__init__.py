@@ -20,6 +20,8 @@ from .errors import (
     Unsupported,
     UpstreamUnavailable,
 )
+from .image_edits import ImageEditRequest
+from .media_jobs import DownloadedMedia, MediaExpired, MusicRequest, MusicResult, VideoJob, VideoRequest
 from .meta import CallMeta
 from .models import (
     ChatMessage,
@@ -45,5 +47,6 @@ __all__ = [
     "Usage", "SpeechAudio", "Transcription", "PROFILES", "Profile", "get_profile", "register_profile",
     "GatewayError", "AuthenticationError", "PermissionDenied", "RateLimited", "ModelNotFound", "ContextTooLong",
     "InvalidRequest", "UpstreamUnavailable", "GatewayTimeout", "StreamInterrupted", "QuotaExceeded",
-    "InsufficientCredits", "Unsupported", "InvalidResponse", "ResultDownloadFailed",
+    "InsufficientCredits", "Unsupported", "InvalidResponse", "ResultDownloadFailed", "MediaExpired",
+    "VideoRequest", "VideoJob", "MusicRequest", "MusicResult", "ImageEditRequest", "DownloadedMedia",
 ]

@@ -4,7 +4,7 @@ Accepted listing shapes: a JSON list, or an object with ``data``/``models``/``it
 (or an id -> info mapping); entries are strings (``"name ($0,003375)"`` too) or objects. The kind is
 taken from the source (DigiCord's /vision-models), then the entry (``type``, ``capabilities``,
 ``vision``, modalities), then the profile's known models, then the id (embedding / image / audio
-words); everything else is a chat model.
+words, video and music model names); everything else is a chat model.
 """
 
 from __future__ import annotations
@@ -39,11 +39,19 @@ _TYPE_WORDS: dict[str, ModelKind] = {
     "stt": ModelKind.AUDIO,
     "speech": ModelKind.AUDIO,
     "transcription": ModelKind.AUDIO,
+    "video": ModelKind.VIDEO,
+    "text-to-video": ModelKind.VIDEO,
+    "video_generation": ModelKind.VIDEO,
+    "music": ModelKind.MUSIC,
+    "text-to-music": ModelKind.MUSIC,
+    "music_generation": ModelKind.MUSIC,
 }
 
 _ID_HINTS: tuple[tuple[tuple[str, ...], ModelKind], ...] = (
     (("embedding", "embed-", "bge-", "e5-"), ModelKind.EMBEDDING),
     (("dall-e", "gpt-image", "flux", "stable-diffusion", "sdxl", "imagen", "midjourney"), ModelKind.IMAGE),
+    (("sora", "veo-", "text-to-video", "video-gen"), ModelKind.VIDEO),
+    (("stable-audio", "musicgen", "lyria", "suno"), ModelKind.MUSIC),
     (("tts", "whisper", "transcribe", "speech"), ModelKind.AUDIO),
 )
 

@@ -19,11 +19,14 @@ import struct
 import time
 from collections.abc import Awaitable, Callable, Sequence
 from typing import Any, TypeVar
+from urllib.parse import quote
 
 import aiohttp
 
 from . import audio as _audio
+from . import image_edits as _edits
 from . import images as _images
+from . import media_jobs as _media
 from .audio import SpeechAudio, Transcription
 from .catalog import merge_models, parse_model_list
 from .chat import chat_body, parse_chat_answer
@@ -39,11 +42,14 @@ from .errors import (
     PermissionDenied,
     QuotaExceeded,
     RateLimited,
+    ResultDownloadFailed,
     StreamInterrupted,
     Unsupported,
     UpstreamUnavailable,
 )
-from .http import Gateway, Reply, Transport
+from .http import Gateway, Reply, ResultTooLarge, Transport, url_host
+from .image_edits import ImageEditRequest
+from .media_jobs import DownloadedMedia, MediaExpired, MusicRequest, MusicResult, VideoJob, VideoRequest
 from .meta import CallMeta, apply_body
 from .models import (
     ChatRequest,
@@ -69,7 +75,8 @@ log = logging.getLogger("gateway_client")
 T = TypeVar("T")
 
 _TYPE_FILTER = {ModelKind.CHAT: "chat", ModelKind.VISION: "chat", ModelKind.EMBEDDING: "embedding",
-                ModelKind.COMPLETION: "completion", ModelKind.IMAGE: "image", ModelKind.AUDIO: "audio"}
+                ModelKind.COMPLETION: "completion", ModelKind.IMAGE: "image", ModelKind.AUDIO: "audio",
+                ModelKind.VIDEO: "video", ModelKind.MUSIC: "music"}
 _HEALTHY = {"ok", "ready", "healthy", "up", "pass", "green", "operational"}
 _BALANCE_KEYS = ("balance", "credits", "amount", "remaining", "available", "wallet_balance", "credit_balance",
                  "remaining_credits", "total_balance")
@@ -136,12 +143,15 @@ class GatewayClient:
             raise Unsupported(f"{op} is not offered by the {gw.profile.name} gateway", profile=gw.profile.name)
         return path
 
-    def _json(self, gw: Gateway, reply: Reply) -> Any:
+    def _json(self, gw: Gateway, reply: Reply, *, job: bool = False) -> Any:
+        """The JSON body; an ``error`` in a 2xx answer raises, except in a job object (``job``: a failed
+        video job carries its reason there)."""
         if "html" in reply.content_type:
             raise InvalidResponse(f"the gateway answered HTTP {reply.status} with an HTML page",
                                   status=reply.status, request_id=reply.meta.request_id, profile=gw.profile.name)
         data = reply.json()
-        if isinstance(data, dict) and data.get("error") and not ("choices" in data or "data" in data):
+        if isinstance(data, dict) and data.get("error") and not ("choices" in data or "data" in data
+                                                                 or (job and "status" in data)):
             err = self._transport.payload_error(gw, reply.meta, data)
             if type(err) is GatewayError:
                 err = UpstreamUnavailable(err.message, request_id=err.request_id, profile=gw.profile.name)
@@ -156,6 +166,10 @@ class GatewayClient:
             return cfg.image_model or (rules.default_model if rules else "") or None
         if kind == "vision":
             return cfg.vision_model or cfg.chat_model or gw.profile.default_chat_model or None
+        if kind == "edit":
+            return _edits.default_edit_model(gw.profile, cfg) or None
+        if kind == "music":
+            return cfg.music_model or gw.profile.default_music_model or None
         return cfg.chat_model or gw.profile.default_chat_model or None
 
     def _targets(self, kind: str, requested: str | None) -> list[tuple[Gateway, str | None]]:
@@ -339,6 +353,156 @@ class GatewayClient:
 
         return list(await asyncio.gather(*(one(it) for it in items)))
 
+    # ------------------------------------------------------------------ image edits
+    def validate_image_edit_request(self, req: ImageEditRequest) -> ImageEditRequest:
+        """Normalised request, or ``InvalidRequest(field=..., allowed=...)`` / ``Unsupported``; nothing is sent."""
+        return _edits.validate_image_edit_request(self._primary.profile, self._primary.config, req)
+
+    async def edit_images(self, req: ImageEditRequest) -> ImageResult:
+        """Edit an image (multipart upload); the answer is read as an image generation's. Paid: not
+        repeated once the gateway may have accepted it (as ``generate_images``)."""
+        primary_req = self.validate_image_edit_request(req)
+
+        async def run(gw: Gateway, model: str | None) -> ImageResult:
+            if gw is self._primary and model == primary_req.model:
+                norm = primary_req
+            else:
+                norm = _edits.validate_image_edit_request(gw.profile, gw.config, dataclasses.replace(req, model=model))
+            path = self._path(gw, "image_edits")
+            reply = await self._transport.request(
+                gw, "image_edits", "POST", path, data=lambda: _edits.edit_form(norm), safe=False,
+                total=self.options.image_timeout, model=norm.model)
+            data = self._json(gw, reply)
+            apply_body(reply.meta, data)
+            if reply.meta.model_used is None and norm.model:
+                reply.meta.model_used = norm.model
+            as_image = ImageRequest(prompt=norm.prompt, model=norm.model, n=norm.n, size=norm.size)
+            images = await self._collect_images(gw, data, as_image)
+            return ImageResult(images=images, meta=reply.meta, request=as_image)
+
+        return await self._with_fallback("edit", primary_req.model, run, lambda r: r.meta, paid_once=True)
+
+    # ------------------------------------------------------------------ video jobs
+    def validate_video_request(self, req: VideoRequest) -> VideoRequest:
+        """Normalised request, or ``InvalidRequest(field=..., allowed=...)`` / ``Unsupported``; nothing is sent."""
+        return _media.validate_video_request(self._primary.profile, self._primary.config, req)
+
+    async def submit_video(self, req: VideoRequest) -> VideoJob:
+        """Start a video job on the primary gateway (its id is only good there: no fallback).
+
+        The paid POST is never repeated once it may have reached the gateway (a timeout or 5xx raise with
+        ``request_sent``); only a 429 (refused, nothing made) or a connection never opened is retried."""
+        norm = self.validate_video_request(req)
+        gw = self._primary
+        path = self._path(gw, "videos")
+        reply = await self._transport.request(gw, "videos", "POST", path, json_body=_media.video_body(norm),
+                                              safe=False, model=norm.model)
+        data = self._json(gw, reply, job=True)
+        apply_body(reply.meta, data)
+        return _media.parse_video_job(data, reply.meta)
+
+    def _job_path(self, job_id: str) -> str:
+        if not isinstance(job_id, str) or not job_id.strip():
+            raise InvalidRequest("no video job id", field="job_id")
+        return f"{self._path(self._primary, 'videos')}/{quote(job_id, safe='')}"
+
+    async def video_status(self, job_id: str) -> VideoJob:
+        """The job as the gateway describes it now (a GET: repeated on transient failures). A job the gateway
+        does not know (404) raises ``InvalidRequest(field="job_id")``."""
+        gw = self._primary
+        path = self._job_path(job_id)
+        try:
+            reply = await self._transport.request(gw, "videos", "GET", path)
+        except (Unsupported, ModelNotFound) as err:
+            if err.status != 404:
+                raise
+            raise InvalidRequest(f"the gateway does not know video job {job_id}", field="job_id", status=404,
+                                 request_id=err.request_id, profile=gw.profile.name) from None
+        return _media.parse_video_job(self._json(gw, reply, job=True), reply.meta, job_id=job_id)
+
+    async def cancel_video(self, job_id: str) -> VideoJob:
+        """Cancel a job: the cancelled job with what the gateway billed (``billed_seconds``, ``meta.credits_used``).
+        A job that had already finished (409) comes back as its status says; a gateway without cancelling
+        (404/405) raises ``Unsupported``."""
+        gw = self._primary
+        path = self._job_path(job_id)
+        try:
+            reply = await self._transport.request(gw, "videos", "DELETE", path)
+        except GatewayError as err:
+            if err.status == 409:
+                return await self.video_status(job_id)
+            if err.status in (404, 405):
+                raise Unsupported(f"the {gw.label} gateway cannot cancel video job {job_id}", status=err.status,
+                                  request_id=err.request_id, profile=gw.profile.name) from None
+            raise
+        return _media.parse_video_job(self._json(gw, reply, job=True), reply.meta, job_id=job_id)
+
+    # ------------------------------------------------------------------ music
+    def validate_music_request(self, req: MusicRequest) -> MusicRequest:
+        """Normalised request, or ``InvalidRequest(field=..., allowed=...)`` / ``Unsupported``; nothing is sent."""
+        return _media.validate_music_request(self._primary.profile, self._primary.config, req)
+
+    async def generate_music(self, req: MusicRequest) -> MusicResult:
+        """Music in ``req.format`` (the gateway answers at once). Paid: as ``generate_images``."""
+        primary_req = self.validate_music_request(req)
+
+        async def run(gw: Gateway, model: str | None) -> MusicResult:
+            if gw is self._primary and model == primary_req.model:
+                norm = primary_req
+            else:
+                norm = _media.validate_music_request(gw.profile, gw.config, dataclasses.replace(req, model=model))
+            path = self._path(gw, "music")
+            reply = await self._transport.request(gw, "music", "POST", path, json_body=_media.music_body(norm),
+                                                  safe=False, total=self.options.image_timeout, model=norm.model)
+            data = self._json(gw, reply)
+            apply_body(reply.meta, data)
+            if reply.meta.model_used is None and norm.model:
+                reply.meta.model_used = norm.model
+            raw, url, item = _media.music_audio(data, gw.profile.name)
+            ctype = ""
+            if raw is None:
+                assert url is not None
+                got = await self._fetch_media(gw, url, self.options.max_download_bytes)
+                raw, ctype = got.data, got.mime
+            fmt: str = item["format"] if isinstance(item.get("format"), str) else norm.format
+            seconds = item.get("duration")
+            return MusicResult(
+                audio=raw, mime=_media.sniff_media_mime(raw, ctype, fmt), format=fmt,
+                seconds=float(seconds) if isinstance(seconds, (int, float)) and not isinstance(seconds, bool) else None,
+                meta=reply.meta)
+
+        return await self._with_fallback("music", primary_req.model, run, lambda r: r.meta, paid_once=True)
+
+    # ------------------------------------------------------------------ result files
+    async def download_media(self, url: str, *, max_bytes: int) -> DownloadedMedia:
+        """A result file: the gateway's own origin, or http(s) on a public address only (redirects checked
+        hop by hop). Above ``max_bytes`` raises ``ResultDownloadFailed`` naming the cap; 403/404/410 raise
+        ``MediaExpired``."""
+        return await self._fetch_media(self._primary, url, max_bytes)
+
+    async def _fetch_media(self, gw: Gateway, url: str, cap: int) -> DownloadedMedia:
+        if url.startswith("data:"):
+            raw, mime = _images.decode_data_url(url)
+            if len(raw) > cap:
+                raise ResultDownloadFailed(f"the result is {len(raw)} bytes, above the {cap}-byte cap",
+                                           host="a data URL", reason=f"larger than the {cap}-byte cap",
+                                           profile=gw.profile.name)
+            return DownloadedMedia(raw, _media.sniff_media_mime(raw, mime or ""))
+        try:
+            raw, ctype = await self._transport.download(gw, url, cap=cap)
+        except ResultTooLarge as err:
+            host = url_host(url)
+            raise ResultDownloadFailed(f"the result on {host} is larger than the {cap}-byte cap", host=host,
+                                       reason=f"larger than the {cap}-byte cap", status=err.status,
+                                       profile=gw.profile.name, secrets=gw.secrets) from None
+        except ResultDownloadFailed as err:
+            if err.status in (403, 404, 410):
+                raise MediaExpired(f"the result link on {err.host} answered HTTP {err.status}: it has expired",
+                                   host=err.host, status=err.status, profile=gw.profile.name,
+                                   secrets=gw.secrets) from None
+            raise
+        return DownloadedMedia(raw, _media.sniff_media_mime(raw, ctype))
+
     # ------------------------------------------------------------------ embeddings, audio, credits
     async def embed(self, texts: str | Sequence[str], model: str, *, dimensions: int | None = None) -> EmbeddingResult:
         """Vectors for ``texts`` (one per input, in order)."""
@@ -511,6 +675,26 @@ class GatewayClient:
         if im and all(m.id != im for m in models):
             models.append(ModelInfo(id=im, kind=ModelKind.IMAGE, source="config"))
         return models
+
+    async def _media_models(self, kind: ModelKind, op: str, configured: str, default: str) -> list[ModelInfo]:
+        if not self.profile.supports(op):
+            return []
+        models = [m for m in await self._fetch_models(None, None) if m.kind is kind]
+        if not models and default:
+            models = [ModelInfo(id=default, kind=kind, source="profile")]
+        if configured and all(m.id != configured for m in models):
+            models.append(ModelInfo(id=configured, kind=kind, source="config"))
+        return models
+
+    async def video_models(self) -> list[ModelInfo]:
+        """Models that make video: as the gateway lists them, else the profile's default, plus ``video_model``."""
+        return await self._media_models(ModelKind.VIDEO, "videos", self.config.video_model,
+                                        self.profile.default_video_model)
+
+    async def music_models(self) -> list[ModelInfo]:
+        """Models that make music: as the gateway lists them, else the profile's default, plus ``music_model``."""
+        return await self._media_models(ModelKind.MUSIC, "music", self.config.music_model,
+                                        self.profile.default_music_model)
 
     async def can_see_images(self, model_id: str) -> bool:
         return any(m.id == model_id for m in await self.vision_models())

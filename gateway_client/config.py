@@ -23,6 +23,9 @@ class GatewayConfig:
     chat_model: str = ""
     vision_model: str = ""
     image_model: str = ""
+    #: default video and music models ("" = the profile's default)
+    video_model: str = ""
+    music_model: str = ""
     name: str = ""
 
     @property

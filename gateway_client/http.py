@@ -33,13 +33,21 @@ from .profiles import Profile, get_profile
 from .retry import Jitter, RetryPolicy, Sleep, call_with_retries
 from .safe_urls import check_url, public_only_connector, unsafe_from
 
-__all__ = ["Gateway", "Transport", "Reply", "log"]
+__all__ = ["Gateway", "Transport", "Reply", "ResultTooLarge", "log"]
 
 log = logging.getLogger("gateway_client")
 
 #: redirects a result download follows, each hop checked again
 MAX_REDIRECTS = 5
 REDIRECT_STATUSES = frozenset({301, 302, 303, 307, 308})
+
+
+class ResultTooLarge(InvalidResponse):
+    """A result file above the download cap (``cap`` bytes)."""
+
+    def __init__(self, message: str, *, cap: int, **kwargs: Any) -> None:
+        super().__init__(message, **kwargs)
+        self.cap = cap
 
 
 @dataclass(slots=True)
@@ -220,10 +228,12 @@ class Transport:
         model: str | None = None,
         extra_headers: Mapping[str, str] | None = None,
     ) -> Reply:
-        """One call with retries; returns the 2xx reply or raises the mapped error."""
+        """One call with retries; returns the 2xx reply or raises the mapped error. ``data`` may be a
+        function making the body afresh for each attempt (a multipart form is sent only once)."""
 
         async def once(meta: CallMeta) -> Reply:
-            return await self._once(gw, method, path, meta, json_body=json_body, data=data, params=params,
+            body = data() if callable(data) else data
+            return await self._once(gw, method, path, meta, json_body=json_body, data=body, params=params,
                                     auth=auth, total=total, extra_headers=extra_headers)
 
         return await call_with_retries(once, lambda: gw.new_meta(operation, model), self.retry, safe=safe,
@@ -364,14 +374,14 @@ class Transport:
                                        profile=gw.profile.name, secrets=gw.secrets)
         length = resp.content_length
         if length is not None and length > cap:
-            raise InvalidResponse(f"result file is {length} bytes, above the {cap}-byte cap",
-                                  status=resp.status, profile=gw.profile.name)
+            raise ResultTooLarge(f"result file is {length} bytes, above the {cap}-byte cap", cap=cap,
+                                 status=resp.status, profile=gw.profile.name)
         chunks: list[bytes] = []
         size = 0
         async for chunk in resp.content.iter_chunked(65536):
             size += len(chunk)
             if size > cap:
-                raise InvalidResponse(f"result file exceeds the {cap}-byte cap", status=resp.status,
-                                      profile=gw.profile.name)
+                raise ResultTooLarge(f"result file exceeds the {cap}-byte cap", cap=cap, status=resp.status,
+                                     profile=gw.profile.name)
             chunks.append(chunk)
         return b"".join(chunks), resp.headers.get("Content-Type", "")

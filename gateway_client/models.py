@@ -35,6 +35,8 @@ class ModelKind(StrEnum):
     EMBEDDING = "embedding"
     COMPLETION = "completion"  # legacy text completion
     AUDIO = "audio"
+    VIDEO = "video"  # generates video (asynchronous jobs)
+    MUSIC = "music"  # generates music
 
 
 @dataclass(slots=True)

@@ -161,6 +161,20 @@ class Profile:
     max_speech_chars: int = 4096
     max_transcription_bytes: int = 25 * 1024 * 1024
     credits_currency: str | None = None
+    #: video jobs, music and image edits (offered when ``supports("videos" | "music" | "image_edits")``);
+    #: "" = the gateway picks its own default
+    default_video_model: str = ""
+    default_music_model: str = ""
+    default_edit_model: str = ""
+    #: models that can edit images (exact id or prefix of the last path segment, as image ``sizes``)
+    edit_models: tuple[str, ...] = ()
+    #: allowed video lengths (whole seconds) and "WxH" sizes; empty = not checked before sending
+    video_durations: tuple[int, ...] = ()
+    video_sizes: tuple[str, ...] = ()
+    max_music_seconds: int = 0
+    music_formats: tuple[str, ...] = ("mp3",)
+    #: largest image (or mask) an edit may upload
+    max_edit_image_bytes: int = 25 * 1024 * 1024
     #: kinds of models the gateway documents, for listings that do not say (id -> kind).
     known_model_kinds: Mapping[str, ModelKind] = field(default_factory=_frozen)
     description: str = ""
@@ -194,6 +208,10 @@ _OPENAI_VOICES = ("alloy", "echo", "fable", "onyx", "nova", "shimmer")
 _DALLE3_SIZES = ("1024x1024", "1792x1024", "1024x1792")
 _DALLE2_SIZES = ("256x256", "512x512", "1024x1024")
 _GPT_IMAGE_SIZES = ("1024x1024", "1536x1024", "1024x1536", "auto")
+#: video lengths and sizes of the OpenAI surface (Sora 2 takes 4/8/12 s, Veo 3 4/6/8 s; the gateway
+#: accepts these for every video model, 320x180 being its cheap preview size)
+_VIDEO_DURATIONS = (4, 5, 6, 8, 10, 12)
+_VIDEO_SIZES = ("320x180", "640x360", "854x480", "1280x720", "720x1280", "1920x1080", "1080x1920")
 
 PROFILES: dict[str, Profile] = {
     "aicordcloud": Profile(
@@ -311,6 +329,9 @@ PROFILES: dict[str, Profile] = {
             "embeddings": "embeddings",
             "speech": "audio/speech",
             "transcriptions": "audio/transcriptions",
+            "videos": "videos/generations",
+            "music": "music/generations",
+            "image_edits": "images/edits",
         }),
         model_sources=(ModelSource("models"),),
         health=HealthProbe("models", "models", auth=True),
@@ -331,6 +352,19 @@ PROFILES: dict[str, Profile] = {
         default_voice="alloy",
         voices=_OPENAI_VOICES + ("ash", "ballad", "coral", "sage", "verse"),
         speech_formats=("mp3", "opus", "aac", "flac", "wav", "pcm"),
+        default_video_model="openai/sora-2",
+        default_music_model="stability/stable-audio-2",
+        default_edit_model="gpt-image-1",
+        edit_models=("gpt-image", "dall-e-2"),
+        video_durations=_VIDEO_DURATIONS,
+        video_sizes=_VIDEO_SIZES,
+        max_music_seconds=180,
+        music_formats=("mp3", "wav"),
+        known_model_kinds=_frozen({
+            "openai/sora-2": ModelKind.VIDEO, "sora-2": ModelKind.VIDEO,
+            "google/veo-3": ModelKind.VIDEO, "veo-3": ModelKind.VIDEO,
+            "stability/stable-audio-2": ModelKind.MUSIC, "stable-audio-2": ModelKind.MUSIC,
+        }),
         images=ImageRules(
             style="openai",
             path="images/generations",

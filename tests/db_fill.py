@@ -30,7 +30,7 @@ BLOB = bytes(range(256)) * 3  # every byte value, NULs included
 LEDGER_ROWS = 2_500  # more than one batch of the copy
 
 #: the tables whose auto-numbered ids are never reused (SQLite AUTOINCREMENT / a PostgreSQL sequence)
-NEVER_REUSED = ("relay_outbox", "imagine_jobs", "chat_turns")
+NEVER_REUSED = ("relay_outbox", "media_jobs", "chat_turns")
 
 
 def _insert(tx: SyncTx, table: str, row: dict[str, Any], returning: str | None = None) -> Any:
@@ -109,9 +109,28 @@ def _fill(tx: SyncTx) -> None:
         })
     _insert(tx, "relay_webhooks", {"channel_id": CHANNEL, "webhook_id": MAX_ID - 9, "token": "whtok-Zz_09",
                                    "created_at": 1_700_000_010})
+    # the other kinds (0019): a video the gateway is working on, an edit with its source and mask
+    video = _insert(tx, "media_jobs", {
+        "kind": "video", "guild_id": GUILD, "channel_id": CHANNEL, "user_id": USER_2, "profile": "openai",
+        "prompt": "a paper boat on a river 🚣", "model": "sora-mini", "count": 1, "size": "1280x720", "duration": 8,
+        "status": "submitted", "created_at": T0 + 0.25, "started_at": T0 + 0.5, "gateway_job_id": "vid_abc123",
+        "progress": 62.5, "reservation_id": "res-open-1", "result_url": "https://media.example/v/1.mp4?sig=x",
+        "result_expires_at": T0 + 3600.5, "owner": "host:42:cafe0001", "lease_until": T0 + 30,
+    }, returning="id")
+    edit = _insert(tx, "media_jobs", {
+        "kind": "edit", "user_id": USER, "profile": "openai", "prompt": "make the sky violet", "count": 2,
+        "size": "512x512", "status": "cancelled", "error": "cancelled by the requester", "created_at": T0 + 0.75,
+        "finished_at": T0 + 2,
+    }, returning="id")
+    for job, role, mime, data, seconds in ((video, "result", "video/mp4", BLOB[:100], 8.04),
+                                           (edit, "source", "image/png", BLOB, None),
+                                           (edit, "mask", "image/png", None, None)):
+        _insert(tx, "media_files", {"job_id": job, "role": role, "idx": 1, "path": f"{job}/{role}-1.bin",
+                                    "mime": mime, "size_bytes": len(data or b"x"), "data": data,
+                                    "duration": seconds})
     jobs = []
     for i in range(4):
-        jobs.append(_insert(tx, "imagine_jobs", {
+        jobs.append(_insert(tx, "media_jobs", {
             "parent_id": jobs[0] if i == 1 else None, "origin": "variation" if i == 1 else "command",
             "source_index": 2 if i == 1 else None, "guild_id": GUILD if i < 3 else None,
             "channel_id": CHANNEL if i < 3 else None, "user_id": USER, "profile": "flux",
@@ -124,12 +143,12 @@ def _fill(tx: SyncTx) -> None:
             "finished_at": T0 + i + 7.25 if i < 3 else None,
         }, returning="id"))
     # a parent with a LARGER id than its child: the copy must not insert the child before it exists
-    tx.execute("UPDATE imagine_jobs SET parent_id = :parent WHERE id = :id", {"parent": jobs[2], "id": jobs[0]})
+    tx.execute("UPDATE media_jobs SET parent_id = :parent WHERE id = :id", {"parent": jobs[2], "id": jobs[0]})
     for job, idx, data in ((jobs[0], 1, BLOB), (jobs[0], 2, b""), (jobs[1], 1, None)):
-        _insert(tx, "imagine_images", {"job_id": job, "idx": idx, "path": f"images/{job}/{idx}.png",
-                                       "mime": "image/png", "width": 1024 if data else None, "height": 768,
-                                       "seed": MAX_ID - idx, "size_bytes": len(data or b"x" * 5_000_000),
-                                       "data": data})
+        _insert(tx, "media_files", {"job_id": job, "idx": idx, "path": f"images/{job}/{idx}.png",
+                                    "mime": "image/png", "width": 1024 if data else None, "height": 768,
+                                    "seed": MAX_ID - idx, "size_bytes": len(data or b"x" * 5_000_000),
+                                    "data": data})
     turns: list[int] = []
     for i in range(5):
         turns.append(_insert(tx, "chat_turns", {
@@ -153,7 +172,7 @@ def _fill(tx: SyncTx) -> None:
                                      "messageable": 0, "updated_at": T0 + 1})
     # the last row of each never-reused table is deleted: its id stays used up
     tx.execute("DELETE FROM relay_outbox WHERE seq = (SELECT MAX(seq) FROM relay_outbox)")
-    tx.execute("DELETE FROM imagine_jobs WHERE id = :id", {"id": jobs[-1]})
+    tx.execute("DELETE FROM media_jobs WHERE id = :id", {"id": jobs[-1]})
     tx.execute("DELETE FROM chat_messages WHERE turn_id = :id", {"id": turns[-1]})
     tx.execute("DELETE FROM chat_turns WHERE id = :id", {"id": turns[-1]})
 

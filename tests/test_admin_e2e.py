@@ -83,10 +83,11 @@ async def test_quota_set_role_and_mylimits(bot_env: Any) -> None:
     assert lines[0].startswith("**Your budgets today** (reset in ") and lines[0].endswith("at 00:00 UTC)")
     assert "• images: **0** of 2 left" in lines
     assert "• chat requests: **50** of 50 left (server-wide budget)" in lines
-    assert "• unlimited: tokens, image questions, credits, speech characters, transcription seconds" in lines
+    assert ("• unlimited: tokens, image questions, credits, speech characters, transcription seconds,"
+            " video seconds, music seconds" in lines)
     msg = await run(bot_env, "mylimits", user="painter")
-    assert ("• unlimited: tokens, image questions, images, credits, speech characters, transcription seconds"
-            in msg.content.splitlines())
+    assert ("• unlimited: tokens, image questions, images, credits, speech characters, transcription seconds,"
+            " video seconds, music seconds" in msg.content.splitlines())
 
     msg = await run(bot_env, "quota show")
     assert "• images: 2 used of unlimited (config default)" in msg.content
@@ -171,10 +172,11 @@ async def test_usage_png_matches_ledger(bot_env: Any) -> None:
 
     msg = await run(bot_env, "usage", {"days": 3})
     assert msg.content.startswith(
-        "Totals: 8 chat, 3 vision, 8 images, 440 tokens, 0 speech characters, 0 transcription seconds.")
+        "Totals: 8 chat, 3 vision, 8 images, 440 tokens, 0 speech characters, 0 transcription seconds,"
+        " 0 video seconds, 0 music seconds.")
     top = msg.content.split("**Top members**\n")[1].splitlines()
     assert top[0] == (f"1. <@{users['alice']}> — 6 chat, 0 vision, 0 images, 240 tokens, 0 speech characters,"
-                      " 0 transcription seconds")
+                      " 0 transcription seconds, 0 video seconds, 0 music seconds")
     assert top[1].startswith(f"2. <@{users['bob']}> — 2 chat, 3 vision")
     [attachment] = msg.attachments
     assert attachment.filename == "usage.png" and attachment.data[:8] == b"\x89PNG\r\n\x1a\n"
@@ -190,7 +192,8 @@ async def test_usage_png_matches_ledger(bot_env: Any) -> None:
 
     msg = await run(bot_env, "usage", {"days": 1, "member": "bob"})
     assert msg.content.startswith(f"Totals: 2 chat, 3 vision, 0 images, 200 tokens, 0 speech characters,"
-                                  f" 0 transcription seconds.\nUsage of <@{users['bob']}>")
+                                  f" 0 transcription seconds, 0 video seconds, 0 music seconds.\n"
+                                  f"Usage of <@{users['bob']}>")
     days, y_max, bars = measure_bars(msg.attachments[0].data)
     assert bars["chat_requests"] == {0: expected_height(2, y_max)} and bars["images"] == {}
 
@@ -230,10 +233,59 @@ async def test_voice_budgets_through_quota_mylimits_and_usage(bot_env: Any) -> N
     assert "• transcription seconds: **0** of 0 left (server-wide budget)" in lines
     msg = await run(bot_env, "usage", {"days": 1})
     assert msg.content.startswith(
-        "Totals: 0 chat, 0 vision, 0 images, 0 tokens, 480 speech characters, 0 transcription seconds.")
+        "Totals: 0 chat, 0 vision, 0 images, 0 tokens, 480 speech characters, 0 transcription seconds,"
+        " 0 video seconds, 0 music seconds.")
     msg = await run(bot_env, "quota reset-user", {"member": "alice"})
     assert msg.content == f"<@{alice.user_id}> has a fresh budget for today (cleared: 480 speech chars)."
     assert await bot.store.fetchval("SELECT SUM(speech_chars) FROM usage_ledger WHERE charged = 1") == 480
+
+
+async def test_media_budgets_through_quota_mylimits_and_usage(bot_env: Any) -> None:
+    emu, bot = bot_env.discord, bot_env.bot
+    msg = await run(bot_env, "quota set", {"scope": "member", "kind": "video_seconds", "limit": 20})
+    assert msg.content == "Each member's daily video seconds budget: unlimited → 20."
+    msg = await run(bot_env, "quota set", {"scope": "server", "kind": "music_seconds", "limit": 0})
+    assert msg.content == "The server's daily music seconds budget: unlimited → 0."
+    msg = await run(bot_env, "quota set", {"scope": "server", "kind": "video_seconds", "limit": 0.5})
+    assert msg.content == "Not changed: The video second limit must be a whole number."
+    makers = await emu.add_role("Film makers")
+    msg = await run(bot_env, "quota role", {"role": makers.id, "kind": "video_seconds", "limit": 60})
+    assert msg.content == "@Film makers — daily video seconds per member: no override → 60."
+
+    alice = Requester(emu.guild_id, emu.channel_id, emu.users["alice"].id)
+    async with bot.quotas.charge(alice, Feature.VIDEO, video_seconds=12, ttl_seconds=3600) as hold:
+        await hold.settle()
+    hold = await bot.quotas.reserve(alice, Feature.VIDEO, video_seconds=4, ttl_seconds=3600)  # still running
+    with pytest.raises(BudgetExceeded) as info:
+        await bot.quotas.reserve(alice, Feature.VIDEO, video_seconds=8)
+    assert info.value.user_message().startswith(
+        "Your daily video second budget (20, set by this server for each member) has only 4 left, not enough"
+        " for this request; it resets in ")
+    with pytest.raises(BudgetExceeded) as info:
+        await bot.quotas.reserve(alice, Feature.MUSIC, music_seconds=30)
+    assert info.value.user_message().startswith("This server's daily music second budget (0) is used up;")
+
+    msg = await run(bot_env, "quota show")
+    server, member = msg.content.split("__Each member__")
+    assert "• video seconds: 12 used of unlimited (config default)" in server
+    assert "• music seconds: 0 used of 0\n" in server
+    assert "• video seconds: 20\n" in member and "• music seconds: unlimited (config default)" in member
+    assert "• @Film makers: video seconds 60" in msg.content
+    lines = (await run(bot_env, "mylimits", user="alice")).content.splitlines()
+    assert "• video seconds: **4** of 20 left, 4 in progress" in lines
+    assert "• music seconds: **0** of 0 left (server-wide budget)" in lines
+
+    await hold.settle(video_seconds=3, outcome="cancelled")  # cancelled: billed 3 of the 4 s
+    msg = await run(bot_env, "usage", {"days": 1})
+    assert msg.content.startswith(
+        "Totals: 0 chat, 0 vision, 0 images, 0 tokens, 0 speech characters, 0 transcription seconds,"
+        " 15 video seconds, 0 music seconds.")
+    days, y_max, bars = measure_bars(msg.attachments[0].data)
+    assert (len(days), y_max) == (1, 20)
+    assert bars["video_seconds"] == {0: expected_height(15, y_max)} and bars["music_seconds"] == {}
+    msg = await run(bot_env, "quota reset-user", {"member": "alice"})
+    assert msg.content == f"<@{alice.user_id}> has a fresh budget for today (cleared: 15 video seconds)."
+    assert await bot.store.fetchval("SELECT SUM(video_seconds) FROM usage_ledger WHERE charged = 1") == 15
 
 
 async def test_credits_without_balance_endpoint(bot_env: Any) -> None:

@@ -124,7 +124,7 @@ async def insert_one_into_each_auto_numbered_table(store: Store) -> dict[str, in
                       "VALUES (:t, 1, 2, 'guild', 'chat_model') RETURNING id"),
         "relay_outbox": ("INSERT INTO relay_outbox (id, key_id, guild_id, channel_id, body, via, next_attempt_at, "
                          "created_at) VALUES ('new-post', 'rk_live_1', 1, 2, '{}', 'bot', :t, :t) RETURNING seq"),
-        "imagine_jobs": ("INSERT INTO imagine_jobs (user_id, profile, prompt, count, created_at) "
+        "media_jobs": ("INSERT INTO media_jobs (user_id, profile, prompt, count, created_at) "
                          "VALUES (2, 'flux', 'new', 1, :t) RETURNING id"),
         "chat_turns": ("INSERT INTO chat_turns (conversation_id, user_id, role, content, created_at) "
                        "VALUES ('new', 2, 'user', 'hi', :t) RETURNING id"),
@@ -235,10 +235,10 @@ async def test_images_an_sqlite_installation_kept_as_files_go_into_postgresql(tm
     await store.open()
     try:
         job = await store.fetchval(
-            "INSERT INTO imagine_jobs (user_id, profile, prompt, count, created_at, status)"
+            "INSERT INTO media_jobs (user_id, profile, prompt, count, created_at, status)"
             " VALUES (2, 'flux', 'a fox', 2, 1.0, 'done') RETURNING id")
         for idx, path in ((1, "7/1.png"), (2, "7/gone.png")):  # the second file was lost: stays without bytes
-            await store.execute("INSERT INTO imagine_images (job_id, idx, path, mime, size_bytes) VALUES (?, ?, ?, ?, ?)",
+            await store.execute("INSERT INTO media_files (job_id, idx, path, mime, size_bytes) VALUES (?, ?, ?, ?, ?)",
                                 (job, idx, path, "image/png", len(picture)))
     finally:
         await store.close()
@@ -247,7 +247,7 @@ async def test_images_an_sqlite_installation_kept_as_files_go_into_postgresql(tm
     copied = target.store()
     await copied.open()
     try:
-        rows = await copied.fetchall("SELECT idx, path, data FROM imagine_images ORDER BY idx")
+        rows = await copied.fetchall("SELECT idx, path, data FROM media_files ORDER BY idx")
     finally:
         await copied.close()
     assert [(r["idx"], r["path"], r["data"]) for r in rows] == [(1, "7/1.png", picture), (2, "7/gone.png", None)]

@@ -190,7 +190,7 @@ async def test_invalid_options_are_refused_and_nothing_is_charged(bot_env: Any) 
     assert image_calls(env.gateway) == []
     assert await ledger_rows(env.bot) == []
     assert await images_used(env.bot, emu.guild_id, emu.users["alice"].id) == (0, 0)
-    assert await env.bot.store.fetchval("SELECT COUNT(*) FROM imagine_jobs") == 0
+    assert await env.bot.store.fetchval("SELECT COUNT(*) FROM media_jobs") == 0
 
 
 # -- failures, budgets, limits ------------------------------------------------------------------------
@@ -266,7 +266,7 @@ async def test_gateway_without_images_says_so(bot_env: Any) -> None:
     rec = await imagine(bot_env, {})
     msg = await rec.wait_final()
     assert msg is not None and msg.ephemeral and "does not generate images" in msg.content
-    assert await bot_env.bot.store.fetchval("SELECT COUNT(*) FROM imagine_jobs") == 0
+    assert await bot_env.bot.store.fetchval("SELECT COUNT(*) FROM media_jobs") == 0
 
 
 @pytest.mark.gateway_profile("digicord")
@@ -309,7 +309,7 @@ async def test_buttons_work_after_a_restart(bot_env: Any) -> None:
     # the job marks itself done just after that edit: let it finish first, then set the row back
     # as if the bot had stopped after storing the images but before posting them
     assert (await env.bot.image_jobs.drain(10)).cancelled == 0
-    await env.bot.store.execute("UPDATE imagine_jobs SET status = 'generated'")
+    await env.bot.store.execute("UPDATE media_jobs SET status = 'generated'")
 
     await env.running.stop()
     env.running = await start_bot(env.settings)
@@ -333,7 +333,7 @@ async def test_buttons_work_after_a_restart(bot_env: Any) -> None:
     new_seed = calls[1].json["seed"]
     assert f"seeds {new_seed}, {new_seed + 1}" in variation.content
     assert await images_used(env.bot, emu.guild_id, emu.users["bob"].id) == (4, 0)
-    job = await env.bot.store.fetchone("SELECT * FROM imagine_jobs ORDER BY id DESC LIMIT 1")
+    job = await env.bot.store.fetchone("SELECT * FROM media_jobs ORDER BY id DESC LIMIT 1")
     assert (job["origin"], job["source_index"], job["user_id"]) == ("variation", 3, emu.users["bob"].id)
 
 
@@ -381,9 +381,9 @@ async def test_delete_is_for_the_requester_or_an_admin(bot_env: Any) -> None:
     admin = await emu.press_button(msg.id, delete_id, user="admin")
     await emu.wait_for(lambda: emu.messages[msg.id].deleted or None, timeout=10)
     await admin.wait_acked()
-    job = await env.bot.store.fetchone("SELECT status FROM imagine_jobs")
+    job = await env.bot.store.fetchone("SELECT status FROM media_jobs")
     assert job["status"] == "deleted"
-    assert await env.bot.store.fetchval("SELECT COUNT(*) FROM imagine_images") == 0
+    assert await env.bot.store.fetchval("SELECT COUNT(*) FROM media_files") == 0
 
 
 @pytest.mark.gateway_profile("digicord")
@@ -426,7 +426,7 @@ async def test_job_waiting_in_the_queue_at_a_restart_fails_cleanly_and_is_never_
         "SELECT COUNT(*) FROM quota_reservations WHERE state = 'open'") == 0
     bobs_rows = [r for r in await ledger_rows(env.bot) if r["user_id"] == bob]
     assert bobs_rows and all(r["charged"] == 0 and r["images"] == 0 for r in bobs_rows)
-    job = await env.bot.store.fetchone("SELECT status FROM imagine_jobs WHERE user_id = ?", (bob,))
+    job = await env.bot.store.fetchone("SELECT status FROM media_jobs WHERE user_id = ?", (bob,))
     assert job["status"] == "failed"
 
     # Retry runs it as a new, charged generation — only when bob asks
@@ -448,11 +448,11 @@ async def test_on_postgresql_buttons_are_served_by_the_next_process_from_the_dat
     msg = await rec.wait_final(has_result, timeout=20)
     assert msg is not None
     labels = buttons(msg)
-    assert await env.bot.store.fetchval("SELECT COUNT(*) FROM imagine_images WHERE data IS NOT NULL") == 4
+    assert await env.bot.store.fetchval("SELECT COUNT(*) FROM media_files WHERE data IS NOT NULL") == 4
     edits_before = msg.edit_count
     # as if the process had stopped after storing the images but before posting them (once the job is done)
     assert (await env.bot.image_jobs.drain(10)).cancelled == 0
-    await env.bot.store.execute("UPDATE imagine_jobs SET status = 'generated'")
+    await env.bot.store.execute("UPDATE media_jobs SET status = 'generated'")
 
     await env.restart()  # another process: it has none of the first one's files or memory
     await emu.wait_for(lambda: msg.edit_count > edits_before or None, timeout=10)

@@ -263,7 +263,7 @@ async def test_delete_in_the_database(store: Store) -> None:
     assert await jobs.read_image(job_id, 1) is not None
     await jobs.mark_deleted(job_id)
     assert await jobs.read_image(job_id, 1) is None
-    assert await store.fetchval("SELECT COUNT(*) FROM imagine_images") == 0
+    assert await store.fetchval("SELECT COUNT(*) FROM media_files") == 0
 
 
 async def test_missing_file_reads_as_none(store: Store, tmp_path: Path) -> None:

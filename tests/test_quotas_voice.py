@@ -43,7 +43,7 @@ async def ledger(store: Store) -> list[dict]:
 
 
 def test_the_new_kinds_are_budgets_like_the_others() -> None:
-    assert KINDS[-2:] == ("speech_chars", "transcription_seconds")
+    assert KINDS[5:7] == ("speech_chars", "transcription_seconds")
     assert typing.get_args(KindChoice) == KINDS  # /quota set and /quota role offer every budget
     defaults = Settings().quotas
     for scope in ("guild", "member"):
@@ -217,11 +217,14 @@ async def test_reports_show_the_voice_budgets(store: Store) -> None:
     assert (report.totals["speech_chars"], report.totals["transcription_seconds"]) == (290, 30)
     assert report.budget["speech_chars"] == 1000 and report.budget["transcription_seconds"] == -1
     assert usage_totals_text(report.totals) == (
-        "Totals: 1 chat, 0 vision, 0 images, 60 tokens, 290 speech characters, 30 transcription seconds."
+        "Totals: 1 chat, 0 vision, 0 images, 60 tokens, 290 speech characters, 30 transcription seconds,"
+        " 0 video seconds, 0 music seconds."
     )
     top = top_members_text(report.top).splitlines()  # two charged calls each: more tokens first
-    assert top[1] == "1. <@2> — 1 chat, 0 vision, 0 images, 60 tokens, 40 speech characters, 0 transcription seconds"
-    assert top[2] == "2. <@1> — 0 chat, 0 vision, 0 images, 0 tokens, 250 speech characters, 30 transcription seconds"
+    assert top[1] == ("1. <@2> — 1 chat, 0 vision, 0 images, 60 tokens, 40 speech characters, 0 transcription seconds,"
+                      " 0 video seconds, 0 music seconds")
+    assert top[2] == ("2. <@1> — 0 chat, 0 vision, 0 images, 0 tokens, 250 speech characters, 30 transcription"
+                      " seconds, 0 video seconds, 0 music seconds")
     alone = await q.usage_report(GUILD, 1, BOB)
     assert alone.totals["speech_chars"] == 40 and alone.budget["transcription_seconds"] == 120
 
@@ -236,4 +239,5 @@ async def test_reports_show_the_voice_budgets(store: Store) -> None:
     mine = mylimits_text(await q.usage_limits(BOB), START).splitlines()
     assert "• speech characters: **710** of 1,000 left (server-wide budget)" in mine
     assert "• transcription seconds: **113** of 120 left, 7 in progress" in mine
-    assert mine[-1] == "• unlimited: chat requests, tokens, image questions, images, credits"
+    assert mine[-1] == ("• unlimited: chat requests, tokens, image questions, images, credits, video seconds,"
+                        " music seconds")

@@ -277,7 +277,7 @@ async def test_a_restart_as_one_process_keeps_budgets_settings_conversations_job
                                   {"channelId": str(emu.channel_id), "content": "queued while no one delivers"})
     assert status == 202, data
     assert not [m for m in emu.channel_messages(emu.channel_id) if m.content == "queued while no one delivers"]
-    jobs, limits = await count(world, "imagine_jobs"), await count(world, "quota_limits")
+    jobs, limits = await count(world, "media_jobs"), await count(world, "quota_limits")
 
     # one process, one shard, the same database
     solo = await world.start("solo", discord={"shard_count": 1})
@@ -295,4 +295,4 @@ async def test_a_restart_as_one_process_keeps_budgets_settings_conversations_job
     await wait_reply(emu, follow, timeout=30)
     texts = [m["content"] for m in chat_requests(gateway)[-1].json["messages"] if isinstance(m["content"], str)]
     assert any("remember the walrus" in t for t in texts) and texts[-1] == "what did I ask you to remember?"
-    assert (await count(world, "imagine_jobs"), await count(world, "quota_limits")) == (jobs, limits)
+    assert (await count(world, "media_jobs"), await count(world, "quota_limits")) == (jobs, limits)

@@ -9,6 +9,7 @@ did) and shuts all of it down in reverse order.
 from __future__ import annotations
 
 import asyncio
+import dataclasses
 import importlib
 import logging
 import pkgutil
@@ -66,7 +67,7 @@ def _gateway_config(section: GatewaySettings | FallbackGateway) -> GatewayConfig
 
 def build_gateway_client(settings: Settings) -> GatewayClient:
     g = settings.gateway
-    primary = _gateway_config(g)
+    primary = dataclasses.replace(_gateway_config(g), video_model=g.video_model, music_model=g.music_model)
     fallbacks = [_gateway_config(f) for f in g.fallbacks]
     options = ClientOptions(
         connect_timeout=g.connect_timeout,

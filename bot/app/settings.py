@@ -167,6 +167,9 @@ class GatewaySettings(_Section):
     chat_model: str = "aicord/fast"
     vision_model: str = ""
     image_model: str = ""
+    #: default /video and /music models ("" = the gateway profile's default)
+    video_model: str = ""
+    music_model: str = ""
     #: text-to-speech and transcription models, and the voice ("" = the gateway profile's default)
     speech_model: str = ""
     transcription_model: str = ""
@@ -287,6 +290,8 @@ class QuotaDefaults(_Section):
     guild_credits: float = -1
     guild_speech_chars: int = -1
     guild_transcription_seconds: int = -1
+    guild_video_seconds: int = -1
+    guild_music_seconds: int = -1
     member_chat_requests: int = -1
     member_tokens: int = -1
     member_vision_requests: int = -1
@@ -294,6 +299,8 @@ class QuotaDefaults(_Section):
     member_credits: float = -1
     member_speech_chars: int = -1
     member_transcription_seconds: int = -1
+    member_video_seconds: int = -1
+    member_music_seconds: int = -1
     reservation_ttl_seconds: int = Field(900, gt=0)
 
 

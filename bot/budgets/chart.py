@@ -51,6 +51,8 @@ SERIES: tuple[tuple[str, str, tuple[int, int, int], tuple[int, int, int]], ...] 
     ("chat_requests", "chat requests", (88, 101, 242), (40, 50, 160)),
     ("vision_requests", "vision requests", (35, 165, 90), (10, 100, 50)),
     ("images", "images", (240, 160, 30), (170, 100, 0)),
+    ("video_seconds", "video seconds", (200, 60, 150), (130, 20, 90)),
+    ("music_seconds", "music seconds", (0, 160, 200), (0, 95, 125)),
 )
 BACKGROUND = (255, 255, 255)
 GRID = (225, 225, 225)
@@ -103,15 +105,18 @@ def render_usage_chart(
     img = Image.new("RGB", (WIDTH, HEIGHT), BACKGROUND)
     draw = ImageDraw.Draw(img)
     small, normal = _font(11), _font(14)
-    draw.text((PLOT.left, 12), title[:90], fill=TEXT, font=normal)
+    draw.text((PLOT.left, 8), title[:90], fill=TEXT, font=normal)
 
-    # legend above the plot area
-    x = PLOT.left
+    # legend above the plot area (a second row when the first is full)
+    x, y = PLOT.left, 30
     for kind, label, colour, _line_colour in SERIES:
-        draw.rectangle((x, 38, x + 11, 49), fill=colour)
         text = label + (f" (budget {_fmt(budget_lines[kind])})" if kind in budget_lines else "")
-        draw.text((x + 16, 37), text, fill=TEXT, font=small)
-        x += 16 + int(draw.textlength(text, font=small)) + 24
+        width = 16 + int(draw.textlength(text, font=small))
+        if x > PLOT.left and x + width > WIDTH - 10:
+            x, y = PLOT.left, y + 14
+        draw.rectangle((x, y + 1, x + 11, y + 12), fill=colour)
+        draw.text((x + 16, y), text, fill=TEXT, font=small)
+        x += width + 24
 
     # gridlines and y labels (behind the bars)
     for i in range(5):
@@ -136,11 +141,12 @@ def render_usage_chart(
     bar_w = max(1, int(group * 0.8 / len(SERIES)))
     label_every = max(1, math.ceil(n / 15))
     for d, (day, values) in enumerate(days):
-        gx = PLOT.left + group * d + (group - bar_w * len(SERIES)) / 2
+        # whole pixels first, so that neighbouring bars never share a column (rounding each x apart could)
+        gx = int(round(PLOT.left + group * d + (group - bar_w * len(SERIES)) / 2))
         for f, (kind, _label, colour, _line) in enumerate(SERIES):
             h = bar_height(float(values.get(kind, 0)), y_max)
             if h > 0:
-                x0 = int(round(gx + f * bar_w))
+                x0 = gx + f * bar_w
                 draw.rectangle((x0, PLOT.bottom - h, x0 + bar_w - 1, PLOT.bottom - 1), fill=colour)
         if d % label_every == 0:
             text = day[5:] if len(day) >= 10 else day

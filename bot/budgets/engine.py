@@ -6,10 +6,12 @@ processes on PostgreSQL: a reservation locks the counter rows it reads and write
 first statement (``counters.add`` … ``RETURNING``), before deciding (see ``bot.budgets.counters``).
 A reservation holds amounts in the counters' ``reserved`` column until it is settled (moved to
 ``used`` with the real numbers), released (dropped), or expires after
-``quotas.reservation_ttl_seconds`` — expired reservations are returned lazily by ``reserve()``
-when one may be due and by ``sweep_expired()`` (run periodically by the budget service). Each
-closed reservation writes one row in ``usage_ledger``; rows with ``charged = 1`` are exactly what
-the counters' ``used`` holds.
+``quotas.reservation_ttl_seconds`` (or the longer time to live a reservation asked for: a video job
+may run for an hour) — expired reservations are returned lazily by ``reserve()`` when one may be due
+and by ``sweep_expired()`` (run periodically by the budget service). Each closed reservation writes
+one row in ``usage_ledger`` (``charge_after`` too, for a job whose hold was gone); rows with
+``charged = 1`` are exactly what the counters' ``used`` holds. After a restart, ``reopen()`` rebuilds
+a reservation that is still open from its row, so that it can be settled or released.
 
 The flow every paid call uses::
 
@@ -27,7 +29,7 @@ import asyncio
 import json
 import logging
 import uuid
-from collections.abc import AsyncIterator, Callable
+from collections.abc import AsyncIterator, Callable, Mapping
 from contextlib import asynccontextmanager
 from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
@@ -39,6 +41,7 @@ from bot.budgets.book import LimitBook, Limits
 from bot.budgets.expiry import Swept, take_expired
 from bot.budgets.prices import PriceBook
 from bot.budgets.rules import (
+    AMOUNT_KINDS,
     FEATURE_AMOUNT_KIND,
     REQUEST_KIND,
     TOKEN_FEATURES,
@@ -55,12 +58,15 @@ if TYPE_CHECKING:
     from bot.app.settings import QuotaDefaults
     from gateway_client.meta import CallMeta
 
-__all__ = ["BudgetEngine", "Reservation", "MIN_PARTIAL_TOKENS", "Clock", "default_error_code"]
+__all__ = ["BudgetEngine", "Reservation", "MIN_PARTIAL_TOKENS", "Clock", "default_error_code", "CHARGEABLE"]
 
 log = logging.getLogger(__name__)
 
 #: below this many tokens a partial answer is not worth sending: refuse instead
 MIN_PARTIAL_TOKENS = 16
+
+#: what ``charge_after`` takes as amounts (besides the tokens and credits every feature may use)
+CHARGEABLE: frozenset[str] = frozenset({"tokens", "credits", *AMOUNT_KINDS})
 
 Clock = Callable[[], datetime]
 #: (scope, kind) -> (used, reserved): the counters one decision reads
@@ -99,6 +105,8 @@ class Reservation:
     expires_at: datetime
     speech_chars: int = 0
     transcription_seconds: int = 0
+    video_seconds: int = 0
+    music_seconds: int = 0
     closed: bool = False
     settled: bool = False
     engine: BudgetEngine | None = field(default=None, repr=False, compare=False)
@@ -111,12 +119,13 @@ class Reservation:
     async def settle(
         self, *, usage_tokens: int = 0, images: int | None = None, credits: float | None = None,
         meta: CallMeta | None = None, outcome: str = "ok", speech_chars: int | None = None,
-        transcription_seconds: int | None = None,
+        transcription_seconds: int | None = None, video_seconds: int | None = None, music_seconds: int | None = None,
     ) -> None:
         """Charge what the call really used (see ``BudgetEngine.settle``)."""
         await self._engine().settle(self, usage_tokens=usage_tokens, images=images, credits=credits, meta=meta,
                                     outcome=outcome, speech_chars=speech_chars,
-                                    transcription_seconds=transcription_seconds)
+                                    transcription_seconds=transcription_seconds, video_seconds=video_seconds,
+                                    music_seconds=music_seconds)
 
     async def release(self, *, outcome: str = "error", meta: CallMeta | None = None,
                       error_code: str | None = None) -> None:
@@ -162,9 +171,10 @@ class _Ask:
     counted: dict[str, float]  # kinds every scope must have whole room for
 
     @classmethod
-    def of(cls, feature: Feature, *, tokens: int, images: int, prompt_tokens: int, min_tokens: int | None,
-           credits: float, speech_chars: int = 0, transcription_seconds: int = 0) -> _Ask:
-        if min(tokens, images, prompt_tokens, credits, speech_chars, transcription_seconds) < 0:
+    def of(cls, feature: Feature, *, tokens: int, prompt_tokens: int, min_tokens: int | None, credits: float,
+           amounts: Mapping[str, int]) -> _Ask:
+        """``amounts``: the all-or-nothing kinds asked (images, speech characters, …, see ``AMOUNT_KINDS``)."""
+        if min(tokens, prompt_tokens, credits, *amounts.values()) < 0:
             raise ValueError("amounts must not be negative")
         floor = MIN_PARTIAL_TOKENS if min_tokens is None else max(1, min_tokens)
         floor = min(floor, tokens) if tokens else floor
@@ -175,11 +185,10 @@ class _Ask:
         own_kind = FEATURE_AMOUNT_KIND.get(feature)
         if own_kind:  # checked even when nothing is asked, so that a used-up (or 0) budget refuses
             counted[own_kind] = 0
-        for kind, amount in (("images", images), ("speech_chars", speech_chars),
-                             ("transcription_seconds", transcription_seconds)):
+        for kind, amount in amounts.items():
             if amount:
                 counted[kind] = amount
-        return cls(feature, tokens, images, prompt_tokens, floor, credits, counted)
+        return cls(feature, tokens, int(amounts.get("images", 0)), prompt_tokens, floor, credits, counted)
 
     def hold(self) -> dict[str, float]:
         """What a whole grant holds: the counted kinds, prompt and answer tokens, the credit estimate."""
@@ -237,8 +246,9 @@ class _Grant:
 
 
 def _check_counted(ask: _Ask, room: _Room) -> BudgetExceeded | None:
-    """Requests, images, speech characters, transcription seconds: every scope must have room for the
-    whole amount (a feature's own kind asked with 0 is refused once nothing is left)."""
+    """Requests and the amount kinds (images, speech characters, transcription, video and music seconds):
+    every scope must have room for the whole amount (a feature's own kind asked with 0 is refused once
+    nothing is left)."""
     for kind, amount in ask.counted.items():
         for scope, limits in room.scopes:
             limit = limits[kind][0]
@@ -320,7 +330,20 @@ class BudgetEngine:
 
     @property
     def ttl(self) -> float:
+        """The default time to live of a reservation, and the shortest any reservation gets."""
         return float(self.defaults.reservation_ttl_seconds)
+
+    def ttl_for(self, ttl_seconds: float | None) -> float:
+        """A reservation's time to live: the default, or a longer one it asked for.
+
+        Never shorter than the default: ``next_expiry`` relies on every reservation, made by any
+        process, living at least the default TTL (so a shorter ask is raised to it).
+        """
+        if ttl_seconds is None:
+            return self.ttl
+        if not ttl_seconds > 0:
+            raise ValueError("ttl_seconds must be positive")
+        return max(self.ttl, float(ttl_seconds))
 
     def sweep_due(self, ts: float) -> bool:
         """True when an open reservation may have expired by ``ts`` (then a body sweeps first)."""
@@ -346,6 +369,9 @@ class BudgetEngine:
         model: str | None = None,
         speech_chars: int = 0,
         transcription_seconds: int = 0,
+        video_seconds: int = 0,
+        music_seconds: int = 0,
+        ttl_seconds: float | None = None,
     ) -> Reservation:
         """Grant room for one gateway call, or raise ``BudgetExceeded``.
 
@@ -353,12 +379,16 @@ class BudgetEngine:
         ``min_tokens``, default ``MIN_PARTIAL_TOKENS``), the grant is lowered to what remains.
         ``prompt_tokens`` (an estimate) is reserved too but never lowers the grant's cap by itself
         unless the budget is that tight. ``credits`` is an optional cost estimate to hold.
-        ``images``, ``speech_chars`` and ``transcription_seconds`` are all-or-nothing: every scope
-        must have room for the whole amount.
+        ``images``, ``speech_chars``, ``transcription_seconds``, ``video_seconds`` and
+        ``music_seconds`` are all-or-nothing: every scope must have room for the whole amount.
+        ``ttl_seconds`` gives this hold a longer life than ``quotas.reservation_ttl_seconds`` (a video
+        job that may run for an hour); it is never made shorter than that default.
         """
-        ask = _Ask.of(Feature(feature), tokens=tokens, images=images, prompt_tokens=prompt_tokens,
-                      min_tokens=min_tokens, credits=credits, speech_chars=speech_chars,
-                      transcription_seconds=transcription_seconds)
+        amounts = {"images": images, "speech_chars": speech_chars, "transcription_seconds": transcription_seconds,
+                   "video_seconds": video_seconds, "music_seconds": music_seconds}
+        ask = _Ask.of(Feature(feature), tokens=tokens, prompt_tokens=prompt_tokens, min_tokens=min_tokens,
+                      credits=credits, amounts=amounts)
+        ttl = self.ttl_for(ttl_seconds)
         moment = self.now()
         guild_limits, member_limits = await self.book.effective(requester.guild_id or 0, requester.role_ids)
         scopes = [("guild", guild_limits)] if requester.guild_id is not None else []
@@ -366,8 +396,9 @@ class BudgetEngine:
         reservation = Reservation(
             id=uuid.uuid4().hex, feature=ask.feature, requester=requester, day=utc_day(moment), granted_tokens=None,
             images=ask.images, requested_tokens=ask.tokens, model=model,
-            expires_at=moment + timedelta(seconds=self.ttl), speech_chars=speech_chars,
-            transcription_seconds=transcription_seconds, engine=self,
+            expires_at=moment + timedelta(seconds=ttl), speech_chars=speech_chars,
+            transcription_seconds=transcription_seconds, video_seconds=video_seconds, music_seconds=music_seconds,
+            engine=self,
         )
         sweep = self.sweep_due(moment.timestamp())
 
@@ -439,41 +470,52 @@ class BudgetEngine:
         outcome: str = "ok",
         speech_chars: int | None = None,
         transcription_seconds: int | None = None,
+        video_seconds: int | None = None,
+        music_seconds: int | None = None,
     ) -> None:
-        """Charge the real usage (the request, tokens, images, speech, transcription, credits) and
-        write the ledger row.
+        """Charge the real usage (the request, tokens, images, speech, transcription, video, music,
+        credits) and write the ledger row.
 
         ``images`` defaults to the number reserved for an image reservation (0 otherwise); pass the
-        number actually delivered when it differs. ``speech_chars`` and ``transcription_seconds``
-        default to what was reserved. ``credits`` defaults to ``meta.credits_used``, else an
+        number actually delivered when it differs. ``speech_chars``, ``transcription_seconds``,
+        ``video_seconds`` and ``music_seconds`` default to what was reserved; what is given is
+        charged, so a cancelled job settles with what the gateway billed (0: nothing charged, the
+        ledger row says ``outcome``). ``credits`` defaults to ``meta.credits_used``, else an
         estimate from published prices, else nothing.
         """
-        if images is None:
-            images = reservation.images if reservation.feature is Feature.IMAGE else 0
-        if speech_chars is None:
-            speech_chars = reservation.speech_chars
-        if transcription_seconds is None:
-            transcription_seconds = reservation.transcription_seconds
+        given = {"images": images, "speech_chars": speech_chars, "transcription_seconds": transcription_seconds,
+                 "video_seconds": video_seconds, "music_seconds": music_seconds}
+        reserved = {"images": reservation.images if reservation.feature is Feature.IMAGE else 0,
+                    "speech_chars": reservation.speech_chars,
+                    "transcription_seconds": reservation.transcription_seconds,
+                    "video_seconds": reservation.video_seconds, "music_seconds": reservation.music_seconds}
+        amounts = {kind: reserved[kind] if value is None else value for kind, value in given.items()}
+        actual, credits = self._actual(reservation.feature, reservation.model, meta, usage_tokens, amounts, credits)
+        await self._close(reservation, "settled", actual, outcome=outcome, meta=meta, error_code=None,
+                          credits=credits)
+
+    def _actual(
+        self, feature: Feature, model: str | None, meta: CallMeta | None, tokens: int, amounts: Mapping[str, int],
+        credits: float | None,
+    ) -> tuple[dict[str, float], float | None]:
+        """(what to add to the counters' ``used``, the credits): the request, tokens, amounts, credits
+        (``meta.credits_used`` when not given, else an estimate from published prices, else none)."""
         if credits is None and meta is not None:
             credits = meta.credits_used
         if credits is None:
-            credits = self.prices.estimate_credits(meta, reservation.model, usage_tokens, images)
+            credits = self.prices.estimate_credits(meta, model, tokens, int(amounts.get("images", 0)))
         actual: dict[str, float] = {}
-        request_kind = REQUEST_KIND[reservation.feature]
+        request_kind = REQUEST_KIND[feature]
         if request_kind:
             actual[request_kind] = 1
-        if usage_tokens:
-            actual["tokens"] = max(0, int(usage_tokens))
-        if images:
-            actual["images"] = max(0, int(images))
-        if speech_chars:
-            actual["speech_chars"] = max(0, int(speech_chars))
-        if transcription_seconds:
-            actual["transcription_seconds"] = max(0, int(transcription_seconds))
+        if tokens:
+            actual["tokens"] = max(0, int(tokens))
+        for kind in AMOUNT_KINDS:
+            if amounts.get(kind):
+                actual[kind] = max(0, int(amounts[kind]))
         if credits:
             actual["credits"] = max(0.0, float(credits))
-        await self._close(reservation, "settled", actual, outcome=outcome, meta=meta, error_code=None,
-                          credits=credits)
+        return actual, credits
 
     async def release(
         self,
@@ -498,22 +540,107 @@ class BudgetEngine:
 
     @asynccontextmanager
     async def charge(
-        self, requester: Requester, feature: Feature | str, *, tokens: int = 0, images: int = 0,
-        speech_chars: int = 0, transcription_seconds: int = 0, **kwargs: Any
+        self, requester: Requester, feature: Feature | str, *, tokens: int = 0, images: int = 0, **kwargs: Any
     ) -> AsyncIterator[Reservation]:
-        """Reserve, then guard the block: settle inside it; an exception (or no settle) releases."""
-        reservation = await self.reserve(requester, feature, tokens=tokens, images=images, speech_chars=speech_chars,
-                                         transcription_seconds=transcription_seconds, **kwargs)
+        """Reserve (``kwargs``: the other arguments of ``reserve``), then guard the block: settle inside
+        it; an exception (or no settle) releases."""
+        reservation = await self.reserve(requester, feature, tokens=tokens, images=images, **kwargs)
         async with reservation:
             yield reservation
+
+    # -- after a restart ------------------------------------------------------------------------------
+
+    async def reopen(self, reservation_id: str) -> Reservation | None:
+        """The reservation ``reservation_id`` as it was made, if it is still open (e.g. a job that
+        outlived the process that reserved it); None when it is closed, expired or unknown.
+
+        The requester comes from the row (no role ids: settling needs none); the amounts, feature,
+        model and expiry too. ``granted_tokens`` is not kept in the row, so it reads None.
+        """
+        moment = self.now()
+        ts = moment.timestamp()
+
+        def body(tx: SyncTx) -> tuple[Swept | None, dict[str, Any] | None]:
+            swept = self.sweep_in(tx, ts)  # an open row past its time is expired first
+            row = tx.fetchone(
+                "SELECT guild_id, channel_id, user_id, day, feature, model, amounts, check_guild, expires_at, state"
+                " FROM quota_reservations WHERE id = ?",
+                (reservation_id,),
+            )
+            return swept, dict(row) if row is not None else None
+
+        swept, row = await self.store.run(body)
+        self.learn(swept)
+        if row is None or row["state"] != "open" or float(row["expires_at"]) <= ts:
+            return None
+        held = json.loads(row["amounts"])
+        amount = {kind: int(held.get(kind, 0)) for kind in AMOUNT_KINDS}
+        guild_id = int(row["guild_id"]) if row["check_guild"] else None
+        channel_id = int(row["channel_id"]) if row["channel_id"] is not None else None
+        return Reservation(
+            id=reservation_id, feature=Feature(row["feature"]),
+            requester=Requester(guild_id, channel_id, int(row["user_id"])), day=row["day"], granted_tokens=None,
+            images=amount["images"], requested_tokens=0, model=row["model"],
+            expires_at=datetime.fromtimestamp(float(row["expires_at"]), UTC), speech_chars=amount["speech_chars"],
+            transcription_seconds=amount["transcription_seconds"], video_seconds=amount["video_seconds"],
+            music_seconds=amount["music_seconds"], engine=self,
+        )
+
+    async def charge_after(
+        self,
+        requester: Requester,
+        feature: Feature | str,
+        *,
+        model: str | None = None,
+        meta: CallMeta | None = None,
+        outcome: str = "ok",
+        reservation_id: str | None = None,
+        **amounts: float,
+    ) -> bool:
+        """Charge what a finished job used when its hold is gone (it expired while the bot was down):
+        one ledger row and the counters' ``used`` += ``amounts``, in one transaction, never refused.
+
+        ``amounts``: ``tokens``, ``credits`` and the amount kinds (``images``, ``video_seconds``, …);
+        credits default as in ``settle``. Given the job's ``reservation_id``, the charge is made at
+        most once for it: an open reservation is settled (its hold returned), an expired one's ledger
+        row completed (as a late ``settle`` does), an already settled one charges nothing (False).
+        """
+        unknown = set(amounts) - CHARGEABLE
+        if unknown:
+            raise TypeError(f"charge_after() got unknown amounts: {', '.join(sorted(unknown))}")
+        if min(amounts.values(), default=0) < 0:
+            raise ValueError("amounts must not be negative")
+        feature = Feature(feature)
+        credits = amounts.get("credits")
+        actual, credits = self._actual(feature, model, meta, int(amounts.get("tokens", 0)),
+                                       {k: int(v) for k, v in amounts.items() if k in AMOUNT_KINDS}, credits)
+        moment = self.now()
+        ledger = _LedgerRow.of(requester, feature, model, reservation_id, "settled", actual, moment, outcome=outcome,
+                               meta=meta, error_code=None, credits=credits)
+        gid, uid, day = requester.guild_id or 0, requester.user_id, utc_day(moment)
+        with_guild = requester.guild_id is not None
+
+        def body(tx: SyncTx) -> _Closed:
+            if reservation_id is not None:
+                closed = self._close_in(tx, reservation_id, "settled", actual, moment.timestamp(), ledger, late=True)
+                if closed.prior != "missing":
+                    return closed
+            deltas: counters.Deltas = {}
+            counters.merge(deltas, gid, uid, day, with_guild, actual, {})
+            counters.add(tx, deltas)
+            ledger.write(tx, "missing", gid, uid, day)
+            return _Closed("missing")
+
+        closed = await self.store.run(body)
+        return closed.prior != "settled"
 
     async def _close(
         self, reservation: Reservation, state: str, actual: dict[str, float], *,
         outcome: str, meta: CallMeta | None, error_code: str | None, credits: float | None,
     ) -> None:
         moment = self.now()
-        ledger = _LedgerRow.of(reservation, state, actual, moment, outcome=outcome, meta=meta,
-                               error_code=error_code, credits=credits)
+        ledger = _LedgerRow.of(reservation.requester, reservation.feature, reservation.model, reservation.id, state,
+                               actual, moment, outcome=outcome, meta=meta, error_code=error_code, credits=credits)
 
         def body(tx: SyncTx) -> _Closed:
             return self._close_in(tx, reservation.id, state, actual, moment.timestamp(), ledger)
@@ -527,9 +654,13 @@ class BudgetEngine:
 
     @staticmethod
     def _close_in(
-        tx: SyncTx, rid: str, state: str, actual: dict[str, float], ts: float, ledger: _LedgerRow
+        tx: SyncTx, rid: str, state: str, actual: dict[str, float], ts: float, ledger: _LedgerRow, *,
+        late: bool = False,
     ) -> _Closed:
-        """The settle/release body: close the reservation (locking its row), move the hold, write the ledger."""
+        """The settle/release body: close the reservation (locking its row), move the hold, write the ledger.
+
+        ``late`` (``charge_after``): a released reservation is charged too, in a ledger row of its own.
+        """
         row = tx.fetchone(
             "UPDATE quota_reservations SET state = ?, closed_at = ? WHERE id = ? AND state = 'open'"
             " RETURNING amounts, check_guild, guild_id, user_id, day",
@@ -545,7 +676,7 @@ class BudgetEngine:
             if row is None:
                 return _Closed("missing")
             prior = row["state"]
-            if prior != "expired":
+            if prior != "expired" and not (late and prior == "released"):
                 return _Closed(prior)  # idempotent: a second close changes nothing
             # the sweep returned the hold and wrote a placeholder ledger row: charge, complete the row
             tx.execute("UPDATE quota_reservations SET state = ?, closed_at = ? WHERE id = ?", (state, ts, rid))
@@ -604,49 +735,54 @@ class _LedgerRow:
     images: int
     speech_chars: int
     transcription_seconds: int
+    video_seconds: int
+    music_seconds: int
     credits: float | None
     latency_ms: float | None
     request_id: str | None
     outcome: str
     charged: int
     error_code: str | None
-    reservation_id: str
+    reservation_id: str | None
 
     @classmethod
     def of(
-        cls, reservation: Reservation, state: str, actual: dict[str, float], moment: datetime, *,
-        outcome: str, meta: CallMeta | None, error_code: str | None, credits: float | None,
+        cls, requester: Requester, feature: Feature, model: str | None, reservation_id: str | None, state: str,
+        actual: dict[str, float], moment: datetime, *, outcome: str, meta: CallMeta | None, error_code: str | None,
+        credits: float | None,
     ) -> _LedgerRow:
         return cls(
-            ts=moment.timestamp(), channel_id=reservation.requester.channel_id, feature=reservation.feature.value,
-            model_requested=(meta.model_requested if meta else None) or reservation.model,
+            ts=moment.timestamp(), channel_id=requester.channel_id, feature=feature.value,
+            model_requested=(meta.model_requested if meta else None) or model,
             model_used=meta.model_used if meta else None,
             tokens=int(actual.get("tokens", 0)), images=int(actual.get("images", 0)),
             speech_chars=int(actual.get("speech_chars", 0)),
             transcription_seconds=int(actual.get("transcription_seconds", 0)),
+            video_seconds=int(actual.get("video_seconds", 0)), music_seconds=int(actual.get("music_seconds", 0)),
             credits=float(credits) if credits is not None and state == "settled" else None,
             latency_ms=meta.latency_ms if meta else None, request_id=meta.request_id if meta else None,
-            outcome=outcome, charged=int(state == "settled"), error_code=error_code, reservation_id=reservation.id,
+            outcome=outcome, charged=int(state == "settled"), error_code=error_code, reservation_id=reservation_id,
         )
 
     def write(self, tx: SyncTx, prior: str, gid: int, uid: int, day: str) -> None:
         values = (
             self.ts, day, gid, self.channel_id, uid, self.feature, self.model_requested, self.model_used,
-            self.tokens, self.images, self.speech_chars, self.transcription_seconds, self.credits, self.latency_ms,
-            self.request_id, self.outcome, self.charged, self.error_code, self.reservation_id,
+            self.tokens, self.images, self.speech_chars, self.transcription_seconds, self.video_seconds,
+            self.music_seconds, self.credits, self.latency_ms, self.request_id, self.outcome, self.charged,
+            self.error_code, self.reservation_id,
         )
         if prior == "expired" and tx.execute(  # complete the placeholder row the sweep wrote
             "UPDATE usage_ledger SET ts = ?, day = ?, guild_id = ?, channel_id = ?, user_id = ?, feature = ?,"
             " model_requested = ?, model_used = ?, tokens = ?, images = ?, speech_chars = ?,"
-            " transcription_seconds = ?, credits = ?, latency_ms = ?,"
+            " transcription_seconds = ?, video_seconds = ?, music_seconds = ?, credits = ?, latency_ms = ?,"
             " request_id = ?, outcome = ?, charged = ?, error_code = ? WHERE reservation_id = ?",
             values,
         ):
             return
         tx.execute(
             "INSERT INTO usage_ledger(ts, day, guild_id, channel_id, user_id, feature, model_requested,"
-            " model_used, tokens, images, speech_chars, transcription_seconds, credits, latency_ms, request_id,"
-            " outcome, charged, error_code, reservation_id)"
-            " VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
+            " model_used, tokens, images, speech_chars, transcription_seconds, video_seconds, music_seconds,"
+            " credits, latency_ms, request_id, outcome, charged, error_code, reservation_id)"
+            " VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
             values,
         )

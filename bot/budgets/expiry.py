@@ -52,9 +52,11 @@ def take_expired(tx: SyncTx, ts: float, ttl: float) -> Swept:
 
 
 def next_expiry(tx: SyncTx, ts: float, ttl: float) -> float:
-    """The earliest time a reservation can expire: the oldest open one's, or (none open) ``ts + ttl``.
+    """The earliest time a reservation can expire: the soonest ``expires_at`` of the open ones (each
+    row has its own), or (none open) ``ts + ttl``.
 
-    A reservation made later, by any process, expires at least ``ttl`` after ``ts``.
+    A reservation made later, by any process, expires at least ``ttl`` (the default TTL) after ``ts``:
+    a reservation may ask for a longer life, never a shorter one (``BudgetEngine.ttl_for``).
     """
     earliest = tx.fetchval("SELECT MIN(expires_at) FROM quota_reservations WHERE state = 'open'")
     return min(float(earliest), ts + ttl) if earliest is not None else ts + ttl

@@ -15,6 +15,7 @@ from bot.rendering.user_facing import UserFacingError
 
 KINDS: tuple[str, ...] = (
     "chat_requests", "tokens", "vision_requests", "images", "credits", "speech_chars", "transcription_seconds",
+    "video_seconds", "music_seconds",
 )
 SCOPES: tuple[str, ...] = ("guild", "member")
 UNLIMITED = -1
@@ -28,6 +29,8 @@ KIND_NOUNS: dict[str, tuple[str, str]] = {
     "credits": ("credit", "credits"),
     "speech_chars": ("speech character", "speech characters"),
     "transcription_seconds": ("transcription second", "transcription seconds"),
+    "video_seconds": ("video second", "video seconds"),
+    "music_seconds": ("music second", "music seconds"),
 }
 KIND_LABELS: dict[str, str] = {
     "chat_requests": "chat",
@@ -37,6 +40,8 @@ KIND_LABELS: dict[str, str] = {
     "credits": "credit",
     "speech_chars": "speech",
     "transcription_seconds": "transcription",
+    "video_seconds": "video",
+    "music_seconds": "music",
 }
 
 
@@ -46,22 +51,30 @@ class Feature(StrEnum):
     IMAGE = "image"
     SPEECH = "speech"
     TRANSCRIPTION = "transcription"
+    VIDEO = "video"
+    MUSIC = "music"
 
 
-#: the per-request counter each feature charges (images, speech characters and transcription seconds are
-#: counted by amount, not by request)
+#: the per-request counter each feature charges (images, speech characters, transcription, video and music
+#: seconds are counted by amount, not by request; image edits are ``Feature.IMAGE``)
 REQUEST_KIND: dict[Feature, str | None] = {
     Feature.CHAT: "chat_requests",
     Feature.VISION: "vision_requests",
     Feature.IMAGE: None,
     Feature.SPEECH: None,
     Feature.TRANSCRIPTION: None,
+    Feature.VIDEO: None,
+    Feature.MUSIC: None,
 }
 #: the amount a feature is charged by, checked on every reservation of that feature (even one asking 0)
 FEATURE_AMOUNT_KIND: dict[Feature, str] = {
     Feature.SPEECH: "speech_chars",
     Feature.TRANSCRIPTION: "transcription_seconds",
+    Feature.VIDEO: "video_seconds",
+    Feature.MUSIC: "music_seconds",
 }
+#: the kinds a reservation holds and a settle charges by amount (keyword arguments of reserve/settle)
+AMOUNT_KINDS: tuple[str, ...] = ("images", "speech_chars", "transcription_seconds", "video_seconds", "music_seconds")
 #: features billed in tokens: refused when the token budget has nothing left
 TOKEN_FEATURES = frozenset({Feature.CHAT, Feature.VISION})
 

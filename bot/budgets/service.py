@@ -97,22 +97,29 @@ class BudgetService:
     async def reserve(
         self, requester: Requester, feature: Feature | str, *, tokens: int = 0, images: int = 0,
         prompt_tokens: int = 0, min_tokens: int | None = None, credits: float = 0.0, model: str | None = None,
-        speech_chars: int = 0, transcription_seconds: int = 0,
+        speech_chars: int = 0, transcription_seconds: int = 0, video_seconds: int = 0, music_seconds: int = 0,
+        ttl_seconds: float | None = None,
     ) -> Reservation:
-        """See ``BudgetEngine.reserve``; raises ``BudgetExceeded``."""
+        """See ``BudgetEngine.reserve``; raises ``BudgetExceeded``. ``ttl_seconds``: this hold's own
+        (longer) time to live, e.g. a video job's timeout."""
         return await self.engine.reserve(requester, feature, tokens=tokens, images=images, prompt_tokens=prompt_tokens,
                                          min_tokens=min_tokens, credits=credits, model=model,
-                                         speech_chars=speech_chars, transcription_seconds=transcription_seconds)
+                                         speech_chars=speech_chars, transcription_seconds=transcription_seconds,
+                                         video_seconds=video_seconds, music_seconds=music_seconds,
+                                         ttl_seconds=ttl_seconds)
 
     async def settle(
         self, reservation: Reservation, *, usage_tokens: int = 0, images: int | None = None,
         credits: float | None = None, meta: CallMeta | None = None, outcome: str = "ok",
-        speech_chars: int | None = None, transcription_seconds: int | None = None,
+        speech_chars: int | None = None, transcription_seconds: int | None = None, video_seconds: int | None = None,
+        music_seconds: int | None = None,
     ) -> None:
-        """See ``BudgetEngine.settle`` (speech characters and transcription seconds default to the reserved)."""
+        """See ``BudgetEngine.settle`` (the speech, transcription, video and music amounts default to the
+        reserved; what is given is charged: a cancelled job's billed seconds, 0 for nothing)."""
         await self.engine.settle(reservation, usage_tokens=usage_tokens, images=images, credits=credits, meta=meta,
                                  outcome=outcome, speech_chars=speech_chars,
-                                 transcription_seconds=transcription_seconds)
+                                 transcription_seconds=transcription_seconds, video_seconds=video_seconds,
+                                 music_seconds=music_seconds)
 
     async def release(
         self, reservation: Reservation, *, outcome: str, meta: CallMeta | None = None, error_code: str | None = None,
@@ -121,13 +128,27 @@ class BudgetService:
 
     @asynccontextmanager
     async def charge(
-        self, requester: Requester, feature: Feature | str, *, tokens: int = 0, images: int = 0,
-        speech_chars: int = 0, transcription_seconds: int = 0, **kwargs: Any
+        self, requester: Requester, feature: Feature | str, *, tokens: int = 0, images: int = 0, **kwargs: Any
     ) -> AsyncIterator[Reservation]:
-        """Reserve; settle inside the block; an exception, a cancellation or no settle releases."""
-        async with self.engine.charge(requester, feature, tokens=tokens, images=images, speech_chars=speech_chars,
-                                      transcription_seconds=transcription_seconds, **kwargs) as hold:
+        """Reserve (``kwargs``: as ``reserve``); settle inside the block; an exception, a cancellation or
+        no settle releases."""
+        async with self.engine.charge(requester, feature, tokens=tokens, images=images, **kwargs) as hold:
             yield hold
+
+    async def reopen(self, reservation_id: str) -> Reservation | None:
+        """An OPEN reservation from before a restart, to settle or release (None: closed or expired);
+        see ``BudgetEngine.reopen``."""
+        return await self.engine.reopen(reservation_id)
+
+    async def charge_after(
+        self, requester: Requester, feature: Feature | str, *, model: str | None = None, meta: CallMeta | None = None,
+        outcome: str = "ok", reservation_id: str | None = None, **amounts: float,
+    ) -> bool:
+        """Charge what a finished job used when its hold is gone: one ledger row, counters' used +=
+        ``amounts``, never refused; with the job's ``reservation_id``, at most once (False: it was
+        already charged). See ``BudgetEngine.charge_after``."""
+        return await self.engine.charge_after(requester, feature, model=model, meta=meta, outcome=outcome,
+                                              reservation_id=reservation_id, **amounts)
 
     async def sweep_expired(self) -> int:
         return await self.engine.sweep_expired()

@@ -174,9 +174,9 @@ async def _copy_table(reader: _Side, writer: _Side, table: Table, batch_rows: in
     """Rows in key order, a batch at a time. A row naming a parent row of its own table that comes
     later in that order is inserted without it, and the link is set once the table is in.
 
-    From SQLite to PostgreSQL, the images an SQLite installation kept as files (next to its database,
-    ``images/``) go into ``imagine_images.data``: the PostgreSQL processes may not share that folder,
-    and their /imagine buttons read the bytes from the database first."""
+    From SQLite to PostgreSQL, the media files an SQLite installation kept as files (next to its database,
+    ``images/``) go into ``media_files.data``: the PostgreSQL processes may not share that folder, and
+    their /imagine buttons read the bytes from the database first."""
     inline_images = None
     if reader.endpoint.kind == "sqlite" and writer.endpoint.kind == "postgresql":
         inline_images = images_dir_for(reader.endpoint.location)
@@ -197,7 +197,7 @@ async def _copy_table(reader: _Side, writer: _Side, table: Table, batch_rows: in
                         deferred.append({"link_key": row[key.name], "link_column": column.name,
                                          "link_value": parent})
                         row[column.name] = None
-        if table.name == "imagine_images" and inline_images is not None:
+        if table.name == "media_files" and inline_images is not None:
             await reader.run(partial(_inline_image_files, inline_images, batch))
         await writer.run(partial(_insert, table, batch))
         count += len(batch)

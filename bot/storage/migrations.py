@@ -33,7 +33,7 @@ from bot.storage.errors import DatabaseTooNew, MigrationError, MigrationFailed, 
 
 __all__ = [
     "DatabaseTooNew", "MigrationError", "MigrationFailed", "NoMigrations",
-    "latest_version", "upgrade", "current_version", "stored_version", "ensure_usable", "sqlite_engine",
+    "latest_version", "upgrade", "downgrade", "current_version", "stored_version", "ensure_usable", "sqlite_engine",
 ]
 
 LEGACY_LATEST = 14  # the version the SQL files of the first wave end at (= revision "0014")
@@ -91,8 +91,9 @@ def _check_not_newer(version: int, latest: int, database: str | None) -> None:
         raise DatabaseTooNew(version, latest, database)
 
 
-def upgrade(connection: Connection, database: str | None = None) -> int:
-    """Bring the database to the newest version; return it. ``connection`` is not in a transaction."""
+def upgrade(connection: Connection, database: str | None = None, *, to: str = "head") -> int:
+    """Bring the database to the newest version (or to revision ``to``); return it. ``connection`` is not
+    in a transaction."""
     latest = latest_version()
     version = current_version(connection)
     _check_not_newer(version, latest, database)
@@ -102,12 +103,25 @@ def upgrade(connection: Connection, database: str | None = None) -> int:
             command.stamp(_config(connection), f"{LEGACY_LATEST:04d}")
             _commit(connection)
     try:
-        command.upgrade(_config(connection), "head")
+        command.upgrade(_config(connection), to)
         _commit(connection)
     except (sa_exc.SQLAlchemyError, sqlite3.Error) as exc:
         _rollback(connection)
         failed = current_version(connection)
         raise MigrationFailed(f"to version {failed + 1:04d}", failed, str(getattr(exc, "orig", exc))) from None
+    return current_version(connection)
+
+
+def downgrade(connection: Connection, to: str) -> int:
+    """Take the database back to revision ``to`` (each revision's downgrade in its own transaction);
+    return the version it is at. For tests and operators undoing an upgrade; the bot never downgrades."""
+    try:
+        command.downgrade(_config(connection), to)
+        _commit(connection)
+    except (sa_exc.SQLAlchemyError, sqlite3.Error) as exc:
+        _rollback(connection)
+        failed = current_version(connection)
+        raise MigrationFailed(f"back from version {failed:04d}", failed, str(getattr(exc, "orig", exc))) from None
     return current_version(connection)
 
 

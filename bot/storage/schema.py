@@ -115,6 +115,9 @@ usage_ledger = Table(
     # 0018: voice budgets (appended, as a migration adds them)
     Column("speech_chars", BigInteger, nullable=False, server_default=text("0")),
     Column("transcription_seconds", BigInteger, nullable=False, server_default=text("0")),
+    # 0020: media budgets
+    Column("video_seconds", BigInteger, nullable=False, server_default=text("0")),
+    Column("music_seconds", BigInteger, nullable=False, server_default=text("0")),
     Index("usage_ledger_guild_day", "guild_id", "day"),
     Index("usage_ledger_user_day", "guild_id", "user_id", "day"),
 )
@@ -218,10 +221,10 @@ relay_webhooks = Table(
     Column("created_at", BigInteger, nullable=False),
 )
 
-imagine_jobs = Table(
-    "imagine_jobs", metadata,
+media_jobs = Table(  # 0019: was imagine_jobs (the ids kept)
+    "media_jobs", metadata,
     Column("id", RowId, primary_key=True, autoincrement=True),
-    Column("parent_id", RowId, ForeignKey("imagine_jobs.id", ondelete="SET NULL")),
+    Column("parent_id", RowId, ForeignKey("media_jobs.id", ondelete="SET NULL")),
     Column("origin", Text, nullable=False, server_default=text("'command'")),
     Column("source_index", Integer),
     Column("guild_id", BigInteger),
@@ -247,21 +250,31 @@ imagine_jobs = Table(
     Column("finished_at", Float),
     Column("owner", Text),  # 0016: the process working on the job (bot/media/jobs.py)
     Column("lease_until", Float),  # 0016: until when that process's claim holds (renewed while it lives)
-    CheckConstraint("origin IN ('command', 'variation', 'reroll', 'retry')", name="imagine_jobs_origin"),
-    CheckConstraint("count BETWEEN 1 AND 10", name="imagine_jobs_count"),
+    Column("kind", Text, nullable=False, server_default=text("'image'")),  # 0019 and the rest below
+    Column("duration", Integer),  # seconds asked for (video, music)
+    Column("gateway_job_id", Text),  # the gateway's id of an asynchronous job (status 'submitted' on)
+    Column("progress", Float),  # 0-100, as the gateway last reported it
+    Column("reservation_id", Text),  # the budget hold taken for the job (quota_reservations.id)
+    Column("result_url", Text),  # where the gateway offers the result (ephemeral) …
+    Column("result_expires_at", Float),  # … until then (unix seconds)
+    CheckConstraint("origin IN ('command', 'variation', 'reroll', 'retry')", name="media_jobs_origin"),
+    CheckConstraint("count BETWEEN 1 AND 10", name="media_jobs_count"),
     CheckConstraint(
-        "status IN ('pending', 'running', 'generated', 'done', 'failed', 'unknown', 'deleted')",
-        name="imagine_jobs_status",
+        "status IN ('pending', 'running', 'submitted', 'generated', 'done', 'failed', 'cancelled', 'unknown',"
+        " 'deleted')",
+        name="media_jobs_status",
     ),
-    Index("imagine_jobs_user_status", "user_id", "status"),
-    Index("imagine_jobs_status", "status"),
+    CheckConstraint("kind IN ('image', 'edit', 'video', 'music')", name="media_jobs_kind"),
+    Index("media_jobs_user_status", "user_id", "status"),
+    Index("media_jobs_status", "status"),
     sqlite_autoincrement=True,
 )
 
-imagine_images = Table(
-    "imagine_images", metadata,
-    Column("job_id", RowId, ForeignKey("imagine_jobs.id", ondelete="CASCADE"), primary_key=True,
+media_files = Table(  # 0019: was imagine_images
+    "media_files", metadata,
+    Column("job_id", RowId, ForeignKey("media_jobs.id", ondelete="CASCADE"), primary_key=True,
            autoincrement=False),
+    Column("role", Text, primary_key=True, server_default=text("'result'")),  # or an edit's 'source'/'mask'
     Column("idx", Integer, primary_key=True, autoincrement=False),
     Column("path", Text, nullable=False),
     Column("mime", Text, nullable=False),
@@ -270,7 +283,9 @@ imagine_images = Table(
     Column("seed", BigInteger),
     Column("size_bytes", BigInteger, nullable=False),
     Column("data", LargeBinary),  # 0015: the bytes, when kept in the database rather than a shared directory
-    CheckConstraint("idx >= 1", name="imagine_images_idx"),
+    Column("duration", Float),  # 0019: seconds of a video or audio file
+    CheckConstraint("idx >= 1", name="media_files_idx"),
+    CheckConstraint("role IN ('result', 'source', 'mask')", name="media_files_role"),
 )
 
 chat_turns = Table(

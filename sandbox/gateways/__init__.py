@@ -19,20 +19,28 @@
         emu.context_overflow = "error"  # or "empty": the context_2k model past its window (see models)
         emu.sent_data     # digicord /send-data bodies accepted
         emu.received_audio  # aicredits/openai: every transcription upload's exact bytes (JSON or multipart)
+        # openai only: video jobs, music, image edits (see media_jobs for the shapes)
+        emu.video_jobs    # job id -> VideoJobState(prompt, model, duration, width, height, status, progress,
+                          #                         posts=1, polls, cancelled, url, billed_seconds)
+        emu.video_polls_to_complete = 4    # status GETs until a job completes (queued → 25/50/75 → done)
+        emu.video_seconds_to_complete = None  # or e.g. 20.0: jobs follow the clock instead of the polls
+        emu.faults.video_fails_next(message="…"); emu.faults.video_never_finishes(); emu.faults.expire_media()
 
-Speech is real audio (PyAV) in the asked format; ``audio.synthesize(text, fmt)`` makes the same
-bytes for tests, and ``audio.transcribe(data, fmt)`` is what the transcription endpoint answers.
+Videos are real H.264+AAC MP4s of the asked size and length (320x180 unless asked), music real MP3
+(or WAV), edits the input image recoloured under the mask (``media_render``). Speech is real audio
+(PyAV) in the asked format; ``audio.synthesize(text, fmt)`` makes the same bytes for tests, and
+``audio.transcribe(data, fmt)`` is what the transcription endpoint answers.
 
 Answers are deterministic (see :mod:`.answers`): ``expected_reply(last_user_text)``, vision
 ``I see a WxH image, mostly <name> (#rrggbb).``, reasoning ``<think>`` blocks or ``reasoning``
 deltas. ``MODEL_ROLES[profile]`` names a model per role (chat, vision, non_vision, reasoning,
 reasoning_field, small (1024-token context), image, embedding, tts, stt, fallback, context_2k
-(2,048 tokens for prompt + max_tokens, on aiproxy and openai)).
+(2,048 tokens for prompt + max_tokens, on aiproxy and openai), video, music, image_edit (openai)).
 
 Where the documents are silent the choices are written down in the module that makes them:
 ``profiles`` (auth, public endpoints, headers), ``errors`` (error types/codes per profile),
-``models`` (listing shapes), ``media`` (FLUX and image answers), ``meta`` (aicordcloud ``GET /``,
-aicredits credits), ``relay`` (digicord ``/send-data`` answer), ``chat`` (SSE framing),
+``models`` (listing shapes), ``media`` (FLUX and image answers), ``media_jobs`` (video jobs, music,
+image edits), ``meta`` (aicordcloud ``GET /``, aicredits credits), ``relay`` (digicord ``/send-data`` answer), ``chat`` (SSE framing),
 ``faults`` (which calls a fault matches). Requests the emulator makes to itself (vision fetching
 an image it generated) are recorded too.
 

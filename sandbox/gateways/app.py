@@ -25,7 +25,7 @@ from aiohttp import ClientSession, ClientTimeout, web
 from yarl import URL
 
 from ..discord_emulator.changes import ChangeSignal
-from . import chat, media, meta, relay
+from . import chat, media, media_jobs, meta, relay
 from .errors import GatewayError, error_body
 from .faults import FILES_PREFIX, Fault, FaultInjector
 from .models import MODEL_ROLES, ModelInfo, find_model, served_model
@@ -147,8 +147,14 @@ class GatewayEmulator:
         self.received_audio: list[bytes] = []  # every transcription upload, byte for byte (both styles)
         #: image calls answer with URLs only (like a gateway that hosts its results), whatever was asked
         self.image_urls_only: bool = False
+        #: video jobs by id (see media_jobs); by default each status GET advances a job by one step and
+        #: ``video_polls_to_complete`` GETs complete it; ``video_seconds_to_complete`` paces them by time instead
+        self.video_jobs: dict[str, media_jobs.VideoJobState] = {}
+        self.video_polls_to_complete: int = 4
+        self.video_seconds_to_complete: float | None = None
         self._replies: deque[QueuedReply] = deque()
         self._files: dict[str, tuple[bytes, str]] = {}
+        self._media_expiry: dict[str, float] = {}  # produced media file name -> unix expiry
         self._rate = _RateWindow(RATE_LIMIT, RATE_WINDOW)
         self._runner: web.AppRunner | None = None
         self._session: ClientSession | None = None
@@ -292,10 +298,13 @@ class GatewayEmulator:
             return f"{int(time.time()):08x}" + secrets.token_hex(8)
         return prefix + secrets.token_urlsafe(18).replace("-", "x").replace("_", "y")[:24]
 
-    def store_file(self, data: bytes, content_type: str, suffix: str) -> str:
-        """Keep ``data`` and return the public URL the emulator serves it at."""
+    def store_file(self, data: bytes, content_type: str, suffix: str, *, expires_at: float | None = None) -> str:
+        """Keep ``data`` and return the public URL the emulator serves it at; with ``expires_at`` (unix s)
+        it is produced media: 410 Gone after that time, or at once after ``faults.expire_media()``."""
         name = uuid.uuid4().hex + suffix
         self._files[name] = (data, content_type)
+        if expires_at is not None:
+            self._media_expiry[name] = expires_at
         return f"{self.root_url}{FILES_PREFIX}{name}"
 
     async def fetch_image(self, url: str, max_bytes: int = 20 * 1024 * 1024) -> bytes:
@@ -352,7 +361,8 @@ class GatewayEmulator:
     # -- server internals -----------------------------------------------------------------------
     def _add_routes(self, app: web.Application) -> None:
         routes: list[tuple[str, str, Handler]] = (meta.routes(self.spec) + chat.routes(self.spec)
-                                                  + media.routes(self.spec) + relay.routes(self.spec))
+                                                  + media.routes(self.spec) + media_jobs.routes(self.spec)
+                                                  + relay.routes(self.spec))
         for method, path, handler in routes:
             app.router.add_route(method, path, self._bind(handler))
         app.router.add_get(FILES_PREFIX + "{name}", self._serve_file)
@@ -363,9 +373,13 @@ class GatewayEmulator:
         return bound
 
     async def _serve_file(self, request: web.Request) -> web.StreamResponse:
-        item = self._files.get(request.match_info["name"])
+        name = request.match_info["name"]
+        item = self._files.get(name)
         if item is None:
             raise GatewayError("not_found", "File not found.")
+        expiry = self._media_expiry.get(name)
+        if expiry is not None and (self.faults.media_expired or time.time() >= expiry):
+            raise GatewayError("not_found", "This link has expired.", status=410, code="expired")
         data, ctype = item
         return web.Response(body=data, content_type=ctype)
 

@@ -6,6 +6,10 @@ not eaten by a download. Response faults (``fail``, ``html``, ``invalid_json``) 
 order they were set and are applied before authentication, like a proxy in front of the gateway.
 ``slow`` combines with any other fault. Stream faults (``cut``, ``error``) match streamed
 completions only.
+
+Video and media faults are not per call: ``video_fails_next`` and ``video_never_finishes`` mark the
+next video jobs *submitted* (taken at their POST, so a job already running is unchanged);
+``expire_media`` makes every media URL the emulator produced (video, music, image edits) answer 410.
 """
 
 from __future__ import annotations
@@ -36,6 +40,9 @@ class FaultInjector:
         self._faults: list[Fault] = []
         self.revoked = False
         self.budget: int | None = None  # paid calls left; None = unlimited
+        self.video_failures: list[str] = []  # the next jobs end "failed" with these messages
+        self.video_stalls = 0  # the next jobs stay "processing" forever
+        self.media_expired = False  # produced media URLs answer 410
 
     # -- setting faults -------------------------------------------------------------------------
     def fail_next(self, n: int = 1, status: int = 429, retry_after: float | None = 1,
@@ -71,10 +78,34 @@ class FaultInjector:
         """The key runs out after ``calls`` more paid calls (then 402 insufficient credits)."""
         self.budget = max(0, calls)
 
+    def video_fails_next(self, message: str = "The video could not be generated.", n: int = 1) -> None:
+        """The next ``n`` video jobs submitted end ``failed`` with ``message`` (when they would complete)."""
+        self.video_failures.extend([message] * max(0, n))
+
+    def video_never_finishes(self, n: int = 1) -> None:
+        """The next ``n`` video jobs submitted stay ``processing`` (their progress stops short of 100)."""
+        self.video_stalls += max(0, n)
+
+    def expire_media(self) -> None:
+        """Every media URL produced so far and from now on answers 410 Gone (as an expired link)."""
+        self.media_expired = True
+
+    def take_video_fault(self) -> tuple[str | None, bool]:
+        """(failure message, never finishes) for a job being submitted."""
+        if self.video_failures:
+            return self.video_failures.pop(0), False
+        if self.video_stalls:
+            self.video_stalls -= 1
+            return None, True
+        return None, False
+
     def reset(self) -> None:
         self._faults.clear()
         self.revoked = False
         self.budget = None
+        self.video_failures.clear()
+        self.video_stalls = 0
+        self.media_expired = False
 
     # -- consulted by the server ----------------------------------------------------------------
     def take(self, kinds: tuple[str, ...], path: str) -> Fault | None:

@@ -20,7 +20,8 @@ Listing shapes (where the document shows none, the choice is written here):
   and ``?type=`` filter.
 * openai ``GET /v1/models``: OpenAI's ``{"id", "object": "model", "created", "owned_by"}``.
 
-``MODEL_ROLES[profile]`` names one model per role so tests need not hard-code catalogues.
+``MODEL_ROLES[profile]`` names one model per role so tests need not hard-code catalogues (``video``,
+``music`` and ``image_edit`` only on openai: the only profile with those endpoints).
 """
 
 from __future__ import annotations
@@ -37,7 +38,7 @@ class ModelInfo:
 
     id: str
     provider: str
-    caps: frozenset[str]  # chat, vision, completion, embedding, image, tts, stt
+    caps: frozenset[str]  # chat, vision, completion, embedding, image, image_edit, tts, stt, video, music
     name: str = ""
     context_window: int | None = None
     input_per_1m: float = 0.0
@@ -54,6 +55,7 @@ class ModelInfo:
     max_images: int = 1
     price_per_image: float = 0.0
     b64_only: bool = False  # images: no URL responses (gpt-image-1)
+    price_per_second: float = 0.0  # video and music: USD per second made
     #: the window holds the prompt and ``max_tokens`` together (OpenAI-style): a request whose prompt fits
     #: but whose prompt + max_tokens does not is refused too (other models check the prompt alone)
     counts_answer: bool = False
@@ -164,10 +166,14 @@ CATALOGUES: dict[str, tuple[ModelInfo, ...]] = {
               fallback_to="openai/gpt-4o-mini", fallback_depth=2),
         ModelInfo("openai/dall-e-3", "openai", frozenset({"image"}), aliases=("dall-e-3",),
                   image_sizes=_DALLE3, max_images=1, price_per_image=0.04),
-        ModelInfo("openai/dall-e-2", "openai", frozenset({"image"}), aliases=("dall-e-2",),
+        ModelInfo("openai/dall-e-2", "openai", frozenset({"image", "image_edit"}), aliases=("dall-e-2",),
                   image_sizes=_DALLE2, max_images=10, price_per_image=0.02),
-        ModelInfo("openai/gpt-image-1", "openai", frozenset({"image"}), aliases=("gpt-image-1",),
+        ModelInfo("openai/gpt-image-1", "openai", frozenset({"image", "image_edit"}), aliases=("gpt-image-1",),
                   image_sizes=_GPT_IMAGE, max_images=10, price_per_image=0.042, b64_only=True),
+        ModelInfo("openai/sora-2", "openai", frozenset({"video"}), aliases=("sora-2",), price_per_second=0.10),
+        ModelInfo("google/veo-3", "google", frozenset({"video"}), aliases=("veo-3",), price_per_second=0.40),
+        ModelInfo("stability/stable-audio-2", "stability", frozenset({"music"}), aliases=("stable-audio-2",),
+                  price_per_second=0.002),
         ModelInfo("openai/tts-1", "openai", frozenset({"tts"}), aliases=("tts-1",), input_per_1m=15.0),
         ModelInfo("openai/whisper-1", "openai", frozenset({"stt"}), aliases=("whisper-1",),
                   input_per_1m=6.0),
@@ -183,28 +189,32 @@ MODEL_ROLES: dict[str, dict[str, str | None]] = {
     "aicordcloud": {"chat": "aicord/fast", "vision": "aicord/vision", "non_vision": "aicord/fast",
                     "reasoning": "aicord/reasoning", "reasoning_field": None, "small": "aicord/tiny",
                     "image": None, "embedding": None, "tts": None, "stt": None, "fallback": None,
-                    "context_2k": None},
+                    "context_2k": None, "video": None, "music": None, "image_edit": None},
     "digicord": {"chat": "meta-llama/llama-3.2-3b-instruct",
                  "vision": "meta-llama/llama-3.2-11b-vision-instruct",
                  "non_vision": "meta-llama/llama-3.2-3b-instruct", "reasoning": "deepseek/deepseek-r1",
                  "reasoning_field": None, "small": "meta-llama/llama-3.2-1b-instruct",
                  "image": "black-forest-labs/FLUX.1-schnell-Free", "embedding": None, "tts": None,
-                 "stt": None, "fallback": None, "context_2k": None},
+                 "stt": None, "fallback": None, "context_2k": None, "video": None, "music": None,
+                 "image_edit": None},
     "aicredits": {"chat": "openai/gpt-4o-mini", "vision": "openai/gpt-4o-mini",
                   "non_vision": "meta-llama/llama-3.1-8b-instruct", "reasoning": "deepseek/deepseek-r1",
                   "reasoning_field": "openai/o3-mini", "small": "meta-llama/llama-3.2-1b-instruct",
                   "image": "dall-e-3", "embedding": "openai/text-embedding-3-small", "tts": "openai/tts-1",
-                  "stt": "openai/whisper-1", "fallback": None, "context_2k": None},
+                  "stt": "openai/whisper-1", "fallback": None, "context_2k": None, "video": None, "music": None,
+                  "image_edit": None},
     "aiproxy": {"chat": "gpt-4o-mini", "vision": "gpt-4o", "non_vision": "gpt-3.5-turbo",
                 "reasoning": None, "reasoning_field": "o1-mini", "small": "gemini-1.0-nano", "image": None,
                 "embedding": "text-embedding-3-small", "tts": None, "stt": None, "fallback": None,
-                "completion": "gpt-3.5-turbo-instruct", "context_2k": "gemma-3-270m"},
+                "completion": "gpt-3.5-turbo-instruct", "context_2k": "gemma-3-270m", "video": None,
+                "music": None, "image_edit": None},
     "openai": {"chat": "openai/gpt-4o-mini", "vision": "openai/gpt-4o-mini",
                "non_vision": "meta-llama/llama-3.3-70b-instruct", "reasoning": "deepseek/deepseek-r1",
                "reasoning_field": "openai/o3-mini", "small": "meta-llama/llama-3.2-1b-instruct",
                "image": "openai/dall-e-3", "embedding": "openai/text-embedding-3-small",
                "tts": "openai/tts-1", "stt": "openai/whisper-1", "fallback": "openai/gpt-unavailable",
-               "context_2k": "gemma-3-270m"},
+               "context_2k": "gemma-3-270m", "video": "openai/sora-2", "music": "stability/stable-audio-2",
+               "image_edit": "openai/gpt-image-1"},
 }
 
 
@@ -226,7 +236,7 @@ def served_model(profile: str, info: ModelInfo) -> ModelInfo:
 
 
 def _kind(m: ModelInfo) -> str:
-    for cap in ("chat", "completion", "embedding", "image", "tts", "stt"):
+    for cap in ("chat", "completion", "embedding", "image", "tts", "stt", "video", "music"):
         if cap in m.caps:
             return cap
     return "other"
