@@ -13,6 +13,7 @@ from __future__ import annotations
 
 import logging
 from collections.abc import Awaitable, Callable
+from functools import partial
 from typing import Any
 
 import discord
@@ -47,7 +48,8 @@ MAX_INSTRUCTION = 1000
 #: how long the "Edit image" modal waits for its instruction
 MODAL_TIMEOUT = 15 * 60.0
 
-SourceMaker = Callable[[EditIntake], Awaitable[EditSource]]
+#: takes the picture in, called with ``intake=`` (how to fetch it) and ``max_bytes=`` (the gateway's PNG limit)
+SourceMaker = Callable[..., Awaitable[EditSource]]
 
 
 class Imagine(commands.Cog):
@@ -131,7 +133,7 @@ class Imagine(commands.Cog):
     async def edit(self, interaction: discord.Interaction, image: discord.Attachment, mask: discord.Attachment | None,
                    opts: EditOptions) -> None:
         await self.submit_edit(interaction, opts,
-                               lambda intake: edit_source_from_attachments(image, mask, intake=intake))
+                               partial(edit_source_from_attachments, image, mask))
 
     async def edit_image_menu(self, interaction: discord.Interaction, message: discord.Message) -> None:
         """The message command: refuse a message without a usable picture at once, else ask for the
@@ -151,7 +153,7 @@ class Imagine(commands.Cog):
         await interaction.response.defer(thinking=True)
         try:
             intake = EditIntake.from_settings(self.bot.settings, self.bot.cdn_http, self.bot.vision.decodes)
-            picture = await source(intake)
+            picture = await source(intake=intake, max_bytes=self.bot.gateway.profile.max_edit_image_bytes)
             request = await self.service.prepare_edit(opts, picture, guild_id=interaction.guild_id,
                                                       channel_id=interaction.channel_id,
                                                       parent_channel_id=_parent_id(interaction))
@@ -263,8 +265,7 @@ class EditModal(discord.ui.Modal, title=EDIT_IMAGE):
             return
         opts = EditOptions(prompt=self.instruction.value.strip() or self.instruction.value,
                            count=int(text) if text else None)
-        message = self.message
-        await self.cog.submit_edit(interaction, opts, lambda intake: edit_source_from_message(message, intake=intake))
+        await self.cog.submit_edit(interaction, opts, partial(edit_source_from_message, self.message))
 
 
 async def setup(bot: GatecordBot) -> None:

@@ -21,7 +21,7 @@ from urllib.parse import urlsplit
 from PIL import Image
 
 from bot.chat.attachments import host_allowed
-from bot.media.jobs import ImageToStore as FileToStore
+from bot.media.jobs import FileToStore
 from bot.rendering.user_facing import UserFacingError
 from bot.vision.images import (
     ImageNotFromDiscord,
@@ -52,7 +52,8 @@ __all__ = [
     "edit_source_from_message",
 ]
 
-#: OpenAI's edits endpoint takes a PNG smaller than 4 MB (image and mask alike)
+#: OpenAI's edits endpoint takes a PNG smaller than 4 MB with dall-e-2 (image and mask alike); callers pass
+#: the gateway profile's own limit (``Profile.max_edit_image_bytes``) where it has one
 MAX_EDIT_PNG_BYTES = 4 * 1024 * 1024 - 1
 #: pictures are decoded at most this large (larger than any size the edit models produce)
 EDIT_LONGEST_SIDE = 2048
