@@ -11,6 +11,8 @@ from typing import Any
 import pytest
 from PIL import Image
 
+from sandbox.gateways.images import colour_for, seed_for
+from sandbox.gateways.media_render import EDIT_STRENGTH
 from tests.e2e import wait_shown
 
 EPHEMERAL = 64
@@ -30,6 +32,12 @@ def left_half_mask(width: int, height: int) -> bytes:
     out = io.BytesIO()
     img.save(out, format="PNG")
     return out.getvalue()
+
+
+def edited(rgb: tuple[int, ...], prompt: str, index: int) -> tuple[int, ...]:
+    """The emulator's edit of a pixel: the instruction's colour for result ``index`` blended in."""
+    tint = colour_for(prompt, seed_for(prompt) + index - 1)
+    return tuple(round(a * (1 - EDIT_STRENGTH) + b * EDIT_STRENGTH) for a, b in zip(rgb, tint, strict=True))
 
 
 def decode(data: bytes) -> Image.Image:
@@ -123,29 +131,34 @@ async def test_edit_image_menu_edits_the_picture_into_a_grid_with_buttons(bot_en
     assert call.form is not None
     assert call.form["prompt"] == "make it purple" and call.form["n"] == "2"
     assert call.form["image"]["content_type"] == "image/png" and "mask" not in call.form
-    # the edited picture depends on the input: recoloured, not the green that was sent
-    grid = decode(msg.attachments[0].data)
-    assert not close_to(grid.getpixel((64, 64)), GREEN)
 
     # charged as images, per result
     assert await images_used(env) == (2, 0)
 
-    # U2: result 2 alone, no new gateway call, nothing charged
+    # U2: result 2 alone — the green picture that was sent, edited with result 2's colour; no new
+    # gateway call, nothing charged
     labels = buttons(msg)
     u2 = await emu.press_button(msg.id, labels["U2"])
     await u2.wait_final(posted_file, timeout=15)
     single = posted_file(u2)
     assert "Image 2 of 2" in single.content
-    assert decode(single.attachments[0].data).size == (256, 256)
+    image2 = decode(single.attachments[0].data)
+    assert image2.size == (256, 256)
+    assert close_to(image2.getpixel((128, 128)), edited(GREEN, "make it purple", 2)), image2.getpixel((128, 128))
     assert len(edit_calls(env.gateway)) == 1 and await images_used(env) == (2, 0)
 
-    # V1: the same instruction on result 1 — a new edit of that picture, charged again
+    # V1: the same instruction on result 1 — the gateway edits result 1 (not the first picture), charged again
     v1 = await emu.press_button(msg.id, labels["V1"])
     again = await v1.wait_final(has_result, timeout=30)
-    assert again is not None and again.id != msg.id
+    assert again is not None and again.id != msg.id and "make it purple" in again.content
     first, second = edit_calls(env.gateway)
-    assert second.form["prompt"] == "make it purple" and second.form["image"]["content_type"] == "image/png"
+    assert second.form["prompt"] == "make it purple" and second.form["n"] == "2"
+    assert second.form["image"]["content_type"] == "image/png"
     assert await images_used(env) == (4, 0)
+    u1 = await emu.press_button(again.id, buttons(again)["U1"])
+    await u1.wait_final(posted_file, timeout=15)
+    twice = decode(posted_file(u1).attachments[0].data).getpixel((128, 128))
+    assert close_to(twice, edited(edited(GREEN, "make it purple", 1), "make it purple", 1)), twice
 
 
 @pytest.mark.gateway_profile("openai")
@@ -184,7 +197,7 @@ async def test_imagine_edit_with_a_mask_changes_only_the_transparent_part(bot_en
     assert call.form["image"]["content_type"] == "image/png" and call.form["mask"]["content_type"] == "image/png"
     result = decode(msg.attachments[0].data)
     assert close_to(result.getpixel((result.width - 10, result.height // 2)), GREEN), "opaque mask: kept"
-    assert not close_to(result.getpixel((10, result.height // 2)), GREEN), "transparent mask: edited"
+    assert close_to(result.getpixel((10, result.height // 2)), edited(GREEN, "paint it blue", 1)), "transparent: edited"
     assert await images_used(env) == (1, 0)
 
 
