@@ -21,7 +21,8 @@ from gateway_client import ModelInfo, ModelKind
 
 log = logging.getLogger(__name__)
 
-__all__ = ["CHAT_KINDS", "VISION_KINDS", "IMAGE_KINDS", "autocomplete_for", "filter_models", "model_choices"]
+__all__ = ["CHAT_KINDS", "VISION_KINDS", "IMAGE_KINDS", "autocomplete_for", "filter_models", "media_autocomplete",
+           "model_choices"]
 
 CHAT_KINDS: tuple[ModelKind, ...] = (ModelKind.CHAT, ModelKind.VISION)
 VISION_KINDS: tuple[ModelKind, ...] = (ModelKind.VISION,)
@@ -95,3 +96,21 @@ def autocomplete_for(
         return await model_choices(interaction.client.gateway, current, kinds=kinds)  # type: ignore[attr-defined]
 
     return complete
+
+
+def media_autocomplete(
+    kind: str,
+) -> Callable[[discord.Interaction, str], Coroutine[Any, Any, list[app_commands.Choice[str]]]]:
+    """``@app_commands.autocomplete(model=media_autocomplete("music"))`` for a media-job kind ("image",
+    "edit", "video", "music"): the gateway's models of that kind, through ``bot.media_jobs.model_choices``."""
+
+    async def callback(interaction: discord.Interaction, current: str) -> list[app_commands.Choice[str]]:
+        service = getattr(interaction.client, "media_jobs", None)
+        matches: list[str] = await service.model_choices(kind, current) if service is not None else []
+        return [
+            app_commands.Choice(name=m[: limits.CHOICE_NAME], value=m)
+            for m in matches
+            if len(m) <= limits.CHOICE_VALUE
+        ][: limits.AUTOCOMPLETE_CHOICES]
+
+    return callback

@@ -1,12 +1,12 @@
-"""/imagine create, /imagine edit, "Edit image" and their buttons: Discord input → ``bot.image_jobs`` (the
-image job service) → replies.
+"""/imagine create, /imagine edit and "Edit image": Discord input → ``bot.media_jobs`` (the media-job
+service) → replies.
 
 The service runs the job (budget, queue, gateway, progress, grid, recovery after a restart); this
-cog turns the command's options and button presses into service calls and refusals into ephemeral
-replies, and posts what a U button or a delete asks for. Edits (``/imagine edit`` and the "Edit image"
-message command, whose modal asks for the instruction) exist only when the gateway offers them; the
-picture is taken in by bot/media/edit_source.py after a public deferral (downloading it may take longer
-than Discord's 3 s), so a refusal then replaces the "thinking…" message with a private one.
+cog turns the commands' options into service calls and refusals into ephemeral replies. The job's
+buttons are answered by cogs/media_buttons.py. Edits (``/imagine edit`` and the "Edit image" message
+command, whose modal asks for the instruction) exist only when the gateway offers them; the picture is
+taken in by bot/media/edit_source.py after a public deferral (downloading it may take longer than
+Discord's 3 s), so a refusal then replaces the "thinking…" message with a private one.
 """
 
 from __future__ import annotations
@@ -21,7 +21,6 @@ from discord import app_commands
 from discord.ext import commands
 
 from bot.app.factory import GatecordBot
-from bot.media.buttons import ImagineButton
 from bot.media.edit_source import (
     EditIntake,
     EditOptions,
@@ -30,15 +29,11 @@ from bot.media.edit_source import (
     edit_source_from_attachments,
     edit_source_from_message,
 )
-from bot.media.grid import ImageTooLarge
-from bot.media.jobs import ImageJob
 from bot.media.options import MAX_COUNT, ImagineOptions, OptionError
-from bot.media.presenter import upload_limit
 from bot.rendering import limits as discord_limits
-from bot.rendering.errors import describe_error, user_error_message
-from bot.rendering.replies import ERROR_PREFIX, NO_MENTIONS, InteractionTarget, reply_privately
+from bot.rendering.errors import user_error_message
+from bot.rendering.replies import ERROR_PREFIX, InteractionTarget, reply_privately
 from bot.rendering.user_facing import UserFacingError
-from gateway_client import GatewayError
 
 log = logging.getLogger(__name__)
 
@@ -57,23 +52,17 @@ class Imagine(commands.Cog):
 
     def __init__(self, bot: GatecordBot) -> None:
         self.bot = bot
-        self.service = bot.image_jobs
-        self.edits = bot.gateway.profile.supports("image_edits")
+        self.service = bot.media_jobs
+        self.edits = self.service.supports("edit")
         self.edit_menu = app_commands.ContextMenu(name=EDIT_IMAGE, callback=self.edit_image_menu)
         if self.edits:
             self.imagine.add_command(edit_command(self))
 
     async def cog_load(self) -> None:
-        self.bot.add_dynamic_items(ImagineButton)
-        self.service.buttons = self
         if self.edits:
             self.bot.tree.add_command(self.edit_menu)
 
     async def cog_unload(self) -> None:
-        """Jobs keep running in the service; only the buttons stop answering until the cog is back."""
-        self.bot.remove_dynamic_items(ImagineButton)
-        if self.service.buttons is self:
-            self.service.buttons = None
         if self.edits:
             self.bot.tree.remove_command(self.edit_menu.name, type=self.edit_menu.type)
 
@@ -118,10 +107,10 @@ class Imagine(commands.Cog):
     async def _model_autocomplete(
         self, interaction: discord.Interaction, current: str
     ) -> list[app_commands.Choice[str]]:
-        return await self.model_choices(current)
+        return await self.model_choices("image", current)
 
-    async def model_choices(self, current: str) -> list[app_commands.Choice[str]]:
-        matches = await self.service.model_choices(current)
+    async def model_choices(self, kind: str, current: str) -> list[app_commands.Choice[str]]:
+        matches = await self.service.model_choices(kind, current)
         return [
             app_commands.Choice(name=m[: discord_limits.CHOICE_NAME], value=m)
             for m in matches
@@ -163,47 +152,6 @@ class Imagine(commands.Cog):
         except Exception as exc:  # the deferral must not stay "thinking…": say what failed, privately
             await InteractionTarget(interaction).refuse(ERROR_PREFIX + user_error_message(exc))
 
-    # -- buttons (ImagineButton routes presses here through the service) ----------------------------
-
-    async def handle_button(
-        self, interaction: discord.Interaction, action: str, job_id: int, index: int | None
-    ) -> None:
-        try:
-            job = await self.service.job(job_id)
-            if action == "u":
-                await self._upscale(interaction, job, index or 1)
-            elif action == "delete":
-                await self._delete(interaction, job)
-            else:
-                await self.service.regenerate(interaction, job, action, index)
-        except GatewayError as exc:  # the stored options no longer pass the gateway's rules
-            await reply_privately(interaction, await describe_error(exc))
-        except UserFacingError as exc:
-            await reply_privately(interaction, exc.user_message())
-
-    async def _upscale(self, interaction: discord.Interaction, job: ImageJob, index: int) -> None:
-        """Image ``index`` alone at full size (downscaled/re-encoded only when over the upload limit)."""
-        found = await self.service.stored_image(job, index)
-        await interaction.response.defer(thinking=True)
-        try:
-            content, file = await self.service.single_image(job, found, upload_limit(interaction))
-        except (ImageTooLarge, ValueError) as exc:
-            await interaction.followup.send(f"Image {index} could not be prepared for upload: {exc}.",
-                                            allowed_mentions=NO_MENTIONS)
-            return
-        await interaction.followup.send(content, file=file, allowed_mentions=NO_MENTIONS)
-
-    async def _delete(self, interaction: discord.Interaction, job: ImageJob) -> None:
-        self.service.check_delete(job, interaction.user.id, interaction.permissions)
-        await interaction.response.defer()
-        await self.service.delete(job)
-        try:
-            await interaction.delete_original_response()
-        except discord.NotFound:
-            pass
-
-
-
 
 def _parent_id(interaction: discord.Interaction) -> int | None:
     channel = interaction.channel
@@ -225,7 +173,7 @@ def edit_command(cog: Imagine) -> app_commands.Command[Any, Any, None]:
         await cog.edit(interaction, image, mask, EditOptions(prompt=prompt, model=model, count=count, size=size))
 
     async def model(interaction: discord.Interaction, current: str) -> list[app_commands.Choice[str]]:
-        return await cog.model_choices(current)
+        return await cog.model_choices("edit", current)
 
     edit = app_commands.describe(
         image="The picture to edit (PNG, JPEG, WebP, still GIF or BMP)",

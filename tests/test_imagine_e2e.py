@@ -12,6 +12,7 @@ from PIL import Image
 
 from sandbox.gateways.images import colour_for
 from tests.e2e import BotEnv, start_bot
+from tests.waiting import store_writes
 
 FLUX_FREE = "black-forest-labs/FLUX.1-schnell-Free"
 NO_MENTIONS = {"parse": []}
@@ -249,16 +250,54 @@ async def test_per_user_limit_and_queue_position(bot_env: Any) -> None:
     assert len(image_calls(env.gateway)) == 2
 
 
+def replies_to(emu: Any, message_id: int) -> list[Any]:
+    """The bot's channel messages replying to ``message_id`` (not deleted)."""
+    return [m for m in emu.messages.values()
+            if m.author_id == emu.bot_user_id and not m.deleted
+            and str((m.message_reference or {}).get("message_id")) == str(message_id)]
+
+
 @pytest.mark.gateway_profile("digicord")
-async def test_result_arrives_after_the_interaction_token_expired(bot_env: Any) -> None:
+async def test_result_arrives_after_the_interaction_token_expired(
+    bot_env: Any, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Past the token's 15 minutes the job finishes in the channel: one reply to the command's message,
+    pinging the requester only; the job's row (and so its buttons and recovery) follows it."""
     env, emu = bot_env, bot_env.discord
-    emu.interaction_token_ttl = 1.0
-    env.gateway.faults.slow_next(delay=1.5, path="images/flux/generations")
+    writes = store_writes(monkeypatch)
+    env.gateway.faults.slow_next(delay=2.5, path="images/flux/generations")
     rec = await imagine(env, {"count": 2, "seed": 5})
-    msg = await rec.wait_final(has_result, timeout=20)
-    assert msg is not None and "seeds 5, 6" in msg.content
-    channel_edits = emu.requests_to(f"/channels/{emu.channel_id}/messages/{msg.id}", "PATCH")
-    assert channel_edits and channel_edits[-1].status == 200
+    await rec.wait_acked()
+    emu.expire_interaction(rec)  # Discord now refuses the interaction's webhook (401 / 50027)
+    command_message = rec.original
+    assert command_message is not None
+
+    result = await emu.wait_for(
+        lambda: next((m for m in replies_to(emu, command_message.id) if m.attachments), None), timeout=20)
+    assert result is not None and "seeds 5, 6" in result.content
+    alice = emu.users["alice"].id
+    assert result.mention_ids == [alice]
+    assert result.allowed_mentions is not None and [int(u) for u in result.allowed_mentions.get("users", [])] == [alice]
+    assert not result.allowed_mentions.get("parse") and not result.allowed_mentions.get("replied_user")
+    labels = buttons(result)
+    assert list(labels) == ["U1", "U2", "V1", "V2", "Re-roll", "Delete"]
+    # one message carries on: the progress reply (if a tick made one) is removed once the result is up
+    await emu.wait_for(lambda: len(replies_to(emu, command_message.id)) == 1 or None, timeout=10)
+    await emu.wait_for(lambda: "Continued in a reply below" in command_message.content or None, timeout=10)
+    assert not command_message.components
+
+    async def row() -> Any:
+        job = await env.bot.store.fetchone("SELECT message_id, status FROM media_jobs")
+        return job if job["status"] == "done" else None
+
+    job = await writes.wait_until(row, what="the job done")
+    assert job["message_id"] == result.id
+
+    # the buttons of the reply work as anywhere
+    u2 = await emu.press_button(result.id, labels["U2"])
+    await u2.wait_final(posted_file, timeout=20)
+    img = decode(posted_file(u2).attachments[0].data)
+    assert close_to(img.getpixel((img.width // 2, img.height // 2)), colour_for("a red fox", 6))
 
 
 @pytest.mark.gateway_profile("aiproxy")
@@ -308,7 +347,7 @@ async def test_buttons_work_after_a_restart(bot_env: Any) -> None:
     edits_before = msg.edit_count
     # the job marks itself done just after that edit: let it finish first, then set the row back
     # as if the bot had stopped after storing the images but before posting them
-    assert (await env.bot.image_jobs.drain(10)).cancelled == 0
+    assert (await env.bot.media_jobs.drain(10)).cancelled == 0
     await env.bot.store.execute("UPDATE media_jobs SET status = 'generated'")
 
     await env.running.stop()
@@ -451,7 +490,7 @@ async def test_on_postgresql_buttons_are_served_by_the_next_process_from_the_dat
     assert await env.bot.store.fetchval("SELECT COUNT(*) FROM media_files WHERE data IS NOT NULL") == 4
     edits_before = msg.edit_count
     # as if the process had stopped after storing the images but before posting them (once the job is done)
-    assert (await env.bot.image_jobs.drain(10)).cancelled == 0
+    assert (await env.bot.media_jobs.drain(10)).cancelled == 0
     await env.bot.store.execute("UPDATE media_jobs SET status = 'generated'")
 
     await env.restart()  # another process: it has none of the first one's files or memory

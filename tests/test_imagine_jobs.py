@@ -22,7 +22,7 @@ from bot.media.jobs import (
     images_dir_for,
     media_location,
 )
-from bot.media.service import ImageJobService
+from bot.media.service import MediaJobService
 from bot.storage.store import Store
 
 PARAMS = JobParams(prompt="a red fox", model="flux", count=2, width=512, height=512, steps=4, seed=42)
@@ -176,8 +176,8 @@ async def test_an_upscale_is_served_by_a_process_that_did_not_make_the_job(
     if shared_dir:
         storage["media_dir"] = str(tmp_path / "shared")
     settings = Settings(storage=storage)
-    maker = ImageJobService(settings, store, None, None, None, None)  # type: ignore[arg-type]
-    server = ImageJobService(settings, other_store, None, None, None, None)  # type: ignore[arg-type]
+    maker = MediaJobService(settings, store, None, None, None, None)  # type: ignore[arg-type]
+    server = MediaJobService(settings, other_store, None, None, None, None)  # type: ignore[arg-type]
     assert maker.jobs.owner != server.jobs.owner
     assert (maker.jobs.media_dir is None) == (store.url is not None and not shared_dir)
     job = await maker.jobs.create(PARAMS, user_id=7, guild_id=1, channel_id=2, profile="digicord")

@@ -347,6 +347,60 @@ async def test_bot_voice_message_shows_its_waveform_and_duration(sandbox: Sandbo
     assert box["x"] >= 0 and box["x"] + box["width"] <= 390 and wave["width"] >= 48
 
 
+# -- video and music attachments ------------------------------------------------------------------
+
+async def test_bot_video_and_mp3_attachments_play_inline(sandbox: Sandbox, page: Any) -> None:
+    """A bot message with an MP4 and an MP3 (as /video and /music post them): the MP4 is an inline video
+    with controls that loads only its metadata, streams from the emulator's CDN and really plays; its name
+    and size show above it. The MP3 gets the audio card and player."""
+    import discord
+
+    from tests.media_samples import make_audio, make_mp4
+
+    assert sandbox.bot is not None
+    mp4 = make_mp4(320, 240, 2.0, noisy=False, faststart=True)
+    mp3 = make_audio("mp3", 3.0)
+    payload = {"content": "Here you go", "attachments": [{"id": "0", "filename": "clip.mp4"},
+                                                         {"id": "1", "filename": "song.mp3"}]}
+    route = discord.http.Route("POST", "/channels/{channel_id}/messages", channel_id=sandbox.discord.channel_id)
+    await sandbox.bot.http.request(route, form=[
+        {"name": "payload_json", "value": json.dumps(payload)},
+        {"name": "files[0]", "value": mp4, "filename": "clip.mp4", "content_type": "video/mp4"},
+        {"name": "files[1]", "value": mp3, "filename": "song.mp3", "content_type": "audio/mpeg"},
+    ])
+    (sent,) = [m for m in sandbox.discord.messages.values() if m.content == "Here you go"]
+    video_att, audio_att = sent.attachments
+
+    card = bot_messages(page).locator(".attachment-video")
+    await card.wait_for()
+    video = card.locator("video")
+    assert await video.get_attribute("src") == video_att.url  # the emulator's CDN URL
+    assert await video.get_attribute("preload") == "metadata"
+    assert await video.evaluate("v => v.controls")
+    assert await card.locator(".video-file a").inner_text() == "clip.mp4"
+    assert await card.locator(".size").inner_text() == f"{len(mp4) / 1024:.1f} KB"
+    handle = await video.element_handle()
+    await page.wait_for_function("v => v.readyState >= 1 && v.videoWidth === 320 && v.videoHeight === 240", arg=handle)
+    assert abs(await video.evaluate("v => v.duration") - 2.0) < 0.2
+    await video.evaluate("v => { v.muted = true; return v.play(); }")  # muted: no user gesture needed
+    await page.wait_for_function("v => !v.paused && v.currentTime > 0.3", arg=handle)
+    await video.evaluate("v => v.pause()")
+    assert not await card.evaluate("c => c.classList.contains('failed')")
+
+    audio_card = bot_messages(page).locator(".attachment-audio")
+    player = audio_card.locator(".audio-player")
+    await player.wait_for()
+    assert await audio_card.locator(".audio-file a").inner_text() == "song.mp3"
+    assert await player.locator("audio").get_attribute("src") == audio_att.url
+    player_handle = await player.element_handle()
+    await page.wait_for_function("p => p.querySelector('.audio-time').textContent === '0:03'", arg=player_handle)
+    await player.locator(".audio-play").click()
+    await page.wait_for_function(
+        "p => p.classList.contains('playing') && p.querySelector('audio').currentTime > 0.3", arg=player_handle)
+    await player.locator(".audio-play").click()
+    await page.wait_for_function("p => p.querySelector('audio').paused", arg=player_handle)
+
+
 async def test_unclosed_code_fence_shows_as_text_as_in_discord(sandbox: Sandbox, page: Any) -> None:
     """Discord shows a fence without its closing fence as text (backticks included): it does not swallow
     the rest of the message. A closed fence is still a code block."""

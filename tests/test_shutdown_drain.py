@@ -257,7 +257,7 @@ async def test_an_image_job_in_progress_is_delivered_while_new_imagine_and_visio
     assert look.ephemeral
 
     summary = await drain
-    assert "image jobs 1 finished, 0 cut off" in summary
+    assert "media jobs 1 finished, 0 cut off" in summary
     assert rec.original is not None and rec.original.attachments and rec.original.components  # the grid
     assert len(calls()) == 1  # the refused ones never reached the gateway
     assert await env.bot.store.fetchval("SELECT COUNT(*) FROM quota_reservations WHERE state = 'open'") == 0

@@ -73,6 +73,16 @@ def test_a_video_over_the_limit_is_reencoded_to_fit_at_the_same_size(clip: bytes
     assert len(fitted.data) >= 0.6 * limit, "the limit is there to be used: the quality was thrown away"
 
 
+def test_a_video_without_sound_stays_without_sound() -> None:
+    data = make_mp4(320, 240, 2.0, audio=False)
+    limit = len(data) // 4
+    fitted = fit_video_sync(data, limit)
+    info = media_info(fitted.data)
+    assert fitted.reencoded and len(fitted.data) <= limit
+    assert info["video_codec"] == "h264" and "audio_codec" not in info
+    assert abs(info["duration"] - 2.0) <= 0.2
+
+
 def test_a_low_bitrate_scales_the_picture_down_a_step() -> None:
     data = make_mp4(1280, 720, 2.0)
     # about 700 kbit/s of video: too few bits per pixel at 720 lines, enough at 480

@@ -30,7 +30,7 @@ from bot.app.web import WebServer
 from bot.budgets.service import BudgetService
 from bot.chat.service import ChatService
 from bot.guilds.config import GuildConfig
-from bot.media.service import ImageJobService
+from bot.media.service import MediaJobService
 from bot.relay.directory import CacheThenDirectoryScope, ChannelDirectory, DatabaseChannelScope
 from bot.relay.service import ClientChannelScope, RelayService
 from bot.rendering.errors import error_code
@@ -139,8 +139,9 @@ class GatecordBot(commands.AutoShardedBot):
         # budgets: one service (engine, reports, admin writes, prices, expiry sweep); codes as the ledger shows them
         self.quotas = BudgetService(self.store, settings, gateway=self.gateway, error_code=error_code)
         self.guild_config = GuildConfig(self.store, settings, self.gateway)
-        # /imagine jobs: queue, budget flow, progress, delivery, restart recovery (the cog only adapts Discord)
-        self.image_jobs = ImageJobService(settings, self.store, self.gateway, self.quotas, self.guild_config, self)
+        # media jobs (images, edits, video, music): queues, budget flow, progress, delivery, restart recovery
+        # (the cogs only adapt Discord)
+        self.media_jobs = MediaJobService(settings, self.store, self.gateway, self.quotas, self.guild_config, self)
         self.web.add_readiness_check("database", self._database_ready)
         self.web.add_readiness_check("discord", self._discord_ready)
         self.web.add_readiness_check("accepting", self._accepting_ready)
@@ -209,7 +210,7 @@ class GatecordBot(commands.AutoShardedBot):
         await self.relay.start()  # resumes undelivered posts from the outbox
         await self.gateway.start()
         await self.quotas.start()  # sweep of expired reservations, published prices
-        await self.image_jobs.start()  # jobs a previous run left: shown as failed/unknown, never resubmitted
+        await self.media_jobs.start()  # jobs a previous run left: unknown/failed (never resubmitted), or resumed
         self._cdn_http = aiohttp.ClientSession(timeout=aiohttp.ClientTimeout(total=60, sock_connect=10))
         await self.chat.start()
         for extension in discover_cogs():
@@ -256,13 +257,13 @@ class GatecordBot(commands.AutoShardedBot):
 
         At once: new turns, /vision and /imagine get "the bot is restarting", new relay posts 503
         (``/ready`` turns false). Then, side by side: answers in progress (their final edit included)
-        and image jobs run to the end, and the relay's in-flight deliveries finish; queued posts stay
+        and media jobs run to the end, and the relay's in-flight deliveries finish; queued posts stay
         in the outbox for the next start. Discord and the store stay open throughout.
         """
         if self._drain is None:
             seconds = self.settings.shutdown.drain_seconds if seconds is None else seconds
             self.chat.stop_accepting()  # before anything else can run: nothing new slips in
-            self.image_jobs.stop_accepting()
+            self.media_jobs.stop_accepting()
             self.relay.api.stop_accepting()
             log.info("draining: new turns, /imagine and relay posts are refused; work in progress gets up to %g s",
                      seconds)
@@ -280,11 +281,11 @@ class GatecordBot(commands.AutoShardedBot):
                 log.exception("relay: stopping the delivery worker failed")
 
         answers, jobs, _ = await asyncio.gather(
-            self.chat.drain(seconds), self.image_jobs.drain(seconds), flush_relay())
+            self.chat.drain(seconds), self.media_jobs.drain(seconds), flush_relay())
         left = await self.relay.outbox.counts() if self.store.is_open else {}
         summary = (
             f"drained in {loop.time() - began:.1f} s: answers {answers.finished} finished, {answers.cancelled} "
-            f"cut off; image jobs {jobs.finished} finished, {jobs.cancelled} cut off; relay: in-flight deliveries "
+            f"cut off; media jobs {jobs.finished} finished, {jobs.cancelled} cut off; relay: in-flight deliveries "
             f"done, {left.get('queued', 0)} queued and {left.get('sending', 0)} interrupted post(s) kept for the "
             "next start"
         )
@@ -297,7 +298,7 @@ class GatecordBot(commands.AutoShardedBot):
                 await self.drain()
         except Exception:
             log.exception("draining before closing failed")
-        await self.image_jobs.close()  # whatever is left (the start-up recovery notices)
+        await self.media_jobs.close()  # whatever is left (the start-up recovery notices)
         try:
             await self.relay.stop()  # a no-op once drained
         except Exception:

@@ -271,6 +271,21 @@ class ImagineSettings(_Section):
     max_concurrency: int = Field(2, gt=0)  # generations in flight at once (bot-wide); others wait in a queue
 
 
+class MediaSettings(_Section):
+    """Long-running media jobs (video, music): their own queue and per-member limit, video polling and
+    downloads, and the durations members may ask for."""
+
+    max_concurrency: int = Field(4, gt=0)  # video and music jobs in flight at once (a video holds its slot)
+    max_concurrent_per_user: int = Field(2, gt=0)  # video + music jobs one member may have waiting or running
+    poll_interval_seconds: float = Field(2.0, gt=0)  # first wait between two video status polls
+    poll_max_interval_seconds: float = Field(15.0, gt=0)  # the wait grows ×1.5 up to this
+    video_timeout_seconds: float = Field(3600.0, gt=0)  # a video not finished by then fails (its hold lives as long)
+    max_download_bytes: int = Field(256 * 1024 * 1024, gt=0)  # cap for downloading a result by its URL
+    default_video_seconds: int = Field(5, gt=0)
+    default_music_seconds: int = Field(30, gt=0)
+    max_music_seconds: int = Field(180, gt=0)
+
+
 class VoiceSettings(_Section):
     """Voice messages: what is transcribed (limits checked before anything is downloaded, sent or charged)
     and the audio format asked of the gateway when speaking (whatever it returns becomes Ogg/Opus)."""
@@ -359,6 +374,7 @@ class Settings(BaseSettings):
     chat: ChatSettings = Field(default_factory=ChatSettings)
     vision: VisionSettings = Field(default_factory=VisionSettings)
     imagine: ImagineSettings = Field(default_factory=ImagineSettings)
+    media: MediaSettings = Field(default_factory=MediaSettings)
     voice: VoiceSettings = Field(default_factory=VoiceSettings)
     quotas: QuotaDefaults = Field(default_factory=QuotaDefaults)
     relay: RelaySettings = Field(default_factory=RelaySettings)

@@ -1,9 +1,11 @@
-"""Restart-proof /imagine buttons: the ``custom_id`` carries the action, the job id and the image index.
+"""Restart-proof media-job buttons: the ``custom_id`` carries the action, the job id and the image index.
 
 ``ImagineButton`` is a discord.py ``DynamicItem`` registered with ``bot.add_dynamic_items``; any
 message carrying one of these ids works after a restart because everything else (parameters, seed,
-stored images) is looked up in SQLite by job id. A press goes to the handler the /imagine cog
-attached to the image job service (``bot.image_jobs.buttons``); bot/ never imports the cog.
+stored files) is looked up in the database by job id. The ids keep their ``img:`` prefix for every
+kind (old buttons keep working). A press goes to the handler the media buttons cog attached to the
+media-job service (``bot.media_jobs.buttons``), which routes it by the job's kind; bot/ never
+imports the cog.
 """
 
 from __future__ import annotations
@@ -16,8 +18,8 @@ import discord
 from bot.rendering import limits as discord_limits
 from bot.rendering.replies import NO_MENTIONS
 
-ACTIONS = ("u", "v", "reroll", "delete", "retry")
-TEMPLATE = r"img:(?P<action>u|v|reroll|delete|retry):(?P<job>[0-9]{1,19})(?::(?P<index>[1-9]))?"
+ACTIONS = ("u", "v", "reroll", "delete", "retry", "cancel")
+TEMPLATE = r"img:(?P<action>u|v|reroll|delete|retry|cancel):(?P<job>[0-9]{1,19})(?::(?P<index>[1-9]))?"
 
 
 class ButtonHandler(Protocol):
@@ -53,11 +55,11 @@ class ImagineButton(discord.ui.DynamicItem[discord.ui.Button], template=TEMPLATE
         return cls(match["action"], int(match["job"]), int(index) if index else None)
 
     async def callback(self, interaction: discord.Interaction) -> None:
-        service = getattr(interaction.client, "image_jobs", None)
+        service = getattr(interaction.client, "media_jobs", None)
         handler: ButtonHandler | None = getattr(service, "buttons", None)
         if handler is None:
             await interaction.response.send_message(
-                "Image generation is not available right now.", ephemeral=True,
+                "Media generation is not available right now.", ephemeral=True,
                 allowed_mentions=NO_MENTIONS,
             )
             return
@@ -84,4 +86,27 @@ def retry_view(job_id: int, *, with_delete: bool = True) -> discord.ui.View:
     if with_delete:
         view.add_item(ImagineButton("delete", job_id, label="Delete", emoji="🗑️", style=discord.ButtonStyle.danger,
                                     row=0))
+    return view
+
+
+def reroll_button(job_id: int, *, row: int = 0) -> ImagineButton:
+    return ImagineButton("reroll", job_id, label="Re-roll", emoji="🔄", style=discord.ButtonStyle.primary, row=row)
+
+
+def delete_button(job_id: int, *, row: int = 0) -> ImagineButton:
+    return ImagineButton("delete", job_id, label="Delete", emoji="🗑️", style=discord.ButtonStyle.danger, row=row)
+
+
+def cancel_view(job_id: int) -> discord.ui.View:
+    """While a long job runs: Cancel (the requester or an admin)."""
+    view = discord.ui.View(timeout=None)
+    view.add_item(ImagineButton("cancel", job_id, label="Cancel", emoji="✖️", style=discord.ButtonStyle.danger, row=0))
+    return view
+
+
+def reroll_view(job_id: int) -> discord.ui.View:
+    """Under a result that has no U/V (music, video): Re-roll and Delete."""
+    view = discord.ui.View(timeout=None)
+    view.add_item(reroll_button(job_id))
+    view.add_item(delete_button(job_id))
     return view

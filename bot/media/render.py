@@ -1,4 +1,4 @@
-"""Text of the /imagine messages: progress, result, failure. Pure functions, no Discord calls.
+"""Text of the media-job messages: progress, result, failure, cancellation. Pure functions, no Discord calls.
 
 The prompt is member text: it is markdown-escaped and trimmed, and every message that carries it is
 sent with ``allowed_mentions`` none by the caller.
@@ -48,10 +48,10 @@ def format_seconds(seconds: float) -> str:
 
 def render_progress(
     *, prompt: str, model: str, count: int, elapsed: float, expected: float, queue_position: int,
-    job_id: int,
+    job_id: int, icon: str = "🎨", what: str = "image",
 ) -> str:
     """The progress message: waiting in line (with position) or generating (bar + elapsed)."""
-    head = f"🎨 **{quote_prompt(prompt)}**\n{_plural(count, 'image')} · `{model}` · job #{job_id}\n"
+    head = f"{icon} **{quote_prompt(prompt)}**\n{_plural(count, what)} · `{model}` · job #{job_id}\n"
     if queue_position > 0:
         line = f"⏳ Waiting in the queue — position {queue_position} · {format_seconds(elapsed)}"
     else:
@@ -82,6 +82,41 @@ def render_result(
 def render_failure(*, prompt: str, job_id: int, reason: str, refunded: bool = True) -> str:
     tail = " Nothing was charged." if refunded else ""
     return _fit(f"⚠️ **{quote_prompt(prompt)}**\nJob #{job_id} failed: {reason}{tail}")
+
+
+def render_cancelled(*, prompt: str, job_id: int, by: int, charged: str) -> str:
+    """``charged``: what the gateway billed before it stopped, worded (empty: nothing)."""
+    tail = f"Charged: {charged}." if charged else "Nothing was charged."
+    return _fit(f"🛑 **{quote_prompt(prompt)}**\nJob #{job_id} was cancelled by <@{by}>. {tail}")
+
+
+def render_waiting(*, queue_position: int, elapsed: float) -> str:
+    return f"⏳ Waiting in the queue — position {queue_position} · {format_seconds(elapsed)}"
+
+
+def render_music_progress(
+    *, prompt: str, model: str, seconds: int | None, elapsed: float, queue_position: int, job_id: int,
+) -> str:
+    length = f"{seconds} s of music" if seconds else "music"
+    head = f"🎵 **{quote_prompt(prompt)}**\n{length} · `{model}` · job #{job_id}\n"
+    if queue_position > 0:
+        line = render_waiting(queue_position=queue_position, elapsed=elapsed)
+    else:
+        line = f"🎼 composing · {format_seconds(elapsed)}"
+    return _fit(head + line)
+
+
+def render_music_result(
+    *, prompt: str, model: str, seconds: float | None, user_id: int, job_id: int, elapsed: float,
+    notes: Sequence[str] = (),
+) -> str:
+    length = f"{format_seconds(math.ceil(seconds))} · " if seconds else ""
+    lines = [
+        f"🎵 **{quote_prompt(prompt)}**",
+        f"{length}`{model}` · job #{job_id} · made in {format_seconds(elapsed)} · for <@{user_id}>",
+    ]
+    lines.extend(f"-# {n}" for n in notes)
+    return _fit("\n".join(lines))
 
 
 def render_unknown(*, prompt: str, job_id: int) -> str:

@@ -1,45 +1,53 @@
-"""``ImageJobService``: the /imagine use case, built once by the factory as ``bot.image_jobs``.
+"""``MediaJobService``: every kind of media job (image, edit, video, music), built once by the factory
+as ``bot.media_jobs``. What differs by kind lives in its runner (bot/media/kinds.py).
 
-Life of a job: options validated (nothing reserved yet) → job row ``pending`` (per-member limit,
-atomic) → budget reserved → progress message shown as the interaction's response → FIFO queue slot
-→ ``running`` → paid gateway call → images stored (``generated``) → charged per image delivered →
-grid posted with buttons (``done``). The reservation is guarded by the one budget flow
-(``async with hold``): a failure or a cancellation releases it, and the member is told why. A job
-found ``running`` at start-up is shown as unknown with a Retry button — never resubmitted on its
-own. Buttons (U/V/re-roll/retry/delete) act on jobs by id, so they work after a restart and on any
-process (the images are in the database or a shared directory: bot/media/jobs.py). With many
-processes, each renews a lease on the jobs it works on; a job is recovered (by whichever process
-sweeps next) only once its process is gone: its lease given up at a clean stop, or run out.
-On shutdown the service stops taking jobs ("restarting"), lets the jobs in progress finish for a
-bounded time, then cancels the rest (their holds released; a cut-off paid call shows as unknown).
+Life of a job: options validated (nothing reserved yet) → job row ``pending`` with its sources
+(per-member limit, atomic) → budget reserved (long kinds: a hold that outlives the default TTL; its id
+kept on the row) → progress message shown as the interaction's response → FIFO queue slot (images
+and edits share ``[imagine] max_concurrency``, video and music ``[media] max_concurrency``; the
+position is shown) → ``running`` → the runner's paid work → files stored (``generated``) → hold
+settled with what was produced → the runner shows the result (``done``). A failure releases the hold
+and tells the member why; a member's cancel settles what the gateway billed (nothing: released).
+
+After a restart (or when a lease sweep finds a dead process's jobs): ``running`` → unknown with a
+Retry button (never resubmitted on its own), ``generated`` → posted, ``submitted`` → the runner
+resumes polling (never a new POST) with the hold reopened — or, when it is gone, charged afterwards
+(``charge_after``). With many processes, each renews a lease on the jobs it works on; a job is
+recovered only once its process is gone. On shutdown the service stops taking jobs ("restarting"),
+lets the jobs in progress finish for a bounded time, then cancels the rest (a submitted job keeps its
+hold for the next start; the others' holds are released; a cut-off paid call shows as unknown).
 """
 
 from __future__ import annotations
 
 import asyncio
+import importlib
 import logging
 import time
 from collections.abc import Callable, Coroutine
-from dataclasses import dataclass, field
+from dataclasses import dataclass, replace
 from typing import TYPE_CHECKING, Any
 
 import discord
 
 from bot.app.draining import Drained, Restarting, drain_tasks
 from bot.budgets.engine import Reservation
-from bot.budgets.rules import BudgetExceeded, Feature, Requester
+from bot.budgets.rules import BudgetExceeded, Requester
 from bot.media.buttons import ButtonHandler, retry_view
-from bot.media.jobs import ImageJob, ImageToStore, JobParams, JobStore, StoredImage, media_location
-from bot.media.options import ImagineOptions, OptionError, build_request, new_seed
+from bot.media.image_kind import EditRunner, EditSourceLike, ImageRunner
+from bot.media.jobs import ACTIVE_STATUSES, JobStore, MediaJob, StoredFile, media_location
+from bot.media.kinds import JobRun, KindContext, KindRunner, MediaRequest, Produced, RequestBuilder
+from bot.media.music_kind import MusicRunner
+from bot.media.options import ImagineOptions, OptionError
 from bot.media.presenter import JobPresenter, upload_limit
 from bot.media.progress import JobMessage
 from bot.media.queue import FairQueue, Ticket
-from bot.media.render import render_failure, render_progress
+from bot.media.render import render_failure
 from bot.rendering.errors import describe_error, error_code
 from bot.rendering.user_facing import UserFacingError
 from bot.storage.errors import StorageError
 from bot.storage.store import Store
-from gateway_client import GatewayError, ImageRequest, ImageResult, ModelKind, Unsupported
+from gateway_client import CallMeta, GatewayError, ModelKind, Unsupported
 
 if TYPE_CHECKING:
     from bot.app.settings import Settings
@@ -47,20 +55,44 @@ if TYPE_CHECKING:
     from bot.guilds.config import GuildConfig
     from gateway_client import GatewayClient
 
-__all__ = ["ImageJobService", "ImagesUnsupported", "JobGone", "ImageNotStored", "NotJobOwner", "JobStillRunning"]
+__all__ = [
+    "ImagesUnsupported", "ImageNotStored", "JobGone", "JobNotRunning", "JobStillRunning", "KindUnsupported",
+    "MediaJobService", "NotJobOwner",
+]
 
 log = logging.getLogger(__name__)
 
 MODEL_CACHE_SECONDS = 300.0
 AUTOCOMPLETE_TIMEOUT = 2.0
 MODEL_CHECK_TIMEOUT = 1.5
-DEFAULT_EXPECTED_SECONDS = 8.0
 ORIGINS = {"v": "variation", "reroll": "reroll", "retry": "retry"}
 RECOVERY_LOCK = "imagine-recovery"  # one process at a time settles what dead processes left
+#: the profile capability each kind needs
+CAPABILITY = {"image": "images", "edit": "image_edits", "video": "videos", "music": "music"}
+#: which queue (and which per-member limit) a kind takes
+IMAGE_KINDS = ("image", "edit")
+MEDIA_KINDS = ("video", "music")
+#: the gateway's model-list kind, for errors that name the models to pick from
+MODEL_KINDS = {"image": "image", "edit": "image", "video": "video", "music": "music"}
+NOUNS = {"image": "images", "edit": "image edits", "video": "video", "music": "music"}
 
 
-class ImagesUnsupported(UserFacingError):
+class KindUnsupported(UserFacingError):
+    code = "kind_unsupported"
+
+    def __init__(self, kind: str) -> None:
+        super().__init__(f"the gateway does not offer {kind}")
+        self.kind = kind
+
+    def user_message(self) -> str:
+        return f"This bot's AI gateway does not make {NOUNS.get(self.kind, self.kind)}."
+
+
+class ImagesUnsupported(KindUnsupported):
     code = "images_unsupported"
+
+    def __init__(self) -> None:
+        super().__init__("image")
 
     def user_message(self) -> str:
         return "This bot's AI gateway does not generate images."
@@ -70,7 +102,7 @@ class JobGone(UserFacingError):
     code = "job_gone"
 
     def user_message(self) -> str:
-        return "This image job no longer exists."
+        return "This job no longer exists."
 
 
 class ImageNotStored(UserFacingError):
@@ -83,7 +115,13 @@ class ImageNotStored(UserFacingError):
 class NotJobOwner(UserFacingError):
     code = "not_job_owner"
 
+    def __init__(self, action: str = "delete") -> None:
+        super().__init__(f"only the requester or an admin may {action} this job")
+        self.action = action
+
     def user_message(self) -> str:
+        if self.action == "cancel":
+            return "Only the member who asked for this job, or a server admin, can cancel it."
         return "Only the member who asked for these images, or a server admin, can delete them."
 
 
@@ -94,41 +132,75 @@ class JobStillRunning(UserFacingError):
         return "This job is still generating; delete it when it has finished."
 
 
-@dataclass
-class _Run:
-    """One job being worked on in this process."""
+class JobNotRunning(UserFacingError):
+    code = "job_not_running"
 
-    job: ImageJob
-    request: ImageRequest
-    hold: Reservation
-    upload_limit: int
-    message: JobMessage | None = None
-    started: float = field(default_factory=time.monotonic)
+    def user_message(self) -> str:
+        return "This job is no longer running, so there is nothing to cancel."
+
+
+@dataclass(eq=False)
+class _Active:
+    """A job this process works on: its run, its task, its queue ticket."""
+
+    run: JobRun
+    runner: KindRunner
+    task: asyncio.Task[None] | None = None
     ticket: Ticket | None = None
+    finishing: bool = False  # produced: storing, settling, showing (no longer cancellable)
+    cancelled: bool = False  # a member cancelled it (the cancel owns the hold and the message)
 
 
-class ImageJobService:
+def is_moderator(permissions: discord.Permissions) -> bool:
+    return permissions.administrator or permissions.manage_messages or permissions.manage_guild
+
+
+class MediaJobService:
     def __init__(
         self, settings: Settings, store: Store, gateway: GatewayClient, quotas: BudgetService,
         guild_config: GuildConfig | None, client: discord.Client, *, clock: Callable[[], float] = time.monotonic,
     ) -> None:
         self.settings = settings.imagine
+        self.media = settings.media
+        self._default_ttl = float(settings.quotas.reservation_ttl_seconds)
         self.profile = settings.gateway.profile
         self.gateway = gateway
         self.quotas = quotas
         self.guild_config = guild_config
         self.client = client
         self.jobs = JobStore(store, media_location(settings.storage))
-        self.queue = FairQueue(self.settings.max_concurrency)
+        self.queues = {"imagine": FairQueue(self.settings.max_concurrency),
+                       "media": FairQueue(self.media.max_concurrency)}
         self.presenter = JobPresenter(client)
-        #: who handles button presses (the /imagine cog attaches itself); None: "not available"
+        #: who handles button presses (the media buttons cog attaches itself); None: "not available"
         self.buttons: ButtonHandler | None = None
         self._clock = clock
+        ctx = KindContext(settings=settings, gateway=gateway, jobs=self.jobs, client=client,
+                          presenter=self.presenter, clock=clock)
+        self.runners: dict[str, KindRunner] = {r.kind: r for r in _build_runners(ctx)}
         self._tasks: set[asyncio.Task[Any]] = set()
         self._jobs: set[asyncio.Task[Any]] = set()  # the jobs being worked on (what a drain waits for)
+        self._active: dict[int, _Active] = {}
         self._accepting = True
-        self._expected: dict[str, float] = {}
-        self._models: tuple[float, list[str]] | None = None
+        self._models: dict[str, tuple[float, list[str]]] = {}
+
+    @property
+    def queue(self) -> FairQueue:
+        """The [imagine] queue (images and edits)."""
+        return self.queues["imagine"]
+
+    def supports(self, kind: str) -> bool:
+        """Whether this bot makes ``kind`` jobs: a runner for it, and the gateway's profile offers it."""
+        if kind not in self.runners:
+            return False
+        profile = getattr(self.gateway, "profile", None)
+        return profile is None or bool(profile.supports(CAPABILITY[kind]))
+
+    def runner(self, kind: str) -> KindRunner:
+        try:
+            return self.runners[kind]
+        except KeyError:
+            raise KindUnsupported(kind) from None
 
     # -- lifecycle ------------------------------------------------------------------------------------
 
@@ -141,8 +213,8 @@ class ImageJobService:
         async with self.jobs.store.lock(RECOVERY_LOCK) as held:
             recovered = await self.jobs.recover_interrupted(any_owner=everyone) if held else []
         if recovered:
-            self._spawn(self._announce_recovered(recovered), "imagine-recovery")
-        self._spawn(self._keep_leases(), "imagine-leases")
+            self._spawn(self._announce_recovered(recovered), "media-recovery")
+        self._spawn(self._keep_leases(), "media-leases")
 
     async def _keep_leases(self) -> None:
         while True:
@@ -152,16 +224,16 @@ class ImageJobService:
                 async with self.jobs.store.lock(RECOVERY_LOCK) as held:
                     recovered = await self.jobs.recover_interrupted() if held else []
             except StorageError as exc:
-                log.warning("image jobs: renewing leases or recovering jobs failed: %s", exc)
+                log.warning("media jobs: renewing leases or recovering jobs failed: %s", exc)
                 continue
             except Exception:
-                log.exception("image jobs: renewing leases or recovering jobs failed")
+                log.exception("media jobs: renewing leases or recovering jobs failed")
                 continue
             if recovered:
                 await self._announce_recovered(recovered)
 
     def stop_accepting(self) -> None:
-        """The drain begins: /imagine and the V/re-roll/retry buttons are refused with "restarting"."""
+        """The drain begins: new jobs and the V/re-roll/retry buttons are refused with "restarting"."""
         self._accepting = False
 
     async def drain(self, timeout: float) -> Drained:
@@ -173,7 +245,8 @@ class ImageJobService:
             raise Restarting()
 
     async def close(self) -> None:
-        """Stop work in flight. A paid call cut off here stays ``running`` → shown as unknown next start."""
+        """Stop work in flight. A paid call cut off here stays ``running`` → shown as unknown next start;
+        a submitted job stays ``submitted`` (with its hold) → resumed next start."""
         tasks = list(self._tasks)
         for task in tasks:
             task.cancel()
@@ -183,7 +256,7 @@ class ImageJobService:
             try:  # what is left is recovered by the next process to start (or sweep) at once
                 await self.jobs.release_leases()
             except StorageError as exc:
-                log.warning("image jobs: giving up this process's leases failed (%s); they run out in %g s",
+                log.warning("media jobs: giving up this process's leases failed (%s); they run out in %g s",
                             exc, self.jobs.lease_seconds)
 
     def _spawn(self, coro: Coroutine[Any, Any, Any], name: str) -> asyncio.Task[Any]:
@@ -195,35 +268,42 @@ class ImageJobService:
 
     # -- models ---------------------------------------------------------------------------------------
 
-    async def image_model_ids(self) -> list[str]:
-        """The gateway's image models (cached for a few minutes)."""
+    async def model_ids(self, kind: str) -> list[str]:
+        """The gateway's models for ``kind`` (cached for a few minutes)."""
         now = self._clock()
-        if self._models and now - self._models[0] < MODEL_CACHE_SECONDS:
-            return self._models[1]
-        models = await self.gateway.image_models()
+        cached = self._models.get(MODEL_KINDS.get(kind, kind))
+        if cached and now - cached[0] < MODEL_CACHE_SECONDS:
+            return cached[1]
+        lister = {"image": self.gateway.image_models, "edit": self.gateway.image_models,
+                  "video": self.gateway.video_models, "music": self.gateway.music_models}[kind]
+        models = await lister()
         ids = list(dict.fromkeys(m.id for m in models))
-        self._models = (now, ids)
+        self._models[MODEL_KINDS.get(kind, kind)] = (now, ids)
         return ids
 
-    async def model_choices(self, current: str) -> list[str]:
-        """Image model ids containing ``current``; the last known list when the gateway is slow."""
+    async def image_model_ids(self) -> list[str]:
+        return await self.model_ids("image")
+
+    async def model_choices(self, kind: str, current: str) -> list[str]:
+        """Model ids of ``kind`` containing ``current``; the last known list when the gateway is slow."""
         try:
-            ids = await asyncio.wait_for(self.image_model_ids(), AUTOCOMPLETE_TIMEOUT)
+            ids = await asyncio.wait_for(self.model_ids(kind), AUTOCOMPLETE_TIMEOUT)
         except Exception as exc:  # autocomplete must answer; an empty list is an answer
-            log.info("image model list unavailable for autocomplete: %r", exc)
-            ids = self._models[1] if self._models else []
+            log.info("%s model list unavailable for autocomplete: %r", kind, exc)
+            cached = self._models.get(MODEL_KINDS.get(kind, kind))
+            ids = cached[1] if cached else []
         needle = current.lower().strip()
         return [m for m in ids if needle in m.lower()] if needle else list(ids)
 
-    async def _check_model_listed(self, model: str | None) -> None:
-        """Refuse a typed model missing from the gateway's image model list (when the list can be had
-        quickly; otherwise the gateway decides, and a refusal there is refunded)."""
+    async def _check_model_listed(self, kind: str, model: str | None) -> None:
+        """Refuse a typed model missing from the gateway's model list of the kind (when the list can be
+        had quickly; otherwise the gateway decides, and a refusal there is refunded)."""
         if not model:
             return
         try:
-            ids = await asyncio.wait_for(self.image_model_ids(), MODEL_CHECK_TIMEOUT)
+            ids = await asyncio.wait_for(self.model_ids(kind), MODEL_CHECK_TIMEOUT)
         except Exception as exc:
-            log.info("image model list unavailable, not checking %r: %r", model, exc)
+            log.info("%s model list unavailable, not checking %r: %r", kind, model, exc)
             return
         if ids and not any(_same_model(model, listed) for listed in ids):
             raise OptionError("model", ids, model)
@@ -231,35 +311,72 @@ class ImageJobService:
     # -- creating a job -------------------------------------------------------------------------------
 
     async def prepare(self, opts: ImagineOptions, *, guild_id: int | None, channel_id: int | None,
-                      parent_channel_id: int | None = None) -> ImageRequest:
-        """The validated request for /imagine's options; raises ``OptionError``, ``ImagesUnsupported`` or
-        ``Restarting``."""
+                      parent_channel_id: int | None = None) -> MediaRequest:
+        """The validated request for /imagine create's options; raises ``OptionError``, ``ImagesUnsupported``
+        or ``Restarting``."""
         self._check_accepting()
-        default_model = None
-        if self.guild_config is not None:
-            effective = await self.guild_config.effective(guild_id, channel_id, parent_channel_id)
-            default_model = effective.image_model or None
+        default_model = await self._guild_image_model(guild_id, channel_id, parent_channel_id)
         try:
-            request = build_request(self.gateway, opts, default_model=default_model,
-                                    default_count=self.settings.default_count,
-                                    default_steps=self.settings.default_steps)
-            await self._check_model_listed(opts.model)
+            request = self._builder("image").build(opts, default_model=default_model)
+            await self._check_model_listed("image", opts.model)
         except Unsupported:
             raise ImagesUnsupported() from None
         return request
 
-    async def again(self, job: ImageJob, action: str) -> ImageRequest:
-        """The request for V-n, re-roll or retry of ``job`` (a new seed for a variation or re-roll)."""
-        p = job.params
-        seed = new_seed() if action in ("v", "reroll") and p.seed is not None else p.seed
-        request = ImageRequest(prompt=p.prompt, model=p.model, n=p.count, width=p.width, height=p.height,
-                               size=p.size, steps=p.steps, seed=seed, negative_prompt=p.negative_prompt)
-        return self.gateway.validate_image_request(request)
+    async def prepare_edit(self, opts: Any, source: EditSourceLike, *, guild_id: int | None,
+                           channel_id: int | None, parent_channel_id: int | None = None) -> MediaRequest:
+        """An edit of ``source`` by ``opts`` (bot/media/edit_source.py ``EditOptions``/``EditSource``)."""
+        self._check_accepting()
+        if not self.supports("edit"):
+            raise KindUnsupported("edit")
+        runner = self.runners["edit"]
+        assert isinstance(runner, EditRunner)
+        default_model = await self._guild_image_model(guild_id, channel_id, parent_channel_id)
+        try:
+            request = runner.build_edit(opts, source, default_model=default_model)
+            await self._check_model_listed("edit", opts.model)
+        except Unsupported:
+            raise KindUnsupported("edit") from None
+        return request
+
+    async def prepare_music(self, opts: Any, *, guild_id: int | None = None, channel_id: int | None = None,
+                            parent_channel_id: int | None = None) -> MediaRequest:
+        """/music's options (bot/media/music_kind.py ``MusicOptions``) as a validated request."""
+        return await self._prepare("music", opts)
+
+    async def prepare_video(self, opts: Any, *, guild_id: int | None = None, channel_id: int | None = None,
+                            parent_channel_id: int | None = None) -> MediaRequest:
+        """/video's options (the video runner's ``VideoOptions``) as a validated request."""
+        return await self._prepare("video", opts)
+
+    async def _prepare(self, kind: str, opts: Any) -> MediaRequest:
+        self._check_accepting()
+        if not self.supports(kind):
+            raise KindUnsupported(kind)
+        try:
+            request = self._builder(kind).build(opts, default_model=None)
+            await self._check_model_listed(kind, getattr(opts, "model", None))
+        except Unsupported:
+            raise KindUnsupported(kind) from None
+        return request
+
+    def _builder(self, kind: str) -> RequestBuilder:
+        runner = self.runner(kind)
+        if not isinstance(runner, RequestBuilder):
+            raise KindUnsupported(kind)
+        return runner
+
+    async def _guild_image_model(self, guild_id: int | None, channel_id: int | None,
+                                 parent_channel_id: int | None) -> str | None:
+        if self.guild_config is None:
+            return None
+        effective = await self.guild_config.effective(guild_id, channel_id, parent_channel_id)
+        return effective.image_model or None
 
     async def submit(
-        self, interaction: discord.Interaction, request: ImageRequest, *, origin: str = "command",
-        parent: ImageJob | None = None, source_index: int | None = None,
-    ) -> ImageJob:
+        self, interaction: discord.Interaction, request: MediaRequest, *, origin: str = "command",
+        parent: MediaJob | None = None, source_index: int | None = None,
+    ) -> MediaJob:
         """Record the job, reserve its budget, show its progress message and queue it.
 
         Raises ``ConcurrencyLimitReached`` or ``BudgetExceeded`` before anything is shown (the caller
@@ -267,190 +384,303 @@ class ImageJobService:
         once the progress message is up.
         """
         self._check_accepting()
-        params = JobParams(
-            prompt=request.prompt, model=request.model, count=request.n, width=request.width,
-            height=request.height, size=request.size, steps=request.steps, seed=request.seed,
-            negative_prompt=request.negative_prompt,
-        )
+        runner = self.runner(request.kind)
+        media = request.kind in MEDIA_KINDS
         job = await self.jobs.create(
-            params, user_id=interaction.user.id, guild_id=interaction.guild_id, channel_id=interaction.channel_id,
-            profile=self.profile, origin=origin, parent_id=parent.id if parent else None, source_index=source_index,
-            max_active=self.settings.max_concurrent_per_user,
+            request.params, kind=request.kind, user_id=interaction.user.id, guild_id=interaction.guild_id,
+            channel_id=interaction.channel_id, profile=self.profile, origin=origin,
+            parent_id=parent.id if parent else None, source_index=source_index,
+            max_active=self.media.max_concurrent_per_user if media else self.settings.max_concurrent_per_user,
+            active_kinds=MEDIA_KINDS if media else IMAGE_KINDS, sources=request.sources,
         )
         try:
-            hold = await self.quotas.reserve(Requester.from_interaction(interaction), Feature.IMAGE,
-                                             images=request.n, model=request.model)
+            hold = await self.quotas.reserve(
+                Requester.from_interaction(interaction), runner.feature, model=request.params.model,
+                ttl_seconds=self._hold_ttl(request.kind), **runner.amounts(request.params))
         except BudgetExceeded:
             await self.jobs.mark_failed(job.id, "refused: budget")
             raise
         except BaseException:
             await self.jobs.mark_failed(job.id, "refused: budget check failed")
             raise
-        run = _Run(job=job, request=request, hold=hold, upload_limit=upload_limit(interaction),
-                   started=self._clock())
-        shown: asyncio.Future[None] = asyncio.get_running_loop().create_future()
-        self._jobs.add(self._spawn(self._run(run, interaction, shown), f"imagine-job-{job.id}"))
-        await shown
+        try:
+            await self.jobs.set_reservation(job.id, hold.id)
+            job = replace(job, reservation_id=hold.id)
+            message = await self._show(job, runner, interaction)
+        except BaseException as exc:
+            await _release(hold, "error" if isinstance(exc, Exception) else "cancelled", exc)
+            raise
+        self._start(job, message, hold, upload_limit(interaction), request=request)
         return job
+
+    def _hold_ttl(self, kind: str) -> float | None:
+        """Video and music may wait behind videos in the [media] queue: their hold lives as long as a video
+        may take, plus the usual TTL; images and edits take the default."""
+        if kind not in MEDIA_KINDS:
+            return None
+        return float(self.media.video_timeout_seconds) + self._default_ttl
+
+    def _new_run(self, job: MediaJob, request: MediaRequest | None, hold: Reservation | None, message: JobMessage,
+                 upload: int) -> JobRun:
+        run = JobRun(job=job, request=request, hold=hold, message=message, upload_limit=upload,
+                     started=self._clock(), reporter=self._report, submitter=self._submitted)
+
+        async def moved(message_id: int) -> None:
+            await self.jobs.set_message(job.id, message.channel_id, message_id)
+
+        message.on_moved = moved
+        return run
+
+    async def _show(self, job: MediaJob, runner: KindRunner, interaction: discord.Interaction) -> JobMessage:
+        queue = self._queue(job.kind)
+        position = 0 if (queue.running < queue.slots and not queue.waiting) else queue.waiting + 1
+        probe = JobRun(job=job, request=None, hold=None, message=None,  # type: ignore[arg-type]
+                       upload_limit=0, started=self._clock(), position=position)
+        content = runner.progress_text(probe, elapsed=0, position=position)
+        try:
+            message = await self.presenter.open(interaction, content, runner.buttons(job, running=True))
+        except BaseException as exc:
+            await self.jobs.mark_failed(job.id, f"progress message failed: {type(exc).__name__}")
+            raise
+        assert message.message_id is not None
+        await self.jobs.set_message(job.id, interaction.channel_id, message.message_id)
+        return message
+
+    def _queue(self, kind: str) -> FairQueue:
+        return self.queues["media" if kind in MEDIA_KINDS else "imagine"]
 
     # -- running a job --------------------------------------------------------------------------------
 
-    async def _run(self, run: _Run, interaction: discord.Interaction, shown: asyncio.Future[None]) -> None:
-        progress: asyncio.Task[None] | None = None
+    async def _run(self, active: _Active, *, resumed: bool = False) -> None:
+        run, runner = active.run, active.runner
+        queue = self._queue(run.job.kind)
+        active.ticket = ticket = queue.enter()
+        progress = asyncio.create_task(self._progress_loop(run, runner, ticket), name=f"media-progress-{run.job.id}")
         try:
-            async with run.hold:  # the budget flow: settled below, released on any failure or cancellation
-                run.message = await self._show(run, interaction)
-                shown.set_result(None)
-                run.ticket = self.queue.enter()
-                progress = asyncio.create_task(self._progress_loop(run), name=f"imagine-progress-{run.job.id}")
-                result = await self._generate(run)
-                stored = await self._store(run, result)
-                await run.hold.settle(images=stored, meta=result.meta)
-            if progress is not None:
-                progress.cancel()
-            await self._deliver(run.job.id, run.message, run.upload_limit, elapsed=self._clock() - run.started)
+            async with queue.slot(ticket):
+                run.position = 0
+                if resumed:
+                    run.status = "processing"
+                    produced = await runner.resume(run)
+                else:
+                    if not await self.jobs.mark_running(run.job.id):
+                        raise RuntimeError("the job is no longer pending")
+                    run.job = replace(run.job, status="running")
+                    run.status = "running"
+                    produced = await runner.produce(run)
+                active.finishing = True
+            progress.cancel()
+            await self._finish(run, runner, produced)
         except asyncio.CancelledError:
-            # The bot is stopping; the flow gave the hold back. A paid call cut off here leaves the job
-            # "running", which the next start shows as unknown (never resubmitted).
+            if active.cancelled:
+                return  # a member cancelled it: the cancel settles the hold and shows the message
+            # The bot is stopping. A submitted job keeps its hold (resumed next start); otherwise the hold goes
+            # back. A paid call cut off here leaves the job "running", shown as unknown next start.
+            if run.hold is not None and run.job.status != "submitted" and not run.hold.closed:
+                await _release(run.hold, "cancelled", None)
             raise
         except Exception as exc:
-            if not shown.done():
-                shown.set_exception(exc)  # the member never saw the job: the command handler reports it
+            if active.cancelled:
                 return
-            await self._fail(run, exc, refunded=not run.hold.settled)
+            refunded = run.hold is None or not run.hold.settled
+            if run.hold is not None and not run.hold.closed:
+                await _release(run.hold, "error", exc)
+            await self._fail(run, exc, refunded=refunded)
         finally:
-            if not shown.done():
-                shown.cancel()
-            if progress is not None:
-                progress.cancel()
-            if run.ticket is not None:
-                self.queue.leave(run.ticket)
+            progress.cancel()
+            queue.leave(ticket)
+            if self._active.get(run.job.id) is active:
+                del self._active[run.job.id]
 
-    async def _show(self, run: _Run, interaction: discord.Interaction) -> JobMessage:
-        queue = self.queue
-        position = 0 if (queue.running < queue.slots and not queue.waiting) else queue.waiting + 1
-        content = self._progress_text(run, elapsed=0, position=position)
-        try:
-            message = await self.presenter.open(interaction, content)
-        except BaseException as exc:
-            await self.jobs.mark_failed(run.job.id, f"progress message failed: {type(exc).__name__}")
-            raise
-        assert message.message_id is not None
-        await self.jobs.set_message(run.job.id, interaction.channel_id, message.message_id)
-        return message
+    async def _finish(self, run: JobRun, runner: KindRunner, produced: Produced) -> None:
+        """Keep the files, charge what was produced, show the result, done."""
+        job = run.job
+        await self.jobs.save_generated(job.id, produced.files, model_used=produced.model_used,
+                                       request_id=produced.request_id)
+        if produced.link is not None:
+            await self.jobs.set_result_url(job.id, *produced.link)
+        await self._charge(run, runner, produced.amounts, produced.meta)
+        await self._deliver(job.id, run.message, run.upload_limit, elapsed=self._clock() - run.started,
+                            link=produced.link)
 
-    async def _generate(self, run: _Run) -> ImageResult:
-        """Wait for a queue slot, then the paid call."""
-        assert run.ticket is not None
-        async with self.queue.slot(run.ticket):
-            if not await self.jobs.mark_running(run.job.id):
-                raise RuntimeError("the job is no longer pending")
-            began = self._clock()
-            result = await self.gateway.generate_images(run.request)
-            self._learn_duration(run.request.model, self._clock() - began)
-        if not result.images:
-            raise GatewayError("the gateway returned no images")
-        return result
+    async def _charge(self, run: JobRun, runner: KindRunner, amounts: dict[str, int], meta: CallMeta | None,
+                      *, outcome: str = "ok") -> None:
+        """Settle the hold with ``amounts``; without a hold (gone while the bot was down) charge afterwards."""
+        if run.hold is not None and not run.hold.closed:
+            await run.hold.settle(meta=meta, outcome=outcome, **amounts)
+            return
+        if any(amounts.values()):
+            job = run.job
+            await self.quotas.charge_after(
+                Requester(guild_id=job.guild_id, channel_id=job.channel_id, user_id=job.user_id), runner.feature,
+                model=job.params.model, meta=meta, outcome=outcome, reservation_id=job.reservation_id, **amounts)
 
-    async def _store(self, run: _Run, result: ImageResult) -> int:
-        """Keep the images (so buttons work after a restart); the number stored."""
-        single = len(result.images) == 1
-        to_store = [
-            ImageToStore(img.data, img.mime, img.width, img.height,
-                         img.seed if img.seed is not None else (run.request.seed if single else None))
-            for img in result.images
-        ]
-        await self.jobs.save_generated(run.job.id, to_store, model_used=result.meta.model_used or run.request.model,
-                                       request_id=result.meta.request_id)
-        return len(to_store)
+    async def _report(self, run: JobRun) -> None:
+        """JobRun.report: the row's progress, then a progress edit (skipped when one was made < 1 s ago)."""
+        if run.progress is not None and run.progress != run.job.progress:
+            try:
+                await self.jobs.set_progress(run.job.id, run.progress)
+                run.job = replace(run.job, progress=run.progress)
+            except StorageError as exc:
+                log.info("media job %s: progress not recorded: %s", run.job.id, exc)
+        active = self._active.get(run.job.id)
+        runner = active.runner if active is not None else self.runner(run.job.kind)
+        await run.message.tick(runner.progress_text(run, elapsed=self._clock() - run.started, position=run.position))
 
-    def _progress_text(self, run: _Run, *, elapsed: float, position: int) -> str:
-        return render_progress(prompt=run.request.prompt, model=run.request.model or "default", count=run.request.n,
-                               elapsed=elapsed, expected=self._expected_for(run.request.model),
-                               queue_position=position, job_id=run.job.id)
+    async def _submitted(self, run: JobRun, gateway_job_id: str) -> bool:
+        if not await self.jobs.mark_submitted(run.job.id, gateway_job_id):
+            return False
+        run.job = replace(run.job, status="submitted", gateway_job_id=gateway_job_id)
+        return True
 
-    async def _progress_loop(self, run: _Run) -> None:
+    async def _progress_loop(self, run: JobRun, runner: KindRunner, ticket: Ticket) -> None:
         interval = self.settings.progress_interval
         while True:
             await asyncio.sleep(interval)
-            ticket = run.ticket
-            content = self._progress_text(run, elapsed=self._clock() - run.started,
-                                          position=ticket.position if ticket else 0)
-            assert run.message is not None
+            run.position = ticket.position
+            content = runner.progress_text(run, elapsed=self._clock() - run.started, position=run.position)
             await run.message.tick(content)
 
-    async def _fail(self, run: _Run, exc: Exception, *, refunded: bool) -> None:
-        if isinstance(exc, GatewayError):
-            log.info("image job %s failed at the gateway: %r", run.job.id, exc)
+    async def _fail(self, run: JobRun, exc: Exception, *, refunded: bool) -> None:
+        if isinstance(exc, (GatewayError, UserFacingError)):
+            log.info("media job %s failed: %r", run.job.id, exc)
         else:
-            log.warning("image job %s failed", run.job.id, exc_info=exc)
-        reason = await describe_error(exc, gateway=self.gateway, model=run.request.model, kinds=[ModelKind.IMAGE])
+            log.warning("media job %s failed", run.job.id, exc_info=exc)
+        if isinstance(exc, UserFacingError):
+            reason = exc.user_message()
+        else:
+            kind = ModelKind(MODEL_KINDS.get(run.job.kind, "image"))
+            reason = await describe_error(exc, gateway=self.gateway, model=run.job.params.model, kinds=[kind])
         await self.jobs.mark_failed(run.job.id, f"{error_code(exc)}: {reason}")
-        assert run.message is not None
-        await self.presenter.show_failure(run.message, run.job.id, run.request.prompt, reason, refunded=refunded)
+        await self.presenter.show_failure(run.message, run.job.id, run.job.params.prompt, reason, refunded=refunded)
 
-    async def _deliver(self, job_id: int, message: JobMessage, upload: int, *, elapsed: float) -> None:
-        """Put the grid and its buttons on the job's message, then mark the job done."""
+    async def _deliver(self, job_id: int, message: JobMessage, upload: int, *, elapsed: float,
+                       link: tuple[str, float] | None = None) -> None:
+        """Put the result and its buttons on the job's message, then mark the job done."""
         job = await self.jobs.get(job_id)
         stored = await self.jobs.read_all(job_id)
-        if job is None or not stored:
-            raise RuntimeError("the generated images are missing")
-        await self.presenter.show_result(message, job, stored, upload, elapsed=elapsed)
+        if job is None or (not stored and link is None):
+            raise RuntimeError("the generated files are missing")
+        await self.runner(job.kind).present(message, job, stored, upload, elapsed=elapsed, link=link)
         await self.jobs.mark_done(job_id)
+
+    # -- cancel ---------------------------------------------------------------------------------------
+
+    def check_cancel(self, job: MediaJob, user_id: int, permissions: discord.Permissions) -> None:
+        if user_id != job.user_id and not is_moderator(permissions):
+            raise NotJobOwner("cancel")
+        if job.status not in ACTIVE_STATUSES:
+            raise JobNotRunning()
+
+    async def cancel(self, job: MediaJob, user_id: int, permissions: discord.Permissions) -> None:
+        """Stop a waiting, running or submitted job (its requester or an admin): the local work stops, the
+        runner stops it at the gateway and says what was billed — settled (nothing: the hold released) —
+        and the job's message says who cancelled it and what was charged."""
+        self.check_cancel(job, user_id, permissions)
+        runner = self.runner(job.kind)
+        active = self._active.get(job.id)
+        if active is not None:
+            if active.finishing:
+                raise JobNotRunning()
+            active.cancelled = True
+            if active.task is not None:
+                active.task.cancel()
+                await asyncio.wait([active.task])
+        fresh = await self.jobs.get(job.id)
+        if fresh is None or fresh.status not in ACTIVE_STATUSES:
+            raise JobNotRunning()
+        try:
+            billed = await runner.cancel(fresh)
+        except BaseException:
+            if active is not None and fresh.status == "submitted":  # it goes on at the gateway: keep polling it
+                self._start(fresh, active.run.message, active.run.hold, active.run.upload_limit, resumed=True)
+            raise
+        amounts, meta = billed if billed is not None else ({}, None)
+        why = f"cancelled by {user_id}: {_worded(amounts) or 'nothing'} billed"
+        if not await self.jobs.mark_cancelled(job.id, why):
+            raise JobNotRunning()  # it finished meanwhile (another process): its own outcome stands
+        hold = active.run.hold if active is not None else None
+        if hold is None and fresh.reservation_id:
+            hold = await self.quotas.reopen(fresh.reservation_id)
+        run = active.run if active is not None else None
+        if any(amounts.values()):
+            if run is None:
+                message = self.presenter.reopen(fresh)
+                run = JobRun(job=fresh, request=None, hold=hold, message=message,  # type: ignore[arg-type]
+                             upload_limit=0, started=self._clock())
+            run.hold = hold
+            await self._charge(run, runner, amounts, meta, outcome="cancelled")
+        elif hold is not None and not hold.closed:
+            await _release(hold, "cancelled", None)
+        message = active.run.message if active is not None else self.presenter.reopen(fresh)
+        if message is not None:
+            await self.presenter.show_cancelled(message, fresh, by=user_id, charged=_worded(amounts))
 
     # -- button actions -------------------------------------------------------------------------------
 
-    async def job(self, job_id: int) -> ImageJob:
+    async def job(self, job_id: int) -> MediaJob:
         """The job a button names; ``JobGone`` when it was deleted or never existed."""
         job = await self.jobs.get(job_id)
         if job is None or job.status == "deleted":
             raise JobGone()
         return job
 
-    async def stored_image(self, job: ImageJob, index: int) -> tuple[StoredImage, bytes]:
+    async def stored_image(self, job: MediaJob, index: int) -> tuple[StoredFile, bytes]:
         found = await self.jobs.read_image(job.id, index)
         if found is None:
             raise ImageNotStored(job.id, index)
         return found
 
     async def single_image(
-        self, job: ImageJob, found: tuple[StoredImage, bytes], upload: int
+        self, job: MediaJob, found: tuple[StoredFile, bytes], upload: int
     ) -> tuple[str, discord.File]:
         """Image ``found`` alone at full size, for U-n. No gateway call, so nothing is charged."""
         stored, data = found
         count = len(await self.jobs.images(job.id))
         return await self.presenter.single(job, stored, data, count, upload)
 
-    async def regenerate(self, interaction: discord.Interaction, job: ImageJob, action: str,
-                         index: int | None) -> ImageJob:
-        """V-n, re-roll and retry: a new job for whoever pressed, reserved and charged like /imagine."""
-        request = await self.again(job, action)
+    async def regenerate(self, interaction: discord.Interaction, job: MediaJob, action: str,
+                         index: int | None) -> MediaJob:
+        """V-n, re-roll and retry: a new job for whoever pressed, reserved and charged like the command."""
+        self._check_accepting()
+        if not self.supports(job.kind):
+            raise KindUnsupported(job.kind)
+        if action == "v" and job.kind not in IMAGE_KINDS:
+            raise JobGone()
+        try:
+            request = await self._builder(job.kind).again(job, action, index)
+        except Unsupported:
+            raise KindUnsupported(job.kind) from None
         return await self.submit(interaction, request, origin=ORIGINS[action], parent=job,
                                  source_index=index if action == "v" else None)
 
-    def check_delete(self, job: ImageJob, user_id: int, permissions: discord.Permissions) -> None:
+    def check_delete(self, job: MediaJob, user_id: int, permissions: discord.Permissions) -> None:
         """Only the member who asked (or a moderator), and not while it is generating."""
-        moderator = permissions.administrator or permissions.manage_messages or permissions.manage_guild
-        if user_id != job.user_id and not moderator:
+        if user_id != job.user_id and not is_moderator(permissions):
             raise NotJobOwner()
-        if job.status in ("pending", "running"):
+        if job.status in ACTIVE_STATUSES:
             raise JobStillRunning()
 
-    async def delete(self, job: ImageJob) -> None:
-        """Mark the job deleted and remove its image files (the caller deletes the message)."""
+    async def delete(self, job: MediaJob) -> None:
+        """Mark the job deleted and remove its files (the caller deletes the message)."""
         await self.jobs.mark_deleted(job.id)
 
     # -- recovery after a restart ---------------------------------------------------------------------
 
-    async def _announce_recovered(self, jobs: list[ImageJob]) -> None:
+    async def _announce_recovered(self, jobs: list[MediaJob]) -> None:
         await self.client.wait_until_ready()
         for job in jobs:
             message = self.presenter.reopen(job)
             if message is None:
+                log.warning("interrupted media job %s has no message to show it on", job.id)
                 continue
             try:
-                if job.status == "generated":
-                    await self._deliver(job.id, message, self.presenter.channel_upload_limit(job.guild_id), elapsed=0)
+                if job.status == "submitted":
+                    await self._resume(job, message)
+                elif job.status == "generated":
+                    link = (job.result_url, job.result_expires_at or 0.0) if job.result_url else None
+                    upload = self.presenter.channel_upload_limit(job.guild_id)
+                    await self._deliver(job.id, message, upload, elapsed=0, link=link)
                 elif job.status == "unknown":
                     await self.presenter.show_unknown(message, job)
                 else:
@@ -459,17 +689,61 @@ class ImageJobService:
                                                reason="the bot restarted before it was sent."),
                         view=retry_view(job.id))
             except Exception as exc:
-                log.warning("could not update the message of interrupted image job %s: %r", job.id, exc)
+                log.warning("could not update the message of interrupted media job %s: %r", job.id, exc)
 
-    # -- helpers --------------------------------------------------------------------------------------
+    async def _resume(self, job: MediaJob, message: JobMessage) -> None:
+        """A submitted job of a stopped process: poll on (never a new POST) with its hold reopened."""
+        runner = self.runners.get(job.kind)
+        if runner is None:
+            raise RuntimeError(f"no runner for {job.kind} jobs")
+        hold = await self.quotas.reopen(job.reservation_id) if job.reservation_id else None
+        self._start(job, message, hold, self.presenter.channel_upload_limit(job.guild_id), resumed=True)
 
-    def _expected_for(self, model: str | None) -> float:
-        return self._expected.get(model or "", DEFAULT_EXPECTED_SECONDS)
+    def _start(self, job: MediaJob, message: JobMessage, hold: Reservation | None, upload: int, *,
+               resumed: bool = False, request: MediaRequest | None = None) -> None:
+        """Work on ``job`` in this process: a task that waits for a slot, then produces (or resumes)."""
+        run = self._new_run(job, request, hold, message, upload)
+        active = _Active(run=run, runner=self.runner(job.kind))
+        self._active[job.id] = active
+        active.task = self._spawn(self._run(active, resumed=resumed), f"media-job-{job.id}")
+        self._jobs.add(active.task)
 
-    def _learn_duration(self, model: str | None, seconds: float) -> None:
-        key = model or ""
-        old = self._expected.get(key)
-        self._expected[key] = seconds if old is None else 0.7 * old + 0.3 * seconds
+
+def _build_runners(ctx: KindContext) -> list[KindRunner]:
+    """The kinds this bot knows (whether the gateway offers each one is ``supports``)."""
+    runners: list[KindRunner] = [ImageRunner(ctx), EditRunner(ctx), MusicRunner(ctx)]
+    try:  # the video runner (bot/media/video_kind.py), built by the same rules when it is there
+        video = importlib.import_module("bot.media.video_kind")
+    except ModuleNotFoundError:
+        return runners
+    runners.append(video.VideoRunner(ctx))
+    return runners
+
+
+async def _release(hold: Reservation, outcome: str, exc: BaseException | None) -> None:
+    """Give the hold back, even while being cancelled; if the store is gone its TTL returns it later."""
+    if hold.closed:
+        return
+    try:
+        await asyncio.shield(hold.release(
+            outcome=outcome, meta=getattr(exc, "meta", None),
+            error_code=error_code(exc) if isinstance(exc, Exception) else ("cancelled" if outcome == "cancelled"
+                                                                          else None)))
+    except Exception:
+        log.warning("could not release reservation %s; it will expire", hold.id, exc_info=True)
+
+
+UNITS = {"images": ("image", "images"), "video_seconds": ("video second", "video seconds"),
+         "music_seconds": ("music second", "music seconds")}
+
+
+def _worded(amounts: dict[str, int]) -> str:
+    parts = []
+    for kind, n in amounts.items():
+        if n:
+            one, many = UNITS.get(kind, (kind, kind))
+            parts.append(f"{n} {one if n == 1 else many}")
+    return ", ".join(parts)
 
 
 def _same_model(typed: str, listed: str) -> bool:

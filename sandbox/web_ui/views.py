@@ -2,7 +2,7 @@
 
 Pure functions over a ``DiscordEmulator``; nothing here changes the emulator. Attachment URLs are
 rewritten to the web UI's own ``/attachments/<id>/<filename>`` so the page loads every byte from
-one origin; audio players alone stream from the emulator's CDN URL, as Discord's client does.
+one origin; audio and video players alone stream from the emulator's CDN URL, as Discord's client does.
 """
 
 from __future__ import annotations
@@ -79,7 +79,8 @@ class UrlRewriter:
 
 def _attachment_view(att: Attachment, *, voice: bool = False) -> dict[str, Any]:
     """An attachment as the page shows it. Audio also carries what a voice message has (duration,
-    base64 waveform) and the emulator CDN's URL, which the player streams from as Discord's does."""
+    base64 waveform) and the emulator CDN's URL, which the player streams from as Discord's does; video
+    carries that URL too, for the page's inline video player."""
     view: dict[str, Any] = {
         "id": str(att.id),
         "filename": att.filename,
@@ -95,6 +96,8 @@ def _attachment_view(att: Attachment, *, voice: bool = False) -> dict[str, Any]:
             "duration_secs": payload.get("duration_secs"),
             "waveform": payload.get("waveform"),
         }
+    elif att.content_type.startswith("video/"):
+        view["video"] = {"src": att.url if att.url.startswith(("http://", "https://")) else view["url"]}
     return view
 
 

@@ -2,6 +2,7 @@
 import { escapeHtml, markdown, safeUrl } from "./markdown.js";
 import { state, me, snowflakeDate } from "./state.js";
 import { renderAudio } from "./voice.js";
+import { renderVideo } from "./video.js";
 
 const COLORS = ["#5865f2", "#3ba55c", "#faa61a", "#ed4245", "#eb459e", "#747f8d"];
 
@@ -196,6 +197,8 @@ function renderAttachments(msg) {
   for (const a of msg.attachments) {
     if (a.audio) {
       box.appendChild(renderAudio(msg, a));
+    } else if (a.video) {
+      box.appendChild(renderVideo(a));
     } else if ((a.content_type || "").startsWith("image/")) {
       const link = el("a", "attachment attachment-image");
       link.href = a.url; link.target = "_blank";

@@ -153,7 +153,7 @@ export function audioPlayer(att, voice) {
   return box;
 }
 
-function formatSize(n) {
+export function formatSize(n) {
   if (n < 1024 * 1024) return `${(n / 1024).toFixed(1)} KB`;
   return `${(n / 1024 / 1024).toFixed(2)} MB`;
 }
