@@ -36,7 +36,7 @@ from bot.budgets.rules import BudgetExceeded, Requester
 from bot.media.buttons import ButtonHandler, retry_view
 from bot.media.image_kind import EditRunner, EditSourceLike, ImageRunner
 from bot.media.jobs import ACTIVE_STATUSES, JobStore, MediaJob, StoredFile, media_location
-from bot.media.kinds import JobRun, KindContext, KindRunner, MediaRequest, Produced, RequestBuilder
+from bot.media.kinds import JobRun, KindContext, KindRunner, MediaRequest, Produced, Repeater, RequestBuilder
 from bot.media.music_kind import MusicRunner
 from bot.media.options import ImagineOptions, OptionError
 from bot.media.presenter import JobPresenter, upload_limit
@@ -648,7 +648,10 @@ class MediaJobService:
         if action == "v" and job.kind not in IMAGE_KINDS:
             raise JobGone()
         try:
-            request = await self._builder(job.kind).again(job, action, index)
+            runner = self.runner(job.kind)
+            if not isinstance(runner, Repeater):
+                raise KindUnsupported(job.kind)
+            request = await runner.again(job, action, index)
         except Unsupported:
             raise KindUnsupported(job.kind) from None
         return await self.submit(interaction, request, origin=ORIGINS[action], parent=job,
