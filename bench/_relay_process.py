@@ -34,18 +34,31 @@ def open_store(db: Database) -> Store:
     return Store(db)
 
 
-def write_config(path: Path, emu: Any, db: Database, **relay: Any) -> Path:
-    """A config.toml pointing the bot at the Discord emulator (test-only token) and at ``db``."""
-    relay_lines = "\n".join(f"{k} = {v!r}" if not isinstance(v, bool) else f"{k} = {str(v).lower()}" for k, v in relay.items())
+def _toml_lines(values: dict[str, Any]) -> str:
+    return "\n".join(f"{k} = {str(v).lower()}" if isinstance(v, bool) else f"{k} = {v!r}" for k, v in values.items())
+
+
+def write_config(path: Path, emu: Any, db: Database, *, gateway: Any = None,
+                 sections: dict[str, dict[str, Any]] | None = None, **relay: Any) -> Path:
+    """A config.toml pointing the bot at the Discord emulator (test-only token) and at ``db``; with
+    ``gateway`` (a gateway emulator) at that gateway too; ``sections`` adds settings sections."""
+    relay_lines = _toml_lines(relay)
     storage = f'url = "{db}"' if isinstance(db, str) and db.startswith("postgresql") else f'path = "{db}"'
+    if gateway is None:
+        gateway_lines = 'profile = "openai"\nbase_url = "http://127.0.0.1:9"\napi_key = "unused-in-this-test"'
+    else:
+        gateway_lines = _toml_lines({"profile": gateway.profile, "base_url": gateway.root_url,
+                                     "api_key": gateway.api_key, "max_retries": 0})
+    extra = "".join(f"[{name}]\n{_toml_lines(values)}\n\n" for name, values in (sections or {}).items())
     path.write_text(
         "[discord]\n"
         f'token = "{emu.token}"\napi_base_url = "{emu.api_base_url}"\ngateway_url = "{emu.gateway_url}"\n'
         f'cdn_base_url = "{emu.cdn_base_url}"\n\n'
         f"[storage]\n{storage}\n\n"
         '[http]\nhost = "127.0.0.1"\nport = 0\n\n'
-        '[gateway]\nprofile = "openai"\nbase_url = "http://127.0.0.1:9"\napi_key = "unused-in-this-test"\n\n'
+        f"[gateway]\n{gateway_lines}\n\n"
         f"[relay]\n{relay_lines}\n\n"
+        f"{extra}"
         '[logging]\nlevel = "INFO"\n',
         encoding="utf-8",
     )

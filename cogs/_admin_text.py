@@ -9,7 +9,7 @@ from typing import Any
 from bot.budgets.reports import GuildLimits, UsageLimits
 from bot.budgets.rules import KIND_NOUNS, KINDS, format_amount, format_duration, limit_text
 from bot.guilds.audit import AuditEntry
-from bot.guilds.config import FIELD_LABELS, FIELDS, EffectiveConfig
+from bot.guilds.config import FIELD_HELP, FIELD_LABELS, FIELDS, EffectiveConfig
 
 MAX_SHOWN_PROMPT = 300
 
@@ -19,6 +19,8 @@ def _value(name: str, value: Any) -> str:
         return "default"
     if isinstance(value, bool):
         return "yes" if value else "no"
+    if isinstance(value, (list, tuple)):  # triggers
+        return ", ".join("`" + str(v).replace("`", "'") + "`" for v in value) or "none"
     if name == "system_prompt":
         text = str(value).replace("`", "'")
         short = text if len(text) <= MAX_SHOWN_PROMPT else text[: MAX_SHOWN_PROMPT - 1] + "…"
@@ -95,6 +97,14 @@ def config_show_text(
         for e in history:
             lines.append(f"• <t:{int(e.ts)}:R> <@{e.actor_id}> {e.target} {e.field}: "
                          f"{_audit_value(e.old_value)} → {_audit_value(e.new_value)}")
+    return "\n".join(lines)
+
+
+def config_help_text() -> str:
+    """``/config help``: every setting, what it does, and where it is set."""
+    lines = ["**Settings** (`/config channel` sets them for one channel and its threads; `/config defaults`, "
+             "`/config model` and `/config system-prompt` for the whole server; `/config reset` undoes)"]
+    lines += [f"• **{FIELD_LABELS[name]}**: {FIELD_HELP[name]}" for name in FIELDS]
     return "\n".join(lines)
 
 

@@ -23,10 +23,12 @@ from bot.budgets.rules import Requester, limit_text
 from bot.guilds.audit import InvalidSetting
 from bot.guilds.config import GUILD_LEVEL
 from bot.guilds.permissions import ADMIN_PERMISSIONS, require_server_admin
+from bot.guilds.triggers import MAX_TRIGGERS
 from bot.rendering.errors import user_error_message
 from bot.rendering.replies import reply_privately
 from cogs._admin_text import (
     changes_text,
+    config_help_text,
     config_show_text,
     mylimits_text,
     quota_show_text,
@@ -45,7 +47,7 @@ KindChoice = Literal[
 ModelKindChoice = Literal["chat", "vision", "image"]
 FieldChoice = Literal[
     "chat_model", "vision_model", "image_model", "system_prompt", "temperature", "max_tokens",
-    "history_messages", "answer_mentions", "voice_replies",
+    "history_messages", "answer_mentions", "voice_replies", "listen", "auto_thread", "triggers",
 ]
 ConfigChannel = discord.TextChannel | discord.Thread | discord.VoiceChannel | discord.ForumChannel
 
@@ -134,17 +136,26 @@ class Admin(commands.Cog):
         channel="The channel", model="Chat model id", system_prompt="System prompt", temperature="0 to 2",
         max_tokens="Longest answer in tokens", answer_mentions="Answer when the bot is mentioned there",
         voice_replies="Also answer voice messages there with a voice message",
+        listen="Answer every message there, no mention needed (each member keeps their own conversation)",
+        auto_thread="A mention (with listen: any message) opens a thread named after it, answered there",
+        triggers=f"Up to {MAX_TRIGGERS} words, comma-separated, that count as a mention (whole words, any case)",
     )
     async def config_channel(
         self, interaction: discord.Interaction, channel: ConfigChannel, model: str | None = None,
         system_prompt: str | None = None, temperature: float | None = None, max_tokens: int | None = None,
-        answer_mentions: bool | None = None, voice_replies: bool | None = None,
+        answer_mentions: bool | None = None, voice_replies: bool | None = None, listen: bool | None = None,
+        auto_thread: bool | None = None, triggers: app_commands.Range[str, 1, 400] | None = None,
     ) -> None:
         values = {k: v for k, v in {"chat_model": model, "system_prompt": system_prompt, "temperature": temperature,
                                     "max_tokens": max_tokens, "answer_mentions": answer_mentions,
-                                    "voice_replies": voice_replies}.items()
+                                    "voice_replies": voice_replies, "listen": listen, "auto_thread": auto_thread,
+                                    "triggers": triggers}.items()
                   if v is not None}
         await self._set(interaction, channel.id, values)
+
+    @config.command(name="help", description="What each setting does")
+    async def config_help(self, interaction: discord.Interaction) -> None:
+        await reply_privately(interaction, config_help_text())
 
     @config.command(name="reset", description="Return settings to the defaults (server level, or one channel)")
     @app_commands.describe(

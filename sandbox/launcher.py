@@ -41,6 +41,7 @@ DEFAULT_PORT = 8765
 DEFAULT_DATA_DIR = Path("data")  # relative to the working directory, like storage.path's default
 DB_NAME = "sandbox.db"
 DEFAULT_STREAM_TPS = 40.0  # a realistic model's pace: the answer is seen streaming in
+VIDEO_SECONDS = 20.0  # an emulated video job takes this long (queued → processing … → completed), as real ones do
 DEFAULT_EMULATED_PROFILE = "digicord"  # chat, vision and FLUX images (U1…V4 buttons) all work there
 BOT_READY_TIMEOUT = 60.0
 
@@ -178,6 +179,7 @@ class Sandbox:
         if not uses_real_gateway(self.base_settings, self.options):
             self.gateway = GatewayEmulator(emulated_profile(self.base_settings, self.options),
                                            stream_tps=self.options.stream_tps, demo_answers=True)
+            self.gateway.video_seconds_to_complete = VIDEO_SECONDS  # /video's progress is seen moving
             await self.gateway.start()
         db_path = prepare_database(self.options)
         self.settings = sandbox_settings(self.base_settings, self.discord, self.gateway, db_path)

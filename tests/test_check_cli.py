@@ -177,6 +177,19 @@ async def test_every_configured_model_is_probed_with_its_latency_and_context_win
     assert "check: all good" in out
 
 
+async def test_video_and_music_models_are_looked_up_never_called(tmp_path: Path) -> None:
+    async with GatewayEmulator("openai") as emu:
+        cfg = gateway_cfg(tmp_path, emu, 'chat_model = "openai/gpt-4o-mini"\nvideo_model = "google/veo-3"\n'
+                          'music_model = "stability/stable-audio-3"')
+        code, out, err = await run_check(cfg, env_for(emu))
+        media_posts = posted(emu, "/videos/generations") + posted(emu, "/music/generations")
+    assert code == 1, out + err
+    assert "video_model 'google/veo-3': listed (not called: every video second is paid)" in out
+    assert ("music_model 'stability/stable-audio-3': PROBLEM, not in the gateway's model list "
+            "(did you mean 'stability/stable-audio-2'?)") in out
+    assert media_posts == []
+
+
 async def test_no_calls_makes_no_model_call(tmp_path: Path) -> None:
     async with GatewayEmulator("aicredits") as emu:
         cfg = gateway_cfg(tmp_path, emu, 'chat_model = "meta-llama/llama-3.1-8b-instruct"')

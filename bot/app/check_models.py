@@ -9,7 +9,8 @@ What is called, and why (each call costs nothing or next to nothing):
 
 Not called, only looked up in the gateway's model list: ``image_model`` (every image is paid at a fixed
 price), ``transcription_model`` (needs an audio upload, billed by its length, often by the started
-minute) and ``fallback_models``. Gatecord has no embedding model setting, so nothing is embedded.
+minute), ``video_model`` and ``music_model`` (billed by the second of what they make) and
+``fallback_models``. Gatecord has no embedding model setting, so nothing is embedded.
 
 A configured model the gateway does not list (where it lists models of that kind) is a problem, and
 so is a call that fails. The calls go to the configured gateway with no fallback: a failing model is
@@ -39,6 +40,8 @@ _KINDS: dict[str, frozenset[ModelKind]] = {
     "image": frozenset({ModelKind.IMAGE}),
     "speech": frozenset({ModelKind.AUDIO}),
     "transcription": frozenset({ModelKind.AUDIO}),
+    "video": frozenset({ModelKind.VIDEO}),
+    "music": frozenset({ModelKind.MUSIC}),
 }
 
 
@@ -72,6 +75,8 @@ def configured_models(settings: Settings, client: GatewayClient) -> list[Configu
         found.append(ConfiguredModel("speech_model", g.speech_model, "speech", None))
     if g.transcription_model:
         found.append(ConfiguredModel("transcription_model", g.transcription_model, "transcription", None))
+    found += [ConfiguredModel(f"{kind}_model", model, kind, None)
+              for kind, model in (("video", g.video_model), ("music", g.music_model)) if model]
     found += [ConfiguredModel("fallback_models", m, "chat", None) for m in dict.fromkeys(g.fallback_models) if m]
     return found
 
@@ -165,6 +170,8 @@ def _why_not_called(m: ConfiguredModel) -> str:
         return " (not called: every image is paid)"
     if m.kind == "transcription":
         return " (not called: it needs an audio upload, paid by its length)"
+    if m.kind in ("video", "music"):
+        return f" (not called: every {m.kind} second is paid)"
     if m.setting == "vision_model":
         return " (the chat model's call covers it)"
     return ""

@@ -112,6 +112,13 @@ class Ticket:
             self._drop_conv()
             self._gate._note_idle()
 
+    def rekey(self, key: str) -> None:
+        """Move a ticket not entered yet to conversation ``key`` (a thread opened for the turn), keeping
+        its place in line; entering then waits for that conversation's lock."""
+        if self._state != "waiting" or self._conv is not None:
+            raise RuntimeError("only a ticket not entered yet can change conversation")
+        self.key = key
+
     def cancel(self) -> None:
         """Give the place back without running (e.g. the interaction could not be acknowledged)."""
         if self._state == "waiting" and self._conv is None:

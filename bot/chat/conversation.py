@@ -3,7 +3,8 @@
 A *turn* is one user message or one answer. Each turn points at the turn it follows (``parent_id``),
 so a reply to an old answer continues from that answer, and a conversation can branch. Every turn
 also carries a ``conversation_id``: ``"thread:<id>"`` for a thread the bot started (shared by
-everyone in it, on purpose) or ``"c:<random>"`` for a member's own conversation. A member who
+everyone in it, on purpose), ``"listen:<channel>:<member>"`` for a member's conversation in a channel
+where the bot answers every message, or ``"c:<random>"`` for a member's own conversation. A member who
 replies to someone else's answer starts their own conversation seeded with only that answer, so
 two members never see each other's history. Failed turns are never recorded; an answer cut short
 is recorded as incomplete and only used when someone replies to it directly; an empty answer is
@@ -29,7 +30,9 @@ __all__ = [
     "TurnRecord",
     "estimate_tokens",
     "fit_history",
+    "follows_latest",
     "group_exchanges",
+    "listen_conversation_id",
     "new_conversation_id",
     "render_system_prompt",
     "thread_conversation_id",
@@ -46,6 +49,17 @@ def new_conversation_id() -> str:
 
 def thread_conversation_id(thread_id: int) -> str:
     return f"thread:{thread_id}"
+
+
+def listen_conversation_id(channel_id: int, user_id: int) -> str:
+    """One member's conversation in a ``listen`` channel: their messages there, in order."""
+    return f"listen:{channel_id}:{user_id}"
+
+
+def follows_latest(conversation_id: str) -> bool:
+    """A conversation whose new message follows its latest turn (a bot thread, a member's ``listen``
+    conversation), rather than the reply chain."""
+    return conversation_id.startswith(("thread:", "listen:"))
 
 
 def estimate_tokens(content: str | Sequence[Any] | None) -> int:

@@ -36,6 +36,8 @@ from bot.chat.conversation import (
     HistoryTurn,
     estimate_tokens,
     fit_history,
+    follows_latest,
+    listen_conversation_id,
     new_conversation_id,
     render_system_prompt,
     thread_conversation_id,
@@ -49,6 +51,13 @@ from bot.chat.listening import (
     hear,
     prompt_with_transcript,
     speak_back,
+)
+from bot.chat.starting import (
+    ThreadAnswerTarget,
+    is_mentioned,
+    missing_thread_permission,
+    no_thread_note,
+    thread_name,
 )
 from bot.guilds.config import EffectiveConfig, GuildConfig
 from bot.rendering.errors import user_error_message
@@ -96,6 +105,10 @@ class Turn:
     key: str
     parent_turn: int | None = None
     history: list[HistoryTurn] = field(default_factory=list)
+    #: the member asked the bot (a mention, a trigger word, a reply), not just wrote in a ``listen`` channel
+    asked: bool = True
+    #: ``auto_thread``: answer in a thread opened from the message
+    open_thread: bool = False
 
 
 @dataclass(frozen=True)
@@ -143,6 +156,8 @@ class ChatService:
         self._cdn_http = cdn_http
         self._store = store
         self._in_flight: set[asyncio.Task[Any]] = set()
+        #: (channel, member) already told that auto_thread could not open a thread there (told once)
+        self._told_no_thread: set[tuple[int, int]] = set()
 
     async def start(self) -> None:
         rows = await self._store.fetchall("SELECT thread_id FROM chat_threads")
@@ -314,29 +329,45 @@ class ChatService:
         channel = message.channel
         if isinstance(channel, discord.Thread) and await self._is_bot_thread(channel, me):
             return Turn(key=thread_conversation_id(channel.id))  # history read once admitted (in order)
+        cfg = await self._config(message.guild.id, channel) if message.guild is not None else None
         ref = message.reference
         if ref is not None and ref.message_id is not None and ref.channel_id in (None, channel.id):
             answered = await self.conversations.turn_for_message(ref.message_id)
             if answered is not None and answered.role == "assistant":
-                # Your own conversation continues; someone else's answer seeds a new one of yours.
+                # Your own conversation continues; someone else's answer seeds a new one of yours
+                # (in a listen channel: your own conversation there goes on).
                 key = answered.conversation_id
                 if not key.startswith("thread:") and answered.user_id != message.author.id:
+                    if cfg is not None and cfg.listen:
+                        return self._listen_turn(message, cfg, me)
                     key = new_conversation_id()
                 return Turn(key=key, parent_turn=answered.id)  # the chain is read once admitted
             resolved = ref.resolved
+            if cfg is not None and cfg.listen:
+                return self._listen_turn(message, cfg, me)
             if isinstance(resolved, discord.Message) and resolved.author.id == me.id:
                 turn = Turn(key=new_conversation_id())
                 seed = strip_decorations(resolved.content)
                 if seed and not resolved.content.startswith(ERROR_PREFIX):
                     turn.history = [HistoryTurn.of("assistant", seed)]
                 return turn
-        if message.guild is None:
+        if cfg is None:  # a direct message
             return Turn(key=new_conversation_id())
-        if f"<@{me.id}>" in message.content or f"<@!{me.id}>" in message.content:
-            cfg = await self._config(message.guild.id, channel)
-            if cfg.answer_mentions:
-                return Turn(key=new_conversation_id())
+        if cfg.listen:
+            return self._listen_turn(message, cfg, me)
+        if cfg.answer_mentions and is_mentioned(message.content, me.id, cfg.triggers):
+            return Turn(key=new_conversation_id(), open_thread=self._wants_thread(channel, cfg))
         return None
+
+    def _listen_turn(self, message: discord.Message, cfg: EffectiveConfig, me: discord.ClientUser) -> Turn:
+        """``listen``: the member's own conversation in this channel (or a new thread, with ``auto_thread``)."""
+        return Turn(key=listen_conversation_id(message.channel.id, message.author.id),
+                    asked=is_mentioned(message.content, me.id, cfg.triggers),
+                    open_thread=self._wants_thread(message.channel, cfg))
+
+    @staticmethod
+    def _wants_thread(channel: Any, cfg: EffectiveConfig) -> bool:
+        return cfg.auto_thread and not isinstance(channel, discord.Thread)  # a thread can't hold another
 
     async def _is_bot_thread(self, thread: discord.Thread, me: discord.ClientUser) -> bool:
         """A thread /chat started: known here, or (owned by the bot) registered by another process."""
@@ -354,7 +385,8 @@ class ChatService:
         seeing = self.vision is not None and self.vision.wants(message)
         audio = audio_inputs(message) if self.voice is not None else []
         if not prompt and not extra and not seeing and not audio:
-            await reply_quietly(message, EMPTY_MENTION)
+            if turn.asked:  # a listen channel's message with nothing to answer is left alone
+                await reply_quietly(message, EMPTY_MENTION)
             return
         if audio:  # the transcript is the prompt (after what was written, if anything)
             prompt_text = prompt + extra
@@ -362,7 +394,14 @@ class ChatService:
                 notes.append(f"only the first of {len(audio)} audio files was heard")
         else:
             prompt_text = (prompt or ("Describe this image." if seeing else "(see the attached file)")) + extra
-        target = ChannelReplyTarget(message)
+        target: ChannelReplyTarget = ChannelReplyTarget(message)
+        note = ""
+        if turn.open_thread:  # auto_thread: the conversation goes on in a thread opened from the message
+            thread, note = await self._open_thread(message, prompt)
+            if thread is not None:
+                turn = Turn(key=thread_conversation_id(thread.id))
+                ticket.rekey(turn.key)  # a follow-up in the new thread waits for this answer
+                target, channel = ThreadAnswerTarget(message, thread), thread
         where = _Where(message.guild.id if message.guild else None, channel.id, message.author.id)
         requester = Requester.from_message(message)
         async with ticket:  # the conversation lock covers history → transcript → answer → record
@@ -373,15 +412,16 @@ class ChatService:
                 if heard is None:  # refused; the member was told why
                     return
                 prompt_text = prompt_with_transcript(prompt_text, heard.transcript)
-            if turn.key.startswith("thread:"):
+            if turn.key.startswith("thread:") or (follows_latest(turn.key) and turn.parent_turn is None):
                 await self._load_thread_history(turn, cfg.history_messages)
             elif turn.parent_turn is not None:
                 chain = await self.conversations.chain(turn.parent_turn, conversation_id=turn.key,
                                                        limit=cfg.history_messages)
                 turn.history = [t.as_history() for t in chain]
+            header = "\n".join(line for line in (note, heard.header if heard else "") if line)
             spec: AnswerSpec | None = self._spec(cfg, turn, prompt_text, model=None, requester=requester,
                                                  user=message.author, guild=message.guild, channel=channel,
-                                                 notes=notes, header=heard.header if heard else "")
+                                                 notes=notes, header=header)
             if seeing and self.vision is not None and spec is not None:
                 spec = await self.vision.with_images(message, spec, target)
             if spec is None:  # the images were refused; the member was told why
@@ -397,8 +437,37 @@ class ChatService:
             async def say(line: str) -> None:
                 await reply_quietly(message, line)
 
+            in_place = channel.id == message.channel.id  # else in the thread opened from it: not a reply
             await self._speak_back(requester, outcome, target, say,
-                                   ChannelVoiceTarget(channel.id, reply_to=message.id))
+                                   ChannelVoiceTarget(channel.id, reply_to=message.id if in_place else None))
+
+    async def _open_thread(self, message: discord.Message, prompt: str) -> tuple[discord.Thread | None, str]:
+        """``auto_thread``: a public thread opened from ``message``, named after ``prompt``, registered as the
+        bot's (everyone's messages there continue its conversation). When it can't be opened, (None, the
+        answer's first line saying why), that line only the first time for this member in this channel."""
+        me = message.guild.me if message.guild is not None else None
+        reason = missing_thread_permission(message.channel, me)
+        if reason is None:
+            fallback = f"Chat with {getattr(message.author, 'display_name', message.author.name)}"
+            try:
+                thread = await message.create_thread(name=thread_name(prompt, fallback), auto_archive_duration=1440)
+            except discord.Forbidden as exc:  # permissions changed since the cache saw them, or an overwrite
+                log.info("auto_thread: not allowed to open a thread: %r", exc)
+                reason = "I'm not allowed to open threads in this channel (Create Public Threads)"
+            except discord.HTTPException as exc:
+                log.info("auto_thread: could not open a thread: %r", exc)
+                reason = "Discord did not open it: " + user_error_message(exc).rstrip(".")
+            else:
+                await self.conversations.register_thread(
+                    thread.id, guild_id=message.guild.id if message.guild else None,
+                    parent_channel_id=message.channel.id, owner_id=message.author.id)
+                self.bot_threads.add(thread.id)
+                return thread, ""
+        told = (message.channel.id, message.author.id)
+        if told in self._told_no_thread:
+            return None, ""
+        self._told_no_thread.add(told)
+        return None, no_thread_note(reason)
 
     # ------------------------------------------------------------------------------------------
     # listening and speaking (bot/chat/listening.py)

@@ -24,13 +24,16 @@ from typing import TYPE_CHECKING, Any
 
 from bot.guilds import audit
 from bot.guilds.audit import InvalidSetting
+from bot.guilds.triggers import MAX_TRIGGERS, parse_triggers
 from bot.storage.store import Store
 from bot.storage.tx import SyncTx, for_update
 
 if TYPE_CHECKING:
     from bot.app.settings import Settings
 
-__all__ = ["ConfigReport", "EffectiveConfig", "GuildConfig", "InvalidSetting", "FIELDS", "FIELD_LABELS"]
+__all__ = [
+    "ConfigReport", "EffectiveConfig", "GuildConfig", "InvalidSetting", "FIELDS", "FIELD_HELP", "FIELD_LABELS",
+]
 
 log = logging.getLogger(__name__)
 
@@ -54,6 +57,9 @@ class EffectiveConfig:
     history_messages: int
     answer_mentions: bool  # the bot answers mentions in this channel
     voice_replies: bool  # an answer to a voice message (or audio) is also spoken, as a voice message
+    listen: bool = False  # the bot answers every message in the channel, each member in their own conversation
+    auto_thread: bool = False  # a mention (with listen: any message) opens a thread, answered there
+    triggers: tuple[str, ...] = ()  # words that count as a mention (whole words, any case)
 
 
 FIELDS: tuple[str, ...] = tuple(f.name for f in dc_fields(EffectiveConfig))
@@ -67,6 +73,27 @@ FIELD_LABELS: dict[str, str] = {
     "history_messages": "history messages",
     "answer_mentions": "answer mentions",
     "voice_replies": "voice replies",
+    "listen": "listen",
+    "auto_thread": "auto thread",
+    "triggers": "triggers",
+}
+#: what each setting does (``/config help``)
+FIELD_HELP: dict[str, str] = {
+    "chat_model": "the model that answers chat (/chat, mentions, replies, threads)",
+    "vision_model": "the model that reads images",
+    "image_model": "the model /imagine draws with",
+    "system_prompt": "instructions the model gets before every conversation ({server}, {channel}, {user}, "
+                     "{date} and {time} are filled in)",
+    "temperature": "0 to 2: higher answers are more varied, lower ones more predictable",
+    "max_tokens": "the longest answer, in tokens",
+    "history_messages": "how many earlier messages of a conversation are sent with a new one",
+    "answer_mentions": "answer when someone mentions the bot (or writes one of the trigger words)",
+    "voice_replies": "an answer to a voice message is also spoken, as a voice message",
+    "listen": "answer every message in the channel, no mention needed; each member keeps their own "
+              "conversation (replying to someone else's answer continues your own)",
+    "auto_thread": "a mention (with listen: any message) opens a public thread named after the question, "
+                   "and the conversation continues there; needs the Create Public Threads permission",
+    "triggers": f"up to {MAX_TRIGGERS} words, separated by commas, that count as a mention (whole words, any case)",
 }
 
 
@@ -142,6 +169,7 @@ class GuildConfig:
         if not merged:
             return base
         values = {name: merged.get(name, getattr(base, name)) for name in FIELDS}
+        values["triggers"] = tuple(values["triggers"])  # stored as a JSON list
         return EffectiveConfig(**values)
 
     async def explain(self, guild_id: int, channel_id: int | None, parent_channel_id: int | None = None,
@@ -206,7 +234,9 @@ class GuildConfig:
             if not math.isfinite(number) or number != int(number) or not 1 <= number <= top:
                 raise InvalidSetting(name, f"The {label} must be a whole number from 1 to {top:,} (got {number:g}).")
             return int(number)
-        if name in ("answer_mentions", "voice_replies"):
+        if name == "triggers":
+            return parse_triggers(value, field=name)
+        if name in ("answer_mentions", "voice_replies", "listen", "auto_thread"):
             if isinstance(value, bool):
                 return value
             raise InvalidSetting(name, f"{label.capitalize()} must be true or false.")

@@ -263,7 +263,8 @@ class JobStore:
         if any(role not in ("source", "mask") for role in roles) or len(set(roles)) != len(roles):
             raise ValueError(f"sources are one 'source' and at most one 'mask', not {roles}")
         now = self.clock()
-        names = [f"src-{uuid.uuid4().hex}/{role}-1.{_EXT.get(f.mime, 'bin')}" for role, f in sources]
+        token = uuid.uuid4().hex
+        names = [f"src-{token}/{role}-1.{_EXT.get(f.mime, 'bin')}" for role, f in sources]
         if self.media_dir is not None and sources:
             await asyncio.to_thread(_write_files, self.media_dir, names, [f.data for _, f in sources])
         in_files = self.media_dir is not None
@@ -295,7 +296,7 @@ class JobStore:
 
         try:
             return await self.store.run(body)
-        except BaseException:
+        except Exception:  # refused or rolled back (not on cancellation: the row may have been committed)
             if self.media_dir is not None and sources:
                 await asyncio.to_thread(_remove_dirs, self.media_dir, {(self.media_dir / n).parent for n in names})
             raise

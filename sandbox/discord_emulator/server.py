@@ -201,9 +201,11 @@ class DiscordEmulator(InjectionMixin):
     def user(self, ref: Union[str, int, User]) -> User:
         return self.world.user(ref)
 
-    async def add_user(self, username: str, *, guild_ids: Optional[list[int]] = None, roles: Optional[list[int]] = None) -> User:
-        """New user, made a member of ``guild_ids`` (default: guild 1) with ``roles``."""
-        user = self.world.add_user(username)
+    async def add_user(
+        self, username: str, *, guild_ids: Optional[list[int]] = None, roles: Optional[list[int]] = None, bot: bool = False
+    ) -> User:
+        """New user (another bot with ``bot``), made a member of ``guild_ids`` (default: guild 1) with ``roles``."""
+        user = self.world.add_user(username, bot=bot)
         self.users[username] = user
         for gid in guild_ids if guild_ids is not None else [self.guild_id]:
             await self.add_member(gid, user.id, roles=[r for r in roles or [] if r in self.world.guilds[gid].roles])
