@@ -1,13 +1,20 @@
-"""/imagine: Discord input → ``bot.media_jobs`` (the media-job service) → replies.
+"""/imagine create, /imagine edit and "Edit image": Discord input → ``bot.media_jobs`` (the media-job
+service) → replies.
 
 The service runs the job (budget, queue, gateway, progress, grid, recovery after a restart); this
-cog turns the command's options into service calls and refusals into ephemeral replies. The job's
-buttons are answered by cogs/media_buttons.py.
+cog turns the commands' options into service calls and refusals into ephemeral replies. The job's
+buttons are answered by cogs/media_buttons.py. Edits (``/imagine edit`` and the "Edit image" message
+command, whose modal asks for the instruction) exist only when the gateway offers them; the picture is
+taken in by bot/media/edit_source.py after a public deferral (downloading it may take longer than
+Discord's 3 s), so a refusal then replaces the "thinking…" message with a private one.
 """
 
 from __future__ import annotations
 
 import logging
+from collections.abc import Awaitable, Callable
+from functools import partial
+from typing import Any
 
 import discord
 from discord import app_commands
@@ -15,24 +22,55 @@ from discord.ext import commands
 
 from bot.app.factory import GatecordBot
 from bot.app.installs import guest_media_refusal, is_guest
-from bot.media.options import ImagineOptions
+from bot.media.edit_source import (
+    EditIntake,
+    EditOptions,
+    EditSource,
+    check_message_picture,
+    edit_source_from_attachments,
+    edit_source_from_message,
+)
+from bot.media.options import MAX_COUNT, ImagineOptions, OptionError
 from bot.rendering import limits as discord_limits
-from bot.rendering.replies import reply_privately
+from bot.rendering.errors import user_error_message
+from bot.rendering.replies import ERROR_PREFIX, InteractionTarget, reply_privately
 from bot.rendering.user_facing import UserFacingError
 from cogs._installs import everywhere
 
 log = logging.getLogger(__name__)
 
+EDIT_IMAGE = "Edit image"
+#: the longest edit instruction (OpenAI's edits take 1000 characters with every model)
+MAX_INSTRUCTION = 1000
+#: how long the "Edit image" modal waits for its instruction
+MODAL_TIMEOUT = 15 * 60.0
+
+#: takes the picture in, called with ``intake=`` (how to fetch it) and ``max_bytes=`` (the gateway's PNG limit)
+SourceMaker = Callable[..., Awaitable[EditSource]]
+
 
 class Imagine(commands.Cog):
+    imagine = everywhere(app_commands.Group(name="imagine", description="Generate or edit images"))
+
     def __init__(self, bot: GatecordBot) -> None:
         self.bot = bot
         self.service = bot.media_jobs
+        self.edits = self.service.supports("edit")
+        self.edit_menu = everywhere(app_commands.ContextMenu(name=EDIT_IMAGE, callback=self.edit_image_menu))
+        if self.edits:
+            self.imagine.add_command(edit_command(self))
 
-    # -- /imagine -------------------------------------------------------------------------------
+    async def cog_load(self) -> None:
+        if self.edits:
+            self.bot.tree.add_command(self.edit_menu)
 
-    @everywhere
-    @app_commands.command(name="imagine", description="Generate images from a text prompt")
+    async def cog_unload(self) -> None:
+        if self.edits:
+            self.bot.tree.remove_command(self.edit_menu.name, type=self.edit_menu.type)
+
+    # -- /imagine create ------------------------------------------------------------------------
+
+    @imagine.command(name="create", description="Generate images from a text prompt")
     @app_commands.describe(
         prompt="What to draw",
         model="Image model (default: this server's)",
@@ -44,7 +82,7 @@ class Imagine(commands.Cog):
         height="Height in pixels (FLUX: a multiple of 32)",
         negative_prompt="What the image should not show",
     )
-    async def imagine(
+    async def create(
         self,
         interaction: discord.Interaction,
         prompt: app_commands.Range[str, 1, 4000],
@@ -58,29 +96,135 @@ class Imagine(commands.Cog):
         negative_prompt: str | None = None,
     ) -> None:
         if is_guest(interaction):  # the job's messages go through the channel, which the bot can't reach here
-            await reply_privately(interaction, guest_media_refusal("imagine"))
+            await reply_privately(interaction, guest_media_refusal("imagine create"))
             return
         opts = ImagineOptions(prompt=prompt, model=model, count=count, steps=steps, seed=seed, size=size,
                               width=width, height=height, negative_prompt=negative_prompt)
-        channel = interaction.channel
-        parent_id = getattr(channel, "parent_id", None) if isinstance(channel, discord.Thread) else None
         try:
             request = await self.service.prepare(opts, guild_id=interaction.guild_id,
-                                                 channel_id=interaction.channel_id, parent_channel_id=parent_id)
+                                                 channel_id=interaction.channel_id,
+                                                 parent_channel_id=_parent_id(interaction))
             await self.service.submit(interaction, request, origin="command")
         except UserFacingError as exc:
             await reply_privately(interaction, exc.user_message())
 
-    @imagine.autocomplete("model")
+    @create.autocomplete("model")
     async def _model_autocomplete(
         self, interaction: discord.Interaction, current: str
     ) -> list[app_commands.Choice[str]]:
-        matches = await self.service.model_choices("image", current)
+        return await self.model_choices("image", current)
+
+    async def model_choices(self, kind: str, current: str) -> list[app_commands.Choice[str]]:
+        matches = await self.service.model_choices(kind, current)
         return [
             app_commands.Choice(name=m[: discord_limits.CHOICE_NAME], value=m)
             for m in matches
             if len(m) <= discord_limits.CHOICE_VALUE
         ][: discord_limits.AUTOCOMPLETE_CHOICES]
+
+    # -- /imagine edit and "Edit image" ---------------------------------------------------------
+
+    async def edit(self, interaction: discord.Interaction, image: discord.Attachment, mask: discord.Attachment | None,
+                   opts: EditOptions) -> None:
+        if is_guest(interaction):
+            await reply_privately(interaction, guest_media_refusal("imagine edit"))
+            return
+        await self.submit_edit(interaction, opts,
+                               partial(edit_source_from_attachments, image, mask))
+
+    async def edit_image_menu(self, interaction: discord.Interaction, message: discord.Message) -> None:
+        """The message command: refuse a message without a usable picture at once, else ask for the
+        instruction (the modal submits the edit)."""
+        if is_guest(interaction):
+            await reply_privately(interaction, guest_media_refusal("imagine edit"))
+            return
+        settings = self.bot.settings
+        try:
+            check_message_picture(message, cdn_hosts=settings.discord.cdn_hosts,
+                                  max_download_bytes=settings.vision.max_download_bytes)
+        except UserFacingError as exc:
+            await reply_privately(interaction, exc.user_message())
+            return
+        await interaction.response.send_modal(EditModal(self, message))
+
+    async def submit_edit(self, interaction: discord.Interaction, opts: EditOptions, source: SourceMaker) -> None:
+        """Defer publicly (the picture is downloaded and converted first), then prepare and submit the
+        edit; every refusal replaces the "thinking…" message with a private one."""
+        await interaction.response.defer(thinking=True)
+        try:
+            intake = EditIntake.from_settings(self.bot.settings, self.bot.cdn_http, self.bot.vision.decodes)
+            picture = await source(intake=intake, max_bytes=self.bot.gateway.profile.max_edit_image_bytes)
+            request = await self.service.prepare_edit(opts, picture, guild_id=interaction.guild_id,
+                                                      channel_id=interaction.channel_id,
+                                                      parent_channel_id=_parent_id(interaction))
+            await self.service.submit(interaction, request, origin="command")
+        except UserFacingError as exc:
+            await InteractionTarget(interaction).refuse(exc.user_message())
+        except Exception as exc:  # the deferral must not stay "thinking…": say what failed, privately
+            await InteractionTarget(interaction).refuse(ERROR_PREFIX + user_error_message(exc))
+
+
+def _parent_id(interaction: discord.Interaction) -> int | None:
+    channel = interaction.channel
+    return getattr(channel, "parent_id", None) if isinstance(channel, discord.Thread) else None
+
+
+def edit_command(cog: Imagine) -> app_commands.Command[Any, Any, None]:
+    """``/imagine edit image prompt [mask] [model] [count] [size]`` (added only when edits are offered)."""
+
+    async def edit(
+        interaction: discord.Interaction,
+        image: discord.Attachment,
+        prompt: app_commands.Range[str, 1, MAX_INSTRUCTION],
+        mask: discord.Attachment | None = None,
+        model: str | None = None,
+        count: int | None = None,
+        size: str | None = None,
+    ) -> None:
+        await cog.edit(interaction, image, mask, EditOptions(prompt=prompt, model=model, count=count, size=size))
+
+    async def model(interaction: discord.Interaction, current: str) -> list[app_commands.Choice[str]]:
+        return await cog.model_choices("edit", current)
+
+    edit = app_commands.describe(
+        image="The picture to edit (PNG, JPEG, WebP, still GIF or BMP)",
+        prompt="What to change, e.g. \"make the sky purple\"",
+        mask="A PNG of the same shape, transparent where the picture may change (default: everywhere)",
+        model="Image model (default: this server's)",
+        count="How many results, 1–4",
+        size="WIDTHxHEIGHT of the results, e.g. 1024x1024",
+    )(edit)
+    command: app_commands.Command[Any, Any, None] = app_commands.Command(
+        name="edit", description="Edit a picture with an instruction", callback=edit)
+    command.autocomplete("model")(model)
+    return command
+
+
+class EditModal(discord.ui.Modal, title=EDIT_IMAGE):
+    """The "Edit image" instruction (and an optional count), then the edit of ``message``'s picture."""
+
+    instruction: discord.ui.TextInput[EditModal] = discord.ui.TextInput(
+        label="Instruction", style=discord.TextStyle.paragraph, placeholder="What to change, e.g. add a red hat",
+        min_length=1, max_length=MAX_INSTRUCTION, required=True, custom_id="edit:instruction",
+    )
+    count: discord.ui.TextInput[EditModal] = discord.ui.TextInput(
+        label=f"How many results (1–{MAX_COUNT})", style=discord.TextStyle.short, placeholder="default",
+        max_length=2, required=False, custom_id="edit:count",
+    )
+
+    def __init__(self, cog: Imagine, message: discord.Message) -> None:
+        super().__init__(timeout=MODAL_TIMEOUT)
+        self.cog = cog
+        self.message = message
+
+    async def on_submit(self, interaction: discord.Interaction) -> None:
+        text = self.count.value.strip()
+        if text and not (text.isdigit() and 1 <= int(text) <= MAX_COUNT):
+            await reply_privately(interaction, OptionError("count", list(range(1, MAX_COUNT + 1)), text).user_message())
+            return
+        opts = EditOptions(prompt=self.instruction.value.strip() or self.instruction.value,
+                           count=int(text) if text else None)
+        await self.cog.submit_edit(interaction, opts, partial(edit_source_from_message, self.message))
 
 
 async def setup(bot: GatecordBot) -> None:

@@ -8,7 +8,9 @@ pointed at the emulator through its ordinary settings — and the web UI. Prints
 What is kept across runs: the bot's database, ``data/sandbox.db`` (settings, budgets and usage, relay
 keys; ``--fresh`` starts it empty). The emulated Discord lives in memory: its messages start empty
 on every run, while its members, servers and channels come back with the same ids, so what the
-database points at (a relay key's channels, a member's budget) is still there.
+database points at (a relay key's channels, a member's budget) is still there. Besides the default
+world: each persona's DM with Gatecord and "Friends' server", where Gatecord is not a member but every
+persona installed the app to their account (add_user_install_places).
 
 This is the only module of ``sandbox/`` that imports the bot: it has to start it.
 """
@@ -32,6 +34,7 @@ from pydantic import SecretStr
 from bot.app.factory import GatecordBot, create_bot
 from bot.app.settings import Settings
 from sandbox.discord_emulator import DiscordEmulator
+from sandbox.discord_emulator.server import STABLE_WORLD_MS
 from sandbox.gateways import GatewayEmulator
 from sandbox.web_ui import WebUI
 
@@ -44,6 +47,8 @@ DEFAULT_STREAM_TPS = 40.0  # a realistic model's pace: the answer is seen stream
 VIDEO_SECONDS = 20.0  # an emulated video job takes this long (queued → processing … → completed), as real ones do
 DEFAULT_EMULATED_PROFILE = "digicord"  # chat, vision and FLUX images (U1…V4 buttons) all work there
 BOT_READY_TIMEOUT = 60.0
+FRIENDS_SERVER = "Friends' server"
+PERSONAS = ("admin", "alice", "bob")
 
 
 @dataclass
@@ -176,6 +181,7 @@ class Sandbox:
 
     async def _start(self) -> None:
         await self.discord.start()
+        await add_user_install_places(self.discord)
         if not uses_real_gateway(self.base_settings, self.options):
             self.gateway = GatewayEmulator(emulated_profile(self.base_settings, self.options),
                                            stream_tps=self.options.stream_tps, demo_answers=True)
@@ -244,6 +250,18 @@ class Sandbox:
 
     async def __aexit__(self, *exc: object) -> None:
         await self.close()
+
+
+async def add_user_install_places(emu: DiscordEmulator) -> None:
+    """Where the page shows user installs: each persona's DM with Gatecord, and "Friends' server",
+    which Gatecord is not a member of but every persona installed the app to their account for (its
+    commands work there through interactions only). Made before anything else, with the world's
+    stable ids, so they keep their ids across runs like the rest of the world."""
+    with emu.ids.pinned(STABLE_WORLD_MS):
+        await emu.add_guild(FRIENDS_SERVER, members=("alice", "bob"), bot_member=False)
+        for persona in PERSONAS:
+            emu.install_for_user(persona)
+            emu.dm_channel_id(persona)
 
 
 def describe(sandbox: Sandbox) -> str:

@@ -13,7 +13,7 @@ import pytest
 from sandbox.discord_emulator import DiscordEmulator, IdentifyRecord, shard_of
 
 TOKEN = "shard-test-token"
-INTENTS = (1 << 0) | (1 << 9) | (1 << 15)  # guilds, guild messages, message content
+INTENTS = (1 << 0) | (1 << 9) | (1 << 12) | (1 << 15)  # guilds, guild messages, DMs, message content
 
 
 class Shard:

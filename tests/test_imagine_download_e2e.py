@@ -12,7 +12,7 @@ FAILED = "failed"
 
 
 async def failed_job(env: Any) -> Any:
-    rec = await env.discord.inject_slash_command("imagine", {"prompt": "a red fox", "count": 1})
+    rec = await env.discord.inject_slash_command("imagine create", {"prompt": "a red fox", "count": 1})
     msg = await rec.wait_final(lambda r: r.original is not None and FAILED in r.original.content, timeout=20)
     assert msg is not None
     return msg

@@ -58,7 +58,7 @@ async def ledger_rows(bot: Any) -> list[Any]:
 
 
 async def imagine(env: Any, options: dict[str, Any], *, user: str = "alice", **kw: Any) -> Any:
-    return await env.discord.inject_slash_command("imagine", {"prompt": "a red fox", **options}, user=user, **kw)
+    return await env.discord.inject_slash_command("imagine create", {"prompt": "a red fox", **options}, user=user, **kw)
 
 
 # -- the full flow ----------------------------------------------------------------------------------
@@ -427,7 +427,7 @@ async def test_delete_is_for_the_requester_or_an_admin(bot_env: Any) -> None:
 
 @pytest.mark.gateway_profile("digicord")
 async def test_model_autocomplete_lists_the_gateways_image_models(bot_env: Any) -> None:
-    choices = await bot_env.discord.inject_autocomplete("imagine", {"prompt": "x", "model": "pro"}, "model")
+    choices = await bot_env.discord.inject_autocomplete("imagine create", {"prompt": "x", "model": "pro"}, "model")
     values = [c["value"] for c in choices]
     assert values == ["black-forest-labs/FLUX.1-pro", "black-forest-labs/FLUX.1.1-pro"]
 

@@ -89,7 +89,7 @@ async def test_vision_budget_refusal_is_private(bot_env: Any) -> None:
 async def test_imagine_budget_refusal_is_private_and_names_the_budget(bot_env: Any) -> None:
     emu = bot_env.discord
     await bot_env.bot.quotas.set_limit(emu.guild_id, "member", "images", 1, actor_id=1)
-    rec = await emu.inject_slash_command("imagine", {"prompt": "a fox", "count": 2})
+    rec = await emu.inject_slash_command("imagine create", {"prompt": "a fox", "count": 2})
     refusal = await wait_shown(rec)
     assert refusal.flags & EPHEMERAL
     assert refusal.content.startswith(

@@ -146,7 +146,7 @@ async def test_chat_answer_streams_into_the_page(sandbox: Sandbox, page: Any) ->
 
 async def test_imagine_grid_then_u1_posts_the_upscaled_image(sandbox: Sandbox, page: Any) -> None:
     await open_channel(page, "random")
-    await run_command(page, "imagine", prompt="a red fox in the snow")
+    await run_command(page, "imagine create", prompt="a red fox in the snow")
     grid = bot_messages(page).filter(has=page.locator("button.component-button", has_text=re.compile(r"^U1$")))
     await grid.wait_for()
     grid_id = await grid.get_attribute("data-message-id")
@@ -573,3 +573,67 @@ async def test_the_page_works_on_a_phone(sandbox: Sandbox, page: Any, width: int
     await page.wait_for_selector("#relay-result[data-status]")
     await page.locator("#relay-close").click()
     assert inside(await page.locator("#composer-input").bounding_box(), width)
+
+
+# -- user installs: the DM with Gatecord, a server Gatecord is not a member of ---------------------
+
+async def be(pg: Any, persona: str) -> None:
+    await pg.locator("#user-switch").select_option(persona)
+    await pg.wait_for_function("p => localStorage.getItem('gatecord.persona') === p", arg=persona)
+
+
+async def test_the_dm_with_gatecord_is_a_conversation_without_a_server(sandbox: Sandbox, page: Any) -> None:
+    emu = sandbox.discord
+    await be(page, "alice")
+    await page.locator("#guilds .guild-icon.dm").click()
+    await page.wait_for_function("() => document.querySelector('#channel-name').textContent === 'Gatecord'")
+    assert await page.locator("#channel-header .hash").inner_text() == "@"
+    assert await page.locator("#channels .channel .name").all_inner_texts() == ["Gatecord"]  # only alice's own DM
+
+    box = page.locator("#composer-input")
+    await box.fill("hello from my DM")
+    await box.press("Enter")
+    await page.locator("#messages .message", has_text="hello from my DM").wait_for()
+    sent = next(m for m in emu.messages.values() if m.content == "hello from my DM")
+    assert sent.channel_id == emu.dm_channel_id("alice") and sent.guild_id is None
+    # the bot got it as Discord sends a DM: MESSAGE_CREATE without guild_id
+    await emu.wait_for(lambda: any(
+        p["t"] == "MESSAGE_CREATE" and p["d"]["id"] == str(sent.id) and "guild_id" not in p["d"]
+        for s in emu.gateway.sessions.values() for p in s.buffer
+    ))
+
+    await be(page, "bob")  # another member sees their own DM, not alice's
+    await page.wait_for_function("() => !document.querySelector('#messages').textContent.includes('hello from my DM')")
+    assert await page.locator("#channels .channel .name").all_inner_texts() == ["Gatecord"]
+
+
+async def test_a_server_without_gatecord_where_the_member_installed_it(sandbox: Sandbox, page: Any) -> None:
+    emu, gateway = sandbox.discord, sandbox.gateway
+    assert gateway is not None
+    friends = next(g for g in emu.world.guilds.values() if g.name == "Friends' server")
+    assert emu.bot_user_id not in friends.members and emu.is_installed_for("alice")
+    # /chat as the bot registers it for user installs (allowed_installs users=True, every context)
+    chat, _ = emu.commands.find("chat", 1, None)
+    chat.update(integration_types=[0, 1], contexts=[0, 1, 2])
+    emu.signal.changed()
+
+    await be(page, "alice")
+    await page.locator("#guilds .guild-icon[title=\"Friends' server\"]").click()
+    await page.wait_for_function("() => document.querySelector('#guild-name').textContent === \"Friends' server\"")
+    note = page.locator("#guild-note")
+    await note.wait_for()
+    assert "not a member of this server" in await note.inner_text()
+    await page.locator("#composer-input").fill("/")
+    suggestions = page.locator("#command-suggestions .suggestion")
+    offered = set(await suggestions.evaluate_all("els => els.map(e => e.dataset.path)"))
+    assert offered and {p.split()[0] for p in offered} <= {
+        c["name"] for c in emu.global_commands() if 1 in (c.get("integration_types") or [0])
+    }
+    await page.locator("#composer-input").fill("")
+
+    gateway.queue_reply("Hello from a server I am not in.")
+    await run_command(page, "chat", prompt="hello friends")
+    await bot_messages(page).filter(has_text="Hello from a server I am not in.").wait_for()
+    rec = next(r for r in emu.interactions.values() if r.name == "chat")
+    assert rec.authorizing_integration_owners == {"1": str(emu.users["alice"].id)}
+    assert not emu.forbidden_calls, [(r.method, r.path) for r in emu.forbidden_calls]

@@ -148,7 +148,7 @@ async def test_imagine_buttons_pressed_after_the_jobs_process_was_killed_are_ser
     world: Cluster,
 ) -> None:
     emu = world.discord
-    rec = await emu.inject_slash_command("imagine", {"prompt": "a lighthouse"}, user="alice", guild_id=emu.guild_id)
+    rec = await emu.inject_slash_command("imagine create", {"prompt": "a lighthouse"}, user="alice", guild_id=emu.guild_id)
     msg = await rec.wait_final(has_result, timeout=30)
     labels = buttons(msg)
     await world["run0"].kill()
@@ -266,7 +266,7 @@ async def test_a_restart_as_one_process_keeps_budgets_settings_conversations_job
     asked = await emu.send_user_message("remember the walrus", user="bob", channel_id=emu.other_guild_channel_id,
                                         mention_bot=True)
     answer = await wait_reply(emu, asked, timeout=30)
-    job = await emu.inject_slash_command("imagine", {"prompt": "a harbour"}, user="bob", guild_id=emu.guild2_id)
+    job = await emu.inject_slash_command("imagine create", {"prompt": "a harbour"}, user="bob", guild_id=emu.guild2_id)
     job_msg = await job.wait_final(has_result, timeout=30)
     key = await new_key(world, "queued")
 

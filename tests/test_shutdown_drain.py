@@ -243,12 +243,12 @@ def _png() -> bytes:
 async def test_an_image_job_in_progress_is_delivered_while_new_imagine_and_vision_are_refused(bot_env: Any) -> None:
     env, emu = bot_env, bot_env.discord
     env.gateway.faults.slow_next(delay=3, path="images/flux/generations")
-    rec = await emu.inject_slash_command("imagine", {"prompt": "a red fox", "count": 1})
+    rec = await emu.inject_slash_command("imagine create", {"prompt": "a red fox", "count": 1})
     calls = lambda: [r for r in env.gateway.requests if "images" in r.path and r.method == "POST"]  # noqa: E731
     await env.gateway.wait_for(lambda: calls() or None, timeout=10)  # the paid call is on its way
 
     drain = asyncio.create_task(env.bot.drain())
-    late = await emu.inject_slash_command("imagine", {"prompt": "a blue whale", "count": 1}, user="bob")
+    late = await emu.inject_slash_command("imagine create", {"prompt": "a blue whale", "count": 1}, user="bob")
     await late.wait_final(lambda r: RESTARTING_MESSAGE in r.content, timeout=10)
     assert late.ephemeral
     look = await emu.inject_slash_command("vision", {}, attachments={"image": ("red.png", _png(), "image/png")},

@@ -188,6 +188,12 @@ class EditRunner(_ImageKinds):
                                    model=opts.model or default_model or None,
                                    n=opts.count if opts.count is not None else DEFAULT_EDIT_COUNT, size=opts.size)
         given = {"n": opts.count, "size": opts.size, "model": opts.model, "prompt": opts.prompt}
+        if not opts.model and request.model:
+            try:
+                self.gateway.validate_image_edit_request(request)
+            except InvalidRequest as exc:
+                if exc.field == "model":  # the server's image model cannot edit: the gateway's edit model instead
+                    request = replace(request, model=None)
         return self._validated(request, sources, given)
 
     async def again(self, job: MediaJob, action: str, index: int | None) -> MediaRequest:

@@ -34,7 +34,7 @@ if TYPE_CHECKING:
 
     GatewayRequest = ImageRequest | ImageEditRequest | VideoRequest | MusicRequest
 
-__all__ = ["JobRun", "KindContext", "KindRunner", "MediaRequest", "Produced", "RequestBuilder"]
+__all__ = ["JobRun", "KindContext", "KindRunner", "MediaRequest", "Produced", "Repeater", "RequestBuilder"]
 
 
 @dataclass(frozen=True)
@@ -145,15 +145,21 @@ class KindRunner(Protocol):
 
 
 @runtime_checkable
-class RequestBuilder(Protocol):
+class Repeater(Protocol):
+    """A runner whose jobs can be made again (re-roll, retry, an image's V-n): every builder, and the
+    edit runner (whose first request is built by ``MediaJobService.prepare_edit``, from its picture)."""
+
+    async def again(self, job: MediaJob, action: str, index: int | None) -> MediaRequest:
+        """The request for re-roll / retry (and an image's V-n) of ``job``: its stored parameters (and
+        sources) again, validated by today's gateway rules."""
+        ...
+
+
+@runtime_checkable
+class RequestBuilder(Repeater, Protocol):
     """A runner that turns a command's options into a request (``MediaJobService.prepare_*``)."""
 
     def build(self, opts: Any, *, default_model: str | None) -> MediaRequest:
         """Validate ``opts`` (raising ``OptionError`` for the member, ``Unsupported`` when the gateway
         does not offer the kind) into a request."""
-        ...
-
-    async def again(self, job: MediaJob, action: str, index: int | None) -> MediaRequest:
-        """The request for re-roll / retry (and an image's V-n) of ``job``: its stored parameters (and
-        sources) again, validated by today's gateway rules."""
         ...

@@ -45,12 +45,16 @@ class JobPresenter:
 
     async def open(self, interaction: discord.Interaction, content: str,
                    view: discord.ui.View | None = None) -> JobMessage:
-        """Send the progress message as the interaction's response; the job's message from then on."""
+        """Send the progress message as the interaction's response (or as its deferred response: an edit
+        downloads its picture first); the job's message from then on."""
         kwargs: dict[str, Any] = {"allowed_mentions": NO_MENTIONS}
         if view is not None and view.children:
             kwargs["view"] = view
-        response = await interaction.response.send_message(content, **kwargs)
-        message_id = response.message_id
+        if interaction.response.is_done():
+            message_id: int | None = (await interaction.edit_original_response(content=content, **kwargs)).id
+        else:
+            response = await interaction.response.send_message(content, **kwargs)
+            message_id = response.message_id
         if message_id is None:
             message_id = (await interaction.original_response()).id
         return JobMessage(self.client, channel_id=interaction.channel_id, message_id=message_id,

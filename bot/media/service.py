@@ -21,7 +21,6 @@ hold for the next start; the others' holds are released; a cut-off paid call sho
 from __future__ import annotations
 
 import asyncio
-import importlib
 import logging
 import time
 from collections.abc import Callable, Coroutine
@@ -32,17 +31,18 @@ import discord
 
 from bot.app.draining import Drained, Restarting, drain_tasks
 from bot.budgets.engine import Reservation
-from bot.budgets.rules import BudgetExceeded, Requester
+from bot.budgets.rules import KIND_NOUNS, BudgetExceeded, Requester
 from bot.media.buttons import ButtonHandler, retry_view
 from bot.media.image_kind import EditRunner, EditSourceLike, ImageRunner
 from bot.media.jobs import ACTIVE_STATUSES, JobStore, MediaJob, StoredFile, media_location
-from bot.media.kinds import JobRun, KindContext, KindRunner, MediaRequest, Produced, RequestBuilder
+from bot.media.kinds import JobRun, KindContext, KindRunner, MediaRequest, Produced, Repeater, RequestBuilder
 from bot.media.music_kind import MusicRunner
 from bot.media.options import ImagineOptions, OptionError
 from bot.media.presenter import JobPresenter, upload_limit
 from bot.media.progress import JobMessage
 from bot.media.queue import FairQueue, Ticket
 from bot.media.render import render_failure
+from bot.media.video_kind import VideoRunner
 from bot.rendering.errors import describe_error, error_code
 from bot.rendering.user_facing import UserFacingError
 from bot.storage.errors import StorageError
@@ -648,7 +648,10 @@ class MediaJobService:
         if action == "v" and job.kind not in IMAGE_KINDS:
             raise JobGone()
         try:
-            request = await self._builder(job.kind).again(job, action, index)
+            runner = self.runner(job.kind)
+            if not isinstance(runner, Repeater):
+                raise KindUnsupported(job.kind)
+            request = await runner.again(job, action, index)
         except Unsupported:
             raise KindUnsupported(job.kind) from None
         return await self.submit(interaction, request, origin=ORIGINS[action], parent=job,
@@ -711,13 +714,7 @@ class MediaJobService:
 
 def _build_runners(ctx: KindContext) -> list[KindRunner]:
     """The kinds this bot knows (whether the gateway offers each one is ``supports``)."""
-    runners: list[KindRunner] = [ImageRunner(ctx), EditRunner(ctx), MusicRunner(ctx)]
-    try:  # the video runner (bot/media/video_kind.py), built by the same rules when it is there
-        video = importlib.import_module("bot.media.video_kind")
-    except ModuleNotFoundError:
-        return runners
-    runners.append(video.VideoRunner(ctx))
-    return runners
+    return [ImageRunner(ctx), EditRunner(ctx), MusicRunner(ctx), VideoRunner(ctx)]
 
 
 async def _release(hold: Reservation, outcome: str, exc: BaseException | None) -> None:
@@ -733,15 +730,11 @@ async def _release(hold: Reservation, outcome: str, exc: BaseException | None) -
         log.warning("could not release reservation %s; it will expire", hold.id, exc_info=True)
 
 
-UNITS = {"images": ("image", "images"), "video_seconds": ("video second", "video seconds"),
-         "music_seconds": ("music second", "music seconds")}
-
-
 def _worded(amounts: dict[str, int]) -> str:
     parts = []
     for kind, n in amounts.items():
         if n:
-            one, many = UNITS.get(kind, (kind, kind))
+            one, many = KIND_NOUNS.get(kind, (kind, kind))
             parts.append(f"{n} {one if n == 1 else many}")
     return ", ".join(parts)
 

@@ -32,6 +32,7 @@ from bot.vision.shrink import VIPS_FORMATS, ShrinkFailed, shrink
 
 __all__ = [
     "AnimatedImage",
+    "DecodedImage",
     "ImageDownloadFailed",
     "ImageNotFromDiscord",
     "ImageRefused",
@@ -43,6 +44,7 @@ __all__ = [
     "SUPPORTED_LABEL",
     "UnsupportedImageType",
     "check_declared",
+    "decode_image",
     "fetch_image_bytes",
     "looks_like_image",
     "prepare_image",
@@ -365,10 +367,35 @@ def _has_alpha(img: Image.Image) -> bool:
     return img.mode in ("RGBA", "LA", "PA", "RGBa", "La") or (img.mode == "P" and "transparency" in img.info)
 
 
+@dataclass(frozen=True, slots=True)
+class DecodedImage:
+    """A picture decoded safely, upright and reduced to the longest side asked for (RGB or RGBA)."""
+
+    image: Image.Image
+    alpha: bool
+    original_width: int
+    original_height: int
+    source_format: str
+
+
 def prepare_image(
     data: bytes, *, filename: str, max_pixels: int, longest_side: int, max_full_decode_pixels: int = FULL_DECODE_PIXELS,
 ) -> PreparedImage:
-    """Decode ``data`` safely and return it downscaled to ``longest_side`` (blocking: use a thread).
+    """Decode ``data`` safely (``decode_image``) and return it downscaled to ``longest_side`` and re-encoded
+    (blocking: use a thread)."""
+    decoded = decode_image(data, filename=filename, max_pixels=max_pixels, longest_side=longest_side,
+                           max_full_decode_pixels=max_full_decode_pixels)
+    work = decoded.image
+    encoded, mime = _encode(work, lossless=decoded.source_format in LOSSLESS_SOURCES or decoded.alpha)
+    return PreparedImage(filename=filename, data=encoded, mime=mime, width=work.width, height=work.height,
+                         original_width=decoded.original_width, original_height=decoded.original_height,
+                         source_format=decoded.source_format)
+
+
+def decode_image(
+    data: bytes, *, filename: str, max_pixels: int, longest_side: int, max_full_decode_pixels: int = FULL_DECODE_PIXELS,
+) -> DecodedImage:
+    """Decode ``data`` safely, upright and reduced to ``longest_side`` (blocking: use a thread).
 
     Memory is bounded per image: JPEG is decoded at a reduced scale (``draft``); PNG, WebP and GIF are
     shrunk while they are decoded (bot/vision/shrink.py); any other format (BMP) is decoded whole by
@@ -407,9 +434,7 @@ def prepare_image(
     turn = _ORIENTATIONS.get(orientation)
     if turn is not None:
         work = work.transpose(turn)
-    encoded, mime = _encode(work, lossless=fmt in LOSSLESS_SOURCES or alpha)
-    return PreparedImage(filename=filename, data=encoded, mime=mime, width=work.width, height=work.height,
-                         original_width=width, original_height=height, source_format=fmt)
+    return DecodedImage(image=work, alpha=alpha, original_width=width, original_height=height, source_format=fmt)
 
 
 def _shrunk(data: bytes, fmt: str, filename: str, longest_side: int) -> Image.Image:

@@ -80,6 +80,11 @@ class VisionService:
         #: decodes in flight at once, bot-wide: each may hold a decoded picture in memory
         self._decodes = asyncio.Semaphore(settings.vision.max_concurrent_decodes)
 
+    @property
+    def decodes(self) -> asyncio.Semaphore:
+        """The bot-wide limit on pictures decoded at once (image edits take theirs in through it too)."""
+        return self._decodes
+
     def admit(self) -> Ticket:
         """A place in the chat service's admission line (a new conversation); raises ``Busy``."""
         return self.chat.admission.admit(new_conversation_id())

@@ -23,6 +23,7 @@ from av.audio.resampler import AudioResampler
 from av.audio.stream import AudioStream
 from av.container import InputContainer
 
+from bot.media.av_frames import decoded_frames
 from bot.rendering.user_facing import UserFacingError
 
 __all__ = [
@@ -143,26 +144,12 @@ def _open(data: bytes, fmt_hint: str | None) -> tuple[InputContainer, AudioStrea
 
 
 def _frames(container: InputContainer, stream: AudioStream) -> Iterator[AudioFrame]:
-    """Decoded frames, one at a time.
-
-    A packet the decoder rejects is skipped, as ffmpeg does (a few damaged bytes cost a moment of sound,
-    not the whole file); a file where most packets are bad, or that the demuxer cannot read on, is
-    ``AudioUnreadable``."""
+    """Decoded frames, one at a time; a few damaged packets are skipped, a file where most are bad is
+    ``AudioUnreadable`` (bot/media/av_frames.py)."""
     damaged = AudioUnreadable("That file is not audio I can play (it is damaged and cannot be decoded).")
-    good = bad = 0
-    try:
-        for packet in container.demux(stream):
-            try:
-                frames = packet.decode()
-            except av.error.InvalidDataError:
-                bad += 1
-                continue
-            good += 1
-            yield from frames
-    except (av.error.FFmpegError, ValueError, OSError) as exc:
-        raise damaged from exc
-    if bad > good:
-        raise damaged
+    for frame in decoded_frames(container, [stream], damaged):
+        if isinstance(frame, AudioFrame):
+            yield frame
 
 
 def _container_name(container: InputContainer, fmt_hint: str | None) -> str:

@@ -51,6 +51,39 @@ Sharding (as Discord routes it)
     emu.gateway.identifies: [IdentifyRecord(shard_id, shard_count, at, bucket, session_id)], ``at``
     from ``clock`` (monotonic by default; emu.gateway.clock), bucket = shard_id % max_concurrency.
 
+User installs, DMs, guilds without the bot (sandbox.discord_emulator.installs)
+    await emu.add_guild(name, bot_member=False) -> a guild the bot is NOT in: no GUILD_CREATE, none of
+    its events reach the bot, and every bot REST call about it or its channels (any route, known or
+    not: messages, typing, threads, webhooks, members, channel GET, guild commands...) answers 403
+    50001 Missing Access. emu.install_for_user(user) / uninstall_for_user / is_installed_for: the app
+    installed to a user's account. emu.dm_channel_id(user="alice") -> the DM (type 1, no guild) between
+    the user and the bot, created on first use (also answered by the bot's POST /users/@me/channels
+    {recipient_id}); the bot may send, edit, reply, attach, react, type there; threads, webhooks and
+    deleting the user's messages get 400 50003. emu.private_channel_id(users=("alice", "bob")) -> a group
+    DM (type 3) the bot is not in (403 50001 for it; reachable only by interactions). DM messages
+    (send_user_message(channel_id=dm)) are MESSAGE_CREATE without guild_id, sent with the
+    DIRECT_MESSAGES intent, content never blanked, to shard 0. emu.forbidden_calls: every request
+    answered 403 50001 (RecordedRequest).
+    Commands keep ``integration_types`` ([0] guild install, [1] user install; default [0]) and
+    ``contexts`` ([0] guild, [1] bot DM, [2] private channel; unset: all, less DMs with
+    dm_permission false; guild commands: their guild only). Injecting one where Discord's client
+    would not offer it raises installs.CommandNotAvailable (a KeyError): context not allowed, or no
+    installation authorizes it there. Interactions carry, as Discord documents:
+      context 0 guild / 1 the bot's DM / 2 another DM or group DM (rec.context);
+      authorizing_integration_owners (rec.authorizing_integration_owners): "0" = guild id where the
+        bot is a member and the command supports guild install ("0" = "0" in the bot's DM), "1" = the
+        user's id when they installed the app and the command supports user install; components and
+        modals keep the owners of the interaction whose message (or modal) they come from;
+      app_permissions: the bot's in a guild it is in; in a guild without it @everyone's in the
+        channel limited to ATTACH_FILES|EMBED_LINKS|MENTION_EVERYONE|USE_EXTERNAL_EMOJIS; in its DM
+        those four (P.DM_APP_PERMISSIONS); in other (group) DMs the first three;
+      member + guild_id + partial guild + partial channel (with ``permissions``) in guilds (also
+        without the bot), user (not member) and a partial DM channel with ``recipients`` otherwise.
+    Follow-ups: when only a user install authorized the interaction (owners == {"1": ...}: a guild
+    without the bot, a group DM, a DM with a user-install-only command), at most 5 accepted POSTs to
+    the follow-up endpoint (the one replacing a "thinking" response counts; the callback and edits of
+    @original do not): the 6th answers 400 40094 (rec.followup_posts; limits.USER_INSTALL_FOLLOWUPS_MAX).
+
 Users acting (async; each returns once the event is dispatched)
     inject_slash_command(name, options=None, *, user="alice", guild_id=None, channel_id=None,
         attachments={opt: (filename, bytes, content_type)}, locale="en-US", attachment_size_limit=None)
@@ -58,7 +91,9 @@ Users acting (async; each returns once the event is dispatched)
         schema (plain Python values; users by name or id, roles/channels by name or id). Sent even if
         the user lacks default_member_permissions. Raises KeyError when the command is not registered.
     inject_autocomplete(name, options, focused, *, user=...) -> list of choices (waits for type 8).
-    inject_context_menu(name, target_message_id=None, *, target_user=None, user=...) -> InteractionRecord
+    inject_context_menu(name, target_message_id=None, *, target_user=None, user=..., channel_id=None)
+        -> InteractionRecord. Slash and user commands run in a DM or group DM with channel_id=... (the
+        user must be in it); components and modals where their message is.
     press_button(message_id, custom_id, *, user="alice") -> InteractionRecord
     select_menu(message_id, custom_id, values, *, user="alice") -> InteractionRecord
     submit_modal(custom_id, {input_custom_id: value}, *, user=..., interaction=None) -> InteractionRecord
@@ -76,7 +111,8 @@ Observing
     (Attachment: filename, data, content_type, size, url), flags, ephemeral, loading, allowed_mentions
     (as sent), mention_ids, message_reference, nonce, created_at/edits[] (monotonic .at, content,
     embeds...), edit_count, deleted, thread_id, reactions.
-    emu.interactions: {id: InteractionRecord}. InteractionRecord: id, token, type, payload, created_at,
+    emu.interactions: {id: InteractionRecord}. InteractionRecord: id, token, type, payload, context,
+    authorizing_integration_owners, followup_posts, created_at,
     first_response_at, ack_latency, response_type, response_data, original (MessageState|None),
     followups, autocomplete_choices, modal, callbacks (every attempt with status);
     await rec.wait_acked(timeout); await rec.wait_final(predicate=None, timeout) -> original message

@@ -3,6 +3,7 @@ and the file-size checks shared by every route that accepts uploads."""
 
 from __future__ import annotations
 
+import re
 from typing import TYPE_CHECKING, Any
 
 from aiohttp import web
@@ -35,13 +36,37 @@ def channel_for_bot(emu: "DiscordEmulator", request: web.Request, needs: int = 0
 
 
 def require(emu: "DiscordEmulator", channel: Channel, needs: int = 0) -> None:
-    if channel.guild_id is not None and emu.bot_user_id not in emu.world.guilds[channel.guild_id].members:
+    if not emu.world.can_access(emu.bot_user_id, channel):
         raise E.APIError(403, E.MISSING_ACCESS, "Missing Access")
     perms = emu.world.permissions_for(emu.bot_user_id, channel.id)
     if not perms & P.VIEW_CHANNEL:
         raise E.APIError(403, E.MISSING_ACCESS, "Missing Access")
     if needs and perms & needs != needs:
         raise E.APIError(403, E.MISSING_PERMISSIONS, "Missing Permissions")
+
+
+def refuse_in_dm(channel: Channel) -> None:
+    """Threads and webhooks do not exist in DMs: 400 50003, as Discord answers."""
+    if channel.is_private:
+        raise E.APIError(400, E.CANNOT_EXECUTE_ON_DM, "Cannot execute action on a DM channel")
+
+
+_GUARDED_PATH = re.compile(r"^/(?:channels|guilds|applications/\d+/guilds)/(\d+)(?:/|$)")
+
+
+def inaccessible_target(emu: "DiscordEmulator", path: str) -> bool:
+    """Whether ``path`` (below /api/v10) is about a guild the bot is not in, or a channel it cannot
+    reach (in such a guild, or a DM/group DM it is not part of): every route, known or not, then
+    answers 403 50001 Missing Access, as Discord does."""
+    match = _GUARDED_PATH.match(path)
+    if match is None:
+        return False
+    target = int(match.group(1))
+    if path.startswith("/channels/"):
+        channel = emu.world.channels.get(target)
+        return channel is not None and not emu.world.can_access(emu.bot_user_id, channel)
+    guild = emu.world.guilds.get(target)
+    return guild is not None and emu.bot_user_id not in guild.members
 
 
 def send_permission(channel: Channel) -> int:

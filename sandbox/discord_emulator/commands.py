@@ -138,6 +138,10 @@ def validate_commands(payload: Any) -> dict[str, Any]:
                 _err(tree, [i, "name"], "BASE_TYPE_BAD_LENGTH", f"Must be between 1 and {L.COMMAND_NAME_MAX} in length.")
             if cmd.get("description"):
                 _err(tree, [i, "description"], "APPLICATION_COMMAND_CONTEXT_MENU_DESCRIPTION", "Context menu commands cannot have description")
+        for field_name, allowed in (("integration_types", (0, 1)), ("contexts", (0, 1, 2))):
+            value = cmd.get(field_name)
+            if value is not None and (not isinstance(value, list) or any(v not in allowed for v in value)):
+                _err(tree, [i, field_name], "BASE_TYPE_CHOICES", f"Value must be one of {set(allowed)}.")
         key = (str(name), ctype)
         if key in seen:
             _err(tree, [i, "name"], "APPLICATION_COMMANDS_DUPLICATE_NAME", "Application command names must be unique")

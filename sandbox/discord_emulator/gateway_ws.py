@@ -27,6 +27,7 @@ DISPATCH, HEARTBEAT, IDENTIFY, PRESENCE, VOICE, RESUME, RECONNECT, REQUEST_MEMBE
 )
 INTENT_GUILD_MESSAGES = 1 << 9
 INTENT_MESSAGE_CONTENT = 1 << 15
+INTENT_DIRECT_MESSAGES = 1 << 12
 RENOTIFY_DELAYS = (0.02, 0.1, 0.5)
 RENOTIFY_COALESCE_S = 0.001
 MESSAGE_EVENTS = {"MESSAGE_CREATE", "MESSAGE_UPDATE", "MESSAGE_DELETE"}
@@ -110,7 +111,10 @@ class Gateway:
             return data
         if data.get("guild_id") and not session.intents & INTENT_GUILD_MESSAGES:
             return None
-        if event == "MESSAGE_DELETE" or session.intents & INTENT_MESSAGE_CONTENT:
+        if not data.get("guild_id") and not session.intents & INTENT_DIRECT_MESSAGES:
+            return None
+        # Content is always there in DMs (Discord: MESSAGE_CONTENT does not apply to them).
+        if event == "MESSAGE_DELETE" or session.intents & INTENT_MESSAGE_CONTENT or not data.get("guild_id"):
             return data
         bot_id = str(self.emu.bot_user_id)
         author = (data.get("author") or {}).get("id")
@@ -128,6 +132,9 @@ class Gateway:
     async def dispatch(self, event: str, data: dict[str, Any]) -> None:
         """Send a DISPATCH to every identified session that holds the event's guild, as Discord routes
         them: shard ``(guild_id >> 22) % count``, DMs to shard 0 (buffered for sessions awaiting RESUME)."""
+        if not self.emu.bot_receives(event, data):
+            self.renotify()
+            return
         guild_id = self.event_guild(event, data)
         for session in list(self.sessions.values()):
             if not session.ready or not session.holds(guild_id):
@@ -253,7 +260,7 @@ class Gateway:
             return None
         emu = self.emu
         session = GatewaySession(session_id=secrets.token_hex(16), intents=intents, shard=shard, ws=ws)
-        guild_ids = [g for g in emu.world.guilds if session.holds(g)]
+        guild_ids = [g for g in emu.world.guilds if session.holds(g) and emu.bot_is_member(g)]
         if self.guilds_per_shard_limit is not None and len(guild_ids) > self.guilds_per_shard_limit:
             await ws.close(code=SHARDING_REQUIRED, message=b"Sharding required.")
             return None
@@ -309,7 +316,7 @@ class Gateway:
     async def _members_chunk(self, session: GatewaySession, data: dict[str, Any]) -> None:
         world = self.emu.world
         guild_id = int(data.get("guild_id", 0))
-        if guild_id not in world.guilds or not session.holds(guild_id):
+        if not self.emu.bot_is_member(guild_id) or not session.holds(guild_id):
             return
         wanted = data.get("user_ids")
         query = (data.get("query") or "").lower()

@@ -8,6 +8,7 @@ import secrets
 import time
 from typing import TYPE_CHECKING, Any, Iterable, Mapping, Optional, Union
 
+from . import installs as I
 from .commands import resolve_path
 from .messages import UploadedFile
 from .models import FLAG_IS_VOICE_MESSAGE, InteractionRecord, MessageState, User
@@ -39,6 +40,7 @@ class InjectionMixin:
     guild_id: int
     channel_id: int
     default_attachment_size_limit: int
+    user_installs: set[int]
 
     if TYPE_CHECKING:
 
@@ -63,6 +65,43 @@ class InjectionMixin:
         if guild_id is not None and user.id not in self.world.guilds[guild_id].members:
             raise ValueError(f"{user.username} is not a member of guild {guild_id}")
 
+    def _require_access(self, user: User, channel_id: int) -> None:
+        """The user is a member of the channel's guild, or a recipient of the DM / group DM."""
+        channel = self.world.channels[channel_id]
+        if channel.is_private:
+            if user.id not in channel.recipient_ids:
+                raise ValueError(f"{user.username} is not in the private channel {channel_id}")
+            return
+        self._require_member(user, channel.guild_id)
+
+    def _authorization(
+        self, itype: int, data: dict[str, Any], user: User, channel_id: int, guild_id: Optional[int],
+        inherit: Optional[InteractionRecord],
+    ) -> tuple[int, dict[str, str], int]:
+        """(context, authorizing_integration_owners, app_permissions) of an interaction; a command the
+        user could not run there raises CommandNotAvailable. Components and modals keep the owners of
+        the interaction that made their message (or opened the modal), as on Discord."""
+        world = self.world
+        channel = world.channels[channel_id]
+        context = I.channel_context(channel, self.bot_user_id)
+        perms = I.app_permissions(world, channel, context, self.bot_user_id)
+        installed = user.id in self.user_installs
+        if itype in (APPLICATION_COMMAND, AUTOCOMPLETE):
+            command, _scope = self.commands.find(data["name"], int(data.get("type", 1)), guild_id)
+            owners = I.authorizing_owners(
+                world, bot_user_id=self.bot_user_id, user_id=user.id, channel=channel, context=context,
+                integration_types=I.command_integration_types(command), user_installed=installed,
+            )
+            I.check_available(command, context, owners)
+            return context, owners, perms
+        if inherit is not None:
+            return context, dict(inherit.payload.get("authorizing_integration_owners") or {}), perms
+        owners = I.authorizing_owners(
+            world, bot_user_id=self.bot_user_id, user_id=user.id, channel=channel, context=context,
+            integration_types=I.ALL_INTEGRATION_TYPES, user_installed=installed,
+        )
+        return context, owners, perms
+
     # -- the interaction envelope ----------------------------------------------------------
     async def _dispatch_interaction(
         self,
@@ -78,11 +117,15 @@ class InjectionMixin:
         name: Optional[str] = None,
         custom_id: Optional[str] = None,
         connect_timeout: float = 10.0,
+        inherit: Optional[InteractionRecord] = None,
     ) -> InteractionRecord:
         await self.wait_for_session(connect_timeout)
         world = self.world
         u = world.user(user)
-        self._require_member(u, guild_id)
+        self._require_access(u, channel_id)
+        if inherit is None and message is not None and message.interaction_id is not None:
+            inherit = self.interactions.get(message.interaction_id)
+        context, owners, app_perms = self._authorization(itype, data, u, channel_id, guild_id, inherit)
         iid = self.store.ids.next()
         token = "aW50ZXJhY3Rpb246" + secrets.token_urlsafe(48)
         size_limit = attachment_size_limit or self.default_attachment_size_limit
@@ -92,16 +135,16 @@ class InjectionMixin:
             "type": itype,
             "data": data,
             "channel_id": str(channel_id),
-            "channel": world.channel_payload(channel_id, for_user=u.id),
+            "channel": world.channel_payload(channel_id, for_user=u.id, exclude=self.bot_user_id),
             "token": token,
             "version": 1,
             "locale": locale,
             "entitlements": [],
             "entitlement_sku_ids": [],
             "attachment_size_limit": size_limit,
-            "app_permissions": str(world.permissions_for(self.bot_user_id, channel_id)),
-            "context": 0 if guild_id is not None else 1,
-            "authorizing_integration_owners": {"0": str(guild_id)} if guild_id is not None else {"1": str(u.id)},
+            "app_permissions": str(app_perms),
+            "context": context,
+            "authorizing_integration_owners": owners,
         }
         if guild_id is not None:
             guild = world.guilds[guild_id]
@@ -290,8 +333,10 @@ class InjectionMixin:
         target_user: Optional[UserRef] = None,
         user: UserRef = "alice",
         locale: str = "en-US",
+        channel_id: Optional[int] = None,
     ) -> InteractionRecord:
-        """Message command (target_message_id) or user command (target_user)."""
+        """Message command (target_message_id) or user command (target_user, run in ``channel_id``:
+        default guild 1's #general)."""
         resolved: dict[str, dict[str, Any]] = {}
         if target_message_id is not None:
             msg = self.store.messages[target_message_id]
@@ -301,7 +346,7 @@ class InjectionMixin:
             target = str(msg.id)
             ctype = 3
         elif target_user is not None:
-            cid, gid = self._place(None, None)
+            cid, gid = self._place(None, channel_id)
             command, scope = self.commands.find(name, 2, gid)
             target = self._option_value({"type": 6, "name": "target"}, target_user, guild_id=gid, channel_id=cid, resolved=resolved)
             ctype = 2
@@ -376,7 +421,7 @@ class InjectionMixin:
         message = self.store.messages.get(opener.message_id) if opener.message_id else None
         return await self._dispatch_interaction(
             MODAL_SUBMIT, data, user=user, channel_id=opener.channel_id, guild_id=opener.guild_id, locale=locale,
-            message=message, custom_id=custom_id,
+            message=message, custom_id=custom_id, inherit=opener,
         )
 
     def _modal_component(self, comp: dict[str, Any], remaining: dict[str, str]) -> Optional[dict[str, Any]]:
@@ -413,9 +458,8 @@ class InjectionMixin:
         """A user posts a message (MESSAGE_CREATE to the bot), optionally replying or mentioning it."""
         await self.wait_for_session()
         cid = channel_id or self.channel_id
-        channel = self.world.channels[cid]
         u = self.world.user(user)
-        self._require_member(u, channel.guild_id)
+        self._require_access(u, cid)
         if mention_bot and f"<@{self.bot_user_id}>" not in content:
             content = f"<@{self.bot_user_id}> {content}"
         body: dict[str, Any] = {"content": content, "nonce": str(self.store.ids.next()), "embeds": embeds or []}
@@ -449,9 +493,8 @@ class InjectionMixin:
         meta = await asyncio.to_thread(voice_metadata, audio)
         await self.wait_for_session()
         cid = channel_id or self.channel_id
-        channel = self.world.channels[cid]
         u = self.world.user(user)
-        self._require_member(u, channel.guild_id)
+        self._require_access(u, cid)
         body: dict[str, Any] = {
             "content": "",
             "nonce": str(self.store.ids.next()),

@@ -59,3 +59,7 @@ SESSION_START_TOTAL = 1000  # IDENTIFYs a bot may make per reset_after
 SESSION_START_RESET_AFTER_MS = 24 * 3600 * 1000
 GUILDS_PER_SHARD_MAX = 2500  # more on one session: close 4011 Sharding required (when enforced)
 RESUME_BUFFER_EVENTS = 1000
+
+# User installs: follow-ups per interaction when only a user install authorized it (the app is not
+# installed where it was used); the original response and its edits do not count.
+USER_INSTALL_FOLLOWUPS_MAX = 5

@@ -77,6 +77,7 @@ class Overwrite:
 
 
 THREAD_TYPES = (10, 11, 12)
+DM, GROUP_DM = 1, 3
 
 
 @dataclass
@@ -97,12 +98,20 @@ class Channel:
     last_message_id: Optional[int] = None
     message_count: int = 0
     voice_messages: bool = True  # False: voice messages get 403 50173 here (and in its threads)
+    recipient_ids: list[int] = field(default_factory=list)  # DMs (1) and group DMs (3): who is in it
 
     @property
     def is_thread(self) -> bool:
         return self.type in THREAD_TYPES
 
+    @property
+    def is_private(self) -> bool:
+        """A DM (type 1) or group DM (type 3): no guild."""
+        return self.guild_id is None
+
     def payload(self) -> dict[str, Any]:
+        if self.is_private:
+            return self._private_payload()
         data: dict[str, Any] = {
             "id": str(self.id),
             "type": self.type,
@@ -137,6 +146,18 @@ class Channel:
                 permission_overwrites=[o.payload() for o in self.overwrites],
                 default_auto_archive_duration=1440,
             )
+        return data
+
+    def _private_payload(self) -> dict[str, Any]:
+        """Without ``recipients`` (World.channel_payload adds them: it knows the users)."""
+        data: dict[str, Any] = {
+            "id": str(self.id),
+            "type": self.type,
+            "last_message_id": str(self.last_message_id) if self.last_message_id else None,
+            "flags": 0,
+        }
+        if self.type == GROUP_DM:
+            data.update(name=self.name or None, icon=None, owner_id=str(self.owner_id) if self.owner_id else None)
         return data
 
 
@@ -335,6 +356,7 @@ class InteractionRecord:
     modal: Optional[dict[str, Any]] = None
     callbacks: list[dict[str, Any]] = field(default_factory=list)  # every callback attempt with its status
     token_expired: bool = False
+    followup_posts: int = 0  # accepted POSTs to the follow-up endpoint (user-install-only: at most 5)
     _signal: Optional["ChangeSignal"] = field(default=None, repr=False)
 
     @property
@@ -347,6 +369,15 @@ class InteractionRecord:
         if self.first_response_at is None:
             return None
         return self.first_response_at - self.created_at
+
+    @property
+    def context(self) -> Optional[int]:
+        """0 guild, 1 the bot's DM, 2 another DM or a group DM (as sent to the bot)."""
+        return self.payload.get("context")
+
+    @property
+    def authorizing_integration_owners(self) -> dict[str, str]:
+        return dict(self.payload.get("authorizing_integration_owners") or {})
 
     @property
     def deferred(self) -> bool:

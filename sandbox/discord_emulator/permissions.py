@@ -24,6 +24,7 @@ CHANGE_NICKNAME = 1 << 26
 MANAGE_ROLES = 1 << 28
 MANAGE_WEBHOOKS = 1 << 29
 USE_APPLICATION_COMMANDS = 1 << 31
+USE_EXTERNAL_APPS = 1 << 50
 MANAGE_THREADS = 1 << 34
 CREATE_PUBLIC_THREADS = 1 << 35
 CREATE_PRIVATE_THREADS = 1 << 36
@@ -62,6 +63,24 @@ BOT_ROLE = (
     | USE_APPLICATION_COMMANDS
     | SEND_VOICE_MESSAGES
 )
+
+# What a member (or the bot) may do in a DM or group DM it is in: no moderation, no threads, no webhooks.
+PRIVATE_CHANNEL = (
+    VIEW_CHANNEL
+    | SEND_MESSAGES
+    | EMBED_LINKS
+    | ATTACH_FILES
+    | READ_MESSAGE_HISTORY
+    | ADD_REACTIONS
+    | USE_EXTERNAL_EMOJIS
+    | MENTION_EVERYONE
+    | SEND_VOICE_MESSAGES
+)
+# The permissions an interaction response can use: an app's ``app_permissions`` where it has no bot
+# (Discord: @everyone's, limited to these), and in (group) DMs (USE_EXTERNAL_EMOJIS only in the bot's DM).
+INTERACTION_RESPONSE = ATTACH_FILES | EMBED_LINKS | MENTION_EVERYONE | USE_EXTERNAL_EMOJIS
+DM_APP_PERMISSIONS = INTERACTION_RESPONSE
+PRIVATE_CHANNEL_APP_PERMISSIONS = ATTACH_FILES | EMBED_LINKS | MENTION_EVERYONE
 
 
 def base_permissions(*, is_owner: bool, everyone: int, role_perms: Iterable[int]) -> int:

@@ -16,6 +16,7 @@ from .access import (
     check_files,
     is_empty_message,
     message_in_channel,
+    refuse_in_dm,
     require,
     require_dict,
     send_permission,
@@ -37,6 +38,7 @@ def rest_routes(emu: "DiscordEmulator") -> list[web.RouteDef]:
     return [
         web.get(p + "/users/@me", r.me),
         web.get(p + "/users/{user_id}", r.get_user),
+        web.post(p + "/users/@me/channels", r.open_dm),
         web.get(p + "/oauth2/applications/@me", r.application),
         web.get(p + "/applications/@me", r.application),
         web.get(p + "/gateway", r.gateway),
@@ -85,6 +87,23 @@ class _Rest:
             raise E.not_found(E.UNKNOWN_USER, "User")
         return self.emu.json(user.payload())
 
+    async def open_dm(self, request: web.Request) -> web.Response:
+        """POST /users/@me/channels {recipient_id}: the bot's DM with that user (created on first use)."""
+        emu = self.emu
+        body = require_dict(request[JSON_BODY])
+        raw = body.get("recipient_id")
+        if raw is None:
+            raise E.invalid_form(E.field_error(["recipient_id"], "BASE_TYPE_REQUIRED", "This field is required"))
+        try:
+            uid = int(raw)
+        except (TypeError, ValueError):
+            raise E.invalid_form(E.field_error(["recipient_id"], "NUMBER_TYPE_COERCE", f'Value "{raw}" is not snowflake.')) from None
+        user = emu.world.users.get(uid)
+        if user is None or uid == emu.bot_user_id:
+            raise E.not_found(E.UNKNOWN_USER, "User")
+        cid = emu.dm_channel_id(uid)
+        return emu.json(emu.world.channel_payload(cid, exclude=emu.bot_user_id))
+
     async def application(self, request: web.Request) -> web.Response:
         emu = self.emu
         return emu.json(
@@ -106,7 +125,10 @@ class _Rest:
                 "interactions_endpoint_url": None,
                 "redirect_uris": [],
                 "approximate_guild_count": len(emu.world.guilds),
-                "integration_types_config": {"0": {}},
+                "integration_types_config": {
+                    "0": {"oauth2_install_params": {"scopes": ["applications.commands", "bot"], "permissions": str(P.BOT_ROLE)}},
+                    "1": {"oauth2_install_params": {"scopes": ["applications.commands"], "permissions": "0"}},
+                },
             }
         )
 
@@ -164,7 +186,7 @@ class _Rest:
     # -- channels & messages ---------------------------------------------------------------
     async def get_channel(self, request: web.Request) -> web.Response:
         channel = channel_for_bot(self.emu, request)
-        return self.emu.json(self.emu.world.channel_payload(channel.id))
+        return self.emu.json(self.emu.world.channel_payload(channel.id, exclude=self.emu.bot_user_id))
 
     async def history(self, request: web.Request) -> web.Response:
         channel = channel_for_bot(self.emu, request, P.READ_MESSAGE_HISTORY)
@@ -247,6 +269,7 @@ class _Rest:
         channel = channel_for_bot(emu, request)
         msg = message_in_channel(emu, request, channel)
         if msg.author_id != emu.bot_user_id:
+            refuse_in_dm(channel)
             require(emu, channel, P.MANAGE_MESSAGES)
         emu.store.delete(msg)
         await emu.announce("MESSAGE_DELETE", msg)
@@ -294,7 +317,9 @@ class _Rest:
 
     async def thread_from_message(self, request: web.Request) -> web.Response:
         emu = self.emu
-        channel = channel_for_bot(emu, request, P.CREATE_PUBLIC_THREADS | P.READ_MESSAGE_HISTORY)
+        channel = channel_for_bot(emu, request)
+        refuse_in_dm(channel)
+        require(emu, channel, P.CREATE_PUBLIC_THREADS | P.READ_MESSAGE_HISTORY)
         if channel.is_thread:
             raise E.APIError(400, 50024, "Cannot execute action on this channel type")
         msg = message_in_channel(emu, request, channel)
@@ -310,6 +335,7 @@ class _Rest:
     async def thread_without_message(self, request: web.Request) -> web.Response:
         emu = self.emu
         channel = channel_for_bot(emu, request)
+        refuse_in_dm(channel)
         if channel.is_thread:
             raise E.APIError(400, 50024, "Cannot execute action on this channel type")
         body = require_dict(request[JSON_BODY])

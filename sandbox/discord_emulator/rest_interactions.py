@@ -8,8 +8,10 @@ from typing import TYPE_CHECKING, Any, Optional
 from aiohttp import web
 
 from . import errors as E
+from . import limits as L
 from .access import check_files, is_empty_message, require_dict, snowflake_param
 from .bodies import FILES, JSON_BODY
+from .installs import user_install_only
 from .models import FLAG_EPHEMERAL, FLAG_LOADING, InteractionRecord, MessageState
 from .voice import check_voice_message, refuse_edit
 
@@ -187,6 +189,8 @@ class _Interactions:
             return await self.emu.channel_webhooks.execute(request)
         emu = self.emu
         rec = self._record(request)
+        if user_install_only(rec.authorizing_integration_owners) and rec.followup_posts >= L.USER_INSTALL_FOLLOWUPS_MAX:
+            raise E.APIError(400, E.MAX_FOLLOWUPS_REACHED, "This interaction has hit the maximum number of follow up messages")
         body = require_dict(request[JSON_BODY])
         files = request[FILES]
         errors = emu.validator.message("webhook_execute", body)
@@ -197,6 +201,7 @@ class _Interactions:
         await check_voice_message(emu, emu.world.channels[rec.channel_id], body, files)
         if is_empty_message(body, files):
             raise E.APIError(400, E.EMPTY_MESSAGE, "Cannot send an empty message")
+        rec.followup_posts += 1
         # A first "followup" after a deferred response edits the thinking message, as on Discord (once the
         # thinking message was deleted, a followup is a new message with its own flags).
         if rec.original is not None and rec.original.loading and not rec.original.deleted and rec.response_type == 5:

@@ -18,6 +18,8 @@ from .bodies import FILES, JSON_BODY, read_body
 from .cdn import CDN
 from .changes import ChangeSignal
 from .commands import CommandRegistry
+from .access import inaccessible_target
+from .errors import MISSING_ACCESS as E_MISSING_ACCESS
 from .errors import APIError, json_response
 from .gateway_ws import Gateway
 from .injection import InjectionMixin
@@ -91,6 +93,9 @@ class DiscordEmulator(InjectionMixin):
         self.cdn = CDN(self)
         self.channel_webhooks = ChannelWebhooks(self)
         self.requests: list[RecordedRequest] = []
+        #: every request answered 403 50001 Missing Access (a guild the bot is not in, a channel it cannot see)
+        self.forbidden_calls: list[RecordedRequest] = []
+        self.user_installs: set[int] = set()  # users who installed the app to their account
         self.rate_limited: list[RateLimitHit] = []
         self.injected_errors: list[InjectedError] = []
         self.interactions: dict[int, InteractionRecord] = {}
@@ -212,24 +217,85 @@ class DiscordEmulator(InjectionMixin):
         return user
 
     async def add_guild(
-        self, name: str, *, shard: Optional[tuple[int, int]] = None, members: tuple[str, ...] = ("alice", "bob")
+        self,
+        name: str,
+        *,
+        shard: Optional[tuple[int, int]] = None,
+        members: tuple[str, ...] = ("alice", "bob"),
+        bot_member: bool = True,
     ) -> int:
         """A guild the bot has joined (dispatches GUILD_CREATE to the session holding it): "admin" owns it
         with an Admin role, ``members`` are plain members, the bot has its managed role, and one text
         channel #general (the guild's default channel for ``inject_*``). ``shard=(shard_id, shard_count)``
-        puts its id on that shard: ``(guild_id >> 22) % shard_count == shard_id``. Returns its id."""
+        puts its id on that shard: ``(guild_id >> 22) % shard_count == shard_id``. Returns its id.
+
+        ``bot_member=False``: the bot is not in it (no GUILD_CREATE, no events from it, 403 50001 on every
+        REST call about it); members reach the app there only through a user install
+        (``install_for_user``) and the interactions it brings."""
         w = self.world
         admin = self.users["admin"]
         guild = w.add_guild(name, owner_id=admin.id, shard=shard)
         admin_role = w.add_role(guild.id, "Admin", P.ADMIN_ROLE)
-        bot_role = w.add_role(guild.id, "Gatecord", P.BOT_ROLE, managed=True)
         w.add_member(guild.id, admin.id, [admin_role.id])
         for name_ in members:
             w.add_member(guild.id, self.users[name_].id)
-        w.add_member(guild.id, self.bot_user_id, [bot_role.id])
+        if bot_member:
+            bot_role = w.add_role(guild.id, "Gatecord", P.BOT_ROLE, managed=True)
+            w.add_member(guild.id, self.bot_user_id, [bot_role.id])
         w.add_channel(guild.id, "general")
-        await self.gateway.dispatch("GUILD_CREATE", w.guild_create_payload(guild.id))
+        if bot_member:
+            await self.gateway.dispatch("GUILD_CREATE", w.guild_create_payload(guild.id))
         return guild.id
+
+    # -- user installs and private channels ------------------------------------------------
+    def install_for_user(self, user: Union[str, int, User]) -> None:
+        """The user installs the app to their account: global commands with ``integration_types``
+        containing 1 now work for them in every guild (the bot's or not), their DM with the bot and
+        private channels, per the command's ``contexts``."""
+        self.user_installs.add(self.world.user(user).id)
+        self.signal.changed()
+
+    def uninstall_for_user(self, user: Union[str, int, User]) -> None:
+        self.user_installs.discard(self.world.user(user).id)
+        self.signal.changed()
+
+    def is_installed_for(self, user: Union[str, int, User]) -> bool:
+        return self.world.user(user).id in self.user_installs
+
+    def dm_channel_id(self, user: Union[str, int, User] = "alice") -> int:
+        """The DM channel between ``user`` and the bot (type 1, no guild), created on first use; the
+        bot's POST /users/@me/channels answers the same channel."""
+        uid = self.world.user(user).id
+        channel = self.world.find_dm(uid, self.bot_user_id) or self.world.add_private_channel([uid, self.bot_user_id])
+        return channel.id
+
+    def private_channel_id(self, users: tuple[Union[str, int, User], ...] = ("alice", "bob"), *, name: str = "") -> int:
+        """A group DM of ``users`` (type 3, no guild; the bot is not in it, and cannot be): the app is
+        reachable there only through user-install interactions (context 2). Created on first use for
+        the same set of users."""
+        ids = [self.world.user(u).id for u in users]
+        if self.bot_user_id in ids:
+            raise ValueError("a bot cannot be in a group DM")
+        for channel in self.world.channels.values():
+            if channel.type == 3 and set(channel.recipient_ids) == set(ids):
+                return channel.id
+        return self.world.add_private_channel(ids, group=True, name=name).id
+
+    def bot_is_member(self, guild_id: int) -> bool:
+        guild = self.world.guilds.get(guild_id)
+        return guild is not None and self.bot_user_id in guild.members
+
+    def bot_receives(self, event: str, data: dict[str, Any]) -> bool:
+        """Discord sends the bot no event of a guild it is not in, nor of a DM it is not part of;
+        interactions reach it wherever the app was used."""
+        if event == "INTERACTION_CREATE":
+            return True
+        guild_id = self.gateway.event_guild(event, data)
+        if guild_id is not None:
+            return guild_id not in self.world.guilds or self.bot_is_member(guild_id)
+        raw = data.get("channel_id")
+        channel = self.world.channels.get(int(raw)) if raw is not None else None
+        return channel is None or self.world.can_access(self.bot_user_id, channel)
 
     async def add_member(self, guild_id: int, user_id: int, roles: Optional[list[int]] = None) -> None:
         self.world.add_member(guild_id, user_id, roles)
@@ -354,7 +420,7 @@ class DiscordEmulator(InjectionMixin):
             "id": str(rec.id),
             "type": rec.type,
             "user": self.world.users[rec.user_id].payload(),
-            "authorizing_integration_owners": {"0": str(rec.guild_id)} if rec.guild_id else {"1": str(rec.user_id)},
+            "authorizing_integration_owners": rec.authorizing_integration_owners,
         }
         if rec.name:
             meta["name"] = rec.name
@@ -490,11 +556,15 @@ class DiscordEmulator(InjectionMixin):
             request[JSON_BODY] = body
             request[FILES] = files
             exc = request.match_info.http_exception
-            if exc is not None:
-                raise APIError(exc.status, 0, f"{exc.status}: {exc.reason}")
             token_route = route.startswith("/interactions/") or route.startswith("/webhooks/{webhook_id}/{webhook_token}")
+            if exc is not None and exc.status != 404:
+                raise APIError(exc.status, 0, f"{exc.status}: {exc.reason}")
             if not token_route and not self._auth_ok(request):
                 raise APIError(401, 0, "401: Unauthorized")
+            if not token_route and inaccessible_target(self, path):  # any route, known or not
+                raise APIError(403, E_MISSING_ACCESS, "Missing Access")
+            if exc is not None:
+                raise APIError(exc.status, 0, f"{exc.status}: {exc.reason}")
             decision = self.ratelimits.check(request.method, path, route, dict(request.match_info))
             headers = decision.headers
             if decision.limited:
@@ -521,6 +591,8 @@ class DiscordEmulator(InjectionMixin):
             response = await handler(request)
         except APIError as err:
             rec.status, rec.response = err.status, err.body()
+            if err.status == 403 and err.code == E_MISSING_ACCESS:
+                self.forbidden_calls.append(rec)
             return json_response(err.body(), status=err.status, headers=headers)
         for key, value in headers.items():
             response.headers[key] = value

@@ -11,7 +11,7 @@ from aiohttp import web
 
 from . import errors as E
 from . import permissions as P
-from .access import channel_for_bot, check_files, is_empty_message, require, require_dict, snowflake_param
+from .access import channel_for_bot, check_files, is_empty_message, refuse_in_dm, require, require_dict, snowflake_param
 from .bodies import FILES, JSON_BODY
 from .models import MessageState
 from .voice import check_voice_message, refuse_edit
@@ -72,12 +72,16 @@ class ChannelWebhooks:
         return hook.payload(self.emu.world.users[hook.creator_id].payload())
 
     async def list_for_channel(self, request: web.Request) -> web.Response:
-        channel = channel_for_bot(self.emu, request, P.MANAGE_WEBHOOKS)
+        channel = channel_for_bot(self.emu, request)
+        refuse_in_dm(channel)
+        require(self.emu, channel, P.MANAGE_WEBHOOKS)
         return self.emu.json([self._payload(h) for h in self.live(channel.id)])
 
     async def create(self, request: web.Request) -> web.Response:
         emu = self.emu
-        channel = channel_for_bot(emu, request, P.MANAGE_WEBHOOKS)
+        channel = channel_for_bot(emu, request)
+        refuse_in_dm(channel)
+        require(emu, channel, P.MANAGE_WEBHOOKS)
         if channel.is_thread:
             raise E.APIError(400, 50024, "Cannot execute action on this channel type")
         body = require_dict(request[JSON_BODY])

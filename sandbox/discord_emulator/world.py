@@ -5,7 +5,7 @@ from __future__ import annotations
 from typing import Any, Optional, Union
 
 from . import permissions as P
-from .models import Channel, Guild, Member, Overwrite, Role, User
+from .models import DM, GROUP_DM, Channel, Guild, Member, Overwrite, Role, User
 from .snowflake import SnowflakeFactory, iso_now
 
 UserRef = Union[str, int, User, Any]
@@ -82,6 +82,34 @@ class World:
         guild.channel_ids.append(cid)
         return channel
 
+    def add_private_channel(self, recipient_ids: list[int], *, group: bool = False, name: str = "") -> Channel:
+        """A DM (type 1, two recipients) or a group DM (type 3, owned by the first recipient)."""
+        if not group and len(recipient_ids) != 2:
+            raise ValueError("a DM has exactly two recipients")
+        channel = Channel(
+            id=self.ids.next(),
+            guild_id=None,
+            name=name,
+            type=GROUP_DM if group else DM,
+            owner_id=recipient_ids[0] if group else None,
+            created_iso=iso_now(),
+            recipient_ids=list(recipient_ids),
+        )
+        self.channels[channel.id] = channel
+        return channel
+
+    def find_dm(self, a: int, b: int) -> Optional[Channel]:
+        return next(
+            (c for c in self.channels.values() if c.type == DM and set(c.recipient_ids) == {a, b}), None
+        )
+
+    def can_access(self, user_id: int, channel: Channel) -> bool:
+        """Whether ``user_id`` is in the channel's guild, or among its recipients (DMs)."""
+        if channel.is_private:
+            return user_id in channel.recipient_ids
+        guild = self.guilds.get(channel.guild_id or 0)
+        return guild is not None and user_id in guild.members
+
     # -- lookups ---------------------------------------------------------------------------
     def user(self, ref: UserRef) -> User:
         if isinstance(ref, User):
@@ -126,7 +154,7 @@ class World:
     def permissions_for(self, user_id: int, channel_id: int) -> int:
         channel = self.channels[channel_id]
         if channel.guild_id is None:
-            return P.ALL
+            return P.PRIVATE_CHANNEL if user_id in channel.recipient_ids else 0
         perms = self.guild_permissions(channel.guild_id, user_id)
         base = self.permission_channel(channel)
         member = self.guilds[channel.guild_id].members.get(user_id)
@@ -167,8 +195,16 @@ class World:
             data["user"] = self.users[user_id].payload()
         return data
 
-    def channel_payload(self, channel_id: int, *, for_user: Optional[int] = None) -> dict[str, Any]:
-        data = self.channels[channel_id].payload()
+    def channel_payload(
+        self, channel_id: int, *, for_user: Optional[int] = None, exclude: Optional[int] = None
+    ) -> dict[str, Any]:
+        """``for_user``: adds that user's ``permissions`` (guild channels); ``exclude``: a DM's
+        ``recipients`` leave that user (the viewer, as Discord does for the bot) out."""
+        channel = self.channels[channel_id]
+        data = channel.payload()
+        if channel.is_private:
+            data["recipients"] = [self.users[u].payload() for u in channel.recipient_ids if u != exclude]
+            return data
         if for_user is not None:
             data["permissions"] = str(self.permissions_for(for_user, channel_id))
         return data

@@ -15,6 +15,12 @@ it is not); a switch picks the member (admin or a plain member). A relay panel p
 bot's ``/send-data``. Voice messages and audio files play in a Discord-like player (waveform bars,
 duration), streamed from the emulator's CDN URL.
 
+User installs: "Direct Messages" (first in the server rail) holds the current member's DM with
+Gatecord; a server the bot is not in (the sandbox's "Friends' server") says so above its channels, and
+offers only the commands an installation authorizes there (the member's own user install). The
+command list follows each command's ``contexts``/``integration_types`` per place and member, as
+Discord's client does (views.commands_view; DMs are the guild id "@me").
+
 Everything the page does is a user action of the emulator (``inject_slash_command``,
 ``inject_autocomplete``, ``press_button``, ``select_menu``, ``submit_modal``, ``inject_context_menu``,
 ``send_user_message``, ``send_user_voice_message``), so the bot receives the same gateway events as from Discord.

@@ -11,8 +11,9 @@ import re
 from typing import TYPE_CHECKING, Any, Optional
 from urllib.parse import quote
 
+from sandbox.discord_emulator import installs as I
 from sandbox.discord_emulator import permissions as P
-from sandbox.discord_emulator.models import Attachment, MessageState
+from sandbox.discord_emulator.models import Attachment, Channel, MessageState
 
 if TYPE_CHECKING:
     from sandbox.discord_emulator import DiscordEmulator
@@ -211,9 +212,15 @@ def _member_names(emu: "DiscordEmulator", guild_id: int) -> list[dict[str, Any]]
     return out
 
 
+DM_GUILD_ID = "@me"  # the page's "Direct Messages" entry, listed with the guilds
+
+
 def world_view(emu: "DiscordEmulator") -> dict[str, Any]:
-    """Guilds with their channels (threads point at their parent), roles and members."""
+    """Guilds with their channels (threads point at their parent), roles and members, whether the bot
+    is in each (and who installed the app to their account), then the members' DMs with the bot as one
+    more entry (id "@me", ``dm``: each channel has the member it is with as ``recipient``)."""
     guilds = []
+    installed = sorted(str(u) for u in emu.user_installs)
     for gid, guild in emu.world.guilds.items():
         channels = []
         for cid in guild.channel_ids:
@@ -238,13 +245,16 @@ def world_view(emu: "DiscordEmulator") -> dict[str, Any]:
                 "channels": channels,
                 "roles": [{"id": str(r.id), "name": r.name} for r in guild.roles.values() if r.id != gid],
                 "members": _member_names(emu, gid),
+                "bot_member": emu.bot_user_id in guild.members,
             }
         )
+    guilds.append(_dm_entry(emu))
     users = {str(u.id): u.global_name or u.username for u in emu.world.users.values()}
     return {
         "bot": {"id": str(emu.bot_user_id), "name": display_name(emu, emu.bot_user_id)},
         "guilds": guilds,
         "users": users,
+        "user_installs": installed,
         "default_channel_id": str(emu.channel_id),
         "personas": [
             {"username": name, "id": str(emu.users[name].id), "name": display_name(emu, emu.users[name].id)}
@@ -252,6 +262,31 @@ def world_view(emu: "DiscordEmulator") -> dict[str, Any]:
             if name in emu.users
         ],
     }
+
+
+def _bot_dms(emu: "DiscordEmulator") -> list[tuple[int, int]]:
+    """(channel id, the member) of every DM between a member and the bot."""
+    return [
+        (c.id, next(u for u in c.recipient_ids if u != emu.bot_user_id))
+        for c in emu.world.channels.values()
+        if c.type == 1 and emu.bot_user_id in c.recipient_ids
+    ]
+
+
+def _dm_entry(emu: "DiscordEmulator") -> dict[str, Any]:
+    bot_name = display_name(emu, emu.bot_user_id)
+    channels = [
+        {"id": str(cid), "name": bot_name, "type": 1, "thread": False, "parent_id": None,
+         "topic": f"Your direct messages with {bot_name}", "archived": False, "recipient": str(uid)}
+        for cid, uid in _bot_dms(emu)
+    ]
+    members = [
+        {"id": str(u.id), "name": u.global_name or u.username, "username": u.username, "bot": u.bot, "admin": False,
+         "roles": []}
+        for u in (emu.world.users[uid] for uid in [emu.bot_user_id] + [uid for _, uid in _bot_dms(emu)])
+    ]
+    return {"id": DM_GUILD_ID, "name": "Direct Messages", "dm": True, "channels": channels, "roles": [],
+            "members": members, "bot_member": True}
 
 
 def _can_see(perms: int, default_member_permissions: Optional[str]) -> bool:
@@ -277,34 +312,62 @@ def _leaves(command: dict[str, Any]) -> list[tuple[str, str, list[dict[str, Any]
     return out
 
 
+def _users_offered(emu: "DiscordEmulator", cmd: dict[str, Any], channel: Channel, candidates: list[int]) -> list[str]:
+    """Who Discord's client offers the command to in that channel: its ``contexts`` allow the place,
+    an installation authorizes it (the guild's, or the member's own user install), and, where the
+    guild install is what authorizes it, the member has its default_member_permissions."""
+    context = I.channel_context(channel, emu.bot_user_id)
+    if context not in I.command_contexts(cmd):
+        return []
+    offered = []
+    for uid in candidates:
+        if emu.world.users[uid].bot:
+            continue
+        owners = I.authorizing_owners(
+            emu.world, bot_user_id=emu.bot_user_id, user_id=uid, channel=channel, context=context,
+            integration_types=I.command_integration_types(cmd), user_installed=uid in emu.user_installs,
+        )
+        if not owners:
+            continue
+        if context == I.GUILD and "1" not in owners and channel.guild_id is not None:
+            if not _can_see(emu.world.guild_permissions(channel.guild_id, uid), cmd.get("default_member_permissions")):
+                continue
+        offered.append(str(uid))
+    return offered
+
+
+def _entries(cmd: dict[str, Any], ctype: int, scope: str, visible: list[str]) -> list[dict[str, Any]]:
+    if ctype == CHAT_INPUT:
+        return [
+            {"type": ctype, "path": path, "description": description, "options": options, "guild_id": scope,
+             "visible_to": visible}
+            for path, description, options in _leaves(cmd)
+        ]
+    return [{"type": ctype, "path": cmd["name"], "description": "", "options": [], "guild_id": scope,
+             "visible_to": visible}]
+
+
 def commands_view(emu: "DiscordEmulator") -> list[dict[str, Any]]:
-    """Registered commands (guild scope wins over global), flattened to runnable paths, with who sees each."""
-    guild_ids = list(emu.world.guilds)
+    """Registered commands (guild scope wins over global), flattened to runnable paths, with who is
+    offered each: per guild (also guilds without the bot, through user installs), and in the members'
+    DMs with the bot (guild id "@me")."""
+    world = emu.world
     entries: list[dict[str, Any]] = []
-    seen: dict[tuple[str, int, Optional[int]], bool] = {}
     scoped: dict[tuple[str, int], dict[Optional[int], dict[str, Any]]] = {}
     for cmd in emu.commands.all_commands():
         scope = int(cmd["guild_id"]) if cmd.get("guild_id") else None
         scoped.setdefault((cmd["name"], cmd.get("type", CHAT_INPUT)), {})[scope] = cmd
+    dms = _bot_dms(emu)
     for (name, ctype), by_scope in sorted(scoped.items()):
-        for gid in guild_ids:
+        for gid, guild in world.guilds.items():
             cmd = by_scope.get(gid) or by_scope.get(None)
-            if cmd is None or seen.get((name, ctype, gid)):
+            first = next((c for c in guild.channel_ids if not world.channels[c].is_thread), None)
+            if cmd is None or first is None:
                 continue
-            seen[(name, ctype, gid)] = True
-            visible = [
-                str(uid)
-                for uid in emu.world.guilds[gid].members
-                if not emu.world.users[uid].bot
-                and _can_see(emu.world.guild_permissions(gid, uid), cmd.get("default_member_permissions"))
-            ]
-            if ctype == CHAT_INPUT:
-                for path, description, options in _leaves(cmd):
-                    entries.append(
-                        {"type": ctype, "path": path, "description": description, "options": options,
-                         "guild_id": str(gid), "visible_to": visible}
-                    )
-            else:
-                entries.append({"type": ctype, "path": name, "description": "", "options": [],
-                                "guild_id": str(gid), "visible_to": visible})
+            visible = _users_offered(emu, cmd, world.channels[first], list(guild.members))
+            entries.extend(_entries(cmd, ctype, str(gid), visible))
+        global_cmd = by_scope.get(None)
+        if global_cmd is not None and dms:
+            visible = sorted({u for cid, uid in dms for u in _users_offered(emu, global_cmd, world.channels[cid], [uid])})
+            entries.extend(_entries(global_cmd, ctype, DM_GUILD_ID, visible))
     return entries

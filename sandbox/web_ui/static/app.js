@@ -94,37 +94,67 @@ function renderPersonas() {
   $("#me-avatar").replaceWith(av);
 }
 
+// The member's own DM with the bot (the "Direct Messages" entry lists only the current persona's).
+function myDm() {
+  const dms = state.world.guilds.find((g) => g.dm);
+  return dms?.channels.find((c) => c.recipient === me()?.id);
+}
+
 function renderGuilds() {
   const rail = $("#guilds");
   rail.innerHTML = "";
-  for (const g of state.world.guilds) {
+  // Direct Messages first, as in Discord's server rail
+  for (const g of [...state.world.guilds.filter((x) => x.dm), ...state.world.guilds.filter((x) => !x.dm)]) {
     const icon = document.createElement("div");
-    icon.className = `guild-icon${g.id === state.guildId ? " active" : ""}`;
-    icon.title = g.name;
+    icon.className = `guild-icon${g.dm ? " dm" : ""}${g.id === state.guildId ? " active" : ""}`;
+    icon.title = g.dm ? "Direct Messages" : g.name;
     icon.dataset.guildId = g.id;
-    icon.textContent = g.name.split(/\s+/).map((w) => w[0]).join("").slice(0, 3);
+    icon.textContent = g.dm ? "DM" : g.name.split(/\s+/).map((w) => w[0]).join("").slice(0, 3);
     icon.addEventListener("click", () => {
-      const first = g.channels.find((c) => !c.thread);
+      const first = g.dm ? myDm() : g.channels.find((c) => !c.thread);
       if (first) selectChannel(first.id);
     });
     rail.appendChild(icon);
   }
 }
 
+// Where Gatecord is not a member, the page says so, and why its commands still work (or do not).
+function renderGuildNote(guild) {
+  const note = $("#guild-note");
+  const bot = state.world.bot.name;
+  if (guild.dm || guild.bot_member !== false) {
+    note.hidden = true;
+    note.textContent = "";
+    return;
+  }
+  const installed = state.world.user_installs.includes(me()?.id);
+  note.textContent = installed
+    ? `${bot} is not a member of this server. You installed ${bot} to your account, so its commands work here: ` +
+      "it answers your commands only, and does not see the server's messages."
+    : `${bot} is not a member of this server. Its commands work here only for members who installed it to their account.`;
+  note.hidden = false;
+}
+
 function renderChannels() {
   const guild = state.world.guilds.find((g) => g.id === state.guildId) ?? state.world.guilds[0];
   $("#guild-name").textContent = guild.name;
+  renderGuildNote(guild);
   const box = $("#channels");
-  box.innerHTML = '<div class="channel-category">Text channels</div>';
+  box.innerHTML = `<div class="channel-category">${guild.dm ? "Direct messages" : "Text channels"}</div>`;
   const add = (c) => {
     const item = document.createElement("div");
     item.className = `channel${c.thread ? " thread" : ""}${c.id === state.channelId ? " active" : ""}${state.unread.has(c.id) ? " unread" : ""}`;
     item.setAttribute("role", "listitem");
     item.dataset.channelId = c.id;
-    item.innerHTML = `<span class="icon">${c.thread ? "↳" : "#"}</span><span class="name">${escapeHtml(c.name)}</span>`;
+    item.innerHTML = `<span class="icon">${c.thread ? "↳" : guild.dm ? "@" : "#"}</span><span class="name">${escapeHtml(c.name)}</span>`;
     item.addEventListener("click", () => selectChannel(c.id));
     box.appendChild(item);
   };
+  if (guild.dm) {
+    const mine = myDm();
+    if (mine) add(mine);
+    return;
+  }
   for (const c of guild.channels.filter((x) => !x.thread)) {
     add(c);
     for (const t of guild.channels.filter((x) => x.thread && x.parent_id === c.id && !x.archived)) add(t);
@@ -133,11 +163,15 @@ function renderChannels() {
 
 function renderHeader() {
   const c = channel(state.channelId);
+  const dm = c?.type === 1;
+  const sign = c?.thread ? "↳" : dm ? "@" : "#";
   $("#channel-name").textContent = c?.name ?? "";
-  $("#channel-header .hash").textContent = c?.thread ? "↳" : "#";
+  $("#channel-header .hash").textContent = sign;
   $("#channel-topic").textContent = c?.topic ?? "";
-  $("#composer-input").placeholder = `Message ${c?.thread ? "" : "#"}${c?.name ?? ""} — type / for commands, @Gatecord to mention the bot`;
-  document.title = `#${c?.name ?? ""} — Gatecord sandbox`;
+  $("#composer-input").placeholder = dm
+    ? `Message @${c.name} — type / for commands`
+    : `Message ${c?.thread ? "" : "#"}${c?.name ?? ""} — type / for commands, @Gatecord to mention the bot`;
+  document.title = `${dm ? "@" : "#"}${c?.name ?? ""} — Gatecord sandbox`;
 }
 
 export function selectChannel(id) {
@@ -171,7 +205,9 @@ function renderMessages(changedIds) {
     const c = channel(state.channelId);
     const empty = document.createElement("div");
     empty.className = "empty-channel";
-    empty.innerHTML = `<h2>Welcome to #${escapeHtml(c?.name ?? "")}!</h2>This is the start of the channel. Type <b>/</b> to see what Gatecord can do, or mention <b>@Gatecord</b>.`;
+    empty.innerHTML = c?.type === 1
+      ? `<h2>${escapeHtml(c.name)}</h2>This is the beginning of your direct messages with <b>${escapeHtml(c.name)}</b>. Write to it, or type <b>/</b> for its commands.`
+      : `<h2>Welcome to #${escapeHtml(c?.name ?? "")}!</h2>This is the start of the channel. Type <b>/</b> to see what Gatecord can do, or mention <b>@Gatecord</b>.`;
     nodes.push(empty);
   }
   let prev = null;
@@ -331,6 +367,11 @@ function init() {
   $("#user-switch").addEventListener("change", (ev) => {
     state.persona = ev.target.value;
     localStorage.setItem("gatecord.persona", state.persona);
+    const c = channel(state.channelId);
+    if (c?.type === 1 && c.recipient !== me()?.id) {  // a DM is one member's: show the new persona's own
+      const mine = myDm();
+      if (mine) { state.channelId = mine.id; state.guildId = guildOf(mine.id)?.id; }
+    }
     renderAll();
   });
   initComposer({ onSent: () => { const box = $("#messages"); box.scrollTop = box.scrollHeight; } });
