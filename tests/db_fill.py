@@ -67,6 +67,8 @@ def _fill(tx: SyncTx) -> None:
                                  "updated_at": T0 + 1, "updated_by": MAX_ID})
     _insert(tx, "quota_role_limits", {"guild_id": GUILD, "role_id": ROLE, "kind": "images", "value": 5.0,
                                       "updated_at": T0, "updated_by": USER})
+    _insert(tx, "quota_user_limits", {"user_id": MAX_ID, "kind": "chat_requests", "value": 50.0,
+                                      "updated_at": T0, "updated_by": USER})
     ledger = [
         {"ts": T0 + i / 8, "day": DAY, "guild_id": GUILD, "channel_id": None if i % 3 else CHANNEL,
          "user_id": USER if i % 2 else USER_2, "feature": "chat" if i % 5 else "vision",
