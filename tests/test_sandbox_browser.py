@@ -595,14 +595,19 @@ async def test_the_dm_with_gatecord_is_a_conversation_without_a_server(sandbox: 
     box = page.locator("#composer-input")
     await box.fill("hello from my DM")
     await box.press("Enter")
-    await page.locator("#messages .message", has_text="hello from my DM").wait_for()
+    await page.locator("#messages .message", has_text="hello from my DM").first.wait_for()
     sent = next(m for m in emu.messages.values() if m.content == "hello from my DM")
-    assert sent.channel_id == emu.dm_channel_id("alice") and sent.guild_id is None
+    dm = emu.dm_channel_id("alice")
+    assert sent.channel_id == dm and sent.guild_id is None
     # the bot got it as Discord sends a DM: MESSAGE_CREATE without guild_id
     await emu.wait_for(lambda: any(
         p["t"] == "MESSAGE_CREATE" and p["d"]["id"] == str(sent.id) and "guild_id" not in p["d"]
         for s in emu.gateway.sessions.values() for p in s.buffer
     ))
+    # and answers it there (a DM with the bot is a conversation: no mention needed), shown on the page
+    answer = await emu.wait_for(lambda: next((m for m in emu.messages.values() if m.channel_id == dm
+                                              and m.author_id == emu.bot_user_id and not m.loading), None))
+    await page.locator(f'#messages .message[data-message-id="{answer.id}"]').wait_for()
 
     await be(page, "bob")  # another member sees their own DM, not alice's
     await page.wait_for_function("() => !document.querySelector('#messages').textContent.includes('hello from my DM')")
