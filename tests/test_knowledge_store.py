@@ -7,6 +7,7 @@ pgvector: `make test` builds it when missing). Guild isolation is checked on eve
 from __future__ import annotations
 
 import math
+import sys
 from collections.abc import AsyncIterator
 from pathlib import Path
 
@@ -41,7 +42,8 @@ async def vectors(request: pytest.FixtureRequest, tmp_path: Path) -> AsyncIterat
         await opened.open()
         # sqlite-vec needs a Python whose sqlite3 loads extensions (the Makefile's venv has one); pgvector
         # needs the extension on the test server (`make test` builds it): either missing fails here, loudly
-        assert opened.backend == expected, opened.exact_reason
+        assert opened.backend == expected, (
+            f"{opened.exact_reason} (Python {sys.executable}: `make clean test` makes .venv with one that can)")
         yield opened
     finally:
         await store.close()
