@@ -1,5 +1,9 @@
 # Gatecord: `make run` and `make test` bootstrap .venv themselves.
-PYTHON ?= python3.11
+# The venv's Python must load SQLite extensions (sqlite-vec, the knowledge base's search): pyenv's builds
+# cannot (no --enable-loadable-sqlite-extensions), Debian's python3.11 can, so it is preferred when present.
+LOADS_EXTENSIONS := import sqlite3; sqlite3.Connection.enable_load_extension
+PYTHON ?= $(or $(shell for p in /usr/bin/python3.11 python3.11; do \
+  $$p -c '$(LOADS_EXTENSIONS)' >/dev/null 2>&1 && { echo $$p; break; }; done),python3.11)
 VENV   := .venv
 PY     := $(VENV)/bin/python
 STAMP  := $(VENV)/.installed
@@ -42,7 +46,8 @@ browser:
 	fi
 
 # The PostgreSQL tests start their own throwaway server (tests/pg_server.py) from Debian's postgresql
-# package (never a container or a download); installed here when missing.
+# package (never a container or a download); installed here when missing, with pgvector (the knowledge
+# base's search; tests/install_pgvector.sh: Debian's package, or built from Debian's source package).
 POSTGRES_BINS := /usr/lib/postgresql/*/bin/postgres
 postgres:
 	@if ! ls $(POSTGRES_BINS) >/dev/null 2>&1 && [ ! -x "$$(pg_config --bindir 2>/dev/null)/postgres" ]; then \
@@ -53,6 +58,10 @@ postgres:
 	  else \
 	    echo "make: no $(POSTGRES_BINS) and apt-get is not available: install PostgreSQL 15, or the PostgreSQL tests fail"; \
 	  fi; \
+	fi
+	@if command -v apt-get >/dev/null 2>&1; then sh tests/install_pgvector.sh; \
+	elif ! ls /usr/share/postgresql/*/extension/vector.control >/dev/null 2>&1; then \
+	  echo "make: pgvector is missing and apt-get is not available: install pgvector, or its tests fail"; \
 	fi
 
 # Lint, type check, then the tests (import contract included); the scopes are in pyproject.toml.

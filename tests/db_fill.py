@@ -12,6 +12,8 @@ from __future__ import annotations
 
 from typing import Any
 
+import numpy as np
+
 from bot.storage.schema import metadata
 from bot.storage.store import Store
 from bot.storage.tx import SyncTx
@@ -41,6 +43,20 @@ def _insert(tx: SyncTx, table: str, row: dict[str, Any], returning: str | None =
         return tx.fetchval(f"{sql} RETURNING {returning}", row)
     tx.execute(sql, row)
     return None
+
+
+def embedding_value(vector: list[float], dialect: str) -> Any:
+    """A chunk's vector as each backend keeps it (float32 bytes in SQLite, real[] in PostgreSQL)."""
+    packed = np.asarray(vector, dtype="<f4")
+    return packed.tobytes() if dialect == "sqlite" else packed.tolist()
+
+
+def _comparable(table: str, row: dict[str, Any]) -> dict[str, Any]:
+    if table == "knowledge_chunks":
+        value = row["embedding"]
+        floats = np.frombuffer(bytes(value), dtype="<f4") if isinstance(value, bytes | memoryview) else value
+        row["embedding"] = [float(x) for x in floats]
+    return row
 
 
 def _fill(tx: SyncTx) -> None:
@@ -172,6 +188,16 @@ def _fill(tx: SyncTx) -> None:
                                      "updated_at": T0})
     _insert(tx, "discord_channels", {"channel_id": THREAD, "guild_id": GUILD, "parent_id": CHANNEL,
                                      "messageable": 0, "updated_at": T0 + 1})
+    for guild, source in ((GUILD, "rules.md"), (GUILD_2, "https://discord.com/channels/1/2/3")):
+        document = _insert(tx, "knowledge_documents", {
+            "guild_id": guild, "source": source, "title": "Règles 📜", "content_hash": "sha256:ab",
+            "chunk_count": 2, "tokens": 12, "added_by": USER, "added_at": T0 + 0.25,
+        }, returning="id")
+        for idx, vector in enumerate(([0.5, -0.25, 1e-7], [3.0, 0.0, -1.5])):
+            _insert(tx, "knowledge_chunks", {
+                "document_id": document, "guild_id": guild, "idx": idx, "heading": None if idx else "# Title",
+                "text": f"chunk {idx} ü", "embedding": embedding_value(vector, tx.dialect), "dims": 3,
+            })
     # the last row of each never-reused table is deleted: its id stays used up
     tx.execute("DELETE FROM relay_outbox WHERE seq = (SELECT MAX(seq) FROM relay_outbox)")
     tx.execute("DELETE FROM media_jobs WHERE id = :id", {"id": jobs[-1]})
@@ -202,7 +228,7 @@ def key_order(table: str) -> str:
 async def dump(store: Store) -> dict[str, list[dict[str, Any]]]:
     """Every table's rows in key order, as dicts (column order differs between backends)."""
     return {
-        table.name: [dict(row) for row in await store.fetchall(f"SELECT * FROM {table.name} "
+        table.name: [_comparable(table.name, dict(row)) for row in await store.fetchall(f"SELECT * FROM {table.name} "
                                                                 f"ORDER BY {key_order(table.name)}")]
         for table in metadata.sorted_tables
     }

@@ -20,7 +20,7 @@ import pytest
 from bot.storage.migrations import latest_version
 from bot.storage.schema import metadata
 from bot.storage.store import Store
-from tests.db_fill import NEVER_REUSED, dump, fill
+from tests.db_fill import NEVER_REUSED, dump, embedding_value, fill
 from tests.pg_server import free_port
 
 LATEST = latest_version()
@@ -129,8 +129,16 @@ async def insert_one_into_each_auto_numbered_table(store: Store) -> dict[str, in
         "chat_turns": ("INSERT INTO chat_turns (conversation_id, user_id, role, content, created_at) "
                        "VALUES ('new', 2, 'user', 'hi', :t) RETURNING id"),
     }
-    assert set(statements) == set(AUTO_NUMBERED)  # a new auto-numbered table needs its line here
-    return {table: int(await store.fetchval(sql, {"t": now})) for table, sql in statements.items()}
+    ids = {table: int(await store.fetchval(sql, {"t": now})) for table, sql in statements.items()}
+    ids["knowledge_documents"] = int(await store.fetchval(
+        "INSERT INTO knowledge_documents (guild_id, source, title, content_hash, chunk_count, added_by, added_at)"
+        " VALUES (1, 'new.md', 'New', 'h', 1, 2, :t) RETURNING id", {"t": now}))
+    ids["knowledge_chunks"] = int(await store.fetchval(
+        "INSERT INTO knowledge_chunks (document_id, guild_id, idx, text, embedding, dims)"
+        " VALUES (:d, 1, 0, 'new', :e, 3) RETURNING id",
+        {"d": ids["knowledge_documents"], "e": embedding_value([1.0, 0.0, 0.0], store.dialect)}))
+    assert set(ids) == set(AUTO_NUMBERED)  # a new auto-numbered table needs its line here
+    return ids
 
 
 async def test_a_target_that_holds_rows_is_refused_and_left_as_it_was(tmp_path: Path, pg_url: str) -> None:

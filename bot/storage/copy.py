@@ -24,6 +24,7 @@ from functools import partial
 from pathlib import Path
 from typing import Any, Literal, TypeVar
 
+import numpy as np
 from sqlalchemy import Column, Table, bindparam, create_engine, event, func, select, text
 from sqlalchemy import exc as sa_exc
 from sqlalchemy.engine import Connection, CursorResult, Engine
@@ -199,6 +200,8 @@ async def _copy_table(reader: _Side, writer: _Side, table: Table, batch_rows: in
                         row[column.name] = None
         if table.name == "media_files" and inline_images is not None:
             await reader.run(partial(_inline_image_files, inline_images, batch))
+        if table.name == "knowledge_chunks" and reader.endpoint.kind != writer.endpoint.kind:
+            _convert_embeddings(batch, writer.endpoint.kind)
         await writer.run(partial(_insert, table, batch))
         count += len(batch)
     for link in deferred:
@@ -215,6 +218,19 @@ def _inline_image_files(images: Path, rows: list[dict[str, Any]], _conn: Connect
         file = (root / row["path"]).resolve()
         if file.is_relative_to(root) and file.is_file():
             row["data"] = file.read_bytes()
+
+
+def _convert_embeddings(rows: list[dict[str, Any]], target: str) -> None:
+    """A chunk's float32 vector as the target keeps it: little-endian bytes in SQLite, ``real[]`` in PostgreSQL
+    (schema.py's ``Embedding``); float32 → float → real is exact."""
+    for row in rows:
+        value = row.get("embedding")
+        if value is None:
+            continue
+        if target == "postgresql" and isinstance(value, bytes | bytearray | memoryview):
+            row["embedding"] = np.frombuffer(bytes(value), dtype="<f4").tolist()
+        elif target == "sqlite" and not isinstance(value, bytes | bytearray | memoryview):
+            row["embedding"] = np.asarray(value, dtype="<f4").tobytes()
 
 
 def _single_key(table: Table) -> Column[Any] | None:

@@ -20,8 +20,11 @@ from sqlalchemy import (
     MetaData,
     Table,
     Text,
+    UniqueConstraint,
     text,
 )
+from sqlalchemy.dialects import postgresql
+from sqlalchemy.types import REAL
 
 metadata = MetaData()
 
@@ -354,4 +357,39 @@ discord_channels = Table(
     Column("messageable", Integer, nullable=False, server_default=text("1")),
     Column("updated_at", Float, nullable=False),
     Index("discord_channels_guild", "guild_id"),
+)
+
+# -- 0022: the knowledge base (bot/knowledge/store.py) -------------------------------------------------
+
+#: a float32 vector: little-endian bytes in SQLite (what sqlite-vec reads), ``real[]`` in PostgreSQL (what
+#: pgvector casts to ``vector``; a column of pgvector's own type would need the extension on every server)
+Embedding = LargeBinary().with_variant(postgresql.ARRAY(REAL()), "postgresql")
+
+knowledge_documents = Table(
+    "knowledge_documents", metadata,
+    Column("id", RowId, primary_key=True, autoincrement=True),
+    Column("guild_id", BigInteger, nullable=False),
+    Column("source", Text, nullable=False),  # a file name or a message link
+    Column("title", Text, nullable=False),
+    Column("content_hash", Text, nullable=False),
+    Column("chunk_count", Integer, nullable=False),
+    Column("tokens", BigInteger, nullable=False, server_default=text("0")),
+    Column("added_by", BigInteger, nullable=False),
+    Column("added_at", Float, nullable=False),
+    UniqueConstraint("guild_id", "source", name="knowledge_documents_guild_source"),
+)
+
+knowledge_chunks = Table(
+    "knowledge_chunks", metadata,
+    Column("id", RowId, primary_key=True, autoincrement=True),
+    Column("document_id", RowId, ForeignKey("knowledge_documents.id", ondelete="CASCADE"), nullable=False),
+    Column("guild_id", BigInteger, nullable=False),
+    Column("idx", Integer, nullable=False),
+    Column("heading", Text),
+    Column("text", Text, nullable=False),
+    Column("embedding", Embedding, nullable=False),
+    Column("dims", Integer, nullable=False),
+    CheckConstraint("dims > 0", name="knowledge_chunks_dims"),
+    Index("knowledge_chunks_guild", "guild_id", "dims"),
+    Index("knowledge_chunks_document", "document_id", "idx"),
 )

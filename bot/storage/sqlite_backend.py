@@ -30,6 +30,7 @@ from pathlib import Path
 from typing import Any, TypeVar
 
 from bot.storage.errors import IntegrityError, StorageError
+from bot.storage.extensions import load_sqlite_vec
 from bot.storage.records import Row
 from bot.storage.sqltext import Params, log_statement
 from bot.storage.tx import Dialect, FetchvalFromFetchone
@@ -118,6 +119,7 @@ class SqliteBackend:
     def __init__(self, path: str | Path) -> None:
         self.path = Path(path)
         self._conn: sqlite3.Connection | None = None
+        self.vector_problem: str | None = None  # why sqlite-vec is not loaded into the connection, if it is not
         self._executor: ThreadPoolExecutor | None = None
         self._lock = asyncio.Lock()
         self._pending: deque[_Job] = deque()
@@ -156,6 +158,8 @@ class SqliteBackend:
             conn.row_factory = sqlite3.Row
             for pragma in PRAGMAS:
                 conn.execute(f"PRAGMA {pragma}")
+            # vector distances for the knowledge base; without it that searches with numpy (and says why)
+            self.vector_problem = load_sqlite_vec(conn)
         except sqlite3.Error as exc:
             raise StorageError(f"database {self.path} cannot be opened ({exc})") from None
         self._conn = conn
