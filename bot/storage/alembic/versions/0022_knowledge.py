@@ -5,7 +5,7 @@ functions read as they are; ``real[]`` in PostgreSQL, which pgvector casts to it
 server has the extension (the column does not depend on it). Every query filters by ``guild_id``.
 
 Revision ID: 0022
-Revises: 0020
+Revises: 0021
 """
 
 import sqlalchemy as sa
@@ -13,7 +13,7 @@ from alembic import op
 from sqlalchemy.dialects import postgresql
 
 revision = "0022"
-down_revision = "0020"
+down_revision = "0021"
 branch_labels = None
 depends_on = None
 
