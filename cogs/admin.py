@@ -42,7 +42,7 @@ log = logging.getLogger(__name__)
 
 KindChoice = Literal[
     "chat_requests", "tokens", "vision_requests", "images", "credits", "speech_chars", "transcription_seconds",
-    "video_seconds", "music_seconds",
+    "video_seconds", "music_seconds", "embedding_tokens",
 ]
 ModelKindChoice = Literal["chat", "vision", "image"]
 FieldChoice = Literal[

@@ -307,6 +307,7 @@ class QuotaDefaults(_Section):
     guild_transcription_seconds: int = -1
     guild_video_seconds: int = -1
     guild_music_seconds: int = -1
+    guild_embedding_tokens: int = -1
     member_chat_requests: int = -1
     member_tokens: int = -1
     member_vision_requests: int = -1
@@ -316,6 +317,7 @@ class QuotaDefaults(_Section):
     member_transcription_seconds: int = -1
     member_video_seconds: int = -1
     member_music_seconds: int = -1
+    member_embedding_tokens: int = -1
     reservation_ttl_seconds: int = Field(900, gt=0)
 
 
