@@ -174,6 +174,8 @@ class GatewaySettings(_Section):
     speech_model: str = ""
     transcription_model: str = ""
     voice: str = ""
+    #: the knowledge base's embedding model ("" = the gateway profile's default, where it has one)
+    embedding_model: str = ""
     fallback_models: StrList = Field(default_factory=list)
     fallbacks: Annotated[list[FallbackGateway], NoDecode, BeforeValidator(_json_list_from_text)] = Field(
         default_factory=list
@@ -295,6 +297,26 @@ class VoiceSettings(_Section):
     speech_format: Literal["opus", "mp3", "aac", "flac", "wav", "pcm"] = "opus"
 
 
+class KnowledgeSettings(_Section):
+    """The server knowledge base: how documents are cut into chunks, what is accepted, how search ranks."""
+
+    chunk_chars: int = Field(1200, ge=200, le=8000)  # the longest chunk (characters) embedded and stored
+    overlap_chars: int = Field(150, ge=0, le=2000)  # the end of a chunk repeated at the start of the next
+    max_file_bytes: int = Field(5 * 1024 * 1024, gt=0)  # the largest file /knowledge add downloads
+    max_document_chunks: int = Field(400, ge=1, le=20_000)  # a longer document is refused (embedding costs)
+    search_limit: int = Field(5, ge=1, le=25)  # hits /knowledge search (and search_knowledge) return
+    min_score: float = Field(0.25, ge=-1, le=1)  # a hit below this cosine similarity is not shown
+    answer_min_score: float = Field(0.5, ge=-1, le=1)  # auto-answer in help channels needs a hit this close
+
+    @field_validator("overlap_chars")
+    @classmethod
+    def _overlap_within_chunk(cls, value: int, info: ValidationInfo) -> int:
+        size = info.data.get("chunk_chars")
+        if size is not None and value * 2 >= size:
+            raise ValueError(f"must be less than half of chunk_chars ({size}), or chunks would repeat each other")
+        return value
+
+
 class QuotaDefaults(_Section):
     """Per UTC day. -1 means unlimited."""
 
@@ -378,6 +400,7 @@ class Settings(BaseSettings):
     imagine: ImagineSettings = Field(default_factory=ImagineSettings)
     media: MediaSettings = Field(default_factory=MediaSettings)
     voice: VoiceSettings = Field(default_factory=VoiceSettings)
+    knowledge: KnowledgeSettings = Field(default_factory=KnowledgeSettings)
     quotas: QuotaDefaults = Field(default_factory=QuotaDefaults)
     relay: RelaySettings = Field(default_factory=RelaySettings)
     shutdown: ShutdownSettings = Field(default_factory=ShutdownSettings)

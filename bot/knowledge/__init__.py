@@ -1,0 +1,1 @@
+"""The guild knowledge base: documents, chunks, embeddings and search (issue 19)."""
