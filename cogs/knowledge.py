@@ -113,12 +113,19 @@ def search_text(query: str, hits: list[Hit]) -> str:
     room = (limits.MESSAGE_CONTENT - len(head) - 40) // len(hits)
     parts = [head]
     for number, hit in enumerate(hits, start=1):
-        where = discord.utils.escape_markdown(hit.title) + (f" › {hit.heading}" if hit.heading else "")
+        where = discord.utils.escape_markdown(_place(hit))
         line = f"**{number}. {where}** — {source_text(hit.source)} (score {hit.score:.2f})"
         excerpt = " ".join(hit.text.split())
         budget = max(40, room - len(line) - 4)
         parts.append(f"{line}\n> {truncate(excerpt, budget)}")
     return truncate("\n".join(parts), limits.MESSAGE_CONTENT)
+
+
+def _place(hit: Hit) -> str:
+    """Where a hit is: the document's title and the chunk's heading path (which often begins with the title)."""
+    if not hit.heading:
+        return hit.title
+    return hit.heading if hit.heading.startswith(hit.title) else f"{hit.title} › {hit.heading}"
 
 
 def supported_attachment(attachment: discord.Attachment) -> bool:
@@ -156,6 +163,7 @@ class Knowledge(commands.Cog):
             return
         await interaction.response.defer(ephemeral=True, thinking=True)
         try:
+            result: AddResult | None
             async with self.bot.chat.tracked():  # a restart lets it finish (bot.drain)
                 if file is not None:
                     result = await self._add_attachment(interaction, file)

@@ -303,7 +303,7 @@ class KnowledgeSettings(_Section):
     chunk_chars: int = Field(1200, ge=200, le=8000)  # the longest chunk (characters) embedded and stored
     overlap_chars: int = Field(150, ge=0, le=2000)  # the end of a chunk repeated at the start of the next
     max_file_bytes: int = Field(5 * 1024 * 1024, gt=0)  # the largest file /knowledge add downloads
-    max_document_chunks: int = Field(400, ge=1, le=20_000)  # a longer document is refused (embedding costs)
+    max_document_chunks: int = Field(1000, ge=1, le=20_000)  # a longer document is refused (embedding costs)
     search_limit: int = Field(5, ge=1, le=25)  # hits /knowledge search (and search_knowledge) return
     min_score: float = Field(0.25, ge=-1, le=1)  # a hit below this cosine similarity is not shown
     answer_min_score: float = Field(0.5, ge=-1, le=1)  # auto-answer in help channels needs a hit this close

@@ -13,6 +13,7 @@ passes ``requester.guild_id`` and nothing else.
 
 from __future__ import annotations
 
+import builtins
 import hashlib
 import logging
 import math
@@ -44,6 +45,8 @@ if TYPE_CHECKING:
 log = logging.getLogger(__name__)
 
 __all__ = ["AddResult", "KnowledgeService", "content_hash", "estimate_tokens", "MAX_QUERY_CHARS", "EMBED_BATCH"]
+
+Vectors = list[list[float]]
 
 #: chunks sent in one embeddings request
 EMBED_BATCH = 64
@@ -171,7 +174,7 @@ class KnowledgeService:
 
     # -- reading --------------------------------------------------------------------------------------
 
-    async def list(self, guild_id: int) -> list[Document]:
+    async def list(self, guild_id: int) -> builtins.list[Document]:
         return list(await self.vectors.list(guild_id))
 
     async def remove(self, guild_id: int, document_id: int) -> Document | None:
@@ -182,7 +185,7 @@ class KnowledgeService:
         return removed
 
     async def search(self, requester: Requester, query: str, *, limit: int | None = None,
-                     min_score: float | None = None) -> list[Hit]:
+                     min_score: float | None = None) -> builtins.list[Hit]:
         """The requester's guild's chunks nearest to ``query`` (best first, none below ``min_score``);
         the query's embedding is charged to the requester."""
         guild_id = self._guild(requester)
@@ -197,12 +200,12 @@ class KnowledgeService:
 
     # -- embedding, charged ---------------------------------------------------------------------------
 
-    async def _embed(self, requester: Requester, texts: list[str]) -> tuple[list[list[float]], int]:
+    async def _embed(self, requester: Requester, texts: Sequence[str]) -> tuple[Vectors, int]:
         """Vectors for ``texts`` (in batches) and the tokens charged: reserved by estimate, settled with
         the gateway's count (the estimate where it gives none). A batch that fails after others were
         billed charges what was billed, then the error goes on."""
         model = self.embedding_model
-        vectors: list[list[float]] = []
+        vectors: Vectors = []
         tokens = 0
         credits: float | None = None
         meta: CallMeta | None = None
@@ -210,7 +213,7 @@ class KnowledgeService:
                                       model=model) as hold:
             try:
                 for start in range(0, len(texts), EMBED_BATCH):
-                    batch = texts[start:start + EMBED_BATCH]
+                    batch = list(texts[start:start + EMBED_BATCH])
                     result = await self.gateway.embed(batch, model)
                     if len(result.vectors) != len(batch):
                         raise ValueError(f"the gateway returned {len(result.vectors)} vectors for {len(batch)} texts")
