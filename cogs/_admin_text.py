@@ -131,7 +131,7 @@ def changes_text(changes: Mapping[str, tuple[Any, Any]], where: str) -> str:
 USAGE_PARTS: tuple[tuple[str, str], ...] = (
     ("chat_requests", "chat"), ("vision_requests", "vision"), ("images", "images"), ("tokens", "tokens"),
     ("speech_chars", "speech characters"), ("transcription_seconds", "transcription seconds"),
-    ("video_seconds", "video seconds"), ("music_seconds", "music seconds"),
+    ("video_seconds", "video seconds"), ("music_seconds", "music seconds"), ("embedding_tokens", "embedding tokens"),
 )
 
 

@@ -155,6 +155,8 @@ class Profile:
     default_speech_model: str = ""
     default_transcription_model: str = ""
     default_voice: str = ""
+    #: the embeddings model used when none is configured (offered when ``supports("embeddings")``); "" = none
+    default_embedding_model: str = ""
     voices: tuple[str, ...] = ()
     #: speech ``response_format`` values the gateway returns (the first is its default).
     speech_formats: tuple[str, ...] = ()
@@ -286,6 +288,7 @@ PROFILES: dict[str, Profile] = {
         default_chat_model="openai/gpt-4o-mini",
         default_speech_model="openai/tts-1",
         default_transcription_model="openai/whisper-1",
+        default_embedding_model="openai/text-embedding-3-small",
         default_voice="alloy",
         voices=_OPENAI_VOICES,
         speech_formats=("mp3", "opus", "aac", "flac"),
@@ -318,6 +321,7 @@ PROFILES: dict[str, Profile] = {
         meta_headers=_headers({"provider": ("x-provider",)}),
         body_meta_fields=("model", "provider", "id"),
         capabilities=frozenset({"chat", "stream", "vision", "completions", "embeddings", "model_filters"}),
+        default_embedding_model="text-embedding-3-small",
     ),
     "openai": Profile(
         name="openai",
@@ -349,6 +353,7 @@ PROFILES: dict[str, Profile] = {
         transcription_response_format="verbose_json",
         default_speech_model="tts-1",
         default_transcription_model="whisper-1",
+        default_embedding_model="text-embedding-3-small",
         default_voice="alloy",
         voices=_OPENAI_VOICES + ("ash", "ballad", "coral", "sage", "verse"),
         speech_formats=("mp3", "opus", "aac", "flac", "wav", "pcm"),

@@ -84,10 +84,10 @@ async def test_quota_set_role_and_mylimits(bot_env: Any) -> None:
     assert "• images: **0** of 2 left" in lines
     assert "• chat requests: **50** of 50 left (server-wide budget)" in lines
     assert ("• unlimited: tokens, image questions, credits, speech characters, transcription seconds,"
-            " video seconds, music seconds" in lines)
+            " video seconds, music seconds, embedding tokens" in lines)
     msg = await run(bot_env, "mylimits", user="painter")
     assert ("• unlimited: tokens, image questions, images, credits, speech characters, transcription seconds,"
-            " video seconds, music seconds" in msg.content.splitlines())
+            " video seconds, music seconds, embedding tokens" in msg.content.splitlines())
 
     msg = await run(bot_env, "quota show")
     assert "• images: 2 used of unlimited (config default)" in msg.content
@@ -173,10 +173,10 @@ async def test_usage_png_matches_ledger(bot_env: Any) -> None:
     msg = await run(bot_env, "usage", {"days": 3})
     assert msg.content.startswith(
         "Totals: 8 chat, 3 vision, 8 images, 440 tokens, 0 speech characters, 0 transcription seconds,"
-        " 0 video seconds, 0 music seconds.")
+        " 0 video seconds, 0 music seconds, 0 embedding tokens.")
     top = msg.content.split("**Top members**\n")[1].splitlines()
     assert top[0] == (f"1. <@{users['alice']}> — 6 chat, 0 vision, 0 images, 240 tokens, 0 speech characters,"
-                      " 0 transcription seconds, 0 video seconds, 0 music seconds")
+                      " 0 transcription seconds, 0 video seconds, 0 music seconds, 0 embedding tokens")
     assert top[1].startswith(f"2. <@{users['bob']}> — 2 chat, 3 vision")
     [attachment] = msg.attachments
     assert attachment.filename == "usage.png" and attachment.data[:8] == b"\x89PNG\r\n\x1a\n"
@@ -192,7 +192,7 @@ async def test_usage_png_matches_ledger(bot_env: Any) -> None:
 
     msg = await run(bot_env, "usage", {"days": 1, "member": "bob"})
     assert msg.content.startswith(f"Totals: 2 chat, 3 vision, 0 images, 200 tokens, 0 speech characters,"
-                                  f" 0 transcription seconds, 0 video seconds, 0 music seconds.\n"
+                                  f" 0 transcription seconds, 0 video seconds, 0 music seconds, 0 embedding tokens.\n"
                                   f"Usage of <@{users['bob']}>")
     days, y_max, bars = measure_bars(msg.attachments[0].data)
     assert bars["chat_requests"] == {0: expected_height(2, y_max)} and bars["images"] == {}
@@ -234,7 +234,7 @@ async def test_voice_budgets_through_quota_mylimits_and_usage(bot_env: Any) -> N
     msg = await run(bot_env, "usage", {"days": 1})
     assert msg.content.startswith(
         "Totals: 0 chat, 0 vision, 0 images, 0 tokens, 480 speech characters, 0 transcription seconds,"
-        " 0 video seconds, 0 music seconds.")
+        " 0 video seconds, 0 music seconds, 0 embedding tokens.")
     msg = await run(bot_env, "quota reset-user", {"member": "alice"})
     assert msg.content == f"<@{alice.user_id}> has a fresh budget for today (cleared: 480 speech chars)."
     assert await bot.store.fetchval("SELECT SUM(speech_chars) FROM usage_ledger WHERE charged = 1") == 480
@@ -279,7 +279,7 @@ async def test_media_budgets_through_quota_mylimits_and_usage(bot_env: Any) -> N
     msg = await run(bot_env, "usage", {"days": 1})
     assert msg.content.startswith(
         "Totals: 0 chat, 0 vision, 0 images, 0 tokens, 0 speech characters, 0 transcription seconds,"
-        " 15 video seconds, 0 music seconds.")
+        " 15 video seconds, 0 music seconds, 0 embedding tokens.")
     days, y_max, bars = measure_bars(msg.attachments[0].data)
     assert (len(days), y_max) == (1, 20)
     assert bars["video_seconds"] == {0: expected_height(15, y_max)} and bars["music_seconds"] == {}

@@ -57,7 +57,7 @@ async def reserved(store: Store) -> float:
 
 
 def test_the_media_kinds_are_budgets_like_the_others() -> None:
-    assert KINDS[-2:] == ("video_seconds", "music_seconds")
+    assert KINDS[-3:-1] == ("video_seconds", "music_seconds")
     assert typing.get_args(KindChoice) == KINDS  # /quota set and /quota role offer every budget
     assert (KIND_NOUNS["video_seconds"], KIND_LABELS["video_seconds"]) == (("video second", "video seconds"), "video")
     assert (KIND_NOUNS["music_seconds"], KIND_LABELS["music_seconds"]) == (("music second", "music seconds"), "music")
@@ -300,13 +300,13 @@ async def test_reports_show_the_media_budgets(store: Store) -> None:
     assert report.budget["video_seconds"] == 200 and report.budget["music_seconds"] == -1
     assert usage_totals_text(report.totals) == (
         "Totals: 1 chat, 0 vision, 0 images, 60 tokens, 0 speech characters, 0 transcription seconds,"
-        " 20 video seconds, 30 music seconds."
+        " 20 video seconds, 30 music seconds, 0 embedding tokens."
     )
     top = top_members_text(report.top).splitlines()  # two charged calls each: more tokens first
     assert top[1].endswith("— 1 chat, 0 vision, 0 images, 60 tokens, 0 speech characters, 0 transcription seconds,"
-                           " 8 video seconds, 0 music seconds")
+                           " 8 video seconds, 0 music seconds, 0 embedding tokens")
     assert top[2].endswith("— 0 chat, 0 vision, 0 images, 0 tokens, 0 speech characters, 0 transcription seconds,"
-                           " 12 video seconds, 30 music seconds")
+                           " 12 video seconds, 30 music seconds, 0 embedding tokens")
     alone = await q.usage_report(GUILD, 1, BOB)
     assert alone.totals["video_seconds"] == 8 and alone.budget["music_seconds"] == 120
 
@@ -321,4 +321,4 @@ async def test_reports_show_the_media_budgets(store: Store) -> None:
     assert "• video seconds: **180** of 200 left (server-wide budget)" in mine
     assert "• music seconds: **75** of 120 left, 45 in progress" in mine
     assert mine[-1] == ("• unlimited: chat requests, tokens, image questions, images, credits, speech characters,"
-                        " transcription seconds")
+                        " transcription seconds, embedding tokens")

@@ -218,13 +218,13 @@ async def test_reports_show_the_voice_budgets(store: Store) -> None:
     assert report.budget["speech_chars"] == 1000 and report.budget["transcription_seconds"] == -1
     assert usage_totals_text(report.totals) == (
         "Totals: 1 chat, 0 vision, 0 images, 60 tokens, 290 speech characters, 30 transcription seconds,"
-        " 0 video seconds, 0 music seconds."
+        " 0 video seconds, 0 music seconds, 0 embedding tokens."
     )
     top = top_members_text(report.top).splitlines()  # two charged calls each: more tokens first
     assert top[1] == ("1. <@2> — 1 chat, 0 vision, 0 images, 60 tokens, 40 speech characters, 0 transcription seconds,"
-                      " 0 video seconds, 0 music seconds")
+                      " 0 video seconds, 0 music seconds, 0 embedding tokens")
     assert top[2] == ("2. <@1> — 0 chat, 0 vision, 0 images, 0 tokens, 250 speech characters, 30 transcription"
-                      " seconds, 0 video seconds, 0 music seconds")
+                      " seconds, 0 video seconds, 0 music seconds, 0 embedding tokens")
     alone = await q.usage_report(GUILD, 1, BOB)
     assert alone.totals["speech_chars"] == 40 and alone.budget["transcription_seconds"] == 120
 
@@ -240,4 +240,4 @@ async def test_reports_show_the_voice_budgets(store: Store) -> None:
     assert "• speech characters: **710** of 1,000 left (server-wide budget)" in mine
     assert "• transcription seconds: **113** of 120 left, 7 in progress" in mine
     assert mine[-1] == ("• unlimited: chat requests, tokens, image questions, images, credits, video seconds,"
-                        " music seconds")
+                        " music seconds, embedding tokens")

@@ -30,6 +30,7 @@ from bot.app.web import WebServer
 from bot.budgets.service import BudgetService
 from bot.chat.service import ChatService
 from bot.guilds.config import GuildConfig
+from bot.knowledge.service import KnowledgeService
 from bot.media.service import MediaJobService
 from bot.relay.directory import CacheThenDirectoryScope, ChannelDirectory, DatabaseChannelScope
 from bot.relay.service import ClientChannelScope, RelayService
@@ -172,6 +173,10 @@ class GatecordBot(commands.AutoShardedBot):
         self.voice = VoiceService(settings, self.gateway, self.quotas, cdn_http=lambda: self.cdn_http,
                                   http=lambda: self.http)
         self.chat.voice = self.voice
+        # the server knowledge base: documents embedded and searched per guild (cogs/knowledge.py registers
+        # its commands only where the gateway offers embeddings)
+        self.knowledge = KnowledgeService(settings, self.store, self.gateway, self.quotas,
+                                          cdn_http=lambda: self.cdn_http)
 
     @property
     def cdn_http(self) -> aiohttp.ClientSession:
@@ -218,6 +223,7 @@ class GatecordBot(commands.AutoShardedBot):
         await self.media_jobs.start()  # jobs a previous run left: unknown/failed (never resubmitted), or resumed
         self._cdn_http = aiohttp.ClientSession(timeout=aiohttp.ClientTimeout(total=60, sock_connect=10))
         await self.chat.start()
+        await self.knowledge.start()  # the vector search path (sqlite-vec, pgvector or exact)
         for extension in discover_cogs():
             await self.load_extension(extension)
         await self.web.start()

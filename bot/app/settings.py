@@ -174,6 +174,8 @@ class GatewaySettings(_Section):
     speech_model: str = ""
     transcription_model: str = ""
     voice: str = ""
+    #: the knowledge base's embedding model ("" = the gateway profile's default, where it has one)
+    embedding_model: str = ""
     fallback_models: StrList = Field(default_factory=list)
     fallbacks: Annotated[list[FallbackGateway], NoDecode, BeforeValidator(_json_list_from_text)] = Field(
         default_factory=list
@@ -309,6 +311,27 @@ class UserQuotaDefaults(_Section):
     transcription_seconds: int = -1
     video_seconds: int = -1
     music_seconds: int = -1
+    embedding_tokens: int = -1
+
+
+class KnowledgeSettings(_Section):
+    """The server knowledge base: how documents are cut into chunks, what is accepted, how search ranks."""
+
+    chunk_chars: int = Field(1200, ge=200, le=8000)  # the longest chunk (characters) embedded and stored
+    overlap_chars: int = Field(150, ge=0, le=2000)  # the end of a chunk repeated at the start of the next
+    max_file_bytes: int = Field(5 * 1024 * 1024, gt=0)  # the largest file /knowledge add downloads
+    max_document_chunks: int = Field(1000, ge=1, le=20_000)  # a longer document is refused (embedding costs)
+    search_limit: int = Field(5, ge=1, le=25)  # hits /knowledge search (and search_knowledge) return
+    min_score: float = Field(0.25, ge=-1, le=1)  # a hit below this cosine similarity is not shown
+    answer_min_score: float = Field(0.5, ge=-1, le=1)  # auto-answer in help channels needs a hit this close
+
+    @field_validator("overlap_chars")
+    @classmethod
+    def _overlap_within_chunk(cls, value: int, info: ValidationInfo) -> int:
+        size = info.data.get("chunk_chars")
+        if size is not None and value * 2 >= size:
+            raise ValueError(f"must be less than half of chunk_chars ({size}), or chunks would repeat each other")
+        return value
 
 
 class QuotaDefaults(_Section):
@@ -323,6 +346,7 @@ class QuotaDefaults(_Section):
     guild_transcription_seconds: int = -1
     guild_video_seconds: int = -1
     guild_music_seconds: int = -1
+    guild_embedding_tokens: int = -1
     member_chat_requests: int = -1
     member_tokens: int = -1
     member_vision_requests: int = -1
@@ -332,6 +356,7 @@ class QuotaDefaults(_Section):
     member_transcription_seconds: int = -1
     member_video_seconds: int = -1
     member_music_seconds: int = -1
+    member_embedding_tokens: int = -1
     reservation_ttl_seconds: int = Field(900, gt=0)
     user: UserQuotaDefaults = Field(default_factory=UserQuotaDefaults)
 
@@ -393,6 +418,7 @@ class Settings(BaseSettings):
     imagine: ImagineSettings = Field(default_factory=ImagineSettings)
     media: MediaSettings = Field(default_factory=MediaSettings)
     voice: VoiceSettings = Field(default_factory=VoiceSettings)
+    knowledge: KnowledgeSettings = Field(default_factory=KnowledgeSettings)
     quotas: QuotaDefaults = Field(default_factory=QuotaDefaults)
     relay: RelaySettings = Field(default_factory=RelaySettings)
     shutdown: ShutdownSettings = Field(default_factory=ShutdownSettings)

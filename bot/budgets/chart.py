@@ -53,6 +53,7 @@ SERIES: tuple[tuple[str, str, tuple[int, int, int], tuple[int, int, int]], ...] 
     ("images", "images", (240, 160, 30), (170, 100, 0)),
     ("video_seconds", "video seconds", (200, 60, 150), (130, 20, 90)),
     ("music_seconds", "music seconds", (0, 160, 200), (0, 95, 125)),
+    ("embedding_tokens", "embedding tokens", (120, 90, 40), (70, 50, 20)),
 )
 BACKGROUND = (255, 255, 255)
 GRID = (225, 225, 225)

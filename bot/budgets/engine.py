@@ -107,6 +107,7 @@ class Reservation:
     transcription_seconds: int = 0
     video_seconds: int = 0
     music_seconds: int = 0
+    embedding_tokens: int = 0
     closed: bool = False
     settled: bool = False
     engine: BudgetEngine | None = field(default=None, repr=False, compare=False)
@@ -120,12 +121,13 @@ class Reservation:
         self, *, usage_tokens: int = 0, images: int | None = None, credits: float | None = None,
         meta: CallMeta | None = None, outcome: str = "ok", speech_chars: int | None = None,
         transcription_seconds: int | None = None, video_seconds: int | None = None, music_seconds: int | None = None,
+        embedding_tokens: int | None = None,
     ) -> None:
         """Charge what the call really used (see ``BudgetEngine.settle``)."""
         await self._engine().settle(self, usage_tokens=usage_tokens, images=images, credits=credits, meta=meta,
                                     outcome=outcome, speech_chars=speech_chars,
                                     transcription_seconds=transcription_seconds, video_seconds=video_seconds,
-                                    music_seconds=music_seconds)
+                                    music_seconds=music_seconds, embedding_tokens=embedding_tokens)
 
     async def release(self, *, outcome: str = "error", meta: CallMeta | None = None,
                       error_code: str | None = None) -> None:
@@ -371,6 +373,7 @@ class BudgetEngine:
         transcription_seconds: int = 0,
         video_seconds: int = 0,
         music_seconds: int = 0,
+        embedding_tokens: int = 0,
         ttl_seconds: float | None = None,
     ) -> Reservation:
         """Grant room for one gateway call, or raise ``BudgetExceeded``.
@@ -379,13 +382,14 @@ class BudgetEngine:
         ``min_tokens``, default ``MIN_PARTIAL_TOKENS``), the grant is lowered to what remains.
         ``prompt_tokens`` (an estimate) is reserved too but never lowers the grant's cap by itself
         unless the budget is that tight. ``credits`` is an optional cost estimate to hold.
-        ``images``, ``speech_chars``, ``transcription_seconds``, ``video_seconds`` and
-        ``music_seconds`` are all-or-nothing: every scope must have room for the whole amount.
+        ``images``, ``speech_chars``, ``transcription_seconds``, ``video_seconds``, ``music_seconds``
+        and ``embedding_tokens`` are all-or-nothing: every scope must have room for the whole amount.
         ``ttl_seconds`` gives this hold a longer life than ``quotas.reservation_ttl_seconds`` (a video
         job that may run for an hour); it is never made shorter than that default.
         """
         amounts = {"images": images, "speech_chars": speech_chars, "transcription_seconds": transcription_seconds,
-                   "video_seconds": video_seconds, "music_seconds": music_seconds}
+                   "video_seconds": video_seconds, "music_seconds": music_seconds,
+                   "embedding_tokens": embedding_tokens}
         ask = _Ask.of(Feature(feature), tokens=tokens, prompt_tokens=prompt_tokens, min_tokens=min_tokens,
                       credits=credits, amounts=amounts)
         ttl = self.ttl_for(ttl_seconds)
@@ -396,7 +400,7 @@ class BudgetEngine:
             images=ask.images, requested_tokens=ask.tokens, model=model,
             expires_at=moment + timedelta(seconds=ttl), speech_chars=speech_chars,
             transcription_seconds=transcription_seconds, video_seconds=video_seconds, music_seconds=music_seconds,
-            engine=self,
+            embedding_tokens=embedding_tokens, engine=self,
         )
         sweep = self.sweep_due(moment.timestamp())
 
@@ -478,23 +482,25 @@ class BudgetEngine:
         transcription_seconds: int | None = None,
         video_seconds: int | None = None,
         music_seconds: int | None = None,
+        embedding_tokens: int | None = None,
     ) -> None:
         """Charge the real usage (the request, tokens, images, speech, transcription, video, music,
-        credits) and write the ledger row.
+        embedding tokens, credits) and write the ledger row.
 
         ``images`` defaults to the number reserved for an image reservation (0 otherwise); pass the
         number actually delivered when it differs. ``speech_chars``, ``transcription_seconds``,
-        ``video_seconds`` and ``music_seconds`` default to what was reserved; what is given is
+        ``video_seconds``, ``music_seconds`` and ``embedding_tokens`` default to what was reserved; what is given is
         charged, so a cancelled job settles with what the gateway billed (0: nothing charged, the
         ledger row says ``outcome``). ``credits`` defaults to ``meta.credits_used``, else an
         estimate from published prices, else nothing.
         """
         given = {"images": images, "speech_chars": speech_chars, "transcription_seconds": transcription_seconds,
-                 "video_seconds": video_seconds, "music_seconds": music_seconds}
+                 "video_seconds": video_seconds, "music_seconds": music_seconds, "embedding_tokens": embedding_tokens}
         reserved = {"images": reservation.images if reservation.feature is Feature.IMAGE else 0,
                     "speech_chars": reservation.speech_chars,
                     "transcription_seconds": reservation.transcription_seconds,
-                    "video_seconds": reservation.video_seconds, "music_seconds": reservation.music_seconds}
+                    "video_seconds": reservation.video_seconds, "music_seconds": reservation.music_seconds,
+                    "embedding_tokens": reservation.embedding_tokens}
         amounts = {kind: reserved[kind] if value is None else value for kind, value in given.items()}
         actual, credits = self._actual(reservation.feature, reservation.model, meta, usage_tokens, amounts, credits)
         await self._close(reservation, "settled", actual, outcome=outcome, meta=meta, error_code=None,
@@ -589,7 +595,7 @@ class BudgetEngine:
             images=amount["images"], requested_tokens=0, model=row["model"],
             expires_at=datetime.fromtimestamp(float(row["expires_at"]), UTC), speech_chars=amount["speech_chars"],
             transcription_seconds=amount["transcription_seconds"], video_seconds=amount["video_seconds"],
-            music_seconds=amount["music_seconds"], engine=self,
+            music_seconds=amount["music_seconds"], embedding_tokens=amount["embedding_tokens"], engine=self,
         )
 
     async def charge_after(
@@ -743,6 +749,7 @@ class _LedgerRow:
     transcription_seconds: int
     video_seconds: int
     music_seconds: int
+    embedding_tokens: int
     credits: float | None
     latency_ms: float | None
     request_id: str | None
@@ -765,6 +772,7 @@ class _LedgerRow:
             speech_chars=int(actual.get("speech_chars", 0)),
             transcription_seconds=int(actual.get("transcription_seconds", 0)),
             video_seconds=int(actual.get("video_seconds", 0)), music_seconds=int(actual.get("music_seconds", 0)),
+            embedding_tokens=int(actual.get("embedding_tokens", 0)),
             credits=float(credits) if credits is not None and state == "settled" else None,
             latency_ms=meta.latency_ms if meta else None, request_id=meta.request_id if meta else None,
             outcome=outcome, charged=int(state == "settled"), error_code=error_code, reservation_id=reservation_id,
@@ -774,13 +782,14 @@ class _LedgerRow:
         values = (
             self.ts, day, gid, self.channel_id, uid, self.feature, self.model_requested, self.model_used,
             self.tokens, self.images, self.speech_chars, self.transcription_seconds, self.video_seconds,
-            self.music_seconds, self.credits, self.latency_ms, self.request_id, self.outcome, self.charged,
-            self.error_code, self.reservation_id,
+            self.music_seconds, self.embedding_tokens, self.credits, self.latency_ms, self.request_id, self.outcome,
+            self.charged, self.error_code, self.reservation_id,
         )
         if prior == "expired" and tx.execute(  # complete the placeholder row the sweep wrote
             "UPDATE usage_ledger SET ts = ?, day = ?, guild_id = ?, channel_id = ?, user_id = ?, feature = ?,"
             " model_requested = ?, model_used = ?, tokens = ?, images = ?, speech_chars = ?,"
-            " transcription_seconds = ?, video_seconds = ?, music_seconds = ?, credits = ?, latency_ms = ?,"
+            " transcription_seconds = ?, video_seconds = ?, music_seconds = ?, embedding_tokens = ?, credits = ?,"
+            " latency_ms = ?,"
             " request_id = ?, outcome = ?, charged = ?, error_code = ? WHERE reservation_id = ?",
             values,
         ):
@@ -788,7 +797,7 @@ class _LedgerRow:
         tx.execute(
             "INSERT INTO usage_ledger(ts, day, guild_id, channel_id, user_id, feature, model_requested,"
             " model_used, tokens, images, speech_chars, transcription_seconds, video_seconds, music_seconds,"
-            " credits, latency_ms, request_id, outcome, charged, error_code, reservation_id)"
-            " VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
+            " embedding_tokens, credits, latency_ms, request_id, outcome, charged, error_code, reservation_id)"
+            " VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
             values,
         )

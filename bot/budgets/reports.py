@@ -100,15 +100,15 @@ def own_budget_lines(limits: UsageLimits) -> list[str]:
 
 
 #: chat requests, vision requests, images, tokens, credits, speech characters, transcription, video and
-#: music seconds of the ledger rows summed (portable SQL), in the order of ``_SUMMED``
+#: music seconds, embedding tokens of the ledger rows summed (portable SQL), in the order of ``_SUMMED``
 _PER_FEATURE = (
     "SUM(CASE WHEN feature = 'chat' THEN 1 ELSE 0 END), SUM(CASE WHEN feature = 'vision' THEN 1 ELSE 0 END),"
     " SUM(images), SUM(tokens), SUM(COALESCE(credits, 0)), SUM(speech_chars), SUM(transcription_seconds),"
-    " SUM(video_seconds), SUM(music_seconds)"
+    " SUM(video_seconds), SUM(music_seconds), SUM(embedding_tokens)"
 )
 _SUMMED = (
     "chat_requests", "vision_requests", "images", "tokens", "credits", "speech_chars", "transcription_seconds",
-    "video_seconds", "music_seconds",
+    "video_seconds", "music_seconds", "embedding_tokens",
 )
 #: the kinds /usage totals (credits are the gateway's business: /credits)
 TOTALLED = tuple(k for k in _SUMMED if k != "credits")

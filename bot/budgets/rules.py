@@ -15,7 +15,7 @@ from bot.rendering.user_facing import UserFacingError
 
 KINDS: tuple[str, ...] = (
     "chat_requests", "tokens", "vision_requests", "images", "credits", "speech_chars", "transcription_seconds",
-    "video_seconds", "music_seconds",
+    "video_seconds", "music_seconds", "embedding_tokens",
 )
 SCOPES: tuple[str, ...] = ("guild", "member")
 UNLIMITED = -1
@@ -31,6 +31,7 @@ KIND_NOUNS: dict[str, tuple[str, str]] = {
     "transcription_seconds": ("transcription second", "transcription seconds"),
     "video_seconds": ("video second", "video seconds"),
     "music_seconds": ("music second", "music seconds"),
+    "embedding_tokens": ("embedding token", "embedding tokens"),
 }
 KIND_LABELS: dict[str, str] = {
     "chat_requests": "chat",
@@ -42,6 +43,7 @@ KIND_LABELS: dict[str, str] = {
     "transcription_seconds": "transcription",
     "video_seconds": "video",
     "music_seconds": "music",
+    "embedding_tokens": "embedding",
 }
 
 
@@ -53,10 +55,11 @@ class Feature(StrEnum):
     TRANSCRIPTION = "transcription"
     VIDEO = "video"
     MUSIC = "music"
+    EMBEDDING = "embedding"  # the knowledge base: documents added and searched (charged in embedding tokens)
 
 
 #: the per-request counter each feature charges (images, speech characters, transcription, video and music
-#: seconds are counted by amount, not by request; image edits are ``Feature.IMAGE``)
+#: seconds, embedding tokens are counted by amount, not by request; image edits are ``Feature.IMAGE``)
 REQUEST_KIND: dict[Feature, str | None] = {
     Feature.CHAT: "chat_requests",
     Feature.VISION: "vision_requests",
@@ -65,6 +68,7 @@ REQUEST_KIND: dict[Feature, str | None] = {
     Feature.TRANSCRIPTION: None,
     Feature.VIDEO: None,
     Feature.MUSIC: None,
+    Feature.EMBEDDING: None,
 }
 #: the amount a feature is charged by, checked on every reservation of that feature (even one asking 0)
 FEATURE_AMOUNT_KIND: dict[Feature, str] = {
@@ -72,9 +76,12 @@ FEATURE_AMOUNT_KIND: dict[Feature, str] = {
     Feature.TRANSCRIPTION: "transcription_seconds",
     Feature.VIDEO: "video_seconds",
     Feature.MUSIC: "music_seconds",
+    Feature.EMBEDDING: "embedding_tokens",
 }
 #: the kinds a reservation holds and a settle charges by amount (keyword arguments of reserve/settle)
-AMOUNT_KINDS: tuple[str, ...] = ("images", "speech_chars", "transcription_seconds", "video_seconds", "music_seconds")
+AMOUNT_KINDS: tuple[str, ...] = (
+    "images", "speech_chars", "transcription_seconds", "video_seconds", "music_seconds", "embedding_tokens",
+)
 #: features billed in tokens: refused when the token budget has nothing left
 TOKEN_FEATURES = frozenset({Feature.CHAT, Feature.VISION})
 

@@ -98,7 +98,7 @@ class BudgetService:
         self, requester: Requester, feature: Feature | str, *, tokens: int = 0, images: int = 0,
         prompt_tokens: int = 0, min_tokens: int | None = None, credits: float = 0.0, model: str | None = None,
         speech_chars: int = 0, transcription_seconds: int = 0, video_seconds: int = 0, music_seconds: int = 0,
-        ttl_seconds: float | None = None,
+        embedding_tokens: int = 0, ttl_seconds: float | None = None,
     ) -> Reservation:
         """See ``BudgetEngine.reserve``; raises ``BudgetExceeded``. ``ttl_seconds``: this hold's own
         (longer) time to live, e.g. a video job's timeout."""
@@ -106,20 +106,20 @@ class BudgetService:
                                          min_tokens=min_tokens, credits=credits, model=model,
                                          speech_chars=speech_chars, transcription_seconds=transcription_seconds,
                                          video_seconds=video_seconds, music_seconds=music_seconds,
-                                         ttl_seconds=ttl_seconds)
+                                         embedding_tokens=embedding_tokens, ttl_seconds=ttl_seconds)
 
     async def settle(
         self, reservation: Reservation, *, usage_tokens: int = 0, images: int | None = None,
         credits: float | None = None, meta: CallMeta | None = None, outcome: str = "ok",
         speech_chars: int | None = None, transcription_seconds: int | None = None, video_seconds: int | None = None,
-        music_seconds: int | None = None,
+        music_seconds: int | None = None, embedding_tokens: int | None = None,
     ) -> None:
         """See ``BudgetEngine.settle`` (the speech, transcription, video and music amounts default to the
         reserved; what is given is charged: a cancelled job's billed seconds, 0 for nothing)."""
         await self.engine.settle(reservation, usage_tokens=usage_tokens, images=images, credits=credits, meta=meta,
                                  outcome=outcome, speech_chars=speech_chars,
                                  transcription_seconds=transcription_seconds, video_seconds=video_seconds,
-                                 music_seconds=music_seconds)
+                                 music_seconds=music_seconds, embedding_tokens=embedding_tokens)
 
     async def release(
         self, reservation: Reservation, *, outcome: str, meta: CallMeta | None = None, error_code: str | None = None,

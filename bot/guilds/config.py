@@ -60,6 +60,7 @@ class EffectiveConfig:
     listen: bool = False  # the bot answers every message in the channel, each member in their own conversation
     auto_thread: bool = False  # a mention (with listen: any message) opens a thread, answered there
     triggers: tuple[str, ...] = ()  # words that count as a mention (whole words, any case)
+    knowledge_search: bool = True  # members may run /knowledge search here (the server's knowledge base)
 
 
 FIELDS: tuple[str, ...] = tuple(f.name for f in dc_fields(EffectiveConfig))
@@ -76,6 +77,7 @@ FIELD_LABELS: dict[str, str] = {
     "listen": "listen",
     "auto_thread": "auto thread",
     "triggers": "triggers",
+    "knowledge_search": "knowledge search",
 }
 #: what each setting does (``/config help``)
 FIELD_HELP: dict[str, str] = {
@@ -94,6 +96,8 @@ FIELD_HELP: dict[str, str] = {
     "auto_thread": "a mention (with listen: any message) opens a public thread named after the question, "
                    "and the conversation continues there; needs the Create Public Threads permission",
     "triggers": f"up to {MAX_TRIGGERS} words, separated by commas, that count as a mention (whole words, any case)",
+    "knowledge_search": "members may search the server's knowledge base here (/knowledge search); managing it "
+                        "needs Manage Server everywhere",
 }
 
 
@@ -236,7 +240,7 @@ class GuildConfig:
             return int(number)
         if name == "triggers":
             return parse_triggers(value, field=name)
-        if name in ("answer_mentions", "voice_replies", "listen", "auto_thread"):
+        if name in ("answer_mentions", "voice_replies", "listen", "auto_thread", "knowledge_search"):
             if isinstance(value, bool):
                 return value
             raise InvalidSetting(name, f"{label.capitalize()} must be true or false.")

@@ -132,6 +132,8 @@ usage_ledger = Table(
     # 0020: media budgets
     Column("video_seconds", BigInteger, nullable=False, server_default=text("0")),
     Column("music_seconds", BigInteger, nullable=False, server_default=text("0")),
+    # 0023: the knowledge base's embedding tokens
+    Column("embedding_tokens", BigInteger, nullable=False, server_default=text("0")),
     Index("usage_ledger_guild_day", "guild_id", "day"),
     Index("usage_ledger_user_day", "guild_id", "user_id", "day"),
 )

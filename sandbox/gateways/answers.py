@@ -10,6 +10,7 @@
   ``4 * max_tokens`` chars with ``finish_reason: "length"``.
 * tools: ``tool_choice`` ``"required"`` or a named function → a call; ``"auto"`` (default) → a call
   when the last user text names the tool; arguments fill the schema's required properties.
+* embeddings: a hashed bag of stemmed words (:func:`embedding`), so texts sharing words are close.
 * ``response_format`` ``json_object`` → ``{"answer": <reply>}``; ``json_schema`` → an object filled
   from the schema.
 """
@@ -184,11 +185,49 @@ def apply_response_format(text: str, response_format: Any) -> str:
     return text
 
 
+#: words an embedding ignores (they make unrelated texts look alike)
+_STOP_WORDS = frozenset("""
+a an and are as at be but by can do does for from has have how i if in into is it its me my no not of on
+or our so that the their them then there these they this to was we were what when where which who why will
+with you your
+""".split())
+_SUFFIXES = ("ations", "ation", "ings", "ing", "edly", "ed", "ies", "es", "ly", "s")
+
+
+def stem(word: str) -> str:
+    """A crude stem (``installing``, ``installed``, ``installs`` → ``install``), enough to match forms."""
+    for suffix in _SUFFIXES:
+        if word.endswith(suffix) and len(word) - len(suffix) >= 3:
+            word = word[: -len(suffix)]
+            return word + "y" if suffix == "ies" else word
+    return word
+
+
+def embedding_terms(text: str) -> list[str]:
+    """The stemmed words of ``text`` an embedding is made of (stop words left out)."""
+    words = re.findall(r"[^\W_]+", text.lower())
+    return [stem(w) for w in words if w not in _STOP_WORDS]
+
+
 def embedding(text: str, dims: int) -> list[float]:
-    """A unit vector derived from ``text`` (same text → same vector)."""
-    rng = random.Random(hashlib.sha256(text.encode()).digest())
-    vec = [rng.gauss(0.0, 1.0) for _ in range(dims)]
-    norm = math.sqrt(sum(v * v for v in vec)) or 1.0
+    """A unit vector for ``text`` where similar texts are close: a hashed bag of stemmed words (each word a
+    signed direction, weighted 1 + log of its count), so cosine similarity grows with the words two texts
+    share — and texts with no word in common are about orthogonal. The same text gives the same vector; a
+    text without words gets a direction of its own, derived from its bytes."""
+    vec = [0.0] * dims
+    counts: dict[str, int] = {}
+    for term in embedding_terms(text):
+        counts[term] = counts.get(term, 0) + 1
+    for term, count in counts.items():
+        digest = hashlib.sha256(term.encode()).digest()
+        index = int.from_bytes(digest[:4], "big") % dims
+        sign = 1.0 if digest[4] & 1 else -1.0
+        vec[index] += sign * (1.0 + math.log(count))
+    norm = math.sqrt(sum(v * v for v in vec))
+    if norm == 0.0:  # no words (or they cancelled out): a fixed random direction
+        rng = random.Random(hashlib.sha256(text.encode()).digest())
+        vec = [rng.gauss(0.0, 1.0) for _ in range(dims)]
+        norm = math.sqrt(sum(v * v for v in vec)) or 1.0
     return [round(v / norm, 6) for v in vec]
 
 
