@@ -60,6 +60,8 @@ class EffectiveConfig:
     listen: bool = False  # the bot answers every message in the channel, each member in their own conversation
     auto_thread: bool = False  # a mention (with listen: any message) opens a thread, answered there
     triggers: tuple[str, ...] = ()  # words that count as a mention (whole words, any case)
+    #: a help channel (forum or text): each new post gets an answer from the knowledge base, when it has one
+    auto_answer: bool = False
 
 
 FIELDS: tuple[str, ...] = tuple(f.name for f in dc_fields(EffectiveConfig))
@@ -76,6 +78,7 @@ FIELD_LABELS: dict[str, str] = {
     "listen": "listen",
     "auto_thread": "auto thread",
     "triggers": "triggers",
+    "auto_answer": "auto answer",
 }
 #: what each setting does (``/config help``)
 FIELD_HELP: dict[str, str] = {
@@ -94,6 +97,9 @@ FIELD_HELP: dict[str, str] = {
     "auto_thread": "a mention (with listen: any message) opens a public thread named after the question, "
                    "and the conversation continues there; needs the Create Public Threads permission",
     "triggers": f"up to {MAX_TRIGGERS} words, separated by commas, that count as a mention (whole words, any case)",
+    "auto_answer": "a help channel (forum or text): each new post gets an answer from the server's knowledge, "
+                   "with its sources, when it holds something close enough (else the bot stays silent); in a "
+                   "text channel the answer goes to a thread opened from the message",
 }
 
 
@@ -236,7 +242,7 @@ class GuildConfig:
             return int(number)
         if name == "triggers":
             return parse_triggers(value, field=name)
-        if name in ("answer_mentions", "voice_replies", "listen", "auto_thread"):
+        if name in ("answer_mentions", "voice_replies", "listen", "auto_thread", "auto_answer"):
             if isinstance(value, bool):
                 return value
             raise InvalidSetting(name, f"{label.capitalize()} must be true or false.")
