@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import io
 import logging
+from datetime import UTC, datetime, timedelta
 from typing import Any, Literal
 
 import discord
@@ -27,6 +28,7 @@ from bot.guilds.triggers import MAX_TRIGGERS
 from bot.rendering.errors import user_error_message
 from bot.rendering.replies import reply_privately
 from cogs._admin_text import (
+    auto_answers_text,
     changes_text,
     config_help_text,
     config_show_text,
@@ -295,6 +297,11 @@ class Admin(commands.Cog):
             summary = top_members_text(report.top)
         png = await render_usage_chart_async(report.series, report.budget, title)
         head = usage_totals_text(report.totals)
+        answers = await self.bot.auto_answer.outcomes.stats(
+            interaction.guild_id, since=_first_day_start(self.bot.quotas.now(), days),
+            user_id=member.id if member is not None else None)
+        if answers.answers:
+            head += "\n" + auto_answers_text(answers)
         await reply_privately(
             interaction, f"{head}\n{summary}", file=discord.File(io.BytesIO(png), filename="usage.png")
         )
@@ -329,6 +336,12 @@ class Admin(commands.Cog):
         requester = Requester.from_interaction(interaction)
         limits = await self.bot.quotas.usage_limits(requester)
         await reply_privately(interaction, mylimits_text(limits, self.bot.quotas.now()))
+
+
+def _first_day_start(now: datetime, days: int) -> float:
+    """Unix time of 00:00 UTC on the first of the ``days`` UTC days ending today (as the chart counts)."""
+    today = now.astimezone(UTC).replace(hour=0, minute=0, second=0, microsecond=0)
+    return (today - timedelta(days=days - 1)).timestamp()
 
 
 def _limit(kind: str, value: float) -> str:
