@@ -170,6 +170,12 @@ def _fill(tx: SyncTx) -> None:
                                      "updated_at": T0})
     _insert(tx, "discord_channels", {"channel_id": THREAD, "guild_id": GUILD, "parent_id": CHANNEL,
                                      "messageable": 0, "updated_at": T0 + 1})
+    _insert(tx, "knowledge_answers", {"guild_id": GUILD, "channel_id": CHANNEL, "thread_id": THREAD,
+                                      "message_id": MAX_ID - 7, "user_id": USER, "outcome": "solved",
+                                      "created_at": T0, "decided_at": T0 + 60.5})
+    _insert(tx, "knowledge_answers", {"guild_id": GUILD, "channel_id": CHANNEL, "thread_id": THREAD + 1,
+                                      "message_id": None, "user_id": USER_2, "outcome": None,
+                                      "created_at": T0 + 1, "decided_at": None})
     # the last row of each never-reused table is deleted: its id stays used up
     tx.execute("DELETE FROM relay_outbox WHERE seq = (SELECT MAX(seq) FROM relay_outbox)")
     tx.execute("DELETE FROM media_jobs WHERE id = :id", {"id": jobs[-1]})

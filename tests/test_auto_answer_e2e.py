@@ -126,12 +126,13 @@ async def test_solved_and_not_helpful_by_the_poster_or_a_moderator(bot_env: Any)
     assert shown.custom_ids() == [solved, unhelpful] and shown.mention_ids == []
     assert (await bot_env.bot.auto_answer.outcomes.get(answer_id)).outcome == "solved"
 
-    # after a restart, a moderator (admin: Manage Server) changes it: the buttons are restart-proof
+    # after a restart, a moderator (Manage Messages) changes it: the buttons are restart-proof
     await bot_env.restart()
-    rec = await emu.press_button(feedback.id, unhelpful, user="admin")
+    alice = emu.users["alice"].id
+    await emu.set_member_roles(emu.guild_id, alice, [emu.moderator_role_id])
+    rec = await emu.press_button(feedback.id, unhelpful, user="alice")
     await rec.wait_acked(10)
-    admin = emu.users["admin"].id
-    await emu.wait_for(lambda: f"Marked **not helpful** by <@{admin}>" in emu.messages[feedback.id].content, 10)
+    await emu.wait_for(lambda: f"Marked **not helpful** by <@{alice}>" in emu.messages[feedback.id].content, 10)
     row = await bot_env.bot.auto_answer.outcomes.get(answer_id)
     assert row.outcome == "not_helpful" and row.user_id == bob
 
