@@ -6,6 +6,7 @@ from collections.abc import Iterable, Mapping, Sequence
 from datetime import datetime
 from typing import Any
 
+from bot.auto_answer.outcomes import AnswerStats
 from bot.budgets.reports import GuildLimits, UsageLimits
 from bot.budgets.rules import KIND_NOUNS, KINDS, format_amount, format_duration, limit_text
 from bot.guilds.audit import AuditEntry
@@ -152,3 +153,11 @@ def top_members_text(top: Sequence[tuple[int, Mapping[str, float]]]) -> str:
     for i, (user_id, v) in enumerate(top, 1):
         lines.append(f"{i}. <@{user_id}> — {_usage_parts(v)}")
     return "\n".join(lines)
+
+
+def auto_answers_text(stats: AnswerStats) -> str:
+    """``Auto-answers: 12 given, 5 solved, 2 not helpful — solved rate 42%.``"""
+    rate = stats.solved_rate
+    shown = f" — solved rate {rate:.0%}" if rate is not None else ""
+    return (f"Auto-answers: {stats.answers:,} given, {stats.solved:,} solved, "
+            f"{stats.not_helpful:,} not helpful{shown}.")

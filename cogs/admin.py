@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import io
 import logging
+from datetime import UTC, datetime, timedelta
 from typing import Any, Literal
 
 import discord
@@ -27,6 +28,7 @@ from bot.guilds.triggers import MAX_TRIGGERS
 from bot.rendering.errors import user_error_message
 from bot.rendering.replies import reply_privately
 from cogs._admin_text import (
+    auto_answers_text,
     changes_text,
     config_help_text,
     config_show_text,
@@ -49,7 +51,7 @@ ModelKindChoice = Literal["chat", "vision", "image"]
 FieldChoice = Literal[
     "chat_model", "vision_model", "image_model", "system_prompt", "temperature", "max_tokens",
     "history_messages", "answer_mentions", "voice_replies", "listen", "auto_thread", "triggers",
-    "knowledge_search",
+    "knowledge_search", "auto_answer",
 ]
 ConfigChannel = discord.TextChannel | discord.Thread | discord.VoiceChannel | discord.ForumChannel
 
@@ -142,6 +144,7 @@ class Admin(commands.Cog):
         auto_thread="A mention (with listen: any message) opens a thread named after it, answered there",
         triggers=f"Up to {MAX_TRIGGERS} words, comma-separated, that count as a mention (whole words, any case)",
         knowledge_search="Members may search the server's knowledge base there (/knowledge search)",
+        auto_answer="A help channel (forum or text): answer each new post from the server's knowledge, with sources",
     )
     async def config_channel(
         self, interaction: discord.Interaction, channel: ConfigChannel, model: str | None = None,
@@ -149,11 +152,13 @@ class Admin(commands.Cog):
         answer_mentions: bool | None = None, voice_replies: bool | None = None, listen: bool | None = None,
         auto_thread: bool | None = None, triggers: app_commands.Range[str, 1, 400] | None = None,
         knowledge_search: bool | None = None,
+        auto_answer: bool | None = None,
     ) -> None:
         values = {k: v for k, v in {"chat_model": model, "system_prompt": system_prompt, "temperature": temperature,
                                     "max_tokens": max_tokens, "answer_mentions": answer_mentions,
                                     "voice_replies": voice_replies, "listen": listen, "auto_thread": auto_thread,
-                                    "triggers": triggers, "knowledge_search": knowledge_search}.items()
+                                    "triggers": triggers, "knowledge_search": knowledge_search,
+                                    "auto_answer": auto_answer}.items()
                   if v is not None}
         await self._set(interaction, channel.id, values)
 
@@ -297,6 +302,11 @@ class Admin(commands.Cog):
             summary = top_members_text(report.top)
         png = await render_usage_chart_async(report.series, report.budget, title)
         head = usage_totals_text(report.totals)
+        answers = await self.bot.auto_answer.outcomes.stats(
+            interaction.guild_id, since=_first_day_start(self.bot.quotas.now(), days),
+            user_id=member.id if member is not None else None)
+        if answers.answers:
+            head += "\n" + auto_answers_text(answers)
         await reply_privately(
             interaction, f"{head}\n{summary}", file=discord.File(io.BytesIO(png), filename="usage.png")
         )
@@ -335,6 +345,12 @@ class Admin(commands.Cog):
         if requester.guild_id is None:
             reason = "this is a DM" if interaction.guild_id is None else "only you installed Gatecord in this server"
         await reply_privately(interaction, mylimits_text(limits, self.bot.quotas.now(), reason=reason))
+
+
+def _first_day_start(now: datetime, days: int) -> float:
+    """Unix time of 00:00 UTC on the first of the ``days`` UTC days ending today (as the chart counts)."""
+    today = now.astimezone(UTC).replace(hour=0, minute=0, second=0, microsecond=0)
+    return (today - timedelta(days=days - 1)).timestamp()
 
 
 def _limit(kind: str, value: float) -> str:

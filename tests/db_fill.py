@@ -198,6 +198,12 @@ def _fill(tx: SyncTx) -> None:
                 "document_id": document, "guild_id": guild, "idx": idx, "heading": None if idx else "# Title",
                 "text": f"chunk {idx} ü", "embedding": embedding_value(vector, tx.dialect), "dims": 3,
             })
+    _insert(tx, "knowledge_answers", {"guild_id": GUILD, "channel_id": CHANNEL, "thread_id": THREAD,
+                                      "message_id": MAX_ID - 7, "user_id": USER, "outcome": "solved",
+                                      "created_at": T0, "decided_at": T0 + 60.5})
+    _insert(tx, "knowledge_answers", {"guild_id": GUILD, "channel_id": CHANNEL, "thread_id": THREAD + 1,
+                                      "message_id": None, "user_id": USER_2, "outcome": None,
+                                      "created_at": T0 + 1, "decided_at": None})
     # the last row of each never-reused table is deleted: its id stays used up
     tx.execute("DELETE FROM relay_outbox WHERE seq = (SELECT MAX(seq) FROM relay_outbox)")
     tx.execute("DELETE FROM media_jobs WHERE id = :id", {"id": jobs[-1]})

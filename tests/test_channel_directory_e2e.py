@@ -48,6 +48,7 @@ async def test_a_bot_on_postgresql_records_its_guilds_channels_and_follows_their
             emu.channel_id: ChannelInfo(g1, None, True), emu.channel2_id: ChannelInfo(g1, None, True),
             emu.thread_id: ChannelInfo(g1, emu.channel_id, True),
             emu.other_guild_channel_id: ChannelInfo(g2, None, True),
+            emu.forum_channel_id: ChannelInfo(g1, None, False),  # a forum: posts, no messages of its own
         }
         await wait_directory(writes, store, lambda d: d == first, "both guilds' channels recorded")
 

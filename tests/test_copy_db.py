@@ -128,6 +128,8 @@ async def insert_one_into_each_auto_numbered_table(store: Store) -> dict[str, in
                          "VALUES (2, 'flux', 'new', 1, :t) RETURNING id"),
         "chat_turns": ("INSERT INTO chat_turns (conversation_id, user_id, role, content, created_at) "
                        "VALUES ('new', 2, 'user', 'hi', :t) RETURNING id"),
+        "knowledge_answers": ("INSERT INTO knowledge_answers (guild_id, channel_id, thread_id, user_id, created_at) "
+                              "VALUES (1, 2, 3, 4, :t) RETURNING id"),
     }
     ids = {table: int(await store.fetchval(sql, {"t": now})) for table, sql in statements.items()}
     ids["knowledge_documents"] = int(await store.fetchval(

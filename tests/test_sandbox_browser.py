@@ -644,3 +644,23 @@ async def test_a_server_without_gatecord_where_the_member_installed_it(sandbox: 
     rec = next(r for r in emu.interactions.values() if r.name == "chat")
     assert rec.authorizing_integration_owners == {"1": str(emu.users["alice"].id)}
     assert not emu.forbidden_calls, [(r.method, r.path) for r in emu.forbidden_calls]
+
+
+async def test_a_forum_lists_its_posts_and_a_new_post_opens_as_a_thread(sandbox: Sandbox, page: Any) -> None:
+    await open_channel(page, "help")
+    assert await page.locator("#channel-header .hash").inner_text() == "💬"
+    await page.wait_for_selector("#messages .empty-channel >> text=No posts yet")
+    box = page.locator("#composer-input")
+    await box.fill("Printer on fire\nIt smokes when I print.")
+    await box.press("Enter")
+    card = page.locator("#messages .forum-post", has_text="Printer on fire")
+    await card.wait_for()
+    assert "It smokes when I print." in await card.inner_text()
+    post = next(c for c in sandbox.discord.world.channels.values() if c.name == "Printer on fire")
+    assert post.parent_id == sandbox.discord.forum_channel_id
+    # the post is a thread under the forum in the channel list; opening it shows its first message
+    await card.click()
+    await page.wait_for_function("n => document.querySelector('#channel-name').textContent === n",
+                                 arg="Printer on fire")
+    await page.locator("#messages .message .content", has_text="It smokes when I print.").wait_for()
+    assert "Printer on fire" in await page.locator("#channels .channel.thread .name").all_inner_texts()

@@ -27,6 +27,7 @@ from bot.app.settings import FallbackGateway, GatewaySettings, Settings
 from bot.app.sharding import IdentifyGate, describe_shards, held_shards
 from bot.app.tree import GatecordTree
 from bot.app.web import WebServer
+from bot.auto_answer.service import AutoAnswerService
 from bot.budgets.service import BudgetService
 from bot.chat.service import ChatService
 from bot.guilds.config import GuildConfig
@@ -177,6 +178,10 @@ class GatecordBot(commands.AutoShardedBot):
         # its commands only where the gateway offers embeddings)
         self.knowledge = KnowledgeService(settings, self.store, self.gateway, self.quotas,
                                           cdn_http=lambda: self.cdn_http)
+        # auto-answer in help channels: new posts answered from the knowledge base (a chat turn of the poster's)
+        self.auto_answer = AutoAnswerService(self.store, self.chat, self.guild_config,
+                                             min_score=settings.knowledge.answer_min_score)
+        self.auto_answer.knowledge = self.knowledge
 
     @property
     def cdn_http(self) -> aiohttp.ClientSession:

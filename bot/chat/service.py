@@ -26,7 +26,7 @@ import discord
 
 from bot.app.draining import Drained, drain_tasks
 from bot.app.installs import is_dm, is_guest
-from bot.budgets.rules import Requester
+from bot.budgets.rules import BudgetExceeded, Requester
 from bot.budgets.service import BudgetService
 from bot.chat.admission import Admission, Busy, Ticket
 from bot.chat.answer import AnswerOutcome, AnswerRunner, AnswerSpec
@@ -86,7 +86,7 @@ if TYPE_CHECKING:
 
 log = logging.getLogger(__name__)
 
-__all__ = ["ChatService", "SlashPrompt", "strip_decorations"]
+__all__ = ["ChatService", "SlashPrompt", "UnaskedAnswer", "UnaskedTurn", "strip_decorations"]
 
 THREAD_NAME_MAX = 90
 THREAD_INTRO = "💬 Let's continue here — I answer every message in this thread, with the conversation so far."
@@ -132,6 +132,29 @@ class SlashPrompt:
     private: bool = False
     thread: bool = False
     file: discord.Attachment | None = None
+
+
+@dataclass(frozen=True)
+class UnaskedTurn:
+    """A turn nobody asked the bot for (``auto_answer`` in a help channel), on the poster's account."""
+
+    #: what the model is asked (the post, with what the answer should rest on)
+    prompt: str
+    #: the member's turn as the conversation keeps it (the post itself)
+    recorded_prompt: str
+    #: open a thread from the message, named so, and answer there (a text channel); None: answer in the
+    #: message's own channel (a forum post's thread)
+    thread_name: str | None = None
+    footer_extra: tuple[str, ...] = ()
+
+
+@dataclass(frozen=True)
+class UnaskedAnswer:
+    """An unasked turn that was answered: where, in which messages, and how it ended."""
+
+    outcome: AnswerOutcome
+    thread: discord.Thread
+    message_ids: tuple[int, ...]
 
 
 class ChatService:
@@ -486,6 +509,76 @@ class ChatService:
             return None, ""
         self._told_no_thread.add(told)
         return None, no_thread_note(reason)
+
+    # ------------------------------------------------------------------------------------------
+    # unasked turns (auto_answer)
+    # ------------------------------------------------------------------------------------------
+
+    async def answer_unasked(self, message: discord.Message, ask: UnaskedTurn) -> UnaskedAnswer | None:
+        """Answer ``message`` though its author did not ask the bot (``auto_answer``): admitted, charged to
+        them, streamed and recorded like any turn of theirs (a reply to the answer continues it). None when
+        nothing was shown: busy or restarting, over budget, no thread opened. The member asked nothing, so
+        those are logged, not told. The budget is held before a thread is opened for the answer."""
+        key = thread_conversation_id(message.id)  # a forum post's thread, or one opened from it, has its id
+        try:
+            ticket = self.admission.admit(key)
+        except Busy as exc:
+            log.info("auto-answer skipped: %s", exc)
+            return None
+        try:
+            async with self.tracked():
+                return await self._unasked_turn(message, ask, key, ticket)
+        finally:
+            ticket.cancel()
+
+    async def _unasked_turn(
+        self, message: discord.Message, ask: UnaskedTurn, key: str, ticket: Ticket
+    ) -> UnaskedAnswer | None:
+        requester = Requester.from_message(message)
+        async with ticket:
+            cfg = await self._config(message.guild.id if message.guild else None, message.channel)
+            spec = self._spec(cfg, Turn(key=key), ask.prompt, model=None, requester=requester, user=message.author,
+                              guild=message.guild, channel=message.channel, notes=[])
+            spec.footer_extra += ask.footer_extra
+            try:
+                spec.hold = await self.runner.hold(spec)
+            except BudgetExceeded as exc:
+                log.info("auto-answer skipped: the poster's budget is spent (%s)", exc)
+                return None
+            placed = await self._unasked_place(message, ask)
+            if placed is None:
+                await spec.hold.release(outcome="no_thread")
+                return None
+            thread, target = placed
+            where = _Where(message.guild.id if message.guild else None, thread.id, message.author.id)
+
+            async def answered(outcome: AnswerOutcome) -> None:
+                await self._record(Turn(key=key), outcome, ask.recorded_prompt, target=target,
+                                   prompt_message_ids=(message.id,), where=where)
+
+            outcome = await self.runner.answer(target, spec, on_answered=answered)
+        await outcome.wait_shown()
+        return UnaskedAnswer(outcome, thread, tuple(target.message_ids))
+
+    async def _unasked_place(
+        self, message: discord.Message, ask: UnaskedTurn
+    ) -> tuple[discord.Thread, ChannelReplyTarget] | None:
+        """The thread the answer goes to and its target: the message's own thread, or one opened from it."""
+        if ask.thread_name is None:
+            if not isinstance(message.channel, discord.Thread):
+                return None
+            return message.channel, ChannelReplyTarget(message)
+        me = message.guild.me if message.guild is not None else None
+        reason = missing_thread_permission(message.channel, me)
+        if reason is not None:
+            log.info("auto-answer: no thread in %s: %s", message.channel.id, reason)
+            return None
+        try:
+            thread = await message.create_thread(name=ask.thread_name, auto_archive_duration=1440)
+        except discord.HTTPException as exc:
+            log.info("auto-answer: could not open a thread: %r", exc)
+            return None
+        return thread, ThreadAnswerTarget(message, thread)
 
     # ------------------------------------------------------------------------------------------
     # listening and speaking (bot/chat/listening.py)

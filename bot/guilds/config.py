@@ -61,6 +61,8 @@ class EffectiveConfig:
     auto_thread: bool = False  # a mention (with listen: any message) opens a thread, answered there
     triggers: tuple[str, ...] = ()  # words that count as a mention (whole words, any case)
     knowledge_search: bool = True  # members may run /knowledge search here (the server's knowledge base)
+    #: a help channel (forum or text): each new post gets an answer from the knowledge base, when it has one
+    auto_answer: bool = False
 
 
 FIELDS: tuple[str, ...] = tuple(f.name for f in dc_fields(EffectiveConfig))
@@ -78,6 +80,7 @@ FIELD_LABELS: dict[str, str] = {
     "auto_thread": "auto thread",
     "triggers": "triggers",
     "knowledge_search": "knowledge search",
+    "auto_answer": "auto answer",
 }
 #: what each setting does (``/config help``)
 FIELD_HELP: dict[str, str] = {
@@ -98,6 +101,9 @@ FIELD_HELP: dict[str, str] = {
     "triggers": f"up to {MAX_TRIGGERS} words, separated by commas, that count as a mention (whole words, any case)",
     "knowledge_search": "members may search the server's knowledge base here (/knowledge search); managing it "
                         "needs Manage Server everywhere",
+    "auto_answer": "a help channel (forum or text): each new post gets an answer from the server's knowledge, "
+                   "with its sources, when it holds something close enough (else the bot stays silent); in a "
+                   "text channel the answer goes to a thread opened from the message",
 }
 
 
@@ -240,7 +246,8 @@ class GuildConfig:
             return int(number)
         if name == "triggers":
             return parse_triggers(value, field=name)
-        if name in ("answer_mentions", "voice_replies", "listen", "auto_thread", "knowledge_search"):
+        if name in ("answer_mentions", "voice_replies", "listen", "auto_thread", "knowledge_search",
+                    "auto_answer"):
             if isinstance(value, bool):
                 return value
             raise InvalidSetting(name, f"{label.capitalize()} must be true or false.")

@@ -395,3 +395,23 @@ knowledge_chunks = Table(
     Index("knowledge_chunks_guild", "guild_id", "dims"),
     Index("knowledge_chunks_document", "document_id", "idx"),
 )
+
+# -- 0024: auto-answers in help channels --------------------------------------------------------------
+
+#: an answer the bot gave to a new post in an ``auto_answer`` channel; ``outcome`` NULL until Solved / Not
+#: helpful is pressed (a later press changes it)
+knowledge_answers = Table(
+    "knowledge_answers", metadata,
+    Column("id", RowId, primary_key=True, autoincrement=True),
+    Column("guild_id", BigInteger, nullable=False),
+    Column("channel_id", BigInteger, nullable=False),  # the forum or text channel
+    Column("thread_id", BigInteger, nullable=False),  # the post's thread (where the answer is)
+    Column("message_id", BigInteger),  # the answer's first message
+    Column("user_id", BigInteger, nullable=False),  # the poster
+    Column("outcome", Text),
+    Column("created_at", Float, nullable=False),
+    Column("decided_at", Float),
+    CheckConstraint("outcome IN ('solved', 'not_helpful')", name="knowledge_answers_outcome"),
+    Index("knowledge_answers_guild_created", "guild_id", "created_at"),
+    sqlite_autoincrement=True,
+)

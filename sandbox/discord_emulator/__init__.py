@@ -20,8 +20,8 @@ Constructor and lifecycle
 
 Default world (attributes)
     emu.guild_id ("Gatecord Test": #general = emu.channel_id, #random = emu.channel2_id, public
-    thread "general-thread" under #general = emu.thread_id), emu.guild2_id ("Other Guild": #lobby =
-    emu.other_guild_channel_id). emu.users["admin" | "alice" | "bob" | "bot"] -> User (.id, .username).
+    thread "general-thread" under #general = emu.thread_id, forum #help = emu.forum_channel_id),
+    emu.guild2_id ("Other Guild": #lobby = emu.other_guild_channel_id). emu.users["admin" | "alice" | "bob" | "bot"] -> User (.id, .username).
     admin owns both guilds and has the Admin role (Manage Guild); alice and bob are plain members.
     emu.admin_role_id, emu.moderator_role_id (Manage Messages, no Manage Guild; nobody has it),
     emu.bot_role_id; emu.bot_user_id == emu.application_id. The bot may view, send, embed, attach,
@@ -99,6 +99,13 @@ Users acting (async; each returns once the event is dispatched)
     submit_modal(custom_id, {input_custom_id: value}, *, user=..., interaction=None) -> InteractionRecord
     send_user_message(content, *, user="alice", channel_id=None, reply_to=None,
         attachments=[(filename, bytes, content_type)], mention_bot=False, embeds=None) -> MessageState
+        (ValueError in a forum: it holds posts, not messages)
+    create_forum_post(channel_id, title, content, *, user="alice", attachments=None) -> MessageState: a
+        forum post as Discord makes it: a public thread named ``title`` (THREAD_CREATE, newly_created) and
+        its first message, with the thread's id (MESSAGE_CREATE); msg.channel_id is the thread.
+        emu.forum_posts(channel_id) -> the posts' thread ids. Forums (type 15) take no message of their
+        own (POST /channels/{forum}/messages -> 400 50008); the bot opens a post with POST
+        /channels/{forum}/threads and a ``message`` (required, else 400 50035).
     send_user_voice_message(audio, *, user="alice", channel_id=None, reply_to=None,
         content_type="audio/ogg", filename="voice-message.ogg") -> MessageState: a voice message (flags
         8192, one attachment with duration_secs and waveform computed from the audio with PyAV)

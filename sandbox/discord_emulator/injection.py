@@ -458,6 +458,8 @@ class InjectionMixin:
         """A user posts a message (MESSAGE_CREATE to the bot), optionally replying or mentioning it."""
         await self.wait_for_session()
         cid = channel_id or self.channel_id
+        if self.world.channels[cid].is_forum:
+            raise ValueError("a forum holds posts, not messages: use create_forum_post")
         u = self.world.user(user)
         self._require_access(u, cid)
         if mention_bot and f"<@{self.bot_user_id}>" not in content:
@@ -470,6 +472,47 @@ class InjectionMixin:
         msg = self.store.create(cid, u.id, body, files)
         await self.announce("MESSAGE_CREATE", msg)
         return msg
+
+    async def create_forum_post(
+        self,
+        channel_id: int,
+        title: str,
+        content: str,
+        *,
+        user: UserRef = "alice",
+        attachments: Optional[Iterable[FileSpec]] = None,
+    ) -> MessageState:
+        """A member opens a post in forum ``channel_id``, as Discord does it: a public thread named
+        ``title`` (THREAD_CREATE, ``newly_created``) whose first message, with the thread's own id,
+        holds ``content`` (MESSAGE_CREATE). Returns that message; ``msg.channel_id`` is the post's
+        thread. Raises ValueError for a channel that is not a forum, or a title Discord refuses."""
+        await self.wait_for_session()
+        forum = self.world.channels[channel_id]
+        if not forum.is_forum:
+            raise ValueError(f"channel {channel_id} is not a forum (type {forum.type})")
+        assert forum.guild_id is not None
+        if not 1 <= len(title) <= 100:
+            raise ValueError("a post's title has 1 to 100 characters")
+        u = self.world.user(user)
+        self._require_member(u, forum.guild_id)
+        thread = self.world.add_channel(forum.guild_id, title, type=11, parent_id=forum.id, owner_id=u.id,
+                                        channel_id=self.store.ids.next())
+        data = thread.payload()
+        data.update(newly_created=True, applied_tags=[],
+                    member={"id": str(thread.id), "user_id": str(u.id), "join_timestamp": thread.created_iso,
+                            "flags": 0})
+        await self.gateway.dispatch("THREAD_CREATE", data)
+        files = [UploadedFile(index=i, filename=f, data=bytes(b), content_type=ct)
+                 for i, (f, b, ct) in enumerate(attachments or [])]
+        body: dict[str, Any] = {"content": content, "nonce": str(self.store.ids.next()), "embeds": []}
+        msg = self.store.create(thread.id, u.id, body, files, message_id=thread.id)  # a post's first message
+        forum.last_message_id = thread.id  # a forum's "last message" is its newest post
+        await self.announce("MESSAGE_CREATE", msg)
+        return msg
+
+    def forum_posts(self, channel_id: int) -> list[int]:
+        """The thread ids of forum ``channel_id``'s posts, oldest first."""
+        return [c.id for c in self.world.channels.values() if c.is_thread and c.parent_id == channel_id]
 
     def _reply_reference(self, reply_to: int) -> dict[str, Any]:
         target = self.store.messages[reply_to]

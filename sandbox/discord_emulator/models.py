@@ -77,6 +77,8 @@ class Overwrite:
 
 
 THREAD_TYPES = (10, 11, 12)
+#: a forum channel: no messages of its own, every post a thread opened with its first message
+FORUM = 15
 DM, GROUP_DM = 1, 3
 
 
@@ -85,7 +87,7 @@ class Channel:
     id: int
     guild_id: Optional[int]
     name: str
-    type: int = 0  # 0 text, 11 public thread, 12 private thread, 4 category
+    type: int = 0  # 0 text, 11 public thread, 12 private thread, 4 category, 15 forum
     position: int = 0
     parent_id: Optional[int] = None
     topic: Optional[str] = None
@@ -103,6 +105,10 @@ class Channel:
     @property
     def is_thread(self) -> bool:
         return self.type in THREAD_TYPES
+
+    @property
+    def is_forum(self) -> bool:
+        return self.type == FORUM
 
     @property
     def is_private(self) -> bool:
@@ -146,6 +152,9 @@ class Channel:
                 permission_overwrites=[o.payload() for o in self.overwrites],
                 default_auto_archive_duration=1440,
             )
+        if self.is_forum:
+            data.update(available_tags=[], default_reaction_emoji=None, default_sort_order=None,
+                        default_forum_layout=0, default_thread_rate_limit_per_user=0)
         return data
 
     def _private_payload(self) -> dict[str, Any]:

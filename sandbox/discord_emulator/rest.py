@@ -23,6 +23,7 @@ from .access import (
     snowflake_param,
 )
 from .bodies import FILES, JSON_BODY
+from .models import Channel
 from .snowflake import iso_now
 from .voice import check_voice_message, refuse_edit
 
@@ -216,6 +217,8 @@ class _Rest:
         emu = self.emu
         channel = channel_for_bot(emu, request)
         require(emu, channel, send_permission(channel))
+        if channel.is_forum:  # a forum's messages live in its posts (threads)
+            raise E.APIError(400, E.CANNOT_SEND_NON_TEXT, "Cannot send messages in a non-text channel")
         body = require_dict(request[JSON_BODY])
         files = request[FILES]
         errors = emu.validator.message("message_create", body)
@@ -305,6 +308,10 @@ class _Rest:
         return name
 
     async def _create_thread(self, parent_id: int, name: str, type: int, body: dict[str, Any], thread_id: Optional[int] = None) -> web.Response:
+        return self.emu.json(await self._open_thread(parent_id, name, type, body, thread_id), status=201)
+
+    async def _open_thread(self, parent_id: int, name: str, type: int, body: dict[str, Any], thread_id: Optional[int] = None) -> dict[str, Any]:
+        """A new thread owned by the bot (THREAD_CREATE dispatched); its payload as the REST answer has it."""
         emu = self.emu
         parent = emu.world.channels[parent_id]
         assert parent.guild_id is not None
@@ -313,14 +320,14 @@ class _Rest:
         data = thread.payload()
         data["member"] = {"id": str(thread.id), "user_id": str(emu.bot_user_id), "join_timestamp": iso_now(), "flags": 0}
         await emu.gateway.dispatch("THREAD_CREATE", dict(data, newly_created=True))
-        return emu.json(data, status=201)
+        return data
 
     async def thread_from_message(self, request: web.Request) -> web.Response:
         emu = self.emu
         channel = channel_for_bot(emu, request)
         refuse_in_dm(channel)
         require(emu, channel, P.CREATE_PUBLIC_THREADS | P.READ_MESSAGE_HISTORY)
-        if channel.is_thread:
+        if channel.is_thread or channel.is_forum:
             raise E.APIError(400, 50024, "Cannot execute action on this channel type")
         msg = message_in_channel(emu, request, channel)
         if msg.thread_id is not None:
@@ -339,11 +346,35 @@ class _Rest:
         if channel.is_thread:
             raise E.APIError(400, 50024, "Cannot execute action on this channel type")
         body = require_dict(request[JSON_BODY])
+        if channel.is_forum:
+            return await self._forum_post(channel, body)
         ttype = int(body.get("type") or 12)
         if ttype not in (11, 12):
             raise E.invalid_form(E.field_error(["type"], "BASE_TYPE_CHOICES", "Value must be one of {11, 12}."))
         require(emu, channel, P.CREATE_PUBLIC_THREADS if ttype == 11 else P.CREATE_PRIVATE_THREADS)
         return await self._create_thread(channel.id, self._thread_name(body), ttype, body)
+
+    async def _forum_post(self, forum: Channel, body: dict[str, Any]) -> web.Response:
+        """The bot opens a forum post: a public thread with its first message (``message``, required), the
+        message taking the thread's id, as on Discord (JSON bodies only; no files)."""
+        emu = self.emu
+        require(emu, forum, P.SEND_MESSAGES)
+        name = self._thread_name(body)
+        first = body.get("message")
+        if not isinstance(first, dict):
+            raise E.invalid_form(E.field_error(["message"], "BASE_TYPE_REQUIRED", "This field is required"))
+        errors = emu.validator.message("message_create", first)
+        if errors:
+            raise E.invalid_form(errors)
+        if is_empty_message(first, []):
+            raise E.APIError(400, E.EMPTY_MESSAGE, "Cannot send an empty message")
+        thread_id = emu.store.ids.next()
+        data = await self._open_thread(forum.id, name, 11, body, thread_id=thread_id)
+        msg = emu.store.create(thread_id, emu.bot_user_id, first, [], message_id=thread_id)
+        forum.last_message_id = thread_id
+        await emu.announce("MESSAGE_CREATE", msg)
+        data["message"] = emu.message_payload(msg)
+        return emu.json(data, status=201)
 
     async def join_thread(self, request: web.Request) -> web.Response:
         channel = channel_for_bot(self.emu, request)

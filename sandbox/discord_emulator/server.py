@@ -201,6 +201,8 @@ class DiscordEmulator(InjectionMixin):
         w.add_member(g2.id, bob.id)
         w.add_member(g2.id, bot.id, [self.guild2_bot_role_id])
         self.other_guild_channel_id = w.add_channel(g2.id, "lobby").id
+        # made last, so every id above stays what it was before forums existed
+        self.forum_channel_id = w.add_channel(g1.id, "help", type=15, topic="One post per question").id
 
     # -- world helpers (dispatch the matching gateway events) ------------------------------
     def user(self, ref: Union[str, int, User]) -> User:

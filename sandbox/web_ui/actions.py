@@ -227,10 +227,17 @@ class Actions:
         if not content.strip() and not specs:
             raise BadAction("an empty message cannot be sent")
         reply_to = data.get("reply_to")
+        channel_id = self._channel(data)
+        if self.emu.world.channels[channel_id].is_forum:  # a new post: its first line is the title
+            title, _, body = content.strip().partition("\n")
+            msg = await self.emu.create_forum_post(
+                channel_id, title.strip()[:100] or "New post", body.strip() or title.strip(), user=self._user(data),
+                attachments=specs or None)
+            return web.json_response({"message_id": str(msg.id), "thread_id": str(msg.channel_id)})
         msg = await self.emu.send_user_message(
             content,
             user=self._user(data),
-            channel_id=self._channel(data),
+            channel_id=channel_id,
             reply_to=_int(reply_to, "reply_to") if reply_to else None,
             attachments=specs or None,
         )

@@ -21,6 +21,7 @@ if TYPE_CHECKING:
 CHAT_INPUT, USER_COMMAND, MESSAGE_COMMAND = 1, 2, 3
 SUB_COMMAND, SUB_COMMAND_GROUP = 1, 2
 THREAD_TYPES = (10, 11, 12)
+FORUM = 15  # a forum: its posts are threads (``parent_id`` the forum), each opened with its first message
 REFERENCE_SNIPPET = 120
 IS_VOICE_MESSAGE = 1 << 13
 MENTION = re.compile(r"<(@!?|@&|#)(\d+)>")
@@ -225,7 +226,7 @@ def world_view(emu: "DiscordEmulator") -> dict[str, Any]:
         channels = []
         for cid in guild.channel_ids:
             ch = emu.world.channels[cid]
-            if ch.type not in (0, 5) + THREAD_TYPES:
+            if ch.type not in (0, 5, FORUM) + THREAD_TYPES:
                 continue
             channels.append(
                 {
@@ -233,6 +234,7 @@ def world_view(emu: "DiscordEmulator") -> dict[str, Any]:
                     "name": ch.name,
                     "type": ch.type,
                     "thread": ch.is_thread,
+                    "forum": ch.type == FORUM,
                     "parent_id": str(ch.parent_id) if ch.parent_id else None,
                     "topic": ch.topic,
                     "archived": ch.archived,

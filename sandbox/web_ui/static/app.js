@@ -146,7 +146,7 @@ function renderChannels() {
     item.className = `channel${c.thread ? " thread" : ""}${c.id === state.channelId ? " active" : ""}${state.unread.has(c.id) ? " unread" : ""}`;
     item.setAttribute("role", "listitem");
     item.dataset.channelId = c.id;
-    item.innerHTML = `<span class="icon">${c.thread ? "↳" : guild.dm ? "@" : "#"}</span><span class="name">${escapeHtml(c.name)}</span>`;
+    item.innerHTML = `<span class="icon">${channelSign(c, guild.dm)}</span><span class="name">${escapeHtml(c.name)}</span>`;
     item.addEventListener("click", () => selectChannel(c.id));
     box.appendChild(item);
   };
@@ -161,15 +161,21 @@ function renderChannels() {
   }
 }
 
+// A channel's sign, as Discord's client draws it: # text, @ a DM, 💬 a forum, ↳ a thread (a forum's post too).
+function channelSign(c, dm = c?.type === 1) {
+  return c?.thread ? "↳" : dm ? "@" : c?.forum ? "💬" : "#";
+}
+
 function renderHeader() {
   const c = channel(state.channelId);
   const dm = c?.type === 1;
-  const sign = c?.thread ? "↳" : dm ? "@" : "#";
+  const sign = channelSign(c, dm);
   $("#channel-name").textContent = c?.name ?? "";
   $("#channel-header .hash").textContent = sign;
   $("#channel-topic").textContent = c?.topic ?? "";
   $("#composer-input").placeholder = dm
     ? `Message @${c.name} — type / for commands`
+    : c?.forum ? `New post in ${c.name} — its first line is the title, the rest its first message`
     : `Message ${c?.thread ? "" : "#"}${c?.name ?? ""} — type / for commands, @Gatecord to mention the bot`;
   document.title = `${dm ? "@" : "#"}${c?.name ?? ""} — Gatecord sandbox`;
 }
@@ -196,7 +202,10 @@ let stick = true;
 // Re-render the channel's messages; keeps the scroll at the bottom when it was there.
 function renderMessages(changedIds) {
   const box = $("#messages");
-  if (changedIds && !changedIds.some((id) => state.messages.get(id)?.channel_id === state.channelId || !state.messages.has(id))) return;
+  // a forum's page lists its posts: a message in one of them changes it too
+  const here = (m) => m.channel_id === state.channelId || channel(m.channel_id)?.parent_id === state.channelId;
+  if (changedIds && !changedIds.some((id) => !state.messages.has(id) || here(state.messages.get(id)))) return;
+  if (channel(state.channelId)?.forum) { renderForum(box); return; }
   const list = [...state.messages.values()]
     .filter((m) => m.channel_id === state.channelId && isVisible(m))
     .sort((a, b) => (BigInt(a.id) < BigInt(b.id) ? -1 : 1));
@@ -231,6 +240,34 @@ function renderMessages(changedIds) {
   for (const img of box.querySelectorAll("img")) {
     if (!img.complete) img.addEventListener("load", () => { if (stick) box.scrollTop = box.scrollHeight; }, { once: true });
   }
+}
+
+// A forum holds no messages: its posts are listed (newest first), each a thread opened with its first message.
+function renderForum(box) {
+  const forum = channel(state.channelId);
+  const posts = (guildOf(forum.id)?.channels ?? []).filter((c) => c.thread && c.parent_id === forum.id)
+    .sort((a, b) => (BigInt(a.id) < BigInt(b.id) ? 1 : -1));
+  const nodes = [];
+  const head = document.createElement("div");
+  head.className = "empty-channel";
+  head.innerHTML = `<h2>💬 ${escapeHtml(forum.name)}</h2>` + (posts.length
+    ? `${posts.length} post${posts.length === 1 ? "" : "s"}. Open one to read its thread, or write a new post below.`
+    : "No posts yet. Write one below: its first line is the title.");
+  nodes.push(head);
+  for (const p of posts) {
+    const inThread = [...state.messages.values()].filter((m) => m.channel_id === p.id && isVisible(m));
+    const first = state.messages.get(p.id);  // a post's first message has the thread's id
+    const card = document.createElement("div");
+    card.className = "forum-post thread-link";
+    card.dataset.channelId = p.id;
+    const replies = Math.max(0, inThread.length - 1);
+    const answered = inThread.some((m) => m.author.bot);
+    card.innerHTML = `<div class="forum-title">${escapeHtml(p.name)}</div>` +
+      `<div class="muted small">${escapeHtml(first?.author.name ?? "")}: ${escapeHtml((first?.content ?? "").slice(0, 160))}</div>` +
+      `<div class="muted small">💬 ${replies} repl${replies === 1 ? "y" : "ies"}${answered ? " · answered by the bot" : ""}</div>`;
+    nodes.push(card);
+  }
+  box.replaceChildren(...nodes);
 }
 
 function renderTyping() {
