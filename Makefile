@@ -9,6 +9,15 @@ PY     := $(VENV)/bin/python
 STAMP  := $(VENV)/.installed
 TEST_STAMP := $(VENV)/.installed-test
 
+# A .venv made earlier by a Python that cannot load SQLite extensions (say pyenv's, before sqlite-vec came)
+# is made again with $(PYTHON), at once, so that no step is left to guess.
+ifneq ($(wildcard $(PY)),)
+ifneq ($(shell $(PY) -c '$(LOADS_EXTENSIONS)' >/dev/null 2>&1 || { $(PYTHON) -c '$(LOADS_EXTENSIONS)' >/dev/null 2>&1 && echo stale; }),)
+$(info make: .venv's Python cannot load SQLite extensions (sqlite-vec: the knowledge base's search); making .venv again with $(PYTHON))
+$(shell rm -rf $(VENV))
+endif
+endif
+
 .PHONY: run test bench check migrate clean browser postgres lock
 
 $(PY):
