@@ -47,7 +47,7 @@ KindChoice = Literal[
 ModelKindChoice = Literal["chat", "vision", "image"]
 FieldChoice = Literal[
     "chat_model", "vision_model", "image_model", "system_prompt", "temperature", "max_tokens",
-    "history_messages", "answer_mentions", "voice_replies", "listen", "auto_thread", "triggers",
+    "history_messages", "answer_mentions", "voice_replies", "listen", "auto_thread", "triggers", "tools",
 ]
 ConfigChannel = discord.TextChannel | discord.Thread | discord.VoiceChannel | discord.ForumChannel
 
@@ -139,17 +139,19 @@ class Admin(commands.Cog):
         listen="Answer every message there, no mention needed (each member keeps their own conversation)",
         auto_thread="A mention (with listen: any message) opens a thread named after it, answered there",
         triggers=f"Up to {MAX_TRIGGERS} words, comma-separated, that count as a mention (whole words, any case)",
+        tools="Functions chat may call there: all, off, or a comma list (search_knowledge, generate_image, …)",
     )
     async def config_channel(
         self, interaction: discord.Interaction, channel: ConfigChannel, model: str | None = None,
         system_prompt: str | None = None, temperature: float | None = None, max_tokens: int | None = None,
         answer_mentions: bool | None = None, voice_replies: bool | None = None, listen: bool | None = None,
         auto_thread: bool | None = None, triggers: app_commands.Range[str, 1, 400] | None = None,
+        tools: app_commands.Range[str, 1, 200] | None = None,
     ) -> None:
         values = {k: v for k, v in {"chat_model": model, "system_prompt": system_prompt, "temperature": temperature,
                                     "max_tokens": max_tokens, "answer_mentions": answer_mentions,
                                     "voice_replies": voice_replies, "listen": listen, "auto_thread": auto_thread,
-                                    "triggers": triggers}.items()
+                                    "triggers": triggers, "tools": tools}.items()
                   if v is not None}
         await self._set(interaction, channel.id, values)
 

@@ -29,6 +29,7 @@ from bot.app.tree import GatecordTree
 from bot.app.web import WebServer
 from bot.budgets.service import BudgetService
 from bot.chat.service import ChatService
+from bot.chat.tools.registry import ToolRegistry
 from bot.guilds.config import GuildConfig
 from bot.media.service import MediaJobService
 from bot.relay.directory import CacheThenDirectoryScope, ChannelDirectory, DatabaseChannelScope
@@ -167,6 +168,9 @@ class GatecordBot(commands.AutoShardedBot):
         self.voice = VoiceService(settings, self.gateway, self.quotas, cdn_http=lambda: self.cdn_http,
                                   http=lambda: self.http)
         self.chat.voice = self.voice
+        # tools in chat (bot/chat/tools/): the knowledge base, /imagine jobs, polls, the channel, voice
+        self.chat.tools = ToolRegistry.build(gateway=self.gateway, knowledge=lambda: getattr(self, "knowledge", None),
+                                             media_jobs=self.media_jobs, voice=self.voice)
 
     @property
     def cdn_http(self) -> aiohttp.ClientSession:

@@ -22,6 +22,8 @@ from dataclasses import fields as dc_fields
 from datetime import UTC, datetime
 from typing import TYPE_CHECKING, Any
 
+from bot.chat.tools.names import ALL as ALL_TOOLS
+from bot.chat.tools.names import TOOL_NAMES, ToolsSettingError, parse_tools_setting
 from bot.guilds import audit
 from bot.guilds.audit import InvalidSetting
 from bot.guilds.triggers import MAX_TRIGGERS, parse_triggers
@@ -60,6 +62,7 @@ class EffectiveConfig:
     listen: bool = False  # the bot answers every message in the channel, each member in their own conversation
     auto_thread: bool = False  # a mention (with listen: any message) opens a thread, answered there
     triggers: tuple[str, ...] = ()  # words that count as a mention (whole words, any case)
+    tools: str = ALL_TOOLS  # the functions chat may call here: "all" (that the gateway supports), "off", or a list
 
 
 FIELDS: tuple[str, ...] = tuple(f.name for f in dc_fields(EffectiveConfig))
@@ -76,6 +79,7 @@ FIELD_LABELS: dict[str, str] = {
     "listen": "listen",
     "auto_thread": "auto thread",
     "triggers": "triggers",
+    "tools": "tools",
 }
 #: what each setting does (``/config help``)
 FIELD_HELP: dict[str, str] = {
@@ -94,6 +98,8 @@ FIELD_HELP: dict[str, str] = {
     "auto_thread": "a mention (with listen: any message) opens a public thread named after the question, "
                    "and the conversation continues there; needs the Create Public Threads permission",
     "triggers": f"up to {MAX_TRIGGERS} words, separated by commas, that count as a mention (whole words, any case)",
+    "tools": "the functions the chat model may call here: `all` (those the gateway and the bot support), `off`, or "
+             f"a comma list of: {', '.join(TOOL_NAMES)}",
 }
 
 
@@ -236,6 +242,11 @@ class GuildConfig:
             return int(number)
         if name == "triggers":
             return parse_triggers(value, field=name)
+        if name == "tools":
+            try:
+                return parse_tools_setting(value)
+            except ToolsSettingError as exc:
+                raise InvalidSetting(name, f"Tools: {exc}") from None
         if name in ("answer_mentions", "voice_replies", "listen", "auto_thread"):
             if isinstance(value, bool):
                 return value
