@@ -254,6 +254,7 @@ class ChatService:
             )
             spec.tools = self._tool_session(cfg, ToolContext(
                 requester=requester, channel=channel, member=interaction.user, guild=interaction.guild,
+                answer_message_ids=lambda: target.message_ids,
                 voice_target=None if ask.private else InteractionVoiceTarget(interaction.application_id,
                                                                              interaction.token)))
 
@@ -435,6 +436,7 @@ class ChatService:
             if spec is not None:
                 spec.tools = self._tool_session(cfg, ToolContext(
                     requester=requester, channel=channel, member=message.author, guild=message.guild,
+                    answer_message_ids=lambda: target.message_ids,
                     voice_target=ChannelVoiceTarget(channel.id, reply_to=message.id if in_place else None),
                     prompt_message_id=message.id if in_place else None))
             if seeing and self.vision is not None and spec is not None:

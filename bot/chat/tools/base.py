@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from collections.abc import Callable, Collection
 from dataclasses import dataclass, field
 from typing import Any, Protocol
 
@@ -27,6 +28,8 @@ class ToolContext:
     voice_target: Any = None
     #: the member's prompt message, if the turn has one (``read_channel`` reads what came before it)
     prompt_message_id: int | None = None
+    #: the ids of this answer's own messages so far (``read_channel`` leaves them out)
+    answer_message_ids: Callable[[], Collection[int]] = lambda: ()
 
 
 @dataclass

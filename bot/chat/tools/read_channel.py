@@ -56,7 +56,8 @@ class ReadChannel:
             found = [m async for m in channel.history(limit=limit, before=before)]
         except discord.Forbidden:
             raise ToolRefused("Discord did not let me read this channel's history.") from None
-        found = [m for m in found if m.channel.id == channel.id]  # this channel only, whatever the API says
+        own = set(ctx.answer_message_ids())  # the answer being written is not part of the conversation
+        found = [m for m in found if m.channel.id == channel.id and m.id not in own]  # this channel only
         found.reverse()
         lines = []
         for m in found:
