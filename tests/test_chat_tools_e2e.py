@@ -5,11 +5,13 @@ from __future__ import annotations
 
 import asyncio
 import json
+from dataclasses import dataclass
 from typing import Any
 
 import pytest
 
 from bot.chat.tools.loop import MAX_ROUNDS, ROUNDS_NOTE
+from sandbox.discord_emulator.models import FLAG_IS_VOICE_MESSAGE as IS_VOICE_MESSAGE
 from sandbox.web_ui.views import message_view
 from tests.e2e import final, wait_reply
 
@@ -164,3 +166,64 @@ async def test_nothing_is_offered_on_a_gateway_without_tools(bot_env: Any) -> No
     (request,) = chat_requests(env.gateway)
     assert "tools" not in request.json and "tool_choice" not in request.json
     assert "🔧" not in rec.original.content
+
+
+async def test_speak_sends_a_voice_message_in_the_channel_charged_as_speech(bot_env: Any) -> None:
+    env, emu = bot_env, bot_env.discord
+    ask = await emu.send_user_message('call speak {"text": "Hello everyone, lunch is ready."}', mention_bot=True)
+    reply = await wait_reply(emu, ask, timeout=30)
+    voices = [m for m in emu.channel_messages(emu.channel_id)
+              if m.author_id == emu.bot_user_id and m.flags & IS_VOICE_MESSAGE]
+    assert len(voices) == 1 and voices[0].attachments[0].content_type.startswith("audio/ogg")
+    (speech,) = [r for r in env.gateway.requests if r.path.endswith("/audio/speech")]
+    assert speech.json["input"] == "Hello everyone, lunch is ready."
+    assert "🔧 spoke: “Hello everyone, lunch is ready.”" in reply.content
+    alice = emu.users["alice"].id
+    assert await env.bot.quotas.counter("member", emu.guild_id, alice, "speech_chars") == (31, 0)
+
+
+@dataclass(frozen=True)
+class Hit:
+    source: str
+    title: str
+    heading: str | None
+    text: str
+    score: float
+    document_id: int = 1
+    chunk_index: int = 0
+
+
+class StandInKnowledge:
+    """``bot.knowledge`` as the issue 19 contract fixes it (KnowledgeService is another branch's): the guild's
+    hits for a query, and who asked."""
+
+    available = True
+    unavailable_reason = ""
+
+    def __init__(self, hits: dict[int, list[Hit]]) -> None:
+        self.hits = hits
+        self.asked: list[tuple[int | None, str]] = []
+
+    async def search(self, requester: Any, query: str, *, limit: int | None = None,
+                     min_score: float | None = None) -> list[Hit]:
+        self.asked.append((requester.guild_id, query))
+        return self.hits.get(requester.guild_id or 0, [])
+
+
+async def test_search_knowledge_gives_the_model_passages_and_the_footer_cites_their_sources(bot_env: Any) -> None:
+    env, emu = bot_env, bot_env.discord
+    link = f"https://discord.com/channels/{emu.guild_id}/{emu.channel_id}/1234"
+    knowledge = StandInKnowledge({emu.guild_id: [
+        Hit("handbook.md", "Handbook", "Holidays", "Everyone gets 30 days of holiday.", 0.82),
+        Hit(link, "Announcement", None, "The office closes on Fridays at 3 pm.", 0.61),
+    ]})
+    env.bot.knowledge = knowledge  # what K2's factory line provides
+    rec = await run_chat(env, 'call search_knowledge {"query": "how many holidays"}')
+    assert knowledge.asked == [(emu.guild_id, "how many holidays")]
+    (result,) = tool_results(chat_requests(env.gateway)[1])
+    assert "Handbook › Holidays (source: handbook.md" in result and "30 days of holiday" in result
+    footer = rec.original.content.splitlines()[-1]
+    assert "🔧 search_knowledge" in footer
+    sources = rec.original.content.splitlines()[-2]
+    assert sources == f"-# 📚 Sources: handbook.md, [Announcement](<{link}>)"
+    assert "🔧 searched the knowledge base for “how many holidays”" in rec.original.content

@@ -197,7 +197,10 @@ class AnswerRunner:
                 extra.append(f"answer capped at {reservation.granted_tokens} tokens by the budget")
             footer = footer_line(result.meta, result.usage, extra=extra)
             tool_files = list(session.files) if session is not None else []
-            shown = renderer.text if session is not None and session.rounds else result.text
+            shown = result.text
+            if session is not None and session.rounds:
+                sources = session.sources_line()
+                shown = renderer.text + (f"\n{sources}" if sources else "")
             showing = _start(renderer.finish(text=shown, footer=footer,
                                              files=tool_files + self._reasoning_files(result.reasoning)))
             outcome = AnswerOutcome(complete=True, text=said, reasoning=result.reasoning, result=result,

@@ -36,6 +36,9 @@ LINE_PREFIX = "-# 🔧 "
 FAILED_PREFIX = "-# ⚠️ "
 #: the most calls run from one answer of the model (the rest get an error result)
 MAX_CALLS_PER_ROUND = 5
+SOURCES_PREFIX = "-# 📚 Sources: "
+MAX_SOURCES = 5
+SOURCES_MAX = 900
 
 
 @dataclass
@@ -56,15 +59,25 @@ class ToolSession:
         return [schema_param(t) for t in self.tools]
 
     def footer(self) -> list[str]:
-        """The footer's notes: the tools used, the sources cited, the stop."""
+        """The footer's notes: the tools used, the stop."""
         notes = []
         if self.used:
             notes.append("🔧 " + ", ".join(self.used))
-        if self.sources:
-            notes.append("sources: " + ", ".join(self.sources[:5]))
         if self.stopped:
             notes.append(ROUNDS_NOTE)
         return notes
+
+    def sources_line(self) -> str:
+        """``-# 📚 Sources: …`` (links to the source messages, file names) under the answer; "" without any.
+        A line of its own: the footer is cut at its length limit, a link must not be."""
+        if not self.sources:
+            return ""
+        line = SOURCES_PREFIX + self.sources[0]
+        for source in self.sources[1:MAX_SOURCES]:
+            if len(line) + 2 + len(source) > SOURCES_MAX:
+                break
+            line += ", " + source
+        return line
 
     async def call_all(self, calls: list[dict[str, Any]]) -> tuple[list[ChatMessage], list[str]]:
         """Run one round's calls in order: their result messages, and the member's lines."""
