@@ -51,7 +51,7 @@ ModelKindChoice = Literal["chat", "vision", "image"]
 FieldChoice = Literal[
     "chat_model", "vision_model", "image_model", "system_prompt", "temperature", "max_tokens",
     "history_messages", "answer_mentions", "voice_replies", "listen", "auto_thread", "triggers",
-    "knowledge_search", "auto_answer",
+    "knowledge_search", "auto_answer", "tools",
 ]
 ConfigChannel = discord.TextChannel | discord.Thread | discord.VoiceChannel | discord.ForumChannel
 
@@ -145,6 +145,7 @@ class Admin(commands.Cog):
         triggers=f"Up to {MAX_TRIGGERS} words, comma-separated, that count as a mention (whole words, any case)",
         knowledge_search="Members may search the server's knowledge base there (/knowledge search)",
         auto_answer="A help channel (forum or text): answer each new post from the server's knowledge, with sources",
+        tools="Functions chat may call there: all, off, or a comma list (search_knowledge, generate_image, …)",
     )
     async def config_channel(
         self, interaction: discord.Interaction, channel: ConfigChannel, model: str | None = None,
@@ -153,12 +154,13 @@ class Admin(commands.Cog):
         auto_thread: bool | None = None, triggers: app_commands.Range[str, 1, 400] | None = None,
         knowledge_search: bool | None = None,
         auto_answer: bool | None = None,
+        tools: app_commands.Range[str, 1, 200] | None = None,
     ) -> None:
         values = {k: v for k, v in {"chat_model": model, "system_prompt": system_prompt, "temperature": temperature,
                                     "max_tokens": max_tokens, "answer_mentions": answer_mentions,
                                     "voice_replies": voice_replies, "listen": listen, "auto_thread": auto_thread,
                                     "triggers": triggers, "knowledge_search": knowledge_search,
-                                    "auto_answer": auto_answer}.items()
+                                    "auto_answer": auto_answer, "tools": tools}.items()
                   if v is not None}
         await self._set(interaction, channel.id, values)
 

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import datetime
 import io
 import os
 import signal
@@ -340,6 +341,29 @@ async def test_embeds_over_6000_total_rejected(emu: DiscordEmulator, bot: EmuBot
     assert last_error(emu, 400)["errors"]["embeds"]["_errors"][0]["code"] == "MAX_EMBED_SIZE_EXCEEDED"
     ok = await channel.send(embeds=[discord.Embed(title="fine", description="d" * 4000)])
     assert emu.messages[ok.id].embeds[0]["title"] == "fine"
+
+
+async def test_poll_validated_stored_and_sent_back(emu: DiscordEmulator, bot: EmuBot) -> None:
+    channel = bot.get_channel(emu.channel_id)
+    poll = discord.Poll(question="Lunch?", duration=datetime.timedelta(hours=3))
+    poll.add_answer(text="Pizza").add_answer(text="Soup")
+    sent = await channel.send(poll=poll)
+    stored = emu.messages[sent.id].poll
+    assert stored["question"] == {"text": "Lunch?"}
+    assert [a["poll_media"]["text"] for a in stored["answers"]] == ["Pizza", "Soup"]
+    assert [a["answer_id"] for a in stored["answers"]] == [1, 2]
+    assert sent.poll is not None and sent.poll.question == "Lunch?"  # discord.py parsed the payload
+    assert [a.text for a in sent.poll.answers] == ["Pizza", "Soup"]
+    too_long = discord.Poll(question="q" * 301, duration=datetime.timedelta(hours=1))
+    too_long.add_answer(text="a")
+    with pytest.raises(discord.HTTPException) as info:
+        await channel.send(poll=too_long)
+    assert info.value.code == 50035
+    assert "question" in last_error(emu, 400)["errors"]["poll"]
+    emu.world.set_overwrite(emu.channel_id, emu.bot_role_id, type=0, deny=1 << 49)  # no Send Polls
+    with pytest.raises(discord.Forbidden) as denied:
+        await channel.send(poll=poll)
+    assert denied.value.code == 50013
 
 
 async def test_injected_429_is_honoured(emu: DiscordEmulator, bot: EmuBot) -> None:

@@ -30,6 +30,7 @@ from bot.app.web import WebServer
 from bot.auto_answer.service import AutoAnswerService
 from bot.budgets.service import BudgetService
 from bot.chat.service import ChatService
+from bot.chat.tools.registry import ToolRegistry
 from bot.guilds.config import GuildConfig
 from bot.knowledge.service import KnowledgeService
 from bot.media.service import MediaJobService
@@ -182,6 +183,9 @@ class GatecordBot(commands.AutoShardedBot):
         self.auto_answer = AutoAnswerService(self.store, self.chat, self.guild_config,
                                              min_score=settings.knowledge.answer_min_score)
         self.auto_answer.knowledge = self.knowledge
+        # tools in chat (bot/chat/tools/): the knowledge base, /imagine jobs, polls, the channel, voice
+        self.chat.tools = ToolRegistry.build(gateway=self.gateway, knowledge=lambda: getattr(self, "knowledge", None),
+                                             media_jobs=self.media_jobs, voice=self.voice)
 
     @property
     def cdn_http(self) -> aiohttp.ClientSession:

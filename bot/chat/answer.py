@@ -19,7 +19,9 @@ footer says so.
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import dataclasses
+import json
 import logging
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass, field
@@ -29,6 +31,7 @@ from bot.budgets.engine import Reservation
 from bot.budgets.rules import BudgetExceeded, Feature, Requester
 from bot.chat.context import ContextWindows, shorten
 from bot.chat.conversation import estimate_tokens
+from bot.chat.tools.loop import ToolSession, run_rounds
 from bot.rendering.errors import describe_error, error_code, incomplete_notice
 from bot.rendering.replies import ERROR_PREFIX, refuse
 from bot.rendering.stream import FileData, MessageTarget, Pressure, RenderStats, StreamRenderer
@@ -77,6 +80,8 @@ class AnswerSpec:
     hold: Reservation | None = None
     #: this is the retry with the history halved (there is no other)
     shortened: bool = False
+    #: the tools the model may call during this answer (bot/chat/tools/); None or empty: none offered
+    tools: ToolSession | None = None
 
 
 @dataclass
@@ -150,50 +155,93 @@ class AnswerRunner:
         self, target: MessageTarget, spec: AnswerSpec, reservation: Reservation, prompt_tokens: int,
         on_answered: OnAnswered | None,
     ) -> AnswerOutcome | AnswerSpec:
-        """The answer shown, or the shorter request to make instead (this one's hold closed)."""
+        """The answer shown, or the shorter request to make instead (this one's hold closed). With tools,
+        each round of calls is one more request, reserved and settled on its own (bot/chat/tools/loop.py),
+        streamed into the same answer."""
         renderer = self._renderer(target, spec.header)
+        session = spec.tools if spec.tools is not None and spec.tools.tools else None
         request = ChatRequest(
             messages=list(spec.messages), model=spec.model or None, temperature=spec.temperature,
             max_tokens=reservation.granted_tokens or spec.max_tokens, user=str(spec.requester.user_id),
+            tools=session.param() if session is not None else None,
         )
-        stream = self.gateway.stream_chat(request)
-        try:
-            async with stream:
+        current = _Round(reservation, self.gateway.stream_chat(request), prompt_tokens)
+        async with contextlib.AsyncExitStack() as holds:  # the later rounds' holds: released on a failure
+            try:
+                async with current.stream as stream:
+                    async for delta in stream:
+                        renderer.feed(delta)
+                result = current.stream.result
+                assert result is not None
+                said = result.text
+                if session is not None and result.tool_calls:
+                    result, said = await self._tool_rounds(session, spec, renderer, request, result, current, holds)
+            except asyncio.CancelledError:  # only the bot's stop cancels an answer (its drain ran out of time)
+                await _show_cut_off(renderer)
+                raise  # the budget flow releases the hold as "cancelled"
+            except Exception as exc:
+                again = None if session is not None and session.rounds else await self._shorter(
+                    spec, renderer, current.reservation, current.stream.meta, error=exc)
+                if again is not None:
+                    return again
+                return await self._after_failure(target, spec, renderer, current.reservation, current.stream, exc,
+                                                 current.prompt_tokens, on_answered)
+            reservation, prompt_tokens = current.reservation, current.prompt_tokens
+            if _empty(result) and not (session is not None and session.rounds):
+                again = await self._shorter(spec, renderer, reservation, result.meta, result=result)
+                if again is not None:
+                    return again
+            extra = list(spec.footer_extra) + (session.footer() if session is not None else [])
+            if result.finish_reason == "length":
+                extra.append("stopped at the token limit")
+            if reservation.granted_tokens is not None and reservation.granted_tokens < spec.max_tokens:
+                extra.append(f"answer capped at {reservation.granted_tokens} tokens by the budget")
+            footer = footer_line(result.meta, result.usage, extra=extra)
+            tool_files = list(session.files) if session is not None else []
+            shown = result.text
+            if session is not None and session.rounds:
+                sources = session.sources_line()
+                shown = renderer.text + (f"\n{sources}" if sources else "")
+            showing = _start(renderer.finish(text=shown, footer=footer,
+                                             files=tool_files + self._reasoning_files(result.reasoning)))
+            outcome = AnswerOutcome(complete=True, text=said, reasoning=result.reasoning, result=result,
+                                    stats=renderer.stats, showing=showing)
+            await self._notify(on_answered, outcome)  # recorded while the final edit is on its way
+            await self._quietly(self.quotas.settle(reservation, usage_tokens=_used_tokens(result, prompt_tokens),
+                                                   credits=result.meta.credits_used, meta=result.meta, outcome="ok"))
+            return outcome
+
+    async def _tool_rounds(
+        self, session: ToolSession, spec: AnswerSpec, renderer: StreamRenderer, request: ChatRequest,
+        result: ChatResult, current: _Round, holds: contextlib.AsyncExitStack,
+    ) -> tuple[ChatResult, str]:
+        """The rounds of calls ``result`` starts: each round's request reserved (``spec.feature``, like the
+        first) and settled with what the gateway reports; the next one's hold kept in ``current``."""
+
+        async def settle(answered: ChatResult) -> None:
+            tokens = _used_tokens(answered, current.prompt_tokens, extra=json.dumps(answered.tool_calls))
+            await self._quietly(self.quotas.settle(current.reservation, usage_tokens=tokens,
+                                                   credits=answered.meta.credits_used, meta=answered.meta,
+                                                   outcome="tool_calls"))
+
+        async def ask(again: ChatRequest) -> ChatResult:
+            prompt = sum(estimate_tokens(m.content if isinstance(m, ChatMessage) else str(m)) for m in again.messages)
+            prompt += estimate_tokens(json.dumps(again.tools)) if again.tools else 0
+            hold = await self.quotas.reserve(spec.requester, spec.feature, tokens=spec.max_tokens,
+                                             prompt_tokens=prompt, model=spec.model)
+            await holds.enter_async_context(hold)
+            current.reservation, current.prompt_tokens = hold, prompt
+            current.stream = self.gateway.stream_chat(
+                dataclasses.replace(again, max_tokens=hold.granted_tokens or spec.max_tokens))
+            async with current.stream as stream:
                 async for delta in stream:
                     renderer.feed(delta)
-            result = stream.result
-            assert result is not None
-        except asyncio.CancelledError:  # only the bot's stop cancels an answer (its drain ran out of time)
-            await _show_cut_off(renderer)
-            raise  # the budget flow releases the hold as "cancelled"
-        except Exception as exc:
-            again = await self._shorter(spec, renderer, reservation, stream.meta, error=exc)
-            if again is not None:
-                return again
-            return await self._after_failure(target, spec, renderer, reservation, stream, exc, prompt_tokens,
-                                             on_answered)
-        if _empty(result):
-            again = await self._shorter(spec, renderer, reservation, result.meta, result=result)
-            if again is not None:
-                return again
-        extra = list(spec.footer_extra)
-        if result.finish_reason == "length":
-            extra.append("stopped at the token limit")
-        if reservation.granted_tokens is not None and reservation.granted_tokens < spec.max_tokens:
-            extra.append(f"answer capped at {reservation.granted_tokens} tokens by the budget")
-        footer = footer_line(result.meta, result.usage, extra=extra)
-        showing = _start(renderer.finish(text=result.text, footer=footer,
-                                         files=self._reasoning_files(result.reasoning)))
-        outcome = AnswerOutcome(complete=True, text=result.text, reasoning=result.reasoning, result=result,
-                                stats=renderer.stats, showing=showing)
-        await self._notify(on_answered, outcome)  # recorded while the final edit is on its way
-        usage = result.usage
-        tokens = usage.total_tokens or ((usage.prompt_tokens or 0) + (usage.completion_tokens or 0))
-        if not tokens:
-            tokens = prompt_tokens + estimate_tokens(result.text)
-        await self._quietly(self.quotas.settle(reservation, usage_tokens=tokens, credits=result.meta.credits_used,
-                                               meta=result.meta, outcome="ok"))
-        return outcome
+            answered = current.stream.result
+            assert answered is not None
+            return answered
+
+        return await run_rounds(session, request, result, settle=settle, ask=ask, feed=renderer.feed,
+                                shown=lambda: renderer.text)
 
     async def _shorter(
         self, spec: AnswerSpec, renderer: StreamRenderer, reservation: Reservation, meta: Any, *,
@@ -250,14 +298,18 @@ class AnswerRunner:
             outcome = AnswerOutcome(complete=False, text=partial, reasoning=reasoning, error=exc,
                                     stats=renderer.stats, showing=showing)
             await self._notify(on_answered, outcome)
-            await self._quietly(self.quotas.settle(
-                reservation, usage_tokens=prompt_tokens + estimate_tokens(partial), meta=meta, outcome="interrupted"))
+            if not reservation.closed:  # (a later round refused by the budget left the last one settled)
+                await self._quietly(self.quotas.settle(
+                    reservation, usage_tokens=prompt_tokens + estimate_tokens(partial), meta=meta,
+                    outcome="interrupted"))
             log.info("answer interrupted after %d chars: %r", len(partial), exc)
             return outcome
         cause: BaseException = exc
         if isinstance(exc, StreamInterrupted) and exc.cause is not None:
             cause = exc.cause
-        await self._quietly(self.quotas.release(reservation, outcome="error", meta=meta, error_code=error_code(cause)))
+        if not reservation.closed:
+            await self._quietly(self.quotas.release(reservation, outcome="error", meta=meta,
+                                                    error_code=error_code(cause)))
         log.info("answer failed: %r", cause)
         text = ERROR_PREFIX + await describe_error(cause, gateway=self.gateway, model=spec.model,
                                                    kinds=spec.model_kinds)
@@ -303,6 +355,22 @@ def _empty(result: ChatResult) -> bool:
     """No text, no reasoning, no tool call, and not a token generated: the answer ended at once."""
     return (not result.text.strip() and not result.reasoning.strip() and not result.tool_calls
             and not result.usage.completion_tokens)
+
+
+@dataclass
+class _Round:
+    """The request of an answer in progress: its hold, its stream, its prompt estimate (one per round)."""
+
+    reservation: Reservation
+    stream: Any
+    prompt_tokens: int
+
+
+def _used_tokens(result: ChatResult, prompt_tokens: int, extra: str = "") -> int:
+    """The tokens a call used as the gateway reported them, else estimated."""
+    usage = result.usage
+    tokens = usage.total_tokens or ((usage.prompt_tokens or 0) + (usage.completion_tokens or 0))
+    return tokens or prompt_tokens + estimate_tokens(result.text + extra)
 
 
 def _prompt_tokens(spec: AnswerSpec) -> int:

@@ -62,6 +62,9 @@ from bot.chat.starting import (
     no_thread_note,
     thread_name,
 )
+from bot.chat.tools.base import ToolContext
+from bot.chat.tools.loop import ToolSession
+from bot.chat.tools.registry import ToolRegistry
 from bot.guilds.config import EffectiveConfig, GuildConfig
 from bot.rendering.errors import user_error_message
 from bot.rendering.replies import (
@@ -178,6 +181,8 @@ class ChatService:
         self.vision: VisionService | None = None  # wired by the factory
         #: the voice service (``bot.voice``), wired by the factory; None: audio is not listened to
         self.voice: Voice | None = None
+        #: the functions the model may call (bot/chat/tools/), wired by the factory; None: no tools
+        self.tools: ToolRegistry | None = None
         self.bot_threads: set[int] = set()
         self._cdn_http = cdn_http
         self._store = store
@@ -282,6 +287,11 @@ class ChatService:
                 user=interaction.user, guild=interaction.guild, channel=channel, notes=notes,
                 header=heard.header if heard else "",
             )
+            spec.tools = self._tool_session(cfg, ToolContext(
+                requester=requester, channel=channel, member=interaction.user, guild=interaction.guild,
+                answer_message_ids=lambda: target.message_ids,
+                voice_target=None if ask.private else InteractionVoiceTarget(interaction.application_id,
+                                                                             interaction.token)))
 
             async def answered(outcome: AnswerOutcome) -> None:
                 if not ask.thread:  # a new thread's turn is recorded there once it exists
@@ -463,6 +473,13 @@ class ChatService:
             spec: AnswerSpec | None = self._spec(cfg, turn, prompt_text, model=None, requester=requester,
                                                  user=message.author, guild=message.guild, channel=channel,
                                                  notes=notes, header=header)
+            in_place = channel.id == message.channel.id  # else in the thread opened from it
+            if spec is not None:
+                spec.tools = self._tool_session(cfg, ToolContext(
+                    requester=requester, channel=channel, member=message.author, guild=message.guild,
+                    answer_message_ids=lambda: target.message_ids,
+                    voice_target=ChannelVoiceTarget(channel.id, reply_to=message.id if in_place else None),
+                    prompt_message_id=message.id if in_place else None))
             if seeing and self.vision is not None and spec is not None:
                 spec = await self.vision.with_images(message, spec, target)
             if spec is None:  # the images were refused; the member was told why
@@ -478,7 +495,6 @@ class ChatService:
             async def say(line: str) -> None:
                 await reply_quietly(message, line)
 
-            in_place = channel.id == message.channel.id  # else in the thread opened from it: not a reply
             await self._speak_back(requester, outcome, target, say,
                                    ChannelVoiceTarget(channel.id, reply_to=message.id if in_place else None))
 
@@ -612,6 +628,14 @@ class ChatService:
     # ------------------------------------------------------------------------------------------
     # helpers
     # ------------------------------------------------------------------------------------------
+
+    def _tool_session(self, cfg: EffectiveConfig, ctx: ToolContext) -> ToolSession | None:
+        """The tools this turn offers (the channel's ``tools`` setting, what the gateway and the bot can do);
+        None when there are none."""
+        if self.tools is None:
+            return None
+        offered = self.tools.offered(cfg.tools)
+        return ToolSession(self.tools, offered, ctx) if offered else None
 
     async def _config(self, guild_id: int | None, channel: Any) -> EffectiveConfig:
         parent_id = channel.parent_id if isinstance(channel, discord.Thread) else None

@@ -22,6 +22,8 @@ from dataclasses import fields as dc_fields
 from datetime import UTC, datetime
 from typing import TYPE_CHECKING, Any
 
+from bot.chat.tools.names import ALL as ALL_TOOLS
+from bot.chat.tools.names import TOOL_NAMES, ToolsSettingError, parse_tools_setting
 from bot.guilds import audit
 from bot.guilds.audit import InvalidSetting
 from bot.guilds.triggers import MAX_TRIGGERS, parse_triggers
@@ -63,6 +65,7 @@ class EffectiveConfig:
     knowledge_search: bool = True  # members may run /knowledge search here (the server's knowledge base)
     #: a help channel (forum or text): each new post gets an answer from the knowledge base, when it has one
     auto_answer: bool = False
+    tools: str = ALL_TOOLS  # the functions chat may call here: "all" (that the gateway supports), "off", or a list
 
 
 FIELDS: tuple[str, ...] = tuple(f.name for f in dc_fields(EffectiveConfig))
@@ -81,6 +84,7 @@ FIELD_LABELS: dict[str, str] = {
     "triggers": "triggers",
     "knowledge_search": "knowledge search",
     "auto_answer": "auto answer",
+    "tools": "tools",
 }
 #: what each setting does (``/config help``)
 FIELD_HELP: dict[str, str] = {
@@ -104,6 +108,8 @@ FIELD_HELP: dict[str, str] = {
     "auto_answer": "a help channel (forum or text): each new post gets an answer from the server's knowledge, "
                    "with its sources, when it holds something close enough (else the bot stays silent); in a "
                    "text channel the answer goes to a thread opened from the message",
+    "tools": "the functions the chat model may call here: `all` (those the gateway and the bot support), `off`, or "
+             f"a comma list of: {', '.join(TOOL_NAMES)}",
 }
 
 
@@ -246,6 +252,11 @@ class GuildConfig:
             return int(number)
         if name == "triggers":
             return parse_triggers(value, field=name)
+        if name == "tools":
+            try:
+                return parse_tools_setting(value)
+            except ToolsSettingError as exc:
+                raise InvalidSetting(name, f"Tools: {exc}") from None
         if name in ("answer_mentions", "voice_replies", "listen", "auto_thread", "knowledge_search",
                     "auto_answer"):
             if isinstance(value, bool):

@@ -413,6 +413,53 @@ class MediaJobService:
         self._start(job, message, hold, upload_limit(interaction), request=request)
         return job
 
+    async def run_without_message(self, requester: Requester, request: MediaRequest) -> list[tuple[StoredFile, bytes]]:
+        """An image job with no interaction and no message of its own (the chat tool ``generate_image``):
+        recorded, reserved and charged to ``requester`` like /imagine create, run in the [imagine] queue
+        under the same per-member limit; returns the stored images for the caller to show. Raises the
+        same refusals as ``submit`` (and the gateway's errors, the hold released); no buttons, no
+        progress message, no recovery announcement (the caller's answer is where it is shown)."""
+        self._check_accepting()
+        if request.kind not in IMAGE_KINDS:
+            raise KindUnsupported(request.kind)
+        runner = self.runner(request.kind)
+        job = await self.jobs.create(
+            request.params, kind=request.kind, user_id=requester.user_id, guild_id=requester.guild_id,
+            channel_id=requester.channel_id, profile=self.profile, max_active=self.settings.max_concurrent_per_user,
+            active_kinds=IMAGE_KINDS, sources=request.sources,
+        )
+        try:
+            hold = await self.quotas.reserve(requester, runner.feature, model=request.params.model,
+                                             **runner.amounts(request.params))
+        except BaseException as exc:
+            await self.jobs.mark_failed(job.id, "refused: budget" if isinstance(exc, BudgetExceeded)
+                                        else "refused: budget check failed")
+            raise
+        queue = self._queue(request.kind)
+        ticket = queue.enter()
+        try:
+            async with hold:  # a failure or a cancellation releases it
+                await self.jobs.set_reservation(job.id, hold.id)
+                async with queue.slot(ticket):
+                    if not await self.jobs.mark_running(job.id):
+                        raise RuntimeError("the job is no longer pending")
+                    run = JobRun(job=replace(job, status="running", reservation_id=hold.id), request=request,
+                                 hold=hold, message=JobMessage(self.client, channel_id=None, message_id=None),
+                                 upload_limit=0, started=self._clock())
+                    produced = await runner.produce(run)
+                await self.jobs.save_generated(job.id, produced.files, model_used=produced.model_used,
+                                               request_id=produced.request_id)
+                await hold.settle(meta=produced.meta, images=produced.amounts.get("images", 0))
+        except BaseException as exc:
+            if isinstance(exc, Exception):
+                await self.jobs.mark_failed(job.id, f"{error_code(exc)}: {type(exc).__name__}")
+            raise
+        finally:
+            queue.leave(ticket)
+        stored = await self.jobs.read_all(job.id)
+        await self.jobs.mark_done(job.id)
+        return stored
+
     def _hold_ttl(self, kind: str) -> float | None:
         """Video and music may wait behind videos in the [media] queue: their hold lives as long as a video
         may take, plus the usual TTL; images and edits take the default."""

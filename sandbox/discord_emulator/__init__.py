@@ -159,6 +159,12 @@ Discord). Unknown route -> 404 {"message", "code": 0}; unknown channel 404 10003
 404 10008; missing access 403 50001; missing permissions 403 50013. ``nonce`` + ``enforce_nonce``
 within 5 minutes returns the first message instead of creating another.
 
+Polls (POST /channels/{id}/messages with ``poll``): validated as Discord's ``PollCreateRequest`` (1-10
+answers, texts of 1-300 characters, 1-768 hours) -> 400 50035 naming the field; the bot needs
+SEND_POLLS (1 << 49, in the bot role and @everyone by default) -> 403 50013. The message keeps the poll
+as Discord returns it (``msg.poll``: question, answers numbered from 1, expiry, no votes yet), in every
+payload of the message; the sandbox page shows it.
+
 Voice messages (flags 8192; sandbox.discord_emulator.voice), on POST /channels/{id}/messages, the
 interaction callback (type 4), interaction follow-ups and channel webhooks: additional content (content,
 embeds, components, stickers, poll) -> 400 50159; not exactly one Ogg/Opus audio/* file -> 400 50160;

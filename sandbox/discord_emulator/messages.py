@@ -3,6 +3,7 @@ and the message payloads discord.py parses."""
 
 from __future__ import annotations
 
+import datetime
 import mimetypes
 import re
 import time
@@ -33,6 +34,25 @@ def guess_content_type(filename: str, declared: Optional[str] = None) -> str:
         return declared
     guessed, _ = mimetypes.guess_type(filename)
     return guessed or declared or "application/octet-stream"
+
+
+def poll_object(request: dict[str, Any]) -> dict[str, Any]:
+    """The poll Discord stores from a (schema-valid) ``PollCreateRequest``: answers numbered from 1, an
+    expiry ``duration`` hours (default 24) from now, no votes yet."""
+    hours = request.get("duration") or 24
+    expiry = datetime.datetime.now(datetime.timezone.utc) + datetime.timedelta(hours=int(hours))
+    answers = []
+    for n, answer in enumerate(request.get("answers") or [], 1):
+        media = {k: v for k, v in (answer.get("poll_media") or {}).items() if v is not None}
+        answers.append({"answer_id": n, "poll_media": media})
+    return {
+        "question": {"text": (request.get("question") or {}).get("text") or ""},
+        "answers": answers,
+        "expiry": expiry.isoformat(),
+        "allow_multiselect": bool(request.get("allow_multiselect")),
+        "layout_type": request.get("layout_type") or 1,
+        "results": {"is_finalized": False, "answer_counts": []},
+    }
 
 
 class MessageStore:
@@ -208,6 +228,8 @@ class MessageStore:
             timestamp=iso_from_snowflake(mid),
         )
         msg.attachments = self._attachments_for(channel_id, body, files or [], [], editing=False, voice=msg.is_voice_message)
+        if body.get("poll"):
+            msg.poll = poll_object(body["poll"])
         msg.snapshot(msg.created_at)
         self.messages[mid] = msg
         self._by_channel.setdefault(channel_id, []).append(mid)
@@ -331,6 +353,8 @@ class MessageStore:
         channel = world.channels.get(msg.channel_id)
         if channel is not None and channel.is_thread:
             data["position"] = max(0, channel.message_count - 1)
+        if msg.poll is not None:
+            data["poll"] = msg.poll
         if msg.thread_id is not None and msg.thread_id in world.channels:
             data["thread"] = world.channels[msg.thread_id].payload()
         if msg.message_reference:

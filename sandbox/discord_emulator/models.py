@@ -263,6 +263,7 @@ class MessageState:
     application_id: Optional[int] = None
     interaction_id: Optional[int] = None
     thread_id: Optional[int] = None  # thread started from this message
+    poll: Optional[dict[str, Any]] = None  # the message's poll, as Discord returns it (validated on create)
     reactions: list[str] = field(default_factory=list)  # emoji the bot added
     created_at: float = 0.0  # monotonic
     timestamp: str = ""

@@ -227,6 +227,8 @@ class _Rest:
         if files:
             require(emu, channel, P.ATTACH_FILES)
             check_files(files, emu.world.guilds[channel.guild_id].filesize_limit if channel.guild_id else emu.default_attachment_size_limit)
+        if body.get("poll"):
+            require(emu, channel, P.SEND_POLLS)
         await check_voice_message(emu, channel, body, files)
         if is_empty_message(body, files):
             raise E.APIError(400, E.EMPTY_MESSAGE, "Cannot send an empty message")

@@ -9,7 +9,8 @@
 * tokens ≈ ``ceil(chars / 4)`` (+4 per message, +85 per image); ``max_tokens`` cuts the answer at
   ``4 * max_tokens`` chars with ``finish_reason: "length"``.
 * tools: ``tool_choice`` ``"required"`` or a named function → a call; ``"auto"`` (default) → a call
-  when the last user text names the tool; arguments fill the schema's required properties.
+  when the last user text has the tool's exact name as a word (aicredits and openai: a ``call <name> <args>``
+  line first, see chat.py); arguments fill the schema's required properties.
 * embeddings: a hashed bag of stemmed words (:func:`embedding`), so texts sharing words are close.
 * ``response_format`` ``json_object`` → ``{"answer": <reply>}``; ``json_schema`` → an object filled
   from the schema.
@@ -150,10 +151,16 @@ def fill_schema(schema: Any, text: str, depth: int = 0) -> Any:
     return text
 
 
-def pick_tool(tools: Any, tool_choice: Any, user_text: str) -> dict[str, Any] | None:
-    """The function to call, or ``None`` to answer with text."""
+def offered_functions(tools: Any) -> list[dict[str, Any]]:
+    """The ``function`` objects of a request's ``tools``."""
     funcs = [t.get("function", {}) for t in tools or [] if isinstance(t, dict) and t.get("type") == "function"]
-    funcs = [f for f in funcs if isinstance(f, dict) and f.get("name")]
+    return [f for f in funcs if isinstance(f, dict) and f.get("name")]
+
+
+def pick_tool(tools: Any, tool_choice: Any, user_text: str) -> dict[str, Any] | None:
+    """The function to call, or ``None`` to answer with text: the named or required one, else one whose
+    exact name appears as a word in the prompt."""
+    funcs = offered_functions(tools)
     if not funcs or tool_choice == "none":
         return None
     if isinstance(tool_choice, dict):
@@ -161,9 +168,9 @@ def pick_tool(tools: Any, tool_choice: Any, user_text: str) -> dict[str, Any] | 
         return next((f for f in funcs if f["name"] == name), None)
     if tool_choice == "required":
         return funcs[0]
-    lowered = user_text.lower()
+    words = set(re.findall(r"[a-z0-9_]+", user_text.lower()))
     for f in funcs:
-        if f["name"].lower() in lowered or f["name"].lower().replace("_", " ") in lowered:
+        if f["name"].lower() in words:
             return f
     return None
 

@@ -1,5 +1,15 @@
 """Chat completions (every profile), text completions (aiproxy) and responses (aicredits).
 
+Tool calls (the profiles that document tools: aicredits, openai), chosen deterministically from the
+prompt: each line of the last user message of the form ``call <name> <arguments>`` (e.g.
+``call generate_image {"prompt": "a red fox"}``) makes the model call ``<name>`` (when the request
+offers that function) with ``<arguments>`` sent verbatim, so a test can send bad JSON or arguments that
+break the schema; no arguments: ones filled from the function's schema. Several lines: several calls in
+one answer. Without such a line, a function whose exact name appears as a word in the prompt is called
+(arguments filled from the schema). Once the last message is a tool result the model answers in text
+("Tool result received: …"), unless ``emu.faults.tool_loop()`` is on: then every request that offers
+tools calls one again, forever. ``tool_choice: "none"`` always answers in text.
+
 Stream framing: ``data: {json}\\n\\n`` events; the first carries ``delta.role``; then content
 pieces; then a chunk with ``finish_reason``; with ``stream_options.include_usage`` one more chunk
 with ``"choices": []`` and ``usage``; then ``data: [DONE]``. With ``keepalive_comments`` a
@@ -11,6 +21,7 @@ from __future__ import annotations
 
 import asyncio
 import json
+import re
 import time
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
@@ -31,7 +42,7 @@ if TYPE_CHECKING:
 class Answer:
     content: str | None
     reasoning: str | None = None  # sent as a "reasoning" field
-    tool_call: dict[str, str] | None = None  # id, name, arguments
+    tool_calls: list[dict[str, str]] | None = None  # each: id, name, arguments
     finish_reason: str = "stop"
     prompt_tokens: int = 0
     completion_tokens: int = 0
@@ -103,15 +114,18 @@ def _build_answer(emu: "GatewayEmulator", served: ModelInfo, body: dict[str, Any
 
     user_text = answers.last_user_text(messages)
     last = messages[-1]
-    func = answers.pick_tool(body.get("tools"), body.get("tool_choice", "auto"), user_text)
-    if func is not None and last.get("role") != "tool":
-        call = {"id": "call_" + emu.new_id("")[:20], "name": func["name"],
-                "arguments": answers.tool_arguments(func, user_text)}
-        comp = answers.estimate_tokens(call["arguments"]) + 5
-        return Answer(None, None, call, "tool_calls", ptoks, comp)
+    calls = _tool_calls(emu, body, user_text, after_tool=last.get("role") == "tool")
+    if calls:
+        comp = sum(answers.estimate_tokens(c["arguments"]) + 5 for c in calls)
+        return Answer(None, None, calls, "tool_calls", ptoks, comp)
 
     if last.get("role") == "tool":
-        text = f"Tool result received: {answers.content_text(last.get('content'))}"
+        results: list[str] = []
+        for m in reversed(messages):
+            if m.get("role") != "tool":
+                break
+            results.insert(0, answers.content_text(m.get("content")))
+        text = f"Tool result received: {' | '.join(results)}"
     elif facts:
         text = " ".join(f.sentence for f in facts)
         if user_text:
@@ -133,6 +147,32 @@ def _build_answer(emu: "GatewayEmulator", served: ModelInfo, body: dict[str, Any
         reasoning = thought
     comp = answers.estimate_tokens(content) + answers.estimate_tokens(reasoning or "")
     return Answer(content, reasoning, None, finish, ptoks, comp)
+
+
+CALL_LINE = re.compile(r"^[ \t]*call[ \t]+([A-Za-z0-9_-]{1,64})\b[ \t]*(.*)$", re.MULTILINE)
+#: the profiles whose documentation describes tool calling
+TOOL_PROFILES = frozenset({"aicredits", "openai"})
+
+
+def _tool_calls(emu: "GatewayEmulator", body: dict[str, Any], user_text: str, *,
+                after_tool: bool) -> list[dict[str, str]]:
+    """The calls this answer makes (none: it answers in text); see the module docstring."""
+    tools, choice = body.get("tools"), body.get("tool_choice", "auto")
+    if not tools or choice == "none":
+        return []
+    documented = emu.profile in TOOL_PROFILES  # the others only keep the generic name-in-prompt call
+    offered = {f["name"]: f for f in answers.offered_functions(tools)}
+    if after_tool and not (documented and emu.faults.take_tool_loop()):
+        return []
+    scripted = [(m.group(1), m.group(2).strip()) for m in CALL_LINE.finditer(user_text)
+                if documented and m.group(1) in offered]
+    if not scripted:
+        func = answers.pick_tool(tools, choice, user_text)
+        if func is None and after_tool:  # looping: call something again
+            func = next(iter(offered.values()))
+        scripted = [(func["name"], "")] if func is not None else []
+    return [{"id": "call_" + emu.new_id("")[:20], "name": name,
+             "arguments": args or answers.tool_arguments(offered[name], user_text)} for name, args in scripted]
 
 
 async def _answer(emu: "GatewayEmulator", request: web.Request, info: ModelInfo, body: dict[str, Any],
@@ -193,10 +233,10 @@ async def chat_completions(emu: "GatewayEmulator", request: web.Request) -> web.
     message: dict[str, Any] = {"role": "assistant", "content": answer.content}
     if answer.reasoning:
         message["reasoning"] = answer.reasoning
-    if answer.tool_call:
-        tc = answer.tool_call
+    if answer.tool_calls:
         message["tool_calls"] = [{"id": tc["id"], "type": "function",
-                                  "function": {"name": tc["name"], "arguments": tc["arguments"]}}]
+                                  "function": {"name": tc["name"], "arguments": tc["arguments"]}}
+                                 for tc in answer.tool_calls]
     choice: dict[str, Any] = {"index": 0, "message": message, "finish_reason": answer.finish_reason}
     if emu.profile == "digicord":
         message["refusal"] = ""
@@ -212,11 +252,10 @@ def _chat_events(emu: "GatewayEmulator", base: dict[str, Any], answer: Answer,
     if answer.reasoning:
         deltas += [{"reasoning": p} for p in (answers.token_pieces(answer.reasoning) if by_token
                                               else answers.split_text(answer.reasoning, chunk_count=3))]
-    if answer.tool_call:
-        tc = answer.tool_call
-        deltas.append({"tool_calls": [{"index": 0, "id": tc["id"], "type": "function",
+    for i, tc in enumerate(answer.tool_calls or []):
+        deltas.append({"tool_calls": [{"index": i, "id": tc["id"], "type": "function",
                                        "function": {"name": tc["name"], "arguments": ""}}]})
-        deltas += [{"tool_calls": [{"index": 0, "function": {"arguments": p}}]}
+        deltas += [{"tool_calls": [{"index": i, "function": {"arguments": p}}]}
                    for p in answers.split_text(tc["arguments"], chunk_count=3)]
     if answer.content is not None:
         deltas += [{"content": p} for p in (answers.token_pieces(answer.content) if by_token else answers.split_text(

@@ -43,6 +43,7 @@ class FaultInjector:
         self.video_failures: list[str] = []  # the next jobs end "failed" with these messages
         self.video_stalls = 0  # the next jobs stay "processing" forever
         self.media_expired = False  # produced media URLs answer 410
+        self.tool_loops = 0  # answers after a tool result that call a tool again (-1: forever)
 
     # -- setting faults -------------------------------------------------------------------------
     def fail_next(self, n: int = 1, status: int = 429, retry_after: float | None = 1,
@@ -86,6 +87,19 @@ class FaultInjector:
         """The next ``n`` video jobs submitted stay ``processing`` (their progress stops short of 100)."""
         self.video_stalls += max(0, n)
 
+    def tool_loop(self, n: int | None = None) -> None:
+        """The model calls tools forever: an answer to a tool result (with tools offered and ``tool_choice``
+        not "none") calls a tool again — the next ``n`` times, or always (``n`` None) until ``reset``."""
+        self.tool_loops = -1 if n is None else max(0, n)
+
+    def take_tool_loop(self) -> bool:
+        """Whether this answer to a tool result calls a tool again."""
+        if self.tool_loops == 0:
+            return False
+        if self.tool_loops > 0:
+            self.tool_loops -= 1
+        return True
+
     def expire_media(self) -> None:
         """Every media URL produced so far and from now on answers 410 Gone (as an expired link)."""
         self.media_expired = True
@@ -106,6 +120,7 @@ class FaultInjector:
         self.video_failures.clear()
         self.video_stalls = 0
         self.media_expired = False
+        self.tool_loops = 0
 
     # -- consulted by the server ----------------------------------------------------------------
     def take(self, kinds: tuple[str, ...], path: str) -> Fault | None:

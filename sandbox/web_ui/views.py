@@ -141,6 +141,20 @@ def _components_view(items: list[Any], rewrite: UrlRewriter) -> list[Any]:
     return out
 
 
+def _poll_view(poll: Any) -> dict[str, Any] | None:
+    """A message's poll as the page draws it: question, answers (emoji and text), expiry, multiselect."""
+    if not isinstance(poll, dict):
+        return None
+    answers = []
+    for a in poll.get("answers") or []:
+        media = a.get("poll_media") or {}
+        emoji = media.get("emoji") or {}
+        answers.append({"id": a.get("answer_id"), "text": media.get("text") or "",
+                        "emoji": emoji.get("name") if isinstance(emoji, dict) else None})
+    return {"question": (poll.get("question") or {}).get("text") or "", "answers": answers,
+            "expiry": poll.get("expiry"), "multiselect": bool(poll.get("allow_multiselect"))}
+
+
 def message_view(emu: "DiscordEmulator", msg: MessageState) -> dict[str, Any]:
     """Everything the page shows of one message (ids as strings: JavaScript numbers are too small)."""
     rewrite = UrlRewriter(emu, msg)
@@ -163,6 +177,7 @@ def message_view(emu: "DiscordEmulator", msg: MessageState) -> dict[str, Any]:
         "attachments": [_attachment_view(a, voice=bool(msg.flags & IS_VOICE_MESSAGE)) for a in msg.attachments],
         "flags": msg.flags,
         "voice": bool(msg.flags & IS_VOICE_MESSAGE),
+        "poll": _poll_view(msg.poll),
         "ephemeral": msg.ephemeral,
         "visible_to": str(rec.user_id) if msg.ephemeral and rec is not None else None,
         "loading": msg.loading,

@@ -192,6 +192,22 @@ function renderComponents(msg, items, parent) {
   }
 }
 
+// A poll as Discord draws it: the question, one row per answer (no votes in the emulator), the time left.
+function renderPoll(poll) {
+  const box = el("div", "poll");
+  box.appendChild(el("div", "poll-question", escapeHtml(poll.question)));
+  box.appendChild(el("div", "poll-hint", poll.multiselect ? "Select one or more answers" : "Select one answer"));
+  for (const a of poll.answers) {
+    const row = el("div", "poll-answer", `${a.emoji ? escapeHtml(a.emoji) + " " : ""}${escapeHtml(a.text)}`);
+    row.dataset.answerId = a.id;
+    box.appendChild(row);
+  }
+  const ends = poll.expiry ? new Date(poll.expiry) : null;
+  const hours = ends ? Math.max(0, Math.round((ends - Date.now()) / 3600000)) : null;
+  box.appendChild(el("div", "poll-footer", `0 votes${hours !== null ? ` · ${hours}h left` : ""}`));
+  return box;
+}
+
 function renderAttachments(msg) {
   const box = el("div", "attachments");
   for (const a of msg.attachments) {
@@ -259,6 +275,7 @@ export function renderMessage(msg, first) {
   body.appendChild(content);
   for (const e of msg.embeds) body.appendChild(renderEmbed(e));
   if (msg.attachments.length) body.appendChild(renderAttachments(msg));
+  if (msg.poll) body.appendChild(renderPoll(msg.poll));
   if (msg.components.length) {
     const comps = el("div", "components");
     renderComponents(msg, msg.components, comps);

@@ -1,0 +1,43 @@
+"""``speak(text)``: ``text`` as a voice message after the answer's text (``bot.voice``), charged as speech."""
+
+from __future__ import annotations
+
+from typing import Any
+
+from bot.chat.listening import Voice
+from bot.chat.tools.base import ToolContext, ToolRefused, ToolResult
+from bot.rendering.text import truncate
+
+__all__ = ["Speak"]
+
+TEXT_MAX = 2000
+
+
+class Speak:
+    name = "speak"
+    description = "Say something out loud: the text is sent in this channel as a voice message."
+    parameters: dict[str, Any] = {
+        "type": "object",
+        "properties": {"text": {"type": "string", "minLength": 1, "maxLength": TEXT_MAX}},
+        "required": ["text"],
+        "additionalProperties": False,
+    }
+
+    def __init__(self, voice: Voice | None) -> None:
+        self.voice = voice
+
+    def unavailable(self) -> str | None:
+        if self.voice is None or not self.voice.can_speak:
+            return "the gateway cannot speak"
+        return None
+
+    async def run(self, ctx: ToolContext, args: dict[str, Any]) -> ToolResult:
+        if self.voice is None or not self.voice.can_speak:
+            raise ToolRefused("Speaking is not available on this bot's gateway.")
+        if ctx.voice_target is None:
+            raise ToolRefused("A voice message can't be sent here (a private answer can't be spoken).")
+        text = str(args["text"])
+        clip = await self.voice.speak(ctx.requester, text)
+        sent = await self.voice.send(ctx.voice_target, clip)
+        how = "a voice message" if getattr(sent, "as_voice", True) else "an audio file"
+        return ToolResult(f"The text was sent as {how}.", f"spoke: “{truncate(' '.join(text.split()), 50)}”")
