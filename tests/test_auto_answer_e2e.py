@@ -13,6 +13,7 @@ from tests.e2e import final
 from tests.test_chat_e2e import chat_requests, prompt_texts
 from tests.test_chat_starting_e2e import configure
 
+QUESTION = "How many days do I have to ask for a refund of my purchase?"
 REFUNDS = ("Refund policy", "refunds.md", "# Refunds\n\nA refund is granted within 30 days of the purchase. "
            "Ask for a refund with the order number; the money returns to the card in 5 working days.")
 
@@ -20,7 +21,7 @@ REFUNDS = ("Refund policy", "refunds.md", "# Refunds\n\nA refund is granted with
 async def add_document(env: Any, title: str, source: str, text: str) -> None:
     """A document in guild 1's knowledge base, added by the admin."""
     admin = env.discord.users["admin"]
-    await env.bot.auto_answer.knowledge.add_text(Requester(env.discord.guild_id, None, admin.id, ()), source=source,
+    await env.bot.knowledge.add_text(Requester(env.discord.guild_id, None, admin.id, ()), source=source,
                                      title=title, text=text)
 
 
@@ -52,7 +53,7 @@ async def test_forum_post_is_answered_in_its_thread_with_sources(bot_env: Any) -
     assert reply == f"Updated <#{emu.forum_channel_id}>:\n• auto answer: default → yes"
 
     post = await emu.create_forum_post(emu.forum_channel_id, "Refund after three weeks?",
-                                       "How many days do I have to ask for a refund of my purchase?", user="bob")
+                                       QUESTION, user="bob")
     assert await handled(bot_env, post) == "answered"
     thread_id = post.channel_id
     feedback = await feedback_message(emu, thread_id)
@@ -91,9 +92,9 @@ async def test_unrelated_post_gets_no_answer(bot_env: Any) -> None:
 async def test_no_answer_where_the_setting_is_off(bot_env: Any) -> None:
     emu = bot_env.discord
     await add_document(bot_env, *REFUNDS)
-    off = await emu.create_forum_post(emu.forum_channel_id, "Refunds", "How many days for a refund?", user="bob")
+    off = await emu.create_forum_post(emu.forum_channel_id, "Refunds", QUESTION, user="bob")
     await configure(bot_env, emu.forum_channel_id, auto_answer=True)  # a later post is answered: the first was not
-    on = await emu.create_forum_post(emu.forum_channel_id, "Refunds again", "How many days for a refund?", user="bob")
+    on = await emu.create_forum_post(emu.forum_channel_id, "Refunds again", QUESTION, user="bob")
     assert await handled(bot_env, on) == "answered"
     assert off.id not in bot_env.bot.auto_answer.handled
     assert bot_messages_in(emu, off.channel_id) == []
@@ -104,7 +105,7 @@ async def test_solved_and_not_helpful_by_the_poster_or_a_moderator(bot_env: Any)
     await add_document(bot_env, *REFUNDS)
     await configure(bot_env, emu.forum_channel_id, auto_answer=True)
     post = await emu.create_forum_post(emu.forum_channel_id, "Refund window",
-                                       "How many days do I have for a refund?", user="bob")
+                                       QUESTION, user="bob")
     feedback = await feedback_message(emu, post.channel_id)
     solved, unhelpful = feedback.custom_ids()
     answer_id = int(solved.rsplit(":", 1)[1])
@@ -140,8 +141,8 @@ async def test_solved_and_not_helpful_by_the_poster_or_a_moderator(bot_env: Any)
     rec = await emu.press_button(feedback.id, solved, user="bob")
     await rec.wait_acked(10)
     await emu.wait_for(lambda: "Marked **solved**" in emu.messages[feedback.id].content, 10)
-    other = await emu.create_forum_post(emu.forum_channel_id, "Refund card", "When does a refund reach the card?",
-                                        user="alice")
+    other = await emu.create_forum_post(emu.forum_channel_id, "Refund card",
+                                        "When does the money of a refund return to the card?", user="alice")
     assert await handled(bot_env, other) == "answered"
     rec = await emu.inject_slash_command("usage", user="admin")
     msg = await rec.wait_final(lambda m: m.content and "Totals" in m.content, timeout=20)
@@ -170,52 +171,3 @@ async def test_text_channel_post_is_answered_in_a_thread_it_opens(bot_env: Any) 
     assert await handled(bot_env, unrelated) == "nothing close enough"
     assert reply.id not in bot_env.bot.auto_answer.handled
     assert unrelated.thread_id is None and emu.world.channels.get(unrelated.id) is None
-
-
-# --- TEMPORARY stand-in for bot.knowledge until K2's KnowledgeService lands (removed at the merge) ---
-import re  # noqa: E402
-from dataclasses import dataclass  # noqa: E402
-
-import pytest  # noqa: E402
-
-from bot.auto_answer.service import AutoAnswerService  # noqa: E402
-
-
-@dataclass(frozen=True)
-class _Hit:
-    source: str
-    title: str
-    heading: str | None
-    text: str
-    score: float
-
-
-class _FakeKnowledge:
-    available = True
-
-    def __init__(self) -> None:
-        self.docs: dict[str, tuple[str, str]] = {}
-
-    async def add_text(self, requester: Any, *, source: str, title: str, text: str) -> None:
-        self.docs[source] = (title, text)
-
-    async def search(self, requester: Any, query: str, *, limit: int | None = None,
-                     min_score: float | None = None) -> list[_Hit]:
-        words = set(re.findall(r"[a-z]{4,}", query.lower()))
-        hits = []
-        for source, (title, text) in self.docs.items():
-            common = words & set(re.findall(r"[a-z]{4,}", text.lower()))
-            hits.append(_Hit(source, title, None, text, 0.9 if "refund" in common else 0.1))
-        return hits
-
-
-@pytest.fixture(autouse=True)
-def _stand_in(monkeypatch: pytest.MonkeyPatch) -> None:
-    fake = _FakeKnowledge()
-    init = AutoAnswerService.__init__
-
-    def patched(self: Any, *args: Any, **kwargs: Any) -> None:
-        init(self, *args, **kwargs)
-        self.knowledge = fake
-
-    monkeypatch.setattr(AutoAnswerService, "__init__", patched)

@@ -5,11 +5,11 @@ from __future__ import annotations
 
 import asyncio
 import json
-from dataclasses import dataclass
 from typing import Any
 
 import pytest
 
+from bot.budgets.rules import Requester
 from bot.chat.tools.loop import MAX_ROUNDS, ROUNDS_NOTE
 from sandbox.discord_emulator.models import FLAG_IS_VOICE_MESSAGE as IS_VOICE_MESSAGE
 from sandbox.web_ui.views import message_view
@@ -182,48 +182,24 @@ async def test_speak_sends_a_voice_message_in_the_channel_charged_as_speech(bot_
     assert await env.bot.quotas.counter("member", emu.guild_id, alice, "speech_chars") == (31, 0)
 
 
-@dataclass(frozen=True)
-class Hit:
-    source: str
-    title: str
-    heading: str | None
-    text: str
-    score: float
-    document_id: int = 1
-    chunk_index: int = 0
-
-
-class StandInKnowledge:
-    """``bot.knowledge`` as the issue 19 contract fixes it (KnowledgeService is another branch's): the guild's
-    hits for a query, and who asked."""
-
-    available = True
-    unavailable_reason = ""
-
-    def __init__(self, hits: dict[int, list[Hit]]) -> None:
-        self.hits = hits
-        self.asked: list[tuple[int | None, str]] = []
-
-    async def search(self, requester: Any, query: str, *, limit: int | None = None,
-                     min_score: float | None = None) -> list[Hit]:
-        self.asked.append((requester.guild_id, query))
-        return self.hits.get(requester.guild_id or 0, [])
-
-
 async def test_search_knowledge_gives_the_model_passages_and_the_footer_cites_their_sources(bot_env: Any) -> None:
     env, emu = bot_env, bot_env.discord
     link = f"https://discord.com/channels/{emu.guild_id}/{emu.channel_id}/1234"
-    knowledge = StandInKnowledge({emu.guild_id: [
-        Hit("handbook.md", "Handbook", "Holidays", "Everyone gets 30 days of holiday.", 0.82),
-        Hit(link, "Announcement", None, "The office closes on Fridays at 3 pm.", 0.61),
-    ]})
-    env.bot.knowledge = knowledge  # what K2's factory line provides
+    admin = Requester(emu.guild_id, None, emu.users["admin"].id, ())
+    await env.bot.knowledge.add_text(admin, source="handbook.md", title="Handbook",
+                                     text="# Holidays\n\nEveryone gets 30 days of holiday, and how many holidays "
+                                          "are left is shown on the staff page.")
+    await env.bot.knowledge.add_text(admin, source=link, title="Announcement",
+                                     text="How many holidays are left this year? The office closes on Fridays.")
+    other = Requester(emu.guild2_id, None, emu.users["admin"].id, ())  # another server's knowledge never shows
+    await env.bot.knowledge.add_text(other, source="secret.md", title="Secret", text="how many holidays: 99")
     rec = await run_chat(env, 'call search_knowledge {"query": "how many holidays"}')
-    assert knowledge.asked == [(emu.guild_id, "how many holidays")]
     (result,) = tool_results(chat_requests(env.gateway)[1])
     assert "Handbook › Holidays (source: handbook.md" in result and "30 days of holiday" in result
+    assert "Announcement" in result and "99" not in result and "secret.md" not in result
     footer = rec.original.content.splitlines()[-1]
     assert "🔧 search_knowledge" in footer
     sources = rec.original.content.splitlines()[-2]
-    assert sources == f"-# 📚 Sources: handbook.md, [Announcement](<{link}>)"
+    assert sources in (f"-# 📚 Sources: handbook.md, [Announcement](<{link}>)",
+                       f"-# 📚 Sources: [Announcement](<{link}>), handbook.md")
     assert "🔧 searched the knowledge base for “how many holidays”" in rec.original.content
