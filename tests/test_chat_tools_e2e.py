@@ -41,6 +41,22 @@ async def ledger(bot: Any) -> list[Any]:
     return await bot.store.fetchall("SELECT feature, images, outcome FROM usage_ledger ORDER BY ts")
 
 
+@pytest.fixture(autouse=True)
+async def all_tools(bot_env: Any) -> None:
+    """The server allows every tool (the default is search_knowledge alone: see the test of the default)."""
+    emu = bot_env.discord
+    await bot_env.bot.guild_config.set_guild(emu.guild_id, emu.users["admin"].id, tools="all")
+
+
+async def test_by_default_a_channel_offers_search_knowledge_alone(bot_env: Any) -> None:
+    env, emu = bot_env, bot_env.discord
+    await env.bot.guild_config.set_guild(emu.guild_id, emu.users["admin"].id, tools=None)  # back to the default
+    await run_chat(env, 'call generate_image {"prompt": "a red fox"}')
+    (request,) = chat_requests(env.gateway)
+    assert offered(request) == ["search_knowledge"]
+    assert not [r for r in env.gateway.requests if "images" in r.path]
+
+
 async def test_generate_image_is_attached_to_the_answer_and_charged_to_the_member(bot_env: Any) -> None:
     env, emu = bot_env, bot_env.discord
     rec = await run_chat(env, 'call generate_image {"prompt": "a red fox in the snow"}')
@@ -54,7 +70,10 @@ async def test_generate_image_is_attached_to_the_answer_and_charged_to_the_membe
     alice = emu.users["alice"].id
     assert await env.bot.quotas.counter("member", emu.guild_id, alice, "images") == (1, 0)
     rows = [tuple(r) for r in await ledger(env.bot)]
-    assert sorted(rows) == sorted([("chat", 0, "tool_calls"), ("image", 1, "ok"), ("chat", 0, "ok")])
+    # every call is in the ledger: the tool call's own row, beside what it and the chat rounds spent
+    assert sorted(rows) == sorted([("chat", 0, "tool_calls"), ("image", 1, "ok"), ("tool", 0, "ok"), ("chat", 0, "ok")])
+    assert await env.bot.store.fetchval("SELECT model_requested FROM usage_ledger WHERE feature = 'tool'") == \
+        "generate_image"
     second = chat_requests(env.gateway)[1].json
     assert second["messages"][-2]["tool_calls"][0]["function"]["name"] == "generate_image"
 
@@ -127,8 +146,10 @@ async def test_a_model_calling_tools_forever_is_stopped_after_four_rounds(bot_en
     content = rec.original.content
     assert content.count("🔧 read the last") == MAX_ROUNDS
     assert ROUNDS_NOTE in content.splitlines()[-1]
-    rows = [r["outcome"] for r in await ledger(env.bot)]
+    rows = [r["outcome"] for r in await ledger(env.bot) if r["feature"] == "chat"]
     assert rows == ["tool_calls"] * MAX_ROUNDS + ["ok"]  # every round reserved and settled
+    calls = [r["outcome"] for r in await ledger(env.bot) if r["feature"] == "tool"]
+    assert calls == ["ok"] * MAX_ROUNDS  # and every call is in the ledger
 
 
 async def test_read_channel_reads_only_the_current_channel_and_what_the_member_can_read(bot_env: Any) -> None:

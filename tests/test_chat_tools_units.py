@@ -12,7 +12,7 @@ from bot.chat.tools.registry import BadArguments, ToolRegistry
 
 
 @pytest.mark.parametrize(("given", "stored"), [
-    ("", "all"), ("ALL", "all"), ("off", "off"), ("none", "off"),
+    ("", "search_knowledge"), ("default", "search_knowledge"), ("ALL", "all"), ("off", "off"), ("none", "off"),
     ("read_channel, create_poll", "create_poll,read_channel"), ("speak;speak", "speak"),
 ])
 def test_the_setting_is_normalised(given: str, stored: str) -> None:

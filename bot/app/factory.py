@@ -28,6 +28,7 @@ from bot.app.sharding import IdentifyGate, describe_shards, held_shards
 from bot.app.tree import GatecordTree
 from bot.app.web import WebServer
 from bot.auto_answer.service import AutoAnswerService
+from bot.budgets.rules import Feature
 from bot.budgets.service import BudgetService
 from bot.chat.service import ChatService
 from bot.chat.tools.registry import ToolRegistry
@@ -185,7 +186,9 @@ class GatecordBot(commands.AutoShardedBot):
         self.auto_answer.knowledge = self.knowledge
         # tools in chat (bot/chat/tools/): the knowledge base, /imagine jobs, polls, the channel, voice
         self.chat.tools = ToolRegistry.build(gateway=self.gateway, knowledge=lambda: getattr(self, "knowledge", None),
-                                             media_jobs=self.media_jobs, voice=self.voice)
+                                             media_jobs=self.media_jobs, voice=self.voice,
+                                             ledger=lambda requester, name, outcome: self.quotas.charge_after(
+                                                 requester, Feature.TOOL, model=name, outcome=outcome))
 
     @property
     def cdn_http(self) -> aiohttp.ClientSession:

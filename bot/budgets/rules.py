@@ -56,6 +56,9 @@ class Feature(StrEnum):
     VIDEO = "video"
     MUSIC = "music"
     EMBEDDING = "embedding"  # the knowledge base: documents added and searched (charged in embedding tokens)
+    #: a tool call in chat: a ledger row of its own, nothing counted (what a call spends — images, speech,
+    #: embeddings, the chat rounds — is charged under that feature)
+    TOOL = "tool"
 
 
 #: the per-request counter each feature charges (images, speech characters, transcription, video and music
@@ -69,6 +72,7 @@ REQUEST_KIND: dict[Feature, str | None] = {
     Feature.VIDEO: None,
     Feature.MUSIC: None,
     Feature.EMBEDDING: None,
+    Feature.TOOL: None,
 }
 #: the amount a feature is charged by, checked on every reservation of that feature (even one asking 0)
 FEATURE_AMOUNT_KIND: dict[Feature, str] = {

@@ -22,7 +22,7 @@ from dataclasses import fields as dc_fields
 from datetime import UTC, datetime
 from typing import TYPE_CHECKING, Any
 
-from bot.chat.tools.names import ALL as ALL_TOOLS
+from bot.chat.tools.names import DEFAULT as DEFAULT_TOOLS
 from bot.chat.tools.names import TOOL_NAMES, ToolsSettingError, parse_tools_setting
 from bot.guilds import audit
 from bot.guilds.audit import InvalidSetting
@@ -65,7 +65,7 @@ class EffectiveConfig:
     knowledge_search: bool = True  # members may run /knowledge search here (the server's knowledge base)
     #: a help channel (forum or text): each new post gets an answer from the knowledge base, when it has one
     auto_answer: bool = False
-    tools: str = ALL_TOOLS  # the functions chat may call here: "all" (that the gateway supports), "off", or a list
+    tools: str = DEFAULT_TOOLS  # the functions chat may call here: "all" (that the gateway supports), "off", or a list
 
 
 FIELDS: tuple[str, ...] = tuple(f.name for f in dc_fields(EffectiveConfig))
@@ -109,7 +109,7 @@ FIELD_HELP: dict[str, str] = {
                    "with its sources, when it holds something close enough (else the bot stays silent); in a "
                    "text channel the answer goes to a thread opened from the message",
     "tools": "the functions the chat model may call here: `all` (those the gateway and the bot support), `off`, or "
-             f"a comma list of: {', '.join(TOOL_NAMES)}",
+             f"a comma list of: {', '.join(TOOL_NAMES)} (default: `search_knowledge` alone)",
 }
 
 

@@ -95,6 +95,16 @@ class ToolSession:
         return messages, lines
 
     async def _call(self, name: str, raw_args: Any) -> ToolResult:
+        """Run one call, then write its ledger row (a row that cannot be written is logged, never fatal)."""
+        result = await self._run_call(name, raw_args)
+        if self.registry.ledger is not None:
+            try:
+                await self.registry.ledger(self.ctx.requester, name, "error" if result.failed else "ok")
+            except Exception as exc:
+                log.warning("tool %s: the ledger row was not written: %r", name, exc)
+        return result
+
+    async def _run_call(self, name: str, raw_args: Any) -> ToolResult:
         offered = {t.name: t for t in self.tools}
         tool = offered.get(name)
         if tool is None:

@@ -4,12 +4,14 @@ from __future__ import annotations
 
 from typing import Any
 
-__all__ = ["ALL", "OFF", "TOOL_NAMES", "enabled_names", "parse_tools_setting"]
+__all__ = ["ALL", "DEFAULT", "OFF", "TOOL_NAMES", "enabled_names", "parse_tools_setting"]
 
 #: every function the bot can offer the model, named exactly as the model sees them
 TOOL_NAMES: tuple[str, ...] = ("search_knowledge", "generate_image", "create_poll", "read_channel", "speak")
 ALL = "all"
 OFF = "off"
+#: what a channel allows until an admin says otherwise: the server's own knowledge, nothing that acts
+DEFAULT = "search_knowledge"
 
 
 class ToolsSettingError(ValueError):
@@ -20,7 +22,9 @@ def parse_tools_setting(value: Any) -> str:
     """``value`` normalised: "all", "off", or the known names it lists, comma-separated, in the usual
     order. Raises ``ToolsSettingError`` naming what is wrong."""
     text = str(value).strip().lower()
-    if text in ("", ALL, "on", "default"):
+    if text in ("", "default"):
+        return DEFAULT
+    if text in (ALL, "on"):
         return ALL
     if text in (OFF, "none", "false", "no"):
         return OFF

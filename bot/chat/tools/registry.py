@@ -7,11 +7,12 @@ and the bot can do it (``Tool.unavailable()`` is None: a knowledge base, images,
 from __future__ import annotations
 
 import json
-from collections.abc import Callable, Sequence
+from collections.abc import Awaitable, Callable, Sequence
 from typing import Any
 
 import jsonschema
 
+from bot.budgets.rules import Requester
 from bot.chat.listening import Voice
 from bot.chat.tools.base import Tool
 from bot.chat.tools.create_poll import CreatePoll
@@ -25,6 +26,8 @@ __all__ = ["BadArguments", "ToolRegistry"]
 
 #: the gateway profile's capability that tool calling needs
 CAPABILITY = "tools"
+#: writes one call's ledger row: who asked, the tool's name, "ok" or "error"
+CallLedger = Callable[[Requester, str, str], Awaitable[object]]
 
 
 class BadArguments(ValueError):
@@ -34,21 +37,24 @@ class BadArguments(ValueError):
 class ToolRegistry:
     """The bot's tools, built once by the factory (``bot.chat.tools``)."""
 
-    def __init__(self, tools: Sequence[Tool], *, gateway_supports: bool) -> None:
+    def __init__(self, tools: Sequence[Tool], *, gateway_supports: bool, ledger: CallLedger | None = None) -> None:
         self.tools: dict[str, Tool] = {t.name: t for t in tools}
         self.gateway_supports = gateway_supports
+        #: writes every call's ledger row (requester, tool name, outcome); None: calls are only logged
+        self.ledger = ledger
         self._validators = {t.name: jsonschema.Draft202012Validator(dict(t.parameters)) for t in tools}
 
     @classmethod
     def build(cls, *, gateway: Any, knowledge: Callable[[], Knowledge | None] = lambda: None,
-              media_jobs: MediaJobs | None = None, voice: Voice | None = None) -> ToolRegistry:
+              media_jobs: MediaJobs | None = None, voice: Voice | None = None,
+              ledger: CallLedger | None = None) -> ToolRegistry:
         """``knowledge`` is asked for ``bot.knowledge`` at each use (it may be built after the tools)."""
         profile = getattr(gateway, "profile", None)
         supports = bool(profile is not None and profile.supports(CAPABILITY))
         tools: list[Tool] = [SearchKnowledge(knowledge), GenerateImage(media_jobs), CreatePoll(), ReadChannel(),
                              Speak(voice)]
         assert [t.name for t in tools] == list(TOOL_NAMES)
-        return cls(tools, gateway_supports=supports)
+        return cls(tools, gateway_supports=supports, ledger=ledger)
 
     def offered(self, setting: str) -> list[Tool]:
         """The tools a turn offers under the channel's ``tools`` setting (none when the gateway can't)."""
