@@ -17,7 +17,8 @@ import aiohttp
 
 log = logging.getLogger(__name__)
 
-__all__ = ["AttachmentText", "host_allowed", "is_text_attachment", "read_text_attachments"]
+__all__ = ["AttachmentText", "DownloadFailed", "DownloadTooLarge", "fetch_capped", "host_allowed", "is_text_attachment",
+           "read_text_attachments"]
 
 #: extension -> language tag for the code fence
 TEXT_EXTENSIONS: dict[str, str] = {
@@ -63,6 +64,45 @@ def host_allowed(url: str, hosts: Sequence[str]) -> bool:
     netloc = f"{host}:{parts.port}" if parts.port else host
     allowed = {h.lower() for h in hosts}
     return host in allowed or netloc in allowed
+
+
+class DownloadTooLarge(Exception):
+    """More than the cap: ``size`` is what the server announced (None: found while reading)."""
+
+    def __init__(self, size: int | None) -> None:
+        super().__init__(f"larger than the cap ({size or 'found while reading'})")
+        self.size = size
+
+
+class DownloadFailed(Exception):
+    """No bytes: ``reason`` says why in a few words ("HTTP 404", "timed out", "ClientOSError")."""
+
+    def __init__(self, reason: str) -> None:
+        super().__init__(reason)
+        self.reason = reason
+
+
+async def fetch_capped(session: aiohttp.ClientSession, url: str, *, max_bytes: int, timeout: float) -> bytes:
+    """The bytes at ``url`` (a Discord CDN URL the caller has checked), never more than ``max_bytes``:
+    ``DownloadTooLarge`` from the announced length or while reading, ``DownloadFailed`` otherwise.
+    Redirects are not followed, so an allowed host cannot bounce the request elsewhere. Each use case
+    (images, audio, documents) words these for the member in its own terms."""
+    try:
+        async with session.get(url, allow_redirects=False, timeout=aiohttp.ClientTimeout(total=timeout)) as resp:
+            if resp.status != 200:
+                raise DownloadFailed(f"HTTP {resp.status}")
+            if resp.content_length is not None and resp.content_length > max_bytes:
+                raise DownloadTooLarge(resp.content_length)
+            data = bytearray()
+            async for chunk in resp.content.iter_chunked(64 * 1024):
+                data += chunk
+                if len(data) > max_bytes:
+                    raise DownloadTooLarge(None)
+            return bytes(data)
+    except TimeoutError:
+        raise DownloadFailed("timed out") from None
+    except aiohttp.ClientError as exc:
+        raise DownloadFailed(type(exc).__name__) from None
 
 
 async def _read_capped(session: aiohttp.ClientSession, url: str, cap: int) -> tuple[bytes, bool]:

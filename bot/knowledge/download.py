@@ -6,12 +6,11 @@ from collections.abc import Sequence
 
 import aiohttp
 
-from bot.chat.attachments import host_allowed
+from bot.chat.attachments import DownloadFailed, DownloadTooLarge, fetch_capped, host_allowed
 from bot.knowledge.errors import DocumentDownloadFailed, DocumentNotFromDiscord, DocumentTooLarge
 
 __all__ = ["fetch_document"]
 
-CHUNK = 64 * 1024
 FETCH_TIMEOUT = 30.0
 
 
@@ -23,20 +22,8 @@ async def fetch_document(session: aiohttp.ClientSession, url: str, filename: str
     if not host_allowed(url, hosts):
         raise DocumentNotFromDiscord(filename)
     try:
-        async with session.get(url, allow_redirects=False, timeout=aiohttp.ClientTimeout(total=timeout)) as resp:
-            if resp.status != 200:
-                raise DocumentDownloadFailed(filename, f"HTTP {resp.status}")
-            if resp.content_length is not None and resp.content_length > max_bytes:
-                raise DocumentTooLarge(filename, resp.content_length, max_bytes)
-            data = bytearray()
-            async for chunk in resp.content.iter_chunked(CHUNK):
-                data += chunk
-                if len(data) > max_bytes:
-                    raise DocumentTooLarge(filename, None, max_bytes)
-            return bytes(data)
-    except (DocumentDownloadFailed, DocumentTooLarge):
-        raise
-    except TimeoutError:
-        raise DocumentDownloadFailed(filename, "timed out") from None
-    except aiohttp.ClientError as exc:
-        raise DocumentDownloadFailed(filename, type(exc).__name__) from None
+        return await fetch_capped(session, url, max_bytes=max_bytes, timeout=timeout)
+    except DownloadTooLarge as exc:
+        raise DocumentTooLarge(filename, exc.size, max_bytes) from None
+    except DownloadFailed as exc:
+        raise DocumentDownloadFailed(filename, exc.reason) from None

@@ -27,6 +27,7 @@ from urllib.parse import urlsplit
 import aiohttp
 from PIL import Image, UnidentifiedImageError
 
+from bot.chat.attachments import DownloadFailed, DownloadTooLarge, fetch_capped
 from bot.rendering.user_facing import UserFacingError
 from bot.vision.shrink import VIPS_FORMATS, ShrinkFailed, shrink
 
@@ -71,7 +72,6 @@ JPEG_QUALITY = 88
 #: formats Pillow decodes whole (BMP) are refused above this many pixels: 16 MP is 64 MB decoded
 FULL_DECODE_PIXELS = 16_000_000
 FETCH_TIMEOUT = 20.0
-CHUNK = 64 * 1024
 
 
 # ------------------------------------------------------------------------------------------------
@@ -310,23 +310,11 @@ async def fetch_image_bytes(
     if not allowed(url):
         raise ImageNotFromDiscord(filename, url_host(url))
     try:
-        async with session.get(url, allow_redirects=False, timeout=aiohttp.ClientTimeout(total=timeout)) as resp:
-            if resp.status != 200:
-                raise ImageDownloadFailed(filename, f"HTTP {resp.status}")
-            if resp.content_length is not None and resp.content_length > max_bytes:
-                raise ImageTooLarge(filename, resp.content_length, max_bytes)
-            data = bytearray()
-            async for chunk in resp.content.iter_chunked(CHUNK):
-                data += chunk
-                if len(data) > max_bytes:
-                    raise ImageTooLarge(filename, None, max_bytes)
-            return bytes(data)
-    except ImageRefused:
-        raise
-    except TimeoutError:
-        raise ImageDownloadFailed(filename, "timed out") from None
-    except aiohttp.ClientError as exc:
-        raise ImageDownloadFailed(filename, type(exc).__name__) from None
+        return await fetch_capped(session, url, max_bytes=max_bytes, timeout=timeout)
+    except DownloadTooLarge as exc:
+        raise ImageTooLarge(filename, exc.size, max_bytes) from None
+    except DownloadFailed as exc:
+        raise ImageDownloadFailed(filename, exc.reason) from None
 
 
 # ------------------------------------------------------------------------------------------------

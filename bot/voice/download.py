@@ -6,14 +6,13 @@ from collections.abc import Sequence
 
 import aiohttp
 
-from bot.chat.attachments import host_allowed
+from bot.chat.attachments import DownloadFailed, DownloadTooLarge, fetch_capped, host_allowed
 from bot.vision.images import url_host
 from bot.voice.errors import AudioDownloadFailed, AudioNotFromDiscord, AudioTooLarge
 from bot.voice.intake import AudioInput
 
 __all__ = ["fetch_audio"]
 
-CHUNK = 64 * 1024
 FETCH_TIMEOUT = 30.0
 
 
@@ -24,21 +23,8 @@ async def fetch_audio(session: aiohttp.ClientSession, audio: AudioInput, *, host
     if not host_allowed(audio.url, hosts):
         raise AudioNotFromDiscord(audio.filename, url_host(audio.url))
     try:
-        async with session.get(audio.url, allow_redirects=False,
-                               timeout=aiohttp.ClientTimeout(total=timeout)) as resp:
-            if resp.status != 200:
-                raise AudioDownloadFailed(audio.filename, f"HTTP {resp.status}")
-            if resp.content_length is not None and resp.content_length > max_bytes:
-                raise AudioTooLarge(audio.filename, resp.content_length, max_bytes)
-            data = bytearray()
-            async for chunk in resp.content.iter_chunked(CHUNK):
-                data += chunk
-                if len(data) > max_bytes:
-                    raise AudioTooLarge(audio.filename, None, max_bytes)
-            return bytes(data)
-    except (AudioDownloadFailed, AudioTooLarge):
-        raise
-    except TimeoutError:
-        raise AudioDownloadFailed(audio.filename, "timed out") from None
-    except aiohttp.ClientError as exc:
-        raise AudioDownloadFailed(audio.filename, type(exc).__name__) from None
+        return await fetch_capped(session, audio.url, max_bytes=max_bytes, timeout=timeout)
+    except DownloadTooLarge as exc:
+        raise AudioTooLarge(audio.filename, exc.size, max_bytes) from None
+    except DownloadFailed as exc:
+        raise AudioDownloadFailed(audio.filename, exc.reason) from None
