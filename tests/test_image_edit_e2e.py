@@ -14,6 +14,7 @@ from PIL import Image
 from sandbox.gateways.images import colour_for, seed_for
 from sandbox.gateways.media_render import EDIT_STRENGTH
 from tests.e2e import wait_shown
+from tests.test_imagine_e2e import buttons, close_to, decode, has_result, posted_file
 
 EPHEMERAL = 64
 GREEN = (0, 160, 0)
@@ -38,29 +39,6 @@ def edited(rgb: tuple[int, ...], prompt: str, index: int) -> tuple[int, ...]:
     """The emulator's edit of a pixel: the instruction's colour for result ``index`` blended in."""
     tint = colour_for(prompt, seed_for(prompt) + index - 1)
     return tuple(round(a * (1 - EDIT_STRENGTH) + b * EDIT_STRENGTH) for a, b in zip(rgb, tint, strict=True))
-
-
-def decode(data: bytes) -> Image.Image:
-    img = Image.open(io.BytesIO(data))
-    img.load()
-    return img.convert("RGB")
-
-
-def close_to(actual: tuple[int, ...], expected: tuple[int, ...], tolerance: int = 12) -> bool:
-    return all(abs(a - b) <= tolerance for a, b in zip(actual, expected, strict=True))
-
-
-def buttons(message: Any) -> dict[str, str]:
-    return {c["label"]: c["custom_id"] for row in message.components for c in row["components"]}
-
-
-def has_result(rec: Any) -> bool:
-    msg = rec.original
-    return msg is not None and bool(msg.attachments) and bool(msg.components)
-
-
-def posted_file(rec: Any) -> Any:
-    return next((m for m in reversed(rec.messages) if m.attachments and not m.loading), None)
 
 
 def edit_calls(gateway: Any) -> list[Any]:
