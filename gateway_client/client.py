@@ -73,6 +73,7 @@ __all__ = ["GatewayClient"]
 
 log = logging.getLogger("gateway_client")
 T = TypeVar("T")
+_Req = TypeVar("_Req", ImageRequest, ImageEditRequest, MusicRequest)  # what a fallback gateway validates again
 
 _TYPE_FILTER = {ModelKind.CHAT: "chat", ModelKind.VISION: "chat", ModelKind.EMBEDDING: "embedding",
                 ModelKind.COMPLETION: "completion", ModelKind.IMAGE: "image", ModelKind.AUDIO: "audio",
@@ -295,6 +296,14 @@ class GatewayClient:
         reply = await self._transport.request(gw, "completions", "POST", path, json_body=body, model=model)
         return parse_chat_answer(self._json(gw, reply), reply.meta)
 
+    def _for_target(self, gw: Gateway, model: str | None, primary: _Req, req: _Req,
+                    validate: Callable[[Profile, GatewayConfig | None, _Req], _Req]) -> _Req:
+        """The request as ``gw`` takes it with ``model``: the primary's validated one, or ``req`` validated
+        again by that gateway's rules (a fallback may differ in sizes, counts and models)."""
+        if gw is self._primary and model == primary.model:
+            return primary
+        return validate(gw.profile, gw.config, dataclasses.replace(req, model=model))
+
     # ------------------------------------------------------------------ images
     def validate_image_request(self, req: ImageRequest) -> ImageRequest:
         """Normalised request, or ``InvalidRequest(field=..., allowed=...)`` before anything is sent."""
@@ -305,10 +314,7 @@ class GatewayClient:
         primary_req = self.validate_image_request(req)
 
         async def run(gw: Gateway, model: str | None) -> ImageResult:
-            if gw is self._primary and model == primary_req.model:
-                norm = primary_req
-            else:
-                norm = _images.validate_image_request(gw.profile, gw.config, dataclasses.replace(req, model=model))
+            norm = self._for_target(gw, model, primary_req, req, _images.validate_image_request)
             rules = gw.profile.images
             assert rules is not None
             body = _images.image_body(gw.profile, norm)
@@ -364,10 +370,7 @@ class GatewayClient:
         primary_req = self.validate_image_edit_request(req)
 
         async def run(gw: Gateway, model: str | None) -> ImageResult:
-            if gw is self._primary and model == primary_req.model:
-                norm = primary_req
-            else:
-                norm = _edits.validate_image_edit_request(gw.profile, gw.config, dataclasses.replace(req, model=model))
+            norm = self._for_target(gw, model, primary_req, req, _edits.validate_image_edit_request)
             path = self._path(gw, "image_edits")
             reply = await self._transport.request(
                 gw, "image_edits", "POST", path, data=lambda: _edits.edit_form(norm), safe=False,
@@ -447,10 +450,7 @@ class GatewayClient:
         primary_req = self.validate_music_request(req)
 
         async def run(gw: Gateway, model: str | None) -> MusicResult:
-            if gw is self._primary and model == primary_req.model:
-                norm = primary_req
-            else:
-                norm = _media.validate_music_request(gw.profile, gw.config, dataclasses.replace(req, model=model))
+            norm = self._for_target(gw, model, primary_req, req, _media.validate_music_request)
             path = self._path(gw, "music")
             reply = await self._transport.request(gw, "music", "POST", path, json_body=_media.music_body(norm),
                                                   safe=False, total=self.options.image_timeout, model=norm.model)
