@@ -14,6 +14,8 @@ from __future__ import annotations
 import re
 from dataclasses import dataclass
 
+from bot.rendering.text import pack_parts, split_words
+
 __all__ = ["Chunk", "chunk_text", "embedding_input", "HEADING_SEPARATOR"]
 
 HEADING_SEPARATOR = " › "
@@ -125,40 +127,9 @@ def _units(paragraphs: list[str], room: int) -> list[str]:
         if len(paragraph) <= room:
             units.append(paragraph)
             continue
-        current = ""
-        for sentence in _SENTENCE_END.split(paragraph):
-            for piece in _split_words(sentence, room):
-                joined = f"{current} {piece}" if current else piece
-                if len(joined) <= room:
-                    current = joined
-                else:
-                    units.append(current)
-                    current = piece
-        if current:
-            units.append(current)
+        pieces = (piece for sentence in _SENTENCE_END.split(paragraph) for piece in split_words(sentence, room))
+        units.extend(pack_parts(pieces, room))
     return units
-
-
-def _split_words(text: str, room: int) -> list[str]:
-    """``text`` cut at spaces into pieces of at most ``room`` characters (a longer word is cut anywhere)."""
-    pieces: list[str] = []
-    current = ""
-    for word in text.split():
-        while len(word) > room:
-            if current:
-                pieces.append(current)
-                current = ""
-            pieces.append(word[:room])
-            word = word[room:]
-        joined = f"{current} {word}" if current else word
-        if len(joined) <= room:
-            current = joined
-        else:
-            pieces.append(current)
-            current = word
-    if current:
-        pieces.append(current)
-    return pieces
 
 
 def _tail(text: str, overlap: int) -> str:

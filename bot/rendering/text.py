@@ -11,7 +11,7 @@ gateway's unit).
 from __future__ import annotations
 
 import re
-from collections.abc import Sequence
+from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
 from typing import Any
 
@@ -24,7 +24,9 @@ __all__ = [
     "format_cost",
     "format_credits",
     "format_tokens",
+    "pack_parts",
     "split_message",
+    "split_words",
     "truncate",
 ]
 
@@ -287,3 +289,28 @@ def footer_line(
     if not parts:
         return ""
     return truncate("-# " + " · ".join(parts), FOOTER_MAX)
+
+
+
+def pack_parts(pieces: Iterable[str], limit: int) -> list[str]:
+    """Consecutive ``pieces`` (each at most ``limit`` long) joined with spaces into as few parts of at most
+    ``limit`` characters as the order allows. Shared by speech (a voice message's parts) and the knowledge
+    base (chunks)."""
+    parts: list[str] = []
+    current = ""
+    for piece in pieces:
+        joined = f"{current} {piece}" if current else piece
+        if len(joined) <= limit:
+            current = joined
+        else:
+            parts.append(current)
+            current = piece
+    if current:
+        parts.append(current)
+    return parts
+
+
+def split_words(text: str, limit: int) -> list[str]:
+    """``text`` cut between words into parts of at most ``limit`` characters (a word longer than
+    ``limit``, with no space to cut at, is cut itself)."""
+    return pack_parts((word[i:i + limit] for word in text.split() for i in range(0, len(word), limit)), limit)

@@ -3,8 +3,9 @@
 from __future__ import annotations
 
 import re
-from collections.abc import Iterable
 from typing import Any
+
+from bot.rendering.text import pack_parts, split_words
 
 __all__ = ["message_text", "speakable", "split_for_speech"]
 
@@ -63,30 +64,9 @@ def split_for_speech(text: str, limit: int) -> list[str]:
     if len(text) <= limit:
         return [text] if text else []
     sentences = (s.strip() for s in _SENTENCE_END.split(text))
-    return _pack((piece for sentence in sentences if sentence for piece in _fit(sentence, limit)), limit)
+    return pack_parts((piece for sentence in sentences if sentence for piece in _fit(sentence, limit)), limit)
 
 
 def _fit(sentence: str, limit: int) -> list[str]:
-    """One sentence as pieces of at most ``limit`` characters (cut between words; a word longer than
-    ``limit``, with no space to cut at, is cut itself)."""
-    if len(sentence) <= limit:
-        return [sentence]
-    chunks = (word[i:i + limit] for word in sentence.split() for i in range(0, len(word), limit))
-    return _pack(chunks, limit)
-
-
-def _pack(pieces: Iterable[str], limit: int) -> list[str]:
-    """Consecutive ``pieces`` (each at most ``limit`` long) joined with spaces into as few parts of at most
-    ``limit`` characters as the order allows."""
-    parts: list[str] = []
-    current = ""
-    for piece in pieces:
-        joined = f"{current} {piece}" if current else piece
-        if len(joined) <= limit:
-            current = joined
-        else:
-            parts.append(current)
-            current = piece
-    if current:
-        parts.append(current)
-    return parts
+    """One sentence as pieces of at most ``limit`` characters (whole when it fits, else cut between words)."""
+    return [sentence] if len(sentence) <= limit else split_words(sentence, limit)
