@@ -32,6 +32,7 @@ from bot.budgets.rules import Feature
 from bot.budgets.service import BudgetService
 from bot.chat.service import ChatService
 from bot.chat.tools.registry import ToolRegistry
+from bot.gateways.directory import GatewayDirectory
 from bot.guilds.config import GuildConfig
 from bot.knowledge.service import KnowledgeService
 from bot.media.service import MediaJobService
@@ -142,7 +143,9 @@ class GatecordBot(commands.AutoShardedBot):
             # and IDENTIFY turns are shared by every process (max_concurrency: Discord's, learnt in connect())
             self.identify_gate = DatabaseIdentifyGate(
                 TokenBuckets(self.store), interval=settings.discord.identify_interval_seconds)
-        self.gateway = build_gateway_client(settings)
+        self.gateway = build_gateway_client(settings)  # the operator's gateway ([gateway])
+        # the client that serves a guild: the operator's, or the guild's own (/gateway set)
+        self.gateways = GatewayDirectory(self.gateway)
         self.web = WebServer(settings.http.host, settings.http.port, max_body_bytes=settings.http.max_body_bytes,
                              limits=settings.http)
         # budgets: one service (engine, reports, admin writes, prices, expiry sweep); codes as the ledger shows them
@@ -335,6 +338,7 @@ class GatecordBot(commands.AutoShardedBot):
                 self._cdn_http = None
             await self.quotas.close()
             await self.chat.close()  # the start-up read of the models' context windows, if still running
+            await self.gateways.close()
             await self.gateway.close()
             await self.store.close()
             await self.discord_pacer.close()
