@@ -134,6 +134,8 @@ usage_ledger = Table(
     Column("music_seconds", BigInteger, nullable=False, server_default=text("0")),
     # 0023: the knowledge base's embedding tokens
     Column("embedding_tokens", BigInteger, nullable=False, server_default=text("0")),
+    # 0025: the label of the gateway that served the call (NULL: none did)
+    Column("gateway", Text),
     Index("usage_ledger_guild_day", "guild_id", "day"),
     Index("usage_ledger_user_day", "guild_id", "user_id", "day"),
 )
@@ -414,4 +416,23 @@ knowledge_answers = Table(
     CheckConstraint("outcome IN ('solved', 'not_helpful')", name="knowledge_answers_outcome"),
     Index("knowledge_answers_guild_created", "guild_id", "created_at"),
     sqlite_autoincrement=True,
+)
+
+# -- 0025: per-server gateways -------------------------------------------------------------------------
+
+#: a guild's own AI gateway (``/gateway set``); the key only as a Fernet token (``[secrets] key``)
+guild_gateways = Table(
+    "guild_gateways", metadata,
+    Column("guild_id", BigInteger, primary_key=True, autoincrement=False),
+    Column("profile", Text, nullable=False),
+    Column("base_url", Text, nullable=False),
+    Column("api_key_encrypted", Text, nullable=False),
+    Column("key_last4", Text, nullable=False),
+    Column("chat_model", Text, nullable=False, server_default=text("''")),
+    Column("vision_model", Text, nullable=False, server_default=text("''")),
+    Column("image_model", Text, nullable=False, server_default=text("''")),
+    Column("allow_operator_fallback", Integer, nullable=False, server_default=text("0")),
+    Column("created_at", Float, nullable=False),
+    Column("updated_at", Float, nullable=False),
+    Column("updated_by", BigInteger, nullable=False),
 )
