@@ -33,6 +33,8 @@ from bot.budgets.service import BudgetService
 from bot.chat.service import ChatService
 from bot.chat.tools.registry import ToolRegistry
 from bot.gateways.directory import GatewayDirectory
+from bot.gateways.secrets import SecretBox
+from bot.gateways.store import GuildGatewayStore
 from bot.guilds.config import GuildConfig
 from bot.knowledge.service import KnowledgeService
 from bot.media.service import MediaJobService
@@ -144,8 +146,12 @@ class GatecordBot(commands.AutoShardedBot):
             self.identify_gate = DatabaseIdentifyGate(
                 TokenBuckets(self.store), interval=settings.discord.identify_interval_seconds)
         self.gateway = build_gateway_client(settings)  # the operator's gateway ([gateway])
+        # the guilds' own gateways, their keys encrypted with [secrets] key (none configured: none can be set)
+        box = SecretBox.from_setting(settings.secrets.key.get_secret_value())
+        self.guild_gateways = GuildGatewayStore(self.store, box)
         # the client that serves a guild: the operator's, or the guild's own (/gateway set)
-        self.gateways = GatewayDirectory(self.gateway)
+        self.gateways = GatewayDirectory(
+            self.gateway, load=self.guild_gateways.load if settings.guild_gateways.enabled else None)
         self.web = WebServer(settings.http.host, settings.http.port, max_body_bytes=settings.http.max_body_bytes,
                              limits=settings.http)
         # budgets: one service (engine, reports, admin writes, prices, expiry sweep); codes as the ledger shows them
