@@ -128,6 +128,8 @@ def sandbox_settings(
             update={"path": str(db_path), "url": None, "media_dir": str(images_path(db_path))}
         ),
         "http": settings.http.model_copy(update={"host": "127.0.0.1", "port": 0}),
+        # a server's own gateway may be another emulator on 127.0.0.1
+        "guild_gateways": settings.guild_gateways.model_copy(update={"allow_private_addresses": True}),
     }
     if gateway is not None:
         update["gateway"] = settings.gateway.model_copy(
