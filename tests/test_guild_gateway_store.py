@@ -291,3 +291,31 @@ async def _fresh_models(client: GatewayClient) -> None:
     """A model list read from the gateway, not the client's cache."""
     client.invalidate_models_cache()
     await client.list_models()
+
+
+# -- the factory's wiring -----------------------------------------------------------------------------
+
+@pytest.mark.parametrize("enabled", [True, False])
+async def test_the_bot_serves_a_stored_gateway_only_when_guild_gateways_are_enabled(
+    tmp_path: Any, enabled: bool
+) -> None:
+    from bot.app.factory import create_bot
+    from bot.app.settings import Settings
+
+    settings = Settings(storage={"path": str(tmp_path / "g.db")}, secrets={"key": SecretBox.new_key()},
+                        guild_gateways={"enabled": enabled})
+    bot = create_bot(settings)
+    await bot.store.open()
+    try:
+        assert bot.guild_gateways.configured
+        await bot.guild_gateways.put(GUILD, profile="digicord", base_url="https://own.example", api_key=KEY,
+                                     actor_id=ADMIN)
+        served = await bot.gateways.for_guild(GUILD)
+        assert (served is not bot.gateway) is enabled
+        if enabled:
+            assert served.config.label == "guild:digicord" and served.config.api_key == KEY
+        assert await bot.gateways.for_guild(OTHER) is bot.gateway
+    finally:
+        await bot.gateways.close()
+        await bot.gateway.close()
+        await bot.store.close()  # (never started: nothing else to close)
