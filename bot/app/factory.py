@@ -21,6 +21,7 @@ import yarl
 from discord.ext import commands
 
 from bot.app.discord_pacing import DiscordPacer, interaction_exempt
+from bot.app.guild_commands import GuildCommands
 from bot.app.identify_gate import DatabaseIdentifyGate
 from bot.app.readiness import database_check
 from bot.app.settings import FallbackGateway, GatewaySettings, Settings
@@ -159,7 +160,10 @@ class GatecordBot(commands.AutoShardedBot):
         self.guild_config = GuildConfig(self.store, settings, self.gateway)
         # media jobs (images, edits, video, music): queues, budget flow, progress, delivery, restart recovery
         # (the cogs only adapt Discord)
-        self.media_jobs = MediaJobService(settings, self.store, self.gateway, self.quotas, self.guild_config, self)
+        self.media_jobs = MediaJobService(settings, self.store, self.gateway, self.quotas, self.guild_config, self,
+                                          gateways=self.gateways)
+        # the commands a server gets from its own gateway (what the operator's lacks), added per guild
+        self.guild_commands = GuildCommands(self, guild_ids=self._own_gateway_guilds)
         self.web.add_readiness_check("database", self._database_ready)
         self.web.add_readiness_check("discord", self._discord_ready)
         self.web.add_readiness_check("accepting", self._accepting_ready)
@@ -249,6 +253,7 @@ class GatecordBot(commands.AutoShardedBot):
             await self.load_extension(extension)
         await self.web.start()
         await self.sync_commands()
+        await self.guild_commands.refresh_all()  # servers with their own gateway: the commands it offers
 
     async def sync_commands(self) -> None:
         guilds = self.settings.discord.command_guilds
@@ -261,6 +266,13 @@ class GatecordBot(commands.AutoShardedBot):
             await self.tree.sync()
         self.commands_synced = True
         log.info("application commands synced (%s)", f"guilds {guilds}" if guilds else "global")
+
+    async def _own_gateway_guilds(self) -> list[int]:
+        """The guilds with their own gateway (none until the store of guild gateways is there)."""
+        store = getattr(self, "guild_gateways", None)
+        if store is None or not self.store.is_open:
+            return []
+        return list(await store.guild_ids())
 
     async def on_guild_available(self, guild: discord.Guild) -> None:
         await self._record_guild(guild)
