@@ -268,11 +268,10 @@ class GatecordBot(commands.AutoShardedBot):
         log.info("application commands synced (%s)", f"guilds {guilds}" if guilds else "global")
 
     async def _own_gateway_guilds(self) -> list[int]:
-        """The guilds with their own gateway (none until the store of guild gateways is there)."""
-        store = getattr(self, "guild_gateways", None)
-        if store is None or not self.store.is_open:
+        """The guilds with their own gateway (none while [guild_gateways] is disabled: the operator's serves all)."""
+        if not self.settings.guild_gateways.enabled or not self.store.is_open:
             return []
-        return list(await store.guild_ids())
+        return list(await self.guild_gateways.guild_ids())
 
     async def on_guild_available(self, guild: discord.Guild) -> None:
         await self._record_guild(guild)
