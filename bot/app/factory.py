@@ -33,6 +33,7 @@ from bot.budgets.service import BudgetService
 from bot.chat.service import ChatService
 from bot.chat.tools.registry import ToolRegistry
 from bot.gateways.directory import GatewayDirectory
+from bot.gateways.service import DEFAULT_CHECK_TIMEOUT, GuildGatewayService
 from bot.guilds.config import GuildConfig
 from bot.knowledge.service import KnowledgeService
 from bot.media.service import MediaJobService
@@ -192,6 +193,29 @@ class GatecordBot(commands.AutoShardedBot):
                                              media_jobs=self.media_jobs, voice=self.voice,
                                              ledger=lambda requester, name, outcome: self.quotas.charge_after(
                                                  requester, Feature.TOOL, model=name, outcome=outcome))
+        # /gateway set|show|remove|fallback: checks a server's own gateway before saving it
+        self.guild_gateway_admin = self._guild_gateway_admin(settings)
+
+    def _guild_gateway_admin(self, settings: Settings) -> GuildGatewayService:
+        section = getattr(settings, "guild_gateways", None)
+        secrets = getattr(settings, "secrets", None)
+
+        def secrets_configured() -> bool:
+            key = getattr(secrets, "key", None)
+            return bool(key.get_secret_value().strip()) if key is not None else False
+
+        async def refresh(guild_id: int) -> None:
+            guild_commands = getattr(self, "guild_commands", None)  # per-guild commands (gw-media)
+            if guild_commands is not None:
+                await guild_commands.refresh(guild_id)
+
+        return GuildGatewayService(
+            lambda: getattr(self, "guild_gateways", None), self.gateways, self.guild_config,
+            secrets_configured=secrets_configured,
+            allow_private_addresses=bool(getattr(section, "allow_private_addresses", False)),
+            check_timeout=float(getattr(section, "check_timeout", DEFAULT_CHECK_TIMEOUT)),
+            refresh=refresh,
+        )
 
     @property
     def cdn_http(self) -> aiohttp.ClientSession:
