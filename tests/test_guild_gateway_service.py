@@ -39,6 +39,7 @@ class Env:
     def __init__(self, service: GuildGatewayService, store: FakeGuildGatewayStore, config: FakeGuildConfig,
                  refreshed: list[int]) -> None:
         self.service, self.store, self.config, self.refreshed = service, store, config, refreshed
+        self.masked: list[str] = []
 
 
 @pytest.fixture
@@ -52,9 +53,13 @@ async def env() -> AsyncIterator[Env]:
     async def refresh(guild_id: int) -> None:
         refreshed.append(guild_id)
 
+    masked: list[str] = []
     service = GuildGatewayService(lambda: store, directory, config, secrets_configured=lambda: True,
-                                  allow_private_addresses=True, check_timeout=5, refresh=refresh)
-    yield Env(service, store, config, refreshed)
+                                  allow_private_addresses=True, check_timeout=5, refresh=refresh,
+                                  mask=masked.append)
+    env = Env(service, store, config, refreshed)
+    env.masked = masked
+    yield env
     await directory.close()
 
 
@@ -89,6 +94,7 @@ async def test_a_refused_key_says_the_gateways_reason_and_saves_nothing(env: Env
     assert text.startswith("The gateway refused this key: Invalid API key provided"), text
     assert "wrong-key-123456" not in text and "Nothing was saved" in text
     assert GUILD not in env.store.rows and env.refreshed == []
+    assert env.masked == ["wrong-key-123456"], "a refused key is masked in the log too"
 
 
 def test_the_key_is_masked_when_a_gateway_echoes_it() -> None:

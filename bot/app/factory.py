@@ -20,6 +20,7 @@ import discord
 import yarl
 from discord.ext import commands
 
+from bot.app import logging_setup
 from bot.app.discord_pacing import DiscordPacer, interaction_exempt
 from bot.app.identify_gate import DatabaseIdentifyGate
 from bot.app.readiness import database_check
@@ -215,6 +216,8 @@ class GatecordBot(commands.AutoShardedBot):
             allow_private_addresses=bool(getattr(section, "allow_private_addresses", False)),
             check_timeout=float(getattr(section, "check_timeout", DEFAULT_CHECK_TIMEOUT)),
             refresh=refresh,
+            # keys typed in /gateway set are masked in the log from the start (gw-store's mask_secret)
+            mask=getattr(logging_setup, "mask_secret", None),
         )
 
     @property

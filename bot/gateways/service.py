@@ -224,7 +224,10 @@ class GuildGatewayService:
         refresh: Callable[[int], Awaitable[object]] | None = None,
         resolve: Resolver = _resolve,
         client_factory: ClientFactory | None = None,
+        mask: Callable[[str], None] | None = None,
     ) -> None:
+        """``mask`` is given every key typed in, before anything is sent (the log's secret filter: a key
+        that fails the check is still someone's secret)."""
         self._store = store
         self.directory = directory
         self.guild_config = guild_config
@@ -234,6 +237,7 @@ class GuildGatewayService:
         self._refresh = refresh
         self._resolve = resolve
         self._client_factory = client_factory or (lambda config, options: GatewayClient(config, options=options))
+        self._mask = mask
 
     # ------------------------------------------------------------------ state
 
@@ -271,6 +275,8 @@ class GuildGatewayService:
         key = request.api_key.strip()
         if not key:
             raise GatewayRefused("Give the gateway's API key.")
+        if self._mask is not None:
+            self._mask(key)
         if len(key) > MAX_KEY or any(c.isspace() for c in key):
             raise GatewayRefused("That API key cannot be right: it has spaces in it or is very long.")
         chat_model, image_model = request.chat_model.strip(), request.image_model.strip()
