@@ -20,6 +20,7 @@ import discord
 import yarl
 from discord.ext import commands
 
+from bot.app import logging_setup
 from bot.app.discord_pacing import DiscordPacer, interaction_exempt
 from bot.app.guild_commands import GuildCommands
 from bot.app.identify_gate import DatabaseIdentifyGate
@@ -35,6 +36,7 @@ from bot.chat.service import ChatService
 from bot.chat.tools.registry import ToolRegistry
 from bot.gateways.directory import GatewayDirectory
 from bot.gateways.secrets import SecretBox
+from bot.gateways.service import GuildGatewayService
 from bot.gateways.store import GuildGatewayStore
 from bot.guilds.config import GuildConfig
 from bot.knowledge.service import KnowledgeService
@@ -202,6 +204,24 @@ class GatecordBot(commands.AutoShardedBot):
                                              media_jobs=self.media_jobs, voice=self.voice,
                                              ledger=lambda requester, name, outcome: self.quotas.charge_after(
                                                  requester, Feature.TOOL, model=name, outcome=outcome))
+        # /gateway set|show|remove|fallback: checks a server's own gateway before saving it
+        self.guild_gateway_admin = self._guild_gateway_admin(settings)
+
+    def _guild_gateway_admin(self, settings: Settings) -> GuildGatewayService:
+        section = settings.guild_gateways
+
+        async def refresh(guild_id: int) -> None:
+            await self.guild_commands.refresh(guild_id)
+
+        return GuildGatewayService(
+            lambda: self.guild_gateways, self.gateways, self.guild_config,
+            secrets_configured=lambda: self.guild_gateways.configured,
+            allow_private_addresses=section.allow_private_addresses,
+            check_timeout=section.check_timeout,
+            refresh=refresh,
+            # keys typed in /gateway set are masked in the log from the start, even one that fails the check
+            mask=logging_setup.mask_secret,
+        )
 
     @property
     def cdn_http(self) -> aiohttp.ClientSession:

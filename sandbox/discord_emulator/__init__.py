@@ -97,6 +97,8 @@ Users acting (async; each returns once the event is dispatched)
     press_button(message_id, custom_id, *, user="alice") -> InteractionRecord
     select_menu(message_id, custom_id, values, *, user="alice") -> InteractionRecord
     submit_modal(custom_id, {input_custom_id: value}, *, user=..., interaction=None) -> InteractionRecord
+        (a text input: its text; a string select, also inside a label (type 18): a list of option values,
+        checked against its options, min_values/max_values and required as Discord does)
     send_user_message(content, *, user="alice", channel_id=None, reply_to=None,
         attachments=[(filename, bytes, content_type)], mention_bot=False, embeds=None) -> MessageState
         (ValueError in a forum: it holds posts, not messages)

@@ -370,13 +370,36 @@ function openModal(event) {
         label.appendChild(input);
         fields.appendChild(label);
         inputs.push(input);
+      } else if (c.type === 3) {
+        // a string select (in a label): its options, the default ones chosen; submitted as a list
+        const label = document.createElement("label");
+        label.className = "field";
+        label.textContent = labelText || c.placeholder || c.custom_id;
+        const select = document.createElement("select");
+        const max = c.max_values == null ? 1 : c.max_values;
+        select.multiple = max > 1;
+        select.required = c.required !== false;
+        if (!select.multiple && !select.required) select.appendChild(new Option("", ""));
+        for (const o of c.options || []) {
+          const opt = new Option(o.label || o.value, o.value, !!o.default, !!o.default);
+          if (o.description) opt.title = o.description;
+          select.appendChild(opt);
+        }
+        select.dataset.customId = c.custom_id;
+        select.dataset.select = "1";
+        label.appendChild(select);
+        fields.appendChild(label);
+        inputs.push(select);
       }
     }
   };
   walk(event.modal.components);
   $("#modal-form").onsubmit = async (ev) => {
     ev.preventDefault();
-    const values = Object.fromEntries(inputs.map((i) => [i.dataset.customId, i.value]));
+    const valueOf = (i) => i.dataset.select
+      ? Array.from(i.selectedOptions).map((o) => o.value).filter((v) => v !== "")
+      : i.value;
+    const values = Object.fromEntries(inputs.map((i) => [i.dataset.customId, valueOf(i)]));
     dialog.close();
     await post("/api/modal", { interaction_id: event.interaction_id, values, user: state.persona });
   };
