@@ -27,6 +27,9 @@ class GatewayConfig:
     video_model: str = ""
     music_model: str = ""
     name: str = ""
+    #: reach this gateway only on public addresses, checked at every connection (a gateway a Discord server's
+    #: admin configured: its DNS could later point at the bot's own network)
+    public_only: bool = False
 
     @property
     def label(self) -> str:

@@ -190,7 +190,11 @@ class Transport:
             await self.public_session.close()
             self.public_session = None
 
-    def _session(self) -> aiohttp.ClientSession:
+    def _session(self, gw: Gateway) -> aiohttp.ClientSession:
+        """The gateway's session: the public-only one for a gateway that may reach public addresses only."""
+        if gw.config.public_only:
+            check_url(gw.config.base_url, profile=gw.profile.name)  # an IP literal never reaches the resolver
+            return self._public()
         if self.session is None or self.session.closed:
             raise RuntimeError("GatewayClient is not started: call `await client.start()` or use `async with`")
         return self.session
@@ -253,7 +257,7 @@ class Transport:
         total: float | None,
         extra_headers: Mapping[str, str] | None,
     ) -> Reply:
-        session = self._session()
+        session = self._session(gw)
         headers = dict(gw.auth_headers) if auth else {}
         if extra_headers:
             headers.update(extra_headers)
@@ -298,7 +302,7 @@ class Transport:
     ) -> tuple[aiohttp.ClientResponse, CallMeta, float]:
         """POST and return the open 2xx response (caller releases it); errors are mapped, with retries
         only while nothing has been received."""
-        session = self._session()
+        session = self._session(gw)
         headers = dict(gw.auth_headers)
         headers["Accept"] = "text/event-stream"
         timeout = self.timeout(stream=True)
@@ -337,7 +341,7 @@ class Transport:
                 for _hop in range(MAX_REDIRECTS + 1):
                     host = url_host(url)
                     if gw.same_origin(url):
-                        session, headers = self._session(), dict(gw.auth_headers)
+                        session, headers = self._session(gw), dict(gw.auth_headers)
                     else:
                         check_url(url, profile=gw.profile.name)
                         session, headers = self._public(), {}

@@ -3,6 +3,7 @@ gateway emulators on loopback."""
 
 from __future__ import annotations
 
+import dataclasses
 from collections.abc import AsyncIterator
 from typing import Any
 
@@ -10,7 +11,8 @@ import pytest
 
 from bot.gateways.directory import GatewayDirectory, GuildGateway, is_guild_client
 from gateway_client import ChatRequest, ClientOptions, GatewayClient, GatewayConfig, UpstreamUnavailable
-from gateway_client.errors import AuthenticationError
+from gateway_client.errors import AuthenticationError, GatewayError
+from gateway_client.safe_urls import UnsafeURL
 from sandbox.gateways import GatewayEmulator
 from tests.fake_clock import FakeClock
 
@@ -54,7 +56,7 @@ async def test_each_guild_is_served_by_its_own_gateway_and_others_by_the_operato
     rows = Rows()
     rows.rows[GUILD_A] = GuildGateway(GUILD_A, _config(own_emu), updated_at=1.0)
     async with GatewayClient(_config(operator_emu)) as operator:
-        directory = GatewayDirectory(operator, load=rows.load)
+        directory = GatewayDirectory(operator, load=rows.load, public_only=False)
         try:
             a = await directory.for_guild(GUILD_A)
             assert is_guild_client(a) and a.config.label == "guild:aicredits"
@@ -73,7 +75,7 @@ async def test_rows_are_reused_for_the_ttl_then_read_again_and_a_changed_row_giv
     rows, clock = Rows(), FakeClock(start=100.0)
     rows.rows[GUILD_A] = GuildGateway(GUILD_A, _config(own_emu), updated_at=1.0)
     async with GatewayClient(_config(operator_emu)) as operator:
-        directory = GatewayDirectory(operator, load=rows.load, ttl=5.0, monotonic=clock.now)
+        directory = GatewayDirectory(operator, load=rows.load, ttl=5.0, public_only=False, monotonic=clock.now)
         try:
             first = await directory.for_guild(GUILD_A)
             assert await directory.for_guild(GUILD_A) is first and rows.reads == 1
@@ -95,7 +97,7 @@ async def test_a_revoked_guild_key_never_falls_back_to_the_operator_even_when_fa
     rows = Rows()
     rows.rows[GUILD_A] = GuildGateway(GUILD_A, _config(own_emu), allow_operator_fallback=True, updated_at=1.0)
     async with GatewayClient(_config(operator_emu)) as operator:
-        directory = GatewayDirectory(operator, load=rows.load)
+        directory = GatewayDirectory(operator, load=rows.load, public_only=False)
         try:
             client = await directory.for_guild(GUILD_A)
             own_emu.faults.revoke_key()
@@ -113,7 +115,7 @@ async def test_an_outage_falls_back_to_the_operator_only_when_the_admin_allowed_
     # no retries (the guild's client takes the operator's options): one 503 is an outage at once
     async with GatewayClient(_config(operator_emu, chat_model=operator_emu.default_chat_model),
                              options=ClientOptions(max_retries=0)) as operator:
-        directory = GatewayDirectory(operator, load=rows.load)
+        directory = GatewayDirectory(operator, load=rows.load, public_only=False)
         try:
             own_emu.faults.fail_next(10, status=503, retry_after=None)
             with pytest.raises(UpstreamUnavailable):
@@ -125,4 +127,29 @@ async def test_an_outage_falls_back_to_the_operator_only_when_the_admin_allowed_
             assert result.meta.gateway == "openai" and result.meta.gateway_fallback_from == "guild:aicredits"
         finally:
             own_emu.faults.reset()
+            await directory.close()
+
+
+async def test_by_default_a_guild_gateway_is_reached_only_on_public_addresses(emus: Any) -> None:
+    """A server admin's base URL that leads into the bot's own network (here loopback) is never connected to,
+    whatever its DNS says at the time of the call; the operator's own gateway is not restricted."""
+    operator_emu, own_emu = emus
+    rows = Rows()
+    rows.rows[GUILD_A] = GuildGateway(GUILD_A, _config(own_emu), updated_at=1.0)
+    async with GatewayClient(_config(operator_emu, chat_model=operator_emu.default_chat_model),
+                             options=ClientOptions(max_retries=0)) as operator:
+        directory = GatewayDirectory(operator, load=rows.load)
+        try:
+            with pytest.raises(UnsafeURL, match="127.0.0.1"):
+                await (await directory.for_guild(GUILD_A)).chat(_chat())
+            assert own_emu.requests == []
+            # a name is checked when it is resolved: "localhost" is loopback too
+            rows.rows[GUILD_A] = GuildGateway(GUILD_A, dataclasses.replace(
+                _config(own_emu), base_url=own_emu.root_url.replace("127.0.0.1", "localhost")), updated_at=2.0)
+            directory.invalidate(GUILD_A)
+            with pytest.raises(GatewayError):
+                await (await directory.for_guild(GUILD_A)).chat(_chat())
+            assert own_emu.requests == []
+            assert (await operator.chat(_chat())).meta.gateway == "openai"
+        finally:
             await directory.close()

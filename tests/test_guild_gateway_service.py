@@ -46,7 +46,7 @@ class Env:
 async def env() -> AsyncIterator[Env]:
     operator = GatewayClient(GatewayConfig(profile="digicord", base_url="http://127.0.0.1:9", api_key="op-key"))
     store = FakeGuildGatewayStore()
-    directory = GatewayDirectory(operator, load=store.load)
+    directory = GatewayDirectory(operator, load=store.load, public_only=False)
     config = FakeGuildConfig()
     refreshed: list[int] = []
 

@@ -231,7 +231,7 @@ async def test_directory_serves_the_stored_gateway_and_sees_changes_after_its_tt
     operator_emu, own_emu = emulators
     gateways = GuildGatewayStore(store, box(SecretBox.new_key()), clock=Clock())
     ticks = Clock(0.0)
-    directory = GatewayDirectory(operator_client, load=gateways.load, ttl=5.0, monotonic=ticks)
+    directory = GatewayDirectory(operator_client, load=gateways.load, ttl=5.0, public_only=False, monotonic=ticks)
     try:
         assert await directory.for_guild(GUILD) is operator_client  # no row yet
         await gateways.put(GUILD, profile="digicord", base_url=own_emu.root_url, api_key=own_emu.api_key,
@@ -277,7 +277,7 @@ async def test_directory_with_an_unreadable_row_raises_and_never_serves_the_oper
     await GuildGatewayStore(store, box(SecretBox.new_key())).put(
         GUILD, profile="digicord", base_url=own_emu.root_url, api_key=own_emu.api_key, actor_id=ADMIN)
     after_key_change = GuildGatewayStore(store, box(SecretBox.new_key()))
-    directory = GatewayDirectory(operator_client, load=after_key_change.load, monotonic=Clock(0.0))
+    directory = GatewayDirectory(operator_client, load=after_key_change.load, public_only=False, monotonic=Clock(0.0))
     try:
         with pytest.raises(GuildGatewayUnavailable):
             await directory.for_guild(GUILD)

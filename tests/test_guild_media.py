@@ -49,7 +49,7 @@ class Rows:
 async def start(settings: Settings, rows: Rows) -> tuple[GatecordBot, asyncio.Task[None]]:
     """The real bot with a directory over ``rows`` (wired before its set-up, as the factory will)."""
     bot = create_bot(settings)
-    bot.gateways = GatewayDirectory(bot.gateway, load=rows.load)
+    bot.gateways = GatewayDirectory(bot.gateway, load=rows.load, public_only=False)
     bot.media_jobs.gateways = bot.gateways
     bot.guild_commands = GuildCommands(bot, guild_ids=lambda: list(rows.rows))
     task = asyncio.create_task(bot.start(settings.discord.token.get_secret_value()))

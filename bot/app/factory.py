@@ -154,7 +154,8 @@ class GatecordBot(commands.AutoShardedBot):
         self.guild_gateways = GuildGatewayStore(self.store, box)
         # the client that serves a guild: the operator's, or the guild's own (/gateway set)
         self.gateways = GatewayDirectory(
-            self.gateway, load=self.guild_gateways.load if settings.guild_gateways.enabled else None)
+            self.gateway, load=self.guild_gateways.load if settings.guild_gateways.enabled else None,
+            public_only=not settings.guild_gateways.allow_private_addresses)
         self.web = WebServer(settings.http.host, settings.http.port, max_body_bytes=settings.http.max_body_bytes,
                              limits=settings.http)
         # budgets: one service (engine, reports, admin writes, prices, expiry sweep); codes as the ledger shows them

@@ -49,8 +49,11 @@ def is_guild_client(client: GatewayClient) -> bool:
 
 class GatewayDirectory:
     def __init__(self, operator: GatewayClient, load: Loader | None = None, *, ttl: float = DIRECTORY_TTL_SECONDS,
-                 monotonic: Callable[[], float] = time.monotonic) -> None:
+                 public_only: bool = True, monotonic: Callable[[], float] = time.monotonic) -> None:
+        """``public_only``: guild clients reach their gateway on public addresses only, checked at every
+        connection (``[guild_gateways] allow_private_addresses`` turns it off, for emulators on loopback)."""
         self.operator = operator
+        self.public_only = public_only
         self._load = load
         self.ttl = ttl
         self._monotonic = monotonic
@@ -104,8 +107,8 @@ class GatewayDirectory:
 
     def _build(self, row: GuildGateway) -> GatewayClient:
         config = row.config
-        if not config.name.startswith(GUILD_LABEL_PREFIX):
-            config = dataclasses.replace(config, name=f"{GUILD_LABEL_PREFIX}{config.profile}")
+        name = config.name if config.name.startswith(GUILD_LABEL_PREFIX) else f"{GUILD_LABEL_PREFIX}{config.profile}"
+        config = dataclasses.replace(config, name=name, public_only=self.public_only)
         fallbacks: list[GatewayConfig] = []
         if row.allow_operator_fallback:
             fallbacks = [self.operator.config, *self.operator.fallback_configs]

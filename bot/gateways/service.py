@@ -286,7 +286,8 @@ class GuildGatewayService:
         base_url = await check_base_url(request.base_url, allow_private=self.allow_private_addresses,
                                         resolve=self._resolve)
         config = GatewayConfig(profile=profile_name, base_url=base_url, api_key=key, chat_model=chat_model,
-                               image_model=image_model, name=f"guild:{profile_name}")
+                               image_model=image_model, name=f"guild:{profile_name}",
+                               public_only=not self.allow_private_addresses)  # and again at every connection
         # the probing client has no models of its own: its lists are then only what the gateway lists
         client = self._client_factory(dataclasses.replace(config, chat_model="", image_model=""), self._options())
         try:
@@ -448,7 +449,7 @@ class GuildGatewayService:
         if row is None:
             return None
         key = row.config.api_key
-        config = row.config
+        config = dataclasses.replace(row.config, public_only=not self.allow_private_addresses)
         client = self._client_factory(config, self._options())
         try:
             await client.start()
