@@ -39,6 +39,7 @@ from bot.rendering.stream import FileData, MessageTarget, Pressure, RenderStats,
 from bot.rendering.text import footer_line
 from bot.rendering.user_facing import UserFacingError
 from gateway_client import (
+    CallMeta,
     ChatMessage,
     ChatRequest,
     ChatResult,
@@ -308,6 +309,10 @@ class AnswerRunner:
         if isinstance(exc, StreamInterrupted) and exc.partial_text.strip():
             partial = exc.partial_text
         meta = getattr(stream, "meta", None)
+        if meta is None:  # the request failed before an answer began: the ledger still says who was asked
+            gateway = self._gateway(spec)
+            meta = CallMeta(profile=gateway.profile.name, gateway=gateway.config.label, operation="chat",
+                            model_requested=spec.model)
         if partial.strip():
             # Keep what arrived, marked incomplete; it was (probably) paid for: charge the estimate.
             reasoning = getattr(exc, "partial_reasoning", "") or ""
