@@ -332,6 +332,19 @@ async def _tell(interaction: discord.Interaction, exc: Exception, knowledge: Any
 
 
 async def setup(bot: GatecordBot) -> None:
-    if bot.knowledge.available:
-        await bot.add_cog(Knowledge(bot))
+    # Always loaded; /knowledge and Add to knowledge are global where the operator's gateway embeds, and
+    # guild commands of each server whose own gateway does (bot.guild_commands).
+    from bot.app.guild_commands import AppCommand
+    from gateway_client import GatewayClient
+
+    cog = Knowledge(bot)
+    await bot.add_cog(cog)
+    commands_: list[AppCommand] = [cog.knowledge, cog.add_menu]
+
+    def offered(gateway: GatewayClient) -> list[AppCommand]:
+        if gateway is bot.gateways.operator:
+            return commands_ if bot.knowledge.available else []
+        return commands_ if gateway.profile.supports("embeddings") and gateway.profile.default_embedding_model else []
+
+    bot.guild_commands.offer("embeddings", offered, every=commands_)
 

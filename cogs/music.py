@@ -1,6 +1,7 @@
 """/music prompt [model] [duration]: Discord input → ``bot.media_jobs`` (the music runner) → replies.
 
-Registered only when the gateway makes music (``bot.media_jobs.supports("music")``). The service runs
+A global command when the operator's gateway makes music, and a guild command of each server whose own
+gateway does (``bot.guild_commands``); a server whose gateway lacks it is told so. The service runs
 the job (budget in music seconds, the [media] queue, the call, the audio attachment, its buttons);
 refusals are private.
 """
@@ -16,10 +17,10 @@ from discord.ext import commands
 from bot.app.factory import GatecordBot
 from bot.app.installs import guest_media_refusal, is_guest
 from bot.media.music_kind import MusicOptions
+from bot.rendering import limits as discord_limits
 from bot.rendering.replies import reply_privately
 from bot.rendering.user_facing import UserFacingError
 from cogs._installs import everywhere
-from cogs._model_choices import media_autocomplete
 
 log = logging.getLogger(__name__)
 
@@ -39,7 +40,6 @@ class Music(commands.Cog):
         model="Music model (default: the gateway's)",
         duration="Length in seconds",
     )
-    @app_commands.autocomplete(model=media_autocomplete("music"))
     async def music(
         self,
         interaction: discord.Interaction,
@@ -58,7 +58,21 @@ class Music(commands.Cog):
         except UserFacingError as exc:
             await reply_privately(interaction, exc.user_message())
 
+    @music.autocomplete("model")
+    async def _model_autocomplete(self, interaction: discord.Interaction,
+                                  current: str) -> list[app_commands.Choice[str]]:
+        """The music models of the gateway serving this server."""
+        matches = await self.service.model_choices("music", current, interaction.guild_id)
+        return [
+            app_commands.Choice(name=m[: discord_limits.CHOICE_NAME], value=m)
+            for m in matches
+            if len(m) <= discord_limits.CHOICE_VALUE
+        ][: discord_limits.AUTOCOMPLETE_CHOICES]
+
 
 async def setup(bot: GatecordBot) -> None:
-    if bot.media_jobs.supports("music"):
-        await bot.add_cog(Music(bot))
+    cog = Music(bot)
+    await bot.add_cog(cog)
+    # global where the operator's gateway makes music; else only for servers whose own gateway does
+    bot.guild_commands.offer(
+        "music", lambda gateway: [cog.music] if bot.media_jobs.supports("music", gateway) else [], every=[cog.music])

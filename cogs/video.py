@@ -2,9 +2,10 @@
 
 The service runs the job (budget, queue, the gateway's asynchronous job, progress, the MP4 or its
 link, recovery after a restart: bot/media/video_kind.py); this cog turns the command's options into
-service calls and refusals (options, budget, limits) into private replies. It is registered only
-when the configured gateway makes video. Its buttons (Cancel, Re-roll, Delete) are the media jobs'
-restart-proof buttons, answered wherever the service routes them.
+service calls and refusals (options, budget, limits) into private replies. /video is a global command
+when the operator's gateway makes video, and a guild command of each server whose own gateway does
+(``bot.guild_commands``); a server whose gateway lacks it is told so privately. Its buttons (Cancel,
+Re-roll, Delete) are the media jobs' restart-proof buttons, answered wherever the service routes them.
 """
 
 from __future__ import annotations
@@ -67,21 +68,23 @@ class Video(commands.Cog):
     @video.autocomplete("model")
     async def _model_autocomplete(self, interaction: discord.Interaction,
                                   current: str) -> list[app_commands.Choice[str]]:
-        matches = await self.service.model_choices("video", current)
+        matches = await self.service.model_choices("video", current, interaction.guild_id)
         return _choices(matches)
 
     @video.autocomplete("duration")
     async def _duration_autocomplete(self, interaction: discord.Interaction,
                                      current: str) -> list[app_commands.Choice[int]]:
         typed = str(current).strip()
-        lengths = [n for n in self.bot.gateway.profile.video_durations if str(n).startswith(typed)]
+        gateway = await self.service.gateway_for(interaction.guild_id)
+        lengths = [n for n in gateway.profile.video_durations if str(n).startswith(typed)]
         return [app_commands.Choice(name=f"{n} s", value=n) for n in lengths][: discord_limits.AUTOCOMPLETE_CHOICES]
 
     @video.autocomplete("size")
     async def _size_autocomplete(self, interaction: discord.Interaction,
                                  current: str) -> list[app_commands.Choice[str]]:
         needle = current.strip().lower()
-        return _choices([s for s in self.bot.gateway.profile.video_sizes if needle in s])
+        gateway = await self.service.gateway_for(interaction.guild_id)
+        return _choices([s for s in gateway.profile.video_sizes if needle in s])
 
 
 def _choices(values: list[str]) -> list[app_commands.Choice[str]]:
@@ -93,5 +96,8 @@ def _choices(values: list[str]) -> list[app_commands.Choice[str]]:
 
 
 async def setup(bot: GatecordBot) -> None:
-    if bot.media_jobs.supports("video"):  # a gateway without video shows no /video at all
-        await bot.add_cog(Video(bot))
+    cog = Video(bot)
+    await bot.add_cog(cog)
+    # global where the operator's gateway makes video; else only for servers whose own gateway does
+    bot.guild_commands.offer(
+        "video", lambda gateway: [cog.video] if bot.media_jobs.supports("video", gateway) else [], every=[cog.video])

@@ -148,7 +148,23 @@ async def _tell(interaction: discord.Interaction, exc: Exception, *, model: str,
 
 
 async def setup(bot: GatecordBot) -> None:
-    if bot.voice.can_speak:
-        await bot.add_cog(Speaking(bot))
-    if bot.voice.can_listen:
-        await bot.add_cog(Transcribing(bot))
+    # Both cogs are always loaded; their commands are global where the operator's gateway speaks (listens),
+    # and guild commands of each server whose own gateway does (bot.guild_commands).
+    def offers(gateway: Any, capability: str, default_model: str, operator: bool) -> bool:
+        if gateway is bot.gateways.operator:
+            return operator
+        return bool(gateway.profile.supports(capability) and default_model)
+
+    speaking, transcribing = Speaking(bot), Transcribing(bot)
+    await bot.add_cog(speaking)
+    await bot.add_cog(transcribing)
+    speech: list[Any] = [speaking.speak_command, speaking.read_menu]
+    bot.guild_commands.offer(
+        "speech", lambda gateway: speech if offers(gateway, "speech", gateway.profile.default_speech_model,
+                                                   bot.voice.can_speak) else [], every=speech)
+    bot.guild_commands.offer(
+        "transcription",
+        lambda gateway: [transcribing.menu] if offers(gateway, "transcriptions",
+                                                      gateway.profile.default_transcription_model,
+                                                      bot.voice.can_listen) else [],
+        every=[transcribing.menu])

@@ -204,6 +204,14 @@ def _fill(tx: SyncTx) -> None:
     _insert(tx, "knowledge_answers", {"guild_id": GUILD, "channel_id": CHANNEL, "thread_id": THREAD + 1,
                                       "message_id": None, "user_id": USER_2, "outcome": None,
                                       "created_at": T0 + 1, "decided_at": None})
+    # 0025: a guild's own gateway, its key as a Fernet token (a copy moves the token as it is)
+    for guild, profile, fallback in ((GUILD, "digicord", 0), (GUILD_2, "openai", 1)):
+        _insert(tx, "guild_gateways", {
+            "guild_id": guild, "profile": profile, "base_url": "https://gw.example/ü", "key_last4": "9xYz",
+            "api_key_encrypted": "gAAAAABpM3Jm" + "Q" * 120 + "==", "chat_model": "model/ç", "vision_model": "",
+            "image_model": "", "allow_operator_fallback": fallback, "created_at": T0, "updated_at": T0 + 0.5,
+            "updated_by": USER,
+        })
     # the last row of each never-reused table is deleted: its id stays used up
     tx.execute("DELETE FROM relay_outbox WHERE seq = (SELECT MAX(seq) FROM relay_outbox)")
     tx.execute("DELETE FROM media_jobs WHERE id = :id", {"id": jobs[-1]})

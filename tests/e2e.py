@@ -99,6 +99,8 @@ def settings_for(
         },
         "storage": {"path": str(db_path)},
         "http": {"host": "127.0.0.1", "port": 0},
+        # a server's own gateway in the tests is another emulator on 127.0.0.1
+        "guild_gateways": {"allow_private_addresses": True},
     }
     if gateway_emu is not None:
         data["gateway"] = {

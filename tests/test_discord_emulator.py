@@ -83,6 +83,30 @@ class NoteModal(discord.ui.Modal, title="Note"):
         await interaction.response.send_message(f"noted: {self.text.value}")
 
 
+class FlavourModal(discord.ui.Modal, title="Flavour"):
+    """A string select inside a label (discord.py 2.6+), with a default option, and a text input."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.flavour: discord.ui.Select[FlavourModal] = discord.ui.Select(
+            custom_id="flavour:pick",
+            options=[discord.SelectOption(label="Vanilla", value="vanilla", default=True),
+                     discord.SelectOption(label="Mint", value="mint")],
+        )
+        self.add_item(discord.ui.Label(text="Flavour", component=self.flavour))
+        self.toppings: discord.ui.Select[FlavourModal] = discord.ui.Select(
+            custom_id="flavour:toppings", min_values=2, max_values=3, required=False,
+            options=[discord.SelectOption(label=t, value=t) for t in ("nuts", "sprinkles", "sauce", "fudge")],
+        )
+        self.add_item(discord.ui.Label(text="Toppings", component=self.toppings))
+        self.note: discord.ui.TextInput[FlavourModal] = discord.ui.TextInput(custom_id="flavour:note", required=False)
+        self.add_item(discord.ui.Label(text="Note", component=self.note))
+
+    async def on_submit(self, interaction: discord.Interaction) -> None:
+        await interaction.response.send_message(
+            f"flavour={','.join(self.flavour.values)} toppings={','.join(self.toppings.values)} note={self.note.value}")
+
+
 class EmuBot(commands.Bot):
     """A small bot exercising the shapes Gatecord uses."""
 
@@ -124,6 +148,10 @@ class EmuBot(commands.Bot):
         @tree.command(name="note", description="Open a modal")
         async def note(interaction: discord.Interaction) -> None:
             await interaction.response.send_modal(NoteModal())
+
+        @tree.command(name="flavour", description="Open a modal with selects")
+        async def flavour(interaction: discord.Interaction) -> None:
+            await interaction.response.send_modal(FlavourModal())
 
         @tree.command(name="fruit", description="Pick a fruit")
         async def fruit(interaction: discord.Interaction, name: str) -> None:
@@ -301,6 +329,36 @@ async def test_modal_roundtrip(emu: DiscordEmulator, bot: EmuBot) -> None:
     sub = await emu.submit_modal(rec.modal["custom_id"], {"note:text": "remember milk"})
     final = await sub.wait_final(timeout=5)
     assert final is not None and final.content == "noted: remember milk"
+
+
+async def test_modal_string_select_in_a_label(emu: DiscordEmulator, bot: EmuBot) -> None:
+    rec = await emu.inject_slash_command("flavour")
+    await rec.wait_acked(5)
+    assert rec.response_type == 9 and rec.modal is not None
+    label = rec.modal["components"][0]
+    assert label["type"] == 18 and label["component"]["type"] == 3, "discord.py sends a label holding the select"
+    cid = rec.modal["custom_id"]
+    for bad in ({"flavour:pick": ["chocolate"]},  # not an option
+                {"flavour:pick": ["vanilla", "mint"]},  # max_values 1
+                {"flavour:pick": []},  # required
+                {"flavour:toppings": ["nuts"]},  # min_values 2
+                {"flavour:toppings": ["nuts", "sprinkles", "sauce", "fudge"]},  # max_values 3
+                {"flavour:pick": "mint", "flavour:nope": "x"}):  # no such input
+        with pytest.raises(ValueError):
+            await emu.submit_modal(cid, bad)
+    plain = await emu.submit_modal(cid, {})  # the default option, an optional select left empty
+    shown = await plain.wait_final(timeout=5)
+    assert shown is not None and shown.content == "flavour=vanilla toppings= note="
+    again = await emu.inject_slash_command("flavour")  # a submitted modal is closed: open it again
+    await again.wait_acked(5)
+    assert again.modal is not None
+    sub = await emu.submit_modal(again.modal["custom_id"], {"flavour:pick": ["mint"], "flavour:toppings": ["sauce", "nuts"],
+                                       "flavour:note": "cone"})
+    final = await sub.wait_final(timeout=5)
+    assert final is not None and final.content == "flavour=mint toppings=sauce,nuts note=cone"
+    submitted = sub.payload["data"]["components"][0]
+    assert submitted["type"] == 18 and submitted["component"] == {
+        "type": 3, "custom_id": "flavour:pick", "values": ["mint"], **({"id": 2} if "id" in submitted["component"] else {})}
 
 
 async def test_autocomplete_and_context_menu(emu: DiscordEmulator, bot: EmuBot) -> None:

@@ -1,4 +1,5 @@
-"""The ``gatecord`` command: ``run``, ``web``, ``migrate``, ``check``, ``backup``, ``copy-db``, ``quota``, ``sandbox``.
+"""The ``gatecord`` command: ``run``, ``web``, ``migrate``, ``check``, ``backup``, ``copy-db``, ``quota``,
+``secrets new-key``, ``rotate-secrets``, ``sandbox``.
 
 What stops the bot from starting at all prints one line and exits with code 2: a configuration
 problem (naming the key and the file, or the environment variable), a database at a newer schema
@@ -64,6 +65,8 @@ def build_parser() -> argparse.ArgumentParser:
         ("backup", "copy the database, consistently, while the bot runs (SQLite's online backup)"),
         ("copy-db", "copy every row of one database into a new, empty one (SQLite to PostgreSQL or back)"),
         ("quota", "the bot owner's budgets: `quota user show|set|reset USER_ID …` (a member's own budget)"),
+        ("secrets", "`secrets new-key`: print a new encryption key for [secrets] key (GATECORD_SECRETS__KEY)"),
+        ("rotate-secrets", "re-encrypt every stored server gateway key with the first [secrets] key"),
         ("sandbox", "try Gatecord in a browser: emulated Discord and gateway, the real bot, one local URL"),
     ):
         cmd = sub.add_parser(name, help=help_text)
@@ -72,6 +75,10 @@ def build_parser() -> argparse.ArgumentParser:
                              help="sqlite:PATH or postgresql://user:password@host:5432/dbname")
             cmd.add_argument("--to", dest="target", required=True, metavar="DATABASE",
                              help="the same forms; migrated to the newest schema, and must hold no rows")
+            continue
+        if name == "secrets":  # needs no configuration (it makes the key the configuration lacks)
+            action = cmd.add_subparsers(dest="secrets_action", required=True, metavar="ACTION")
+            action.add_parser("new-key", help="print a new random Fernet key (nothing is stored)")
             continue
         cmd.add_argument("--config", metavar="PATH", default=None, help="TOML file (default ./config.toml)")
         if name == "quota":
@@ -147,6 +154,8 @@ def main(argv: Sequence[str] | None = None) -> int:
     args = build_parser().parse_args(argv)
     if args.command == "copy-db":
         return _copy_db(args.source, args.target)
+    if args.command == "secrets":  # before the settings: a malformed [secrets] key must not stop this one
+        return _new_key()
     try:
         settings = load_settings(args.config, require_file=args.config is not None)
         command = choose_command(args, settings)
@@ -167,6 +176,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     handler = {"run": _run, "web": _web, "migrate": _migrate,
                "check": lambda s: _check(s, calls=not args.no_calls),
                "quota": lambda s: _quota(s, args),
+               "rotate-secrets": _rotate_secrets,
                "sandbox": lambda s: _sandbox(s, args)}[command]
     try:
         return asyncio.run(handler(settings))
@@ -412,6 +422,52 @@ async def _quota(settings: Settings, args: argparse.Namespace) -> int:
         return 0
     finally:
         await store.close()
+
+
+def _new_key() -> int:
+    from bot.gateways.secrets import SecretBox
+
+    print(SecretBox.new_key())
+    print("gatecord: set it as GATECORD_SECRETS__KEY (or key under [secrets]) and restart; to replace a key in "
+          "use, put the new one first and keep the old after a comma, run `gatecord rotate-secrets`, then drop "
+          "the old one", file=sys.stderr)
+    return 0
+
+
+async def _rotate_secrets(settings: Settings) -> int:
+    """Re-encrypt every stored gateway key with the first ``[secrets] key`` (the others only decrypt).
+    Exit 1 without a key, or when a stored key opens with none of them (those guilds are named)."""
+    from bot.gateways.errors import SecretsNotConfigured
+    from bot.gateways.secrets import SecretBox
+    from bot.gateways.store import GuildGatewayStore
+    from bot.storage.store import Store
+
+    box = SecretBox.from_setting(settings.secrets.key.get_secret_value())
+    if box is None:
+        print(f"gatecord: {SecretsNotConfigured()}", file=sys.stderr)
+        return EXIT_FAILURE
+    store = Store.from_settings(settings.storage)
+    try:
+        await store.open()
+    except StorageError as exc:
+        print(f"gatecord: {exc}", file=sys.stderr)
+        return storage_exit_code(exc)
+    try:
+        report = await GuildGatewayStore(store, box).rotate()
+    finally:
+        await store.close()
+    kept = report.rows - report.rotated - len(report.unreadable)
+    print(f"{store.describe()}: {report.rows} stored gateway key(s): {report.rotated} re-encrypted with the first "
+          f"[secrets] key, {kept} already were")
+    if report.unreadable:
+        guilds = ", ".join(str(g) for g in report.unreadable)
+        print(f"gatecord: {len(report.unreadable)} stored key(s) cannot be decrypted with any configured [secrets] "
+              f"key and were left as they are (servers {guilds}): add the key they were encrypted with after the "
+              "first one and run this again, or their managers must `/gateway set` again", file=sys.stderr)
+        return EXIT_FAILURE
+    if box.key_count > 1:
+        print("every stored key now opens with the first [secrets] key: the others can be removed")
+    return 0
 
 
 async def _check(settings: Settings, *, calls: bool = True) -> int:

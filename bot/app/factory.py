@@ -20,7 +20,9 @@ import discord
 import yarl
 from discord.ext import commands
 
+from bot.app import logging_setup
 from bot.app.discord_pacing import DiscordPacer, interaction_exempt
+from bot.app.guild_commands import GuildCommands
 from bot.app.identify_gate import DatabaseIdentifyGate
 from bot.app.readiness import database_check
 from bot.app.settings import FallbackGateway, GatewaySettings, Settings
@@ -33,6 +35,9 @@ from bot.budgets.service import BudgetService
 from bot.chat.service import ChatService
 from bot.chat.tools.registry import ToolRegistry
 from bot.gateways.directory import GatewayDirectory
+from bot.gateways.secrets import SecretBox
+from bot.gateways.service import GuildGatewayService
+from bot.gateways.store import GuildGatewayStore
 from bot.guilds.config import GuildConfig
 from bot.knowledge.service import KnowledgeService
 from bot.media.service import MediaJobService
@@ -144,8 +149,12 @@ class GatecordBot(commands.AutoShardedBot):
             self.identify_gate = DatabaseIdentifyGate(
                 TokenBuckets(self.store), interval=settings.discord.identify_interval_seconds)
         self.gateway = build_gateway_client(settings)  # the operator's gateway ([gateway])
+        # the guilds' own gateways, their keys encrypted with [secrets] key (none configured: none can be set)
+        box = SecretBox.from_setting(settings.secrets.key.get_secret_value())
+        self.guild_gateways = GuildGatewayStore(self.store, box)
         # the client that serves a guild: the operator's, or the guild's own (/gateway set)
-        self.gateways = GatewayDirectory(self.gateway)
+        self.gateways = GatewayDirectory(
+            self.gateway, load=self.guild_gateways.load if settings.guild_gateways.enabled else None)
         self.web = WebServer(settings.http.host, settings.http.port, max_body_bytes=settings.http.max_body_bytes,
                              limits=settings.http)
         # budgets: one service (engine, reports, admin writes, prices, expiry sweep); codes as the ledger shows them
@@ -154,7 +163,10 @@ class GatecordBot(commands.AutoShardedBot):
         self.guild_config = GuildConfig(self.store, settings, self.gateway, gateways=self.gateways)
         # media jobs (images, edits, video, music): queues, budget flow, progress, delivery, restart recovery
         # (the cogs only adapt Discord)
-        self.media_jobs = MediaJobService(settings, self.store, self.gateway, self.quotas, self.guild_config, self)
+        self.media_jobs = MediaJobService(settings, self.store, self.gateway, self.quotas, self.guild_config, self,
+                                          gateways=self.gateways)
+        # the commands a server gets from its own gateway (what the operator's lacks), added per guild
+        self.guild_commands = GuildCommands(self, guild_ids=self._own_gateway_guilds)
         self.web.add_readiness_check("database", self._database_ready)
         self.web.add_readiness_check("discord", self._discord_ready)
         self.web.add_readiness_check("accepting", self._accepting_ready)
@@ -193,6 +205,24 @@ class GatecordBot(commands.AutoShardedBot):
                                              media_jobs=self.media_jobs, voice=self.voice,
                                              ledger=lambda requester, name, outcome: self.quotas.charge_after(
                                                  requester, Feature.TOOL, model=name, outcome=outcome))
+        # /gateway set|show|remove|fallback: checks a server's own gateway before saving it
+        self.guild_gateway_admin = self._guild_gateway_admin(settings)
+
+    def _guild_gateway_admin(self, settings: Settings) -> GuildGatewayService:
+        section = settings.guild_gateways
+
+        async def refresh(guild_id: int) -> None:
+            await self.guild_commands.refresh(guild_id)
+
+        return GuildGatewayService(
+            lambda: self.guild_gateways, self.gateways, self.guild_config,
+            secrets_configured=lambda: self.guild_gateways.configured,
+            allow_private_addresses=section.allow_private_addresses,
+            check_timeout=section.check_timeout,
+            refresh=refresh,
+            # keys typed in /gateway set are masked in the log from the start, even one that fails the check
+            mask=logging_setup.mask_secret,
+        )
 
     @property
     def cdn_http(self) -> aiohttp.ClientSession:
@@ -244,6 +274,7 @@ class GatecordBot(commands.AutoShardedBot):
             await self.load_extension(extension)
         await self.web.start()
         await self.sync_commands()
+        await self.guild_commands.refresh_all()  # servers with their own gateway: the commands it offers
 
     async def sync_commands(self) -> None:
         guilds = self.settings.discord.command_guilds
@@ -256,6 +287,12 @@ class GatecordBot(commands.AutoShardedBot):
             await self.tree.sync()
         self.commands_synced = True
         log.info("application commands synced (%s)", f"guilds {guilds}" if guilds else "global")
+
+    async def _own_gateway_guilds(self) -> list[int]:
+        """The guilds with their own gateway (none while [guild_gateways] is disabled: the operator's serves all)."""
+        if not self.settings.guild_gateways.enabled or not self.store.is_open:
+            return []
+        return list(await self.guild_gateways.guild_ids())
 
     async def on_guild_available(self, guild: discord.Guild) -> None:
         await self._record_guild(guild)

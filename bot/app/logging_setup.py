@@ -4,7 +4,8 @@ Every logger's records pass the root handler, so the filter there covers discord
 carry interaction and webhook tokens), aiohttp, SQLAlchemy and our own code alike. The filter masks
 the configured secrets (bot token, gateway keys) and anything shaped like a token: the token part of
 ``/webhooks/{id}/{token}`` and ``/interactions/{id}/{token}/callback``, ``"token": "…"`` fields,
-``Bearer``/``Bot`` credentials, relay keys (``gcr_…``) and Discord bot tokens.
+``Bearer``/``Bot`` credentials, relay keys (``gcr_…``) and Discord bot tokens. Secrets learnt at run time
+(a server's own gateway key, decrypted from the database) are added with ``mask_secret``.
 
 discord.py logs request and response bodies at DEBUG (messages quoting members, webhooks with their
 tokens): its lines keep the method, URL and status, the bodies are summarised by size. The storage
@@ -17,6 +18,7 @@ from __future__ import annotations
 import logging
 import re
 import sys
+import weakref
 from collections.abc import Iterable
 from typing import Any, TextIO
 from urllib.parse import unquote, urlsplit
@@ -65,14 +67,31 @@ def _payload_summary(arg: Any) -> Any:
     return arg
 
 
+#: secrets learnt while the process runs (a server's own gateway key, read from the database): every
+#: SecretFilter masks them, those made later too
+_runtime_secrets: list[str] = []
+_filters: weakref.WeakSet[SecretFilter] = weakref.WeakSet()
+
+
+def mask_secret(value: str) -> None:
+    """Mask ``value`` in every log line of this process from now on (every ``SecretFilter``, present and
+    future). For secrets that are not in the settings: a server's own gateway key, once decrypted."""
+    if not value or len(value) < MIN_SECRET_LENGTH or value in _runtime_secrets:
+        return
+    _runtime_secrets.append(value)
+    for secret_filter in list(_filters):
+        secret_filter.add(value)
+
+
 class SecretFilter(logging.Filter):
     """Scrubs secrets from a record's message, exception text and stack before any handler formats it."""
 
     def __init__(self, secrets: Iterable[str] = ()) -> None:
         super().__init__()
         self._secrets: list[str] = []
-        for secret in secrets:
+        for secret in [*secrets, *_runtime_secrets]:
             self.add(secret)
+        _filters.add(self)
 
     def add(self, secret: str) -> None:
         """Mask ``secret`` from now on (longest first, so a secret containing another is masked whole)."""
@@ -103,6 +122,8 @@ class SecretFilter(logging.Filter):
 def settings_secrets(settings: Settings) -> list[str]:
     secrets = [settings.discord.token.get_secret_value(), settings.gateway.api_key.get_secret_value()]
     secrets += [f.api_key.get_secret_value() for f in settings.gateway.fallbacks]
+    encryption = settings.secrets.key.get_secret_value()  # [secrets] key: the whole value and each key
+    secrets += [encryption, *(part.strip() for part in encryption.split(","))] if encryption.strip() else []
     if settings.storage.url is not None:  # the PostgreSQL password, as written and percent-decoded
         password = urlsplit(settings.storage.url.get_secret_value()).password
         secrets += [password, unquote(password)] if password else []

@@ -29,10 +29,12 @@ from pydantic import (
 from pydantic_settings import BaseSettings, NoDecode, PydanticBaseSettingsSource, SettingsConfigDict
 from pydantic_settings.exceptions import SettingsError
 
+from bot.gateways.secrets import InvalidSecretsKey, parse_keys
+
 PROFILES = ("aicordcloud", "digicord", "aicredits", "aiproxy", "openai")
 ProfileName = Literal["aicordcloud", "digicord", "aicredits", "aiproxy", "openai"]
 DEFAULT_CONFIG_PATH = Path("config.toml")
-SECRET_KEYS = frozenset({"discord.token", "gateway.api_key"})
+SECRET_KEYS = frozenset({"discord.token", "gateway.api_key", "secrets.key"})
 SECRET_CONTAINERS = frozenset({"gateway.fallbacks"})  # a whole value that holds secrets is never echoed either
 #: a key named like this (``token``, ``api_key``, ``relay_key``, ``db_password``…) holds a secret, at any depth
 SECRET_NAME = re.compile(r"(?:^|_)(?:token|api_key|apikey|key|secret|password)$", re.IGNORECASE)
@@ -217,6 +219,35 @@ class StorageSettings(_Section):
         if scheme == "postgres":
             text = "postgresql://" + text.split("://", 1)[1]
         return SecretStr(text)
+
+
+class SecretsSettings(_Section):
+    """``key``: the Fernet key(s) that encrypt what the bot stores of others' secrets (a server's own gateway
+    key). One key, or several separated by commas when rotating: the first encrypts, all decrypt."""
+
+    key: SecretStr = SecretStr("")
+
+    @field_validator("key")
+    @classmethod
+    def _fernet_keys(cls, value: SecretStr) -> SecretStr:
+        text = value.get_secret_value()
+        if text.strip():
+            try:
+                parse_keys(text)
+            except InvalidSecretsKey as exc:
+                raise ValueError(str(exc)) from None  # the reason only: never the value
+        return value
+
+
+class GuildGatewaySettings(_Section):
+    """Servers that bring their own AI gateway (``/gateway set``)."""
+
+    enabled: bool = True
+    #: a server's base URL may resolve to private / loopback addresses (the sandbox's and the tests'
+    #: emulators are on 127.0.0.1); off, only public addresses are accepted
+    allow_private_addresses: bool = False
+    #: seconds the check of a new gateway (health, model list) may take at ``/gateway set``
+    check_timeout: float = Field(15.0, gt=0, le=120)
 
 
 class HttpSettings(_Section):
@@ -412,6 +443,8 @@ class Settings(BaseSettings):
     discord: DiscordSettings = Field(default_factory=DiscordSettings)
     gateway: GatewaySettings = Field(default_factory=GatewaySettings)
     storage: StorageSettings = Field(default_factory=StorageSettings)
+    secrets: SecretsSettings = Field(default_factory=SecretsSettings)
+    guild_gateways: GuildGatewaySettings = Field(default_factory=GuildGatewaySettings)
     http: HttpSettings = Field(default_factory=HttpSettings)
     chat: ChatSettings = Field(default_factory=ChatSettings)
     vision: VisionSettings = Field(default_factory=VisionSettings)

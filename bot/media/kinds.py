@@ -6,6 +6,9 @@ runner only for what differs: what to hold, the paid work, how progress reads, h
 shown. Runners: image and edit (bot/media/image_kind.py), music (bot/media/music_kind.py), video
 (bot/media/video_kind.py). Each is built once by the service with a ``KindContext``.
 
+Runners are built per gateway client (the service keeps one set for the operator's gateway and one
+for each guild gateway a job ran on), so a runner's ``gateway`` is the one its jobs run on.
+
 The life of a job, for every kind: row (with its sources) → ``reserve(**runner.amounts(params))``
 (the reservation id stored on the row) → progress message → queue slot (images and edits: the
 ``[imagine]`` queue; video and music: the ``[media]`` queue) → ``mark_running`` →
@@ -46,6 +49,8 @@ class MediaRequest:
     params: JobParams
     gateway_request: GatewayRequest
     sources: list[tuple[str, FileToStore]] = field(default_factory=list)
+    #: the gateway it was validated for (the guild's; set by the service): the job runs there
+    gateway: GatewayClient | None = field(default=None, compare=False, repr=False)
 
 
 @dataclass(frozen=True)

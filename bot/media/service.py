@@ -9,10 +9,17 @@ position is shown) → ``running`` → the runner's paid work → files stored (
 settled with what was produced → the runner shows the result (``done``). A failure releases the hold
 and tells the member why; a member's cancel settles what the gateway billed (nothing: released).
 
+Every job runs on the gateway of its guild (``GatewayDirectory.for_guild``: the operator's, or the
+guild's own): its options are validated by that gateway's rules, its models listed there, and the job
+row's ``profile`` records which gateway took it (``gateway_mark``: the operator's profile name, or a
+guild gateway's label and base URL).
+
 After a restart (or when a lease sweep finds a dead process's jobs): ``running`` → unknown with a
 Retry button (never resubmitted on its own), ``generated`` → posted, ``submitted`` → the runner
-resumes polling (never a new POST) with the hold reopened — or, when it is gone, charged afterwards
-(``charge_after``). With many processes, each renews a lease on the jobs it works on; a job is
+resumes polling (never a new POST) on the gateway of the job's guild with the hold reopened — or,
+when it is gone, charged afterwards (``charge_after``). When the guild changed or removed its
+gateway since, the job fails with that reason and its hold is released: it is never polled on
+another gateway. With many processes, each renews a lease on the jobs it works on; a job is
 recovered only once its process is gone. On shutdown the service stops taking jobs ("restarting"),
 lets the jobs in progress finish for a bounded time, then cancels the rest (a submitted job keeps its
 hold for the next start; the others' holds are released; a cut-off paid call shows as unknown).
@@ -32,6 +39,8 @@ import discord
 from bot.app.draining import Drained, Restarting, drain_tasks
 from bot.budgets.engine import Reservation
 from bot.budgets.rules import KIND_NOUNS, BudgetExceeded, Requester
+from bot.gateways.directory import GatewayDirectory, is_guild_client
+from bot.guilds.config import GUILD_LEVEL
 from bot.media.buttons import ButtonHandler, retry_view
 from bot.media.image_kind import EditRunner, EditSourceLike, ImageRunner
 from bot.media.jobs import ACTIVE_STATUSES, JobStore, MediaJob, StoredFile, media_location
@@ -47,17 +56,16 @@ from bot.rendering.errors import describe_error, error_code
 from bot.rendering.user_facing import UserFacingError
 from bot.storage.errors import StorageError
 from bot.storage.store import Store
-from gateway_client import CallMeta, GatewayError, ModelKind, Unsupported
+from gateway_client import CallMeta, GatewayClient, GatewayError, ModelKind, Unsupported
 
 if TYPE_CHECKING:
     from bot.app.settings import Settings
     from bot.budgets.service import BudgetService
     from bot.guilds.config import GuildConfig
-    from gateway_client import GatewayClient
 
 __all__ = [
-    "ImagesUnsupported", "ImageNotStored", "JobGone", "JobNotRunning", "JobStillRunning", "KindUnsupported",
-    "MediaJobService", "NotJobOwner",
+    "GatewayChanged", "ImagesUnsupported", "ImageNotStored", "JobGone", "JobNotRunning", "JobStillRunning",
+    "KindUnsupported", "MediaJobService", "NotJobOwner", "gateway_mark",
 ]
 
 log = logging.getLogger(__name__)
@@ -77,25 +85,48 @@ MODEL_KINDS = {"image": "image", "edit": "image", "video": "video", "music": "mu
 NOUNS = {"image": "images", "edit": "image edits", "video": "video", "music": "music"}
 
 
+def guild_gateway_lacks(client: GatewayClient | None, feature: str) -> str | None:
+    """The contract's wording when a server's own gateway lacks ``feature`` (None for the bot's)."""
+    if client is None or not is_guild_client(client):
+        return None
+    return (f"This server's own AI gateway ({client.profile.name}) does not offer {feature}. A server manager "
+            "can go back to the bot's gateway with `/gateway remove`.")
+
+
 class KindUnsupported(UserFacingError):
     code = "kind_unsupported"
 
-    def __init__(self, kind: str) -> None:
+    def __init__(self, kind: str, gateway: GatewayClient | None = None) -> None:
         super().__init__(f"the gateway does not offer {kind}")
         self.kind = kind
+        self.gateway = gateway
 
     def user_message(self) -> str:
-        return f"This bot's AI gateway does not make {NOUNS.get(self.kind, self.kind)}."
+        noun = NOUNS.get(self.kind, self.kind)
+        return guild_gateway_lacks(self.gateway, noun) or f"This bot's AI gateway does not make {noun}."
 
 
 class ImagesUnsupported(KindUnsupported):
     code = "images_unsupported"
 
-    def __init__(self) -> None:
-        super().__init__("image")
+    def __init__(self, gateway: GatewayClient | None = None) -> None:
+        super().__init__("image", gateway)
 
     def user_message(self) -> str:
-        return "This bot's AI gateway does not generate images."
+        return guild_gateway_lacks(self.gateway, "images") or "This bot's AI gateway does not generate images."
+
+
+class GatewayChanged(UserFacingError):
+    """A submitted job's guild changed (or removed) its gateway since: it cannot be followed there."""
+
+    code = "gateway_changed"
+
+    def __init__(self, was: str, now: str) -> None:
+        super().__init__(f"submitted on {was!r}, the guild is now served by {now!r}")
+
+    def user_message(self) -> str:
+        return ("this server changed its AI gateway after the job was sent, so the bot cannot follow it on the "
+                "gateway that was making it.")
 
 
 class JobGone(UserFacingError):
@@ -145,26 +176,46 @@ class _Active:
 
     run: JobRun
     runner: KindRunner
+    gateway: GatewayClient
     task: asyncio.Task[None] | None = None
     ticket: Ticket | None = None
     finishing: bool = False  # produced: storing, settling, showing (no longer cancellable)
     cancelled: bool = False  # a member cancelled it (the cancel owns the hold and the message)
 
 
+@dataclass(eq=False)
+class _Served:
+    """What the service keeps per gateway client: its kinds' runners and its model lists."""
+
+    gateway: GatewayClient
+    runners: dict[str, KindRunner]
+    models: dict[str, tuple[float, list[str]]]
+
+
 def is_moderator(permissions: discord.Permissions) -> bool:
     return permissions.administrator or permissions.manage_messages or permissions.manage_guild
+
+
+def gateway_mark(client: GatewayClient) -> str:
+    """Which gateway took a job (kept in its row's ``profile``): the operator's profile name (its label, as
+    before), or a guild gateway's label and base URL — so a guild that changed its gateway since is seen."""
+    label = client.config.label
+    return f"{label} {client.config.base_url}" if is_guild_client(client) else label
 
 
 class MediaJobService:
     def __init__(
         self, settings: Settings, store: Store, gateway: GatewayClient, quotas: BudgetService,
         guild_config: GuildConfig | None, client: discord.Client, *, clock: Callable[[], float] = time.monotonic,
+        gateways: GatewayDirectory | None = None,
     ) -> None:
         self.settings = settings.imagine
         self.media = settings.media
         self._default_ttl = float(settings.quotas.reservation_ttl_seconds)
         self.profile = settings.gateway.profile
         self.gateway = gateway
+        #: the gateway serving each guild (the operator's ``gateway`` unless the guild has its own)
+        self.gateways = gateways if gateways is not None else GatewayDirectory(gateway)
         self.quotas = quotas
         self.guild_config = guild_config
         self.client = client
@@ -175,32 +226,59 @@ class MediaJobService:
         #: who handles button presses (the media buttons cog attaches itself); None: "not available"
         self.buttons: ButtonHandler | None = None
         self._clock = clock
-        ctx = KindContext(settings=settings, gateway=gateway, jobs=self.jobs, client=client,
-                          presenter=self.presenter, clock=clock)
-        self.runners: dict[str, KindRunner] = {r.kind: r for r in _build_runners(ctx)}
+        self._ctx = KindContext(settings=settings, gateway=gateway, jobs=self.jobs, client=client,
+                                presenter=self.presenter, clock=clock)
+        #: the operator's gateway's runners (each guild gateway gets its own set: ``_serving``)
+        self.runners: dict[str, KindRunner] = {r.kind: r for r in _build_runners(self._ctx)}
+        self._models: dict[str, tuple[float, list[str]]] = {}
+        self._guild_served: dict[int, _Served] = {}
         self._tasks: set[asyncio.Task[Any]] = set()
         self._jobs: set[asyncio.Task[Any]] = set()  # the jobs being worked on (what a drain waits for)
         self._active: dict[int, _Active] = {}
         self._accepting = True
-        self._models: dict[str, tuple[float, list[str]]] = {}
 
     @property
     def queue(self) -> FairQueue:
         """The [imagine] queue (images and edits)."""
         return self.queues["imagine"]
 
-    def supports(self, kind: str) -> bool:
-        """Whether this bot makes ``kind`` jobs: a runner for it, and the gateway's profile offers it."""
+    def supports(self, kind: str, gateway: GatewayClient | None = None) -> bool:
+        """Whether ``kind`` jobs can be made on ``gateway`` (default: the operator's): a runner for it, and
+        the gateway's profile offers it."""
         if kind not in self.runners:
             return False
-        profile = getattr(self.gateway, "profile", None)
+        profile = getattr(gateway if gateway is not None else self.gateway, "profile", None)
         return profile is None or bool(profile.supports(CAPABILITY[kind]))
 
-    def runner(self, kind: str) -> KindRunner:
+    async def supports_in(self, kind: str, guild_id: int | None) -> bool:
+        """``supports`` on the gateway serving ``guild_id``."""
+        return self.supports(kind, await self.gateways.for_guild(guild_id))
+
+    async def gateway_for(self, guild_id: int | None) -> GatewayClient:
+        """The gateway client a job of ``guild_id`` runs on."""
+        return await self.gateways.for_guild(guild_id)
+
+    def runner(self, kind: str, gateway: GatewayClient | None = None) -> KindRunner:
+        """The runner of ``kind`` jobs on ``gateway`` (default: the operator's)."""
         try:
-            return self.runners[kind]
+            return self._serving(gateway).runners[kind]
         except KeyError:
-            raise KindUnsupported(kind) from None
+            raise KindUnsupported(kind, gateway) from None
+
+    def _serving(self, gateway: GatewayClient | None) -> _Served:
+        """The runners and model lists of ``gateway``: built the first time a guild gateway is used, and
+        forgotten once the directory has closed it and no job of this process still runs on it."""
+        if gateway is None or gateway is self.gateway:
+            return _Served(self.gateway, self.runners, self._models)
+        served = self._guild_served.get(id(gateway))
+        if served is None or served.gateway is not gateway:
+            served = _Served(gateway, {r.kind: r for r in _build_runners(replace(self._ctx, gateway=gateway))}, {})
+            self._guild_served[id(gateway)] = served
+        in_use = {id(a.gateway) for a in self._active.values()}
+        for key, other in list(self._guild_served.items()):
+            if other is not served and not other.gateway.started and key not in in_use:
+                del self._guild_served[key]
+        return served
 
     # -- lifecycle ------------------------------------------------------------------------------------
 
@@ -268,40 +346,48 @@ class MediaJobService:
 
     # -- models ---------------------------------------------------------------------------------------
 
-    async def model_ids(self, kind: str) -> list[str]:
-        """The gateway's models for ``kind`` (cached for a few minutes)."""
+    async def model_ids(self, kind: str, gateway: GatewayClient | None = None) -> list[str]:
+        """``gateway``'s models for ``kind`` (default: the operator's; cached for a few minutes)."""
+        served = self._serving(gateway)
         now = self._clock()
-        cached = self._models.get(MODEL_KINDS.get(kind, kind))
+        cached = served.models.get(MODEL_KINDS.get(kind, kind))
         if cached and now - cached[0] < MODEL_CACHE_SECONDS:
             return cached[1]
-        lister = {"image": self.gateway.image_models, "edit": self.gateway.image_models,
-                  "video": self.gateway.video_models, "music": self.gateway.music_models}[kind]
+        client = served.gateway
+        lister = {"image": client.image_models, "edit": client.image_models,
+                  "video": client.video_models, "music": client.music_models}[kind]
         models = await lister()
         ids = list(dict.fromkeys(m.id for m in models))
-        self._models[MODEL_KINDS.get(kind, kind)] = (now, ids)
+        served.models[MODEL_KINDS.get(kind, kind)] = (now, ids)
         return ids
 
-    async def image_model_ids(self) -> list[str]:
-        return await self.model_ids("image")
+    async def image_model_ids(self, gateway: GatewayClient | None = None) -> list[str]:
+        return await self.model_ids("image", gateway)
 
-    async def model_choices(self, kind: str, current: str) -> list[str]:
-        """Model ids of ``kind`` containing ``current``; the last known list when the gateway is slow."""
+    async def model_choices(self, kind: str, current: str, guild_id: int | None = None) -> list[str]:
+        """Model ids of ``kind`` on the gateway of ``guild_id`` containing ``current``; the last known
+        list when the gateway is slow."""
+        gateway: GatewayClient | None = None
         try:
-            ids = await asyncio.wait_for(self.model_ids(kind), AUTOCOMPLETE_TIMEOUT)
+            async with asyncio.timeout(AUTOCOMPLETE_TIMEOUT):
+                gateway = await self.gateways.for_guild(guild_id)
+                ids = await self.model_ids(kind, gateway)
         except Exception as exc:  # autocomplete must answer; an empty list is an answer
             log.info("%s model list unavailable for autocomplete: %r", kind, exc)
-            cached = self._models.get(MODEL_KINDS.get(kind, kind))
+            if gateway is None:
+                gateway = self.gateways.peek(guild_id)
+            cached = self._serving(gateway).models.get(MODEL_KINDS.get(kind, kind))
             ids = cached[1] if cached else []
         needle = current.lower().strip()
         return [m for m in ids if needle in m.lower()] if needle else list(ids)
 
-    async def _check_model_listed(self, kind: str, model: str | None) -> None:
+    async def _check_model_listed(self, kind: str, model: str | None, gateway: GatewayClient | None = None) -> None:
         """Refuse a typed model missing from the gateway's model list of the kind (when the list can be
         had quickly; otherwise the gateway decides, and a refusal there is refunded)."""
         if not model:
             return
         try:
-            ids = await asyncio.wait_for(self.model_ids(kind), MODEL_CHECK_TIMEOUT)
+            ids = await asyncio.wait_for(self.model_ids(kind, gateway), MODEL_CHECK_TIMEOUT)
         except Exception as exc:
             log.info("%s model list unavailable, not checking %r: %r", kind, model, exc)
             return
@@ -315,63 +401,82 @@ class MediaJobService:
         """The validated request for /imagine create's options; raises ``OptionError``, ``ImagesUnsupported``
         or ``Restarting``."""
         self._check_accepting()
-        default_model = await self._guild_image_model(guild_id, channel_id, parent_channel_id)
+        gateway = await self.gateways.for_guild(guild_id)
+        if not self.supports("image", gateway):
+            raise ImagesUnsupported(gateway)
+        default_model = await self._guild_image_model(gateway, guild_id, channel_id, parent_channel_id)
         try:
-            request = self._builder("image").build(opts, default_model=default_model)
-            await self._check_model_listed("image", opts.model)
+            request = self._builder("image", gateway).build(opts, default_model=default_model)
+            await self._check_model_listed("image", opts.model, gateway)
         except Unsupported:
-            raise ImagesUnsupported() from None
-        return request
+            raise ImagesUnsupported(gateway) from None
+        return replace(request, gateway=gateway)
 
     async def prepare_edit(self, opts: Any, source: EditSourceLike, *, guild_id: int | None,
                            channel_id: int | None, parent_channel_id: int | None = None) -> MediaRequest:
         """An edit of ``source`` by ``opts`` (bot/media/edit_source.py ``EditOptions``/``EditSource``)."""
         self._check_accepting()
-        if not self.supports("edit"):
-            raise KindUnsupported("edit")
-        runner = self.runners["edit"]
+        gateway = await self.gateways.for_guild(guild_id)
+        if not self.supports("edit", gateway):
+            raise KindUnsupported("edit", gateway)
+        runner = self.runner("edit", gateway)
         assert isinstance(runner, EditRunner)
-        default_model = await self._guild_image_model(guild_id, channel_id, parent_channel_id)
+        default_model = await self._guild_image_model(gateway, guild_id, channel_id, parent_channel_id)
         try:
             request = runner.build_edit(opts, source, default_model=default_model)
-            await self._check_model_listed("edit", opts.model)
+            await self._check_model_listed("edit", opts.model, gateway)
         except Unsupported:
-            raise KindUnsupported("edit") from None
-        return request
+            raise KindUnsupported("edit", gateway) from None
+        return replace(request, gateway=gateway)
 
     async def prepare_music(self, opts: Any, *, guild_id: int | None = None, channel_id: int | None = None,
                             parent_channel_id: int | None = None) -> MediaRequest:
         """/music's options (bot/media/music_kind.py ``MusicOptions``) as a validated request."""
-        return await self._prepare("music", opts)
+        return await self._prepare("music", opts, guild_id)
 
     async def prepare_video(self, opts: Any, *, guild_id: int | None = None, channel_id: int | None = None,
                             parent_channel_id: int | None = None) -> MediaRequest:
         """/video's options (the video runner's ``VideoOptions``) as a validated request."""
-        return await self._prepare("video", opts)
+        return await self._prepare("video", opts, guild_id)
 
-    async def _prepare(self, kind: str, opts: Any) -> MediaRequest:
+    async def _prepare(self, kind: str, opts: Any, guild_id: int | None) -> MediaRequest:
+        """Video and music: no per-guild default model (the gateway's own: the operator's ``[gateway]``
+        one, or a guild gateway's profile default)."""
         self._check_accepting()
-        if not self.supports(kind):
-            raise KindUnsupported(kind)
+        gateway = await self.gateways.for_guild(guild_id)
+        if not self.supports(kind, gateway):
+            raise KindUnsupported(kind, gateway)
         try:
-            request = self._builder(kind).build(opts, default_model=None)
-            await self._check_model_listed(kind, getattr(opts, "model", None))
+            request = self._builder(kind, gateway).build(opts, default_model=None)
+            await self._check_model_listed(kind, getattr(opts, "model", None), gateway)
         except Unsupported:
-            raise KindUnsupported(kind) from None
-        return request
+            raise KindUnsupported(kind, gateway) from None
+        return replace(request, gateway=gateway)
 
-    def _builder(self, kind: str) -> RequestBuilder:
-        runner = self.runner(kind)
+    def _builder(self, kind: str, gateway: GatewayClient | None = None) -> RequestBuilder:
+        runner = self.runner(kind, gateway)
         if not isinstance(runner, RequestBuilder):
-            raise KindUnsupported(kind)
+            raise KindUnsupported(kind, gateway)
         return runner
 
-    async def _guild_image_model(self, guild_id: int | None, channel_id: int | None,
+    async def _guild_image_model(self, gateway: GatewayClient, guild_id: int | None, channel_id: int | None,
                                  parent_channel_id: int | None) -> str | None:
+        """The image model a server's ``/config`` gives this channel; on the operator's gateway that
+        defaults to ``[gateway] image_model``. A guild gateway takes only what the server set itself
+        (else None: its own ``image_model``, else its profile's default, applied by its client)."""
         if self.guild_config is None:
             return None
-        effective = await self.guild_config.effective(guild_id, channel_id, parent_channel_id)
-        return effective.image_model or None
+        if not is_guild_client(gateway):
+            effective = await self.guild_config.effective(guild_id, channel_id, parent_channel_id)
+            return effective.image_model or None
+        if not guild_id:
+            return None
+        layers = await self.guild_config.overrides(guild_id)
+        chosen: str | None = None
+        for layer in (GUILD_LEVEL, parent_channel_id, channel_id):
+            if layer is not None and "image_model" in layers.get(layer, {}):
+                chosen = str(layers[layer]["image_model"]) or None
+        return chosen
 
     async def submit(
         self, interaction: discord.Interaction, request: MediaRequest, *, origin: str = "command",
@@ -384,11 +489,13 @@ class MediaJobService:
         once the progress message is up.
         """
         self._check_accepting()
-        runner = self.runner(request.kind)
+        gateway = request.gateway if request.gateway is not None else await self.gateways.for_guild(
+            interaction.guild_id)
+        runner = self.runner(request.kind, gateway)
         media = request.kind in MEDIA_KINDS
         job = await self.jobs.create(
             request.params, kind=request.kind, user_id=interaction.user.id, guild_id=interaction.guild_id,
-            channel_id=interaction.channel_id, profile=self.profile, origin=origin,
+            channel_id=interaction.channel_id, profile=gateway_mark(gateway), origin=origin,
             parent_id=parent.id if parent else None, source_index=source_index,
             max_active=self.media.max_concurrent_per_user if media else self.settings.max_concurrent_per_user,
             active_kinds=MEDIA_KINDS if media else IMAGE_KINDS, sources=request.sources,
@@ -410,7 +517,7 @@ class MediaJobService:
         except BaseException as exc:
             await _release(hold, "error" if isinstance(exc, Exception) else "cancelled", exc)
             raise
-        self._start(job, message, hold, upload_limit(interaction), request=request)
+        self._start(job, message, hold, upload_limit(interaction), gateway, request=request)
         return job
 
     async def run_without_message(self, requester: Requester, request: MediaRequest) -> list[tuple[StoredFile, bytes]]:
@@ -422,11 +529,13 @@ class MediaJobService:
         self._check_accepting()
         if request.kind not in IMAGE_KINDS:
             raise KindUnsupported(request.kind)
-        runner = self.runner(request.kind)
+        gateway = request.gateway if request.gateway is not None else await self.gateways.for_guild(
+            requester.guild_id)
+        runner = self.runner(request.kind, gateway)
         job = await self.jobs.create(
             request.params, kind=request.kind, user_id=requester.user_id, guild_id=requester.guild_id,
-            channel_id=requester.channel_id, profile=self.profile, max_active=self.settings.max_concurrent_per_user,
-            active_kinds=IMAGE_KINDS, sources=request.sources,
+            channel_id=requester.channel_id, profile=gateway_mark(gateway),
+            max_active=self.settings.max_concurrent_per_user, active_kinds=IMAGE_KINDS, sources=request.sources,
         )
         try:
             hold = await self.quotas.reserve(requester, runner.feature, model=request.params.model,
@@ -532,7 +641,7 @@ class MediaJobService:
             refunded = run.hold is None or not run.hold.settled
             if run.hold is not None and not run.hold.closed:
                 await _release(run.hold, "error", exc)
-            await self._fail(run, exc, refunded=refunded)
+            await self._fail(run, exc, refunded=refunded, gateway=active.gateway)
         finally:
             progress.cancel()
             queue.leave(ticket)
@@ -588,7 +697,7 @@ class MediaJobService:
             content = runner.progress_text(run, elapsed=self._clock() - run.started, position=run.position)
             await run.message.tick(content)
 
-    async def _fail(self, run: JobRun, exc: Exception, *, refunded: bool) -> None:
+    async def _fail(self, run: JobRun, exc: Exception, *, refunded: bool, gateway: GatewayClient | None = None) -> None:
         if isinstance(exc, (GatewayError, UserFacingError)):
             log.info("media job %s failed: %r", run.job.id, exc)
         else:
@@ -597,7 +706,8 @@ class MediaJobService:
             reason = exc.user_message()
         else:
             kind = ModelKind(MODEL_KINDS.get(run.job.kind, "image"))
-            reason = await describe_error(exc, gateway=self.gateway, model=run.job.params.model, kinds=[kind])
+            reason = await describe_error(exc, gateway=gateway or self.gateway, model=run.job.params.model,
+                                          kinds=[kind])
         await self.jobs.mark_failed(run.job.id, f"{error_code(exc)}: {reason}")
         await self.presenter.show_failure(run.message, run.job.id, run.job.params.prompt, reason, refunded=refunded)
 
@@ -624,8 +734,13 @@ class MediaJobService:
         runner stops it at the gateway and says what was billed — settled (nothing: the hold released) —
         and the job's message says who cancelled it and what was charged."""
         self.check_cancel(job, user_id, permissions)
-        runner = self.runner(job.kind)
         active = self._active.get(job.id)
+        runner: KindRunner | None
+        if active is not None:
+            runner = active.runner
+        else:  # another process's (or nobody's) job: stopped on the gateway that took it, if still the guild's
+            gateway = await self.gateways.for_guild(job.guild_id)
+            runner = self.runner(job.kind, gateway) if gateway_mark(gateway) == job.profile else None
         if active is not None:
             if active.finishing:
                 raise JobNotRunning()
@@ -637,10 +752,11 @@ class MediaJobService:
         if fresh is None or fresh.status not in ACTIVE_STATUSES:
             raise JobNotRunning()
         try:
-            billed = await runner.cancel(fresh)
+            billed = await runner.cancel(fresh) if runner is not None else None
         except BaseException:
             if active is not None and fresh.status == "submitted":  # it goes on at the gateway: keep polling it
-                self._start(fresh, active.run.message, active.run.hold, active.run.upload_limit, resumed=True)
+                self._start(fresh, active.run.message, active.run.hold, active.run.upload_limit, active.gateway,
+                            resumed=True)
             raise
         amounts, meta = billed if billed is not None else ({}, None)
         why = f"cancelled by {user_id}: {_worded(amounts) or 'nothing'} billed"
@@ -656,7 +772,7 @@ class MediaJobService:
                 run = JobRun(job=fresh, request=None, hold=hold, message=message,  # type: ignore[arg-type]
                              upload_limit=0, started=self._clock())
             run.hold = hold
-            await self._charge(run, runner, amounts, meta, outcome="cancelled")
+            await self._charge(run, runner or self.runner(job.kind), amounts, meta, outcome="cancelled")
         elif hold is not None and not hold.closed:
             await _release(hold, "cancelled", None)
         message = active.run.message if active is not None else self.presenter.reopen(fresh)
@@ -690,17 +806,18 @@ class MediaJobService:
                          index: int | None) -> MediaJob:
         """V-n, re-roll and retry: a new job for whoever pressed, reserved and charged like the command."""
         self._check_accepting()
-        if not self.supports(job.kind):
-            raise KindUnsupported(job.kind)
+        gateway = await self.gateways.for_guild(interaction.guild_id)
+        if not self.supports(job.kind, gateway):
+            raise KindUnsupported(job.kind, gateway)
         if action == "v" and job.kind not in IMAGE_KINDS:
             raise JobGone()
         try:
-            runner = self.runner(job.kind)
+            runner = self.runner(job.kind, gateway)
             if not isinstance(runner, Repeater):
-                raise KindUnsupported(job.kind)
-            request = await runner.again(job, action, index)
+                raise KindUnsupported(job.kind, gateway)
+            request = replace(await runner.again(job, action, index), gateway=gateway)
         except Unsupported:
-            raise KindUnsupported(job.kind) from None
+            raise KindUnsupported(job.kind, gateway) from None
         return await self.submit(interaction, request, origin=ORIGINS[action], parent=job,
                                  source_index=index if action == "v" else None)
 
@@ -742,18 +859,32 @@ class MediaJobService:
                 log.warning("could not update the message of interrupted media job %s: %r", job.id, exc)
 
     async def _resume(self, job: MediaJob, message: JobMessage) -> None:
-        """A submitted job of a stopped process: poll on (never a new POST) with its hold reopened."""
-        runner = self.runners.get(job.kind)
-        if runner is None:
+        """A submitted job of a stopped process: poll on (never a new POST) with its hold reopened, on the
+        gateway of its guild — only if that is still the gateway that took it; else the job fails and
+        its hold is released."""
+        if job.kind not in self.runners:
             raise RuntimeError(f"no runner for {job.kind} jobs")
         hold = await self.quotas.reopen(job.reservation_id) if job.reservation_id else None
-        self._start(job, message, hold, self.presenter.channel_upload_limit(job.guild_id), resumed=True)
+        try:
+            gateway = await self.gateways.for_guild(job.guild_id)
+            now = gateway_mark(gateway)
+            if now != job.profile:
+                raise GatewayChanged(job.profile, now)
+        except (GatewayError, UserFacingError) as exc:  # changed, removed, or its key unreadable: stop here
+            log.info("media job %s not resumed: %r", job.id, exc)
+            if hold is not None and not hold.closed:
+                await _release(hold, "error", exc)
+            run = JobRun(job=job, request=None, hold=hold, message=message, upload_limit=0, started=self._clock())
+            await self._fail(run, exc, refunded=True, gateway=self.gateways.peek(job.guild_id))
+            return
+        self._start(job, message, hold, self.presenter.channel_upload_limit(job.guild_id), gateway, resumed=True)
 
-    def _start(self, job: MediaJob, message: JobMessage, hold: Reservation | None, upload: int, *,
-               resumed: bool = False, request: MediaRequest | None = None) -> None:
-        """Work on ``job`` in this process: a task that waits for a slot, then produces (or resumes)."""
+    def _start(self, job: MediaJob, message: JobMessage, hold: Reservation | None, upload: int,
+               gateway: GatewayClient, *, resumed: bool = False, request: MediaRequest | None = None) -> None:
+        """Work on ``job`` in this process, on ``gateway``: a task that waits for a slot, then produces (or
+        resumes)."""
         run = self._new_run(job, request, hold, message, upload)
-        active = _Active(run=run, runner=self.runner(job.kind))
+        active = _Active(run=run, runner=self.runner(job.kind, gateway), gateway=gateway)
         self._active[job.id] = active
         active.task = self._spawn(self._run(active, resumed=resumed), f"media-job-{job.id}")
         self._jobs.add(active.task)

@@ -18,6 +18,7 @@ from typing import Any
 import discord
 
 from bot.gateways.directory import GUILD_LABEL_PREFIX
+from bot.gateways.errors import GuildGatewayUnavailable
 from bot.rendering.user_facing import UserFacingError
 from gateway_client.errors import (
     AuthenticationError,
@@ -182,6 +183,8 @@ def _sentence_for(
             text = None
         if isinstance(text, str) and text:
             return text
+    if isinstance(exc, GuildGatewayUnavailable):  # the guild's key can't be read: its own sentence
+        return exc.message
     profile = _guild_profile(gateway)
     if profile is not None:
         cause = exc.cause if isinstance(exc, StreamInterrupted) and exc.cause is not None else exc

@@ -6,7 +6,7 @@ from __future__ import annotations
 import asyncio
 import secrets
 import time
-from typing import TYPE_CHECKING, Any, Iterable, Mapping, Optional, Union
+from typing import TYPE_CHECKING, Any, Iterable, Mapping, Optional, Sequence, Union
 
 from . import installs as I
 from .commands import resolve_path
@@ -19,6 +19,7 @@ if TYPE_CHECKING:
     from .commands import CommandRegistry
     from .gateway_ws import Gateway
     from .messages import MessageStore
+    from .monetization import Monetization
     from .world import World
 
 UserRef = Union[str, int, User]
@@ -41,6 +42,7 @@ class InjectionMixin:
     channel_id: int
     default_attachment_size_limit: int
     user_installs: set[int]
+    monetization: "Monetization"
 
     if TYPE_CHECKING:
 
@@ -129,6 +131,7 @@ class InjectionMixin:
         iid = self.store.ids.next()
         token = "aW50ZXJhY3Rpb246" + secrets.token_urlsafe(48)
         size_limit = attachment_size_limit or self.default_attachment_size_limit
+        entitlements = self.monetization.for_interaction(u.id, guild_id)  # the user's and the guild's active ones
         payload: dict[str, Any] = {
             "id": str(iid),
             "application_id": str(self.application_id),
@@ -139,8 +142,8 @@ class InjectionMixin:
             "token": token,
             "version": 1,
             "locale": locale,
-            "entitlements": [],
-            "entitlement_sku_ids": [],
+            "entitlements": entitlements,
+            "entitlement_sku_ids": [e["sku_id"] for e in entitlements],
             "attachment_size_limit": size_limit,
             "app_permissions": str(app_perms),
             "context": context,
@@ -401,13 +404,16 @@ class InjectionMixin:
     async def submit_modal(
         self,
         custom_id: str,
-        values: Mapping[str, str],
+        values: Mapping[str, Union[str, Sequence[str]]],
         *,
         user: UserRef = "alice",
         interaction: Optional[InteractionRecord] = None,
         locale: str = "en-US",
     ) -> InteractionRecord:
-        """Submit the modal the bot opened (type-9 callback) with text-input ``values`` by custom_id."""
+        """Submit the modal the bot opened (type-9 callback) with ``values`` by custom_id: a text input's
+        text, or a string select's chosen option values (a list; inside a label, type 18). Left out: a
+        text input keeps its prefilled value, a select its ``default`` options — then checked as Discord
+        does (required, lengths; a select's values among its options, between min_values and max_values)."""
         opener = interaction or next(
             (r for r in reversed(list(self.interactions.values())) if r.modal and r.modal.get("custom_id") == custom_id), None
         )
@@ -424,7 +430,9 @@ class InjectionMixin:
             message=message, custom_id=custom_id, inherit=opener,
         )
 
-    def _modal_component(self, comp: dict[str, Any], remaining: dict[str, str]) -> Optional[dict[str, Any]]:
+    def _modal_component(
+        self, comp: dict[str, Any], remaining: dict[str, Union[str, Sequence[str]]]
+    ) -> Optional[dict[str, Any]]:
         ctype = comp.get("type")
         if ctype == 1:
             children = [self._modal_component(c, remaining) for c in comp.get("components") or []]
@@ -432,9 +440,14 @@ class InjectionMixin:
         if ctype == 18:
             inner = self._modal_component(comp.get("component") or {}, remaining)
             return {"type": 18, "component": inner} if inner is not None else None
+        if ctype == 3:
+            return _modal_string_select(comp, remaining)
         if ctype == 4:
             cid = comp["custom_id"]
-            value = remaining.pop(cid, comp.get("value") or "")
+            given = remaining.pop(cid, comp.get("value") or "")
+            if not isinstance(given, str):
+                raise ValueError(f"text input {cid!r} takes text, not {given!r}")
+            value = given
             if comp.get("required", True) and not value:
                 raise ValueError(f"text input {cid!r} is required")
             if comp.get("max_length") is not None and len(value) > comp["max_length"]:
@@ -561,3 +574,37 @@ class InjectionMixin:
         msg = self.store.messages[message_id]
         self.store.delete(msg)
         await self.announce("MESSAGE_DELETE", msg)
+
+
+def _modal_string_select(comp: dict[str, Any], remaining: dict[str, Union[str, Sequence[str]]]) -> dict[str, Any]:
+    """A string select of a modal as Discord submits it: ``{type: 3, custom_id, values}``, the chosen
+    values checked against its options, ``min_values``/``max_values`` (default 1/1) and ``required``
+    (default true: at least one value, whatever min_values says)."""
+    cid = comp["custom_id"]
+    options = comp.get("options") or []
+    if cid in remaining:
+        given = remaining.pop(cid)
+        chosen = [given] if isinstance(given, str) else [str(v) for v in given]
+    else:
+        chosen = [str(o.get("value")) for o in options if o.get("default")]
+    allowed = [str(o.get("value")) for o in options]
+    unknown = [v for v in chosen if v not in allowed]
+    if unknown:
+        raise ValueError(f"{unknown} are not options of select {cid!r}")
+    if len(set(chosen)) != len(chosen):
+        raise ValueError(f"select {cid!r} got the same value twice")
+    required = comp.get("required", True) is not False
+    low = comp.get("min_values")
+    low = 1 if low is None else int(low)
+    high = comp.get("max_values")
+    high = 1 if high is None else int(high)
+    if required and not chosen:
+        raise ValueError(f"select {cid!r} is required")
+    if chosen and len(chosen) < low:
+        raise ValueError(f"select {cid!r} needs at least {low} value(s)")
+    if len(chosen) > high:
+        raise ValueError(f"select {cid!r} allows at most {high} value(s)")
+    out: dict[str, Any] = {"type": 3, "custom_id": cid, "values": chosen}
+    if comp.get("id") is not None:
+        out["id"] = comp["id"]
+    return out

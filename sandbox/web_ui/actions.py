@@ -204,7 +204,13 @@ class Actions:
         opener = self.emu.interactions.get(_int(data.get("interaction_id"), "interaction_id"))
         if opener is None or not opener.modal:
             raise BadAction("that form is no longer open")
-        values = {str(k): str(v) for k, v in (data.get("values") or {}).items()}
+        raw = data.get("values") or {}
+        if not isinstance(raw, dict):
+            raise BadAction("values must be an object: input id -> text, or select id -> list of values")
+        # a text input's text, or a select's chosen values (a list)
+        values: dict[str, str | list[str]] = {
+            str(k): [str(x) for x in v] if isinstance(v, list) else str(v) for k, v in raw.items()
+        }
         rec = await self.emu.submit_modal(
             str(opener.modal.get("custom_id")), values, user=self._user(data), interaction=opener
         )

@@ -5,6 +5,7 @@ import { renderMessage, startsGroup, avatar } from "./render.js";
 import { state, me, channel, guildOf, visibleCommands, isVisible } from "./state.js";
 import { initComposer, refreshComposer, setReply } from "./composer.js";
 import { initRelay, refreshRelay } from "./relay.js";
+import { initShop, refreshShop, buy } from "./shop.js";
 import { escapeHtml } from "./markdown.js";
 
 const $ = (sel) => document.querySelector(sel);
@@ -32,6 +33,7 @@ function apply(event) {
       state.commands = event.commands;
       state.messages = new Map(event.messages.map((m) => [m.id, m]));
       state.typing = event.typing;
+      state.shop = event.shop;
       if (!state.channelId || !channel(state.channelId)) state.channelId = event.world.default_channel_id;
       state.guildId = guildOf(state.channelId)?.id;
       renderAll();
@@ -55,6 +57,10 @@ function apply(event) {
       renderMessages(event.messages.map((m) => m.id));
       refreshRelay();
       if (!state.info.relay_url) loadInfo();
+      break;
+    case "shop":
+      state.shop = event.shop;
+      refreshShop(); renderMessages();
       break;
     case "typing":
       state.typing = event.typing;
@@ -299,6 +305,9 @@ async function onMessagesClick(ev) {
     try {
       await post("/api/button", { message_id: id, custom_id: target.dataset.customId, user: state.persona });
     } finally { setTimeout(() => target.classList.remove("busy"), 600); }
+  } else if (action === "buy") {
+    target.disabled = true;
+    try { await buy(target.dataset.skuId); } catch { /* shown as a notice */ } finally { target.disabled = false; }
   } else if (action === "reply") {
     setReply(state.messages.get(id));
   } else if (action === "dismiss") {
@@ -361,13 +370,36 @@ function openModal(event) {
         label.appendChild(input);
         fields.appendChild(label);
         inputs.push(input);
+      } else if (c.type === 3) {
+        // a string select (in a label): its options, the default ones chosen; submitted as a list
+        const label = document.createElement("label");
+        label.className = "field";
+        label.textContent = labelText || c.placeholder || c.custom_id;
+        const select = document.createElement("select");
+        const max = c.max_values == null ? 1 : c.max_values;
+        select.multiple = max > 1;
+        select.required = c.required !== false;
+        if (!select.multiple && !select.required) select.appendChild(new Option("", ""));
+        for (const o of c.options || []) {
+          const opt = new Option(o.label || o.value, o.value, !!o.default, !!o.default);
+          if (o.description) opt.title = o.description;
+          select.appendChild(opt);
+        }
+        select.dataset.customId = c.custom_id;
+        select.dataset.select = "1";
+        label.appendChild(select);
+        fields.appendChild(label);
+        inputs.push(select);
       }
     }
   };
   walk(event.modal.components);
   $("#modal-form").onsubmit = async (ev) => {
     ev.preventDefault();
-    const values = Object.fromEntries(inputs.map((i) => [i.dataset.customId, i.value]));
+    const valueOf = (i) => i.dataset.select
+      ? Array.from(i.selectedOptions).map((o) => o.value).filter((v) => v !== "")
+      : i.value;
+    const values = Object.fromEntries(inputs.map((i) => [i.dataset.customId, valueOf(i)]));
     dialog.close();
     await post("/api/modal", { interaction_id: event.interaction_id, values, user: state.persona });
   };
@@ -413,6 +445,7 @@ function init() {
   });
   initComposer({ onSent: () => { const box = $("#messages"); box.scrollTop = box.scrollHeight; } });
   initRelay({ selectChannel });
+  initShop();
   loadInfo();
   connect();
 }
