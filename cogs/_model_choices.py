@@ -16,18 +16,37 @@ from typing import Any
 import discord
 from discord import app_commands
 
+from bot.budgets.rules import Requester
 from bot.rendering import limits as limits
-from gateway_client import ModelInfo, ModelKind
+from gateway_client import GatewayClient, ModelInfo, ModelKind
 
 log = logging.getLogger(__name__)
 
-__all__ = ["CHAT_KINDS", "VISION_KINDS", "IMAGE_KINDS", "autocomplete_for", "filter_models", "media_autocomplete",
-           "model_choices"]
+__all__ = ["CHAT_KINDS", "VISION_KINDS", "IMAGE_KINDS", "autocomplete_for", "filter_models", "gateway_for",
+           "last_gateway_for", "media_autocomplete", "model_choices"]
 
 CHAT_KINDS: tuple[ModelKind, ...] = (ModelKind.CHAT, ModelKind.VISION)
 VISION_KINDS: tuple[ModelKind, ...] = (ModelKind.VISION,)
 IMAGE_KINDS: tuple[ModelKind, ...] = (ModelKind.IMAGE,)
 LIST_TIMEOUT = 2.0
+
+
+def _guild_of(interaction: discord.Interaction) -> int | None:
+    """The guild whose gateway serves this interaction (None: a DM or a user install: the operator's)."""
+    return Requester.from_interaction(interaction).guild_id
+
+
+async def gateway_for(interaction: discord.Interaction) -> GatewayClient:
+    """The gateway serving the interaction's guild (``bot.gateways.for_guild``); may raise
+    ``GuildGatewayUnavailable``."""
+    client: Any = interaction.client
+    return await client.gateways.for_guild(_guild_of(interaction))
+
+
+def last_gateway_for(interaction: discord.Interaction) -> GatewayClient:
+    """The gateway last seen serving the interaction's guild, without I/O (for wording an error)."""
+    client: Any = interaction.client
+    return client.gateways.peek(_guild_of(interaction))
 
 
 async def models_of_kind(gateway: Any, kinds: Sequence[ModelKind]) -> list[ModelInfo]:
@@ -93,7 +112,12 @@ def autocomplete_for(
     """An autocomplete callback: ``@app_commands.autocomplete(model=autocomplete_for(VISION_KINDS))``."""
 
     async def complete(interaction: discord.Interaction, current: str) -> list[app_commands.Choice[str]]:
-        return await model_choices(interaction.client.gateway, current, kinds=kinds)  # type: ignore[attr-defined]
+        try:  # the guild's own gateway lists its own models
+            gateway = await asyncio.wait_for(gateway_for(interaction), timeout=LIST_TIMEOUT)
+        except Exception as exc:
+            log.info("no gateway for autocomplete: %r", exc)
+            return []
+        return await model_choices(gateway, current, kinds=kinds)
 
     return complete
 

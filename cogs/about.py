@@ -7,6 +7,9 @@ from discord import app_commands
 from discord.ext import commands
 
 from bot.app.factory import GatecordBot
+from bot.budgets.rules import Requester
+from bot.gateways.defaults import default_model
+from bot.gateways.directory import is_guild_client
 from bot.rendering.replies import NO_MENTIONS
 from cogs._installs import everywhere
 
@@ -34,9 +37,20 @@ class About(commands.Cog):
         latency = self.bot.latency
         latency_text = f"{latency * 1000:.0f} ms" if latency == latency and latency != float("inf") else "unknown"
         gateway = self.bot.settings.gateway
+        line = f"AI gateway: `{gateway.profile}` (chat model `{gateway.chat_model}`)"
+        guild_id = Requester.from_interaction(interaction).guild_id
+        try:
+            serving = await self.bot.gateways.for_guild(guild_id)
+        except Exception:  # its key can't be read: it is still this server's own gateway
+            line = ("AI gateway: this server's own, which can't be used right now (a server manager can "
+                    "`/gateway set` it again)")
+        else:
+            if is_guild_client(serving):
+                chat_model = default_model(serving, "chat", self.bot.settings) or "the gateway's default"
+                line = f"AI gateway: this server's own, `{serving.profile.name}` (chat model `{chat_model}`)"
         await interaction.response.send_message(
             f"**Gatecord** {self.bot.version}\n"
-            f"AI gateway: `{gateway.profile}` (chat model `{gateway.chat_model}`)\n"
+            f"{line}\n"
             f"Uptime: {format_uptime(self.bot.uptime_seconds())}\n"
             f"Discord latency: {latency_text}",
             allowed_mentions=NO_MENTIONS,

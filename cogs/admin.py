@@ -21,6 +21,7 @@ from discord.ext import commands
 from bot.app.factory import GatecordBot
 from bot.budgets.chart import render_usage_chart_async
 from bot.budgets.rules import Requester, limit_text
+from bot.gateways.directory import is_guild_client
 from bot.guilds.audit import InvalidSetting
 from bot.guilds.config import GUILD_LEVEL
 from bot.guilds.permissions import ADMIN_PERMISSIONS, require_server_admin
@@ -104,7 +105,7 @@ class Admin(commands.Cog):
     ) -> list[app_commands.Choice[str]]:
         kind = getattr(interaction.namespace, "kind", None) or "chat"
         try:
-            ids = await self.bot.guild_config.model_ids(kind, current)
+            ids = await self.bot.guild_config.model_ids(kind, current, guild_id=interaction.guild_id)
         except Exception:
             return []
         return [app_commands.Choice(name=i[:100], value=i[:100]) for i in ids[:25]]
@@ -319,22 +320,31 @@ class Admin(commands.Cog):
     @app_commands.check(require_server_admin)
     async def credits(self, interaction: discord.Interaction) -> None:
         await interaction.response.defer(ephemeral=True, thinking=True)
-        profile = self.bot.settings.gateway.profile
         try:
-            balance = await self.bot.quotas.balance()
+            gateway, balance = await self.bot.quotas.credits(interaction.guild_id)
         except Unsupported:
-            await reply_privately(
-                interaction, f"The AI gateway (`{profile}` profile) does not report a credit balance."
-            )
+            gateway = self.bot.gateways.peek(interaction.guild_id)
+            if is_guild_client(gateway):
+                text = (f"This server's own AI gateway (`{gateway.profile.name}`) has no balance endpoint: it does "
+                        "not report a credit balance.")
+            else:
+                text = f"The AI gateway (`{gateway.profile.name}` profile) does not report a credit balance."
+            await reply_privately(interaction, text)
             return
         except Exception as exc:
-            await reply_privately(interaction, f"Could not read the credit balance: {user_error_message(exc)}")
+            gateway = self.bot.gateways.peek(interaction.guild_id)
+            await reply_privately(interaction, "Could not read the credit balance: "
+                                               + user_error_message(exc, gateway=gateway))
             return
+        profile = gateway.profile.name
+        own = is_guild_client(gateway)
         if balance.amount is None:
-            await reply_privately(interaction, f"The AI gateway (`{profile}`) answered without a balance figure.")
+            which = f"This server's own AI gateway (`{profile}`)" if own else f"The AI gateway (`{profile}`)"
+            await reply_privately(interaction, f"{which} answered without a balance figure.")
             return
         currency = f" {balance.currency}" if balance.currency else " credits"
-        await reply_privately(interaction, f"Gateway balance: **{balance.amount:,.4f}**{currency} (`{profile}`).")
+        where = f"this server's own AI gateway, `{profile}`" if own else f"`{profile}`"
+        await reply_privately(interaction, f"Gateway balance: **{balance.amount:,.4f}**{currency} ({where}).")
 
     # ------------------------------------------------------------------ /mylimits
 

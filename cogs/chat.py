@@ -15,11 +15,20 @@ from discord.ext import commands
 from bot.app.factory import GatecordBot
 from bot.chat.admission import Busy
 from bot.chat.service import SlashPrompt
+from bot.gateways.directory import is_guild_client
 from bot.rendering.errors import describe_error
 from bot.rendering.replies import ERROR_PREFIX, NO_MENTIONS, reply_privately
 from cogs._chat_models_view import ModelPages
 from cogs._installs import everywhere
-from cogs._model_choices import CHAT_KINDS, IMAGE_KINDS, VISION_KINDS, autocomplete_for, models_of_kind
+from cogs._model_choices import (
+    CHAT_KINDS,
+    IMAGE_KINDS,
+    VISION_KINDS,
+    autocomplete_for,
+    gateway_for,
+    last_gateway_for,
+    models_of_kind,
+)
 
 log = logging.getLogger(__name__)
 
@@ -85,14 +94,16 @@ class Chat(commands.Cog):
         await interaction.response.defer(ephemeral=True, thinking=True)
         label, kinds = MODEL_LISTS.get(kind, ("All", None))
         try:
-            found = list(await self.bot.gateway.list_models()) if kinds is None else \
-                await models_of_kind(self.bot.gateway, kinds)
+            gateway = await gateway_for(interaction)  # the server's own gateway when it has one
+            found = list(await gateway.list_models()) if kinds is None else await models_of_kind(gateway, kinds)
         except Exception as exc:
-            await reply_privately(interaction, ERROR_PREFIX + await describe_error(exc))
+            await reply_privately(interaction, ERROR_PREFIX + await describe_error(
+                exc, gateway=last_gateway_for(interaction)))
             return
         found.sort(key=lambda m: m.id.lower())
-        view = ModelPages(found, owner_id=interaction.user.id,
-                          title=f"{label} models on {self.bot.settings.gateway.profile}")
+        where = f"this server's own gateway ({gateway.profile.name})" if is_guild_client(gateway) \
+            else gateway.profile.name
+        view = ModelPages(found, owner_id=interaction.user.id, title=f"{label} models on {where}")
         kwargs: dict[str, Any] = {"embed": view.embed(), "allowed_mentions": NO_MENTIONS}
         if view.pages > 1:
             kwargs["view"] = view

@@ -13,6 +13,7 @@ import logging
 import re
 from dataclasses import dataclass
 from datetime import UTC, datetime
+from typing import Any
 
 import discord
 from discord import app_commands
@@ -29,6 +30,7 @@ from bot.rendering.errors import user_error_message
 from bot.rendering.replies import ERROR_PREFIX, reply_privately
 from bot.rendering.text import truncate
 from bot.rendering.user_facing import UserFacingError
+from cogs._model_choices import last_gateway_for
 
 log = logging.getLogger(__name__)
 
@@ -174,7 +176,7 @@ class Knowledge(commands.Cog):
                         return
                     result = await self._add_message_text(interaction, message)
         except Exception as exc:
-            await _tell(interaction, exc, model=self.bot.knowledge.embedding_model)
+            await _tell(interaction, exc, self.bot.knowledge)
             return
         await reply_privately(interaction, added_text(result) if result else "That message has no text to add.")
 
@@ -196,9 +198,9 @@ class Knowledge(commands.Cog):
                     try:
                         lines.append(added_text(await self._add_attachment(interaction, attachment)))
                     except Exception as exc:  # one bad file does not stop the others
-                        lines.append(ERROR_PREFIX + user_error_message(exc, model=self.bot.knowledge.embedding_model))
+                        lines.append(ERROR_PREFIX + _sentence(interaction, exc, self.bot.knowledge))
         except Exception as exc:
-            await _tell(interaction, exc, model=self.bot.knowledge.embedding_model)
+            await _tell(interaction, exc, self.bot.knowledge)
             return
         await reply_privately(interaction, "\n".join(lines))
 
@@ -302,7 +304,7 @@ class Knowledge(commands.Cog):
         try:
             hits = await self.bot.knowledge.search(Requester.from_interaction(interaction), query)
         except Exception as exc:
-            await _tell(interaction, exc, model=self.bot.knowledge.embedding_model)
+            await _tell(interaction, exc, self.bot.knowledge)
             return
         await reply_privately(interaction, search_text(query, hits))
 
@@ -313,12 +315,18 @@ def _choice_name(doc: Document) -> str:
     return name if len(name) <= 100 else name[:99] + "…"
 
 
-async def _tell(interaction: discord.Interaction, exc: Exception, *, model: str) -> None:
+def _sentence(interaction: discord.Interaction, exc: Exception, knowledge: Any) -> str:
+    """``exc`` for the member, worded for the gateway that embedded (the server's own, if it has one)."""
+    gateway = last_gateway_for(interaction)
+    return user_error_message(exc, model=knowledge.embedding_model_on(gateway), gateway=gateway)
+
+
+async def _tell(interaction: discord.Interaction, exc: Exception, knowledge: Any) -> None:
     """The refusal or failure as one sentence, privately (an unexpected failure is logged too)."""
     if not isinstance(exc, UserFacingError):
         log.warning("knowledge command failed: %r", exc, exc_info=exc)
     try:
-        await reply_privately(interaction, ERROR_PREFIX + user_error_message(exc, model=model))
+        await reply_privately(interaction, ERROR_PREFIX + _sentence(interaction, exc, knowledge))
     except discord.HTTPException as failed:
         log.warning("could not tell the member why the knowledge command failed: %r", failed)
 

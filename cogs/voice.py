@@ -28,6 +28,7 @@ from bot.voice.intake import audio_inputs
 from bot.voice.sender import InteractionVoiceTarget
 from bot.voice.text import message_text
 from cogs._installs import everywhere
+from cogs._model_choices import last_gateway_for
 
 log = logging.getLogger(__name__)
 
@@ -94,7 +95,8 @@ class Speaking(commands.Cog):
                 target = InteractionVoiceTarget(interaction.application_id, interaction.token)
                 await service.send(target, clip)
         except Exception as exc:
-            await _tell(interaction, exc, model=service.speech_model)
+            gateway = last_gateway_for(interaction)
+            await _tell(interaction, exc, model=service.speech_model_on(gateway), gateway=gateway)
 
 
 class Transcribing(commands.Cog):
@@ -121,7 +123,8 @@ class Transcribing(commands.Cog):
             async with self.bot.chat.tracked():  # a restart lets it finish (bot.drain)
                 heard = await service.transcribe(Requester.from_interaction(interaction), audios[0])
         except Exception as exc:
-            await _tell(interaction, exc, model=service.transcription_model)
+            gateway = last_gateway_for(interaction)
+            await _tell(interaction, exc, model=service.transcription_model_on(gateway), gateway=gateway)
             return
         more = f"\n-# Only the first of {len(audios)} audio files was transcribed." if len(audios) > 1 else ""
         if not heard.text:
@@ -135,11 +138,11 @@ class Transcribing(commands.Cog):
         await reply_privately(interaction, shown, file=file)
 
 
-async def _tell(interaction: discord.Interaction, exc: Exception, *, model: str) -> None:
+async def _tell(interaction: discord.Interaction, exc: Exception, *, model: str, gateway: Any = None) -> None:
     """The refusal or failure as one sentence, privately (a command that already deferred publicly shows
-    it in place of its "thinking…" message)."""
+    it in place of its "thinking…" message); ``gateway``: the one that served (a guild's own says so)."""
     try:
-        await reply_privately(interaction, ERROR_PREFIX + user_error_message(exc, model=model))
+        await reply_privately(interaction, ERROR_PREFIX + user_error_message(exc, model=model, gateway=gateway))
     except discord.HTTPException as failed:
         log.warning("could not tell the member why the voice command failed: %r", failed)
 

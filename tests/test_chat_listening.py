@@ -75,8 +75,14 @@ class FakeVoice:
     sent: list[tuple[Any, Any]] = field(default_factory=list)
     sent_event: asyncio.Event = field(default_factory=asyncio.Event)
 
-    def unavailable(self, kind: str) -> Exception:
+    def unavailable(self, kind: str, gateway: Any = None) -> Exception:
         return NoTranscription(kind)
+
+    def can_listen_on(self, gateway: Any) -> bool:
+        return self.can_listen
+
+    def can_speak_on(self, gateway: Any) -> bool:
+        return self.can_speak
 
     async def transcribe(self, requester: Requester, audio: Any) -> Transcript:
         if self.refuse is not None:

@@ -159,8 +159,9 @@ class GatecordBot(commands.AutoShardedBot):
         self.web = WebServer(settings.http.host, settings.http.port, max_body_bytes=settings.http.max_body_bytes,
                              limits=settings.http)
         # budgets: one service (engine, reports, admin writes, prices, expiry sweep); codes as the ledger shows them
-        self.quotas = BudgetService(self.store, settings, gateway=self.gateway, error_code=error_code)
-        self.guild_config = GuildConfig(self.store, settings, self.gateway)
+        self.quotas = BudgetService(self.store, settings, gateway=self.gateway, error_code=error_code,
+                                    gateways=self.gateways)
+        self.guild_config = GuildConfig(self.store, settings, self.gateway, gateways=self.gateways)
         # media jobs (images, edits, video, music): queues, budget flow, progress, delivery, restart recovery
         # (the cogs only adapt Discord)
         self.media_jobs = MediaJobService(settings, self.store, self.gateway, self.quotas, self.guild_config, self,
@@ -184,18 +185,18 @@ class GatecordBot(commands.AutoShardedBot):
         self.commands_synced = False
         self._cdn_http: aiohttp.ClientSession | None = None
         self.chat = ChatService(settings, self.store, self.gateway, self.quotas, self.guild_config,
-                                cdn_http=lambda: self.cdn_http)
+                                cdn_http=lambda: self.cdn_http, gateways=self.gateways)
         self.chat.runner.pressure = pacer  # streaming skips intermediate edits while the budget is congested
         self.vision = VisionService(settings, self.chat, cdn_http=lambda: self.cdn_http)
         self.chat.vision = self.vision
         # voice messages: transcription and speech (cogs/voice.py registers what the gateway offers)
         self.voice = VoiceService(settings, self.gateway, self.quotas, cdn_http=lambda: self.cdn_http,
-                                  http=lambda: self.http)
+                                  http=lambda: self.http, gateways=self.gateways)
         self.chat.voice = self.voice
         # the server knowledge base: documents embedded and searched per guild (cogs/knowledge.py registers
         # its commands only where the gateway offers embeddings)
         self.knowledge = KnowledgeService(settings, self.store, self.gateway, self.quotas,
-                                          cdn_http=lambda: self.cdn_http)
+                                          cdn_http=lambda: self.cdn_http, gateways=self.gateways)
         # auto-answer in help channels: new posts answered from the knowledge base (a chat turn of the poster's)
         self.auto_answer = AutoAnswerService(self.store, self.chat, self.guild_config,
                                              min_score=settings.knowledge.answer_min_score)

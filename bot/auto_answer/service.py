@@ -51,8 +51,7 @@ _MENTION = re.compile(r"<@!?\d+>")
 class Knowledge(Protocol):
     """What auto-answer uses of ``bot.knowledge`` (``bot.knowledge.service.KnowledgeService``)."""
 
-    @property
-    def available(self) -> bool: ...
+    async def available_in(self, guild_id: int) -> bool: ...
 
     async def search(self, requester: Requester, query: str, *, limit: int | None = None,
                      min_score: float | None = None) -> Sequence[KnowledgeHit]: ...
@@ -159,7 +158,7 @@ class AutoAnswerService:
 
     async def _post_to_answer(self, message: discord.Message, me: discord.abc.User) -> Post | None:
         knowledge = self.knowledge
-        if knowledge is None or not knowledge.available or message.guild is None:
+        if knowledge is None or message.guild is None:
             return None
         if message.author.bot or message.webhook_id is not None or message.type is not discord.MessageType.default:
             return None
@@ -170,6 +169,8 @@ class AutoAnswerService:
         parent_id = channel.parent_id if isinstance(channel, discord.Thread) else None
         cfg = await self.guild_config.effective(message.guild.id, channel.id, parent_id)
         if not cfg.auto_answer:
+            return None
+        if not await knowledge.available_in(message.guild.id):  # on the guild's gateway (its own, if any)
             return None
         if cfg.listen or (cfg.answer_mentions and is_mentioned(message.content, me.id, cfg.triggers)):
             return None  # the chat answers it

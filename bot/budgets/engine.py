@@ -757,6 +757,8 @@ class _LedgerRow:
     charged: int
     error_code: str | None
     reservation_id: str | None
+    #: the label of the gateway that served the call (``CallMeta.gateway``); None when no call was made
+    gateway: str | None = None
 
     @classmethod
     def of(
@@ -776,6 +778,7 @@ class _LedgerRow:
             credits=float(credits) if credits is not None and state == "settled" else None,
             latency_ms=meta.latency_ms if meta else None, request_id=meta.request_id if meta else None,
             outcome=outcome, charged=int(state == "settled"), error_code=error_code, reservation_id=reservation_id,
+            gateway=(meta.gateway or meta.profile or None) if meta else None,
         )
 
     def write(self, tx: SyncTx, prior: str, gid: int, uid: int, day: str) -> None:
@@ -783,21 +786,21 @@ class _LedgerRow:
             self.ts, day, gid, self.channel_id, uid, self.feature, self.model_requested, self.model_used,
             self.tokens, self.images, self.speech_chars, self.transcription_seconds, self.video_seconds,
             self.music_seconds, self.embedding_tokens, self.credits, self.latency_ms, self.request_id, self.outcome,
-            self.charged, self.error_code, self.reservation_id,
+            self.charged, self.error_code, self.gateway, self.reservation_id,
         )
         if prior == "expired" and tx.execute(  # complete the placeholder row the sweep wrote
             "UPDATE usage_ledger SET ts = ?, day = ?, guild_id = ?, channel_id = ?, user_id = ?, feature = ?,"
             " model_requested = ?, model_used = ?, tokens = ?, images = ?, speech_chars = ?,"
             " transcription_seconds = ?, video_seconds = ?, music_seconds = ?, embedding_tokens = ?, credits = ?,"
             " latency_ms = ?,"
-            " request_id = ?, outcome = ?, charged = ?, error_code = ? WHERE reservation_id = ?",
+            " request_id = ?, outcome = ?, charged = ?, error_code = ?, gateway = ? WHERE reservation_id = ?",
             values,
         ):
             return
         tx.execute(
             "INSERT INTO usage_ledger(ts, day, guild_id, channel_id, user_id, feature, model_requested,"
             " model_used, tokens, images, speech_chars, transcription_seconds, video_seconds, music_seconds,"
-            " embedding_tokens, credits, latency_ms, request_id, outcome, charged, error_code, reservation_id)"
-            " VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
+            " embedding_tokens, credits, latency_ms, request_id, outcome, charged, error_code, gateway,"
+            " reservation_id) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
             values,
         )

@@ -22,6 +22,7 @@ from bot.budgets.reports import BudgetReports, GuildLimits, UsageLimits, UsageRe
 from bot.budgets.rules import Feature, Requester
 from bot.budgets.sweeper import Periodic, Sleep
 from bot.storage.store import Store
+from gateway_client.errors import Unsupported
 
 if TYPE_CHECKING:
     from bot.app.settings import Settings
@@ -55,6 +56,7 @@ class BudgetService:
         error_code: ErrorCode | None = None,
         sleep: Sleep = asyncio.sleep,
         monotonic: Callable[[], float] = time.monotonic,
+        gateways: Any = None,
     ) -> None:
         self.store = store
         self.defaults = settings.quotas
@@ -67,6 +69,8 @@ class BudgetService:
         interval = min(SWEEP_SECONDS, settings.quotas.reservation_ttl_seconds / 2)
         self.sweeper = Periodic("gatecord-budget-sweep", self._sweep_if_open, interval, sleep=sleep)
         self.gateway = gateway
+        #: the gateway serving a guild (``bot.gateways``: a ``GatewayDirectory``); None: always ``gateway``
+        self.gateways = gateways
         self._prices_task: asyncio.Task[bool] | None = None
 
     # -- lifecycle ----------------------------------------------------------------------------------
@@ -180,13 +184,21 @@ class BudgetService:
     async def usage_report(self, guild_id: int, days: int, member: Requester | None = None) -> UsageReport:
         return await self.reports.usage_report(guild_id, days, member)
 
-    async def balance(self) -> CreditsBalance:
-        """The gateway account's credit balance; raises ``Unsupported`` when the gateway has none."""
-        if self.gateway is None:
-            from gateway_client.errors import Unsupported
+    async def balance(self, guild_id: int | None = None) -> CreditsBalance:
+        """The credit balance of the gateway account serving ``guild_id`` (the guild's own gateway when it
+        has one, else the operator's); raises ``Unsupported`` when that gateway has no balance endpoint."""
+        return (await self.credits(guild_id))[1]
 
+    async def credits(self, guild_id: int | None = None) -> tuple[Any, CreditsBalance]:
+        """The gateway serving ``guild_id`` and its account's balance; raises ``Unsupported`` without any
+        gateway or balance endpoint, the guild gateway's ``GuildGatewayUnavailable``, or the gateway's error."""
+        gateway = self.gateway if self.gateways is None else await self.gateways.for_guild(guild_id)
+        if gateway is None:
             raise Unsupported("no AI gateway configured")
-        return await self.gateway.credits()
+        profile = getattr(gateway, "profile", None)
+        if profile is not None and not profile.supports("credits"):
+            raise Unsupported(f"the {profile.name} gateway has no balance endpoint", profile=profile.name)
+        return gateway, await gateway.credits()
 
     # -- admin writes ---------------------------------------------------------------------------------
 

@@ -32,17 +32,20 @@ from bot.budgets.rules import BudgetExceeded, Feature, Requester
 from bot.chat.context import ContextWindows, shorten
 from bot.chat.conversation import estimate_tokens
 from bot.chat.tools.loop import ToolSession, run_rounds
+from bot.gateways.directory import GatewayDirectory
 from bot.rendering.errors import describe_error, error_code, incomplete_notice
 from bot.rendering.replies import ERROR_PREFIX, refuse
 from bot.rendering.stream import FileData, MessageTarget, Pressure, RenderStats, StreamRenderer
 from bot.rendering.text import footer_line
 from bot.rendering.user_facing import UserFacingError
 from gateway_client import (
+    CallMeta,
     ChatMessage,
     ChatRequest,
     ChatResult,
     ContextTooLong,
     GatewayClient,
+    GatewayError,
     ModelKind,
     StreamInterrupted,
 )
@@ -82,6 +85,9 @@ class AnswerSpec:
     shortened: bool = False
     #: the tools the model may call during this answer (bot/chat/tools/); None or empty: none offered
     tools: ToolSession | None = None
+    #: the gateway that answers (the guild's, ``GatewayDirectory.for_guild``); None: the runner looks it up
+    #: for ``requester.guild_id`` before holding any budget
+    gateway: GatewayClient | None = None
 
 
 @dataclass
@@ -112,14 +118,18 @@ class AnswerOutcome:
 class AnswerRunner:
     """Streams chat answers: built once by the chat service, used for chat turns and vision questions."""
 
-    def __init__(self, gateway: GatewayClient, quotas: BudgetService, settings: ChatSettings) -> None:
+    def __init__(self, gateway: GatewayClient, quotas: BudgetService, settings: ChatSettings, *,
+                 gateways: GatewayDirectory | None = None) -> None:
+        #: the operator's gateway; a request goes to its guild's (``gateways``)
         self.gateway = gateway
+        self.gateways = gateways if gateways is not None else GatewayDirectory(gateway)
         self.quotas = quotas
         self.settings = settings
         #: the process's Discord budget (set by the factory): renderers skip intermediate edits under load
         self.pressure: Pressure | None = None
-        #: the models' context windows (set by the chat service); None: no retry with a shorter history
-        self.context: ContextWindows | None = None
+        #: the models' context windows on a gateway (set by the chat service); None: no retry with a shorter
+        #: history
+        self.context_for: Callable[[GatewayClient], ContextWindows] | None = None
 
     def _renderer(self, target: MessageTarget, header: str = "") -> StreamRenderer:
         return StreamRenderer(
@@ -134,6 +144,14 @@ class AnswerRunner:
         """Budget → stream → final edit started → ``on_answered`` → settle. Never raises for a gateway
         or budget failure (the member sees the message); re-raises cancellation."""
         prompt_tokens = _prompt_tokens(spec)
+        if spec.gateway is None:
+            try:
+                spec.gateway = await self.gateways.for_guild(spec.requester.guild_id)
+            except GatewayError as exc:  # the guild's own gateway can't be used (its key unreadable …)
+                if spec.hold is not None:
+                    await self._quietly(self.quotas.release(spec.hold, outcome="error", error_code=error_code(exc)))
+                await self.show_refusal(target, exc, spec)
+                return AnswerOutcome(complete=False, error=exc)
         try:
             reservation = spec.hold if spec.hold is not None else await self.hold(spec)
         except BudgetExceeded as exc:
@@ -165,7 +183,8 @@ class AnswerRunner:
             max_tokens=reservation.granted_tokens or spec.max_tokens, user=str(spec.requester.user_id),
             tools=session.param() if session is not None else None,
         )
-        current = _Round(reservation, self.gateway.stream_chat(request), prompt_tokens)
+        gateway = self._gateway(spec)
+        current = _Round(reservation, gateway.stream_chat(request), prompt_tokens)
         async with contextlib.AsyncExitStack() as holds:  # the later rounds' holds: released on a failure
             try:
                 async with current.stream as stream:
@@ -231,7 +250,7 @@ class AnswerRunner:
                                              prompt_tokens=prompt, model=spec.model)
             await holds.enter_async_context(hold)
             current.reservation, current.prompt_tokens = hold, prompt
-            current.stream = self.gateway.stream_chat(
+            current.stream = self._gateway(spec).stream_chat(
                 dataclasses.replace(again, max_tokens=hold.granted_tokens or spec.max_tokens))
             async with current.stream as stream:
                 async for delta in stream:
@@ -250,16 +269,17 @@ class AnswerRunner:
         """``spec`` with its history halved (and ``max_tokens`` fitted to a window the error stated), when
         the model refused it as too long or answered nothing, nothing was shown, and this is not the retry
         already; else None. The failed call's hold is closed: charged only what the gateway reported."""
-        if spec.shortened or self.context is None or renderer.text.strip():
+        if spec.shortened or self.context_for is None or renderer.text.strip():
             return None
+        context = self.context_for(self._gateway(spec))
         cause: BaseException | None = error
         if isinstance(error, StreamInterrupted) and error.cause is not None:
             cause = error.cause
         if error is not None and not isinstance(cause, ContextTooLong):
             return None
         if isinstance(cause, ContextTooLong):
-            self.context.learn(spec.model, cause.context_window)
-        window = self.context.window(spec.model)
+            context.learn(spec.model, cause.context_window)
+        window = context.window(spec.model)
         shorter = shorten(spec.messages, max_tokens=spec.max_tokens, window=window)
         if shorter is None:
             return None
@@ -289,6 +309,10 @@ class AnswerRunner:
         if isinstance(exc, StreamInterrupted) and exc.partial_text.strip():
             partial = exc.partial_text
         meta = getattr(stream, "meta", None)
+        if meta is None:  # the request failed before an answer began: the ledger still says who was asked
+            gateway = self._gateway(spec)
+            meta = CallMeta(profile=gateway.profile.name, gateway=gateway.config.label, operation="chat",
+                            model_requested=spec.model)
         if partial.strip():
             # Keep what arrived, marked incomplete; it was (probably) paid for: charge the estimate.
             reasoning = getattr(exc, "partial_reasoning", "") or ""
@@ -311,15 +335,19 @@ class AnswerRunner:
             await self._quietly(self.quotas.release(reservation, outcome="error", meta=meta,
                                                     error_code=error_code(cause)))
         log.info("answer failed: %r", cause)
-        text = ERROR_PREFIX + await describe_error(cause, gateway=self.gateway, model=spec.model,
+        text = ERROR_PREFIX + await describe_error(cause, gateway=self._gateway(spec), model=spec.model,
                                                    kinds=spec.model_kinds)
         return AnswerOutcome(complete=False, error=cause, stats=renderer.stats,
                              showing=_start(renderer.finish(notice=text)))
 
-    async def show_refusal(self, target: MessageTarget, exc: BaseException, spec: AnswerSpec | None = None) -> None:
+    async def show_refusal(self, target: MessageTarget, exc: BaseException, spec: AnswerSpec | None = None, *,
+                           gateway: GatewayClient | None = None) -> None:
         """Show why nothing was asked (a budget, a refused image …) as the answer's only message (under
-        the spec's header line, if any); a slash command's refusal is private to the member."""
-        text = ERROR_PREFIX + await describe_error(exc, gateway=self.gateway, model=spec.model if spec else None,
+        the spec's header line, if any); a slash command's refusal is private to the member. ``gateway``:
+        the one that refused (else the spec's, else the operator's)."""
+        if gateway is None:
+            gateway = self._gateway(spec) if spec is not None else self.gateway
+        text = ERROR_PREFIX + await describe_error(exc, gateway=gateway, model=spec.model if spec else None,
                                                    kinds=spec.model_kinds if spec else (ModelKind.CHAT,))
         if spec is not None and spec.header:
             text = f"{spec.header}\n{text}"
@@ -327,6 +355,10 @@ class AnswerRunner:
             await refuse(target, text)  # private for a slash command
         except Exception as show_error:
             log.warning("error message could not be shown: %r", show_error)
+
+    def _gateway(self, spec: AnswerSpec) -> GatewayClient:
+        """The gateway answering ``spec`` (set by ``answer``; the operator's before that)."""
+        return spec.gateway if spec.gateway is not None else self.gateway
 
     @staticmethod
     async def _notify(on_answered: OnAnswered | None, outcome: AnswerOutcome) -> None:

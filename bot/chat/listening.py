@@ -60,7 +60,11 @@ class Voice(Protocol):
     @property
     def can_speak(self) -> bool: ...
 
-    def unavailable(self, kind: Literal["listen", "speak"], /) -> Exception: ...
+    def can_listen_on(self, gateway: Any, /) -> bool: ...
+
+    def can_speak_on(self, gateway: Any, /) -> bool: ...
+
+    def unavailable(self, kind: Literal["listen", "speak"], gateway: Any = None, /) -> Exception: ...
 
     async def transcribe(self, requester: Requester, audio: AudioInput, /) -> Transcribed: ...
 
@@ -105,11 +109,13 @@ def prompt_with_transcript(text: str, transcript: str) -> str:
     return text or transcript
 
 
-async def hear(voice: Voice, requester: Requester, audio: AudioInput, *, written: str = "") -> Heard:
+async def hear(voice: Voice, requester: Requester, audio: AudioInput, *, written: str = "",
+               gateway: Any = None) -> Heard:
     """Transcribe ``audio``; raises the voice service's refusals (unavailable, too long, too large,
-    unreadable, budget) for the caller to show, or ``NothingHeard`` when there was nothing to answer."""
-    if not voice.can_listen:
-        raise voice.unavailable("listen")
+    unreadable, budget) for the caller to show, or ``NothingHeard`` when there was nothing to answer.
+    ``gateway``: the one serving the turn (None: the operator's)."""
+    if not (voice.can_listen if gateway is None else voice.can_listen_on(gateway)):
+        raise voice.unavailable("listen") if gateway is None else voice.unavailable("listen", gateway)
     transcript = (await voice.transcribe(requester, audio)).text.strip()
     if not transcript and not written.strip():
         raise NothingHeard("empty transcript")
@@ -121,12 +127,12 @@ SayLine = Callable[[str], Awaitable[None]]
 
 async def speak_back(
     voice: Voice, requester: Requester, answer: str, target: ChannelVoiceTarget | InteractionVoiceTarget,
-    say: SayLine,
+    say: SayLine, gateway: Any = None,
 ) -> int | None:
     """Speak ``answer`` and send it as a voice message to ``target``; returns the message's id. Skipped
     when the gateway cannot speak; a failure is one short line through ``say`` (never raised: the text
-    answer stands)."""
-    if not voice.can_speak or not answer.strip():
+    answer stands). ``gateway``: the one serving the turn (None: the operator's)."""
+    if not (voice.can_speak if gateway is None else voice.can_speak_on(gateway)) or not answer.strip():
         return None
     try:
         clip = await voice.speak(requester, answer)
@@ -134,7 +140,7 @@ async def speak_back(
     except Exception as exc:
         log.info("voice reply failed: %r", exc)
         try:
-            await say(NO_VOICE_REPLY + user_error_message(exc))
+            await say(NO_VOICE_REPLY + user_error_message(exc, gateway=gateway))
         except Exception as show_error:
             log.warning("could not say why there is no voice reply: %r", show_error)
         return None

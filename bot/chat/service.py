@@ -17,6 +17,7 @@ import asyncio
 import contextlib
 import logging
 import re
+import weakref
 from collections.abc import AsyncIterator, Callable
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
@@ -65,6 +66,8 @@ from bot.chat.starting import (
 from bot.chat.tools.base import ToolContext
 from bot.chat.tools.loop import ToolSession
 from bot.chat.tools.registry import ToolRegistry
+from bot.gateways.defaults import default_model
+from bot.gateways.directory import GatewayDirectory
 from bot.guilds.config import EffectiveConfig, GuildConfig
 from bot.rendering.errors import user_error_message
 from bot.rendering.replies import (
@@ -79,7 +82,7 @@ from bot.rendering.text import truncate
 from bot.storage.store import Store
 from bot.voice.intake import AudioInput
 from bot.voice.sender import ChannelVoiceTarget, InteractionVoiceTarget
-from gateway_client import ChatMessage, GatewayClient, ModelKind
+from gateway_client import ChatMessage, GatewayClient, GatewayError, ModelKind
 
 if TYPE_CHECKING:
     import aiohttp
@@ -166,18 +169,24 @@ class ChatService:
     def __init__(
         self, settings: Settings, store: Store, gateway: GatewayClient, quotas: BudgetService,
         guild_config: GuildConfig, *, cdn_http: Callable[[], aiohttp.ClientSession],
+        gateways: GatewayDirectory | None = None,
     ) -> None:
         self.settings = settings.chat
+        self._all_settings = settings
         self.cdn_hosts = settings.discord.cdn_hosts
+        #: the operator's gateway; each turn is answered by its guild's (``gateways.for_guild``)
         self.gateway = gateway
+        self.gateways = gateways if gateways is not None else GatewayDirectory(gateway)
         self.guild_config = guild_config
         self.conversations = ConversationStore(store)
         #: one gate for every chat-like gateway call (chat, mentions, vision)
         self.admission = Admission(self.settings.max_concurrency, self.settings.max_queue)
         #: the models' context windows, which each turn is fitted into (bot/chat/context.py)
         self.context = ContextWindows(self.settings.context_windows, default_model=lambda: gateway.config.chat_model)
-        self.runner = AnswerRunner(gateway, quotas, self.settings)
-        self.runner.context = self.context
+        #: a guild gateway's windows (its own model list, read at its first turn)
+        self._guild_contexts: weakref.WeakKeyDictionary[GatewayClient, ContextWindows] = weakref.WeakKeyDictionary()
+        self.runner = AnswerRunner(gateway, quotas, self.settings, gateways=self.gateways)
+        self.runner.context_for = self.context_for
         self.vision: VisionService | None = None  # wired by the factory
         #: the voice service (``bot.voice``), wired by the factory; None: audio is not listened to
         self.voice: Voice | None = None
@@ -197,6 +206,33 @@ class ChatService:
 
     async def close(self) -> None:
         await self.context.close()
+        for context in list(self._guild_contexts.values()):
+            await context.close()
+
+    def context_for(self, gateway: GatewayClient) -> ContextWindows:
+        """The context windows of ``gateway``'s models: the operator's read at start-up; a guild's own
+        gateway's read (in the background) the first time it answers."""
+        if gateway is self.gateway:
+            return self.context
+        context = self._guild_contexts.get(gateway)
+        if context is None:
+            chat_model = default_model(gateway, "chat", self._all_settings)
+            context = ContextWindows(self.settings.context_windows, default_model=lambda: chat_model or None)
+            self._guild_contexts[gateway] = context
+            context.start(gateway.list_models)
+        return context
+
+    async def _serving(self, target: InteractionTarget | ChannelReplyTarget | None,
+                       requester: Requester) -> GatewayClient | None:
+        """The gateway serving the requester's guild; None when it can't be used (the guild's key can no
+        longer be read …): the member was told why through ``target`` (or it is logged, unasked)."""
+        try:
+            return await self.gateways.for_guild(requester.guild_id)
+        except GatewayError as exc:
+            log.info("guild %s: its gateway can't be used: %r", requester.guild_id, exc)
+            if target is not None:
+                await self.runner.show_refusal(target, exc)
+            return None
 
     def stop_accepting(self) -> None:
         """The drain begins: new turns (slash, mention, reply, thread, vision) are refused with
@@ -272,11 +308,14 @@ class ChatService:
         where = _Where(interaction.guild_id, interaction.channel_id, interaction.user.id)
         requester = Requester.from_interaction(interaction)
         async with ticket:  # the conversation lock covers history → transcript → answer → record
+            gateway = await self._serving(target, requester)
+            if gateway is None:
+                return
             # a server that did not install Gatecord has no say over it: the bot's defaults apply
-            cfg = await self._config(None if guest else interaction.guild_id, channel)
+            cfg = await self._config(None if guest else interaction.guild_id, channel, gateway)
             heard = None
             if audio is not None:
-                heard = await self._hear(target, requester, audio, written=prompt_text)
+                heard = await self._hear(target, requester, audio, written=prompt_text, gateway=gateway)
                 if heard is None:  # refused; the member was told why
                     return
                 prompt_text = prompt_with_transcript(prompt_text, heard.transcript)
@@ -285,9 +324,9 @@ class ChatService:
             spec = self._spec(
                 cfg, turn, prompt_text, model=ask.model, requester=requester,
                 user=interaction.user, guild=interaction.guild, channel=channel, notes=notes,
-                header=heard.header if heard else "",
+                header=heard.header if heard else "", gateway=gateway,
             )
-            spec.tools = self._tool_session(cfg, ToolContext(
+            spec.tools = self._tool_session(cfg, gateway, ToolContext(
                 requester=requester, channel=channel, member=interaction.user, guild=interaction.guild,
                 answer_message_ids=lambda: target.message_ids,
                 voice_target=None if ask.private else InteractionVoiceTarget(interaction.application_id,
@@ -310,7 +349,7 @@ class ChatService:
                 await interaction.followup.send(line, ephemeral=True, allowed_mentions=NO_MENTIONS)
 
             await self._speak_back(requester, outcome, target, say,
-                                   InteractionVoiceTarget(interaction.application_id, interaction.token))
+                                   InteractionVoiceTarget(interaction.application_id, interaction.token), gateway)
 
     async def _start_thread(
         self, interaction: discord.Interaction, target: InteractionTarget, prompt: str, private: bool
@@ -456,10 +495,13 @@ class ChatService:
         where = _Where(message.guild.id if message.guild else None, channel.id, message.author.id)
         requester = Requester.from_message(message)
         async with ticket:  # the conversation lock covers history → transcript → answer → record
-            cfg = await self._config(message.guild.id if message.guild else None, channel)
+            gateway = await self._serving(target, requester)
+            if gateway is None:
+                return
+            cfg = await self._config(message.guild.id if message.guild else None, channel, gateway)
             heard = None
             if audio:
-                heard = await self._hear(target, requester, audio[0], written=prompt_text)
+                heard = await self._hear(target, requester, audio[0], written=prompt_text, gateway=gateway)
                 if heard is None:  # refused; the member was told why
                     return
                 prompt_text = prompt_with_transcript(prompt_text, heard.transcript)
@@ -472,10 +514,10 @@ class ChatService:
             header = "\n".join(line for line in (note, heard.header if heard else "") if line)
             spec: AnswerSpec | None = self._spec(cfg, turn, prompt_text, model=None, requester=requester,
                                                  user=message.author, guild=message.guild, channel=channel,
-                                                 notes=notes, header=header)
+                                                 notes=notes, header=header, gateway=gateway)
             in_place = channel.id == message.channel.id  # else in the thread opened from it
             if spec is not None:
-                spec.tools = self._tool_session(cfg, ToolContext(
+                spec.tools = self._tool_session(cfg, gateway, ToolContext(
                     requester=requester, channel=channel, member=message.author, guild=message.guild,
                     answer_message_ids=lambda: target.message_ids,
                     voice_target=ChannelVoiceTarget(channel.id, reply_to=message.id if in_place else None),
@@ -496,7 +538,7 @@ class ChatService:
                 await reply_quietly(message, line)
 
             await self._speak_back(requester, outcome, target, say,
-                                   ChannelVoiceTarget(channel.id, reply_to=message.id if in_place else None))
+                                   ChannelVoiceTarget(channel.id, reply_to=message.id if in_place else None), gateway)
 
     async def _open_thread(self, message: discord.Message, prompt: str) -> tuple[discord.Thread | None, str]:
         """``auto_thread``: a public thread opened from ``message``, named after ``prompt``, registered as the
@@ -552,9 +594,12 @@ class ChatService:
     ) -> UnaskedAnswer | None:
         requester = Requester.from_message(message)
         async with ticket:
-            cfg = await self._config(message.guild.id if message.guild else None, message.channel)
+            gateway = await self._serving(None, requester)  # nobody asked: a guild gateway's failure is logged
+            if gateway is None:
+                return None
+            cfg = await self._config(message.guild.id if message.guild else None, message.channel, gateway)
             spec = self._spec(cfg, Turn(key=key), ask.prompt, model=None, requester=requester, user=message.author,
-                              guild=message.guild, channel=message.channel, notes=[])
+                              guild=message.guild, channel=message.channel, notes=[], gateway=gateway)
             spec.footer_extra += ask.footer_extra
             try:
                 spec.hold = await self.runner.hold(spec)
@@ -601,27 +646,28 @@ class ChatService:
     # ------------------------------------------------------------------------------------------
 
     async def _hear(
-        self, target: InteractionTarget | ChannelReplyTarget, requester: Requester, audio: AudioInput, *, written: str
+        self, target: InteractionTarget | ChannelReplyTarget, requester: Requester, audio: AudioInput, *, written: str,
+        gateway: GatewayClient | None = None,
     ) -> Heard | None:
         """The transcript of ``audio``, or None when it was refused (no transcription on the gateway, too
         long, too large, unreadable, over budget …): the member sees why where the answer would be."""
         assert self.voice is not None
         try:
-            return await hear(self.voice, requester, audio, written=written)
+            return await hear(self.voice, requester, audio, written=written, gateway=gateway)
         except Exception as exc:
             log.info("audio not transcribed: %r", exc)
-            await self.runner.show_refusal(target, exc)
+            await self.runner.show_refusal(target, exc, gateway=gateway)
             return None
 
     async def _speak_back(
         self, requester: Requester, outcome: AnswerOutcome, target: InteractionTarget | ChannelReplyTarget,
-        say: SayLine, voice_target: ChannelVoiceTarget | InteractionVoiceTarget,
+        say: SayLine, voice_target: ChannelVoiceTarget | InteractionVoiceTarget, gateway: GatewayClient | None = None,
     ) -> None:
         """``voice_replies``: the finished answer, spoken, as a voice message after the text; a reply to
         it continues the conversation like a reply to the text."""
         if self.voice is None:
             return
-        message_id = await speak_back(self.voice, requester, outcome.text, voice_target, say)
+        message_id = await speak_back(self.voice, requester, outcome.text, voice_target, say, gateway)
         if message_id is not None and target.on_created is not None:
             await target.on_created(message_id)  # linked to the recorded answer
 
@@ -629,17 +675,22 @@ class ChatService:
     # helpers
     # ------------------------------------------------------------------------------------------
 
-    def _tool_session(self, cfg: EffectiveConfig, ctx: ToolContext) -> ToolSession | None:
-        """The tools this turn offers (the channel's ``tools`` setting, what the gateway and the bot can do);
-        None when there are none."""
+    def _tool_session(
+        self, cfg: EffectiveConfig, gateway: GatewayClient | None, ctx: ToolContext
+    ) -> ToolSession | None:
+        """The tools this turn offers (the channel's ``tools`` setting, what the turn's gateway and the bot can
+        do); None when there are none."""
         if self.tools is None:
             return None
-        offered = self.tools.offered(cfg.tools)
+        offered = self.tools.offered(cfg.tools, gateway)
         return ToolSession(self.tools, offered, ctx) if offered else None
 
-    async def _config(self, guild_id: int | None, channel: Any) -> EffectiveConfig:
+    async def _config(
+        self, guild_id: int | None, channel: Any, gateway: GatewayClient | None = None
+    ) -> EffectiveConfig:
+        """The channel's settings; ``gateway``: the one serving the turn (its default models apply)."""
         parent_id = channel.parent_id if isinstance(channel, discord.Thread) else None
-        return await self.guild_config.effective(guild_id, getattr(channel, "id", None), parent_id)
+        return await self.guild_config.effective(guild_id, getattr(channel, "id", None), parent_id, gateway=gateway)
 
     async def _load_thread_history(self, turn: Turn, limit: int) -> None:
         records = await self.conversations.thread_history(turn.key, limit=limit)
@@ -657,6 +708,7 @@ class ChatService:
     def _spec(
         self, cfg: EffectiveConfig, turn: Turn, prompt: str, *, model: str | None, requester: Requester, user: Any,
         guild: discord.Guild | None, channel: Any, notes: list[str], header: str = "",
+        gateway: GatewayClient | None = None,
     ) -> AnswerSpec:
         system = render_system_prompt(
             cfg.system_prompt, now=datetime.now(UTC), server=guild.name if guild else None,
@@ -666,7 +718,8 @@ class ChatService:
         fitted = fit_history(history, max_messages=cfg.history_messages, max_tokens=self.settings.history_tokens)
         model = model or cfg.chat_model or None
         fixed = estimate_tokens(prompt) + (estimate_tokens(system) if system.strip() else 0)
-        fit = fit_to_window(fitted, fixed_tokens=fixed, max_tokens=cfg.max_tokens, window=self.context.window(model))
+        context = self.context_for(gateway) if gateway is not None else self.context
+        fit = fit_to_window(fitted, fixed_tokens=fixed, max_tokens=cfg.max_tokens, window=context.window(model))
         messages = [ChatMessage.system(system)] if system.strip() else []
         messages += [ChatMessage(t.role, t.content) for t in fit.history]
         messages.append(ChatMessage.user(prompt))
@@ -674,7 +727,7 @@ class ChatService:
         return AnswerSpec(
             messages=merge_user_runs(messages), requester=requester, model=model,
             temperature=cfg.temperature, max_tokens=fit.max_tokens, model_kinds=(ModelKind.CHAT, ModelKind.VISION),
-            footer_extra=tuple(footer), header=header,
+            footer_extra=tuple(footer), header=header, gateway=gateway,
         )
 
     async def _record(

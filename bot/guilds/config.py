@@ -24,11 +24,15 @@ from typing import TYPE_CHECKING, Any
 
 from bot.chat.tools.names import DEFAULT as DEFAULT_TOOLS
 from bot.chat.tools.names import TOOL_NAMES, ToolsSettingError, parse_tools_setting
+from bot.gateways.defaults import default_model, is_own_gateway
+from bot.gateways.directory import GatewayDirectory
 from bot.guilds import audit
 from bot.guilds.audit import InvalidSetting
 from bot.guilds.triggers import MAX_TRIGGERS, parse_triggers
+from bot.rendering.errors import user_error_message
 from bot.storage.store import Store
 from bot.storage.tx import SyncTx, for_update
+from gateway_client.errors import AuthenticationError, PermissionDenied
 
 if TYPE_CHECKING:
     from bot.app.settings import Settings
@@ -127,10 +131,13 @@ class GuildConfig:
     def __init__(
         self, store: Store, settings: Settings, gateway: Any = None, *, now: Callable[[], datetime] | None = None,
         clock: Callable[[], float] = time.monotonic, cache_seconds: float = CACHE_SECONDS,
+        gateways: GatewayDirectory | None = None,
     ) -> None:
         self.store = store
         self.settings = settings
+        #: the operator's gateway; model lists, checks and default models are the guild's (``gateways``)
         self.gateway = gateway
+        self.gateways = gateways if gateways is not None or gateway is None else GatewayDirectory(gateway)
         self.now = now or (lambda: datetime.now(UTC))
         self.clock = clock
         self.cache_seconds = cache_seconds
@@ -139,12 +146,27 @@ class GuildConfig:
 
     # ------------------------------------------------------------------ reads
 
-    def defaults(self) -> EffectiveConfig:
+    async def serving(self, guild_id: int | None) -> Any:
+        """The gateway serving ``guild_id`` (its own, else the operator's); None without any gateway. A guild
+        gateway that can't be used raises (``GuildGatewayUnavailable``)."""
+        if self.gateways is None:
+            return self.gateway
+        return await self.gateways.for_guild(guild_id)
+
+    def defaults(self, gateway: Any = None) -> EffectiveConfig:
+        """The settings nobody changed; the default models are those of ``gateway`` (the operator's
+        ``[gateway]`` settings for the operator's or None; a guild gateway's own, bot/gateways/defaults.py)."""
         s = self.settings
+        if gateway is not None and is_own_gateway(gateway):
+            chat_model = default_model(gateway, "chat", s)
+            vision_model = default_model(gateway, "vision", s)
+            image_model = default_model(gateway, "image", s)
+        else:
+            chat_model, vision_model, image_model = s.gateway.chat_model, s.gateway.vision_model, s.gateway.image_model
         return EffectiveConfig(
-            chat_model=s.gateway.chat_model,
-            vision_model=s.gateway.vision_model,  # "" = not configured: the vision feature picks one
-            image_model=s.gateway.image_model,
+            chat_model=chat_model,
+            vision_model=vision_model,  # "" = not configured: the vision feature picks one
+            image_model=image_model,
             system_prompt=s.chat.system_prompt,
             temperature=s.chat.temperature,
             max_tokens=s.chat.max_tokens,
@@ -172,16 +194,23 @@ class GuildConfig:
         self._cache.pop(guild_id, None)
 
     async def effective(
-        self, guild_id: int | None, channel_id: int | None, parent_channel_id: int | None = None
+        self, guild_id: int | None, channel_id: int | None, parent_channel_id: int | None = None, *,
+        gateway: Any = None,
     ) -> EffectiveConfig:
-        """The settings that apply in this channel (a thread passes its parent as ``parent_channel_id``)."""
+        """The settings that apply in this channel (a thread passes its parent as ``parent_channel_id``);
+        the default models are those of ``gateway`` (None: the guild's, looked up)."""
+        if gateway is None and guild_id and self.gateways is not None:
+            try:
+                gateway = await self.gateways.for_guild(guild_id)
+            except Exception as exc:  # the request itself reports it, when it asks that gateway
+                log.info("guild %s: its gateway can't be used for its defaults: %r", guild_id, exc)
         merged: dict[str, Any] = {}
         if guild_id:
             layers = await self.overrides(guild_id)
             for layer in (GUILD_LEVEL, parent_channel_id, channel_id):
                 if layer is not None and layer in layers:
                     merged.update(layers[layer])
-        base = self.defaults()
+        base = self.defaults(gateway)
         if not merged:
             return base
         values = {name: merged.get(name, getattr(base, name)) for name in FIELDS}
@@ -203,22 +232,25 @@ class GuildConfig:
                 sources[name] = "server setting"
         return ConfigReport(cfg, sources, layers, await audit.recent(self.store, guild_id, history))
 
-    async def model_ids(self, kind: str, current: str = "") -> list[str]:
-        """Sorted model ids of ``kind`` ("chat" | "vision" | "image") containing ``current`` (autocomplete)."""
-        if self.gateway is None:
+    async def model_ids(self, kind: str, current: str = "", guild_id: int | None = None) -> list[str]:
+        """Sorted model ids of ``kind`` ("chat" | "vision" | "image") containing ``current`` on the guild's
+        gateway (autocomplete)."""
+        gateway = await self.serving(guild_id)
+        if gateway is None:
             return []
         if kind == "vision":
-            models = await self.gateway.vision_models()
+            models = await gateway.vision_models()
         elif kind == "image":
-            models = await self.gateway.image_models()
+            models = await gateway.image_models()
         else:
-            models = await self.gateway.list_models()
+            models = await gateway.list_models()
         return sorted({m.id for m in models if current.lower() in m.id.lower()})
 
     # ------------------------------------------------------------ validation
 
-    async def validate(self, name: str, value: Any) -> Any:
-        """Normalise one value or raise ``InvalidSetting`` with the sentence to show the admin."""
+    async def validate(self, name: str, value: Any, guild_id: int | None = None) -> Any:
+        """Normalise one value or raise ``InvalidSetting`` with the sentence to show the admin (a model is
+        checked against the guild's gateway)."""
         if name not in FIELDS:
             raise InvalidSetting(name, f"`{name}` is not a setting; choose one of: {', '.join(FIELDS)}.")
         label = FIELD_LABELS[name]
@@ -228,7 +260,7 @@ class GuildConfig:
                 raise InvalidSetting(name, f"The {label} must not be empty.")
             if len(model) > MAX_MODEL_NAME:
                 raise InvalidSetting(name, f"The {label} name is too long (at most {MAX_MODEL_NAME} characters).")
-            await self._check_model(name, model)
+            await self._check_model(name, model, guild_id)
             return model
         if name == "system_prompt":
             prompt = str(value).strip()
@@ -264,20 +296,30 @@ class GuildConfig:
             raise InvalidSetting(name, f"{label.capitalize()} must be true or false.")
         raise InvalidSetting(name, f"`{name}` cannot be set.")  # pragma: no cover
 
-    async def _check_model(self, name: str, model: str) -> None:
-        if self.gateway is None:
+    async def _check_model(self, name: str, model: str, guild_id: int | None = None) -> None:
+        if self.gateway is None and self.gateways is None:
             return
+        gateway = None
         try:
+            gateway = await self.serving(guild_id)
             if name == "vision_model":
-                available = [m.id for m in await self.gateway.vision_models()]
+                available = [m.id for m in await gateway.vision_models()]
                 what = "a vision (image-reading) model"
             elif name == "image_model":
-                available = [m.id for m in await self.gateway.image_models()]
+                available = [m.id for m in await gateway.image_models()]
                 what = "an image model"
             else:
-                models = await self.gateway.list_models()
+                models = await gateway.list_models()
                 available = [m.id for m in models if str(getattr(m, "kind", "chat")) in ("chat", "vision")]
                 what = "a chat model"
+        except (AuthenticationError, PermissionDenied) as exc:
+            if gateway is None or is_own_gateway(gateway):  # the guild's own gateway (or its key) refused
+                raise InvalidSetting(name, user_error_message(exc, gateway=gateway)) from None
+            log.warning("model list unavailable while validating %s: %s", name, type(exc).__name__)
+            raise InvalidSetting(
+                name, f"Could not check `{model}` with the AI gateway right now ({type(exc).__name__}); "
+                "nothing was changed. Try again shortly."
+            ) from None
         except Exception as exc:  # the gateway could not answer: say so, change nothing
             log.warning("model list unavailable while validating %s: %s", name, type(exc).__name__)
             raise InvalidSetting(
@@ -309,7 +351,7 @@ class GuildConfig:
             raise InvalidSetting("fields", "Nothing to change: give at least one setting.")
         clean: dict[str, Any] = {}
         for name, value in values.items():
-            clean[name] = None if value is None else await self.validate(name, value)
+            clean[name] = None if value is None else await self.validate(name, value, guild_id)
         ts = self.now().timestamp()
         target = "guild" if channel_id == GUILD_LEVEL else f"channel:{channel_id}"
 

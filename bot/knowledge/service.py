@@ -8,7 +8,8 @@ returned with their sources. Every embedding call is charged to the member in em
 reserved with an estimate before, settled with the tokens the gateway counted.
 
 The store (``bot.knowledge.store.VectorStore``) keeps each guild's rows apart; this service always
-passes ``requester.guild_id`` and nothing else.
+passes ``requester.guild_id`` and nothing else. A guild with its own gateway embeds there (its profile's
+embedding model); the operator's gateway uses ``[gateway] embedding_model``.
 """
 
 from __future__ import annotations
@@ -22,6 +23,8 @@ from dataclasses import dataclass
 from typing import TYPE_CHECKING
 
 from bot.budgets.rules import Feature, Requester
+from bot.gateways.defaults import default_model, is_own_gateway
+from bot.gateways.directory import GatewayDirectory
 from bot.knowledge.chunking import chunk_text, embedding_input
 from bot.knowledge.download import fetch_document
 from bot.knowledge.errors import (
@@ -33,6 +36,7 @@ from bot.knowledge.errors import (
 )
 from bot.knowledge.extract import document_kind, extract_async
 from bot.knowledge.store import ChunkToStore, Document, Hit, VectorStore
+from bot.rendering.errors import guild_gateway_lacks
 
 if TYPE_CHECKING:
     import aiohttp
@@ -83,27 +87,53 @@ class KnowledgeService:
         *,
         cdn_http: Callable[[], aiohttp.ClientSession],
         vectors: VectorStore | None = None,
+        gateways: GatewayDirectory | None = None,
     ) -> None:
         self.settings = settings
+        #: the operator's gateway (what ``available`` describes); a request goes to its guild's (``gateways``)
         self.gateway = gateway
+        self.gateways = gateways if gateways is not None else GatewayDirectory(gateway)
         self.quotas = quotas
         self.vectors = vectors if vectors is not None else VectorStore(store)
         self._cdn_http = cdn_http
 
     # -- what the gateway offers ----------------------------------------------------------------------
 
+    def embedding_model_on(self, gateway: GatewayClient) -> str:
+        return default_model(gateway, "embedding", self.settings)
+
+    def available_on(self, gateway: GatewayClient) -> bool:
+        return gateway.profile.supports("embeddings") and bool(self.embedding_model_on(gateway))
+
     @property
     def embedding_model(self) -> str:
-        return self.settings.gateway.embedding_model or self.gateway.profile.default_embedding_model
+        return self.embedding_model_on(self.gateway)
 
     @property
     def available(self) -> bool:
         """The gateway offers embeddings and a model is known (else no /knowledge command is registered)."""
-        return self.gateway.profile.supports("embeddings") and bool(self.embedding_model)
+        return self.available_on(self.gateway)
+
+    async def available_in(self, guild_id: int) -> bool:
+        """Whether the gateway serving ``guild_id`` offers the knowledge base (False when it can't be used)."""
+        try:
+            return self.available_on(await self.gateways.for_guild(guild_id))
+        except Exception as exc:  # the guild's own gateway can't be used (its key unreadable)
+            log.info("knowledge: guild %s: its gateway can't be used: %r", guild_id, exc)
+            return False
+
+    def unavailable_reason_on(self, gateway: GatewayClient) -> str:
+        """What a member is told where ``gateway`` offers no knowledge base."""
+        if is_own_gateway(gateway) and not self.available_on(gateway):
+            return guild_gateway_lacks(gateway.profile.name, "embeddings, which the knowledge base needs")
+        return self._operator_reason() if gateway is self.gateway else ""
 
     @property
     def unavailable_reason(self) -> str:
         """What a member is told where the knowledge base is not offered."""
+        return self._operator_reason()
+
+    def _operator_reason(self) -> str:
         profile = self.gateway.profile.name
         if not self.gateway.profile.supports("embeddings"):
             return (f"This bot has no knowledge base: the AI gateway it uses ({profile}) offers no embeddings, "
@@ -114,9 +144,9 @@ class KnowledgeService:
         return ""
 
     async def start(self) -> None:
-        """Open the vector store (after the store itself is open) when the knowledge base is offered."""
-        if self.available:
-            await self.vectors.open()
+        """Open the vector store (after the store itself is open): the operator's gateway, or a guild's own,
+        may offer the knowledge base."""
+        await self.vectors.open()
 
     # -- adding ---------------------------------------------------------------------------------------
 
@@ -137,22 +167,24 @@ class KnowledgeService:
     async def add_file(self, requester: Requester, *, filename: str, data: bytes,
                        content_type: str | None) -> AddResult:
         """Add (or replace) the file ``filename`` in the requester's guild: txt, md, html or pdf."""
-        guild_id = self._guild(requester)
+        guild_id, gateway = await self._serving(requester)
         self.check_file(filename, content_type, len(data))
         extracted = await extract_async(filename, data, content_type)
         source = _short(filename)
-        return await self._add(requester, guild_id, source, _short(extracted.title) or source, extracted.text)
+        return await self._add(requester, guild_id, gateway, source, _short(extracted.title) or source,
+                               extracted.text)
 
     async def add_text(self, requester: Requester, *, source: str, title: str, text: str) -> AddResult:
         """Add (or replace) a text (a message) under ``source`` (its link) in the requester's guild."""
-        guild_id = self._guild(requester)
+        guild_id, gateway = await self._serving(requester)
         if not text.strip():
             raise EmptyDocument(source)
-        return await self._add(requester, guild_id, _short(source), _short(title) or _short(source), text)
+        return await self._add(requester, guild_id, gateway, _short(source), _short(title) or _short(source), text)
 
-    async def _add(self, requester: Requester, guild_id: int, source: str, title: str, text: str) -> AddResult:
+    async def _add(self, requester: Requester, guild_id: int, gateway: GatewayClient, source: str, title: str,
+                   text: str) -> AddResult:
         k = self.settings.knowledge
-        model = self.embedding_model
+        model = self.embedding_model_on(gateway)
         digest = content_hash(text, model=model, chunk_chars=k.chunk_chars, overlap_chars=k.overlap_chars)
         existing = await self.vectors.find(guild_id, source)
         if existing is not None and existing.content_hash == digest:
@@ -163,7 +195,7 @@ class KnowledgeService:
             raise EmptyDocument(source)
         if len(chunks) > k.max_document_chunks:
             raise DocumentTooLong(source, len(chunks), k.max_document_chunks)
-        vectors, tokens = await self._embed(requester, [embedding_input(c) for c in chunks])
+        vectors, tokens = await self._embed(requester, gateway, [embedding_input(c) for c in chunks])
         stored = [ChunkToStore(text=c.text, embedding=v, heading=c.heading)
                   for c, v in zip(chunks, vectors, strict=True)]
         document = await self.vectors.replace_document(guild_id, source, title, digest, stored,
@@ -188,23 +220,23 @@ class KnowledgeService:
                      min_score: float | None = None) -> builtins.list[Hit]:
         """The requester's guild's chunks nearest to ``query`` (best first, none below ``min_score``);
         the query's embedding is charged to the requester."""
-        guild_id = self._guild(requester)
+        guild_id, gateway = await self._serving(requester)
         query = query.strip()[:MAX_QUERY_CHARS]
         if not query:
             raise NoKnowledgeQuery()
         k = self.settings.knowledge
         floor = k.min_score if min_score is None else min_score
-        [vector], _tokens = await self._embed(requester, [query])
+        [vector], _tokens = await self._embed(requester, gateway, [query])
         hits = await self.vectors.search(guild_id, vector, limit=limit or k.search_limit)
         return [h for h in hits if h.score >= floor]
 
     # -- embedding, charged ---------------------------------------------------------------------------
 
-    async def _embed(self, requester: Requester, texts: Sequence[str]) -> tuple[Vectors, int]:
+    async def _embed(self, requester: Requester, gateway: GatewayClient, texts: Sequence[str]) -> tuple[Vectors, int]:
         """Vectors for ``texts`` (in batches) and the tokens charged: reserved by estimate, settled with
         the gateway's count (the estimate where it gives none). A batch that fails after others were
         billed charges what was billed, then the error goes on."""
-        model = self.embedding_model
+        model = self.embedding_model_on(gateway)
         vectors: Vectors = []
         tokens = 0
         credits: float | None = None
@@ -214,7 +246,7 @@ class KnowledgeService:
             try:
                 for start in range(0, len(texts), EMBED_BATCH):
                     batch = list(texts[start:start + EMBED_BATCH])
-                    result = await self.gateway.embed(batch, model)
+                    result = await gateway.embed(batch, model)
                     if len(result.vectors) != len(batch):
                         raise ValueError(f"the gateway returned {len(result.vectors)} vectors for {len(batch)} texts")
                     vectors.extend(result.vectors)
@@ -229,12 +261,17 @@ class KnowledgeService:
             await hold.settle(embedding_tokens=tokens, meta=meta, credits=credits)
         return vectors, tokens
 
-    def _guild(self, requester: Requester) -> int:
-        if not self.available:
-            raise KnowledgeUnavailable(self.unavailable_reason)
+    async def _serving(self, requester: Requester) -> tuple[int, GatewayClient]:
+        """The requester's guild and the gateway that embeds for it (its own, else the operator's); raises
+        ``KnowledgeUnavailable`` (a DM, no embeddings there) or the guild gateway's ``GuildGatewayUnavailable``."""
         if requester.guild_id is None:
+            if not self.available:
+                raise KnowledgeUnavailable(self.unavailable_reason)
             raise KnowledgeUnavailable("The knowledge base belongs to a server: use it in a server's channel.")
-        return requester.guild_id
+        gateway = await self.gateways.for_guild(requester.guild_id)
+        if not self.available_on(gateway):
+            raise KnowledgeUnavailable(self.unavailable_reason_on(gateway))
+        return requester.guild_id, gateway
 
 
 def content_hash(text: str, *, model: str, chunk_chars: int, overlap_chars: int) -> str:

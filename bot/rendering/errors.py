@@ -17,6 +17,8 @@ from typing import Any
 
 import discord
 
+from bot.gateways.directory import GUILD_LABEL_PREFIX
+from bot.gateways.errors import GuildGatewayUnavailable
 from bot.rendering.user_facing import UserFacingError
 from gateway_client.errors import (
     AuthenticationError,
@@ -37,7 +39,8 @@ from gateway_client.errors import (
 
 log = logging.getLogger(__name__)
 
-__all__ = ["closest_models", "describe_error", "error_code", "incomplete_notice", "plain_text", "user_error_message"]
+__all__ = ["closest_models", "describe_error", "error_code", "guild_gateway_lacks", "incomplete_notice", "plain_text",
+           "user_error_message"]
 
 MAX_MESSAGE = 600
 
@@ -129,13 +132,48 @@ def user_error_message(
     *,
     model: str | None = None,
     suggestions: Sequence[str] = (),
+    gateway: Any | None = None,
 ) -> str:
     """A short, specific sentence for the member. ``model`` is the model that was asked for;
-    ``suggestions`` the closest available names (see ``describe_error``)."""
-    return _sentence_for(exc, model=model, suggestions=suggestions)[:MAX_MESSAGE]
+    ``suggestions`` the closest available names (see ``describe_error``); ``gateway`` the client that
+    served the request (a guild's own gateway's refusals say so, and what a server manager can do)."""
+    return _sentence_for(exc, model=model, suggestions=suggestions, gateway=gateway)[:MAX_MESSAGE]
 
 
-def _sentence_for(exc: BaseException, *, model: str | None, suggestions: Sequence[str]) -> str:
+GUILD_GATEWAY = "This server's own AI gateway ({profile})"
+
+
+def guild_gateway_lacks(profile: str, feature: str) -> str:
+    """What a member reads when the guild's own gateway does not offer ``feature`` (e.g. "text-to-speech")."""
+    return (f"{GUILD_GATEWAY.format(profile=profile)} does not offer {feature}. A server manager can go back to "
+            "the bot's gateway with `/gateway remove`.")
+
+
+def _guild_profile(gateway: Any | None) -> str | None:
+    """The profile name of a guild's own gateway client (``is_guild_client``), else None."""
+    label = getattr(getattr(gateway, "config", None), "label", "")
+    if isinstance(label, str) and label.startswith(GUILD_LABEL_PREFIX):
+        return str(getattr(getattr(gateway, "profile", None), "name", "") or label[len(GUILD_LABEL_PREFIX):])
+    return None
+
+
+def _guild_sentence(exc: BaseException, profile: str) -> str | None:
+    """A guild gateway's refusal of its key or its credit, or a missing feature; None: worded as usual."""
+    own = GUILD_GATEWAY.format(profile=profile)
+    if isinstance(exc, (AuthenticationError, PermissionDenied)):
+        return (f"{own} refused its key: {plain_text(exc.message)}. Nothing was charged. A server manager can set "
+                "a new key with `/gateway set`, or go back to the bot's gateway with `/gateway remove`.")
+    if isinstance(exc, (QuotaExceeded, InsufficientCredits)):
+        return (f"{own} says its credit is used up: {plain_text(exc.message)}. A server manager can top up its "
+                "account, or go back to the bot's gateway with `/gateway remove`.")
+    if isinstance(exc, Unsupported):
+        return guild_gateway_lacks(profile, "that request")
+    return None
+
+
+def _sentence_for(
+    exc: BaseException, *, model: str | None, suggestions: Sequence[str], gateway: Any | None = None,
+) -> str:
     # Budgets (bot.budgets.rules.BudgetExceeded) and anything else that words its own message.
     own = getattr(exc, "user_message", None)
     if callable(own):
@@ -145,6 +183,14 @@ def _sentence_for(exc: BaseException, *, model: str | None, suggestions: Sequenc
             text = None
         if isinstance(text, str) and text:
             return text
+    if isinstance(exc, GuildGatewayUnavailable):  # the guild's key can't be read: its own sentence
+        return exc.message
+    profile = _guild_profile(gateway)
+    if profile is not None:
+        cause = exc.cause if isinstance(exc, StreamInterrupted) and exc.cause is not None else exc
+        guild_text = _guild_sentence(cause, profile)
+        if guild_text is not None:
+            return guild_text
     if isinstance(exc, StreamInterrupted):
         return incomplete_notice(exc)
     if isinstance(exc, RateLimited):
@@ -223,4 +269,4 @@ async def describe_error(
             suggestions = closest_models(model, ids)
         except Exception as lookup_error:  # the list is a nicety; the message still goes out
             log.info("could not list models for suggestions: %r", lookup_error)
-    return user_error_message(exc, model=model, suggestions=suggestions)
+    return user_error_message(exc, model=model, suggestions=suggestions, gateway=gateway)

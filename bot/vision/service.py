@@ -24,6 +24,7 @@ from bot.budgets.engine import Reservation
 from bot.budgets.rules import BudgetExceeded, Feature, Requester
 from bot.chat.answer import AnswerSpec
 from bot.chat.conversation import new_conversation_id, render_system_prompt
+from bot.gateways.defaults import default_model
 from bot.rendering.errors import user_error_message
 from bot.rendering.replies import ERROR_PREFIX, InteractionTarget, refuse
 from bot.rendering.stream import MessageTarget
@@ -39,7 +40,7 @@ from bot.vision.inputs import (
     vision_message,
 )
 from bot.vision.models import VisionChoice, choose_vision_model
-from gateway_client import ChatMessage, ModelKind
+from gateway_client import ChatMessage, GatewayClient, ModelKind
 
 if TYPE_CHECKING:
     import aiohttp
@@ -92,18 +93,22 @@ class VisionService:
     async def answer_interaction(self, interaction: discord.Interaction, ticket: Ticket, ask: VisionQuestion) -> None:
         """Answer a deferred ``/vision`` or "Describe image"; ``ticket`` is given back whatever happens."""
         target = InteractionTarget(interaction)
+        requester = Requester.from_interaction(interaction)
         try:
             async with self.chat.tracked():
+                gateway: GatewayClient | None = None
                 try:
+                    gateway = await self.chat.gateways.for_guild(requester.guild_id)  # the guild's own, if any
                     cfg = await self.chat.guild_config.effective(
                         interaction.guild_id, interaction.channel_id,
                         interaction.channel.parent_id if isinstance(interaction.channel, discord.Thread) else None,
+                        gateway=gateway,
                     )
                     screened = screen_images(list(ask.attachments), self.settings, links=list(ask.links),
                                              chosen=ask.chosen)
-                    choice = await self._choose(ask.model or cfg.vision_model, cfg.vision_model)
+                    choice = await self._choose(gateway, ask.model or cfg.vision_model, cfg.vision_model)
                 except Exception as exc:
-                    await self._refuse(target, exc)
+                    await self._refuse(target, exc, gateway)
                     return
                 system = render_system_prompt(
                     cfg.system_prompt, now=datetime.now(UTC),
@@ -114,9 +119,9 @@ class VisionService:
                 head = [ChatMessage.system(system)] if system.strip() else []
                 spec = AnswerSpec(
                     messages=[*head, _placeholder(ask.prompt, screened)],
-                    requester=Requester.from_interaction(interaction), model=choice.model,
+                    requester=requester, model=choice.model,
                     temperature=cfg.temperature, max_tokens=cfg.max_tokens, feature=Feature.VISION,
-                    model_kinds=VISION_KINDS,
+                    model_kinds=VISION_KINDS, gateway=gateway,
                 )
                 gathered, spec = await self._hold_and_fetch(target, spec, screened, ask.prompt)
                 if gathered is None:
@@ -143,19 +148,22 @@ class VisionService:
         ``target``."""
         last = spec.messages[-1]
         text = last.content if isinstance(last.content, str) else DEFAULT_PROMPT
+        gateway = spec.gateway
         try:
+            if gateway is None:
+                gateway = await self.chat.gateways.for_guild(spec.requester.guild_id)
             screened = screen_images(list(message.attachments), self.settings, links=image_links(message))
             channel = message.channel
             parent_id = channel.parent_id if isinstance(channel, discord.Thread) else None
             cfg = await self.chat.guild_config.effective(message.guild.id if message.guild else None,
-                                                         channel.id, parent_id)
-            choice = await self._choose(spec.model or cfg.chat_model, cfg.vision_model)
+                                                         channel.id, parent_id, gateway=gateway)
+            choice = await self._choose(gateway, spec.model or cfg.chat_model, cfg.vision_model)
         except Exception as exc:
-            await self._refuse(target, exc)
+            await self._refuse(target, exc, gateway)
             return None
         spec = dataclasses.replace(
             spec, messages=[*spec.messages[:-1], _placeholder(text, screened)], model=choice.model,
-            feature=Feature.VISION, model_kinds=VISION_KINDS, prompt_tokens=None,
+            feature=Feature.VISION, model_kinds=VISION_KINDS, prompt_tokens=None, gateway=gateway,
         )
         gathered, spec = await self._hold_and_fetch(target, spec, screened, text)
         if gathered is None:
@@ -179,7 +187,7 @@ class VisionService:
             gathered = await fetch_images(self._cdn_http(), screened, self.settings, decodes=self._decodes)
         except Exception as exc:
             await _release(hold, exc)
-            await self._refuse(target, exc)
+            await self._refuse(target, exc, spec.gateway)
             return None, spec
         except BaseException as exc:  # cancelled: nothing was asked
             await _release(hold, exc)
@@ -187,9 +195,10 @@ class VisionService:
         messages = [*spec.messages[:-1], vision_message(text, gathered, send_as=self.settings.vision.send_as)]
         return gathered, dataclasses.replace(spec, messages=messages, prompt_tokens=None, hold=hold)
 
-    async def _choose(self, wanted: str | None, channel_vision_model: str) -> VisionChoice:
-        configured = self.settings.gateway.vision_model
-        return await choose_vision_model(self.chat.gateway, wanted=wanted,
+    async def _choose(self, gateway: GatewayClient, wanted: str | None, channel_vision_model: str) -> VisionChoice:
+        """A model of ``gateway`` (the guild's) that sees images; its default vision model is preferred."""
+        configured = default_model(gateway, "vision", self.settings)
+        return await choose_vision_model(gateway, wanted=wanted,
                                          preferred=(channel_vision_model, configured), configured=configured)
 
     @staticmethod
@@ -199,12 +208,12 @@ class VisionService:
         return tuple(notes)
 
     @staticmethod
-    async def _refuse(target: MessageTarget, exc: BaseException) -> None:
+    async def _refuse(target: MessageTarget, exc: BaseException, gateway: GatewayClient | None = None) -> None:
         own = getattr(exc, "user_message", None)
         if callable(own):  # image refusals word their own (possibly several lines) message
             text = truncate(own(), MESSAGE_MAX)
         else:
-            text = user_error_message(exc)  # logs unexpected errors with a reference
+            text = user_error_message(exc, gateway=gateway)  # logs unexpected errors with a reference
         try:
             await refuse(target, ERROR_PREFIX + text)  # private for a slash command, like budget refusals
         except Exception as show_error:

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from typing import Literal
 
+from bot.rendering.errors import guild_gateway_lacks
 from bot.rendering.user_facing import UserFacingError
 
 __all__ = [
@@ -46,12 +47,16 @@ class VoiceUnavailable(UserFacingError):
 
     code = "voice_unavailable"
 
-    def __init__(self, kind: Direction, gateway: str) -> None:
+    def __init__(self, kind: Direction, gateway: str, *, own: bool = False) -> None:
         self.kind = kind
         self.gateway = gateway
+        #: the guild's own gateway lacks it (not the bot's)
+        self.own = own
         super().__init__(f"{gateway} offers no {'speech' if kind == 'speak' else 'transcription'}")
 
     def user_message(self) -> str:
+        if self.own:
+            return guild_gateway_lacks(self.gateway, "text-to-speech" if self.kind == "speak" else "transcription")
         if self.kind == "listen":
             return (f"I can't listen to audio here: the AI gateway this bot uses ({self.gateway}) offers no "
                     "transcription. Please type your message instead.")

@@ -18,6 +18,8 @@ from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any, Literal
 
 from bot.budgets.rules import Feature, Requester
+from bot.gateways.defaults import default_model, default_voice, is_own_gateway
+from bot.gateways.directory import GatewayDirectory
 from bot.rendering import limits as discord_limits
 from bot.voice import codec
 from bot.voice.codec import AudioInfo, VoiceClip
@@ -77,27 +79,36 @@ class VoiceService:
         *,
         cdn_http: Callable[[], aiohttp.ClientSession],
         http: Callable[[], discord.http.HTTPClient],
+        gateways: GatewayDirectory | None = None,
     ) -> None:
         self.settings = settings
+        #: the operator's gateway (what the properties below describe); a request goes to its guild's
         self.gateway = gateway
+        self.gateways = gateways if gateways is not None else GatewayDirectory(gateway)
         self.quotas = quotas
         self._cdn_http = cdn_http
         self.sender = VoiceMessageSender(http)
         self._codec = asyncio.Semaphore(MAX_CONCURRENT_CODEC)
 
-    # -- what the gateway offers ----------------------------------------------------------------------
+    # -- what a gateway offers (the properties: the operator's; ``*_on``: the one serving a request) ---
 
     @property
     def profile(self) -> Profile:
         return self.gateway.profile
 
+    def speech_model_on(self, gateway: GatewayClient) -> str:
+        return default_model(gateway, "speech", self.settings)
+
+    def transcription_model_on(self, gateway: GatewayClient) -> str:
+        return default_model(gateway, "transcription", self.settings)
+
     @property
     def speech_model(self) -> str:
-        return self.settings.gateway.speech_model or self.profile.default_speech_model
+        return self.speech_model_on(self.gateway)
 
     @property
     def transcription_model(self) -> str:
-        return self.settings.gateway.transcription_model or self.profile.default_transcription_model
+        return self.transcription_model_on(self.gateway)
 
     @property
     def voices(self) -> tuple[str, ...]:
@@ -106,41 +117,56 @@ class VoiceService:
 
     @property
     def default_voice(self) -> str:
-        return self.settings.gateway.voice or self.profile.default_voice or (self.voices[0] if self.voices else "")
+        return default_voice(self.gateway, self.settings)
 
-    @property
-    def speech_format(self) -> str:
+    def speech_format_on(self, gateway: GatewayClient) -> str:
         """``[voice] speech_format`` when the gateway offers it, else the first format it does."""
         wanted = self.settings.voice.speech_format
-        formats = tuple(self.profile.speech_formats)
+        formats = tuple(gateway.profile.speech_formats)
         return wanted if not formats or wanted in formats else formats[0]
 
     @property
+    def speech_format(self) -> str:
+        return self.speech_format_on(self.gateway)
+
+    def can_listen_on(self, gateway: GatewayClient) -> bool:
+        return gateway.profile.supports("transcriptions") and bool(self.transcription_model_on(gateway))
+
+    def can_speak_on(self, gateway: GatewayClient) -> bool:
+        return gateway.profile.supports("speech") and bool(self.speech_model_on(gateway))
+
+    @property
     def can_listen(self) -> bool:
-        return self.profile.supports("transcriptions") and bool(self.transcription_model)
+        return self.can_listen_on(self.gateway)
 
     @property
     def can_speak(self) -> bool:
-        return self.profile.supports("speech") and bool(self.speech_model)
+        return self.can_speak_on(self.gateway)
 
-    def unavailable(self, kind: Literal["listen", "speak"]) -> VoiceUnavailable:
-        """The refusal to show when the gateway cannot do ``kind``."""
-        return VoiceUnavailable(kind, self.profile.name)
+    def unavailable(self, kind: Literal["listen", "speak"], gateway: GatewayClient | None = None) -> VoiceUnavailable:
+        """The refusal to show when the gateway (the operator's unless given) cannot do ``kind``."""
+        gateway = gateway if gateway is not None else self.gateway
+        return VoiceUnavailable(kind, gateway.profile.name, own=is_own_gateway(gateway))
+
+    def max_audio_bytes_on(self, gateway: GatewayClient) -> int:
+        """The largest audio file transcribed: ``[voice] max_bytes`` within the gateway's own limit."""
+        return min(self.settings.voice.max_bytes, gateway.profile.max_transcription_bytes)
 
     @property
     def max_audio_bytes(self) -> int:
-        """The largest audio file transcribed: ``[voice] max_bytes`` within the gateway's own limit."""
-        return min(self.settings.voice.max_bytes, self.profile.max_transcription_bytes)
+        return self.max_audio_bytes_on(self.gateway)
 
     # -- listening ------------------------------------------------------------------------------------
 
     async def transcribe(self, requester: Requester, audio: AudioInput) -> Transcript:
         """The words of ``audio``, transcription seconds charged. Raises ``VoiceUnavailable``,
         ``AudioTooLarge`` / ``AudioTooLong`` (before the download when Discord's numbers say so),
-        the download's and the codec's refusals, ``BudgetExceeded`` and gateway errors."""
-        if not self.can_listen:
-            raise self.unavailable("listen")
-        cap = self.max_audio_bytes
+        the download's and the codec's refusals, ``BudgetExceeded`` and gateway errors. The guild's own
+        gateway transcribes it (``GatewayDirectory.for_guild``)."""
+        gateway = await self.gateways.for_guild(requester.guild_id)
+        if not self.can_listen_on(gateway):
+            raise self.unavailable("listen", gateway)
+        cap = self.max_audio_bytes_on(gateway)
         limit = self.settings.voice.max_duration_seconds
         if audio.size > cap:
             raise AudioTooLarge(audio.filename, audio.size, cap)
@@ -153,11 +179,11 @@ class VoiceService:
         if info.duration_secs > limit:
             raise AudioTooLong(audio.filename, info.duration_secs, limit)
         seconds = max(1, math.ceil(info.duration_secs))
-        model = self.transcription_model
+        model = self.transcription_model_on(gateway)
         fmt = transcription_format(audio, info)
         async with self.quotas.charge(requester, Feature.TRANSCRIPTION, transcription_seconds=seconds,
                                       model=model) as hold:
-            heard = await self.gateway.transcribe(data, fmt, model)
+            heard = await gateway.transcribe(data, fmt, model)
             await hold.settle(meta=heard.meta)
         log.info("transcribed %.1f s of %s audio for user %s (%d s charged)", info.duration_secs, fmt,
                  requester.user_id, seconds)
@@ -178,20 +204,23 @@ class VoiceService:
 
         ``on_accepted`` is awaited once every check passed and the budget is held, before the gateway
         is asked (a command defers there, so that refusals stay private). A clip over ``upload_limit``
-        is refused (``VoiceTooLarge``) after it is charged: the gateway did the work.
+        is refused (``VoiceTooLarge``) after it is charged: the gateway did the work. The guild's own
+        gateway speaks it; a voice it does not list is replaced by its default.
         """
-        if not self.can_speak:
-            raise self.unavailable("speak")
+        gateway = await self.gateways.for_guild(requester.guild_id)
+        if not self.can_speak_on(gateway):
+            raise self.unavailable("speak", gateway)
         words = speakable(text)
         if not words:
             raise NothingToSay("nothing to speak")
-        parts = split_for_speech(words, self.profile.max_speech_chars)
-        model, fmt = self.speech_model, self.speech_format
-        chosen = voice or self.default_voice
+        parts = split_for_speech(words, gateway.profile.max_speech_chars)
+        model, fmt = self.speech_model_on(gateway), self.speech_format_on(gateway)
+        listed = tuple(gateway.profile.voices)
+        chosen = voice if voice and (not listed or voice in listed) else default_voice(gateway, self.settings)
         async with self.quotas.charge(requester, Feature.SPEECH, speech_chars=len(words), model=model) as hold:
             if on_accepted is not None:
                 await on_accepted()
-            spoken = [await self.gateway.speech(part, model, chosen, fmt) for part in parts]
+            spoken = [await gateway.speech(part, model, chosen, fmt) for part in parts]
             async with self._codec:
                 clip = await codec.encode([s.data for s in spoken], spoken[0].format)
             paid = [s.meta.credits_used for s in spoken if s.meta.credits_used is not None]

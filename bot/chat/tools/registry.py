@@ -1,7 +1,9 @@
 """Which tools exist, which ones a turn may offer, and their arguments checked against each JSON schema.
 
 A tool is offered when the gateway's profile supports "tools", the channel's ``tools`` setting enables it,
-and the bot can do it (``Tool.unavailable()`` is None: a knowledge base, images, speech …).
+and the bot can do it (``Tool.unavailable()`` is None: a knowledge base, images, speech …). On a guild's own
+gateway (``offered(setting, gateway)``) its profile decides: tool calling, and the capability a tool's work
+needs there (``TOOL_CAPABILITIES``).
 """
 
 from __future__ import annotations
@@ -26,6 +28,8 @@ __all__ = ["BadArguments", "ToolRegistry"]
 
 #: the gateway profile's capability that tool calling needs
 CAPABILITY = "tools"
+#: what a tool's work needs from the gateway serving the turn (the others need nothing of it)
+TOOL_CAPABILITIES: dict[str, str] = {"search_knowledge": "embeddings", "generate_image": "images", "speak": "speech"}
 #: writes one call's ledger row: who asked, the tool's name, "ok" or "error"
 CallLedger = Callable[[Requester, str, str], Awaitable[object]]
 
@@ -56,12 +60,15 @@ class ToolRegistry:
         assert [t.name for t in tools] == list(TOOL_NAMES)
         return cls(tools, gateway_supports=supports, ledger=ledger)
 
-    def offered(self, setting: str) -> list[Tool]:
-        """The tools a turn offers under the channel's ``tools`` setting (none when the gateway can't)."""
-        if not self.gateway_supports:
+    def offered(self, setting: str, gateway: Any = None) -> list[Tool]:
+        """The tools a turn offers under the channel's ``tools`` setting (none when the gateway can't);
+        ``gateway``: the one serving the turn (None: the operator's, as built)."""
+        profile = getattr(gateway, "profile", None)
+        if not (self.gateway_supports if profile is None else profile.supports(CAPABILITY)):
             return []
         return [self.tools[n] for n in enabled_names(setting)
-                if n in self.tools and self.tools[n].unavailable() is None]
+                if n in self.tools and self.tools[n].unavailable() is None
+                and (profile is None or n not in TOOL_CAPABILITIES or profile.supports(TOOL_CAPABILITIES[n]))]
 
     def arguments(self, name: str, raw: Any) -> dict[str, Any]:
         """A call's arguments parsed and checked against the function's schema; raises ``BadArguments``."""
