@@ -80,7 +80,7 @@ async def two(discord_emu: Any, gateway_emu: Any, tmp_path: Any, monkeypatch: py
     rows = Rows()
 
     def directory(operator: GatewayClient, **_store_loader: Any) -> GatewayDirectory:
-        return GatewayDirectory(operator, load=rows.load)  # the rows of this test instead of the store's
+        return GatewayDirectory(operator, load=rows.load, public_only=False)  # the rows of this test instead of the store's
 
     monkeypatch.setattr(factory, "GatewayDirectory", directory)
     writes = store_writes(monkeypatch)
