@@ -12,6 +12,11 @@ database points at (a relay key's channels, a member's budget) is still there. B
 world: each persona's DM with Gatecord and "Friends' server", where Gatecord is not a member but every
 persona installed the app to their account (add_user_install_places).
 
+Per-server gateways (``/gateway set``): unless the configuration has its own ``[secrets] key``, the bot
+gets one kept next to the database (``sandbox/secrets_key.py``; kept and deleted with it), and a second
+gateway emulator, "your server's own gateway", on another profile than the bot's, runs beside the first;
+the page shows its profile, base URL and API key to type into the modal.
+
 This is the only module of ``sandbox/`` that imports the bot: it has to start it.
 """
 
@@ -36,16 +41,20 @@ from bot.app.settings import Settings
 from sandbox.discord_emulator import DiscordEmulator
 from sandbox.discord_emulator.server import STABLE_WORLD_MS
 from sandbox.gateways import GatewayEmulator
+from sandbox.secrets_key import read_or_create_key, remove_key
 from sandbox.web_ui import WebUI
+from sandbox.web_ui.gateways import GatewayPanel
 
 log = logging.getLogger(__name__)
 
 DEFAULT_PORT = 8765
 DEFAULT_DATA_DIR = Path("data")  # relative to the working directory, like storage.path's default
 DB_NAME = "sandbox.db"
+SECRETS_KEY_NAME = "sandbox-secrets.key"  # the [secrets] key the sandbox gives the bot, beside its database
 DEFAULT_STREAM_TPS = 40.0  # a realistic model's pace: the answer is seen streaming in
 VIDEO_SECONDS = 20.0  # an emulated video job takes this long (queued → processing … → completed), as real ones do
 DEFAULT_EMULATED_PROFILE = "digicord"  # chat, vision and FLUX images (U1…V4 buttons) all work there
+OWN_GATEWAY_PROFILE, OWN_GATEWAY_OTHER_PROFILE = "aicredits", "openai"  # "your server's own gateway"
 BOT_READY_TIMEOUT = 60.0
 FRIENDS_SERVER = "Friends' server"
 PERSONAS = ("admin", "alice", "bob")
@@ -77,16 +86,23 @@ def database_path(options: SandboxOptions) -> Path:
     return Path(options.data_dir) / DB_NAME
 
 
+def secrets_key_path(options: SandboxOptions) -> Path:
+    """The Fernet key encrypting the servers' own gateway keys kept in the sandbox database."""
+    return database_path(options).parent / SECRETS_KEY_NAME
+
+
 def images_path(db_path: Path) -> Path:
     """/imagine's files of the sandbox, apart from a real bot's ``images/`` in the same directory."""
     return db_path.parent / "sandbox-images"
 
 
-def persistence_note(options: SandboxOptions) -> str:
-    """What the page and the console say about what is kept."""
+def persistence_note(options: SandboxOptions, *, key_file: bool = False) -> str:
+    """What the page and the console say about what is kept (``key_file``: the sandbox's own
+    ``[secrets] key`` is in use, kept beside the database)."""
     start = "Started empty (--fresh). " if options.fresh else ""
-    return (f"{start}Kept in {database_path(options)}: settings, budgets, relay keys (--fresh starts "
-            "empty). Messages are not kept: channels start empty on each run.")
+    keys = f" (their keys encrypted with {secrets_key_path(options)})" if key_file else ""
+    return (f"{start}Kept in {database_path(options)}: settings, budgets, relay keys, servers' own "
+            f"gateways{keys} (--fresh starts empty). Messages are not kept: channels start empty on each run.")
 
 
 def prepare_database(options: SandboxOptions) -> Path:
@@ -97,7 +113,16 @@ def prepare_database(options: SandboxOptions) -> Path:
         for name in (path.name, path.name + "-wal", path.name + "-shm", path.name + "-journal"):
             (path.parent / name).unlink(missing_ok=True)
         shutil.rmtree(images_path(path), ignore_errors=True)
+        remove_key(secrets_key_path(options))  # it encrypted only what the deleted database held
     return path
+
+
+def sandbox_secrets_key(settings: Settings, options: SandboxOptions) -> Optional[str]:
+    """The ``[secrets] key`` to give the bot: ``None`` when the configuration has one (it stays), else
+    the one kept beside the sandbox database (made on first use)."""
+    if settings.secrets.key.get_secret_value().strip():
+        return None
+    return read_or_create_key(secrets_key_path(options))
 
 
 def uses_real_gateway(settings: Settings, options: SandboxOptions) -> bool:
@@ -115,8 +140,20 @@ def emulated_profile(settings: Settings, options: SandboxOptions) -> str:
     return DEFAULT_EMULATED_PROFILE
 
 
+def own_gateway_profile(operator_profile: str) -> str:
+    """The profile of "your server's own gateway": another than the bot's, so that the difference shows."""
+    return OWN_GATEWAY_PROFILE if operator_profile != OWN_GATEWAY_PROFILE else OWN_GATEWAY_OTHER_PROFILE
+
+
+def own_gateway_port(options: SandboxOptions) -> int:
+    """The page's port + 1, so that a server's gateway kept in the database is still there on the next
+    run (taken → any free port, as the page's); 0 when the page takes any free port."""
+    return options.port + 1 if options.port else 0
+
+
 def sandbox_settings(
-    settings: Settings, discord: DiscordEmulator, gateway: Optional[GatewayEmulator], db_path: Path
+    settings: Settings, discord: DiscordEmulator, gateway: Optional[GatewayEmulator], db_path: Path,
+    secrets_key: Optional[str] = None,
 ) -> Settings:
     """The configuration with Discord (and, without a key, the gateway) pointed at the emulators.
 
@@ -156,6 +193,8 @@ def sandbox_settings(
                 "fallbacks": [],
             }
         )
+    if secrets_key is not None:  # without one, /gateway set only explains how to enable it
+        update["secrets"] = settings.secrets.model_copy(update={"key": SecretStr(secrets_key)})
     premium = premium_section(settings)
     if premium is not None:
         update["premium"] = premium
@@ -201,10 +240,12 @@ class Sandbox:
         # stable ids: the kept database points at the same members, servers and channels on every run
         self.discord = DiscordEmulator(token=secrets.token_urlsafe(24), stable_ids=True)
         self.gateway: Optional[GatewayEmulator] = None
+        self.own_gateway: Optional[GatewayEmulator] = None  # "your server's own gateway", for /gateway set
         self.settings: Optional[Settings] = None
         self.bot: Optional[GatecordBot] = None
         self.ui: Optional[WebUI] = None
         self._bot_task: Optional[asyncio.Task[None]] = None
+        self._own_secrets_key = False  # the bot's [secrets] key is the sandbox's (kept beside its database)
 
     @property
     def url(self) -> str:
@@ -235,15 +276,37 @@ class Sandbox:
             self.gateway.video_seconds_to_complete = VIDEO_SECONDS  # /video's progress is seen moving
             await self.gateway.start()
         db_path = prepare_database(self.options)
-        self.settings = sandbox_settings(self.base_settings, self.discord, self.gateway, db_path)
+        secrets_key = sandbox_secrets_key(self.base_settings, self.options)
+        self._own_secrets_key = secrets_key is not None
+        self.settings = sandbox_settings(self.base_settings, self.discord, self.gateway, db_path, secrets_key)
+        if self.settings.guild_gateways.enabled:
+            await self._start_own_gateway(self.settings.gateway.profile)
         for sku_id, name, sku_type, flags in shop_skus(self.settings):
             self.discord.add_sku(sku_id, name, type=sku_type, flags=flags)
         await self._start_ui()
         await self._start_bot(self.settings)
 
+    async def _start_own_gateway(self, operator_profile: str) -> None:
+        profile = own_gateway_profile(operator_profile)
+        port = own_gateway_port(self.options)
+        self.own_gateway = GatewayEmulator(profile, port=port, stream_tps=self.options.stream_tps, demo_answers=True)
+        try:
+            await self.own_gateway.start()
+        except OSError as exc:
+            if exc.errno != errno.EADDRINUSE or port == 0:
+                raise
+            await self.own_gateway.close()
+            self.own_gateway = GatewayEmulator(profile, stream_tps=self.options.stream_tps, demo_answers=True)
+            await self.own_gateway.start()
+
     async def _start_ui(self) -> None:
-        note = persistence_note(self.options)
-        self.ui = WebUI(self.discord, relay_url=lambda: self.bot_url, port=self.options.port, persistence=note)
+        note = persistence_note(self.options, key_file=self._own_secrets_key)
+        panel = None
+        if self.own_gateway is not None:
+            operator_profile = self.settings.gateway.profile if self.settings is not None else "?"
+            panel = GatewayPanel(own=self.own_gateway, operator=self.gateway, operator_profile=operator_profile)
+        self.ui = WebUI(self.discord, relay_url=lambda: self.bot_url, port=self.options.port, persistence=note,
+                        gateways=panel)
         try:
             await self.ui.start()
         except OSError as exc:
@@ -251,7 +314,7 @@ class Sandbox:
                 raise
             log.warning("port %s is taken; using a free one", self.options.port)
             await self.ui.close()
-            self.ui = WebUI(self.discord, relay_url=lambda: self.bot_url, persistence=note)
+            self.ui = WebUI(self.discord, relay_url=lambda: self.bot_url, persistence=note, gateways=panel)
             await self.ui.start()
 
     async def _start_bot(self, settings: Settings) -> None:
@@ -288,9 +351,10 @@ class Sandbox:
             with contextlib.suppress(asyncio.CancelledError, Exception):
                 await asyncio.wait_for(self._bot_task, 10)
             self._bot_task = None
-        if self.gateway is not None:
-            with contextlib.suppress(Exception):
-                await self.gateway.close()
+        for gateway in (self.gateway, self.own_gateway):
+            if gateway is not None:
+                with contextlib.suppress(Exception):
+                    await gateway.close()
         with contextlib.suppress(Exception):
             await self.discord.close()
 
@@ -314,14 +378,19 @@ async def add_user_install_places(emu: DiscordEmulator) -> None:
 
 
 def describe(sandbox: Sandbox) -> str:
-    """One line for the console: the page's URL and what is behind it (no other URL, no secret)."""
+    """For the console: the page's URL and what is behind it (no other URL, no secret), then, with
+    per-server gateways, one line on trying ``/gateway set``."""
     if sandbox.gateway is not None:
         gateway = f"emulated {sandbox.gateway.profile} gateway"
     else:
         gateway = f"your {sandbox.base_settings.gateway.profile} gateway"
     kept = "fresh database" if sandbox.options.fresh else "database kept"
-    return (f"Gatecord sandbox ready: open {sandbox.url} (emulated Discord, {gateway}; {kept} in "
+    line = (f"Gatecord sandbox ready: open {sandbox.url} (emulated Discord, {gateway}; {kept} in "
             f"{database_path(sandbox.options)}; Ctrl+C to stop)")
+    if sandbox.own_gateway is not None:
+        line += (f"\nTry /gateway set: the page's Gateways panel has the details of a second emulated gateway "
+                 f"({sandbox.own_gateway.profile}) to give a server as its own.")
+    return line
 
 
 async def run_sandbox(settings: Settings, options: Optional[SandboxOptions] = None, *, out: IO[str] = sys.stdout) -> int:

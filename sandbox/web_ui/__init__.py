@@ -27,6 +27,10 @@ member; the bot gets ENTITLEMENT_CREATE) and the active entitlements with "End" 
 ENTITLEMENT_UPDATE; a one-time purchase is refunded: ENTITLEMENT_DELETE). A premium button (style 6) in
 a message is drawn as Discord's shop button with its SKU's name; clicking it is that "Buy".
 
+The "Gateways" panel (sandbox.web_ui.gateways): a second gateway emulator, "your server's own gateway",
+with what to type into ``/gateway set``'s modal (profile, base URL, API key), and the newest requests
+each emulated gateway received (never a key or a prompt), so one sees which gateway answered.
+
 Everything the page does is a user action of the emulator (``inject_slash_command``,
 ``inject_autocomplete``, ``press_button``, ``select_menu``, ``submit_modal``, ``inject_context_menu``,
 ``send_user_message``, ``send_user_voice_message``), so the bot receives the same gateway events as from Discord.
@@ -35,7 +39,10 @@ HTTP API (JSON; refusals are ``400 {"error"}``):
     GET  /api/state                 snapshot {world, commands, messages, typing, shop: {skus, entitlements}}
     GET  /api/live                  websocket: snapshot, then {type: world|commands|messages|typing|shop|notice|modal}
     GET  /api/info                  {relay_url: the bot's web server,
-                                     persistence: what the sandbox keeps across runs}
+                                     persistence: what the sandbox keeps across runs,
+                                     own_gateway: {profile, base_url, api_key, chat_model} or null}
+    GET  /api/gateways              {own: {..., requests, recent}, operator: {profile, emulated, requests, recent}}
+                                    (404 without a second emulator; recent: method, path, status, model, time)
     POST /api/command               {name, options, user, channel_id} (multipart: json + files "option:<name>")
     POST /api/autocomplete          {name, options, focused, user, channel_id} -> {choices}
     POST /api/button | /api/select  {message_id, custom_id, user[, values]}

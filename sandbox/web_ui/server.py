@@ -9,6 +9,7 @@ from typing import TYPE_CHECKING, Callable, Optional, Union
 from aiohttp import web
 
 from .actions import Actions
+from .gateways import GatewayPanel
 from .live import LiveUpdates, snapshot
 from .shop import ShopActions
 
@@ -25,7 +26,8 @@ class WebUI:
 
     ``relay_url`` is the bot's web server base URL (or a callable returning it once known): the relay
     form is forwarded there as ``POST /send-data``. ``persistence``: one sentence on what the sandbox
-    keeps across runs, shown on the page.
+    keeps across runs, shown on the page. ``gateways``: the second gateway emulator a server can be
+    given with ``/gateway set`` (shown with its URL and key), and the request logs of the emulated gateways.
     """
 
     def __init__(
@@ -35,8 +37,10 @@ class WebUI:
         relay_url: Union[str, Callable[[], Optional[str]], None] = None,
         port: int = 0,
         persistence: Optional[str] = None,
+        gateways: Optional[GatewayPanel] = None,
     ) -> None:
         self.emu = emu
+        self.gateways = gateways
         self.persistence = persistence  # what is kept across runs, shown on the page
         self.host = "127.0.0.1"
         self.port = port
@@ -65,6 +69,7 @@ class WebUI:
         app.router.add_get("/api/state", self._state)
         app.router.add_get("/api/live", self.live.serve)
         app.router.add_get("/api/info", self._info)
+        app.router.add_get("/api/gateways", self._gateways)
         app.router.add_get("/attachments/{attachment_id}/{filename}", self._attachment)
         app.router.add_routes(self.actions.routes())
         app.router.add_routes(ShopActions(self.emu, self.actions._wrap).routes())
@@ -104,8 +109,15 @@ class WebUI:
         return web.json_response(snapshot(self.emu))
 
     async def _info(self, request: web.Request) -> web.Response:
-        """Where the bot's /send-data lives (the relay form shows it for curl users), what is kept."""
-        return web.json_response({"relay_url": self.relay_url(), "persistence": self.persistence})
+        """Where the bot's /send-data lives (the relay form shows it for curl users), what is kept, and
+        the gateway a server can be given with /gateway set."""
+        own = self.gateways.own_view() if self.gateways is not None else None
+        return web.json_response({"relay_url": self.relay_url(), "persistence": self.persistence, "own_gateway": own})
+
+    async def _gateways(self, request: web.Request) -> web.Response:
+        if self.gateways is None:
+            return web.json_response({"error": "this sandbox has no gateway to offer a server"}, status=404)
+        return await self.gateways.serve(request)
 
     async def _attachment(self, request: web.Request) -> web.Response:
         try:

@@ -6,6 +6,7 @@ import { state, me, channel, guildOf, visibleCommands, isVisible } from "./state
 import { initComposer, refreshComposer, setReply } from "./composer.js";
 import { initRelay, refreshRelay } from "./relay.js";
 import { initShop, refreshShop, buy } from "./shop.js";
+import { initGateways, refreshGatewayOffer, refreshGateways } from "./gateways.js";
 import { escapeHtml } from "./markdown.js";
 
 const $ = (sel) => document.querySelector(sel);
@@ -56,6 +57,7 @@ function apply(event) {
       renderChannels();
       renderMessages(event.messages.map((m) => m.id));
       refreshRelay();
+      refreshGateways();
       if (!state.info.relay_url) loadInfo();
       break;
     case "shop":
@@ -419,6 +421,7 @@ async function loadInfo() {
     $("#persistence").textContent = info.persistence || "";
     $("#persistence").hidden = !info.persistence;
     refreshRelay();
+    refreshGatewayOffer();
   } catch { /* shown again on the next update */ } finally {
     infoLoading = false;
   }
@@ -446,6 +449,7 @@ function init() {
   initComposer({ onSent: () => { const box = $("#messages"); box.scrollTop = box.scrollHeight; } });
   initRelay({ selectChannel });
   initShop();
+  initGateways();
   loadInfo();
   connect();
 }

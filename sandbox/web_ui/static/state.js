@@ -12,7 +12,7 @@ export const state = {
   replyTo: null,
   connected: false,
   shop: null,           // {skus, entitlements}: the app's store and the active entitlements
-  info: {},             // /api/info: relay_url (the bot's web server), persistence (what is kept across runs)
+  info: {},             // /api/info: relay_url (the bot's web server), persistence (what is kept across runs), own_gateway (for /gateway set)
 };
 
 export function me() {
