@@ -8,6 +8,7 @@ import { state } from "./state.js";
 const $ = (sel) => document.querySelector(sel);
 let open = false;
 let loading = false;
+let again = false;  // asked for while a fetch was under way: fetch once more after it
 
 function logView(gateway) {
   if (!gateway.recent) return '<li class="muted small">Its requests are not shown (your real gateway).</li>';
@@ -29,8 +30,10 @@ export function refreshGatewayOffer() {
 
 // The request logs (fetched while the panel is open).
 export async function refreshGateways() {
-  if (!open || loading) return;
+  if (!open) return;
+  if (loading) { again = true; return; }
   loading = true;
+  again = false;
   try {
     const resp = await fetch("/api/gateways");
     if (!resp.ok) return;
@@ -43,6 +46,7 @@ export async function refreshGateways() {
     $("#operator-gateway-log").innerHTML = logView(op);
   } catch { /* shown again on the next update */ } finally {
     loading = false;
+    if (again) refreshGateways();
   }
 }
 
