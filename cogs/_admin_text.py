@@ -45,16 +45,17 @@ def tier_text(status: TierStatus | None, *, in_server: bool) -> str:
         return "Tier: this server uses its own AI gateway: only its own limits apply (no tier ceiling)."
     if not status.uses:
         who = "this server has" if in_server else "you have"
-        return f"Tier: free tier: {who} no subscription."
-    parts = []
-    for use in status.uses:
-        whose = "this server's subscription" if use.whose == "server" else "your own subscription"
-        ends = use.entitlement.ends_at
-        when = f", renews <t:{int(ends)}:R>" if ends is not None else ""
-        parts.append(f"**{use.tier.name}** — {whose} (SKU {use.tier.sku_id}){when}")
-    text = "Tier: " + "; ".join(parts) + "."
-    if len({use.whose for use in status.uses}) > 1:
-        text += " The more generous of them applies to each budget."
+        text = f"Tier: free tier: {who} no subscription."
+    else:
+        parts = []
+        for use in status.uses:
+            whose = "this server's subscription" if use.whose == "server" else "your own subscription"
+            ends = use.entitlement.ends_at
+            when = f", renews <t:{int(ends)}:R>" if ends is not None else ""
+            parts.append(f"**{use.tier.name}** — {whose} (SKU {use.tier.sku_id}){when}")
+        text = "Tier: " + "; ".join(parts) + "."
+        if len({use.whose for use in status.uses}) > 1:
+            text += " The more generous of them applies to each budget."
     for kind, (left, granted) in sorted(status.pools.items()):
         text += (f"\nBonus from one-time purchases: {format_amount(kind, left)} {KIND_NOUNS[kind][1]} left of "
                  f"{format_amount(kind, granted)} (used once the tier's daily limit is reached).")

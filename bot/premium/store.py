@@ -164,11 +164,14 @@ class EntitlementStore:
         return changed == 1
 
     async def consumed(self, entitlement_id: int, now: float) -> None:
-        async with self.store.transaction() as tx:
-            await tx.execute("UPDATE premium_grants SET consumed_at = ? WHERE entitlement_id = ?"
-                             " AND consumed_at IS NULL", (now, entitlement_id))
-            await tx.execute("UPDATE premium_entitlements SET consumed = 1, updated_at = ? WHERE entitlement_id = ?",
-                             (now, entitlement_id))
+        """Consumed on Discord (locks in the order every body here takes: entitlement, grant, pool)."""
+        def body(tx: SyncTx) -> None:
+            tx.execute("UPDATE premium_entitlements SET consumed = 1, updated_at = ? WHERE entitlement_id = ?",
+                       (now, entitlement_id))
+            tx.execute("UPDATE premium_grants SET consumed_at = ? WHERE entitlement_id = ? AND consumed_at IS NULL",
+                       (now, entitlement_id))
+
+        await self.store.run(body)
 
     async def unclaim(self, entitlement_id: int) -> None:
         await self.store.execute("UPDATE premium_grants SET consume_claimed_at = NULL WHERE entitlement_id = ?"
