@@ -29,7 +29,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import IO, Any, Optional
 
-from pydantic import SecretStr
+from pydantic import BaseModel, SecretStr, ValidationError
 
 from bot.app.factory import GatecordBot, create_bot
 from bot.app.settings import Settings
@@ -49,6 +49,18 @@ DEFAULT_EMULATED_PROFILE = "digicord"  # chat, vision and FLUX images (U1…V4 b
 BOT_READY_TIMEOUT = 60.0
 FRIENDS_SERVER = "Friends' server"
 PERSONAS = ("admin", "alice", "bob")
+# The sandbox's shop: a "Pro" server subscription and a "1,000 credits" consumable, the same ids on every
+# run (the kept database names them), sold by the emulated Discord and mapped to tiers in ``[premium]``.
+SANDBOX_PRO_SKU = 1_190_000_000_000_000_001
+SANDBOX_CREDITS_SKU = 1_190_000_000_000_000_002
+SKU_SUBSCRIPTION, SKU_CONSUMABLE = 5, 3
+SKU_GUILD, SKU_USER = 1 << 7, 1 << 8
+SANDBOX_PREMIUM: dict[str, Any] = {
+    "tiers": [{"sku_id": SANDBOX_PRO_SKU, "name": "Pro", "scope": "guild", "limits": {"member_images": -1}}],
+    "free": {"member_images": 10},  # reachable by hand: the 11th /imagine of a day shows the premium button
+    "consumables": [{"sku_id": SANDBOX_CREDITS_SKU, "name": "1,000 credits", "kind": "credits", "amount": 1000}],
+    "upgrade_sku_id": SANDBOX_PRO_SKU,
+}
 
 
 @dataclass
@@ -142,7 +154,40 @@ def sandbox_settings(
                 "fallbacks": [],
             }
         )
+    premium = premium_section(settings)
+    if premium is not None:
+        update["premium"] = premium
     return settings.model_copy(update=update)
+
+
+def premium_section(settings: Settings) -> Any:
+    """The ``[premium]`` section for the sandbox: the example tiers (``SANDBOX_PREMIUM``) unless the
+    configuration has its own. ``None`` when this bot has no ``[premium]`` settings (its settings
+    forbid unknown keys: writing one would stop the start-up) or they do not accept the example."""
+    field = type(settings).model_fields.get("premium")
+    if field is None or not isinstance(field.annotation, type) or not issubclass(field.annotation, BaseModel):
+        return None
+    if "premium" in settings.model_fields_set:
+        return getattr(settings, "premium")
+    try:
+        return field.annotation.model_validate(SANDBOX_PREMIUM)
+    except ValidationError as exc:
+        log.warning("the sandbox's example [premium] tiers were not accepted; the shop sells them anyway: %s", exc)
+        return None
+
+
+def shop_skus(settings: Settings) -> list[tuple[int, str, int, int]]:
+    """(sku_id, name, type, flags) the emulated Discord sells: the ``[premium]`` tiers and consumables
+    of the sandbox's settings, else the example ones."""
+    premium = getattr(settings, "premium", None)
+    tiers = list(getattr(premium, "tiers", None) or [])
+    consumables = list(getattr(premium, "consumables", None) or [])
+    if not tiers and not consumables:
+        return [(SANDBOX_PRO_SKU, "Pro", SKU_SUBSCRIPTION, SKU_GUILD),
+                (SANDBOX_CREDITS_SKU, "1,000 credits", SKU_CONSUMABLE, SKU_GUILD)]
+    out = [(t.sku_id, t.name, SKU_SUBSCRIPTION, SKU_USER if t.scope == "user" else SKU_GUILD) for t in tiers]
+    out += [(c.sku_id, c.name, SKU_CONSUMABLE, SKU_GUILD) for c in consumables]  # a server's credits
+    return out
 
 
 class Sandbox:
@@ -189,6 +234,8 @@ class Sandbox:
             await self.gateway.start()
         db_path = prepare_database(self.options)
         self.settings = sandbox_settings(self.base_settings, self.discord, self.gateway, db_path)
+        for sku_id, name, sku_type, flags in shop_skus(self.settings):
+            self.discord.add_sku(sku_id, name, type=sku_type, flags=flags)
         await self._start_ui()
         await self._start_bot(self.settings)
 

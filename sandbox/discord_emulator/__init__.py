@@ -159,6 +159,39 @@ Discord). Unknown route -> 404 {"message", "code": 0}; unknown channel 404 10003
 404 10008; missing access 403 50001; missing permissions 403 50013. ``nonce`` + ``enforce_nonce``
 within 5 minutes returns the first message instead of creating another.
 
+Monetization (sandbox.discord_emulator.monetization; Discord's SKU and Entitlement resources)
+    emu.add_sku(sku_id, name, *, type=5, flags=1 << 7) -> SKU dict (type 5 SUBSCRIPTION, 3 CONSUMABLE,
+        2 DURABLE; flags 1 << 7 guild subscription, 1 << 8 user subscription).
+    await emu.grant_entitlement(sku_id, *, guild_id=None, user_id=None, dispatch=True, type=None,
+        ends_at=None) -> entitlement dict {id, sku_id, application_id, user_id?, guild_id?, type (8 for a
+        subscription SKU, else 1), deleted, consumed, starts_at, ends_at (null while a subscription is
+        active)}; ENTITLEMENT_CREATE to the guild's shard (a user's: shard 0); dispatch=False is a missed
+        event (the entitlement is only listed).
+    await emu.end_entitlement(entitlement_id, *, dispatch=True, delete=False): ``ends_at`` = now and
+        ENTITLEMENT_UPDATE, or (delete=True, a refund) ``deleted: true`` and ENTITLEMENT_DELETE.
+    await emu.redispatch_entitlement(entitlement_id): the same ENTITLEMENT_CREATE again (a duplicate).
+    await emu.buy(sku_id, *, user="alice", guild_id=None) -> entitlement: a member's purchase in the
+        store (the page's "buy", a premium button's click): an SKU with flag 1 << 7 (consumables too)
+        goes to the guild with the buyer as user_id, others to the buyer alone; ValueError when the store
+        refuses (already owned, a consumable not consumed yet, a guild SKU outside a guild).
+    emu.entitlements: {id: entitlement dict}; emu.consume_calls: every POST .../consume's id, in order,
+    whatever its answer; emu.monetization.skus: {id: SKU dict}; emu.premium_buttons(message or id) ->
+    the SKU ids of its premium buttons.
+    REST: GET /applications/{app}/skus; GET /applications/{app}/entitlements (ascending ids; user_id,
+    sku_ids (comma-separated), guild_id, before, after, limit 1-100 (default 100; else 400 50035),
+    exclude_ended (default false), exclude_deleted (default true)); GET .../entitlements/{id} (404 10029);
+    POST .../entitlements/{id}/consume: 204, 400 40018 for a non-consumable SKU, 404 10029 unknown or
+    already consumed (Discord does not document that answer: the emulator's choice); POST
+    .../entitlements {sku_id, owner_id, owner_type 1 guild / 2 user}: a test entitlement (type 4, no
+    dates) with ENTITLEMENT_CREATE; DELETE .../entitlements/{id}: 204 and ENTITLEMENT_DELETE, 400 40019
+    for anything but a test entitlement.
+    Interactions carry ``entitlements`` (and ``entitlement_sku_ids``): the user's own and the guild's
+    active ones (not ended, not deleted, not consumed).
+    The premium button ``{type: 2, style: 6, sku_id}`` (discord.ui.Button(style=ButtonStyle.premium,
+    sku_id=...)) is valid in messages, edits, webhooks and interaction responses; with a custom_id,
+    label, emoji or url, without sku_id, or naming an SKU the application does not have -> 400 50035
+    naming the field (``sku_id`` on any other button style too).
+
 Polls (POST /channels/{id}/messages with ``poll``): validated as Discord's ``PollCreateRequest`` (1-10
 answers, texts of 1-300 characters, 1-768 hours) -> 400 50035 naming the field; the bot needs
 SEND_POLLS (1 << 49, in the bot role and @everyone by default) -> 403 50013. The message keeps the poll

@@ -19,6 +19,7 @@ if TYPE_CHECKING:
     from .commands import CommandRegistry
     from .gateway_ws import Gateway
     from .messages import MessageStore
+    from .monetization import Monetization
     from .world import World
 
 UserRef = Union[str, int, User]
@@ -41,6 +42,7 @@ class InjectionMixin:
     channel_id: int
     default_attachment_size_limit: int
     user_installs: set[int]
+    monetization: "Monetization"
 
     if TYPE_CHECKING:
 
@@ -129,6 +131,7 @@ class InjectionMixin:
         iid = self.store.ids.next()
         token = "aW50ZXJhY3Rpb246" + secrets.token_urlsafe(48)
         size_limit = attachment_size_limit or self.default_attachment_size_limit
+        entitlements = self.monetization.for_interaction(u.id, guild_id)  # the user's and the guild's active ones
         payload: dict[str, Any] = {
             "id": str(iid),
             "application_id": str(self.application_id),
@@ -139,8 +142,8 @@ class InjectionMixin:
             "token": token,
             "version": 1,
             "locale": locale,
-            "entitlements": [],
-            "entitlement_sku_ids": [],
+            "entitlements": entitlements,
+            "entitlement_sku_ids": [e["sku_id"] for e in entitlements],
             "attachment_size_limit": size_limit,
             "app_permissions": str(app_perms),
             "context": context,

@@ -3,6 +3,7 @@ the default world, and the state helpers shared by the REST, gateway and injecti
 
 from __future__ import annotations
 
+import datetime
 import logging
 import secrets
 import time
@@ -25,6 +26,7 @@ from .gateway_ws import Gateway
 from .injection import InjectionMixin
 from .messages import MessageStore
 from .models import InteractionRecord, MessageState, RateLimitHit, RecordedRequest, Role, User
+from .monetization import Monetization
 from .ratelimit import RateLimiter, route_matches
 from .rest import rest_routes
 from .rest_interactions import interaction_routes
@@ -82,7 +84,10 @@ class DiscordEmulator(InjectionMixin):
         self.signal = ChangeSignal()
         self.world = World(self.ids)
         self.store = MessageStore(self.world, self.ids, self._attachment_url)
-        self.validator = MessageValidator(SchemaValidator(Path(schemas_path) if schemas_path else None))
+        self.monetization = Monetization(self)
+        self.validator = MessageValidator(
+            SchemaValidator(Path(schemas_path) if schemas_path else None), known_skus=lambda: set(self.monetization.skus)
+        )
         self.ratelimits = RateLimiter()
         self.gateway = Gateway(self)
         if clock is not None:
@@ -124,7 +129,9 @@ class DiscordEmulator(InjectionMixin):
     # -- lifecycle -------------------------------------------------------------------------
     async def start(self) -> "DiscordEmulator":
         app = web.Application(client_max_size=64 * L.MIB, middlewares=[self._middleware])
-        app.router.add_routes(rest_routes(self) + interaction_routes(self) + self.channel_webhooks.routes())
+        app.router.add_routes(
+            rest_routes(self) + interaction_routes(self) + self.channel_webhooks.routes() + self.monetization.routes()
+        )
         app.router.add_get("/gateway", self.gateway.handle)
         app.router.add_routes(self.cdn.routes())
         self._runner = web.AppRunner(app, access_log=None, handle_signals=False, shutdown_timeout=0.5)
@@ -385,6 +392,57 @@ class DiscordEmulator(InjectionMixin):
 
     def permissions_for(self, user: Union[str, int, User], channel_id: int) -> int:
         return self.world.permissions_for(self.world.user(user).id, channel_id)
+
+    # -- monetization (sandbox.discord_emulator.monetization) --------------------------------
+    def add_sku(self, sku_id: int, name: str, *, type: int = 5, flags: int = 1 << 7) -> dict[str, Any]:
+        """An SKU of the application (5 SUBSCRIPTION, 3 CONSUMABLE, 2 DURABLE; flags 1 << 7 guild
+        subscription, 1 << 8 user subscription), listed by ``GET /applications/{app}/skus``."""
+        return self.monetization.add_sku(sku_id, name, type=type, flags=flags)
+
+    async def grant_entitlement(
+        self,
+        sku_id: int,
+        *,
+        guild_id: Optional[int] = None,
+        user_id: Optional[int] = None,
+        dispatch: bool = True,
+        type: Optional[int] = None,
+        ends_at: Optional[datetime.datetime] = None,
+    ) -> dict[str, Any]:
+        """A new entitlement (type 8 for a subscription SKU, else 1); ENTITLEMENT_CREATE to the
+        guild's shard (a user's: shard 0) unless ``dispatch=False`` (a missed event)."""
+        return await self.monetization.grant(
+            sku_id, guild_id=guild_id, user_id=user_id, dispatch=dispatch, type=type, ends_at=ends_at
+        )
+
+    async def end_entitlement(self, entitlement_id: int, *, dispatch: bool = True, delete: bool = False) -> dict[str, Any]:
+        """Ends it now (ENTITLEMENT_UPDATE with ``ends_at``) or deletes it (ENTITLEMENT_DELETE,
+        ``deleted: true``, as for a refund)."""
+        return await self.monetization.end(entitlement_id, dispatch=dispatch, delete=delete)
+
+    async def redispatch_entitlement(self, entitlement_id: int) -> None:
+        """The same ENTITLEMENT_CREATE again (a duplicate delivery)."""
+        await self.monetization.redispatch(entitlement_id)
+
+    async def buy(self, sku_id: int, *, user: Union[str, int, User] = "alice", guild_id: Optional[int] = None) -> dict[str, Any]:
+        """A member buys an SKU in Discord's store (the page's "buy"; clicking a premium button):
+        guild-subscription SKUs (flag 1 << 7, consumables too) go to ``guild_id`` with the buyer,
+        others to the buyer alone. ValueError when the store would refuse (already owned, a consumable
+        not consumed yet, a guild SKU bought outside a guild)."""
+        return await self.monetization.buy(sku_id, user_id=self.world.user(user).id, guild_id=guild_id)
+
+    @property
+    def entitlements(self) -> dict[int, dict[str, Any]]:
+        return self.monetization.entitlements
+
+    @property
+    def consume_calls(self) -> list[int]:
+        return self.monetization.consume_calls
+
+    def premium_buttons(self, message: Union[int, MessageState]) -> list[int]:
+        """The SKU ids of a message's premium buttons."""
+        msg = message if isinstance(message, MessageState) else self.store.messages[message]
+        return self.monetization.premium_buttons(msg.components)
 
     # -- commands --------------------------------------------------------------------------
     def global_commands(self) -> list[dict[str, Any]]:

@@ -8,7 +8,7 @@ import copy
 import json
 import os
 from pathlib import Path
-from typing import Any, Optional
+from typing import Any, Callable, Optional
 
 import jsonschema
 import orjson
@@ -16,6 +16,7 @@ from jsonschema.exceptions import best_match
 
 from . import limits as L
 from .errors import field_error, merge_errors
+from .monetization import premium_button_errors
 
 PACKAGE_DIR = Path(__file__).resolve().parent
 REPO_ROOT = PACKAGE_DIR.parents[1]
@@ -264,13 +265,22 @@ def _dedupe(tree: dict[str, Any]) -> dict[str, Any]:
 
 
 class MessageValidator:
-    """Schema + limit checks for one operation; returns an errors tree ({} when valid)."""
+    """Schema + limit checks for one operation; returns an errors tree ({} when valid).
 
-    def __init__(self, schemas: SchemaValidator) -> None:
+    ``known_skus`` (set by the emulator): the application's SKU ids, which a premium button must name."""
+
+    def __init__(self, schemas: SchemaValidator, known_skus: Optional[Callable[[], set[int]]] = None) -> None:
         self.schemas = schemas
+        self.known_skus = known_skus
+
+    def _premium(self, payload: dict[str, Any], prefix: tuple[Any, ...]) -> dict[str, Any]:
+        skus = self.known_skus() if self.known_skus is not None else None
+        return premium_button_errors(payload.get("components"), prefix, skus)
 
     def message(self, operation: str, payload: Any, prefix: tuple[Any, ...] = ()) -> dict[str, Any]:
         tree = limit_errors(payload, prefix) if isinstance(payload, dict) else {}
+        if isinstance(payload, dict):
+            merge_errors(tree, self._premium(payload, prefix))
         merge_errors(tree, self.schemas.errors(OPERATION_SCHEMAS[operation], payload, prefix))
         return _dedupe(tree)
 
@@ -285,6 +295,7 @@ class MessageValidator:
         data = payload.get("data")
         if ctype in (4, 5, 7) and isinstance(data, dict):
             merge_errors(tree, limit_errors(data, ("data",)))
+            merge_errors(tree, self._premium(data, ("data",)))
         if ctype == 8 and isinstance(data, dict):
             _max_len(tree, ["data", "choices"], data.get("choices"), L.AUTOCOMPLETE_CHOICES_MAX)
         return _dedupe(tree)

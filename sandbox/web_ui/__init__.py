@@ -21,13 +21,19 @@ offers only the commands an installation authorizes there (the member's own user
 command list follows each command's ``contexts``/``integration_types`` per place and member, as
 Discord's client does (views.commands_view; DMs are the guild id "@me").
 
+The shop ("Shop" in the channel header; sandbox.web_ui.shop): the application's SKUs with "Buy" (the
+current member's purchase in Discord's store: a server SKU goes to the channel's server, others to the
+member; the bot gets ENTITLEMENT_CREATE) and the active entitlements with "End" (a subscription ends:
+ENTITLEMENT_UPDATE; a one-time purchase is refunded: ENTITLEMENT_DELETE). A premium button (style 6) in
+a message is drawn as Discord's shop button with its SKU's name; clicking it is that "Buy".
+
 Everything the page does is a user action of the emulator (``inject_slash_command``,
 ``inject_autocomplete``, ``press_button``, ``select_menu``, ``submit_modal``, ``inject_context_menu``,
 ``send_user_message``, ``send_user_voice_message``), so the bot receives the same gateway events as from Discord.
 
 HTTP API (JSON; refusals are ``400 {"error"}``):
-    GET  /api/state                 snapshot {world, commands, messages, typing}
-    GET  /api/live                  websocket: snapshot, then {type: world|commands|messages|typing|notice|modal}
+    GET  /api/state                 snapshot {world, commands, messages, typing, shop: {skus, entitlements}}
+    GET  /api/live                  websocket: snapshot, then {type: world|commands|messages|typing|shop|notice|modal}
     GET  /api/info                  {relay_url: the bot's web server,
                                      persistence: what the sandbox keeps across runs}
     POST /api/command               {name, options, user, channel_id} (multipart: json + files "option:<name>")
@@ -38,6 +44,8 @@ HTTP API (JSON; refusals are ``400 {"error"}``):
     POST /api/message               {content, user, channel_id, reply_to} (multipart: json + files "files")
     POST /api/voice-message         multipart: json {user, channel_id, reply_to} + one file "audio" (≤ 25 MiB)
     POST /api/relay                 {key, body} -> forwarded to <bot>/send-data -> {status, body}
+    POST /api/buy                   {sku_id, user, channel_id} -> {entitlement_id} (emu.buy)
+    POST /api/end-entitlement       {entitlement_id} -> {entitlement_id, deleted}
     GET  /attachments/<id>/<name>   attachment bytes
 """
 

@@ -16,6 +16,7 @@ from typing import TYPE_CHECKING, Any, Optional
 
 from aiohttp import web
 
+from .shop import shop_view
 from .views import commands_view, message_view, world_view
 
 if TYPE_CHECKING:
@@ -36,6 +37,7 @@ def snapshot(emu: "DiscordEmulator") -> dict[str, Any]:
         "commands": commands_view(emu),
         "messages": [message_view(emu, m) for m in emu.messages.values() if not m.deleted],
         "typing": typing_view(emu),
+        "shop": shop_view(emu),
     }
 
 
@@ -96,6 +98,7 @@ class LiveUpdates:
         self._fingerprints: dict[str, tuple[Any, ...]] = {}
         self._world: Any = None
         self._commands: Any = None
+        self._shop: Any = None
         self._typing: dict[str, float] = {}
         self._task: Optional[asyncio.Task[None]] = None
         self._closing = False
@@ -148,6 +151,7 @@ class LiveUpdates:
         self._world = world_view(self.emu)
         self._commands = commands_view(self.emu)
         self._typing = typing_view(self.emu)
+        self._shop = shop_view(self.emu)
 
     def diff(self) -> list[dict[str, Any]]:
         """Events for everything that changed since the last call."""
@@ -160,6 +164,10 @@ class LiveUpdates:
         if commands != self._commands:
             self._commands = commands
             events.append({"type": "commands", "commands": commands})
+        shop = shop_view(self.emu)
+        if shop != self._shop:
+            self._shop = shop
+            events.append({"type": "shop", "shop": shop})
         upserts = []
         for msg in self.emu.messages.values():
             key = str(msg.id)

@@ -10,6 +10,7 @@ from aiohttp import web
 
 from .actions import Actions
 from .live import LiveUpdates, snapshot
+from .shop import ShopActions
 
 if TYPE_CHECKING:
     from sandbox.discord_emulator import DiscordEmulator
@@ -66,6 +67,7 @@ class WebUI:
         app.router.add_get("/api/info", self._info)
         app.router.add_get("/attachments/{attachment_id}/{filename}", self._attachment)
         app.router.add_routes(self.actions.routes())
+        app.router.add_routes(ShopActions(self.emu, self.actions._wrap).routes())
         app.router.add_static("/static/", STATIC_DIR, append_version=False)
         return app
 

@@ -5,6 +5,7 @@ import { renderMessage, startsGroup, avatar } from "./render.js";
 import { state, me, channel, guildOf, visibleCommands, isVisible } from "./state.js";
 import { initComposer, refreshComposer, setReply } from "./composer.js";
 import { initRelay, refreshRelay } from "./relay.js";
+import { initShop, refreshShop, buy } from "./shop.js";
 import { escapeHtml } from "./markdown.js";
 
 const $ = (sel) => document.querySelector(sel);
@@ -32,6 +33,7 @@ function apply(event) {
       state.commands = event.commands;
       state.messages = new Map(event.messages.map((m) => [m.id, m]));
       state.typing = event.typing;
+      state.shop = event.shop;
       if (!state.channelId || !channel(state.channelId)) state.channelId = event.world.default_channel_id;
       state.guildId = guildOf(state.channelId)?.id;
       renderAll();
@@ -55,6 +57,10 @@ function apply(event) {
       renderMessages(event.messages.map((m) => m.id));
       refreshRelay();
       if (!state.info.relay_url) loadInfo();
+      break;
+    case "shop":
+      state.shop = event.shop;
+      refreshShop(); renderMessages();
       break;
     case "typing":
       state.typing = event.typing;
@@ -299,6 +305,9 @@ async function onMessagesClick(ev) {
     try {
       await post("/api/button", { message_id: id, custom_id: target.dataset.customId, user: state.persona });
     } finally { setTimeout(() => target.classList.remove("busy"), 600); }
+  } else if (action === "buy") {
+    target.disabled = true;
+    try { await buy(target.dataset.skuId); } catch { /* shown as a notice */ } finally { target.disabled = false; }
   } else if (action === "reply") {
     setReply(state.messages.get(id));
   } else if (action === "dismiss") {
@@ -413,6 +422,7 @@ function init() {
   });
   initComposer({ onSent: () => { const box = $("#messages"); box.scrollTop = box.scrollHeight; } });
   initRelay({ selectChannel });
+  initShop();
   loadInfo();
   connect();
 }

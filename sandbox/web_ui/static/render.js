@@ -3,6 +3,7 @@ import { escapeHtml, markdown, safeUrl } from "./markdown.js";
 import { state, me, snowflakeDate } from "./state.js";
 import { renderAudio } from "./voice.js";
 import { renderVideo } from "./video.js";
+import { skuName } from "./shop.js";
 
 const COLORS = ["#5865f2", "#3ba55c", "#faa61a", "#ed4245", "#eb459e", "#747f8d"];
 
@@ -104,6 +105,15 @@ export function renderEmbed(embed) {
 
 function renderButton(msg, comp) {
   const emoji = comp.emoji?.name && !comp.emoji.id ? `${comp.emoji.name} ` : "";
+  if (comp.style === 6) {  // premium: Discord draws the SKU's shop button; clicking it opens the purchase
+    const b = el("button", "component-button style-6 premium", `🛒 ${escapeHtml(skuName(comp.sku_id))}`);
+    b.type = "button";
+    b.title = "Buy in the shop";
+    b.disabled = Boolean(comp.disabled) || msg.loading;
+    b.dataset.action = "buy";
+    b.dataset.skuId = comp.sku_id;
+    return b;
+  }
   if (comp.style === 5 && safeUrl(comp.url || "")) {
     const a = el("a", "component-button style-5", `${escapeHtml(emoji + (comp.label || ""))} ↗`);
     a.href = comp.url; a.target = "_blank"; a.rel = "noreferrer noopener";

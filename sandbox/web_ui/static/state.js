@@ -11,6 +11,7 @@ export const state = {
   dismissed: new Set(), // ephemeral messages the member dismissed
   replyTo: null,
   connected: false,
+  shop: null,           // {skus, entitlements}: the app's store and the active entitlements
   info: {},             // /api/info: relay_url (the bot's web server), persistence (what is kept across runs)
 };
 
