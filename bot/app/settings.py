@@ -654,7 +654,7 @@ def describe_validation_error(exc: ValidationError, config_path: Path) -> str:
     )
     shown = ""
     if (not secret and kind not in ("extra_forbidden", "missing") and "input" in err
-            and not isinstance(err["input"], dict | list) and str(err["input"]) not in what):
+            and not isinstance(err["input"], dict) and str(err["input"]) not in what):
         shown = f" (got {err['input']!r})"  # (a "did you mean …" hint already shows it)
     more = f"; {len(exc.errors()) - 1} more problem(s) after this one" if len(exc.errors()) > 1 else ""
     if setting and _from_environment(env_name):
