@@ -149,7 +149,7 @@ class Imagine(commands.Cog):
                                                       parent_channel_id=_parent_id(interaction))
             await self.service.submit(interaction, request, origin="command")
         except UserFacingError as exc:
-            await InteractionTarget(interaction).refuse(exc.user_message())
+            await InteractionTarget(interaction).refuse(exc.user_message(), cause=exc)
         except Exception as exc:  # the deferral must not stay "thinking…": say what failed, privately
             await InteractionTarget(interaction).refuse(ERROR_PREFIX + user_error_message(exc))
 
