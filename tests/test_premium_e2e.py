@@ -131,3 +131,18 @@ async def _updated_at(bot: Any, entitlement_id: int) -> float:
 
 async def _changed(bot: Any, entitlement_id: int, seen: float) -> bool:
     return await _updated_at(bot, entitlement_id) > seen
+
+
+@pytest.mark.bot_settings(premium={
+    "free": {"guild_images": 0},
+    "tiers": [{"sku_id": PRO_SKU, "name": "Pro", "scope": "guild", "limits": {"guild_images": 40}}],
+    "upgrade_sku_id": PRO_SKU,
+})
+async def test_a_media_command_refused_by_the_free_tier_offers_the_premium_button(bot_env: Any) -> None:
+    emu = bot_env.discord
+    emu.add_sku(PRO_SKU, "Pro", type=5, flags=1 << 7)
+    rec = await emu.inject_slash_command("imagine create", {"prompt": "a red fox"}, user="alice")
+    shown = await wait_shown(rec)
+    assert shown.flags & EPHEMERAL and "free tier" in shown.content, shown.content
+    assert emu.premium_buttons(shown) == [PRO_SKU]
+    assert not [r for r in bot_env.gateway.requests if "images" in r.path]
