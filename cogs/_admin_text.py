@@ -7,10 +7,12 @@ from datetime import datetime
 from typing import Any
 
 from bot.auto_answer.outcomes import AnswerStats
+from bot.budgets.ceiling import is_tier_source
 from bot.budgets.reports import GuildLimits, UsageLimits
 from bot.budgets.rules import KIND_NOUNS, KINDS, format_amount, format_duration, limit_text
 from bot.guilds.audit import AuditEntry
 from bot.guilds.config import FIELD_HELP, FIELD_LABELS, FIELDS, EffectiveConfig
+from bot.premium.service import TierStatus
 
 MAX_SHOWN_PROMPT = 300
 
@@ -33,15 +35,45 @@ def _value(name: str, value: Any) -> str:
     return "`" + str(value).replace("`", "'") + "`"
 
 
-def mylimits_text(limits: UsageLimits, now: datetime, *, reason: str = "") -> str:
+def tier_text(status: TierStatus | None, *, in_server: bool) -> str:
+    """Which of the operator's tiers applies and why (empty when ``[premium]`` is not configured):
+    "Tier: **Pro** — this server's subscription (SKU 1), renews <t:…:R>", "free tier: no subscription",
+    "this server uses its own AI gateway: only its own limits"."""
+    if status is None or not status.configured:
+        return ""
+    if status.own_gateway:
+        return "Tier: this server uses its own AI gateway: only its own limits apply (no tier ceiling)."
+    if not status.uses:
+        who = "this server has" if in_server else "you have"
+        text = f"Tier: free tier: {who} no subscription."
+    else:
+        parts = []
+        for use in status.uses:
+            whose = "this server's subscription" if use.whose == "server" else "your own subscription"
+            ends = use.entitlement.ends_at
+            when = f", renews <t:{int(ends)}:R>" if ends is not None else ""
+            parts.append(f"**{use.tier.name}** — {whose} (SKU {use.tier.sku_id}){when}")
+        text = "Tier: " + "; ".join(parts) + "."
+        if len({use.whose for use in status.uses}) > 1:
+            text += " The more generous of them applies to each budget."
+    for kind, (left, granted) in sorted(status.pools.items()):
+        text += (f"\nBonus from one-time purchases: {format_amount(kind, left)} {KIND_NOUNS[kind][1]} left of "
+                 f"{format_amount(kind, granted)} (used once the tier's daily limit is reached).")
+    return text
+
+
+def mylimits_text(limits: UsageLimits, now: datetime, *, reason: str = "", tier: str = "") -> str:
     """The member's remaining budgets, tighter scope first; unlimited kinds on one line. Outside a server
-    that installed Gatecord (``limits.guild_id`` None) it is their own budget, and ``reason`` says why."""
+    that installed Gatecord (``limits.guild_id`` None) it is their own budget, and ``reason`` says why;
+    ``tier`` which of the operator's tiers applies (``tier_text``)."""
     wait = format_duration((limits.resets_at - now).total_seconds())
     own = limits.guild_id is None
     lines = [f"**Your {'own ' if own else ''}budgets today** (reset in {wait}, at 00:00 UTC)"]
     if own:
         lines.append(f"-# Your own budget applies here{f' ({reason})' if reason else ''}: no server pays for "
                      "what you ask in DMs or where only you installed Gatecord.")
+    if tier:
+        lines.append(tier)
     unlimited = []
     for kind in KINDS:
         scoped = [line for line in (limits.line("member", kind), limits.line("guild", kind))
@@ -55,6 +87,8 @@ def mylimits_text(limits: UsageLimits, now: datetime, *, reason: str = "") -> st
         where = " (server-wide budget)" if tight.scope == "guild" else ""
         if tight.source == "owner":
             where = " (set for you by the bot's owner)"
+        elif is_tier_source(tight.source):
+            where = f" ({'server-wide budget, ' if tight.scope == 'guild' else ''}{tight.source})"
         pending = f", {format_amount(kind, tight.reserved)} in progress" if tight.reserved else ""
         lines.append(f"• {noun}: **{left}** of {limit_text(kind, tight.limit)} left{where}{pending}")
     if unlimited:
@@ -62,16 +96,29 @@ def mylimits_text(limits: UsageLimits, now: datetime, *, reason: str = "") -> st
     return "\n".join(lines)
 
 
-def quota_show_text(limits: GuildLimits, today: Mapping[str, float], role_names: Mapping[int, str]) -> str:
-    lines = ["**Daily budgets** (UTC day; -1 = unlimited)", "", "__Whole server__"]
+def _source_note(source: str) -> str:
+    if source == "config":
+        return " (config default)"
+    if is_tier_source(source):
+        return f" ({source} limit)"
+    return ""
+
+
+def quota_show_text(
+    limits: GuildLimits, today: Mapping[str, float], role_names: Mapping[int, str], *, tier: str = ""
+) -> str:
+    lines = ["**Daily budgets** (UTC day; -1 = unlimited)"]
+    if tier:
+        lines.append(tier)
+    lines += ["", "__Whole server__"]
     for kind in KINDS:
         value, source = limits.guild[kind]
         lines.append(f"• {KIND_NOUNS[kind][1]}: {format_amount(kind, today.get(kind, 0))} used of "
-                     f"{limit_text(kind, value)}" + (" (config default)" if source == "config" else ""))
+                     f"{limit_text(kind, value)}" + _source_note(source))
     lines += ["", "__Each member__"]
     for kind in KINDS:
         value, source = limits.member[kind]
-        default = " (config default)" if source == "config" else ""
+        default = _source_note(source)
         lines.append(f"• {KIND_NOUNS[kind][1]}: {limit_text(kind, value)}{default}")
     if limits.roles:
         lines += ["", "__Role overrides__ (the most generous of a member's roles applies)"]

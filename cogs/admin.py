@@ -35,6 +35,7 @@ from cogs._admin_text import (
     config_show_text,
     mylimits_text,
     quota_show_text,
+    tier_text,
     top_members_text,
     usage_totals_text,
 )
@@ -223,7 +224,9 @@ class Admin(commands.Cog):
             names[role_id] = (
                 ("@everyone" if role_id == interaction.guild_id else f"@{role.name}") if role else f"<@&{role_id}>"
             )
-        await reply_privately(interaction, quota_show_text(limits, today, names))
+        status = await self.bot.premium.status(Requester(interaction.guild_id, None, 0))
+        await reply_privately(interaction, quota_show_text(limits, today, names,
+                                                           tier=tier_text(status, in_server=True)))
 
     @quota.command(name="set", description="Set a daily budget for the whole server or for each member")
     @app_commands.describe(
@@ -356,7 +359,8 @@ class Admin(commands.Cog):
         reason = ""
         if requester.guild_id is None:
             reason = "this is a DM" if interaction.guild_id is None else "only you installed Gatecord in this server"
-        await reply_privately(interaction, mylimits_text(limits, self.bot.quotas.now(), reason=reason))
+        tier = tier_text(await self.bot.premium.status(requester), in_server=requester.guild_id is not None)
+        await reply_privately(interaction, mylimits_text(limits, self.bot.quotas.now(), reason=reason, tier=tier))
 
 
 def _first_day_start(now: datetime, days: int) -> float:

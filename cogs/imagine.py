@@ -93,7 +93,7 @@ class Imagine(commands.Cog):
                                                  parent_channel_id=_parent_id(interaction))
             await self.service.submit(interaction, request, origin="command")
         except UserFacingError as exc:
-            await reply_privately(interaction, exc.user_message())
+            await reply_privately(interaction, exc.user_message(), cause=exc)
 
     async def model_choices(self, interaction: discord.Interaction, kind: str,
                             current: str) -> list[app_commands.Choice[str]]:
@@ -130,7 +130,7 @@ class Imagine(commands.Cog):
             check_message_picture(message, cdn_hosts=settings.discord.cdn_hosts,
                                   max_download_bytes=settings.vision.max_download_bytes)
         except UserFacingError as exc:
-            await reply_privately(interaction, exc.user_message())
+            await reply_privately(interaction, exc.user_message(), cause=exc)
             return
         await interaction.response.send_modal(EditModal(self, message))
 
@@ -149,7 +149,7 @@ class Imagine(commands.Cog):
                                                       parent_channel_id=_parent_id(interaction))
             await self.service.submit(interaction, request, origin="command")
         except UserFacingError as exc:
-            await InteractionTarget(interaction).refuse(exc.user_message())
+            await InteractionTarget(interaction).refuse(exc.user_message(), cause=exc)
         except Exception as exc:  # the deferral must not stay "thinking…": say what failed, privately
             await InteractionTarget(interaction).refuse(ERROR_PREFIX + user_error_message(exc))
 

@@ -62,7 +62,7 @@ class MediaButtons(commands.Cog):
         except GatewayError as exc:  # the stored options no longer pass the gateway's rules, or a cancel failed
             await reply_privately(interaction, await describe_error(exc))
         except UserFacingError as exc:
-            await reply_privately(interaction, exc.user_message())
+            await reply_privately(interaction, exc.user_message(), cause=exc)
 
     async def _upscale(self, interaction: discord.Interaction, job: MediaJob, index: int) -> None:
         """Image ``index`` alone at full size (downscaled/re-encoded only when over the upload limit)."""

@@ -56,7 +56,7 @@ class Music(commands.Cog):
                                                        channel_id=interaction.channel_id)
             await self.service.submit(interaction, request, origin="command")
         except UserFacingError as exc:
-            await reply_privately(interaction, exc.user_message())
+            await reply_privately(interaction, exc.user_message(), cause=exc)
 
     @music.autocomplete("model")
     async def _model_autocomplete(self, interaction: discord.Interaction,

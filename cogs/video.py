@@ -63,7 +63,7 @@ class Video(commands.Cog):
                                                        parent_channel_id=parent_id)
             await self.service.submit(interaction, request, origin="command")
         except UserFacingError as exc:  # a refused option, the budget, the per-member limit, "restarting"
-            await reply_privately(interaction, exc.user_message())
+            await reply_privately(interaction, exc.user_message(), cause=exc)
 
     @video.autocomplete("model")
     async def _model_autocomplete(self, interaction: discord.Interaction,

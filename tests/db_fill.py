@@ -212,6 +212,18 @@ def _fill(tx: SyncTx) -> None:
             "image_model": "", "allow_operator_fallback": fallback, "created_at": T0, "updated_at": T0 + 0.5,
             "updated_by": USER,
         })
+    # 0026: premium entitlements, a consumable's grant, a guild's bonus pool
+    _insert(tx, "premium_entitlements", {"entitlement_id": MAX_ID - 11, "sku_id": MAX_ID - 12, "guild_id": GUILD,
+                                         "user_id": USER, "type": 8, "starts_at": T0, "ends_at": None,
+                                         "deleted": 0, "consumed": 0, "updated_at": T0 + 0.5})
+    _insert(tx, "premium_entitlements", {"entitlement_id": MAX_ID - 13, "sku_id": MAX_ID - 14, "guild_id": GUILD,
+                                         "user_id": USER_2, "type": 1, "starts_at": None, "ends_at": T0 + 9.75,
+                                         "deleted": 1, "consumed": 1, "updated_at": T0 + 1})
+    _insert(tx, "premium_grants", {"entitlement_id": MAX_ID - 13, "sku_id": MAX_ID - 14, "guild_id": GUILD,
+                                   "kind": "credits", "amount": 1000.5, "granted_at": T0, "consume_claimed_at": T0,
+                                   "consumed_at": T0 + 0.125})
+    _insert(tx, "premium_pools", {"guild_id": GUILD, "kind": "credits", "balance": 999.25, "granted": 1000.5,
+                                  "updated_at": T0 + 2})
     # the last row of each never-reused table is deleted: its id stays used up
     tx.execute("DELETE FROM relay_outbox WHERE seq = (SELECT MAX(seq) FROM relay_outbox)")
     tx.execute("DELETE FROM media_jobs WHERE id = :id", {"id": jobs[-1]})

@@ -67,3 +67,35 @@ def test_good_arguments_pass() -> None:
     args: Any = registry({"tools"}).arguments("create_poll", '{"question": "Q?", "answers": ["a", "b"], "hours": 3}')
     assert args == {"question": "Q?", "answers": ["a", "b"], "hours": 3}
     assert registry({"tools"}).arguments("read_channel", {"limit": 5}) == {"limit": 5}
+
+
+class _Capable:
+    """Stand-ins for the services behind the tools: each answers for the gateway it is asked about."""
+
+    available = False
+    unavailable_reason = "the bot's gateway has no embeddings"
+    can_speak = False
+
+    def available_on(self, gateway: SimpleNamespace) -> bool:
+        return bool(gateway.profile.supports("embeddings"))
+
+    def unavailable_reason_on(self, gateway: SimpleNamespace) -> str:
+        return "no embeddings"
+
+    def can_speak_on(self, gateway: SimpleNamespace) -> bool:
+        return bool(gateway.profile.supports("speech"))
+
+    def supports(self, kind: str, gateway: SimpleNamespace | None = None) -> bool:
+        return gateway is not None and bool(gateway.profile.supports("images"))
+
+
+def test_a_guild_gateway_gets_the_tools_its_own_gateway_can_do_even_where_the_operators_cannot() -> None:
+    capable = _Capable()
+    tools = ToolRegistry.build(gateway=SimpleNamespace(profile=_Profile({"chat"})), knowledge=lambda: capable,
+                               media_jobs=capable, voice=capable)  # type: ignore[arg-type]
+    assert tools.offered("all") == []  # the operator's gateway has no tool calls
+    own = SimpleNamespace(profile=_Profile({"tools", "embeddings", "images", "speech"}))
+    assert [t.name for t in tools.offered("all", own)] == ["search_knowledge", "generate_image", "create_poll",
+                                                           "read_channel", "speak"]
+    chat_only = SimpleNamespace(profile=_Profile({"tools"}))
+    assert [t.name for t in tools.offered("all", chat_only)] == ["create_poll", "read_channel"]

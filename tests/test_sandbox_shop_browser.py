@@ -38,8 +38,10 @@ async def test_buy_from_the_shop_panel_and_from_a_premium_button_then_end(sandbo
     await channel.send("Out of credits?", view=view)
     button = page.locator("#messages .component-button.premium", has_text="1,000 credits")
     await button.click()
-    await page.locator("#shop-entitlements .entitlement", has_text="1,000 credits").wait_for()
-    assert [e["guild_id"] for e in owned(sandbox, SANDBOX_CREDITS_SKU)] == [str(emu.guild_id)]
+    # The bot sells them in [premium]: it grants them to the server once and consumes them on Discord.
+    [credits] = await emu.wait_for(lambda: [e for e in emu.entitlements.values()
+                                            if e["sku_id"] == str(SANDBOX_CREDITS_SKU) and e.get("consumed")])
+    assert credits["guild_id"] == str(emu.guild_id) and emu.consume_calls == [int(credits["id"])]
 
     # Ending the subscription takes it off the list (the bot got ENTITLEMENT_UPDATE with ends_at).
     await mine.locator('[data-shop="end"]').click()

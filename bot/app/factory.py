@@ -41,6 +41,7 @@ from bot.gateways.store import GuildGatewayStore
 from bot.guilds.config import GuildConfig
 from bot.knowledge.service import KnowledgeService
 from bot.media.service import MediaJobService
+from bot.premium.service import PremiumService
 from bot.relay.directory import CacheThenDirectoryScope, ChannelDirectory, DatabaseChannelScope
 from bot.relay.service import ClientChannelScope, RelayService
 from bot.rendering.errors import error_code
@@ -161,6 +162,9 @@ class GatecordBot(commands.AutoShardedBot):
         # budgets: one service (engine, reports, admin writes, prices, expiry sweep); codes as the ledger shows them
         self.quotas = BudgetService(self.store, settings, gateway=self.gateway, error_code=error_code,
                                     gateways=self.gateways)
+        # premium tiers ([premium]): a ceiling over the admins' limits, entitlement events, reconciliation
+        self.premium = PremiumService(self.store, settings, client=self)
+        self.premium.attach(self.quotas)
         self.guild_config = GuildConfig(self.store, settings, self.gateway, gateways=self.gateways)
         # media jobs (images, edits, video, music): queues, budget flow, progress, delivery, restart recovery
         # (the cogs only adapt Discord)
@@ -213,6 +217,7 @@ class GatecordBot(commands.AutoShardedBot):
         section = settings.guild_gateways
 
         async def refresh(guild_id: int) -> None:
+            self.premium.invalidate(guild_id=guild_id)  # its own gateway: no tier ceiling (or back to one)
             await self.guild_commands.refresh(guild_id)
 
         return GuildGatewayService(
@@ -267,6 +272,7 @@ class GatecordBot(commands.AutoShardedBot):
         await self.relay.start()  # resumes undelivered posts from the outbox
         await self.gateway.start()
         await self.quotas.start()  # sweep of expired reservations, published prices
+        await self.premium.start()  # entitlements reconciled now and every [premium] reconcile_hours
         await self.media_jobs.start()  # jobs a previous run left: unknown/failed (never resubmitted), or resumed
         self._cdn_http = aiohttp.ClientSession(timeout=aiohttp.ClientTimeout(total=60, sock_connect=10))
         await self.chat.start()
@@ -375,6 +381,7 @@ class GatecordBot(commands.AutoShardedBot):
             if self._cdn_http is not None:
                 await self._cdn_http.close()
                 self._cdn_http = None
+            await self.premium.close()
             await self.quotas.close()
             await self.chat.close()  # the start-up read of the models' context windows, if still running
             await self.gateways.close()

@@ -25,6 +25,7 @@ from pydantic import (
     ValidationError,
     ValidationInfo,
     field_validator,
+    model_validator,
 )
 from pydantic_settings import BaseSettings, NoDecode, PydanticBaseSettingsSource, SettingsConfigDict
 from pydantic_settings.exceptions import SettingsError
@@ -392,6 +393,94 @@ class QuotaDefaults(_Section):
     user: UserQuotaDefaults = Field(default_factory=UserQuotaDefaults)
 
 
+#: the budget kinds a ``[premium]`` limit may name (as in ``[quotas]``)
+PREMIUM_KINDS = (
+    "chat_requests", "tokens", "vision_requests", "images", "credits", "speech_chars", "transcription_seconds",
+    "video_seconds", "music_seconds", "embedding_tokens",
+)
+PREMIUM_SCOPES = ("guild", "member", "user")
+
+
+def _check_premium_limits(limits: dict[str, float], entry: str, scopes: tuple[str, ...]) -> None:
+    """Every key is ``<scope>_<kind>`` with a valid value (-1 unlimited); errors name ``entry``."""
+    for key, value in limits.items():
+        scope, _, kind = key.partition("_")
+        if scope not in PREMIUM_SCOPES or kind not in PREMIUM_KINDS:
+            raise ValueError(f"{entry}: unknown limit `{key}` (use [quotas] names such as guild_tokens, "
+                             "member_images, user_credits)")
+        if scope not in scopes:
+            raise ValueError(f"{entry}: `{key}` cannot apply here (only {', '.join(s + '_…' for s in scopes)})")
+        if value != -1 and not value >= 0:
+            raise ValueError(f"{entry}: `{key}` must be 0 or more, or -1 for unlimited (got {value!r})")
+        if kind != "credits" and value != int(value):
+            raise ValueError(f"{entry}: `{key}` must be a whole number (got {value!r})")
+
+
+class PremiumTier(_Section):
+    """One ``[[premium.tiers]]`` entry: a subscription SKU and the limits its subscribers get."""
+
+    sku_id: int = Field(gt=0)
+    name: str = Field(min_length=1, max_length=40)
+    scope: Literal["guild", "user"] = "guild"
+    limits: dict[str, float] = Field(default_factory=dict)
+
+    @model_validator(mode="after")
+    def _limits(self) -> PremiumTier:
+        scopes = ("guild", "member") if self.scope == "guild" else ("member", "user")
+        _check_premium_limits(self.limits, f"tier {self.name!r} (sku {self.sku_id})", scopes)
+        return self
+
+
+class PremiumConsumable(_Section):
+    """One ``[[premium.consumables]]`` entry: a one-time purchase adding ``amount`` to a guild's budget."""
+
+    sku_id: int = Field(gt=0)
+    name: str = Field(min_length=1, max_length=40)
+    kind: str = "credits"
+    amount: float = Field(gt=0)
+
+    @model_validator(mode="after")
+    def _kind(self) -> PremiumConsumable:
+        entry = f"consumable {self.name!r} (sku {self.sku_id})"
+        if self.kind not in PREMIUM_KINDS:
+            raise ValueError(f"{entry}: unknown kind `{self.kind}` (one of {', '.join(PREMIUM_KINDS)})")
+        if self.kind != "credits" and self.amount != int(self.amount):
+            raise ValueError(f"{entry}: amount must be a whole number of {self.kind}")
+        return self
+
+
+class PremiumSettings(_Section):
+    """``[premium]``: Discord SKUs mapped to budget tiers. Unset (no tiers, no free limits, no
+    consumables), nothing changes: the admins' own limits alone apply."""
+
+    tiers: list[PremiumTier] = Field(default_factory=list)
+    free: dict[str, float] = Field(default_factory=dict)
+    consumables: list[PremiumConsumable] = Field(default_factory=list)
+    upgrade_sku_id: int | None = Field(None, gt=0)
+    reconcile_hours: float = Field(24, gt=0)
+
+    @field_validator("free")
+    @classmethod
+    def _free(cls, value: dict[str, float]) -> dict[str, float]:
+        _check_premium_limits(value, "the free tier", PREMIUM_SCOPES)
+        return value
+
+    @model_validator(mode="after")
+    def _unique_skus(self) -> PremiumSettings:
+        seen: dict[int, str] = {}
+        for what, sku_id, name in ([("tier", t.sku_id, t.name) for t in self.tiers]
+                                   + [("consumable", c.sku_id, c.name) for c in self.consumables]):
+            if sku_id in seen:
+                raise ValueError(f"{what} {name!r}: sku {sku_id} is already {seen[sku_id]}")
+            seen[sku_id] = f"{what} {name!r}"
+        return self
+
+    @property
+    def configured(self) -> bool:
+        """Whether any tier applies at all (else the budgets are exactly the admins' own)."""
+        return bool(self.tiers or self.free or self.consumables)
+
+
 class RelaySettings(_Section):
     rate_per_minute: int = Field(120, gt=0)
     burst: int = Field(30, gt=0)
@@ -453,6 +542,7 @@ class Settings(BaseSettings):
     voice: VoiceSettings = Field(default_factory=VoiceSettings)
     knowledge: KnowledgeSettings = Field(default_factory=KnowledgeSettings)
     quotas: QuotaDefaults = Field(default_factory=QuotaDefaults)
+    premium: PremiumSettings = Field(default_factory=PremiumSettings)
     relay: RelaySettings = Field(default_factory=RelaySettings)
     shutdown: ShutdownSettings = Field(default_factory=ShutdownSettings)
     logging: LoggingSettings = Field(default_factory=LoggingSettings)
@@ -596,7 +686,8 @@ def describe_validation_error(exc: ValidationError, config_path: Path) -> str:
         or holds_secret(err.get("input"))
     )
     shown = ""
-    if not secret and kind not in ("extra_forbidden", "missing") and "input" in err and str(err["input"]) not in what:
+    if (not secret and kind not in ("extra_forbidden", "missing") and "input" in err
+            and not isinstance(err["input"], dict) and str(err["input"]) not in what):
         shown = f" (got {err['input']!r})"  # (a "did you mean …" hint already shows it)
     more = f"; {len(exc.errors()) - 1} more problem(s) after this one" if len(exc.errors()) > 1 else ""
     if setting and _from_environment(env_name):

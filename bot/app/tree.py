@@ -41,8 +41,9 @@ class GatecordTree(app_commands.CommandTree):
         text = command_error_message(interaction, error)
         if not isinstance(error, app_commands.CheckFailure):  # a refusal is an answer; a failure is flagged
             text = ERROR_PREFIX + text
+        original = error.original if isinstance(error, app_commands.CommandInvokeError) else error
         try:
-            await reply_privately(interaction, text)
+            await reply_privately(interaction, text, cause=original)
         except discord.HTTPException:
             log.warning("could not tell the member why /%s failed",
                         interaction.command.qualified_name if interaction.command else "?")

@@ -36,8 +36,9 @@ from datetime import UTC, datetime, timedelta
 from types import TracebackType
 from typing import TYPE_CHECKING, Any
 
-from bot.budgets import counters
+from bot.budgets import counters, pool
 from bot.budgets.book import LimitBook, Limits
+from bot.budgets.ceiling import Ceilings, PoolCeiling, is_tier_source, tighter
 from bot.budgets.expiry import Swept, take_expired
 from bot.budgets.prices import PriceBook
 from bot.budgets.rules import (
@@ -329,6 +330,10 @@ class BudgetEngine:
         self.error_code: ErrorCode = error_code or default_error_code
         # no open reservation expires before this (None: unknown, look in the database)
         self._next_expiry: float | None = None
+        #: the operator's tier ceilings (``[premium]``, set by the premium service); None: the admins' limits alone
+        self.ceilings: Ceilings | None = None
+        #: the SKU whose premium button a member refused by a tier's limit sees (``[premium] upgrade_sku_id``)
+        self.upgrade_sku_id: int | None = None
 
     @property
     def ttl(self) -> float:
@@ -394,7 +399,7 @@ class BudgetEngine:
                       credits=credits, amounts=amounts)
         ttl = self.ttl_for(ttl_seconds)
         moment = self.now()
-        scopes = await self.book_scopes(requester)
+        scopes, pools = await self.limits_for(requester)
         reservation = Reservation(
             id=uuid.uuid4().hex, feature=ask.feature, requester=requester, day=utc_day(moment), granted_tokens=None,
             images=ask.images, requested_tokens=ask.tokens, model=model,
@@ -405,12 +410,14 @@ class BudgetEngine:
         sweep = self.sweep_due(moment.timestamp())
 
         def body(tx: SyncTx) -> tuple[_Grant | BudgetExceeded, Swept | None]:
-            return self._reserve_in(tx, ask, scopes, reservation, moment, sweep)
+            return self._reserve_in(tx, ask, scopes, reservation, moment, sweep, pools)
 
         # a refusal is returned, not raised, so that a sweep in the same body still commits
         outcome, swept = await self.store.run(body)
         if isinstance(outcome, BudgetExceeded):
             self._learn_expiry(swept)
+            if self.upgrade_sku_id is not None and is_tier_source(outcome.source):
+                outcome.upgrade_sku_id = self.upgrade_sku_id
             if outcome.source == "role" and requester.guild_id is not None:
                 await self._name_role(outcome, requester.guild_id, requester.role_ids)
             raise outcome
@@ -420,11 +427,36 @@ class BudgetEngine:
 
     async def book_scopes(self, requester: Requester) -> list[tuple[str, Limits]]:
         """The budgets a request is measured against: in a server, its total and the member's share of it;
-        without one (a DM, a user install), the member's own budget (counted as guild 0's member rows)."""
+        without one (a DM, a user install), the member's own budget (counted as guild 0's member rows).
+        Each is the tighter of the admin's limit (or the config's) and the operator's tier ceiling."""
+        return (await self.limits_for(requester))[0]
+
+    async def limits_for(self, requester: Requester) -> tuple[list[tuple[str, Limits]], dict[str, PoolCeiling]]:
+        """(``book_scopes``, the guild-scope kinds whose tier ceiling binds and a bonus pool may extend)."""
         if requester.guild_id is None:
-            return [("member", await self.book.user_limits(requester.user_id))]
-        guild_limits, member_limits = await self.book.effective(requester.guild_id, requester.role_ids)
-        return [("guild", guild_limits), ("member", member_limits)]
+            own = await self.book.user_limits(requester.user_id)
+            admin: list[tuple[str, Limits]] = [("member", own)]
+        else:
+            guild_limits, member_limits = await self.book.effective(requester.guild_id, requester.role_ids)
+            admin = [("guild", guild_limits), ("member", member_limits)]
+        ceiling = await self.ceilings.ceiling(requester) if self.ceilings is not None else None
+        if ceiling is None:
+            return admin, {}
+        scopes = [(scope, tighter(limits, ceiling.guild if scope == "guild" and requester.guild_id is not None
+                                  else ceiling.member)) for scope, limits in admin]
+        pools: dict[str, PoolCeiling] = {}
+        if ceiling.pooled and requester.guild_id is not None:
+            for kind, (cap, source) in ceiling.guild.items():
+                value, admin_source = admin[0][1][kind]
+                if cap >= 0 and (value < 0 or cap < value):
+                    pools[kind] = PoolCeiling(cap, source, value, admin_source)
+        return scopes, pools
+
+    async def pools_for(self, requester: Requester) -> dict[str, PoolCeiling]:
+        """The bonus pools a charge of ``requester`` may draw (none without tiers or outside a guild)."""
+        if self.ceilings is None or requester.guild_id is None:
+            return {}
+        return (await self.limits_for(requester))[1]
 
     async def _name_role(self, refused: BudgetExceeded, guild_id: int, role_ids: tuple[int, ...]) -> None:
         """Say which role's override refused (an @everyone override reads as the server's own setting)."""
@@ -436,7 +468,7 @@ class BudgetEngine:
 
     def _reserve_in(
         self, tx: SyncTx, ask: _Ask, scopes: list[tuple[str, Limits]], reservation: Reservation,
-        moment: datetime, sweep: bool,
+        moment: datetime, sweep: bool, pools: Mapping[str, PoolCeiling] | None = None,
     ) -> tuple[_Grant | BudgetExceeded, Swept | None]:
         """The reservation's body: sweep if due, hold and read the counters (locking them), decide, correct."""
         requester = reservation.requester
@@ -451,6 +483,8 @@ class BudgetEngine:
         now = counters.add(tx, deltas, returning=counters.keys_for(gid, uid, day, with_guild, ask.kinds(scopes)))
         taken: Taken = {(key[0], key[4]): (used, reserved - wanted.get(key[4], 0.0))
                         for key, (used, reserved) in now.items()}
+        if pools and with_guild:
+            scopes = _with_pools(tx, scopes, pools, ask.kinds(scopes), gid, taken)
         outcome = decide(ask, _Room(scopes, taken, moment))
         held = outcome.hold if isinstance(outcome, _Grant) else {}
         correction = {kind: held.get(kind, 0.0) - amount for kind, amount in wanted.items()}
@@ -631,15 +665,17 @@ class BudgetEngine:
                                meta=meta, error_code=None, credits=credits)
         gid, uid, day = requester.guild_id or 0, requester.user_id, utc_day(moment)
         with_guild = requester.guild_id is not None
+        pools = await self.pools_for(requester) if actual else {}
 
         def body(tx: SyncTx) -> _Closed:
             if reservation_id is not None:
-                closed = self._close_in(tx, reservation_id, "settled", actual, moment.timestamp(), ledger, late=True)
+                closed = self._close_in(tx, reservation_id, "settled", actual, moment.timestamp(), ledger, late=True,
+                                        pools=pools)
                 if closed.prior != "missing":
                     return closed
             deltas: counters.Deltas = {}
             counters.merge(deltas, gid, uid, day, with_guild, actual, {})
-            counters.add(tx, deltas)
+            _add_drawing(tx, deltas, gid, day, pools if with_guild else None, moment.timestamp())
             ledger.write(tx, "missing", gid, uid, day)
             return _Closed("missing")
 
@@ -653,9 +689,10 @@ class BudgetEngine:
         moment = self.now()
         ledger = _LedgerRow.of(reservation.requester, reservation.feature, reservation.model, reservation.id, state,
                                actual, moment, outcome=outcome, meta=meta, error_code=error_code, credits=credits)
+        pools = await self.pools_for(reservation.requester) if actual else {}
 
         def body(tx: SyncTx) -> _Closed:
-            return self._close_in(tx, reservation.id, state, actual, moment.timestamp(), ledger)
+            return self._close_in(tx, reservation.id, state, actual, moment.timestamp(), ledger, pools=pools)
 
         closed = await self.store.run(body)
         if closed.prior == "missing":
@@ -667,7 +704,7 @@ class BudgetEngine:
     @staticmethod
     def _close_in(
         tx: SyncTx, rid: str, state: str, actual: dict[str, float], ts: float, ledger: _LedgerRow, *,
-        late: bool = False,
+        late: bool = False, pools: Mapping[str, PoolCeiling] | None = None,
     ) -> _Closed:
         """The settle/release body: close the reservation (locking its row), move the hold, write the ledger.
 
@@ -697,7 +734,7 @@ class BudgetEngine:
         deltas: counters.Deltas = {}
         counters.merge(deltas, gid, uid, day, bool(row["check_guild"]), actual, {})
         counters.merge(deltas, gid, uid, day, bool(row["check_guild"]), {}, held, sign=-1.0)
-        counters.add(tx, deltas)
+        _add_drawing(tx, deltas, gid, day, pools if row["check_guild"] else None, ts)
         ledger.write(tx, prior, gid, uid, day)
         return _Closed(prior)
 
@@ -732,6 +769,38 @@ class BudgetEngine:
             self._learn_expiry(swept)
             if swept.count:
                 log.info("returned %d expired budget reservation(s)", swept.count)
+
+
+def _with_pools(
+    tx: SyncTx, scopes: list[tuple[str, Limits]], pools: Mapping[str, PoolCeiling], kinds: set[str], gid: int,
+    taken: Taken,
+) -> list[tuple[str, Limits]]:
+    """``scopes`` with the guild's limit of each pooled kind this ask reads extended by its bonus pool
+    (the pool rows locked after the counters: see bot/budgets/pool.py)."""
+    wanted = {kind: p for kind, p in pools.items() if kind in kinds}
+    if not wanted:
+        return scopes
+    balance = pool.balances(tx, gid, wanted)
+    out = []
+    for scope, limits in scopes:
+        if scope == "guild":
+            limits = dict(limits)  # the book's are shared
+            for kind, p in wanted.items():
+                limits[kind] = p.limit(balance[kind], taken.get(("guild", kind), (0.0, 0.0))[0])
+        out.append((scope, limits))
+    return out
+
+
+def _add_drawing(
+    tx: SyncTx, deltas: counters.Deltas, gid: int, day: str, pools: Mapping[str, PoolCeiling] | None, ts: float
+) -> None:
+    """``counters.add(deltas)``; with pools, reading the guild's pooled counters back and drawing down
+    what went past each ceiling, in the same transaction."""
+    if not pools:
+        counters.add(tx, deltas)
+        return
+    after = counters.add(tx, deltas, returning=pool.guild_keys(gid, day, pools))
+    pool.draw(tx, gid, day, pools, after, deltas, ts)
 
 
 @dataclass(frozen=True, slots=True)

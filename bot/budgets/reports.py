@@ -7,8 +7,9 @@ from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
 from typing import Any
 
-from bot.budgets import counters
+from bot.budgets import counters, pool
 from bot.budgets.book import LimitBook
+from bot.budgets.ceiling import tighter
 from bot.budgets.engine import BudgetEngine
 from bot.budgets.expiry import Swept
 from bot.budgets.rules import KIND_NOUNS, KINDS, Requester, format_amount, limit_text, next_reset, utc_day
@@ -130,25 +131,34 @@ class BudgetReports:
         moment = self.engine.now()
         day = utc_day(moment)
         gid = requester.guild_id or 0
-        scopes = await self.engine.book_scopes(requester)
+        scopes, pools = await self.engine.limits_for(requester)
 
-        def body(tx: SyncTx) -> tuple[Swept | None, dict[tuple[str, str], tuple[float, float]]]:
+        def body(tx: SyncTx) -> tuple[Swept | None, dict[tuple[str, str], tuple[float, float]], dict[str, float]]:
             swept = self.engine.sweep_in(tx, moment.timestamp())  # expired holds are not shown as held
-            return swept, counters.read(tx, gid, requester.user_id, day)
+            left = pool.balances(tx, gid, pools, lock=False) if pools else {}
+            return swept, counters.read(tx, gid, requester.user_id, day), left
 
-        swept, today = await self.store.run(body)
+        swept, today, left = await self.store.run(body)
         self.engine.learn(swept)
         lines = []
         for scope, limits in scopes:
             for kind in KINDS:
                 used, reserved = today.get((scope, kind), (0.0, 0.0))
                 limit, source = limits[kind]
+                if scope == "guild" and kind in pools:  # a bonus pool extends the tier's ceiling
+                    limit, source = pools[kind].limit(left.get(kind, 0.0), used)
                 lines.append(BudgetLine(kind, scope, limit, used, reserved, source))
         return UsageLimits(requester.guild_id, requester.user_id, day, next_reset(moment), tuple(lines))
 
     async def guild_limits(self, guild_id: int) -> GuildLimits:
+        """The server's limits and member defaults, each the tighter of the admin's and the tier's ceiling
+        (a member's own subscription may lift their share: /mylimits shows theirs)."""
         rows = await self.book.rows(guild_id)
         guild, member = self.book.resolve(rows, ())
+        if self.engine.ceilings is not None:
+            ceiling = await self.engine.ceilings.ceiling(Requester(guild_id, None, 0))
+            if ceiling is not None:
+                guild, member = tighter(guild, ceiling.guild), tighter(member, ceiling.member)
         return GuildLimits(guild, member, {r: dict(v) for r, v in rows.roles.items()})
 
     async def counter(

@@ -221,6 +221,8 @@ class BudgetExceeded(UserFacingError):
         self.used = used
         self.resets_at = resets_at
         self.at = at or datetime.now(UTC)
+        #: the SKU of Discord's premium button shown with the refusal (a tier's limit, ``[premium] upgrade_sku_id``)
+        self.upgrade_sku_id: int | None = None
         super().__init__(f"{scope} {kind} budget exhausted ({format_amount(kind, used)}/{format_amount(kind, limit)})")
 
     @property
@@ -245,6 +247,8 @@ class BudgetExceeded(UserFacingError):
 
     def _set_by(self) -> str:
         """Who set a member's limit, when it is not the bot's default (a role mention renders as its name)."""
+        if self.source == "free tier" or self.source.startswith("tier "):
+            return f", {self.source}"  # the operator's tier (bot/budgets/ceiling.py)
         if self.scope != "member" or self.source in ("config", "user"):
             return ""
         if self.source == "owner":

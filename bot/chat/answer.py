@@ -352,7 +352,7 @@ class AnswerRunner:
         if spec is not None and spec.header:
             text = f"{spec.header}\n{text}"
         try:
-            await refuse(target, text)  # private for a slash command
+            await refuse(target, text, cause=exc)  # private for a slash command
         except Exception as show_error:
             log.warning("error message could not be shown: %r", show_error)
 

@@ -19,6 +19,7 @@ import discord
 
 from bot.app.installs import GUEST_FOLLOWUPS, is_guest
 from bot.rendering import limits
+from bot.rendering.premium import premium_view
 from bot.rendering.stream import FileData, MessageTarget
 from bot.rendering.text import truncate
 
@@ -57,15 +58,20 @@ def discord_files(files: Sequence[FileData]) -> list[discord.File]:
 
 
 async def reply_privately(
-    interaction: discord.Interaction, content: str, *, file: discord.File | None = None
+    interaction: discord.Interaction, content: str, *, file: discord.File | None = None,
+    cause: BaseException | None = None,
 ) -> None:
     """Tell the member something privately: the first response (ephemeral), the deferred "thinking…"
     message while nothing else replaced it (so it never stays on screen; it is public when the
-    command deferred publicly), or an ephemeral followup. Long text is cut to Discord's limit."""
+    command deferred publicly), or an ephemeral followup. Long text is cut to Discord's limit.
+    ``cause``: the refusal being told (a tier's budget limit brings Discord's premium button)."""
     content = truncate(content, limits.MESSAGE_CONTENT)
     kwargs: dict[str, Any] = {"ephemeral": True, "allowed_mentions": NO_MENTIONS}
     if file is not None:
         kwargs["file"] = file
+    view = premium_view(cause)
+    if view is not None:
+        kwargs["view"] = view
     response = interaction.response
     if not response.is_done():
         await response.send_message(content, **kwargs)
@@ -78,6 +84,7 @@ async def reply_privately(
         await interaction.edit_original_response(
             content=content, allowed_mentions=NO_MENTIONS,
             attachments=[file] if file is not None else discord.utils.MISSING,
+            view=view if view is not None else discord.utils.MISSING,
         )
     else:
         await interaction.followup.send(content, **kwargs)
@@ -185,15 +192,22 @@ class InteractionTarget(_AnswerMessages):
         await self._created(msg)
 
 
-    async def refuse(self, content: str) -> None:
-        """Tell only the member why nothing was asked (a budget, a refused file …).
+    async def refuse(self, content: str, *, cause: BaseException | None = None) -> None:
+        """Tell only the member why nothing was asked (a budget, a refused file …); ``cause`` a tier's
+        budget limit brings Discord's premium button (bot/rendering/premium.py).
 
         A public deferral cannot become private (the "thinking…" response keeps the visibility it was
         deferred with, and so does the first followup after it), so a public one is deleted and the
         refusal is sent as an ephemeral followup. Once an answer is on screen, or past the token's
         lifetime, the refusal goes where the answer would have gone.
         """
+        view = premium_view(cause)
         if self.ephemeral or self.messages or self._token_expired():
+            if view is not None and not self.messages and not self._token_expired():
+                self.interaction.extras[_ANSWERED] = True
+                await self._created(await self.interaction.edit_original_response(
+                    content=content, allowed_mentions=NO_MENTIONS, view=view))
+                return
             await self.put(0, content)
             return
         self.interaction.extras[_ANSWERED] = True
@@ -201,14 +215,16 @@ class InteractionTarget(_AnswerMessages):
             await self.interaction.delete_original_response()
         except discord.NotFound:
             pass  # already gone: the followup below is all the member sees
-        await self.interaction.followup.send(content, ephemeral=True, allowed_mentions=NO_MENTIONS)
+        extra: dict[str, Any] = {"view": view} if view is not None else {}
+        await self.interaction.followup.send(content, ephemeral=True, allowed_mentions=NO_MENTIONS, **extra)
 
 
-async def refuse(target: MessageTarget, content: str) -> None:
+async def refuse(target: MessageTarget, content: str, *, cause: BaseException | None = None) -> None:
     """Show why a request was refused: privately when the target is an interaction's answer, else
-    where the answer would have gone (a reply to a message can't be private)."""
+    where the answer would have gone (a reply to a message can't be private). ``cause``: see
+    ``InteractionTarget.refuse``."""
     if isinstance(target, InteractionTarget):
-        await target.refuse(content)
+        await target.refuse(content, cause=cause)
     else:
         await target.put(0, content)
 

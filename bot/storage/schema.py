@@ -436,3 +436,45 @@ guild_gateways = Table(
     Column("updated_at", Float, nullable=False),
     Column("updated_by", BigInteger, nullable=False),
 )
+
+# -- 0026: premium tiers (Discord entitlements) and consumable bonus pools ----------------------------
+
+#: Discord entitlements as last seen (events and the reconciliation's listing); times are unix seconds
+premium_entitlements = Table(
+    "premium_entitlements", metadata,
+    Column("entitlement_id", BigInteger, primary_key=True, autoincrement=False),
+    Column("sku_id", BigInteger, nullable=False),
+    Column("guild_id", BigInteger),
+    Column("user_id", BigInteger),
+    Column("type", Integer, nullable=False),
+    Column("starts_at", Float),
+    Column("ends_at", Float),
+    Column("deleted", Integer, nullable=False, server_default=text("0")),
+    Column("consumed", Integer, nullable=False, server_default=text("0")),
+    Column("updated_at", Float, nullable=False),
+    Index("premium_entitlements_guild", "guild_id"),
+    Index("premium_entitlements_user", "user_id"),
+)
+
+#: a consumable's grant: one row per entitlement (granted once), consumed on Discord afterwards
+premium_grants = Table(
+    "premium_grants", metadata,
+    Column("entitlement_id", BigInteger, primary_key=True, autoincrement=False),
+    Column("sku_id", BigInteger, nullable=False),
+    Column("guild_id", BigInteger, nullable=False),
+    Column("kind", Text, nullable=False),
+    Column("amount", Float, nullable=False),
+    Column("granted_at", Float, nullable=False),
+    Column("consume_claimed_at", Float),
+    Column("consumed_at", Float),
+)
+
+#: a guild's bonus pool per budget kind: what consumables added beyond its tier's ceiling, left to use
+premium_pools = Table(
+    "premium_pools", metadata,
+    Column("guild_id", BigInteger, primary_key=True, autoincrement=False),
+    Column("kind", Text, primary_key=True),
+    Column("balance", Float, nullable=False),
+    Column("granted", Float, nullable=False),
+    Column("updated_at", Float, nullable=False),
+)

@@ -215,7 +215,7 @@ class VisionService:
         else:
             text = user_error_message(exc, gateway=gateway)  # logs unexpected errors with a reference
         try:
-            await refuse(target, ERROR_PREFIX + text)  # private for a slash command, like budget refusals
+            await refuse(target, ERROR_PREFIX + text, cause=exc)  # private for a slash command, like budget refusals
         except Exception as show_error:
             log.warning("could not tell the member why the image was refused: %r", show_error)
 

@@ -60,8 +60,9 @@ class Tool(Protocol):
     description: str
     parameters: dict[str, Any]
 
-    def unavailable(self) -> str | None:
-        """None when the bot and the gateway can do this; otherwise why not (the tool is not offered)."""
+    def unavailable(self, gateway: Any = None) -> str | None:
+        """None when the bot and ``gateway`` (the one serving the turn; None: the operator's) can do this;
+        otherwise why not (the tool is not offered)."""
         ...
 
     async def run(self, ctx: ToolContext, args: dict[str, Any]) -> ToolResult:

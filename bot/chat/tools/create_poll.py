@@ -36,7 +36,7 @@ class CreatePoll:
         "additionalProperties": False,
     }
 
-    def unavailable(self) -> str | None:
+    def unavailable(self, gateway: Any = None) -> str | None:
         return None
 
     async def run(self, ctx: ToolContext, args: dict[str, Any]) -> ToolResult:

@@ -19,7 +19,7 @@ _EXTENSIONS = {"image/png": "png", "image/jpeg": "jpg", "image/webp": "webp", "i
 class MediaJobs(Protocol):
     """What this tool uses of ``bot.media_jobs`` (``bot.media.service.MediaJobService``)."""
 
-    def supports(self, kind: str) -> bool: ...
+    def supports(self, kind: str, gateway: Any = None) -> bool: ...
 
     async def prepare(self, opts: ImagineOptions, *, guild_id: int | None, channel_id: int | None,
                       parent_channel_id: int | None = None) -> Any: ...
@@ -46,8 +46,8 @@ class GenerateImage:
     def __init__(self, media_jobs: MediaJobs | None) -> None:
         self.media_jobs = media_jobs
 
-    def unavailable(self) -> str | None:
-        if self.media_jobs is None or not self.media_jobs.supports("image"):
+    def unavailable(self, gateway: Any = None) -> str | None:
+        if self.media_jobs is None or not self.media_jobs.supports("image", gateway):
             return "the gateway does not generate images"
         return None
 

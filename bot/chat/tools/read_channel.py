@@ -39,7 +39,7 @@ class ReadChannel:
         "additionalProperties": False,
     }
 
-    def unavailable(self) -> str | None:
+    def unavailable(self, gateway: Any = None) -> str | None:
         return None
 
     async def run(self, ctx: ToolContext, args: dict[str, Any]) -> ToolResult:

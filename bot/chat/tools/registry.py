@@ -67,7 +67,7 @@ class ToolRegistry:
         if not (self.gateway_supports if profile is None else profile.supports(CAPABILITY)):
             return []
         return [self.tools[n] for n in enabled_names(setting)
-                if n in self.tools and self.tools[n].unavailable() is None
+                if n in self.tools and self.tools[n].unavailable(gateway) is None
                 and (profile is None or n not in TOOL_CAPABILITIES or profile.supports(TOOL_CAPABILITIES[n]))]
 
     def arguments(self, name: str, raw: Any) -> dict[str, Any]:

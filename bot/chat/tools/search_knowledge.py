@@ -29,6 +29,10 @@ class Knowledge(Protocol):
     available: bool
     unavailable_reason: str
 
+    def available_on(self, gateway: Any) -> bool: ...
+
+    def unavailable_reason_on(self, gateway: Any) -> str: ...
+
     async def search(self, requester: Requester, query: str, *, limit: int | None = None,
                      min_score: float | None = None) -> Sequence[Any]: ...
 
@@ -60,12 +64,14 @@ class SearchKnowledge:
     def knowledge(self) -> Knowledge | None:
         return self._knowledge()
 
-    def unavailable(self) -> str | None:
+    def unavailable(self, gateway: Any = None) -> str | None:
         knowledge = self.knowledge
         if knowledge is None:
             return "there is no knowledge base in this bot"
-        if not knowledge.available:
+        if gateway is None and not knowledge.available:
             return knowledge.unavailable_reason or "the knowledge base is not available"
+        if gateway is not None and not knowledge.available_on(gateway):
+            return knowledge.unavailable_reason_on(gateway) or "the knowledge base is not available"
         return None
 
     async def run(self, ctx: ToolContext, args: dict[str, Any]) -> ToolResult:

@@ -26,14 +26,16 @@ class Speak:
     def __init__(self, voice: Voice | None) -> None:
         self.voice = voice
 
-    def unavailable(self) -> str | None:
-        if self.voice is None or not self.voice.can_speak:
+    def unavailable(self, gateway: Any = None) -> str | None:
+        if self.voice is None:
+            return "the bot has no voice"
+        if not (self.voice.can_speak if gateway is None else self.voice.can_speak_on(gateway)):
             return "the gateway cannot speak"
         return None
 
     async def run(self, ctx: ToolContext, args: dict[str, Any]) -> ToolResult:
-        if self.voice is None or not self.voice.can_speak:
-            raise ToolRefused("Speaking is not available on this bot's gateway.")
+        if self.voice is None:  # whether the serving gateway speaks is the voice service's check
+            raise ToolRefused("Speaking is not available on this bot.")
         if ctx.voice_target is None:
             raise ToolRefused("A voice message can't be sent here (a private answer can't be spoken).")
         text = str(args["text"])
