@@ -116,7 +116,7 @@ function matches(text) {
   const all = visibleCommands(1);
   const exact = all.filter((x) => q === x.path || q.startsWith(`${x.path} `));
   if (exact.length) return exact.sort((a, b) => b.path.length - a.path.length).slice(0, 1);
-  return all.filter((x) => x.path.startsWith(q) || (q && x.path.includes(q))).sort((a, b) => a.path.localeCompare(b.path)).slice(0, 25);
+  return all.filter((x) => x.path.startsWith(q) || (q && x.path.includes(q))).sort((a, b) => a.path.localeCompare(b.path));  // every match: the box scrolls, as Discord's list does
 }
 
 function updateSuggestions() {
