@@ -221,3 +221,26 @@ async def test_no_calls_makes_no_model_call(tmp_path: Path) -> None:
     assert posts == []
     assert "model calls: none (--no-calls)" in out
     assert "chat_model 'meta-llama/llama-3.1-8b-instruct': listed; context window 131,072 tokens" in out
+
+
+async def test_check_says_what_servers_may_bring_or_buy(tmp_path: Path) -> None:
+    from cryptography.fernet import Fernet
+
+    async with GatewayEmulator("aiproxy") as emu:
+        cfg = tmp_path / "cfg.toml"
+        base = f'[gateway]\nprofile = "aiproxy"\nbase_url = "{emu.root_url}"\n'
+        cfg.write_text(base)
+        env = {"GATECORD_GATEWAY__API_KEY": emu.api_key}
+        _, out, _ = await run_check_args(cfg, env, "--no-calls")
+        assert "per-server gateways: on, but no [secrets] key" in out
+        assert "premium: not configured (the admins' own limits alone apply)" in out
+        cfg.write_text(base + '[premium]\nupgrade_sku_id = 11\nfree = { guild_chat_requests = 5 }\n'
+                       '[[premium.tiers]]\nsku_id = 11\nname = "Pro"\nlimits = { guild_chat_requests = 500 }\n'
+                       '[[premium.consumables]]\nsku_id = 12\nname = "Boost"\nkind = "credits"\namount = 1000\n')
+        key = Fernet.generate_key().decode()
+        _, out, err = await run_check_args(cfg, {**env, "GATECORD_SECRETS__KEY": key}, "--no-calls")
+        assert "per-server gateways: on; [secrets] key set (1 key(s): the first encrypts); their base URLs reach " \
+               "public addresses only" in out
+        assert ("premium: tiers Pro (guild, SKU 11); consumables Boost (+1000 credits, SKU 12); free tier "
+                "guild_chat_requests 5; premium button SKU 11; entitlements reconciled every 24 h") in out
+        assert key not in out + err

@@ -489,6 +489,8 @@ async def _check(settings: Settings, *, calls: bool = True) -> int:
     for line in _install_lines(token):
         print(line)
     print(database)
+    for line in _tenancy_lines(settings):
+        print(line)
     g = settings.gateway
     print(f"gateway: profile {g.profile} at {g.base_url}; key {'set' if g.api_key.get_secret_value() else 'not set'}")
     client = build_gateway_client(settings)
@@ -529,6 +531,36 @@ async def _check(settings: Settings, *, calls: bool = True) -> int:
         await client.close()
     print("check: all good" if problems == 0 else f"check: {problems} problem(s) found")
     return 0 if problems == 0 else EXIT_FAILURE
+
+
+def _tenancy_lines(settings: Settings) -> list[str]:
+    """``check``'s lines on what servers may bring or buy: their own gateways and the premium tiers."""
+    from bot.gateways.secrets import SecretBox
+
+    lines = []
+    section = settings.guild_gateways
+    if not section.enabled:
+        lines.append("per-server gateways: off ([guild_gateways] enabled = false): every server uses [gateway]")
+    else:
+        box = SecretBox.from_setting(settings.secrets.key.get_secret_value())
+        if box is None:
+            lines.append("per-server gateways: on, but no [secrets] key: `/gateway set` tells managers it is not "
+                         "enabled (`gatecord secrets new-key`, then set GATECORD_SECRETS__KEY)")
+        else:
+            where = "any address" if section.allow_private_addresses else "public addresses only"
+            lines.append(f"per-server gateways: on; [secrets] key set ({box.key_count} key(s): the first "
+                         f"encrypts); their base URLs reach {where}")
+    premium = settings.premium
+    if not (premium.tiers or premium.free or premium.consumables):
+        lines.append("premium: not configured (the admins' own limits alone apply)")
+    else:
+        tiers = ", ".join(f"{t.name} ({t.scope}, SKU {t.sku_id})" for t in premium.tiers) or "none"
+        goods = ", ".join(f"{c.name} (+{c.amount:g} {c.kind}, SKU {c.sku_id})" for c in premium.consumables) or "none"
+        free = ", ".join(f"{k} {v:g}" for k, v in sorted(premium.free.items())) or "unlimited"
+        button = f"SKU {premium.upgrade_sku_id}" if premium.upgrade_sku_id else "none"
+        lines.append(f"premium: tiers {tiers}; consumables {goods}; free tier {free}; premium button {button}; "
+                     f"entitlements reconciled every {premium.reconcile_hours:g} h")
+    return lines
 
 
 def _install_lines(token: str) -> list[str]:
