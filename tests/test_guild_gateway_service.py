@@ -1,20 +1,26 @@
 """GuildGatewayService against real gateway emulators: the check before saving (key, shape, models,
-addresses), what is saved and when, the live key check of /gateway show. The store is an in-memory
-stand-in with GuildGatewayStore's methods (tests/guild_gateway_fakes.py)."""
+addresses), what is saved and when, the live key check of /gateway show. The store is the real
+GuildGatewayStore over a SQLite file (its keys encrypted with a real SecretBox), the /config settings the
+real GuildConfig's."""
 
 from __future__ import annotations
 
 from collections.abc import AsyncIterator
+from pathlib import Path
 from typing import Any
 
 import pytest
 
+from bot.app.settings import Settings
 from bot.gateways.directory import GatewayDirectory
+from bot.gateways.secrets import SecretBox
 from bot.gateways.service import GatewayRefused, GatewayRequest, GuildGatewayService, _reason, check_base_url
+from bot.gateways.store import GuildGatewayStore
+from bot.guilds.config import GuildConfig
+from bot.storage.store import Store
 from gateway_client import GatewayClient, GatewayConfig
 from gateway_client.errors import AuthenticationError
 from sandbox.gateways import GatewayEmulator
-from tests.guild_gateway_fakes import FakeGuildConfig, FakeGuildGatewayStore
 
 GUILD = 4242
 ADMIN = 77
@@ -35,31 +41,48 @@ async def other() -> AsyncIterator[GatewayEmulator]:
         yield emu
 
 
+@pytest.fixture
+async def db(tmp_path: Path) -> AsyncIterator[Store]:
+    """An open, migrated store on a SQLite file."""
+    opened = Store(tmp_path / "gatecord.db")
+    await opened.open()
+    try:
+        yield opened
+    finally:
+        await opened.close()
+
+
+def operator_directory(gateways: GuildGatewayStore) -> GatewayDirectory:
+    """The operator's gateway (never reached here) and the guilds' own, read from ``gateways``."""
+    operator = GatewayClient(GatewayConfig(profile="digicord", base_url="http://127.0.0.1:9", api_key="op-key"))
+    return GatewayDirectory(operator, load=gateways.load, public_only=False)
+
+
 class Env:
-    def __init__(self, service: GuildGatewayService, store: FakeGuildGatewayStore, config: FakeGuildConfig,
-                 refreshed: list[int]) -> None:
-        self.service, self.store, self.config, self.refreshed = service, store, config, refreshed
-        self.masked: list[str] = []
+    def __init__(self, db: Store, service: GuildGatewayService, store: GuildGatewayStore, config: GuildConfig,
+                 refreshed: list[int], masked: list[str]) -> None:
+        self.db, self.service, self.store, self.config = db, service, store, config
+        self.refreshed, self.masked = refreshed, masked
+
+    async def rows(self, table: str) -> list[dict[str, Any]]:
+        """Every row of ``table``, as the database holds it."""
+        return [dict(r) for r in await self.db.fetchall(f"SELECT * FROM {table}")]
 
 
 @pytest.fixture
-async def env() -> AsyncIterator[Env]:
-    operator = GatewayClient(GatewayConfig(profile="digicord", base_url="http://127.0.0.1:9", api_key="op-key"))
-    store = FakeGuildGatewayStore()
-    directory = GatewayDirectory(operator, load=store.load, public_only=False)
-    config = FakeGuildConfig()
+async def env(db: Store) -> AsyncIterator[Env]:
+    store = GuildGatewayStore(db, SecretBox.from_setting(SecretBox.new_key()))
+    directory = operator_directory(store)
+    config = GuildConfig(db, Settings())  # no gateway: /config values are stored unchecked
     refreshed: list[int] = []
 
     async def refresh(guild_id: int) -> None:
         refreshed.append(guild_id)
 
     masked: list[str] = []
-    service = GuildGatewayService(lambda: store, directory, config, secrets_configured=lambda: True,
-                                  allow_private_addresses=True, check_timeout=5, refresh=refresh,
-                                  mask=masked.append)
-    env = Env(service, store, config, refreshed)
-    env.masked = masked
-    yield env
+    service = GuildGatewayService(store, directory, config, allow_private_addresses=True, check_timeout=5,
+                                  refresh=refresh, mask=masked.append)
+    yield Env(db, service, store, config, refreshed, masked)
     await directory.close()
 
 
@@ -78,9 +101,15 @@ async def test_a_good_key_is_checked_then_saved_and_reported(env: Env, own: Gate
     assert {"chat", "vision", "images", "voice", "embeddings"} <= set(report.offers)
     assert "video" not in report.offers and "music" not in report.offers
     assert KEY not in repr(report) and KEY not in repr(info)
-    row = env.store.rows[GUILD]
-    assert row["api_key"] == KEY and row["actor_id"] == ADMIN and row["profile"] == "aicredits"
-    assert row["vision_model"] == report.vision_model
+    [row] = await env.rows("guild_gateways")
+    assert (row["guild_id"], row["profile"], row["base_url"]) == (GUILD, "aicredits", own.root_url)
+    assert (row["updated_by"], row["key_last4"], row["vision_model"]) == (ADMIN, KEY[-4:], report.vision_model)
+    assert row["chat_model"] == own.default_chat_model and not row["allow_operator_fallback"]
+    assert KEY not in str(row["api_key_encrypted"]), "the key is stored encrypted"
+    loaded = await env.store.load(GUILD)
+    assert loaded is not None and loaded.config.api_key == KEY, "the stored key opens to the one typed"
+    assert [(a["actor_id"], a["target"]) for a in await env.rows("audit_log")] == [(ADMIN, "gateway")]
+    assert await env.service.info(GUILD) == info
     assert env.refreshed == [GUILD], "the guild's commands follow its new gateway"
     served = await env.service.directory.for_guild(GUILD)
     assert served.config.base_url == own.root_url, "the directory serves the saved gateway at once"
@@ -93,7 +122,8 @@ async def test_a_refused_key_says_the_gateways_reason_and_saves_nothing(env: Env
     text = caught.value.user_message()
     assert text.startswith("The gateway refused this key: Invalid API key provided"), text
     assert "wrong-key-123456" not in text and "Nothing was saved" in text
-    assert GUILD not in env.store.rows and env.refreshed == []
+    assert env.refreshed == []
+    assert await env.rows("guild_gateways") == [] and await env.rows("audit_log") == [], "nothing was written"
     assert env.masked == ["wrong-key-123456"], "a refused key is masked in the log too"
 
 
@@ -136,7 +166,8 @@ async def test_an_openai_gateway_without_a_chat_model_is_asked_for_one(env: Env,
 
 
 async def test_config_models_the_new_gateway_lacks_are_warned_about(env: Env, own: GatewayEmulator) -> None:
-    env.config.layers = {0: {"chat_model": "google/gemini-flash-1.5"}, 555: {"chat_model": own.default_chat_model}}
+    await env.config.set_guild(GUILD, ADMIN, chat_model="google/gemini-flash-1.5")
+    await env.config.set_channel(GUILD, 555, ADMIN, chat_model=own.default_chat_model)
     report = await env.service.check(GUILD, request(own))
     assert report.warnings == ("/config chat model `google/gemini-flash-1.5` (server-wide) is not offered by "
                                "this gateway",)
@@ -146,10 +177,14 @@ async def test_remove_and_fallback(env: Env, own: GatewayEmulator) -> None:
     await env.service.save(GUILD, request(own), ADMIN)
     info = await env.service.set_fallback(GUILD, True, ADMIN)
     assert info is not None and info.allow_operator_fallback
+    [row] = await env.rows("guild_gateways")
+    assert row["allow_operator_fallback"] and row["updated_by"] == ADMIN
     report, info = await env.service.save(GUILD, request(own), ADMIN)
     assert info.allow_operator_fallback, "setting the gateway again keeps the fallback choice"
+    [row] = await env.rows("guild_gateways")
+    assert row["allow_operator_fallback"]
     assert await env.service.remove(GUILD, ADMIN) is True
-    assert GUILD not in env.store.rows and env.refreshed == [GUILD, GUILD, GUILD]
+    assert await env.rows("guild_gateways") == [] and env.refreshed == [GUILD, GUILD, GUILD]
     assert await env.service.directory.for_guild(GUILD) is env.service.directory.operator
     assert await env.service.remove(GUILD, ADMIN) is False
     assert await env.service.set_fallback(GUILD, True, ADMIN) is None
@@ -166,17 +201,18 @@ async def test_show_checks_the_key_live(env: Env, other: GatewayEmulator) -> Non
     assert shown.key_status == "refused: This API key has been revoked"
 
 
-async def test_without_a_secrets_key_nothing_can_be_stored(own: GatewayEmulator) -> None:
-    operator = GatewayClient(GatewayConfig(profile="openai", base_url="http://127.0.0.1:9", api_key="k"))
-    store = FakeGuildGatewayStore()
-    service = GuildGatewayService(lambda: store, GatewayDirectory(operator), FakeGuildConfig(),
-                                  secrets_configured=lambda: False, allow_private_addresses=True)
+async def test_without_a_secrets_key_nothing_can_be_stored(db: Store, own: GatewayEmulator) -> None:
+    store = GuildGatewayStore(db, None)  # no [secrets] key
+    directory = operator_directory(store)
+    service = GuildGatewayService(store, directory, GuildConfig(db, Settings()), allow_private_addresses=True)
     assert not service.secrets_configured
     with pytest.raises(GatewayRefused) as caught:
         await service.save(GUILD, request(own), ADMIN)
     assert "GATECORD_SECRETS__KEY" in caught.value.user_message() and "gatecord secrets new-key" in \
         caught.value.user_message()
-    assert store.rows == {}
+    assert await db.fetchall("SELECT * FROM guild_gateways") == []
+    assert own.requests == [], "nothing was checked either"
+    await directory.close()
 
 
 async def _public(host: str, port: int) -> list[str]:

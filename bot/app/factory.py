@@ -221,8 +221,7 @@ class GatecordBot(commands.AutoShardedBot):
             await self.guild_commands.refresh(guild_id)
 
         return GuildGatewayService(
-            lambda: self.guild_gateways, self.gateways, self.guild_config,
-            secrets_configured=lambda: self.guild_gateways.configured,
+            self.guild_gateways, self.gateways, self.guild_config,
             allow_private_addresses=section.allow_private_addresses,
             check_timeout=section.check_timeout,
             refresh=refresh,

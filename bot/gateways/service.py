@@ -22,10 +22,11 @@ import logging
 import socket
 from collections.abc import Awaitable, Callable, Sequence
 from dataclasses import dataclass, field
-from typing import Any, Protocol
 from urllib.parse import urlsplit
 
 from bot.gateways.directory import GatewayDirectory
+from bot.gateways.store import GuildGatewayInfo, GuildGatewayStore
+from bot.guilds.config import GuildConfig
 from bot.rendering.errors import closest_models
 from bot.rendering.user_facing import UserFacingError
 from gateway_client import ClientOptions, GatewayClient, GatewayConfig, ModelKind, get_profile
@@ -97,43 +98,10 @@ class CheckReport:
 
 @dataclass(frozen=True, slots=True)
 class GatewayShow:
-    info: Any  # GuildGatewayInfo (bot/gateways/store.py)
+    info: GuildGatewayInfo
     #: the live check of the stored key: True accepted, False refused or unreadable, None not provable
     key_ok: bool | None
     key_status: str
-
-
-class GuildGatewayInfoLike(Protocol):
-    guild_id: int
-    profile: str
-    base_url: str
-    chat_model: str
-    vision_model: str
-    image_model: str
-    key_last4: str
-    allow_operator_fallback: bool
-    updated_at: float
-    updated_by: int | None
-
-
-class GuildGatewayStoreLike(Protocol):
-    """The part of gw-store's ``GuildGatewayStore`` this service uses (see the issue 21 contract)."""
-
-    async def load(self, guild_id: int) -> Any: ...
-
-    async def info(self, guild_id: int) -> Any: ...
-
-    async def put(self, guild_id: int, *, profile: str, base_url: str, api_key: str, chat_model: str = "",
-                  vision_model: str = "", image_model: str = "", allow_operator_fallback: bool = False,
-                  actor_id: int) -> Any: ...
-
-    async def set_fallback(self, guild_id: int, allowed: bool, actor_id: int) -> Any: ...
-
-    async def remove(self, guild_id: int, actor_id: int) -> bool: ...
-
-
-class GuildConfigLike(Protocol):
-    async def overrides(self, guild_id: int) -> dict[int, dict[str, Any]]: ...
 
 
 Resolver = Callable[[str, int], Awaitable[list[str]]]
@@ -214,11 +182,10 @@ class GuildGatewayService:
 
     def __init__(
         self,
-        store: Callable[[], GuildGatewayStoreLike | None],
+        store: GuildGatewayStore,
         directory: GatewayDirectory,
-        guild_config: GuildConfigLike,
+        guild_config: GuildConfig,
         *,
-        secrets_configured: Callable[[], bool],
         allow_private_addresses: bool = False,
         check_timeout: float = DEFAULT_CHECK_TIMEOUT,
         refresh: Callable[[int], Awaitable[object]] | None = None,
@@ -231,7 +198,6 @@ class GuildGatewayService:
         self._store = store
         self.directory = directory
         self.guild_config = guild_config
-        self._secrets_configured = secrets_configured
         self.allow_private_addresses = allow_private_addresses
         self.check_timeout = check_timeout
         self._refresh = refresh
@@ -244,19 +210,19 @@ class GuildGatewayService:
     @property
     def secrets_configured(self) -> bool:
         """Whether keys can be stored (``[secrets] key`` is set)."""
-        return self._secrets_configured() and self._store() is not None
+        return self._store.configured
 
     @property
     def operator_profile(self) -> str:
         return self.directory.operator.profile.name
 
-    def store(self) -> GuildGatewayStoreLike:
-        store = self._store()
-        if store is None or not self._secrets_configured():
+    def store(self) -> GuildGatewayStore:
+        """The store, once keys can be stored; else ``GatewayRefused`` saying how to enable it."""
+        if not self._store.configured:
             raise GatewayRefused(SECRETS_MISSING)
-        return store
+        return self._store
 
-    async def info(self, guild_id: int) -> Any:
+    async def info(self, guild_id: int) -> GuildGatewayInfo | None:
         """The guild's stored gateway (no key), or None."""
         return await self.store().info(guild_id)
 
@@ -394,13 +360,13 @@ class GuildGatewayService:
     # ------------------------------------------------------------------ changes
 
     async def save(self, guild_id: int, request: GatewayRequest, actor_id: int,
-                   *, allow_operator_fallback: bool | None = None) -> tuple[CheckReport, Any]:
+                   *, allow_operator_fallback: bool | None = None) -> tuple[CheckReport, GuildGatewayInfo]:
         """Check, then (only when the check passed) store the gateway; returns (report, info)."""
         store = self.store()
         report = await self.check(guild_id, request)
         if allow_operator_fallback is None:
             previous = await store.info(guild_id)
-            allow_operator_fallback = bool(previous.allow_operator_fallback) if previous is not None else False
+            allow_operator_fallback = previous.allow_operator_fallback if previous is not None else False
         info = await store.put(
             guild_id, profile=report.profile, base_url=report.base_url, api_key=request.api_key.strip(),
             chat_model=request.chat_model.strip(), vision_model=report.vision_model,
@@ -417,7 +383,7 @@ class GuildGatewayService:
             await self._changed(guild_id)
         return removed
 
-    async def set_fallback(self, guild_id: int, allowed: bool, actor_id: int) -> Any:
+    async def set_fallback(self, guild_id: int, allowed: bool, actor_id: int) -> GuildGatewayInfo | None:
         """Whether the operator's gateway may serve when the guild's own is down; None: no own gateway."""
         info = await self.store().set_fallback(guild_id, allowed, actor_id)
         if info is not None:
