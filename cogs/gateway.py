@@ -205,12 +205,20 @@ class Gateway(commands.Cog):
     def service(self) -> GuildGatewayService:
         return self.bot.guild_gateway_admin
 
+    async def _usable_service(self, interaction: discord.Interaction) -> GuildGatewayService | None:
+        """The service; None once the member was told privately that this bot cannot store keys yet (no
+        ``[secrets] key``) and how its operator enables it — every /gateway subcommand starts here."""
+        service = self.service
+        if service.secrets_configured:
+            return service
+        await reply_privately(interaction, SECRETS_MISSING)
+        return None
+
     @gateway.command(name="set", description="Use your own AI gateway and key for this server (checked first)")
     async def gateway_set(self, interaction: discord.Interaction) -> None:
         assert interaction.guild_id is not None
-        service = self.service
-        if not service.secrets_configured:
-            await reply_privately(interaction, service_secrets_text())
+        service = await self._usable_service(interaction)
+        if service is None:
             return
         info = await service.info(interaction.guild_id)
         modal = GatewayModal(
@@ -223,9 +231,8 @@ class Gateway(commands.Cog):
     @gateway.command(name="show", description="This server's own AI gateway, with a live check of its key")
     async def gateway_show(self, interaction: discord.Interaction) -> None:
         assert interaction.guild_id is not None
-        service = self.service
-        if not service.secrets_configured:
-            await reply_privately(interaction, service_secrets_text())
+        service = await self._usable_service(interaction)
+        if service is None:
             return
         await interaction.response.defer(ephemeral=True, thinking=True)
         shown = await service.show(interaction.guild_id)
@@ -238,9 +245,8 @@ class Gateway(commands.Cog):
     @gateway.command(name="remove", description="Go back to the bot's own AI gateway (asks to confirm)")
     async def gateway_remove(self, interaction: discord.Interaction) -> None:
         assert interaction.guild_id is not None
-        service = self.service
-        if not service.secrets_configured:
-            await reply_privately(interaction, service_secrets_text())
+        service = await self._usable_service(interaction)
+        if service is None:
             return
         info = await service.info(interaction.guild_id)
         if info is None:
@@ -258,9 +264,8 @@ class Gateway(commands.Cog):
     @app_commands.describe(allowed="True: the bot's own gateway answers when yours is down (never on a refused key)")
     async def gateway_fallback(self, interaction: discord.Interaction, allowed: bool) -> None:
         assert interaction.guild_id is not None
-        service = self.service
-        if not service.secrets_configured:
-            await reply_privately(interaction, service_secrets_text())
+        service = await self._usable_service(interaction)
+        if service is None:
             return
         info = await service.set_fallback(interaction.guild_id, allowed, interaction.user.id)
         if info is None:
@@ -271,10 +276,6 @@ class Gateway(commands.Cog):
         else:
             text = "✅ Only this server's own gateway answers: when it is down, members are told why."
         await reply_privately(interaction, text)
-
-
-def service_secrets_text() -> str:
-    return SECRETS_MISSING
 
 
 async def setup(bot: GatecordBot) -> None:

@@ -8,7 +8,8 @@ The issue's acceptance bullets:
   record raised) or anything the Discord emulator recorded the bot sending;
 - a bad key is refused at /gateway set with the gateway's reason (and nothing is saved);
 - a key revoked later gives the guild's members a clear message and no call on the operator's key (even
-  with the operator's fallback allowed).
+  with the operator's fallback allowed);
+- without an encryption key, every /gateway subcommand tells the server manager how it is enabled.
 """
 
 from __future__ import annotations
@@ -27,6 +28,7 @@ import pytest
 
 from bot.app.logging_setup import HANDLER_NAME, configure_logging
 from bot.gateways.secrets import SecretBox
+from bot.gateways.service import SECRETS_MISSING
 from bot.storage.store import Store
 from sandbox.discord_emulator import DiscordEmulator
 from sandbox.gateways import GatewayEmulator
@@ -259,6 +261,20 @@ async def test_a_key_revoked_later_gives_a_clear_message_and_no_call_on_the_oper
 
     show = await wait_shown(await env.discord.inject_slash_command("gateway show", user="admin"), 30)
     assert "refused: This API key has been revoked" in show.content
+
+
+async def test_without_an_encryption_key_every_subcommand_says_how_to_enable_it(bot_env: BotEnv) -> None:
+    """No ``[secrets] key``: /gateway set opens no modal, and set, show, remove and fallback each answer
+    privately how the bot's operator enables server keys; nothing is stored."""
+    assert not bot_env.settings.secrets.key.get_secret_value()
+    for name, options in (("gateway set", None), ("gateway show", None), ("gateway remove", None),
+                          ("gateway fallback", {"allowed": True})):
+        rec = await bot_env.discord.inject_slash_command(name, options, user="admin")
+        shown = await wait_shown(rec, 30)
+        assert rec.modal is None and shown.ephemeral, name
+        assert shown.content == SECRETS_MISSING, name
+        assert "GATECORD_SECRETS__KEY" in shown.content and "gatecord secrets new-key" in shown.content
+    assert await bot_env.bot.guild_gateways.guild_ids() == []
 
 
 async def test_the_sandbox_page_fills_the_profile_select_of_the_modal(tmp_path: Path) -> None:
