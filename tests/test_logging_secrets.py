@@ -153,3 +153,20 @@ class _Env:
     def __init__(self, discord: Any, http: str = "") -> None:
         self.discord = discord
         self.http = http
+
+
+@pytest.mark.parametrize("count", [3, 200])
+def test_many_runtime_secrets_are_masked_wherever_they_stand(count: int) -> None:
+    """A hosted bot learns one key per server with its own gateway: past a few, lines are scanned with an
+    index instead of replacing each key in turn; both ways mask every key whole, the longest first."""
+    from bot.app.logging_setup import MASK, SecretSet
+
+    keys = [f"sk-{i:04d}-" + "x" * (i % 7) + "-tail" for i in range(count)]
+    secrets = SecretSet(keys)
+    inner, outer = "sk-0001-x-tail", "sk-0001-x-tail-and-more"  # one key inside another
+    secrets.add(outer)
+    line = f"guild 1 key={keys[-1]}&b={keys[0]} {outer}, and {inner}. {keys[count // 2]}"
+    masked = secrets.mask(line)
+    assert masked == f"guild 1 key={MASK}&b={MASK} {MASK}, and {MASK}. {MASK}"
+    assert secrets.mask("nothing secret here, sk-99") == "nothing secret here, sk-99"
+    assert secrets.mask(keys[0][:-1]) == keys[0][:-1]  # a prefix of a key is not the key
