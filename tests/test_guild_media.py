@@ -15,6 +15,7 @@ from pathlib import Path
 from typing import Any
 
 import pytest
+from cryptography.fernet import Fernet
 
 from bot.app.factory import GatecordBot, create_bot
 from bot.app.guild_commands import GuildCommands
@@ -272,3 +273,29 @@ async def test_a_video_whose_guild_changed_gateway_fails_and_releases_its_hold(
             assert state.polls == polls
         finally:
             await stop_bot(bot, task)
+
+
+# -- many processes: each syncs the servers on its own shards -------------------------------------------
+
+async def test_a_process_syncs_only_the_servers_with_their_own_gateway_on_its_shards(
+    discord_emu: DiscordEmulator, tmp_path: Path,
+) -> None:
+    key = Fernet.generate_key().decode()
+    on_shard = {0: 10 << 22 | 5, 1: 11 << 22 | 5}  # (id >> 22) % 2 picks the shard
+    held_ones: dict[int, list[int]] = {}
+    for shard in (0, 1):
+        s = settings_for(discord_emu, None, tmp_path / "shared.db", discord={"shard_count": 2, "shard_ids": [shard]},
+                         secrets={"key": key})
+        bot = create_bot(s)
+        await bot.store.open()
+        try:
+            if shard == 0:  # one database, as the processes of one bot share
+                for guild_id in on_shard.values():
+                    await bot.guild_gateways.put(guild_id, profile="openai", base_url="https://gw.example",
+                                                 api_key="sk-own-key-123456", actor_id=1)
+            held_ones[shard] = await bot._held_own_gateway_guilds()
+        finally:
+            await bot.gateway.close()
+            await bot.store.close()  # (never started: nothing else to close)
+    assert held_ones == {0: [on_shard[0]], 1: [on_shard[1]]}
+
