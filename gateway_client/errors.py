@@ -12,7 +12,10 @@ import re
 import time
 from collections.abc import Iterable, Mapping, Sequence
 from email.utils import parsedate_to_datetime
-from typing import Any
+from typing import TYPE_CHECKING, Any
+
+if TYPE_CHECKING:
+    from .meta import CallMeta
 
 __all__ = [
     "GatewayError",
@@ -92,6 +95,8 @@ class GatewayError(Exception):
         self.request_sent = True
         #: True for transport failures (connection refused/reset), not HTTP answers.
         self.connection_error = False
+        #: the failed call's metadata (which gateway, status, request id), set where the call was made
+        self.meta: CallMeta | None = None
 
     def __str__(self) -> str:
         parts = [self.message]

@@ -111,6 +111,8 @@ async def call_with_retries(
         try:
             return await call(meta)
         except GatewayError as err:
+            if err.meta is None:  # which gateway failed, for whoever records the call (the usage ledger)
+                err.meta = meta
             if attempt > limit or not retryable(err, safe=safe):
                 raise
             wait = policy.wait(err, attempt, meta)

@@ -227,8 +227,10 @@ async def test_a_revoked_key_gives_guild_as_members_the_clear_message_and_never_
     shown = await wait_shown(rec, timeout=20)
     assert REFUSED in shown.content
     assert asked(two.operator) == []
-    assert [(f, gw, outcome) for _, f, gw, outcome in await ledger(two, 2) if f == "chat"] == [
-        ("chat", "guild:aicredits", "error"), ("chat", "guild:aicredits", "error")]
+    # every failed call's row names the gateway that refused: chat, the transcription, the search's embedding
+    assert sorted((f, gw, outcome) for _, f, gw, outcome in await ledger(two, 4)) == [
+        ("chat", "guild:aicredits", "error"), ("chat", "guild:aicredits", "error"),
+        ("embedding", "guild:aicredits", "error"), ("transcription", "guild:aicredits", "error")]
     # guild B is not affected
     answer_b = await chat(two, two.b)
     assert not answer_b.content.startswith("⚠️")
