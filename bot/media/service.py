@@ -52,7 +52,7 @@ from bot.media.progress import JobMessage
 from bot.media.queue import FairQueue, Ticket
 from bot.media.render import render_failure
 from bot.media.video_kind import VideoRunner
-from bot.rendering.errors import describe_error, error_code
+from bot.rendering.errors import describe_error, error_code, guild_gateway_lacks
 from bot.rendering.user_facing import UserFacingError
 from bot.storage.errors import StorageError
 from bot.storage.store import Store
@@ -85,12 +85,11 @@ MODEL_KINDS = {"image": "image", "edit": "image", "video": "video", "music": "mu
 NOUNS = {"image": "images", "edit": "image edits", "video": "video", "music": "music"}
 
 
-def guild_gateway_lacks(client: GatewayClient | None, feature: str) -> str | None:
-    """The contract's wording when a server's own gateway lacks ``feature`` (None for the bot's)."""
+def own_gateway_lacks(client: GatewayClient | None, feature: str) -> str | None:
+    """What a member reads when a server's own gateway lacks ``feature`` (None for the bot's gateway)."""
     if client is None or not is_guild_client(client):
         return None
-    return (f"This server's own AI gateway ({client.profile.name}) does not offer {feature}. A server manager "
-            "can go back to the bot's gateway with `/gateway remove`.")
+    return guild_gateway_lacks(client.profile.name, feature)
 
 
 class KindUnsupported(UserFacingError):
@@ -103,7 +102,7 @@ class KindUnsupported(UserFacingError):
 
     def user_message(self) -> str:
         noun = NOUNS.get(self.kind, self.kind)
-        return guild_gateway_lacks(self.gateway, noun) or f"This bot's AI gateway does not make {noun}."
+        return own_gateway_lacks(self.gateway, noun) or f"This bot's AI gateway does not make {noun}."
 
 
 class ImagesUnsupported(KindUnsupported):
@@ -113,7 +112,7 @@ class ImagesUnsupported(KindUnsupported):
         super().__init__("image", gateway)
 
     def user_message(self) -> str:
-        return guild_gateway_lacks(self.gateway, "images") or "This bot's AI gateway does not generate images."
+        return own_gateway_lacks(self.gateway, "images") or "This bot's AI gateway does not generate images."
 
 
 class GatewayChanged(UserFacingError):
