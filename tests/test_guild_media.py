@@ -293,7 +293,7 @@ async def test_a_process_syncs_only_the_servers_with_their_own_gateway_on_its_sh
                 for guild_id in on_shard.values():
                     await bot.guild_gateways.put(guild_id, profile="openai", base_url="https://gw.example",
                                                  api_key="sk-own-key-123456", actor_id=1)
-            held_ones[shard] = await bot._held_own_gateway_guilds()
+            held_ones[shard] = await bot.guild_commands.held_guilds()
         finally:
             await bot.gateway.close()
             await bot.store.close()  # (never started: nothing else to close)

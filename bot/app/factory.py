@@ -280,8 +280,8 @@ class GatecordBot(commands.AutoShardedBot):
             await self.load_extension(extension)
         await self.web.start()
         await self.sync_commands()
-        # servers with their own gateway: the commands it offers (synced by the process holding their shard)
-        await self.guild_commands.refresh_all(await self._held_own_gateway_guilds())
+        # servers with their own gateway: the commands it offers (each synced by the process holding its shard)
+        await self.guild_commands.refresh_all()
 
     async def sync_commands(self) -> None:
         guilds = self.settings.discord.command_guilds
@@ -294,16 +294,6 @@ class GatecordBot(commands.AutoShardedBot):
             await self.tree.sync()
         self.commands_synced = True
         log.info("application commands synced (%s)", f"guilds {guilds}" if guilds else "global")
-
-    async def _held_own_gateway_guilds(self) -> list[int]:
-        """The guilds with their own gateway whose events come to this process: all of them while the shard
-        count is left to Discord (one process), else those on the shards it holds (``[discord] shard_ids``),
-        so that many processes do not each sync every such server's commands."""
-        guild_ids = await self._own_gateway_guilds()
-        held = held_shards(self.shard_ids, self.shard_count)
-        if held is None or self.shard_count is None:
-            return guild_ids
-        return [g for g in guild_ids if (g >> 22) % self.shard_count in held]
 
     async def _own_gateway_guilds(self) -> list[int]:
         """The guilds with their own gateway (none while [guild_gateways] is disabled: the operator's serves all)."""

@@ -25,6 +25,8 @@ from typing import TYPE_CHECKING, Any
 import discord
 from discord import app_commands
 
+from bot.app.sharding import held_shards
+
 if TYPE_CHECKING:
     from bot.gateways.directory import GatewayDirectory
     from gateway_client import GatewayClient
@@ -138,7 +140,7 @@ class GuildCommands:
         """``refresh`` every guild of ``guild_ids`` (default: the guilds with their own gateway); a guild
         whose sync fails is logged and skipped. Returns how many were synced."""
         if guild_ids is None:
-            guild_ids = await self._own_gateway_guilds()
+            guild_ids = await self.held_guilds()
         synced = 0
         for guild_id in guild_ids:
             try:
@@ -149,13 +151,20 @@ class GuildCommands:
                 log.warning("guild %s: its own gateway's commands were not refreshed: %r", guild_id, exc)
         return synced
 
-    async def _own_gateway_guilds(self) -> list[int]:
+    async def held_guilds(self) -> list[int]:
+        """The guilds with their own gateway whose events come to this process: all of them while the
+        shard count is left to Discord (one process), else those on the shards it holds (``[discord]
+        shard_ids``), so that many processes do not each sync every such server's commands."""
         if self._guild_ids is None:
             return []
         found = self._guild_ids()
         if inspect.isawaitable(found):
             found = await found
-        return list(found)
+        count = getattr(self.bot, "shard_count", None)
+        held = held_shards(getattr(self.bot, "shard_ids", None), count)
+        if held is None or not count:
+            return list(found)
+        return [g for g in found if (g >> 22) % count in held]
 
     def _global(self, command: AppCommand) -> AppCommand | None:
         """The global command with ``command``'s name and type, if any."""
