@@ -10,22 +10,15 @@ from __future__ import annotations
 
 from typing import TYPE_CHECKING, Literal
 
-from bot.gateways.directory import GUILD_LABEL_PREFIX
+from bot.gateways.directory import is_guild_client
 
 if TYPE_CHECKING:
     from bot.app.settings import Settings
     from gateway_client import GatewayClient
 
-__all__ = ["ModelKindName", "default_model", "default_voice", "is_own_gateway"]
+__all__ = ["ModelKindName", "default_model", "default_voice"]
 
 ModelKindName = Literal["chat", "vision", "image", "speech", "transcription", "embedding", "video", "music"]
-
-
-def is_own_gateway(client: object) -> bool:
-    """``is_guild_client`` for anything shaped like a client (a test's stand-in without a config is the
-    operator's)."""
-    label = getattr(getattr(client, "config", None), "label", "")
-    return isinstance(label, str) and label.startswith(GUILD_LABEL_PREFIX)
 
 
 def _profile_default(client: GatewayClient, kind: ModelKindName) -> str:
@@ -50,7 +43,7 @@ def _profile_default(client: GatewayClient, kind: ModelKindName) -> str:
 def default_model(client: GatewayClient, kind: ModelKindName, settings: Settings) -> str:
     """The model ``kind`` requests use on ``client`` when nobody chose one ("" = none known: the gateway's
     own default, or for vision whichever listed model sees images)."""
-    if is_own_gateway(client):
+    if is_guild_client(client):
         config = client.config
         own = {"chat": config.chat_model, "vision": config.vision_model, "image": config.image_model}.get(kind, "")
         return own or _profile_default(client, kind)
@@ -69,5 +62,5 @@ def default_model(client: GatewayClient, kind: ModelKindName, settings: Settings
 def default_voice(client: GatewayClient, settings: Settings) -> str:
     """The voice speech uses on ``client``: ``[gateway] voice`` on the operator's, else the profile's."""
     profile = client.profile
-    own = "" if is_own_gateway(client) else settings.gateway.voice
+    own = "" if is_guild_client(client) else settings.gateway.voice
     return own or profile.default_voice or (profile.voices[0] if profile.voices else "")

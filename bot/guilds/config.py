@@ -24,8 +24,8 @@ from typing import TYPE_CHECKING, Any
 
 from bot.chat.tools.names import DEFAULT as DEFAULT_TOOLS
 from bot.chat.tools.names import TOOL_NAMES, ToolsSettingError, parse_tools_setting
-from bot.gateways.defaults import default_model, is_own_gateway
-from bot.gateways.directory import GatewayDirectory
+from bot.gateways.defaults import default_model
+from bot.gateways.directory import GatewayDirectory, is_guild_client
 from bot.guilds import audit
 from bot.guilds.audit import InvalidSetting
 from bot.guilds.triggers import MAX_TRIGGERS, parse_triggers
@@ -157,7 +157,7 @@ class GuildConfig:
         """The settings nobody changed; the default models are those of ``gateway`` (the operator's
         ``[gateway]`` settings for the operator's or None; a guild gateway's own, bot/gateways/defaults.py)."""
         s = self.settings
-        if gateway is not None and is_own_gateway(gateway):
+        if gateway is not None and is_guild_client(gateway):
             chat_model = default_model(gateway, "chat", s)
             vision_model = default_model(gateway, "vision", s)
             image_model = default_model(gateway, "image", s)
@@ -313,7 +313,7 @@ class GuildConfig:
                 available = [m.id for m in models if str(getattr(m, "kind", "chat")) in ("chat", "vision")]
                 what = "a chat model"
         except (AuthenticationError, PermissionDenied) as exc:
-            if gateway is None or is_own_gateway(gateway):  # the guild's own gateway (or its key) refused
+            if gateway is None or is_guild_client(gateway):  # the guild's own gateway (or its key) refused
                 raise InvalidSetting(name, user_error_message(exc, gateway=gateway)) from None
             log.warning("model list unavailable while validating %s: %s", name, type(exc).__name__)
             raise InvalidSetting(

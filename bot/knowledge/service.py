@@ -23,8 +23,8 @@ from dataclasses import dataclass
 from typing import TYPE_CHECKING
 
 from bot.budgets.rules import Feature, Requester
-from bot.gateways.defaults import default_model, is_own_gateway
-from bot.gateways.directory import GatewayDirectory
+from bot.gateways.defaults import default_model
+from bot.gateways.directory import GatewayDirectory, is_guild_client
 from bot.knowledge.chunking import chunk_text, embedding_input
 from bot.knowledge.download import fetch_document
 from bot.knowledge.errors import (
@@ -124,7 +124,7 @@ class KnowledgeService:
 
     def unavailable_reason_on(self, gateway: GatewayClient) -> str:
         """What a member is told where ``gateway`` offers no knowledge base."""
-        if is_own_gateway(gateway) and not self.available_on(gateway):
+        if is_guild_client(gateway) and not self.available_on(gateway):
             return guild_gateway_lacks(gateway.profile.name, "embeddings, which the knowledge base needs")
         return self._operator_reason() if gateway is self.gateway else ""
 

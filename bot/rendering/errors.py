@@ -17,7 +17,7 @@ from typing import Any
 
 import discord
 
-from bot.gateways.directory import GUILD_LABEL_PREFIX
+from bot.gateways.directory import GUILD_LABEL_PREFIX, is_guild_client
 from bot.gateways.errors import GuildGatewayUnavailable
 from bot.rendering.user_facing import UserFacingError
 from gateway_client.errors import (
@@ -151,10 +151,9 @@ def guild_gateway_lacks(profile: str, feature: str) -> str:
 
 def _guild_profile(gateway: Any | None) -> str | None:
     """The profile name of a guild's own gateway client (``is_guild_client``), else None."""
-    label = getattr(getattr(gateway, "config", None), "label", "")
-    if isinstance(label, str) and label.startswith(GUILD_LABEL_PREFIX):
-        return str(getattr(getattr(gateway, "profile", None), "name", "") or label[len(GUILD_LABEL_PREFIX):])
-    return None
+    if gateway is None or not is_guild_client(gateway):
+        return None
+    return str(getattr(getattr(gateway, "profile", None), "name", "") or gateway.config.label[len(GUILD_LABEL_PREFIX):])
 
 
 def _guild_sentence(exc: BaseException, profile: str) -> str | None:

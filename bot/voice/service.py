@@ -18,8 +18,8 @@ from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any, Literal
 
 from bot.budgets.rules import Feature, Requester
-from bot.gateways.defaults import default_model, default_voice, is_own_gateway
-from bot.gateways.directory import GatewayDirectory
+from bot.gateways.defaults import default_model, default_voice
+from bot.gateways.directory import GatewayDirectory, is_guild_client
 from bot.rendering import limits as discord_limits
 from bot.voice import codec
 from bot.voice.codec import AudioInfo, VoiceClip
@@ -146,7 +146,7 @@ class VoiceService:
     def unavailable(self, kind: Literal["listen", "speak"], gateway: GatewayClient | None = None) -> VoiceUnavailable:
         """The refusal to show when the gateway (the operator's unless given) cannot do ``kind``."""
         gateway = gateway if gateway is not None else self.gateway
-        return VoiceUnavailable(kind, gateway.profile.name, own=is_own_gateway(gateway))
+        return VoiceUnavailable(kind, gateway.profile.name, own=is_guild_client(gateway))
 
     def max_audio_bytes_on(self, gateway: GatewayClient) -> int:
         """The largest audio file transcribed: ``[voice] max_bytes`` within the gateway's own limit."""
