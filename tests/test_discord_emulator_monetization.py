@@ -15,6 +15,7 @@ from discord import app_commands
 from discord.http import Route
 
 from sandbox.discord_emulator import DiscordEmulator
+from tests.entitlement_events import EntitlementListener
 from tests.test_discord_emulator import TOKEN, running
 from tests.test_discord_emulator_shards import TOKEN as SHARD_TOKEN
 from tests.test_discord_emulator_shards import identified
@@ -28,13 +29,12 @@ PRO, CREDITS, LIFETIME, PLUS = (
 GUILD_SUB, USER_SUB = 1 << 7, 1 << 8
 
 
-class ShopBot(discord.Client):
+class ShopBot(EntitlementListener):
     """Records entitlement events and interactions; ``/upgrade`` answers with a premium button."""
 
     def __init__(self) -> None:
-        super().__init__(intents=discord.Intents.default())
+        super().__init__()
         self.tree = app_commands.CommandTree(self)
-        self.events: asyncio.Queue[tuple[str, discord.Entitlement]] = asyncio.Queue()
         self.seen: asyncio.Queue[discord.Interaction] = asyncio.Queue()
         self.outcomes: asyncio.Queue[Any] = asyncio.Queue()
 
@@ -71,15 +71,6 @@ class ShopBot(discord.Client):
                 await self.outcomes.put("accepted")
 
         await self.tree.sync()
-
-    async def on_entitlement_create(self, entitlement: discord.Entitlement) -> None:
-        await self.events.put(("create", entitlement))
-
-    async def on_entitlement_update(self, entitlement: discord.Entitlement) -> None:
-        await self.events.put(("update", entitlement))
-
-    async def on_entitlement_delete(self, entitlement: discord.Entitlement) -> None:
-        await self.events.put(("delete", entitlement))
 
 
 @pytest.fixture

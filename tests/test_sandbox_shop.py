@@ -24,24 +24,10 @@ from sandbox.launcher import (
     shop_skus,
 )
 from sandbox.web_ui import WebUI
+from tests.entitlement_events import EntitlementListener
 from tests.test_discord_emulator import TOKEN, running
 
 PRO, CREDITS, PLUS = SANDBOX_PRO_SKU, SANDBOX_CREDITS_SKU, 1_190_000_000_000_000_009
-
-
-class Listener(discord.Client):
-    def __init__(self) -> None:
-        super().__init__(intents=discord.Intents.default())
-        self.events: asyncio.Queue[tuple[str, discord.Entitlement]] = asyncio.Queue()
-
-    async def on_entitlement_create(self, entitlement: discord.Entitlement) -> None:
-        await self.events.put(("create", entitlement))
-
-    async def on_entitlement_update(self, entitlement: discord.Entitlement) -> None:
-        await self.events.put(("update", entitlement))
-
-    async def on_entitlement_delete(self, entitlement: discord.Entitlement) -> None:
-        await self.events.put(("delete", entitlement))
 
 
 @pytest.fixture
@@ -68,7 +54,7 @@ async def call(page: tuple[str, aiohttp.ClientSession], path: str, body: dict[st
 async def test_buy_on_the_page_grants_the_servers_subscription_and_the_bot_hears_it(
     emu: DiscordEmulator, page: tuple[str, aiohttp.ClientSession]
 ) -> None:
-    async with running(emu, Listener()) as bot:
+    async with running(emu, EntitlementListener()) as bot:
         status, answer = await call(
             page, "/api/buy", {"sku_id": str(PRO), "user": "alice", "channel_id": str(emu.channel2_id)}
         )
