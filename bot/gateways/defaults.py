@@ -22,17 +22,22 @@ ModelKindName = Literal["chat", "vision", "image", "speech", "transcription", "e
 
 
 def _profile_default(client: GatewayClient, kind: ModelKindName) -> str:
-    """The profile's documented default ("" for vision: the vision feature picks one the gateway lists)."""
-    p = client.profile
-    return {
-        "chat": p.default_chat_model, "image": p.images.default_model if p.images is not None else "",
-        "speech": p.default_speech_model, "transcription": p.default_transcription_model,
-        "embedding": p.default_embedding_model, "video": p.default_video_model, "music": p.default_music_model,
-    }.get(kind, "")
-
-
-#: the kinds whose ``[gateway]`` setting is used as it is on the operator's gateway ("" = none chosen)
-_AS_CONFIGURED = ("chat", "vision", "image")
+    profile = client.profile
+    if kind == "chat":
+        return profile.default_chat_model
+    if kind == "image":
+        return profile.images.default_model if profile.images is not None else ""
+    if kind == "speech":
+        return profile.default_speech_model
+    if kind == "transcription":
+        return profile.default_transcription_model
+    if kind == "embedding":
+        return profile.default_embedding_model
+    if kind == "video":
+        return profile.default_video_model
+    if kind == "music":
+        return profile.default_music_model
+    return ""  # vision: none documented; the vision feature picks one the gateway lists
 
 
 def default_model(client: GatewayClient, kind: ModelKindName, settings: Settings) -> str:
@@ -43,10 +48,15 @@ def default_model(client: GatewayClient, kind: ModelKindName, settings: Settings
         own = {"chat": config.chat_model, "vision": config.vision_model, "image": config.image_model}.get(kind, "")
         return own or _profile_default(client, kind)
     g = settings.gateway
-    configured = {"chat": g.chat_model, "vision": g.vision_model, "image": g.image_model,
-                  "speech": g.speech_model, "transcription": g.transcription_model,
-                  "embedding": g.embedding_model, "video": g.video_model, "music": g.music_model}[kind]
-    return configured if kind in _AS_CONFIGURED else configured or _profile_default(client, kind)
+    if kind == "chat":
+        return g.chat_model
+    if kind == "vision":
+        return g.vision_model
+    if kind == "image":
+        return g.image_model
+    configured = {"speech": g.speech_model, "transcription": g.transcription_model, "embedding": g.embedding_model,
+                  "video": g.video_model, "music": g.music_model}[kind]
+    return configured or _profile_default(client, kind)
 
 
 def default_voice(client: GatewayClient, settings: Settings) -> str:
